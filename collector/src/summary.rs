@@ -1,0 +1,340 @@
+//! The kubelet Summary API wire types (`/stats/summary`, k8s.io/kubelet/pkg/apis/stats/v1alpha1).
+//!
+//! Field names follow the kubelet's JSON exactly. Optional figures are `Option` and omitted when
+//! absent, as the kubelet's pointer fields are. Times are RFC 3339 with sub-second precision
+//! (the kubelet writes whole seconds; Go's and our parsers accept both).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A point in time as the Summary API writes it.
+pub type Time = DateTime<Utc>;
+
+/// The whole `/stats/summary` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Summary {
+    pub node: NodeStats,
+    #[serde(default)]
+    pub pods: Vec<PodStats>,
+}
+
+/// Figures of the node itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NodeStats {
+    #[serde(rename = "nodeName")]
+    pub node_name: String,
+    /// `kubelet`, `runtime`, `misc`, `pods`.
+    #[serde(rename = "systemContainers", default, skip_serializing_if = "Vec::is_empty")]
+    pub system_containers: Vec<ContainerStats>,
+    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<FsStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlimit: Option<RlimitStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapStats>,
+}
+
+/// Process limits of the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RlimitStats {
+    pub time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxpid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curproc: Option<i64>,
+}
+
+/// Filesystems of the container runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RuntimeStats {
+    #[serde(rename = "imageFs", default, skip_serializing_if = "Option::is_none")]
+    pub image_fs: Option<FsStats>,
+    #[serde(rename = "containerFs", default, skip_serializing_if = "Option::is_none")]
+    pub container_fs: Option<FsStats>,
+}
+
+/// Figures of one pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PodStats {
+    #[serde(rename = "podRef")]
+    pub pod_ref: PodReference,
+    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default)]
+    pub containers: Vec<ContainerStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStats>,
+    #[serde(rename = "volume", default, skip_serializing_if = "Vec::is_empty")]
+    pub volume: Vec<VolumeStats>,
+    #[serde(rename = "ephemeral-storage", default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<FsStats>,
+    #[serde(rename = "process_stats", default, skip_serializing_if = "Option::is_none")]
+    pub process_stats: Option<ProcessStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapStats>,
+}
+
+/// Which pod a set of figures belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct PodReference {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+}
+
+/// Figures of one container (or one system container of the node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContainerStats {
+    pub name: String,
+    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStats>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accelerators: Vec<AcceleratorStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<FsStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<FsStats>,
+    #[serde(rename = "userDefinedMetrics", default, skip_serializing_if = "Vec::is_empty")]
+    pub user_defined_metrics: Vec<UserDefinedMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapStats>,
+}
+
+/// CPU figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CpuStats {
+    pub time: Option<Time>,
+    /// Instantaneous usage in nanocores, from the last two samples.
+    #[serde(rename = "usageNanoCores", default, skip_serializing_if = "Option::is_none")]
+    pub usage_nano_cores: Option<u64>,
+    /// Cumulative CPU time in core-nanoseconds.
+    #[serde(rename = "usageCoreNanoSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub usage_core_nano_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
+}
+
+/// Memory figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MemoryStats {
+    pub time: Option<Time>,
+    #[serde(rename = "availableBytes", default, skip_serializing_if = "Option::is_none")]
+    pub available_bytes: Option<u64>,
+    #[serde(rename = "usageBytes", default, skip_serializing_if = "Option::is_none")]
+    pub usage_bytes: Option<u64>,
+    #[serde(rename = "workingSetBytes", default, skip_serializing_if = "Option::is_none")]
+    pub working_set_bytes: Option<u64>,
+    #[serde(rename = "rssBytes", default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    #[serde(rename = "pageFaults", default, skip_serializing_if = "Option::is_none")]
+    pub page_faults: Option<u64>,
+    #[serde(rename = "majorPageFaults", default, skip_serializing_if = "Option::is_none")]
+    pub major_page_faults: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
+}
+
+/// Swap figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SwapStats {
+    pub time: Option<Time>,
+    #[serde(rename = "swapAvailableBytes", default, skip_serializing_if = "Option::is_none")]
+    pub swap_available_bytes: Option<u64>,
+    #[serde(rename = "swapUsageBytes", default, skip_serializing_if = "Option::is_none")]
+    pub swap_usage_bytes: Option<u64>,
+}
+
+/// Pressure stall information (`cpu|memory|io.pressure`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PsiStats {
+    pub full: PsiData,
+    pub some: PsiData,
+}
+
+/// One line of a PSI file; `total` in microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PsiData {
+    pub total: u64,
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+}
+
+/// Counters of one network interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InterfaceStats {
+    pub name: String,
+    #[serde(rename = "rxBytes", default, skip_serializing_if = "Option::is_none")]
+    pub rx_bytes: Option<u64>,
+    #[serde(rename = "rxErrors", default, skip_serializing_if = "Option::is_none")]
+    pub rx_errors: Option<u64>,
+    #[serde(rename = "txBytes", default, skip_serializing_if = "Option::is_none")]
+    pub tx_bytes: Option<u64>,
+    #[serde(rename = "txErrors", default, skip_serializing_if = "Option::is_none")]
+    pub tx_errors: Option<u64>,
+}
+
+/// Network figures: the default interface inlined, plus every interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NetworkStats {
+    pub time: Option<Time>,
+    #[serde(flatten)]
+    pub default_interface: InterfaceStats,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+/// Filesystem figures (node fs, imageFs, rootfs, logs, ephemeral-storage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FsStats {
+    pub time: Option<Time>,
+    #[serde(rename = "availableBytes", default, skip_serializing_if = "Option::is_none")]
+    pub available_bytes: Option<u64>,
+    #[serde(rename = "capacityBytes", default, skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<u64>,
+    #[serde(rename = "usedBytes", default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    #[serde(rename = "inodesFree", default, skip_serializing_if = "Option::is_none")]
+    pub inodes_free: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
+    #[serde(rename = "inodesUsed", default, skip_serializing_if = "Option::is_none")]
+    pub inodes_used: Option<u64>,
+}
+
+/// A pod volume: filesystem figures plus its name and claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct VolumeStats {
+    #[serde(flatten)]
+    pub fs: FsStats,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "pvcRef", default, skip_serializing_if = "Option::is_none")]
+    pub pvc_ref: Option<PvcReference>,
+}
+
+/// The PersistentVolumeClaim behind a volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PvcReference {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// Process count of a pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProcessStats {
+    #[serde(rename = "process_count", default, skip_serializing_if = "Option::is_none")]
+    pub process_count: Option<u64>,
+}
+
+/// An accelerator (GPU) attached to a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AcceleratorStats {
+    pub make: String,
+    pub model: String,
+    pub id: String,
+    #[serde(rename = "memoryTotal")]
+    pub memory_total: u64,
+    #[serde(rename = "memoryUsed")]
+    pub memory_used: u64,
+    #[serde(rename = "dutyCycle")]
+    pub duty_cycle: u64,
+}
+
+/// A metric a container defines itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UserDefinedMetric {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub metric_type: String,
+    pub units: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    pub time: Option<Time>,
+    pub value: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document as a real kubelet writes it (trimmed from a 1.28 node) must parse, and
+    /// what we write must parse back to the same value.
+    #[test]
+    fn kubelet_document_round_trips() {
+        let doc = r#"{
+ "node": {
+  "nodeName": "node-1",
+  "systemContainers": [{"name": "kubelet", "startTime": "2024-01-01T00:00:00Z",
+     "cpu": {"time": "2024-01-01T00:10:00Z", "usageNanoCores": 12000000, "usageCoreNanoSeconds": 900000000000},
+     "memory": {"time": "2024-01-01T00:10:00Z", "usageBytes": 100, "workingSetBytes": 90, "rssBytes": 80, "pageFaults": 7, "majorPageFaults": 1}}],
+  "startTime": "2024-01-01T00:00:00Z",
+  "cpu": {"time": "2024-01-01T00:10:00Z", "usageNanoCores": 250000000, "usageCoreNanoSeconds": 3000000000000},
+  "memory": {"time": "2024-01-01T00:10:00Z", "availableBytes": 1000, "usageBytes": 2000, "workingSetBytes": 1500, "rssBytes": 800, "pageFaults": 10, "majorPageFaults": 2},
+  "network": {"time": "2024-01-01T00:10:00Z", "name": "eth0", "rxBytes": 1, "rxErrors": 0, "txBytes": 2, "txErrors": 0,
+     "interfaces": [{"name": "eth0", "rxBytes": 1, "rxErrors": 0, "txBytes": 2, "txErrors": 0}]},
+  "fs": {"time": "2024-01-01T00:10:00Z", "availableBytes": 5, "capacityBytes": 10, "usedBytes": 5, "inodesFree": 9, "inodes": 10, "inodesUsed": 1},
+  "runtime": {"imageFs": {"time": "2024-01-01T00:10:00Z", "availableBytes": 5, "capacityBytes": 10, "usedBytes": 3}},
+  "rlimit": {"time": "2024-01-01T00:10:00Z", "maxpid": 4194304, "curproc": 300}
+ },
+ "pods": [{
+  "podRef": {"name": "web-0", "namespace": "default", "uid": "0a1b"},
+  "startTime": "2024-01-01T00:01:00Z",
+  "containers": [{"name": "web", "startTime": "2024-01-01T00:01:05Z",
+     "cpu": {"time": "2024-01-01T00:10:00Z", "usageNanoCores": 1000, "usageCoreNanoSeconds": 2000},
+     "memory": {"time": "2024-01-01T00:10:00Z", "usageBytes": 10, "workingSetBytes": 9, "rssBytes": 8, "pageFaults": 1, "majorPageFaults": 0},
+     "rootfs": {"time": "2024-01-01T00:10:00Z", "usedBytes": 4096, "inodesUsed": 3},
+     "logs": {"time": "2024-01-01T00:10:00Z", "usedBytes": 8192}}],
+  "cpu": {"time": "2024-01-01T00:10:00Z", "usageNanoCores": 1000, "usageCoreNanoSeconds": 2000},
+  "volume": [{"time": "2024-01-01T00:10:00Z", "usedBytes": 1, "name": "data", "pvcRef": {"name": "data-web-0", "namespace": "default"}}],
+  "ephemeral-storage": {"time": "2024-01-01T00:10:00Z", "usedBytes": 12288},
+  "process_stats": {"process_count": 3}
+ }]
+}"#;
+        let summary: Summary = serde_json::from_str(doc).expect("kubelet document parses");
+        assert_eq!(summary.node.node_name, "node-1");
+        assert_eq!(summary.node.system_containers[0].name, "kubelet");
+        let net = summary.node.network.as_ref().unwrap();
+        assert_eq!(net.default_interface.name, "eth0");
+        assert_eq!(net.interfaces.len(), 1);
+        let pod = &summary.pods[0];
+        assert_eq!(pod.pod_ref.uid, "0a1b");
+        assert_eq!(pod.volume[0].name, "data");
+        assert_eq!(pod.volume[0].fs.used_bytes, Some(1));
+        assert_eq!(pod.ephemeral_storage.as_ref().unwrap().used_bytes, Some(12288));
+        assert_eq!(pod.process_stats.as_ref().unwrap().process_count, Some(3));
+
+        let written = serde_json::to_string(&summary).unwrap();
+        for key in ["\"nodeName\"", "\"usageNanoCores\"", "\"ephemeral-storage\"", "\"podRef\"", "\"process_count\"", "\"imageFs\"", "\"workingSetBytes\""] {
+            assert!(written.contains(key), "{key} missing from {written}");
+        }
+        let back: Summary = serde_json::from_str(&written).unwrap();
+        assert_eq!(back, summary);
+    }
+
+    #[test]
+    fn malformed_document_names_the_field() {
+        let err = serde_json::from_str::<Summary>(r#"{"node":{"nodeName":"n","cpu":{"usageNanoCores":"lots"}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type"), "{err}");
+    }
+}

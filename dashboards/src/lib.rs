@@ -1,0 +1,2 @@
+//! Dashboards: charts, the web UI and the Grafana dashboards.
+//! Not built yet; see the open issues.

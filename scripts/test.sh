@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The one command that runs every vigil test: installs the real peers the tests talk to
+# (Debian packages) when they are missing, then runs the whole workspace's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
+need promtool prometheus
+need prometheus prometheus
+need prometheus-node-exporter prometheus-node-exporter
+need influxd influxdb
+need influx influxdb-client
+need victoria-metrics victoria-metrics
+need prometheus-alertmanager prometheus-alertmanager
+need rsyslogd rsyslog
+need protoc protobuf-compiler
+python3 -c 'import aiosmtpd' 2>/dev/null || need_pkgs+=(python3-aiosmtpd)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "installing test peers: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  # Debian starts some of these as services; the tests start their own on loopback ports.
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# The packaged services (if the package started them) are not used by the tests.
+for svc in prometheus prometheus-node-exporter influxdb prometheus-alertmanager victoria-metrics; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+done
+
+# Two cores: build once, run test binaries with the default thread count.
+cargo test --workspace "$@"
