@@ -1,5 +1,7 @@
 //! The aggregator (not built yet: `vigil aggregator` exits with an error saying so).
 
+pub mod batch;
+
 use tokio::sync::watch;
 
 /// Command-line options of `vigil aggregator`.

@@ -1,6 +1,7 @@
 //! The per-node collector: cgroup (v1 and v2) and /proc figures for every container, served as
 //! cAdvisor-compatible Prometheus metrics and as the kubelet Summary API.
 
+pub mod problems;
 pub mod summary;
 
 use std::net::SocketAddr;
