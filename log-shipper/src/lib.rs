@@ -1,5 +1,10 @@
 //! The log-shipper (not built yet: `vigil log-shipper` exits with an error saying so).
 
+pub mod discovery;
+pub mod enrich;
+pub mod parse;
+pub mod tail;
+
 use tokio::sync::watch;
 
 /// Command-line options of `vigil log-shipper`.

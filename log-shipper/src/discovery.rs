@@ -1,0 +1,339 @@
+//! Discovery: which files under the log roots to tail, and the pod/container metadata in their paths.
+
+use regex::Regex;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Errors of discovery configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("discovery.{key}: invalid glob {glob:?}: {source}")]
+    Glob {
+        key: &'static str,
+        glob: String,
+        source: regex::Error,
+    },
+}
+
+/// Where to look for container logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Directories laid out like `/var/log/pods` (`<ns>_<pod>_<uid>/<container>/<n>.log`).
+    #[serde(default = "default_roots")]
+    pub roots: Vec<PathBuf>,
+    /// Globs relative to a root of the files to tail (`*` does not cross `/`, `**` does).
+    #[serde(default = "default_include")]
+    pub include: Vec<String>,
+    /// Globs relative to a root of files never tailed (`.gz` and `.tmp` files are always skipped).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Directory of `<pod>_<ns>_<container>-<id>.log` symlinks used when no root exists.
+    #[serde(default = "default_containers_dir")]
+    pub containers_dir: PathBuf,
+    /// Interval of the full rescan that backs up inotify, in milliseconds.
+    #[serde(default = "default_rescan_ms")]
+    pub rescan_interval_ms: u64,
+}
+
+fn default_roots() -> Vec<PathBuf> {
+    vec![PathBuf::from("/var/log/pods")]
+}
+fn default_include() -> Vec<String> {
+    vec!["*/*/*.log".into(), "*/*/*.log.*".into()]
+}
+fn default_containers_dir() -> PathBuf {
+    PathBuf::from("/var/log/containers")
+}
+fn default_rescan_ms() -> u64 {
+    500
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            roots: default_roots(),
+            include: default_include(),
+            exclude: Vec::new(),
+            containers_dir: default_containers_dir(),
+            rescan_interval_ms: default_rescan_ms(),
+        }
+    }
+}
+
+/// Kubernetes metadata of one log file, from its path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileMeta {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+    /// The `<n>` of `<n>.log` (the container's restart count), when the path has it.
+    pub restart_count: Option<u32>,
+    /// The container's log directory.
+    pub dir: String,
+    /// The file's original name (`<n>.log`; a rotated `0.log.20261122-101500` has base `0.log`).
+    pub base: String,
+}
+
+/// Converts a glob to an anchored regex.
+pub fn glob_to_regex(glob: &str) -> Result<Regex, regex::Error> {
+    let mut re = String::from("^");
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                re.push_str(".*");
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    Regex::new(&re)
+}
+
+/// Finds log files.
+#[derive(Debug)]
+pub struct Discovery {
+    config: DiscoveryConfig,
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+/// One discovered file.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub path: PathBuf,
+    pub meta: FileMeta,
+}
+
+impl Discovery {
+    pub fn new(config: DiscoveryConfig) -> Result<Self, DiscoveryError> {
+        let compile = |key: &'static str, globs: &[String]| {
+            globs
+                .iter()
+                .map(|g| {
+                    glob_to_regex(g).map_err(|source| DiscoveryError::Glob {
+                        key,
+                        glob: g.clone(),
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let include = compile("include", &config.include)?;
+        let exclude = compile("exclude", &config.exclude)?;
+        Ok(Discovery {
+            config,
+            include,
+            exclude,
+        })
+    }
+
+    /// The directories to watch with inotify.
+    pub fn watch_roots(&self) -> Vec<PathBuf> {
+        let roots: Vec<PathBuf> = self.config.roots.iter().filter(|r| r.is_dir()).cloned().collect();
+        if roots.is_empty() && self.config.containers_dir.is_dir() {
+            return vec![self.config.containers_dir.clone()];
+        }
+        roots
+    }
+
+    /// Lists every file to tail now.
+    pub fn scan(&self) -> Vec<Found> {
+        let mut out = Vec::new();
+        let mut any_root = false;
+        for root in &self.config.roots {
+            if !root.is_dir() {
+                continue;
+            }
+            any_root = true;
+            self.walk(root, root, 0, &mut out);
+        }
+        if !any_root {
+            if let Ok(rd) = std::fs::read_dir(&self.config.containers_dir) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if !name.ends_with(".log") {
+                        continue;
+                    }
+                    if let Some(meta) = meta_from_containers_name(&self.config.containers_dir, &name) {
+                        out.push(Found { path, meta });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    fn walk(&self, root: &Path, dir: &Path, depth: usize, out: &mut Vec<Found>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if depth < 6 {
+                    self.walk(root, &path, depth + 1, out);
+                }
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let rel = rel.to_string_lossy();
+            if rel.ends_with(".gz") || rel.ends_with(".tmp") {
+                continue;
+            }
+            if !self.include.iter().any(|r| r.is_match(&rel)) || self.exclude.iter().any(|r| r.is_match(&rel)) {
+                continue;
+            }
+            out.push(Found {
+                meta: meta_from_pods_path(root, &rel),
+                path,
+            });
+        }
+    }
+}
+
+/// Metadata from `<ns>_<pod>_<uid>/<container>/<n>.log[.<timestamp>]` (or the older `<uid>/<container>/...`).
+pub fn meta_from_pods_path(root: &Path, rel: &str) -> FileMeta {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut meta = FileMeta::default();
+    let name = parts.last().copied().unwrap_or_default();
+    let base = match name.find(".log") {
+        Some(i) => &name[..i + 4],
+        None => name,
+    };
+    meta.base = base.to_string();
+    meta.restart_count = base.strip_suffix(".log").and_then(|n| n.parse().ok());
+    if parts.len() >= 3 {
+        let pod_dir = parts[parts.len() - 3];
+        let mut it = pod_dir.splitn(3, '_');
+        match (it.next(), it.next(), it.next()) {
+            (Some(ns), Some(pod), Some(uid)) => {
+                meta.namespace = ns.into();
+                meta.pod = pod.into();
+                meta.pod_uid = uid.into();
+            }
+            (Some(uid), None, None) => meta.pod_uid = uid.into(),
+            _ => {}
+        }
+        meta.container = parts[parts.len() - 2].into();
+    }
+    let dir_rel = &parts[..parts.len().saturating_sub(1)];
+    meta.dir = root.join(dir_rel.join("/")).to_string_lossy().into_owned();
+    meta
+}
+
+/// Metadata from a `/var/log/containers/<pod>_<ns>_<container>-<64 hex id>.log` name.
+pub fn meta_from_containers_name(dir: &Path, name: &str) -> Option<FileMeta> {
+    let stem = name.strip_suffix(".log")?;
+    let mut it = stem.splitn(3, '_');
+    let (pod, ns, rest) = (it.next()?, it.next()?, it.next()?);
+    let dash = rest.rfind('-')?;
+    let (container, id) = (&rest[..dash], &rest[dash + 1..]);
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(FileMeta {
+        namespace: ns.into(),
+        pod: pod.into(),
+        pod_uid: String::new(),
+        container: container.into(),
+        restart_count: None,
+        dir: dir.to_string_lossy().into_owned(),
+        base: name.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_path_metadata() {
+        let m = meta_from_pods_path(
+            Path::new("/var/log/pods"),
+            "kube-system_coredns-5d78c9869d-abcde_0f1e2d3c-aaaa-bbbb/coredns/3.log.20261122-101500",
+        );
+        assert_eq!(m.namespace, "kube-system");
+        assert_eq!(m.pod, "coredns-5d78c9869d-abcde");
+        assert_eq!(m.pod_uid, "0f1e2d3c-aaaa-bbbb");
+        assert_eq!(m.container, "coredns");
+        assert_eq!(m.restart_count, Some(3));
+        assert_eq!(m.base, "3.log");
+        assert_eq!(
+            m.dir,
+            "/var/log/pods/kube-system_coredns-5d78c9869d-abcde_0f1e2d3c-aaaa-bbbb/coredns"
+        );
+        let old = meta_from_pods_path(Path::new("/var/log/pods"), "0f1e2d3c/app/0.log");
+        assert_eq!(
+            (old.pod_uid.as_str(), old.container.as_str(), old.namespace.as_str()),
+            ("0f1e2d3c", "app", "")
+        );
+    }
+
+    #[test]
+    fn containers_symlink_metadata() {
+        let id = "a".repeat(64);
+        let m = meta_from_containers_name(
+            Path::new("/var/log/containers"),
+            &format!("web-0_shop_nginx-proxy-{id}.log"),
+        )
+        .unwrap();
+        assert_eq!(
+            (m.pod.as_str(), m.namespace.as_str(), m.container.as_str()),
+            ("web-0", "shop", "nginx-proxy")
+        );
+        assert!(meta_from_containers_name(Path::new("/x"), "random.log").is_none());
+    }
+
+    #[test]
+    fn scan_includes_rotated_and_skips_gz_tmp_and_excluded() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("ns_pod_uid/app");
+        std::fs::create_dir_all(&c).unwrap();
+        for f in [
+            "0.log",
+            "0.log.20261122-101500",
+            "0.log.20261122-101000.gz",
+            "0.log.20261122-100000.tmp",
+            "notes.txt",
+        ] {
+            std::fs::write(c.join(f), b"").unwrap();
+        }
+        let skip = dir.path().join("ns_skipped_uid/app");
+        std::fs::create_dir_all(&skip).unwrap();
+        std::fs::write(skip.join("0.log"), b"").unwrap();
+        let cfg = DiscoveryConfig {
+            roots: vec![dir.path().to_path_buf()],
+            exclude: vec!["*_skipped_*/**".into()],
+            ..Default::default()
+        };
+        let found = Discovery::new(cfg).unwrap().scan();
+        let names: Vec<String> = found
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["0.log", "0.log.20261122-101500"]);
+        assert_eq!(found[1].meta.base, "0.log");
+    }
+
+    #[test]
+    fn falls_back_to_containers_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "b".repeat(64);
+        std::fs::write(dir.path().join(format!("p_ns_c-{id}.log")), b"").unwrap();
+        let cfg = DiscoveryConfig {
+            roots: vec![dir.path().join("missing")],
+            containers_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let found = Discovery::new(cfg).unwrap().scan();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].meta.container, "c");
+    }
+}

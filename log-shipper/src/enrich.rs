@@ -1,0 +1,461 @@
+//! Enrichment and encoding: a parsed entry plus its file's Kubernetes metadata becomes a bulk action and document.
+
+use crate::discovery::FileMeta;
+use crate::parse::Entry;
+use serde::Deserialize;
+
+/// Errors of the record/index configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    #[error(
+        "index pattern {pattern:?}: unknown placeholder {what:?} (known: %Y %m %d {{namespace}} {{pod}} {{container}})"
+    )]
+    Placeholder { pattern: String, what: String },
+    #[error("index pattern {0:?} must not be empty")]
+    Empty(String),
+}
+
+/// How records are shaped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// When the message is a JSON object, merge its fields into the record (Fluent Bit's `Merge_Log`).
+    #[serde(default)]
+    pub merge_log: bool,
+    /// Put merged fields under this key instead of the top level (Fluent Bit's `Merge_Log_Key`).
+    #[serde(default)]
+    pub merge_log_key: Option<String>,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            merge_log: false,
+            merge_log_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Lit(String),
+    Year,
+    Month,
+    Day,
+    Namespace,
+    Pod,
+    Container,
+}
+
+/// A parsed index name pattern such as `logstash-%Y.%m.%d` or `logs-{namespace}-%Y.%m`.
+#[derive(Debug, Clone)]
+pub struct IndexPattern {
+    segs: Vec<Seg>,
+    dated: bool,
+}
+
+impl IndexPattern {
+    pub fn parse(pattern: &str) -> Result<Self, EnrichError> {
+        if pattern.is_empty() {
+            return Err(EnrichError::Empty(pattern.into()));
+        }
+        let mut segs = Vec::new();
+        let mut lit = String::new();
+        let mut chars = pattern.chars();
+        let bad = |what: String| EnrichError::Placeholder {
+            pattern: pattern.into(),
+            what,
+        };
+        while let Some(c) = chars.next() {
+            let seg = match c {
+                '%' => match chars.next() {
+                    Some('Y') => Seg::Year,
+                    Some('m') => Seg::Month,
+                    Some('d') => Seg::Day,
+                    Some('%') => {
+                        lit.push('%');
+                        continue;
+                    }
+                    other => return Err(bad(format!("%{}", other.map(String::from).unwrap_or_default()))),
+                },
+                '{' => {
+                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    match name.as_str() {
+                        "namespace" => Seg::Namespace,
+                        "pod" => Seg::Pod,
+                        "container" => Seg::Container,
+                        _ => return Err(bad(format!("{{{name}}}"))),
+                    }
+                }
+                c => {
+                    lit.push(c);
+                    continue;
+                }
+            };
+            if !lit.is_empty() {
+                segs.push(Seg::Lit(std::mem::take(&mut lit)));
+            }
+            segs.push(seg);
+        }
+        if !lit.is_empty() {
+            segs.push(Seg::Lit(lit));
+        }
+        let dated = segs.iter().any(|s| matches!(s, Seg::Year | Seg::Month | Seg::Day));
+        Ok(IndexPattern { segs, dated })
+    }
+
+    /// The index name for a record with date `ymd` (`YYYY-MM-DD`) from a file with `meta`.
+    pub fn render(&self, ymd: &str, meta: &FileMeta, out: &mut String) {
+        out.clear();
+        for s in &self.segs {
+            match s {
+                Seg::Lit(l) => out.push_str(l),
+                Seg::Year => out.push_str(&ymd[0..4]),
+                Seg::Month => out.push_str(&ymd[5..7]),
+                Seg::Day => out.push_str(&ymd[8..10]),
+                Seg::Namespace => out.push_str(&meta.namespace),
+                Seg::Pod => out.push_str(&meta.pod),
+                Seg::Container => out.push_str(&meta.container),
+            }
+        }
+    }
+
+    /// Whether the name depends on the record date.
+    pub fn is_dated(&self) -> bool {
+        self.dated
+    }
+}
+
+/// The UTC date (`YYYY-MM-DD`) of an RFC 3339 timestamp, or `None` if it cannot be read.
+pub fn utc_date(time: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let b = time.as_bytes();
+    if b.len() >= 20 && matches!(b[b.len() - 1], b'Z' | b'z') && b[4] == b'-' && b[7] == b'-' {
+        return Some(std::borrow::Cow::Borrowed(&time[..10]));
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(time).ok()?;
+    Some(std::borrow::Cow::Owned(
+        t.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string(),
+    ))
+}
+
+/// Byte ranges of one encoded bulk item inside a batch buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    /// Start of the action line.
+    pub action: usize,
+    /// Start of the document line.
+    pub doc: usize,
+    /// End (after the document's `\n`).
+    pub end: usize,
+}
+
+/// The per-file part of every record, encoded once.
+#[derive(Debug, Clone)]
+pub struct FileContext {
+    pub meta: FileMeta,
+    /// `"kubernetes":{...},"log":{"file":{"path":...}` without the closing braces.
+    fragment: String,
+}
+
+impl FileContext {
+    pub fn new(meta: FileMeta, path: &str) -> Self {
+        let s = |v: &str| serde_json::to_string(v).expect("string");
+        let mut fragment = format!(
+            "\"kubernetes\":{{\"namespace_name\":{},\"pod_name\":{},\"pod_id\":{},\"container_name\":{}",
+            s(&meta.namespace),
+            s(&meta.pod),
+            s(&meta.pod_uid),
+            s(&meta.container)
+        );
+        if let Some(n) = meta.restart_count {
+            fragment.push_str(&format!(",\"restart_count\":{n}"));
+        }
+        fragment.push_str(&format!("}},\"log\":{{\"file\":{{\"path\":{}}}", s(path)));
+        FileContext { meta, fragment }
+    }
+}
+
+/// Encodes entries into `_bulk` action + document lines.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    index: IndexPattern,
+    record: RecordConfig,
+    index_buf: String,
+    id_buf: String,
+}
+
+const RESERVED: [&str; 7] = [
+    "@timestamp",
+    "stream",
+    "message",
+    "kubernetes",
+    "log",
+    "parse_error",
+    "truncated",
+];
+
+impl Encoder {
+    pub fn new(index: IndexPattern, record: RecordConfig) -> Self {
+        Encoder {
+            index,
+            record,
+            index_buf: String::new(),
+            id_buf: String::new(),
+        }
+    }
+
+    /// Appends the action line and the document of `entry` to `out`.
+    pub fn encode(
+        &mut self,
+        entry: &Entry,
+        ctx: &FileContext,
+        generation: u64,
+        now_rfc3339: &str,
+        out: &mut Vec<u8>,
+    ) -> Item {
+        let time: &str = if entry.time.is_empty() {
+            now_rfc3339
+        } else {
+            &entry.time
+        };
+        let date = utc_date(time)
+            .or_else(|| utc_date(now_rfc3339))
+            .unwrap_or(std::borrow::Cow::Borrowed("1970-01-01"));
+        self.index.render(&date, &ctx.meta, &mut self.index_buf);
+        crate::tail::fingerprint::record_id(generation, entry.start, &mut self.id_buf);
+        let action = out.len();
+        out.extend_from_slice(b"{\"create\":{\"_index\":");
+        write_json_str(out, self.index_buf.as_bytes());
+        out.extend_from_slice(b",\"_id\":\"");
+        out.extend_from_slice(self.id_buf.as_bytes());
+        out.extend_from_slice(b"\"}}\n");
+        let doc = out.len();
+        out.extend_from_slice(b"{\"@timestamp\":");
+        write_json_str(out, time.as_bytes());
+        out.extend_from_slice(b",\"stream\":\"");
+        out.extend_from_slice(entry.stream.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        write_json_str(out, &entry.message);
+        if let Some(reason) = entry.parse_error {
+            out.extend_from_slice(b",\"parse_error\":");
+            write_json_str(out, reason.as_bytes());
+        }
+        if entry.truncated {
+            out.extend_from_slice(b",\"truncated\":true");
+        }
+        if self.record.merge_log && entry.parse_error.is_none() {
+            self.merge(&entry.message, out);
+        }
+        out.push(b',');
+        out.extend_from_slice(ctx.fragment.as_bytes());
+        out.extend_from_slice(b",\"offset\":");
+        out.extend_from_slice(entry.start.to_string().as_bytes());
+        out.extend_from_slice(b"}}\n");
+        Item {
+            action,
+            doc,
+            end: out.len(),
+        }
+    }
+
+    fn merge(&self, message: &[u8], out: &mut Vec<u8>) {
+        let trimmed = message.trim_ascii();
+        if !trimmed.starts_with(b"{") {
+            return;
+        }
+        let Ok(map) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(trimmed) else {
+            return;
+        };
+        match &self.record.merge_log_key {
+            Some(key) => {
+                out.push(b',');
+                write_json_str(out, key.as_bytes());
+                out.push(b':');
+                serde_json::to_writer(&mut *out, &map).expect("vec write");
+            }
+            None => {
+                for (k, v) in &map {
+                    if RESERVED.contains(&k.as_str()) {
+                        continue;
+                    }
+                    out.push(b',');
+                    write_json_str(out, k.as_bytes());
+                    out.push(b':');
+                    serde_json::to_writer(&mut *out, v).expect("vec write");
+                }
+            }
+        }
+    }
+}
+
+/// Writes `s` as a JSON string; invalid UTF-8 sequences become U+FFFD.
+pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut rest = s;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                escape_into(out, valid.as_bytes(), HEX);
+                break;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                escape_into(out, valid, HEX);
+                out.extend_from_slice("\u{fffd}".as_bytes());
+                let skip = e.error_len().unwrap_or(after.len());
+                rest = &after[skip..];
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn escape_into(out: &mut Vec<u8>, s: &[u8], hex: &[u8; 16]) {
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&s[start..i]);
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::Stream;
+
+    fn meta() -> FileMeta {
+        FileMeta {
+            namespace: "shop".into(),
+            pod: "web-0".into(),
+            pod_uid: "u1".into(),
+            container: "nginx".into(),
+            restart_count: Some(2),
+            dir: "/var/log/pods/shop_web-0_u1/nginx".into(),
+            base: "2.log".into(),
+        }
+    }
+
+    fn entry(msg: &[u8]) -> Entry {
+        Entry {
+            time: "2026-11-22T23:59:59.123456789+01:00".into(),
+            stream: Stream::Stderr,
+            message: msg.to_vec(),
+            start: 4096,
+            end: 4200,
+            truncated: false,
+            parse_error: None,
+        }
+    }
+
+    #[test]
+    fn encodes_action_and_document() {
+        let mut enc = Encoder::new(
+            IndexPattern::parse("logstash-%Y.%m.%d").unwrap(),
+            RecordConfig::default(),
+        );
+        let ctx = FileContext::new(meta(), "/var/log/pods/shop_web-0_u1/nginx/2.log");
+        let mut out = Vec::new();
+        let item = enc.encode(
+            &entry(b"caf\xe9 \"q\"\n\x01"),
+            &ctx,
+            0xabc,
+            "2026-11-22T00:00:00Z",
+            &mut out,
+        );
+        let text = String::from_utf8(out.clone()).unwrap();
+        let mut lines = text.lines();
+        let action: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        // +01:00 at 23:59 is the 22nd locally and the 22nd in UTC (22:59Z).
+        assert_eq!(action["create"]["_index"], "logstash-2026.11.22");
+        assert_eq!(action["create"]["_id"], "0000000000000abc-1000");
+        let doc: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(doc["message"], "caf\u{fffd} \"q\"\n\u{1}");
+        assert_eq!(doc["stream"], "stderr");
+        assert_eq!(doc["kubernetes"]["namespace_name"], "shop");
+        assert_eq!(doc["kubernetes"]["restart_count"], 2);
+        assert_eq!(doc["log"]["offset"], 4096);
+        assert_eq!(&out[item.doc..item.end], lines_bytes(&text, 1));
+    }
+
+    fn lines_bytes(text: &str, n: usize) -> &[u8] {
+        let l = text.split_inclusive('\n').nth(n).unwrap();
+        l.as_bytes()
+    }
+
+    #[test]
+    fn utc_date_converts_offsets() {
+        assert_eq!(utc_date("2026-11-22T23:30:00.5-02:00").unwrap(), "2026-11-23");
+        assert_eq!(utc_date("2026-11-22T00:00:00.000000001Z").unwrap(), "2026-11-22");
+        assert!(utc_date("garbage").is_none());
+    }
+
+    #[test]
+    fn patterns_with_fields_and_bad_placeholders() {
+        let p = IndexPattern::parse("logs-{namespace}-%Y.%m").unwrap();
+        let mut s = String::new();
+        p.render("2026-11-22", &meta(), &mut s);
+        assert_eq!(s, "logs-shop-2026.11");
+        let e = IndexPattern::parse("logs-{node}").unwrap_err().to_string();
+        assert!(e.contains("{node}"), "{e}");
+        assert!(IndexPattern::parse("logs-%H").is_err());
+    }
+
+    #[test]
+    fn merge_log_adds_json_fields() {
+        let rc = RecordConfig {
+            merge_log: true,
+            merge_log_key: None,
+        };
+        let mut enc = Encoder::new(IndexPattern::parse("x").unwrap(), rc);
+        let ctx = FileContext::new(meta(), "/p");
+        let mut out = Vec::new();
+        let item = enc.encode(
+            &entry(br#"{"level":"warn","message":"kept original","n":3}"#),
+            &ctx,
+            1,
+            "2026-11-22T00:00:00Z",
+            &mut out,
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out[item.doc..item.end]).unwrap();
+        assert_eq!(doc["level"], "warn");
+        assert_eq!(doc["n"], 3);
+        assert_eq!(doc["message"], r#"{"level":"warn","message":"kept original","n":3}"#);
+        let rc = RecordConfig {
+            merge_log: true,
+            merge_log_key: Some("app".into()),
+        };
+        let mut enc = Encoder::new(IndexPattern::parse("x").unwrap(), rc);
+        out.clear();
+        let item = enc.encode(
+            &entry(br#"{"level":"warn"}"#),
+            &ctx,
+            1,
+            "2026-11-22T00:00:00Z",
+            &mut out,
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out[item.doc..item.end]).unwrap();
+        assert_eq!(doc["app"]["level"], "warn");
+        // Not JSON: nothing merged, no error.
+        out.clear();
+        let item = enc.encode(&entry(b"{not json"), &ctx, 1, "2026-11-22T00:00:00Z", &mut out);
+        let doc: serde_json::Value = serde_json::from_slice(&out[item.doc..item.end]).unwrap();
+        assert!(doc.get("app").is_none());
+    }
+}

@@ -1,0 +1,89 @@
+//! The CRI log line format: `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <message>`.
+
+use super::{Parsed, Stream};
+use std::borrow::Cow;
+
+/// Parses one CRI line (without its newline). The error names what is wrong.
+pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
+    let sp1 = memchr::memchr(b' ', line).ok_or("cri: missing fields")?;
+    let time = &line[..sp1];
+    if !looks_like_rfc3339(time) {
+        return Err("cri: bad timestamp");
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 = memchr::memchr(b' ', rest).ok_or("cri: missing fields")?;
+    let stream = match &rest[..sp2] {
+        b"stdout" => Stream::Stdout,
+        b"stderr" => Stream::Stderr,
+        _ => return Err("cri: unknown stream"),
+    };
+    let rest = &rest[sp2 + 1..];
+    let (tags, message) = match memchr::memchr(b' ', rest) {
+        Some(sp3) => (&rest[..sp3], &rest[sp3 + 1..]),
+        None => (rest, &rest[rest.len()..]),
+    };
+    let first_tag = tags.split(|&b| b == b':').next().unwrap_or_default();
+    let partial = match first_tag {
+        b"P" => true,
+        b"F" => false,
+        _ => return Err("cri: unknown tag"),
+    };
+    // The timestamp was checked to be ASCII.
+    let time = std::str::from_utf8(time).map_err(|_| "cri: bad timestamp")?;
+    Ok(Parsed {
+        time: Cow::Borrowed(time),
+        stream,
+        message: Cow::Borrowed(message),
+        partial,
+    })
+}
+
+/// A cheap shape check: `YYYY-MM-DDTHH:MM:SS` followed by fraction and zone.
+fn looks_like_rfc3339(t: &[u8]) -> bool {
+    t.len() >= 20
+        && t[..4].iter().all(u8::is_ascii_digit)
+        && t[4] == b'-'
+        && t[7] == b'-'
+        && (t[10] == b'T' || t[10] == b't')
+        && t[13] == b':'
+        && t[16] == b':'
+        && t.is_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let p = parse(b"2016-10-06T00:17:09.669794202Z stdout F message").unwrap();
+        assert_eq!(p.time, "2016-10-06T00:17:09.669794202Z");
+        assert_eq!(p.stream, Stream::Stdout);
+        assert_eq!(&*p.message, b"message");
+        assert!(!p.partial);
+    }
+
+    #[test]
+    fn joined_tags_offsets_and_empty_messages() {
+        let p = parse(b"2016-10-06T00:17:09.669794202+00:00 stderr P:x part ").unwrap();
+        assert!(p.partial);
+        assert_eq!(p.stream, Stream::Stderr);
+        assert_eq!(&*p.message, b"part ");
+        let p = parse(b"2016-10-06T00:17:09.669794202Z stdout F").unwrap();
+        assert_eq!(&*p.message, b"");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(parse(b"garbage").unwrap_err(), "cri: missing fields");
+        assert_eq!(
+            parse(b"2016-10-06T00:17:09Z stdin F x").unwrap_err(),
+            "cri: unknown stream"
+        );
+        assert_eq!(
+            parse(b"2016-10-06T00:17:09Z stdout X x").unwrap_err(),
+            "cri: unknown tag"
+        );
+        assert_eq!(parse(b"yesterday stdout F x").unwrap_err(), "cri: bad timestamp");
+    }
+}

@@ -1,0 +1,399 @@
+//! Turns the raw lines of one log file into log entries: format detection, partial-line joining, multiline.
+
+pub mod cri;
+pub mod docker;
+pub mod multiline;
+
+use serde::Deserialize;
+
+/// The on-disk format of a container log file, detected from its first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `<RFC3339Nano> <stdout|stderr> <P|F> <message>` (containerd, CRI-O).
+    Cri,
+    /// Docker json-file: `{"log":"...","stream":"...","time":"..."}`.
+    Docker,
+}
+
+impl Format {
+    /// Detects the format from the first line of a file.
+    pub fn detect(line: &[u8]) -> Format {
+        match line.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Format::Docker,
+            _ => Format::Cri,
+        }
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// The line could not be parsed, so its stream is unknown.
+    Unknown,
+}
+
+impl Stream {
+    /// The name written into records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Unknown => "unknown",
+        }
+    }
+    fn slot(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+            Stream::Unknown => 2,
+        }
+    }
+}
+
+/// What to do with a line longer than `max_line_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLong {
+    /// Keep the first `max_line_bytes` bytes and flag the record `truncated`.
+    #[default]
+    Truncate,
+    /// Drop the line (counted in `vigil_log_shipper_lines_dropped_total`).
+    Drop,
+}
+
+/// One log entry: a full line, joined partial lines, or a joined multiline record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The timestamp as written by the runtime (of the first line).
+    pub time: String,
+    /// Output stream.
+    pub stream: Stream,
+    /// The message bytes (may be non-UTF-8; the encoder replaces invalid sequences).
+    pub message: Vec<u8>,
+    /// Byte offset in the file of the first raw line of this entry.
+    pub start: u64,
+    /// Byte offset just past the last raw line of this entry.
+    pub end: u64,
+    /// The message was cut at the maximum size.
+    pub truncated: bool,
+    /// Why the line could not be parsed (the message is then the raw line).
+    pub parse_error: Option<&'static str>,
+}
+
+/// One line as parsed by a format parser, before joining.
+#[derive(Debug, PartialEq)]
+pub struct Parsed<'a> {
+    pub time: std::borrow::Cow<'a, str>,
+    pub stream: Stream,
+    pub message: std::borrow::Cow<'a, [u8]>,
+    /// More of this line follows in the next line of the same stream.
+    pub partial: bool,
+}
+
+/// Per-file parser settings.
+#[derive(Debug, Clone)]
+pub struct ParserConfig {
+    /// Largest message kept, in bytes (raw lines and joined partial/multiline records).
+    pub max_bytes: usize,
+    /// Over-long handling.
+    pub over_long: OverLong,
+    /// Multiline joining for this file, if configured for its container or namespace.
+    pub multiline: Option<multiline::Rule>,
+}
+
+/// Counters a parser bumps while it works.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ParseCounts {
+    pub parse_errors: u64,
+    pub truncated: u64,
+    pub dropped: u64,
+}
+
+/// The parsing state of one file: detected format, pending partial lines and multiline records.
+#[derive(Debug)]
+pub struct FileParser {
+    config: ParserConfig,
+    format: Option<Format>,
+    /// Partial lines waiting for their final part, per stream.
+    partial: [Option<Entry>; 3],
+    multiline: multiline::Joiner,
+    pub counts: ParseCounts,
+}
+
+impl FileParser {
+    pub fn new(config: ParserConfig) -> Self {
+        let multiline = multiline::Joiner::new(config.multiline.clone(), config.max_bytes);
+        FileParser {
+            config,
+            format: None,
+            partial: [None, None, None],
+            multiline,
+            counts: ParseCounts::default(),
+        }
+    }
+
+    /// The detected format, once a line has been seen.
+    pub fn format(&self) -> Option<Format> {
+        self.format
+    }
+
+    /// Feeds one raw line (without its `\n`) spanning `[start, end)` in the file.
+    /// `cut` says the raw line was already cut at the maximum size by the reader.
+    pub fn push_line(
+        &mut self,
+        raw: &[u8],
+        start: u64,
+        end: u64,
+        cut: bool,
+        now: std::time::Instant,
+        out: &mut Vec<Entry>,
+    ) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let format = *self.format.get_or_insert_with(|| Format::detect(raw));
+        let parsed = match format {
+            Format::Cri => cri::parse(raw),
+            Format::Docker => docker::parse(raw),
+        };
+        match parsed {
+            Ok(p) => {
+                let slot = p.stream.slot();
+                let entry = match self.partial[slot].take() {
+                    Some(mut e) => {
+                        let room = self.config.max_bytes.saturating_sub(e.message.len());
+                        if p.message.len() > room {
+                            e.message.extend_from_slice(&p.message[..room]);
+                            e.truncated = true;
+                        } else {
+                            e.message.extend_from_slice(&p.message);
+                        }
+                        e.truncated |= cut;
+                        e.end = end;
+                        e
+                    }
+                    None => {
+                        let mut message = p.message.into_owned();
+                        let mut truncated = cut;
+                        if message.len() > self.config.max_bytes {
+                            message.truncate(self.config.max_bytes);
+                            truncated = true;
+                        }
+                        Entry {
+                            time: p.time.into_owned(),
+                            stream: p.stream,
+                            message,
+                            start,
+                            end,
+                            truncated,
+                            parse_error: None,
+                        }
+                    }
+                };
+                if p.partial {
+                    self.partial[slot] = Some(entry);
+                } else {
+                    self.finish(entry, now, out);
+                }
+            }
+            Err(reason) => {
+                self.counts.parse_errors += 1;
+                let mut message = raw.to_vec();
+                message.truncate(self.config.max_bytes);
+                let entry = Entry {
+                    time: String::new(),
+                    stream: Stream::Unknown,
+                    message,
+                    start,
+                    end,
+                    truncated: cut,
+                    parse_error: Some(reason),
+                };
+                self.finish(entry, now, out);
+            }
+        }
+    }
+
+    /// Notes a raw line the reader dropped as over-long (policy `drop`).
+    pub fn dropped_line(&mut self) {
+        self.counts.dropped += 1;
+    }
+
+    fn finish(&mut self, entry: Entry, now: std::time::Instant, out: &mut Vec<Entry>) {
+        if entry.parse_error.is_some() {
+            // A malformed line is shipped on its own, never glued into a multiline record.
+            self.multiline.flush_stream(entry.stream, out, &mut self.counts);
+            if entry.truncated {
+                self.counts.truncated += 1;
+            }
+            out.push(entry);
+            return;
+        }
+        self.multiline.push(entry, now, out, &mut self.counts);
+    }
+
+    /// Emits multiline records older than their flush timeout.
+    pub fn flush_expired(&mut self, now: std::time::Instant, out: &mut Vec<Entry>) {
+        self.multiline.flush_expired(now, out, &mut self.counts);
+    }
+
+    /// Emits everything pending (partial lines as they are), e.g. once a rotated file is finished.
+    pub fn flush_all(&mut self, out: &mut Vec<Entry>) {
+        for slot in 0..3 {
+            if let Some(e) = self.partial[slot].take() {
+                self.multiline.push(e, std::time::Instant::now(), out, &mut self.counts);
+            }
+        }
+        self.multiline.flush_all(out, &mut self.counts);
+    }
+
+    /// The smallest file offset a restart must read from so that nothing pending is lost:
+    /// the start of the oldest pending entry, or `consumed` when nothing is pending.
+    pub fn safe_offset(&self, consumed: u64) -> u64 {
+        let mut safe = consumed;
+        for e in self.partial.iter().flatten() {
+            safe = safe.min(e.start);
+        }
+        if let Some(s) = self.multiline.oldest_start() {
+            safe = safe.min(s);
+        }
+        safe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    pub(crate) fn parse_file(data: &[u8], config: ParserConfig) -> (Vec<Entry>, ParseCounts) {
+        let mut p = FileParser::new(config);
+        let mut out = Vec::new();
+        let mut pos = 0u64;
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            let end = pos + line.len() as u64;
+            p.push_line(&line[..line.len() - 1], pos, end, false, Instant::now(), &mut out);
+            pos = end;
+        }
+        p.flush_all(&mut out);
+        (out, p.counts)
+    }
+
+    pub(crate) fn cfg(max: usize) -> ParserConfig {
+        ParserConfig {
+            max_bytes: max,
+            over_long: OverLong::Truncate,
+            multiline: None,
+        }
+    }
+
+    fn testdata(name: &str) -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/").to_string() + name).unwrap()
+    }
+
+    #[test]
+    fn cri_partial_lines_are_joined() {
+        let (out, counts) = parse_file(&testdata("cri-partial.log"), cfg(1 << 20));
+        assert_eq!(counts, ParseCounts::default());
+        let msgs: Vec<String> = out
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.message).into_owned())
+            .collect();
+        // The stderr line completes first; the stdout partial is emitted when its final part arrives.
+        assert_eq!(
+            msgs,
+            vec![
+                "first full line",
+                "err line",
+                "a partial line joined in three parts",
+                "after"
+            ]
+        );
+        assert_eq!(out[2].stream, Stream::Stdout);
+        assert_eq!(out[2].time, "2016-10-06T00:17:10.000000001Z");
+        assert_eq!(out[1].stream, Stream::Stderr);
+        // The joined entry spans its three raw lines.
+        assert!(out[2].start < out[1].start && out[2].end > out[1].start);
+    }
+
+    #[test]
+    fn docker_partial_lines_are_joined() {
+        let (out, counts) = parse_file(&testdata("docker-partial.log"), cfg(1 << 20));
+        assert_eq!(counts, ParseCounts::default());
+        let msgs: Vec<String> = out
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.message).into_owned())
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "hello",
+                "a long line in two chunks",
+                "oops on stderr",
+                "tab\there \"quoted\""
+            ]
+        );
+        assert_eq!(out[2].stream, Stream::Stderr);
+    }
+
+    #[test]
+    fn malformed_lines_are_kept_raw_with_a_flag() {
+        let (out, counts) = parse_file(&testdata("cri-malformed.log"), cfg(1 << 20));
+        assert_eq!(counts.parse_errors, 3);
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[0].parse_error, None);
+        assert_eq!(out[1].message, b"this is not a cri line");
+        assert!(out[1].parse_error.is_some());
+        assert_eq!(out[2].parse_error, Some("cri: unknown stream"));
+        assert_eq!(out[3].parse_error, Some("cri: bad timestamp"));
+        assert_eq!(
+            String::from_utf8_lossy(&out[4].message),
+            "still parsed after the bad ones"
+        );
+    }
+
+    #[test]
+    fn malformed_docker_lines_are_kept_raw() {
+        let (out, counts) = parse_file(&testdata("docker-malformed.log"), cfg(1 << 20));
+        assert_eq!(counts.parse_errors, 2);
+        assert_eq!(out.len(), 4);
+        assert!(out[1].parse_error.is_some());
+        assert_eq!(out[1].message, br#"{"log":"cut in the mid"#);
+        assert_eq!(String::from_utf8_lossy(&out[3].message), "fine again");
+    }
+
+    #[test]
+    fn huge_partial_join_is_truncated_at_max_bytes() {
+        let (out, counts) = parse_file(&testdata("cri-huge.log"), cfg(1000));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].message.len(), 1000);
+        assert!(out[0].truncated);
+        assert_eq!(counts.truncated, 1);
+        assert_eq!(String::from_utf8_lossy(&out[1].message), "small after huge");
+        assert!(!out[1].truncated);
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_kept() {
+        let (out, _) = parse_file(&testdata("cri-non-utf8.log"), cfg(1 << 20));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].message, b"latin1 caf\xe9 and \xff\xfe bytes");
+        assert_eq!(out[0].parse_error, None);
+    }
+
+    #[test]
+    fn safe_offset_stops_at_a_pending_partial() {
+        let mut p = FileParser::new(cfg(1 << 20));
+        let mut out = Vec::new();
+        let l1 = b"2016-10-06T00:17:09.669794202Z stdout F one";
+        let l2 = b"2016-10-06T00:17:09.669794203Z stdout P two-";
+        p.push_line(l1, 0, 44, false, Instant::now(), &mut out);
+        assert_eq!(p.safe_offset(44), 44);
+        p.push_line(l2, 44, 89, false, Instant::now(), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(p.safe_offset(89), 44);
+    }
+}

@@ -1,0 +1,127 @@
+//! File identity: device + inode, a hash of the first line (the content generation) and of the bytes before the read position.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Bytes of the first line hashed into the head fingerprint.
+pub const HEAD_BYTES: usize = 1024;
+/// Bytes just before the read position checked on every growth to detect truncate-and-refill.
+pub const NEAR_BYTES: u64 = 64;
+
+/// 64-bit FNV-1a with a seed: stable across builds and platforms (ids and checkpoints depend on it).
+pub fn hash64(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Separate the parts so ("ab","c") and ("a","bc") differ.
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Reads the head of a file: its first line (with the `\n`), cut at `HEAD_BYTES`.
+/// Returns `None` while the file has neither a full first line nor `HEAD_BYTES` bytes.
+pub fn read_head(file: &File) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; HEAD_BYTES];
+    let mut n = 0;
+    while n < buf.len() {
+        let r = file.read_at(&mut buf[n..], n as u64)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+        if memchr::memchr(b'\n', &buf[..n]).is_some() {
+            break;
+        }
+    }
+    buf.truncate(n);
+    match memchr::memchr(b'\n', &buf) {
+        Some(i) => {
+            buf.truncate(i + 1);
+            Ok(Some(buf))
+        }
+        None if n == HEAD_BYTES => Ok(Some(buf)),
+        None => Ok(None),
+    }
+}
+
+/// Hash of the up to `NEAR_BYTES` bytes before `offset`, read from the file.
+pub fn near_hash(file: &File, offset: u64) -> std::io::Result<u64> {
+    let from = offset.saturating_sub(NEAR_BYTES);
+    let mut buf = vec![0u8; (offset - from) as usize];
+    let mut n = 0;
+    while n < buf.len() {
+        let r = file.read_at(&mut buf[n..], from + n as u64)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    buf.truncate(n);
+    Ok(hash64(0x6e, &[&buf]))
+}
+
+/// Hash of the bytes before `offset` from an in-memory tail of the data read so far.
+pub fn near_hash_of(tail: &[u8]) -> u64 {
+    let keep = tail.len().min(NEAR_BYTES as usize);
+    hash64(0x6e, &[&tail[tail.len() - keep..]])
+}
+
+/// The generation key of a file's content: stable across renames and restarts, new after copytruncate
+/// or inode reuse. `dir` is the container's log directory and `base` the `<n>.log` name the file
+/// started as, so a rotated copy of the same content has the same key (and so the same record ids).
+pub fn generation(dir: &str, base: &str, head: &[u8]) -> u64 {
+    hash64(0x67, &[dir.as_bytes(), base.as_bytes(), head])
+}
+
+/// The deterministic Elasticsearch `_id` of the record starting at `offset` in a file generation.
+pub fn record_id(generation: u64, offset: u64, out: &mut String) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = write!(out, "{generation:016x}-{offset:x}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn head_needs_a_full_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        let mut f = std::fs::File::create(&p).unwrap();
+        f.write_all(b"no newline yet").unwrap();
+        let r = std::fs::File::open(&p).unwrap();
+        assert_eq!(read_head(&r).unwrap(), None);
+        f.write_all(b"\nsecond\n").unwrap();
+        assert_eq!(read_head(&r).unwrap().unwrap(), b"no newline yet\n");
+    }
+
+    #[test]
+    fn near_hash_matches_in_memory_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        let data: Vec<u8> = (0..200u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        assert_eq!(near_hash(&f, 150).unwrap(), near_hash_of(&data[..150]));
+        assert_eq!(near_hash(&f, 10).unwrap(), near_hash_of(&data[..10]));
+        assert_ne!(near_hash(&f, 150).unwrap(), near_hash(&f, 149).unwrap());
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let g1 = generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 first line\n");
+        let g2 = generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 other line\n");
+        assert_ne!(g1, g2);
+        assert_eq!(g1, generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 first line\n"));
+        let mut id = String::new();
+        record_id(0xabc, 4096, &mut id);
+        assert_eq!(id, "0000000000000abc-1000");
+    }
+}
