@@ -1,0 +1,265 @@
+//! Shared problem state: node conditions, the event log (with sequence numbers for pulling)
+//! and node-problem-detector's `problem_counter` / `problem_gauge` metrics.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// How many events are kept for `/problems/events`.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// A node condition status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        })
+    }
+}
+
+/// A node condition in the Kubernetes `NodeCondition` shape, as `/conditions` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: Status,
+    #[serde(rename = "lastHeartbeatTime")]
+    pub last_heartbeat_time: DateTime<Utc>,
+    #[serde(rename = "lastTransitionTime")]
+    pub last_transition_time: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Event severity (node-problem-detector: `warn` for problems, `info` for condition changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warn,
+}
+
+/// A problem event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Monotonic sequence number (starts at 1).
+    pub seq: u64,
+    /// The monitor's `source`.
+    pub source: String,
+    pub severity: Severity,
+    pub timestamp: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Conditions per monitor, in registration order.
+    conditions: Vec<(String, Vec<Condition>)>,
+    events: VecDeque<Event>,
+    next_seq: u64,
+    counters: BTreeMap<String, u64>,
+    gauges: BTreeMap<(String, String), bool>,
+    last_reason: HashMap<String, String>,
+}
+
+/// The detector's shared state; every monitor writes, HTTP and metrics read.
+#[derive(Default)]
+pub struct Store {
+    inner: Mutex<Inner>,
+}
+
+/// Go's `%q` for the condition-change message (close enough for printable text).
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+impl Store {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a monitor's conditions (returns its slot).
+    pub fn register(&self, source: &str, conditions: Vec<Condition>) -> usize {
+        let mut g = self.lock();
+        g.conditions.push((source.to_string(), conditions));
+        g.conditions.len() - 1
+    }
+
+    /// Replaces a monitor's conditions.
+    pub fn set_conditions(&self, slot: usize, conditions: &[Condition]) {
+        let mut g = self.lock();
+        if let Some(entry) = g.conditions.get_mut(slot) {
+            entry.1 = conditions.to_vec();
+        }
+    }
+
+    /// Every condition of every monitor, with `lastHeartbeatTime` = now.
+    pub fn conditions(&self) -> Vec<Condition> {
+        let now = Utc::now();
+        let g = self.lock();
+        g.conditions
+            .iter()
+            .flat_map(|(_, c)| c.iter().cloned())
+            .map(|mut c| {
+                c.last_heartbeat_time = now;
+                c
+            })
+            .collect()
+    }
+
+    /// Appends an event; returns its sequence number.
+    pub fn push_event(
+        &self,
+        source: &str,
+        severity: Severity,
+        timestamp: DateTime<Utc>,
+        reason: &str,
+        message: &str,
+    ) -> u64 {
+        let mut g = self.lock();
+        g.next_seq += 1;
+        let seq = g.next_seq;
+        if g.events.len() == EVENT_CAPACITY {
+            g.events.pop_front();
+        }
+        g.events.push_back(Event {
+            seq,
+            source: source.to_string(),
+            severity,
+            timestamp,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        });
+        seq
+    }
+
+    /// The condition-change event node-problem-detector emits.
+    pub fn push_condition_change(
+        &self,
+        source: &str,
+        kind: &str,
+        status: Status,
+        reason: &str,
+        message: &str,
+        timestamp: DateTime<Utc>,
+    ) -> u64 {
+        let text = format!(
+            "Node condition {kind} is now: {status}, reason: {reason}, message: {}",
+            go_quote(message)
+        );
+        self.push_event(source, Severity::Info, timestamp, reason, &text)
+    }
+
+    /// Events with `seq > since` (oldest first), the last sequence number, and whether
+    /// events after `since` were already dropped from the bounded log.
+    pub fn events_since(&self, since: u64, limit: usize) -> (Vec<Event>, u64, bool) {
+        let g = self.lock();
+        let oldest = g.events.front().map(|e| e.seq).unwrap_or(g.next_seq + 1);
+        let truncated = since + 1 < oldest && since < g.next_seq;
+        let events: Vec<Event> =
+            g.events.iter().filter(|e| e.seq > since).take(limit).cloned().collect();
+        let last = events.last().map(|e| e.seq).unwrap_or(g.next_seq);
+        (events, last, truncated)
+    }
+
+    /// node-problem-detector's `IncrementProblemCounter(reason, n)` (n = 0 creates the series).
+    pub fn increment_counter(&self, reason: &str, n: u64) {
+        let mut g = self.lock();
+        *g.counters.entry(reason.to_string()).or_insert(0) += n;
+    }
+
+    /// node-problem-detector's `SetProblemGauge`: a type has one reason at a time, so the
+    /// previous reason of the type drops to 0.
+    pub fn set_gauge(&self, kind: &str, reason: &str, value: bool) {
+        let mut g = self.lock();
+        if let Some(last) = g.last_reason.get(kind).cloned() {
+            if last != reason {
+                g.gauges.insert((kind.to_string(), last), false);
+            }
+        }
+        g.last_reason.insert(kind.to_string(), reason.to_string());
+        g.gauges.insert((kind.to_string(), reason.to_string()), value);
+    }
+
+    /// Appends the metrics in the Prometheus text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let g = self.lock();
+        out.push_str("# HELP problem_counter Number of times a specific type of problem have occurred.\n");
+        out.push_str("# TYPE problem_counter counter\n");
+        for (reason, n) in &g.counters {
+            let _ = writeln!(out, "problem_counter{{reason=\"{}\"}} {n}", escape_label(reason));
+        }
+        out.push_str("# HELP problem_gauge Whether a specific type of problem is affecting the node or not.\n");
+        out.push_str("# TYPE problem_gauge gauge\n");
+        for ((kind, reason), v) in &g.gauges {
+            let _ = writeln!(
+                out,
+                "problem_gauge{{reason=\"{}\",type=\"{}\"}} {}",
+                escape_label(reason),
+                escape_label(kind),
+                u8::from(*v)
+            );
+        }
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_keeps_one_reason_per_type() {
+        let s = Store::default();
+        s.set_gauge("KernelDeadlock", "DockerHung", false);
+        s.set_gauge("KernelDeadlock", "DockerHung", true);
+        s.set_gauge("KernelDeadlock", "OtherHung", true);
+        let mut out = String::new();
+        s.write_metrics(&mut out);
+        assert!(out.contains("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 0\n"), "{out}");
+        assert!(out.contains("problem_gauge{reason=\"OtherHung\",type=\"KernelDeadlock\"} 1\n"), "{out}");
+    }
+
+    #[test]
+    fn events_since_pages_and_reports_truncation() {
+        let s = Store::default();
+        let t = Utc::now();
+        for i in 0..(EVENT_CAPACITY + 10) {
+            s.push_event("src", Severity::Warn, t, "R", &format!("m{i}"));
+        }
+        let (ev, last, truncated) = s.events_since(0, 5);
+        assert!(truncated);
+        assert_eq!(ev.len(), 5);
+        assert_eq!(ev[0].seq, 11);
+        assert_eq!(last, 15);
+        let (ev, last, truncated) = s.events_since((EVENT_CAPACITY + 10) as u64, 100);
+        assert!(ev.is_empty() && !truncated);
+        assert_eq!(last, (EVENT_CAPACITY + 10) as u64);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let s = Store::default();
+        s.increment_counter("a\"b\\c\nd", 1);
+        let mut out = String::new();
+        s.write_metrics(&mut out);
+        assert!(out.contains(r#"problem_counter{reason="a\"b\\c\nd"} 1"#), "{out}");
+    }
+}
