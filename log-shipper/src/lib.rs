@@ -1,24 +1,205 @@
-//! The log-shipper (not built yet: `vigil log-shipper` exits with an error saying so).
+//! The log shipper: discovery → tail → parse → enrich → sinks, with checkpoints that follow sink acknowledgements.
 
+pub mod config;
 pub mod discovery;
 pub mod enrich;
+pub mod http;
+pub mod metrics;
 pub mod parse;
+pub mod sinks;
 pub mod tail;
 
+use config::{Config, ConfigError, SinkConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
-/// Command-line options of `vigil log-shipper`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Args {}
-
-/// Errors of the log-shipper.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("`vigil log-shipper` is not built yet")]
-    NotBuilt,
+/// Command-line options of `vigil log-shipper` (flags win over the config file).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Args {
+    /// YAML configuration file (unknown keys are errors).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP server for /metrics and /healthz [default: 0.0.0.0:2020].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Directory for checkpoints and the dead-letter file [default: /var/lib/vigil/log-shipper].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A directory laid out like /var/log/pods (repeatable; replaces discovery.roots).
+    #[arg(long = "root")]
+    pub roots: Vec<PathBuf>,
+    /// Where records go: `elasticsearch:<url>` (or `es:<url>`), `file:<path>` or `stdout`.
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// Elasticsearch index pattern (e.g. `logstash-%Y.%m.%d`, `logs-{namespace}-%Y.%m.%d`).
+    #[arg(long)]
+    pub index: Option<String>,
+    /// Elasticsearch batch size in bytes [default: 5 MiB].
+    #[arg(long)]
+    pub batch_bytes: Option<usize>,
+    /// Elasticsearch batch timeout in milliseconds [default: 1000].
+    #[arg(long)]
+    pub batch_timeout_ms: Option<u64>,
 }
 
-/// Runs the log-shipper until `shutdown` fires.
-pub async fn run(_args: Args, _shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    Err(Error::NotBuilt)
+/// Errors of the log shipper.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Discovery(#[from] discovery::DiscoveryError),
+    #[error(transparent)]
+    Tail(#[from] tail::TailError),
+    #[error(transparent)]
+    Elasticsearch(#[from] sinks::elasticsearch::EsError),
+    #[error(transparent)]
+    FileSink(#[from] sinks::file::FileSinkError),
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("the reader thread panicked")]
+    ReaderPanicked,
+}
+
+/// Merges the config file and the flags; flags win.
+pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
+    let (mut cfg, origin) = match &args.config {
+        Some(p) => (Config::load(p)?, p.display().to_string()),
+        None => (Config::default(), "flags".to_string()),
+    };
+    if let Some(l) = &args.listen {
+        cfg.listen = l.clone();
+    }
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if !args.roots.is_empty() {
+        cfg.discovery.roots = args.roots.clone();
+    }
+    if let Some(s) = &args.sink {
+        cfg.sink = Some(SinkConfig::from_flag(s)?.into());
+    }
+    if let Some(es) = cfg.sink.as_mut().and_then(|s| s.elasticsearch.as_mut()) {
+        if let Some(i) = &args.index {
+            es.index = i.clone();
+        }
+        if let Some(b) = args.batch_bytes {
+            es.batch_bytes = b;
+        }
+        if let Some(t) = args.batch_timeout_ms {
+            es.batch_timeout_ms = t;
+        }
+    } else if args.index.is_some() || args.batch_bytes.is_some() || args.batch_timeout_ms.is_some() {
+        return Err(ConfigError::Invalid {
+            origin: "flags".into(),
+            message: "--index, --batch-bytes and --batch-timeout-ms apply to the elasticsearch sink only".into(),
+        }
+        .into());
+    }
+    cfg.validate(&origin)?;
+    Ok((cfg, origin))
+}
+
+/// Runs the log shipper until `shutdown` fires (then flushes, waits briefly for the sink, writes checkpoints).
+pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let (cfg, origin) = load_config(&args)?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| Error::DataDir { path: cfg.data_dir.clone(), source })?;
+    let metrics = Arc::new(metrics::Metrics::default());
+
+    let sink_cfg = cfg.sink.as_ref().expect("validated").resolve().expect("validated");
+    let (index, batch_bytes, batch_timeout, concurrency) = match &sink_cfg {
+        SinkConfig::Elasticsearch(es) => {
+            (es.target().to_string(), es.batch_bytes, Duration::from_millis(es.batch_timeout_ms), es.concurrency)
+        }
+        _ => ("logstash-%Y.%m.%d".to_string(), 1 << 20, Duration::from_millis(200), 1),
+    };
+    let sink = match sink_cfg {
+        SinkConfig::Elasticsearch(es) => sinks::Sink::Elasticsearch(Arc::new(sinks::elasticsearch::ElasticsearchSink::new(
+            es,
+            cfg.data_dir.join("dead-letter.ndjson"),
+            metrics.clone(),
+        )?)),
+        SinkConfig::File(f) => sinks::Sink::File(sinks::file::FileSink::new(f)?),
+        SinkConfig::Stdout => sinks::Sink::Stdout,
+    };
+
+    let discovery = discovery::Discovery::new(cfg.discovery.clone())?;
+    let watch_roots = discovery.watch_roots();
+    let multiline = cfg
+        .parse
+        .multiline
+        .iter()
+        .map(|m| tail::MultilineSelector {
+            namespace: m.namespace.clone(),
+            container: m.container.clone(),
+            rule: parse::multiline::Rule {
+                start: regex::bytes::Regex::new(&m.start_pattern).expect("validated"),
+                flush_timeout: Duration::from_millis(m.flush_timeout_ms),
+            },
+        })
+        .collect();
+    let encoder = enrich::Encoder::new(
+        enrich::IndexPattern::parse(&index).map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?,
+        cfg.record.clone(),
+    );
+    let reader = tail::Reader::new(
+        tail::ReaderConfig {
+            discovery,
+            max_line_bytes: cfg.parse.max_line_bytes,
+            over_long: cfg.parse.over_long,
+            multiline,
+            encoder,
+            batch_bytes,
+            batch_timeout,
+            poll_interval: Duration::from_millis(cfg.poll_interval_ms),
+            rescan_interval: Duration::from_millis(cfg.discovery.rescan_interval_ms),
+            store: tail::checkpoint::Store::new(&cfg.data_dir),
+            checkpoint_interval: Duration::from_millis(cfg.checkpoint_interval_ms),
+        },
+        metrics.clone(),
+    )?;
+
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
+    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "log shipper started");
+    let mut sd = shutdown.clone();
+    let app = http::app(http::State { metrics: metrics.clone() });
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = sd.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+
+    // In-flight batches get a grace period after shutdown to be acknowledged, then are abandoned
+    // (their records are re-sent after the restart and deduplicated by id).
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let mut sd = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = sd.wait_for(|s| *s).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let _ = abort_tx.send(true);
+    });
+
+    let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(1);
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel();
+    let (_watcher, werr) = tail::watcher::Watcher::start(&watch_roots, wake_tx);
+    if let Some(e) = werr {
+        tracing::warn!(error = %e, "inotify unavailable for some roots; relying on the periodic rescan");
+    }
+    let sink_task = tokio::spawn(sinks::run(sink, batch_rx, ack_tx, abort_rx, metrics.clone(), concurrency));
+    let stop = shutdown.clone();
+    let reader_task = tokio::task::spawn_blocking(move || reader.run(batch_tx, ack_rx, wake_rx, stop));
+    let result = reader_task.await.map_err(|_| Error::ReaderPanicked)?;
+    let _ = sink_task.await;
+    let _ = server.await;
+    result?;
+    tracing::info!("log shipper stopped");
+    Ok(())
 }

@@ -1,0 +1,316 @@
+//! The YAML configuration of `vigil log-shipper` (unknown keys are errors) and its validation.
+
+use crate::discovery::DiscoveryConfig;
+use crate::enrich::{IndexPattern, RecordConfig};
+use crate::parse::OverLong;
+use crate::sinks::elasticsearch::EsConfig;
+use crate::sinks::file::FileSinkConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Errors loading or validating the configuration; each names the key (and the file).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP server (`/metrics`, `/healthz`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Directory for checkpoints and the dead-letter file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Which files to tail.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    /// Labels and annotations from the kubelet or the API server (not built: setting it is an error).
+    #[serde(default)]
+    pub kubernetes_metadata: Option<MetadataConfig>,
+    /// Line parsing.
+    #[serde(default)]
+    pub parse: ParseConfig,
+    /// Record shaping.
+    #[serde(default)]
+    pub record: RecordConfig,
+    /// Where records go.
+    #[serde(default)]
+    pub sink: Option<SinkSection>,
+    /// How often open files are checked for growth without an inotify event, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// How often changed checkpoints are written, in milliseconds.
+    #[serde(default = "default_checkpoint_ms")]
+    pub checkpoint_interval_ms: u64,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:2020".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/vigil/log-shipper")
+}
+fn default_poll_ms() -> u64 {
+    250
+}
+fn default_checkpoint_ms() -> u64 {
+    1000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            discovery: DiscoveryConfig::default(),
+            kubernetes_metadata: None,
+            parse: ParseConfig::default(),
+            record: RecordConfig::default(),
+            sink: None,
+            poll_interval_ms: default_poll_ms(),
+            checkpoint_interval_ms: default_checkpoint_ms(),
+        }
+    }
+}
+
+/// Kubernetes metadata lookups (labels, annotations).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// `kubelet` or `apiserver`.
+    pub source: String,
+    /// URL of the source.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// Line parsing settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseConfig {
+    /// Largest line or joined record kept, in bytes.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+    /// `truncate` (keep the first `max_line_bytes`, flag `truncated`) or `drop` (count and skip).
+    #[serde(default)]
+    pub over_long: OverLong,
+    /// Multiline rules; the first whose namespace/container match a file applies to it.
+    #[serde(default)]
+    pub multiline: Vec<MultilineConfig>,
+}
+
+fn default_max_line() -> usize {
+    1 << 20
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig { max_line_bytes: default_max_line(), over_long: OverLong::Truncate, multiline: Vec::new() }
+    }
+}
+
+/// One multiline rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// Only files of this namespace (any if unset).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only containers of this name (any if unset).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Regex a record's first line matches; other lines are appended to the record.
+    pub start_pattern: String,
+    /// Emit a pending record after this many milliseconds without a new line.
+    #[serde(default = "default_flush_ms")]
+    pub flush_timeout_ms: u64,
+}
+
+fn default_flush_ms() -> u64 {
+    1000
+}
+
+/// The `sink` section: set exactly one of its keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// Elasticsearch `_bulk`.
+    #[serde(default)]
+    pub elasticsearch: Option<EsConfig>,
+    /// An NDJSON file, rotated by size.
+    #[serde(default)]
+    pub file: Option<FileSinkConfig>,
+    /// `true`: documents as NDJSON on standard output.
+    #[serde(default)]
+    pub stdout: bool,
+}
+
+impl SinkSection {
+    /// The one configured sink.
+    pub fn resolve(&self) -> Result<SinkConfig, String> {
+        match (&self.elasticsearch, &self.file, self.stdout) {
+            (Some(es), None, false) => Ok(SinkConfig::Elasticsearch(es.clone())),
+            (None, Some(f), false) => Ok(SinkConfig::File(f.clone())),
+            (None, None, true) => Ok(SinkConfig::Stdout),
+            (None, None, false) => Err("sink: set one of elasticsearch, file, stdout".into()),
+            _ => Err("sink: set only one of elasticsearch, file, stdout".into()),
+        }
+    }
+}
+
+impl From<SinkConfig> for SinkSection {
+    fn from(s: SinkConfig) -> Self {
+        match s {
+            SinkConfig::Elasticsearch(es) => SinkSection { elasticsearch: Some(es), ..Default::default() },
+            SinkConfig::File(f) => SinkSection { file: Some(f), ..Default::default() },
+            SinkConfig::Stdout => SinkSection { stdout: true, ..Default::default() },
+        }
+    }
+}
+
+/// The resolved sink.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Elasticsearch(EsConfig),
+    File(FileSinkConfig),
+    Stdout,
+}
+
+impl SinkConfig {
+    /// Parses `--sink`: `elasticsearch:<url>` (or `es:<url>`), `file:<path>`, `stdout`.
+    pub fn from_flag(s: &str) -> Result<Self, ConfigError> {
+        let bad = |m: String| ConfigError::Invalid { origin: "--sink".into(), message: m };
+        if s == "stdout" {
+            return Ok(SinkConfig::Stdout);
+        }
+        if let Some(url) = s.strip_prefix("elasticsearch:").or_else(|| s.strip_prefix("es:")) {
+            return Ok(SinkConfig::Elasticsearch(EsConfig::new(url.to_string())));
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(bad("file: needs a path".into()));
+            }
+            return Ok(SinkConfig::File(FileSinkConfig::new(PathBuf::from(path))));
+        }
+        Err(bad(format!("{s:?}: expected elasticsearch:<url>, file:<path> or stdout")))
+    }
+}
+
+impl Config {
+    /// Reads a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    /// Checks the configuration without I/O. `origin` names where it came from (the file, or flags).
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Invalid { origin: origin.into(), message };
+        if let Some(m) = &self.kubernetes_metadata {
+            return Err(bad(format!(
+                "kubernetes_metadata (source {:?}): labels and annotations from the kubelet or API server are not built in this version; remove the option (path metadata is always added)",
+                m.source
+            )));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(format!("listen {:?}: not an address such as 0.0.0.0:2020", self.listen)));
+        }
+        if self.discovery.roots.is_empty() {
+            return Err(bad("discovery.roots: at least one root is needed".into()));
+        }
+        if self.discovery.include.is_empty() {
+            return Err(bad("discovery.include: at least one glob is needed".into()));
+        }
+        if self.discovery.rescan_interval_ms == 0 || self.poll_interval_ms == 0 {
+            return Err(bad("discovery.rescan_interval_ms and poll_interval_ms must be > 0".into()));
+        }
+        if self.parse.max_line_bytes < 64 {
+            return Err(bad(format!("parse.max_line_bytes {}: must be at least 64", self.parse.max_line_bytes)));
+        }
+        for (i, m) in self.parse.multiline.iter().enumerate() {
+            if let Err(e) = regex::bytes::Regex::new(&m.start_pattern) {
+                return Err(bad(format!("parse.multiline[{i}].start_pattern: {e}")));
+            }
+            if m.flush_timeout_ms == 0 {
+                return Err(bad(format!("parse.multiline[{i}].flush_timeout_ms: must be > 0")));
+            }
+        }
+        let Some(section) = &self.sink else {
+            return Err(bad("no sink: set --sink (elasticsearch:<url>, file:<path>, stdout) or `sink` in the config".into()));
+        };
+        match section.resolve().map_err(bad)? {
+            SinkConfig::Elasticsearch(es) => {
+                es.validate().map_err(bad)?;
+                IndexPattern::parse(es.target()).map_err(|e| bad(format!("sink.elasticsearch.index: {e}")))?;
+            }
+            SinkConfig::File(f) => {
+                if f.max_bytes == 0 {
+                    return Err(bad("sink.file.max_bytes: must be > 0".into()));
+                }
+            }
+            SinkConfig::Stdout => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_yaml_parses_and_validates() {
+        let c: Config = serde_yaml::from_str(
+            r#"
+listen: 127.0.0.1:2020
+data_dir: /tmp/x
+discovery: {roots: [/var/log/pods], exclude: ["kube-system_*/**"]}
+parse:
+  max_line_bytes: 65536
+  over_long: drop
+  multiline: [{namespace: shop, start_pattern: '^\d{4}-', flush_timeout_ms: 500}]
+record: {merge_log: true}
+sink:
+  elasticsearch: {url: "http://127.0.0.1:9200", index: "logs-{namespace}-%Y.%m.%d", gzip: true, concurrency: 4}
+"#,
+        )
+        .unwrap();
+        c.validate("test.yaml").unwrap();
+        assert_eq!(c.parse.over_long, OverLong::Drop);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
+        let e = serde_yaml::from_str::<Config>("sink: {stdout: true}\nlisten_addr: x\n").unwrap_err().to_string();
+        assert!(e.contains("listen_addr"), "{e}");
+        let mut c: Config = serde_yaml::from_str("sink: {stdout: true}\nparse: {multiline: [{start_pattern: '('}]}\n").unwrap();
+        let e = c.validate("f.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("f.yaml: parse.multiline[0].start_pattern"), "{e}");
+        c.parse.multiline.clear();
+        c.kubernetes_metadata = Some(MetadataConfig { source: "kubelet".into(), url: None });
+        let e = c.validate("f.yaml").unwrap_err().to_string();
+        assert!(e.contains("not built"), "{e}");
+        let c: Config = serde_yaml::from_str("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n").unwrap();
+        assert!(c.validate("f").unwrap_err().to_string().contains("sink.elasticsearch.index"));
+        let c = Config::default();
+        assert!(c.validate("flags").unwrap_err().to_string().contains("no sink"));
+        let c: Config = serde_yaml::from_str("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
+        assert!(c.validate("f").unwrap_err().to_string().contains("only one"));
+    }
+
+    #[test]
+    fn sink_flag_forms() {
+        assert!(matches!(SinkConfig::from_flag("stdout").unwrap(), SinkConfig::Stdout));
+        assert!(matches!(SinkConfig::from_flag("es:http://127.0.0.1:9200").unwrap(), SinkConfig::Elasticsearch(_)));
+        assert!(matches!(SinkConfig::from_flag("file:/tmp/a.ndjson").unwrap(), SinkConfig::File(_)));
+        assert!(SinkConfig::from_flag("kafka:x").is_err());
+    }
+}

@@ -1,0 +1,411 @@
+//! The Elasticsearch sink: `_bulk` NDJSON with per-item handling (retry 429/5xx, dead-letter other 4xx, 409 = stored),
+//! whole-request retries with exponential backoff and jitter, 413 splitting, gzip, basic/API-key auth and custom CAs.
+
+use super::Batch;
+use crate::metrics::Metrics;
+use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Errors building the Elasticsearch sink.
+#[derive(Debug, thiserror::Error)]
+pub enum EsError {
+    #[error("sink.elasticsearch.ca_file {path}: {source}")]
+    CaFile { path: PathBuf, source: std::io::Error },
+    #[error("sink.elasticsearch.ca_file {path}: not a PEM certificate: {source}")]
+    CaParse { path: PathBuf, source: reqwest::Error },
+    #[error("sink.elasticsearch: building the HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("sink.elasticsearch.url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("dead-letter file {path}: {source}")]
+    DeadLetter { path: PathBuf, source: std::io::Error },
+}
+
+/// Elasticsearch sink settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9200` (requests go to `<url>/_bulk`).
+    pub url: String,
+    /// Index name pattern: `%Y %m %d` from the record time, `{namespace}`, `{pod}`, `{container}` from its file.
+    #[serde(default = "default_index")]
+    pub index: String,
+    /// Write to this data stream instead of `index` (actions are `create`, records carry `@timestamp`).
+    #[serde(default)]
+    pub data_stream: Option<String>,
+    /// A batch is sent once it holds this many bytes.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// A batch is sent at the latest this long after its first record, in milliseconds.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// Bulk requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Compress request bodies with gzip.
+    #[serde(default)]
+    pub gzip: bool,
+    /// Basic authentication user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic authentication password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// API key (the base64 `id:key` value sent as `Authorization: ApiKey ...`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// PEM file of a CA to trust for `https` URLs (in addition to the built-in roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one bulk request, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// First retry delay, in milliseconds (doubles up to `backoff_max_ms`, with jitter).
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Largest retry delay, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+}
+
+fn default_index() -> String {
+    "logstash-%Y.%m.%d".into()
+}
+fn default_batch_bytes() -> usize {
+    5 << 20
+}
+fn default_batch_timeout_ms() -> u64 {
+    1000
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_backoff_initial_ms() -> u64 {
+    100
+}
+fn default_backoff_max_ms() -> u64 {
+    10_000
+}
+
+impl EsConfig {
+    pub fn new(url: String) -> Self {
+        EsConfig {
+            url,
+            index: default_index(),
+            data_stream: None,
+            batch_bytes: default_batch_bytes(),
+            batch_timeout_ms: default_batch_timeout_ms(),
+            concurrency: default_concurrency(),
+            gzip: false,
+            username: None,
+            password: None,
+            api_key: None,
+            ca_file: None,
+            request_timeout_ms: default_request_timeout_ms(),
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+        }
+    }
+
+    /// Checks what can be checked without I/O; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let u = &self.url;
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(format!("sink.elasticsearch.url {u:?}: must start with http:// or https://"));
+        }
+        if self.batch_bytes == 0 {
+            return Err("sink.elasticsearch.batch_bytes: must be > 0".into());
+        }
+        if self.concurrency == 0 {
+            return Err("sink.elasticsearch.concurrency: must be > 0".into());
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err("sink.elasticsearch.password: set without username".into());
+        }
+        if self.api_key.is_some() && self.username.is_some() {
+            return Err("sink.elasticsearch: set either api_key or username/password, not both".into());
+        }
+        if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
+            return Err("sink.elasticsearch.backoff_initial_ms/backoff_max_ms: need 0 < initial <= max".into());
+        }
+        Ok(())
+    }
+
+    /// The index pattern records are written to.
+    pub fn target(&self) -> &str {
+        self.data_stream.as_deref().unwrap_or(&self.index)
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: bool,
+    items: Vec<HashMap<String, ItemResult>>,
+}
+
+#[derive(Deserialize)]
+struct ItemResult {
+    status: u16,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// Sends batches to Elasticsearch.
+pub struct ElasticsearchSink {
+    cfg: EsConfig,
+    client: reqwest::Client,
+    bulk_url: String,
+    metrics: Arc<Metrics>,
+    dead_letter: Mutex<DeadLetter>,
+}
+
+struct DeadLetter {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+enum Outcome {
+    Done,
+    Retry(Vec<usize>),
+    Split,
+    RequestFailed(String),
+    Rejected(u16, String),
+}
+
+impl ElasticsearchSink {
+    pub fn new(cfg: EsConfig, dead_letter_path: PathBuf, metrics: Arc<Metrics>) -> Result<Self, EsError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(cfg.concurrency);
+        if let Some(ca) = &cfg.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| EsError::CaFile { path: ca.clone(), source })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| EsError::CaParse { path: ca.clone(), source })?;
+            b = b.add_root_certificate(cert);
+        }
+        let client = b.build().map_err(EsError::Client)?;
+        let base = cfg.url.trim_end_matches('/');
+        if reqwest::Url::parse(base).is_err() {
+            return Err(EsError::Url { url: cfg.url.clone(), reason: "not a valid URL".into() });
+        }
+        let bulk_url = format!("{base}/_bulk");
+        Ok(ElasticsearchSink {
+            cfg,
+            client,
+            bulk_url,
+            metrics,
+            dead_letter: Mutex::new(DeadLetter { path: dead_letter_path, file: None }),
+        })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let max = self.cfg.backoff_max_ms;
+        let d = self.cfg.backoff_initial_ms.saturating_mul(1u64 << attempt.min(20)).min(max);
+        // Jitter: somewhere in [d/2, d].
+        Duration::from_millis(d / 2 + fastrand::u64(0..=d / 2))
+    }
+
+    /// Sends every item of `batch`; returns true once each is stored or dead-lettered, false if shutdown came first.
+    pub async fn send_batch(&self, batch: &Batch, mut shutdown: watch::Receiver<bool>) -> bool {
+        let mut queue: VecDeque<Vec<usize>> = VecDeque::new();
+        if !batch.items.is_empty() {
+            queue.push_back((0..batch.items.len()).collect());
+        }
+        let mut attempt = 0u32;
+        while let Some(group) = queue.pop_front() {
+            let outcome = tokio::select! {
+                o = self.send_group(batch, &group) => o,
+                _ = shutdown.wait_for(|s| *s) => return false,
+            };
+            let wait = match outcome {
+                Outcome::Done => {
+                    attempt = 0;
+                    continue;
+                }
+                Outcome::Retry(items) => {
+                    self.metrics.records_retried.fetch_add(items.len() as u64, Ordering::Relaxed);
+                    queue.push_front(items);
+                    true
+                }
+                Outcome::Split => {
+                    self.metrics.bulk_splits.fetch_add(1, Ordering::Relaxed);
+                    if group.len() == 1 {
+                        self.dead_letter_items(batch, &group, 413, "request too large (413) even for a single record");
+                    } else {
+                        let (a, b) = group.split_at(group.len() / 2);
+                        queue.push_front(b.to_vec());
+                        queue.push_front(a.to_vec());
+                    }
+                    false
+                }
+                Outcome::RequestFailed(reason) => {
+                    self.metrics.bulk_request_errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.records_retried.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    tracing::warn!(url = %self.bulk_url, attempt, reason = %reason, records = group.len(), "bulk request failed; retrying");
+                    queue.push_front(group);
+                    true
+                }
+                Outcome::Rejected(status, reason) => {
+                    self.metrics.bulk_request_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(url = %self.bulk_url, status, reason = %reason, records = group.len(), "bulk request rejected; dead-lettering");
+                    self.dead_letter_items(batch, &group, status, &reason);
+                    false
+                }
+            };
+            if wait {
+                let d = self.backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {},
+                    _ = shutdown.wait_for(|s| *s) => return false,
+                }
+            }
+        }
+        true
+    }
+
+    async fn send_group(&self, batch: &Batch, group: &[usize]) -> Outcome {
+        let mut body = Vec::with_capacity(group.iter().map(|&i| batch.items[i].end - batch.items[i].action).sum());
+        for &i in group {
+            let it = batch.items[i];
+            body.extend_from_slice(&batch.buf[it.action..it.end]);
+        }
+        let mut req = self.client.post(&self.bulk_url).header("Content-Type", "application/x-ndjson");
+        if self.cfg.gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            if enc.write_all(&body).is_ok() {
+                if let Ok(z) = enc.finish() {
+                    body = z;
+                    req = req.header("Content-Encoding", "gzip");
+                }
+            }
+        }
+        if let Some(user) = &self.cfg.username {
+            req = req.basic_auth(user, self.cfg.password.as_deref());
+        }
+        if let Some(key) = &self.cfg.api_key {
+            req = req.header("Authorization", format!("ApiKey {key}"));
+        }
+        self.metrics.bulk_requests.fetch_add(1, Ordering::Relaxed);
+        let resp = match req.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Outcome::RequestFailed(error_chain(&e)),
+        };
+        let status = resp.status().as_u16();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Outcome::RequestFailed(format!("reading response: {}", error_chain(&e))),
+        };
+        match status {
+            200..=299 => {}
+            413 => return Outcome::Split,
+            408 | 429 | 500..=599 => return Outcome::RequestFailed(format!("HTTP {status}: {}", snippet(&bytes))),
+            // Credentials or permissions: a configuration problem; never drop data for it.
+            401 | 403 => return Outcome::RequestFailed(format!("HTTP {status} (check credentials): {}", snippet(&bytes))),
+            _ => return Outcome::Rejected(status, format!("HTTP {status}: {}", snippet(&bytes))),
+        }
+        let parsed: BulkResponse = match serde_json::from_slice(&bytes) {
+            Ok(p) => p,
+            Err(e) => return Outcome::RequestFailed(format!("unreadable bulk response: {e}")),
+        };
+        if parsed.items.len() != group.len() {
+            return Outcome::RequestFailed(format!("bulk response has {} items for {} sent", parsed.items.len(), group.len()));
+        }
+        if !parsed.errors {
+            let ok = parsed.items.iter().filter(|m| m.values().all(|r| (200..300).contains(&r.status))).count();
+            if ok == group.len() {
+                self.metrics.records_shipped.fetch_add(ok as u64, Ordering::Relaxed);
+                return Outcome::Done;
+            }
+        }
+        let mut retry = Vec::new();
+        let mut shipped = 0u64;
+        for (k, item) in parsed.items.iter().enumerate() {
+            let Some(r) = item.values().next() else {
+                retry.push(group[k]);
+                continue;
+            };
+            match r.status {
+                200..=299 => shipped += 1,
+                409 => {
+                    shipped += 1;
+                    self.metrics.records_duplicate.fetch_add(1, Ordering::Relaxed);
+                }
+                429 | 500..=599 => retry.push(group[k]),
+                s => {
+                    let reason = r.error.as_ref().map(|e| e.to_string()).unwrap_or_else(|| format!("status {s}"));
+                    self.dead_letter_items(batch, &[group[k]], s, &reason);
+                }
+            }
+        }
+        self.metrics.records_shipped.fetch_add(shipped, Ordering::Relaxed);
+        if retry.is_empty() {
+            Outcome::Done
+        } else {
+            Outcome::Retry(retry)
+        }
+    }
+
+    /// Appends the items to the dead-letter file with the reason; they count as handled.
+    fn dead_letter_items(&self, batch: &Batch, items: &[usize], status: u16, reason: &str) {
+        self.metrics.records_dead_lettered.fetch_add(items.len() as u64, Ordering::Relaxed);
+        let mut dl = self.dead_letter.lock().expect("dead-letter lock");
+        if dl.file.is_none() {
+            match std::fs::OpenOptions::new().create(true).append(true).open(&dl.path) {
+                Ok(f) => dl.file = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %dl.path.display(), error = %e, records = items.len(), "cannot open dead-letter file; records lost");
+                    return;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        for &i in items {
+            let it = batch.items[i];
+            let action = batch.buf[it.action..it.doc].trim_ascii_end();
+            let doc = batch.buf[it.doc..it.end].trim_ascii_end();
+            out.extend_from_slice(b"{\"time\":\"");
+            out.extend_from_slice(now.as_bytes());
+            out.extend_from_slice(format!("\",\"status\":{status},\"reason\":").as_bytes());
+            crate::enrich::write_json_str(&mut out, reason.as_bytes());
+            out.extend_from_slice(b",\"action\":");
+            out.extend_from_slice(action);
+            out.extend_from_slice(b",\"document\":");
+            out.extend_from_slice(doc);
+            out.extend_from_slice(b"}\n");
+        }
+        let path = dl.path.clone();
+        let f = dl.file.as_mut().expect("opened");
+        if let Err(e) = f.write_all(&out).and_then(|_| f.sync_data()) {
+            tracing::error!(path = %path.display(), error = %e, "writing the dead-letter file failed");
+        }
+        tracing::warn!(status, reason = %snippet(reason.as_bytes()), records = items.len(), "records dead-lettered");
+    }
+}
+
+fn snippet(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&b[..b.len().min(300)]);
+    s.into_owned()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -1,0 +1,100 @@
+//! Sinks: where batches of encoded records go (Elasticsearch, a file, stdout); each acknowledges a batch once it is safe.
+
+pub mod elasticsearch;
+pub mod file;
+
+use crate::enrich::Item;
+use crate::metrics::Metrics;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Encoded records read together, plus the file positions they complete.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Sequence number; batches are acknowledged to the checkpointer in this order.
+    pub seq: u64,
+    /// Action and document lines, back to back.
+    pub buf: Vec<u8>,
+    pub items: Vec<Item>,
+    /// (file slot, offset): once this batch and all before it are acknowledged, the file is safe up to offset.
+    pub positions: Vec<(u64, u64)>,
+}
+
+/// A configured sink.
+pub enum Sink {
+    Elasticsearch(Arc<elasticsearch::ElasticsearchSink>),
+    File(file::FileSink),
+    Stdout,
+}
+
+/// Receives batches until the reader closes the channel or shutdown fires; acknowledges each on `acks`.
+pub async fn run(
+    sink: Sink,
+    mut rx: mpsc::Receiver<Batch>,
+    acks: std::sync::mpsc::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    concurrency: usize,
+) {
+    match sink {
+        Sink::Elasticsearch(es) => {
+            let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+            let mut tasks = tokio::task::JoinSet::new();
+            loop {
+                let batch = tokio::select! {
+                    b = rx.recv() => match b { Some(b) => b, None => break },
+                    _ = shutdown.wait_for(|s| *s) => break,
+                };
+                let permit = tokio::select! {
+                    p = sem.clone().acquire_owned() => p.expect("semaphore open"),
+                    _ = shutdown.wait_for(|s| *s) => break,
+                };
+                let es = es.clone();
+                let acks = acks.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move {
+                    if es.send_batch(&batch, sd).await {
+                        let _ = acks.send(batch.seq);
+                    }
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            // Close the channel first so a reader blocked on a full channel wakes up.
+            rx.close();
+            while tasks.join_next().await.is_some() {}
+        }
+        Sink::File(mut f) => {
+            while let Some(batch) = rx.recv().await {
+                match f.write_batch(&batch) {
+                    Ok(()) => {
+                        metrics.records_shipped.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                        let _ = acks.send(batch.seq);
+                    }
+                    Err(e) => {
+                        // Not acknowledged: the checkpoint stays before these records, so a restart re-reads them.
+                        tracing::error!(error = %e, "file sink write failed; stopping the sink");
+                        break;
+                    }
+                }
+            }
+        }
+        Sink::Stdout => {
+            use std::io::Write;
+            while let Some(batch) = rx.recv().await {
+                let mut out = std::io::stdout().lock();
+                let mut ok = true;
+                for it in &batch.items {
+                    ok &= out.write_all(&batch.buf[it.doc..it.end]).is_ok();
+                }
+                ok &= out.flush().is_ok();
+                drop(out);
+                if ok {
+                    metrics.records_shipped.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                    let _ = acks.send(batch.seq);
+                }
+            }
+        }
+    }
+}
