@@ -1,6 +1,7 @@
 //! The aggregator (not built yet: `vigil aggregator` exits with an error saying so).
 
 pub mod batch;
+pub mod sinks;
 
 use tokio::sync::watch;
 

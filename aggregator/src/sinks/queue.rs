@@ -1,0 +1,649 @@
+//! A sink's bounded delivery queue: encoded payloads in memory, spilled to segment files on disk
+//! when memory is full, delivered in order, the oldest dropped (and counted) at the disk cap.
+//!
+//! Order is kept by one rule: a payload goes to memory only while nothing waits on disk, so
+//! everything in memory is older than everything on disk. A segment file is
+//! `<seq:020>.seg`: an 8-byte magic, then records `[seq u64][len u32][points u32][crc32 u32][body]`
+//! (little endian). `cursor` holds `<segment> <offset>`: how far the head segment is delivered.
+//! Fully delivered segments are deleted. At shutdown the memory part is written as a segment
+//! that sorts before the others, so a restart delivers it first.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+const MAGIC: &[u8; 8] = b"VIGILSQ1";
+const HEADER: u64 = 8;
+const REC_HEADER: usize = 20;
+
+/// Errors of the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("spill directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
+    move |source| QueueError::Io { path: path.to_path_buf(), source }
+}
+
+/// One encoded request body and the number of points in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    pub body: Bytes,
+    pub points: u32,
+}
+
+/// A payload taken from the queue for delivery; hand it back to `ack` once done with.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub payload: Payload,
+    pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pos {
+    Memory,
+    Disk { segment: u64, end: u64 },
+}
+
+/// Sizes and counters, for self-metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueStats {
+    pub memory_payloads: u64,
+    pub memory_bytes: u64,
+    pub disk_payloads: u64,
+    pub disk_bytes: u64,
+    pub dropped_payloads: u64,
+    pub dropped_points: u64,
+}
+
+struct Segment {
+    id: u64,
+    path: PathBuf,
+    size: u64,
+    records: u64,
+    points: u64,
+}
+
+struct Disk {
+    dir: PathBuf,
+    segments: VecDeque<Segment>,
+    writer: Option<File>,
+    cursor: (u64, u64),
+    max_bytes: u64,
+    segment_bytes: u64,
+}
+
+struct Inner {
+    mem: VecDeque<Entry>,
+    mem_bytes: u64,
+    max_mem: u64,
+    disk: Option<Disk>,
+    next_seq: u64,
+    dropped_payloads: u64,
+    dropped_points: u64,
+}
+
+/// The queue. Every method takes `&self`; a mutex guards the state.
+pub struct Queue {
+    name: String,
+    inner: Mutex<Inner>,
+    notify: tokio::sync::Notify,
+}
+
+fn seg_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+impl Queue {
+    /// Opens the queue of sink `name`; with `dir`, payloads spilled there earlier are loaded.
+    pub fn open(name: &str, max_mem: u64, dir: Option<&Path>, max_disk: u64) -> Result<Queue, QueueError> {
+        let mut next_seq = 0;
+        let disk = match dir {
+            None => None,
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                let (disk, last) = Disk::load(name, dir, max_disk)?;
+                next_seq = last;
+                Some(disk)
+            }
+        };
+        Ok(Queue {
+            name: name.to_string(),
+            inner: Mutex::new(Inner {
+                mem: VecDeque::new(),
+                mem_bytes: 0,
+                max_mem,
+                disk,
+                next_seq,
+                dropped_payloads: 0,
+                dropped_points: 0,
+            }),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Resolves when something may have been pushed since the last call.
+    pub async fn wait(&self) {
+        self.notify.notified().await
+    }
+
+    /// Appends a payload; never blocks on the network. At a cap the oldest data is dropped and counted.
+    pub fn push(&self, payload: Payload) {
+        let mut g = self.inner.lock().unwrap();
+        let inner = &mut *g;
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let len = payload.body.len() as u64;
+        let to_disk = match &inner.disk {
+            Some(d) => !d.segments.is_empty() || inner.mem_bytes + len > inner.max_mem,
+            None => false,
+        };
+        if to_disk {
+            let disk = inner.disk.as_mut().unwrap();
+            match disk.append(&self.name, seq, &payload) {
+                Ok((dp, dpts)) => {
+                    inner.dropped_payloads += dp;
+                    inner.dropped_points += dpts;
+                }
+                Err(e) => {
+                    // Disk trouble: keep the payload in memory rather than lose it.
+                    tracing::error!(sink = %self.name, error = %e, "cannot spill to disk; keeping the payload in memory");
+                    inner.mem_bytes += len;
+                    inner.mem.push_back(Entry { seq, payload, pos: Pos::Memory });
+                    Self::trim_memory(&self.name, inner, 2);
+                }
+            }
+        } else {
+            inner.mem_bytes += len;
+            inner.mem.push_back(Entry { seq, payload, pos: Pos::Memory });
+            Self::trim_memory(&self.name, inner, 1);
+        }
+        drop(g);
+        self.notify.notify_one();
+    }
+
+    /// Without a disk (or when the disk fails), memory is capped by dropping the oldest.
+    fn trim_memory(name: &str, inner: &mut Inner, factor: u64) {
+        if inner.disk.is_some() && factor == 1 {
+            return;
+        }
+        while inner.mem_bytes > inner.max_mem * factor && inner.mem.len() > 1 {
+            let e = inner.mem.pop_front().unwrap();
+            inner.mem_bytes -= e.payload.body.len() as u64;
+            inner.dropped_payloads += 1;
+            inner.dropped_points += e.payload.points as u64;
+            tracing::warn!(sink = %name, points = e.payload.points, max_memory_bytes = inner.max_mem,
+                "queue full: dropped the oldest payload");
+        }
+    }
+
+    /// The oldest `n` payloads (fewer if fewer wait), without removing them.
+    pub fn peek(&self, n: usize) -> Vec<Entry> {
+        let mut g = self.inner.lock().unwrap();
+        let inner = &mut *g;
+        if !inner.mem.is_empty() {
+            return inner.mem.iter().take(n).cloned().collect();
+        }
+        match inner.disk.as_mut() {
+            None => Vec::new(),
+            Some(disk) => match disk.read(n) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(sink = %self.name, error = %e, "cannot read the spill directory; dropping its head segment");
+                    let (p, pts) = disk.drop_head();
+                    inner.dropped_payloads += p;
+                    inner.dropped_points += pts;
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    /// Removes delivered (or rejected) entries, which must be the oldest ones, in order.
+    pub fn ack(&self, entries: &[Entry]) {
+        let mut g = self.inner.lock().unwrap();
+        let inner = &mut *g;
+        for e in entries {
+            match e.pos {
+                Pos::Memory => {
+                    while inner.mem.front().is_some_and(|f| f.seq <= e.seq) {
+                        let f = inner.mem.pop_front().unwrap();
+                        inner.mem_bytes -= f.payload.body.len() as u64;
+                    }
+                }
+                Pos::Disk { segment, end } => {
+                    if let Some(disk) = inner.disk.as_mut() {
+                        if let Err(err) = disk.ack(segment, end, e.payload.points) {
+                            tracing::error!(sink = %self.name, error = %err, "cannot record delivery in the spill directory");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sizes and drop counters.
+    pub fn stats(&self) -> QueueStats {
+        let g = self.inner.lock().unwrap();
+        let (dp, db) = match &g.disk {
+            Some(d) => (d.segments.iter().map(|s| s.records).sum(), d.segments.iter().map(|s| s.size).sum()),
+            None => (0, 0),
+        };
+        QueueStats {
+            memory_payloads: g.mem.len() as u64,
+            memory_bytes: g.mem_bytes,
+            disk_payloads: dp,
+            disk_bytes: db,
+            dropped_payloads: g.dropped_payloads,
+            dropped_points: g.dropped_points,
+        }
+    }
+
+    /// At shutdown: writes what waits in memory to disk ahead of the older spill, and syncs.
+    /// Without a data dir, says how much is lost.
+    pub fn spill_memory(&self) -> Result<(), QueueError> {
+        let mut g = self.inner.lock().unwrap();
+        let inner = &mut *g;
+        if inner.mem.is_empty() {
+            if let Some(d) = inner.disk.as_mut() {
+                if let Some(w) = d.writer.as_mut() {
+                    w.sync_all().map_err(io_err(&d.dir))?;
+                }
+            }
+            return Ok(());
+        }
+        let Some(disk) = inner.disk.as_mut() else {
+            let points: u64 = inner.mem.iter().map(|e| e.payload.points as u64).sum();
+            tracing::warn!(sink = %self.name, payloads = inner.mem.len(), points,
+                "shutting down without a data dir: undelivered payloads are lost");
+            return Ok(());
+        };
+        let id = inner.mem.front().unwrap().seq;
+        let path = seg_path(&disk.dir, id);
+        let mut buf = Vec::with_capacity(inner.mem_bytes as usize + inner.mem.len() * REC_HEADER + 8);
+        buf.extend_from_slice(MAGIC);
+        let mut points = 0u64;
+        for e in &inner.mem {
+            write_record(&mut buf, e.seq, &e.payload);
+            points += e.payload.points as u64;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&buf).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        if let Some(w) = disk.writer.as_mut() {
+            w.sync_all().map_err(io_err(&disk.dir))?;
+        }
+        disk.segments.push_front(Segment { id, path, size: buf.len() as u64, records: inner.mem.len() as u64, points });
+        tracing::info!(sink = %self.name, payloads = inner.mem.len(), points, "spilled the memory queue to disk for the next start");
+        inner.mem.clear();
+        inner.mem_bytes = 0;
+        Ok(())
+    }
+}
+
+fn write_record(buf: &mut Vec<u8>, seq: u64, p: &Payload) {
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&(p.body.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&p.points.to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&p.body).to_le_bytes());
+    buf.extend_from_slice(&p.body);
+}
+
+/// Reads one record at the file's position; `Ok(None)` at a clean end, `Err` text for a torn or corrupt one.
+fn read_record(f: &mut impl Read) -> Result<Option<(u64, Payload)>, String> {
+    let mut h = [0u8; REC_HEADER];
+    let mut got = 0;
+    while got < REC_HEADER {
+        match f.read(&mut h[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err("truncated record header".into()),
+            Ok(n) => got += n,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let seq = u64::from_le_bytes(h[0..8].try_into().unwrap());
+    let len = u32::from_le_bytes(h[8..12].try_into().unwrap()) as usize;
+    let points = u32::from_le_bytes(h[12..16].try_into().unwrap());
+    let crc = u32::from_le_bytes(h[16..20].try_into().unwrap());
+    let mut body = vec![0u8; len];
+    f.read_exact(&mut body).map_err(|_| "truncated record body".to_string())?;
+    if crc32fast::hash(&body) != crc {
+        return Err("record checksum mismatch".into());
+    }
+    Ok(Some((seq, Payload { body: Bytes::from(body), points })))
+}
+
+impl Disk {
+    fn load(name: &str, dir: &Path, max_bytes: u64) -> Result<(Disk, u64), QueueError> {
+        let mut ids = Vec::new();
+        for ent in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let ent = ent.map_err(io_err(dir))?;
+            let fname = ent.file_name();
+            let fname = fname.to_string_lossy();
+            if let Some(stem) = fname.strip_suffix(".seg") {
+                if let Ok(id) = stem.parse::<u64>() {
+                    ids.push(id);
+                }
+            } else if fname.ends_with(".tmp") {
+                let _ = std::fs::remove_file(ent.path());
+            }
+        }
+        ids.sort_unstable();
+        let cursor_path = dir.join("cursor");
+        let cursor = std::fs::read_to_string(&cursor_path)
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace();
+                Some((it.next()?.parse::<u64>().ok()?, it.next()?.parse::<u64>().ok()?))
+            })
+            .unwrap_or((0, HEADER));
+        let mut segments = VecDeque::new();
+        let mut last_seq = 0u64;
+        for id in ids {
+            let path = seg_path(dir, id);
+            let start = if id == cursor.0 { cursor.1.max(HEADER) } else { HEADER };
+            let mut f = File::open(&path).map_err(io_err(&path))?;
+            let mut magic = [0u8; 8];
+            if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
+                tracing::warn!(sink = %name, path = %path.display(), "not a spill segment; removing it");
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            // Scan every record (for the sequence numbers), counting only those after the cursor.
+            let mut reader = std::io::BufReader::new(f);
+            let mut off = HEADER;
+            let (mut records, mut points) = (0u64, 0u64);
+            loop {
+                match read_record(&mut reader) {
+                    Ok(None) => break,
+                    Ok(Some((seq, p))) => {
+                        let end = off + (REC_HEADER + p.body.len()) as u64;
+                        if off >= start {
+                            records += 1;
+                            points += p.points as u64;
+                        }
+                        last_seq = last_seq.max(seq + 1);
+                        off = end;
+                    }
+                    Err(why) => {
+                        tracing::warn!(sink = %name, path = %path.display(), offset = off, reason = %why,
+                            "damaged spill segment; keeping the records before the damage");
+                        let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                        f.set_len(off).map_err(io_err(&path))?;
+                        break;
+                    }
+                }
+            }
+            if records == 0 {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            segments.push_back(Segment { id, path, size: off, records, points });
+        }
+        let cursor = match segments.front() {
+            Some(s) if s.id == cursor.0 => cursor,
+            Some(s) => (s.id, HEADER),
+            None => (0, HEADER),
+        };
+        let total: u64 = segments.iter().map(|s| s.records).sum();
+        if total > 0 {
+            tracing::info!(sink = %name, payloads = total, "found undelivered payloads spilled by an earlier run");
+        }
+        let segment_bytes = (max_bytes / 8).clamp(4096, 64 << 20);
+        Ok((
+            Disk { dir: dir.to_path_buf(), segments, writer: None, cursor, max_bytes, segment_bytes },
+            last_seq,
+        ))
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Appends; returns what had to be dropped to stay under the cap.
+    fn append(&mut self, name: &str, seq: u64, p: &Payload) -> Result<(u64, u64), QueueError> {
+        let rec_len = (REC_HEADER + p.body.len()) as u64;
+        let (mut dropped_p, mut dropped_pts) = (0, 0);
+        if rec_len + HEADER > self.max_bytes {
+            tracing::warn!(sink = %name, points = p.points, bytes = rec_len, max_disk_bytes = self.max_bytes,
+                "payload larger than the disk cap: dropped");
+            return Ok((1, p.points as u64));
+        }
+        while !self.segments.is_empty() && self.total_bytes() + rec_len + HEADER > self.max_bytes {
+            let (dp, dpts) = self.drop_head();
+            tracing::warn!(sink = %name, payloads = dp, points = dpts, max_disk_bytes = self.max_bytes,
+                "spill directory full: dropped the oldest segment");
+            dropped_p += dp;
+            dropped_pts += dpts;
+        }
+        let need_new = match (self.segments.back(), &self.writer) {
+            (Some(last), Some(_)) => last.size + rec_len > self.segment_bytes,
+            _ => true,
+        };
+        if need_new {
+            let path = seg_path(&self.dir, seq);
+            let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(io_err(&path))?;
+            f.write_all(MAGIC).map_err(io_err(&path))?;
+            if self.segments.is_empty() {
+                self.cursor = (seq, HEADER);
+            }
+            self.segments.push_back(Segment { id: seq, path, size: HEADER, records: 0, points: 0 });
+            self.writer = Some(f);
+        }
+        let mut buf = Vec::with_capacity(rec_len as usize);
+        write_record(&mut buf, seq, p);
+        let seg = self.segments.back_mut().unwrap();
+        self.writer.as_mut().unwrap().write_all(&buf).map_err(io_err(&seg.path))?;
+        seg.size += rec_len;
+        seg.records += 1;
+        seg.points += p.points as u64;
+        Ok((dropped_p, dropped_pts))
+    }
+
+    /// Deletes the oldest segment; returns the payloads and points it still held.
+    fn drop_head(&mut self) -> (u64, u64) {
+        let Some(s) = self.segments.pop_front() else { return (0, 0) };
+        let _ = std::fs::remove_file(&s.path);
+        if self.segments.is_empty() {
+            self.writer = None;
+        }
+        self.cursor = match self.segments.front() {
+            Some(n) => (n.id, HEADER),
+            None => (0, HEADER),
+        };
+        (s.records, s.points)
+    }
+
+    fn read(&mut self, n: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut out = Vec::new();
+        for (i, seg) in self.segments.iter().enumerate() {
+            if out.len() >= n {
+                break;
+            }
+            let mut off = if i == 0 && self.cursor.0 == seg.id { self.cursor.1.max(HEADER) } else { HEADER };
+            if off >= seg.size {
+                continue;
+            }
+            let mut f = File::open(&seg.path).map_err(io_err(&seg.path))?;
+            f.seek(SeekFrom::Start(off)).map_err(io_err(&seg.path))?;
+            let mut reader = std::io::BufReader::new(f);
+            while out.len() < n && off < seg.size {
+                match read_record(&mut reader) {
+                    Ok(Some((seq, payload))) => {
+                        off += (REC_HEADER + payload.body.len()) as u64;
+                        out.push(Entry { seq, payload, pos: Pos::Disk { segment: seg.id, end: off } });
+                    }
+                    Ok(None) => break,
+                    Err(why) => {
+                        return Err(QueueError::Io {
+                            path: seg.path.clone(),
+                            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+                        })
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn ack(&mut self, segment: u64, end: u64, points: u32) -> Result<(), QueueError> {
+        let Some(head) = self.segments.front_mut() else { return Ok(()) };
+        if head.id != segment {
+            // Its segment was dropped at the cap meanwhile.
+            return Ok(());
+        }
+        head.records = head.records.saturating_sub(1);
+        head.points = head.points.saturating_sub(points as u64);
+        self.cursor = (segment, end);
+        if head.records == 0 && end >= head.size {
+            let s = self.segments.pop_front().unwrap();
+            std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
+            if self.segments.is_empty() {
+                self.writer = None;
+            }
+            self.cursor = match self.segments.front() {
+                Some(n) => (n.id, HEADER),
+                None => (0, HEADER),
+            };
+        }
+        let path = self.dir.join("cursor");
+        let tmp = self.dir.join("cursor.tmp");
+        std::fs::write(&tmp, format!("{} {}\n", self.cursor.0, self.cursor.1)).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(i: u32) -> Payload {
+        Payload { body: Bytes::from(format!("payload-{i:06}-{}", "x".repeat(100))), points: i }
+    }
+
+    fn drain(q: &Queue) -> Vec<u32> {
+        let mut got = Vec::new();
+        loop {
+            let e = q.peek(3);
+            if e.is_empty() {
+                return got;
+            }
+            got.extend(e.iter().map(|e| e.payload.points));
+            q.ack(&e);
+        }
+    }
+
+    #[test]
+    fn memory_only_keeps_order_and_drops_oldest_at_cap() {
+        let q = Queue::open("t", 1200, None, 0).unwrap();
+        for i in 0..20 {
+            q.push(p(i));
+        }
+        let st = q.stats();
+        assert!(st.dropped_payloads > 0);
+        assert_eq!(st.memory_payloads + st.dropped_payloads, 20);
+        let got = drain(&q);
+        let first = got[0];
+        assert_eq!(got, (first..20).collect::<Vec<_>>());
+        assert_eq!(st.dropped_points, (0..first as u64).sum::<u64>());
+    }
+
+    #[test]
+    fn spills_to_disk_and_delivers_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open("t", 500, Some(dir.path()), 1 << 20).unwrap();
+        for i in 0..50 {
+            q.push(p(i));
+        }
+        let st = q.stats();
+        assert!(st.disk_payloads > 0, "{st:?}");
+        assert_eq!(st.memory_payloads + st.disk_payloads, 50);
+        // interleave: take some, push more, take all
+        let e = q.peek(2);
+        q.ack(&e);
+        for i in 50..60 {
+            q.push(p(i));
+        }
+        let mut got = vec![0, 1];
+        got.extend(drain(&q));
+        assert_eq!(got, (0..60).collect::<Vec<_>>());
+        assert_eq!(q.stats().disk_bytes, 0);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().to_string();
+            n.ends_with(".seg").then_some(n)
+        }).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn restart_delivers_spilled_and_memory_payloads_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open("t", 700, Some(dir.path()), 1 << 20).unwrap();
+            for i in 0..30 {
+                q.push(p(i));
+            }
+            // deliver some from memory, then some from disk
+            let e = q.peek(1);
+            q.ack(&e);
+            q.spill_memory().unwrap();
+        }
+        {
+            let q = Queue::open("t", 700, Some(dir.path()), 1 << 20).unwrap();
+            let e = q.peek(4);
+            assert_eq!(e.iter().map(|e| e.payload.points).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+            q.ack(&e);
+            // a new push after restart lands behind the old data
+            q.push(p(30));
+        }
+        let q = Queue::open("t", 700, Some(dir.path()), 1 << 20).unwrap();
+        q.push(p(31));
+        assert_eq!(drain(&q), (5..32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn disk_cap_drops_oldest_segments_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open("t", 1024, Some(dir.path()), 8192).unwrap();
+        for i in 0..200 {
+            q.push(p(i));
+        }
+        let st = q.stats();
+        assert!(st.disk_bytes <= 8192, "{st:?}");
+        assert!(st.dropped_payloads > 0);
+        let got = drain(&q);
+        assert_eq!(got.len() as u64 + st.dropped_payloads, 200);
+        // what is left is in order, and the newest survived
+        assert!(got.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(*got.last().unwrap(), 199);
+    }
+
+    #[test]
+    fn torn_segment_tail_is_cut_and_the_rest_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open("t", 10, Some(dir.path()), 1 << 20).unwrap();
+            for i in 0..5 {
+                q.push(p(i));
+            }
+        }
+        let seg = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 7).unwrap();
+        drop(f);
+        let q = Queue::open("t", 10, Some(dir.path()), 1 << 20).unwrap();
+        assert_eq!(drain(&q), vec![0, 1, 2, 3]);
+    }
+}
