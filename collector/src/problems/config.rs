@@ -14,7 +14,11 @@ pub enum ConfigError {
     #[error("{file}: invalid JSON: {source}")]
     Json { file: PathBuf, source: serde_json::Error },
     #[error("{file}: key `{key}`: {message}")]
-    Invalid { file: PathBuf, key: String, message: String },
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 /// A rule's kind, as node-problem-detector spells it.
@@ -256,20 +260,28 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn invalid(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { file: file.to_path_buf(), key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        file: file.to_path_buf(),
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// Reads and parses one config file (no validation).
 pub fn parse_file(file: &Path) -> Result<MonitorConfig, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
     parse_str(file, &text)
 }
 
 /// Parses a config's text; `file` is only used to name errors.
 pub fn parse_str(file: &Path, text: &str) -> Result<MonitorConfig, ConfigError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|source| ConfigError::Json { file: file.to_path_buf(), source })?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+        file: file.to_path_buf(),
+        source,
+    })?;
     let plugin = value
         .get("plugin")
         .and_then(|p| p.as_str())
@@ -302,7 +314,11 @@ fn check_default_condition(
 ) -> Result<(), ConfigError> {
     if kind == RuleKind::Permanent {
         if condition.is_empty() {
-            return Err(invalid(file, format!("rules[{idx}].condition"), "a permanent rule needs a condition"));
+            return Err(invalid(
+                file,
+                format!("rules[{idx}].condition"),
+                "a permanent rule needs a condition",
+            ));
         }
         if !conditions.iter().any(|c| c.kind == condition) {
             return Err(invalid(
@@ -322,18 +338,25 @@ impl SystemLogConfig {
             "filelog" => {
                 for key in ["timestamp", "message", "timestampFormat"] {
                     if !self.plugin_config.contains_key(key) {
-                        return Err(invalid(file, format!("pluginConfig.{key}"), "required by the filelog plugin"));
+                        return Err(invalid(
+                            file,
+                            format!("pluginConfig.{key}"),
+                            "required by the filelog plugin",
+                        ));
                     }
                 }
                 for key in ["timestamp", "message"] {
                     let re = &self.plugin_config[key];
-                    regex::Regex::new(re).map_err(|e| {
-                        invalid(file, format!("pluginConfig.{key}"), format!("invalid regex: {e}"))
-                    })?;
+                    regex::Regex::new(re)
+                        .map_err(|e| invalid(file, format!("pluginConfig.{key}"), format!("invalid regex: {e}")))?;
                 }
                 for key in self.plugin_config.keys() {
                     if !["timestamp", "message", "timestampFormat"].contains(&key.as_str()) {
-                        return Err(invalid(file, format!("pluginConfig.{key}"), "unknown filelog plugin key"));
+                        return Err(invalid(
+                            file,
+                            format!("pluginConfig.{key}"),
+                            "unknown filelog plugin key",
+                        ));
                     }
                 }
                 if self.log_path.is_empty() {
@@ -347,13 +370,21 @@ impl SystemLogConfig {
                 }
                 for key in self.plugin_config.keys() {
                     if key != "source" {
-                        return Err(invalid(file, format!("pluginConfig.{key}"), "unknown journald plugin key"));
+                        return Err(invalid(
+                            file,
+                            format!("pluginConfig.{key}"),
+                            "unknown journald plugin key",
+                        ));
                     }
                 }
             }
             "kmsg" => {
                 if let Some(key) = self.plugin_config.keys().next() {
-                    return Err(invalid(file, format!("pluginConfig.{key}"), "the kmsg plugin takes no pluginConfig"));
+                    return Err(invalid(
+                        file,
+                        format!("pluginConfig.{key}"),
+                        "the kmsg plugin takes no pluginConfig",
+                    ));
                 }
             }
             other => return Err(invalid(file, "plugin", format!("unknown plugin {other:?}"))),
@@ -389,18 +420,21 @@ impl CustomPluginConfig {
     /// `plugin_exists` decides whether a rule's `path` exists (relative paths are resolved by the caller).
     pub fn validate(&self, file: &Path, plugin_exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
         let g = &self.plugin_config;
-        let interval = parse_go_duration(&g.invoke_interval)
-            .map_err(|e| invalid(file, "pluginConfig.invoke_interval", e))?;
+        let interval =
+            parse_go_duration(&g.invoke_interval).map_err(|e| invalid(file, "pluginConfig.invoke_interval", e))?;
         if interval.is_zero() {
             return Err(invalid(file, "pluginConfig.invoke_interval", "must be greater than 0"));
         }
-        let timeout =
-            parse_go_duration(&g.timeout).map_err(|e| invalid(file, "pluginConfig.timeout", e))?;
+        let timeout = parse_go_duration(&g.timeout).map_err(|e| invalid(file, "pluginConfig.timeout", e))?;
         if timeout.is_zero() {
             return Err(invalid(file, "pluginConfig.timeout", "must be greater than 0"));
         }
         if g.max_output_length == 0 {
-            return Err(invalid(file, "pluginConfig.max_output_length", "must be greater than 0"));
+            return Err(invalid(
+                file,
+                "pluginConfig.max_output_length",
+                "must be greater than 0",
+            ));
         }
         if g.concurrency == 0 {
             return Err(invalid(file, "pluginConfig.concurrency", "must be greater than 0"));
@@ -420,10 +454,13 @@ impl CustomPluginConfig {
                 }
             }
             if let Some(i) = &rule.invoke_interval {
-                let i = parse_go_duration(i)
-                    .map_err(|e| invalid(file, format!("rules[{idx}].invoke_interval"), e))?;
+                let i = parse_go_duration(i).map_err(|e| invalid(file, format!("rules[{idx}].invoke_interval"), e))?;
                 if i.is_zero() {
-                    return Err(invalid(file, format!("rules[{idx}].invoke_interval"), "must be greater than 0"));
+                    return Err(invalid(
+                        file,
+                        format!("rules[{idx}].invoke_interval"),
+                        "must be greater than 0",
+                    ));
                 }
             }
             if rule.reason.is_empty() {

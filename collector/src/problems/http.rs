@@ -66,7 +66,10 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_json(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
-        let resp = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         (status, serde_json::from_slice(&body).unwrap())

@@ -140,7 +140,9 @@ pub fn is_single_line(pattern: &str) -> bool {
     };
     match hir.kind() {
         HirKind::Concat(subs) => {
-            let Some((last, prefix)) = subs.split_last() else { return false };
+            let Some((last, prefix)) = subs.split_last() else {
+                return false;
+            };
             matches!(last.kind(), HirKind::Look(Look::End)) && !prefix.iter().any(may_cross_lines)
         }
         // `\z` alone (empty pattern): matches at the end of anything.
@@ -220,7 +222,10 @@ impl Matcher {
             let hits = self.single_set.matches(&newest.message);
             if hits.matched_any() {
                 for i in hits.iter() {
-                    out.push(RuleMatch { rule: self.single[i], lines: vec![newest.clone()] });
+                    out.push(RuleMatch {
+                        rule: self.single[i],
+                        lines: vec![newest.clone()],
+                    });
                 }
             }
         }
@@ -290,7 +295,10 @@ mod tests {
     use super::*;
 
     fn line(msg: &str) -> LogLine {
-        LogLine { timestamp: DateTime::<Utc>::from_timestamp(0, 0).unwrap(), message: msg.to_string() }
+        LogLine {
+            timestamp: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
+            message: msg.to_string(),
+        }
     }
 
     #[test]
@@ -368,7 +376,11 @@ mod tests {
         let mut fast = Matcher::new(patterns, buffer).unwrap();
         let mut exact = Matcher::new(patterns, buffer).unwrap();
         for l in lines {
-            assert_eq!(fast.push(line(l)), exact.push_exact(line(l)), "line {l:?} patterns {patterns:?}");
+            assert_eq!(
+                fast.push(line(l)),
+                exact.push_exact(line(l)),
+                "line {l:?} patterns {patterns:?}"
+            );
         }
     }
 
@@ -379,10 +391,17 @@ mod tests {
             include_str!("../../testdata/problems/kernel-monitor.json"),
         )
         .unwrap();
-        let crate::problems::config::MonitorConfig::SystemLog(cfg) = kernel else { panic!() };
+        let crate::problems::config::MonitorConfig::SystemLog(cfg) = kernel else {
+            panic!()
+        };
         let patterns: Vec<&str> = cfg.rules.iter().map(|r| r.pattern.as_str()).collect();
         let mut lines = Vec::new();
-        for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/problems/kernel-log-samples")).unwrap() {
+        for f in std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/problems/kernel-log-samples"
+        ))
+        .unwrap()
+        {
             let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
             lines.extend(text.lines().map(str::to_string));
         }
@@ -408,7 +427,9 @@ mod tests {
             r"[^\n]*bar",
             r"\Bbar",
         ];
-        let lines = ["foo", "afoo", "foo bar", "xbar", "", "FOO é", "a\nfoo", "bar\nfoo", "foo bar"];
+        let lines = [
+            "foo", "afoo", "foo bar", "xbar", "", "FOO é", "a\nfoo", "bar\nfoo", "foo bar",
+        ];
         assert_equivalent(&patterns, &lines, 3);
         assert_equivalent(&patterns, &lines, 1);
     }

@@ -63,9 +63,15 @@ impl ProblemDetector {
                     c.validate(file, &exists)?
                 }
             }
-            monitors.push(Monitor { file: file.clone(), config });
+            monitors.push(Monitor {
+                file: file.clone(),
+                config,
+            });
         }
-        let detector = ProblemDetector { monitors, store: Arc::new(Store::default()) };
+        let detector = ProblemDetector {
+            monitors,
+            store: Arc::new(Store::default()),
+        };
         detector.initialize();
         Ok(detector)
     }
@@ -120,3 +126,6 @@ impl ProblemDetector {
         self.store.write_metrics(out);
     }
 }
+
+#[cfg(test)]
+mod tests;

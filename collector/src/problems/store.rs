@@ -168,8 +168,7 @@ impl Store {
         let g = self.lock();
         let oldest = g.events.front().map(|e| e.seq).unwrap_or(g.next_seq + 1);
         let truncated = since + 1 < oldest && since < g.next_seq;
-        let events: Vec<Event> =
-            g.events.iter().filter(|e| e.seq > since).take(limit).cloned().collect();
+        let events: Vec<Event> = g.events.iter().filter(|e| e.seq > since).take(limit).cloned().collect();
         let last = events.last().map(|e| e.seq).unwrap_or(g.next_seq);
         (events, last, truncated)
     }
@@ -233,8 +232,14 @@ mod tests {
         s.set_gauge("KernelDeadlock", "OtherHung", true);
         let mut out = String::new();
         s.write_metrics(&mut out);
-        assert!(out.contains("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 0\n"), "{out}");
-        assert!(out.contains("problem_gauge{reason=\"OtherHung\",type=\"KernelDeadlock\"} 1\n"), "{out}");
+        assert!(
+            out.contains("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("problem_gauge{reason=\"OtherHung\",type=\"KernelDeadlock\"} 1\n"),
+            "{out}"
+        );
     }
 
     #[test]

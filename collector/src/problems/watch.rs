@@ -1,1 +1,0 @@
-//! Log watchers (kmsg, filelog, journald) that turn a log source into `LogLine`s.
