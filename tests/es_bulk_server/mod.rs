@@ -1,0 +1,429 @@
+//! A strict Elasticsearch `_bulk` test server (axum on 127.0.0.1:0) for the log shipper's tests.
+//!
+//! It follows the documented protocol (shared/reference/logs-and-elasticsearch.md) and checks:
+//! - only `POST /_bulk` and `POST /<index>/_bulk`; `Content-Type` must be `application/x-ndjson`
+//!   (406 otherwise, as Elasticsearch answers); `Content-Encoding: gzip` bodies are inflated;
+//! - bodies over `max_content_length` get 413; a configured `Authorization` value is required (401);
+//! - the body is NDJSON: every line, including the last, ends with `\n`; no empty lines; each
+//!   action line is one JSON object with exactly one of `index`/`create`/`update`/`delete` and only
+//!   known metadata keys; `_type` is rejected on ES 8 (400 illegal_argument_exception) and only
+//!   `_doc` accepted on ES 7; `_index` comes from the line or the URL; a malformed action line
+//!   fails the whole request with 400 (as Elasticsearch does); a source line that is not a JSON
+//!   object fails only its item (400 mapper_parsing_exception);
+//! - `create` of an existing `_id` is a 409 version_conflict_engine_exception; data streams accept
+//!   only `create` and need `@timestamp`;
+//! - items are answered in request order with `errors` set when any failed; documents are stored per
+//!   index in arrival order;
+//! - it can be told to fail a fraction of items with 429/500/400 (seeded, so runs are repeatable),
+//!   to reject documents whose `message` contains `MAPPING-ERROR` with 400, and to go down (the
+//!   listener is closed: connections are refused) and come back on the same port.
+#![allow(dead_code)]
+
+pub mod harness;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Behaviour switches.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// 7 or 8.
+    pub version: u8,
+    /// Largest accepted body (after inflating), in bytes.
+    pub max_content_length: usize,
+    /// Required `Authorization` header value, if any.
+    pub authorization: Option<String>,
+    /// Names that are data streams.
+    pub data_streams: HashSet<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { version: 8, max_content_length: 100 << 20, authorization: None, data_streams: HashSet::new() }
+    }
+}
+
+/// What the server has seen.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub requests: u64,
+    pub rejected_requests: u64,
+    pub items: u64,
+    pub created: u64,
+    pub conflicts: u64,
+    pub injected_429: u64,
+    pub injected_500: u64,
+    pub injected_400: u64,
+    pub gzip_requests: u64,
+}
+
+#[derive(Default)]
+struct Index {
+    docs: Vec<(String, Value)>,
+    ids: HashMap<String, usize>,
+}
+
+struct Inner {
+    indices: BTreeMap<String, Index>,
+    fail_429: f64,
+    fail_500: f64,
+    fail_400: f64,
+    rng: u64,
+    stats: Stats,
+    auto_id: u64,
+}
+
+struct Shared {
+    opts: Options,
+    inner: Mutex<Inner>,
+}
+
+/// A running test server.
+pub struct EsServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<watch::Sender<bool>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EsServer {
+    /// Starts on a free 127.0.0.1 port.
+    pub async fn start(opts: Options) -> EsServer {
+        let shared = Arc::new(Shared {
+            opts,
+            inner: Mutex::new(Inner {
+                indices: BTreeMap::new(),
+                fail_429: 0.0,
+                fail_500: 0.0,
+                fail_400: 0.0,
+                rng: 0x9e37_79b9_7f4a_7c15,
+                stats: Stats::default(),
+                auto_id: 0,
+            }),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind test server");
+        let addr = listener.local_addr().unwrap();
+        let mut s = EsServer { addr, shared, stop: None, task: None };
+        s.serve(listener);
+        s
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, mut rx) = watch::channel(false);
+        let app = app(self.shared.clone());
+        self.task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+        self.stop = Some(tx);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Fails these fractions of items (0.0–1.0) with 429, 500 and 400.
+    pub fn set_failures(&self, p429: f64, p500: f64, p400: f64) {
+        let mut g = self.shared.inner.lock().unwrap();
+        g.fail_429 = p429;
+        g.fail_500 = p500;
+        g.fail_400 = p400;
+    }
+
+    /// Closes the listener and open connections: clients get "connection refused".
+    pub async fn go_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(task) = self.task.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(3), async { task.await }).await.is_err() {
+                // A connection did not finish in time: the task was dropped with the timeout future.
+            }
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn come_up(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    self.serve(l);
+                    return;
+                }
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("test server cannot rebind {}: {e}", self.addr),
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.inner.lock().unwrap().stats.clone()
+    }
+
+    /// Documents of one index in arrival order.
+    pub fn docs(&self, index: &str) -> Vec<(String, Value)> {
+        self.shared.inner.lock().unwrap().indices.get(index).map(|i| i.docs.clone()).unwrap_or_default()
+    }
+
+    /// Names of the indices.
+    pub fn indices(&self) -> Vec<String> {
+        self.shared.inner.lock().unwrap().indices.keys().cloned().collect()
+    }
+
+    /// Every stored document: (index, id, source), per index in arrival order.
+    pub fn all_docs(&self) -> Vec<(String, String, Value)> {
+        let g = self.shared.inner.lock().unwrap();
+        let mut out = Vec::new();
+        for (name, idx) in &g.indices {
+            for (id, v) in &idx.docs {
+                out.push((name.clone(), id.clone(), v.clone()));
+            }
+        }
+        out
+    }
+
+    pub fn doc_count(&self) -> usize {
+        self.shared.inner.lock().unwrap().indices.values().map(|i| i.docs.len()).sum()
+    }
+}
+
+fn app(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/_bulk", post(bulk_root))
+        .route("/{index}/_bulk", post(bulk_index))
+        .with_state(shared)
+}
+
+fn error(status: StatusCode, kind: &str, reason: String) -> Response {
+    (status, axum::Json(json!({"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}, "status": status.as_u16()}))).into_response()
+}
+
+async fn bulk_root(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    bulk(s, None, headers, body)
+}
+
+async fn bulk_index(State(s): State<Arc<Shared>>, Path(index): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    bulk(s, Some(index), headers, body)
+}
+
+fn reject(s: &Shared, r: Response) -> Response {
+    s.inner.lock().unwrap().stats.rejected_requests += 1;
+    r
+}
+
+fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Bytes) -> Response {
+    s.inner.lock().unwrap().stats.requests += 1;
+    if let Some(want) = &s.opts.authorization {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
+            return reject(&s, error(StatusCode::UNAUTHORIZED, "security_exception", "missing authentication credentials".into()));
+        }
+    }
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime != "application/x-ndjson" {
+        return reject(&s, error(StatusCode::NOT_ACCEPTABLE, "media_type_header_exception", format!("Content-Type header [{ct}] is not supported")));
+    }
+    let body: Vec<u8> = match headers.get("content-encoding").and_then(|v| v.to_str().ok()) {
+        Some("gzip") => {
+            s.inner.lock().unwrap().stats.gzip_requests += 1;
+            let mut out = Vec::new();
+            if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+                return reject(&s, error(StatusCode::BAD_REQUEST, "parse_exception", "invalid gzip body".into()));
+            }
+            out
+        }
+        None | Some("identity") => body.to_vec(),
+        Some(other) => return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("unsupported Content-Encoding {other}"))),
+    };
+    if body.len() > s.opts.max_content_length {
+        return reject(&s, error(StatusCode::PAYLOAD_TOO_LARGE, "content_too_long", format!("body of {} bytes exceeds max_content_length", body.len())));
+    }
+    if body.is_empty() {
+        return reject(&s, error(StatusCode::BAD_REQUEST, "action_request_validation_exception", "Validation Failed: 1: no requests added;".into()));
+    }
+    if !body.ends_with(b"\n") {
+        return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]".into()));
+    }
+    let lines: Vec<&[u8]> = body[..body.len() - 1].split(|&b| b == b'\n').collect();
+    // First pass: validate every action line (a bad one fails the whole request).
+    struct Op<'a> {
+        action: String,
+        index: String,
+        id: Option<String>,
+        source: Option<&'a [u8]>,
+    }
+    let mut ops = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line_no = i + 1;
+        let line = lines[i];
+        if line.is_empty() {
+            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("empty line [{line_no}] in bulk body")));
+        }
+        let v: Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => return reject(&s, error(StatusCode::BAD_REQUEST, "x_content_parse_exception", format!("[{line_no}] malformed action/metadata line: {e}"))),
+        };
+        let Some(obj) = v.as_object().filter(|o| o.len() == 1) else {
+            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Malformed action/metadata line [{line_no}], expected a single action")));
+        };
+        let (action, meta) = obj.iter().next().unwrap();
+        if !["index", "create", "update", "delete"].contains(&action.as_str()) {
+            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Malformed action/metadata line [{line_no}], expected one of [create, delete, index, update] but found [{action}]")));
+        }
+        let Some(meta) = meta.as_object() else {
+            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Malformed action/metadata line [{line_no}], expected START_OBJECT")));
+        };
+        for (k, val) in meta {
+            match k.as_str() {
+                "_index" | "_id" | "routing" | "pipeline" | "require_alias" | "if_seq_no" | "if_primary_term" | "version" | "version_type" | "dynamic_templates" => {}
+                "_type" if s.opts.version == 7 && val == "_doc" => {}
+                _ => return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Action/metadata line [{line_no}] contains an unknown parameter [{k}]"))),
+            }
+        }
+        let index = match meta.get("_index").and_then(|v| v.as_str()).map(String::from).or_else(|| url_index.clone()) {
+            Some(ix) => ix,
+            None => return reject(&s, error(StatusCode::BAD_REQUEST, "action_request_validation_exception", format!("Validation Failed: 1: index is missing ([{line_no}])"))),
+        };
+        if index != index.to_lowercase() || index.starts_with(['_', '-', '+']) {
+            return reject(&s, error(StatusCode::BAD_REQUEST, "invalid_index_name_exception", format!("Invalid index name [{index}]")));
+        }
+        let id = meta.get("_id").and_then(|v| v.as_str()).map(String::from);
+        let source = if action == "delete" {
+            None
+        } else {
+            i += 1;
+            match lines.get(i) {
+                Some(src) => Some(*src),
+                None => return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("action [{action}] at line [{line_no}] has no source line"))),
+            }
+        };
+        ops.push(Op { action: action.clone(), index, id, source });
+        i += 1;
+    }
+    // Second pass: apply, item by item, in order.
+    let mut g = s.inner.lock().unwrap();
+    let mut items = Vec::with_capacity(ops.len());
+    let mut errors = false;
+    for op in ops {
+        g.stats.items += 1;
+        let item_err = |status: u16, kind: &str, reason: String, id: &Option<String>| {
+            json!({op.action.clone(): {"_index": op.index, "_id": id, "status": status, "error": {"type": kind, "reason": reason}}})
+        };
+        // Injected failures first (as a loaded cluster would answer).
+        let r = next_f64(&mut g.rng);
+        let (f429, f500, f400) = (g.fail_429, g.fail_500, g.fail_400);
+        if r < f429 {
+            g.stats.injected_429 += 1;
+            errors = true;
+            items.push(item_err(429, "es_rejected_execution_exception", "rejected execution of coordinating operation".into(), &op.id));
+            continue;
+        }
+        if r < f429 + f500 {
+            g.stats.injected_500 += 1;
+            errors = true;
+            items.push(item_err(500, "internal_server_error", "injected failure".into(), &op.id));
+            continue;
+        }
+        let src: Option<Map<String, Value>> = match op.source {
+            Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => {
+                    errors = true;
+                    items.push(item_err(400, "document_parsing_exception", "failed to parse: source is not a JSON object".into(), &op.id));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if r < f429 + f500 + f400 || src.as_ref().and_then(|m| m.get("message")).and_then(|m| m.as_str()).is_some_and(|m| m.contains("MAPPING-ERROR")) {
+            g.stats.injected_400 += 1;
+            errors = true;
+            items.push(item_err(400, "mapper_parsing_exception", "failed to parse field [message] of type [long]".into(), &op.id));
+            continue;
+        }
+        let is_stream = s.opts.data_streams.contains(&op.index);
+        if is_stream && op.action != "create" {
+            errors = true;
+            items.push(item_err(400, "illegal_argument_exception", format!("only write ops with an op_type of create are allowed in data streams (got {})", op.action), &op.id));
+            continue;
+        }
+        if is_stream && !src.as_ref().is_some_and(|m| m.contains_key("@timestamp")) {
+            errors = true;
+            items.push(item_err(400, "illegal_argument_exception", "data stream timestamp field [@timestamp] is missing".into(), &op.id));
+            continue;
+        }
+        let id = match &op.id {
+            Some(id) => id.clone(),
+            None => {
+                g.auto_id += 1;
+                format!("auto-{}", g.auto_id)
+            }
+        };
+        let idx = g.indices.entry(op.index.clone()).or_default();
+        let exists = idx.ids.get(&id).copied();
+        let (status, result) = match (op.action.as_str(), exists) {
+            ("create", Some(_)) => {
+                g.stats.conflicts += 1;
+                errors = true;
+                items.push(json!({"create": {"_index": op.index, "_id": id, "status": 409, "error": {"type": "version_conflict_engine_exception", "reason": format!("[{id}]: version conflict, document already exists (current version [1])")}}}));
+                continue;
+            }
+            ("create", None) | ("index", None) => {
+                idx.ids.insert(id.clone(), idx.docs.len());
+                idx.docs.push((id.clone(), Value::Object(src.unwrap())));
+                g.stats.created += 1;
+                (201, "created")
+            }
+            ("index", Some(pos)) => {
+                idx.docs[pos].1 = Value::Object(src.unwrap());
+                (200, "updated")
+            }
+            ("update", Some(pos)) => {
+                if let (Value::Object(d), Some(Value::Object(patch))) = (&mut idx.docs[pos].1, src.unwrap().get("doc").cloned()) {
+                    d.extend(patch);
+                }
+                (200, "updated")
+            }
+            ("delete", Some(pos)) => {
+                idx.docs.remove(pos);
+                idx.ids = idx.docs.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
+                (200, "deleted")
+            }
+            _ => {
+                errors = true;
+                items.push(item_err(404, "document_missing_exception", format!("[{id}]: document missing"), &Some(id.clone())));
+                continue;
+            }
+        };
+        items.push(json!({op.action.clone(): {"_index": op.index, "_id": id, "_version": 1, "result": result, "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1, "status": status}}));
+    }
+    (StatusCode::OK, axum::Json(json!({"took": 1, "errors": errors, "items": items}))).into_response()
+}
+
+fn next_f64(state: &mut u64) -> f64 {
+    // xorshift64*: repeatable per server.
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+}
