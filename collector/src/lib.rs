@@ -1,30 +1,106 @@
 //! The per-node collector: cgroup (v1 and v2) and /proc figures for every container, served as
 //! cAdvisor-compatible Prometheus metrics and as the kubelet Summary API.
 
+pub mod cgroup;
+pub mod config;
+pub mod discovery;
+pub mod fixture;
+pub mod housekeeping;
+pub mod http;
 pub mod problems;
+pub mod proc;
 pub mod summary;
 
+use config::Config;
+use housekeeping::{Collector, SharedSnapshot, Snapshot};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Command-line options of `vigil collector`.
-#[derive(clap::Args, Debug, Clone)]
+/// Command-line options of `vigil collector`. Flags override the YAML file given with `--config`.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct Args {
-    /// Address to serve /metrics, /stats/summary and /healthz on.
-    #[arg(long, default_value = "0.0.0.0:4194")]
-    pub listen: SocketAddr,
+    /// YAML configuration file (keys as in the flags, with underscores).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to serve /metrics, /stats/summary and /healthz on [default: 0.0.0.0:4194].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Cgroup mount root [default: /sys/fs/cgroup].
+    #[arg(long)]
+    pub cgroup_root: Option<PathBuf>,
+    /// /proc mount [default: /proc].
+    #[arg(long)]
+    pub proc_root: Option<PathBuf>,
+    /// Kubelet pod log directory [default: /var/log/pods].
+    #[arg(long)]
+    pub pod_log_root: Option<PathBuf>,
+    /// Kubelet container log symlinks [default: <pod-log-root>/../containers].
+    #[arg(long)]
+    pub container_log_root: Option<PathBuf>,
+    /// Kubelet read API base URL, for /pods (labels, images, requests, limits).
+    #[arg(long)]
+    pub kubelet_url: Option<String>,
+    /// Node name in the Summary API [default: host name].
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Time between collection passes, e.g. 10s (minimum 1s) [default: 10s].
+    #[arg(long, value_parser = config::parse_duration)]
+    pub housekeeping_interval: Option<Duration>,
+    /// Time between full cgroup rescans [default: 60s].
+    #[arg(long, value_parser = config::parse_duration)]
+    pub rescan_interval: Option<Duration>,
+    /// Comma-separated metric groups to switch off (cAdvisor names: cpu, memory, network, disk, diskIO, process, pressure, oom_event, ...).
+    #[arg(long, value_delimiter = ',')]
+    pub disable_metrics: Option<Vec<String>>,
+    /// Comma-separated pod labels to copy as container_label_<name> (opt-in).
+    #[arg(long, value_delimiter = ',')]
+    pub pod_labels: Option<Vec<String>>,
+    /// A path on the node's root filesystem [default: /].
+    #[arg(long)]
+    pub root_fs_path: Option<PathBuf>,
+    /// A path on the runtime's image filesystem.
+    #[arg(long)]
+    pub image_fs_path: Option<PathBuf>,
+    /// Directory entries the writable-layer/log size walk may visit per pass [default: 20000].
+    #[arg(long)]
+    pub fs_walk_budget: Option<usize>,
 }
 
 impl Args {
     /// The collector's options for `vigil up`: defaults, listening on `listen`.
     pub fn for_up(listen: SocketAddr) -> Self {
-        Args { listen }
+        Args { listen: Some(listen), ..Default::default() }
+    }
+
+    /// The effective configuration: the file (if any), then the flags on top, validated.
+    pub fn resolve(&self) -> Result<Config, config::Error> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        macro_rules! set_opt {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = Some(v.clone()); } )* };
+        }
+        set!(listen, cgroup_root, proc_root, pod_log_root, housekeeping_interval, rescan_interval, disable_metrics, pod_labels, root_fs_path, fs_walk_budget);
+        set_opt!(container_log_root, kubelet_url, node_name, image_fs_path);
+        c.validate()?;
+        Ok(c)
     }
 }
 
 /// Errors of the collector.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Start(#[from] housekeeping::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("http server: {0}")]
@@ -32,16 +108,74 @@ pub enum Error {
 }
 
 /// Runs the collector until `shutdown` fires.
-pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(args.listen)
+pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let config = Arc::new(args.resolve()?);
+    run_with_config(config, shutdown).await
+}
+
+/// Runs the collector with a resolved configuration.
+pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let mut collector = Collector::new(config.clone())?;
+    collector.start_watcher();
+    let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(Snapshot::empty(config.node_name()))));
+
+    if let Some(url) = config.kubelet_url.clone() {
+        let slot = collector.kubelet_pods_slot();
+        let interval = config.rescan_interval.min(Duration::from_secs(30));
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
+            loop {
+                match discovery::metadata::fetch_pod_list(&client, &url).await {
+                    Ok(list) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(list),
+                    Err(e) => tracing::warn!(kind = e.kind(), error = %e, "kubelet /pods"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+
+    // Housekeeping on its own thread: file reads are blocking.
+    let hk_snapshot = snapshot.clone();
+    let hk_shutdown = shutdown.clone();
+    let interval = config.housekeeping_interval;
+    let housekeeping = std::thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || {
+            loop {
+                let started = Instant::now();
+                let snap = collector.pass();
+                tracing::debug!(containers = snap.containers.len(), duration_ms = snap.self_stats.last_duration.as_millis() as u64, "collection pass");
+                *hk_snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+                let deadline = started + interval;
+                while Instant::now() < deadline {
+                    if *hk_shutdown.borrow() {
+                        return;
+                    }
+                    std::thread::sleep((deadline - Instant::now()).min(Duration::from_millis(100)));
+                }
+                if *hk_shutdown.borrow() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn housekeeping thread");
+
+    let state = http::AppState::new(snapshot, config.clone());
+    let app = http::app(state);
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| Error::Listen { addr: args.listen, source })?;
-    tracing::info!(listen = %args.listen, "collector listening");
-    axum::serve(listener, app)
+        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    tracing::info!(listen = %config.listen, "collector listening");
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
-        .map_err(Error::Serve)
+        .map_err(Error::Serve);
+    let _ = tokio::task::spawn_blocking(move || housekeeping.join()).await;
+    served
 }

@@ -1,0 +1,83 @@
+//! Collection pass, floor (open+read of the same files) and /metrics rendering on generated v2
+//! trees of 100, 1,000 and 5,000 containers on tmpfs (/dev/shm).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use vigil_collector::config::Config;
+use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, PASS_FILES, SPEC_FILES};
+use vigil_collector::housekeeping::Collector;
+
+struct Tree(PathBuf);
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tree(n: usize) -> Tree {
+    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let root = base.join(format!("vigil-bench-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    generate_v2_tree(&root, n).expect("generate tree");
+    Tree(root)
+}
+
+fn config(root: &Path) -> Arc<Config> {
+    let mut c = Config::default();
+    c.cgroup_root = root.to_path_buf();
+    c.pod_log_root = root.join("no-logs");
+    c.node_name = Some("bench".into());
+    Arc::new(c)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("collector");
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(20);
+    for n in [100usize, 1000, 5000] {
+        let t = tree(n);
+        let dirs = cgroup_dirs(&t.0);
+        let mut collector = Collector::new(config(&t.0)).expect("collector");
+        let first = collector.pass();
+        assert!(first.containers.len() > n, "{} cgroups for {n} containers", first.containers.len());
+        g.bench_with_input(BenchmarkId::new("pass", n), &n, |b, _| b.iter(|| collector.pass()));
+        // The floor: open and read the same files a pass reads (spec files every sixth pass).
+        let mut buf = String::with_capacity(4096);
+        let mut iter = 0u64;
+        g.bench_with_input(BenchmarkId::new("floor_read_files", n), &n, |b, _| {
+            b.iter(|| {
+                iter += 1;
+                let mut bytes = 0;
+                for d in &dirs {
+                    let spec: &[&str] = if iter % 6 == 0 { &SPEC_FILES } else { &[] };
+                    for f in PASS_FILES.iter().chain(spec.iter()) {
+                        buf.clear();
+                        if let Ok(mut file) = std::fs::File::open(d.join(f)) {
+                            let _ = file.read_to_string(&mut buf);
+                            bytes += buf.len();
+                        }
+                    }
+                }
+                bytes
+            })
+        });
+        let snap = collector.pass();
+        let cfg = config(&t.0);
+        let mut out = String::new();
+        g.bench_with_input(BenchmarkId::new("render_metrics", n), &n, |b, _| {
+            b.iter(|| {
+                vigil_collector::http::metrics::render(&snap, &cfg, &mut out);
+                out.len()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("render_summary", n), &n, |b, _| {
+            b.iter(|| serde_json::to_vec(&vigil_collector::http::summary::build(&snap)).map(|v| v.len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

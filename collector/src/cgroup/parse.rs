@@ -1,0 +1,128 @@
+//! Parsers for the kernel's cgroup file formats (single values, flat keyed, nested keyed, PSI).
+
+use crate::summary::{PsiData, PsiStats};
+
+/// A single unsigned number (`"1234\n"`).
+pub fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// A limit: a number, or `max` (v2) meaning unlimited. Values ≥ 2^62 (v1's "unlimited"
+/// page-rounded i64::MAX) are unlimited too, as cAdvisor and the kubelet treat them.
+pub fn parse_limit(text: &str) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    if t == "max" || t == "-1" {
+        return Ok(None);
+    }
+    let v: u64 = t
+        .parse()
+        .map_err(|_| format!("expected a number or \"max\", got {t:?}"))?;
+    Ok(if v >= 1 << 62 { None } else { Some(v) })
+}
+
+/// Iterates `key value` lines (memory.stat, cpu.stat, memory.events, cpuacct.stat).
+/// A line that is not `key <u64>` is an error naming the line.
+pub fn flat_keyed(text: &str) -> impl Iterator<Item = Result<(&str, u64), String>> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
+        let mut it = line.split_ascii_whitespace();
+        match (it.next(), it.next(), it.next()) {
+            (Some(k), Some(v), None) => v
+                .parse::<u64>()
+                .map(|v| (k, v))
+                .map_err(|_| format!("bad value in line {line:?}")),
+            _ => Err(format!("expected \"key value\", got line {line:?}")),
+        }
+    })
+}
+
+/// A PSI file: `some avg10=0.00 avg60=0.00 avg300=0.00 total=123` and the same for `full`.
+/// A file without a `full` line (cpu on older kernels) gets zeros for `full`.
+pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
+    let mut out = PsiStats::default();
+    let mut seen_some = false;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.split_ascii_whitespace();
+        let which = it.next().unwrap_or_default();
+        let mut data = PsiData::default();
+        for field in it {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value in line {line:?}"))?;
+            match k {
+                "avg10" => {
+                    data.avg10 = v
+                        .parse()
+                        .map_err(|_| format!("bad avg10 in line {line:?}"))?
+                }
+                "avg60" => {
+                    data.avg60 = v
+                        .parse()
+                        .map_err(|_| format!("bad avg60 in line {line:?}"))?
+                }
+                "avg300" => {
+                    data.avg300 = v
+                        .parse()
+                        .map_err(|_| format!("bad avg300 in line {line:?}"))?
+                }
+                "total" => {
+                    data.total = v
+                        .parse()
+                        .map_err(|_| format!("bad total in line {line:?}"))?
+                }
+                _ => {}
+            }
+        }
+        match which {
+            "some" => {
+                out.some = data;
+                seen_some = true;
+            }
+            "full" => out.full = data,
+            _ => return Err(format!("expected \"some\" or \"full\", got line {line:?}")),
+        }
+    }
+    if !seen_some {
+        return Err("no \"some\" line".to_string());
+    }
+    Ok(out)
+}
+
+/// `MAJ:MIN` of a block device.
+pub fn parse_dev(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit("max\n"), Ok(None));
+        assert_eq!(parse_limit("9223372036854771712\n"), Ok(None));
+        assert_eq!(parse_limit("-1"), Ok(None));
+        assert_eq!(parse_limit("67108864\n"), Ok(Some(67108864)));
+        assert!(parse_limit("lots").unwrap_err().contains("lots"));
+    }
+
+    #[test]
+    fn flat_keyed_reports_the_bad_line() {
+        let ok: Vec<_> = flat_keyed("a 1\nb 2\n").collect::<Result<_, _>>().unwrap();
+        assert_eq!(ok, vec![("a", 1), ("b", 2)]);
+        let err = flat_keyed("a 1\nb x\n")
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert!(err.contains("b x"), "{err}");
+    }
+
+    #[test]
+    fn psi_some_and_full() {
+        let p = parse_psi("some avg10=1.50 avg60=0.00 avg300=0.00 total=123\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=45\n").unwrap();
+        assert_eq!(p.some.total, 123);
+        assert_eq!(p.some.avg10, 1.5);
+        assert_eq!(p.full.total, 45);
+        assert!(parse_psi("bogus avg10=1").is_err());
+        assert!(parse_psi("").is_err());
+    }
+}

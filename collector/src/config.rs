@@ -1,0 +1,362 @@
+//! The collector's configuration: YAML file (`--config`) plus flags (flags win), validated at start-up.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Configuration errors; each names the key and, for the file, where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Parse {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("invalid `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// cAdvisor's metric group names accepted by `disable_metrics`.
+pub const METRIC_GROUPS: &[&str] = &[
+    "accelerator",
+    "advtcp",
+    "app",
+    "cpu",
+    "cpuLoad",
+    "cpu_topology",
+    "cpuset",
+    "disk",
+    "diskIO",
+    "hugetlb",
+    "memory",
+    "memory_numa",
+    "network",
+    "oom_event",
+    "percpu",
+    "perf_event",
+    "pressure",
+    "process",
+    "referenced_memory",
+    "resctrl",
+    "sched",
+    "tcp",
+    "udp",
+];
+
+/// The collector's settings. Every field can be set in the YAML file; most also as a flag.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to serve /metrics, /stats/summary, /healthz and /api/v1/containers on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the cgroup hierarchies are mounted (v2 root, or the parent of v1 controller mounts).
+    #[serde(default = "default_cgroup_root")]
+    pub cgroup_root: PathBuf,
+    /// Where /proc is mounted (the host's, in a DaemonSet).
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+    /// The kubelet's pod log directory (`<namespace>_<pod>_<uid>/<container>/`).
+    #[serde(default = "default_pod_log_root")]
+    pub pod_log_root: PathBuf,
+    /// The kubelet's container log symlinks (`<pod>_<namespace>_<container>-<id>.log`);
+    /// default: `containers` beside `pod_log_root`.
+    #[serde(default)]
+    pub container_log_root: Option<PathBuf>,
+    /// Base URL of the kubelet's read API (for `/pods`: labels, images, requests, limits).
+    #[serde(default)]
+    pub kubelet_url: Option<String>,
+    /// Node name in the Summary API; default: the host name.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Time between collection passes, e.g. `10s` (minimum 1s).
+    #[serde(default = "default_housekeeping", with = "duration_str")]
+    pub housekeeping_interval: Duration,
+    /// Time between full rescans of the cgroup hierarchies (inotify covers the time between).
+    #[serde(default = "default_rescan", with = "duration_str")]
+    pub rescan_interval: Duration,
+    /// Metric groups not to collect or expose, with cAdvisor's names (cpu, memory, network, disk, diskIO, process, pressure, oom_event, ...).
+    #[serde(default)]
+    pub disable_metrics: Vec<String>,
+    /// Pod labels copied to `container_label_<name>` labels (opt-in: each one multiplies series).
+    #[serde(default)]
+    pub pod_labels: Vec<String>,
+    /// Path on the node's root filesystem (for the node `fs` figures).
+    #[serde(default = "default_root_fs")]
+    pub root_fs_path: PathBuf,
+    /// Path on the container runtime's image filesystem; default: the first of
+    /// /var/lib/containerd, /var/lib/containers, /var/lib/docker that exists, else `root_fs_path`.
+    #[serde(default)]
+    pub image_fs_path: Option<PathBuf>,
+    /// Directory entries the writable-layer and log size walk may visit per pass.
+    #[serde(default = "default_fs_walk_budget")]
+    pub fs_walk_budget: usize,
+    /// node-problem-detector monitor config files to run.
+    #[serde(default)]
+    pub problem_detector_config: Vec<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    "0.0.0.0:4194".parse().expect("valid default")
+}
+fn default_cgroup_root() -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup")
+}
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+fn default_pod_log_root() -> PathBuf {
+    PathBuf::from("/var/log/pods")
+}
+fn default_housekeeping() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_rescan() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_root_fs() -> PathBuf {
+    PathBuf::from("/")
+}
+fn default_fs_walk_budget() -> usize {
+    20_000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults deserialize")
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a duration like 10s or 500ms, got {s:?}"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("expected a non-negative duration, got {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+mod duration_str {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::S(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
+            Raw::N(n) if n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+            Raw::N(n) => Err(serde::de::Error::custom(format!(
+                "expected a non-negative duration, got {n}"
+            ))),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a YAML file; errors name the file and the key.
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses YAML text (`path` is only for messages).
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, Error> {
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            key: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
+    }
+
+    /// Checks values that serde cannot; pure.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.housekeeping_interval < Duration::from_secs(1) {
+            return Err(Error::Invalid {
+                key: "housekeeping_interval",
+                message: format!(
+                    "{:?} is below the minimum of 1s",
+                    self.housekeeping_interval
+                ),
+            });
+        }
+        if self.rescan_interval < self.housekeeping_interval {
+            return Err(Error::Invalid {
+                key: "rescan_interval",
+                message: "must not be shorter than housekeeping_interval".into(),
+            });
+        }
+        for g in &self.disable_metrics {
+            if !METRIC_GROUPS.contains(&g.as_str()) {
+                return Err(Error::Invalid {
+                    key: "disable_metrics",
+                    message: format!(
+                        "unknown metric group {g:?}; known: {}",
+                        METRIC_GROUPS.join(", ")
+                    ),
+                });
+            }
+        }
+        for l in &self.pod_labels {
+            if l.is_empty() {
+                return Err(Error::Invalid {
+                    key: "pod_labels",
+                    message: "empty label name".into(),
+                });
+            }
+        }
+        if let Some(url) = &self.kubelet_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Invalid {
+                    key: "kubelet_url",
+                    message: format!("expected an http:// or https:// URL, got {url:?}"),
+                });
+            }
+        }
+        if self.fs_walk_budget == 0 {
+            return Err(Error::Invalid {
+                key: "fs_walk_budget",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a metric group is enabled.
+    pub fn enabled(&self, group: &str) -> bool {
+        !self.disable_metrics.iter().any(|g| g == group)
+    }
+
+    /// The container log symlink directory.
+    pub fn container_log_root(&self) -> PathBuf {
+        self.container_log_root.clone().unwrap_or_else(|| {
+            self.pod_log_root
+                .parent()
+                .map(|p| p.join("containers"))
+                .unwrap_or_else(|| PathBuf::from("/var/log/containers"))
+        })
+    }
+
+    /// The node name: configured, else the host name.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// The image filesystem path.
+    pub fn image_fs_path(&self) -> PathBuf {
+        if let Some(p) = &self.image_fs_path {
+            return p.clone();
+        }
+        for p in [
+            "/var/lib/containerd",
+            "/var/lib/containers",
+            "/var/lib/docker",
+        ] {
+            if Path::new(p).is_dir() {
+                return PathBuf::from(p);
+            }
+        }
+        self.root_fs_path.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 4194);
+        assert_eq!(c.housekeeping_interval, Duration::from_secs(10));
+        assert_eq!(c.container_log_root(), PathBuf::from("/var/log/containers"));
+    }
+
+    #[test]
+    fn yaml_file_fields() {
+        let c = Config::from_yaml("listen: 127.0.0.1:9999\nhousekeeping_interval: 2s\ndisable_metrics: [network, diskIO]\n", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.housekeeping_interval, Duration::from_secs(2));
+        assert!(!c.enabled("network") && c.enabled("cpu"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_yaml(
+            "listen: 127.0.0.1:1\nhousekeeping_intervall: 2s\n",
+            Path::new("/etc/vigil.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/etc/vigil.yaml") && err.contains("housekeeping_intervall"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = Config::from_yaml("housekeeping_interval: soon\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("housekeeping_interval"), "{err}");
+    }
+
+    #[test]
+    fn validate_rejects_short_interval_and_unknown_group() {
+        let mut c = Config::default();
+        c.housekeeping_interval = Duration::from_millis(500);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("housekeeping_interval"));
+        let mut c = Config::default();
+        c.disable_metrics = vec!["cpux".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("cpux"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,1050 @@
+//! The housekeeping loop: one collection pass over every known cgroup and the node into a cached
+//! snapshot, plus rates from the last two samples and the collector's own counters.
+
+use crate::cgroup::{self, CgroupPaths, Layout, Mode, ReadOptions, Spec, Stats};
+use crate::config::Config;
+use crate::discovery::metadata::{Metadata, PodList};
+use crate::discovery::naming::{classify, Kind};
+use crate::discovery::{self, Watcher};
+use crate::proc::fs::{statvfs, FsInfo, IncrementalDu, Usage};
+use crate::proc::{self, Interface, Node};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Names and labels of a container, from its cgroup path and the pod metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identity {
+    pub pod_uid: String,
+    pub pod: String,
+    pub namespace: String,
+    /// Container name; `POD` for a sandbox; empty for a pod-level or system cgroup.
+    pub container: String,
+    /// Runtime container id (cAdvisor's `name` label for Kubernetes containers).
+    pub container_id: String,
+    pub image: String,
+    pub sandbox: bool,
+    /// Opt-in pod labels (config `pod_labels`).
+    pub labels: Vec<(String, String)>,
+}
+
+/// One container's sample in a snapshot.
+#[derive(Debug, Clone)]
+pub struct ContainerSample {
+    /// The cgroup path (cAdvisor's `id`).
+    pub name: String,
+    pub kind: Kind,
+    pub identity: Identity,
+    pub stats: Stats,
+    pub usage_nano_cores: Option<u64>,
+    /// Network counters of the pod (on the pod-level cgroup only; one read per pod).
+    pub network: Option<Vec<Interface>>,
+    pub start_time: SystemTime,
+    pub rootfs: Option<Usage>,
+    pub logs: Option<Usage>,
+    /// The exposition label set, escaped, without braces: `container="…",id="…",…`.
+    pub label_str: String,
+}
+
+/// The collector's own counters.
+#[derive(Debug, Clone, Default)]
+pub struct SelfStats {
+    pub passes: u64,
+    pub last_duration: Duration,
+    pub errors_by_kind: BTreeMap<&'static str, u64>,
+    pub containers_added: u64,
+    pub containers_removed: u64,
+    pub files_read: u64,
+}
+
+/// Everything one pass collected; endpoints serve this.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub time: SystemTime,
+    pub node_name: String,
+    pub node: Node,
+    pub node_usage_nano_cores: Option<u64>,
+    pub root_fs: Option<FsInfo>,
+    pub image_fs: Option<FsInfo>,
+    pub containers: Vec<ContainerSample>,
+    pub self_stats: SelfStats,
+    /// False until the first pass completed.
+    pub ready: bool,
+}
+
+impl Snapshot {
+    pub fn empty(node_name: String) -> Self {
+        Snapshot {
+            time: SystemTime::UNIX_EPOCH,
+            node_name,
+            node: Node::default(),
+            node_usage_nano_cores: None,
+            root_fs: None,
+            image_fs: None,
+            containers: Vec::new(),
+            self_stats: SelfStats::default(),
+            ready: false,
+        }
+    }
+}
+
+/// Shared, swappable latest snapshot.
+pub type SharedSnapshot = Arc<RwLock<Arc<Snapshot>>>;
+
+#[derive(Debug)]
+struct Tracked {
+    paths: CgroupPaths,
+    kind: Kind,
+    start_time: SystemTime,
+    prev_cpu: Option<(Instant, u64)>,
+    spec: Spec,
+    /// Writable layer directory, once found from a process's mountinfo.
+    rootfs_dir: Option<PathBuf>,
+    rootfs_probed: bool,
+}
+
+/// The collection state; `pass` is synchronous (run it on a blocking thread).
+pub struct Collector {
+    config: Arc<Config>,
+    layout: Layout,
+    tracked: BTreeMap<String, Tracked>,
+    reader: cgroup::Reader,
+    watcher: Option<Watcher>,
+    last_rescan: Option<Instant>,
+    metadata: Metadata,
+    log_dirs_mtime: Option<(Option<SystemTime>, Option<SystemTime>)>,
+    kubelet_pods: Arc<Mutex<Option<PodList>>>,
+    last_kubelet: Option<PodList>,
+    du: IncrementalDu,
+    pod_pids: HashMap<String, u32>,
+    prev_node_cpu: Option<(Instant, u64)>,
+    stats: SelfStats,
+    logged: HashSet<String>,
+    node_name: String,
+    opts_template: ReadOptions,
+}
+
+/// Housekeeping errors that stop start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Layout(#[from] cgroup::Error),
+}
+
+impl Collector {
+    /// Detects the hierarchies and starts the watcher.
+    pub fn new(config: Arc<Config>) -> Result<Self, Error> {
+        let layout = Layout::detect(&config.cgroup_root)?;
+        let opts_template = ReadOptions {
+            cpu: config.enabled("cpu"),
+            memory: config.enabled("memory"),
+            io: config.enabled("diskIO"),
+            pids: config.enabled("process"),
+            pressure: config.enabled("pressure"),
+            spec: true,
+        };
+        let mut c = Collector {
+            node_name: config.node_name(),
+            config,
+            layout,
+            tracked: BTreeMap::new(),
+            reader: cgroup::Reader::new(),
+            watcher: None,
+            last_rescan: None,
+            metadata: Metadata::default(),
+            log_dirs_mtime: None,
+            kubelet_pods: Arc::new(Mutex::new(None)),
+            last_kubelet: None,
+            du: IncrementalDu::new(),
+            pod_pids: HashMap::new(),
+            prev_node_cpu: None,
+            stats: SelfStats::default(),
+            logged: HashSet::new(),
+            opts_template,
+        };
+        if c.layout.mode != Mode::V2 {
+            for ctrl in cgroup::Controller::ALL {
+                if c.layout.v1_root(ctrl).is_none() {
+                    let msg = format!(
+                        "v1 controller {} is not mounted under {}",
+                        ctrl.dir_name(),
+                        c.config.cgroup_root.display()
+                    );
+                    c.count_error("missing_controller", &msg);
+                }
+            }
+        }
+        tracing::info!(mode = ?c.layout.mode, root = %c.config.cgroup_root.display(), "cgroup layout detected");
+        Ok(c)
+    }
+
+    /// Starts inotify watches (separate from `new` so benches can skip it).
+    pub fn start_watcher(&mut self) {
+        let (w, errors) = Watcher::start(&self.layout);
+        for e in errors {
+            self.count_error(e.kind(), &e.to_string());
+        }
+        self.watcher = w;
+    }
+
+    /// Where the kubelet `/pods` fetcher stores its last answer.
+    pub fn kubelet_pods_slot(&self) -> Arc<Mutex<Option<PodList>>> {
+        self.kubelet_pods.clone()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn count_error(&mut self, kind: &'static str, message: &str) {
+        *self.stats.errors_by_kind.entry(kind).or_default() += 1;
+        // Log each distinct problem once; the counter keeps counting.
+        if self.logged.len() < 10_000 && self.logged.insert(format!("{kind}:{message}")) {
+            tracing::warn!(kind, error = %message, "collection error");
+        }
+    }
+
+    fn refresh_metadata(&mut self) {
+        let pods_root = self.config.pod_log_root.clone();
+        let containers_root = self.config.container_log_root();
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let now = (mtime(&pods_root), mtime(&containers_root));
+        let kubelet = self
+            .kubelet_pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if self.log_dirs_mtime == Some(now) && kubelet.is_none() {
+            return;
+        }
+        self.log_dirs_mtime = Some(now);
+        let (mut meta, errors) = Metadata::from_log_dirs(&pods_root, &containers_root);
+        for e in errors {
+            self.count_error(e.kind(), &e.to_string());
+        }
+        // Keep the last kubelet answer merged in (a new one replaces it).
+        let kubelet = kubelet.or_else(|| self.last_kubelet.take());
+        if let Some(list) = &kubelet {
+            meta.merge_pod_list(list);
+        }
+        self.last_kubelet = kubelet;
+        self.metadata = meta;
+    }
+
+    fn add(&mut self, name: &str) {
+        if self.tracked.contains_key(name) {
+            return;
+        }
+        let paths = self.layout.paths_of(name);
+        if paths.is_empty() {
+            return;
+        }
+        let kind = classify(name);
+        if kind == Kind::Other && name != "/" && is_conmon(name) {
+            return;
+        }
+        let start_time = paths
+            .any_dir()
+            .and_then(|d| std::fs::metadata(d).ok())
+            .and_then(|m| m.modified().ok())
+            .unwrap_or_else(SystemTime::now);
+        self.stats.containers_added += 1;
+        self.tracked.insert(
+            name.to_string(),
+            Tracked {
+                paths,
+                kind,
+                start_time,
+                prev_cpu: None,
+                spec: Spec::default(),
+                rootfs_dir: None,
+                rootfs_probed: false,
+            },
+        );
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(t) = self.tracked.remove(name) {
+            self.stats.containers_removed += 1;
+            if let Some(d) = &t.rootfs_dir {
+                self.du.untrack(d);
+            }
+        }
+    }
+
+    fn discover(&mut self) {
+        let rescan_due = match self.last_rescan {
+            None => true,
+            Some(t) => t.elapsed() >= self.config.rescan_interval,
+        };
+        let changes = self.watcher.as_ref().map(|w| w.drain()).unwrap_or_default();
+        if rescan_due || changes.rescan {
+            let mut errors = Vec::new();
+            let names = discovery::scan(&self.layout, &mut errors);
+            for e in errors {
+                self.count_error(e.kind(), &e.to_string());
+            }
+            let gone: Vec<String> = self
+                .tracked
+                .keys()
+                .filter(|k| !names.contains(*k))
+                .cloned()
+                .collect();
+            for g in gone {
+                self.remove(&g);
+            }
+            for n in &names {
+                self.add(n);
+            }
+            self.last_rescan = Some(Instant::now());
+        } else {
+            for n in &changes.removed {
+                // A removal in one hierarchy: drop it only when it is gone from all.
+                if self.layout.paths_of(n).is_empty() {
+                    self.remove(n);
+                } else if let Some(t) = self.tracked.get_mut(n) {
+                    t.paths = self.layout.paths_of(n);
+                }
+            }
+            for n in &changes.created {
+                if let Some(t) = self.tracked.get_mut(n) {
+                    t.paths = self.layout.paths_of(n);
+                } else {
+                    self.add(n);
+                }
+            }
+        }
+    }
+
+    /// One collection pass; returns the new snapshot.
+    pub fn pass(&mut self) -> Snapshot {
+        let started = Instant::now();
+        let now_wall = SystemTime::now();
+        self.discover();
+        self.refresh_metadata();
+        let files_before = self.reader.files_read;
+        let read_spec = self.stats.passes % 6 == 0;
+        let mut opts = self.opts_template;
+        let mut errors: Vec<cgroup::Error> = Vec::new();
+        let mut samples: Vec<ContainerSample> = Vec::with_capacity(self.tracked.len());
+        let mut gone: Vec<String> = Vec::new();
+        let names: Vec<String> = self.tracked.keys().cloned().collect();
+        for name in &names {
+            let t = self.tracked.get_mut(name).expect("tracked");
+            opts.spec = read_spec || t.prev_cpu.is_none();
+            match self.reader.read_stats(&t.paths, opts, &mut errors) {
+                Ok(mut stats) => {
+                    let now = Instant::now();
+                    if opts.spec {
+                        t.spec = stats.spec.clone();
+                    } else {
+                        stats.spec = t.spec.clone();
+                    }
+                    let mut usage_nano_cores = None;
+                    if let Some(cpu) = &stats.cpu {
+                        if let Some((pt, pu)) = t.prev_cpu {
+                            let dt = now.duration_since(pt).as_nanos() as u64;
+                            if dt > 0 && cpu.usage_ns >= pu {
+                                usage_nano_cores = Some(
+                                    ((cpu.usage_ns - pu) as u128 * 1_000_000_000 / dt as u128)
+                                        as u64,
+                                );
+                            }
+                        }
+                        t.prev_cpu = Some((now, cpu.usage_ns));
+                    } else if t.prev_cpu.is_none() {
+                        t.prev_cpu = Some((now, 0));
+                    }
+                    samples.push(ContainerSample {
+                        name: name.clone(),
+                        kind: t.kind.clone(),
+                        identity: Identity::default(),
+                        stats,
+                        usage_nano_cores,
+                        network: None,
+                        start_time: t.start_time,
+                        rootfs: None,
+                        logs: None,
+                        label_str: String::new(),
+                    });
+                }
+                Err(cgroup::Error::Gone { .. }) => gone.push(name.clone()),
+                Err(e) => errors.push(e),
+            }
+        }
+        for e in errors {
+            let kind = e.kind();
+            self.count_error(kind, &e.to_string());
+        }
+        for g in gone {
+            *self
+                .stats
+                .errors_by_kind
+                .entry("container_gone")
+                .or_default() += 1;
+            tracing::debug!(cgroup = %g, "container removed during the pass");
+            self.remove(&g);
+        }
+        self.stats.files_read += self.reader.files_read - files_before;
+        self.identify(&mut samples);
+        if self.config.enabled("network") {
+            self.collect_network(&mut samples);
+        }
+        if self.config.enabled("disk") {
+            self.collect_fs_usage(&mut samples);
+        }
+        for s in &mut samples {
+            s.label_str = label_string(s, &self.config.pod_labels);
+        }
+
+        let mut node_errors = Vec::new();
+        let node = proc::read_node(&self.config.proc_root, &mut node_errors);
+        for e in node_errors {
+            self.count_error(e.kind(), &e.to_string());
+        }
+        fill_root_from_proc(&mut samples, &node, self.config.enabled("network"));
+        let now = Instant::now();
+        let mut node_usage_nano_cores = None;
+        if node.cpu.usage_ns > 0 {
+            if let Some((pt, pu)) = self.prev_node_cpu {
+                let dt = now.duration_since(pt).as_nanos() as u64;
+                if dt > 0 && node.cpu.usage_ns >= pu {
+                    node_usage_nano_cores = Some(
+                        ((node.cpu.usage_ns - pu) as u128 * 1_000_000_000 / dt as u128) as u64,
+                    );
+                }
+            }
+            self.prev_node_cpu = Some((now, node.cpu.usage_ns));
+        }
+        let root_fs = match statvfs(&self.config.root_fs_path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.count_error(
+                    "statvfs",
+                    &format!("{}: {e}", self.config.root_fs_path.display()),
+                );
+                None
+            }
+        };
+        let image_path = self.config.image_fs_path();
+        let image_fs = match statvfs(&image_path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.count_error("statvfs", &format!("{}: {e}", image_path.display()));
+                None
+            }
+        };
+        self.stats.passes += 1;
+        self.stats.last_duration = started.elapsed();
+        Snapshot {
+            time: now_wall,
+            node_name: self.node_name.clone(),
+            node,
+            node_usage_nano_cores,
+            root_fs,
+            image_fs,
+            containers: samples,
+            self_stats: self.stats.clone(),
+            ready: true,
+        }
+    }
+
+    /// Fills pod/container names, images and the sandbox flag.
+    fn identify(&self, samples: &mut [ContainerSample]) {
+        // Container ids per pod uid present in this pass, to tell the sandbox apart.
+        let mut per_pod: HashMap<&str, usize> = HashMap::new();
+        for s in samples.iter() {
+            if let Kind::Container { pod_uid, .. } = &s.kind {
+                *per_pod.entry(pod_uid.as_str()).or_default() += 1;
+            }
+        }
+        let per_pod: HashMap<String, usize> = per_pod
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for s in samples.iter_mut() {
+            match &s.kind {
+                Kind::Container { pod_uid, id, .. } => {
+                    let mut idn = Identity {
+                        pod_uid: pod_uid.clone(),
+                        container_id: id.clone(),
+                        ..Default::default()
+                    };
+                    if let Some(pod) = self.metadata.pods.get(pod_uid) {
+                        idn.pod = pod.name.clone();
+                        idn.namespace = pod.namespace.clone();
+                        idn.labels = self.selected_labels(&pod.labels);
+                        match pod.containers.get(id) {
+                            Some(c) => {
+                                idn.container = c.name.clone();
+                                idn.image = c.image.clone();
+                            }
+                            None if per_pod.get(pod_uid).copied().unwrap_or(0) > 1 => {
+                                // In the pod's cgroup but not in its logs or the kubelet's list:
+                                // the sandbox (pause) container.
+                                idn.sandbox = true;
+                                idn.container = "POD".to_string();
+                            }
+                            None => {
+                                // A single unnamed container: if the pod has exactly one named
+                                // container in its log dir, it is that one.
+                                if pod.container_names.len() == 1 && pod.containers.is_empty() {
+                                    idn.container = pod.container_names[0].clone();
+                                }
+                            }
+                        }
+                    }
+                    s.identity = idn;
+                }
+                Kind::Pod { pod_uid, .. } => {
+                    let mut idn = Identity {
+                        pod_uid: pod_uid.clone(),
+                        ..Default::default()
+                    };
+                    if let Some(pod) = self.metadata.pods.get(pod_uid) {
+                        idn.pod = pod.name.clone();
+                        idn.namespace = pod.namespace.clone();
+                        idn.labels = self.selected_labels(&pod.labels);
+                    }
+                    s.identity = idn;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn selected_labels(&self, labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        self.config
+            .pod_labels
+            .iter()
+            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    /// One /proc/<pid>/net/dev read per pod, attached to the pod-level cgroup.
+    fn collect_network(&mut self, samples: &mut [ContainerSample]) {
+        // pod uid → a container cgroup directory of that pod (sandbox first).
+        let mut dirs: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        for s in samples.iter() {
+            if let Kind::Container { pod_uid, .. } = &s.kind {
+                if let Some(t) = self.tracked.get(&s.name) {
+                    if let Some(d) = t.paths.any_dir() {
+                        let v = dirs.entry(pod_uid.clone()).or_default();
+                        if s.identity.sandbox {
+                            v.insert(0, d.to_path_buf());
+                        } else {
+                            v.push(d.to_path_buf());
+                        }
+                    }
+                }
+            }
+        }
+        let proc_root = self.config.proc_root.clone();
+        let mut live = HashSet::new();
+        for s in samples.iter_mut() {
+            let Kind::Pod { pod_uid, .. } = &s.kind else {
+                continue;
+            };
+            live.insert(pod_uid.clone());
+            let mut result = None;
+            for attempt in 0..2 {
+                let pid = match self.pod_pids.get(pod_uid) {
+                    Some(p) if attempt == 0 => Some(*p),
+                    _ => dirs.get(pod_uid).and_then(|ds| {
+                        ds.iter().find_map(|d| {
+                            cgroup::read_procs(d).ok().and_then(|p| p.first().copied())
+                        })
+                    }),
+                };
+                let Some(pid) = pid else { break };
+                match proc::read_net_dev(&proc_root.join(pid.to_string()).join("net/dev")) {
+                    Ok(ifs) => {
+                        self.pod_pids.insert(pod_uid.clone(), pid);
+                        result = Some(
+                            ifs.into_iter()
+                                .filter(|i| proc::is_container_interface(&i.name))
+                                .collect(),
+                        );
+                        break;
+                    }
+                    Err(proc::Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        self.pod_pids.remove(pod_uid);
+                    }
+                    Err(e) => {
+                        self.count_error(e.kind(), &e.to_string());
+                        break;
+                    }
+                }
+            }
+            s.network = result;
+        }
+        self.pod_pids.retain(|k, _| live.contains(k));
+    }
+
+    /// Writable-layer and log sizes through the incremental walk (bounded entries per pass).
+    fn collect_fs_usage(&mut self, samples: &mut [ContainerSample]) {
+        let proc_root = self.config.proc_root.clone();
+        for s in samples.iter() {
+            if !matches!(s.kind, Kind::Container { .. }) || s.identity.sandbox {
+                continue;
+            }
+            let Some(t) = self.tracked.get_mut(&s.name) else {
+                continue;
+            };
+            if t.rootfs_probed {
+                continue;
+            }
+            t.rootfs_probed = true;
+            let pid = t
+                .paths
+                .any_dir()
+                .and_then(|d| cgroup::read_procs(d).ok())
+                .and_then(|p| p.first().copied());
+            if let Some(pid) = pid {
+                if let Some(upper) =
+                    overlay_upperdir(&proc_root.join(pid.to_string()).join("mountinfo"))
+                {
+                    self.du.track(&upper);
+                    t.rootfs_dir = Some(upper);
+                }
+            }
+        }
+        let log_root = self.config.pod_log_root.clone();
+        for s in samples.iter() {
+            if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
+            {
+                self.du.track(&pod_log_dir(&log_root, &s.identity));
+            }
+        }
+        self.du.advance(self.config.fs_walk_budget);
+        for s in samples.iter_mut() {
+            if let Some(t) = self.tracked.get(&s.name) {
+                if let Some(d) = &t.rootfs_dir {
+                    s.rootfs = self.du.usage(d);
+                }
+            }
+            if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
+            {
+                s.logs = self.du.usage(&pod_log_dir(&log_root, &s.identity));
+            }
+        }
+    }
+
+    /// Number of tracked cgroups.
+    pub fn tracked_len(&self) -> usize {
+        self.tracked.len()
+    }
+}
+
+/// The root cgroup ("/") gets what its cgroup files lack from /proc (as cAdvisor does on v2,
+/// where the root has no memory.current): CPU from /proc/stat, memory from /proc/meminfo, and
+/// the node's interfaces.
+fn fill_root_from_proc(samples: &mut [ContainerSample], node: &Node, network: bool) {
+    let Some(root) = samples.iter_mut().find(|s| s.name == "/") else {
+        return;
+    };
+    if root.stats.cpu.is_none() && node.cpu.usage_ns > 0 {
+        root.stats.cpu = Some(cgroup::Cpu {
+            usage_ns: node.cpu.usage_ns,
+            user_ns: node.cpu.user_ns,
+            system_ns: node.cpu.system_ns,
+            ..Default::default()
+        });
+    }
+    if root.stats.memory.is_none() && node.memory.total > 0 {
+        let m = &node.memory;
+        root.stats.memory = Some(cgroup::Memory {
+            usage: m.usage(),
+            working_set: m.working_set(),
+            rss: m.anon_pages,
+            cache: m.cached + m.buffers,
+            swap: m.swap_total.saturating_sub(m.swap_free),
+            mapped_file: m.mapped,
+            inactive_file: m.inactive_file,
+            ..Default::default()
+        });
+    }
+    if network {
+        root.network = Some(
+            node.interfaces
+                .iter()
+                .filter(|i| proc::is_container_interface(&i.name))
+                .cloned()
+                .collect(),
+        );
+    }
+}
+
+fn pod_log_dir(root: &Path, id: &Identity) -> PathBuf {
+    root.join(format!("{}_{}_{}", id.namespace, id.pod, id.pod_uid))
+        .join(&id.container)
+}
+
+fn is_conmon(name: &str) -> bool {
+    name.rsplit('/')
+        .next()
+        .map(|s| s.starts_with("crio-conmon-"))
+        .unwrap_or(false)
+}
+
+/// The `upperdir=` of the overlay mounted at `/` in a process's mount namespace.
+pub fn overlay_upperdir(mountinfo: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(mountinfo).ok()?;
+    for line in text.lines() {
+        let (pre, post) = line.split_once(" - ")?;
+        let mount_point = pre.split_ascii_whitespace().nth(4)?;
+        if mount_point != "/" {
+            continue;
+        }
+        let mut it = post.split_ascii_whitespace();
+        if it.next()? != "overlay" {
+            return None;
+        }
+        let opts = it.nth(1)?;
+        return opts
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(PathBuf::from);
+    }
+    None
+}
+
+/// Escapes a label value for the text exposition.
+pub fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The kubelet's label set (container, id, image, name, namespace, pod) plus opt-in pod labels.
+fn label_string(s: &ContainerSample, pod_labels: &[String]) -> String {
+    let mut out = String::with_capacity(160);
+    let i = &s.identity;
+    let name = if i.container_id.is_empty() {
+        ""
+    } else {
+        i.container_id.as_str()
+    };
+    for (k, v) in [
+        ("container", i.container.as_str()),
+        ("id", s.name.as_str()),
+        ("image", i.image.as_str()),
+        ("name", name),
+        ("namespace", i.namespace.as_str()),
+        ("pod", i.pod.as_str()),
+    ] {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(v, &mut out);
+        out.push('"');
+    }
+    for k in pod_labels {
+        let v = i
+            .labels
+            .iter()
+            .find(|(lk, _)| lk == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        out.push_str(",container_label_");
+        out.extend(
+            k.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+        );
+        out.push_str("=\"");
+        escape_label(v, &mut out);
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_config(root: &str) -> Arc<Config> {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let mut c = Config::default();
+        c.cgroup_root = base.join(root);
+        c.proc_root = base.join("proc-root-absent");
+        c.pod_log_root = base.join("logs/pods");
+        c.container_log_root = Some(base.join("logs/containers"));
+        c.node_name = Some("fixture-node".into());
+        Arc::new(c)
+    }
+
+    fn find<'a>(s: &'a Snapshot, suffix: &str) -> &'a ContainerSample {
+        s.containers
+            .iter()
+            .find(|c| c.name.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not found"))
+    }
+
+    #[test]
+    fn v2_systemd_fixture_values() {
+        let mut c = Collector::new(fixture_config("cgroup-v2-systemd")).unwrap();
+        let snap = c.pass();
+        let a = find(&snap, &format!("cri-containerd-{}.scope", "a".repeat(64)));
+        let cpu = a.stats.cpu.as_ref().unwrap();
+        // cpu.stat usage_usec 5000000 × 1000 = 5e9 ns; user 3e9; system 2e9; throttled_usec 250000 × 1000.
+        assert_eq!(
+            (cpu.usage_ns, cpu.user_ns, cpu.system_ns),
+            (5_000_000_000, 3_000_000_000, 2_000_000_000)
+        );
+        assert_eq!(
+            (cpu.periods, cpu.throttled_periods, cpu.throttled_ns),
+            (100, 10, 250_000_000)
+        );
+        let m = a.stats.memory.as_ref().unwrap();
+        // working set = memory.current 104857600 − inactive_file 20971520 = 83886080.
+        assert_eq!(m.usage, 104_857_600);
+        assert_eq!(m.working_set, 83_886_080);
+        assert_eq!(
+            (m.rss, m.cache, m.mapped_file, m.swap),
+            (52_428_800, 41_943_040, 4_194_304, 4096)
+        );
+        assert_eq!(
+            (m.pgfault, m.pgmajfault, m.failcnt, m.oom_kills),
+            (1000, 7, Some(3), Some(1))
+        );
+        assert_eq!(m.max_usage, Some(125_829_120));
+        // cpu.max "50000 100000"; cpu.weight 10 → 2 + 9 × 262142 / 9999 = 2 + 235 = 237.
+        assert_eq!(a.stats.spec.cpu_quota_us, Some(50_000));
+        assert_eq!(a.stats.spec.cpu_period_us, Some(100_000));
+        assert_eq!(a.stats.spec.cpu_shares, Some(237));
+        assert_eq!(a.stats.spec.memory_limit, Some(268_435_456));
+        assert_eq!(a.stats.spec.memory_swap_limit, None);
+        let io = a.stats.io.as_ref().unwrap();
+        assert_eq!(
+            (
+                io[0].read_bytes,
+                io[0].write_bytes,
+                io[0].reads,
+                io[0].writes
+            ),
+            (1_048_576, 2_097_152, 10, 20)
+        );
+        assert_eq!(a.stats.pids.as_ref().unwrap().current, 12);
+        assert_eq!(a.stats.pids.as_ref().unwrap().max, Some(1024));
+        let psi = a.stats.pressure.cpu.as_ref().unwrap();
+        assert_eq!((psi.some.total, psi.full.total), (1_500_000, 500_000));
+        // Names from the log layout: the symlink maps aaaa… to nginx; cccc… has no match and the
+        // pod has two containers, so it is the sandbox.
+        assert_eq!(a.identity.container, "nginx");
+        assert_eq!(
+            (a.identity.pod.as_str(), a.identity.namespace.as_str()),
+            ("web-0", "default")
+        );
+        let sandbox = find(&snap, &format!("cri-containerd-{}.scope", "c".repeat(64)));
+        assert!(sandbox.identity.sandbox);
+        assert_eq!(sandbox.identity.container, "POD");
+        // crio-conmon is not a container; the kubelet is a system container.
+        assert!(!snap
+            .containers
+            .iter()
+            .any(|c| c.name.contains("crio-conmon")));
+        assert_eq!(
+            find(&snap, "/system.slice/kubelet.service").kind,
+            Kind::System("kubelet")
+        );
+        // The pod-level cgroup is a pod.
+        let pod = find(
+            &snap,
+            "kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice",
+        );
+        assert!(matches!(pod.kind, Kind::Pod { .. }));
+        assert_eq!(pod.identity.pod, "web-0");
+    }
+
+    #[test]
+    fn malformed_files_are_counted_and_the_pass_goes_on() {
+        let mut c = Collector::new(fixture_config("cgroup-v2-systemd")).unwrap();
+        let snap = c.pass();
+        // crio-dddd…: memory.stat has a bad line, pids.current is not a number.
+        let d = find(&snap, &format!("crio-{}.scope", "d".repeat(64)));
+        assert!(d.stats.cpu.is_some(), "cpu still read");
+        assert!(d.stats.memory.is_none());
+        assert!(d.stats.pids.is_none());
+        assert_eq!(
+            snap.self_stats.errors_by_kind.get("parse"),
+            Some(&2),
+            "{:?}",
+            snap.self_stats.errors_by_kind
+        );
+        // The missing /proc is counted, not fatal.
+        assert!(
+            snap.self_stats
+                .errors_by_kind
+                .get("proc_io")
+                .copied()
+                .unwrap_or(0)
+                >= 1
+        );
+        // Unknown pod: still reported by its cgroup id, with no names.
+        assert_eq!(d.identity.pod, "");
+        assert!(d
+            .label_str
+            .contains(&format!("name=\"{}\"", "d".repeat(64))));
+    }
+
+    #[test]
+    fn v1_cgroupfs_fixture_values() {
+        let mut c = Collector::new(fixture_config("cgroup-v1-cgroupfs")).unwrap();
+        let snap = c.pass();
+        let b = find(&snap, &"b".repeat(64));
+        let cpu = b.stats.cpu.as_ref().unwrap();
+        let tick = 1_000_000_000 / rustix::param::clock_ticks_per_second();
+        // cpuacct.usage 7e9 ns; cpuacct.stat user 400, system 200 ticks (× 1e9/USER_HZ).
+        assert_eq!(cpu.usage_ns, 7_000_000_000);
+        assert_eq!((cpu.user_ns, cpu.system_ns), (400 * tick, 200 * tick));
+        assert_eq!(
+            (cpu.periods, cpu.throttled_periods, cpu.throttled_ns),
+            (40, 4, 123_000_000)
+        );
+        let m = b.stats.memory.as_ref().unwrap();
+        // working set = 209715200 − total_inactive_file 52428800 = 157286400 (total_* keys, not the local ones).
+        assert_eq!(m.working_set, 157_286_400);
+        assert_eq!(
+            (m.rss, m.cache, m.swap, m.mapped_file),
+            (73_400_320, 104_857_600, 8192, 8_388_608)
+        );
+        assert_eq!(
+            (m.pgfault, m.pgmajfault, m.failcnt, m.oom_kills),
+            (2000, 9, Some(2), Some(2))
+        );
+        assert_eq!(b.stats.spec.cpu_shares, Some(512));
+        assert_eq!(b.stats.spec.cpu_quota_us, Some(50_000));
+        assert_eq!(b.stats.spec.memory_limit, Some(536_870_912));
+        // 9223372036854771712 is v1's "unlimited".
+        assert_eq!(b.stats.spec.memory_swap_limit, None);
+        let io = b.stats.io.as_ref().unwrap();
+        assert_eq!(
+            (
+                io[0].read_bytes,
+                io[0].write_bytes,
+                io[0].reads,
+                io[0].writes
+            ),
+            (4096, 8192, 1, 2)
+        );
+        assert_eq!(b.stats.pids.as_ref().unwrap().max, None);
+        // The pod-level cgroup has cpu.cfs_quota_us -1: no quota.
+        let pod = find(&snap, "/pod11111111-2222-3333-4444-555555555555");
+        assert_eq!(pod.stats.spec.cpu_quota_us, None);
+        // No metadata for this pod: reported by cgroup id.
+        assert_eq!(b.identity.pod, "");
+        // This v1 fixture has every controller.
+        assert_eq!(
+            snap.self_stats.errors_by_kind.get("missing_controller"),
+            None
+        );
+    }
+
+    #[test]
+    fn hybrid_reads_v1_controllers_and_v2_pressure() {
+        let mut c = Collector::new(fixture_config("cgroup-hybrid")).unwrap();
+        let snap = c.pass();
+        let e = find(&snap, &"e".repeat(64));
+        // CPU from v1 cpuacct.usage (3e9), not the unified cpu.stat (2.999e9).
+        assert_eq!(e.stats.cpu.as_ref().unwrap().usage_ns, 3_000_000_000);
+        assert_eq!(e.stats.pressure.cpu.as_ref().unwrap().some.total, 7000);
+        assert_eq!(e.stats.memory.as_ref().unwrap().usage, 1_048_576);
+        // A cgroup only in the unified hierarchy is read through v2.
+        let f = find(&snap, &"f".repeat(64));
+        assert_eq!(f.stats.cpu.as_ref().unwrap().usage_ns, 1_000_000_000);
+        // blkio and pids are not mounted in this fixture: counted once as missing controllers.
+        assert_eq!(
+            snap.self_stats.errors_by_kind.get("missing_controller"),
+            Some(&2)
+        );
+    }
+
+    #[test]
+    fn removed_mid_pass_is_dropped_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let dir = root.join("kubepods/podaa/0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 10\nuser_usec 5\nsystem_usec 5\n",
+        )
+        .unwrap();
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let first = c.pass();
+        assert!(first
+            .containers
+            .iter()
+            .any(|s| s.name == "/kubepods/podaa/0123"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // No watcher and no rescan due: the read finds the directory gone.
+        let second = c.pass();
+        assert!(!second
+            .containers
+            .iter()
+            .any(|s| s.name == "/kubepods/podaa/0123"));
+        assert_eq!(
+            second.self_stats.errors_by_kind.get("container_gone"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn rates_come_from_two_samples() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu\n").unwrap();
+        let dir = root.join("kubepods/podaa/0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 0\n").unwrap();
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let first = c.pass();
+        assert_eq!(
+            first
+                .containers
+                .iter()
+                .find(|s| s.name == "/kubepods/podaa/0123")
+                .unwrap()
+                .usage_nano_cores,
+            None
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        // 100 ms of CPU in ≥ 200 ms of wall time: at most half a core.
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 100000\n").unwrap();
+        let second = c.pass();
+        let r = second
+            .containers
+            .iter()
+            .find(|s| s.name == "/kubepods/podaa/0123")
+            .unwrap()
+            .usage_nano_cores
+            .unwrap();
+        assert!(r > 100_000_000 && r <= 500_000_000, "{r}");
+    }
+
+    #[test]
+    fn upperdir_from_mountinfo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("mountinfo");
+        std::fs::write(&p, "1 0 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/l1:/l2,upperdir=/var/lib/containerd/snapshots/9/fs,workdir=/w\n2 1 0:5 / /proc rw - proc proc rw\n").unwrap();
+        assert_eq!(
+            overlay_upperdir(&p),
+            Some(PathBuf::from("/var/lib/containerd/snapshots/9/fs"))
+        );
+    }
+}

@@ -1,0 +1,762 @@
+//! The Prometheus text exposition: cAdvisor's metric names, the kubelet's labels, explicit timestamps.
+
+use crate::config::Config;
+use crate::housekeeping::{ContainerSample, Snapshot};
+use std::fmt::Write as _;
+
+/// Writes `value` the way Prometheus parses it.
+fn push_f64(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn header(out: &mut String, name: &str, typ: &str, help: &str) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(help);
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(typ);
+    out.push('\n');
+}
+
+/// One sample line: `name{labels,extra} value timestamp`.
+fn line(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    extra: &[(&str, &str)],
+    value: f64,
+    ts_ms: i64,
+) {
+    out.push_str(name);
+    out.push('{');
+    out.push_str(labels);
+    for (i, (k, v)) in extra.iter().enumerate() {
+        if !labels.is_empty() || i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        crate::housekeeping::escape_label(v, out);
+        out.push('"');
+    }
+    out.push_str("} ");
+    push_f64(out, value);
+    out.push(' ');
+    let _ = write!(out, "{ts_ms}");
+    out.push('\n');
+}
+
+/// A per-container metric family: header, then one line per container the closure gives a value for.
+fn family<F>(
+    out: &mut String,
+    snap: &Snapshot,
+    ts: i64,
+    name: &str,
+    typ: &str,
+    help: &str,
+    mut f: F,
+) where
+    F: FnMut(&ContainerSample) -> Option<f64>,
+{
+    header(out, name, typ, help);
+    for c in &snap.containers {
+        if let Some(v) = f(c) {
+            line(out, name, &c.label_str, &[], v, ts);
+        }
+    }
+}
+
+/// A per-container family with extra labels: the closure pushes (extra label values, value).
+fn family_multi<F>(
+    out: &mut String,
+    snap: &Snapshot,
+    ts: i64,
+    name: &str,
+    typ: &str,
+    help: &str,
+    keys: &[&str],
+    mut f: F,
+) where
+    F: FnMut(&ContainerSample, &mut Vec<(Vec<String>, f64)>),
+{
+    header(out, name, typ, help);
+    let mut rows = Vec::new();
+    for c in &snap.containers {
+        rows.clear();
+        f(c, &mut rows);
+        for (vals, v) in &rows {
+            let extra: Vec<(&str, &str)> = keys
+                .iter()
+                .zip(vals.iter())
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            line(out, name, &c.label_str, &extra, *v, ts);
+        }
+    }
+}
+
+fn device_name(snap: &Snapshot, major: u64, minor: u64) -> String {
+    snap.node
+        .disks
+        .iter()
+        .find(|d| d.major == major && d.minor == minor)
+        .map(|d| format!("/dev/{}", d.name))
+        .unwrap_or_else(|| format!("{major}:{minor}"))
+}
+
+/// Renders the whole exposition into `out` (cleared first).
+pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
+    out.clear();
+    let ts = snap
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let secs = |ns: u64| ns as f64 / 1e9;
+    if snap.ready {
+        if config.enabled("cpu") {
+            header(
+                out,
+                "container_cpu_usage_seconds_total",
+                "counter",
+                "Cumulative cpu time consumed in seconds.",
+            );
+            for c in &snap.containers {
+                if let Some(cpu) = &c.stats.cpu {
+                    line(
+                        out,
+                        "container_cpu_usage_seconds_total",
+                        &c.label_str,
+                        &[("cpu", "total")],
+                        secs(cpu.usage_ns),
+                        ts,
+                    );
+                }
+            }
+            family(
+                out,
+                snap,
+                ts,
+                "container_cpu_user_seconds_total",
+                "counter",
+                "Cumulative user cpu time consumed in seconds.",
+                |c| c.stats.cpu.as_ref().map(|x| secs(x.user_ns)),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_cpu_system_seconds_total",
+                "counter",
+                "Cumulative system cpu time consumed in seconds.",
+                |c| c.stats.cpu.as_ref().map(|x| secs(x.system_ns)),
+            );
+            let quota = |c: &ContainerSample| c.stats.spec.cpu_quota_us.is_some();
+            family(
+                out,
+                snap,
+                ts,
+                "container_cpu_cfs_periods_total",
+                "counter",
+                "Number of elapsed enforcement period intervals.",
+                |c| {
+                    c.stats
+                        .cpu
+                        .as_ref()
+                        .filter(|_| quota(c))
+                        .map(|x| x.periods as f64)
+                },
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_cpu_cfs_throttled_periods_total",
+                "counter",
+                "Number of throttled period intervals.",
+                |c| {
+                    c.stats
+                        .cpu
+                        .as_ref()
+                        .filter(|_| quota(c))
+                        .map(|x| x.throttled_periods as f64)
+                },
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_cpu_cfs_throttled_seconds_total",
+                "counter",
+                "Total time duration the container has been throttled.",
+                |c| {
+                    c.stats
+                        .cpu
+                        .as_ref()
+                        .filter(|_| quota(c))
+                        .map(|x| secs(x.throttled_ns))
+                },
+            );
+        }
+        if config.enabled("memory") {
+            let m = |c: &ContainerSample| c.stats.memory.clone();
+            family(out, snap, ts, "container_memory_usage_bytes", "gauge", "Current memory usage in bytes, including all memory regardless of when it was accessed", |c| m(c).map(|x| x.usage as f64));
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_working_set_bytes",
+                "gauge",
+                "Current working set in bytes.",
+                |c| m(c).map(|x| x.working_set as f64),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_rss",
+                "gauge",
+                "Size of RSS in bytes.",
+                |c| m(c).map(|x| x.rss as f64),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_cache",
+                "gauge",
+                "Number of bytes of page cache memory.",
+                |c| m(c).map(|x| x.cache as f64),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_swap",
+                "gauge",
+                "Container swap usage in bytes.",
+                |c| m(c).map(|x| x.swap as f64),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_mapped_file",
+                "gauge",
+                "Size of memory mapped files in bytes.",
+                |c| m(c).map(|x| x.mapped_file as f64),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_max_usage_bytes",
+                "gauge",
+                "Maximum memory usage recorded in bytes",
+                |c| {
+                    c.stats
+                        .memory
+                        .as_ref()
+                        .and_then(|x| x.max_usage)
+                        .map(|v| v as f64)
+                },
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_failcnt",
+                "counter",
+                "Number of memory usage hits limits",
+                |c| {
+                    c.stats
+                        .memory
+                        .as_ref()
+                        .map(|x| x.failcnt.unwrap_or(0) as f64)
+                },
+            );
+            family_multi(
+                out,
+                snap,
+                ts,
+                "container_memory_failures_total",
+                "counter",
+                "Cumulative count of memory allocation failures.",
+                &["failure_type", "scope"],
+                |c, rows| {
+                    if let Some(x) = &c.stats.memory {
+                        for scope in ["container", "hierarchy"] {
+                            rows.push((vec!["pgfault".into(), scope.into()], x.pgfault as f64));
+                            rows.push((
+                                vec!["pgmajfault".into(), scope.into()],
+                                x.pgmajfault as f64,
+                            ));
+                        }
+                    }
+                },
+            );
+        }
+        if config.enabled("oom_event") {
+            family(
+                out,
+                snap,
+                ts,
+                "container_oom_events_total",
+                "counter",
+                "Count of out of memory events observed for the container",
+                |c| {
+                    c.stats
+                        .memory
+                        .as_ref()
+                        .map(|x| x.oom_kills.unwrap_or(0) as f64)
+                },
+            );
+        }
+        if config.enabled("network") {
+            type Get = fn(&crate::proc::Interface) -> u64;
+            let nets: [(&str, &str, Get); 8] = [
+                (
+                    "container_network_receive_bytes_total",
+                    "Cumulative count of bytes received",
+                    |i| i.rx_bytes,
+                ),
+                (
+                    "container_network_receive_packets_total",
+                    "Cumulative count of packets received",
+                    |i| i.rx_packets,
+                ),
+                (
+                    "container_network_receive_packets_dropped_total",
+                    "Cumulative count of packets dropped while receiving",
+                    |i| i.rx_dropped,
+                ),
+                (
+                    "container_network_receive_errors_total",
+                    "Cumulative count of errors encountered while receiving",
+                    |i| i.rx_errors,
+                ),
+                (
+                    "container_network_transmit_bytes_total",
+                    "Cumulative count of bytes transmitted",
+                    |i| i.tx_bytes,
+                ),
+                (
+                    "container_network_transmit_packets_total",
+                    "Cumulative count of packets transmitted",
+                    |i| i.tx_packets,
+                ),
+                (
+                    "container_network_transmit_packets_dropped_total",
+                    "Cumulative count of packets dropped while transmitting",
+                    |i| i.tx_dropped,
+                ),
+                (
+                    "container_network_transmit_errors_total",
+                    "Cumulative count of errors encountered while transmitting",
+                    |i| i.tx_errors,
+                ),
+            ];
+            for (name, help, get) in nets {
+                family_multi(
+                    out,
+                    snap,
+                    ts,
+                    name,
+                    "counter",
+                    help,
+                    &["interface"],
+                    |c, rows| {
+                        if let Some(ifs) = &c.network {
+                            for i in ifs {
+                                rows.push((vec![i.name.clone()], get(i) as f64));
+                            }
+                        }
+                    },
+                );
+            }
+        }
+        if config.enabled("diskIO") {
+            type Get = fn(&crate::cgroup::IoDevice) -> u64;
+            let ios: [(&str, &str, Get); 4] = [
+                (
+                    "container_fs_reads_bytes_total",
+                    "Cumulative count of bytes read",
+                    |d| d.read_bytes,
+                ),
+                (
+                    "container_fs_writes_bytes_total",
+                    "Cumulative count of bytes written",
+                    |d| d.write_bytes,
+                ),
+                (
+                    "container_fs_reads_total",
+                    "Cumulative count of reads completed",
+                    |d| d.reads,
+                ),
+                (
+                    "container_fs_writes_total",
+                    "Cumulative count of writes completed",
+                    |d| d.writes,
+                ),
+            ];
+            for (name, help, get) in ios {
+                family_multi(
+                    out,
+                    snap,
+                    ts,
+                    name,
+                    "counter",
+                    help,
+                    &["device"],
+                    |c, rows| {
+                        if let Some(devs) = &c.stats.io {
+                            for d in devs {
+                                rows.push((
+                                    vec![device_name(snap, d.major, d.minor)],
+                                    get(d) as f64,
+                                ));
+                            }
+                        }
+                    },
+                );
+            }
+        }
+        if config.enabled("disk") {
+            let image_dev = snap
+                .image_fs
+                .as_ref()
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default();
+            let image_cap = snap.image_fs.as_ref().map(|f| f.capacity as f64);
+            let root_dev = snap
+                .root_fs
+                .as_ref()
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default();
+            family_multi(
+                out,
+                snap,
+                ts,
+                "container_fs_usage_bytes",
+                "gauge",
+                "Number of bytes that are consumed by the container on this filesystem.",
+                &["device"],
+                |c, rows| {
+                    if c.name == "/" {
+                        if let Some(f) = &snap.root_fs {
+                            rows.push((vec![root_dev.clone()], f.used as f64));
+                        }
+                    } else if let Some(u) = c.rootfs {
+                        rows.push((vec![image_dev.clone()], u.bytes as f64));
+                    }
+                },
+            );
+            family_multi(
+                out,
+                snap,
+                ts,
+                "container_fs_limit_bytes",
+                "gauge",
+                "Number of bytes that can be consumed by the container on this filesystem.",
+                &["device"],
+                |c, rows| {
+                    if c.name == "/" {
+                        if let Some(f) = &snap.root_fs {
+                            rows.push((vec![root_dev.clone()], f.capacity as f64));
+                        }
+                    } else if let (Some(_), Some(cap)) = (c.rootfs, image_cap) {
+                        rows.push((vec![image_dev.clone()], cap));
+                    }
+                },
+            );
+        }
+        if config.enabled("process") {
+            family(
+                out,
+                snap,
+                ts,
+                "container_threads",
+                "gauge",
+                "Number of threads running inside the container",
+                |c| c.stats.pids.as_ref().map(|p| p.current as f64),
+            );
+            family(
+                out,
+                snap,
+                ts,
+                "container_threads_max",
+                "gauge",
+                "Maximum number of threads allowed inside the container, infinity if value is zero",
+                |c| c.stats.pids.as_ref().map(|p| p.max.unwrap_or(0) as f64),
+            );
+        }
+        if config.enabled("pressure") {
+            for (res, get) in [
+                (
+                    "cpu",
+                    (|c: &ContainerSample| c.stats.pressure.cpu.clone())
+                        as fn(&ContainerSample) -> Option<crate::summary::PsiStats>,
+                ),
+                ("memory", |c: &ContainerSample| {
+                    c.stats.pressure.memory.clone()
+                }),
+                ("io", |c: &ContainerSample| c.stats.pressure.io.clone()),
+            ] {
+                let waiting = format!("container_pressure_{res}_waiting_seconds_total");
+                family(out, snap, ts, &waiting, "counter", &format!("Total time duration tasks in the container have waited due to {res} congestion."), |c| {
+                    get(c).map(|p| p.some.total as f64 / 1e6)
+                });
+                let stalled = format!("container_pressure_{res}_stalled_seconds_total");
+                family(out, snap, ts, &stalled, "counter", &format!("Total time duration no tasks in the container could make progress due to {res} congestion."), |c| {
+                    get(c).map(|p| p.full.total as f64 / 1e6)
+                });
+            }
+        }
+        family(
+            out,
+            snap,
+            ts,
+            "container_spec_cpu_period",
+            "gauge",
+            "CPU period of the container.",
+            |c| c.stats.spec.cpu_period_us.map(|v| v as f64),
+        );
+        family(
+            out,
+            snap,
+            ts,
+            "container_spec_cpu_quota",
+            "gauge",
+            "CPU quota of the container.",
+            |c| c.stats.spec.cpu_quota_us.map(|v| v as f64),
+        );
+        family(
+            out,
+            snap,
+            ts,
+            "container_spec_cpu_shares",
+            "gauge",
+            "CPU share of the container.",
+            |c| c.stats.spec.cpu_shares.map(|v| v as f64),
+        );
+        // Unlimited is exported as 0, as cAdvisor does for limits ≥ 2^62.
+        family(
+            out,
+            snap,
+            ts,
+            "container_spec_memory_limit_bytes",
+            "gauge",
+            "Memory limit for the container.",
+            |c| {
+                c.stats
+                    .memory
+                    .as_ref()
+                    .map(|_| c.stats.spec.memory_limit.unwrap_or(0) as f64)
+            },
+        );
+        family(
+            out,
+            snap,
+            ts,
+            "container_spec_memory_swap_limit_bytes",
+            "gauge",
+            "Memory swap limit for the container.",
+            |c| {
+                c.stats
+                    .memory
+                    .as_ref()
+                    .map(|_| c.stats.spec.memory_swap_limit.unwrap_or(0) as f64)
+            },
+        );
+        family(
+            out,
+            snap,
+            ts,
+            "container_spec_memory_reservation_limit_bytes",
+            "gauge",
+            "Memory reservation limit for the container.",
+            |c| {
+                c.stats
+                    .memory
+                    .as_ref()
+                    .map(|_| c.stats.spec.memory_reservation.unwrap_or(0) as f64)
+            },
+        );
+        family(
+            out,
+            snap,
+            ts,
+            "container_start_time_seconds",
+            "gauge",
+            "Start time of the container since unix epoch in seconds.",
+            |c| {
+                c.start_time
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs() as f64)
+            },
+        );
+        let seen = ts as f64 / 1000.0;
+        family(
+            out,
+            snap,
+            ts,
+            "container_last_seen",
+            "gauge",
+            "Last time a container was seen by the exporter",
+            |_| Some(seen.floor()),
+        );
+
+        header(
+            out,
+            "machine_cpu_cores",
+            "gauge",
+            "Number of logical CPU cores.",
+        );
+        line_nolabels(out, "machine_cpu_cores", snap.node.cpu.cores as f64, ts);
+        header(
+            out,
+            "machine_memory_bytes",
+            "gauge",
+            "Amount of memory installed on the machine.",
+        );
+        line_nolabels(
+            out,
+            "machine_memory_bytes",
+            snap.node.memory.total as f64,
+            ts,
+        );
+        header(
+            out,
+            "machine_swap_bytes",
+            "gauge",
+            "Amount of swap memory available on the machine.",
+        );
+        line_nolabels(
+            out,
+            "machine_swap_bytes",
+            snap.node.memory.swap_total as f64,
+            ts,
+        );
+    }
+    // The collector's own metrics (no timestamps: they describe the collector now).
+    let st = &snap.self_stats;
+    header(
+        out,
+        "vigil_collector_collection_duration_seconds",
+        "gauge",
+        "Duration of the last collection pass.",
+    );
+    let _ = writeln!(
+        out,
+        "vigil_collector_collection_duration_seconds {}",
+        st.last_duration.as_secs_f64()
+    );
+    header(
+        out,
+        "vigil_collector_passes_total",
+        "counter",
+        "Collection passes completed.",
+    );
+    let _ = writeln!(out, "vigil_collector_passes_total {}", st.passes);
+    header(
+        out,
+        "vigil_collector_errors_total",
+        "counter",
+        "Collection errors by kind (container_gone, io, parse, missing_controller, proc_io, ...).",
+    );
+    for (k, v) in &st.errors_by_kind {
+        let _ = writeln!(out, "vigil_collector_errors_total{{kind=\"{k}\"}} {v}");
+    }
+    header(
+        out,
+        "vigil_collector_containers",
+        "gauge",
+        "Cgroups tracked in the last pass.",
+    );
+    let _ = writeln!(out, "vigil_collector_containers {}", snap.containers.len());
+    header(
+        out,
+        "vigil_collector_containers_added_total",
+        "counter",
+        "Cgroups that appeared.",
+    );
+    let _ = writeln!(
+        out,
+        "vigil_collector_containers_added_total {}",
+        st.containers_added
+    );
+    header(
+        out,
+        "vigil_collector_containers_removed_total",
+        "counter",
+        "Cgroups that disappeared.",
+    );
+    let _ = writeln!(
+        out,
+        "vigil_collector_containers_removed_total {}",
+        st.containers_removed
+    );
+    header(
+        out,
+        "vigil_collector_files_read_total",
+        "counter",
+        "Cgroup files read.",
+    );
+    let _ = writeln!(out, "vigil_collector_files_read_total {}", st.files_read);
+    header(
+        out,
+        "vigil_collector_last_collection_timestamp_seconds",
+        "gauge",
+        "Time of the last collection pass.",
+    );
+    let _ = writeln!(
+        out,
+        "vigil_collector_last_collection_timestamp_seconds {}",
+        ts as f64 / 1000.0
+    );
+}
+
+fn line_nolabels(out: &mut String, name: &str, v: f64, ts: i64) {
+    out.push_str(name);
+    out.push(' ');
+    push_f64(out, v);
+    let _ = writeln!(out, " {ts}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_prometheus_floats() {
+        let mut s = String::new();
+        push_f64(&mut s, 5.0);
+        s.push(' ');
+        push_f64(&mut s, 0.25);
+        s.push(' ');
+        push_f64(&mut s, f64::NAN);
+        assert_eq!(s, "5 0.25 NaN");
+    }
+
+    #[test]
+    fn extra_labels_are_escaped_and_joined() {
+        let mut s = String::new();
+        line(&mut s, "m", "id=\"/\"", &[("interface", "a\"b")], 1.0, 7);
+        assert_eq!(s, "m{id=\"/\",interface=\"a\\\"b\"} 1 7\n");
+        s.clear();
+        line(&mut s, "m", "", &[("a", "1"), ("b", "2")], 1.0, 7);
+        assert_eq!(s, "m{a=\"1\",b=\"2\"} 1 7\n");
+    }
+}

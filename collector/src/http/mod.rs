@@ -1,0 +1,171 @@
+//! The collector's HTTP API: /metrics, /stats/summary, /healthz, /api/v1/containers.
+
+pub mod metrics;
+pub mod summary;
+
+use crate::config::Config;
+use crate::discovery::naming::Kind;
+use crate::housekeeping::{SharedSnapshot, Snapshot};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Extra exposition lines appended to /metrics by another subsystem (the problem detector).
+pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshot: SharedSnapshot,
+    pub config: Arc<Config>,
+    /// Reused exposition buffer.
+    pub buffer: Arc<Mutex<String>>,
+    pub extra_metrics: Option<ExtraMetrics>,
+}
+
+impl AppState {
+    pub fn new(snapshot: SharedSnapshot, config: Arc<Config>) -> Self {
+        AppState {
+            snapshot,
+            config,
+            buffer: Arc::new(Mutex::new(String::new())),
+            extra_metrics: None,
+        }
+    }
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The router (tests call it without a socket).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/stats/summary", get(summary_handler))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/containers", get(containers))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(st): State<AppState>) -> Response {
+    let snap = st.current();
+    let body = {
+        let mut buf = st.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        metrics::render(&snap, &st.config, &mut buf);
+        if let Some(extra) = &st.extra_metrics {
+            extra(&mut buf);
+        }
+        buf.clone()
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn not_ready() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no collection pass has completed yet\n",
+    )
+        .into_response()
+}
+
+async fn summary_handler(State(st): State<AppState>) -> Response {
+    let snap = st.current();
+    if !snap.ready {
+        return not_ready();
+    }
+    axum::Json(summary::build(&snap)).into_response()
+}
+
+/// ok while the last pass is younger than three housekeeping intervals.
+async fn healthz(State(st): State<AppState>) -> Response {
+    let snap = st.current();
+    if !snap.ready {
+        return not_ready();
+    }
+    let age = SystemTime::now()
+        .duration_since(snap.time)
+        .unwrap_or_default();
+    let limit = st.config.housekeeping_interval * 3;
+    if age > limit {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "last collection was {:.1}s ago (limit {:.1}s)\n",
+                age.as_secs_f64(),
+                limit.as_secs_f64()
+            ),
+        )
+            .into_response();
+    }
+    "ok\n".into_response()
+}
+
+async fn containers(State(st): State<AppState>) -> Response {
+    let snap = st.current();
+    if !snap.ready {
+        return not_ready();
+    }
+    let list: Vec<serde_json::Value> = snap
+        .containers
+        .iter()
+        .map(|c| {
+            let kind = match &c.kind {
+                Kind::Container { .. } if c.identity.sandbox => "sandbox".to_string(),
+                Kind::Container { runtime, .. } => format!("container ({runtime})"),
+                Kind::Pod { qos, .. } => format!("pod ({qos})"),
+                Kind::System(n) => format!("system ({n})"),
+                Kind::Other => "cgroup".to_string(),
+            };
+            let s = &c.stats;
+            serde_json::json!({
+                "id": c.name,
+                "kind": kind,
+                "pod": c.identity.pod,
+                "namespace": c.identity.namespace,
+                "podUid": c.identity.pod_uid,
+                "container": c.identity.container,
+                "containerId": c.identity.container_id,
+                "image": c.identity.image,
+                "startTime": chrono::DateTime::<chrono::Utc>::from(c.start_time),
+                "usageNanoCores": c.usage_nano_cores,
+                "cpu": s.cpu.as_ref().map(|x| serde_json::json!({"usageNs": x.usage_ns, "userNs": x.user_ns, "systemNs": x.system_ns, "periods": x.periods, "throttledPeriods": x.throttled_periods, "throttledNs": x.throttled_ns})),
+                "memory": s.memory.as_ref().map(|m| serde_json::json!({"usage": m.usage, "workingSet": m.working_set, "rss": m.rss, "cache": m.cache, "swap": m.swap, "mappedFile": m.mapped_file, "pgfault": m.pgfault, "pgmajfault": m.pgmajfault, "oomKills": m.oom_kills})),
+                "pids": s.pids.as_ref().map(|p| serde_json::json!({"current": p.current, "max": p.max})),
+                "spec": {"cpuShares": s.spec.cpu_shares, "cpuQuotaUs": s.spec.cpu_quota_us, "cpuPeriodUs": s.spec.cpu_period_us, "memoryLimit": s.spec.memory_limit},
+                "network": c.network.as_ref().map(|n| n.iter().map(|i| serde_json::json!({"name": i.name, "rxBytes": i.rx_bytes, "txBytes": i.tx_bytes})).collect::<Vec<_>>()),
+                "rootfsBytes": c.rootfs.map(|u| u.bytes),
+                "logsBytes": c.logs.map(|u| u.bytes),
+            })
+        })
+        .collect();
+    let n = &snap.node;
+    axum::Json(serde_json::json!({
+        "time": chrono::DateTime::<chrono::Utc>::from(snap.time),
+        "node": {
+            "name": snap.node_name,
+            "cores": n.cpu.cores,
+            "memoryBytes": n.memory.total,
+            "bootTime": n.cpu.boot_time,
+            "uptimeSeconds": n.uptime_seconds,
+            "load": n.load,
+            "usageNanoCores": snap.node_usage_nano_cores,
+            "disks": n.disks.iter().map(|d| serde_json::json!({"name": d.name, "readBytes": d.read_bytes, "writeBytes": d.write_bytes, "reads": d.reads, "writes": d.writes})).collect::<Vec<_>>(),
+        },
+        "containers": list,
+    }))
+    .into_response()
+}
