@@ -48,8 +48,9 @@ impl Metrics {
         self.checkpoint_written_ms.store(ms, Ordering::Relaxed);
     }
 
-    pub fn set_lags(&self, lags: Vec<(String, u64)>) {
-        *self.lags.lock().expect("lags lock") = lags;
+    /// Sets the acknowledged offset of every tracked file; the lag is the file size minus it, taken at scrape time.
+    pub fn set_positions(&self, positions: Vec<(String, u64)>) {
+        *self.lags.lock().expect("lags lock") = positions;
     }
 
     /// The Prometheus text exposition.
@@ -84,7 +85,9 @@ impl Metrics {
         gauge(&mut out, &format!("{p}checkpoint_age_seconds"), "Seconds since checkpoints were last written.", now.saturating_sub(written) as f64 / 1000.0);
         let name = format!("{p}file_lag_bytes");
         let _ = writeln!(out, "# HELP {name} Bytes of a file not yet acknowledged by the sink.\n# TYPE {name} gauge");
-        for (path, lag) in self.lags.lock().expect("lags lock").iter() {
+        for (path, committed) in self.lags.lock().expect("lags lock").iter() {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(*committed);
+            let lag = size.saturating_sub(*committed);
             let escaped = path.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
             let _ = writeln!(out, "{name}{{path=\"{escaped}\"}} {lag}");
         }
@@ -100,11 +103,15 @@ mod tests {
     fn renders_counters_gauges_and_lags() {
         let m = Metrics::default();
         m.lines_read.fetch_add(3, Ordering::Relaxed);
-        m.set_lags(vec![("/var/log/pods/a\"b/0.log".into(), 42)]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("0.log");
+        std::fs::write(&file, [b'x'; 100]).unwrap();
+        m.set_positions(vec![("/nonexistent/a\"b/0.log".into(), 42), (file.to_string_lossy().into_owned(), 42)]);
         m.checkpoint_written(SystemTime::now());
         let text = m.render();
         assert!(text.contains("vigil_log_shipper_lines_read_total 3\n"));
-        assert!(text.contains("vigil_log_shipper_file_lag_bytes{path=\"/var/log/pods/a\\\"b/0.log\"} 42\n"));
+        assert!(text.contains("vigil_log_shipper_file_lag_bytes{path=\"/nonexistent/a\\\"b/0.log\"} 0\n"));
+        assert!(text.contains(&format!("vigil_log_shipper_file_lag_bytes{{path=\"{}\"}} 58\n", file.display())), "{text}");
         assert!(text.contains("# TYPE vigil_log_shipper_checkpoint_age_seconds gauge"));
     }
 }

@@ -116,6 +116,9 @@ pub struct Reader {
     read_buf: Vec<u8>,
     entries: Vec<Entry>,
     now_str: String,
+    acks: Option<mpsc::Receiver<u64>>,
+    last_checkpoint: Instant,
+    last_lag: Instant,
 }
 
 impl Reader {
@@ -140,6 +143,9 @@ impl Reader {
             read_buf: Vec::with_capacity(CHUNK + 64 * 1024),
             entries: Vec::new(),
             now_str: String::new(),
+            acks: None,
+            last_checkpoint: Instant::now(),
+            last_lag: Instant::now(),
         })
     }
 
@@ -152,17 +158,14 @@ impl Reader {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), TailError> {
         let mut last_scan = Instant::now() - self.cfg.rescan_interval;
-        let mut last_checkpoint = Instant::now();
-        let mut last_lag = Instant::now();
         self.metrics.checkpoint_written(SystemTime::now());
+        self.acks = Some(acks);
         let mut sink_gone = false;
         loop {
             if *stop.borrow() {
                 break;
             }
-            while let Ok(seq) = acks.try_recv() {
-                self.ack(seq);
-            }
+            self.drain_acks();
             let mut rescan = last_scan.elapsed() >= self.cfg.rescan_interval;
             let mut woke = false;
             while let Ok(w) = wake.try_recv() {
@@ -175,18 +178,11 @@ impl Reader {
             }
             let progressed = self.poll_all();
             let _ = woke;
-            if self.batch_ready() && !self.send(&tx) {
+            if self.batch_ready() && !self.send(&tx, &stop) {
                 sink_gone = true;
                 break;
             }
-            if self.checkpoint_dirty && last_checkpoint.elapsed() >= self.cfg.checkpoint_interval {
-                self.write_checkpoint();
-                last_checkpoint = Instant::now();
-            }
-            if last_lag.elapsed() >= Duration::from_secs(1) {
-                self.publish_lag();
-                last_lag = Instant::now();
-            }
+            self.housekeeping();
             if !progressed {
                 let mut timeout = self.cfg.poll_interval;
                 if let Some(s) = self.batch_started {
@@ -205,9 +201,11 @@ impl Reader {
         }
         // Shutdown: hand over what was read, give the sink a moment to acknowledge it, save checkpoints.
         if !sink_gone && (!self.batch.items.is_empty() || !self.batch.positions.is_empty()) {
-            self.send(&tx);
+            let (_, never) = tokio::sync::watch::channel(false);
+            self.send(&tx, &never);
         }
         drop(tx);
+        let acks = self.acks.take().expect("set above");
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.in_flight.is_empty() && Instant::now() < deadline {
             match acks.recv_timeout(Duration::from_millis(50)) {
@@ -218,6 +216,30 @@ impl Reader {
         }
         self.write_checkpoint();
         Ok(())
+    }
+
+    fn drain_acks(&mut self) {
+        let mut got = Vec::new();
+        if let Some(a) = &self.acks {
+            while let Ok(seq) = a.try_recv() {
+                got.push(seq);
+            }
+        }
+        for seq in got {
+            self.ack(seq);
+        }
+    }
+
+    /// Periodic work that must go on even while the sink applies backpressure.
+    fn housekeeping(&mut self) {
+        if self.checkpoint_dirty && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval {
+            self.write_checkpoint();
+            self.last_checkpoint = Instant::now();
+        }
+        if self.last_lag.elapsed() >= Duration::from_secs(1) {
+            self.publish_lag();
+            self.last_lag = Instant::now();
+        }
     }
 
     fn ack(&mut self, seq: u64) {
@@ -272,13 +294,10 @@ impl Reader {
     fn publish_lag(&self) {
         let mut lags = Vec::with_capacity(self.files.len());
         for t in self.files.values() {
-            let size = match &t.file {
-                Some(f) => f.metadata().map(|m| m.len()).unwrap_or(t.read_offset),
-                None => t.read_offset,
-            };
-            lags.push((t.path.to_string_lossy().into_owned(), size.saturating_sub(t.committed)));
+            lags.push((t.path.to_string_lossy().into_owned(), t.committed));
         }
-        self.metrics.set_lags(lags);
+        // The metric stats each file when scraped, so the lag is current even while the reader waits on the sink.
+        self.metrics.set_positions(lags);
         self.metrics.open_files.store(self.files.values().filter(|t| t.file.is_some()).count() as u64, Ordering::Relaxed);
         self.metrics.tracked_files.store(self.files.len() as u64, Ordering::Relaxed);
     }
@@ -581,16 +600,35 @@ impl Reader {
             || self.batch_started.is_some_and(|s| s.elapsed() >= self.cfg.batch_timeout)
     }
 
-    /// Sends the open batch (blocking while the sink is busy: backpressure). False if the sink is gone.
-    fn send(&mut self, tx: &tokio::sync::mpsc::Sender<Batch>) -> bool {
+    /// Sends the open batch, waiting while the sink is busy (backpressure: no more reading meanwhile, but
+    /// acknowledgements, checkpoints and metrics go on). False if the sink is gone or `stop` fired.
+    fn send(&mut self, tx: &tokio::sync::mpsc::Sender<Batch>, stop: &tokio::sync::watch::Receiver<bool>) -> bool {
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_started = None;
         batch.seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.insert(batch.seq, batch.positions.clone());
         self.metrics.records_read.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
-        self.batch.buf.reserve(self.cfg.batch_bytes.min(8 << 20));
-        tx.blocking_send(batch).is_ok()
+        let mut batch = Some(batch);
+        loop {
+            match tx.try_send(batch.take().expect("kept")) {
+                Ok(()) => return true,
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(b)) => {
+                    batch = Some(b);
+                    if *stop.borrow() {
+                        // Shutting down while the sink is stuck: these records stay unacknowledged (re-read after restart).
+                        return false;
+                    }
+                    let got = self.acks.as_ref().map(|a| a.recv_timeout(Duration::from_millis(20)));
+                    match got {
+                        Some(Ok(seq)) => self.ack(seq),
+                        Some(Err(_)) | None => {}
+                    }
+                    self.housekeeping();
+                }
+            }
+        }
     }
 }
 

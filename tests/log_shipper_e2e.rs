@@ -1,0 +1,210 @@
+//! End-to-end tests of `vigil log-shipper` (the real binary) against the strict `_bulk` test server.
+
+#[path = "es_bulk_server/mod.rs"]
+mod es_bulk_server;
+
+use es_bulk_server::harness::*;
+use es_bulk_server::{EsServer, Options};
+use serde_json::Value;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn messages(es: &EsServer) -> Vec<String> {
+    es.all_docs().iter().map(|(_, _, d)| d["message"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ships_cri_and_docker_files_with_metadata_and_metrics() {
+    let es = EsServer::start(Options::default()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let cri = container_dir(&root, "shop", "web-0", "uid-1", "nginx");
+    let dock = container_dir(&root, "shop", "api-7", "uid-2", "app");
+    let mut data = String::new();
+    for i in 0..50 {
+        data.push_str(&cri_line(1_000 + i, "stdout", "F", &format!("cri line {i}")));
+    }
+    data.push_str(&cri_line(2_000, "stderr", "P", "joined "));
+    data.push_str(&cri_line(2_001, "stderr", "F", "partial"));
+    data.push_str("not a cri line at all\n");
+    append(&cri.join("0.log"), &data);
+    let mut d = String::new();
+    for i in 0..30 {
+        d.push_str(&docker_line(3_000 + i, "stdout", &format!("docker line {i}")));
+    }
+    append(&dock.join("1.log"), &d);
+    let sh = Shipper::start(&root, &tmp.path().join("data"), &["--sink", &format!("es:{}", es.url())]);
+    wait_for("82 documents", T, || (es.doc_count() >= 82).then_some(())).await;
+    // A file created while running is found within a second or so.
+    let late = container_dir(&root, "other", "job-1", "uid-3", "worker");
+    append(&late.join("0.log"), &cri_line(5_000, "stdout", "F", "late file"));
+    wait_for("the late file", Duration::from_secs(5), || messages(&es).contains(&"late file".to_string()).then_some(())).await;
+    assert_eq!(es.indices(), vec!["logstash-2026.11.22"]);
+    let docs = es.docs("logstash-2026.11.22");
+    let by_msg = |m: &str| docs.iter().find(|(_, d)| d["message"] == m).unwrap_or_else(|| panic!("no doc {m}")).1.clone();
+    let c0 = by_msg("cri line 0");
+    assert_eq!(c0["kubernetes"]["namespace_name"], "shop");
+    assert_eq!(c0["kubernetes"]["pod_name"], "web-0");
+    assert_eq!(c0["kubernetes"]["pod_id"], "uid-1");
+    assert_eq!(c0["kubernetes"]["container_name"], "nginx");
+    assert_eq!(c0["kubernetes"]["restart_count"], 0);
+    assert_eq!(c0["stream"], "stdout");
+    assert_eq!(c0["@timestamp"], "2026-11-22T10:00:00.000001000Z");
+    let joined = by_msg("joined partial");
+    assert_eq!(joined["stream"], "stderr");
+    let raw = by_msg("not a cri line at all");
+    assert!(raw["parse_error"].as_str().unwrap().starts_with("cri:"));
+    let d5 = by_msg("docker line 5");
+    assert_eq!(d5["kubernetes"]["restart_count"], 1);
+    assert_eq!(d5["kubernetes"]["container_name"], "app");
+    // In order per file.
+    let cri_order: Vec<String> = docs.iter().filter_map(|(_, d)| d["message"].as_str().filter(|m| m.starts_with("cri line")).map(String::from)).collect();
+    assert_eq!(cri_order, (0..50).map(|i| format!("cri line {i}")).collect::<Vec<_>>());
+    assert_eq!(sh.get("/healthz").await.as_deref(), Some("ok\n"));
+    assert!(sh.metric("vigil_log_shipper_records_shipped_total").await.unwrap() >= 83.0);
+    assert!(sh.metric("vigil_log_shipper_lines_read_total").await.unwrap() >= 84.0);
+    assert_eq!(sh.metric("vigil_log_shipper_parse_errors_total").await.unwrap(), 1.0);
+    let text = sh.get("/metrics").await.unwrap();
+    assert!(text.contains("vigil_log_shipper_file_lag_bytes{path="), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_429_items_and_dead_letters_mapping_errors() {
+    let es = EsServer::start(Options::default()).await;
+    es.set_failures(0.3, 0.05, 0.0);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    let mut data = String::new();
+    for i in 0..500 {
+        let msg = if i == 250 { "this one has a MAPPING-ERROR".to_string() } else { format!("line {i}") };
+        data.push_str(&cri_line(10_000 + i, "stdout", "F", &msg));
+    }
+    append(&c.join("0.log"), &data);
+    let data_dir = tmp.path().join("data");
+    let sh = Shipper::start(&root, &data_dir, &["--sink", &format!("es:{}", es.url()), "--batch-bytes", "20000"]);
+    wait_for("499 documents", T, || (es.doc_count() >= 499).then_some(())).await;
+    let dl_path = data_dir.join("dead-letter.ndjson");
+    let dl = wait_for("dead-letter file", T, || std::fs::read_to_string(&dl_path).ok().filter(|s| !s.is_empty())).await;
+    let rec: Value = serde_json::from_str(dl.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["status"], 400);
+    assert!(rec["reason"].as_str().unwrap().contains("mapper_parsing_exception"));
+    assert_eq!(rec["document"]["message"], "this one has a MAPPING-ERROR");
+    assert!(rec["action"]["create"]["_id"].is_string());
+    assert_eq!(dl.lines().count(), 1);
+    // Every good line exactly once (the server stores a document once per id), in order.
+    let msgs = messages(&es);
+    let want: Vec<String> = (0..500).filter(|&i| i != 250).map(|i| format!("line {i}")).collect();
+    let mut sorted = msgs.clone();
+    sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted);
+    assert!(es.stats().injected_429 > 0);
+    assert_eq!(sh.metric("vigil_log_shipper_records_dead_lettered_total").await, Some(1.0));
+    assert!(sh.metric("vigil_log_shipper_records_retried_total").await.unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_resume_from_checkpoints_without_loss_or_duplicates() {
+    let es = EsServer::start(Options::default()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    let log = c.join("0.log");
+    let data_dir = tmp.path().join("data");
+    let sink = format!("es:{}", es.url());
+    let mut n = 0u64;
+    let mut write = |count: u64| {
+        let mut s = String::new();
+        for _ in 0..count {
+            s.push_str(&cri_line(100_000 + n, "stdout", "F", &format!("line {n}")));
+            n += 1;
+        }
+        append(&log, &s);
+    };
+    write(100);
+    let mut sh = Shipper::start(&root, &data_dir, &["--sink", &sink]);
+    wait_for("100 docs", T, || (es.doc_count() >= 100).then_some(())).await;
+    // Graceful stop writes checkpoints; lines written meanwhile are shipped after the restart.
+    assert!(sh.terminate().success(), "{}", sh.stderr());
+    let cp: Value = serde_json::from_str(&std::fs::read_to_string(data_dir.join("checkpoints.json")).unwrap()).unwrap();
+    assert_eq!(cp["files"][0]["offset"].as_u64().unwrap(), std::fs::metadata(&log).unwrap().len());
+    write(100);
+    let mut sh = Shipper::start(&root, &data_dir, &["--sink", &sink]);
+    wait_for("200 docs", T, || (es.doc_count() >= 200).then_some(())).await;
+    // A crash (SIGKILL) right after more lines: the restart re-sends what was not checkpointed; ids dedupe.
+    write(300);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sh.kill();
+    let _sh = Shipper::start(&root, &data_dir, &["--sink", &sink]);
+    wait_for("500 docs", T, || (es.doc_count() >= 500).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let msgs = messages(&es);
+    assert_eq!(msgs, (0..500).map(|i| format!("line {i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_while_elasticsearch_is_down_then_catch_up() {
+    let mut es = EsServer::start(Options::default()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    let log = c.join("0.log");
+    let sh = Shipper::start(&root, &tmp.path().join("data"), &["--sink", &format!("es:{}", es.url()), "--batch-bytes", "65536"]);
+    append(&log, &cri_line(1, "stdout", "F", "before"));
+    wait_for("first doc", T, || (es.doc_count() >= 1).then_some(())).await;
+    es.go_down().await;
+    // 40 MB of lines while Elasticsearch is down: the shipper must not buffer them all.
+    let pad = "x".repeat(150);
+    let mut s = String::with_capacity(1 << 20);
+    let mut n = 0u64;
+    for _ in 0..40 {
+        s.clear();
+        for _ in 0..5000 {
+            s.push_str(&cri_line(1_000 + n, "stdout", "F", &format!("{n} {pad}")));
+            n += 1;
+        }
+        append(&log, &s);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = sh.rss_kib();
+    assert!(rss < 100 * 1024, "RSS {rss} KiB while Elasticsearch is down");
+    let lag = sh.get("/metrics").await.unwrap();
+    let lag_line = lag.lines().find(|l| l.starts_with("vigil_log_shipper_file_lag_bytes{")).unwrap().to_string();
+    let lag_bytes: f64 = lag_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(lag_bytes > 30_000_000.0, "{lag_line}");
+    es.come_up().await;
+    wait_for("all 200001 docs", Duration::from_secs(90), || (es.doc_count() >= 200_001).then_some(())).await;
+    assert_eq!(es.doc_count(), 200_001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sink_and_configuration_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    append(&c.join("0.log"), &(cri_line(1, "stdout", "F", "to a file") + &cri_line(2, "stdout", "F", "second")));
+    let out = tmp.path().join("out.ndjson");
+    let _sh = Shipper::start(&root, &tmp.path().join("data"), &["--sink", &format!("file:{}", out.display())]);
+    let text = wait_for("file sink output", T, || std::fs::read_to_string(&out).ok().filter(|t| t.lines().count() >= 2)).await;
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["message"], "to a file");
+
+    let bin = env!("CARGO_BIN_EXE_vigil");
+    let run = |cfg: &str| {
+        let p = tmp.path().join("cfg.yaml");
+        std::fs::write(&p, cfg).unwrap();
+        let o = std::process::Command::new(bin).args(["log-shipper", "--config"]).arg(&p).args(["--listen", "127.0.0.1:0"]).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, err) = run("sink: {stdout: true}\nlisten_adress: x\n");
+    assert!(!ok && err.contains("listen_adress"), "{err}");
+    let (ok, err) = run("sink: {stdout: true}\nkubernetes_metadata: {source: apiserver}\n");
+    assert!(!ok && err.contains("not built"), "{err}");
+    let (ok, err) = run("sink: {elasticsearch: {url: 'ftp://x'}}\n");
+    assert!(!ok && err.contains("sink.elasticsearch.url"), "{err}");
+    let (ok, err) = run("listen: 127.0.0.1:0\n");
+    assert!(!ok && err.contains("no sink"), "{err}");
+}
