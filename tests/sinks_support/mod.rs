@@ -56,8 +56,24 @@ impl Proc {
         Proc { child: Some(child), log }
     }
 
-    /// Stops the process now.
+    /// Stops the process gracefully (SIGTERM, so it flushes what it accepted), killing it after 15s.
     pub fn stop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            sigterm(c.id());
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -71,8 +87,13 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.stop();
+        self.kill();
     }
+}
+
+/// Sends SIGTERM to a pid (our own child).
+fn sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
 
 async fn wait_http(url: &str, proc: &mut Proc, what: &str) {
@@ -299,7 +320,6 @@ impl Victoria {
                 format!("-httpListenAddr=127.0.0.1:{port}"),
                 "-retentionPeriod=100y".into(),
                 "-search.disableCache".into(),
-                "-inmemoryDataFlushInterval=1s".into(),
                 "-loggerLevel=ERROR".into(),
             ],
             d.join(format!("vm-{port}-{}.log", std::process::id())),
@@ -530,6 +550,59 @@ pub fn assert_same_points(got: &[InfluxPoint], want: &[InfluxPoint]) {
         got.len(),
         want.len()
     );
+}
+
+/// Series as a map: labels (with `__name__`) → samples (ms, value), in time order.
+pub type SeriesMap = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
+
+/// What the remote_write sink sends for these batches (independent oracle): every set, Heapster
+/// labels as Prometheus labels (empty ones left out), a labeled metric's own labels added.
+pub fn expected_remote_write(batches: &[Batch], cluster_name: &str) -> SeriesMap {
+    let mut out = SeriesMap::new();
+    let clean = |s: &str| -> String { s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect() };
+    for b in batches {
+        let ts = b.timestamp.timestamp_millis();
+        for set in b.sets.values() {
+            let mut base: BTreeMap<String, String> =
+                set.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (clean(k), v.clone())).collect();
+            if !cluster_name.is_empty() {
+                base.insert("cluster_name".into(), cluster_name.into());
+            }
+            let metrics = set.values.iter().map(|(n, v)| (n, *v, None)).chain(set.labeled.iter().map(|m| (&m.name, m.value, Some(&m.labels))));
+            for (name, v, own) in metrics {
+                let mut l = base.clone();
+                if let Some(own) = own {
+                    l.extend(own.iter().map(|(k, v)| (clean(k), v.clone())));
+                }
+                l.insert("__name__".into(), clean(name));
+                let x = match v {
+                    MetricValue::Int(i) => i as f64,
+                    MetricValue::Float(f) => f,
+                };
+                out.entry(l).or_default().push((ts, x));
+            }
+        }
+    }
+    out
+}
+
+/// Turns an export into a SeriesMap.
+pub fn to_series_map(export: Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)>) -> SeriesMap {
+    export
+        .into_iter()
+        .map(|(l, v, t)| {
+            let mut s: Vec<(i64, f64)> = t.into_iter().zip(v).collect();
+            s.sort_by_key(|x| x.0);
+            (l, s)
+        })
+        .collect()
+}
+
+/// Asserts two series maps are equal, printing only the differences.
+pub fn assert_same_series(got: &SeriesMap, want: &SeriesMap) {
+    let missing: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).take(3).collect();
+    let extra: Vec<_> = got.iter().filter(|(k, v)| want.get(*k) != Some(v)).take(3).collect();
+    assert!(got == want, "got {} series, want {}; differing wanted (first 3): {missing:#?}; differing got (first 3): {extra:#?}", got.len(), want.len());
 }
 
 /// Runs a SinkSet in the background; `stop` asks it to shut down and waits.
