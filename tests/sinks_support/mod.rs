@@ -574,7 +574,9 @@ pub fn expected_remote_write(batches: &[Batch], cluster_name: &str) -> SeriesMap
                 if let Some(own) = own {
                     l.extend(own.iter().map(|(k, v)| (clean(k), v.clone())));
                 }
-                l.insert("__name__".into(), clean(name));
+                let cumulative = ["uptime", "cpu/usage", "memory/page_faults", "memory/major_page_faults", "network/rx", "network/rx_errors", "network/tx", "network/tx_errors", "disk/io_read_bytes", "disk/io_write_bytes", "restart_count"];
+                let suffix = if cumulative.contains(&name.as_str()) { "_total" } else { "" };
+                l.insert("__name__".into(), format!("{}{suffix}", clean(name)));
                 let x = match v {
                     MetricValue::Int(i) => i as f64,
                     MetricValue::Float(f) => f,

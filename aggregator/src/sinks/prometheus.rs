@@ -45,8 +45,17 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// Prometheus metric name for a Heapster one: `cpu/usage_rate` → `cpu_usage_rate`.
+/// Prometheus metric name for a Heapster one: `cpu/usage_rate` → `cpu_usage_rate`; cumulative
+/// metrics (counters) get Prometheus' `_total` suffix: `network/rx` → `network_rx_total`.
 pub fn metric_name(name: &str) -> String {
+    let mut s = sanitize_metric_name(name);
+    if is_cumulative(name) {
+        s.push_str("_total");
+    }
+    s
+}
+
+fn sanitize_metric_name(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
@@ -365,7 +374,7 @@ fn set_kind<'a>(key: &str, set: &'a MetricSet) -> Option<&'a str> {
 /// Prometheus exposition of a batch's aggregated series (pod, namespace, node and cluster sets):
 /// `cpu/usage_rate` → `cpu_usage_rate`, Heapster's set labels (and a labeled metric's own) as
 /// labels, empty ones left out, each sample stamped with the batch time. Cumulative metrics are
-/// typed `counter`, the others `gauge`; each family's lines are contiguous.
+/// typed `counter` and named with `_total`, the others `gauge`; each family's lines are contiguous.
 pub fn render_exposition(batch: &Batch, out: &mut String) {
     let ts = batch.timestamp.timestamp_millis();
     // family name → (Heapster name, lines)
@@ -500,7 +509,7 @@ mod tests {
         assert!(fs.labels.iter().any(|l| l.name == "resource_id" && l.value == "Volume:data"));
         assert!(fs.labels.iter().any(|l| l.name == "Weird_Key"));
         assert_eq!(fs.samples[0].value, 77.0);
-        let rx = decoded.timeseries.iter().find(|t| t.labels.iter().any(|l| l.value == "network_rx")).unwrap();
+        let rx = decoded.timeseries.iter().find(|t| t.labels.iter().any(|l| l.value == "network_rx_total")).unwrap();
         assert_eq!(rx.samples[0].value, 0.0);
     }
 
@@ -532,9 +541,9 @@ filesystem_usage{Weird_Key=\"x\",namespace_name=\"ns1\",nodename=\"n1\",pod_name
 # HELP memory_usage Total memory usage in bytes (Heapster memory/usage)
 # TYPE memory_usage gauge
 memory_usage{Weird_Key=\"x\",namespace_name=\"ns1\",nodename=\"n1\",pod_name=\"web\\\"1\",type=\"pod\"} 1048576 1700000000123
-# HELP network_rx Cumulative bytes received over the network (Heapster network/rx)
-# TYPE network_rx counter
-network_rx{Weird_Key=\"x\",namespace_name=\"ns1\",nodename=\"n1\",pod_name=\"web\\\"1\",type=\"pod\"} 0 1700000000123
+# HELP network_rx_total Cumulative bytes received over the network (Heapster network/rx)
+# TYPE network_rx_total counter
+network_rx_total{Weird_Key=\"x\",namespace_name=\"ns1\",nodename=\"n1\",pod_name=\"web\\\"1\",type=\"pod\"} 0 1700000000123
 ";
         assert_eq!(out, want);
     }
@@ -543,6 +552,7 @@ network_rx{Weird_Key=\"x\",namespace_name=\"ns1\",nodename=\"n1\",pod_name=\"web
     fn names_are_sanitized() {
         assert_eq!(metric_name("cpu/usage_rate"), "cpu_usage_rate");
         assert_eq!(metric_name("9lives"), "_9lives");
+        assert_eq!(metric_name("cpu/usage"), "cpu_usage_total");
         assert_eq!(label_name("app.kubernetes.io/name"), "app_kubernetes_io_name");
     }
 }
