@@ -329,20 +329,34 @@ impl Reader {
                 if seen.contains(&slot) {
                     continue;
                 }
-                seen.insert(slot);
                 let t = self.files.get_mut(&slot).expect("indexed");
-                if t.path != f.path {
-                    tracing::debug!(from = %t.path.display(), to = %f.path.display(), "file renamed");
-                    t.path = f.path.clone();
-                }
-                t.deleted = false;
-                if t.file.is_none() && md.len() != t.read_offset {
-                    match File::open(&f.path) {
-                        Ok(file) => t.file = Some(file),
-                        Err(e) => tracing::warn!(path = %f.path.display(), error = %e, "reopening failed"),
+                // A closed (dormant) file's inode may have been freed and reused by a new file: same inode,
+                // different content. Open files cannot be reused (we hold them), so only dormant ones are checked.
+                let reused = t.file.is_none() && {
+                    let g = File::open(&f.path)
+                        .ok()
+                        .and_then(|file| fingerprint::read_head(&file).ok().flatten())
+                        .map(|h| fingerprint::generation(&f.meta.dir, &f.meta.base, &h));
+                    g != t.generation
+                };
+                if !reused {
+                    seen.insert(slot);
+                    if t.path != f.path {
+                        tracing::debug!(from = %t.path.display(), to = %f.path.display(), "file renamed");
+                        t.path = f.path.clone();
                     }
+                    t.deleted = false;
+                    if t.file.is_none() && md.len() != t.read_offset {
+                        match File::open(&f.path) {
+                            Ok(file) => t.file = Some(file),
+                            Err(e) => tracing::warn!(path = %f.path.display(), error = %e, "reopening failed"),
+                        }
+                    }
+                    continue;
                 }
-                continue;
+                tracing::debug!(path = %f.path.display(), "inode reused by a new file");
+                self.files.remove(&slot);
+                self.by_inode.remove(&key);
             }
             let file = match File::open(&f.path) {
                 Ok(file) => file,
@@ -379,10 +393,20 @@ impl Reader {
             self.by_inode.insert(key, slot);
             self.files.insert(slot, t);
         }
+        let mut gone = Vec::new();
         for (slot, t) in self.files.iter_mut() {
             if !seen.contains(slot) {
                 t.deleted = true;
+                if t.file.is_none() {
+                    // Closed, fully shipped and now deleted: forget it.
+                    gone.push((*slot, (t.dev, t.ino)));
+                }
             }
+        }
+        for (slot, key) in gone {
+            self.files.remove(&slot);
+            self.by_inode.remove(&key);
+            self.checkpoint_dirty = true;
         }
     }
 
