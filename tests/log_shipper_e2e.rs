@@ -208,3 +208,35 @@ async fn file_sink_and_configuration_errors() {
     let (ok, err) = run("listen: 127.0.0.1:0\n");
     assert!(!ok && err.contains("no sink"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_api_key_413_split_and_data_stream() {
+    let mut opts = Options { max_content_length: 16 * 1024, authorization: Some("ApiKey c2VjcmV0".into()), ..Default::default() };
+    opts.data_streams.insert("logs-app-shop".into());
+    let es = EsServer::start(opts).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "shop", "p", "u", "c");
+    let mut data = String::new();
+    for i in 0..400 {
+        data.push_str(&cri_line(7_000 + i, "stdout", "F", &format!("line {i} {}", "y".repeat(100))));
+    }
+    append(&c.join("0.log"), &data);
+    let cfg = tmp.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sink:\n  elasticsearch:\n    url: {}\n    data_stream: 'logs-app-{{namespace}}'\n    api_key: c2VjcmV0\n    gzip: true\n    batch_bytes: 200000\n",
+            es.url()
+        ),
+    )
+    .unwrap();
+    let sh = Shipper::start(&root, &tmp.path().join("data"), &["--config", cfg.to_str().unwrap()]);
+    wait_for("400 docs in the data stream", T, || (es.docs("logs-app-shop").len() >= 400).then_some(())).await;
+    assert_eq!(es.doc_count(), 400);
+    let st = es.stats();
+    assert!(st.gzip_requests > 0);
+    assert!(st.rejected_requests > 0, "expected 413s for bodies over 16 KiB");
+    assert!(sh.metric("vigil_log_shipper_bulk_splits_total").await.unwrap() > 0.0);
+    assert_eq!(sh.metric("vigil_log_shipper_records_dead_lettered_total").await, Some(0.0));
+}
