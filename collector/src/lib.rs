@@ -67,6 +67,9 @@ pub struct Args {
     /// Directory entries the writable-layer/log size walk may visit per pass [default: 20000].
     #[arg(long)]
     pub fs_walk_budget: Option<usize>,
+    /// node-problem-detector monitor config (JSON); repeat for several. Added to the file's list.
+    #[arg(long = "problem-detector-config")]
+    pub problem_detector_config: Vec<PathBuf>,
 }
 
 impl Args {
@@ -89,6 +92,11 @@ impl Args {
         }
         set!(listen, cgroup_root, proc_root, pod_log_root, housekeeping_interval, rescan_interval, disable_metrics, pod_labels, root_fs_path, fs_walk_budget);
         set_opt!(container_log_root, kubelet_url, node_name, image_fs_path);
+        for p in &self.problem_detector_config {
+            if !c.problem_detector_config.contains(p) {
+                c.problem_detector_config.push(p.clone());
+            }
+        }
         c.validate()?;
         Ok(c)
     }
@@ -101,6 +109,8 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error(transparent)]
     Start(#[from] housekeeping::Error),
+    #[error("problem detector: {0}")]
+    Problems(#[from] problems::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("http server: {0}")]
@@ -115,6 +125,15 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
 
 /// Runs the collector with a resolved configuration.
 pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    // The problem detector loads first: a bad monitor config stops start-up with its message.
+    let detector = if config.problem_detector_config.is_empty() {
+        None
+    } else {
+        let d = Arc::new(problems::ProblemDetector::load(&config.problem_detector_config)?);
+        tracing::info!(configs = config.problem_detector_config.len(), "problem detector loaded");
+        tokio::spawn(d.clone().run(shutdown.clone()));
+        Some(d)
+    };
     let mut collector = Collector::new(config.clone())?;
     collector.start_watcher();
     let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(Snapshot::empty(config.node_name()))));
@@ -164,8 +183,15 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
         })
         .expect("spawn housekeeping thread");
 
-    let state = http::AppState::new(snapshot, config.clone());
-    let app = http::app(state);
+    let mut state = http::AppState::new(snapshot, config.clone());
+    if let Some(d) = &detector {
+        let d = d.clone();
+        state.extra_metrics = Some(Arc::new(move |out: &mut String| d.write_metrics(out)));
+    }
+    let mut app = http::app(state);
+    if let Some(d) = detector {
+        app = app.merge(d.router());
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen { addr: config.listen, source })?;

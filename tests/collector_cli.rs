@@ -1,0 +1,255 @@
+//! End to end on fixture trees and bad input: the real `vigil collector` binary's Summary API,
+//! config errors that name the key, and a bad problem-detector config stopping start-up.
+
+mod collector_support;
+
+use collector_support::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("collector/testdata")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn summary_of_a_v2_fixture_node() {
+    let c = Collector::start(&[
+        "--housekeeping-interval",
+        "1s",
+        "--cgroup-root",
+        &fixture("cgroup-v2-systemd"),
+        "--pod-log-root",
+        &fixture("logs/pods"),
+        "--container-log-root",
+        &fixture("logs/containers"),
+        "--node-name",
+        "fixture-node",
+    ]);
+    let (s, body) = get(&format!("{}/stats/summary", c.base));
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["node"]["nodeName"], "fixture-node");
+    let kubelet = v["node"]["systemContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kubelet")
+        .expect("kubelet system container");
+    // cpu.stat usage_usec 42000000 → 42e9 ns.
+    assert_eq!(kubelet["cpu"]["usageCoreNanoSeconds"], 42_000_000_000u64);
+    let web = v["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "web-0")
+        .expect("web-0");
+    assert_eq!(web["podRef"]["namespace"], "default");
+    assert_eq!(web["podRef"]["uid"], "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901");
+    // The sandbox is not listed; nginx is.
+    let containers = web["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let nginx = &containers[0];
+    assert_eq!(nginx["name"], "nginx");
+    assert_eq!(nginx["cpu"]["usageCoreNanoSeconds"], 5_000_000_000u64);
+    // working set 104857600 − 20971520; available = memory.max 268435456 − 83886080 = 184549376.
+    assert_eq!(nginx["memory"]["workingSetBytes"], 83_886_080u64);
+    assert_eq!(nginx["memory"]["availableBytes"], 184_549_376u64);
+    assert_eq!(nginx["memory"]["rssBytes"], 52_428_800u64);
+    assert_eq!(nginx["memory"]["majorPageFaults"], 7);
+    // Pod-level figures come from the pod cgroup: 5500000 µs.
+    assert_eq!(web["cpu"]["usageCoreNanoSeconds"], 5_500_000_000u64);
+    // The pod without metadata (CRI-O, guaranteed) is still reported, named by uid.
+    assert!(v["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["podRef"]["uid"] == "99999999-8888-7777-6666-555555555555"));
+    // Rates appear once two samples exist (the fixture does not change: 0 nanocores).
+    until("usageNanoCores", Duration::from_secs(10), || {
+        let (_, b) = get(&format!("{}/stats/summary", c.base));
+        let v: Value = serde_json::from_str(&b).ok()?;
+        let p = v["pods"]
+            .as_array()?
+            .iter()
+            .find(|p| p["podRef"]["name"] == "web-0")?
+            .clone();
+        p["containers"][0]["cpu"]["usageNanoCores"].as_u64()
+    });
+    // The malformed files of the CRI-O container are counted as parse errors; nothing stopped.
+    let m = parse_exposition(&c.metrics());
+    let parse = m
+        .iter()
+        .find(|s| s.name == "vigil_collector_errors_total" && s.label("kind") == Some("parse"))
+        .expect("parse errors counted");
+    assert!(parse.value >= 2.0);
+    assert_eq!(get(&format!("{}/healthz", c.base)).0, 200);
+}
+
+#[test]
+fn v1_fixture_and_disabled_groups() {
+    let c = Collector::start(&[
+        "--housekeeping-interval",
+        "1s",
+        "--cgroup-root",
+        &fixture("cgroup-v1-cgroupfs"),
+        "--pod-log-root",
+        "/nonexistent/pods",
+        "--disable-metrics",
+        "network,pressure,diskIO",
+    ]);
+    let body = c.metrics();
+    let m = parse_exposition(&body);
+    let id = format!(
+        "/kubepods/burstable/pod11111111-2222-3333-4444-555555555555/{}",
+        "b".repeat(64)
+    );
+    // cpuacct.usage 7000000000 ns = 7 s; memory.usage_in_bytes 209715200 − total_inactive_file 52428800.
+    assert_eq!(
+        m.iter()
+            .find(|s| s.name == "container_cpu_usage_seconds_total"
+                && s.label("id") == Some(id.as_str()))
+            .unwrap()
+            .value,
+        7.0
+    );
+    assert_eq!(
+        m.iter()
+            .find(|s| s.name == "container_memory_working_set_bytes"
+                && s.label("id") == Some(id.as_str()))
+            .unwrap()
+            .value,
+        157286400.0
+    );
+    // throttled_time 123000000 ns = 0.123 s (a quota is set).
+    assert_eq!(
+        m.iter()
+            .find(|s| s.name == "container_cpu_cfs_throttled_seconds_total"
+                && s.label("id") == Some(id.as_str()))
+            .unwrap()
+            .value,
+        0.123
+    );
+    assert_eq!(
+        m.iter()
+            .find(|s| s.name == "container_spec_memory_limit_bytes"
+                && s.label("id") == Some(id.as_str()))
+            .unwrap()
+            .value,
+        536870912.0
+    );
+    // No /var/log/pods: no names, but still reported by its cgroup id and container id.
+    let s = m
+        .iter()
+        .find(|s| {
+            s.name == "container_cpu_usage_seconds_total" && s.label("id") == Some(id.as_str())
+        })
+        .unwrap();
+    assert_eq!(s.label("pod"), Some(""));
+    assert_eq!(s.label("name"), Some("b".repeat(64).as_str()));
+    for off in [
+        "container_network_",
+        "container_pressure_",
+        "container_fs_reads_bytes_total",
+    ] {
+        assert!(!body.contains(off), "{off} should be disabled");
+    }
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("collector.yaml");
+    write(&cfg, "listen: 127.0.0.1:0\nhousekeeping_intervall: 5s\n");
+    let err = collector_fails(&["--config", cfg.to_str().unwrap()]);
+    assert!(
+        err.contains("housekeeping_intervall") && err.contains("collector.yaml"),
+        "{err}"
+    );
+
+    let err = collector_fails(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--housekeeping-interval",
+        "200ms",
+    ]);
+    assert!(err.contains("housekeeping_interval"), "{err}");
+
+    let err = collector_fails(&["--listen", "127.0.0.1:0", "--disable-metrics", "cpu,gpu"]);
+    assert!(err.contains("\"gpu\""), "{err}");
+
+    let err = collector_fails(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cgroup-root",
+        "/nonexistent/cgroup",
+    ]);
+    assert!(err.contains("/nonexistent/cgroup"), "{err}");
+
+    // A problem-detector config that does not parse stops start-up with its message.
+    let npd = dir.path().join("bad-monitor.json");
+    write(&npd, "{\"plugin\": \"kmsg\", ");
+    let err = collector_fails(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--problem-detector-config",
+        npd.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad-monitor.json"), "{err}");
+
+    // Flags win over the file.
+    write(
+        &cfg,
+        "listen: 127.0.0.1:1\nhousekeeping_interval: 1s\nnode_name: from-file\n",
+    );
+    let c = Collector::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--node-name",
+        "from-flag",
+        "--cgroup-root",
+        &fixture("cgroup-v1-cgroupfs"),
+    ]);
+    let (_, body) = get(&format!("{}/stats/summary", c.base));
+    assert!(body.contains("\"nodeName\":\"from-flag\""), "{body}");
+}
+
+#[test]
+fn problem_detector_is_wired_into_the_collector() {
+    let npd_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/npd/config");
+    // A file-log monitor over a temp file keeps this independent of /dev/kmsg.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kern.log");
+    write(&log, "");
+    let cfg = dir.path().join("monitor.json");
+    let kernel = std::fs::read_to_string(npd_dir.join("kernel-monitor-filelog.json"));
+    let text = match kernel {
+        Ok(t) => t.replace("/var/log/kern.log", log.to_str().unwrap()),
+        Err(_) => panic!(
+            "shared NPD fixture kernel-monitor-filelog.json missing under {}",
+            npd_dir.display()
+        ),
+    };
+    write(&cfg, &text);
+    let c = Collector::start(&[
+        "--housekeeping-interval",
+        "1s",
+        "--cgroup-root",
+        &fixture("cgroup-v1-cgroupfs"),
+        "--problem-detector-config",
+        cfg.to_str().unwrap(),
+    ]);
+    let (s, body) = get(&format!("{}/conditions", c.base));
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("KernelDeadlock"), "{body}");
+    let metrics = c.metrics();
+    assert!(
+        metrics.contains("problem_gauge"),
+        "problem metrics appended to /metrics"
+    );
+    assert!(metrics.contains("container_cpu_usage_seconds_total"));
+}

@@ -1,0 +1,224 @@
+//! End to end on this machine's real cgroups (v1 controllers and the v2 hierarchy at
+//! /sys/fs/cgroup/unified): containers appear through inotify, CPU and memory match what the
+//! processes inside do, names come from the kubelet log layout, and removal is seen.
+
+mod collector_support;
+
+use collector_support::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn find<'a>(doc: &'a Value, id: &str) -> Option<&'a Value> {
+    doc["containers"].as_array()?.iter().find(|c| c["id"] == id)
+}
+
+/// utime + stime of a process, in seconds (the kernel's own per-process accounting).
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is [0]; utime is field 14 overall → [11], stime → [12].
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+#[test]
+fn real_cgroups_are_discovered_measured_named_and_removed() {
+    let root = Path::new("/sys/fs/cgroup");
+    let v1: Vec<PathBuf> = V1_CONTROLLERS
+        .iter()
+        .map(|c| root.join(c))
+        .filter(|p| p.is_dir())
+        .collect();
+    let unified = root.join("unified");
+    assert!(
+        !v1.is_empty() && unified.join("cgroup.controllers").is_file(),
+        "this test needs a hybrid host (v1 controllers + /sys/fs/cgroup/unified)"
+    );
+
+    let h = unique_hex(32);
+    let uid = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    let id1 = unique_hex(64);
+    let id2: String = id1.chars().rev().collect();
+    let (ns, pod) = ("e2e", format!("burner-{}", &h[0..6]));
+
+    // The kubelet's log layout names the containers.
+    let logs = tempfile::tempdir().unwrap();
+    let pods_dir = logs.path().join("pods");
+    let containers_dir = logs.path().join("containers");
+    write(&pods_dir.join(format!("{ns}_{pod}_{uid}/app/0.log")), "");
+    write(&pods_dir.join(format!("{ns}_{pod}_{uid}/burner/0.log")), "");
+    write(
+        &containers_dir.join(format!("{pod}_{ns}_app-{id1}.log")),
+        "",
+    );
+    write(
+        &containers_dir.join(format!("{pod}_{ns}_burner-{id2}.log")),
+        "",
+    );
+
+    // The collector starts first: the cgroups must be found through inotify (rescans are 10 min apart).
+    let c = Collector::start(&[
+        "--housekeeping-interval",
+        "1s",
+        "--rescan-interval",
+        "600s",
+        "--pod-log-root",
+        pods_dir.to_str().unwrap(),
+        "--container-log-root",
+        containers_dir.to_str().unwrap(),
+    ]);
+
+    let mut cg1 = TestCgroup::create(&v1, &uid, &id1);
+    let mut cg2 = TestCgroup::create(&[unified.clone()], &uid, &id2);
+    let burner1 = cg1.spawn_python("while True: pass");
+    let alloc = cg1.spawn_python("import time\nb = b'x' * (64 << 20)\ntime.sleep(600)");
+    let burner2 = cg2.spawn_python("while True: pass");
+    let name1 = cg1.name.clone();
+    let name2 = cg2.name.clone();
+
+    // Memory: 64 MiB touched by the allocator, plus two small interpreters.
+    const MIB: f64 = 1048576.0;
+    let doc = until(
+        "container 1 with 64 MiB resident",
+        Duration::from_secs(40),
+        || {
+            let doc = c.containers();
+            let rss = find(&doc, &name1)?["memory"]["rss"].as_f64()?;
+            (rss >= 64.0 * MIB).then_some(doc)
+        },
+    );
+    let m = &find(&doc, &name1).unwrap()["memory"];
+    let usage = m["usage"].as_f64().unwrap();
+    let ws = m["workingSet"].as_f64().unwrap();
+    // Tolerance: 64 MiB plus up to 64 MiB for the interpreters, the burner and page cache they load.
+    assert!(
+        usage >= 64.0 * MIB && usage <= 128.0 * MIB,
+        "usage {}",
+        usage / MIB
+    );
+    assert!(ws >= 64.0 * MIB && ws <= usage, "working set {}", ws / MIB);
+    let c1 = find(&doc, &name1).unwrap();
+    assert_eq!(c1["pod"], pod.as_str(), "{c1}");
+    assert_eq!(c1["namespace"], ns);
+    assert_eq!(c1["container"], "app");
+    assert!(
+        c1["kind"].as_str().unwrap().starts_with("container"),
+        "{c1}"
+    );
+
+    // CPU grows with wall time, and agrees with the kernel's per-process accounting.
+    let t0 = doc["time"].as_str().unwrap().to_string();
+    let u0 = c1["cpu"]["usageNs"].as_f64().unwrap() / 1e9;
+    let later = until("a sample 3 s later", Duration::from_secs(30), || {
+        let d = c.containers();
+        let t = chrono_secs(d["time"].as_str()?) - chrono_secs(&t0);
+        (t >= 3.0).then_some((d, t))
+    });
+    let (doc2, dt) = later;
+    let u1 = find(&doc2, &name1).unwrap()["cpu"]["usageNs"]
+        .as_f64()
+        .unwrap()
+        / 1e9;
+    let grew = u1 - u0;
+    assert!(grew > 0.05, "container 1 used {grew} s of CPU in {dt} s");
+    assert!(
+        grew <= dt * 2.0 + 0.5,
+        "container 1 used {grew} s of CPU in {dt} s on 2 cores"
+    );
+    let kernel = proc_cpu_seconds(burner1) + proc_cpu_seconds(alloc);
+    // The collector's value is at most one housekeeping interval (1 s) old: on 2 cores at most 2 s behind.
+    assert!(
+        (kernel - u1) >= -0.5 && (kernel - u1) <= 2.5,
+        "collector {u1} s vs processes {kernel} s"
+    );
+
+    // The v2-only container: CPU from the unified cpu.stat, named from the logs.
+    let c2 = until("container 2 cpu", Duration::from_secs(20), || {
+        let d = c.containers();
+        let c2 = find(&d, &name2)?.clone();
+        (c2["cpu"]["usageNs"].as_f64()? > 0.0).then_some(c2)
+    });
+    assert_eq!(c2["container"], "burner");
+    let k2 = proc_cpu_seconds(burner2);
+    let v2 = c2["cpu"]["usageNs"].as_f64().unwrap() / 1e9;
+    assert!(
+        v2 > 0.0 && v2 <= k2 + 0.5,
+        "v2 container {v2} s vs process {k2} s"
+    );
+
+    // /metrics carries the kubelet's labels for it.
+    let samples = parse_exposition(&c.metrics());
+    let cpu = samples
+        .iter()
+        .find(|s| {
+            s.name == "container_cpu_usage_seconds_total" && s.label("id") == Some(name1.as_str())
+        })
+        .expect("container_cpu_usage_seconds_total for the test container");
+    assert_eq!(cpu.label("pod"), Some(pod.as_str()));
+    assert_eq!(cpu.label("namespace"), Some(ns));
+    assert_eq!(cpu.label("container"), Some("app"));
+    assert_eq!(cpu.label("name"), Some(id1.as_str()));
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "container_memory_working_set_bytes"
+            && s.label("id") == Some(name1.as_str())
+            && s.value >= 64.0 * MIB));
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "container_pressure_cpu_waiting_seconds_total"
+            && s.label("id") == Some(name2.as_str())));
+
+    // The summary has the pod with both containers.
+    let (s, body) = get(&format!("{}/stats/summary", c.base));
+    assert_eq!(s, 200);
+    let summary: Value = serde_json::from_str(&body).unwrap();
+    let p = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["uid"] == uid.as_str())
+        .expect("pod in summary");
+    assert_eq!(p["podRef"]["name"], pod.as_str());
+    let mut names: Vec<&str> = p["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["app", "burner"]);
+
+    // Removal: both containers disappear (inotify or the next read).
+    cg1.remove();
+    cg2.remove();
+    until("containers gone", Duration::from_secs(20), || {
+        let d = c.containers();
+        (find(&d, &name1).is_none() && find(&d, &name2).is_none()).then_some(())
+    });
+    let (s, _) = get(&format!("{}/healthz", c.base));
+    assert_eq!(s, 200, "collector still healthy: {}", c.log());
+}
+
+fn chrono_secs(rfc3339: &str) -> f64 {
+    // "2026-11-22T02:50:01.123456789Z" → seconds of the day are enough for differences within a test.
+    let t = rfc3339
+        .split('T')
+        .nth(1)
+        .unwrap_or("0:0:0Z")
+        .trim_end_matches('Z');
+    let mut it = t.split(':');
+    let h: f64 = it.next().unwrap_or("0").parse().unwrap_or(0.0);
+    let m: f64 = it.next().unwrap_or("0").parse().unwrap_or(0.0);
+    let s: f64 = it.next().unwrap_or("0").parse().unwrap_or(0.0);
+    h * 3600.0 + m * 60.0 + s
+}
