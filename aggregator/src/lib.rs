@@ -1,22 +1,192 @@
-//! The aggregator (not built yet: `vigil aggregator` exits with an error saying so).
+//! The cluster aggregator: pulls every node's Summary API, computes Heapster's rates and
+//! aggregates, keeps a bounded window, and serves Heapster's API and metrics.k8s.io.
 
 pub mod batch;
 pub mod sinks;
 
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod processors;
+pub mod scrape;
+#[doc(hidden)]
+pub mod sim;
+pub mod store;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::watch;
 
-/// Command-line options of `vigil aggregator`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Args {}
+pub use config::Args;
+use metrics::SelfMetrics;
+use processors::Processor;
+use scrape::{Discovery, Scraper};
+use store::Store;
 
-/// Errors of the aggregator.
+/// Errors that stop the aggregator at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`vigil aggregator` is not built yet")]
-    NotBuilt,
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Discovery(#[from] scrape::discovery::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+    #[error("--sink: {0}")]
+    Sinks(String),
+}
+
+/// The next multiple of `resolution` after `now`.
+fn next_boundary(now: DateTime<Utc>, resolution: Duration) -> DateTime<Utc> {
+    let res = resolution.as_millis().max(1) as i64;
+    let ms = now.timestamp_millis();
+    Utc.timestamp_millis_opt((ms / res + 1) * res).single().unwrap_or(now)
 }
 
 /// Runs the aggregator until `shutdown` fires.
-pub async fn run(_args: Args, _shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    Err(Error::NotBuilt)
+pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let settings = args.validate()?;
+    let mut discoveries = Discovery::from_options(&args.nodes, args.nodes_file.as_ref(), args.source.as_deref())?;
+    let sink_set = if args.sink.is_empty() {
+        None
+    } else {
+        Some(Arc::new(sinks::SinkSet::from_uris(&args.sink, settings.data_dir.as_deref()).map_err(|e| Error::Sinks(e.to_string()))?))
+    };
+    let store = Arc::new(Store::new(settings.retention.as_millis() as i64, settings.max_series));
+    if let Some(dir) = &settings.data_dir {
+        match store::snapshot::load(&store, dir, Utc::now().timestamp_millis()) {
+            Ok(n) => tracing::info!(dir = %dir.display(), entities = n, "store snapshot loaded"),
+            Err(e) => {
+                // Keep the bad file for inspection and start empty rather than refuse to run.
+                let aside = store::snapshot::path(dir).with_extension("jsonl.corrupt");
+                let _ = std::fs::rename(store::snapshot::path(dir), &aside);
+                tracing::error!(error = %e, moved_to = %aside.display(), "store snapshot unreadable; starting empty");
+            }
+        }
+    }
+    let scraper = Arc::new(Scraper::new(settings.scrape_timeout, settings.scrape_concurrency));
+    let self_metrics = Arc::new(SelfMetrics::default());
+    let state = Arc::new(api::AppState {
+        store: store.clone(),
+        latest: RwLock::new(None),
+        scraper: scraper.clone(),
+        metrics: self_metrics.clone(),
+        resolution: settings.resolution,
+        disable_export: settings.disable_export,
+        extra_metrics: sink_set.clone().map(|s| -> api::MetricsWriter { Arc::new(move |out: &mut String| s.write_metrics(out)) }),
+        federate: Some(sinks::render_exposition),
+    });
+    let sinks_task = sink_set.clone().map(|s| tokio::spawn(s.run(shutdown.clone())));
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
+    tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
+    let mut server_shutdown = shutdown.clone();
+    let router = api::app(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let mut processor = Some(Processor::new(settings.retention));
+    let mut last_snapshot = Instant::now();
+    loop {
+        let boundary = next_boundary(Utc::now(), settings.resolution);
+        let wait = (boundary - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        let started = Instant::now();
+        let mut targets = Vec::new();
+        for d in discoveries.iter_mut() {
+            let (t, err) = d.targets().await;
+            if let Some(e) = err {
+                self_metrics.discovery_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "node discovery failed; keeping the previous list");
+            }
+            targets.extend(t);
+        }
+        targets.sort_by(|a, b| a.url.cmp(&b.url));
+        targets.dedup_by(|a, b| a.url == b.url);
+        let docs = scraper.round(&targets, scrape::max_jitter(targets.len(), settings.resolution)).await;
+        let fetched = started.elapsed();
+        let mut proc = processor.take().expect("processor is returned every round");
+        let st = store.clone();
+        let (proc, batch, process_t, store_t, store_err) = tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
+            let batch = proc.process(boundary, &docs);
+            drop(docs);
+            let process_t = t0.elapsed();
+            let t1 = Instant::now();
+            let err = st.ingest(&batch).err();
+            st.points_heap_bytes();
+            (proc, batch, process_t, t1.elapsed(), err)
+        })
+        .await
+        .expect("processing does not panic");
+        let rs = proc.rate_stats();
+        self_metrics.rates_computed.store(rs.computed, Ordering::Relaxed);
+        self_metrics.counter_resets.store(rs.counter_resets, Ordering::Relaxed);
+        self_metrics.container_restarts.store(rs.restarts, Ordering::Relaxed);
+        self_metrics.rate_state_sets.store(proc.tracked_sets() as u64, Ordering::Relaxed);
+        processor = Some(proc);
+        if let Some(e) = store_err {
+            self_metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "store refused series");
+        }
+        let batch = Arc::new(batch);
+        self_metrics.last_batch_sets.store(batch.sets.len() as u64, Ordering::Relaxed);
+        self_metrics.last_batch_timestamp_seconds.store(batch.timestamp.timestamp().max(0) as u64, Ordering::Relaxed);
+        *state.latest.write().unwrap() = Some(batch.clone());
+        if let Some(s) = &sink_set {
+            s.push(batch.clone());
+        }
+        let total = started.elapsed();
+        SelfMetrics::set(&self_metrics.last_round_seconds, total.as_secs_f64());
+        *self_metrics.round_seconds_sum.lock().unwrap() += total.as_secs_f64();
+        SelfMetrics::set(&self_metrics.last_fetch_seconds, fetched.as_secs_f64());
+        SelfMetrics::set(&self_metrics.last_process_seconds, process_t.as_secs_f64());
+        SelfMetrics::set(&self_metrics.last_store_seconds, store_t.as_secs_f64());
+        self_metrics.rounds.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(nodes = targets.len(), sets = batch.sets.len(), seconds = total.as_secs_f64(), "round done");
+        if let Some(dir) = &settings.data_dir {
+            if last_snapshot.elapsed() >= settings.snapshot_interval {
+                last_snapshot = Instant::now();
+                write_snapshot(&store, dir, &self_metrics).await;
+            }
+        }
+    }
+    if let Some(dir) = &settings.data_dir {
+        write_snapshot(&store, dir, &self_metrics).await;
+    }
+    if let Some(t) = sinks_task {
+        let _ = t.await;
+    }
+    server.await.ok().transpose().map_err(Error::Serve)?;
+    Ok(())
+}
+
+async fn write_snapshot(store: &Arc<Store>, dir: &std::path::Path, m: &SelfMetrics) {
+    let (st, d) = (store.clone(), dir.to_path_buf());
+    match tokio::task::spawn_blocking(move || store::snapshot::write(&st, &d)).await {
+        Ok(Ok(n)) => {
+            m.snapshots_written.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(dir = %dir.display(), entities = n, "store snapshot written");
+        }
+        Ok(Err(e)) => {
+            m.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "store snapshot failed");
+        }
+        Err(e) => {
+            m.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "store snapshot task failed");
+        }
+    }
 }
