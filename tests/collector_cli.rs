@@ -253,3 +253,77 @@ fn problem_detector_is_wired_into_the_collector() {
     );
     assert!(metrics.contains("container_cpu_usage_seconds_total"));
 }
+
+/// A one-route HTTP server on 127.0.0.1 answering `/pods` like the kubelet's read API.
+fn fake_kubelet(body: String) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(false).unwrap();
+    let handle = std::thread::spawn(move || {
+        // Serve a bounded number of requests, then stop.
+        for stream in listener.incoming().take(20) {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+            }
+            let (status, text) = if request_line.starts_with("GET /pods ") {
+                ("200 OK", body.as_str())
+            } else {
+                ("404 Not Found", "")
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn kubelet_pods_give_images_and_opt_in_labels() {
+    let pods = std::fs::read_to_string(fixture("kubelet-pods.json")).unwrap();
+    let (port, _server) = fake_kubelet(pods);
+    let c = Collector::start(&[
+        "--housekeeping-interval",
+        "1s",
+        "--cgroup-root",
+        &fixture("cgroup-v2-systemd"),
+        // No log layout at all: names come from the kubelet alone.
+        "--pod-log-root",
+        "/nonexistent/pods",
+        "--kubelet-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--pod-labels",
+        "app",
+    ]);
+    let id = format!("cri-containerd-{}.scope", "a".repeat(64));
+    let s = until(
+        "nginx named by the kubelet",
+        Duration::from_secs(20),
+        || {
+            parse_exposition(&c.metrics()).into_iter().find(|s| {
+                s.name == "container_cpu_usage_seconds_total"
+                    && s.label("id").is_some_and(|i| i.ends_with(&id))
+                    && s.label("container") == Some("nginx")
+            })
+        },
+    );
+    assert_eq!(s.label("image"), Some("docker.io/library/nginx:1.25"));
+    assert_eq!(s.label("pod"), Some("web-0"));
+    assert_eq!(s.label("container_label_app"), Some("web"));
+    // Without --pod-labels no runtime label is copied (the cardinality trap is opt-in).
+    let plain = Collector::start(&[
+        "--housekeeping-interval",
+        "1s",
+        "--cgroup-root",
+        &fixture("cgroup-v2-systemd"),
+        "--pod-log-root",
+        "/nonexistent/pods",
+    ]);
+    assert!(!plain.metrics().contains("container_label_"));
+}

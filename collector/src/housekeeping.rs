@@ -117,7 +117,8 @@ pub struct Collector {
     kubelet_pods: Arc<Mutex<Option<PodList>>>,
     last_kubelet: Option<PodList>,
     du: IncrementalDu,
-    pod_pids: HashMap<String, u32>,
+    /// pod uid → a pid in its network namespace (`None`: no process found; retried every sixth pass).
+    pod_pids: HashMap<String, Option<u32>>,
     prev_node_cpu: Option<(Instant, u64)>,
     stats: SelfStats,
     logged: HashSet<String>,
@@ -548,19 +549,25 @@ impl Collector {
             };
             live.insert(pod_uid.clone());
             let mut result = None;
+            let retry_empty = self.stats.passes % 6 == 0;
             for attempt in 0..2 {
                 let pid = match self.pod_pids.get(pod_uid) {
-                    Some(p) if attempt == 0 => Some(*p),
+                    Some(Some(p)) if attempt == 0 => Some(*p),
+                    // No process last time: look again only every sixth pass.
+                    Some(None) if !retry_empty => None,
                     _ => dirs.get(pod_uid).and_then(|ds| {
                         ds.iter().find_map(|d| {
                             cgroup::read_procs(d).ok().and_then(|p| p.first().copied())
                         })
                     }),
                 };
-                let Some(pid) = pid else { break };
+                let Some(pid) = pid else {
+                    self.pod_pids.insert(pod_uid.clone(), None);
+                    break;
+                };
                 match proc::read_net_dev(&proc_root.join(pid.to_string()).join("net/dev")) {
                     Ok(ifs) => {
-                        self.pod_pids.insert(pod_uid.clone(), pid);
+                        self.pod_pids.insert(pod_uid.clone(), Some(pid));
                         result = Some(
                             ifs.into_iter()
                                 .filter(|i| proc::is_container_interface(&i.name))
@@ -999,6 +1006,39 @@ mod tests {
         assert_eq!(
             second.self_stats.errors_by_kind.get("container_gone"),
             Some(&1)
+        );
+    }
+
+    #[test]
+    fn unreadable_file_is_counted_as_io_and_the_rest_is_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let dir = root.join("kubepods/podaa/0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A directory where the kernel has a file: reading it fails (EISDIR), as an unreadable file does.
+        std::fs::create_dir(dir.join("cpu.stat")).unwrap();
+        std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let snap = c.pass();
+        let s = snap
+            .containers
+            .iter()
+            .find(|s| s.name == "/kubepods/podaa/0123")
+            .unwrap();
+        assert!(s.stats.cpu.is_none());
+        assert_eq!(s.stats.memory.as_ref().unwrap().usage, 4096);
+        assert!(
+            snap.self_stats
+                .errors_by_kind
+                .get("io")
+                .copied()
+                .unwrap_or(0)
+                >= 1,
+            "{:?}",
+            snap.self_stats.errors_by_kind
         );
     }
 

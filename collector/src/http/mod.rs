@@ -169,3 +169,83 @@ async fn containers(State(st): State<AppState>) -> Response {
     }))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::RwLock;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn state(snap: Snapshot) -> AppState {
+        let mut config = Config::default();
+        config.housekeeping_interval = Duration::from_secs(1);
+        AppState::new(Arc::new(RwLock::new(Arc::new(snap))), Arc::new(config))
+    }
+
+    async fn status(st: &AppState, uri: &str) -> (StatusCode, String) {
+        let resp = app(st.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let s = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (s, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_follows_the_age_of_the_last_pass() {
+        // Before the first pass: 503, and the summary says why.
+        let st = state(Snapshot::empty("n".into()));
+        assert_eq!(
+            status(&st, "/healthz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(&st, "/stats/summary").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A fresh pass: ok.
+        let mut fresh = Snapshot::empty("n".into());
+        fresh.ready = true;
+        fresh.time = SystemTime::now();
+        assert_eq!(
+            status(&state(fresh.clone()), "/healthz").await.0,
+            StatusCode::OK
+        );
+        // Older than three housekeeping intervals (3 s): 503 naming the age.
+        let mut stale = fresh;
+        stale.time = SystemTime::now() - Duration::from_secs(10);
+        let (s, body) = status(&state(stale), "/healthz").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("last collection was"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_have_help_type_and_contiguous_families() {
+        let mut snap = Snapshot::empty("n".into());
+        snap.ready = true;
+        snap.time = SystemTime::now();
+        let st = state(snap);
+        let (s, body) = status(&st, "/metrics").await;
+        assert_eq!(s, StatusCode::OK);
+        let mut seen = std::collections::HashSet::new();
+        let mut last = String::new();
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap().to_string();
+            if name != last {
+                assert!(seen.insert(name.clone()), "family {name} is split");
+                assert!(
+                    body.contains(&format!("# TYPE {name} ")),
+                    "no TYPE for {name}"
+                );
+                last = name;
+            }
+        }
+        assert!(seen.contains("machine_cpu_cores"));
+    }
+}
