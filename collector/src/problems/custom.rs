@@ -336,6 +336,8 @@ pub(crate) async fn run(
             r = rx.recv() => match r {
                 Some((idx, verdict, message)) => {
                     tracing::debug!(rule = idx, ?verdict, message = %message, "plugin result");
+                    let result = match verdict { Verdict::Ok => "ok", Verdict::NonOk => "nonok", Verdict::Unknown => "unknown" };
+                    monitor.store.count_plugin_run(&cfg.source, result);
                     monitor.apply(&cfg.rules[idx], verdict, &message);
                     if !published {
                         monitor.publish();

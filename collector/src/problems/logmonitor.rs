@@ -30,6 +30,7 @@ pub(crate) fn initial_conditions(defaults: &[DefaultCondition], now: DateTime<Ut
 /// Registers the monitor's default conditions and creates its metric series at 0.
 pub(crate) fn initialize(store: &Store, cfg: &SystemLogConfig) {
     store.register(&cfg.source, initial_conditions(&cfg.conditions, Utc::now()));
+    store.line_counter(&cfg.source);
     if cfg.metrics_reporting.unwrap_or(true) {
         for rule in &cfg.rules {
             if rule.kind == RuleKind::Permanent {
@@ -49,6 +50,7 @@ pub struct LogMonitor {
     metrics: bool,
     slot: usize,
     store: Arc<Store>,
+    lines: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LogMonitor {
@@ -62,12 +64,14 @@ impl LogMonitor {
             conditions: initial_conditions(&cfg.conditions, Utc::now()),
             metrics: cfg.metrics_reporting.unwrap_or(true),
             slot,
+            lines: store.line_counter(&cfg.source),
             store,
         })
     }
 
     /// Handles one line: every matching rule produces its event or condition change.
     pub fn process(&mut self, line: LogLine) {
+        self.lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for m in self.matcher.push(line) {
             self.apply(m);
         }

@@ -10,11 +10,16 @@
 //! context there as in the joined buffer (the byte before the newest message is "\n" in the
 //! buffer and the text start when alone: both non-word, both a line start). So matching the
 //! newest message alone gives the same answer and the matched logs are exactly the newest one.
-//! Such rules are tested together with one `RegexSet` per line; the others use the exact
-//! joined-buffer algorithm.
+//! For those rules a literal prefilter comes first: from each pattern, regex-syntax extracts
+//! the finite set of literals every match must begin with (or, failing that, end with); one
+//! Aho-Corasick pass over the newest line finds which rules can possibly match, and only those
+//! run their regex. A rule without such a literal set (or with an empty literal) always runs.
+//! The others use the exact joined-buffer algorithm. Tests compare both paths line by line.
 
 use chrono::{DateTime, Utc};
-use regex::{Regex, RegexSet};
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::Regex;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 /// One log line as the watchers deliver it.
@@ -151,6 +156,94 @@ pub fn is_single_line(pattern: &str) -> bool {
     }
 }
 
+/// Literals one of which every match of `pattern` must begin with (or end with, when the
+/// beginning has no finite set); `None` when there is no such finite, non-empty set.
+pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::Parser::new().parse(&translate_go_regex(pattern)).ok()?;
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let mut ex = Extractor::new();
+        ex.kind(kind);
+        let seq = ex.extract(&hir);
+        if let Some(lits) = seq.literals() {
+            if !lits.is_empty() && lits.iter().all(|l| !l.as_bytes().is_empty()) {
+                return Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
+            }
+        }
+    }
+    None
+}
+
+/// One Aho-Corasick automaton over every rule's required literals.
+struct Prefilter {
+    ac: Option<AhoCorasick>,
+    /// For each automaton pattern, the rules (indices into `single`) that require it.
+    rules_of: Vec<Vec<usize>>,
+    /// Rules without required literals: always candidates.
+    always: Vec<usize>,
+}
+
+impl Prefilter {
+    fn new(lits: &[Option<Vec<Vec<u8>>>]) -> Self {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut rules_of: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (rule, l) in lits.iter().enumerate() {
+            match l {
+                None => always.push(rule),
+                Some(l) => {
+                    for lit in l {
+                        match patterns.iter().position(|p| p == lit) {
+                            Some(i) => {
+                                if !rules_of[i].contains(&rule) {
+                                    rules_of[i].push(rule)
+                                }
+                            }
+                            None => {
+                                patterns.push(lit.clone());
+                                rules_of.push(vec![rule]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let ac = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .expect("literal automaton"),
+            )
+        };
+        Prefilter { ac, rules_of, always }
+    }
+
+    /// Marks the rules that can match `line`; false when none can.
+    fn candidates(&self, line: &str, out: &mut [bool]) -> bool {
+        let mut any = false;
+        for &r in &self.always {
+            out[r] = true;
+            any = true;
+        }
+        if let Some(ac) = &self.ac {
+            // The common case is a line with none of the literals: one accelerated scan.
+            if !ac.is_match(line) {
+                return any;
+            }
+            for m in ac.find_overlapping_iter(line) {
+                for &r in &self.rules_of[m.pattern().as_usize()] {
+                    out[r] = true;
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+}
+
 /// A match: which rule, and the matched logs (oldest first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleMatch {
@@ -164,9 +257,11 @@ pub struct RuleMatch {
 pub struct Matcher {
     /// Every rule's compiled `pattern\z`.
     full: Vec<Regex>,
-    /// Rules matched on the newest line alone, and their set.
+    /// Rules matched on the newest line alone, and their literal prefilter.
     single: Vec<usize>,
-    single_set: RegexSet,
+    prefilter: Prefilter,
+    /// Scratch: which rules the prefilter let through for the current line.
+    candidates: Vec<bool>,
     /// Rules matched on the joined buffer.
     multi: Vec<usize>,
     /// node-problem-detector's ring: `max` slots, `current` = next write position.
@@ -182,22 +277,23 @@ impl Matcher {
         let mut full = Vec::with_capacity(patterns.len());
         let mut single = Vec::new();
         let mut multi = Vec::new();
-        let mut single_src = Vec::new();
+        let mut single_lits = Vec::new();
         for (idx, pattern) in patterns.iter().enumerate() {
             let compiled = compile_rule_pattern(pattern)?;
             if is_single_line(pattern) {
                 single.push(idx);
-                single_src.push(compiled.as_str().to_string());
+                single_lits.push(required_literals(pattern));
             } else {
                 multi.push(idx);
             }
             full.push(compiled);
         }
-        let single_set = RegexSet::new(&single_src)?;
+        let prefilter = Prefilter::new(&single_lits);
         Ok(Matcher {
             full,
+            candidates: vec![false; single.len()],
             single,
-            single_set,
+            prefilter,
             multi,
             slots: vec![None; buffer_lines],
             current: 0,
@@ -218,14 +314,10 @@ impl Matcher {
         self.current += 1;
         let newest = self.slots[slot].as_ref().expect("just written");
         let mut out = Vec::new();
-        if !self.single.is_empty() {
-            let hits = self.single_set.matches(&newest.message);
-            if hits.matched_any() {
-                for i in hits.iter() {
-                    out.push(RuleMatch {
-                        rule: self.single[i],
-                        lines: vec![newest.clone()],
-                    });
+        if !self.single.is_empty() && self.prefilter.candidates(&newest.message, &mut self.candidates) {
+            for (i, cand) in self.candidates.iter_mut().enumerate() {
+                if std::mem::take(cand) && self.full[self.single[i]].is_match(&newest.message) {
+                    out.push(RuleMatch { rule: self.single[i], lines: vec![newest.clone()] });
                 }
             }
         }
@@ -337,6 +429,17 @@ mod tests {
     }
 
     #[test]
+    fn required_literals_are_extracted() {
+        let l = required_literals(r"Killed process \d+ (.+) total-vm:\d+kB.*").unwrap();
+        assert!(l.iter().all(|x| x.starts_with(b"Killed process ")), "{l:?}");
+        assert_eq!(required_literals(r".*\[Hardware Error\]: event severity: fatal$").unwrap(), vec![b"[Hardware Error]: event severity: fatal".to_vec()]);
+        assert_eq!(required_literals(r".*"), None);
+        assert_eq!(required_literals(r"x*"), None);
+        let l = required_literals(r"(?i)oops").unwrap();
+        assert!(l.len() >= 2, "case variants: {l:?}");
+    }
+
+    #[test]
     fn multi_line_pattern_matches_when_last_line_arrives() {
         let mut m = Matcher::new(&[r"first line\nsecond \d+"], 10).unwrap();
         assert_eq!(m.multi_line_rules(), 1);
@@ -426,6 +529,10 @@ mod tests {
             r"(?i)FOO \w+",
             r"[^\n]*bar",
             r"\Bbar",
+            r"(?i)oops: \d+",
+            r"(a|bc)d",
+            r".*fatal$",
+            r"[\S ]+:\w+ blocked",
         ];
         let lines = [
             "foo", "afoo", "foo bar", "xbar", "", "FOO é", "a\nfoo", "bar\nfoo", "foo bar",

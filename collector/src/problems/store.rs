@@ -2,7 +2,8 @@
 //! and node-problem-detector's `problem_counter` / `problem_gauge` metrics.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -13,8 +14,11 @@ pub const EVENT_CAPACITY: usize = 4096;
 /// A node condition status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
+    /// The problem is present.
     True,
+    /// The problem is absent (the default).
     False,
+    /// A plugin could not tell.
     Unknown,
 }
 
@@ -31,14 +35,20 @@ impl std::fmt::Display for Status {
 /// A node condition in the Kubernetes `NodeCondition` shape, as `/conditions` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Condition {
+    /// Condition type, e.g. `KernelDeadlock`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// True, False or Unknown.
     pub status: Status,
+    /// When the condition was last reported (the time of the request).
     #[serde(rename = "lastHeartbeatTime")]
     pub last_heartbeat_time: DateTime<Utc>,
+    /// When status or reason last changed.
     #[serde(rename = "lastTransitionTime")]
     pub last_transition_time: DateTime<Utc>,
+    /// Short CamelCase reason.
     pub reason: String,
+    /// Human-readable detail (the matched log lines or the plugin output).
     pub message: String,
 }
 
@@ -46,7 +56,9 @@ pub struct Condition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Condition changes.
     Info,
+    /// Problems (Kubernetes event type Warning).
     Warn,
 }
 
@@ -57,9 +69,13 @@ pub struct Event {
     pub seq: u64,
     /// The monitor's `source`.
     pub source: String,
+    /// info (condition change) or warn (problem).
     pub severity: Severity,
+    /// When the problem was logged (first matched line) or detected.
     pub timestamp: DateTime<Utc>,
+    /// The rule's reason.
     pub reason: String,
+    /// The matched text or plugin output.
     pub message: String,
 }
 
@@ -72,6 +88,10 @@ struct Inner {
     counters: BTreeMap<String, u64>,
     gauges: BTreeMap<(String, String), bool>,
     last_reason: HashMap<String, String>,
+    /// Self-metrics: log lines read per monitor source.
+    lines: BTreeMap<String, Arc<AtomicU64>>,
+    /// Self-metrics: plugin runs per (source, result).
+    plugin_runs: BTreeMap<(String, &'static str), u64>,
 }
 
 /// The detector's shared state; every monitor writes, HTTP and metrics read.
@@ -192,10 +212,39 @@ impl Store {
         g.gauges.insert((kind.to_string(), reason.to_string()), value);
     }
 
+    /// The counter of lines a log monitor has read (shared, lock-free on the hot path).
+    pub fn line_counter(&self, source: &str) -> Arc<AtomicU64> {
+        self.lock().lines.entry(source.to_string()).or_default().clone()
+    }
+
+    /// Counts one plugin run with its result (`ok`, `nonok`, `unknown`).
+    pub fn count_plugin_run(&self, source: &str, result: &'static str) {
+        *self.lock().plugin_runs.entry((source.to_string(), result)).or_insert(0) += 1;
+    }
+
     /// Appends the metrics in the Prometheus text format.
     pub fn write_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let g = self.lock();
+        out.push_str("# HELP vigil_problem_detector_log_lines_total Log lines read by each system log monitor.\n");
+        out.push_str("# TYPE vigil_problem_detector_log_lines_total counter\n");
+        for (source, n) in &g.lines {
+            let _ = writeln!(
+                out,
+                "vigil_problem_detector_log_lines_total{{source=\"{}\"}} {}",
+                escape_label(source),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP vigil_problem_detector_plugin_runs_total Custom plugin runs by result.\n");
+        out.push_str("# TYPE vigil_problem_detector_plugin_runs_total counter\n");
+        for ((source, result), n) in &g.plugin_runs {
+            let _ = writeln!(
+                out,
+                "vigil_problem_detector_plugin_runs_total{{result=\"{result}\",source=\"{}\"}} {n}",
+                escape_label(source)
+            );
+        }
         out.push_str("# HELP problem_counter Number of times a specific type of problem have occurred.\n");
         out.push_str("# TYPE problem_counter counter\n");
         for (reason, n) in &g.counters {

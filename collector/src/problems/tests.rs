@@ -323,6 +323,7 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let run = tokio::spawn(det.clone().run(rx));
     let store = det.store().clone();
+    let mut total_lines = 0;
     for name in [
         "au_opts_verify",
         "aufs_umount_hung",
@@ -331,6 +332,7 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
         "null_pointer",
         "oom_kill",
     ] {
+        total_lines += sample(name).lines().count();
         let text: String = sample(name).lines().map(kern_line).collect();
         append(&log, &text);
     }
@@ -340,6 +342,11 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
     append(&log, a);
     tokio::time::sleep(Duration::from_millis(300)).await;
     append(&log, b);
+    // Everything so far is read from the original file before it is rotated.
+    wait_for("lines before rotation", || {
+        store.events_since(0, 1000).0.iter().any(|e| e.reason == "UnregisterNetDevice")
+    })
+    .await;
     // Rotate: rename the file and start a new one.
     std::fs::rename(&log, d.path().join("kern.log.1")).unwrap();
     append(&log, &kern_line("EXT4-fs (sda1): Remounting filesystem read-only"));
@@ -379,6 +386,7 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
     // Metrics: counters per reason, gauges per condition.
     let mut out = String::new();
     det.write_metrics(&mut out);
+    let lines_want = format!("vigil_problem_detector_log_lines_total{{source=\"kernel-monitor\"}} {}", total_lines + 3);
     for want in [
         "problem_counter{reason=\"TaskHung\"} 2",
         "problem_counter{reason=\"DockerHung\"} 1",
@@ -387,6 +395,8 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
         "problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 1",
         "problem_gauge{reason=\"XfsHasShutdown\",type=\"XfsShutdown\"} 0",
         "problem_gauge{reason=\"FilesystemIsReadOnly\",type=\"ReadonlyFilesystem\"} 1",
+        // The samples' lines + unregister + read-only + sentinel (the old line is skipped).
+        lines_want.as_str(),
     ] {
         assert!(out.lines().any(|l| l == want), "missing {want} in\n{out}");
     }

@@ -9,7 +9,6 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
-use super::filelog::sleep_or_stop;
 use super::Common;
 use crate::problems::matcher::LogLine;
 
@@ -83,6 +82,8 @@ pub async fn run(
 ) {
     let log_path = log_path.to_string_lossy().into_owned();
     let mut cursor: Option<String> = None;
+    // Restart backoff: 1 s doubling to 30 s while journalctl keeps failing without output.
+    let mut backoff = std::time::Duration::from_secs(1);
     loop {
         let args = journalctl_args(&log_path, &source, common.start, cursor.as_deref());
         let child = tokio::process::Command::new("journalctl")
@@ -95,11 +96,9 @@ pub async fn run(
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start journalctl; retrying");
-                for _ in 0..5 {
-                    if sleep_or_stop(&mut shutdown).await {
-                        return;
-                    }
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot start journalctl");
+                if wait_or_stop(&mut shutdown, &mut backoff).await {
+                    return;
                 }
                 continue;
             }
@@ -112,6 +111,7 @@ pub async fn run(
                 l = lines.next_line() => match l {
                     Ok(Some(l)) => match parse_entry(&l) {
                         Ok(e) => {
+                            backoff = std::time::Duration::from_secs(1);
                             if e.cursor.is_some() {
                                 cursor = e.cursor;
                             }
@@ -130,13 +130,22 @@ pub async fn run(
             }
         }
         let status = child.wait().await;
-        tracing::warn!(?status, "journalctl exited; restarting");
-        for _ in 0..5 {
-            if sleep_or_stop(&mut shutdown).await {
-                return;
-            }
+        tracing::warn!(?status, retry_in = ?backoff, "journalctl exited; restarting");
+        if wait_or_stop(&mut shutdown, &mut backoff).await {
+            return;
         }
     }
+}
+
+/// Waits `backoff` (then doubles it, up to 30 s); true when shutdown was requested.
+async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, backoff: &mut std::time::Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(30));
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = shutdown.wait_for(|s| *s) => true,
+    };
+    stopped || *shutdown.borrow()
 }
 
 #[cfg(test)]
