@@ -2,8 +2,10 @@
 
 #[path = "es_bulk_server/mod.rs"]
 mod es_bulk_server;
+#[path = "es_bulk_server/harness.rs"]
+mod harness;
 
-use es_bulk_server::harness::*;
+use harness::*;
 use es_bulk_server::{EsServer, Options};
 use serde_json::Value;
 use std::time::Duration;
@@ -141,8 +143,19 @@ async fn restarts_resume_from_checkpoints_without_loss_or_duplicates() {
     let _sh = Shipper::start(&root, &data_dir, &["--sink", &sink]);
     wait_for("500 docs", T, || (es.doc_count() >= 500).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let msgs = messages(&es);
+    // Exactly once: the server keeps one document per id, and no line was stored under two ids.
+    let mut msgs = messages(&es);
+    assert_eq!(msgs.len(), 500);
+    msgs.sort_by_key(|m| m[5..].parse::<u64>().unwrap());
     assert_eq!(msgs, (0..500).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    // In file order: offsets (in the ids) rise with the line numbers.
+    let mut by_offset: Vec<(u64, u64)> = es
+        .all_docs()
+        .iter()
+        .map(|(_, id, d)| (u64::from_str_radix(id.split_once('-').unwrap().1, 16).unwrap(), d["message"].as_str().unwrap()[5..].parse().unwrap()))
+        .collect();
+    by_offset.sort();
+    assert!(by_offset.windows(2).all(|w| w[0].1 < w[1].1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

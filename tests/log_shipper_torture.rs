@@ -13,8 +13,10 @@
 
 #[path = "es_bulk_server/mod.rs"]
 mod es_bulk_server;
+#[path = "es_bulk_server/harness.rs"]
+mod harness;
 
-use es_bulk_server::harness::*;
+use harness::*;
 use es_bulk_server::{EsServer, Options};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;

@@ -1,1 +1,95 @@
-fn main(){}
+//! File → `_bulk` body throughput of the real reader (discovery, read, CRI parse, encode, batch), on one core,
+//! against a floor: reading the same file and splitting it into lines.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use vigil_log_shipper::discovery::{Discovery, DiscoveryConfig};
+use vigil_log_shipper::enrich::{Encoder, IndexPattern, RecordConfig};
+use vigil_log_shipper::metrics::Metrics;
+use vigil_log_shipper::parse::OverLong;
+use vigil_log_shipper::tail::{checkpoint::Store, Reader, ReaderConfig};
+
+/// Writes CRI lines of 100–200 bytes; returns (bytes, lines).
+pub fn write_cri(path: &Path, target_bytes: usize) -> (usize, usize) {
+    let mut s = String::with_capacity(target_bytes + 256);
+    let mut n = 0usize;
+    while s.len() < target_bytes {
+        let len = 40 + (n * 37) % 100;
+        let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 ".chars().cycle().skip(n % 37).take(len).collect();
+        s.push_str(&format!("2026-11-22T10:{:02}:{:02}.{:09}Z stdout F {msg}\n", (n / 60_000) % 60, (n / 1000) % 60, n));
+        n += 1;
+    }
+    std::fs::write(path, &s).unwrap();
+    (s.len(), n)
+}
+
+/// Runs the reader over `root` until `lines` records came out; acknowledges every batch. Returns body bytes.
+pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
+    let _ = std::fs::remove_file(data_dir.join("checkpoints.json"));
+    let discovery = Discovery::new(DiscoveryConfig { roots: vec![root.to_path_buf()], ..Default::default() }).unwrap();
+    let cfg = ReaderConfig {
+        discovery,
+        max_line_bytes: 1 << 20,
+        over_long: OverLong::Truncate,
+        multiline: Vec::new(),
+        encoder: Encoder::new(IndexPattern::parse("logstash-%Y.%m.%d").unwrap(), RecordConfig::default()),
+        batch_bytes: 5 << 20,
+        batch_timeout: Duration::from_millis(5),
+        poll_interval: Duration::from_millis(5),
+        rescan_interval: Duration::from_secs(60),
+        store: Store::new(data_dir),
+        checkpoint_interval: Duration::from_secs(60),
+    };
+    let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+    let (_wake_tx, wake_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let h = std::thread::spawn(move || reader.run(tx, ack_rx, wake_rx, stop_rx));
+    let (mut n, mut bytes) = (0usize, 0usize);
+    while n < lines {
+        let b = rx.blocking_recv().expect("reader alive");
+        n += b.items.len();
+        bytes += b.buf.len();
+        let _ = ack_tx.send(b.seq);
+    }
+    stop_tx.send(true).unwrap();
+    while let Some(b) = rx.blocking_recv() {
+        let _ = ack_tx.send(b.seq);
+    }
+    h.join().unwrap().unwrap();
+    assert_eq!(n, lines);
+    bytes
+}
+
+fn bench(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let dir = root.join("ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("0.log");
+    let (bytes, lines) = write_cri(&file, 32 << 20);
+    let data_dir = tmp.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let mut g = c.benchmark_group("file_to_bulk_body");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    g.bench_function("reader_cri_100_200B_lines", |b| b.iter(|| read_all(&root, &data_dir, lines)));
+    g.bench_function("floor_read_and_split_lines", |b| {
+        b.iter(|| {
+            let data = std::fs::read(&file).unwrap();
+            let n = memchr::memchr_iter(b'\n', &data).count();
+            assert_eq!(n, lines);
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    targets = bench
+}
+criterion_main!(benches);

@@ -249,7 +249,7 @@ impl Encoder {
         out.push(b',');
         out.extend_from_slice(ctx.fragment.as_bytes());
         out.extend_from_slice(b",\"offset\":");
-        out.extend_from_slice(entry.start.to_string().as_bytes());
+        push_u64(out, entry.start);
         out.extend_from_slice(b"}}\n");
         Item {
             action,
@@ -311,9 +311,30 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// Whether any of the 8 bytes in `x` is < 0x20, `"` or `\\` (SWAR; exact, no false positives).
+#[inline]
+fn needs_escape8(x: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    // Bytes >= 0x80 are masked out of the "less than 0x20" test so UTF-8 continuation bytes never match.
+    let lt20 = x.wrapping_sub(0x20 * LO) & !x & HI;
+    (lt20 | has_zero(x ^ (0x22 * LO)) | has_zero(x ^ (0x5c * LO))) != 0
+}
+
 fn escape_into(out: &mut Vec<u8>, s: &[u8], hex: &[u8; 16]) {
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut i = 0;
+    while i < s.len() {
+        // Skip 8 bytes at a time while none needs escaping.
+        if i + 8 <= s.len() {
+            let x = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+            if !needs_escape8(x) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = s[i];
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -323,16 +344,36 @@ fn escape_into(out: &mut Vec<u8>, s: &[u8], hex: &[u8; 16]) {
             0..=0x1f => {
                 out.extend_from_slice(&s[start..i]);
                 out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
-                start = i + 1;
+                i += 1;
+                start = i;
                 continue;
             }
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&s[start..i]);
         out.extend_from_slice(esc);
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&s[start..]);
+}
+
+/// Appends `v` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]
@@ -397,6 +438,27 @@ mod tests {
     fn lines_bytes(text: &str, n: usize) -> &[u8] {
         let l = text.split_inclusive('\n').nth(n).unwrap();
         l.as_bytes()
+    }
+
+    #[test]
+    fn escaping_round_trips_through_serde_json() {
+        let cases: Vec<Vec<u8>> = vec![
+            b"plain ascii text that is longer than eight bytes".to_vec(),
+            b"quote\" back\\slash\ttab\nnl\rcr \x01\x1f end".to_vec(),
+            "caf\u{e9} \u{1F600} \u{7f}\u{80}\u{ff} \"\"\"\"\"\"\"\"\"".as_bytes().to_vec(),
+            (0u8..128).collect(),
+        ];
+        for c in cases {
+            let mut out = Vec::new();
+            write_json_str(&mut out, &c);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back.as_bytes(), &c[..]);
+        }
+        let mut out = Vec::new();
+        push_u64(&mut out, 0);
+        out.push(b' ');
+        push_u64(&mut out, u64::MAX);
+        assert_eq!(out, format!("0 {}", u64::MAX).into_bytes());
     }
 
     #[test]

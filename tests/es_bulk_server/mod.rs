@@ -19,8 +19,6 @@
 //!   listener is closed: connections are refused) and come back on the same port.
 #![allow(dead_code)]
 
-pub mod harness;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -45,11 +43,13 @@ pub struct Options {
     pub authorization: Option<String>,
     /// Names that are data streams.
     pub data_streams: HashSet<String>,
+    /// Keep documents (tests) or only validate them and remember their ids (throughput benchmarks).
+    pub store_documents: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { version: 8, max_content_length: 100 << 20, authorization: None, data_streams: HashSet::new() }
+        Options { version: 8, max_content_length: 100 << 20, authorization: None, data_streams: HashSet::new(), store_documents: true }
     }
 }
 
@@ -340,6 +340,26 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
             g.stats.injected_500 += 1;
             errors = true;
             items.push(item_err(500, "internal_server_error", "injected failure".into(), &op.id));
+            continue;
+        }
+        if !s.opts.store_documents {
+            // Benchmark mode: the source must still be one JSON object; ids are still checked for 409.
+            let valid = op.source.is_some_and(|b| b.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok());
+            if !valid {
+                errors = true;
+                items.push(item_err(400, "document_parsing_exception", "failed to parse: source is not a JSON object".into(), &op.id));
+                continue;
+            }
+            let id = op.id.clone().unwrap_or_default();
+            let idx = g.indices.entry(op.index.clone()).or_default();
+            if idx.ids.insert(id.clone(), 0).is_some() {
+                g.stats.conflicts += 1;
+                errors = true;
+                items.push(json!({"create": {"_index": op.index, "_id": id, "status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "document already exists"}}}));
+            } else {
+                g.stats.created += 1;
+                items.push(json!({"create": {"_index": op.index, "_id": id, "status": 201, "result": "created"}}));
+            }
             continue;
         }
         let src: Option<Map<String, Value>> = match op.source {

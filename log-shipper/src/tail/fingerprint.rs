@@ -80,9 +80,16 @@ pub fn generation(dir: &str, base: &str, head: &[u8]) -> u64 {
 
 /// The deterministic Elasticsearch `_id` of the record starting at `offset` in a file generation.
 pub fn record_id(generation: u64, offset: u64, out: &mut String) {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.clear();
-    let _ = write!(out, "{generation:016x}-{offset:x}");
+    for shift in (0..16).rev() {
+        out.push(HEX[((generation >> (shift * 4)) & 15) as usize] as char);
+    }
+    out.push('-');
+    let digits = if offset == 0 { 1 } else { (64 - offset.leading_zeros()).div_ceil(4) };
+    for shift in (0..digits).rev() {
+        out.push(HEX[((offset >> (shift * 4)) & 15) as usize] as char);
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +130,9 @@ mod tests {
         let mut id = String::new();
         record_id(0xabc, 4096, &mut id);
         assert_eq!(id, "0000000000000abc-1000");
+        record_id(u64::MAX, 0, &mut id);
+        assert_eq!(id, "ffffffffffffffff-0");
+        record_id(1, 0x1f, &mut id);
+        assert_eq!(id, format!("{:016x}-{:x}", 1, 0x1f));
     }
 }

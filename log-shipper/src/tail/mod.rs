@@ -117,6 +117,7 @@ pub struct Reader {
     entries: Vec<Entry>,
     now_str: String,
     acks: Option<mpsc::Receiver<u64>>,
+    poll_cursor: u64,
     last_checkpoint: Instant,
     last_lag: Instant,
 }
@@ -144,6 +145,7 @@ impl Reader {
             entries: Vec::new(),
             now_str: String::new(),
             acks: None,
+            poll_cursor: 0,
             last_checkpoint: Instant::now(),
             last_lag: Instant::now(),
         })
@@ -412,11 +414,15 @@ impl Reader {
 
     /// One pass over every open file. Returns whether any data was read.
     fn poll_all(&mut self) -> bool {
-        let slots: Vec<u64> = self.files.keys().copied().collect();
+        let mut slots: Vec<u64> = self.files.keys().copied().collect();
+        // Start after the file polled last, so a full batch never starves the files after it.
+        let start = slots.iter().position(|&s| s > self.poll_cursor).unwrap_or(0);
+        slots.rotate_left(start);
         let mut progressed = false;
         let now = Instant::now();
         self.now_str = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         for slot in slots {
+            self.poll_cursor = slot;
             progressed |= self.poll_file(slot, now);
             if self.batch.buf.len() >= self.cfg.batch_bytes {
                 break;
@@ -633,6 +639,7 @@ impl Reader {
         self.next_seq += 1;
         self.in_flight.insert(batch.seq, batch.positions.clone());
         self.metrics.records_read.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+        self.batch.buf.reserve(self.cfg.batch_bytes.min(16 << 20) + CHUNK);
         let mut batch = Some(batch);
         loop {
             match tx.try_send(batch.take().expect("kept")) {
@@ -644,7 +651,7 @@ impl Reader {
                         // Shutting down while the sink is stuck: these records stay unacknowledged (re-read after restart).
                         return false;
                     }
-                    let got = self.acks.as_ref().map(|a| a.recv_timeout(Duration::from_millis(20)));
+                    let got = self.acks.as_ref().map(|a| a.recv_timeout(Duration::from_millis(1)));
                     match got {
                         Some(Ok(seq)) => self.ack(seq),
                         Some(Err(_)) | None => {}

@@ -1,0 +1,225 @@
+//! End-to-end throughput: log files → `vigil log-shipper` (in process) → the strict `_bulk` test server,
+//! and rsyslog's imfile → omfile on the same files in the same run (the peer). Prints MiB/s for both.
+//!
+//! Run: `cargo bench -p vigil-log-shipper --bench e2e` (release). Set `E2E_MIB` to change the data size.
+
+#[path = "../../tests/es_bulk_server/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod es_bulk_server;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FILES: usize = 8;
+
+fn write_files(root: &Path, total: usize) -> (usize, usize) {
+    let (mut bytes, mut lines) = (0, 0);
+    for f in 0..FILES {
+        let dir = root.join(format!("ns_pod-{f}_uid-{f}/app"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = String::with_capacity(total / FILES + 256);
+        let mut n = 0usize;
+        while s.len() < total / FILES {
+            let len = 40 + (n * 37) % 100;
+            let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 ".chars().cycle().skip(n % 37).take(len).collect();
+            s.push_str(&format!("2026-11-22T10:{:02}:{:02}.{:09}Z stdout F f{f} {msg}\n", (n / 60_000) % 60, (n / 1000) % 60, n));
+            n += 1;
+        }
+        std::fs::write(dir.join("0.log"), &s).unwrap();
+        bytes += s.len();
+        lines += n;
+    }
+    (bytes, lines)
+}
+
+fn count_lines(path: &Path) -> usize {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(_) => return 0,
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => return n,
+            Ok(k) => n += memchr::memchr_iter(b'\n', &buf[..k]).count(),
+        }
+    }
+}
+
+fn rsyslog(root: &Path, work: &Path, lines: usize) -> Option<Duration> {
+    let out = work.join("rsyslog-out.log");
+    let conf = work.join("rsyslog.conf");
+    let state = work.join("rsyslog-state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{state}" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+input(type="imfile" file="{root}/*/app/0.log" tag="k8s:" readMode="0")
+template(name="raw" type="string" string="%msg%\n")
+main_queue(queue.type="direct")
+action(type="omfile" file="{out}" template="raw")
+"#,
+            state = state.display(),
+            root = root.display(),
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut child = match std::process::Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("rsyslog.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rsyslogd not runnable: {e}");
+            return None;
+        }
+    };
+    let deadline = start + Duration::from_secs(300);
+    let mut done = None;
+    while Instant::now() < deadline {
+        if count_lines(&out) >= lines {
+            done = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    done
+}
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+/// Resident memory of this process while the shipper tails 1,000 files (file sink), at steady state.
+fn footprint(rt: &tokio::runtime::Runtime) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    for f in 0..1000 {
+        let dir = root.join(format!("ns_pod-{f}_uid-{f}/app"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = String::new();
+        for n in 0..50 {
+            s.push_str(&format!("2026-11-22T10:00:{:02}.{n:09}Z stdout F file {f} line {n} some payload text here\n", n % 60));
+        }
+        std::fs::write(dir.join("0.log"), s).unwrap();
+    }
+    let before = rss_kib("VmRSS:");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = tmp.path().join("out.ndjson");
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let args = vigil_log_shipper::Args {
+            roots: vec![root.clone()],
+            data_dir: Some(tmp.path().join("data")),
+            listen: Some(format!("127.0.0.1:{port}")),
+            sink: Some(format!("file:{}", out.display())),
+            ..Default::default()
+        };
+        let h = tokio::spawn(vigil_log_shipper::run(args, rx));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && count_lines(&out) < 50_000 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Steady state: everything shipped, 1,000 files still tailed (and written to now and then).
+        for round in 0..5 {
+            for f in (0..1000).step_by(10) {
+                let p = root.join(format!("ns_pod-{f}_uid-{f}/app/0.log"));
+                let mut file = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                use std::io::Write;
+                writeln!(file, "2026-11-22T10:01:00.{round:09}Z stdout F more").unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        let metrics = reqwest_free_get(port, "/metrics");
+        let open = metrics.lines().find(|l| l.starts_with("vigil_log_shipper_open_files ")).unwrap_or("?").to_string();
+        println!(
+            "footprint: 1000 files tailed ({open}), {} lines shipped; process RSS {:.1} MiB (before start {:.1} MiB, peak {:.1} MiB)",
+            count_lines(&out),
+            rss_kib("VmRSS:") as f64 / 1024.0,
+            before as f64 / 1024.0,
+            rss_kib("VmHWM:") as f64 / 1024.0
+        );
+        let _ = tx.send(true);
+        let _ = h.await;
+    });
+}
+
+fn reqwest_free_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        footprint(&rt);
+    }
+    let mib: usize = std::env::var("E2E_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let (bytes, lines) = write_files(&root, mib << 20);
+    println!("e2e: {FILES} files, {:.1} MiB, {lines} CRI lines of 100-200 bytes", bytes as f64 / 1048576.0);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let vigil = rt.block_on(async {
+        let es = es_bulk_server::EsServer::start(es_bulk_server::Options { store_documents: false, ..Default::default() }).await;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let args = vigil_log_shipper::Args {
+            roots: vec![root.clone()],
+            data_dir: Some(tmp.path().join("data")),
+            listen: Some("127.0.0.1:0".into()),
+            sink: Some(format!("es:{}", es.url())),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let h = tokio::spawn(vigil_log_shipper::run(args, rx));
+        let deadline = start + Duration::from_secs(300);
+        let mut done = None;
+        while Instant::now() < deadline {
+            if es.stats().created as usize >= lines {
+                done = Some(start.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tx.send(true);
+        let _ = h.await;
+        assert_eq!(es.stats().conflicts, 0);
+        done
+    });
+    let mibs = |d: Duration| bytes as f64 / 1048576.0 / d.as_secs_f64();
+    match vigil {
+        Some(d) => println!("e2e: vigil log-shipper -> _bulk test server: {:.2} s, {:.1} MiB/s", d.as_secs_f64(), mibs(d)),
+        None => println!("e2e: vigil did not finish in 300 s"),
+    }
+    let peer = rsyslog(&root, tmp.path(), lines);
+    match peer {
+        Some(d) => println!("e2e: rsyslog imfile -> omfile: {:.2} s, {:.1} MiB/s", d.as_secs_f64(), mibs(d)),
+        None => println!("e2e: rsyslog did not finish"),
+    }
+    if let (Some(v), Some(p)) = (vigil, peer) {
+        println!("e2e: ratio vigil/rsyslog = {:.2}", p.as_secs_f64() / v.as_secs_f64());
+    }
+}
