@@ -175,6 +175,10 @@ pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
 
 /// One Aho-Corasick automaton over every rule's required literals.
 struct Prefilter {
+    /// Leftmost-first automaton over the same literals: only asks "any literal here?", which
+    /// lets aho-corasick use its SIMD (Teddy) searcher.
+    any: Option<AhoCorasick>,
+    /// Standard automaton for overlapping iteration: which literals occur.
     ac: Option<AhoCorasick>,
     /// For each automaton pattern, the rules (indices into `single`) that require it.
     rules_of: Vec<Vec<usize>>,
@@ -207,18 +211,11 @@ impl Prefilter {
                 }
             }
         }
-        let ac = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .build(&patterns)
-                    .expect("literal automaton"),
-            )
+        let build = |kind: MatchKind| {
+            (!patterns.is_empty())
+                .then(|| AhoCorasick::builder().match_kind(kind).build(&patterns).expect("literal automaton"))
         };
-        Prefilter { ac, rules_of, always }
+        Prefilter { any: build(MatchKind::LeftmostFirst), ac: build(MatchKind::Standard), rules_of, always }
     }
 
     /// Marks the rules that can match `line`; false when none can.
@@ -228,9 +225,9 @@ impl Prefilter {
             out[r] = true;
             any = true;
         }
-        if let Some(ac) = &self.ac {
+        if let (Some(any_lit), Some(ac)) = (&self.any, &self.ac) {
             // The common case is a line with none of the literals: one accelerated scan.
-            if !ac.is_match(line) {
+            if !any_lit.is_match(line) {
                 return any;
             }
             for m in ac.find_overlapping_iter(line) {
