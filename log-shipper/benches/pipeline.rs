@@ -87,9 +87,46 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Process CPU seconds (user + system) from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 of the line (utime, stime) are 12 and 13 after the command name and state.
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// Throughput per CPU second: on a shared, loaded machine this is the "one core" figure.
+fn per_cpu_second(_c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let dir = root.join("ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("0.log");
+    let (bytes, lines) = write_cri(&file, 64 << 20);
+    let data_dir = tmp.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let runs = 4;
+    let c0 = cpu_seconds();
+    let w0 = std::time::Instant::now();
+    for _ in 0..runs {
+        read_all(&root, &data_dir, lines);
+    }
+    let (cpu, wall) = (cpu_seconds() - c0, w0.elapsed().as_secs_f64());
+    let mib = (bytes * runs) as f64 / 1048576.0;
+    println!("per-cpu: reader file->bulk body: {:.1} MiB per CPU-second ({:.1} MiB/s wall, {cpu:.2} CPU-s)", mib / cpu, mib / wall);
+    let c0 = cpu_seconds();
+    for _ in 0..runs {
+        let data = std::fs::read(&file).unwrap();
+        assert_eq!(memchr::memchr_iter(b'\n', &data).count(), lines);
+    }
+    let cpu = cpu_seconds() - c0;
+    println!("per-cpu: floor read+split lines: {:.1} MiB per CPU-second", mib / cpu);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
-    targets = bench
+    targets = bench, per_cpu_second
 }
 criterion_main!(benches);

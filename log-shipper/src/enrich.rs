@@ -155,6 +155,8 @@ pub struct FileContext {
     pub meta: FileMeta,
     /// `"kubernetes":{...},"log":{"file":{"path":...}` without the closing braces.
     fragment: String,
+    /// Unique per context (the encoder caches the index name per context and day).
+    id: u64,
 }
 
 impl FileContext {
@@ -171,7 +173,9 @@ impl FileContext {
             fragment.push_str(&format!(",\"restart_count\":{n}"));
         }
         fragment.push_str(&format!("}},\"log\":{{\"file\":{{\"path\":{}}}", s(path)));
-        FileContext { meta, fragment }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        FileContext { meta, fragment, id }
     }
 }
 
@@ -180,6 +184,9 @@ impl FileContext {
 pub struct Encoder {
     index: IndexPattern,
     record: RecordConfig,
+    /// The last rendered index name, as a JSON string, and what it was rendered for (date, file context).
+    index_json: Vec<u8>,
+    index_key: Option<(String, u64)>,
     index_buf: String,
     id_buf: String,
 }
@@ -199,6 +206,8 @@ impl Encoder {
         Encoder {
             index,
             record,
+            index_json: Vec::new(),
+            index_key: None,
             index_buf: String::new(),
             id_buf: String::new(),
         }
@@ -221,11 +230,19 @@ impl Encoder {
         let date = utc_date(time)
             .or_else(|| utc_date(now_rfc3339))
             .unwrap_or(std::borrow::Cow::Borrowed("1970-01-01"));
-        self.index.render(&date, &ctx.meta, &mut self.index_buf);
+        // Records of one file and day share the index name: render it once.
+        let ctx_id = ctx.id;
+        let hit = matches!(&self.index_key, Some((d, c)) if *c == ctx_id && d.as_str() == &*date);
+        if !hit {
+            self.index.render(&date, &ctx.meta, &mut self.index_buf);
+            self.index_json.clear();
+            write_json_str(&mut self.index_json, self.index_buf.as_bytes());
+            self.index_key = Some((date.into_owned(), ctx_id));
+        }
         crate::tail::fingerprint::record_id(generation, entry.start, &mut self.id_buf);
         let action = out.len();
         out.extend_from_slice(b"{\"create\":{\"_index\":");
-        write_json_str(out, self.index_buf.as_bytes());
+        out.extend_from_slice(&self.index_json);
         out.extend_from_slice(b",\"_id\":\"");
         out.extend_from_slice(self.id_buf.as_bytes());
         out.extend_from_slice(b"\"}}\n");
@@ -292,6 +309,11 @@ impl Encoder {
 pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
+    if s.is_ascii() {
+        escape_into(out, s, HEX);
+        out.push(b'"');
+        return;
+    }
     let mut rest = s;
     loop {
         match std::str::from_utf8(rest) {
