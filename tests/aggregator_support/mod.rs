@@ -167,3 +167,40 @@ pub async fn try_json(url: &str) -> Option<serde_json::Value> {
     }
     serde_json::from_str(&body).ok()
 }
+
+/// The real `vigil collector`, killed when dropped.
+pub struct Collector {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Collector {
+    /// Starts a collector and waits until its /healthz answers.
+    pub async fn start(args: &[&str]) -> Collector {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("collector")
+            .arg("--listen")
+            .arg(&addr)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vigil collector");
+        let c = Collector { child, addr };
+        let url = format!("http://{}/healthz", c.addr);
+        until("collector /healthz", Duration::from_secs(30), || async {
+            (get(&url).await.0 == 200).then_some(())
+        })
+        .await;
+        c
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
