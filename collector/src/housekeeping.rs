@@ -626,6 +626,19 @@ impl Collector {
                 self.du.track(&pod_log_dir(&log_root, &s.identity));
             }
         }
+        // Forget trees of containers that are gone (writable layers and log directories).
+        let mut live: HashSet<PathBuf> = self
+            .tracked
+            .values()
+            .filter_map(|t| t.rootfs_dir.clone())
+            .collect();
+        for s in samples.iter() {
+            if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
+            {
+                live.insert(pod_log_dir(&log_root, &s.identity));
+            }
+        }
+        self.du.retain(|d| live.contains(d));
         self.du.advance(self.config.fs_walk_budget);
         for s in samples.iter_mut() {
             if let Some(t) = self.tracked.get(&s.name) {

@@ -5,7 +5,6 @@ pub mod v1;
 pub mod v2;
 
 use crate::summary::PsiStats;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Errors while reading one container's cgroup files.
@@ -337,11 +336,15 @@ impl Default for ReadOptions {
     }
 }
 
-/// A reusable reader: one buffer for every file it reads.
+/// A reusable reader: one buffer for every file it reads, and the cgroup directory opened once
+/// (files are opened relative to it with `openat`, so the kernel walks the long path once per
+/// directory instead of once per file).
 #[derive(Debug, Default)]
 pub struct Reader {
-    buf: String,
-    path: PathBuf,
+    buf: Vec<u8>,
+    len: usize,
+    last_file: String,
+    dir: Option<(PathBuf, rustix::fd::OwnedFd)>,
     /// Files read by this reader since it was created (for the benches' floor).
     pub files_read: u64,
 }
@@ -349,47 +352,117 @@ pub struct Reader {
 impl Reader {
     pub fn new() -> Self {
         Reader {
-            buf: String::with_capacity(4096),
-            path: PathBuf::with_capacity(256),
+            buf: vec![0; 16 * 1024],
+            len: 0,
+            last_file: String::new(),
+            dir: None,
             files_read: 0,
+        }
+    }
+
+    fn gone_or_absent(dir: &Path, name: &str) -> Result<bool, Error> {
+        if dir.is_dir() {
+            Ok(false)
+        } else {
+            Err(Error::Gone {
+                name: name.to_string(),
+            })
         }
     }
 
     /// Reads `dir/file` into the reusable buffer (then see `text`). An absent file is `Ok(false)`;
     /// an absent `dir` is `Gone`.
     pub(crate) fn load(&mut self, dir: &Path, file: &str, name: &str) -> Result<bool, Error> {
-        self.path.clear();
-        self.path.push(dir);
-        self.path.push(file);
-        self.buf.clear();
+        use rustix::fs::{Mode, OFlags};
+        use rustix::io::Errno;
         self.files_read += 1;
-        match std::fs::File::open(&self.path).and_then(|mut f| f.read_to_string(&mut self.buf)) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(19) => {
-                // ENODEV: the cgroup was removed between open and read.
-                if dir.is_dir() {
-                    Ok(false)
-                } else {
-                    Err(Error::Gone {
+        self.len = 0;
+        self.last_file.clear();
+        self.last_file.push_str(file);
+        if self.buf.is_empty() {
+            self.buf = vec![0; 16 * 1024];
+        }
+        let cached = matches!(&self.dir, Some((p, _)) if p.as_os_str() == dir.as_os_str());
+        if !cached {
+            self.dir = None;
+            match rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => self.dir = Some((dir.to_path_buf(), fd)),
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                    return Err(Error::Gone {
                         name: name.to_string(),
                     })
                 }
+                Err(e) => {
+                    return Err(Error::Io {
+                        path: dir.to_path_buf(),
+                        source: e.into(),
+                    })
+                }
             }
-            Err(source) => Err(Error::Io {
-                path: self.path.clone(),
-                source,
-            }),
         }
+        let dirfd = &self.dir.as_ref().expect("opened above").1;
+        let fd = match rustix::fs::openat(
+            dirfd,
+            file,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NODEV) => return Self::gone_or_absent(dir, name),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: dir.join(file),
+                    source: e.into(),
+                })
+            }
+        };
+        loop {
+            match rustix::io::read(&fd, &mut self.buf[self.len..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.len += n;
+                    if self.len < self.buf.len() {
+                        // A short read of a regular or kernfs (seq_file) file is the end of it.
+                        break;
+                    }
+                    let grow = self.buf.len();
+                    self.buf.resize(grow * 2, 0);
+                }
+                Err(Errno::INTR) => continue,
+                // ENODEV: the cgroup was removed between open and read.
+                Err(Errno::NODEV) => return Self::gone_or_absent(dir, name),
+                Err(e) => {
+                    return Err(Error::Io {
+                        path: dir.join(file),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+        Ok(true)
     }
 
-    /// The content of the last file loaded.
+    /// Forgets the open directory (call before reading another cgroup).
+    pub fn reset_dir(&mut self) {
+        self.dir = None;
+    }
+
+    /// The content of the last file loaded (empty if it is not UTF-8, which parsers then reject).
     pub(crate) fn text(&self) -> &str {
-        &self.buf
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 
     pub(crate) fn parse_err(&self, detail: impl Into<String>) -> Error {
+        let path = match &self.dir {
+            Some((d, _)) => d.join(&self.last_file),
+            None => PathBuf::from(&self.last_file),
+        };
         Error::Parse {
-            path: self.path.clone(),
+            path,
             detail: detail.into(),
         }
     }
@@ -402,6 +475,7 @@ impl Reader {
         opts: ReadOptions,
         errors: &mut Vec<Error>,
     ) -> Result<Stats, Error> {
+        self.reset_dir();
         let mut stats = Stats::default();
         let name = paths.name.as_str();
         macro_rules! soft {

@@ -4,16 +4,16 @@ use crate::config::Config;
 use crate::housekeeping::{ContainerSample, Snapshot};
 use std::fmt::Write as _;
 
-/// Writes `value` the way Prometheus parses it.
+/// Writes `value` the way Prometheus parses it (integers without a fraction, floats shortest).
 fn push_f64(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        let _ = write!(out, "{v}");
+        out.push_str(ryu::Buffer::new().format_finite(v));
     }
 }
 
@@ -29,39 +29,59 @@ fn header(out: &mut String, name: &str, typ: &str, help: &str) {
     out.push('\n');
 }
 
+fn push_label(out: &mut String, first: bool, k: &str, v: &str) {
+    if !first {
+        out.push(',');
+    }
+    out.push_str(k);
+    out.push_str("=\"");
+    crate::housekeeping::escape_label(v, out);
+    out.push('"');
+}
+
+fn line_end(out: &mut String, value: f64, ts: &str) {
+    out.push_str("} ");
+    push_f64(out, value);
+    out.push(' ');
+    out.push_str(ts);
+    out.push('\n');
+}
+
 /// One sample line: `name{labels,extra} value timestamp`.
-fn line(
-    out: &mut String,
-    name: &str,
-    labels: &str,
-    extra: &[(&str, &str)],
-    value: f64,
-    ts_ms: i64,
-) {
+fn line(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], value: f64, ts: &str) {
     out.push_str(name);
     out.push('{');
     out.push_str(labels);
     for (i, (k, v)) in extra.iter().enumerate() {
-        if !labels.is_empty() || i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        crate::housekeeping::escape_label(v, out);
-        out.push('"');
+        push_label(out, labels.is_empty() && i == 0, k, v);
     }
-    out.push_str("} ");
-    push_f64(out, value);
-    out.push(' ');
-    let _ = write!(out, "{ts_ms}");
-    out.push('\n');
+    line_end(out, value, ts);
+}
+
+/// One sample line with extra labels given as parallel key and value slices.
+fn line_kv(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    keys: &[&str],
+    vals: &[&str],
+    value: f64,
+    ts: &str,
+) {
+    out.push_str(name);
+    out.push('{');
+    out.push_str(labels);
+    for (i, (k, v)) in keys.iter().zip(vals).enumerate() {
+        push_label(out, labels.is_empty() && i == 0, k, v);
+    }
+    line_end(out, value, ts);
 }
 
 /// A per-container metric family: header, then one line per container the closure gives a value for.
 fn family<F>(
     out: &mut String,
     snap: &Snapshot,
-    ts: i64,
+    ts: &str,
     name: &str,
     typ: &str,
     help: &str,
@@ -77,32 +97,28 @@ fn family<F>(
     }
 }
 
-/// A per-container family with extra labels: the closure pushes (extra label values, value).
+/// The sink a multi-line family's closure writes (extra label values, value) to.
+type Emit<'a> = dyn FnMut(&[&str], f64) + 'a;
+
+/// A per-container family with extra labels: the closure emits one line per label set.
+#[allow(clippy::too_many_arguments)]
 fn family_multi<F>(
     out: &mut String,
     snap: &Snapshot,
-    ts: i64,
+    ts: &str,
     name: &str,
     typ: &str,
     help: &str,
     keys: &[&str],
     mut f: F,
 ) where
-    F: FnMut(&ContainerSample, &mut Vec<(Vec<String>, f64)>),
+    F: FnMut(&ContainerSample, &mut Emit<'_>),
 {
     header(out, name, typ, help);
-    let mut rows = Vec::new();
     for c in &snap.containers {
-        rows.clear();
-        f(c, &mut rows);
-        for (vals, v) in &rows {
-            let extra: Vec<(&str, &str)> = keys
-                .iter()
-                .zip(vals.iter())
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            line(out, name, &c.label_str, &extra, *v, ts);
-        }
+        let labels = c.label_str.as_str();
+        let mut emit = |vals: &[&str], v: f64| line_kv(out, name, labels, keys, vals, v, ts);
+        f(c, &mut emit);
     }
 }
 
@@ -118,11 +134,13 @@ fn device_name(snap: &Snapshot, major: u64, minor: u64) -> String {
 /// Renders the whole exposition into `out` (cleared first).
 pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
     out.clear();
-    let ts = snap
+    let ts_ms = snap
         .time
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    let ts_buf = ts_ms.to_string();
+    let ts = ts_buf.as_str();
     let secs = |ns: u64| ns as f64 / 1e9;
     if snap.ready {
         if config.enabled("cpu") {
@@ -282,14 +300,11 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
                 "counter",
                 "Cumulative count of memory allocation failures.",
                 &["failure_type", "scope"],
-                |c, rows| {
+                |c, emit| {
                     if let Some(x) = &c.stats.memory {
                         for scope in ["container", "hierarchy"] {
-                            rows.push((vec!["pgfault".into(), scope.into()], x.pgfault as f64));
-                            rows.push((
-                                vec!["pgmajfault".into(), scope.into()],
-                                x.pgmajfault as f64,
-                            ));
+                            emit(&["pgfault", scope], x.pgfault as f64);
+                            emit(&["pgmajfault", scope], x.pgmajfault as f64);
                         }
                     }
                 },
@@ -364,10 +379,10 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
                     "counter",
                     help,
                     &["interface"],
-                    |c, rows| {
+                    |c, emit| {
                         if let Some(ifs) = &c.network {
                             for i in ifs {
-                                rows.push((vec![i.name.clone()], get(i) as f64));
+                                emit(&[&i.name], get(i) as f64);
                             }
                         }
                     },
@@ -407,13 +422,10 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
                     "counter",
                     help,
                     &["device"],
-                    |c, rows| {
+                    |c, emit| {
                         if let Some(devs) = &c.stats.io {
                             for d in devs {
-                                rows.push((
-                                    vec![device_name(snap, d.major, d.minor)],
-                                    get(d) as f64,
-                                ));
+                                emit(&[&device_name(snap, d.major, d.minor)], get(d) as f64);
                             }
                         }
                     },
@@ -440,13 +452,13 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
                 "gauge",
                 "Number of bytes that are consumed by the container on this filesystem.",
                 &["device"],
-                |c, rows| {
+                |c, emit| {
                     if c.name == "/" {
                         if let Some(f) = &snap.root_fs {
-                            rows.push((vec![root_dev.clone()], f.used as f64));
+                            emit(&[&root_dev], f.used as f64);
                         }
                     } else if let Some(u) = c.rootfs {
-                        rows.push((vec![image_dev.clone()], u.bytes as f64));
+                        emit(&[&image_dev], u.bytes as f64);
                     }
                 },
             );
@@ -458,13 +470,13 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
                 "gauge",
                 "Number of bytes that can be consumed by the container on this filesystem.",
                 &["device"],
-                |c, rows| {
+                |c, emit| {
                     if c.name == "/" {
                         if let Some(f) = &snap.root_fs {
-                            rows.push((vec![root_dev.clone()], f.capacity as f64));
+                            emit(&[&root_dev], f.capacity as f64);
                         }
                     } else if let (Some(_), Some(cap)) = (c.rootfs, image_cap) {
-                        rows.push((vec![image_dev.clone()], cap));
+                        emit(&[&image_dev], cap);
                     }
                 },
             );
@@ -595,7 +607,7 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
                     .map(|d| d.as_secs() as f64)
             },
         );
-        let seen = ts as f64 / 1000.0;
+        let seen = ts_ms as f64 / 1000.0;
         family(
             out,
             snap,
@@ -712,15 +724,17 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
     let _ = writeln!(
         out,
         "vigil_collector_last_collection_timestamp_seconds {}",
-        ts as f64 / 1000.0
+        ts_ms as f64 / 1000.0
     );
 }
 
-fn line_nolabels(out: &mut String, name: &str, v: f64, ts: i64) {
+fn line_nolabels(out: &mut String, name: &str, v: f64, ts: &str) {
     out.push_str(name);
     out.push(' ');
     push_f64(out, v);
-    let _ = writeln!(out, " {ts}");
+    out.push(' ');
+    out.push_str(ts);
+    out.push('\n');
 }
 
 #[cfg(test)]
@@ -741,10 +755,10 @@ mod tests {
     #[test]
     fn extra_labels_are_escaped_and_joined() {
         let mut s = String::new();
-        line(&mut s, "m", "id=\"/\"", &[("interface", "a\"b")], 1.0, 7);
+        line(&mut s, "m", "id=\"/\"", &[("interface", "a\"b")], 1.0, "7");
         assert_eq!(s, "m{id=\"/\",interface=\"a\\\"b\"} 1 7\n");
         s.clear();
-        line(&mut s, "m", "", &[("a", "1"), ("b", "2")], 1.0, 7);
+        line(&mut s, "m", "", &[("a", "1"), ("b", "2")], 1.0, "7");
         assert_eq!(s, "m{a=\"1\",b=\"2\"} 1 7\n");
     }
 }

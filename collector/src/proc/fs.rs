@@ -78,6 +78,27 @@ impl IncrementalDu {
         self.order.retain(|d| d != dir);
     }
 
+    /// Stops tracking every tree for which `keep` is false.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) {
+        let before = self.order.len();
+        self.order.retain(|d| keep(d));
+        if self.order.len() != before {
+            let kept: std::collections::HashSet<&PathBuf> = self.order.iter().collect();
+            self.walks.retain(|d, _| kept.contains(d));
+            self.next = 0;
+        }
+    }
+
+    /// Number of trees tracked.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no tree is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
     /// The last complete total of `dir`.
     pub fn usage(&self, dir: &Path) -> Option<Usage> {
         self.walks.get(dir).and_then(|w| w.last)
@@ -143,6 +164,19 @@ impl IncrementalDu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retain_forgets_gone_trees() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut du = IncrementalDu::new();
+        du.track(a.path());
+        du.track(b.path());
+        du.advance(100);
+        du.retain(|d| d == a.path());
+        assert_eq!(du.len(), 1);
+        assert!(du.usage(a.path()).is_some() && du.usage(b.path()).is_none());
+    }
 
     #[test]
     fn statvfs_of_root() {
