@@ -172,3 +172,18 @@ async fn a_hanging_sink_delays_neither_push_nor_other_sinks() {
     run.stop().await;
     assert!(t.elapsed() < Duration::from_secs(5), "stop took {:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_sink_logs_every_point() {
+    let logs = logs();
+    let run = Running::start(&["log".to_string()], None);
+    let b = sample_batch(chrono::Utc::now(), 3);
+    run.set.push(Arc::new(b.clone()));
+    run.wait_sent(0, points_in(&b) as u64, Duration::from_secs(10)).await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let ts = b.timestamp.timestamp_nanos_opt().unwrap();
+    let want = format!("cpu/usage_rate,labels=app:dns\\,tier:infra,namespace_name=kube-system,nodename=node-a,pod_name=dns-1,type=pod value=253i {ts}");
+    assert!(text.contains(&want), "{want} not in {text}");
+    assert_eq!(text.lines().filter(|l| l.contains("vigil::sinks::log") && l.contains(&ts.to_string())).count(), points_in(&b));
+    run.stop().await;
+}
