@@ -4,6 +4,7 @@
 pub mod config;
 pub mod custom;
 pub mod http;
+pub mod kubernetes;
 pub mod logmonitor;
 pub mod matcher;
 pub mod store;
@@ -119,6 +120,15 @@ impl ProblemDetector {
     /// `/conditions` (JSON) and `/problems/events` (JSON, events since `?since=<seq>` so the aggregator can pull them).
     pub fn router(self: Arc<Self>) -> axum::Router {
         http::app(self.store.clone())
+    }
+
+    /// The optional Kubernetes reporter (off unless the caller enables it): patches the node's
+    /// status conditions and creates Events. Run it with `Reporter::run(tick, shutdown)`.
+    pub fn kubernetes_reporter(
+        &self,
+        config: kubernetes::KubernetesConfig,
+    ) -> Result<kubernetes::Reporter, kubernetes::KubernetesError> {
+        kubernetes::Reporter::new(config, self.store.clone())
     }
 
     /// Appends `problem_counter{reason}` and `problem_gauge{type,reason}` (with HELP/TYPE) to a Prometheus exposition.

@@ -145,7 +145,10 @@ fn bad_configs_are_rejected_with_file_and_key() {
 
 /// What one sample produces through the kernel and readonly rules, read through the shipped
 /// filelog translator (events as (reason, message); conditions that became True).
-fn run_sample_sync(name: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// (reason, message) of each event, and (type, reason) of each True condition.
+type SampleOutcome = (Vec<(String, String)>, Vec<(String, String)>);
+
+fn run_sample_sync(name: &str) -> SampleOutcome {
     let store = Arc::new(Store::default());
     let pc = filelog_plugin_config();
     let tr = Translator::new(
