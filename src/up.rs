@@ -1,19 +1,99 @@
-//! `vigil up`: every part of vigil on this machine, with embedded defaults.
+//! `vigil up`: every part of vigil on this machine, with embedded defaults: the collector, an
+//! aggregator that pulls it, and a log shipper writing to a local file.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
 pub struct Args {
-    /// Address of the collector (cAdvisor metrics, Summary API).
+    /// Address of the collector (cAdvisor metrics, Summary API, node problems).
     #[arg(long, default_value = "127.0.0.1:4194")]
-    collector_listen: std::net::SocketAddr,
+    collector_listen: SocketAddr,
+    /// Address of the aggregator (Heapster API, metrics.k8s.io).
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    aggregator_listen: SocketAddr,
+    /// Address of the log shipper's /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:2020")]
+    log_shipper_listen: SocketAddr,
+    /// Where state lives (aggregator snapshot, log checkpoints, shipped logs)
+    /// [default: $XDG_DATA_HOME/vigil or ~/.local/share/vigil].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The kubelet's pod log directory the log shipper tails.
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_log_root: PathBuf,
+    /// How often the aggregator pulls the collector.
+    #[arg(long, default_value = "15s")]
+    metric_resolution: String,
+}
+
+/// Wraps a crate's `clap::Args` so `vigil up` builds it from the same flags a user would type.
+#[derive(Parser)]
+struct Sub<T: clap::Args> {
+    #[command(flatten)]
+    args: T,
+}
+
+fn sub<T: clap::Args>(name: &str, flags: &[String]) -> Result<T> {
+    let argv = std::iter::once(name.to_string()).chain(flags.iter().cloned());
+    Ok(Sub::<T>::try_parse_from(argv)
+        .with_context(|| format!("embedded {name} options"))?
+        .args)
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("vigil");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/vigil"),
+        None => PathBuf::from("vigil-data"),
+    }
 }
 
 pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let collector_args = vigil_collector::Args::for_up(args.collector_listen);
-    println!("vigil collector: http://{}/metrics", args.collector_listen);
-    vigil_collector::run(collector_args, shutdown).await?;
+    let data = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    for dir in ["aggregator", "log-shipper", "logs"] {
+        std::fs::create_dir_all(data.join(dir))
+            .with_context(|| format!("creating {}", data.join(dir).display()))?;
+    }
+    let collector: vigil_collector::Args = sub(
+        "collector",
+        &[format!("--listen={}", args.collector_listen)],
+    )?;
+    let aggregator: vigil_aggregator::Args = sub(
+        "aggregator",
+        &[
+            format!("--listen={}", args.aggregator_listen),
+            format!("--nodes={}", args.collector_listen),
+            format!("--metric-resolution={}", args.metric_resolution),
+            format!("--data-dir={}", data.join("aggregator").display()),
+        ],
+    )?;
+    let shipped = data.join("logs/records.ndjson");
+    let log_shipper: vigil_log_shipper::Args = sub(
+        "log-shipper",
+        &[
+            format!("--listen={}", args.log_shipper_listen),
+            format!("--root={}", args.pod_log_root.display()),
+            format!("--data-dir={}", data.join("log-shipper").display()),
+            format!("--sink=file:{}", shipped.display()),
+        ],
+    )?;
+
+    println!("vigil is up:");
+    println!("  collector   http://{}/metrics  /stats/summary  /healthz", args.collector_listen);
+    println!("  aggregator  http://{}/api/v1/model/metrics/  /apis/metrics.k8s.io/v1beta1/nodes", args.aggregator_listen);
+    println!("  log shipper http://{}/metrics  ({} -> {})", args.log_shipper_listen, args.pod_log_root.display(), shipped.display());
+    println!("  state in {}", data.display());
+
+    tokio::try_join!(
+        async { vigil_collector::run(collector, shutdown.clone()).await.context("collector") },
+        async { vigil_aggregator::run(aggregator, shutdown.clone()).await.context("aggregator") },
+        async { vigil_log_shipper::run(log_shipper, shutdown.clone()).await.context("log shipper") },
+    )?;
     Ok(())
 }
