@@ -12,11 +12,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("collector/testdata/problems").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("collector/testdata/problems")
+        .join(rel)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The vigil process, killed when the test ends.
@@ -31,12 +37,22 @@ impl Drop for Vigil {
 
 fn kern_line(msg: &str) -> String {
     // rsyslog's kern.log format, local time, as the shipped filelog pluginConfig expects.
-    let out = Command::new("date").arg("+%b %e %H:%M:%S").output().unwrap();
-    format!("{} vigil-node kernel: [ 4242.000001] {msg}\n", String::from_utf8_lossy(&out.stdout).trim_end())
+    let out = Command::new("date")
+        .arg("+%b %e %H:%M:%S")
+        .output()
+        .unwrap();
+    format!(
+        "{} vigil-node kernel: [ 4242.000001] {msg}\n",
+        String::from_utf8_lossy(&out.stdout).trim_end()
+    )
 }
 
 fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -61,9 +77,14 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 /// kernel-monitor.json as shipped, switched to the filelog plugin on `log` (rules unchanged).
 fn kernel_filelog_config(dir: &Path, log: &Path) -> PathBuf {
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config/kernel-monitor.json")).unwrap()).unwrap();
-    let filelog: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config/kernel-monitor-filelog.json")).unwrap()).unwrap();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("config/kernel-monitor.json")).unwrap(),
+    )
+    .unwrap();
+    let filelog: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("config/kernel-monitor-filelog.json")).unwrap(),
+    )
+    .unwrap();
     v["plugin"] = "filelog".into();
     v["pluginConfig"] = filelog["pluginConfig"].clone();
     v["logPath"] = log.display().to_string().into();
@@ -82,7 +103,11 @@ fn collector_serves_conditions_events_and_problem_metrics() {
     // resolved against the working directory (as in node-problem-detector's image): NTP is down.
     std::fs::create_dir_all(d.path().join("config/plugin")).unwrap();
     let script = d.path().join("config/plugin/check_ntp.sh");
-    std::fs::write(&script, "#!/bin/sh\necho 'NTP service is not running'\nexit 1\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'NTP service is not running'\nexit 1\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -99,57 +124,128 @@ fn collector_serves_conditions_events_and_problem_metrics() {
             .spawn()
             .expect("start vigil"),
     );
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
 
     // Default conditions are served from the start.
-    let conds: Value = poll("/conditions", || get(&client, &format!("{base}/conditions")))
-        .parse::<Value>()
-        .map(Some)
+    let conds: Value = poll("/conditions", || {
+        get(&client, &format!("{base}/conditions"))
+    })
+    .parse::<Value>()
+    .map(Some)
+    .unwrap()
+    .unwrap();
+    let kinds: Vec<&str> = conds
+        .as_array()
         .unwrap()
-        .unwrap();
-    let kinds: Vec<&str> = conds.as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
-    for k in ["KernelDeadlock", "XfsShutdown", "CperHardwareErrorFatal", "NTPProblem"] {
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    for k in [
+        "KernelDeadlock",
+        "XfsShutdown",
+        "CperHardwareErrorFatal",
+        "NTPProblem",
+    ] {
         assert!(kinds.contains(&k), "{k} missing from {conds}");
     }
 
     let samples = ["docker_hung", "oom_kill", "au_opts_verify"];
     let text: String = samples
         .iter()
-        .flat_map(|s| std::fs::read_to_string(fixture(&format!("kernel-log-samples/{s}"))).unwrap().lines().map(kern_line).collect::<Vec<_>>())
+        .flat_map(|s| {
+            std::fs::read_to_string(fixture(&format!("kernel-log-samples/{s}")))
+                .unwrap()
+                .lines()
+                .map(kern_line)
+                .collect::<Vec<_>>()
+        })
         .collect();
     append(&log, &text);
 
     // Events, pulled the way the aggregator does.
     let events: Vec<Value> = poll("problem events", || {
-        let v: Value = serde_json::from_str(&get(&client, &format!("{base}/problems/events?since=0"))?).ok()?;
+        let v: Value =
+            serde_json::from_str(&get(&client, &format!("{base}/problems/events?since=0"))?)
+                .ok()?;
         let ev = v["events"].as_array()?.clone();
         let reasons: Vec<&str> = ev.iter().filter_map(|e| e["reason"].as_str()).collect();
-        (reasons.contains(&"OOMKilling") && reasons.contains(&"DockerHung") && reasons.contains(&"NTPIsDown")).then_some(ev)
+        (reasons.contains(&"OOMKilling")
+            && reasons.contains(&"DockerHung")
+            && reasons.contains(&"NTPIsDown"))
+        .then_some(ev)
     });
     let kernel_events: Vec<(&str, &str)> = events
         .iter()
         .filter(|e| e["source"] == "kernel-monitor")
-        .map(|e| (e["reason"].as_str().unwrap(), e["severity"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap(),
+                e["severity"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(kernel_events, [("TaskHung", "warn"), ("DockerHung", "info"), ("OOMKilling", "warn")]);
+    assert_eq!(
+        kernel_events,
+        [
+            ("TaskHung", "warn"),
+            ("DockerHung", "info"),
+            ("OOMKilling", "warn")
+        ]
+    );
     let last = events.last().unwrap()["seq"].as_u64().unwrap();
-    let later: Value = serde_json::from_str(&get(&client, &format!("{base}/problems/events?since={last}")).unwrap()).unwrap();
-    assert!(later["events"].as_array().unwrap().iter().all(|e| e["seq"].as_u64().unwrap() > last));
-    let bad = client.get(format!("{base}/problems/events?since=-1")).send().unwrap();
+    let later: Value = serde_json::from_str(
+        &get(&client, &format!("{base}/problems/events?since={last}")).unwrap(),
+    )
+    .unwrap();
+    assert!(later["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["seq"].as_u64().unwrap() > last));
+    let bad = client
+        .get(format!("{base}/problems/events?since=-1"))
+        .send()
+        .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
 
     // Conditions: KernelDeadlock True (DockerHung), NTPProblem True (NTPIsDown, plugin output).
-    let conds: Value = serde_json::from_str(&get(&client, &format!("{base}/conditions")).unwrap()).unwrap();
-    let find = |k: &str| conds.as_array().unwrap().iter().find(|c| c["type"] == k).unwrap().clone();
+    let conds: Value =
+        serde_json::from_str(&get(&client, &format!("{base}/conditions")).unwrap()).unwrap();
+    let find = |k: &str| {
+        conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == k)
+            .unwrap()
+            .clone()
+    };
     let kd = find("KernelDeadlock");
-    assert_eq!((kd["status"].as_str(), kd["reason"].as_str()), (Some("True"), Some("DockerHung")));
-    assert_eq!(kd["message"], "INFO: task docker:20744 blocked for more than 120 seconds.");
+    assert_eq!(
+        (kd["status"].as_str(), kd["reason"].as_str()),
+        (Some("True"), Some("DockerHung"))
+    );
+    assert_eq!(
+        kd["message"],
+        "INFO: task docker:20744 blocked for more than 120 seconds."
+    );
     let ntp = poll("NTPProblem True", || {
-        let conds: Value = serde_json::from_str(&get(&client, &format!("{base}/conditions"))?).ok()?;
-        let c = conds.as_array()?.iter().find(|c| c["type"] == "NTPProblem")?.clone();
+        let conds: Value =
+            serde_json::from_str(&get(&client, &format!("{base}/conditions"))?).ok()?;
+        let c = conds
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "NTPProblem")?
+            .clone();
         (c["status"] == "True").then_some(c)
     });
-    assert_eq!((ntp["reason"].as_str(), ntp["message"].as_str()), (Some("NTPIsDown"), Some("NTP service is not running")));
+    assert_eq!(
+        (ntp["reason"].as_str(), ntp["message"].as_str()),
+        (Some("NTPIsDown"), Some("NTP service is not running"))
+    );
 
     // Metrics on the collector's /metrics, with node-problem-detector's names and semantics.
     let metrics = get(&client, &format!("{base}/metrics")).expect("/metrics");
@@ -162,13 +258,18 @@ fn collector_serves_conditions_events_and_problem_metrics() {
         "problem_gauge{reason=\"XfsHasShutdown\",type=\"XfsShutdown\"} 0",
         "problem_gauge{reason=\"NTPIsDown\",type=\"NTPProblem\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == want), "missing {want:?} in /metrics");
+        assert!(
+            metrics.lines().any(|l| l == want),
+            "missing {want:?} in /metrics"
+        );
     }
     // promtool parses the problem families (its naming lint objects only to NPD's own names).
     let mine: String = metrics
         .lines()
         .filter(|l| {
-            let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
+            let name = l
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ");
             name.starts_with("problem_") || name.starts_with("vigil_problem_detector_")
         })
         .map(|l| format!("{l}\n"))
@@ -180,10 +281,22 @@ fn collector_serves_conditions_events_and_problem_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool (package prometheus) must be installed");
-    promtool.stdin.take().unwrap().write_all(mine.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(mine.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(matches!(out.status.code(), Some(0) | Some(3)), "promtool: {report}\n{mine}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "promtool: {report}\n{mine}"
+    );
     for l in report.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
             l.starts_with("problem_counter ") || l.starts_with("problem_gauge "),
@@ -202,7 +315,11 @@ fn collector_refuses_a_bad_monitor_config() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["collector", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "collector",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .arg("--problem-detector-config")
         .arg(&bad)
         .stdout(Stdio::null())
@@ -223,5 +340,8 @@ fn collector_refuses_a_bad_monitor_config() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());
-    assert!(stderr.contains("bad-monitor.json") && stderr.contains("rules[0].pattern"), "{stderr}");
+    assert!(
+        stderr.contains("bad-monitor.json") && stderr.contains("rules[0].pattern"),
+        "{stderr}"
+    );
 }

@@ -34,7 +34,8 @@ fn input(lines: usize) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let MonitorConfig::SystemLog(cfg) = parse_str(std::path::Path::new("kernel-monitor.json"), KERNEL_MONITOR).unwrap()
+    let MonitorConfig::SystemLog(cfg) =
+        parse_str(std::path::Path::new("kernel-monitor.json"), KERNEL_MONITOR).unwrap()
     else {
         panic!("kernel-monitor.json is a system log monitor")
     };
@@ -59,7 +60,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor: split into owned LogLines", |b| {
         b.iter(|| {
             for l in text.lines() {
-                black_box(LogLine { timestamp: ts, message: l.to_string() });
+                black_box(LogLine {
+                    timestamp: ts,
+                    message: l.to_string(),
+                });
             }
         })
     });
@@ -68,7 +72,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut hits = 0;
             for l in text.lines() {
-                hits += m.push(LogLine { timestamp: ts, message: l.to_string() }).len();
+                hits += m
+                    .push(LogLine {
+                        timestamp: ts,
+                        message: l.to_string(),
+                    })
+                    .len();
             }
             assert_eq!(hits, 0);
         })
@@ -78,7 +87,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut hits = 0;
             for l in text.lines() {
-                hits += m.push_exact(LogLine { timestamp: ts, message: l.to_string() }).len();
+                hits += m
+                    .push_exact(LogLine {
+                        timestamp: ts,
+                        message: l.to_string(),
+                    })
+                    .len();
             }
             assert_eq!(hits, 0);
         })

@@ -10,9 +10,15 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: invalid JSON: {source}")]
-    Json { file: PathBuf, source: serde_json::Error },
+    Json {
+        file: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{file}: key `{key}`: {message}")]
     Invalid {
         file: PathBuf,
@@ -278,14 +284,21 @@ pub fn parse_file(file: &Path) -> Result<MonitorConfig, ConfigError> {
 
 /// Parses a config's text; `file` is only used to name errors.
 pub fn parse_str(file: &Path, text: &str) -> Result<MonitorConfig, ConfigError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|source| ConfigError::Json {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            file: file.to_path_buf(),
+            source,
+        })?;
     let plugin = value
         .get("plugin")
         .and_then(|p| p.as_str())
-        .ok_or_else(|| invalid(file, "plugin", "missing (expected kmsg, filelog, journald or custom)"))?
+        .ok_or_else(|| {
+            invalid(
+                file,
+                "plugin",
+                "missing (expected kmsg, filelog, journald or custom)",
+            )
+        })?
         .to_string();
     fn de<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
@@ -347,8 +360,13 @@ impl SystemLogConfig {
                 }
                 for key in ["timestamp", "message"] {
                     let re = &self.plugin_config[key];
-                    regex::Regex::new(re)
-                        .map_err(|e| invalid(file, format!("pluginConfig.{key}"), format!("invalid regex: {e}")))?;
+                    regex::Regex::new(re).map_err(|e| {
+                        invalid(
+                            file,
+                            format!("pluginConfig.{key}"),
+                            format!("invalid regex: {e}"),
+                        )
+                    })?;
                 }
                 for key in self.plugin_config.keys() {
                     if !["timestamp", "message", "timestampFormat"].contains(&key.as_str()) {
@@ -366,7 +384,13 @@ impl SystemLogConfig {
             "journald" => {
                 match self.plugin_config.get("source") {
                     Some(s) if !s.is_empty() => {}
-                    _ => return Err(invalid(file, "pluginConfig.source", "required by the journald plugin")),
+                    _ => {
+                        return Err(invalid(
+                            file,
+                            "pluginConfig.source",
+                            "required by the journald plugin",
+                        ))
+                    }
                 }
                 for key in self.plugin_config.keys() {
                     if key != "source" {
@@ -393,12 +417,25 @@ impl SystemLogConfig {
         parse_go_duration(&self.delay).map_err(|e| invalid(file, "delay", e))?;
         for (idx, rule) in self.rules.iter().enumerate() {
             if rule.pattern.is_empty() {
-                return Err(invalid(file, format!("rules[{idx}].pattern"), "empty pattern"));
+                return Err(invalid(
+                    file,
+                    format!("rules[{idx}].pattern"),
+                    "empty pattern",
+                ));
             }
-            crate::problems::matcher::compile_rule_pattern(&rule.pattern)
-                .map_err(|e| invalid(file, format!("rules[{idx}].pattern"), format!("invalid regex: {e}")))?;
+            crate::problems::matcher::compile_rule_pattern(&rule.pattern).map_err(|e| {
+                invalid(
+                    file,
+                    format!("rules[{idx}].pattern"),
+                    format!("invalid regex: {e}"),
+                )
+            })?;
             if rule.reason.is_empty() {
-                return Err(invalid(file, format!("rules[{idx}].reason"), "empty reason"));
+                return Err(invalid(
+                    file,
+                    format!("rules[{idx}].reason"),
+                    "empty reason",
+                ));
             }
             check_default_condition(file, idx, rule.kind, &rule.condition, &self.conditions)?;
         }
@@ -418,16 +455,29 @@ impl SystemLogConfig {
 impl CustomPluginConfig {
     /// Validation as node-problem-detector's: intervals > 0, timeouts, concurrency, default conditions.
     /// `plugin_exists` decides whether a rule's `path` exists (relative paths are resolved by the caller).
-    pub fn validate(&self, file: &Path, plugin_exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+    pub fn validate(
+        &self,
+        file: &Path,
+        plugin_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
         let g = &self.plugin_config;
-        let interval =
-            parse_go_duration(&g.invoke_interval).map_err(|e| invalid(file, "pluginConfig.invoke_interval", e))?;
+        let interval = parse_go_duration(&g.invoke_interval)
+            .map_err(|e| invalid(file, "pluginConfig.invoke_interval", e))?;
         if interval.is_zero() {
-            return Err(invalid(file, "pluginConfig.invoke_interval", "must be greater than 0"));
+            return Err(invalid(
+                file,
+                "pluginConfig.invoke_interval",
+                "must be greater than 0",
+            ));
         }
-        let timeout = parse_go_duration(&g.timeout).map_err(|e| invalid(file, "pluginConfig.timeout", e))?;
+        let timeout =
+            parse_go_duration(&g.timeout).map_err(|e| invalid(file, "pluginConfig.timeout", e))?;
         if timeout.is_zero() {
-            return Err(invalid(file, "pluginConfig.timeout", "must be greater than 0"));
+            return Err(invalid(
+                file,
+                "pluginConfig.timeout",
+                "must be greater than 0",
+            ));
         }
         if g.max_output_length == 0 {
             return Err(invalid(
@@ -437,24 +487,36 @@ impl CustomPluginConfig {
             ));
         }
         if g.concurrency == 0 {
-            return Err(invalid(file, "pluginConfig.concurrency", "must be greater than 0"));
+            return Err(invalid(
+                file,
+                "pluginConfig.concurrency",
+                "must be greater than 0",
+            ));
         }
         for (idx, rule) in self.rules.iter().enumerate() {
             if let Some(t) = &rule.timeout {
-                let t = parse_go_duration(t).map_err(|e| invalid(file, format!("rules[{idx}].timeout"), e))?;
+                let t = parse_go_duration(t)
+                    .map_err(|e| invalid(file, format!("rules[{idx}].timeout"), e))?;
                 if t.is_zero() {
-                    return Err(invalid(file, format!("rules[{idx}].timeout"), "must be greater than 0"));
+                    return Err(invalid(
+                        file,
+                        format!("rules[{idx}].timeout"),
+                        "must be greater than 0",
+                    ));
                 }
                 if t > timeout {
                     return Err(invalid(
                         file,
                         format!("rules[{idx}].timeout"),
-                        format!("{t:?} is greater than the global pluginConfig.timeout {timeout:?}"),
+                        format!(
+                            "{t:?} is greater than the global pluginConfig.timeout {timeout:?}"
+                        ),
                     ));
                 }
             }
             if let Some(i) = &rule.invoke_interval {
-                let i = parse_go_duration(i).map_err(|e| invalid(file, format!("rules[{idx}].invoke_interval"), e))?;
+                let i = parse_go_duration(i)
+                    .map_err(|e| invalid(file, format!("rules[{idx}].invoke_interval"), e))?;
                 if i.is_zero() {
                     return Err(invalid(
                         file,
@@ -464,10 +526,18 @@ impl CustomPluginConfig {
                 }
             }
             if rule.reason.is_empty() {
-                return Err(invalid(file, format!("rules[{idx}].reason"), "empty reason"));
+                return Err(invalid(
+                    file,
+                    format!("rules[{idx}].reason"),
+                    "empty reason",
+                ));
             }
             if rule.path.is_empty() {
-                return Err(invalid(file, format!("rules[{idx}].path"), "empty plugin path"));
+                return Err(invalid(
+                    file,
+                    format!("rules[{idx}].path"),
+                    "empty plugin path",
+                ));
             }
             if !plugin_exists(&rule.path) {
                 return Err(invalid(

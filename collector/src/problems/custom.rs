@@ -11,7 +11,9 @@ use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::config::{parse_go_duration, CustomPluginConfig, CustomRule, DefaultCondition, RuleKind};
+use super::config::{
+    parse_go_duration, CustomPluginConfig, CustomRule, DefaultCondition, RuleKind,
+};
 use super::logmonitor::initial_conditions;
 use super::store::{Condition, Severity, Status, Store};
 
@@ -92,7 +94,12 @@ fn cut(mut s: String, max: usize) -> String {
 
 /// Runs one plugin with a timeout in its own process group (the whole group is killed on
 /// timeout) and returns the verdict and the message (trimmed stdout cut to `max_output`).
-pub async fn run_plugin(path: &Path, args: &[String], timeout: Duration, max_output: usize) -> (Verdict, String) {
+pub async fn run_plugin(
+    path: &Path,
+    args: &[String],
+    timeout: Duration,
+    max_output: usize,
+) -> (Verdict, String) {
     let mut cmd = tokio::process::Command::new(path);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -132,7 +139,10 @@ pub async fn run_plugin(path: &Path, args: &[String], timeout: Duration, max_out
                 Err(_) => {
                     return (
                         Verdict::Unknown,
-                        format!("Timeout when running plugin {:?}", path.display().to_string()),
+                        format!(
+                            "Timeout when running plugin {:?}",
+                            path.display().to_string()
+                        ),
                     )
                 }
             }
@@ -197,7 +207,9 @@ impl CustomMonitor {
             source: cfg.source.clone(),
             defaults: cfg.conditions.clone(),
             conditions: initial_conditions(&cfg.conditions, Utc::now()),
-            message_change_updates: cfg.plugin_config.enable_message_change_based_condition_update,
+            message_change_updates: cfg
+                .plugin_config
+                .enable_message_change_based_condition_update,
             metrics: cfg.metrics_reporting.unwrap_or(true),
             slot,
             store,
@@ -218,7 +230,11 @@ impl CustomMonitor {
                 }
             }
             RuleKind::Permanent => {
-                let Some(cond) = self.conditions.iter_mut().find(|c| c.kind == rule.condition) else {
+                let Some(cond) = self
+                    .conditions
+                    .iter_mut()
+                    .find(|c| c.kind == rule.condition)
+                else {
                     return;
                 };
                 let default = self.defaults.iter().find(|d| d.kind == rule.condition);
@@ -243,7 +259,8 @@ impl CustomMonitor {
                     };
                     Some((default_reason, msg))
                 } else if cond.status == Status::True
-                    && (cond.reason != rule.reason || (self.message_change_updates && cond.message != message))
+                    && (cond.reason != rule.reason
+                        || (self.message_change_updates && cond.message != message))
                 {
                     Some((rule.reason.clone(), message.to_string()))
                 } else {
@@ -316,7 +333,9 @@ pub(crate) async fn run(
                     _ = ticker.tick() => {}
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
-                let Ok(_permit) = semaphore.acquire().await else { return };
+                let Ok(_permit) = semaphore.acquire().await else {
+                    return;
+                };
                 let result = tokio::select! {
                     r = run_plugin(Path::new(&rule.path), &rule.args, timeout, max_output) => r,
                     _ = shutdown.wait_for(|s| *s) => return,
@@ -376,7 +395,12 @@ mod tests {
             run_plugin(&ok, &[], SEC, 80).await,
             (Verdict::Ok, "ntp is up".to_string())
         );
-        let nonok = script(d.path(), "nonok.sh", "echo \"down: $1\"; echo oops >&2; exit 1", true);
+        let nonok = script(
+            d.path(),
+            "nonok.sh",
+            "echo \"down: $1\"; echo oops >&2; exit 1",
+            true,
+        );
         assert_eq!(
             run_plugin(&nonok, &["x".into()], SEC, 80).await,
             (Verdict::NonOk, "down: x".to_string())
@@ -396,7 +420,10 @@ mod tests {
         let slow = script(
             d.path(),
             "slow.sh",
-            &format!("echo partial; sleep 30 & echo $! > {}; wait", pidfile.display()),
+            &format!(
+                "echo partial; sleep 30 & echo $! > {}; wait",
+                pidfile.display()
+            ),
             true,
         );
         let started = std::time::Instant::now();
@@ -414,7 +441,11 @@ mod tests {
                 slow.display()
             )
         );
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while Path::new(&format!("/proc/{pid}")).exists()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -499,7 +530,10 @@ mod tests {
         );
         let (ev, _, _) = store.events_since(0, 100);
         assert_eq!(ev.len(), 2);
-        assert_eq!((ev[0].severity, ev[0].reason.as_str()), (Severity::Warn, "NTPIsDown"));
+        assert_eq!(
+            (ev[0].severity, ev[0].reason.as_str()),
+            (Severity::Warn, "NTPIsDown")
+        );
         assert_eq!(
             ev[1].message,
             "Node condition NTPProblem is now: True, reason: NTPIsDown, message: \"ntp down\""
@@ -540,6 +574,9 @@ mod tests {
         );
         // Temporary Unknown also produces an event (exit status >= NonOK).
         m.apply(temp, Verdict::Unknown, "???");
-        assert_eq!(store.events_since(0, 100).0.last().unwrap().reason, "NTPIsDown");
+        assert_eq!(
+            store.events_since(0, 100).0.last().unwrap().reason,
+            "NTPIsDown"
+        );
     }
 }

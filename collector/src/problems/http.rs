@@ -52,9 +52,13 @@ async fn events(
                 .into_response()
         }
     };
-    let limit = q.limit.unwrap_or(MAX_EVENTS_PER_PAGE).clamp(1, MAX_EVENTS_PER_PAGE);
+    let limit = q
+        .limit
+        .unwrap_or(MAX_EVENTS_PER_PAGE)
+        .clamp(1, MAX_EVENTS_PER_PAGE);
     let (events, last, truncated) = store.events_since(q.since, limit);
-    Json(serde_json::json!({"events": events, "last": last, "truncated": truncated})).into_response()
+    Json(serde_json::json!({"events": events, "last": last, "truncated": truncated}))
+        .into_response()
 }
 
 #[cfg(test)]
@@ -71,7 +75,9 @@ mod tests {
             .await
             .unwrap();
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&body).unwrap())
     }
 
@@ -90,8 +96,20 @@ mod tests {
                 message: "kernel has no deadlock".into(),
             }],
         );
-        store.push_event("kernel-monitor", Severity::Warn, now, "OOMKilling", "Killed process 1");
-        store.push_event("kernel-monitor", Severity::Warn, now, "TaskHung", "task x blocked");
+        store.push_event(
+            "kernel-monitor",
+            Severity::Warn,
+            now,
+            "OOMKilling",
+            "Killed process 1",
+        );
+        store.push_event(
+            "kernel-monitor",
+            Severity::Warn,
+            now,
+            "TaskHung",
+            "task x blocked",
+        );
         let (s, v) = get_json(app(store.clone()), "/conditions").await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v[0]["type"], "KernelDeadlock");

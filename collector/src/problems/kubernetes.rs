@@ -17,11 +17,16 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
     /// Enabled outside a cluster: no API server address in the environment.
-    #[error("Kubernetes reporting is enabled but this is not running in a cluster: {0} is not set")]
+    #[error(
+        "Kubernetes reporting is enabled but this is not running in a cluster: {0} is not set"
+    )]
     NotInCluster(&'static str),
     /// The service account token or CA could not be read.
     #[error("Kubernetes reporting is enabled but {path} cannot be read: {source}")]
-    Credentials { path: PathBuf, source: std::io::Error },
+    Credentials {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The node name is needed to patch its status.
     #[error("Kubernetes reporting needs the node name")]
     NoNodeName,
@@ -58,7 +63,11 @@ impl KubernetesConfig {
     /// In-cluster configuration from `KUBERNETES_SERVICE_HOST`/`_PORT` and the service account;
     /// a clear error when there are no credentials.
     pub fn in_cluster(node_name: &str) -> Result<Self, KubernetesError> {
-        Self::in_cluster_from(node_name, |k| std::env::var(k).ok(), Path::new(SERVICE_ACCOUNT_DIR))
+        Self::in_cluster_from(
+            node_name,
+            |k| std::env::var(k).ok(),
+            Path::new(SERVICE_ACCOUNT_DIR),
+        )
     }
 
     /// As `in_cluster`, with the environment and the service account directory given.
@@ -70,15 +79,21 @@ impl KubernetesConfig {
         if node_name.is_empty() {
             return Err(KubernetesError::NoNodeName);
         }
-        let host = env("KUBERNETES_SERVICE_HOST").ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_HOST"))?;
-        let port = env("KUBERNETES_SERVICE_PORT").ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_PORT"))?;
+        let host = env("KUBERNETES_SERVICE_HOST")
+            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_HOST"))?;
+        let port = env("KUBERNETES_SERVICE_PORT")
+            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_PORT"))?;
         let read = |name: &str| {
             let path = sa_dir.join(name);
             std::fs::read(&path).map_err(|source| KubernetesError::Credentials { path, source })
         };
         let token = String::from_utf8_lossy(&read("token")?).trim().to_string();
         let ca = read("ca.crt")?;
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         Ok(KubernetesConfig {
             api_url: format!("https://{host}:{port}"),
             token: Some(token),
@@ -99,7 +114,9 @@ pub struct Reporter {
 
 /// The Event object node-problem-detector's recorder creates for an event.
 pub fn event_object(cfg: &KubernetesConfig, e: &Event) -> serde_json::Value {
-    let ts = e.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ts = e
+        .timestamp
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -133,7 +150,11 @@ impl Reporter {
                 b = b.add_root_certificate(cert);
             }
         }
-        Ok(Reporter { client: b.build()?, cfg, store })
+        Ok(Reporter {
+            client: b.build()?,
+            cfg,
+            store,
+        })
     }
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -146,8 +167,16 @@ impl Reporter {
     /// Creates one Event; Ok(true) when done or permanently rejected (4xx other than 429:
     /// retrying cannot help), Ok(false) to retry later.
     async fn post_event(&self, e: &Event) -> bool {
-        let url = format!("{}/api/v1/namespaces/{}/events", self.cfg.api_url, self.cfg.event_namespace);
-        match self.auth(self.client.post(&url)).json(&event_object(&self.cfg, e)).send().await {
+        let url = format!(
+            "{}/api/v1/namespaces/{}/events",
+            self.cfg.api_url, self.cfg.event_namespace
+        );
+        match self
+            .auth(self.client.post(&url))
+            .json(&event_object(&self.cfg, e))
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => true,
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                 tracing::warn!(status = %r.status(), reason = %e.reason, "API server rejected the event; dropped");
@@ -165,11 +194,17 @@ impl Reporter {
     }
 
     async fn patch_status(&self, conditions: &[Condition]) -> bool {
-        let url = format!("{}/api/v1/nodes/{}/status", self.cfg.api_url, self.cfg.node_name);
+        let url = format!(
+            "{}/api/v1/nodes/{}/status",
+            self.cfg.api_url, self.cfg.node_name
+        );
         let body = serde_json::to_vec(&status_patch(conditions)).unwrap_or_default();
         let req = self
             .auth(self.client.patch(&url))
-            .header(reqwest::header::CONTENT_TYPE, "application/strategic-merge-patch+json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/strategic-merge-patch+json",
+            )
             .body(body);
         match req.send().await {
             Ok(r) if r.status().is_success() => true,
@@ -193,7 +228,9 @@ impl Reporter {
         loop {
             let (events, _, truncated) = self.store.events_since(next_seq, 100);
             if truncated {
-                tracing::warn!("events were dropped from the bounded log before they could be reported");
+                tracing::warn!(
+                    "events were dropped from the bounded log before they could be reported"
+                );
             }
             for e in &events {
                 if !self.post_event(e).await {
@@ -238,7 +275,8 @@ mod tests {
 
     #[test]
     fn enabling_without_credentials_is_a_clear_error() {
-        let e = KubernetesConfig::in_cluster_from("node-1", |_| None, Path::new("/nonexistent")).unwrap_err();
+        let e = KubernetesConfig::in_cluster_from("node-1", |_| None, Path::new("/nonexistent"))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "Kubernetes reporting is enabled but this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
@@ -248,15 +286,28 @@ mod tests {
             "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
             _ => None,
         };
-        let e = KubernetesConfig::in_cluster_from("node-1", env, Path::new("/nonexistent/sa")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/sa/token cannot be read"), "{e}");
+        let e = KubernetesConfig::in_cluster_from("node-1", env, Path::new("/nonexistent/sa"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/nonexistent/sa/token cannot be read"),
+            "{e}"
+        );
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("token"), "tok\n").unwrap();
         std::fs::write(d.path().join("ca.crt"), "not a certificate").unwrap();
         let cfg = KubernetesConfig::in_cluster_from("node-1", env, d.path()).unwrap();
-        assert_eq!((cfg.api_url.as_str(), cfg.token.as_deref()), ("https://10.96.0.1:443", Some("tok")));
-        let e = Reporter::new(cfg, Arc::new(Store::default())).err().expect("an invalid CA is refused");
-        assert_eq!(e.to_string(), "Kubernetes CA bundle contains no PEM certificate");
+        assert_eq!(
+            (cfg.api_url.as_str(), cfg.token.as_deref()),
+            ("https://10.96.0.1:443", Some("tok"))
+        );
+        let e = Reporter::new(cfg, Arc::new(Store::default()))
+            .err()
+            .expect("an invalid CA is refused");
+        assert_eq!(
+            e.to_string(),
+            "Kubernetes CA bundle contains no PEM certificate"
+        );
         assert!(matches!(
             KubernetesConfig::in_cluster_from("", env, d.path()),
             Err(KubernetesError::NoNodeName)
@@ -277,7 +328,10 @@ mod tests {
         body: axum::Json<serde_json::Value>,
     ) -> StatusCode {
         let mut s = seen.lock().unwrap();
-        s.auth_ok = headers.get("authorization").map(|v| v == "Bearer secret").unwrap_or(false);
+        s.auth_ok = headers
+            .get("authorization")
+            .map(|v| v == "Bearer secret")
+            .unwrap_or(false);
         if std::mem::take(&mut s.fail_next_event) {
             return StatusCode::SERVICE_UNAVAILABLE;
         }
@@ -285,15 +339,29 @@ mod tests {
         StatusCode::CREATED
     }
 
-    async fn fake_patch(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap, body: String) -> StatusCode {
-        let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        seen.lock().unwrap().patches.push((ct, serde_json::from_str(&body).unwrap()));
+    async fn fake_patch(
+        State(seen): State<Arc<Mutex<Seen>>>,
+        headers: HeaderMap,
+        body: String,
+    ) -> StatusCode {
+        let ct = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        seen.lock()
+            .unwrap()
+            .patches
+            .push((ct, serde_json::from_str(&body).unwrap()));
         StatusCode::OK
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn patches_node_status_and_creates_events_without_losing_any() {
-        let seen = Arc::new(Mutex::new(Seen { fail_next_event: true, ..Default::default() }));
+        let seen = Arc::new(Mutex::new(Seen {
+            fail_next_event: true,
+            ..Default::default()
+        }));
         let app = axum::Router::new()
             .route("/api/v1/namespaces/default/events", post(fake_event))
             .route("/api/v1/nodes/node-1/status", patch(fake_patch))
@@ -315,8 +383,20 @@ mod tests {
                 message: "kernel has no deadlock".into(),
             }],
         );
-        store.push_event("kernel-monitor", Severity::Warn, now, "OOMKilling", "Killed process 1");
-        store.push_event("kernel-monitor", Severity::Info, now, "DockerHung", "Node condition KernelDeadlock is now: True");
+        store.push_event(
+            "kernel-monitor",
+            Severity::Warn,
+            now,
+            "OOMKilling",
+            "Killed process 1",
+        );
+        store.push_event(
+            "kernel-monitor",
+            Severity::Info,
+            now,
+            "DockerHung",
+            "Node condition KernelDeadlock is now: True",
+        );
         let cfg = KubernetesConfig {
             api_url: format!("http://{addr}"),
             token: Some("secret".into()),
@@ -326,7 +406,11 @@ mod tests {
             heartbeat: default_heartbeat(),
         };
         let (tx, rx) = watch::channel(false);
-        let run = tokio::spawn(Reporter::new(cfg, store.clone()).unwrap().run(Duration::from_millis(50), rx));
+        let run = tokio::spawn(
+            Reporter::new(cfg, store.clone())
+                .unwrap()
+                .run(Duration::from_millis(50), rx),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if seen.lock().unwrap().events.len() == 2 {
@@ -364,7 +448,12 @@ mod tests {
             }],
         );
         loop {
-            let done = seen.lock().unwrap().patches.iter().any(|(_, p)| p["status"]["conditions"][0]["status"] == "True");
+            let done = seen
+                .lock()
+                .unwrap()
+                .patches
+                .iter()
+                .any(|(_, p)| p["status"]["conditions"][0]["status"] == "True");
             if done {
                 break;
             }
@@ -372,6 +461,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -13,7 +13,10 @@ use super::store::{Condition, Severity, Status, Store};
 use super::watch::{self as watchers, Common};
 
 /// Conditions at start: every default condition with status False.
-pub(crate) fn initial_conditions(defaults: &[DefaultCondition], now: DateTime<Utc>) -> Vec<Condition> {
+pub(crate) fn initial_conditions(
+    defaults: &[DefaultCondition],
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
     defaults
         .iter()
         .map(|d| Condition {
@@ -55,7 +58,11 @@ pub struct LogMonitor {
 
 impl LogMonitor {
     /// Builds the monitor for a validated config; `slot` is its place in the store.
-    pub fn new(cfg: &SystemLogConfig, slot: usize, store: Arc<Store>) -> Result<Self, regex::Error> {
+    pub fn new(
+        cfg: &SystemLogConfig,
+        slot: usize,
+        store: Arc<Store>,
+    ) -> Result<Self, regex::Error> {
         let patterns: Vec<&str> = cfg.rules.iter().map(|r| r.pattern.as_str()).collect();
         Ok(LogMonitor {
             source: cfg.source.clone(),
@@ -71,7 +78,8 @@ impl LogMonitor {
 
     /// Handles one line: every matching rule produces its event or condition change.
     pub fn process(&mut self, line: LogLine) {
-        self.lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lines
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for m in self.matcher.push(line) {
             self.apply(m);
         }
@@ -93,14 +101,23 @@ impl LogMonitor {
         match rule.kind {
             RuleKind::Temporary => {
                 tracing::info!(source = %self.source, reason = %rule.reason, message = %message, "problem event");
-                self.store
-                    .push_event(&self.source, Severity::Warn, timestamp, &rule.reason, &message);
+                self.store.push_event(
+                    &self.source,
+                    Severity::Warn,
+                    timestamp,
+                    &rule.reason,
+                    &message,
+                );
                 if self.metrics {
                     self.store.increment_counter(&rule.reason, 1);
                 }
             }
             RuleKind::Permanent => {
-                let Some(cond) = self.conditions.iter_mut().find(|c| c.kind == rule.condition) else {
+                let Some(cond) = self
+                    .conditions
+                    .iter_mut()
+                    .find(|c| c.kind == rule.condition)
+                else {
                     return;
                 };
                 let changed = cond.status == Status::False || cond.reason != rule.reason;
@@ -160,15 +177,24 @@ pub(crate) async fn run(
     let watcher = match cfg.plugin.as_str() {
         "filelog" => {
             let pc = &cfg.plugin_config;
-            let translator =
-                match watchers::filelog::Translator::new(&pc["timestamp"], &pc["message"], &pc["timestampFormat"]) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(file = %file.display(), error = %e, "invalid filelog regex");
-                        return;
-                    }
-                };
-            tokio::spawn(watchers::filelog::run(path, translator, common, tx, watcher_shutdown))
+            let translator = match watchers::filelog::Translator::new(
+                &pc["timestamp"],
+                &pc["message"],
+                &pc["timestampFormat"],
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "invalid filelog regex");
+                    return;
+                }
+            };
+            tokio::spawn(watchers::filelog::run(
+                path,
+                translator,
+                common,
+                tx,
+                watcher_shutdown,
+            ))
         }
         "kmsg" => {
             let path = if cfg.log_path.is_empty() {
@@ -177,11 +203,23 @@ pub(crate) async fn run(
                 path
             };
             let boot = now - chrono::Duration::from_std(uptime).unwrap_or_default();
-            tokio::spawn(watchers::kmsg::run(path, boot, common, tx, watcher_shutdown))
+            tokio::spawn(watchers::kmsg::run(
+                path,
+                boot,
+                common,
+                tx,
+                watcher_shutdown,
+            ))
         }
         "journald" => {
             let source = cfg.plugin_config.get("source").cloned().unwrap_or_default();
-            tokio::spawn(watchers::journald::run(path, source, common, tx, watcher_shutdown))
+            tokio::spawn(watchers::journald::run(
+                path,
+                source,
+                common,
+                tx,
+                watcher_shutdown,
+            ))
         }
         other => {
             tracing::error!(file = %file.display(), plugin = other, "unknown plugin");

@@ -16,8 +16,8 @@
 //! run their regex. A rule without such a literal set (or with an empty literal) always runs.
 //! The others use the exact joined-buffer algorithm. Tests compare both paths line by line.
 
-use chrono::{DateTime, Utc};
 use aho_corasick::{AhoCorasick, MatchKind};
+use chrono::{DateTime, Utc};
 use regex::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
@@ -128,8 +128,14 @@ fn may_cross_lines(hir: &Hir) -> bool {
     match hir.kind() {
         HirKind::Empty => false,
         HirKind::Literal(lit) => lit.0.contains(&b'\n'),
-        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().any(|r| r.start() <= '\n' && '\n' <= r.end()),
-        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
+        HirKind::Class(Class::Unicode(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= '\n' && '\n' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
         HirKind::Look(look) => matches!(look, Look::Start),
         HirKind::Repetition(rep) => may_cross_lines(&rep.sub),
         HirKind::Capture(cap) => may_cross_lines(&cap.sub),
@@ -159,7 +165,9 @@ pub fn is_single_line(pattern: &str) -> bool {
 /// Literals one of which every match of `pattern` must begin with (or end with, when the
 /// beginning has no finite set); `None` when there is no such finite, non-empty set.
 pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::Parser::new().parse(&translate_go_regex(pattern)).ok()?;
+    let hir = regex_syntax::Parser::new()
+        .parse(&translate_go_regex(pattern))
+        .ok()?;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let mut ex = Extractor::new();
         ex.kind(kind);
@@ -212,10 +220,19 @@ impl Prefilter {
             }
         }
         let build = |kind: MatchKind| {
-            (!patterns.is_empty())
-                .then(|| AhoCorasick::builder().match_kind(kind).build(&patterns).expect("literal automaton"))
+            (!patterns.is_empty()).then(|| {
+                AhoCorasick::builder()
+                    .match_kind(kind)
+                    .build(&patterns)
+                    .expect("literal automaton")
+            })
         };
-        Prefilter { any: build(MatchKind::LeftmostFirst), ac: build(MatchKind::Standard), rules_of, always }
+        Prefilter {
+            any: build(MatchKind::LeftmostFirst),
+            ac: build(MatchKind::Standard),
+            rules_of,
+            always,
+        }
     }
 
     /// Marks the rules that can match `line`; false when none can.
@@ -311,10 +328,17 @@ impl Matcher {
         self.current += 1;
         let newest = self.slots[slot].as_ref().expect("just written");
         let mut out = Vec::new();
-        if !self.single.is_empty() && self.prefilter.candidates(&newest.message, &mut self.candidates) {
+        if !self.single.is_empty()
+            && self
+                .prefilter
+                .candidates(&newest.message, &mut self.candidates)
+        {
             for (i, cand) in self.candidates.iter_mut().enumerate() {
                 if std::mem::take(cand) && self.full[self.single[i]].is_match(&newest.message) {
-                    out.push(RuleMatch { rule: self.single[i], lines: vec![newest.clone()] });
+                    out.push(RuleMatch {
+                        rule: self.single[i],
+                        lines: vec![newest.clone()],
+                    });
                 }
             }
         }
@@ -374,7 +398,10 @@ impl Matcher {
         self.current += 1;
         self.join();
         (0..self.full.len())
-            .filter_map(|rule| self.match_joined(rule).map(|lines| RuleMatch { rule, lines }))
+            .filter_map(|rule| {
+                self.match_joined(rule)
+                    .map(|lines| RuleMatch { rule, lines })
+            })
             .collect()
     }
 }
@@ -409,8 +436,12 @@ mod tests {
     #[test]
     fn single_line_analysis() {
         assert!(is_single_line(r"Killed process \d+ (.+) total-vm:\d+kB.*"));
-        assert!(is_single_line(r"task [\S ]+:\w+ blocked for more than \w+ seconds\."));
-        assert!(is_single_line(r".*\[Hardware Error\]: event severity: fatal$"));
+        assert!(is_single_line(
+            r"task [\S ]+:\w+ blocked for more than \w+ seconds\."
+        ));
+        assert!(is_single_line(
+            r".*\[Hardware Error\]: event severity: fatal$"
+        ));
         assert!(is_single_line(r"\bword"));
         assert!(is_single_line(r"(?m)^start"));
         // Can cross lines: "\n", [^x], \s, (?s).
@@ -429,7 +460,10 @@ mod tests {
     fn required_literals_are_extracted() {
         let l = required_literals(r"Killed process \d+ (.+) total-vm:\d+kB.*").unwrap();
         assert!(l.iter().all(|x| x.starts_with(b"Killed process ")), "{l:?}");
-        assert_eq!(required_literals(r".*\[Hardware Error\]: event severity: fatal$").unwrap(), vec![b"[Hardware Error]: event severity: fatal".to_vec()]);
+        assert_eq!(
+            required_literals(r".*\[Hardware Error\]: event severity: fatal$").unwrap(),
+            vec![b"[Hardware Error]: event severity: fatal".to_vec()]
+        );
         assert_eq!(required_literals(r".*"), None);
         assert_eq!(required_literals(r"x*"), None);
         let l = required_literals(r"(?i)oops").unwrap();
@@ -457,7 +491,10 @@ mod tests {
         assert_eq!(m.push(line("zzz")).len(), 1);
         let hits = m.push(line("yyy"));
         assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].lines, vec![line("a foo b"), line("zzz"), line("yyy")]);
+        assert_eq!(
+            hits[0].lines,
+            vec![line("a foo b"), line("zzz"), line("yyy")]
+        );
         assert!(m.push(line("xxx")).is_empty(), "foo left the 3-line buffer");
     }
 
@@ -508,7 +545,9 @@ mod tests {
         lines.push(String::new());
         lines.push("[Hardware Error]: event severity: fatal".into());
         lines.push("XFS (sda1): Shutting down filesystem".into());
-        lines.push("xé \u{1F600} Killed process 1 (a) total-vm:1kB, anon-rss:1kB, file-rss:1kB".into());
+        lines.push(
+            "xé \u{1F600} Killed process 1 (a) total-vm:1kB, anon-rss:1kB, file-rss:1kB".into(),
+        );
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         for buffer in [1, 2, 10] {
             assert_equivalent(&patterns, &refs, buffer);

@@ -107,7 +107,9 @@ impl ProblemDetector {
             let file = m.file.clone();
             match m.config.clone() {
                 MonitorConfig::SystemLog(c) => {
-                    tasks.spawn(async move { logmonitor::run(file, c, slot, store, shutdown).await });
+                    tasks.spawn(
+                        async move { logmonitor::run(file, c, slot, store, shutdown).await },
+                    );
                 }
                 MonitorConfig::Custom(c) => {
                     tasks.spawn(async move { custom::run(file, c, slot, store, shutdown).await });

@@ -188,7 +188,13 @@ impl Store {
         let g = self.lock();
         let oldest = g.events.front().map(|e| e.seq).unwrap_or(g.next_seq + 1);
         let truncated = since + 1 < oldest && since < g.next_seq;
-        let events: Vec<Event> = g.events.iter().filter(|e| e.seq > since).take(limit).cloned().collect();
+        let events: Vec<Event> = g
+            .events
+            .iter()
+            .filter(|e| e.seq > since)
+            .take(limit)
+            .cloned()
+            .collect();
         let last = events.last().map(|e| e.seq).unwrap_or(g.next_seq);
         (events, last, truncated)
     }
@@ -209,17 +215,26 @@ impl Store {
             }
         }
         g.last_reason.insert(kind.to_string(), reason.to_string());
-        g.gauges.insert((kind.to_string(), reason.to_string()), value);
+        g.gauges
+            .insert((kind.to_string(), reason.to_string()), value);
     }
 
     /// The counter of lines a log monitor has read (shared, lock-free on the hot path).
     pub fn line_counter(&self, source: &str) -> Arc<AtomicU64> {
-        self.lock().lines.entry(source.to_string()).or_default().clone()
+        self.lock()
+            .lines
+            .entry(source.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Counts one plugin run with its result (`ok`, `nonok`, `unknown`).
     pub fn count_plugin_run(&self, source: &str, result: &'static str) {
-        *self.lock().plugin_runs.entry((source.to_string(), result)).or_insert(0) += 1;
+        *self
+            .lock()
+            .plugin_runs
+            .entry((source.to_string(), result))
+            .or_insert(0) += 1;
     }
 
     /// Appends the metrics in the Prometheus text format.
@@ -236,7 +251,9 @@ impl Store {
                 n.load(Ordering::Relaxed)
             );
         }
-        out.push_str("# HELP vigil_problem_detector_plugin_runs_total Custom plugin runs by result.\n");
+        out.push_str(
+            "# HELP vigil_problem_detector_plugin_runs_total Custom plugin runs by result.\n",
+        );
         out.push_str("# TYPE vigil_problem_detector_plugin_runs_total counter\n");
         for ((source, result), n) in &g.plugin_runs {
             let _ = writeln!(
@@ -245,10 +262,16 @@ impl Store {
                 escape_label(source)
             );
         }
-        out.push_str("# HELP problem_counter Number of times a specific type of problem have occurred.\n");
+        out.push_str(
+            "# HELP problem_counter Number of times a specific type of problem have occurred.\n",
+        );
         out.push_str("# TYPE problem_counter counter\n");
         for (reason, n) in &g.counters {
-            let _ = writeln!(out, "problem_counter{{reason=\"{}\"}} {n}", escape_label(reason));
+            let _ = writeln!(
+                out,
+                "problem_counter{{reason=\"{}\"}} {n}",
+                escape_label(reason)
+            );
         }
         out.push_str("# HELP problem_gauge Whether a specific type of problem is affecting the node or not.\n");
         out.push_str("# TYPE problem_gauge gauge\n");
@@ -266,7 +289,9 @@ impl Store {
 
 /// Escapes a Prometheus label value.
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -314,6 +339,9 @@ mod tests {
         s.increment_counter("a\"b\\c\nd", 1);
         let mut out = String::new();
         s.write_metrics(&mut out);
-        assert!(out.contains(r#"problem_counter{reason="a\"b\\c\nd"} 1"#), "{out}");
+        assert!(
+            out.contains(r#"problem_counter{reason="a\"b\\c\nd"} 1"#),
+            "{out}"
+        );
     }
 }

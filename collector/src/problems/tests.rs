@@ -17,14 +17,17 @@ fn shipped(name: &str) -> PathBuf {
 
 /// The shipped kernel-monitor-filelog.json's pluginConfig (syslog-style kern.log).
 fn filelog_plugin_config() -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped("kernel-monitor-filelog.json")).unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shipped("kernel-monitor-filelog.json")).unwrap(),
+    )
+    .unwrap();
     v["pluginConfig"].clone()
 }
 
 /// A shipped kmsg config turned into a filelog one reading `log` (rules unchanged).
 fn as_filelog(name: &str, log: &Path, dir: &Path) -> PathBuf {
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shipped(name)).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped(name)).unwrap()).unwrap();
     v["plugin"] = "filelog".into();
     v["pluginConfig"] = filelog_plugin_config();
     v["logPath"] = log.display().to_string().into();
@@ -53,7 +56,11 @@ fn every_shipped_config_loads_unchanged() {
     // image (/ with /config/plugin/*.sh): give them one.
     std::fs::create_dir_all(d.path().join("config/plugin")).unwrap();
     for s in ["check_ntp.sh", "network_problem.sh", "dns_problem.sh"] {
-        std::fs::write(d.path().join("config/plugin").join(s), "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::write(
+            d.path().join("config/plugin").join(s),
+            "#!/bin/sh\nexit 0\n",
+        )
+        .unwrap();
     }
     let mut loadable = Vec::new();
     for entry in std::fs::read_dir(testdata("config")).unwrap() {
@@ -82,7 +89,9 @@ fn every_shipped_config_loads_unchanged() {
     assert!(conds
         .iter()
         .any(|c| c.kind == "KernelDeadlock" && c.status == Status::False));
-    assert!(conds.iter().any(|c| c.kind == "NTPProblem" && c.reason == "NTPIsUp"));
+    assert!(conds
+        .iter()
+        .any(|c| c.kind == "NTPProblem" && c.reason == "NTPIsUp"));
     assert!(conds.iter().all(|c| c.status == Status::False));
 }
 
@@ -98,9 +107,13 @@ fn load_err(text: &str) -> String {
 
 #[test]
 fn bad_configs_are_rejected_with_file_and_key() {
-    let e = load_err(r#"{"plugin":"kmsg","rules":[{"type":"temporary","reason":"R","pattern":"a(b"}]}"#);
+    let e = load_err(
+        r#"{"plugin":"kmsg","rules":[{"type":"temporary","reason":"R","pattern":"a(b"}]}"#,
+    );
     assert!(
-        e.contains("bad-monitor.json") && e.contains("rules[0].pattern") && e.contains("invalid regex"),
+        e.contains("bad-monitor.json")
+            && e.contains("rules[0].pattern")
+            && e.contains("invalid regex"),
         "{e}"
     );
     let e = load_err(r#"{"plugin":"syslog"}"#);
@@ -108,16 +121,24 @@ fn bad_configs_are_rejected_with_file_and_key() {
         e.contains("bad-monitor.json") && e.contains("`plugin`") && e.contains("unknown plugin"),
         "{e}"
     );
-    let e =
-        load_err(r#"{"plugin":"custom","rules":[{"type":"temporary","reason":"R","path":"/nonexistent/check.sh"}]}"#);
-    assert!(e.contains("rules[0].path") && e.contains("does not exist"), "{e}");
+    let e = load_err(
+        r#"{"plugin":"custom","rules":[{"type":"temporary","reason":"R","path":"/nonexistent/check.sh"}]}"#,
+    );
+    assert!(
+        e.contains("rules[0].path") && e.contains("does not exist"),
+        "{e}"
+    );
     let e = load_err(
         r#"{"plugin":"kmsg","conditions":[],"rules":[{"type":"permanent","condition":"KernelDeadlock","reason":"DockerHung","pattern":"x"}]}"#,
     );
-    assert!(e.contains("rules[0].condition") && e.contains("no default"), "{e}");
+    assert!(
+        e.contains("rules[0].condition") && e.contains("no default"),
+        "{e}"
+    );
     let e = load_err(r#"{"plugin":"kmsg","bufferSize":10,"typo":1}"#);
     assert!(e.contains("unknown field `typo`"), "{e}");
-    let e = load_err(r#"{"plugin":"kmsg","rules":[{"type":"sometimes","reason":"R","pattern":"x"}]}"#);
+    let e =
+        load_err(r#"{"plugin":"kmsg","rules":[{"type":"sometimes","reason":"R","pattern":"x"}]}"#);
     assert!(e.contains("rules[0].type"), "{e}");
     let e = load_err(r#"{"plugin":"kmsg","lookback":"5 minutes"}"#);
     assert!(e.contains("`lookback`"), "{e}");
@@ -132,7 +153,10 @@ fn bad_configs_are_rejected_with_file_and_key() {
     );
     assert!(e.contains("rules[0].timeout"), "{e}");
     let e = load_err("{not json");
-    assert!(e.contains("bad-monitor.json") && e.contains("invalid JSON"), "{e}");
+    assert!(
+        e.contains("bad-monitor.json") && e.contains("invalid JSON"),
+        "{e}"
+    );
     let missing = ProblemDetector::load(&[PathBuf::from("/nonexistent/monitor.json")])
         .err()
         .unwrap()
@@ -194,7 +218,10 @@ fn ev(reason: &str, msg: &str) -> (String, String) {
 fn kernel_samples_produce_what_npd_reports() {
     // Checked by hand against each sample and the rule regexes (see the README of testdata).
     let none: Vec<(String, String)> = Vec::new();
-    assert_eq!(run_sample_sync("au_opts_verify"), (none.clone(), none.clone()));
+    assert_eq!(
+        run_sample_sync("au_opts_verify"),
+        (none.clone(), none.clone())
+    );
     assert_eq!(
         run_sample_sync("aufs_umount_hung"),
         (
@@ -271,7 +298,8 @@ fn kernel_samples_produce_what_npd_reports() {
 fn divide_error_fires_through_kmsg_records() {
     // kmsg messages are trimmed, so the sample's "divide error: 0000 [#1] SMP " matches there.
     let store = Arc::new(Store::default());
-    let MonitorConfig::SystemLog(c) = config::parse_file(&shipped("kernel-monitor.json")).unwrap() else {
+    let MonitorConfig::SystemLog(c) = config::parse_file(&shipped("kernel-monitor.json")).unwrap()
+    else {
         panic!()
     };
     logmonitor::initialize(&store, &c);
@@ -347,15 +375,26 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
     append(&log, b);
     // Everything so far is read from the original file before it is rotated.
     wait_for("lines before rotation", || {
-        store.events_since(0, 1000).0.iter().any(|e| e.reason == "UnregisterNetDevice")
+        store
+            .events_since(0, 1000)
+            .0
+            .iter()
+            .any(|e| e.reason == "UnregisterNetDevice")
     })
     .await;
     // Rotate: rename the file and start a new one.
     std::fs::rename(&log, d.path().join("kern.log.1")).unwrap();
-    append(&log, &kern_line("EXT4-fs (sda1): Remounting filesystem read-only"));
+    append(
+        &log,
+        &kern_line("EXT4-fs (sda1): Remounting filesystem read-only"),
+    );
     append(&log, &kern_line("Buffer I/O error on dev sentinel"));
     wait_for("sentinel event", || {
-        store.events_since(0, 1000).0.iter().any(|e| e.reason == "IOError")
+        store
+            .events_since(0, 1000)
+            .0
+            .iter()
+            .any(|e| e.reason == "IOError")
     })
     .await;
     wait_for("read-only condition", || {
@@ -365,7 +404,12 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
             .any(|c| c.kind == "ReadonlyFilesystem" && c.status == Status::True)
     })
     .await;
-    let reasons: Vec<String> = store.events_since(0, 1000).0.into_iter().map(|e| e.reason).collect();
+    let reasons: Vec<String> = store
+        .events_since(0, 1000)
+        .0
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
     assert_eq!(
         reasons
             .iter()
@@ -385,11 +429,17 @@ async fn filelog_tail_follows_rotation_and_reports_all_samples() {
     );
     let conds = store.conditions();
     let kd = conds.iter().find(|c| c.kind == "KernelDeadlock").unwrap();
-    assert_eq!((kd.status, kd.reason.as_str()), (Status::True, "DockerHung"));
+    assert_eq!(
+        (kd.status, kd.reason.as_str()),
+        (Status::True, "DockerHung")
+    );
     // Metrics: counters per reason, gauges per condition.
     let mut out = String::new();
     det.write_metrics(&mut out);
-    let lines_want = format!("vigil_problem_detector_log_lines_total{{source=\"kernel-monitor\"}} {}", total_lines + 3);
+    let lines_want = format!(
+        "vigil_problem_detector_log_lines_total{{source=\"kernel-monitor\"}} {}",
+        total_lines + 3
+    );
     for want in [
         "problem_counter{reason=\"TaskHung\"} 2",
         "problem_counter{reason=\"DockerHung\"} 1",
@@ -443,7 +493,9 @@ async fn kmsg_plugin_sees_a_line_written_to_dev_kmsg() {
     std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/kmsg")
-        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("<6>vigil kmsg probe {nonce}\n").as_bytes()))
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, format!("<6>vigil kmsg probe {nonce}\n").as_bytes())
+        })
         .expect("write /dev/kmsg (needs root)");
     let store = det.store().clone();
     wait_for("the kmsg probe event", || {
@@ -504,11 +556,82 @@ fn promtool_accepts_the_exposition() {
         Some(0) => {}
         Some(3) => {
             for l in report.lines().filter(|l| !l.trim().is_empty()) {
-                assert!(allowed.contains(&l.trim()), "unexpected promtool finding: {l}\n{out}");
+                assert!(
+                    allowed.contains(&l.trim()),
+                    "unexpected promtool finding: {l}\n{out}"
+                );
             }
         }
         other => panic!("promtool rejected the exposition ({other:?}): {report}\n{out}"),
     }
     assert!(out.contains("problem_counter{reason=\"OOMKilling\"} 1\n"));
     assert!(out.contains("problem_gauge{reason=\"NTPIsDown\",type=\"NTPProblem\"} 0\n"));
+}
+
+#[test]
+fn metrics_reporting_false_creates_no_problem_series() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("quiet-monitor.json");
+    std::fs::write(
+        &p,
+        r#"{"plugin":"kmsg","metricsReporting":false,"source":"quiet",
+            "conditions":[{"type":"Quiet","reason":"AllQuiet","message":"ok"}],
+            "rules":[{"type":"temporary","reason":"QuietEvent","pattern":"quiet \\d+"},
+                     {"type":"permanent","condition":"Quiet","reason":"Loud","pattern":"loud"}]}"#,
+    )
+    .unwrap();
+    let det = ProblemDetector::load_in(&[p.clone()], d.path()).unwrap();
+    let MonitorConfig::SystemLog(c) = config::parse_file(&p).unwrap() else {
+        panic!()
+    };
+    let mut m = LogMonitor::new(&c, 0, det.store().clone()).unwrap();
+    m.process(matcher::LogLine {
+        timestamp: chrono::Utc::now(),
+        message: "quiet 1".into(),
+    });
+    m.process(matcher::LogLine {
+        timestamp: chrono::Utc::now(),
+        message: "loud".into(),
+    });
+    let mut out = String::new();
+    det.write_metrics(&mut out);
+    assert!(
+        !out.contains("QuietEvent") && !out.contains("Loud"),
+        "{out}"
+    );
+    // Events and conditions are still reported.
+    assert_eq!(det.store().events_since(0, 10).0.len(), 2);
+    assert_eq!(det.store().conditions()[0].status, Status::True);
+}
+
+#[test]
+fn skip_list_and_pattern_suffix() {
+    let common = watch::Common {
+        start: chrono::Utc::now(),
+        skip_list: vec!["audit:".into(), "UFW".into()],
+    };
+    assert!(common.skipped("audit: type=1400"));
+    assert!(common.skipped("[UFW BLOCK] IN=eth0"));
+    assert!(!common.skipped("Killed process 1"));
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("suffix-monitor.json");
+    std::fs::write(
+        &p,
+        r#"{"plugin":"kmsg","source":"s","rules":[{"type":"temporary","reason":"R","pattern":"disk \\w+ failed",
+            "patternGeneratedMessageSuffix":"see https://example.invalid/runbook"}]}"#,
+    )
+    .unwrap();
+    let det = ProblemDetector::load_in(&[p.clone()], d.path()).unwrap();
+    let MonitorConfig::SystemLog(c) = config::parse_file(&p).unwrap() else {
+        panic!()
+    };
+    let mut m = LogMonitor::new(&c, 0, det.store().clone()).unwrap();
+    m.process(matcher::LogLine {
+        timestamp: chrono::Utc::now(),
+        message: "disk sda failed".into(),
+    });
+    assert_eq!(
+        det.store().events_since(0, 10).0[0].message,
+        "disk sda failed; see https://example.invalid/runbook"
+    );
 }

@@ -41,9 +41,11 @@ impl Translator {
 
     /// Parses one line (without its "\n").
     pub fn translate(&self, line: &str) -> Result<LogLine, String> {
-        let ts = last_submatch(&self.timestamp, line).ok_or_else(|| format!("no timestamp found in line {line:?}"))?;
+        let ts = last_submatch(&self.timestamp, line)
+            .ok_or_else(|| format!("no timestamp found in line {line:?}"))?;
         let timestamp = self.layout.parse(ts, Utc::now())?;
-        let message = last_submatch(&self.message, line).ok_or_else(|| format!("no message found in line {line:?}"))?;
+        let message = last_submatch(&self.message, line)
+            .ok_or_else(|| format!("no message found in line {line:?}"))?;
         Ok(LogLine {
             timestamp,
             message: message.to_string(),
@@ -113,7 +115,9 @@ pub async fn run(
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => tracing::debug!(path = %path.display(), error = %e, "unable to parse line"),
+                        Err(e) => {
+                            tracing::debug!(path = %path.display(), error = %e, "unable to parse line")
+                        }
                     }
                 }
                 pending.drain(..start);

@@ -110,10 +110,19 @@ mod tests {
     fn syslog_layout() {
         let l = GoLayout::new("Jan _2 15:04:05");
         let now = Utc::now();
-        let t = l.parse("Mar  5 07:08:09", now).unwrap().with_timezone(&Local);
-        assert_eq!((t.month(), t.day(), t.year()), (3, 5, now.with_timezone(&Local).year()));
+        let t = l
+            .parse("Mar  5 07:08:09", now)
+            .unwrap()
+            .with_timezone(&Local);
+        assert_eq!(
+            (t.month(), t.day(), t.year()),
+            (3, 5, now.with_timezone(&Local).year())
+        );
         assert_eq!(t.format("%H:%M:%S").to_string(), "07:08:09");
-        let t = l.parse("Nov 22 23:59:01", now).unwrap().with_timezone(&Local);
+        let t = l
+            .parse("Nov 22 23:59:01", now)
+            .unwrap()
+            .with_timezone(&Local);
         assert_eq!((t.month(), t.day()), (11, 22));
         assert!(l.parse("garbage", now).is_err());
     }
@@ -121,7 +130,9 @@ mod tests {
     #[test]
     fn layouts_with_year_and_zone() {
         let l = GoLayout::new("2006-01-02T15:04:05.000Z07:00");
-        let t = l.parse("2024-02-03T04:05:06.789+02:00", Utc::now()).unwrap();
+        let t = l
+            .parse("2024-02-03T04:05:06.789+02:00", Utc::now())
+            .unwrap();
         assert_eq!(t.to_rfc3339(), "2024-02-03T02:05:06.789+00:00");
     }
 }

@@ -27,7 +27,10 @@ pub fn parse_entry(json: &str) -> Result<Entry, String> {
     let message = match v.get("MESSAGE") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(bytes)) => {
-            let b: Vec<u8> = bytes.iter().filter_map(|x| x.as_u64().map(|n| n as u8)).collect();
+            let b: Vec<u8> = bytes
+                .iter()
+                .filter_map(|x| x.as_u64().map(|n| n as u8))
+                .collect();
             String::from_utf8_lossy(&b).into_owned()
         }
         _ => return Err("journal entry without MESSAGE".to_string()),
@@ -38,7 +41,10 @@ pub fn parse_entry(json: &str) -> Result<Entry, String> {
         .and_then(|t| t.parse().ok())
         .ok_or("journal entry without __REALTIME_TIMESTAMP")?;
     let timestamp = DateTime::<Utc>::from_timestamp_micros(usec).ok_or("timestamp out of range")?;
-    let cursor = v.get("__CURSOR").and_then(|c| c.as_str()).map(str::to_string);
+    let cursor = v
+        .get("__CURSOR")
+        .and_then(|c| c.as_str())
+        .map(str::to_string);
     Ok(Entry {
         cursor,
         line: LogLine {
@@ -49,7 +55,12 @@ pub fn parse_entry(json: &str) -> Result<Entry, String> {
 }
 
 /// The journalctl arguments for a source, a journal path and a resume point.
-pub fn journalctl_args(log_path: &str, source: &str, start: DateTime<Utc>, cursor: Option<&str>) -> Vec<String> {
+pub fn journalctl_args(
+    log_path: &str,
+    source: &str,
+    start: DateTime<Utc>,
+    cursor: Option<&str>,
+) -> Vec<String> {
     let mut args = vec![
         "--follow".to_string(),
         "--output=json".into(),
@@ -138,7 +149,10 @@ pub async fn run(
 }
 
 /// Waits `backoff` (then doubles it, up to 30 s); true when shutdown was requested.
-async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, backoff: &mut std::time::Duration) -> bool {
+async fn wait_or_stop(
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut std::time::Duration,
+) -> bool {
     let wait = *backoff;
     *backoff = (*backoff * 2).min(std::time::Duration::from_secs(30));
     let stopped = tokio::select! {
@@ -158,7 +172,10 @@ mod tests {
         let entries: Vec<Entry> = text.lines().map(|l| parse_entry(l).unwrap()).collect();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].line.message, "Started Kubernetes kubelet.");
-        assert_eq!(entries[0].line.timestamp.timestamp_micros(), 1_700_000_000_123_456);
+        assert_eq!(
+            entries[0].line.timestamp.timestamp_micros(),
+            1_700_000_000_123_456
+        );
         assert_eq!(entries[1].line.message, "binary message");
         assert!(entries[1].cursor.as_deref().unwrap().starts_with("s="));
         assert!(parse_entry("{}").is_err());

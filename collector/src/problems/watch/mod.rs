@@ -34,7 +34,12 @@ pub fn uptime() -> Option<Duration> {
 
 /// node-problem-detector's start time: lines older than `now - lookback` are skipped, and
 /// while the node has been up for less than `delay`, lines before `boot + delay` too.
-pub fn start_time(now: DateTime<Utc>, uptime: Duration, lookback: Duration, delay: Duration) -> DateTime<Utc> {
+pub fn start_time(
+    now: DateTime<Utc>,
+    uptime: Duration,
+    lookback: Duration,
+    delay: Duration,
+) -> DateTime<Utc> {
     let boot = now - chrono::Duration::from_std(uptime).unwrap_or_default();
     let mut start = now - chrono::Duration::from_std(lookback.min(uptime)).unwrap_or_default();
     if uptime < delay {
