@@ -8,7 +8,7 @@
 mod es_bulk_server;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const FILES: usize = 8;
@@ -48,7 +48,15 @@ fn count_lines(path: &Path) -> usize {
     }
 }
 
-fn rsyslog(root: &Path, work: &Path, lines: usize) -> Option<Duration> {
+/// CPU seconds (user + system) of a process from /proc/<pid>/stat.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else { return 0.0 };
+    let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
+fn rsyslog(root: &Path, work: &Path, lines: usize) -> Option<(Duration, f64)> {
     let out = work.join("rsyslog-out.log");
     let conf = work.join("rsyslog.conf");
     let state = work.join("rsyslog-state");
@@ -90,7 +98,7 @@ action(type="omfile" file="{out}" template="raw")
     let mut done = None;
     while Instant::now() < deadline {
         if count_lines(&out) >= lines {
-            done = Some(start.elapsed());
+            done = Some((start.elapsed(), cpu_seconds(&child.id().to_string())));
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -194,12 +202,13 @@ fn main() {
             ..Default::default()
         };
         let start = Instant::now();
+        let cpu0 = cpu_seconds("self");
         let h = tokio::spawn(vigil_log_shipper::run(args, rx));
         let deadline = start + Duration::from_secs(300);
         let mut done = None;
         while Instant::now() < deadline {
             if es.stats().created as usize >= lines {
-                done = Some(start.elapsed());
+                done = Some((start.elapsed(), cpu_seconds("self") - cpu0));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -210,16 +219,27 @@ fn main() {
         done
     });
     let mibs = |d: Duration| bytes as f64 / 1048576.0 / d.as_secs_f64();
+    let mib = bytes as f64 / 1048576.0;
     match vigil {
-        Some(d) => println!("e2e: vigil log-shipper -> _bulk test server: {:.2} s, {:.1} MiB/s", d.as_secs_f64(), mibs(d)),
+        Some((d, cpu)) => println!(
+            "e2e: vigil log-shipper -> _bulk test server: {:.2} s, {:.1} MiB/s wall; {cpu:.2} CPU-s incl. the test server = {:.1} MiB per CPU-second",
+            d.as_secs_f64(),
+            mibs(d),
+            mib / cpu
+        ),
         None => println!("e2e: vigil did not finish in 300 s"),
     }
     let peer = rsyslog(&root, tmp.path(), lines);
     match peer {
-        Some(d) => println!("e2e: rsyslog imfile -> omfile: {:.2} s, {:.1} MiB/s", d.as_secs_f64(), mibs(d)),
+        Some((d, cpu)) => println!(
+            "e2e: rsyslog imfile -> omfile: {:.2} s, {:.1} MiB/s wall; {cpu:.2} CPU-s = {:.1} MiB per CPU-second",
+            d.as_secs_f64(),
+            mibs(d),
+            mib / cpu
+        ),
         None => println!("e2e: rsyslog did not finish"),
     }
-    if let (Some(v), Some(p)) = (vigil, peer) {
-        println!("e2e: ratio vigil/rsyslog = {:.2}", p.as_secs_f64() / v.as_secs_f64());
+    if let (Some((v, vc)), Some((p, pc))) = (vigil, peer) {
+        println!("e2e: speed ratio vigil/rsyslog = {:.2} (wall), {:.2} (per CPU-second)", p.as_secs_f64() / v.as_secs_f64(), pc / vc);
     }
 }

@@ -4,7 +4,7 @@
 use super::Batch;
 use crate::metrics::Metrics;
 use serde::Deserialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -150,7 +150,22 @@ impl EsConfig {
 struct BulkResponse {
     #[serde(default)]
     errors: bool,
-    items: Vec<HashMap<String, ItemResult>>,
+    items: Vec<ItemWrapper>,
+}
+
+/// One response item: `{"<action>": {...}}`.
+#[derive(Deserialize)]
+struct ItemWrapper {
+    create: Option<ItemResult>,
+    index: Option<ItemResult>,
+    update: Option<ItemResult>,
+    delete: Option<ItemResult>,
+}
+
+impl ItemWrapper {
+    fn result(&self) -> Option<&ItemResult> {
+        self.create.as_ref().or(self.index.as_ref()).or(self.update.as_ref()).or(self.delete.as_ref())
+    }
 }
 
 #[derive(Deserialize)]
@@ -322,7 +337,7 @@ impl ElasticsearchSink {
             return Outcome::RequestFailed(format!("bulk response has {} items for {} sent", parsed.items.len(), group.len()));
         }
         if !parsed.errors {
-            let ok = parsed.items.iter().filter(|m| m.values().all(|r| (200..300).contains(&r.status))).count();
+            let ok = parsed.items.iter().filter(|m| m.result().is_some_and(|r| (200..300).contains(&r.status))).count();
             if ok == group.len() {
                 self.metrics.records_shipped.fetch_add(ok as u64, Ordering::Relaxed);
                 return Outcome::Done;
@@ -331,7 +346,7 @@ impl ElasticsearchSink {
         let mut retry = Vec::new();
         let mut shipped = 0u64;
         for (k, item) in parsed.items.iter().enumerate() {
-            let Some(r) = item.values().next() else {
+            let Some(r) = item.result() else {
                 retry.push(group[k]);
                 continue;
             };
