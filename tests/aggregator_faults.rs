@@ -293,6 +293,19 @@ async fn kubernetes_source_lists_nodes_and_their_cpu_capacity() {
         .collect();
     let list =
         serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "items": items}).to_string();
+    // Every simulated container requests 100m and 64Mi and is limited to 500m.
+    let pods: Vec<Value> = (0..2)
+        .flat_map(|n| (0..2).map(move |p| (n, p)))
+        .map(|(n, p)| {
+            let (name, ns) = sim::pod_ref(&sim.shape, n, p);
+            let containers: Vec<Value> = (0..2)
+                .map(|c| serde_json::json!({"name": format!("c{c}"), "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m"}}}))
+                .collect();
+            serde_json::json!({"metadata": {"name": name, "namespace": ns, "uid": format!("uid-{n}-{p}"), "labels": {"app": "sim", "node": n.to_string()}}, "spec": {"containers": containers}})
+        })
+        .collect();
+    let pod_list = serde_json::json!({"kind": "PodList", "items": pods}).to_string();
+    let ns_list = serde_json::json!({"kind": "NamespaceList", "items": [{"metadata": {"name": "ns-0", "uid": "ns-0-uid"}}]}).to_string();
     let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let api_addr = api.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -303,6 +316,10 @@ async fn kubernetes_source_lists_nodes_and_their_cpu_capacity() {
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
             let (status, body) = if req.starts_with("GET /api/v1/nodes ") {
                 ("200 OK", list.clone())
+            } else if req.starts_with("GET /api/v1/pods ") {
+                ("200 OK", pod_list.clone())
+            } else if req.starts_with("GET /api/v1/namespaces ") {
+                ("200 OK", ns_list.clone())
             } else {
                 ("404 Not Found", String::new())
             };
@@ -329,6 +346,59 @@ async fn kubernetes_source_lists_nodes_and_their_cpu_capacity() {
     })
     .await;
     assert_eq!(cap, 4000.0);
+    // Requests and limits from the pod specs: summed into pods, the namespace and the node.
+    let (pod, ns) = sim::pod_ref(&sim.shape, 1, 0);
+    let req = |path: String| async move { latest(&try_json(&path).await?) };
+    let c = until("container cpu/request", WAIT, || {
+        req(format!(
+            "{m}/namespaces/{ns}/pods/{pod}/containers/c1/metrics/cpu/request"
+        ))
+    })
+    .await;
+    assert_eq!(c, 100.0);
+    assert_eq!(
+        until("pod cpu/limit", WAIT, || req(format!(
+            "{m}/namespaces/{ns}/pods/{pod}/metrics/cpu/limit"
+        )))
+        .await,
+        1000.0
+    );
+    assert_eq!(
+        until("pod memory/request", WAIT, || req(format!(
+            "{m}/namespaces/{ns}/pods/{pod}/metrics/memory/request"
+        )))
+        .await,
+        (128u64 << 20) as f64
+    );
+    assert_eq!(
+        until("node cpu/request", WAIT, || req(format!(
+            "{m}/nodes/node-0001/metrics/cpu/request"
+        )))
+        .await,
+        400.0
+    );
+    assert_eq!(
+        until("namespace cpu/request", WAIT, || req(format!(
+            "{m}/namespaces/ns-0/metrics/cpu/request"
+        )))
+        .await,
+        800.0
+    );
+    let reservation = until("node reservation", WAIT, || {
+        req(format!("{m}/nodes/node-0001/metrics/cpu/node_reservation"))
+    })
+    .await;
+    assert!((reservation - 0.1).abs() < 1e-9, "{reservation}");
+    let export = get_json(&format!("{}/api/v1/metric-export", agg.base)).await;
+    let c1 = export
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["labels"]["pod_name"] == pod.as_str() && t["labels"]["container_name"] == "c1")
+        .expect("container series");
+    assert_eq!(c1["labels"]["labels"], "app:sim,node:1");
+    assert_eq!(c1["labels"]["namespace_id"], "ns-0-uid");
+    assert_eq!(c1["metrics"]["cpu/limit"][0]["value"], 500);
     let util = until("cpu utilization", WAIT, || async {
         latest(&try_json(&format!("{m}/nodes/node-0001/metrics/cpu/node_utilization")).await?)
     })

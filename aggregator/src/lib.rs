@@ -118,6 +118,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         let docs = scraper.round(&targets, scrape::max_jitter(targets.len(), settings.resolution)).await;
         let fetched = started.elapsed();
         let mut proc = processor.take().expect("processor is returned every round");
+        proc.cluster_info = discoveries.iter().find_map(|d| d.cluster_info());
         let st = store.clone();
         let (proc, batch, process_t, store_t, store_err) = tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod decode;
+pub mod enrich;
 pub mod names;
 pub mod rates;
 
@@ -25,6 +26,8 @@ pub struct NodeDoc {
 pub struct Processor {
     rates: rates::Rates,
     forget_after_ms: i64,
+    /// Pods and namespaces from the Kubernetes API, when that is the node source.
+    pub cluster_info: Option<std::sync::Arc<enrich::ClusterInfo>>,
 }
 
 impl Processor {
@@ -33,6 +36,7 @@ impl Processor {
         Processor {
             rates: rates::Rates::default(),
             forget_after_ms: forget_after.as_millis() as i64,
+            cluster_info: None,
         }
     }
 
@@ -63,6 +67,9 @@ impl Processor {
             }
         }
         self.rates.process(&mut batch, self.forget_after_ms);
+        if let Some(info) = &self.cluster_info {
+            enrich::enrich(&mut batch, info);
+        }
         aggregate::pods(&mut batch);
         aggregate::namespaces_nodes_cluster(&mut batch);
         aggregate::node_utilization(&mut batch);

@@ -255,7 +255,34 @@ pub enum Discovery {
         source: KubeSource,
         client: reqwest::Client,
         targets: Vec<Target>,
+        info: Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>>,
     },
+}
+
+async fn get_list(
+    client: &reqwest::Client,
+    source: &KubeSource,
+    path: &str,
+) -> Result<bytes::Bytes, Error> {
+    let url = format!("{}{path}", source.master);
+    let mut req = client.get(&url);
+    if let Some(t) = &source.token {
+        req = req.bearer_auth(t);
+    }
+    let fail = |message: String| Error::Kubernetes {
+        url: url.clone(),
+        message,
+    };
+    let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+    if !status.is_success() {
+        return Err(fail(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )));
+    }
+    Ok(body)
 }
 
 impl Discovery {
@@ -309,9 +336,18 @@ impl Discovery {
                 source,
                 client,
                 targets: Vec::new(),
+                info: None,
             });
         }
         Ok(out)
+    }
+
+    /// Pods and namespaces from the last successful Kubernetes refresh.
+    pub fn cluster_info(&self) -> Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>> {
+        match self {
+            Discovery::Kubernetes { info, .. } => info.clone(),
+            _ => None,
+        }
     }
 
     /// The current targets. On a failed refresh the previous list stays and the error is returned
@@ -331,31 +367,39 @@ impl Discovery {
                 source,
                 client,
                 targets,
+                info,
             } => {
-                let url = format!("{}/api/v1/nodes", source.master);
-                let mut req = client.get(&url);
-                if let Some(t) = &source.token {
-                    req = req.bearer_auth(t);
-                }
-                let result = async {
-                    let resp = req.send().await.map_err(|e| e.to_string())?;
-                    let status = resp.status();
-                    let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                    if !status.is_success() {
-                        return Err(format!(
-                            "HTTP {status}: {}",
-                            String::from_utf8_lossy(&body[..body.len().min(200)])
-                        ));
+                let nodes = match get_list(client, source, "/api/v1/nodes").await {
+                    Ok(body) => {
+                        targets_from_node_list(&body, source).map_err(|message| Error::Kubernetes {
+                            url: format!("{}/api/v1/nodes", source.master),
+                            message,
+                        })
                     }
-                    targets_from_node_list(&body, source)
+                    Err(e) => Err(e),
+                };
+                match nodes {
+                    Ok(t) => *targets = t,
+                    Err(e) => return (targets.clone(), Some(e)),
+                }
+                // Pods and namespaces enrich the sets (requests, limits, labels, namespace_id).
+                let lists = async {
+                    let pods = get_list(client, source, "/api/v1/pods").await?;
+                    let nss = get_list(client, source, "/api/v1/namespaces").await?;
+                    crate::processors::enrich::from_lists(&pods, &nss).map_err(|message| {
+                        Error::Kubernetes {
+                            url: format!("{}/api/v1/pods", source.master),
+                            message,
+                        }
+                    })
                 }
                 .await;
-                match result {
-                    Ok(t) => {
-                        *targets = t;
+                match lists {
+                    Ok(i) => {
+                        *info = Some(std::sync::Arc::new(i));
                         (targets.clone(), None)
                     }
-                    Err(message) => (targets.clone(), Some(Error::Kubernetes { url, message })),
+                    Err(e) => (targets.clone(), Some(e)),
                 }
             }
         }
