@@ -163,6 +163,7 @@ fn vigil_run(uri: &str, batches: &[Arc<Batch>]) -> f64 {
         loop {
             let st = &set.stats()[0];
             assert_eq!(st.batches_dropped + st.payloads_rejected, 0, "{st:?}");
+            assert!(t.elapsed() < Duration::from_secs(120), "not delivered within 120s: {st:?}");
             if st.points_sent >= total {
                 break;
             }

@@ -198,6 +198,17 @@ impl RemoteWriteEncoder {
         let mut n = 0u32;
         let mut name_cache: std::collections::HashMap<&str, Vec<u8>, std::hash::BuildHasherDefault<Fnv>> =
             std::collections::HashMap::default();
+        // Names of labeled metrics, sanitized once per batch.
+        let mut labeled_names: std::collections::HashMap<&str, String, std::hash::BuildHasherDefault<Fnv>> =
+            std::collections::HashMap::default();
+        for set in batch.sets.values() {
+            for lm in &set.labeled {
+                if !labeled_names.contains_key(lm.name.as_str()) {
+                    labeled_names.insert(&lm.name, metric_name(&lm.name));
+                }
+            }
+        }
+        let mut all: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(32);
         let mut pairs: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(32);
         let mut block: Vec<u8> = Vec::with_capacity(1024);
         for set in batch.sets.values() {
@@ -255,7 +266,7 @@ impl RemoteWriteEncoder {
                 }
             }
             for lm in &set.labeled {
-                let mut all: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(pairs.len() + lm.labels.len() + 1);
+                all.clear();
                 for (k, v) in lm.labels.iter().filter(|(_, v)| !v.is_empty()) {
                     let k = label_name_cow(k);
                     if k != "__name__" {
@@ -270,8 +281,7 @@ impl RemoteWriteEncoder {
                         all.push((k.clone(), v));
                     }
                 }
-                let metric = metric_name(&lm.name);
-                all.push((Cow::Borrowed("__name__"), &metric));
+                all.push((Cow::Borrowed("__name__"), labeled_names[lm.name.as_str()].as_str()));
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 let v = lm.value.as_f64();
                 let sl = sample_len(v);
