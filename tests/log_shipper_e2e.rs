@@ -253,3 +253,49 @@ async fn gzip_api_key_413_split_and_data_stream() {
     assert!(sh.metric("vigil_log_shipper_bulk_splits_total").await.unwrap() > 0.0);
     assert_eq!(sh.metric("vigil_log_shipper_records_dead_lettered_total").await, Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_lines_truncated_or_dropped_and_multiline_joined() {
+    for policy in ["truncate", "drop"] {
+        let es = EsServer::start(Options::default()).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let c = container_dir(&root, "java", "app-0", "u", "jvm");
+        let mut data = String::new();
+        data.push_str(&cri_line(1, "stdout", "F", "2026-11-22 10:00:00 INFO small"));
+        // 600 KiB in one raw line: longer than a read chunk, so it spans several reads.
+        data.push_str(&cri_line(2, "stdout", "F", &format!("2026-11-22 10:00:01 HUGE {}", "h".repeat(600 * 1024))));
+        data.push_str(&cri_line(3, "stdout", "F", "2026-11-22 10:00:02 ERROR boom"));
+        data.push_str(&cri_line(4, "stdout", "F", "\tat a.b(C.java:1)"));
+        data.push_str(&cri_line(5, "stdout", "F", "\tat d.e(F.java:2)"));
+        data.push_str(&cri_line(6, "stdout", "F", "2026-11-22 10:00:03 INFO after"));
+        append(&c.join("0.log"), &data);
+        let cfg = tmp.path().join("cfg.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "sink: {{elasticsearch: {{url: '{}'}}}}\nparse:\n  max_line_bytes: 4096\n  over_long: {policy}\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: 300}}\n",
+                es.url()
+            ),
+        )
+        .unwrap();
+        let sh = Shipper::start(&root, &tmp.path().join("data"), &["--config", cfg.to_str().unwrap()]);
+        let want = if policy == "truncate" { 4 } else { 3 };
+        wait_for("records", T, || (es.doc_count() >= want).then_some(())).await;
+        let msgs = messages(&es);
+        assert!(msgs.contains(&"2026-11-22 10:00:00 INFO small".to_string()), "{policy}: {msgs:?}");
+        assert!(msgs.contains(&"2026-11-22 10:00:02 ERROR boom\n\tat a.b(C.java:1)\n\tat d.e(F.java:2)".to_string()), "{policy}: {msgs:?}");
+        assert!(msgs.contains(&"2026-11-22 10:00:03 INFO after".to_string()), "{policy}: {msgs:?}");
+        let docs = es.all_docs();
+        if policy == "truncate" {
+            let huge = docs.iter().find(|(_, _, d)| d["message"].as_str().unwrap().contains("HUGE")).expect("truncated record");
+            assert_eq!(huge.2["truncated"], true);
+            assert!(huge.2["message"].as_str().unwrap().len() <= 4096);
+            assert_eq!(sh.metric("vigil_log_shipper_lines_truncated_total").await, Some(1.0));
+        } else {
+            assert!(docs.iter().all(|(_, _, d)| !d["message"].as_str().unwrap().contains("HUGE")));
+            assert_eq!(sh.metric("vigil_log_shipper_lines_dropped_total").await, Some(1.0));
+        }
+        assert_eq!(es.doc_count(), want);
+    }
+}
