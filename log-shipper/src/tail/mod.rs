@@ -677,3 +677,139 @@ fn over_long(
         OverLong::Drop => parser.dropped_line(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::DiscoveryConfig;
+    use crate::enrich::{IndexPattern, RecordConfig};
+    use std::io::Write;
+
+    struct Running {
+        rx: tokio::sync::mpsc::Receiver<Batch>,
+        ack: mpsc::Sender<u64>,
+        stop: tokio::sync::watch::Sender<bool>,
+        handle: Option<std::thread::JoinHandle<Result<(), TailError>>>,
+        _wake: mpsc::Sender<watcher::Wake>,
+    }
+
+    fn start(root: &std::path::Path, data: &std::path::Path) -> Running {
+        std::fs::create_dir_all(data).unwrap();
+        let discovery = Discovery::new(DiscoveryConfig { roots: vec![root.to_path_buf()], rescan_interval_ms: 50, ..Default::default() }).unwrap();
+        let cfg = ReaderConfig {
+            discovery,
+            max_line_bytes: 1 << 16,
+            over_long: OverLong::Truncate,
+            multiline: Vec::new(),
+            encoder: Encoder::new(IndexPattern::parse("i").unwrap(), RecordConfig::default()),
+            batch_bytes: 1 << 20,
+            batch_timeout: Duration::from_millis(10),
+            poll_interval: Duration::from_millis(10),
+            rescan_interval: Duration::from_millis(50),
+            store: Store::new(data),
+            checkpoint_interval: Duration::from_millis(10),
+        };
+        let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (ack, ack_rx) = mpsc::channel();
+        let (wake, wake_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let handle = std::thread::spawn(move || reader.run(tx, ack_rx, wake_rx, stop_rx));
+        Running { rx, ack, stop, handle: Some(handle), _wake: wake }
+    }
+
+    impl Running {
+        /// Collects (id, message) of `n` records, acknowledging every batch.
+        fn take(&mut self, n: usize) -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while out.len() < n {
+                assert!(Instant::now() < deadline, "only {} of {n} records", out.len());
+                match self.rx.try_recv() {
+                    Ok(b) => {
+                        for it in &b.items {
+                            let a: serde_json::Value = serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
+                            let d: serde_json::Value = serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
+                            out.push((a["create"]["_id"].as_str().unwrap().to_string(), d["message"].as_str().unwrap().to_string()));
+                        }
+                        self.ack.send(b.seq).unwrap();
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            out
+        }
+        fn stop(mut self) {
+            self.stop.send(true).unwrap();
+            while let Some(b) = self.rx.blocking_recv() {
+                let _ = self.ack.send(b.seq);
+            }
+            self.handle.take().unwrap().join().unwrap().unwrap();
+        }
+    }
+
+    fn line(n: u64, msg: &str) -> String {
+        format!("2026-11-22T10:00:00.{n:09}Z stdout F {msg}\n")
+    }
+
+    fn append(p: &std::path::Path, s: &str) {
+        std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap().write_all(s.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn truncation_restarts_at_zero_with_a_new_generation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        append(&log, &(line(1, "a1") + &line(2, "a2") + &line(3, "a3")));
+        let mut r = start(&root, &tmp.path().join("data"));
+        let first = r.take(3);
+        assert_eq!(first.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(), vec!["a1", "a2", "a3"]);
+        // Copytruncate that shrinks the file.
+        std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+        append(&log, &line(4, "b1"));
+        let second = r.take(1);
+        assert_eq!(second[0].1, "b1");
+        assert!(second[0].0.ends_with("-0"), "read from offset 0: {}", second[0].0);
+        assert_ne!(second[0].0.split('-').next(), first[0].0.split('-').next(), "new generation");
+        // Truncate and refill past the read position before the reader looks: caught by the fingerprint
+        // of the bytes before the read position.
+        std::thread::sleep(Duration::from_millis(100));
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(0).unwrap();
+        append(&log, &(line(5, "c1-longer-than-before") + &line(6, "c2")));
+        let third = r.take(2);
+        assert_eq!(third.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(), vec!["c1-longer-than-before", "c2"]);
+        assert!(third[0].0.ends_with("-0"));
+        r.stop();
+        // The checkpoint is at the end of the current content.
+        let cp = Store::new(&tmp.path().join("data")).load().unwrap();
+        assert_eq!(cp.values().next().unwrap().offset, std::fs::metadata(&log).unwrap().len());
+    }
+
+    #[test]
+    fn a_renamed_file_keeps_its_ids_and_is_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        append(&log, &line(1, "a1"));
+        let mut r = start(&root, &tmp.path().join("data"));
+        let first = r.take(1);
+        // Kubelet rotation: rename, the runtime's last write lands in the renamed file, a new 0.log starts.
+        let rotated = dir.join("0.log.20261122-100000");
+        std::fs::rename(&log, &rotated).unwrap();
+        append(&rotated, &line(2, "a2"));
+        append(&log, &line(3, "b1"));
+        let mut rest = r.take(2);
+        rest.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(rest[0].1, "a2");
+        assert_eq!(rest[0].0.split('-').next(), first[0].0.split('-').next(), "same generation after rename");
+        assert_eq!(rest[1].1, "b1");
+        assert!(rest[1].0.ends_with("-0"));
+        r.stop();
+    }
+}
