@@ -9,16 +9,19 @@ use serde::Deserialize;
 /// Errors found while reading or validating one monitor config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("{file}: cannot read: {source}")]
     Read {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// The file is not JSON (line and column in the message).
     #[error("{file}: invalid JSON: {source}")]
     Json {
         file: PathBuf,
         source: serde_json::Error,
     },
+    /// A key has a wrong type or value, is missing or is unknown.
     #[error("{file}: key `{key}`: {message}")]
     Invalid {
         file: PathBuf,

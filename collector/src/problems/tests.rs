@@ -580,7 +580,7 @@ fn metrics_reporting_false_creates_no_problem_series() {
                      {"type":"permanent","condition":"Quiet","reason":"Loud","pattern":"loud"}]}"#,
     )
     .unwrap();
-    let det = ProblemDetector::load_in(&[p.clone()], d.path()).unwrap();
+    let det = ProblemDetector::load_in(std::slice::from_ref(&p), d.path()).unwrap();
     let MonitorConfig::SystemLog(c) = config::parse_file(&p).unwrap() else {
         panic!()
     };
@@ -621,7 +621,7 @@ fn skip_list_and_pattern_suffix() {
             "patternGeneratedMessageSuffix":"see https://example.invalid/runbook"}]}"#,
     )
     .unwrap();
-    let det = ProblemDetector::load_in(&[p.clone()], d.path()).unwrap();
+    let det = ProblemDetector::load_in(std::slice::from_ref(&p), d.path()).unwrap();
     let MonitorConfig::SystemLog(c) = config::parse_file(&p).unwrap() else {
         panic!()
     };
