@@ -156,7 +156,7 @@ async fn a_hanging_sink_delays_neither_push_nor_other_sinks() {
     for b in &batches {
         let t = Instant::now();
         run.set.push(Arc::new(b.clone()));
-        assert!(t.elapsed() < Duration::from_millis(20), "push took {:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_millis(500), "push took {:?}", t.elapsed());
     }
     run.wait_sent(1, 5 * per, Duration::from_secs(10)).await;
     assert_eq!(ok_seen.count.load(Ordering::SeqCst), 5);

@@ -71,7 +71,7 @@ async fn influxdb_outage_and_vigil_restart_deliver_every_point_once() {
     for b in &batches[1..4] {
         let t = std::time::Instant::now();
         run.set.push(Arc::new(b.clone()));
-        assert!(t.elapsed() < Duration::from_millis(50), "push waited {:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_millis(500), "push waited {:?}", t.elapsed());
     }
     poll("failed requests while InfluxDB is down", Duration::from_secs(20), || async {
         let st = &run.set.stats()[0];
