@@ -129,7 +129,7 @@ impl Drop for Vm {
 fn start_vm() -> Vm {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("victoria-metrics")
+    let mut child = Command::new("victoria-metrics")
         .arg(format!("-storageDataPath={}", dir.path().display()))
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg("-loggerLevel=ERROR")
@@ -145,6 +145,8 @@ fn start_vm() -> Vm {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("victoria-metrics did not start");
 }
 

@@ -124,6 +124,10 @@ pub struct SinkStats {
     pub queue: QueueStats,
 }
 
+/// One self-metric line: name, type, help (empty: same family as the line before), an extra
+/// label, and how to read the value.
+type Family = (&'static str, &'static str, &'static str, Option<(&'static str, &'static str)>, fn(&SinkStats) -> f64);
+
 /// Every configured sink.
 pub struct SinkSet {
     sinks: Vec<Arc<Sink>>,
@@ -313,8 +317,7 @@ impl SinkSet {
             return;
         }
         let stats = self.stats();
-        type Get = fn(&SinkStats) -> f64;
-        let families: [(&str, &str, &str, Option<(&str, &str)>, Get); 15] = [
+        let families: [Family; 15] = [
             ("vigil_sink_points_sent_total", "counter", "Points delivered to the sink.", None, |s| s.points_sent as f64),
             ("vigil_sink_payloads_sent_total", "counter", "Requests (payloads) the sink accepted.", None, |s| s.payloads_sent as f64),
             ("vigil_sink_requests_failed_total", "counter", "Requests that failed (each is retried or, when rejected, dropped).", None, |s| s.requests_failed as f64),
