@@ -5,15 +5,18 @@ mod es_bulk_server;
 #[path = "es_bulk_server/harness.rs"]
 mod harness;
 
-use harness::*;
 use es_bulk_server::{EsServer, Options};
+use harness::*;
 use serde_json::Value;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
 fn messages(es: &EsServer) -> Vec<String> {
-    es.all_docs().iter().map(|(_, _, d)| d["message"].as_str().unwrap_or_default().to_string()).collect()
+    es.all_docs()
+        .iter()
+        .map(|(_, _, d)| d["message"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +28,12 @@ async fn ships_cri_and_docker_files_with_metadata_and_metrics() {
     let dock = container_dir(&root, "shop", "api-7", "uid-2", "app");
     let mut data = String::new();
     for i in 0..50 {
-        data.push_str(&cri_line(1_000 + i, "stdout", "F", &format!("cri line {i}")));
+        data.push_str(&cri_line(
+            1_000 + i,
+            "stdout",
+            "F",
+            &format!("cri line {i}"),
+        ));
     }
     data.push_str(&cri_line(2_000, "stderr", "P", "joined "));
     data.push_str(&cri_line(2_001, "stderr", "F", "partial"));
@@ -33,18 +41,40 @@ async fn ships_cri_and_docker_files_with_metadata_and_metrics() {
     append(&cri.join("0.log"), &data);
     let mut d = String::new();
     for i in 0..30 {
-        d.push_str(&docker_line(3_000 + i, "stdout", &format!("docker line {i}")));
+        d.push_str(&docker_line(
+            3_000 + i,
+            "stdout",
+            &format!("docker line {i}"),
+        ));
     }
     append(&dock.join("1.log"), &d);
-    let sh = Shipper::start(&root, &tmp.path().join("data"), &["--sink", &format!("es:{}", es.url())]);
+    let sh = Shipper::start(
+        &root,
+        &tmp.path().join("data"),
+        &["--sink", &format!("es:{}", es.url())],
+    );
     wait_for("82 documents", T, || (es.doc_count() >= 82).then_some(())).await;
     // A file created while running is found within a second or so.
     let late = container_dir(&root, "other", "job-1", "uid-3", "worker");
-    append(&late.join("0.log"), &cri_line(5_000, "stdout", "F", "late file"));
-    wait_for("the late file", Duration::from_secs(5), || messages(&es).contains(&"late file".to_string()).then_some(())).await;
+    append(
+        &late.join("0.log"),
+        &cri_line(5_000, "stdout", "F", "late file"),
+    );
+    wait_for("the late file", Duration::from_secs(5), || {
+        messages(&es)
+            .contains(&"late file".to_string())
+            .then_some(())
+    })
+    .await;
     assert_eq!(es.indices(), vec!["logstash-2026.11.22"]);
     let docs = es.docs("logstash-2026.11.22");
-    let by_msg = |m: &str| docs.iter().find(|(_, d)| d["message"] == m).unwrap_or_else(|| panic!("no doc {m}")).1.clone();
+    let by_msg = |m: &str| {
+        docs.iter()
+            .find(|(_, d)| d["message"] == m)
+            .unwrap_or_else(|| panic!("no doc {m}"))
+            .1
+            .clone()
+    };
     let c0 = by_msg("cri line 0");
     assert_eq!(c0["kubernetes"]["namespace_name"], "shop");
     assert_eq!(c0["kubernetes"]["pod_name"], "web-0");
@@ -61,14 +91,43 @@ async fn ships_cri_and_docker_files_with_metadata_and_metrics() {
     assert_eq!(d5["kubernetes"]["restart_count"], 1);
     assert_eq!(d5["kubernetes"]["container_name"], "app");
     // In order per file.
-    let cri_order: Vec<String> = docs.iter().filter_map(|(_, d)| d["message"].as_str().filter(|m| m.starts_with("cri line")).map(String::from)).collect();
-    assert_eq!(cri_order, (0..50).map(|i| format!("cri line {i}")).collect::<Vec<_>>());
+    let cri_order: Vec<String> = docs
+        .iter()
+        .filter_map(|(_, d)| {
+            d["message"]
+                .as_str()
+                .filter(|m| m.starts_with("cri line"))
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(
+        cri_order,
+        (0..50).map(|i| format!("cri line {i}")).collect::<Vec<_>>()
+    );
     assert_eq!(sh.get("/healthz").await.as_deref(), Some("ok\n"));
-    assert!(sh.metric("vigil_log_shipper_records_shipped_total").await.unwrap() >= 83.0);
-    assert!(sh.metric("vigil_log_shipper_lines_read_total").await.unwrap() >= 84.0);
-    assert_eq!(sh.metric("vigil_log_shipper_parse_errors_total").await.unwrap(), 1.0);
+    assert!(
+        sh.metric("vigil_log_shipper_records_shipped_total")
+            .await
+            .unwrap()
+            >= 83.0
+    );
+    assert!(
+        sh.metric("vigil_log_shipper_lines_read_total")
+            .await
+            .unwrap()
+            >= 84.0
+    );
+    assert_eq!(
+        sh.metric("vigil_log_shipper_parse_errors_total")
+            .await
+            .unwrap(),
+        1.0
+    );
     let text = sh.get("/metrics").await.unwrap();
-    assert!(text.contains("vigil_log_shipper_file_lag_bytes{path="), "{text}");
+    assert!(
+        text.contains("vigil_log_shipper_file_lag_bytes{path="),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,32 +139,65 @@ async fn retries_429_items_and_dead_letters_mapping_errors() {
     let c = container_dir(&root, "ns", "p", "u", "c");
     let mut data = String::new();
     for i in 0..500 {
-        let msg = if i == 250 { "this one has a MAPPING-ERROR".to_string() } else { format!("line {i}") };
+        let msg = if i == 250 {
+            "this one has a MAPPING-ERROR".to_string()
+        } else {
+            format!("line {i}")
+        };
         data.push_str(&cri_line(10_000 + i, "stdout", "F", &msg));
     }
     append(&c.join("0.log"), &data);
     let data_dir = tmp.path().join("data");
-    let sh = Shipper::start(&root, &data_dir, &["--sink", &format!("es:{}", es.url()), "--batch-bytes", "20000"]);
+    let sh = Shipper::start(
+        &root,
+        &data_dir,
+        &[
+            "--sink",
+            &format!("es:{}", es.url()),
+            "--batch-bytes",
+            "20000",
+        ],
+    );
     wait_for("499 documents", T, || (es.doc_count() >= 499).then_some(())).await;
     let dl_path = data_dir.join("dead-letter.ndjson");
-    let dl = wait_for("dead-letter file", T, || std::fs::read_to_string(&dl_path).ok().filter(|s| !s.is_empty())).await;
+    let dl = wait_for("dead-letter file", T, || {
+        std::fs::read_to_string(&dl_path)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .await;
     let rec: Value = serde_json::from_str(dl.lines().next().unwrap()).unwrap();
     assert_eq!(rec["status"], 400);
-    assert!(rec["reason"].as_str().unwrap().contains("mapper_parsing_exception"));
+    assert!(rec["reason"]
+        .as_str()
+        .unwrap()
+        .contains("mapper_parsing_exception"));
     assert_eq!(rec["document"]["message"], "this one has a MAPPING-ERROR");
     assert!(rec["action"]["create"]["_id"].is_string());
     assert_eq!(dl.lines().count(), 1);
     // Every good line exactly once (the server stores a document once per id), in order.
     let msgs = messages(&es);
-    let want: Vec<String> = (0..500).filter(|&i| i != 250).map(|i| format!("line {i}")).collect();
+    let want: Vec<String> = (0..500)
+        .filter(|&i| i != 250)
+        .map(|i| format!("line {i}"))
+        .collect();
     let mut sorted = msgs.clone();
     sorted.sort();
     let mut want_sorted = want.clone();
     want_sorted.sort();
     assert_eq!(sorted, want_sorted);
     assert!(es.stats().injected_429 > 0);
-    assert_eq!(sh.metric("vigil_log_shipper_records_dead_lettered_total").await, Some(1.0));
-    assert!(sh.metric("vigil_log_shipper_records_retried_total").await.unwrap() > 0.0);
+    assert_eq!(
+        sh.metric("vigil_log_shipper_records_dead_lettered_total")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        sh.metric("vigil_log_shipper_records_retried_total")
+            .await
+            .unwrap()
+            > 0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,8 +223,13 @@ async fn restarts_resume_from_checkpoints_without_loss_or_duplicates() {
     wait_for("100 docs", T, || (es.doc_count() >= 100).then_some(())).await;
     // Graceful stop writes checkpoints; lines written meanwhile are shipped after the restart.
     assert!(sh.terminate().success(), "{}", sh.stderr());
-    let cp: Value = serde_json::from_str(&std::fs::read_to_string(data_dir.join("checkpoints.json")).unwrap()).unwrap();
-    assert_eq!(cp["files"][0]["offset"].as_u64().unwrap(), std::fs::metadata(&log).unwrap().len());
+    let cp: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.join("checkpoints.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cp["files"][0]["offset"].as_u64().unwrap(),
+        std::fs::metadata(&log).unwrap().len()
+    );
     write(100);
     let mut sh = Shipper::start(&root, &data_dir, &["--sink", &sink]);
     wait_for("200 docs", T, || (es.doc_count() >= 200).then_some(())).await;
@@ -147,12 +244,20 @@ async fn restarts_resume_from_checkpoints_without_loss_or_duplicates() {
     let mut msgs = messages(&es);
     assert_eq!(msgs.len(), 500);
     msgs.sort_by_key(|m| m[5..].parse::<u64>().unwrap());
-    assert_eq!(msgs, (0..500).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        msgs,
+        (0..500).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
     // In file order: offsets (in the ids) rise with the line numbers.
     let mut by_offset: Vec<(u64, u64)> = es
         .all_docs()
         .iter()
-        .map(|(_, id, d)| (u64::from_str_radix(id.split_once('-').unwrap().1, 16).unwrap(), d["message"].as_str().unwrap()[5..].parse().unwrap()))
+        .map(|(_, id, d)| {
+            (
+                u64::from_str_radix(id.split_once('-').unwrap().1, 16).unwrap(),
+                d["message"].as_str().unwrap()[5..].parse().unwrap(),
+            )
+        })
         .collect();
     by_offset.sort();
     assert!(by_offset.windows(2).all(|w| w[0].1 < w[1].1));
@@ -165,7 +270,16 @@ async fn backpressure_while_elasticsearch_is_down_then_catch_up() {
     let root = tmp.path().join("pods");
     let c = container_dir(&root, "ns", "p", "u", "c");
     let log = c.join("0.log");
-    let sh = Shipper::start(&root, &tmp.path().join("data"), &["--sink", &format!("es:{}", es.url()), "--batch-bytes", "65536"]);
+    let sh = Shipper::start(
+        &root,
+        &tmp.path().join("data"),
+        &[
+            "--sink",
+            &format!("es:{}", es.url()),
+            "--batch-bytes",
+            "65536",
+        ],
+    );
     append(&log, &cri_line(1, "stdout", "F", "before"));
     wait_for("first doc", T, || (es.doc_count() >= 1).then_some(())).await;
     es.go_down().await;
@@ -183,13 +297,23 @@ async fn backpressure_while_elasticsearch_is_down_then_catch_up() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss = sh.rss_kib();
-    assert!(rss < 100 * 1024, "RSS {rss} KiB while Elasticsearch is down");
+    assert!(
+        rss < 100 * 1024,
+        "RSS {rss} KiB while Elasticsearch is down"
+    );
     let lag = sh.get("/metrics").await.unwrap();
-    let lag_line = lag.lines().find(|l| l.starts_with("vigil_log_shipper_file_lag_bytes{")).unwrap().to_string();
+    let lag_line = lag
+        .lines()
+        .find(|l| l.starts_with("vigil_log_shipper_file_lag_bytes{"))
+        .unwrap()
+        .to_string();
     let lag_bytes: f64 = lag_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(lag_bytes > 30_000_000.0, "{lag_line}");
     es.come_up().await;
-    wait_for("all 200001 docs", Duration::from_secs(90), || (es.doc_count() >= 200_001).then_some(())).await;
+    wait_for("all 200001 docs", Duration::from_secs(90), || {
+        (es.doc_count() >= 200_001).then_some(())
+    })
+    .await;
     assert_eq!(es.doc_count(), 200_001);
 }
 
@@ -198,10 +322,22 @@ async fn file_sink_and_configuration_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("pods");
     let c = container_dir(&root, "ns", "p", "u", "c");
-    append(&c.join("0.log"), &(cri_line(1, "stdout", "F", "to a file") + &cri_line(2, "stdout", "F", "second")));
+    append(
+        &c.join("0.log"),
+        &(cri_line(1, "stdout", "F", "to a file") + &cri_line(2, "stdout", "F", "second")),
+    );
     let out = tmp.path().join("out.ndjson");
-    let _sh = Shipper::start(&root, &tmp.path().join("data"), &["--sink", &format!("file:{}", out.display())]);
-    let text = wait_for("file sink output", T, || std::fs::read_to_string(&out).ok().filter(|t| t.lines().count() >= 2)).await;
+    let _sh = Shipper::start(
+        &root,
+        &tmp.path().join("data"),
+        &["--sink", &format!("file:{}", out.display())],
+    );
+    let text = wait_for("file sink output", T, || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.lines().count() >= 2)
+    })
+    .await;
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["message"], "to a file");
 
@@ -209,8 +345,16 @@ async fn file_sink_and_configuration_errors() {
     let run = |cfg: &str| {
         let p = tmp.path().join("cfg.yaml");
         std::fs::write(&p, cfg).unwrap();
-        let o = std::process::Command::new(bin).args(["log-shipper", "--config"]).arg(&p).args(["--listen", "127.0.0.1:0"]).output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+        let o = std::process::Command::new(bin)
+            .args(["log-shipper", "--config"])
+            .arg(&p)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let (ok, err) = run("sink: {stdout: true}\nlisten_adress: x\n");
     assert!(!ok && err.contains("listen_adress"), "{err}");
@@ -224,7 +368,11 @@ async fn file_sink_and_configuration_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_api_key_413_split_and_data_stream() {
-    let mut opts = Options { max_content_length: 16 * 1024, authorization: Some("ApiKey c2VjcmV0".into()), ..Default::default() };
+    let mut opts = Options {
+        max_content_length: 16 * 1024,
+        authorization: Some("ApiKey c2VjcmV0".into()),
+        ..Default::default()
+    };
     opts.data_streams.insert("logs-app-shop".into());
     let es = EsServer::start(opts).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -232,7 +380,12 @@ async fn gzip_api_key_413_split_and_data_stream() {
     let c = container_dir(&root, "shop", "p", "u", "c");
     let mut data = String::new();
     for i in 0..400 {
-        data.push_str(&cri_line(7_000 + i, "stdout", "F", &format!("line {i} {}", "y".repeat(100))));
+        data.push_str(&cri_line(
+            7_000 + i,
+            "stdout",
+            "F",
+            &format!("line {i} {}", "y".repeat(100)),
+        ));
     }
     append(&c.join("0.log"), &data);
     let cfg = tmp.path().join("cfg.yaml");
@@ -244,14 +397,33 @@ async fn gzip_api_key_413_split_and_data_stream() {
         ),
     )
     .unwrap();
-    let sh = Shipper::start(&root, &tmp.path().join("data"), &["--config", cfg.to_str().unwrap()]);
-    wait_for("400 docs in the data stream", T, || (es.docs("logs-app-shop").len() >= 400).then_some(())).await;
+    let sh = Shipper::start(
+        &root,
+        &tmp.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    wait_for("400 docs in the data stream", T, || {
+        (es.docs("logs-app-shop").len() >= 400).then_some(())
+    })
+    .await;
     assert_eq!(es.doc_count(), 400);
     let st = es.stats();
     assert!(st.gzip_requests > 0);
-    assert!(st.rejected_requests > 0, "expected 413s for bodies over 16 KiB");
-    assert!(sh.metric("vigil_log_shipper_bulk_splits_total").await.unwrap() > 0.0);
-    assert_eq!(sh.metric("vigil_log_shipper_records_dead_lettered_total").await, Some(0.0));
+    assert!(
+        st.rejected_requests > 0,
+        "expected 413s for bodies over 16 KiB"
+    );
+    assert!(
+        sh.metric("vigil_log_shipper_bulk_splits_total")
+            .await
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        sh.metric("vigil_log_shipper_records_dead_lettered_total")
+            .await,
+        Some(0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,13 +434,33 @@ async fn huge_lines_truncated_or_dropped_and_multiline_joined() {
         let root = tmp.path().join("pods");
         let c = container_dir(&root, "java", "app-0", "u", "jvm");
         let mut data = String::new();
-        data.push_str(&cri_line(1, "stdout", "F", "2026-11-22 10:00:00 INFO small"));
+        data.push_str(&cri_line(
+            1,
+            "stdout",
+            "F",
+            "2026-11-22 10:00:00 INFO small",
+        ));
         // 600 KiB in one raw line: longer than a read chunk, so it spans several reads.
-        data.push_str(&cri_line(2, "stdout", "F", &format!("2026-11-22 10:00:01 HUGE {}", "h".repeat(600 * 1024))));
-        data.push_str(&cri_line(3, "stdout", "F", "2026-11-22 10:00:02 ERROR boom"));
+        data.push_str(&cri_line(
+            2,
+            "stdout",
+            "F",
+            &format!("2026-11-22 10:00:01 HUGE {}", "h".repeat(600 * 1024)),
+        ));
+        data.push_str(&cri_line(
+            3,
+            "stdout",
+            "F",
+            "2026-11-22 10:00:02 ERROR boom",
+        ));
         data.push_str(&cri_line(4, "stdout", "F", "\tat a.b(C.java:1)"));
         data.push_str(&cri_line(5, "stdout", "F", "\tat d.e(F.java:2)"));
-        data.push_str(&cri_line(6, "stdout", "F", "2026-11-22 10:00:03 INFO after"));
+        data.push_str(&cri_line(
+            6,
+            "stdout",
+            "F",
+            "2026-11-22 10:00:03 INFO after",
+        ));
         append(&c.join("0.log"), &data);
         let cfg = tmp.path().join("cfg.yaml");
         std::fs::write(
@@ -279,23 +471,91 @@ async fn huge_lines_truncated_or_dropped_and_multiline_joined() {
             ),
         )
         .unwrap();
-        let sh = Shipper::start(&root, &tmp.path().join("data"), &["--config", cfg.to_str().unwrap()]);
+        let sh = Shipper::start(
+            &root,
+            &tmp.path().join("data"),
+            &["--config", cfg.to_str().unwrap()],
+        );
         let want = if policy == "truncate" { 4 } else { 3 };
         wait_for("records", T, || (es.doc_count() >= want).then_some(())).await;
         let msgs = messages(&es);
-        assert!(msgs.contains(&"2026-11-22 10:00:00 INFO small".to_string()), "{policy}: {msgs:?}");
-        assert!(msgs.contains(&"2026-11-22 10:00:02 ERROR boom\n\tat a.b(C.java:1)\n\tat d.e(F.java:2)".to_string()), "{policy}: {msgs:?}");
-        assert!(msgs.contains(&"2026-11-22 10:00:03 INFO after".to_string()), "{policy}: {msgs:?}");
+        assert!(
+            msgs.contains(&"2026-11-22 10:00:00 INFO small".to_string()),
+            "{policy}: {msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"2026-11-22 10:00:02 ERROR boom\n\tat a.b(C.java:1)\n\tat d.e(F.java:2)"
+                    .to_string()
+            ),
+            "{policy}: {msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"2026-11-22 10:00:03 INFO after".to_string()),
+            "{policy}: {msgs:?}"
+        );
         let docs = es.all_docs();
         if policy == "truncate" {
-            let huge = docs.iter().find(|(_, _, d)| d["message"].as_str().unwrap().contains("HUGE")).expect("truncated record");
+            let huge = docs
+                .iter()
+                .find(|(_, _, d)| d["message"].as_str().unwrap().contains("HUGE"))
+                .expect("truncated record");
             assert_eq!(huge.2["truncated"], true);
             assert!(huge.2["message"].as_str().unwrap().len() <= 4096);
-            assert_eq!(sh.metric("vigil_log_shipper_lines_truncated_total").await, Some(1.0));
+            assert_eq!(
+                sh.metric("vigil_log_shipper_lines_truncated_total").await,
+                Some(1.0)
+            );
         } else {
-            assert!(docs.iter().all(|(_, _, d)| !d["message"].as_str().unwrap().contains("HUGE")));
-            assert_eq!(sh.metric("vigil_log_shipper_lines_dropped_total").await, Some(1.0));
+            assert!(docs
+                .iter()
+                .all(|(_, _, d)| !d["message"].as_str().unwrap().contains("HUGE")));
+            assert_eq!(
+                sh.metric("vigil_log_shipper_lines_dropped_total").await,
+                Some(1.0)
+            );
         }
         assert_eq!(es.doc_count(), want);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_and_wrong_credentials_are_retried_not_dropped() {
+    // "elastic:changeme" in base64.
+    let es = EsServer::start(Options {
+        authorization: Some("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==".into()),
+        ..Default::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    append(
+        &c.join("0.log"),
+        &cri_line(1, "stdout", "F", "authenticated"),
+    );
+    let write_cfg = |name: &str, pass: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, format!("sink: {{elasticsearch: {{url: '{}', username: elastic, password: {pass}, backoff_max_ms: 200}}}}\n", es.url())).unwrap();
+        p
+    };
+    // Wrong password: 401 is retried (a configuration problem must not drop data) and nothing is dead-lettered.
+    let bad = write_cfg("bad.yaml", "wrong");
+    let data = tmp.path().join("data");
+    let mut sh = Shipper::start(&root, &data, &["--config", bad.to_str().unwrap()]);
+    wait_for("rejected attempts", T, || {
+        (es.stats().rejected_requests >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(es.doc_count(), 0);
+    assert_eq!(
+        sh.metric("vigil_log_shipper_records_dead_lettered_total")
+            .await,
+        Some(0.0)
+    );
+    assert!(sh.terminate().success());
+    let good = write_cfg("good.yaml", "changeme");
+    let _sh = Shipper::start(&root, &data, &["--config", good.to_str().unwrap()]);
+    wait_for("the record", T, || (es.doc_count() >= 1).then_some(())).await;
+    assert_eq!(messages(&es), vec!["authenticated"]);
 }

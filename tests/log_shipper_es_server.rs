@@ -8,7 +8,13 @@ use serde_json::Value;
 use std::io::Write;
 
 async fn post(url: &str, ct: &str, body: &str) -> (u16, Value) {
-    let r = reqwest::Client::new().post(url).header("content-type", ct).body(body.to_string()).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", ct)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
@@ -19,14 +25,54 @@ async fn enforces_content_type_newlines_and_action_lines() {
     let bulk = format!("{}/_bulk", es.url());
     let ok = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"m\":1}\n";
     assert_eq!(post(&bulk, "application/json", ok).await.0, 406);
-    assert_eq!(post(&bulk, "application/x-ndjson", ok.trim_end()).await.0, 400);
-    let (st, v) = post(&bulk, "application/x-ndjson", "{\"create\":{\"_index\":\"a\",\"_type\":\"_doc\"}}\n{}\n").await;
+    assert_eq!(
+        post(&bulk, "application/x-ndjson", ok.trim_end()).await.0,
+        400
+    );
+    let (st, v) = post(
+        &bulk,
+        "application/x-ndjson",
+        "{\"create\":{\"_index\":\"a\",\"_type\":\"_doc\"}}\n{}\n",
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(v["error"]["reason"].as_str().unwrap().contains("_type"));
-    assert_eq!(post(&bulk, "application/x-ndjson", "{\"upsert\":{\"_index\":\"a\"}}\n{}\n").await.0, 400);
-    assert_eq!(post(&bulk, "application/x-ndjson", "{not json}\n{}\n").await.0, 400);
-    assert_eq!(post(&bulk, "application/x-ndjson", "{\"create\":{\"_index\":\"a\"}}\n").await.0, 400);
-    assert_eq!(post(&bulk, "application/x-ndjson", "{\"create\":{\"_index\":\"Upper\"}}\n{}\n").await.0, 400);
+    assert_eq!(
+        post(
+            &bulk,
+            "application/x-ndjson",
+            "{\"upsert\":{\"_index\":\"a\"}}\n{}\n"
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        post(&bulk, "application/x-ndjson", "{not json}\n{}\n")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        post(
+            &bulk,
+            "application/x-ndjson",
+            "{\"create\":{\"_index\":\"a\"}}\n"
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        post(
+            &bulk,
+            "application/x-ndjson",
+            "{\"create\":{\"_index\":\"Upper\"}}\n{}\n"
+        )
+        .await
+        .0,
+        400
+    );
     assert_eq!(es.doc_count(), 0);
     assert_eq!(es.stats().rejected_requests, 7);
     // A source line that is not an object fails only its item.
@@ -36,8 +82,17 @@ async fn enforces_content_type_newlines_and_action_lines() {
     assert_eq!(v["items"][0]["create"]["status"], 400);
     assert_eq!(v["items"][1]["create"]["status"], 201);
     // ES 7 accepts `_type: _doc`; the URL index is the default.
-    let es7 = EsServer::start(Options { version: 7, ..Default::default() }).await;
-    let (st, v) = post(&format!("{}/b/_bulk", es7.url()), "application/x-ndjson", "{\"index\":{\"_type\":\"_doc\"}}\n{\"m\":1}\n").await;
+    let es7 = EsServer::start(Options {
+        version: 7,
+        ..Default::default()
+    })
+    .await;
+    let (st, v) = post(
+        &format!("{}/b/_bulk", es7.url()),
+        "application/x-ndjson",
+        "{\"index\":{\"_type\":\"_doc\"}}\n{\"m\":1}\n",
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(es7.docs("b").len(), 1);
 }
@@ -50,14 +105,31 @@ async fn create_conflicts_order_and_data_streams() {
     let bulk = format!("{}/_bulk", es.url());
     let body = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"n\":1}\n{\"create\":{\"_index\":\"a\",\"_id\":\"2\"}}\n{\"n\":2}\n{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"n\":3}\n";
     let (_, v) = post(&bulk, "application/x-ndjson", body).await;
-    let statuses: Vec<u64> = v["items"].as_array().unwrap().iter().map(|i| i["create"]["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["create"]["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, vec![201, 201, 409]);
     assert_eq!(v["errors"], true);
     let docs = es.docs("a");
-    assert_eq!(docs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["1", "2"]);
+    assert_eq!(
+        docs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        vec!["1", "2"]
+    );
     assert_eq!(docs[0].1["n"], 1);
     let (_, v) = post(&bulk, "application/x-ndjson", "{\"index\":{\"_index\":\"logs-app\"}}\n{\"@timestamp\":\"x\"}\n{\"create\":{\"_index\":\"logs-app\"}}\n{\"m\":1}\n{\"create\":{\"_index\":\"logs-app\"}}\n{\"@timestamp\":\"2026-11-22T00:00:00Z\"}\n").await;
-    let statuses: Vec<u64> = v["items"].as_array().unwrap().iter().map(|i| i.as_object().unwrap().values().next().unwrap()["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i.as_object().unwrap().values().next().unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(statuses, vec![400, 400, 201]);
 }
 
@@ -67,9 +139,16 @@ async fn injects_failures_at_the_requested_rate() {
     es.set_failures(0.1, 0.05, 0.0);
     let mut body = String::new();
     for i in 0..2000 {
-        body.push_str(&format!("{{\"create\":{{\"_index\":\"a\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"));
+        body.push_str(&format!(
+            "{{\"create\":{{\"_index\":\"a\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
+        ));
     }
-    let (_, v) = post(&format!("{}/_bulk", es.url()), "application/x-ndjson", &body).await;
+    let (_, v) = post(
+        &format!("{}/_bulk", es.url()),
+        "application/x-ndjson",
+        &body,
+    )
+    .await;
     let items = v["items"].as_array().unwrap();
     let count = |s: u64| items.iter().filter(|i| i["create"]["status"] == s).count();
     assert!((140..=260).contains(&count(429)), "429s: {}", count(429));
@@ -78,9 +157,17 @@ async fn injects_failures_at_the_requested_rate() {
     assert_eq!(es.doc_count(), count(201));
     // A MAPPING-ERROR message is always a 400 mapping error.
     es.set_failures(0.0, 0.0, 0.0);
-    let (_, v) = post(&format!("{}/_bulk", es.url()), "application/x-ndjson", "{\"create\":{\"_index\":\"a\"}}\n{\"message\":\"x MAPPING-ERROR\"}\n").await;
+    let (_, v) = post(
+        &format!("{}/_bulk", es.url()),
+        "application/x-ndjson",
+        "{\"create\":{\"_index\":\"a\"}}\n{\"message\":\"x MAPPING-ERROR\"}\n",
+    )
+    .await;
     assert_eq!(v["items"][0]["create"]["status"], 400);
-    assert_eq!(v["items"][0]["create"]["error"]["type"], "mapper_parsing_exception");
+    assert_eq!(
+        v["items"][0]["create"]["error"]["type"],
+        "mapper_parsing_exception"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +177,13 @@ async fn goes_down_and_comes_back_on_the_same_port() {
     let body = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"n\":1}\n";
     assert_eq!(post(&bulk, "application/x-ndjson", body).await.0, 200);
     es.go_down().await;
-    let e = reqwest::Client::new().post(&bulk).header("content-type", "application/x-ndjson").body(body).send().await.unwrap_err();
+    let e = reqwest::Client::new()
+        .post(&bulk)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap_err();
     assert!(e.is_connect(), "{e:?}");
     es.come_up().await;
     let (st, v) = post(&bulk, "application/x-ndjson", body).await;
@@ -100,18 +193,44 @@ async fn goes_down_and_comes_back_on_the_same_port() {
 
 #[tokio::test]
 async fn gzip_size_limit_and_auth() {
-    let es = EsServer::start(Options { max_content_length: 100, authorization: Some("ApiKey abc".into()), ..Default::default() }).await;
+    let es = EsServer::start(Options {
+        max_content_length: 100,
+        authorization: Some("ApiKey abc".into()),
+        ..Default::default()
+    })
+    .await;
     let bulk = format!("{}/_bulk", es.url());
     let body = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"n\":1}\n";
     let c = reqwest::Client::new();
-    let r = c.post(&bulk).header("content-type", "application/x-ndjson").body(body).send().await.unwrap();
+    let r = c
+        .post(&bulk)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(body.as_bytes()).unwrap();
-    let r = c.post(&bulk).header("content-type", "application/x-ndjson").header("content-encoding", "gzip").header("authorization", "ApiKey abc").body(gz.finish().unwrap()).send().await.unwrap();
+    let r = c
+        .post(&bulk)
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .header("authorization", "ApiKey abc")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(es.stats().gzip_requests, 1);
     let big = body.repeat(5);
-    let r = c.post(&bulk).header("content-type", "application/x-ndjson").header("authorization", "ApiKey abc").body(big).send().await.unwrap();
+    let r = c
+        .post(&bulk)
+        .header("content-type", "application/x-ndjson")
+        .header("authorization", "ApiKey abc")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
 }

@@ -16,8 +16,8 @@ mod es_bulk_server;
 #[path = "es_bulk_server/harness.rs"]
 mod harness;
 
-use harness::*;
 use es_bulk_server::{EsServer, Options};
+use harness::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,7 +46,15 @@ fn container_name(k: usize) -> String {
 }
 
 /// Appends numbered lines to `<dir>/0.log` until `stop`, rotating as configured.
-fn writer(k: usize, dir: PathBuf, docker: bool, rotation: Rotation, stop: Arc<AtomicBool>, written: Arc<AtomicU64>, rotated: Arc<Mutex<Vec<Rotated>>>) {
+fn writer(
+    k: usize,
+    dir: PathBuf,
+    docker: bool,
+    rotation: Rotation,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    rotated: Arc<Mutex<Vec<Rotated>>>,
+) {
     let log = dir.join("0.log");
     let mut seq = 0u64;
     let mut first_seq = 0u64;
@@ -65,7 +73,11 @@ fn writer(k: usize, dir: PathBuf, docker: bool, rotation: Rotation, stop: Arc<At
                     chunk.push_str(&format!("{{\"log\":{la},\"stream\":\"stdout\",\"time\":\"2026-11-22T10:00:00.000000000Z\"}}\n"));
                     chunk.push_str(&docker_line(ts, "stdout", b));
                 } else {
-                    chunk.push_str(&docker_line(ts, if seq % 3 == 0 { "stderr" } else { "stdout" }, &msg));
+                    chunk.push_str(&docker_line(
+                        ts,
+                        if seq % 3 == 0 { "stderr" } else { "stdout" },
+                        &msg,
+                    ));
                 }
             } else if seq % 41 == 7 {
                 let (a, b) = msg.split_at(12);
@@ -91,7 +103,12 @@ fn writer(k: usize, dir: PathBuf, docker: bool, rotation: Rotation, stop: Arc<At
                     f.set_len(0).unwrap();
                 }
             }
-            rotated.lock().unwrap().push(Rotated { container: k, path: target, first_seq, last_seq: seq - 1 });
+            rotated.lock().unwrap().push(Rotated {
+                container: k,
+                path: target,
+                first_seq,
+                last_seq: seq - 1,
+            });
             first_seq = seq;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -109,13 +126,19 @@ fn seq_of(msg: &str) -> Option<(usize, u64)> {
 
 /// (container, seq) of every stored document.
 fn stored(es: &EsServer) -> HashSet<(usize, u64)> {
-    es.all_docs().iter().filter_map(|(_, _, d)| seq_of(d["message"].as_str()?)).collect()
+    es.all_docs()
+        .iter()
+        .filter_map(|(_, _, d)| seq_of(d["message"].as_str()?))
+        .collect()
 }
 
 fn gzip(path: &PathBuf) {
     let data = std::fs::read(path).unwrap();
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&tmp).unwrap(), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&tmp).unwrap(),
+        flate2::Compression::fast(),
+    );
     gz.write_all(&data).unwrap();
     gz.finish().unwrap();
     std::fs::rename(&tmp, format!("{}.gz", path.display())).unwrap();
@@ -136,13 +159,25 @@ async fn torture_rotation_crashes_429s_and_outage() {
     let mut threads = Vec::new();
     for k in 0..CONTAINERS {
         let ns = if k % 2 == 0 { "shop" } else { "batch" };
-        let dir = container_dir(&root, ns, &format!("pod-{k:02}"), &format!("uid-{k:02}"), &container_name(k));
+        let dir = container_dir(
+            &root,
+            ns,
+            &format!("pod-{k:02}"),
+            &format!("uid-{k:02}"),
+            &container_name(k),
+        );
         let docker = k % 4 >= 2;
-        let rotation = if k < CONTAINERS / 2 { Rotation::Rename } else { Rotation::CopyTruncate };
+        let rotation = if k < CONTAINERS / 2 {
+            Rotation::Rename
+        } else {
+            Rotation::CopyTruncate
+        };
         let written = Arc::new(AtomicU64::new(0));
         counts.push(written.clone());
         let (stop, rotated) = (stop.clone(), rotated.clone());
-        threads.push(std::thread::spawn(move || writer(k, dir, docker, rotation, stop, written, rotated)));
+        threads.push(std::thread::spawn(move || {
+            writer(k, dir, docker, rotation, stop, written, rotated)
+        }));
     }
     let sink = format!("es:{}", es.url());
     let args = ["--sink", sink.as_str(), "--batch-bytes", "262144"];
@@ -235,7 +270,10 @@ async fn torture_rotation_crashes_429s_and_outage() {
         assert_eq!(d["kubernetes"]["container_name"], container_name(k), "{d}");
         assert!(d.get("parse_error").is_none(), "{d}");
         let (generation, offset) = id.split_once('-').unwrap();
-        per_generation.entry(generation.to_string()).or_default().push((u64::from_str_radix(offset, 16).unwrap(), seq));
+        per_generation
+            .entry(generation.to_string())
+            .or_default()
+            .push((u64::from_str_radix(offset, 16).unwrap(), seq));
     }
     for (k, seqs) in &per_container {
         let mut sorted = seqs.clone();
@@ -243,12 +281,19 @@ async fn torture_rotation_crashes_429s_and_outage() {
         let n = totals[*k];
         let dups = sorted.windows(2).filter(|w| w[0] == w[1]).count();
         assert_eq!(dups, 0, "container {k}: duplicated lines");
-        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "container {k}: lost lines");
+        assert_eq!(
+            sorted,
+            (0..n).collect::<Vec<_>>(),
+            "container {k}: lost lines"
+        );
     }
     // In order per file: within a file generation, offsets and line numbers rise together.
     for (g, mut v) in per_generation {
         v.sort();
-        assert!(v.windows(2).all(|w| w[0].1 < w[1].1), "generation {g}: lines out of order");
+        assert!(
+            v.windows(2).all(|w| w[0].1 < w[1].1),
+            "generation {g}: lines out of order"
+        );
     }
     let stats = es.stats();
     assert!(stats.injected_429 > 0);

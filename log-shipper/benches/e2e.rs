@@ -22,8 +22,18 @@ fn write_files(root: &Path, total: usize) -> (usize, usize) {
         let mut n = 0usize;
         while s.len() < total / FILES {
             let len = 40 + (n * 37) % 100;
-            let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 ".chars().cycle().skip(n % 37).take(len).collect();
-            s.push_str(&format!("2026-11-22T10:{:02}:{:02}.{:09}Z stdout F f{f} {msg}\n", (n / 60_000) % 60, (n / 1000) % 60, n));
+            let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 "
+                .chars()
+                .cycle()
+                .skip(n % 37)
+                .take(len)
+                .collect();
+            s.push_str(&format!(
+                "2026-11-22T10:{:02}:{:02}.{:09}Z stdout F f{f} {msg}\n",
+                (n / 60_000) % 60,
+                (n / 1000) % 60,
+                n
+            ));
             n += 1;
         }
         std::fs::write(dir.join("0.log"), &s).unwrap();
@@ -51,7 +61,9 @@ fn count_lines(path: &Path) -> usize {
 /// CPU seconds (user + system) of a process from /proc/<pid>/stat.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(close) = stat.rfind(')') else { return 0.0 };
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
     let f: Vec<&str> = stat[close + 2..].split(' ').collect();
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
 }
@@ -110,7 +122,11 @@ action(type="omfile" file="{out}" template="raw")
 
 fn rss_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Resident memory of this process while the shipper tails 1,000 files (file sink), at steady state.
@@ -127,7 +143,11 @@ fn footprint(rt: &tokio::runtime::Runtime) {
         std::fs::write(dir.join("0.log"), s).unwrap();
     }
     let before = rss_kib("VmRSS:");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = tmp.path().join("out.ndjson");
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -181,18 +201,36 @@ fn main() {
         return;
     }
     {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         footprint(&rt);
     }
-    let mib: usize = std::env::var("E2E_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let mib: usize = std::env::var("E2E_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("pods");
     let (bytes, lines) = write_files(&root, mib << 20);
-    println!("e2e: {FILES} files, {:.1} MiB, {lines} CRI lines of 100-200 bytes", bytes as f64 / 1048576.0);
+    println!(
+        "e2e: {FILES} files, {:.1} MiB, {lines} CRI lines of 100-200 bytes",
+        bytes as f64 / 1048576.0
+    );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let vigil = rt.block_on(async {
-        let es = es_bulk_server::EsServer::start(es_bulk_server::Options { store_documents: false, ..Default::default() }).await;
+        let es = es_bulk_server::EsServer::start(es_bulk_server::Options {
+            store_documents: false,
+            ..Default::default()
+        })
+        .await;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let args = vigil_log_shipper::Args {
             roots: vec![root.clone()],
@@ -240,6 +278,10 @@ fn main() {
         None => println!("e2e: rsyslog did not finish"),
     }
     if let (Some((v, vc)), Some((p, pc))) = (vigil, peer) {
-        println!("e2e: speed ratio vigil/rsyslog = {:.2} (wall), {:.2} (per CPU-second)", p.as_secs_f64() / v.as_secs_f64(), pc / vc);
+        println!(
+            "e2e: speed ratio vigil/rsyslog = {:.2} (wall), {:.2} (per CPU-second)",
+            p.as_secs_f64() / v.as_secs_f64(),
+            pc / vc
+        );
     }
 }

@@ -17,8 +17,18 @@ pub fn write_cri(path: &Path, target_bytes: usize) -> (usize, usize) {
     let mut n = 0usize;
     while s.len() < target_bytes {
         let len = 40 + (n * 37) % 100;
-        let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 ".chars().cycle().skip(n % 37).take(len).collect();
-        s.push_str(&format!("2026-11-22T10:{:02}:{:02}.{:09}Z stdout F {msg}\n", (n / 60_000) % 60, (n / 1000) % 60, n));
+        let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 "
+            .chars()
+            .cycle()
+            .skip(n % 37)
+            .take(len)
+            .collect();
+        s.push_str(&format!(
+            "2026-11-22T10:{:02}:{:02}.{:09}Z stdout F {msg}\n",
+            (n / 60_000) % 60,
+            (n / 1000) % 60,
+            n
+        ));
         n += 1;
     }
     std::fs::write(path, &s).unwrap();
@@ -28,13 +38,20 @@ pub fn write_cri(path: &Path, target_bytes: usize) -> (usize, usize) {
 /// Runs the reader over `root` until `lines` records came out; acknowledges every batch. Returns body bytes.
 pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
     let _ = std::fs::remove_file(data_dir.join("checkpoints.json"));
-    let discovery = Discovery::new(DiscoveryConfig { roots: vec![root.to_path_buf()], ..Default::default() }).unwrap();
+    let discovery = Discovery::new(DiscoveryConfig {
+        roots: vec![root.to_path_buf()],
+        ..Default::default()
+    })
+    .unwrap();
     let cfg = ReaderConfig {
         discovery,
         max_line_bytes: 1 << 20,
         over_long: OverLong::Truncate,
         multiline: Vec::new(),
-        encoder: Encoder::new(IndexPattern::parse("logstash-%Y.%m.%d").unwrap(), RecordConfig::default()),
+        encoder: Encoder::new(
+            IndexPattern::parse("logstash-%Y.%m.%d").unwrap(),
+            RecordConfig::default(),
+        ),
         batch_bytes: 5 << 20,
         batch_timeout: Duration::from_millis(5),
         poll_interval: Duration::from_millis(5),
@@ -76,7 +93,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("file_to_bulk_body");
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(10);
-    g.bench_function("reader_cri_100_200B_lines", |b| b.iter(|| read_all(&root, &data_dir, lines)));
+    g.bench_function("reader_cri_100_200B_lines", |b| {
+        b.iter(|| read_all(&root, &data_dir, lines))
+    });
     g.bench_function("floor_read_and_split_lines", |b| {
         b.iter(|| {
             let data = std::fs::read(&file).unwrap();
@@ -121,7 +140,10 @@ fn per_cpu_second(_c: &mut Criterion) {
         assert_eq!(memchr::memchr_iter(b'\n', &data).count(), lines);
     }
     let cpu = cpu_seconds() - c0;
-    println!("per-cpu: floor read+split lines: {:.1} MiB per CPU-second", mib / cpu);
+    println!(
+        "per-cpu: floor read+split lines: {:.1} MiB per CPU-second",
+        mib / cpu
+    );
 }
 
 criterion_group! {

@@ -12,9 +12,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -113,7 +119,11 @@ fn default_max_line() -> usize {
 
 impl Default for ParseConfig {
     fn default() -> Self {
-        ParseConfig { max_line_bytes: default_max_line(), over_long: OverLong::Truncate, multiline: Vec::new() }
+        ParseConfig {
+            max_line_bytes: default_max_line(),
+            over_long: OverLong::Truncate,
+            multiline: Vec::new(),
+        }
     }
 }
 
@@ -169,9 +179,18 @@ impl SinkSection {
 impl From<SinkConfig> for SinkSection {
     fn from(s: SinkConfig) -> Self {
         match s {
-            SinkConfig::Elasticsearch(es) => SinkSection { elasticsearch: Some(es), ..Default::default() },
-            SinkConfig::File(f) => SinkSection { file: Some(f), ..Default::default() },
-            SinkConfig::Stdout => SinkSection { stdout: true, ..Default::default() },
+            SinkConfig::Elasticsearch(es) => SinkSection {
+                elasticsearch: Some(es),
+                ..Default::default()
+            },
+            SinkConfig::File(f) => SinkSection {
+                file: Some(f),
+                ..Default::default()
+            },
+            SinkConfig::Stdout => SinkSection {
+                stdout: true,
+                ..Default::default()
+            },
         }
     }
 }
@@ -187,11 +206,17 @@ pub enum SinkConfig {
 impl SinkConfig {
     /// Parses `--sink`: `elasticsearch:<url>` (or `es:<url>`), `file:<path>`, `stdout`.
     pub fn from_flag(s: &str) -> Result<Self, ConfigError> {
-        let bad = |m: String| ConfigError::Invalid { origin: "--sink".into(), message: m };
+        let bad = |m: String| ConfigError::Invalid {
+            origin: "--sink".into(),
+            message: m,
+        };
         if s == "stdout" {
             return Ok(SinkConfig::Stdout);
         }
-        if let Some(url) = s.strip_prefix("elasticsearch:").or_else(|| s.strip_prefix("es:")) {
+        if let Some(url) = s
+            .strip_prefix("elasticsearch:")
+            .or_else(|| s.strip_prefix("es:"))
+        {
             return Ok(SinkConfig::Elasticsearch(EsConfig::new(url.to_string())));
         }
         if let Some(path) = s.strip_prefix("file:") {
@@ -200,20 +225,31 @@ impl SinkConfig {
             }
             return Ok(SinkConfig::File(FileSinkConfig::new(PathBuf::from(path))));
         }
-        Err(bad(format!("{s:?}: expected elasticsearch:<url>, file:<path> or stdout")))
+        Err(bad(format!(
+            "{s:?}: expected elasticsearch:<url>, file:<path> or stdout"
+        )))
     }
 }
 
 impl Config {
     /// Reads a YAML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Checks the configuration without I/O. `origin` names where it came from (the file, or flags).
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |message: String| ConfigError::Invalid { origin: origin.into(), message };
+        let bad = |message: String| ConfigError::Invalid {
+            origin: origin.into(),
+            message,
+        };
         if let Some(m) = &self.kubernetes_metadata {
             return Err(bad(format!(
                 "kubernetes_metadata (source {:?}): labels and annotations from the kubelet or API server are not built in this version; remove the option (path metadata is always added)",
@@ -221,7 +257,10 @@ impl Config {
             )));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad(format!("listen {:?}: not an address such as 0.0.0.0:2020", self.listen)));
+            return Err(bad(format!(
+                "listen {:?}: not an address such as 0.0.0.0:2020",
+                self.listen
+            )));
         }
         if self.discovery.roots.is_empty() {
             return Err(bad("discovery.roots: at least one root is needed".into()));
@@ -230,17 +269,24 @@ impl Config {
             return Err(bad("discovery.include: at least one glob is needed".into()));
         }
         if self.discovery.rescan_interval_ms == 0 || self.poll_interval_ms == 0 {
-            return Err(bad("discovery.rescan_interval_ms and poll_interval_ms must be > 0".into()));
+            return Err(bad(
+                "discovery.rescan_interval_ms and poll_interval_ms must be > 0".into(),
+            ));
         }
         if self.parse.max_line_bytes < 64 {
-            return Err(bad(format!("parse.max_line_bytes {}: must be at least 64", self.parse.max_line_bytes)));
+            return Err(bad(format!(
+                "parse.max_line_bytes {}: must be at least 64",
+                self.parse.max_line_bytes
+            )));
         }
         for (i, m) in self.parse.multiline.iter().enumerate() {
             if let Err(e) = regex::bytes::Regex::new(&m.start_pattern) {
                 return Err(bad(format!("parse.multiline[{i}].start_pattern: {e}")));
             }
             if m.flush_timeout_ms == 0 {
-                return Err(bad(format!("parse.multiline[{i}].flush_timeout_ms: must be > 0")));
+                return Err(bad(format!(
+                    "parse.multiline[{i}].flush_timeout_ms: must be > 0"
+                )));
             }
         }
         let Some(section) = &self.sink else {
@@ -249,7 +295,8 @@ impl Config {
         match section.resolve().map_err(bad)? {
             SinkConfig::Elasticsearch(es) => {
                 es.validate().map_err(bad)?;
-                IndexPattern::parse(es.target()).map_err(|e| bad(format!("sink.elasticsearch.index: {e}")))?;
+                IndexPattern::parse(es.target())
+                    .map_err(|e| bad(format!("sink.elasticsearch.index: {e}")))?;
             }
             SinkConfig::File(f) => {
                 if f.max_bytes == 0 {
@@ -289,28 +336,63 @@ sink:
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
-        let e = serde_yaml::from_str::<Config>("sink: {stdout: true}\nlisten_addr: x\n").unwrap_err().to_string();
+        let e = serde_yaml::from_str::<Config>("sink: {stdout: true}\nlisten_addr: x\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_addr"), "{e}");
-        let mut c: Config = serde_yaml::from_str("sink: {stdout: true}\nparse: {multiline: [{start_pattern: '('}]}\n").unwrap();
+        let mut c: Config = serde_yaml::from_str(
+            "sink: {stdout: true}\nparse: {multiline: [{start_pattern: '('}]}\n",
+        )
+        .unwrap();
         let e = c.validate("f.yaml").unwrap_err().to_string();
-        assert!(e.starts_with("f.yaml: parse.multiline[0].start_pattern"), "{e}");
+        assert!(
+            e.starts_with("f.yaml: parse.multiline[0].start_pattern"),
+            "{e}"
+        );
         c.parse.multiline.clear();
-        c.kubernetes_metadata = Some(MetadataConfig { source: "kubelet".into(), url: None });
+        c.kubernetes_metadata = Some(MetadataConfig {
+            source: "kubelet".into(),
+            url: None,
+        });
         let e = c.validate("f.yaml").unwrap_err().to_string();
         assert!(e.contains("not built"), "{e}");
-        let c: Config = serde_yaml::from_str("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n").unwrap();
-        assert!(c.validate("f").unwrap_err().to_string().contains("sink.elasticsearch.index"));
+        let c: Config =
+            serde_yaml::from_str("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n")
+                .unwrap();
+        assert!(c
+            .validate("f")
+            .unwrap_err()
+            .to_string()
+            .contains("sink.elasticsearch.index"));
         let c = Config::default();
-        assert!(c.validate("flags").unwrap_err().to_string().contains("no sink"));
-        let c: Config = serde_yaml::from_str("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
-        assert!(c.validate("f").unwrap_err().to_string().contains("only one"));
+        assert!(c
+            .validate("flags")
+            .unwrap_err()
+            .to_string()
+            .contains("no sink"));
+        let c: Config =
+            serde_yaml::from_str("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
+        assert!(c
+            .validate("f")
+            .unwrap_err()
+            .to_string()
+            .contains("only one"));
     }
 
     #[test]
     fn sink_flag_forms() {
-        assert!(matches!(SinkConfig::from_flag("stdout").unwrap(), SinkConfig::Stdout));
-        assert!(matches!(SinkConfig::from_flag("es:http://127.0.0.1:9200").unwrap(), SinkConfig::Elasticsearch(_)));
-        assert!(matches!(SinkConfig::from_flag("file:/tmp/a.ndjson").unwrap(), SinkConfig::File(_)));
+        assert!(matches!(
+            SinkConfig::from_flag("stdout").unwrap(),
+            SinkConfig::Stdout
+        ));
+        assert!(matches!(
+            SinkConfig::from_flag("es:http://127.0.0.1:9200").unwrap(),
+            SinkConfig::Elasticsearch(_)
+        ));
+        assert!(matches!(
+            SinkConfig::from_flag("file:/tmp/a.ndjson").unwrap(),
+            SinkConfig::File(_)
+        ));
         assert!(SinkConfig::from_flag("kafka:x").is_err());
     }
 }

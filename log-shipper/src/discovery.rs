@@ -135,7 +135,13 @@ impl Discovery {
 
     /// The directories to watch with inotify.
     pub fn watch_roots(&self) -> Vec<PathBuf> {
-        let roots: Vec<PathBuf> = self.config.roots.iter().filter(|r| r.is_dir()).cloned().collect();
+        let roots: Vec<PathBuf> = self
+            .config
+            .roots
+            .iter()
+            .filter(|r| r.is_dir())
+            .cloned()
+            .collect();
         if roots.is_empty() && self.config.containers_dir.is_dir() {
             return vec![self.config.containers_dir.clone()];
         }
@@ -161,7 +167,9 @@ impl Discovery {
                     if !name.ends_with(".log") {
                         continue;
                     }
-                    if let Some(meta) = meta_from_containers_name(&self.config.containers_dir, &name) {
+                    if let Some(meta) =
+                        meta_from_containers_name(&self.config.containers_dir, &name)
+                    {
                         out.push(Found { path, meta });
                     }
                 }
@@ -172,7 +180,9 @@ impl Discovery {
     }
 
     fn walk(&self, root: &Path, dir: &Path, depth: usize, out: &mut Vec<Found>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let path = e.path();
             let Ok(ft) = e.file_type() else { continue };
@@ -182,12 +192,16 @@ impl Discovery {
                 }
                 continue;
             }
-            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
             let rel = rel.to_string_lossy();
             if rel.ends_with(".gz") || rel.ends_with(".tmp") {
                 continue;
             }
-            if !self.include.iter().any(|r| r.is_match(&rel)) || self.exclude.iter().any(|r| r.is_match(&rel)) {
+            if !self.include.iter().any(|r| r.is_match(&rel))
+                || self.exclude.iter().any(|r| r.is_match(&rel))
+            {
                 continue;
             }
             out.push(Found {
@@ -271,7 +285,11 @@ mod tests {
         );
         let old = meta_from_pods_path(Path::new("/var/log/pods"), "0f1e2d3c/app/0.log");
         assert_eq!(
-            (old.pod_uid.as_str(), old.container.as_str(), old.namespace.as_str()),
+            (
+                old.pod_uid.as_str(),
+                old.container.as_str(),
+                old.namespace.as_str()
+            ),
             ("0f1e2d3c", "app", "")
         );
     }

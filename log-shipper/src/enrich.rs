@@ -76,7 +76,12 @@ impl IndexPattern {
                         lit.push('%');
                         continue;
                     }
-                    other => return Err(bad(format!("%{}", other.map(String::from).unwrap_or_default()))),
+                    other => {
+                        return Err(bad(format!(
+                            "%{}",
+                            other.map(String::from).unwrap_or_default()
+                        )))
+                    }
                 },
                 '{' => {
                     let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
@@ -100,7 +105,9 @@ impl IndexPattern {
         if !lit.is_empty() {
             segs.push(Seg::Lit(lit));
         }
-        let dated = segs.iter().any(|s| matches!(s, Seg::Year | Seg::Month | Seg::Day));
+        let dated = segs
+            .iter()
+            .any(|s| matches!(s, Seg::Year | Seg::Month | Seg::Day));
         Ok(IndexPattern { segs, dated })
     }
 
@@ -280,7 +287,8 @@ impl Encoder {
         if !trimmed.starts_with(b"{") {
             return;
         }
-        let Ok(map) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(trimmed) else {
+        let Ok(map) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(trimmed)
+        else {
             return;
         };
         match &self.record.merge_log_key {
@@ -365,7 +373,14 @@ fn escape_into(out: &mut Vec<u8>, s: &[u8], hex: &[u8; 16]) {
             b'\t' => b"\\t",
             0..=0x1f => {
                 out.extend_from_slice(&s[start..i]);
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    hex[(b >> 4) as usize],
+                    hex[(b & 15) as usize],
+                ]);
                 i += 1;
                 start = i;
                 continue;
@@ -467,7 +482,9 @@ mod tests {
         let cases: Vec<Vec<u8>> = vec![
             b"plain ascii text that is longer than eight bytes".to_vec(),
             b"quote\" back\\slash\ttab\nnl\rcr \x01\x1f end".to_vec(),
-            "caf\u{e9} \u{1F600} \u{7f}\u{80}\u{ff} \"\"\"\"\"\"\"\"\"".as_bytes().to_vec(),
+            "caf\u{e9} \u{1F600} \u{7f}\u{80}\u{ff} \"\"\"\"\"\"\"\"\""
+                .as_bytes()
+                .to_vec(),
             (0u8..128).collect(),
         ];
         for c in cases {
@@ -485,8 +502,14 @@ mod tests {
 
     #[test]
     fn utc_date_converts_offsets() {
-        assert_eq!(utc_date("2026-11-22T23:30:00.5-02:00").unwrap(), "2026-11-23");
-        assert_eq!(utc_date("2026-11-22T00:00:00.000000001Z").unwrap(), "2026-11-22");
+        assert_eq!(
+            utc_date("2026-11-22T23:30:00.5-02:00").unwrap(),
+            "2026-11-23"
+        );
+        assert_eq!(
+            utc_date("2026-11-22T00:00:00.000000001Z").unwrap(),
+            "2026-11-22"
+        );
         assert!(utc_date("garbage").is_none());
     }
 
@@ -520,7 +543,10 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_slice(&out[item.doc..item.end]).unwrap();
         assert_eq!(doc["level"], "warn");
         assert_eq!(doc["n"], 3);
-        assert_eq!(doc["message"], r#"{"level":"warn","message":"kept original","n":3}"#);
+        assert_eq!(
+            doc["message"],
+            r#"{"level":"warn","message":"kept original","n":3}"#
+        );
         let rc = RecordConfig {
             merge_log: true,
             merge_log_key: Some("app".into()),
@@ -538,7 +564,13 @@ mod tests {
         assert_eq!(doc["app"]["level"], "warn");
         // Not JSON: nothing merged, no error.
         out.clear();
-        let item = enc.encode(&entry(b"{not json"), &ctx, 1, "2026-11-22T00:00:00Z", &mut out);
+        let item = enc.encode(
+            &entry(b"{not json"),
+            &ctx,
+            1,
+            "2026-11-22T00:00:00Z",
+            &mut out,
+        );
         let doc: serde_json::Value = serde_json::from_slice(&out[item.doc..item.end]).unwrap();
         assert!(doc.get("app").is_none());
     }

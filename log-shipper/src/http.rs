@@ -19,5 +19,11 @@ pub fn app(state: State) -> Router {
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
 }

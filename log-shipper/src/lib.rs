@@ -58,9 +58,15 @@ pub enum Error {
     #[error(transparent)]
     FileSink(#[from] sinks::file::FileSinkError),
     #[error("data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("listening on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("the reader thread panicked")]
     ReaderPanicked,
 }
@@ -93,10 +99,13 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
         if let Some(t) = args.batch_timeout_ms {
             es.batch_timeout_ms = t;
         }
-    } else if args.index.is_some() || args.batch_bytes.is_some() || args.batch_timeout_ms.is_some() {
+    } else if args.index.is_some() || args.batch_bytes.is_some() || args.batch_timeout_ms.is_some()
+    {
         return Err(ConfigError::Invalid {
             origin: "flags".into(),
-            message: "--index, --batch-bytes and --batch-timeout-ms apply to the elasticsearch sink only".into(),
+            message:
+                "--index, --batch-bytes and --batch-timeout-ms apply to the elasticsearch sink only"
+                    .into(),
         }
         .into());
     }
@@ -107,22 +116,40 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
 /// Runs the log shipper until `shutdown` fires (then flushes, waits briefly for the sink, writes checkpoints).
 pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let (cfg, origin) = load_config(&args)?;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| Error::DataDir { path: cfg.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| Error::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
     let metrics = Arc::new(metrics::Metrics::default());
 
-    let sink_cfg = cfg.sink.as_ref().expect("validated").resolve().expect("validated");
+    let sink_cfg = cfg
+        .sink
+        .as_ref()
+        .expect("validated")
+        .resolve()
+        .expect("validated");
     let (index, batch_bytes, batch_timeout, concurrency) = match &sink_cfg {
-        SinkConfig::Elasticsearch(es) => {
-            (es.target().to_string(), es.batch_bytes, Duration::from_millis(es.batch_timeout_ms), es.concurrency)
-        }
-        _ => ("logstash-%Y.%m.%d".to_string(), 1 << 20, Duration::from_millis(200), 1),
+        SinkConfig::Elasticsearch(es) => (
+            es.target().to_string(),
+            es.batch_bytes,
+            Duration::from_millis(es.batch_timeout_ms),
+            es.concurrency,
+        ),
+        _ => (
+            "logstash-%Y.%m.%d".to_string(),
+            1 << 20,
+            Duration::from_millis(200),
+            1,
+        ),
     };
     let sink = match sink_cfg {
-        SinkConfig::Elasticsearch(es) => sinks::Sink::Elasticsearch(Arc::new(sinks::elasticsearch::ElasticsearchSink::new(
-            es,
-            cfg.data_dir.join("dead-letter.ndjson"),
-            metrics.clone(),
-        )?)),
+        SinkConfig::Elasticsearch(es) => {
+            sinks::Sink::Elasticsearch(Arc::new(sinks::elasticsearch::ElasticsearchSink::new(
+                es,
+                cfg.data_dir.join("dead-letter.ndjson"),
+                metrics.clone(),
+            )?))
+        }
         SinkConfig::File(f) => sinks::Sink::File(sinks::file::FileSink::new(f)?),
         SinkConfig::Stdout => sinks::Sink::Stdout,
     };
@@ -143,7 +170,10 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         })
         .collect();
     let encoder = enrich::Encoder::new(
-        enrich::IndexPattern::parse(&index).map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?,
+        enrich::IndexPattern::parse(&index).map_err(|e| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?,
         cfg.record.clone(),
     );
     let reader = tail::Reader::new(
@@ -165,15 +195,21 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
-        .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
+        .map_err(|source| Error::Listen {
+            addr: cfg.listen.clone(),
+            source,
+        })?;
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "log shipper started");
     let mut sd = shutdown.clone();
-    let app = http::app(http::State { metrics: metrics.clone() });
+    let app = http::app(http::State {
+        metrics: metrics.clone(),
+    });
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = sd.wait_for(|s| *s).await;
-        })
-        .await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = sd.wait_for(|s| *s).await;
+            })
+            .await;
     });
 
     // In-flight batches get a grace period after shutdown to be acknowledged, then are abandoned
@@ -193,9 +229,17 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
     if let Some(e) = werr {
         tracing::warn!(error = %e, "inotify unavailable for some roots; relying on the periodic rescan");
     }
-    let sink_task = tokio::spawn(sinks::run(sink, batch_rx, ack_tx, abort_rx, metrics.clone(), concurrency));
+    let sink_task = tokio::spawn(sinks::run(
+        sink,
+        batch_rx,
+        ack_tx,
+        abort_rx,
+        metrics.clone(),
+        concurrency,
+    ));
     let stop = shutdown.clone();
-    let reader_task = tokio::task::spawn_blocking(move || reader.run(batch_tx, ack_rx, wake_rx, stop));
+    let reader_task =
+        tokio::task::spawn_blocking(move || reader.run(batch_tx, ack_rx, wake_rx, stop));
     let result = reader_task.await.map_err(|_| Error::ReaderPanicked)?;
     let _ = sink_task.await;
     let _ = server.await;

@@ -33,10 +33,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn add_parse_counts(&self, c: ParseCounts) {
         if c.parse_errors > 0 {
-            self.parse_errors.fetch_add(c.parse_errors, Ordering::Relaxed);
+            self.parse_errors
+                .fetch_add(c.parse_errors, Ordering::Relaxed);
         }
         if c.truncated > 0 {
-            self.lines_truncated.fetch_add(c.truncated, Ordering::Relaxed);
+            self.lines_truncated
+                .fetch_add(c.truncated, Ordering::Relaxed);
         }
         if c.dropped > 0 {
             self.lines_dropped.fetch_add(c.dropped, Ordering::Relaxed);
@@ -44,7 +46,10 @@ impl Metrics {
     }
 
     pub fn checkpoint_written(&self, at: SystemTime) {
-        let ms = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         self.checkpoint_written_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -57,38 +62,143 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
         let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
         let p = "vigil_log_shipper_";
-        counter(&mut out, &format!("{p}lines_read_total"), "Raw lines read from log files.", &self.lines_read);
-        counter(&mut out, &format!("{p}bytes_read_total"), "Bytes read from log files.", &self.bytes_read);
-        counter(&mut out, &format!("{p}records_read_total"), "Records handed to the sink.", &self.records_read);
-        counter(&mut out, &format!("{p}records_shipped_total"), "Records acknowledged by the sink (including duplicates).", &self.records_shipped);
-        counter(&mut out, &format!("{p}records_duplicate_total"), "Records the sink already had (409 on create).", &self.records_duplicate);
-        counter(&mut out, &format!("{p}records_retried_total"), "Record retries after 429/5xx item or request failures.", &self.records_retried);
-        counter(&mut out, &format!("{p}records_dead_lettered_total"), "Records rejected permanently and written to the dead-letter file.", &self.records_dead_lettered);
-        counter(&mut out, &format!("{p}parse_errors_total"), "Lines that could not be parsed (shipped raw with parse_error).", &self.parse_errors);
-        counter(&mut out, &format!("{p}lines_truncated_total"), "Records cut at the maximum size.", &self.lines_truncated);
-        counter(&mut out, &format!("{p}lines_dropped_total"), "Over-long lines dropped (over_long: drop).", &self.lines_dropped);
-        counter(&mut out, &format!("{p}bulk_requests_total"), "Bulk requests sent.", &self.bulk_requests);
-        counter(&mut out, &format!("{p}bulk_request_errors_total"), "Bulk requests that failed as a whole.", &self.bulk_request_errors);
-        counter(&mut out, &format!("{p}bulk_splits_total"), "Bulk requests split after 413.", &self.bulk_splits);
-        counter(&mut out, &format!("{p}file_truncations_total"), "Files found truncated or replaced (read again from 0).", &self.truncations);
-        counter(&mut out, &format!("{p}checkpoint_errors_total"), "Failed checkpoint writes.", &self.checkpoint_errors);
-        gauge(&mut out, &format!("{p}open_files"), "Log files held open.", self.open_files.load(Ordering::Relaxed) as f64);
-        gauge(&mut out, &format!("{p}tracked_files"), "Log files tracked (open or finished).", self.tracked_files.load(Ordering::Relaxed) as f64);
+        counter(
+            &mut out,
+            &format!("{p}lines_read_total"),
+            "Raw lines read from log files.",
+            &self.lines_read,
+        );
+        counter(
+            &mut out,
+            &format!("{p}bytes_read_total"),
+            "Bytes read from log files.",
+            &self.bytes_read,
+        );
+        counter(
+            &mut out,
+            &format!("{p}records_read_total"),
+            "Records handed to the sink.",
+            &self.records_read,
+        );
+        counter(
+            &mut out,
+            &format!("{p}records_shipped_total"),
+            "Records acknowledged by the sink (including duplicates).",
+            &self.records_shipped,
+        );
+        counter(
+            &mut out,
+            &format!("{p}records_duplicate_total"),
+            "Records the sink already had (409 on create).",
+            &self.records_duplicate,
+        );
+        counter(
+            &mut out,
+            &format!("{p}records_retried_total"),
+            "Record retries after 429/5xx item or request failures.",
+            &self.records_retried,
+        );
+        counter(
+            &mut out,
+            &format!("{p}records_dead_lettered_total"),
+            "Records rejected permanently and written to the dead-letter file.",
+            &self.records_dead_lettered,
+        );
+        counter(
+            &mut out,
+            &format!("{p}parse_errors_total"),
+            "Lines that could not be parsed (shipped raw with parse_error).",
+            &self.parse_errors,
+        );
+        counter(
+            &mut out,
+            &format!("{p}lines_truncated_total"),
+            "Records cut at the maximum size.",
+            &self.lines_truncated,
+        );
+        counter(
+            &mut out,
+            &format!("{p}lines_dropped_total"),
+            "Over-long lines dropped (over_long: drop).",
+            &self.lines_dropped,
+        );
+        counter(
+            &mut out,
+            &format!("{p}bulk_requests_total"),
+            "Bulk requests sent.",
+            &self.bulk_requests,
+        );
+        counter(
+            &mut out,
+            &format!("{p}bulk_request_errors_total"),
+            "Bulk requests that failed as a whole.",
+            &self.bulk_request_errors,
+        );
+        counter(
+            &mut out,
+            &format!("{p}bulk_splits_total"),
+            "Bulk requests split after 413.",
+            &self.bulk_splits,
+        );
+        counter(
+            &mut out,
+            &format!("{p}file_truncations_total"),
+            "Files found truncated or replaced (read again from 0).",
+            &self.truncations,
+        );
+        counter(
+            &mut out,
+            &format!("{p}checkpoint_errors_total"),
+            "Failed checkpoint writes.",
+            &self.checkpoint_errors,
+        );
+        gauge(
+            &mut out,
+            &format!("{p}open_files"),
+            "Log files held open.",
+            self.open_files.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            &format!("{p}tracked_files"),
+            "Log files tracked (open or finished).",
+            self.tracked_files.load(Ordering::Relaxed) as f64,
+        );
         let written = self.checkpoint_written_ms.load(Ordering::Relaxed);
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        gauge(&mut out, &format!("{p}checkpoint_age_seconds"), "Seconds since checkpoints were last written.", now.saturating_sub(written) as f64 / 1000.0);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        gauge(
+            &mut out,
+            &format!("{p}checkpoint_age_seconds"),
+            "Seconds since checkpoints were last written.",
+            now.saturating_sub(written) as f64 / 1000.0,
+        );
         let name = format!("{p}file_lag_bytes");
-        let _ = writeln!(out, "# HELP {name} Bytes of a file not yet acknowledged by the sink.\n# TYPE {name} gauge");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes of a file not yet acknowledged by the sink.\n# TYPE {name} gauge"
+        );
         for (path, committed) in self.lags.lock().expect("lags lock").iter() {
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(*committed);
+            let size = std::fs::metadata(path)
+                .map(|m| m.len())
+                .unwrap_or(*committed);
             let lag = size.saturating_sub(*committed);
-            let escaped = path.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let escaped = path
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             let _ = writeln!(out, "{name}{{path=\"{escaped}\"}} {lag}");
         }
         out
@@ -106,12 +216,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("0.log");
         std::fs::write(&file, [b'x'; 100]).unwrap();
-        m.set_positions(vec![("/nonexistent/a\"b/0.log".into(), 42), (file.to_string_lossy().into_owned(), 42)]);
+        m.set_positions(vec![
+            ("/nonexistent/a\"b/0.log".into(), 42),
+            (file.to_string_lossy().into_owned(), 42),
+        ]);
         m.checkpoint_written(SystemTime::now());
         let text = m.render();
         assert!(text.contains("vigil_log_shipper_lines_read_total 3\n"));
-        assert!(text.contains("vigil_log_shipper_file_lag_bytes{path=\"/nonexistent/a\\\"b/0.log\"} 0\n"));
-        assert!(text.contains(&format!("vigil_log_shipper_file_lag_bytes{{path=\"{}\"}} 58\n", file.display())), "{text}");
+        assert!(text
+            .contains("vigil_log_shipper_file_lag_bytes{path=\"/nonexistent/a\\\"b/0.log\"} 0\n"));
+        assert!(
+            text.contains(&format!(
+                "vigil_log_shipper_file_lag_bytes{{path=\"{}\"}} 58\n",
+                file.display()
+            )),
+            "{text}"
+        );
         assert!(text.contains("# TYPE vigil_log_shipper_checkpoint_age_seconds gauge"));
     }
 }

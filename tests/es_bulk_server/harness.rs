@@ -23,7 +23,11 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> O
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `<root>/<ns>_<pod>_<uid>/<container>/` created.
@@ -37,7 +41,11 @@ pub fn container_dir(root: &Path, ns: &str, pod: &str, uid: &str, container: &st
 pub fn cri_line(n: u64, stream: &str, tag: &str, msg: &str) -> String {
     let secs = n / 1_000_000_000;
     let nanos = n % 1_000_000_000;
-    format!("2026-11-22T10:{:02}:{:02}.{nanos:09}Z {stream} {tag} {msg}\n", (secs / 60) % 60, secs % 60)
+    format!(
+        "2026-11-22T10:{:02}:{:02}.{nanos:09}Z {stream} {tag} {msg}\n",
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 /// A docker json-file line.
@@ -49,7 +57,11 @@ pub fn docker_line(n: u64, stream: &str, msg: &str) -> String {
 }
 
 pub fn append(path: &Path, data: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(data.as_bytes()).unwrap();
 }
 
@@ -81,7 +93,11 @@ impl Shipper {
             .stderr(stderr)
             .spawn()
             .expect("start vigil log-shipper");
-        Shipper { child, port, stderr_path }
+        Shipper {
+            child,
+            port,
+            stderr_path,
+        }
     }
 
     pub fn stderr(&self) -> String {
@@ -106,7 +122,10 @@ impl Shipper {
             }
             if Instant::now() > deadline {
                 self.kill();
-                panic!("log shipper did not stop within 20 s of SIGTERM:\n{}", self.stderr());
+                panic!(
+                    "log shipper did not stop within 20 s of SIGTERM:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -114,20 +133,31 @@ impl Shipper {
 
     /// GET a path on the shipper's HTTP server.
     pub async fn get(&self, path: &str) -> Option<String> {
-        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port)).await.ok()?;
+        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .ok()?;
         r.text().await.ok()
     }
 
     /// A metric's value from /metrics (label-less metrics only).
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = self.get("/metrics").await?;
-        text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     /// Resident memory in KiB from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -140,5 +170,8 @@ impl Drop for Shipper {
 
 /// Sends a signal with the `kill` command (the workspace forbids unsafe code).
 fn unsafe_free_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }

@@ -49,7 +49,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { version: 8, max_content_length: 100 << 20, authorization: None, data_streams: HashSet::new(), store_documents: true }
+        Options {
+            version: 8,
+            max_content_length: 100 << 20,
+            authorization: None,
+            data_streams: HashSet::new(),
+            store_documents: true,
+        }
     }
 }
 
@@ -111,9 +117,16 @@ impl EsServer {
                 auto_id: 0,
             }),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind test server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind test server");
         let addr = listener.local_addr().unwrap();
-        let mut s = EsServer { addr, shared, stop: None, task: None };
+        let mut s = EsServer {
+            addr,
+            shared,
+            stop: None,
+            task: None,
+        };
         s.serve(listener);
         s
     }
@@ -149,7 +162,10 @@ impl EsServer {
             let _ = stop.send(true);
         }
         if let Some(task) = self.task.take() {
-            if tokio::time::timeout(std::time::Duration::from_secs(3), async { task.await }).await.is_err() {
+            if tokio::time::timeout(std::time::Duration::from_secs(3), async { task.await })
+                .await
+                .is_err()
+            {
                 // A connection did not finish in time: the task was dropped with the timeout future.
             }
         }
@@ -179,12 +195,26 @@ impl EsServer {
 
     /// Documents of one index in arrival order.
     pub fn docs(&self, index: &str) -> Vec<(String, Value)> {
-        self.shared.inner.lock().unwrap().indices.get(index).map(|i| i.docs.clone()).unwrap_or_default()
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .indices
+            .get(index)
+            .map(|i| i.docs.clone())
+            .unwrap_or_default()
     }
 
     /// Names of the indices.
     pub fn indices(&self) -> Vec<String> {
-        self.shared.inner.lock().unwrap().indices.keys().cloned().collect()
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .indices
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Every stored document: (index, id, source), per index in arrival order.
@@ -200,7 +230,14 @@ impl EsServer {
     }
 
     pub fn doc_count(&self) -> usize {
-        self.shared.inner.lock().unwrap().indices.values().map(|i| i.docs.len()).sum()
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .indices
+            .values()
+            .map(|i| i.docs.len())
+            .sum()
     }
 }
 
@@ -221,7 +258,12 @@ async fn bulk_root(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     bulk(s, None, headers, body)
 }
 
-async fn bulk_index(State(s): State<Arc<Shared>>, Path(index): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn bulk_index(
+    State(s): State<Arc<Shared>>,
+    Path(index): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     bulk(s, Some(index), headers, body)
 }
 
@@ -234,34 +276,94 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
     s.inner.lock().unwrap().stats.requests += 1;
     if let Some(want) = &s.opts.authorization {
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
-            return reject(&s, error(StatusCode::UNAUTHORIZED, "security_exception", "missing authentication credentials".into()));
+            return reject(
+                &s,
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "security_exception",
+                    "missing authentication credentials".into(),
+                ),
+            );
         }
     }
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime != "application/x-ndjson" {
-        return reject(&s, error(StatusCode::NOT_ACCEPTABLE, "media_type_header_exception", format!("Content-Type header [{ct}] is not supported")));
+        return reject(
+            &s,
+            error(
+                StatusCode::NOT_ACCEPTABLE,
+                "media_type_header_exception",
+                format!("Content-Type header [{ct}] is not supported"),
+            ),
+        );
     }
-    let body: Vec<u8> = match headers.get("content-encoding").and_then(|v| v.to_str().ok()) {
+    let body: Vec<u8> = match headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
         Some("gzip") => {
             s.inner.lock().unwrap().stats.gzip_requests += 1;
             let mut out = Vec::new();
-            if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
-                return reject(&s, error(StatusCode::BAD_REQUEST, "parse_exception", "invalid gzip body".into()));
+            if flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .is_err()
+            {
+                return reject(
+                    &s,
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "parse_exception",
+                        "invalid gzip body".into(),
+                    ),
+                );
             }
             out
         }
         None | Some("identity") => body.to_vec(),
-        Some(other) => return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("unsupported Content-Encoding {other}"))),
+        Some(other) => {
+            return reject(
+                &s,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "illegal_argument_exception",
+                    format!("unsupported Content-Encoding {other}"),
+                ),
+            )
+        }
     };
     if body.len() > s.opts.max_content_length {
-        return reject(&s, error(StatusCode::PAYLOAD_TOO_LARGE, "content_too_long", format!("body of {} bytes exceeds max_content_length", body.len())));
+        return reject(
+            &s,
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "content_too_long",
+                format!("body of {} bytes exceeds max_content_length", body.len()),
+            ),
+        );
     }
     if body.is_empty() {
-        return reject(&s, error(StatusCode::BAD_REQUEST, "action_request_validation_exception", "Validation Failed: 1: no requests added;".into()));
+        return reject(
+            &s,
+            error(
+                StatusCode::BAD_REQUEST,
+                "action_request_validation_exception",
+                "Validation Failed: 1: no requests added;".into(),
+            ),
+        );
     }
     if !body.ends_with(b"\n") {
-        return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]".into()));
+        return reject(
+            &s,
+            error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "The bulk request must be terminated by a newline [\\n]".into(),
+            ),
+        );
     }
     let lines: Vec<&[u8]> = body[..body.len() - 1].split(|&b| b == b'\n').collect();
     // First pass: validate every action line (a bad one fails the whole request).
@@ -277,35 +379,98 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
         let line_no = i + 1;
         let line = lines[i];
         if line.is_empty() {
-            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("empty line [{line_no}] in bulk body")));
+            return reject(
+                &s,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "illegal_argument_exception",
+                    format!("empty line [{line_no}] in bulk body"),
+                ),
+            );
         }
         let v: Value = match serde_json::from_slice(line) {
             Ok(v) => v,
-            Err(e) => return reject(&s, error(StatusCode::BAD_REQUEST, "x_content_parse_exception", format!("[{line_no}] malformed action/metadata line: {e}"))),
+            Err(e) => {
+                return reject(
+                    &s,
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "x_content_parse_exception",
+                        format!("[{line_no}] malformed action/metadata line: {e}"),
+                    ),
+                )
+            }
         };
         let Some(obj) = v.as_object().filter(|o| o.len() == 1) else {
-            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Malformed action/metadata line [{line_no}], expected a single action")));
+            return reject(
+                &s,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "illegal_argument_exception",
+                    format!("Malformed action/metadata line [{line_no}], expected a single action"),
+                ),
+            );
         };
         let (action, meta) = obj.iter().next().unwrap();
         if !["index", "create", "update", "delete"].contains(&action.as_str()) {
             return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Malformed action/metadata line [{line_no}], expected one of [create, delete, index, update] but found [{action}]")));
         }
         let Some(meta) = meta.as_object() else {
-            return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Malformed action/metadata line [{line_no}], expected START_OBJECT")));
+            return reject(
+                &s,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "illegal_argument_exception",
+                    format!("Malformed action/metadata line [{line_no}], expected START_OBJECT"),
+                ),
+            );
         };
         for (k, val) in meta {
             match k.as_str() {
-                "_index" | "_id" | "routing" | "pipeline" | "require_alias" | "if_seq_no" | "if_primary_term" | "version" | "version_type" | "dynamic_templates" => {}
+                "_index" | "_id" | "routing" | "pipeline" | "require_alias" | "if_seq_no"
+                | "if_primary_term" | "version" | "version_type" | "dynamic_templates" => {}
                 "_type" if s.opts.version == 7 && val == "_doc" => {}
-                _ => return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("Action/metadata line [{line_no}] contains an unknown parameter [{k}]"))),
+                _ => {
+                    return reject(
+                        &s,
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "illegal_argument_exception",
+                            format!(
+                            "Action/metadata line [{line_no}] contains an unknown parameter [{k}]"
+                        ),
+                        ),
+                    )
+                }
             }
         }
-        let index = match meta.get("_index").and_then(|v| v.as_str()).map(String::from).or_else(|| url_index.clone()) {
+        let index = match meta
+            .get("_index")
+            .and_then(|v| v.as_str())
+            .map(String::from)
+            .or_else(|| url_index.clone())
+        {
             Some(ix) => ix,
-            None => return reject(&s, error(StatusCode::BAD_REQUEST, "action_request_validation_exception", format!("Validation Failed: 1: index is missing ([{line_no}])"))),
+            None => {
+                return reject(
+                    &s,
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "action_request_validation_exception",
+                        format!("Validation Failed: 1: index is missing ([{line_no}])"),
+                    ),
+                )
+            }
         };
         if index != index.to_lowercase() || index.starts_with(['_', '-', '+']) {
-            return reject(&s, error(StatusCode::BAD_REQUEST, "invalid_index_name_exception", format!("Invalid index name [{index}]")));
+            return reject(
+                &s,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_index_name_exception",
+                    format!("Invalid index name [{index}]"),
+                ),
+            );
         }
         let id = meta.get("_id").and_then(|v| v.as_str()).map(String::from);
         let source = if action == "delete" {
@@ -314,10 +479,24 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
             i += 1;
             match lines.get(i) {
                 Some(src) => Some(*src),
-                None => return reject(&s, error(StatusCode::BAD_REQUEST, "illegal_argument_exception", format!("action [{action}] at line [{line_no}] has no source line"))),
+                None => {
+                    return reject(
+                        &s,
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "illegal_argument_exception",
+                            format!("action [{action}] at line [{line_no}] has no source line"),
+                        ),
+                    )
+                }
             }
         };
-        ops.push(Op { action: action.clone(), index, id, source });
+        ops.push(Op {
+            action: action.clone(),
+            index,
+            id,
+            source,
+        });
         i += 1;
     }
     // Second pass: apply, item by item, in order.
@@ -328,30 +507,46 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
     let mut errors = false;
     for op in ops {
         g.stats.items += 1;
-        let item_err = |status: u16, kind: &str, reason: String, id: &Option<String>| {
-            json!({op.action.clone(): {"_index": op.index, "_id": id, "status": status, "error": {"type": kind, "reason": reason}}})
-        };
+        let item_err = |status: u16, kind: &str, reason: String, id: &Option<String>| json!({op.action.clone(): {"_index": op.index, "_id": id, "status": status, "error": {"type": kind, "reason": reason}}});
         // Injected failures first (as a loaded cluster would answer).
         let r = next_f64(&mut g.rng);
         let (f429, f500, f400) = (g.fail_429, g.fail_500, g.fail_400);
         if r < f429 {
             g.stats.injected_429 += 1;
             errors = true;
-            items.push(item_err(429, "es_rejected_execution_exception", "rejected execution of coordinating operation".into(), &op.id));
+            items.push(item_err(
+                429,
+                "es_rejected_execution_exception",
+                "rejected execution of coordinating operation".into(),
+                &op.id,
+            ));
             continue;
         }
         if r < f429 + f500 {
             g.stats.injected_500 += 1;
             errors = true;
-            items.push(item_err(500, "internal_server_error", "injected failure".into(), &op.id));
+            items.push(item_err(
+                500,
+                "internal_server_error",
+                "injected failure".into(),
+                &op.id,
+            ));
             continue;
         }
         if !s.opts.store_documents {
             // Benchmark mode: the source must still be one JSON object; ids are still checked for 409.
-            let valid = op.source.is_some_and(|b| b.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok());
+            let valid = op.source.is_some_and(|b| {
+                b.first() == Some(&b'{')
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+            });
             if !valid {
                 errors = true;
-                items.push(item_err(400, "document_parsing_exception", "failed to parse: source is not a JSON object".into(), &op.id));
+                items.push(item_err(
+                    400,
+                    "document_parsing_exception",
+                    "failed to parse: source is not a JSON object".into(),
+                    &op.id,
+                ));
                 continue;
             }
             let id = op.id.clone().unwrap_or_default();
@@ -375,27 +570,56 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
                 Ok(Value::Object(m)) => Some(m),
                 _ => {
                     errors = true;
-                    items.push(item_err(400, "document_parsing_exception", "failed to parse: source is not a JSON object".into(), &op.id));
+                    items.push(item_err(
+                        400,
+                        "document_parsing_exception",
+                        "failed to parse: source is not a JSON object".into(),
+                        &op.id,
+                    ));
                     continue;
                 }
             },
             None => None,
         };
-        if r < f429 + f500 + f400 || src.as_ref().and_then(|m| m.get("message")).and_then(|m| m.as_str()).is_some_and(|m| m.contains("MAPPING-ERROR")) {
+        if r < f429 + f500 + f400
+            || src
+                .as_ref()
+                .and_then(|m| m.get("message"))
+                .and_then(|m| m.as_str())
+                .is_some_and(|m| m.contains("MAPPING-ERROR"))
+        {
             g.stats.injected_400 += 1;
             errors = true;
-            items.push(item_err(400, "mapper_parsing_exception", "failed to parse field [message] of type [long]".into(), &op.id));
+            items.push(item_err(
+                400,
+                "mapper_parsing_exception",
+                "failed to parse field [message] of type [long]".into(),
+                &op.id,
+            ));
             continue;
         }
         let is_stream = s.opts.data_streams.contains(&op.index);
         if is_stream && op.action != "create" {
             errors = true;
-            items.push(item_err(400, "illegal_argument_exception", format!("only write ops with an op_type of create are allowed in data streams (got {})", op.action), &op.id));
+            items.push(item_err(
+                400,
+                "illegal_argument_exception",
+                format!(
+                    "only write ops with an op_type of create are allowed in data streams (got {})",
+                    op.action
+                ),
+                &op.id,
+            ));
             continue;
         }
         if is_stream && !src.as_ref().is_some_and(|m| m.contains_key("@timestamp")) {
             errors = true;
-            items.push(item_err(400, "illegal_argument_exception", "data stream timestamp field [@timestamp] is missing".into(), &op.id));
+            items.push(item_err(
+                400,
+                "illegal_argument_exception",
+                "data stream timestamp field [@timestamp] is missing".into(),
+                &op.id,
+            ));
             continue;
         }
         let id = match &op.id {
@@ -425,19 +649,31 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
                 (200, "updated")
             }
             ("update", Some(pos)) => {
-                if let (Value::Object(d), Some(Value::Object(patch))) = (&mut idx.docs[pos].1, src.unwrap().get("doc").cloned()) {
+                if let (Value::Object(d), Some(Value::Object(patch))) =
+                    (&mut idx.docs[pos].1, src.unwrap().get("doc").cloned())
+                {
                     d.extend(patch);
                 }
                 (200, "updated")
             }
             ("delete", Some(pos)) => {
                 idx.docs.remove(pos);
-                idx.ids = idx.docs.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
+                idx.ids = idx
+                    .docs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (id, _))| (id.clone(), i))
+                    .collect();
                 (200, "deleted")
             }
             _ => {
                 errors = true;
-                items.push(item_err(404, "document_missing_exception", format!("[{id}]: document missing"), &Some(id.clone())));
+                items.push(item_err(
+                    404,
+                    "document_missing_exception",
+                    format!("[{id}]: document missing"),
+                    &Some(id.clone()),
+                ));
                 continue;
             }
         };
@@ -459,7 +695,11 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
         body.push_str("]}");
         return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
     }
-    (StatusCode::OK, axum::Json(json!({"took": 1, "errors": errors, "items": items}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(json!({"took": 1, "errors": errors, "items": items})),
+    )
+        .into_response()
 }
 
 fn next_f64(state: &mut u64) -> f64 {

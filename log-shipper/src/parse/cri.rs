@@ -84,6 +84,9 @@ mod tests {
             parse(b"2016-10-06T00:17:09Z stdout X x").unwrap_err(),
             "cri: unknown tag"
         );
-        assert_eq!(parse(b"yesterday stdout F x").unwrap_err(), "cri: bad timestamp");
+        assert_eq!(
+            parse(b"yesterday stdout F x").unwrap_err(),
+            "cri: bad timestamp"
+        );
     }
 }

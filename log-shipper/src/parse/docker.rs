@@ -51,11 +51,15 @@ mod tests {
 
     #[test]
     fn parses_full_and_partial() {
-        let p = parse(br#"{"log":"content\n","stream":"stdout","time":"2016-10-20T18:39:20.57606443Z"}"#).unwrap();
+        let p = parse(
+            br#"{"log":"content\n","stream":"stdout","time":"2016-10-20T18:39:20.57606443Z"}"#,
+        )
+        .unwrap();
         assert_eq!(&*p.message, b"content");
         assert!(!p.partial);
         assert_eq!(p.time, "2016-10-20T18:39:20.57606443Z");
-        let p = parse(br#"{"log":"cont\u00e9","stream":"stderr","time":"2016-10-20T18:39:20Z"}"#).unwrap();
+        let p = parse(br#"{"log":"cont\u00e9","stream":"stderr","time":"2016-10-20T18:39:20Z"}"#)
+            .unwrap();
         assert!(p.partial);
         assert_eq!(&*p.message, "cont\u{e9}".as_bytes());
         assert_eq!(p.stream, Stream::Stderr);

@@ -222,7 +222,8 @@ impl FileParser {
     fn finish(&mut self, entry: Entry, now: std::time::Instant, out: &mut Vec<Entry>) {
         if entry.parse_error.is_some() {
             // A malformed line is shipped on its own, never glued into a multiline record.
-            self.multiline.flush_stream(entry.stream, out, &mut self.counts);
+            self.multiline
+                .flush_stream(entry.stream, out, &mut self.counts);
             if entry.truncated {
                 self.counts.truncated += 1;
             }
@@ -241,7 +242,8 @@ impl FileParser {
     pub fn flush_all(&mut self, out: &mut Vec<Entry>) {
         for slot in 0..3 {
             if let Some(e) = self.partial[slot].take() {
-                self.multiline.push(e, std::time::Instant::now(), out, &mut self.counts);
+                self.multiline
+                    .push(e, std::time::Instant::now(), out, &mut self.counts);
             }
         }
         self.multiline.flush_all(out, &mut self.counts);
@@ -275,7 +277,14 @@ mod tests {
                 break;
             }
             let end = pos + line.len() as u64;
-            p.push_line(&line[..line.len() - 1], pos, end, false, Instant::now(), &mut out);
+            p.push_line(
+                &line[..line.len() - 1],
+                pos,
+                end,
+                false,
+                Instant::now(),
+                &mut out,
+            );
             pos = end;
         }
         p.flush_all(&mut out);

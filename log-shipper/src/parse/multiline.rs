@@ -45,7 +45,13 @@ impl Joiner {
     }
 
     /// Adds one (already partial-joined) entry; complete records go to `out`.
-    pub fn push(&mut self, entry: Entry, now: Instant, out: &mut Vec<Entry>, counts: &mut ParseCounts) {
+    pub fn push(
+        &mut self,
+        entry: Entry,
+        now: Instant,
+        out: &mut Vec<Entry>,
+        counts: &mut ParseCounts,
+    ) {
         let Some(rule) = &self.rule else {
             emit(entry, out, counts);
             return;
@@ -136,7 +142,11 @@ mod tests {
 
     #[test]
     fn stack_traces_are_joined() {
-        let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cri-multiline.log")).unwrap();
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/cri-multiline.log"
+        ))
+        .unwrap();
         let config = ParserConfig {
             multiline: Some(rule(1000)),
             ..cfg(1 << 20)

@@ -16,15 +16,24 @@ use tokio::sync::watch;
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
     #[error("sink.elasticsearch.ca_file {path}: {source}")]
-    CaFile { path: PathBuf, source: std::io::Error },
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("sink.elasticsearch.ca_file {path}: not a PEM certificate: {source}")]
-    CaParse { path: PathBuf, source: reqwest::Error },
+    CaParse {
+        path: PathBuf,
+        source: reqwest::Error,
+    },
     #[error("sink.elasticsearch: building the HTTP client: {0}")]
     Client(reqwest::Error),
     #[error("sink.elasticsearch.url {url:?}: {reason}")]
     Url { url: String, reason: String },
     #[error("dead-letter file {path}: {source}")]
-    DeadLetter { path: PathBuf, source: std::io::Error },
+    DeadLetter {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Elasticsearch sink settings.
@@ -120,7 +129,9 @@ impl EsConfig {
     pub fn validate(&self) -> Result<(), String> {
         let u = &self.url;
         if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(format!("sink.elasticsearch.url {u:?}: must start with http:// or https://"));
+            return Err(format!(
+                "sink.elasticsearch.url {u:?}: must start with http:// or https://"
+            ));
         }
         if self.batch_bytes == 0 {
             return Err("sink.elasticsearch.batch_bytes: must be > 0".into());
@@ -132,10 +143,15 @@ impl EsConfig {
             return Err("sink.elasticsearch.password: set without username".into());
         }
         if self.api_key.is_some() && self.username.is_some() {
-            return Err("sink.elasticsearch: set either api_key or username/password, not both".into());
+            return Err(
+                "sink.elasticsearch: set either api_key or username/password, not both".into(),
+            );
         }
         if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
-            return Err("sink.elasticsearch.backoff_initial_ms/backoff_max_ms: need 0 < initial <= max".into());
+            return Err(
+                "sink.elasticsearch.backoff_initial_ms/backoff_max_ms: need 0 < initial <= max"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -164,7 +180,11 @@ struct ItemWrapper {
 
 impl ItemWrapper {
     fn result(&self) -> Option<&ItemResult> {
-        self.create.as_ref().or(self.index.as_ref()).or(self.update.as_ref()).or(self.delete.as_ref())
+        self.create
+            .as_ref()
+            .or(self.index.as_ref())
+            .or(self.update.as_ref())
+            .or(self.delete.as_ref())
     }
 }
 
@@ -198,20 +218,33 @@ enum Outcome {
 }
 
 impl ElasticsearchSink {
-    pub fn new(cfg: EsConfig, dead_letter_path: PathBuf, metrics: Arc<Metrics>) -> Result<Self, EsError> {
+    pub fn new(
+        cfg: EsConfig,
+        dead_letter_path: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, EsError> {
         let mut b = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.request_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(cfg.concurrency);
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| EsError::CaFile { path: ca.clone(), source })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| EsError::CaParse { path: ca.clone(), source })?;
+            let pem = std::fs::read(ca).map_err(|source| EsError::CaFile {
+                path: ca.clone(),
+                source,
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| EsError::CaParse {
+                path: ca.clone(),
+                source,
+            })?;
             b = b.add_root_certificate(cert);
         }
         let client = b.build().map_err(EsError::Client)?;
         let base = cfg.url.trim_end_matches('/');
         if reqwest::Url::parse(base).is_err() {
-            return Err(EsError::Url { url: cfg.url.clone(), reason: "not a valid URL".into() });
+            return Err(EsError::Url {
+                url: cfg.url.clone(),
+                reason: "not a valid URL".into(),
+            });
         }
         let bulk_url = format!("{base}/_bulk");
         Ok(ElasticsearchSink {
@@ -219,13 +252,20 @@ impl ElasticsearchSink {
             client,
             bulk_url,
             metrics,
-            dead_letter: Mutex::new(DeadLetter { path: dead_letter_path, file: None }),
+            dead_letter: Mutex::new(DeadLetter {
+                path: dead_letter_path,
+                file: None,
+            }),
         })
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
         let max = self.cfg.backoff_max_ms;
-        let d = self.cfg.backoff_initial_ms.saturating_mul(1u64 << attempt.min(20)).min(max);
+        let d = self
+            .cfg
+            .backoff_initial_ms
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(max);
         // Jitter: somewhere in [d/2, d].
         Duration::from_millis(d / 2 + fastrand::u64(0..=d / 2))
     }
@@ -248,14 +288,21 @@ impl ElasticsearchSink {
                     continue;
                 }
                 Outcome::Retry(items) => {
-                    self.metrics.records_retried.fetch_add(items.len() as u64, Ordering::Relaxed);
+                    self.metrics
+                        .records_retried
+                        .fetch_add(items.len() as u64, Ordering::Relaxed);
                     queue.push_front(items);
                     true
                 }
                 Outcome::Split => {
                     self.metrics.bulk_splits.fetch_add(1, Ordering::Relaxed);
                     if group.len() == 1 {
-                        self.dead_letter_items(batch, &group, 413, "request too large (413) even for a single record");
+                        self.dead_letter_items(
+                            batch,
+                            &group,
+                            413,
+                            "request too large (413) even for a single record",
+                        );
                     } else {
                         let (a, b) = group.split_at(group.len() / 2);
                         queue.push_front(b.to_vec());
@@ -264,14 +311,20 @@ impl ElasticsearchSink {
                     false
                 }
                 Outcome::RequestFailed(reason) => {
-                    self.metrics.bulk_request_errors.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.records_retried.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    self.metrics
+                        .bulk_request_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .records_retried
+                        .fetch_add(group.len() as u64, Ordering::Relaxed);
                     tracing::warn!(url = %self.bulk_url, attempt, reason = %reason, records = group.len(), "bulk request failed; retrying");
                     queue.push_front(group);
                     true
                 }
                 Outcome::Rejected(status, reason) => {
-                    self.metrics.bulk_request_errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .bulk_request_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(url = %self.bulk_url, status, reason = %reason, records = group.len(), "bulk request rejected; dead-lettering");
                     self.dead_letter_items(batch, &group, status, &reason);
                     false
@@ -290,14 +343,25 @@ impl ElasticsearchSink {
     }
 
     async fn send_group(&self, batch: &Batch, group: &[usize]) -> Outcome {
-        let mut body = Vec::with_capacity(group.iter().map(|&i| batch.items[i].end - batch.items[i].action).sum());
+        let mut body = Vec::with_capacity(
+            group
+                .iter()
+                .map(|&i| batch.items[i].end - batch.items[i].action)
+                .sum(),
+        );
         for &i in group {
             let it = batch.items[i];
             body.extend_from_slice(&batch.buf[it.action..it.end]);
         }
-        let mut req = self.client.post(&self.bulk_url).header("Content-Type", "application/x-ndjson");
+        let mut req = self
+            .client
+            .post(&self.bulk_url)
+            .header("Content-Type", "application/x-ndjson");
         if self.cfg.gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
             if enc.write_all(&body).is_ok() {
                 if let Ok(z) = enc.finish() {
                     body = z;
@@ -319,14 +383,23 @@ impl ElasticsearchSink {
         let status = resp.status().as_u16();
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return Outcome::RequestFailed(format!("reading response: {}", error_chain(&e))),
+            Err(e) => {
+                return Outcome::RequestFailed(format!("reading response: {}", error_chain(&e)))
+            }
         };
         match status {
             200..=299 => {}
             413 => return Outcome::Split,
-            408 | 429 | 500..=599 => return Outcome::RequestFailed(format!("HTTP {status}: {}", snippet(&bytes))),
+            408 | 429 | 500..=599 => {
+                return Outcome::RequestFailed(format!("HTTP {status}: {}", snippet(&bytes)))
+            }
             // Credentials or permissions: a configuration problem; never drop data for it.
-            401 | 403 => return Outcome::RequestFailed(format!("HTTP {status} (check credentials): {}", snippet(&bytes))),
+            401 | 403 => {
+                return Outcome::RequestFailed(format!(
+                    "HTTP {status} (check credentials): {}",
+                    snippet(&bytes)
+                ))
+            }
             _ => return Outcome::Rejected(status, format!("HTTP {status}: {}", snippet(&bytes))),
         }
         let parsed: BulkResponse = match serde_json::from_slice(&bytes) {
@@ -334,12 +407,22 @@ impl ElasticsearchSink {
             Err(e) => return Outcome::RequestFailed(format!("unreadable bulk response: {e}")),
         };
         if parsed.items.len() != group.len() {
-            return Outcome::RequestFailed(format!("bulk response has {} items for {} sent", parsed.items.len(), group.len()));
+            return Outcome::RequestFailed(format!(
+                "bulk response has {} items for {} sent",
+                parsed.items.len(),
+                group.len()
+            ));
         }
         if !parsed.errors {
-            let ok = parsed.items.iter().filter(|m| m.result().is_some_and(|r| (200..300).contains(&r.status))).count();
+            let ok = parsed
+                .items
+                .iter()
+                .filter(|m| m.result().is_some_and(|r| (200..300).contains(&r.status)))
+                .count();
             if ok == group.len() {
-                self.metrics.records_shipped.fetch_add(ok as u64, Ordering::Relaxed);
+                self.metrics
+                    .records_shipped
+                    .fetch_add(ok as u64, Ordering::Relaxed);
                 return Outcome::Done;
             }
         }
@@ -354,16 +437,24 @@ impl ElasticsearchSink {
                 200..=299 => shipped += 1,
                 409 => {
                     shipped += 1;
-                    self.metrics.records_duplicate.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .records_duplicate
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 429 | 500..=599 => retry.push(group[k]),
                 s => {
-                    let reason = r.error.as_ref().map(|e| e.to_string()).unwrap_or_else(|| format!("status {s}"));
+                    let reason = r
+                        .error
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| format!("status {s}"));
                     self.dead_letter_items(batch, &[group[k]], s, &reason);
                 }
             }
         }
-        self.metrics.records_shipped.fetch_add(shipped, Ordering::Relaxed);
+        self.metrics
+            .records_shipped
+            .fetch_add(shipped, Ordering::Relaxed);
         if retry.is_empty() {
             Outcome::Done
         } else {
@@ -373,10 +464,16 @@ impl ElasticsearchSink {
 
     /// Appends the items to the dead-letter file with the reason; they count as handled.
     fn dead_letter_items(&self, batch: &Batch, items: &[usize], status: u16, reason: &str) {
-        self.metrics.records_dead_lettered.fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .records_dead_lettered
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
         let mut dl = self.dead_letter.lock().expect("dead-letter lock");
         if dl.file.is_none() {
-            match std::fs::OpenOptions::new().create(true).append(true).open(&dl.path) {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&dl.path)
+            {
                 Ok(f) => dl.file = Some(f),
                 Err(e) => {
                     tracing::error!(path = %dl.path.display(), error = %e, records = items.len(), "cannot open dead-letter file; records lost");

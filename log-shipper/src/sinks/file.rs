@@ -10,7 +10,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum FileSinkError {
     #[error("file sink {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// File sink settings.
@@ -36,7 +39,11 @@ fn default_keep() -> u32 {
 
 impl FileSinkConfig {
     pub fn new(path: PathBuf) -> Self {
-        FileSinkConfig { path, max_bytes: default_max_bytes(), keep: default_keep() }
+        FileSinkConfig {
+            path,
+            max_bytes: default_max_bytes(),
+            keep: default_keep(),
+        }
     }
 }
 
@@ -49,13 +56,20 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn new(cfg: FileSinkConfig) -> Result<Self, FileSinkError> {
-        let io = |source| FileSinkError::Io { path: cfg.path.clone(), source };
+        let io = |source| FileSinkError::Io {
+            path: cfg.path.clone(),
+            source,
+        };
         if let Some(dir) = cfg.path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(&cfg.path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.path)
+            .map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
         Ok(FileSink { cfg, file, size })
     }
@@ -65,7 +79,10 @@ impl FileSink {
             return Ok(());
         }
         let path = self.cfg.path.clone();
-        let io = |source| FileSinkError::Io { path: path.clone(), source };
+        let io = |source| FileSinkError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut buf = Vec::with_capacity(batch.buf.len());
         for it in &batch.items {
             buf.extend_from_slice(&batch.buf[it.doc..it.end]);
@@ -93,7 +110,10 @@ impl FileSink {
             }
             std::fs::rename(&self.cfg.path, name(1))?;
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.cfg.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.cfg.path)?;
         self.size = 0;
         Ok(())
     }
@@ -112,7 +132,11 @@ mod tests {
             let doc = b.buf.len();
             b.buf.extend_from_slice(d.as_bytes());
             b.buf.push(b'\n');
-            b.items.push(Item { action, doc, end: b.buf.len() });
+            b.items.push(Item {
+                action,
+                doc,
+                end: b.buf.len(),
+            });
         }
         b
     }
@@ -121,12 +145,23 @@ mod tests {
     fn writes_documents_and_rotates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out/logs.ndjson");
-        let mut s = FileSink::new(FileSinkConfig { path: path.clone(), max_bytes: 20, keep: 2 }).unwrap();
+        let mut s = FileSink::new(FileSinkConfig {
+            path: path.clone(),
+            max_bytes: 20,
+            keep: 2,
+        })
+        .unwrap();
         s.write_batch(&batch(&["{\"a\":1}", "{\"a\":2}"])).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
         s.write_batch(&batch(&["{\"a\":3}", "{\"a\":4}"])).unwrap();
         // 32 bytes >= 20: rotated to .1, and a fresh file started.
-        assert_eq!(std::fs::read_to_string(path.with_extension("ndjson.1")).unwrap(), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n");
+        assert_eq!(
+            std::fs::read_to_string(path.with_extension("ndjson.1")).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 }

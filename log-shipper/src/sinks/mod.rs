@@ -69,7 +69,9 @@ pub async fn run(
             while let Some(batch) = rx.recv().await {
                 match f.write_batch(&batch) {
                     Ok(()) => {
-                        metrics.records_shipped.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                        metrics
+                            .records_shipped
+                            .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
                         let _ = acks.send(batch.seq);
                     }
                     Err(e) => {
@@ -91,7 +93,9 @@ pub async fn run(
                 ok &= out.flush().is_ok();
                 drop(out);
                 if ok {
-                    metrics.records_shipped.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                    metrics
+                        .records_shipped
+                        .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
                     let _ = acks.send(batch.seq);
                 }
             }

@@ -9,9 +9,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("checkpoint file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// The saved position of one file.
@@ -68,10 +74,11 @@ impl Store {
                 })
             }
         };
-        let f: FileFormat = serde_json::from_slice(&data).map_err(|source| CheckpointError::Parse {
-            path: self.path.clone(),
-            source,
-        })?;
+        let f: FileFormat =
+            serde_json::from_slice(&data).map_err(|source| CheckpointError::Parse {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(f.files.into_iter().map(|p| ((p.dev, p.ino), p)).collect())
     }
 

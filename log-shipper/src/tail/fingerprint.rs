@@ -86,7 +86,11 @@ pub fn record_id(generation: u64, offset: u64, out: &mut String) {
         out.push(HEX[((generation >> (shift * 4)) & 15) as usize] as char);
     }
     out.push('-');
-    let digits = if offset == 0 { 1 } else { (64 - offset.leading_zeros()).div_ceil(4) };
+    let digits = if offset == 0 {
+        1
+    } else {
+        (64 - offset.leading_zeros()).div_ceil(4)
+    };
     for shift in (0..digits).rev() {
         out.push(HEX[((offset >> (shift * 4)) & 15) as usize] as char);
     }
@@ -126,7 +130,10 @@ mod tests {
         let g1 = generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 first line\n");
         let g2 = generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 other line\n");
         assert_ne!(g1, g2);
-        assert_eq!(g1, generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 first line\n"));
+        assert_eq!(
+            g1,
+            generation("/var/log/pods/ns_p_u/c", "0.log", b"2026 first line\n")
+        );
         let mut id = String::new();
         record_id(0xabc, 4096, &mut id);
         assert_eq!(id, "0000000000000abc-1000");

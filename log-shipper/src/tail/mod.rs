@@ -93,7 +93,10 @@ impl Tracked {
         }
     }
     fn rotated(&self) -> bool {
-        self.path.file_name().map(|n| n.to_string_lossy() != self.ctx.meta.base).unwrap_or(false)
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy() != self.ctx.meta.base)
+            .unwrap_or(false)
     }
 }
 
@@ -264,7 +267,9 @@ impl Reader {
     fn write_checkpoint(&mut self) {
         let mut positions: Vec<Position> = Vec::new();
         for t in self.files.values() {
-            let Some(generation) = t.generation else { continue };
+            let Some(generation) = t.generation else {
+                continue;
+            };
             positions.push(Position {
                 dev: t.dev,
                 ino: t.ino,
@@ -287,7 +292,9 @@ impl Reader {
                 self.metrics.checkpoint_written(SystemTime::now());
             }
             Err(e) => {
-                self.metrics.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .checkpoint_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "writing checkpoints failed; will retry");
             }
         }
@@ -300,8 +307,13 @@ impl Reader {
         }
         // The metric stats each file when scraped, so the lag is current even while the reader waits on the sink.
         self.metrics.set_positions(lags);
-        self.metrics.open_files.store(self.files.values().filter(|t| t.file.is_some()).count() as u64, Ordering::Relaxed);
-        self.metrics.tracked_files.store(self.files.len() as u64, Ordering::Relaxed);
+        self.metrics.open_files.store(
+            self.files.values().filter(|t| t.file.is_some()).count() as u64,
+            Ordering::Relaxed,
+        );
+        self.metrics
+            .tracked_files
+            .store(self.files.len() as u64, Ordering::Relaxed);
     }
 
     fn parser_config(&self, meta: &FileMeta) -> ParserConfig {
@@ -314,7 +326,11 @@ impl Reader {
                     && s.container.as_deref().is_none_or(|c| c == meta.container)
             })
             .map(|s| s.rule.clone());
-        ParserConfig { max_bytes: self.cfg.max_line_bytes, over_long: self.cfg.over_long, multiline }
+        ParserConfig {
+            max_bytes: self.cfg.max_line_bytes,
+            over_long: self.cfg.over_long,
+            multiline,
+        }
     }
 
     /// Discovers new, renamed and deleted files.
@@ -322,7 +338,9 @@ impl Reader {
         let found = self.cfg.discovery.scan();
         let mut seen: HashSet<u64> = HashSet::new();
         for f in found {
-            let Ok(md) = std::fs::metadata(&f.path) else { continue };
+            let Ok(md) = std::fs::metadata(&f.path) else {
+                continue;
+            };
             if !md.is_file() {
                 continue;
             }
@@ -351,7 +369,9 @@ impl Reader {
                     if t.file.is_none() && md.len() != t.read_offset {
                         match File::open(&f.path) {
                             Ok(file) => t.file = Some(file),
-                            Err(e) => tracing::warn!(path = %f.path.display(), error = %e, "reopening failed"),
+                            Err(e) => {
+                                tracing::warn!(path = %f.path.display(), error = %e, "reopening failed")
+                            }
                         }
                     }
                     continue;
@@ -416,7 +436,10 @@ impl Reader {
     fn poll_all(&mut self) -> bool {
         let mut slots: Vec<u64> = self.files.keys().copied().collect();
         // Start after the file polled last, so a full batch never starves the files after it.
-        let start = slots.iter().position(|&s| s > self.poll_cursor).unwrap_or(0);
+        let start = slots
+            .iter()
+            .position(|&s| s > self.poll_cursor)
+            .unwrap_or(0);
         slots.rotate_left(start);
         let mut progressed = false;
         let now = Instant::now();
@@ -432,7 +455,9 @@ impl Reader {
     }
 
     fn reset(&mut self, slot: u64, why: &str) {
-        let Some(mut t) = self.files.remove(&slot) else { return };
+        let Some(mut t) = self.files.remove(&slot) else {
+            return;
+        };
         tracing::info!(path = %t.path.display(), reason = why, "file truncated or replaced; reading from offset 0");
         self.metrics.truncations.fetch_add(1, Ordering::Relaxed);
         let new_slot = self.next_slot;
@@ -453,7 +478,9 @@ impl Reader {
     }
 
     fn poll_file(&mut self, slot: u64, now: Instant) -> bool {
-        let Some(t) = self.files.get_mut(&slot) else { return false };
+        let Some(t) = self.files.get_mut(&slot) else {
+            return false;
+        };
         let Some(file) = &t.file else { return false };
         let size = match file.metadata() {
             Ok(m) => m.len(),
@@ -486,6 +513,14 @@ impl Reader {
             return true;
         }
         if size > t.read_offset && t.read_offset > 0 {
+            // Copytruncate refilled past the read position? The first line (it starts with a timestamp) tells
+            // generations apart even when the bytes before the read position repeat (padded, fixed-width lines).
+            if let Ok(Some(head)) = fingerprint::read_head(file) {
+                if Some(fingerprint::generation(&t.ctx.meta.dir, &t.ctx.meta.base, &head)) != t.generation {
+                    self.reset(slot, "first line changed");
+                    return true;
+                }
+            }
             match fingerprint::near_hash(file, t.read_offset) {
                 Ok(h) if h != t.near => {
                     self.reset(slot, "content before the read position changed");
@@ -525,7 +560,9 @@ impl Reader {
             fingerprint::near_hash(file, t.read_offset).unwrap_or(0)
         };
         t.last_data = now;
-        self.metrics.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics
+            .bytes_read
+            .fetch_add(n as u64, Ordering::Relaxed);
         t.carry.clear();
         let max = self.cfg.max_line_bytes;
         let policy = self.cfg.over_long;
@@ -534,7 +571,9 @@ impl Reader {
         let entries = &mut self.entries;
         entries.clear();
         while pos < buf.len() {
-            let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else { break };
+            let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
+                break;
+            };
             let line = &buf[pos..pos + nl];
             let start = base + pos as u64;
             let end = start + nl as u64 + 1;
@@ -544,7 +583,15 @@ impl Reader {
                 let kept = std::mem::take(&mut t.kept);
                 over_long(&mut t.parser, policy, &kept, skip_start, end, now, entries);
             } else if line.len() > max {
-                over_long(&mut t.parser, policy, &line[..max], start, end, now, entries);
+                over_long(
+                    &mut t.parser,
+                    policy,
+                    &line[..max],
+                    start,
+                    end,
+                    now,
+                    entries,
+                );
             } else {
                 t.parser.push_line(line, start, end, false, now, entries);
             }
@@ -574,7 +621,8 @@ impl Reader {
         let t = self.files.get_mut(&slot).expect("present");
         self.entries.clear();
         t.parser.flush_expired(now, &mut self.entries);
-        let finished = (t.deleted || t.rotated()) && now.duration_since(t.last_data) >= DORMANT_AFTER;
+        let finished =
+            (t.deleted || t.rotated()) && now.duration_since(t.last_data) >= DORMANT_AFTER;
         if finished {
             // No more data will come: pending partial lines are shipped as they are.
             t.parser.flush_all(&mut self.entries);
@@ -609,7 +657,10 @@ impl Reader {
             self.batch_started = Some(Instant::now());
         }
         for e in self.entries.drain(..) {
-            let item = self.cfg.encoder.encode(&e, &t.ctx, generation, &self.now_str, &mut self.batch.buf);
+            let item =
+                self.cfg
+                    .encoder
+                    .encode(&e, &t.ctx, generation, &self.now_str, &mut self.batch.buf);
             self.batch.items.push(item);
         }
         let c = t.parser.counts;
@@ -627,19 +678,29 @@ impl Reader {
             return false;
         }
         self.batch.buf.len() >= self.cfg.batch_bytes
-            || self.batch_started.is_some_and(|s| s.elapsed() >= self.cfg.batch_timeout)
+            || self
+                .batch_started
+                .is_some_and(|s| s.elapsed() >= self.cfg.batch_timeout)
     }
 
     /// Sends the open batch, waiting while the sink is busy (backpressure: no more reading meanwhile, but
     /// acknowledgements, checkpoints and metrics go on). False if the sink is gone or `stop` fired.
-    fn send(&mut self, tx: &tokio::sync::mpsc::Sender<Batch>, stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    fn send(
+        &mut self,
+        tx: &tokio::sync::mpsc::Sender<Batch>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_started = None;
         batch.seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.insert(batch.seq, batch.positions.clone());
-        self.metrics.records_read.fetch_add(batch.items.len() as u64, Ordering::Relaxed);
-        self.batch.buf.reserve(self.cfg.batch_bytes.min(16 << 20) + CHUNK);
+        self.metrics
+            .records_read
+            .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+        self.batch
+            .buf
+            .reserve(self.cfg.batch_bytes.min(16 << 20) + CHUNK);
         let mut batch = Some(batch);
         loop {
             match tx.try_send(batch.take().expect("kept")) {
@@ -651,7 +712,10 @@ impl Reader {
                         // Shutting down while the sink is stuck: these records stay unacknowledged (re-read after restart).
                         return false;
                     }
-                    let got = self.acks.as_ref().map(|a| a.recv_timeout(Duration::from_millis(1)));
+                    let got = self
+                        .acks
+                        .as_ref()
+                        .map(|a| a.recv_timeout(Duration::from_millis(1)));
                     match got {
                         Some(Ok(seq)) => self.ack(seq),
                         Some(Err(_)) | None => {}
@@ -695,7 +759,12 @@ mod tests {
 
     fn start(root: &std::path::Path, data: &std::path::Path) -> Running {
         std::fs::create_dir_all(data).unwrap();
-        let discovery = Discovery::new(DiscoveryConfig { roots: vec![root.to_path_buf()], rescan_interval_ms: 50, ..Default::default() }).unwrap();
+        let discovery = Discovery::new(DiscoveryConfig {
+            roots: vec![root.to_path_buf()],
+            rescan_interval_ms: 50,
+            ..Default::default()
+        })
+        .unwrap();
         let cfg = ReaderConfig {
             discovery,
             max_line_bytes: 1 << 16,
@@ -715,7 +784,13 @@ mod tests {
         let (wake, wake_rx) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let handle = std::thread::spawn(move || reader.run(tx, ack_rx, wake_rx, stop_rx));
-        Running { rx, ack, stop, handle: Some(handle), _wake: wake }
+        Running {
+            rx,
+            ack,
+            stop,
+            handle: Some(handle),
+            _wake: wake,
+        }
     }
 
     impl Running {
@@ -724,13 +799,22 @@ mod tests {
             let mut out = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(10);
             while out.len() < n {
-                assert!(Instant::now() < deadline, "only {} of {n} records", out.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} of {n} records",
+                    out.len()
+                );
                 match self.rx.try_recv() {
                     Ok(b) => {
                         for it in &b.items {
-                            let a: serde_json::Value = serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
-                            let d: serde_json::Value = serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
-                            out.push((a["create"]["_id"].as_str().unwrap().to_string(), d["message"].as_str().unwrap().to_string()));
+                            let a: serde_json::Value =
+                                serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
+                            let d: serde_json::Value =
+                                serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
+                            out.push((
+                                a["create"]["_id"].as_str().unwrap().to_string(),
+                                d["message"].as_str().unwrap().to_string(),
+                            ));
                         }
                         self.ack.send(b.seq).unwrap();
                     }
@@ -753,7 +837,13 @@ mod tests {
     }
 
     fn append(p: &std::path::Path, s: &str) {
-        std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap().write_all(s.as_bytes()).unwrap();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
     }
 
     #[test]
@@ -766,14 +856,30 @@ mod tests {
         append(&log, &(line(1, "a1") + &line(2, "a2") + &line(3, "a3")));
         let mut r = start(&root, &tmp.path().join("data"));
         let first = r.take(3);
-        assert_eq!(first.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(), vec!["a1", "a2", "a3"]);
+        assert_eq!(
+            first.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
+            vec!["a1", "a2", "a3"]
+        );
         // Copytruncate that shrinks the file.
-        std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         append(&log, &line(4, "b1"));
         let second = r.take(1);
         assert_eq!(second[0].1, "b1");
-        assert!(second[0].0.ends_with("-0"), "read from offset 0: {}", second[0].0);
-        assert_ne!(second[0].0.split('-').next(), first[0].0.split('-').next(), "new generation");
+        assert!(
+            second[0].0.ends_with("-0"),
+            "read from offset 0: {}",
+            second[0].0
+        );
+        assert_ne!(
+            second[0].0.split('-').next(),
+            first[0].0.split('-').next(),
+            "new generation"
+        );
         // Truncate and refill past the read position before the reader looks: caught by the fingerprint
         // of the bytes before the read position.
         std::thread::sleep(Duration::from_millis(100));
@@ -781,12 +887,41 @@ mod tests {
         f.set_len(0).unwrap();
         append(&log, &(line(5, "c1-longer-than-before") + &line(6, "c2")));
         let third = r.take(2);
-        assert_eq!(third.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(), vec!["c1-longer-than-before", "c2"]);
+        assert_eq!(
+            third.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
+            vec!["c1-longer-than-before", "c2"]
+        );
         assert!(third[0].0.ends_with("-0"));
         r.stop();
         // The checkpoint is at the end of the current content.
         let cp = Store::new(&tmp.path().join("data")).load().unwrap();
-        assert_eq!(cp.values().next().unwrap().offset, std::fs::metadata(&log).unwrap().len());
+        assert_eq!(
+            cp.values().next().unwrap().offset,
+            std::fs::metadata(&log).unwrap().len()
+        );
+    }
+
+    /// Regression: with fixed-width padded lines the bytes before the read position are the same in the old
+    /// and the new content, so only the first line shows that copytruncate refilled the file.
+    #[test]
+    fn copytruncate_refill_with_identical_line_tails_is_detected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        let pad = "p".repeat(100);
+        let gen = |from: u64| (from..from + 3).map(|n| line(n, &format!("seq {n:06} {pad}"))).collect::<String>();
+        append(&log, &gen(0));
+        let mut r = start(&root, &tmp.path().join("data"));
+        let first = r.take(3);
+        // Truncate and refill in one step (same inode), so the reader never sees the short file.
+        std::fs::write(&log, gen(10) + &gen(13)).unwrap();
+        let next = r.take(6);
+        let msgs: Vec<&str> = next.iter().map(|(_, m)| &m[..10]).collect();
+        assert_eq!(msgs, vec!["seq 000010", "seq 000011", "seq 000012", "seq 000013", "seq 000014", "seq 000015"]);
+        assert_ne!(next[0].0.split('-').next(), first[0].0.split('-').next());
+        r.stop();
     }
 
     #[test]
@@ -807,7 +942,11 @@ mod tests {
         let mut rest = r.take(2);
         rest.sort_by(|a, b| a.1.cmp(&b.1));
         assert_eq!(rest[0].1, "a2");
-        assert_eq!(rest[0].0.split('-').next(), first[0].0.split('-').next(), "same generation after rename");
+        assert_eq!(
+            rest[0].0.split('-').next(),
+            first[0].0.split('-').next(),
+            "same generation after rename"
+        );
         assert_eq!(rest[1].1, "b1");
         assert!(rest[1].0.ends_with("-0"));
         r.stop();
