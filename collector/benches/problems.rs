@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vigil_collector::problems::config::{parse_str, MonitorConfig};
 use vigil_collector::problems::matcher::{LogLine, Matcher};
+use vigil_collector::problems::watch::filelog::Translator;
 
 const KERNEL_MONITOR: &str = include_str!("../testdata/problems/config/kernel-monitor.json");
 
@@ -93,6 +94,37 @@ fn bench(c: &mut Criterion) {
                         message: l.to_string(),
                     })
                     .len();
+            }
+            assert_eq!(hits, 0);
+        })
+    });
+    g.finish();
+
+    // The filelog path: kern.log lines through the shipped filelog pluginConfig (timestamp regex,
+    // message regex, Go layout) and then the rules, against splitting the same file into lines.
+    let kern: String = text
+        .lines()
+        .map(|l| format!("Nov 22 03:04:05 vigil-node kernel: [ 4242.000001] {l}\n"))
+        .collect();
+    let tr = Translator::new(r"^.{15}", r"kernel: \[.*\] (.*)", "Jan _2 15:04:05").unwrap();
+    let mut g = c.benchmark_group("problems/filelog-kern-log-no-match");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.measurement_time(std::time::Duration::from_secs(3));
+    g.bench_function("floor: split into lines", |b| {
+        b.iter(|| {
+            for l in kern.lines() {
+                black_box(l);
+            }
+        })
+    });
+    g.bench_function("vigil: translate + match", |b| {
+        let mut m = Matcher::new(&patterns, cfg.buffer_lines()).unwrap();
+        b.iter(|| {
+            let mut hits = 0;
+            for l in kern.lines() {
+                hits += m.push(tr.translate(l).unwrap()).len();
             }
             assert_eq!(hits, 0);
         })
