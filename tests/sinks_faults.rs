@@ -131,12 +131,14 @@ async fn errors_5xx_and_429_are_retried_until_accepted() {
     run.wait_sent(0, per, Duration::from_secs(20)).await;
     let st = run.set.stats()[0].clone();
     assert_eq!((st.requests_failed, st.retries, st.payloads_sent, st.payloads_rejected), (3, 3, 1, 0), "{st:?}");
-    let reqs = seen.requests.lock().unwrap();
-    // The first request is the database creation (POST /query), then the write is tried 4 times
-    // with the same body.
-    let bodies: Vec<&Vec<u8>> = reqs.iter().skip(1).map(|(_, b)| b).collect();
-    assert_eq!(bodies.len(), 4);
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    {
+        let reqs = seen.requests.lock().unwrap();
+        // The first request is the database creation (POST /query), then the write is tried 4
+        // times with the same body.
+        let bodies: Vec<&Vec<u8>> = reqs.iter().skip(1).map(|(_, b)| b).collect();
+        assert_eq!(bodies.len(), 4);
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    }
     run.stop().await;
 }
 

@@ -225,7 +225,7 @@ impl Influx {
 }
 
 /// A number as the server gave it back: integer or float.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {
     Int(i64),
     Float(f64),
@@ -251,7 +251,17 @@ impl Num {
 impl Eq for Num {}
 impl Ord for Num {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.partial_cmp(o).unwrap_or(std::cmp::Ordering::Equal)
+        match (self, o) {
+            (Num::Int(a), Num::Int(b)) => a.cmp(b),
+            (Num::Float(a), Num::Float(b)) => a.total_cmp(b),
+            (Num::Int(_), Num::Float(_)) => std::cmp::Ordering::Less,
+            (Num::Float(_), Num::Int(_)) => std::cmp::Ordering::Greater,
+        }
+    }
+}
+impl PartialOrd for Num {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
     }
 }
 
@@ -299,6 +309,9 @@ pub fn expected_influx_points(batches: &[Batch], with_fields: bool, cluster_name
     out
 }
 
+/// An `/api/v1/export` answer: per series its labels, values and timestamps (ms).
+pub type Export = Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)>;
+
 /// VictoriaMetrics (single node).
 pub struct Victoria {
     pub proc: Proc,
@@ -333,7 +346,7 @@ impl Victoria {
     }
 
     /// `/api/v1/export` for a series selector: (metric labels, values, timestamps ms) per series.
-    pub async fn export(&self, selector: &str) -> Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)> {
+    pub async fn export(&self, selector: &str) -> Export {
         let body = reqwest::Client::new()
             .post(format!("{}/api/v1/export", self.url()))
             .form(&[("match[]", selector), ("start", "0")])
@@ -343,7 +356,7 @@ impl Victoria {
             .text()
             .await
             .unwrap();
-        let mut out: Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)> = Vec::new();
+        let mut out: Export = Vec::new();
         for line in body.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let labels = v["metric"]
@@ -589,7 +602,7 @@ pub fn expected_remote_write(batches: &[Batch], cluster_name: &str) -> SeriesMap
 }
 
 /// Turns an export into a SeriesMap.
-pub fn to_series_map(export: Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)>) -> SeriesMap {
+pub fn to_series_map(export: Export) -> SeriesMap {
     export
         .into_iter()
         .map(|(l, v, t)| {
