@@ -16,7 +16,10 @@ use aggregator_support::{get, Aggregator, Shape, Sim, SimNode};
 use sinks_support::{poll, Influx};
 
 fn rfc3339_ns(s: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_nanos_opt().unwrap()
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_nanos_opt()
+        .unwrap()
 }
 
 /// (time ns → value) of one series from InfluxDB.
@@ -40,7 +43,10 @@ async fn model_series(url: &str) -> BTreeMap<i64, f64> {
     }
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     for m in v["metrics"].as_array().cloned().unwrap_or_default() {
-        let val = m["floatValue"].as_f64().or_else(|| m["value"].as_f64()).unwrap();
+        let val = m["floatValue"]
+            .as_f64()
+            .or_else(|| m["value"].as_f64())
+            .unwrap();
         out.insert(rfc3339_ns(m["timestamp"].as_str().unwrap()), val);
     }
     out
@@ -49,14 +55,26 @@ async fn model_series(url: &str) -> BTreeMap<i64, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_sink_writes_what_its_model_api_answers() {
     let influx = Influx::start().await;
-    let sim = Sim::new(Shape { nodes: 2, pods_per_node: 2, containers_per_pod: 2, namespaces: 2 });
+    let sim = Sim::new(Shape {
+        nodes: 2,
+        pods_per_node: 2,
+        containers_per_pod: 2,
+        namespaces: 2,
+    });
     let mut nodes = Vec::new();
     for i in 0..2 {
         nodes.push(SimNode::start(&sim, i, "127.0.0.1", 0).await);
     }
-    let list = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
+    let list = nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
     let data_dir = tempfile::tempdir().unwrap();
-    let sink = format!("influxdb:{}?db=k8s&retry_initial=100ms&retry_max=1s", influx.url());
+    let sink = format!(
+        "influxdb:{}?db=k8s&retry_initial=100ms&retry_max=1s",
+        influx.url()
+    );
     let mut agg = Aggregator::start(&[
         "--nodes",
         &list,
@@ -70,12 +88,20 @@ async fn aggregator_sink_writes_what_its_model_api_answers() {
     ]);
     let model = format!("{}/api/v1/model/metrics/cpu/usage_rate", agg.base);
     // Wait for at least two cluster points that both sides know.
-    let (ours, theirs) = poll("cluster cpu/usage_rate in InfluxDB and the model API", Duration::from_secs(60), || async {
-        let i = influx_series(&influx, "SELECT \"value\" FROM \"cpu/usage_rate\" WHERE \"type\"='cluster'").await;
-        let m = model_series(&model).await;
-        let common = i.keys().filter(|t| m.contains_key(t)).count();
-        (common >= 2).then_some((i, m))
-    })
+    let (ours, theirs) = poll(
+        "cluster cpu/usage_rate in InfluxDB and the model API",
+        Duration::from_secs(60),
+        || async {
+            let i = influx_series(
+                &influx,
+                "SELECT \"value\" FROM \"cpu/usage_rate\" WHERE \"type\"='cluster'",
+            )
+            .await;
+            let m = model_series(&model).await;
+            let common = i.keys().filter(|t| m.contains_key(t)).count();
+            (common >= 2).then_some((i, m))
+        },
+    )
     .await;
     for (t, v) in &ours {
         if let Some(mv) = theirs.get(t) {
@@ -83,23 +109,49 @@ async fn aggregator_sink_writes_what_its_model_api_answers() {
         }
     }
     // Containers' points carry Heapster's tags.
-    let v = influx.query("k8s", "SHOW TAG KEYS FROM \"memory/usage\"").await;
-    let keys: Vec<String> = v["results"][0]["series"][0]["values"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
-    for k in ["cluster_name", "container_name", "namespace_name", "nodename", "pod_name", "type"] {
-        assert!(keys.contains(&k.to_string()), "tag {k} missing from {keys:?}");
+    let v = influx
+        .query("k8s", "SHOW TAG KEYS FROM \"memory/usage\"")
+        .await;
+    let keys: Vec<String> = v["results"][0]["series"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    for k in [
+        "cluster_name",
+        "container_name",
+        "namespace_name",
+        "nodename",
+        "pod_name",
+        "type",
+    ] {
+        assert!(
+            keys.contains(&k.to_string()),
+            "tag {k} missing from {keys:?}"
+        );
     }
     assert!(!keys.contains(&"pod_id".to_string()) && !keys.contains(&"namespace_id".to_string()));
 
     // The sink's self-metrics on the aggregator's /metrics.
     let (st, metrics) = get(&format!("{}/metrics", agg.base)).await;
     assert_eq!(st, 200);
-    let line = metrics.lines().find(|l| l.starts_with("vigil_sink_points_sent_total{")).expect("sink metrics on /metrics");
-    assert!(line.split(' ').next_back().unwrap().parse::<f64>().unwrap() > 0.0, "{line}");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("vigil_sink_points_sent_total{"))
+        .expect("sink metrics on /metrics");
+    assert!(
+        line.split(' ').next_back().unwrap().parse::<f64>().unwrap() > 0.0,
+        "{line}"
+    );
 
     // /federate: the aggregated series, accepted by promtool.
     let (st, fed) = get(&format!("{}/federate", agg.base)).await;
     assert_eq!(st, 200);
-    assert!(fed.contains("# TYPE cpu_usage_rate gauge") && fed.contains("type=\"cluster\""), "{fed}");
+    assert!(
+        fed.contains("# TYPE cpu_usage_rate gauge") && fed.contains("type=\"cluster\""),
+        "{fed}"
+    );
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -107,19 +159,40 @@ async fn aggregator_sink_writes_what_its_model_api_answers() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("promtool must be installed");
-    child.stdin.take().unwrap().write_all(fed.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fed.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(agg.terminate().success());
 }
 
 #[test]
 fn a_bad_sink_uri_stops_start_up_naming_the_option() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["aggregator", "--listen", "127.0.0.1:0", "--nodes", "127.0.0.1:1", "--sink", "influxdb:http://127.0.0.1:8086?withfields=sometimes"])
+        .args([
+            "aggregator",
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes",
+            "127.0.0.1:1",
+            "--sink",
+            "influxdb:http://127.0.0.1:8086?withfields=sometimes",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--sink") && err.contains("withfields"), "{err}");
+    assert!(
+        err.contains("--sink") && err.contains("withfields"),
+        "{err}"
+    );
 }

@@ -12,7 +12,11 @@ use sinks_support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influxdb_v1_heapster_schema_reads_back_exactly() {
     let influx = Influx::start().await;
-    let batches: Vec<_> = times(3, Duration::from_secs(60)).into_iter().enumerate().map(|(i, t)| sample_batch(t, i as i64)).collect();
+    let batches: Vec<_> = times(3, Duration::from_secs(60))
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| sample_batch(t, i as i64))
+        .collect();
     let total: usize = batches.iter().map(points_in).sum();
     let run = Running::start(
         &[
@@ -25,10 +29,16 @@ async fn influxdb_v1_heapster_schema_reads_back_exactly() {
     for b in &batches {
         run.set.push(Arc::new(b.clone()));
     }
-    run.wait_sent(0, total as u64, Duration::from_secs(30)).await;
-    run.wait_sent(1, total as u64, Duration::from_secs(30)).await;
+    run.wait_sent(0, total as u64, Duration::from_secs(30))
+        .await;
+    run.wait_sent(1, total as u64, Duration::from_secs(30))
+        .await;
     let st = run.set.stats();
-    assert!(st[1].payloads_sent >= (total as u64).div_ceil(7), "{:?}", st[1]);
+    assert!(
+        st[1].payloads_sent >= (total as u64).div_ceil(7),
+        "{:?}",
+        st[1]
+    );
 
     let got = influx.all_points("k8s").await;
     let want = expected_influx_points(&batches, false, "default");
@@ -45,8 +55,12 @@ async fn influxdb_v1_heapster_schema_reads_back_exactly() {
 
     let got = influx.all_points("k8sf").await;
     assert_same_points(&got, &expected_influx_points(&batches, true, "prod"));
-    assert!(got.iter().any(|p| p.measurement == "cpu" && p.field == "usage_rate"));
-    assert!(got.iter().any(|p| p.measurement == "uptime" && p.field == "value"));
+    assert!(got
+        .iter()
+        .any(|p| p.measurement == "cpu" && p.field == "usage_rate"));
+    assert!(got
+        .iter()
+        .any(|p| p.measurement == "uptime" && p.field == "value"));
     run.stop().await;
 }
 
@@ -58,7 +72,11 @@ async fn influxdb_outage_and_vigil_restart_deliver_every_point_once() {
     let uri = format!(
         "influxdb:http://127.0.0.1:{port}?db=k8s&retry_initial=50ms&retry_max=400ms&max_memory_bytes=1KiB&timeout=2s"
     );
-    let batches: Vec<_> = times(9, Duration::from_secs(15)).into_iter().enumerate().map(|(i, t)| sample_batch(t, i as i64)).collect();
+    let batches: Vec<_> = times(9, Duration::from_secs(15))
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| sample_batch(t, i as i64))
+        .collect();
     let per = points_in(&batches[0]) as u64;
 
     let mut influx = Influx::start_in(influx_dir.clone(), port).await;
@@ -71,19 +89,38 @@ async fn influxdb_outage_and_vigil_restart_deliver_every_point_once() {
     for b in &batches[1..4] {
         let t = std::time::Instant::now();
         run.set.push(Arc::new(b.clone()));
-        assert!(t.elapsed() < Duration::from_millis(500), "push waited {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "push waited {:?}",
+            t.elapsed()
+        );
     }
-    poll("failed requests while InfluxDB is down", Duration::from_secs(20), || async {
-        let st = &run.set.stats()[0];
-        (st.requests_failed >= 3 && st.queue.disk_payloads > 0).then_some(())
-    })
+    poll(
+        "failed requests while InfluxDB is down",
+        Duration::from_secs(20),
+        || async {
+            let st = &run.set.stats()[0];
+            (st.requests_failed >= 3 && st.queue.disk_payloads > 0).then_some(())
+        },
+    )
     .await;
     // vigil stops meanwhile: the queue is spilled under the data dir.
     run.stop().await;
-    let segs = std::fs::read_dir(data_dir.path().join("sinks").join(format!("influxdb-127.0.0.1-{port}-k8s")))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
-        .count();
+    let segs = std::fs::read_dir(
+        data_dir
+            .path()
+            .join("sinks")
+            .join(format!("influxdb-127.0.0.1-{port}-k8s")),
+    )
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "seg")
+    })
+    .count();
     assert!(segs > 0, "spill segments on disk");
 
     // vigil comes back, still without InfluxDB, and gets more batches.
@@ -102,10 +139,18 @@ async fn influxdb_outage_and_vigil_restart_deliver_every_point_once() {
     run.wait_sent(0, per * 8, Duration::from_secs(30)).await;
     let got = influx.all_points("k8s").await;
     assert_same_points(&got, &expected_influx_points(&batches, false, "default"));
-    let mut ts: Vec<i64> = got.iter().filter(|p| p.measurement == "cpu/usage_rate" && p.tags["type"] == "cluster").map(|p| p.time).collect();
+    let mut ts: Vec<i64> = got
+        .iter()
+        .filter(|p| p.measurement == "cpu/usage_rate" && p.tags["type"] == "cluster")
+        .map(|p| p.time)
+        .collect();
     let n = ts.len();
     ts.dedup();
-    assert_eq!((n, ts.len()), (9, 9), "one cluster point per batch: no gap, no duplicate");
+    assert_eq!(
+        (n, ts.len()),
+        (9, 9),
+        "one cluster point per batch: no gap, no duplicate"
+    );
     let st = &run.set.stats()[0];
     assert_eq!(st.points_sent, per * 8);
     assert_eq!(st.queue.dropped_points, 0);

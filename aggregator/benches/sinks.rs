@@ -20,20 +20,31 @@ use vigil_aggregator::sinks::SinkSet;
 /// and ~10 metrics per set (ints, floats, labeled filesystem metrics).
 fn big_batch(nodes: usize, pods: usize, ts_ms: i64, k: i64) -> Batch {
     let mut sets = BTreeMap::new();
-    let l = |p: &[(&str, String)]| p.iter().map(|(a, b)| (a.to_string(), b.clone())).collect::<BTreeMap<_, _>>();
+    let l = |p: &[(&str, String)]| {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
     for n in 0..nodes {
         let node = format!("node-{n:04}");
         let mut values = BTreeMap::new();
         values.insert("cpu/usage_rate".into(), MetricValue::Int(900 + k));
         values.insert("memory/usage".into(), MetricValue::Int(4 << 30));
         values.insert("memory/working_set".into(), MetricValue::Int(3 << 30));
-        values.insert("cpu/node_utilization".into(), MetricValue::Float(0.25 + k as f64 / 1e4));
+        values.insert(
+            "cpu/node_utilization".into(),
+            MetricValue::Float(0.25 + k as f64 / 1e4),
+        );
         values.insert("network/rx_rate".into(), MetricValue::Float(12345.5));
         values.insert("uptime".into(), MetricValue::Int(3_600_000 + k));
         sets.insert(
             format!("node:{node}"),
             MetricSet {
-                labels: l(&[("type", "node".into()), ("nodename", node.clone()), ("hostname", node.clone())]),
+                labels: l(&[
+                    ("type", "node".into()),
+                    ("nodename", node.clone()),
+                    ("hostname", node.clone()),
+                ]),
                 values,
                 labeled: vec![LabeledMetric {
                     name: "filesystem/usage".into(),
@@ -49,11 +60,20 @@ fn big_batch(nodes: usize, pods: usize, ts_ms: i64, k: i64) -> Batch {
             let mut values = BTreeMap::new();
             values.insert("cpu/usage_rate".into(), MetricValue::Int(50 + p as i64 + k));
             values.insert("cpu/usage".into(), MetricValue::Int(123_456_789_000 + k));
-            values.insert("memory/usage".into(), MetricValue::Int(100_000_000 + p as i64));
-            values.insert("memory/working_set".into(), MetricValue::Int(90_000_000 + p as i64));
+            values.insert(
+                "memory/usage".into(),
+                MetricValue::Int(100_000_000 + p as i64),
+            );
+            values.insert(
+                "memory/working_set".into(),
+                MetricValue::Int(90_000_000 + p as i64),
+            );
             values.insert("memory/rss".into(), MetricValue::Int(80_000_000));
             values.insert("memory/page_faults_rate".into(), MetricValue::Float(1.25));
-            values.insert("network/rx_rate".into(), MetricValue::Float(2048.5 + k as f64));
+            values.insert(
+                "network/rx_rate".into(),
+                MetricValue::Float(2048.5 + k as f64),
+            );
             values.insert("network/tx_rate".into(), MetricValue::Float(1024.25));
             values.insert("uptime".into(), MetricValue::Int(60_000 + k));
             sets.insert(
@@ -80,11 +100,17 @@ fn big_batch(nodes: usize, pods: usize, ts_ms: i64, k: i64) -> Batch {
             );
         }
     }
-    Batch { timestamp: chrono::DateTime::from_timestamp_millis(ts_ms).unwrap(), sets }
+    Batch {
+        timestamp: chrono::DateTime::from_timestamp_millis(ts_ms).unwrap(),
+        sets,
+    }
 }
 
 fn points(b: &Batch) -> u64 {
-    b.sets.values().map(|s| (s.values.len() + s.labeled.len()) as u64).sum()
+    b.sets
+        .values()
+        .map(|s| (s.values.len() + s.labeled.len()) as u64)
+        .sum()
 }
 
 fn encoding(c: &mut Criterion) {
@@ -101,9 +127,16 @@ fn encoding(c: &mut Criterion) {
         gzip: false,
     };
     g.bench_function("line_protocol", |b| b.iter(|| lp.encode(&batch)));
-    let rw = RemoteWriteEncoder { batch_size: 2000, cluster_name: String::new() };
-    g.bench_function("remote_write_protobuf_snappy", |b| b.iter(|| rw.encode(&batch)));
-    g.bench_function("remote_write_protobuf_only", |b| b.iter(|| rw.encode_raw(&batch)));
+    let rw = RemoteWriteEncoder {
+        batch_size: 2000,
+        cluster_name: String::new(),
+    };
+    g.bench_function("remote_write_protobuf_snappy", |b| {
+        b.iter(|| rw.encode(&batch))
+    });
+    g.bench_function("remote_write_protobuf_only", |b| {
+        b.iter(|| rw.encode_raw(&batch))
+    });
     g.finish();
 }
 
@@ -128,7 +161,11 @@ impl Drop for Vm {
 
 fn start_vm() -> Vm {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new("victoria-metrics")
         .arg(format!("-storageDataPath={}", dir.path().display()))
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
@@ -141,7 +178,11 @@ fn start_vm() -> Vm {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Vm { child, port, _dir: dir };
+            return Vm {
+                child,
+                port,
+                _dir: dir,
+            };
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -152,7 +193,11 @@ fn start_vm() -> Vm {
 
 /// Pushes `batches` through a SinkSet into `uri`; returns seconds until all points were accepted.
 fn vigil_run(uri: &str, batches: &[Arc<Batch>]) -> f64 {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let set = Arc::new(SinkSet::from_uris(&[uri.to_string()], None).unwrap());
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -165,7 +210,10 @@ fn vigil_run(uri: &str, batches: &[Arc<Batch>]) -> f64 {
         loop {
             let st = &set.stats()[0];
             assert_eq!(st.batches_dropped + st.payloads_rejected, 0, "{st:?}");
-            assert!(t.elapsed() < Duration::from_secs(120), "not delivered within 120s: {st:?}");
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "not delivered within 120s: {st:?}"
+            );
             if st.points_sent >= total {
                 break;
             }
@@ -188,7 +236,10 @@ fn curl_run(url: &str, headers: &[&str], bodies: &[Vec<u8>]) -> f64 {
         if i > 0 {
             cfg.push_str("next\n");
         }
-        cfg.push_str(&format!("url = \"{url}\"\ndata-binary = \"@{}\"\nsilent\nfail\noutput = \"/dev/null\"\n", p.display()));
+        cfg.push_str(&format!(
+            "url = \"{url}\"\ndata-binary = \"@{}\"\nsilent\nfail\noutput = \"/dev/null\"\n",
+            p.display()
+        ));
         for h in headers {
             cfg.push_str(&format!("header = \"{h}\"\n"));
         }
@@ -196,7 +247,11 @@ fn curl_run(url: &str, headers: &[&str], bodies: &[Vec<u8>]) -> f64 {
     let cfg_path = dir.path().join("curl.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
     let t = Instant::now();
-    let st = Command::new("curl").arg("-K").arg(&cfg_path).status().expect("curl must be installed");
+    let st = Command::new("curl")
+        .arg("-K")
+        .arg(&cfg_path)
+        .status()
+        .expect("curl must be installed");
     let secs = t.elapsed().as_secs_f64();
     assert!(st.success(), "curl failed");
     secs
@@ -211,7 +266,9 @@ fn end_to_end() {
     let now = chrono::Utc::now().timestamp_millis() / 1000 * 1000;
     // 10 resolutions of a 20-node × 100-pod cluster.
     let mk = |offset: i64| -> Vec<Arc<Batch>> {
-        (0..10).map(|k| Arc::new(big_batch(20, 100, now - (offset + 10 - k) * 10_000, k))).collect()
+        (0..10)
+            .map(|k| Arc::new(big_batch(20, 100, now - (offset + 10 - k) * 10_000, k)))
+            .collect()
     };
     let tok = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tok.path(), "bench").unwrap();
@@ -220,14 +277,24 @@ fn end_to_end() {
             "remote_write",
             format!("prometheus-remote-write:{base}/api/v1/write?max_pending_batches=16"),
             format!("{base}/api/v1/write"),
-            vec!["Content-Encoding: snappy", "Content-Type: application/x-protobuf", "X-Prometheus-Remote-Write-Version: 0.1.0"],
+            vec![
+                "Content-Encoding: snappy",
+                "Content-Type: application/x-protobuf",
+                "X-Prometheus-Remote-Write-Version: 0.1.0",
+            ],
             0,
         ),
         (
             "influxdb_v2",
-            format!("influxdb2:{base}?org=o&bucket=b&max_pending_batches=16&token_file={}", tok.path().display()),
+            format!(
+                "influxdb2:{base}?org=o&bucket=b&max_pending_batches=16&token_file={}",
+                tok.path().display()
+            ),
             format!("{base}/api/v2/write?org=o&bucket=b&precision=ns"),
-            vec!["Content-Type: text/plain; charset=utf-8", "Authorization: Token bench"],
+            vec![
+                "Content-Type: text/plain; charset=utf-8",
+                "Authorization: Token bench",
+            ],
             100,
         ),
     ] {
@@ -237,8 +304,15 @@ fn end_to_end() {
         // Floor: the same encoding, pre-encoded, posted by curl (new timestamps, same series).
         let floor_batches = mk(offset + 40);
         let bodies: Vec<Vec<u8>> = if name == "remote_write" {
-            let enc = RemoteWriteEncoder { batch_size: 2000, cluster_name: String::new() };
-            floor_batches.iter().flat_map(|b| enc.encode(b)).map(|p| p.body.to_vec()).collect()
+            let enc = RemoteWriteEncoder {
+                batch_size: 2000,
+                cluster_name: String::new(),
+            };
+            floor_batches
+                .iter()
+                .flat_map(|b| enc.encode(b))
+                .map(|p| p.body.to_vec())
+                .collect()
         } else {
             let enc = LineProtocol {
                 with_fields: false,
@@ -248,7 +322,11 @@ fn end_to_end() {
                 max_body_bytes: 4 << 20,
                 gzip: false,
             };
-            floor_batches.iter().flat_map(|b| enc.encode(b).payloads).map(|p| p.body.to_vec()).collect()
+            floor_batches
+                .iter()
+                .flat_map(|b| enc.encode(b).payloads)
+                .map(|p| p.body.to_vec())
+                .collect()
         };
         let total: u64 = floor_batches.iter().map(|b| points(b)).sum();
         let curl_s = curl_run(&url, &headers, &bodies);
@@ -303,14 +381,30 @@ fn main() {
         max_body_bytes: 4 << 20,
         gzip: false,
     };
-    let rw = RemoteWriteEncoder { batch_size: 2000, cluster_name: String::new() };
-    per_core("line_protocol", &batch, &|b| lp.encode(b).payloads.iter().map(|p| p.body.len()).sum());
-    per_core("remote_write_protobuf_snappy", &batch, &|b| rw.encode(b).iter().map(|p| p.body.len()).sum());
-    per_core("remote_write_protobuf_only", &batch, &|b| rw.encode_raw(b).iter().map(|p| p.0.len()).sum());
+    let rw = RemoteWriteEncoder {
+        batch_size: 2000,
+        cluster_name: String::new(),
+    };
+    per_core("line_protocol", &batch, &|b| {
+        lp.encode(b).payloads.iter().map(|p| p.body.len()).sum()
+    });
+    per_core("remote_write_protobuf_snappy", &batch, &|b| {
+        rw.encode(b).iter().map(|p| p.body.len()).sum()
+    });
+    per_core("remote_write_protobuf_only", &batch, &|b| {
+        rw.encode_raw(b).iter().map(|p| p.0.len()).sum()
+    });
     // A floor from the same run: copying a buffer the size of the line-protocol output.
-    let lp_bytes: usize = lp.encode(&batch).payloads.iter().map(|p| p.body.len()).sum();
+    let lp_bytes: usize = lp
+        .encode(&batch)
+        .payloads
+        .iter()
+        .map(|p| p.body.len())
+        .sum();
     let src = vec![b'x'; lp_bytes];
-    per_core("floor_memcpy_of_line_protocol_bytes", &batch, &|_| std::hint::black_box(src.clone()).len());
+    per_core("floor_memcpy_of_line_protocol_bytes", &batch, &|_| {
+        std::hint::black_box(src.clone()).len()
+    });
     Criterion::default().configure_from_args().final_summary();
     end_to_end();
 }

@@ -15,7 +15,11 @@ use vigil_aggregator::batch::{Batch, LabeledMetric, MetricSet, MetricValue};
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` until it returns Some or the deadline passes (then panics with `what`).
@@ -52,8 +56,13 @@ impl Proc {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the test peer `{bin}` (install it: scripts/test.sh does): {e}"));
-        Proc { child: Some(child), log }
+            .unwrap_or_else(|e| {
+                panic!("cannot start the test peer `{bin}` (install it: scripts/test.sh does): {e}")
+            });
+        Proc {
+            child: Some(child),
+            log,
+        }
     }
 
     /// Stops the process gracefully (SIGTERM, so it flushes what it accepted), killing it after 15s.
@@ -93,7 +102,10 @@ impl Drop for Proc {
 
 /// Sends SIGTERM to a pid (our own child).
 fn sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 async fn wait_http(url: &str, proc: &mut Proc, what: &str) {
@@ -107,11 +119,17 @@ async fn wait_http(url: &str, proc: &mut Proc, what: &str) {
         }
         if let Some(c) = proc.child.as_mut() {
             if let Ok(Some(st)) = c.try_wait() {
-                panic!("{what} exited ({st}) before it was ready; its log:\n{}", proc.log_text());
+                panic!(
+                    "{what} exited ({st}) before it was ready; its log:\n{}",
+                    proc.log_text()
+                );
             }
         }
         if Instant::now() > deadline {
-            panic!("{what} not ready at {url} after 30s; its log:\n{}", proc.log_text());
+            panic!(
+                "{what} not ready at {url} after 30s; its log:\n{}",
+                proc.log_text()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -149,10 +167,22 @@ impl Influx {
         std::fs::write(&conf_path, conf).unwrap();
         let mut proc = Proc::spawn(
             "influxd",
-            &["run".into(), "-config".into(), conf_path.display().to_string()],
-            d.join(format!("influxd-{port}-{}.log", Instant::now().elapsed().as_nanos())),
+            &[
+                "run".into(),
+                "-config".into(),
+                conf_path.display().to_string(),
+            ],
+            d.join(format!(
+                "influxd-{port}-{}.log",
+                Instant::now().elapsed().as_nanos()
+            )),
         );
-        wait_http(&format!("http://127.0.0.1:{port}/ping"), &mut proc, "influxd").await;
+        wait_http(
+            &format!("http://127.0.0.1:{port}/ping"),
+            &mut proc,
+            "influxd",
+        )
+        .await;
         Influx { proc, port, dir }
     }
 
@@ -176,28 +206,46 @@ impl Influx {
         // Field types as stored, so 1.0 stored as a float is not mistaken for an integer.
         let keys = self.query(db, "SHOW FIELD KEYS").await;
         let mut types: BTreeMap<(String, String), String> = BTreeMap::new();
-        for s in keys["results"][0]["series"].as_array().cloned().unwrap_or_default() {
+        for s in keys["results"][0]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             for row in s["values"].as_array().unwrap() {
                 types.insert(
-                    (s["name"].as_str().unwrap().to_string(), row[0].as_str().unwrap().to_string()),
+                    (
+                        s["name"].as_str().unwrap().to_string(),
+                        row[0].as_str().unwrap().to_string(),
+                    ),
                     row[1].as_str().unwrap().to_string(),
                 );
             }
         }
         let v = self.query(db, "SELECT * FROM /.*/ GROUP BY *").await;
         let mut out = Vec::new();
-        let Some(series) = v["results"][0]["series"].as_array() else { return out };
+        let Some(series) = v["results"][0]["series"].as_array() else {
+            return out;
+        };
         for s in series {
             let name = s["name"].as_str().unwrap().to_string();
             let tags: BTreeMap<String, String> = s["tags"]
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .filter_map(|(k, v)| v.as_str().filter(|x| !x.is_empty()).map(|x| (k.clone(), x.to_string())))
+                        .filter_map(|(k, v)| {
+                            v.as_str()
+                                .filter(|x| !x.is_empty())
+                                .map(|x| (k.clone(), x.to_string()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            let cols: Vec<String> = s["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+            let cols: Vec<String> = s["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
             for row in s["values"].as_array().unwrap() {
                 let row = row.as_array().unwrap();
                 let time = row[0].as_i64().unwrap();
@@ -276,7 +324,11 @@ pub struct InfluxPoint {
 }
 
 /// What Heapster's InfluxDB sink writes for these batches (an independent oracle for the tests).
-pub fn expected_influx_points(batches: &[Batch], with_fields: bool, cluster_name: &str) -> Vec<InfluxPoint> {
+pub fn expected_influx_points(
+    batches: &[Batch],
+    with_fields: bool,
+    cluster_name: &str,
+) -> Vec<InfluxPoint> {
     let mut out = Vec::new();
     for b in batches {
         let time = b.timestamp.timestamp_nanos_opt().unwrap();
@@ -284,7 +336,10 @@ pub fn expected_influx_points(batches: &[Batch], with_fields: bool, cluster_name
             let mut base: BTreeMap<String, String> = set
                 .labels
                 .iter()
-                .filter(|(k, v)| !v.is_empty() && !["namespace_id", "pod_id", "hostname", "host_id"].contains(&k.as_str()))
+                .filter(|(k, v)| {
+                    !v.is_empty()
+                        && !["namespace_id", "pod_id", "hostname", "host_id"].contains(&k.as_str())
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             base.insert("cluster_name".into(), cluster_name.into());
@@ -293,7 +348,13 @@ pub fn expected_influx_points(batches: &[Batch], with_fields: bool, cluster_name
                     (true, Some((m, f))) => (m.to_string(), f.to_string()),
                     _ => (name.to_string(), "value".to_string()),
                 };
-                out.push(InfluxPoint { measurement: m, tags, field: f, value: Num::from_value(v), time });
+                out.push(InfluxPoint {
+                    measurement: m,
+                    tags,
+                    field: f,
+                    value: Num::from_value(v),
+                    time,
+                });
             };
             for (n, v) in &set.values {
                 add(n, base.clone(), *v);
@@ -337,7 +398,12 @@ impl Victoria {
             ],
             d.join(format!("vm-{port}-{}.log", std::process::id())),
         );
-        wait_http(&format!("http://127.0.0.1:{port}/health"), &mut proc, "victoria-metrics").await;
+        wait_http(
+            &format!("http://127.0.0.1:{port}/health"),
+            &mut proc,
+            "victoria-metrics",
+        )
+        .await;
         Victoria { proc, port, dir }
     }
 
@@ -365,8 +431,18 @@ impl Victoria {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect();
-            let values = v["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            let ts = v["timestamps"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+            let values = v["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let ts = v["timestamps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect();
             out.push((labels, values, ts));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -404,7 +480,12 @@ impl Prometheus {
             ],
             dir.path().join("prometheus.log"),
         );
-        wait_http(&format!("http://127.0.0.1:{port}/-/ready"), &mut proc, "prometheus").await;
+        wait_http(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            &mut proc,
+            "prometheus",
+        )
+        .await;
         Prometheus { proc, port, dir }
     }
 
@@ -429,7 +510,10 @@ impl Prometheus {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A Heapster-shaped batch at `ts`: cluster, namespace, node, pod, pod container and system
@@ -438,31 +522,51 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 pub fn sample_batch(ts: DateTime<Utc>, i: i64) -> Batch {
     let f = i as f64;
     let mut sets = BTreeMap::new();
-    let vals = |v: &[(&str, MetricValue)]| -> BTreeMap<String, MetricValue> { v.iter().map(|(k, v)| (k.to_string(), *v)).collect() };
+    let vals = |v: &[(&str, MetricValue)]| -> BTreeMap<String, MetricValue> {
+        v.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
     sets.insert(
         "cluster".to_string(),
         MetricSet {
             labels: labels(&[("type", "cluster")]),
-            values: vals(&[("cpu/usage_rate", MetricValue::Int(1500 + i)), ("memory/usage", MetricValue::Int(8 << 30))]),
+            values: vals(&[
+                ("cpu/usage_rate", MetricValue::Int(1500 + i)),
+                ("memory/usage", MetricValue::Int(8 << 30)),
+            ]),
             ..Default::default()
         },
     );
     sets.insert(
         "namespace:kube-system".to_string(),
         MetricSet {
-            labels: labels(&[("type", "ns"), ("namespace_name", "kube-system"), ("namespace_id", "ns-uid")]),
-            values: vals(&[("cpu/usage_rate", MetricValue::Int(700 + i)), ("memory/usage", MetricValue::Int(3 << 30))]),
+            labels: labels(&[
+                ("type", "ns"),
+                ("namespace_name", "kube-system"),
+                ("namespace_id", "ns-uid"),
+            ]),
+            values: vals(&[
+                ("cpu/usage_rate", MetricValue::Int(700 + i)),
+                ("memory/usage", MetricValue::Int(3 << 30)),
+            ]),
             ..Default::default()
         },
     );
     sets.insert(
         "node:node-a".to_string(),
         MetricSet {
-            labels: labels(&[("type", "node"), ("nodename", "node-a"), ("hostname", "node-a"), ("host_id", "i-123")]),
+            labels: labels(&[
+                ("type", "node"),
+                ("nodename", "node-a"),
+                ("hostname", "node-a"),
+                ("host_id", "i-123"),
+            ]),
             values: vals(&[
                 ("cpu/usage_rate", MetricValue::Int(900 + i)),
                 ("memory/usage", MetricValue::Int(4 << 30)),
-                ("cpu/node_utilization", MetricValue::Float(0.225 + f / 1000.0)),
+                (
+                    "cpu/node_utilization",
+                    MetricValue::Float(0.225 + f / 1000.0),
+                ),
                 ("uptime", MetricValue::Int(3_600_000 + i * 60_000)),
             ]),
             labeled: vec![
@@ -513,7 +617,10 @@ pub fn sample_batch(ts: DateTime<Utc>, i: i64) -> Batch {
                 ("hostname", ""),
             ]),
             values: vals(&[
-                ("cpu/usage", MetricValue::Int(123_456_789_000 + i * 1_000_000)),
+                (
+                    "cpu/usage",
+                    MetricValue::Int(123_456_789_000 + i * 1_000_000),
+                ),
                 ("cpu/usage_rate", MetricValue::Int(240 + i)),
                 ("memory/working_set", MetricValue::Int(40_000_000 + i)),
                 ("memory/page_faults_rate", MetricValue::Float(0.5 + f / 4.0)),
@@ -529,17 +636,30 @@ pub fn sample_batch(ts: DateTime<Utc>, i: i64) -> Batch {
     sets.insert(
         "node:node-a/container:kubelet".to_string(),
         MetricSet {
-            labels: labels(&[("type", "sys_container"), ("nodename", "node-a"), ("container_name", "kubelet")]),
-            values: vals(&[("cpu/usage_rate", MetricValue::Int(30 + i)), ("memory/usage", MetricValue::Int(90_000_000))]),
+            labels: labels(&[
+                ("type", "sys_container"),
+                ("nodename", "node-a"),
+                ("container_name", "kubelet"),
+            ]),
+            values: vals(&[
+                ("cpu/usage_rate", MetricValue::Int(30 + i)),
+                ("memory/usage", MetricValue::Int(90_000_000)),
+            ]),
             ..Default::default()
         },
     );
-    Batch { timestamp: ts, sets }
+    Batch {
+        timestamp: ts,
+        sets,
+    }
 }
 
 /// Number of points (metric values, labeled ones included) in a batch.
 pub fn points_in(b: &Batch) -> usize {
-    b.sets.values().map(|s| s.values.len() + s.labeled.len()).sum()
+    b.sets
+        .values()
+        .map(|s| s.values.len() + s.labeled.len())
+        .sum()
 }
 
 /// Batch times: `n` resolutions of `step` ending a little before now, on whole milliseconds.
@@ -572,23 +692,57 @@ pub type SeriesMap = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 /// labels as Prometheus labels (empty ones left out), a labeled metric's own labels added.
 pub fn expected_remote_write(batches: &[Batch], cluster_name: &str) -> SeriesMap {
     let mut out = SeriesMap::new();
-    let clean = |s: &str| -> String { s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect() };
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
     for b in batches {
         let ts = b.timestamp.timestamp_millis();
         for set in b.sets.values() {
-            let mut base: BTreeMap<String, String> =
-                set.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (clean(k), v.clone())).collect();
+            let mut base: BTreeMap<String, String> = set
+                .labels
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (clean(k), v.clone()))
+                .collect();
             if !cluster_name.is_empty() {
                 base.insert("cluster_name".into(), cluster_name.into());
             }
-            let metrics = set.values.iter().map(|(n, v)| (n, *v, None)).chain(set.labeled.iter().map(|m| (&m.name, m.value, Some(&m.labels))));
+            let metrics = set.values.iter().map(|(n, v)| (n, *v, None)).chain(
+                set.labeled
+                    .iter()
+                    .map(|m| (&m.name, m.value, Some(&m.labels))),
+            );
             for (name, v, own) in metrics {
                 let mut l = base.clone();
                 if let Some(own) = own {
                     l.extend(own.iter().map(|(k, v)| (clean(k), v.clone())));
                 }
-                let cumulative = ["uptime", "cpu/usage", "memory/page_faults", "memory/major_page_faults", "network/rx", "network/rx_errors", "network/tx", "network/tx_errors", "disk/io_read_bytes", "disk/io_write_bytes", "restart_count"];
-                let suffix = if cumulative.contains(&name.as_str()) { "_total" } else { "" };
+                let cumulative = [
+                    "uptime",
+                    "cpu/usage",
+                    "memory/page_faults",
+                    "memory/major_page_faults",
+                    "network/rx",
+                    "network/rx_errors",
+                    "network/tx",
+                    "network/tx_errors",
+                    "disk/io_read_bytes",
+                    "disk/io_write_bytes",
+                    "restart_count",
+                ];
+                let suffix = if cumulative.contains(&name.as_str()) {
+                    "_total"
+                } else {
+                    ""
+                };
                 l.insert("__name__".into(), format!("{}{suffix}", clean(name)));
                 let x = match v {
                     MetricValue::Int(i) => i as f64,
@@ -615,8 +769,16 @@ pub fn to_series_map(export: Export) -> SeriesMap {
 
 /// Asserts two series maps are equal, printing only the differences.
 pub fn assert_same_series(got: &SeriesMap, want: &SeriesMap) {
-    let missing: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).take(3).collect();
-    let extra: Vec<_> = got.iter().filter(|(k, v)| want.get(*k) != Some(v)).take(3).collect();
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, v)| want.get(*k) != Some(v))
+        .take(3)
+        .collect();
     assert!(got == want, "got {} series, want {}; differing wanted (first 3): {missing:#?}; differing got (first 3): {extra:#?}", got.len(), want.len());
 }
 
@@ -632,13 +794,20 @@ impl Running {
         let set = Arc::new(vigil_aggregator::sinks::SinkSet::from_uris(uris, data_dir).unwrap());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let handle = tokio::spawn(set.clone().run(rx));
-        Running { set, tx, handle: Some(handle) }
+        Running {
+            set,
+            tx,
+            handle: Some(handle),
+        }
     }
 
     pub async fn stop(mut self) {
         let _ = self.tx.send(true);
         if let Some(h) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(20), h).await.expect("sinks stop within 20s").unwrap();
+            tokio::time::timeout(Duration::from_secs(20), h)
+                .await
+                .expect("sinks stop within 20s")
+                .unwrap();
         }
     }
 
@@ -652,7 +821,10 @@ impl Running {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("sink {} sent {} of {points} points in {timeout:?}: {st:?}", st.name, st.points_sent);
+                panic!(
+                    "sink {} sent {} of {points} points in {timeout:?}: {st:?}",
+                    st.name, st.points_sent
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

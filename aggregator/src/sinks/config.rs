@@ -21,8 +21,10 @@ impl SinksConfig {
     pub fn validate(&self) -> Result<(), Error> {
         let mut names = std::collections::BTreeSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
-            sink.validate()
-                .map_err(|reason| Error::Config { key: format!("sinks[{i}]"), reason })?;
+            sink.validate().map_err(|reason| Error::Config {
+                key: format!("sinks[{i}]"),
+                reason,
+            })?;
             let name = sink.name();
             if !names.insert(name.clone()) {
                 return Err(Error::Config {
@@ -296,7 +298,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{s}` is not a duration (expected e.g. 250ms, 20s, 5m, 1h)")),
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration (expected e.g. 250ms, 20s, 5m, 1h)"
+            ))
+        }
     };
     Ok(d)
 }
@@ -314,17 +320,22 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a byte count (expected e.g. 1048576, 512KiB, 64MiB, 1GiB)"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a byte count (expected e.g. 1048576, 512KiB, 64MiB, 1GiB)")
+    })?;
     let mul: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
-        _ => return Err(format!("`{s}` is not a byte count (expected e.g. 1048576, 512KiB, 64MiB, 1GiB)")),
+        _ => {
+            return Err(format!(
+                "`{s}` is not a byte count (expected e.g. 1048576, 512KiB, 64MiB, 1GiB)"
+            ))
+        }
     };
-    n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 mod duration_text {
@@ -349,7 +360,8 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
 }
 
 fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("option `{key}` must be a whole number, not `{v}`"))
+    v.parse()
+        .map_err(|_| format!("option `{key}` must be a whole number, not `{v}`"))
 }
 
 fn check_url(url: &str, what: &str) -> Result<url::Url, String> {
@@ -365,13 +377,22 @@ fn check_url(url: &str, what: &str) -> Result<url::Url, String> {
 
 fn sanitize_name(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 fn default_name(kind: &str, url: &str, extra: &str) -> String {
     let (host, port) = match url::Url::parse(url) {
-        Ok(u) => (u.host_str().unwrap_or("").to_string(), u.port_or_known_default().unwrap_or(0)),
+        Ok(u) => (
+            u.host_str().unwrap_or("").to_string(),
+            u.port_or_known_default().unwrap_or(0),
+        ),
         Err(_) => (String::new(), 0),
     };
     let mut n = format!("{kind}-{host}-{port}");
@@ -438,12 +459,14 @@ impl SinkConfig {
     pub fn name(&self) -> String {
         match self {
             SinkConfig::Log(c) => c.name.clone().unwrap_or_else(|| "log".into()),
-            SinkConfig::Influxdb(c) => {
-                c.name.clone().unwrap_or_else(|| default_name("influxdb", &c.url, &c.db))
-            }
-            SinkConfig::Influxdb2(c) => {
-                c.name.clone().unwrap_or_else(|| default_name("influxdb2", &c.url, &c.bucket))
-            }
+            SinkConfig::Influxdb(c) => c
+                .name
+                .clone()
+                .unwrap_or_else(|| default_name("influxdb", &c.url, &c.db)),
+            SinkConfig::Influxdb2(c) => c
+                .name
+                .clone()
+                .unwrap_or_else(|| default_name("influxdb2", &c.url, &c.bucket)),
             SinkConfig::PrometheusRemoteWrite(c) => c
                 .name
                 .clone()
@@ -470,7 +493,9 @@ impl SinkConfig {
             SinkConfig::PrometheusRemoteWrite(c) => &c.name,
         } {
             if n.is_empty() || sanitize_name(n) != *n {
-                return Err(format!("`name` `{n}` may only hold letters, digits, `-`, `_` and `.`"));
+                return Err(format!(
+                    "`name` `{n}` may only hold letters, digits, `-`, `_` and `.`"
+                ));
             }
         }
         match self {
@@ -521,7 +546,10 @@ impl SinkConfig {
 
     /// Parses one `--sink` value in Heapster's syntax, `KIND[:URL][?opt=v&...]`, and validates it.
     pub fn from_uri(uri: &str) -> Result<SinkConfig, Error> {
-        let bad = |reason: String| Error::BadUri { uri: uri.to_string(), reason };
+        let bad = |reason: String| Error::BadUri {
+            uri: uri.to_string(),
+            reason,
+        };
         let (kind, rest) = match uri.find(':') {
             Some(i) => (&uri[..i], &uri[i + 1..]),
             None => (uri, ""),
@@ -712,7 +740,9 @@ fn is_influx_duration(s: &str) -> bool {
         return false;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return false;
         }
@@ -737,7 +767,10 @@ mod tests {
         let c = SinkConfig::from_uri("influxdb:http://monitoring-influxdb:8086").unwrap();
         let SinkConfig::Influxdb(c) = c else { panic!() };
         assert_eq!(c.url, "http://monitoring-influxdb:8086");
-        assert_eq!((c.user.as_str(), c.pw.as_str(), c.db.as_str()), ("root", "root", "k8s"));
+        assert_eq!(
+            (c.user.as_str(), c.pw.as_str(), c.db.as_str()),
+            ("root", "root", "k8s")
+        );
         assert_eq!(c.cluster_name, "default");
         assert!(!c.with_fields);
         assert_eq!(c.batch_size, 10_000);
@@ -771,7 +804,10 @@ mod tests {
             ("influxdb2:http://h:8086?org=o", "bucket"),
             ("influxdb2:http://h:8086?org=o&bucket=b&token=abc", "token"),
             ("prometheus-remote-write:", "needs a URL"),
-            ("prometheus-remote-write:http://h/api/v1/write?retry_max=soon", "retry_max"),
+            (
+                "prometheus-remote-write:http://h/api/v1/write?retry_max=soon",
+                "retry_max",
+            ),
             ("influxdb:http://h?retention=forever", "retention"),
             ("log:http://x", "no URL"),
             (":http://x", "kind is missing"),
@@ -785,10 +821,18 @@ mod tests {
 
     #[test]
     fn log_and_remote_write_parse() {
-        assert_eq!(SinkConfig::from_uri("log").unwrap(), SinkConfig::Log(LogConfig::default()));
-        let c = SinkConfig::from_uri("prometheus-remote-write:http://127.0.0.1:9090/api/v1/write?batch_size=500").unwrap();
+        assert_eq!(
+            SinkConfig::from_uri("log").unwrap(),
+            SinkConfig::Log(LogConfig::default())
+        );
+        let c = SinkConfig::from_uri(
+            "prometheus-remote-write:http://127.0.0.1:9090/api/v1/write?batch_size=500",
+        )
+        .unwrap();
         assert_eq!(c.name(), "prometheus-remote-write-127.0.0.1-9090");
-        let SinkConfig::PrometheusRemoteWrite(c) = c else { panic!() };
+        let SinkConfig::PrometheusRemoteWrite(c) = c else {
+            panic!()
+        };
         assert_eq!(c.url, "http://127.0.0.1:9090/api/v1/write");
         assert_eq!(c.batch_size, 500);
     }
@@ -799,11 +843,15 @@ mod tests {
         let c: SinksConfig = serde_yaml::from_str(y).unwrap();
         c.validate().unwrap();
         assert_eq!(c.sinks.len(), 3);
-        let SinkConfig::Influxdb(i) = &c.sinks[0] else { panic!() };
+        let SinkConfig::Influxdb(i) = &c.sinks[0] else {
+            panic!()
+        };
         assert!(i.with_fields);
         assert_eq!(i.delivery.retry_max, Duration::from_secs(5));
         let bad = "sinks:\n  - type: influxdb\n    url: http://h:8086\n    colour: red\n";
-        let e = serde_yaml::from_str::<SinksConfig>(bad).unwrap_err().to_string();
+        let e = serde_yaml::from_str::<SinksConfig>(bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("colour"), "{e}");
         let dup = "sinks:\n  - type: log\n  - type: log\n";
         let c: SinksConfig = serde_yaml::from_str(dup).unwrap();

@@ -40,7 +40,10 @@ pub struct Encoded {
 
 fn escape_into(buf: &mut Vec<u8>, s: &str, special: &[u8]) {
     let b = s.as_bytes();
-    if !b.iter().any(|c| special.contains(c) || *c == b'\n' || *c == b'\\') {
+    if !b
+        .iter()
+        .any(|c| special.contains(c) || *c == b'\n' || *c == b'\\')
+    {
         buf.extend_from_slice(b);
         return;
     }
@@ -82,14 +85,20 @@ impl Chunker<'_> {
             return;
         }
         let body = if self.cfg.gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(self.buf.len() / 4), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.buf.len() / 4),
+                flate2::Compression::fast(),
+            );
             enc.write_all(&self.buf).expect("writing to a Vec");
             enc.finish().expect("writing to a Vec")
         } else {
             std::mem::take(&mut self.buf)
         };
         self.buf.clear();
-        self.out.push(Payload { body: Bytes::from(body), points: self.points });
+        self.out.push(Payload {
+            body: Bytes::from(body),
+            points: self.points,
+        });
         self.points = 0;
     }
 }
@@ -100,7 +109,12 @@ impl LineProtocol {
         let ts = batch.timestamp.timestamp_nanos_opt().unwrap_or(0);
         let mut tsb = itoa::Buffer::new();
         let ts = tsb.format(ts).as_bytes();
-        let mut ch = Chunker { cfg: self, buf: Vec::with_capacity(256 * 1024), points: 0, out: Vec::new() };
+        let mut ch = Chunker {
+            cfg: self,
+            buf: Vec::with_capacity(256 * 1024),
+            points: 0,
+            out: Vec::new(),
+        };
         let mut skipped = 0u64;
         let mut tags = Vec::with_capacity(512);
         let mut ib = itoa::Buffer::new();
@@ -111,7 +125,10 @@ impl LineProtocol {
             // The set's tags, sorted, with cluster_name put in its place.
             merged.clear();
             for (k, v) in &set.labels {
-                if v.is_empty() || BLACKLIST.contains(&k.as_str()) || (cluster.is_some() && k == "cluster_name") {
+                if v.is_empty()
+                    || BLACKLIST.contains(&k.as_str())
+                    || (cluster.is_some() && k == "cluster_name")
+                {
                     continue;
                 }
                 merged.push((k, v));
@@ -139,7 +156,10 @@ impl LineProtocol {
                     let mut all: Vec<(&str, &str)> = merged
                         .iter()
                         .copied()
-                        .filter(|(k, _)| !lm.labels.contains_key(*k) || (*k == "cluster_name" && cluster.is_some()))
+                        .filter(|(k, _)| {
+                            !lm.labels.contains_key(*k)
+                                || (*k == "cluster_name" && cluster.is_some())
+                        })
                         .collect();
                     for (k, v) in &lm.labels {
                         if v.is_empty() || (k == "cluster_name" && cluster.is_some()) {
@@ -157,7 +177,10 @@ impl LineProtocol {
             }
         }
         ch.flush();
-        Encoded { payloads: ch.out, skipped }
+        Encoded {
+            payloads: ch.out,
+            skipped,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -177,7 +200,10 @@ impl LineProtocol {
             MetricValue::Float(f) if f.is_finite() => fb.format_finite(f),
             MetricValue::Float(_) => return false,
         };
-        if ch.points > 0 && ch.buf.len() as u64 + (name.len() + tags.len() + v.len() + 48) as u64 > self.max_body_bytes {
+        if ch.points > 0
+            && ch.buf.len() as u64 + (name.len() + tags.len() + v.len() + 48) as u64
+                > self.max_body_bytes
+        {
             ch.flush();
         }
         let buf = &mut ch.buf;
@@ -228,7 +254,10 @@ pub struct V1 {
 }
 
 fn endpoint(base: &str, path: &str) -> Result<url::Url, Error> {
-    let mut u = url::Url::parse(base).map_err(|e| Error::Config { key: "url".into(), reason: format!("`{base}`: {e}") })?;
+    let mut u = url::Url::parse(base).map_err(|e| Error::Config {
+        key: "url".into(),
+        reason: format!("`{base}`: {e}"),
+    })?;
     let joined = format!("{}{}", u.path().trim_end_matches('/'), path);
     u.set_path(&joined);
     u.set_query(None);
@@ -237,15 +266,31 @@ fn endpoint(base: &str, path: &str) -> Result<url::Url, Error> {
 
 impl V1 {
     pub fn new(name: &str, c: &super::config::InfluxdbConfig) -> Result<V1, Error> {
-        let client = super::http::client(c.delivery.timeout, c.insecure_ssl)
-            .map_err(|e| Error::Client { sink: name.into(), reason: e.to_string() })?;
+        let client =
+            super::http::client(c.delivery.timeout, c.insecure_ssl).map_err(|e| Error::Client {
+                sink: name.into(),
+                reason: e.to_string(),
+            })?;
         let mut write_url = endpoint(&c.url, "/write")?;
-        write_url.query_pairs_mut().append_pair("db", &c.db).append_pair("rp", &c.rp).append_pair("precision", "ns");
+        write_url
+            .query_pairs_mut()
+            .append_pair("db", &c.db)
+            .append_pair("rp", &c.rp)
+            .append_pair("precision", "ns");
         let query_url = endpoint(&c.url, "/query")?;
         let create_stmt = if c.retention == "0" {
-            format!("CREATE DATABASE {} WITH NAME {}", quote_ident(&c.db), quote_ident(&c.rp))
+            format!(
+                "CREATE DATABASE {} WITH NAME {}",
+                quote_ident(&c.db),
+                quote_ident(&c.rp)
+            )
         } else {
-            format!("CREATE DATABASE {} WITH DURATION {} NAME {}", quote_ident(&c.db), c.retention, quote_ident(&c.rp))
+            format!(
+                "CREATE DATABASE {} WITH DURATION {} NAME {}",
+                quote_ident(&c.db),
+                c.retention,
+                quote_ident(&c.rp)
+            )
         };
         Ok(V1 {
             client,
@@ -260,7 +305,10 @@ impl V1 {
     }
 
     async fn create_database(&self) -> Result<(), SendError> {
-        let mut req = self.client.post(self.query_url.clone()).form(&[("q", self.create_stmt.as_str())]);
+        let mut req = self
+            .client
+            .post(self.query_url.clone())
+            .form(&[("q", self.create_stmt.as_str())]);
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
         }
@@ -268,7 +316,11 @@ impl V1 {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(SendError::Retry(format!("creating the database: HTTP {}: {}", status.as_u16(), snippet(&text))));
+            return Err(SendError::Retry(format!(
+                "creating the database: HTTP {}: {}",
+                status.as_u16(),
+                snippet(&text)
+            )));
         }
         if !status.is_success() || text.contains("\"error\"") {
             // e.g. the database exists with another retention policy: writing may still work.
@@ -309,7 +361,10 @@ impl V1 {
                 self.create_database().await?;
                 return classify(self.write(body).await?).await;
             }
-            return Err(SendError::Permanent(format!("HTTP 404: {}", snippet(&text))));
+            return Err(SendError::Permanent(format!(
+                "HTTP 404: {}",
+                snippet(&text)
+            )));
         }
         classify(resp).await
     }
@@ -325,20 +380,32 @@ pub struct V2 {
 
 impl V2 {
     pub fn new(name: &str, c: &super::config::Influxdb2Config) -> Result<V2, Error> {
-        let client = super::http::client(c.delivery.timeout, c.insecure_ssl)
-            .map_err(|e| Error::Client { sink: name.into(), reason: e.to_string() })?;
+        let client =
+            super::http::client(c.delivery.timeout, c.insecure_ssl).map_err(|e| Error::Client {
+                sink: name.into(),
+                reason: e.to_string(),
+            })?;
         let token = match &c.token_file {
             Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| Error::Config { key: "token_file".into(), reason: format!("{}: {e}", p.display()) })?
+                .map_err(|e| Error::Config {
+                    key: "token_file".into(),
+                    reason: format!("{}: {e}", p.display()),
+                })?
                 .trim()
                 .to_string(),
             None => std::env::var(&c.token_env).map_err(|_| Error::Config {
                 key: "token_env".into(),
-                reason: format!("sink {name}: no token_file given and the environment variable {} is not set", c.token_env),
+                reason: format!(
+                    "sink {name}: no token_file given and the environment variable {} is not set",
+                    c.token_env
+                ),
             })?,
         };
         if token.is_empty() {
-            return Err(Error::Config { key: "token_file".into(), reason: format!("sink {name}: the token is empty") });
+            return Err(Error::Config {
+                key: "token_file".into(),
+                reason: format!("sink {name}: the token is empty"),
+            });
         }
         let mut write_url = endpoint(&c.url, "/api/v2/write")?;
         write_url
@@ -346,7 +413,12 @@ impl V2 {
             .append_pair("org", &c.org)
             .append_pair("bucket", &c.bucket)
             .append_pair("precision", "ns");
-        Ok(V2 { client, write_url, auth: format!("Token {token}"), gzip: c.gzip })
+        Ok(V2 {
+            client,
+            write_url,
+            auth: format!("Token {token}"),
+            gzip: c.gzip,
+        })
     }
 
     /// Sends one payload.
@@ -406,15 +478,27 @@ mod tests {
             labels: [("resource_id".to_string(), "/".to_string())].into(),
             value: MetricValue::Int(4096),
         }];
-        let set = MetricSet { values, labels, labeled, ..Default::default() };
+        let set = MetricSet {
+            values,
+            labels,
+            labeled,
+            ..Default::default()
+        };
         Batch {
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
-            sets: [("namespace:kube-system/pod:dns,1/container:dns".to_string(), set)].into(),
+            sets: [(
+                "namespace:kube-system/pod:dns,1/container:dns".to_string(),
+                set,
+            )]
+            .into(),
         }
     }
 
     fn text(e: &Encoded) -> String {
-        e.payloads.iter().map(|p| String::from_utf8(p.body.to_vec()).unwrap()).collect()
+        e.payloads
+            .iter()
+            .map(|p| String::from_utf8(p.body.to_vec()).unwrap())
+            .collect()
     }
 
     #[test]
@@ -438,8 +522,14 @@ mod tests {
         let t = text(&e);
         assert!(t.starts_with("cpu,cluster_name=default,"), "{t}");
         assert!(t.contains(" usage_rate=12i "), "{t}");
-        assert!(t.contains("\nuptime,") && t.contains(" value=5000i "), "{t}");
-        assert!(t.contains("\nfilesystem,") && t.contains(" usage=4096i "), "{t}");
+        assert!(
+            t.contains("\nuptime,") && t.contains(" value=5000i "),
+            "{t}"
+        );
+        assert!(
+            t.contains("\nfilesystem,") && t.contains(" usage=4096i "),
+            "{t}"
+        );
     }
 
     #[test]
@@ -462,12 +552,18 @@ mod tests {
         c.batch_size = 7;
         let e = c.encode(&b);
         assert!(e.payloads.iter().all(|p| p.points <= 7));
-        assert_eq!(e.payloads.iter().map(|p| p.points as u64).sum::<u64>(), 101 * 4);
+        assert_eq!(
+            e.payloads.iter().map(|p| p.points as u64).sum::<u64>(),
+            101 * 4
+        );
         c.batch_size = 10_000;
         c.max_body_bytes = 2048;
         let e = c.encode(&b);
         assert!(e.payloads.iter().all(|p| p.body.len() <= 2048));
-        assert_eq!(e.payloads.iter().map(|p| p.points as u64).sum::<u64>(), 101 * 4);
+        assert_eq!(
+            e.payloads.iter().map(|p| p.points as u64).sum::<u64>(),
+            101 * 4
+        );
         c.gzip = true;
         let e = c.encode(&b);
         let mut d = flate2::read::GzDecoder::new(&e.payloads[0].body[..]);

@@ -23,7 +23,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-pub use config::{DeliveryConfig, Influxdb2Config, InfluxdbConfig, LogConfig, RemoteWriteConfig, SinkConfig, SinksConfig};
+pub use config::{
+    DeliveryConfig, Influxdb2Config, InfluxdbConfig, LogConfig, RemoteWriteConfig, SinkConfig,
+    SinksConfig,
+};
 pub use prometheus::render_exposition;
 
 use crate::batch::Batch;
@@ -126,7 +129,13 @@ pub struct SinkStats {
 
 /// One self-metric line: name, type, help (empty: same family as the line before), an extra
 /// label, and how to read the value.
-type Family = (&'static str, &'static str, &'static str, Option<(&'static str, &'static str)>, fn(&SinkStats) -> f64);
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    fn(&SinkStats) -> f64,
+);
 
 /// Every configured sink.
 pub struct SinkSet {
@@ -147,14 +156,20 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 impl SinkSet {
     /// Parses `--sink` URIs (Heapster syntax, repeatable); a bad URI is an error naming the option and what is wrong.
     pub fn from_uris(uris: &[String], data_dir: Option<&Path>) -> Result<SinkSet, Error> {
-        let configs = uris.iter().map(|u| SinkConfig::from_uri(u)).collect::<Result<Vec<_>, _>>()?;
+        let configs = uris
+            .iter()
+            .map(|u| SinkConfig::from_uri(u))
+            .collect::<Result<Vec<_>, _>>()?;
         Self::from_configs(&configs, data_dir)
     }
 
     /// Builds the sinks of a (YAML) config; spilled payloads of an earlier run are loaded from
     /// `<data_dir>/sinks/<sink name>/`.
     pub fn from_configs(configs: &[SinkConfig], data_dir: Option<&Path>) -> Result<SinkSet, Error> {
-        SinksConfig { sinks: configs.to_vec() }.validate()?;
+        SinksConfig {
+            sinks: configs.to_vec(),
+        }
+        .validate()?;
         let mut sinks = Vec::new();
         for c in configs {
             let name = c.name();
@@ -215,8 +230,16 @@ impl SinkSet {
                 (Transport::Log, _) | (_, None) => None,
                 (_, Some(d)) => Some(d.join("sinks").join(&name)),
             };
-            let queue = Queue::open(&name, delivery.max_memory_bytes, spill.as_deref(), delivery.max_disk_bytes)
-                .map_err(|source| Error::Queue { sink: name.clone(), source })?;
+            let queue = Queue::open(
+                &name,
+                delivery.max_memory_bytes,
+                spill.as_deref(),
+                delivery.max_disk_bytes,
+            )
+            .map_err(|source| Error::Queue {
+                sink: name.clone(),
+                source,
+            })?;
             let (tx, rx) = mpsc::channel(delivery.max_pending_batches);
             tracing::info!(sink = %name, kind, spill_dir = ?spill, "sink configured");
             sinks.push(Arc::new(Sink {
@@ -318,21 +341,111 @@ impl SinkSet {
         }
         let stats = self.stats();
         let families: [Family; 15] = [
-            ("vigil_sink_points_sent_total", "counter", "Points delivered to the sink.", None, |s| s.points_sent as f64),
-            ("vigil_sink_payloads_sent_total", "counter", "Requests (payloads) the sink accepted.", None, |s| s.payloads_sent as f64),
-            ("vigil_sink_requests_failed_total", "counter", "Requests that failed (each is retried or, when rejected, dropped).", None, |s| s.requests_failed as f64),
-            ("vigil_sink_retries_total", "counter", "Requests sent again after a failure.", None, |s| s.retries as f64),
-            ("vigil_sink_payloads_rejected_total", "counter", "Payloads the server rejected for good (4xx) and that were dropped.", None, |s| s.payloads_rejected as f64),
-            ("vigil_sink_points_dropped_total", "counter", "Points dropped, by reason.", Some(("reason", "rejected")), |s| s.points_rejected as f64),
-            ("vigil_sink_points_dropped_total", "counter", "", Some(("reason", "queue_full")), |s| s.queue.dropped_points as f64),
-            ("vigil_sink_points_dropped_total", "counter", "", Some(("reason", "unsupported_value")), |s| s.points_unsupported as f64),
-            ("vigil_sink_payloads_dropped_total", "counter", "Payloads dropped because the queue (memory, or disk under the data dir) was full.", None, |s| s.queue.dropped_payloads as f64),
-            ("vigil_sink_batches_dropped_total", "counter", "Batches dropped by push because the sink's backlog of batches to encode was full.", None, |s| s.batches_dropped as f64),
-            ("vigil_sink_queue_payloads", "gauge", "Payloads waiting for delivery, by place.", Some(("place", "memory")), |s| s.queue.memory_payloads as f64),
-            ("vigil_sink_queue_payloads", "gauge", "", Some(("place", "disk")), |s| s.queue.disk_payloads as f64),
-            ("vigil_sink_queue_bytes", "gauge", "Bytes waiting for delivery, by place.", Some(("place", "memory")), |s| s.queue.memory_bytes as f64),
-            ("vigil_sink_queue_bytes", "gauge", "", Some(("place", "disk")), |s| s.queue.disk_bytes as f64),
-            ("vigil_sink_last_success_timestamp_seconds", "gauge", "When the sink last accepted a payload (0: never).", None, |s| s.last_success_ms as f64 / 1000.0),
+            (
+                "vigil_sink_points_sent_total",
+                "counter",
+                "Points delivered to the sink.",
+                None,
+                |s| s.points_sent as f64,
+            ),
+            (
+                "vigil_sink_payloads_sent_total",
+                "counter",
+                "Requests (payloads) the sink accepted.",
+                None,
+                |s| s.payloads_sent as f64,
+            ),
+            (
+                "vigil_sink_requests_failed_total",
+                "counter",
+                "Requests that failed (each is retried or, when rejected, dropped).",
+                None,
+                |s| s.requests_failed as f64,
+            ),
+            (
+                "vigil_sink_retries_total",
+                "counter",
+                "Requests sent again after a failure.",
+                None,
+                |s| s.retries as f64,
+            ),
+            (
+                "vigil_sink_payloads_rejected_total",
+                "counter",
+                "Payloads the server rejected for good (4xx) and that were dropped.",
+                None,
+                |s| s.payloads_rejected as f64,
+            ),
+            (
+                "vigil_sink_points_dropped_total",
+                "counter",
+                "Points dropped, by reason.",
+                Some(("reason", "rejected")),
+                |s| s.points_rejected as f64,
+            ),
+            (
+                "vigil_sink_points_dropped_total",
+                "counter",
+                "",
+                Some(("reason", "queue_full")),
+                |s| s.queue.dropped_points as f64,
+            ),
+            (
+                "vigil_sink_points_dropped_total",
+                "counter",
+                "",
+                Some(("reason", "unsupported_value")),
+                |s| s.points_unsupported as f64,
+            ),
+            (
+                "vigil_sink_payloads_dropped_total",
+                "counter",
+                "Payloads dropped because the queue (memory, or disk under the data dir) was full.",
+                None,
+                |s| s.queue.dropped_payloads as f64,
+            ),
+            (
+                "vigil_sink_batches_dropped_total",
+                "counter",
+                "Batches dropped by push because the sink's backlog of batches to encode was full.",
+                None,
+                |s| s.batches_dropped as f64,
+            ),
+            (
+                "vigil_sink_queue_payloads",
+                "gauge",
+                "Payloads waiting for delivery, by place.",
+                Some(("place", "memory")),
+                |s| s.queue.memory_payloads as f64,
+            ),
+            (
+                "vigil_sink_queue_payloads",
+                "gauge",
+                "",
+                Some(("place", "disk")),
+                |s| s.queue.disk_payloads as f64,
+            ),
+            (
+                "vigil_sink_queue_bytes",
+                "gauge",
+                "Bytes waiting for delivery, by place.",
+                Some(("place", "memory")),
+                |s| s.queue.memory_bytes as f64,
+            ),
+            (
+                "vigil_sink_queue_bytes",
+                "gauge",
+                "",
+                Some(("place", "disk")),
+                |s| s.queue.disk_bytes as f64,
+            ),
+            (
+                "vigil_sink_last_success_timestamp_seconds",
+                "gauge",
+                "When the sink last accepted a payload (0: never).",
+                None,
+                |s| s.last_success_ms as f64 / 1000.0,
+            ),
         ];
         for (name, kind, help, extra, get) in families {
             if !help.is_empty() {
@@ -355,7 +468,9 @@ impl Sink {
             Encoder::Line(lp) => {
                 let e = lp.encode(batch);
                 if e.skipped > 0 {
-                    self.metrics.points_unsupported.fetch_add(e.skipped, Ordering::Relaxed);
+                    self.metrics
+                        .points_unsupported
+                        .fetch_add(e.skipped, Ordering::Relaxed);
                     tracing::warn!(sink = %self.name, points = e.skipped, "points with NaN or infinite values left out (InfluxDB cannot store them)");
                 }
                 e.payloads
@@ -399,9 +514,11 @@ impl Sink {
             match result {
                 Ok(()) => {
                     let m = &self.metrics;
-                    m.points_sent.fetch_add(e.payload.points as u64, Ordering::Relaxed);
+                    m.points_sent
+                        .fetch_add(e.payload.points as u64, Ordering::Relaxed);
                     m.payloads_sent.fetch_add(1, Ordering::Relaxed);
-                    m.last_success_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                    m.last_success_ms
+                        .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                     if attempt > 1 {
                         tracing::info!(sink = %self.name, attempts = attempt, points = e.payload.points, "delivered after retrying");
                     }
@@ -411,7 +528,8 @@ impl Sink {
                     let m = &self.metrics;
                     m.requests_failed.fetch_add(1, Ordering::Relaxed);
                     m.payloads_rejected.fetch_add(1, Ordering::Relaxed);
-                    m.points_rejected.fetch_add(e.payload.points as u64, Ordering::Relaxed);
+                    m.points_rejected
+                        .fetch_add(e.payload.points as u64, Ordering::Relaxed);
                     tracing::error!(sink = %self.name, points = e.payload.points, %reason, "payload rejected by the server; dropped");
                     return true;
                 }
@@ -434,7 +552,11 @@ impl Sink {
     }
 }
 
-async fn feed_loop(sink: Arc<Sink>, mut rx: mpsc::Receiver<Arc<Batch>>, mut shutdown: watch::Receiver<bool>) {
+async fn feed_loop(
+    sink: Arc<Sink>,
+    mut rx: mpsc::Receiver<Arc<Batch>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     async fn enqueue(sink: &Arc<Sink>, batch: Arc<Batch>) {
         let s = sink.clone();
         match tokio::task::spawn_blocking(move || s.encode(&batch)).await {
@@ -474,8 +596,10 @@ async fn deliver_loop(sink: Arc<Sink>, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
-        let results =
-            futures_util::future::join_all(entries.iter().map(|e| sink.deliver(e, shutdown.clone()))).await;
+        let results = futures_util::future::join_all(
+            entries.iter().map(|e| sink.deliver(e, shutdown.clone())),
+        )
+        .await;
         let done = results.iter().take_while(|r| **r).count();
         sink.queue.ack(&entries[..done]);
         if done < entries.len() {
@@ -491,26 +615,51 @@ mod tests {
     #[test]
     fn metrics_have_help_and_type_once_per_family() {
         let set = SinkSet::from_uris(
-            &["log".to_string(), "influxdb:http://127.0.0.1:1?db=x".to_string()],
+            &[
+                "log".to_string(),
+                "influxdb:http://127.0.0.1:1?db=x".to_string(),
+            ],
             None,
         )
         .unwrap();
         let mut out = String::new();
         set.write_metrics(&mut out);
-        assert_eq!(out.matches("# TYPE vigil_sink_points_dropped_total counter").count(), 1);
-        assert!(out.contains("vigil_sink_points_sent_total{sink=\"influxdb-127.0.0.1-1-x\",kind=\"influxdb\"} 0"), "{out}");
-        assert!(out.contains("vigil_sink_queue_bytes{sink=\"log\",kind=\"log\",place=\"disk\"} 0"), "{out}");
+        assert_eq!(
+            out.matches("# TYPE vigil_sink_points_dropped_total counter")
+                .count(),
+            1
+        );
+        assert!(
+            out.contains(
+                "vigil_sink_points_sent_total{sink=\"influxdb-127.0.0.1-1-x\",kind=\"influxdb\"} 0"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("vigil_sink_queue_bytes{sink=\"log\",kind=\"log\",place=\"disk\"} 0"),
+            "{out}"
+        );
     }
 
     #[test]
     fn bad_uri_stops_with_the_option_named() {
-        let e = SinkSet::from_uris(&["influxdb:http://h:8086?wtf=1".to_string()], None).err().unwrap();
-        assert!(e.to_string().starts_with("--sink=influxdb:http://h:8086?wtf=1: unknown option `wtf`"), "{e}");
+        let e = SinkSet::from_uris(&["influxdb:http://h:8086?wtf=1".to_string()], None)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("--sink=influxdb:http://h:8086?wtf=1: unknown option `wtf`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn push_without_run_never_blocks_and_counts_drops() {
-        let set = SinkSet::from_uris(&["influxdb:http://127.0.0.1:1?max_pending_batches=2".to_string()], None).unwrap();
+        let set = SinkSet::from_uris(
+            &["influxdb:http://127.0.0.1:1?max_pending_batches=2".to_string()],
+            None,
+        )
+        .unwrap();
         let b = Arc::new(Batch::default());
         for _ in 0..5 {
             set.push(b.clone());

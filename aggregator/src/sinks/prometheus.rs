@@ -59,7 +59,13 @@ pub fn metric_name(name: &str) -> String {
 fn sanitize_metric_name(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.as_bytes()[0].is_ascii_digit() {
         s.insert(0, '_');
@@ -71,7 +77,13 @@ fn sanitize_metric_name(name: &str) -> String {
 pub fn label_name(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.as_bytes()[0].is_ascii_digit() {
         s.insert(0, '_');
@@ -114,7 +126,11 @@ impl std::hash::Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for b in bytes {
             h ^= *b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -125,13 +141,23 @@ impl std::hash::Hasher for Fnv {
 
 /// Bytes of one `TimeSeries.labels` field (tag, length, Label message).
 fn label_field_len(name: &str, value: &str) -> usize {
-    let inner = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(value.len() as u64) + value.len();
+    let inner = 1
+        + varint_len(name.len() as u64)
+        + name.len()
+        + 1
+        + varint_len(value.len() as u64)
+        + value.len();
     1 + varint_len(inner as u64) + inner
 }
 
 /// Appends one `TimeSeries.labels` field.
 fn put_label(buf: &mut Vec<u8>, name: &str, value: &str) {
-    let inner = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(value.len() as u64) + value.len();
+    let inner = 1
+        + varint_len(name.len() as u64)
+        + name.len()
+        + 1
+        + varint_len(value.len() as u64)
+        + value.len();
     buf.push(0x0a);
     put_varint(buf, inner as u64);
     buf.push(0x0a);
@@ -159,7 +185,10 @@ fn put_sample(buf: &mut Vec<u8>, sample_len: usize, v: f64, ts: i64) {
 /// `label_name` without allocating when the name is already valid.
 fn label_name_cow(name: &str) -> Cow<'_, str> {
     let b = name.as_bytes();
-    if !b.is_empty() && !b[0].is_ascii_digit() && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+    if !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
         Cow::Borrowed(name)
     } else {
         Cow::Owned(label_name(name))
@@ -192,15 +221,28 @@ impl RemoteWriteEncoder {
     /// (at most `batch_size` samples) to `emit`.
     fn encode_chunks(&self, batch: &Batch, mut emit: impl FnMut(&[u8], u32)) {
         let ts = batch.timestamp.timestamp_millis();
-        let sample_len = |v: f64| (if v != 0.0 { 9 } else { 0 }) + if ts != 0 { 1 + varint_len(ts as u64) } else { 0 };
+        let sample_len = |v: f64| {
+            (if v != 0.0 { 9 } else { 0 })
+                + if ts != 0 {
+                    1 + varint_len(ts as u64)
+                } else {
+                    0
+                }
+        };
         let cap = (self.batch_size.min(100_000) * 320).max(4096);
         let mut buf: Vec<u8> = Vec::with_capacity(cap);
         let mut n = 0u32;
-        let mut name_cache: std::collections::HashMap<&str, Vec<u8>, std::hash::BuildHasherDefault<Fnv>> =
-            std::collections::HashMap::default();
+        let mut name_cache: std::collections::HashMap<
+            &str,
+            Vec<u8>,
+            std::hash::BuildHasherDefault<Fnv>,
+        > = std::collections::HashMap::default();
         // Names of labeled metrics, sanitized once per batch.
-        let mut labeled_names: std::collections::HashMap<&str, String, std::hash::BuildHasherDefault<Fnv>> =
-            std::collections::HashMap::default();
+        let mut labeled_names: std::collections::HashMap<
+            &str,
+            String,
+            std::hash::BuildHasherDefault<Fnv>,
+        > = std::collections::HashMap::default();
         for set in batch.sets.values() {
             for lm in &set.labeled {
                 if !labeled_names.contains_key(lm.name.as_str()) {
@@ -277,11 +319,17 @@ impl RemoteWriteEncoder {
                 all.dedup_by(|a, b| a.0 == b.0);
                 let own = all.len();
                 for (k, v) in &pairs {
-                    if all[..own].binary_search_by(|x| x.0.as_ref().cmp(k.as_ref())).is_err() {
+                    if all[..own]
+                        .binary_search_by(|x| x.0.as_ref().cmp(k.as_ref()))
+                        .is_err()
+                    {
                         all.push((k.clone(), v));
                     }
                 }
-                all.push((Cow::Borrowed("__name__"), labeled_names[lm.name.as_str()].as_str()));
+                all.push((
+                    Cow::Borrowed("__name__"),
+                    labeled_names[lm.name.as_str()].as_str(),
+                ));
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 let v = lm.value.as_f64();
                 let sl = sample_len(v);
@@ -313,8 +361,13 @@ impl RemoteWriteEncoder {
         let mut out = Vec::new();
         self.encode_chunks(batch, |raw, points| {
             z.resize(snap::raw::max_compress_len(raw.len()), 0);
-            let len = enc.compress(raw, &mut z).expect("snappy of an in-memory buffer");
-            out.push(Payload { body: Bytes::copy_from_slice(&z[..len]), points });
+            let len = enc
+                .compress(raw, &mut z)
+                .expect("snappy of an in-memory buffer");
+            out.push(Payload {
+                body: Bytes::copy_from_slice(&z[..len]),
+                points,
+            });
         });
         out
     }
@@ -330,20 +383,34 @@ pub struct RemoteWrite {
 
 impl RemoteWrite {
     pub fn new(name: &str, c: &super::config::RemoteWriteConfig) -> Result<RemoteWrite, Error> {
-        let client = super::http::client(c.delivery.timeout, c.insecure_ssl)
-            .map_err(|e| Error::Client { sink: name.into(), reason: e.to_string() })?;
-        let url = url::Url::parse(&c.url).map_err(|e| Error::Config { key: "url".into(), reason: e.to_string() })?;
+        let client =
+            super::http::client(c.delivery.timeout, c.insecure_ssl).map_err(|e| Error::Client {
+                sink: name.into(),
+                reason: e.to_string(),
+            })?;
+        let url = url::Url::parse(&c.url).map_err(|e| Error::Config {
+            key: "url".into(),
+            reason: e.to_string(),
+        })?;
         let auth = match &c.bearer_token_file {
             Some(p) => Some(format!(
                 "Bearer {}",
                 std::fs::read_to_string(p)
-                    .map_err(|e| Error::Config { key: "bearer_token_file".into(), reason: format!("{}: {e}", p.display()) })?
+                    .map_err(|e| Error::Config {
+                        key: "bearer_token_file".into(),
+                        reason: format!("{}: {e}", p.display())
+                    })?
                     .trim()
             )),
             None => None,
         };
         let basic = (!c.user.is_empty()).then(|| (c.user.clone(), c.pw.clone()));
-        Ok(RemoteWrite { client, url, auth, basic })
+        Ok(RemoteWrite {
+            client,
+            url,
+            auth,
+            basic,
+        })
     }
 
     /// Sends one payload with the headers remote_write 1.0 requires.
@@ -373,11 +440,19 @@ fn help(name: &str) -> &'static str {
         "cpu/usage_rate" => "CPU usage on all cores in millicores (Heapster cpu/usage_rate)",
         "cpu/load" => "CPU load average (Heapster cpu/load)",
         "cpu/limit" => "CPU hard limit in millicores (Heapster cpu/limit)",
-        "cpu/request" => "CPU request (the guaranteed amount of resources) in millicores (Heapster cpu/request)",
+        "cpu/request" => {
+            "CPU request (the guaranteed amount of resources) in millicores (Heapster cpu/request)"
+        }
         "cpu/node_capacity" => "CPU capacity of a node in millicores (Heapster cpu/node_capacity)",
-        "cpu/node_allocatable" => "CPU allocatable of a node in millicores (Heapster cpu/node_allocatable)",
-        "cpu/node_utilization" => "CPU utilization as a share of node allocatable (Heapster cpu/node_utilization)",
-        "cpu/node_reservation" => "Share of CPU reserved on the node allocatable (Heapster cpu/node_reservation)",
+        "cpu/node_allocatable" => {
+            "CPU allocatable of a node in millicores (Heapster cpu/node_allocatable)"
+        }
+        "cpu/node_utilization" => {
+            "CPU utilization as a share of node allocatable (Heapster cpu/node_utilization)"
+        }
+        "cpu/node_reservation" => {
+            "Share of CPU reserved on the node allocatable (Heapster cpu/node_reservation)"
+        }
         "memory/usage" => "Total memory usage in bytes (Heapster memory/usage)",
         "memory/working_set" => "Total working set usage in bytes (Heapster memory/working_set)",
         "memory/rss" => "RSS memory usage in bytes (Heapster memory/rss)",
@@ -385,27 +460,49 @@ fn help(name: &str) -> &'static str {
         "memory/limit" => "Memory hard limit in bytes (Heapster memory/limit)",
         "memory/request" => "Memory request in bytes (Heapster memory/request)",
         "memory/page_faults" => "Number of page faults (Heapster memory/page_faults)",
-        "memory/major_page_faults" => "Number of major page faults (Heapster memory/major_page_faults)",
+        "memory/major_page_faults" => {
+            "Number of major page faults (Heapster memory/major_page_faults)"
+        }
         "memory/page_faults_rate" => "Page faults per second (Heapster memory/page_faults_rate)",
-        "memory/major_page_faults_rate" => "Major page faults per second (Heapster memory/major_page_faults_rate)",
-        "memory/node_capacity" => "Memory capacity of a node in bytes (Heapster memory/node_capacity)",
-        "memory/node_allocatable" => "Memory allocatable of a node in bytes (Heapster memory/node_allocatable)",
-        "memory/node_utilization" => "Memory utilization as a share of memory allocatable (Heapster memory/node_utilization)",
-        "memory/node_reservation" => "Share of memory reserved on the node allocatable (Heapster memory/node_reservation)",
+        "memory/major_page_faults_rate" => {
+            "Major page faults per second (Heapster memory/major_page_faults_rate)"
+        }
+        "memory/node_capacity" => {
+            "Memory capacity of a node in bytes (Heapster memory/node_capacity)"
+        }
+        "memory/node_allocatable" => {
+            "Memory allocatable of a node in bytes (Heapster memory/node_allocatable)"
+        }
+        "memory/node_utilization" => {
+            "Memory utilization as a share of memory allocatable (Heapster memory/node_utilization)"
+        }
+        "memory/node_reservation" => {
+            "Share of memory reserved on the node allocatable (Heapster memory/node_reservation)"
+        }
         "network/rx" => "Cumulative bytes received over the network (Heapster network/rx)",
-        "network/rx_errors" => "Cumulative errors while receiving over the network (Heapster network/rx_errors)",
+        "network/rx_errors" => {
+            "Cumulative errors while receiving over the network (Heapster network/rx_errors)"
+        }
         "network/tx" => "Cumulative bytes sent over the network (Heapster network/tx)",
-        "network/tx_errors" => "Cumulative errors while sending over the network (Heapster network/tx_errors)",
-        "network/rx_rate" => "Bytes received over the network per second (Heapster network/rx_rate)",
+        "network/tx_errors" => {
+            "Cumulative errors while sending over the network (Heapster network/tx_errors)"
+        }
+        "network/rx_rate" => {
+            "Bytes received over the network per second (Heapster network/rx_rate)"
+        }
         "network/rx_errors_rate" => "Receive errors per second (Heapster network/rx_errors_rate)",
         "network/tx_rate" => "Bytes sent over the network per second (Heapster network/tx_rate)",
         "network/tx_errors_rate" => "Send errors per second (Heapster network/tx_errors_rate)",
         "filesystem/usage" => "Total bytes consumed on a filesystem (Heapster filesystem/usage)",
         "filesystem/limit" => "Total size of a filesystem in bytes (Heapster filesystem/limit)",
         "filesystem/available" => "Bytes available on a filesystem (Heapster filesystem/available)",
-        "filesystem/inodes" => "Total number of inodes on a filesystem (Heapster filesystem/inodes)",
+        "filesystem/inodes" => {
+            "Total number of inodes on a filesystem (Heapster filesystem/inodes)"
+        }
         "filesystem/inodes_free" => "Free inodes on a filesystem (Heapster filesystem/inodes_free)",
-        "ephemeral_storage/usage" => "Ephemeral storage usage in bytes (Heapster ephemeral_storage/usage)",
+        "ephemeral_storage/usage" => {
+            "Ephemeral storage usage in bytes (Heapster ephemeral_storage/usage)"
+        }
         "restart_count" => "Number of container restarts (Heapster restart_count)",
         _ => "",
     }
@@ -480,13 +577,22 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
             .values
             .iter()
             .map(|(k, v)| (k.as_str(), *v, None))
-            .chain(set.labeled.iter().map(|m| (m.name.as_str(), m.value, Some(&m.labels))));
+            .chain(
+                set.labeled
+                    .iter()
+                    .map(|m| (m.name.as_str(), m.value, Some(&m.labels))),
+            );
         for (name, value, own) in metrics {
             let fam = metric_name(name);
-            let entry = families.entry(fam.clone()).or_insert_with(|| (name, String::new()));
+            let entry = families
+                .entry(fam.clone())
+                .or_insert_with(|| (name, String::new()));
             let lines = &mut entry.1;
             lines.push_str(&fam);
-            let mut all: Vec<(String, &str)> = labels.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
+            let mut all: Vec<(String, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str()))
+                .collect();
             if let Some(own) = own {
                 for (k, v) in own.iter().filter(|(_, v)| !v.is_empty()) {
                     let k = label_name(k);
@@ -524,7 +630,15 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
             escape_help(h, out);
         }
         out.push('\n');
-        let _ = writeln!(out, "# TYPE {fam} {}", if is_cumulative(name) { "counter" } else { "gauge" });
+        let _ = writeln!(
+            out,
+            "# TYPE {fam} {}",
+            if is_cumulative(name) {
+                "counter"
+            } else {
+                "gauge"
+            }
+        );
         out.push_str(lines);
     }
 }
@@ -550,16 +664,34 @@ mod tests {
     fn batch() -> Batch {
         let mut pod = set(
             "pod",
-            &[("namespace_name", "ns1"), ("pod_name", "web\"1"), ("nodename", "n1"), ("labels", ""), ("Weird-Key", "x")],
-            &[("cpu/usage_rate", MetricValue::Int(250)), ("network/rx", MetricValue::Int(0)), ("memory/usage", MetricValue::Int(1 << 20))],
+            &[
+                ("namespace_name", "ns1"),
+                ("pod_name", "web\"1"),
+                ("nodename", "n1"),
+                ("labels", ""),
+                ("Weird-Key", "x"),
+            ],
+            &[
+                ("cpu/usage_rate", MetricValue::Int(250)),
+                ("network/rx", MetricValue::Int(0)),
+                ("memory/usage", MetricValue::Int(1 << 20)),
+            ],
         );
         pod.labeled.push(LabeledMetric {
             name: "filesystem/usage".into(),
             labels: [("resource_id".to_string(), "Volume:data".to_string())].into(),
             value: MetricValue::Int(77),
         });
-        let node = set("node", &[("nodename", "n1")], &[("cpu/node_utilization", MetricValue::Float(0.25))]);
-        let container = set("pod_container", &[("container_name", "c")], &[("cpu/usage_rate", MetricValue::Int(1))]);
+        let node = set(
+            "node",
+            &[("nodename", "n1")],
+            &[("cpu/node_utilization", MetricValue::Float(0.25))],
+        );
+        let container = set(
+            "pod_container",
+            &[("container_name", "c")],
+            &[("cpu/usage_rate", MetricValue::Int(1))],
+        );
         Batch {
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 123_000_000).unwrap(),
             sets: [
@@ -573,7 +705,10 @@ mod tests {
 
     #[test]
     fn fast_encoder_matches_prost_and_sorts_labels() {
-        let enc = RemoteWriteEncoder { batch_size: 1000, cluster_name: "c1".into() };
+        let enc = RemoteWriteEncoder {
+            batch_size: 1000,
+            cluster_name: "c1".into(),
+        };
         let raw = enc.encode_raw(&batch());
         assert_eq!(raw.len(), 1);
         let decoded = WriteRequest::decode(&raw[0].0[..]).unwrap();
@@ -597,22 +732,40 @@ mod tests {
             .iter()
             .find(|t| t.labels.iter().any(|l| l.value == "filesystem_usage"))
             .unwrap();
-        assert!(fs.labels.iter().any(|l| l.name == "resource_id" && l.value == "Volume:data"));
+        assert!(fs
+            .labels
+            .iter()
+            .any(|l| l.name == "resource_id" && l.value == "Volume:data"));
         assert!(fs.labels.iter().any(|l| l.name == "Weird_Key"));
         assert_eq!(fs.samples[0].value, 77.0);
-        let rx = decoded.timeseries.iter().find(|t| t.labels.iter().any(|l| l.value == "network_rx_total")).unwrap();
+        let rx = decoded
+            .timeseries
+            .iter()
+            .find(|t| t.labels.iter().any(|l| l.value == "network_rx_total"))
+            .unwrap();
         assert_eq!(rx.samples[0].value, 0.0);
     }
 
     #[test]
     fn batches_split_and_snappy_round_trips() {
-        let enc = RemoteWriteEncoder { batch_size: 4, cluster_name: String::new() };
+        let enc = RemoteWriteEncoder {
+            batch_size: 4,
+            cluster_name: String::new(),
+        };
         let payloads = enc.encode(&batch());
-        assert_eq!(payloads.iter().map(|p| p.points).collect::<Vec<_>>(), vec![4, 2]);
-        let raw = snap::raw::Decoder::new().decompress_vec(&payloads[0].body).unwrap();
+        assert_eq!(
+            payloads.iter().map(|p| p.points).collect::<Vec<_>>(),
+            vec![4, 2]
+        );
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&payloads[0].body)
+            .unwrap();
         let w = WriteRequest::decode(&raw[..]).unwrap();
         assert_eq!(w.timeseries.len(), 4);
-        assert!(w.timeseries.iter().all(|t| t.labels.iter().all(|l| l.name != "cluster_name")));
+        assert!(w
+            .timeseries
+            .iter()
+            .all(|t| t.labels.iter().all(|l| l.name != "cluster_name")));
     }
 
     #[test]
@@ -644,6 +797,9 @@ network_rx_total{Weird_Key=\"x\",namespace_name=\"ns1\",nodename=\"n1\",pod_name
         assert_eq!(metric_name("cpu/usage_rate"), "cpu_usage_rate");
         assert_eq!(metric_name("9lives"), "_9lives");
         assert_eq!(metric_name("cpu/usage"), "cpu_usage_total");
-        assert_eq!(label_name("app.kubernetes.io/name"), "app_kubernetes_io_name");
+        assert_eq!(
+            label_name("app.kubernetes.io/name"),
+            "app_kubernetes_io_name"
+        );
     }
 }

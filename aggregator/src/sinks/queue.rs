@@ -24,11 +24,17 @@ const REC_HEADER: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("spill directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
-    move |source| QueueError::Io { path: path.to_path_buf(), source }
+    move |source| QueueError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One encoded request body and the number of points in it.
@@ -103,7 +109,12 @@ fn seg_path(dir: &Path, id: u64) -> PathBuf {
 
 impl Queue {
     /// Opens the queue of sink `name`; with `dir`, payloads spilled there earlier are loaded.
-    pub fn open(name: &str, max_mem: u64, dir: Option<&Path>, max_disk: u64) -> Result<Queue, QueueError> {
+    pub fn open(
+        name: &str,
+        max_mem: u64,
+        dir: Option<&Path>,
+        max_disk: u64,
+    ) -> Result<Queue, QueueError> {
         let mut next_seq = 0;
         let disk = match dir {
             None => None,
@@ -156,13 +167,21 @@ impl Queue {
                     // Disk trouble: keep the payload in memory rather than lose it.
                     tracing::error!(sink = %self.name, error = %e, "cannot spill to disk; keeping the payload in memory");
                     inner.mem_bytes += len;
-                    inner.mem.push_back(Entry { seq, payload, pos: Pos::Memory });
+                    inner.mem.push_back(Entry {
+                        seq,
+                        payload,
+                        pos: Pos::Memory,
+                    });
                     Self::trim_memory(&self.name, inner, 2);
                 }
             }
         } else {
             inner.mem_bytes += len;
-            inner.mem.push_back(Entry { seq, payload, pos: Pos::Memory });
+            inner.mem.push_back(Entry {
+                seq,
+                payload,
+                pos: Pos::Memory,
+            });
             Self::trim_memory(&self.name, inner, 1);
         }
         drop(g);
@@ -233,7 +252,10 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let g = self.inner.lock().unwrap();
         let (dp, db) = match &g.disk {
-            Some(d) => (d.segments.iter().map(|s| s.records).sum(), d.segments.iter().map(|s| s.size).sum()),
+            Some(d) => (
+                d.segments.iter().map(|s| s.records).sum(),
+                d.segments.iter().map(|s| s.size).sum(),
+            ),
             None => (0, 0),
         };
         QueueStats {
@@ -267,7 +289,8 @@ impl Queue {
         };
         let id = inner.mem.front().unwrap().seq;
         let path = seg_path(&disk.dir, id);
-        let mut buf = Vec::with_capacity(inner.mem_bytes as usize + inner.mem.len() * REC_HEADER + 8);
+        let mut buf =
+            Vec::with_capacity(inner.mem_bytes as usize + inner.mem.len() * REC_HEADER + 8);
         buf.extend_from_slice(MAGIC);
         let mut points = 0u64;
         for e in &inner.mem {
@@ -282,7 +305,13 @@ impl Queue {
         if let Some(w) = disk.writer.as_mut() {
             w.sync_all().map_err(io_err(&disk.dir))?;
         }
-        disk.segments.push_front(Segment { id, path, size: buf.len() as u64, records: inner.mem.len() as u64, points });
+        disk.segments.push_front(Segment {
+            id,
+            path,
+            size: buf.len() as u64,
+            records: inner.mem.len() as u64,
+            points,
+        });
         tracing::info!(sink = %self.name, payloads = inner.mem.len(), points, "spilled the memory queue to disk for the next start");
         inner.mem.clear();
         inner.mem_bytes = 0;
@@ -315,11 +344,18 @@ fn read_record(f: &mut impl Read) -> Result<Option<(u64, Payload)>, String> {
     let points = u32::from_le_bytes(h[12..16].try_into().unwrap());
     let crc = u32::from_le_bytes(h[16..20].try_into().unwrap());
     let mut body = vec![0u8; len];
-    f.read_exact(&mut body).map_err(|_| "truncated record body".to_string())?;
+    f.read_exact(&mut body)
+        .map_err(|_| "truncated record body".to_string())?;
     if crc32fast::hash(&body) != crc {
         return Err("record checksum mismatch".into());
     }
-    Ok(Some((seq, Payload { body: Bytes::from(body), points })))
+    Ok(Some((
+        seq,
+        Payload {
+            body: Bytes::from(body),
+            points,
+        },
+    )))
 }
 
 impl Disk {
@@ -343,14 +379,21 @@ impl Disk {
             .ok()
             .and_then(|s| {
                 let mut it = s.split_whitespace();
-                Some((it.next()?.parse::<u64>().ok()?, it.next()?.parse::<u64>().ok()?))
+                Some((
+                    it.next()?.parse::<u64>().ok()?,
+                    it.next()?.parse::<u64>().ok()?,
+                ))
             })
             .unwrap_or((0, HEADER));
         let mut segments = VecDeque::new();
         let mut last_seq = 0u64;
         for id in ids {
             let path = seg_path(dir, id);
-            let start = if id == cursor.0 { cursor.1.max(HEADER) } else { HEADER };
+            let start = if id == cursor.0 {
+                cursor.1.max(HEADER)
+            } else {
+                HEADER
+            };
             let mut f = File::open(&path).map_err(io_err(&path))?;
             let mut magic = [0u8; 8];
             if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
@@ -377,7 +420,10 @@ impl Disk {
                     Err(why) => {
                         tracing::warn!(sink = %name, path = %path.display(), offset = off, reason = %why,
                             "damaged spill segment; keeping the records before the damage");
-                        let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_err(&path))?;
                         f.set_len(off).map_err(io_err(&path))?;
                         break;
                     }
@@ -387,7 +433,13 @@ impl Disk {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            segments.push_back(Segment { id, path, size: off, records, points });
+            segments.push_back(Segment {
+                id,
+                path,
+                size: off,
+                records,
+                points,
+            });
         }
         let cursor = match segments.front() {
             Some(s) if s.id == cursor.0 => cursor,
@@ -400,7 +452,14 @@ impl Disk {
         }
         let segment_bytes = (max_bytes / 8).clamp(4096, 64 << 20);
         Ok((
-            Disk { dir: dir.to_path_buf(), segments, writer: None, cursor, max_bytes, segment_bytes },
+            Disk {
+                dir: dir.to_path_buf(),
+                segments,
+                writer: None,
+                cursor,
+                max_bytes,
+                segment_bytes,
+            },
             last_seq,
         ))
     }
@@ -431,18 +490,33 @@ impl Disk {
         };
         if need_new {
             let path = seg_path(&self.dir, seq);
-            let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(io_err(&path))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             f.write_all(MAGIC).map_err(io_err(&path))?;
             if self.segments.is_empty() {
                 self.cursor = (seq, HEADER);
             }
-            self.segments.push_back(Segment { id: seq, path, size: HEADER, records: 0, points: 0 });
+            self.segments.push_back(Segment {
+                id: seq,
+                path,
+                size: HEADER,
+                records: 0,
+                points: 0,
+            });
             self.writer = Some(f);
         }
         let mut buf = Vec::with_capacity(rec_len as usize);
         write_record(&mut buf, seq, p);
         let seg = self.segments.back_mut().unwrap();
-        self.writer.as_mut().unwrap().write_all(&buf).map_err(io_err(&seg.path))?;
+        self.writer
+            .as_mut()
+            .unwrap()
+            .write_all(&buf)
+            .map_err(io_err(&seg.path))?;
         seg.size += rec_len;
         seg.records += 1;
         seg.points += p.points as u64;
@@ -451,7 +525,9 @@ impl Disk {
 
     /// Deletes the oldest segment; returns the payloads and points it still held.
     fn drop_head(&mut self) -> (u64, u64) {
-        let Some(s) = self.segments.pop_front() else { return (0, 0) };
+        let Some(s) = self.segments.pop_front() else {
+            return (0, 0);
+        };
         let _ = std::fs::remove_file(&s.path);
         if self.segments.is_empty() {
             self.writer = None;
@@ -469,7 +545,11 @@ impl Disk {
             if out.len() >= n {
                 break;
             }
-            let mut off = if i == 0 && self.cursor.0 == seg.id { self.cursor.1.max(HEADER) } else { HEADER };
+            let mut off = if i == 0 && self.cursor.0 == seg.id {
+                self.cursor.1.max(HEADER)
+            } else {
+                HEADER
+            };
             if off >= seg.size {
                 continue;
             }
@@ -480,7 +560,14 @@ impl Disk {
                 match read_record(&mut reader) {
                     Ok(Some((seq, payload))) => {
                         off += (REC_HEADER + payload.body.len()) as u64;
-                        out.push(Entry { seq, payload, pos: Pos::Disk { segment: seg.id, end: off } });
+                        out.push(Entry {
+                            seq,
+                            payload,
+                            pos: Pos::Disk {
+                                segment: seg.id,
+                                end: off,
+                            },
+                        });
                     }
                     Ok(None) => break,
                     Err(why) => {
@@ -496,7 +583,9 @@ impl Disk {
     }
 
     fn ack(&mut self, segment: u64, end: u64, points: u32) -> Result<(), QueueError> {
-        let Some(head) = self.segments.front_mut() else { return Ok(()) };
+        let Some(head) = self.segments.front_mut() else {
+            return Ok(());
+        };
         if head.id != segment {
             // Its segment was dropped at the cap meanwhile.
             return Ok(());
@@ -517,7 +606,8 @@ impl Disk {
         }
         let path = self.dir.join("cursor");
         let tmp = self.dir.join("cursor.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", self.cursor.0, self.cursor.1)).map_err(io_err(&tmp))?;
+        std::fs::write(&tmp, format!("{} {}\n", self.cursor.0, self.cursor.1))
+            .map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         Ok(())
     }
@@ -528,7 +618,10 @@ mod tests {
     use super::*;
 
     fn p(i: u32) -> Payload {
-        Payload { body: Bytes::from(format!("payload-{i:06}-{}", "x".repeat(100))), points: i }
+        Payload {
+            body: Bytes::from(format!("payload-{i:06}-{}", "x".repeat(100))),
+            points: i,
+        }
     }
 
     fn drain(q: &Queue) -> Vec<u32> {
@@ -578,10 +671,13 @@ mod tests {
         got.extend(drain(&q));
         assert_eq!(got, (0..60).collect::<Vec<_>>());
         assert_eq!(q.stats().disk_bytes, 0);
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| {
-            let n = e.unwrap().file_name().to_string_lossy().to_string();
-            n.ends_with(".seg").then_some(n)
-        }).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().to_string_lossy().to_string();
+                n.ends_with(".seg").then_some(n)
+            })
+            .collect();
         assert!(left.is_empty(), "{left:?}");
     }
 
@@ -601,7 +697,10 @@ mod tests {
         {
             let q = Queue::open("t", 700, Some(dir.path()), 1 << 20).unwrap();
             let e = q.peek(4);
-            assert_eq!(e.iter().map(|e| e.payload.points).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+            assert_eq!(
+                e.iter().map(|e| e.payload.points).collect::<Vec<_>>(),
+                vec![1, 2, 3, 4]
+            );
             q.ack(&e);
             // a new push after restart lands behind the old data
             q.push(p(30));
@@ -637,8 +736,11 @@ mod tests {
                 q.push(p(i));
             }
         }
-        let seg = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+        let seg = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
         let len = std::fs::metadata(&seg).unwrap().len();
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
         f.set_len(len - 7).unwrap();

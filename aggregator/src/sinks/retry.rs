@@ -13,7 +13,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max, current: initial }
+        Backoff {
+            initial,
+            max,
+            current: initial,
+        }
     }
 
     /// The next delay to wait.
@@ -21,7 +25,9 @@ impl Backoff {
         let d = self.current;
         self.current = (self.current * 2).min(self.max);
         let half = d / 2;
-        half + Duration::from_nanos(fastrand::u64(0..=half.as_nanos().min(u64::MAX as u128) as u64))
+        half + Duration::from_nanos(fastrand::u64(
+            0..=half.as_nanos().min(u64::MAX as u128) as u64,
+        ))
     }
 
     /// Back to the initial delay after a success.
