@@ -2,7 +2,84 @@
 
 use crate::config::Config;
 use crate::housekeeping::{ContainerSample, Snapshot};
+use axum::body::Bytes;
 use std::fmt::Write as _;
+
+/// Size of the chunks a streamed exposition is sent in.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where the exposition is written: one String, or 64 KiB chunks sent to the HTTP response as
+/// they fill (so a 1,000-container exposition never sits in memory whole).
+pub struct Out {
+    buf: String,
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    closed: bool,
+}
+
+impl std::ops::Deref for Out {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Out {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.buf
+    }
+}
+
+impl Out {
+    /// Writes into one String.
+    pub fn string(buf: String) -> Out {
+        Out {
+            buf,
+            tx: None,
+            closed: false,
+        }
+    }
+
+    /// Sends chunks to `tx` (from a blocking thread).
+    pub fn streaming(tx: tokio::sync::mpsc::Sender<Bytes>) -> Out {
+        Out {
+            buf: String::with_capacity(CHUNK_BYTES + 4096),
+            tx: Some(tx),
+            closed: false,
+        }
+    }
+
+    fn line_done(&mut self) {
+        if self.tx.is_some() && self.buf.len() >= CHUNK_BYTES {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if self.closed {
+            self.buf.clear();
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK_BYTES + 4096));
+        if let Some(tx) = &self.tx {
+            if tx.blocking_send(Bytes::from(chunk)).is_err() {
+                // The client went away: render the rest into nothing.
+                self.closed = true;
+            }
+        }
+    }
+
+    /// Sends what is left (streaming) or returns the whole text (string).
+    pub fn finish(mut self) -> String {
+        if self.tx.is_some() {
+            if !self.buf.is_empty() {
+                self.send();
+            }
+            String::new()
+        } else {
+            std::mem::take(&mut self.buf)
+        }
+    }
+}
 
 /// Writes `value` the way Prometheus parses it (integers without a fraction, floats shortest).
 fn push_f64(out: &mut String, v: f64) {
@@ -39,16 +116,17 @@ fn push_label(out: &mut String, first: bool, k: &str, v: &str) {
     out.push('"');
 }
 
-fn line_end(out: &mut String, value: f64, ts: &str) {
+fn line_end(out: &mut Out, value: f64, ts: &str) {
     out.push_str("} ");
     push_f64(out, value);
     out.push(' ');
     out.push_str(ts);
     out.push('\n');
+    out.line_done();
 }
 
 /// One sample line: `name{labels,extra} value timestamp`.
-fn line(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], value: f64, ts: &str) {
+fn line(out: &mut Out, name: &str, labels: &str, extra: &[(&str, &str)], value: f64, ts: &str) {
     out.push_str(name);
     out.push('{');
     out.push_str(labels);
@@ -60,7 +138,7 @@ fn line(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], valu
 
 /// One sample line with extra labels given as parallel key and value slices.
 fn line_kv(
-    out: &mut String,
+    out: &mut Out,
     name: &str,
     labels: &str,
     keys: &[&str],
@@ -78,15 +156,8 @@ fn line_kv(
 }
 
 /// A per-container metric family: header, then one line per container the closure gives a value for.
-fn family<F>(
-    out: &mut String,
-    snap: &Snapshot,
-    ts: &str,
-    name: &str,
-    typ: &str,
-    help: &str,
-    mut f: F,
-) where
+fn family<F>(out: &mut Out, snap: &Snapshot, ts: &str, name: &str, typ: &str, help: &str, mut f: F)
+where
     F: FnMut(&ContainerSample) -> Option<f64>,
 {
     header(out, name, typ, help);
@@ -103,7 +174,7 @@ type Emit<'a> = dyn FnMut(&[&str], f64) + 'a;
 /// A per-container family with extra labels: the closure emits one line per label set.
 #[allow(clippy::too_many_arguments)]
 fn family_multi<F>(
-    out: &mut String,
+    out: &mut Out,
     snap: &Snapshot,
     ts: &str,
     name: &str,
@@ -133,7 +204,14 @@ fn device_name(snap: &Snapshot, major: u64, minor: u64) -> String {
 
 /// Renders the whole exposition into `out` (cleared first).
 pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
-    out.clear();
+    let mut o = Out::string(std::mem::take(out));
+    o.clear();
+    render_to(snap, config, &mut o);
+    *out = o.finish();
+}
+
+/// Renders the whole exposition into `out` (a String or a stream of chunks).
+pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
     let ts_ms = snap
         .time
         .duration_since(std::time::UNIX_EPOCH)
@@ -728,7 +806,7 @@ pub fn render(snap: &Snapshot, config: &Config, out: &mut String) {
     );
 }
 
-fn line_nolabels(out: &mut String, name: &str, v: f64, ts: &str) {
+fn line_nolabels(out: &mut Out, name: &str, v: f64, ts: &str) {
     out.push_str(name);
     out.push(' ');
     push_f64(out, v);
@@ -743,22 +821,22 @@ mod tests {
 
     #[test]
     fn numbers_are_prometheus_floats() {
-        let mut s = String::new();
+        let mut s = Out::string(String::new());
         push_f64(&mut s, 5.0);
         s.push(' ');
         push_f64(&mut s, 0.25);
         s.push(' ');
         push_f64(&mut s, f64::NAN);
-        assert_eq!(s, "5 0.25 NaN");
+        assert_eq!(s.as_str(), "5 0.25 NaN");
     }
 
     #[test]
     fn extra_labels_are_escaped_and_joined() {
-        let mut s = String::new();
+        let mut s = Out::string(String::new());
         line(&mut s, "m", "id=\"/\"", &[("interface", "a\"b")], 1.0, "7");
-        assert_eq!(s, "m{id=\"/\",interface=\"a\\\"b\"} 1 7\n");
+        assert_eq!(s.as_str(), "m{id=\"/\",interface=\"a\\\"b\"} 1 7\n");
         s.clear();
         line(&mut s, "m", "", &[("a", "1"), ("b", "2")], 1.0, "7");
-        assert_eq!(s, "m{a=\"1\",b=\"2\"} 1 7\n");
+        assert_eq!(s.as_str(), "m{a=\"1\",b=\"2\"} 1 7\n");
     }
 }
