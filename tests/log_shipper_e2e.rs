@@ -559,3 +559,120 @@ async fn basic_auth_and_wrong_credentials_are_retried_not_dropped() {
     wait_for("the record", T, || (es.doc_count() >= 1).then_some(())).await;
     assert_eq!(messages(&es), vec!["authenticated"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_request_404_405_415_are_retried_not_dead_lettered() {
+    let es = EsServer::start(Options::default()).await;
+    es.set_whole_request_status(Some(404));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    let mut data = String::new();
+    for i in 0..50 {
+        data.push_str(&cri_line(1_000 + i, "stdout", "F", &format!("held {i}")));
+    }
+    append(&c.join("0.log"), &data);
+    let cfg = tmp.path().join("es.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sink: {{elasticsearch: {{url: '{}', backoff_initial_ms: 20, backoff_max_ms: 100}}}}\n",
+            es.url()
+        ),
+    )
+    .unwrap();
+    let data_dir = tmp.path().join("data");
+    let sh = Shipper::start(&root, &data_dir, &["--config", cfg.to_str().unwrap()]);
+    // A wrong path prefix (404), a refused method (405) or content type (415) is a configuration fault: the
+    // records are held and retried, nothing is dead-lettered and the error is loud.
+    let mut seen = 0;
+    for code in [404u16, 405, 415] {
+        es.set_whole_request_status(Some(code));
+        seen += 2;
+        wait_for("rejected attempts", T, || {
+            (es.stats().rejected_requests >= seen).then_some(())
+        })
+        .await;
+        seen = es.stats().rejected_requests;
+        assert_eq!(es.doc_count(), 0);
+        assert_eq!(
+            sh.metric("vigil_log_shipper_records_dead_lettered_total")
+                .await,
+            Some(0.0)
+        );
+    }
+    assert!(!data_dir.join("dead-letter.ndjson").exists());
+    wait_for("a loud error in the log", T, || {
+        sh.stderr()
+            .contains("bulk request refused as a whole")
+            .then_some(())
+    })
+    .await;
+    es.set_whole_request_status(None);
+    wait_for("50 documents", T, || (es.doc_count() >= 50).then_some(())).await;
+    let mut msgs = messages(&es);
+    msgs.sort();
+    let mut want: Vec<String> = (0..50).map(|i| format!("held {i}")).collect();
+    want.sort();
+    assert_eq!(msgs, want);
+    assert_eq!(
+        sh.metric("vigil_log_shipper_records_dead_lettered_total")
+            .await,
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_request_400_splits_down_and_dead_letters_only_the_offending_record() {
+    let es = EsServer::start(Options::default()).await;
+    es.set_request_error_marker(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "ns", "p", "u", "c");
+    let mut data = String::new();
+    for i in 0..40 {
+        let msg = if i == 23 {
+            "this one has a REQUEST-ERROR".to_string()
+        } else {
+            format!("line {i}")
+        };
+        data.push_str(&cri_line(5_000 + i, "stdout", "F", &msg));
+    }
+    // One write, so the 40 records travel in one batch and the 400 hits all of them.
+    append(&c.join("0.log"), &data);
+    let data_dir = tmp.path().join("data");
+    let sh = Shipper::start(&root, &data_dir, &["--sink", &format!("es:{}", es.url())]);
+    wait_for("39 documents", T, || (es.doc_count() >= 39).then_some(())).await;
+    let dl_path = data_dir.join("dead-letter.ndjson");
+    let dl = wait_for("dead-letter file", T, || {
+        std::fs::read_to_string(&dl_path)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .await;
+    assert_eq!(dl.lines().count(), 1, "only the offending record: {dl}");
+    let rec: Value = serde_json::from_str(dl.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["status"], 400);
+    assert_eq!(rec["document"]["message"], "this one has a REQUEST-ERROR");
+    assert!(rec["reason"].as_str().unwrap().contains("REQUEST-ERROR"));
+    let mut msgs = messages(&es);
+    msgs.sort();
+    let mut want: Vec<String> = (0..40)
+        .filter(|&i| i != 23)
+        .map(|i| format!("line {i}"))
+        .collect();
+    want.sort();
+    assert_eq!(msgs, want);
+    assert!(es.stats().rejected_requests >= 2, "the batch was split");
+    assert_eq!(
+        sh.metric("vigil_log_shipper_records_dead_lettered_total")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        sh.metric("vigil_log_shipper_bulk_splits_total")
+            .await
+            .unwrap()
+            >= 1.0
+    );
+}

@@ -234,3 +234,26 @@ async fn gzip_size_limit_and_auth() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
 }
+
+#[tokio::test]
+async fn answers_whole_request_statuses_on_demand() {
+    let es = EsServer::start(Options::default()).await;
+    let bulk = format!("{}/_bulk", es.url());
+    let ok = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"m\":1}\n";
+    for code in [404u16, 405, 415] {
+        es.set_whole_request_status(Some(code));
+        let (st, v) = post(&bulk, "application/x-ndjson", ok).await;
+        assert_eq!(st, code);
+        assert_eq!(v["status"], code);
+    }
+    assert_eq!(es.doc_count(), 0);
+    es.set_whole_request_status(None);
+    // The marker rejects the whole request (every item), not just the marked one.
+    es.set_request_error_marker(true);
+    let two = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"m\":\"fine\"}\n{\"create\":{\"_index\":\"a\",\"_id\":\"2\"}}\n{\"m\":\"REQUEST-ERROR\"}\n";
+    assert_eq!(post(&bulk, "application/x-ndjson", two).await.0, 400);
+    assert_eq!(es.doc_count(), 0);
+    assert_eq!(post(&bulk, "application/x-ndjson", ok).await.0, 200);
+    assert_eq!(es.doc_count(), 1);
+    assert_eq!(es.stats().rejected_requests, 4);
+}

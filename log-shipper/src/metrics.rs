@@ -147,7 +147,7 @@ impl Metrics {
         counter(
             &mut out,
             &format!("{p}bulk_splits_total"),
-            "Bulk requests split after 413.",
+            "Bulk requests split after a 413 or a whole-request 400.",
             &self.bulk_splits,
         );
         counter(

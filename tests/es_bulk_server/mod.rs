@@ -16,7 +16,11 @@
 //!   index in arrival order;
 //! - it can be told to fail a fraction of items with 429/500/400 (seeded, so runs are repeatable),
 //!   to reject documents whose `message` contains `MAPPING-ERROR` with 400, and to go down (the
-//!   listener is closed: connections are refused) and come back on the same port.
+//!   listener is closed: connections are refused) and come back on the same port;
+//! - on demand it answers every request as a whole with a given status (`set_whole_request_status`, e.g. 404
+//!   from a wrong path prefix behind a proxy, 405, 415), and it can reject a whole request with 400 when any
+//!   line contains `REQUEST-ERROR` (`set_request_error_marker`), as Elasticsearch or a proxy does for a body
+//!   it cannot take at all.
 #![allow(dead_code)]
 
 use axum::body::Bytes;
@@ -87,6 +91,8 @@ struct Inner {
     rng: u64,
     stats: Stats,
     auto_id: u64,
+    whole_request_status: Option<u16>,
+    request_error_marker: bool,
 }
 
 struct Shared {
@@ -115,6 +121,8 @@ impl EsServer {
                 rng: 0x9e37_79b9_7f4a_7c15,
                 stats: Stats::default(),
                 auto_id: 0,
+                whole_request_status: None,
+                request_error_marker: false,
             }),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -154,6 +162,16 @@ impl EsServer {
         g.fail_429 = p429;
         g.fail_500 = p500;
         g.fail_400 = p400;
+    }
+
+    /// Answers every request as a whole with this status (`None`: normal service).
+    pub fn set_whole_request_status(&self, status: Option<u16>) {
+        self.shared.inner.lock().unwrap().whole_request_status = status;
+    }
+
+    /// When on, a request whose body contains `REQUEST-ERROR` anywhere is rejected as a whole with 400.
+    pub fn set_request_error_marker(&self, on: bool) {
+        self.shared.inner.lock().unwrap().request_error_marker = on;
     }
 
     /// Closes the listener and open connections: clients get "connection refused".
@@ -273,7 +291,22 @@ fn reject(s: &Shared, r: Response) -> Response {
 }
 
 fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Bytes) -> Response {
-    s.inner.lock().unwrap().stats.requests += 1;
+    let (forced, marker) = {
+        let mut g = s.inner.lock().unwrap();
+        g.stats.requests += 1;
+        (g.whole_request_status, g.request_error_marker)
+    };
+    if let Some(code) = forced {
+        let status = StatusCode::from_u16(code).expect("valid forced status");
+        return reject(
+            &s,
+            error(
+                status,
+                "forced_status",
+                format!("the test server was told to answer {code}"),
+            ),
+        );
+    }
     if let Some(want) = &s.opts.authorization {
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
             return reject(
@@ -362,6 +395,16 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
                 StatusCode::BAD_REQUEST,
                 "illegal_argument_exception",
                 "The bulk request must be terminated by a newline [\\n]".into(),
+            ),
+        );
+    }
+    if marker && body.windows(13).any(|w| w == b"REQUEST-ERROR") {
+        return reject(
+            &s,
+            error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                "the request contains REQUEST-ERROR".into(),
             ),
         );
     }

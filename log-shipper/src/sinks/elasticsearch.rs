@@ -212,9 +212,13 @@ struct DeadLetter {
 enum Outcome {
     Done,
     Retry(Vec<usize>),
-    Split,
+    /// Halve the group and send both halves; a single record that still gets this status is dead-lettered.
+    Split(u16, String),
+    /// Transient (connection, timeout, 408/429/5xx): retry with backoff.
     RequestFailed(String),
-    Rejected(u16, String),
+    /// The request itself is refused (401/403/404/405/415/other 4xx): a configuration or proxy fault, never the
+    /// data's. Retried with backoff (backpressure: reading stops) and logged as an error on every attempt.
+    Misconfigured(u16, String),
 }
 
 impl ElasticsearchSink {
@@ -294,16 +298,17 @@ impl ElasticsearchSink {
                     queue.push_front(items);
                     true
                 }
-                Outcome::Split => {
+                Outcome::Split(status, reason) => {
                     self.metrics.bulk_splits.fetch_add(1, Ordering::Relaxed);
                     if group.len() == 1 {
-                        self.dead_letter_items(
-                            batch,
-                            &group,
-                            413,
-                            "request too large (413) even for a single record",
-                        );
+                        let reason = if status == 413 {
+                            "request too large (413) even for a single record".to_string()
+                        } else {
+                            format!("whole request rejected even for a single record: {reason}")
+                        };
+                        self.dead_letter_items(batch, &group, status, &reason);
                     } else {
+                        tracing::warn!(url = %self.bulk_url, status, reason = %reason, records = group.len(), "bulk request rejected as a whole; splitting the batch to find the offending record");
                         let (a, b) = group.split_at(group.len() / 2);
                         queue.push_front(b.to_vec());
                         queue.push_front(a.to_vec());
@@ -321,13 +326,18 @@ impl ElasticsearchSink {
                     queue.push_front(group);
                     true
                 }
-                Outcome::Rejected(status, reason) => {
+                Outcome::Misconfigured(status, reason) => {
                     self.metrics
                         .bulk_request_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(url = %self.bulk_url, status, reason = %reason, records = group.len(), "bulk request rejected; dead-lettering");
-                    self.dead_letter_items(batch, &group, status, &reason);
-                    false
+                    self.metrics
+                        .records_retried
+                        .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    tracing::error!(url = %self.bulk_url, status, attempt, reason = %reason, records = group.len(),
+                        "bulk request refused as a whole (check the URL, proxy, credentials and content type); \
+                         holding the records and retrying, reading is paused meanwhile");
+                    queue.push_front(group);
+                    true
                 }
             };
             if wait {
@@ -389,18 +399,28 @@ impl ElasticsearchSink {
         };
         match status {
             200..=299 => {}
-            413 => return Outcome::Split,
+            413 => return Outcome::Split(413, format!("HTTP 413: {}", snippet(&bytes))),
             408 | 429 | 500..=599 => {
                 return Outcome::RequestFailed(format!("HTTP {status}: {}", snippet(&bytes)))
             }
-            // Credentials or permissions: a configuration problem; never drop data for it.
+            // A whole-request 400 on a body we framed ourselves: one record may be at fault (or a proxy). Split down
+            // to single records so only the offending one is dead-lettered (a lone record getting 400 is).
+            400 => return Outcome::Split(400, format!("HTTP 400: {}", snippet(&bytes))),
+            // Credentials, permissions, a wrong path prefix behind a proxy (404), a method or content type a proxy
+            // refuses (405/406/415) and any other whole-request status: the request is wrong, not the records.
+            // Never drop data for it: retry with backoff, which stops reading (the log files are the buffer).
             401 | 403 => {
-                return Outcome::RequestFailed(format!(
-                    "HTTP {status} (check credentials): {}",
-                    snippet(&bytes)
-                ))
+                return Outcome::Misconfigured(
+                    status,
+                    format!("HTTP {status} (check credentials): {}", snippet(&bytes)),
+                )
             }
-            _ => return Outcome::Rejected(status, format!("HTTP {status}: {}", snippet(&bytes))),
+            _ => {
+                return Outcome::Misconfigured(
+                    status,
+                    format!("HTTP {status}: {}", snippet(&bytes)),
+                )
+            }
         }
         let parsed: BulkResponse = match serde_json::from_slice(&bytes) {
             Ok(p) => p,
