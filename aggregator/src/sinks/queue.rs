@@ -1,12 +1,17 @@
 //! A sink's bounded delivery queue: encoded payloads in memory, spilled to segment files on disk
 //! when memory is full, delivered in order, the oldest dropped (and counted) at the disk cap.
 //!
-//! Order is kept by one rule: a payload goes to memory only while nothing waits on disk, so
-//! everything in memory is older than everything on disk. A segment file is
+//! Order is kept by one rule: payloads live in three places served in this order, memory, then
+//! disk, then `overflow`, and every payload in an earlier place is older than every payload in a
+//! later one. A payload goes to memory only while nothing waits on disk or in overflow; to
+//! overflow when the disk fails while segments wait (and every later push follows it there until
+//! the disk has drained, when overflow becomes memory). A segment file is
 //! `<seq:020>.seg`: an 8-byte magic, then records `[seq u64][len u32][points u32][crc32 u32][body]`
-//! (little endian). `cursor` holds `<segment> <offset>`: how far the head segment is delivered.
+//! (little endian). Each segment knows its own delivered offset (`start`); the file `cursor`
+//! holds one `<segment> <offset>` line per partly delivered segment.
 //! Fully delivered segments are deleted. At shutdown the memory part is written as a segment
-//! that sorts before the others, so a restart delivers it first.
+//! that sorts before the others (and overflow is appended behind them), so a restart delivers
+//! everything in the same order.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -72,6 +77,8 @@ pub struct QueueStats {
 struct Segment {
     id: u64,
     path: PathBuf,
+    /// Offset of the first undelivered record.
+    start: u64,
     size: u64,
     records: u64,
     points: u64,
@@ -81,7 +88,6 @@ struct Disk {
     dir: PathBuf,
     segments: VecDeque<Segment>,
     writer: Option<File>,
-    cursor: (u64, u64),
     max_bytes: u64,
     segment_bytes: u64,
 }
@@ -90,6 +96,9 @@ struct Inner {
     mem: VecDeque<Entry>,
     mem_bytes: u64,
     max_mem: u64,
+    /// Payloads newer than everything on disk, kept in memory because the disk failed.
+    overflow: VecDeque<Entry>,
+    overflow_bytes: u64,
     disk: Option<Disk>,
     next_seq: u64,
     dropped_payloads: u64,
@@ -131,6 +140,8 @@ impl Queue {
                 mem: VecDeque::new(),
                 mem_bytes: 0,
                 max_mem,
+                overflow: VecDeque::new(),
+                overflow_bytes: 0,
                 disk,
                 next_seq,
                 dropped_payloads: 0,
@@ -152,40 +163,71 @@ impl Queue {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let len = payload.body.len() as u64;
-        let to_disk = match &inner.disk {
-            Some(d) => !d.segments.is_empty() || inner.mem_bytes + len > inner.max_mem,
-            None => false,
+        Self::settle(inner);
+        let entry = Entry {
+            seq,
+            payload,
+            pos: Pos::Memory,
         };
-        if to_disk {
-            let disk = inner.disk.as_mut().unwrap();
-            match disk.append(&self.name, seq, &payload) {
+        if !inner.overflow.is_empty() {
+            // Older payloads wait on disk and newer ones already in overflow: join them.
+            Self::push_overflow(&self.name, inner, entry);
+        } else if let Some(disk) = inner
+            .disk
+            .as_mut()
+            .filter(|d| !d.segments.is_empty() || inner.mem_bytes + len > inner.max_mem)
+        {
+            match disk.append(&self.name, seq, &entry.payload) {
                 Ok((dp, dpts)) => {
                     inner.dropped_payloads += dp;
                     inner.dropped_points += dpts;
                 }
-                Err(e) => {
-                    // Disk trouble: keep the payload in memory rather than lose it.
+                Err(e) if disk.segments.is_empty() => {
+                    // Disk trouble, nothing older on disk: keep the payload in memory rather than lose it.
                     tracing::error!(sink = %self.name, error = %e, "cannot spill to disk; keeping the payload in memory");
                     inner.mem_bytes += len;
-                    inner.mem.push_back(Entry {
-                        seq,
-                        payload,
-                        pos: Pos::Memory,
-                    });
+                    inner.mem.push_back(entry);
                     Self::trim_memory(&self.name, inner, 2);
+                }
+                Err(e) => {
+                    // Older payloads wait on disk: this one must be served after them.
+                    tracing::error!(sink = %self.name, error = %e,
+                        "cannot spill to disk; keeping the payload in memory behind the spilled ones");
+                    Self::push_overflow(&self.name, inner, entry);
                 }
             }
         } else {
             inner.mem_bytes += len;
-            inner.mem.push_back(Entry {
-                seq,
-                payload,
-                pos: Pos::Memory,
-            });
+            inner.mem.push_back(entry);
             Self::trim_memory(&self.name, inner, 1);
         }
         drop(g);
         self.notify.notify_one();
+    }
+
+    /// Once nothing waits on disk, overflow (newer than memory) joins the memory queue.
+    fn settle(inner: &mut Inner) {
+        if inner.overflow.is_empty() || inner.disk.as_ref().is_some_and(|d| !d.segments.is_empty())
+        {
+            return;
+        }
+        inner.mem_bytes += inner.overflow_bytes;
+        inner.overflow_bytes = 0;
+        inner.mem.extend(inner.overflow.drain(..));
+    }
+
+    /// Overflow is capped like memory, dropping its oldest (counted).
+    fn push_overflow(name: &str, inner: &mut Inner, entry: Entry) {
+        inner.overflow_bytes += entry.payload.body.len() as u64;
+        inner.overflow.push_back(entry);
+        while inner.overflow_bytes > inner.max_mem && inner.overflow.len() > 1 {
+            let e = inner.overflow.pop_front().unwrap();
+            inner.overflow_bytes -= e.payload.body.len() as u64;
+            inner.dropped_payloads += 1;
+            inner.dropped_points += e.payload.points as u64;
+            tracing::warn!(sink = %name, points = e.payload.points, max_memory_bytes = inner.max_mem,
+                "disk failing and overflow full: dropped the oldest overflow payload");
+        }
     }
 
     /// Without a disk (or when the disk fails), memory is capped by dropping the oldest.
@@ -207,6 +249,7 @@ impl Queue {
     pub fn peek(&self, n: usize) -> Vec<Entry> {
         let mut g = self.inner.lock().unwrap();
         let inner = &mut *g;
+        Self::settle(inner);
         if !inner.mem.is_empty() {
             return inner.mem.iter().take(n).cloned().collect();
         }
@@ -246,6 +289,7 @@ impl Queue {
                 }
             }
         }
+        Self::settle(inner);
     }
 
     /// Sizes and drop counters.
@@ -259,8 +303,8 @@ impl Queue {
             None => (0, 0),
         };
         QueueStats {
-            memory_payloads: g.mem.len() as u64,
-            memory_bytes: g.mem_bytes,
+            memory_payloads: (g.mem.len() + g.overflow.len()) as u64,
+            memory_bytes: g.mem_bytes + g.overflow_bytes,
             disk_payloads: dp,
             disk_bytes: db,
             dropped_payloads: g.dropped_payloads,
@@ -268,54 +312,78 @@ impl Queue {
         }
     }
 
-    /// At shutdown: writes what waits in memory to disk ahead of the older spill, and syncs.
-    /// Without a data dir, says how much is lost.
+    /// At shutdown: writes what waits in memory to disk ahead of the older spill (and overflow
+    /// behind it), and syncs. Without a data dir, says how much is lost.
     pub fn spill_memory(&self) -> Result<(), QueueError> {
         let mut g = self.inner.lock().unwrap();
         let inner = &mut *g;
-        if inner.mem.is_empty() {
-            if let Some(d) = inner.disk.as_mut() {
-                if let Some(w) = d.writer.as_mut() {
-                    w.sync_all().map_err(io_err(&d.dir))?;
-                }
+        Self::settle(inner);
+        let Some(disk) = inner.disk.as_mut() else {
+            if !inner.mem.is_empty() {
+                let points: u64 = inner.mem.iter().map(|e| e.payload.points as u64).sum();
+                tracing::warn!(sink = %self.name, payloads = inner.mem.len(), points,
+                    "shutting down without a data dir: undelivered payloads are lost");
             }
             return Ok(());
-        }
-        let Some(disk) = inner.disk.as_mut() else {
-            let points: u64 = inner.mem.iter().map(|e| e.payload.points as u64).sum();
-            tracing::warn!(sink = %self.name, payloads = inner.mem.len(), points,
-                "shutting down without a data dir: undelivered payloads are lost");
-            return Ok(());
         };
-        let id = inner.mem.front().unwrap().seq;
-        let path = seg_path(&disk.dir, id);
-        let mut buf =
-            Vec::with_capacity(inner.mem_bytes as usize + inner.mem.len() * REC_HEADER + 8);
-        buf.extend_from_slice(MAGIC);
-        let mut points = 0u64;
-        for e in &inner.mem {
-            write_record(&mut buf, e.seq, &e.payload);
-            points += e.payload.points as u64;
+        if !inner.mem.is_empty() {
+            let id = inner.mem.front().unwrap().seq;
+            let path = seg_path(&disk.dir, id);
+            let mut buf =
+                Vec::with_capacity(inner.mem_bytes as usize + inner.mem.len() * REC_HEADER + 8);
+            buf.extend_from_slice(MAGIC);
+            let mut points = 0u64;
+            for e in &inner.mem {
+                write_record(&mut buf, e.seq, &e.payload);
+                points += e.payload.points as u64;
+            }
+            let tmp = path.with_extension("tmp");
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&buf).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            disk.segments.push_front(Segment {
+                id,
+                path,
+                start: HEADER,
+                size: buf.len() as u64,
+                records: inner.mem.len() as u64,
+                points,
+            });
+            tracing::info!(sink = %self.name, payloads = inner.mem.len(), points, "spilled the memory queue to disk for the next start");
+            inner.mem.clear();
+            inner.mem_bytes = 0;
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&buf).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        // Overflow is newer than everything on disk: it goes behind it.
+        let mut lost = (0u64, 0u64);
+        let mut failed = None;
+        while let Some(e) = inner.overflow.pop_front() {
+            inner.overflow_bytes -= e.payload.body.len() as u64;
+            if failed.is_none() {
+                match disk.append(&self.name, e.seq, &e.payload) {
+                    Ok((dp, dpts)) => {
+                        inner.dropped_payloads += dp;
+                        inner.dropped_points += dpts;
+                        continue;
+                    }
+                    Err(err) => failed = Some(err),
+                }
+            }
+            lost.0 += 1;
+            lost.1 += e.payload.points as u64;
+        }
         if let Some(w) = disk.writer.as_mut() {
             w.sync_all().map_err(io_err(&disk.dir))?;
         }
-        disk.segments.push_front(Segment {
-            id,
-            path,
-            size: buf.len() as u64,
-            records: inner.mem.len() as u64,
-            points,
-        });
-        tracing::info!(sink = %self.name, payloads = inner.mem.len(), points, "spilled the memory queue to disk for the next start");
-        inner.mem.clear();
-        inner.mem_bytes = 0;
-        Ok(())
+        let saved = disk.save_cursor();
+        if let Some(err) = failed {
+            inner.dropped_payloads += lost.0;
+            inner.dropped_points += lost.1;
+            tracing::error!(sink = %self.name, payloads = lost.0, points = lost.1, error = %err,
+                "shutting down with a failing spill directory: the newest undelivered payloads are lost");
+            return Err(err);
+        }
+        saved
     }
 }
 
@@ -375,25 +443,22 @@ impl Disk {
         }
         ids.sort_unstable();
         let cursor_path = dir.join("cursor");
-        let cursor = std::fs::read_to_string(&cursor_path)
-            .ok()
-            .and_then(|s| {
-                let mut it = s.split_whitespace();
+        let cursor: std::collections::HashMap<u64, u64> = std::fs::read_to_string(&cursor_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
                 Some((
                     it.next()?.parse::<u64>().ok()?,
                     it.next()?.parse::<u64>().ok()?,
                 ))
             })
-            .unwrap_or((0, HEADER));
+            .collect();
         let mut segments = VecDeque::new();
         let mut last_seq = 0u64;
         for id in ids {
             let path = seg_path(dir, id);
-            let start = if id == cursor.0 {
-                cursor.1.max(HEADER)
-            } else {
-                HEADER
-            };
+            let start = cursor.get(&id).copied().unwrap_or(HEADER).max(HEADER);
             let mut f = File::open(&path).map_err(io_err(&path))?;
             let mut magic = [0u8; 8];
             if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
@@ -405,12 +470,14 @@ impl Disk {
             let mut reader = std::io::BufReader::new(f);
             let mut off = HEADER;
             let (mut records, mut points) = (0u64, 0u64);
+            let mut first_undelivered = None;
             loop {
                 match read_record(&mut reader) {
                     Ok(None) => break,
                     Ok(Some((seq, p))) => {
                         let end = off + (REC_HEADER + p.body.len()) as u64;
                         if off >= start {
+                            first_undelivered.get_or_insert(off);
                             records += 1;
                             points += p.points as u64;
                         }
@@ -436,16 +503,12 @@ impl Disk {
             segments.push_back(Segment {
                 id,
                 path,
+                start: first_undelivered.unwrap_or(off),
                 size: off,
                 records,
                 points,
             });
         }
-        let cursor = match segments.front() {
-            Some(s) if s.id == cursor.0 => cursor,
-            Some(s) => (s.id, HEADER),
-            None => (0, HEADER),
-        };
         let total: u64 = segments.iter().map(|s| s.records).sum();
         if total > 0 {
             tracing::info!(sink = %name, payloads = total, "found undelivered payloads spilled by an earlier run");
@@ -456,7 +519,6 @@ impl Disk {
                 dir: dir.to_path_buf(),
                 segments,
                 writer: None,
-                cursor,
                 max_bytes,
                 segment_bytes,
             },
@@ -496,13 +558,15 @@ impl Disk {
                 .truncate(true)
                 .open(&path)
                 .map_err(io_err(&path))?;
-            f.write_all(MAGIC).map_err(io_err(&path))?;
-            if self.segments.is_empty() {
-                self.cursor = (seq, HEADER);
+            if let Err(e) = f.write_all(MAGIC) {
+                let _ = std::fs::remove_file(&path);
+                self.writer = None;
+                return Err(io_err(&path)(e));
             }
             self.segments.push_back(Segment {
                 id: seq,
                 path,
+                start: HEADER,
                 size: HEADER,
                 records: 0,
                 points: 0,
@@ -512,11 +576,22 @@ impl Disk {
         let mut buf = Vec::with_capacity(rec_len as usize);
         write_record(&mut buf, seq, p);
         let seg = self.segments.back_mut().unwrap();
-        self.writer
-            .as_mut()
-            .unwrap()
-            .write_all(&buf)
-            .map_err(io_err(&seg.path))?;
+        if let Err(e) = self.writer.as_mut().unwrap().write_all(&buf) {
+            // The file may now end in a partial record: never write behind it again (records are
+            // read up to `size` only); drop a segment that holds nothing.
+            self.writer = None;
+            let err = io_err(&seg.path)(e);
+            if seg.records == 0 {
+                let s = self.segments.pop_back().unwrap();
+                let _ = std::fs::remove_file(&s.path);
+            } else {
+                let _ = OpenOptions::new()
+                    .write(true)
+                    .open(&seg.path)
+                    .and_then(|f| f.set_len(seg.size));
+            }
+            return Err(err);
+        }
         seg.size += rec_len;
         seg.records += 1;
         seg.points += p.points as u64;
@@ -532,24 +607,16 @@ impl Disk {
         if self.segments.is_empty() {
             self.writer = None;
         }
-        self.cursor = match self.segments.front() {
-            Some(n) => (n.id, HEADER),
-            None => (0, HEADER),
-        };
         (s.records, s.points)
     }
 
     fn read(&mut self, n: usize) -> Result<Vec<Entry>, QueueError> {
         let mut out = Vec::new();
-        for (i, seg) in self.segments.iter().enumerate() {
+        for seg in self.segments.iter() {
             if out.len() >= n {
                 break;
             }
-            let mut off = if i == 0 && self.cursor.0 == seg.id {
-                self.cursor.1.max(HEADER)
-            } else {
-                HEADER
-            };
+            let mut off = seg.start.max(HEADER);
             if off >= seg.size {
                 continue;
             }
@@ -590,24 +657,32 @@ impl Disk {
             // Its segment was dropped at the cap meanwhile.
             return Ok(());
         }
+        if end <= head.start {
+            // Already acknowledged.
+            return Ok(());
+        }
         head.records = head.records.saturating_sub(1);
         head.points = head.points.saturating_sub(points as u64);
-        self.cursor = (segment, end);
+        head.start = end;
         if head.records == 0 && end >= head.size {
             let s = self.segments.pop_front().unwrap();
             std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
             if self.segments.is_empty() {
                 self.writer = None;
             }
-            self.cursor = match self.segments.front() {
-                Some(n) => (n.id, HEADER),
-                None => (0, HEADER),
-            };
+        }
+        self.save_cursor()
+    }
+
+    /// Writes one `<segment> <offset>` line per partly delivered segment.
+    fn save_cursor(&self) -> Result<(), QueueError> {
+        let mut text = String::new();
+        for s in self.segments.iter().filter(|s| s.start > HEADER) {
+            text.push_str(&format!("{} {}\n", s.id, s.start));
         }
         let path = self.dir.join("cursor");
         let tmp = self.dir.join("cursor.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", self.cursor.0, self.cursor.1))
-            .map_err(io_err(&tmp))?;
+        std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         Ok(())
     }
@@ -725,6 +800,156 @@ mod tests {
         // what is left is in order, and the newest survived
         assert!(got.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(*got.last().unwrap(), 199);
+    }
+
+    /// Makes a directory refuse new files: chmod 0555, and `chattr +i` too when running as root
+    /// (root ignores the mode). Panics when neither bites. Undone on drop.
+    struct Unwritable(PathBuf);
+
+    impl Unwritable {
+        fn new(dir: &Path) -> Unwritable {
+            use std::os::unix::fs::PermissionsExt;
+            let guard = Unwritable(dir.to_path_buf());
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            let probe = dir.join("probe");
+            if File::create(&probe).is_ok() {
+                let _ = std::fs::remove_file(&probe);
+                let st = std::process::Command::new("chattr")
+                    .arg("+i")
+                    .arg(dir)
+                    .status()
+                    .expect("running chattr (e2fsprogs) to make the spill dir unwritable as root");
+                assert!(st.success(), "chattr +i {} failed", dir.display());
+                assert!(
+                    File::create(&probe).is_err(),
+                    "cannot make {} unwritable",
+                    dir.display()
+                );
+            }
+            guard
+        }
+    }
+
+    impl Drop for Unwritable {
+        fn drop(&mut self) {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+
+    /// Pushes from `next` until a payload lands in overflow (memory grows while segments wait),
+    /// then `extra` more; returns the next number to push.
+    fn push_into_overflow(q: &Queue, mut next: u32, extra: u32) -> u32 {
+        let mem = q.stats().memory_payloads;
+        while q.stats().memory_payloads == mem {
+            assert!(next < 10_000, "the disk never refused a payload");
+            q.push(p(next));
+            next += 1;
+        }
+        for _ in 0..extra {
+            q.push(p(next));
+            next += 1;
+        }
+        next
+    }
+
+    #[test]
+    fn disk_failing_while_segments_wait_keeps_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        // ~17 payloads fit in memory; segments roll over every 4096 bytes (~32 payloads).
+        let q = Queue::open("t", 2000, Some(&spill), 32768).unwrap();
+        for i in 0..60 {
+            q.push(p(i));
+        }
+        assert!(q.stats().disk_payloads > 0);
+        let lock = Unwritable::new(&spill);
+        let mut next = push_into_overflow(&q, 60, 3);
+        let st = q.stats();
+        assert_eq!(st.dropped_payloads, 0, "{st:?}");
+        assert_eq!(st.memory_payloads + st.disk_payloads, next as u64, "{st:?}");
+        // Deliver part while the disk still refuses, then let it heal and push more.
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            let e = q.peek(3);
+            got.extend(e.iter().map(|e| e.payload.points));
+            q.ack(&e);
+        }
+        drop(lock);
+        for _ in 0..5 {
+            q.push(p(next));
+            next += 1;
+        }
+        got.extend(drain(&q));
+        assert_eq!(got, (0..next).collect::<Vec<_>>());
+        assert_eq!(q.stats().dropped_payloads, 0);
+        // With nothing left waiting, new payloads take the normal path again.
+        q.push(p(next));
+        assert_eq!(drain(&q), vec![next]);
+    }
+
+    #[test]
+    fn restart_after_disk_failure_delivers_everything_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        let next;
+        {
+            let q = Queue::open("t", 2000, Some(&spill), 32768).unwrap();
+            for i in 0..60 {
+                q.push(p(i));
+            }
+            // Deliver memory and part of the head segment (its cursor must survive).
+            let mut acked = 0;
+            while acked < 21 {
+                let e = q.peek(1);
+                acked += e.len();
+                q.ack(&e);
+            }
+            let lock = Unwritable::new(&spill);
+            next = push_into_overflow(&q, 60, 3);
+            drop(lock);
+            q.spill_memory().unwrap();
+            assert_eq!(q.stats().dropped_payloads, 0);
+        }
+        let q = Queue::open("t", 2000, Some(&spill), 32768).unwrap();
+        q.push(p(next));
+        assert_eq!(drain(&q), (21..=next).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn cursor_of_a_partly_delivered_segment_survives_a_segment_put_in_front() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open("t", 2000, Some(dir.path()), 32768).unwrap();
+            for i in 0..40 {
+                q.push(p(i));
+            }
+            let mut acked = 0;
+            while acked < 20 {
+                let e = q.peek(1);
+                acked += e.len();
+                q.ack(&e);
+            }
+            // A payload in memory in front of a partly delivered segment (as after a disk failure).
+            let mut g = q.inner.lock().unwrap();
+            g.mem.push_back(Entry {
+                seq: 0,
+                payload: p(1000),
+                pos: Pos::Memory,
+            });
+            g.mem_bytes += p(1000).body.len() as u64;
+            drop(g);
+            q.spill_memory().unwrap();
+        }
+        let q = Queue::open("t", 2000, Some(dir.path()), 32768).unwrap();
+        let mut want = vec![1000];
+        want.extend(20..40);
+        assert_eq!(drain(&q), want);
     }
 
     #[test]
