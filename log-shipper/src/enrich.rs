@@ -229,6 +229,8 @@ impl Encoder {
         now_rfc3339: &str,
         out: &mut Vec<u8>,
     ) -> Item {
+        // No parseable time: the index date comes from `now`. The `_id` is unique per index only, so a re-send of such a
+        // record after a restart across midnight lands in another index and is stored twice (see `EsConfig::index`).
         let time: &str = if entry.time.is_empty() {
             now_rfc3339
         } else {

@@ -1,4 +1,4 @@
-//! The Elasticsearch sink: `_bulk` NDJSON with per-item handling (retry 429/5xx, dead-letter other 4xx, 409 = stored),
+//! The Elasticsearch sink: `_bulk` NDJSON with per-item handling (retry 429/5xx, dead-letter other 4xx, 409 on `create` = stored),
 //! whole-request retries with exponential backoff and jitter, 413 splitting, gzip, basic/API-key auth and custom CAs.
 
 use super::Batch;
@@ -43,6 +43,11 @@ pub struct EsConfig {
     /// Base URL, e.g. `http://127.0.0.1:9200` (requests go to `<url>/_bulk`).
     pub url: String,
     /// Index name pattern: `%Y %m %d` from the record time, `{namespace}`, `{pod}`, `{container}` from its file.
+    ///
+    /// Exactly-once relies on `create` with a deterministic `_id`, and Elasticsearch enforces `_id` uniqueness per
+    /// index only. A record whose time cannot be parsed is dated by the clock when it is encoded, so if it is re-sent
+    /// after a restart that crosses midnight (UTC) it lands in the next day's index and is stored twice. Likewise a
+    /// re-send after a data stream rolled over goes to the new backing index (inherent to data streams).
     #[serde(default = "default_index")]
     pub index: String,
     /// Write to this data stream instead of `index` (actions are `create`, records carry `@timestamp`).
@@ -185,6 +190,29 @@ impl ItemWrapper {
             .or(self.index.as_ref())
             .or(self.update.as_ref())
             .or(self.delete.as_ref())
+    }
+}
+
+/// What to do with one answered item.
+#[derive(Debug, PartialEq, Eq)]
+enum ItemClass {
+    Stored,
+    /// 409 on `create`: a document with this deterministic id is already in the index (a re-send after a restart).
+    AlreadyStored,
+    Retry,
+    Reject(u16),
+}
+
+/// Classifies an item by action and status. 409 is success ONLY for `create`: our ids are deterministic (file
+/// identity + generation + offset, see `enrich::Encoder::encode`, which emits only `create`), so a conflict on
+/// `create` means the very same record is already stored. On `index`/`update`/`delete` a 409 is a real version
+/// conflict and must not be counted as stored; should another action ever be emitted, it is dead-lettered.
+fn classify(item: &ItemWrapper, status: u16) -> ItemClass {
+    match status {
+        200..=299 => ItemClass::Stored,
+        409 if item.create.is_some() => ItemClass::AlreadyStored,
+        429 | 500..=599 => ItemClass::Retry,
+        s => ItemClass::Reject(s),
     }
 }
 
@@ -453,16 +481,16 @@ impl ElasticsearchSink {
                 retry.push(group[k]);
                 continue;
             };
-            match r.status {
-                200..=299 => shipped += 1,
-                409 => {
+            match classify(item, r.status) {
+                ItemClass::Stored => shipped += 1,
+                ItemClass::AlreadyStored => {
                     shipped += 1;
                     self.metrics
                         .records_duplicate
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                429 | 500..=599 => retry.push(group[k]),
-                s => {
+                ItemClass::Retry => retry.push(group[k]),
+                ItemClass::Reject(s) => {
                     let reason = r
                         .error
                         .as_ref()
@@ -540,4 +568,33 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(json: &str) -> (ItemWrapper, u16) {
+        let w: ItemWrapper = serde_json::from_str(json).unwrap();
+        let st = w.result().unwrap().status;
+        (w, st)
+    }
+
+    #[test]
+    fn conflict_is_success_only_for_create() {
+        let (w, st) = item(
+            r#"{"create":{"_id":"a","status":409,"error":{"type":"version_conflict_engine_exception"}}}"#,
+        );
+        assert_eq!(classify(&w, st), ItemClass::AlreadyStored);
+        for action in ["index", "update", "delete"] {
+            let (w, st) = item(&format!(r#"{{"{action}":{{"_id":"a","status":409}}}}"#));
+            assert_eq!(classify(&w, st), ItemClass::Reject(409), "{action}");
+        }
+        let (w, st) = item(r#"{"create":{"_id":"a","status":201}}"#);
+        assert_eq!(classify(&w, st), ItemClass::Stored);
+        let (w, st) = item(r#"{"create":{"_id":"a","status":429}}"#);
+        assert_eq!(classify(&w, st), ItemClass::Retry);
+        let (w, st) = item(r#"{"create":{"_id":"a","status":400}}"#);
+        assert_eq!(classify(&w, st), ItemClass::Reject(400));
+    }
 }
