@@ -24,9 +24,11 @@ P1=$(port)
 PIDS+=($!); VP=$!
 wait_http "http://127.0.0.1:$P1/healthz"
 sleep 5   # several passes and scrapes before measuring
-for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$P1/metrics"; curl -s -o /dev/null "http://127.0.0.1:$P1/stats/summary"; done
 echo "containers=$N series=$(curl -s "http://127.0.0.1:$P1/metrics" | grep -vc '^#') bytes=$(curl -s "http://127.0.0.1:$P1/metrics" | wc -c)"
-grep -E 'VmRSS|VmHWM' "/proc/$VP/status"
+for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$P1/metrics"; curl -s -o /dev/null "http://127.0.0.1:$P1/stats/summary"; done
+sleep 2
+echo "RSS between scrapes (VmRSS, after scrapes of /metrics and /stats/summary and 2 s idle) and peak (VmHWM):"
+grep -E "VmRSS|VmHWM" "/proc/$VP/status"
 echo "pass_duration_seconds=$(curl -s "http://127.0.0.1:$P1/metrics" | awk '/^vigil_collector_collection_duration_seconds /{print $2}')"
 echo "vigil (generated tree) ms/scrape: $(scrape50 "http://127.0.0.1:$P1/metrics")"
 
