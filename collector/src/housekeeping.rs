@@ -325,7 +325,7 @@ impl Collector {
         self.discover();
         self.refresh_metadata();
         let files_before = self.reader.files_read;
-        let read_spec = self.stats.passes % 6 == 0;
+        let read_spec = self.stats.passes.is_multiple_of(6);
         let mut opts = self.opts_template;
         let mut errors: Vec<cgroup::Error> = Vec::new();
         let mut samples: Vec<ContainerSample> = Vec::with_capacity(self.tracked.len());
@@ -549,7 +549,7 @@ impl Collector {
             };
             live.insert(pod_uid.clone());
             let mut result = None;
-            let retry_empty = self.stats.passes % 6 == 0;
+            let retry_empty = self.stats.passes.is_multiple_of(6);
             for attempt in 0..2 {
                 let pid = match self.pod_pids.get(pod_uid) {
                     Some(Some(p)) if attempt == 0 => Some(*p),

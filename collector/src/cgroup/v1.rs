@@ -6,12 +6,9 @@ use std::path::Path;
 
 /// Nanoseconds per USER_HZ tick (cpuacct.stat counts ticks).
 fn ns_per_tick() -> u64 {
-    let hz = rustix::param::clock_ticks_per_second();
-    if hz == 0 {
-        10_000_000
-    } else {
-        1_000_000_000 / hz
-    }
+    1_000_000_000u64
+        .checked_div(rustix::param::clock_ticks_per_second())
+        .unwrap_or(10_000_000)
 }
 
 /// cpuacct.usage, cpuacct.stat (user/system ticks), cpu.stat (nr_periods, nr_throttled, throttled_time).

@@ -104,16 +104,14 @@ impl Watcher {
                             continue;
                         };
                         match ev.kind {
-                            notify::EventKind::Create(_) => {
-                                if path.is_dir() {
-                                    // Directories created before the watch was added get no event of their own.
-                                    let mut names = BTreeSet::new();
-                                    let mut errs = Vec::new();
-                                    walk(root, path, &mut names, &mut errs);
-                                    for n in names {
-                                        ch.removed.remove(&n);
-                                        ch.created.insert(n);
-                                    }
+                            notify::EventKind::Create(_) if path.is_dir() => {
+                                // Directories created before the watch was added get no event of their own.
+                                let mut names = BTreeSet::new();
+                                let mut errs = Vec::new();
+                                walk(root, path, &mut names, &mut errs);
+                                for n in names {
+                                    ch.removed.remove(&n);
+                                    ch.created.insert(n);
                                 }
                             }
                             notify::EventKind::Remove(_) => {

@@ -118,9 +118,9 @@ pub fn build(snap: &Snapshot) -> Summary {
             })
             .collect(),
         start_time: (node.cpu.boot_time > 0)
-            .then(|| DateTime::<Utc>::from_timestamp(node.cpu.boot_time as i64, 0))
-            .flatten(),
-        cpu: (node.cpu.usage_ns > 0).then(|| CpuStats {
+            .then_some(node.cpu.boot_time as i64)
+            .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0)),
+        cpu: (node.cpu.usage_ns > 0).then_some(CpuStats {
             time: Some(t),
             usage_nano_cores: snap.node_usage_nano_cores,
             usage_core_nano_seconds: Some(node.cpu.usage_ns),
