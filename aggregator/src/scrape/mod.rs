@@ -60,6 +60,7 @@ pub struct Scraper {
     client: reqwest::Client,
     timeout: Duration,
     concurrency: usize,
+    max_document: usize,
     nodes: Mutex<HashMap<String, NodeState>>,
     failures_by_reason: Mutex<HashMap<&'static str, u64>>,
 }
@@ -85,14 +86,21 @@ impl Scraper {
             client,
             timeout,
             concurrency,
+            max_document: MAX_DOCUMENT,
             nodes: Mutex::new(HashMap::new()),
             failures_by_reason: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Overrides the largest accepted (decompressed) document, 256 MiB by default.
+    pub fn with_max_document(mut self, bytes: usize) -> Scraper {
+        self.max_document = bytes;
+        self
+    }
+
     async fn fetch(&self, target: &Target) -> Result<Summary, Error> {
         let node = target.name.clone();
-        let resp = self
+        let mut resp = self
             .client
             .get(&target.url)
             .header("Accept", "application/json")
@@ -117,33 +125,32 @@ impl Scraper {
                 status: resp.status().as_u16(),
             });
         }
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_DOCUMENT)
-        {
-            return Err(Error::TooLarge {
-                node,
-                limit: MAX_DOCUMENT,
-            });
+        let limit = self.max_document;
+        if resp.content_length().is_some_and(|l| l as usize > limit) {
+            return Err(Error::TooLarge { node, limit });
         }
-        let body = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::Timeout {
-                    node: node.clone(),
-                    timeout: self.timeout,
+        // Read chunk by chunk: with chunked transfer or gzip there is no Content-Length, and a
+        // broken or hostile node must not make us buffer more than `limit` bytes.
+        let mut body: Vec<u8> = Vec::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    Error::Timeout {
+                        node: node.clone(),
+                        timeout: self.timeout,
+                    }
+                } else {
+                    Error::Transport {
+                        node: node.clone(),
+                        message: e.to_string(),
+                    }
                 }
-            } else {
-                Error::Transport {
-                    node: node.clone(),
-                    message: e.to_string(),
-                }
+            })?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > limit {
+                return Err(Error::TooLarge { node, limit });
             }
-        })?;
-        if body.len() > MAX_DOCUMENT {
-            return Err(Error::TooLarge {
-                node,
-                limit: MAX_DOCUMENT,
-            });
+            body.extend_from_slice(&chunk);
         }
         serde_json::from_slice::<Summary>(&body).map_err(|e| Error::Malformed {
             node,
@@ -265,6 +272,58 @@ mod tests {
         let j = jitter("http://a", Duration::from_millis(80));
         assert!(j < Duration::from_millis(80));
         assert_eq!(j, jitter("http://a", Duration::from_millis(80)));
+    }
+
+    /// A loopback server answering every connection with a chunked body (no Content-Length)
+    /// of `chunks` × 64 KiB.
+    async fn chunked_server(chunks: usize) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let data = vec![b' '; 64 << 10];
+                    for _ in 0..chunks {
+                        let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+                        c.extend_from_slice(&data);
+                        c.extend_from_slice(b"\r\n");
+                        if s.write_all(&c).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn chunked_body_without_length_is_bounded() {
+        // 64 chunks × 64 KiB = 4 MiB with no Content-Length; the limit is 1 MiB.
+        let addr = chunked_server(64).await;
+        let s = Scraper::new(Duration::from_secs(5), 4).with_max_document(1 << 20);
+        let t = discovery::parse_entry(&addr.to_string()).unwrap();
+        let docs = s.round(std::slice::from_ref(&t), Duration::ZERO).await;
+        assert!(docs.is_empty());
+        let st = &s.node_states()[0].1;
+        assert!(!st.up);
+        assert_eq!(st.failures, 1);
+        let err = st.last_error.as_ref().unwrap();
+        assert!(err.contains("larger than 1048576 bytes"), "{err}");
+        assert_eq!(s.failures_by_reason(), vec![("too_large", 1)]);
+        // Under the limit, the same server's body is read in full (and then rejected as
+        // malformed JSON, not as too large).
+        let s = Scraper::new(Duration::from_secs(5), 4).with_max_document(8 << 20);
+        let _ = s.round(&[t], Duration::ZERO).await;
+        assert_eq!(s.failures_by_reason(), vec![("malformed", 1)]);
     }
 
     #[tokio::test]
