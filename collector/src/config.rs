@@ -227,11 +227,21 @@ impl Config {
                 });
             }
         }
+        let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
         for l in &self.pod_labels {
             if l.is_empty() {
                 return Err(Error::Invalid {
                     key: "pod_labels",
                     message: "empty label name".into(),
+                });
+            }
+            let name = pod_label_name(l);
+            if let Some(first) = seen.insert(name.clone(), l) {
+                return Err(Error::Invalid {
+                    key: "pod_labels",
+                    message: format!(
+                        "{first:?} and {l:?} both map to the Prometheus label {name}; keep one"
+                    ),
                 });
             }
         }
@@ -295,6 +305,18 @@ impl Config {
     }
 }
 
+/// The Prometheus label name for an opt-in pod label: `container_label_` plus the key with every
+/// character outside `[A-Za-z0-9]` replaced by `_` (as cAdvisor sanitizes runtime labels).
+pub fn pod_label_name(key: &str) -> String {
+    let mut out = String::with_capacity(16 + key.len());
+    out.push_str("container_label_");
+    out.extend(
+        key.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +372,26 @@ mod tests {
         let mut c = Config::default();
         c.disable_metrics = vec!["cpux".into()];
         assert!(c.validate().unwrap_err().to_string().contains("cpux"));
+    }
+
+    #[test]
+    fn validate_rejects_pod_labels_that_sanitize_to_the_same_name() {
+        let mut c = Config::default();
+        c.pod_labels = vec![
+            "app".into(),
+            "app.kubernetes.io/name".into(),
+            "app_kubernetes_io_name".into(),
+        ];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("pod_labels")
+                && err.contains("\"app.kubernetes.io/name\"")
+                && err.contains("\"app_kubernetes_io_name\"")
+                && err.contains("container_label_app_kubernetes_io_name"),
+            "{err}"
+        );
+        c.pod_labels = vec!["a-b".into(), "a.c".into()];
+        assert!(c.validate().is_ok());
     }
 
     #[test]

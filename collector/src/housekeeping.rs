@@ -99,6 +99,8 @@ struct Tracked {
     start_time: SystemTime,
     prev_cpu: Option<(Instant, u64)>,
     spec: Spec,
+    /// The spec (limits) has been read at least once; until then every pass reads it.
+    spec_read: bool,
     /// Writable layer directory, once found from a process's mountinfo.
     rootfs_dir: Option<PathBuf>,
     rootfs_probed: bool,
@@ -259,6 +261,7 @@ impl Collector {
                 start_time,
                 prev_cpu: None,
                 spec: Spec::default(),
+                spec_read: false,
                 rootfs_dir: None,
                 rootfs_probed: false,
             },
@@ -333,12 +336,13 @@ impl Collector {
         let names: Vec<String> = self.tracked.keys().cloned().collect();
         for name in &names {
             let t = self.tracked.get_mut(name).expect("tracked");
-            opts.spec = read_spec || t.prev_cpu.is_none();
+            opts.spec = read_spec || !t.spec_read;
             match self.reader.read_stats(&t.paths, opts, &mut errors) {
                 Ok(mut stats) => {
                     let now = Instant::now();
                     if opts.spec {
                         t.spec = stats.spec.clone();
+                        t.spec_read = true;
                     } else {
                         stats.spec = t.spec.clone();
                     }
@@ -354,8 +358,10 @@ impl Collector {
                             }
                         }
                         t.prev_cpu = Some((now, cpu.usage_ns));
-                    } else if t.prev_cpu.is_none() {
-                        t.prev_cpu = Some((now, 0));
+                    } else {
+                        // No CPU sample this pass: the next rate needs two real samples
+                        // (a zero baseline would turn lifetime CPU into one interval's rate).
+                        t.prev_cpu = None;
                     }
                     samples.push(ContainerSample {
                         name: name.clone(),
@@ -776,11 +782,8 @@ fn label_string(s: &ContainerSample, pod_labels: &[String]) -> String {
             .find(|(lk, _)| lk == k)
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
-        out.push_str(",container_label_");
-        out.extend(
-            k.chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
-        );
+        out.push(',');
+        out.push_str(&crate::config::pod_label_name(k));
         out.push_str("=\"");
         escape_label(v, &mut out);
         out.push('"');
@@ -1088,6 +1091,100 @@ mod tests {
             .usage_nano_cores
             .unwrap();
         assert!(r > 100_000_000 && r <= 500_000_000, "{r}");
+    }
+
+    #[test]
+    fn overflowing_counter_is_a_parse_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let dir = root.join("kubepods/podaa/0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        // u64::MAX µs × 1000 does not fit u64 ns: no panic, no wrap, a parse error.
+        std::fs::write(
+            dir.join("cpu.stat"),
+            format!("usage_usec {}\nuser_usec 1\n", u64::MAX),
+        )
+        .unwrap();
+        std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut errors = Vec::new();
+        let paths = c.layout.paths_of("/kubepods/podaa/0123");
+        let opts = c.opts_template;
+        let err = match c.reader.read_stats(&paths, opts, &mut errors) {
+            Err(e) => e.to_string(),
+            Ok(_) => errors
+                .iter()
+                .map(|e| e.to_string())
+                .find(|e| e.contains("overflows"))
+                .expect("an overflow error"),
+        };
+        assert!(
+            err.contains("cpu.stat") && err.contains("usage_usec"),
+            "{err}"
+        );
+        let snap = c.pass();
+        assert!(
+            snap.self_stats
+                .errors_by_kind
+                .get("parse")
+                .copied()
+                .unwrap_or(0)
+                >= 1
+        );
+        // The pass went on: the container is still reported with its memory.
+        let s = snap
+            .containers
+            .iter()
+            .find(|s| s.name == "/kubepods/podaa/0123")
+            .unwrap();
+        assert_eq!(s.stats.memory.as_ref().unwrap().usage, 4096);
+    }
+
+    #[test]
+    fn no_rate_after_a_pass_without_cpu_stats() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let dir = root.join("kubepods/podaa/0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Pass 1: no cpu.stat yet (created mid-read), only memory.
+        std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let first = c.pass();
+        let s = first
+            .containers
+            .iter()
+            .find(|s| s.name == "/kubepods/podaa/0123")
+            .unwrap();
+        assert!(s.stats.cpu.is_none());
+        std::thread::sleep(Duration::from_millis(50));
+        // Pass 2: an hour of lifetime CPU appears; one sample is not a rate.
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 3600000000\n").unwrap();
+        let second = c.pass();
+        let s = second
+            .containers
+            .iter()
+            .find(|s| s.name == "/kubepods/podaa/0123")
+            .unwrap();
+        assert_eq!(s.stats.cpu.as_ref().unwrap().usage_ns, 3_600_000_000_000);
+        assert_eq!(s.usage_nano_cores, None);
+        // Pass 3: 10 ms more CPU in ≥ 50 ms: a sane rate (≤ 0.2 core).
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 3600010000\n").unwrap();
+        let third = c.pass();
+        let r = third
+            .containers
+            .iter()
+            .find(|s| s.name == "/kubepods/podaa/0123")
+            .unwrap()
+            .usage_nano_cores
+            .unwrap();
+        assert!(r > 0 && r <= 200_000_000, "{r}");
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub fn flat_keyed(text: &str) -> impl Iterator<Item = Result<(&str, u64), String
     })
 }
 
+/// `v` in units of `by` nanoseconds; a value that does not fit u64 nanoseconds (no kernel writes
+/// one) is an error naming the key instead of a silent wrap or a debug-build panic.
+pub fn to_ns(key: &str, v: u64, by: u64) -> Result<u64, String> {
+    v.checked_mul(by)
+        .ok_or_else(|| format!("{key} {v} overflows u64 nanoseconds"))
+}
+
 /// A PSI file: `some avg10=0.00 avg60=0.00 avg300=0.00 total=123` and the same for `full`.
 /// A file without a `full` line (cpu on older kernels) gets zeros for `full`.
 pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
@@ -114,6 +121,13 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap_err();
         assert!(err.contains("b x"), "{err}");
+    }
+
+    #[test]
+    fn to_ns_rejects_overflow() {
+        assert_eq!(to_ns("usage_usec", 5, 1000), Ok(5000));
+        let e = to_ns("usage_usec", u64::MAX / 10, 1000).unwrap_err();
+        assert!(e.contains("usage_usec") && e.contains("overflows"), "{e}");
     }
 
     #[test]

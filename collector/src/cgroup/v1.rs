@@ -1,6 +1,6 @@
 //! Readers for cgroup v1 controller files: cpuacct.*, cpu.stat, memory.*, blkio.*, limits.
 
-use super::parse::{flat_keyed, parse_dev, parse_limit, parse_u64};
+use super::parse::{flat_keyed, parse_dev, parse_limit, parse_u64, to_ns};
 use super::{CgroupPaths, Controller, Cpu, Error, IoDevice, Memory, Reader, Spec};
 use std::path::Path;
 
@@ -27,14 +27,15 @@ pub fn read_cpu(r: &mut Reader, paths: &CgroupPaths, name: &str) -> Result<Optio
             let tick = ns_per_tick();
             let mut bad = None;
             for kv in flat_keyed(t) {
-                match kv {
-                    Ok(("user", v)) => cpu.user_ns = v * tick,
-                    Ok(("system", v)) => cpu.system_ns = v * tick,
-                    Ok(_) => {}
-                    Err(e) => {
-                        bad = Some(e);
-                        break;
-                    }
+                let set = match kv {
+                    Ok((k @ "user", v)) => to_ns(k, v, tick).map(|n| cpu.user_ns = n),
+                    Ok((k @ "system", v)) => to_ns(k, v, tick).map(|n| cpu.system_ns = n),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = set {
+                    bad = Some(e);
+                    break;
                 }
             }
             if let Some(e) = bad {

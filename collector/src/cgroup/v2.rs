@@ -1,6 +1,6 @@
 //! Readers for cgroup v2 (unified) files: cpu.stat, memory.*, io.stat, *.pressure, cpu.max/weight.
 
-use super::parse::{flat_keyed, parse_dev, parse_limit, parse_psi, parse_u64};
+use super::parse::{flat_keyed, parse_dev, parse_limit, parse_psi, parse_u64, to_ns};
 use super::{CgroupPaths, Controller, Cpu, Error, IoDevice, Memory, Reader, Spec};
 use crate::summary::PsiStats;
 use std::path::Path;
@@ -15,21 +15,28 @@ pub fn read_cpu(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Cpu>, E
     let mut saw_usage = false;
     let mut bad = None;
     for kv in flat_keyed(text) {
-        match kv {
-            Ok(("usage_usec", v)) => {
-                cpu.usage_ns = v * 1000;
+        let set = match kv {
+            Ok((k @ "usage_usec", v)) => {
                 saw_usage = true;
+                to_ns(k, v, 1000).map(|n| cpu.usage_ns = n)
             }
-            Ok(("user_usec", v)) => cpu.user_ns = v * 1000,
-            Ok(("system_usec", v)) => cpu.system_ns = v * 1000,
-            Ok(("nr_periods", v)) => cpu.periods = v,
-            Ok(("nr_throttled", v)) => cpu.throttled_periods = v,
-            Ok(("throttled_usec", v)) => cpu.throttled_ns = v * 1000,
-            Ok(_) => {}
-            Err(e) => {
-                bad = Some(e);
-                break;
+            Ok((k @ "user_usec", v)) => to_ns(k, v, 1000).map(|n| cpu.user_ns = n),
+            Ok((k @ "system_usec", v)) => to_ns(k, v, 1000).map(|n| cpu.system_ns = n),
+            Ok(("nr_periods", v)) => {
+                cpu.periods = v;
+                Ok(())
             }
+            Ok(("nr_throttled", v)) => {
+                cpu.throttled_periods = v;
+                Ok(())
+            }
+            Ok((k @ "throttled_usec", v)) => to_ns(k, v, 1000).map(|n| cpu.throttled_ns = n),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = set {
+            bad = Some(e);
+            break;
         }
     }
     if let Some(e) = bad {
