@@ -14,7 +14,7 @@ pub type Time = DateTime<Utc>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Summary {
     pub node: NodeStats,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub pods: Vec<PodStats>,
 }
 
@@ -24,7 +24,12 @@ pub struct NodeStats {
     #[serde(rename = "nodeName")]
     pub node_name: String,
     /// `kubelet`, `runtime`, `misc`, `pods`.
-    #[serde(rename = "systemContainers", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "systemContainers",
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub system_containers: Vec<ContainerStats>,
     #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -59,7 +64,11 @@ pub struct RlimitStats {
 pub struct RuntimeStats {
     #[serde(rename = "imageFs", default, skip_serializing_if = "Option::is_none")]
     pub image_fs: Option<FsStats>,
-    #[serde(rename = "containerFs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerFs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_fs: Option<FsStats>,
 }
 
@@ -70,7 +79,7 @@ pub struct PodStats {
     pub pod_ref: PodReference,
     #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub containers: Vec<ContainerStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
@@ -78,11 +87,24 @@ pub struct PodStats {
     pub memory: Option<MemoryStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
-    #[serde(rename = "volume", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "volume",
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub volume: Vec<VolumeStats>,
-    #[serde(rename = "ephemeral-storage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeral-storage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<FsStats>,
-    #[serde(rename = "process_stats", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "process_stats",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub process_stats: Option<ProcessStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<SwapStats>,
@@ -106,13 +128,22 @@ pub struct ContainerStats {
     pub cpu: Option<CpuStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub accelerators: Vec<AcceleratorStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<FsStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<FsStats>,
-    #[serde(rename = "userDefinedMetrics", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "userDefinedMetrics",
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub user_defined_metrics: Vec<UserDefinedMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<SwapStats>,
@@ -123,10 +154,18 @@ pub struct ContainerStats {
 pub struct CpuStats {
     pub time: Option<Time>,
     /// Instantaneous usage in nanocores, from the last two samples.
-    #[serde(rename = "usageNanoCores", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "usageNanoCores",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usage_nano_cores: Option<u64>,
     /// Cumulative CPU time in core-nanoseconds.
-    #[serde(rename = "usageCoreNanoSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "usageCoreNanoSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usage_core_nano_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
@@ -136,17 +175,37 @@ pub struct CpuStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct MemoryStats {
     pub time: Option<Time>,
-    #[serde(rename = "availableBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availableBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub available_bytes: Option<u64>,
-    #[serde(rename = "usageBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "usageBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usage_bytes: Option<u64>,
-    #[serde(rename = "workingSetBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingSetBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_set_bytes: Option<u64>,
     #[serde(rename = "rssBytes", default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
-    #[serde(rename = "pageFaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pageFaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub page_faults: Option<u64>,
-    #[serde(rename = "majorPageFaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "majorPageFaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub major_page_faults: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
@@ -156,9 +215,17 @@ pub struct MemoryStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct SwapStats {
     pub time: Option<Time>,
-    #[serde(rename = "swapAvailableBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "swapAvailableBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub swap_available_bytes: Option<u64>,
-    #[serde(rename = "swapUsageBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "swapUsageBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub swap_usage_bytes: Option<u64>,
 }
 
@@ -198,7 +265,11 @@ pub struct NetworkStats {
     pub time: Option<Time>,
     #[serde(flatten)]
     pub default_interface: InterfaceStats,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub interfaces: Vec<InterfaceStats>,
 }
 
@@ -206,17 +277,33 @@ pub struct NetworkStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FsStats {
     pub time: Option<Time>,
-    #[serde(rename = "availableBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availableBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub available_bytes: Option<u64>,
-    #[serde(rename = "capacityBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_bytes: Option<u64>,
     #[serde(rename = "usedBytes", default, skip_serializing_if = "Option::is_none")]
     pub used_bytes: Option<u64>,
-    #[serde(rename = "inodesFree", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inodesFree",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inodes_free: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inodes: Option<u64>,
-    #[serde(rename = "inodesUsed", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inodesUsed",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inodes_used: Option<u64>,
 }
 
@@ -241,7 +328,11 @@ pub struct PvcReference {
 /// Process count of a pod.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProcessStats {
-    #[serde(rename = "process_count", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "process_count",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub process_count: Option<u64>,
 }
 
@@ -270,6 +361,16 @@ pub struct UserDefinedMetric {
     pub labels: Option<std::collections::BTreeMap<String, String>>,
     pub time: Option<Time>,
     pub value: f64,
+}
+
+/// Go's encoding/json writes a nil slice as `null`; the kubelet does that for pods without
+/// containers, volumes or interfaces. Accept `null` as an empty list.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -319,22 +420,64 @@ mod tests {
         assert_eq!(pod.pod_ref.uid, "0a1b");
         assert_eq!(pod.volume[0].name, "data");
         assert_eq!(pod.volume[0].fs.used_bytes, Some(1));
-        assert_eq!(pod.ephemeral_storage.as_ref().unwrap().used_bytes, Some(12288));
+        assert_eq!(
+            pod.ephemeral_storage.as_ref().unwrap().used_bytes,
+            Some(12288)
+        );
         assert_eq!(pod.process_stats.as_ref().unwrap().process_count, Some(3));
 
         let written = serde_json::to_string(&summary).unwrap();
-        for key in ["\"nodeName\"", "\"usageNanoCores\"", "\"ephemeral-storage\"", "\"podRef\"", "\"process_count\"", "\"imageFs\"", "\"workingSetBytes\""] {
+        for key in [
+            "\"nodeName\"",
+            "\"usageNanoCores\"",
+            "\"ephemeral-storage\"",
+            "\"podRef\"",
+            "\"process_count\"",
+            "\"imageFs\"",
+            "\"workingSetBytes\"",
+        ] {
             assert!(written.contains(key), "{key} missing from {written}");
         }
         let back: Summary = serde_json::from_str(&written).unwrap();
         assert_eq!(back, summary);
     }
 
+    /// Go writes nil slices as `null`: every list accepts it as empty.
+    #[test]
+    fn null_lists_are_empty() {
+        let doc = r#"{
+ "node": {"nodeName": "n", "systemContainers": null,
+   "network": {"name": "eth0", "rxBytes": 1, "interfaces": null}},
+ "pods": [{"podRef": {"name": "p", "namespace": "ns", "uid": "u"},
+   "containers": null, "volume": null,
+   "network": {"name": "eth0", "interfaces": null}},
+  {"podRef": {"name": "q", "namespace": "ns", "uid": "v"},
+   "containers": [{"name": "c", "accelerators": null, "userDefinedMetrics": null}]}]
+}"#;
+        let s: Summary = serde_json::from_str(doc).expect("null lists parse");
+        assert!(s.node.system_containers.is_empty());
+        assert!(s.node.network.as_ref().unwrap().interfaces.is_empty());
+        assert_eq!(
+            s.node.network.as_ref().unwrap().default_interface.rx_bytes,
+            Some(1)
+        );
+        let p = &s.pods[0];
+        assert!(p.containers.is_empty() && p.volume.is_empty());
+        assert!(p.network.as_ref().unwrap().interfaces.is_empty());
+        let c = &s.pods[1].containers[0];
+        assert!(c.accelerators.is_empty() && c.user_defined_metrics.is_empty());
+        let top: Summary =
+            serde_json::from_str(r#"{"node":{"nodeName":"n"},"pods":null}"#).unwrap();
+        assert!(top.pods.is_empty());
+    }
+
     #[test]
     fn malformed_document_names_the_field() {
-        let err = serde_json::from_str::<Summary>(r#"{"node":{"nodeName":"n","cpu":{"usageNanoCores":"lots"}}}"#)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<Summary>(
+            r#"{"node":{"nodeName":"n","cpu":{"usageNanoCores":"lots"}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("invalid type"), "{err}");
     }
 }
