@@ -69,13 +69,17 @@ impl Rates {
             );
             let restarts = match self.prev.get_mut(key.as_str()) {
                 Some(prev) => {
+                    let mut keep_prev = false;
                     if prev.create_ns != create_ns {
                         if is_container && prev.create_ns.is_some() {
                             prev.restarts += 1;
                             self.stats.restarts += 1;
                         }
                     } else if scrape_ns <= prev.scrape_ns {
+                        // A repeated (cached) sample or a clock step back: it must not replace
+                        // the newer `prev`, or the next rate would use a too-long interval.
                         self.stats.not_newer += 1;
+                        keep_prev = true;
                     } else {
                         let dt = (scrape_ns - prev.scrape_ns) as f64;
                         for (i, (_, rate_name, millicores)) in RATES.iter().enumerate() {
@@ -113,11 +117,13 @@ impl Rates {
                             self.stats.computed += 1;
                         }
                     }
-                    prev.create_ns = create_ns;
-                    prev.scrape_ns = scrape_ns;
-                    prev.values = values;
-                    prev.labeled = labeled;
                     prev.seen_ms = batch_ms;
+                    if !keep_prev {
+                        prev.create_ns = create_ns;
+                        prev.scrape_ns = scrape_ns;
+                        prev.values = values;
+                        prev.labeled = labeled;
+                    }
                     prev.restarts
                 }
                 None => {
@@ -255,5 +261,33 @@ mod tests {
         };
         r.process(&mut empty, 600_000);
         assert_eq!(r.tracked(), 0);
+    }
+
+    /// #18: an older (or repeated) sample never replaces `prev`; the next rate is computed
+    /// against the newest sample seen, over the right interval.
+    #[test]
+    fn a_sample_not_newer_does_not_overwrite_prev() {
+        let t0: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+        let start = t0 - Duration::hours(1);
+        let key = "namespace:a/pod:b/container:c";
+        let mut r = Rates::default();
+        r.process(&mut batch(t0, start, 1_000_000_000, 1000), 600_000);
+        let t1 = t0 + Duration::seconds(10);
+        r.process(&mut batch(t1, start, 2_000_000_000, 2000), 600_000);
+        // The node's clock steps back 8 s: an older scrape time with other counters.
+        let mut b = batch(t1 - Duration::seconds(8), start, 1_500_000_000, 1500);
+        r.process(&mut b, 600_000);
+        assert!(!b.sets[key].values.contains_key("cpu/usage_rate"));
+        assert_eq!(r.stats.not_newer, 1);
+        // Next sample 10 s after t1: 1 core-second more than at t1 → 100 millicores, 100 B/s.
+        // (Had the stepped-back sample replaced prev, dt would be 18 s and the delta wrong.)
+        let t2 = t1 + Duration::seconds(10);
+        let mut b = batch(t2, start, 3_000_000_000, 3000);
+        r.process(&mut b, 600_000);
+        assert_eq!(b.sets[key].values["cpu/usage_rate"], MetricValue::Int(100));
+        assert_eq!(
+            b.sets[key].values["network/rx_rate"],
+            MetricValue::Float(100.0)
+        );
     }
 }
