@@ -327,9 +327,12 @@ fn metric_result(
             .into_iter()
             .map(|(t, v, kind)| MetricPoint {
                 timestamp: go_time(ms_time(t)),
+                // Heapster's MetricPoint.value is a uint64: negative (custom) values clamp at 0
+                // rather than wrapping to ~1.8e19; the float keeps its sign in floatValue.
                 value: match v {
-                    MetricValue::Int(i) => i as u64,
-                    MetricValue::Float(f) => (f as i64) as u64,
+                    MetricValue::Int(i) => i.max(0) as u64,
+                    MetricValue::Float(f) if f.is_finite() && f > 0.0 => f as u64,
+                    MetricValue::Float(_) => 0,
                 },
                 float_value: match (kind, v) {
                     (Kind::Float, MetricValue::Float(f)) if f.is_finite() => Some(f),

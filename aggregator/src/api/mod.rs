@@ -157,6 +157,18 @@ mod tests {
                 .insert("cpu/usage_rate".into(), MetricValue::Int(250));
             s.values
                 .insert("memory/working_set".into(), MetricValue::Int(4096));
+            if kind == "node" {
+                for (rid, v) in [("/", 100), ("logs", 7)] {
+                    s.labeled.push(crate::batch::LabeledMetric {
+                        name: "filesystem/usage".into(),
+                        labels: [("resource_id".to_string(), rid.to_string())].into(),
+                        value: MetricValue::Int(v),
+                    });
+                }
+                s.values.insert("custom/delta".into(), MetricValue::Int(-5));
+                s.values
+                    .insert("custom/skew".into(), MetricValue::Float(-2.5));
+            }
             sets.insert(key.to_string(), s);
         }
         let batch = Batch {
@@ -193,7 +205,10 @@ mod tests {
         assert_eq!(call(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
         let (s, body) = call(&app, "/api/v1/model/nodes/n1/metrics/").await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(body, r#"["cpu/usage_rate","memory/working_set"]"#);
+        assert!(
+            body.contains(r#""cpu/usage_rate","#) && body.contains(r#""memory/working_set""#),
+            "{body}"
+        );
         assert_eq!(call(&app, "/api/v1/model/metrics/").await.0, StatusCode::OK);
         let (s, body) = call(
             &app,
@@ -243,5 +258,46 @@ mod tests {
         let (s, body) = call(&app, "/healthz").await;
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(body.contains("old"), "{body}");
+    }
+
+    /// #6: without `labels=`, only the unlabeled series is served; a labeled-only metric answers
+    /// Heapster's empty result instead of interleaving every resource_id's points.
+    #[tokio::test]
+    async fn labeled_series_need_labels_and_are_never_interleaved() {
+        let app = app(state());
+        let (s, body) = call(&app, "/api/v1/model/nodes/n1/metrics/filesystem/usage").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["metrics"].as_array().unwrap().len(), 0, "{body}");
+        assert_eq!(v["latestTimestamp"], "0001-01-01T00:00:00Z", "{body}");
+        for (rid, want) in [("/", 100), ("logs", 7)] {
+            let (s, body) = call(
+                &app,
+                &format!(
+                    "/api/v1/model/nodes/n1/metrics/filesystem/usage?labels=resource_id:{rid}"
+                ),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let pts = v["metrics"].as_array().unwrap();
+            assert_eq!(pts.len(), 1, "{rid}: {body}");
+            assert_eq!(pts[0]["value"], want, "{rid}: {body}");
+        }
+    }
+
+    /// #19: negative values clamp at 0 in MetricPoint.value (a uint64 in Heapster).
+    #[tokio::test]
+    async fn negative_values_clamp_at_zero() {
+        let app = app(state());
+        let (s, body) = call(&app, "/api/v1/model/nodes/n1/metrics/custom/delta").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert!(body.contains(r#""value":0"#), "{body}");
+        let (s, body) = call(&app, "/api/v1/model/nodes/n1/metrics/custom/skew").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert!(
+            body.contains(r#""value":0"#) && !body.contains("18446744"),
+            "{body}"
+        );
     }
 }
