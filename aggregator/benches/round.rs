@@ -22,6 +22,7 @@ fn parse(bodies: &[Vec<u8>]) -> Vec<NodeDoc> {
         .iter()
         .map(|b| NodeDoc {
             fallback_name: String::new(),
+            url: String::new(),
             summary: serde_json::from_slice::<Summary>(b).unwrap(),
             cpu_cores: Some(8.0),
         })

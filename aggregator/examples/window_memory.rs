@@ -25,8 +25,14 @@ fn status(key: &str) -> String {
 /// CPU seconds (user + system) this process has used; it is single-threaded here.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, a)| a)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -58,6 +64,7 @@ fn main() {
             .iter()
             .map(|b| NodeDoc {
                 fallback_name: String::new(),
+                url: String::new(),
                 summary: serde_json::from_slice::<Summary>(b).unwrap(),
                 cpu_cores: Some(8.0),
             })

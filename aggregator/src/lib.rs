@@ -137,6 +137,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         self_metrics.counter_resets.store(rs.counter_resets, Ordering::Relaxed);
         self_metrics.container_restarts.store(rs.restarts, Ordering::Relaxed);
         self_metrics.rate_state_sets.store(proc.tracked_sets() as u64, Ordering::Relaxed);
+        self_metrics.duplicate_nodes.store(proc.duplicate_nodes(), Ordering::Relaxed);
         processor = Some(proc);
         if let Some(e) = store_err {
             self_metrics.store_errors.fetch_add(1, Ordering::Relaxed);

@@ -27,6 +27,7 @@ pub struct SelfMetrics {
     pub counter_resets: AtomicU64,
     pub container_restarts: AtomicU64,
     pub rate_state_sets: AtomicU64,
+    pub duplicate_nodes: AtomicU64,
 }
 
 fn esc(v: &str) -> String {
@@ -154,6 +155,17 @@ impl SelfMetrics {
             out,
             "vigil_aggregator_container_restarts_total {}",
             c(&self.container_restarts)
+        );
+        head(
+            out,
+            "vigil_aggregator_duplicate_node_names_total",
+            "counter",
+            "Node documents dropped because another target in the same round reported the same node name.",
+        );
+        let _ = writeln!(
+            out,
+            "vigil_aggregator_duplicate_node_names_total {}",
+            c(&self.duplicate_nodes)
         );
         head(
             out,

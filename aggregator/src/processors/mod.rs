@@ -17,6 +17,8 @@ use crate::batch::{Batch, MetricValue};
 pub struct NodeDoc {
     /// Name to use when the document carries no `nodeName`.
     pub fallback_name: String,
+    /// Where the document came from (for errors and logs).
+    pub url: String,
     pub summary: Summary,
     /// CPU cores of the node when known (the Summary API has no capacity).
     pub cpu_cores: Option<f64>,
@@ -28,6 +30,8 @@ pub struct Processor {
     forget_after_ms: i64,
     /// Pods and namespaces from the Kubernetes API, when that is the node source.
     pub cluster_info: Option<std::sync::Arc<enrich::ClusterInfo>>,
+    /// Documents dropped because an earlier one in the same round had the same node name.
+    duplicate_nodes: u64,
 }
 
 impl Processor {
@@ -37,6 +41,7 @@ impl Processor {
             rates: rates::Rates::default(),
             forget_after_ms: forget_after.as_millis() as i64,
             cluster_info: None,
+            duplicate_nodes: 0,
         }
     }
 
@@ -46,7 +51,22 @@ impl Processor {
             timestamp,
             sets: Default::default(),
         };
+        // Two targets reporting the same node name (collectors on hosts with the same hostname,
+        // or a node listed twice) would overwrite each other's sets and make rates flip between
+        // two counters: the first document of the round wins, the others are counted and logged.
+        let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for doc in docs {
+            let name = if doc.summary.node.node_name.is_empty() {
+                doc.fallback_name.as_str()
+            } else {
+                doc.summary.node.node_name.as_str()
+            };
+            if let Some(first) = seen.get(name) {
+                self.duplicate_nodes += 1;
+                tracing::error!(node = %name, first_url = %first, dropped_url = %doc.url, "duplicate node name {name} from {first}, {}; keeping the first", doc.url);
+                continue;
+            }
+            seen.insert(name, doc.url.as_str());
             decode::decode(&mut batch, &doc.summary, &doc.fallback_name, timestamp);
             if let Some(cores) = doc.cpu_cores {
                 let name = if doc.summary.node.node_name.is_empty() {
@@ -80,7 +100,57 @@ impl Processor {
         self.rates.stats
     }
 
+    /// Documents dropped so far because their node name was already seen in the round.
+    pub fn duplicate_nodes(&self) -> u64 {
+        self.duplicate_nodes
+    }
+
     pub fn tracked_sets(&self) -> usize {
         self.rates.tracked()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(url: &str, cpu_ns: u64) -> NodeDoc {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/kubelet-summary.json"
+        ))
+        .unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["node"]["cpu"]["usageCoreNanoSeconds"] = cpu_ns.into();
+        NodeDoc {
+            fallback_name: "fallback".into(),
+            url: url.into(),
+            summary: serde_json::from_value(v).unwrap(),
+            cpu_cores: None,
+        }
+    }
+
+    /// #14: two documents with the same nodeName in one round: the first wins, the second is
+    /// counted, and rates keep following the first target's counter.
+    #[test]
+    fn duplicate_node_name_keeps_the_first_and_is_counted() {
+        let mut p = Processor::new(std::time::Duration::from_secs(600));
+        let t0: DateTime<Utc> = "2024-01-01T00:10:00Z".parse().unwrap();
+        let docs = [
+            doc("http://a:10255", 3_000_000_000_000),
+            doc("http://b:10255", 9_000_000_000_000),
+        ];
+        let b = p.process(t0, &docs);
+        assert_eq!(p.duplicate_nodes(), 1);
+        let node = &b.sets["node:node-1"];
+        assert_eq!(
+            node.values["cpu/usage"],
+            MetricValue::Int(3_000_000_000_000)
+        );
+        let nodes = b
+            .sets
+            .keys()
+            .filter(|k| k.starts_with("node:") && !k.contains('/'));
+        assert_eq!(nodes.count(), 1);
     }
 }

@@ -193,6 +193,7 @@ impl Scraper {
                     st.last_error = None;
                     docs.push(NodeDoc {
                         fallback_name: t.name.clone(),
+                        url: t.url.clone(),
                         summary,
                         cpu_cores: t.cpu_cores,
                     });
