@@ -945,6 +945,8 @@ mod tests {
             (m.pgfault, m.pgmajfault, m.failcnt, m.oom_kills),
             (2000, 9, Some(2), Some(2))
         );
+        // Container scope comes from the non-total_ keys: pgfault 5, pgmajfault 6.
+        assert_eq!((m.pgfault_local, m.pgmajfault_local), (5, 6));
         assert_eq!(b.stats.spec.cpu_shares, Some(512));
         assert_eq!(b.stats.spec.cpu_quota_us, Some(50_000));
         assert_eq!(b.stats.spec.memory_limit, Some(536_870_912));

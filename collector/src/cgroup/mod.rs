@@ -249,8 +249,14 @@ pub struct Memory {
     pub swap: u64,
     pub mapped_file: u64,
     pub inactive_file: u64,
+    /// Page faults of the cgroup and its descendants (v1 `total_pgfault`, v2 `pgfault`):
+    /// cAdvisor's `scope="hierarchy"`.
     pub pgfault: u64,
     pub pgmajfault: u64,
+    /// Page faults of the cgroup itself (v1 `pgfault` without `total_`): cAdvisor's
+    /// `scope="container"`. On v2 memory.stat is hierarchical, so equal to `pgfault`.
+    pub pgfault_local: u64,
+    pub pgmajfault_local: u64,
     /// memory.failcnt (v1) or memory.events `max` (v2).
     pub failcnt: Option<u64>,
     /// OOM kills inside the cgroup (memory.events oom_kill, memory.oom_control oom_kill).

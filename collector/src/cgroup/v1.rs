@@ -96,6 +96,8 @@ pub fn read_memory(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Memo
                 Ok(("total_inactive_file", v)) => m.inactive_file = v,
                 Ok(("total_pgfault", v)) => m.pgfault = v,
                 Ok(("total_pgmajfault", v)) => m.pgmajfault = v,
+                Ok(("pgfault", v)) => m.pgfault_local = v,
+                Ok(("pgmajfault", v)) => m.pgmajfault_local = v,
                 Ok(_) => {}
                 Err(e) => {
                     bad = Some(e);

@@ -106,6 +106,9 @@ pub fn read_memory(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Memo
         }
     }
     m.working_set = m.usage.saturating_sub(m.inactive_file);
+    // v2 memory.stat is hierarchical: cAdvisor reports the same value for both scopes.
+    m.pgfault_local = m.pgfault;
+    m.pgmajfault_local = m.pgmajfault;
     Ok(Some(m))
 }
 

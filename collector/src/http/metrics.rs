@@ -368,8 +368,23 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                         .map(|v| v as f64)
                 },
             );
-            // cAdvisor's container_memory_failcnt is a counter without the _total suffix, which
-            // promtool's lint rejects: it is left out; /api/v1/containers has memory.failcnt.
+            // cAdvisor's name and type, kept for dashboard compatibility although promtool's lint
+            // flags a counter without `_total` (the promtool test allows exactly that finding).
+            family(
+                out,
+                snap,
+                ts,
+                "container_memory_failcnt",
+                "counter",
+                "Number of memory usage hits limits",
+                |c| {
+                    c.stats
+                        .memory
+                        .as_ref()
+                        .and_then(|x| x.failcnt)
+                        .map(|v| v as f64)
+                },
+            );
             family_multi(
                 out,
                 snap,
@@ -380,10 +395,10 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 &["failure_type", "scope"],
                 |c, emit| {
                     if let Some(x) = &c.stats.memory {
-                        for scope in ["container", "hierarchy"] {
-                            emit(&["pgfault", scope], x.pgfault as f64);
-                            emit(&["pgmajfault", scope], x.pgmajfault as f64);
-                        }
+                        emit(&["pgfault", "container"], x.pgfault_local as f64);
+                        emit(&["pgmajfault", "container"], x.pgmajfault_local as f64);
+                        emit(&["pgfault", "hierarchy"], x.pgfault as f64);
+                        emit(&["pgmajfault", "hierarchy"], x.pgmajfault as f64);
                     }
                 },
             );
@@ -818,6 +833,54 @@ fn line_nolabels(out: &mut Out, name: &str, v: f64, ts: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// v1: `scope="container"` from memory.stat's local keys, `scope="hierarchy"` from `total_*`;
+    /// container_memory_failcnt with cAdvisor's name and type.
+    #[test]
+    fn v1_page_fault_scopes_and_failcnt() {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let mut c = Config::default();
+        c.cgroup_root = base.join("cgroup-v1-cgroupfs");
+        c.proc_root = base.join("proc-root-absent");
+        c.pod_log_root = base.join("logs/pods");
+        c.container_log_root = Some(base.join("logs/containers"));
+        c.node_name = Some("fixture-node".into());
+        let mut col = crate::housekeeping::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
+        let snap = col.pass();
+        let mut out = String::new();
+        render(&snap, &c, &mut out);
+        let id = "b".repeat(64);
+        let value = |name: &str, extra: &str| -> String {
+            out.lines()
+                .find(|l| l.starts_with(name) && l.contains(&id) && l.contains(extra))
+                .unwrap_or_else(|| panic!("{name} {extra} missing"))
+                .rsplitn(3, ' ')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        };
+        let f = "container_memory_failures_total{";
+        // memory.stat: pgfault 5, pgmajfault 6, total_pgfault 2000, total_pgmajfault 9.
+        assert_eq!(
+            value(f, "failure_type=\"pgfault\",scope=\"container\""),
+            "5"
+        );
+        assert_eq!(
+            value(f, "failure_type=\"pgmajfault\",scope=\"container\""),
+            "6"
+        );
+        assert_eq!(
+            value(f, "failure_type=\"pgfault\",scope=\"hierarchy\""),
+            "2000"
+        );
+        assert_eq!(
+            value(f, "failure_type=\"pgmajfault\",scope=\"hierarchy\""),
+            "9"
+        );
+        // memory.failcnt 2.
+        assert!(out.contains("# TYPE container_memory_failcnt counter\n"));
+        assert_eq!(value("container_memory_failcnt{", ""), "2");
+    }
 
     #[test]
     fn numbers_are_prometheus_floats() {
