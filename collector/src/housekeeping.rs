@@ -558,7 +558,11 @@ impl Collector {
             let retry_empty = self.stats.passes.is_multiple_of(6);
             for attempt in 0..2 {
                 let pid = match self.pod_pids.get(pod_uid) {
-                    Some(Some(p)) if attempt == 0 => Some(*p),
+                    // A cached pid may have exited and been reused by a process of another pod
+                    // or of the host: use it only while it is still in this pod's cgroup.
+                    Some(Some(p)) if attempt == 0 && pid_in_pod(&proc_root, *p, pod_uid) => {
+                        Some(*p)
+                    }
                     // No process last time: look again only every sixth pass.
                     Some(None) if !retry_empty => None,
                     _ => dirs.get(pod_uid).and_then(|ds| {
@@ -702,6 +706,18 @@ fn fill_root_from_proc(samples: &mut [ContainerSample], node: &Node, network: bo
                 .collect(),
         );
     }
+}
+
+/// Whether `/proc/<pid>/cgroup` places the process in the pod with this uid (cgroupfs driver:
+/// `pod<uid>`; systemd driver: `pod<uid with _ for ->`). An unreadable file means no.
+fn pid_in_pod(proc_root: &Path, pid: u32, pod_uid: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")) else {
+        return false;
+    };
+    let dashed = format!("pod{pod_uid}");
+    let underscored = format!("pod{}", pod_uid.replace('-', "_"));
+    text.lines()
+        .any(|l| l.contains(&dashed) || l.contains(&underscored))
 }
 
 fn pod_log_dir(root: &Path, id: &Identity) -> PathBuf {
@@ -1187,6 +1203,68 @@ mod tests {
             .usage_nano_cores
             .unwrap();
         assert!(r > 0 && r <= 200_000_000, "{r}");
+    }
+
+    /// Finding #25: a cached pod pid that exited and was reused by a process outside the pod is
+    /// not read; the pod's pid is looked up again from its cgroup.procs.
+    #[test]
+    fn reused_pod_pid_is_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = tmp.path().join("cg");
+        let proc_root = tmp.path().join("proc");
+        let uid = "11111111-2222-3333-4444-555555555555";
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let ctr = cg.join(format!("kubepods/burstable/pod{uid}/{}", "c".repeat(64)));
+        std::fs::create_dir_all(&ctr).unwrap();
+        std::fs::write(ctr.join("cpu.stat"), "usage_usec 10\n").unwrap();
+        std::fs::write(ctr.join("cgroup.procs"), "100\n").unwrap();
+        let net = |rx: u64| {
+            format!(
+                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: {rx} 10 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n"
+            )
+        };
+        let write_pid = |pid: u32, cgroup: &str, rx: u64| {
+            let d = proc_root.join(pid.to_string());
+            std::fs::create_dir_all(d.join("net")).unwrap();
+            std::fs::write(d.join("cgroup"), cgroup).unwrap();
+            std::fs::write(d.join("net/dev"), net(rx)).unwrap();
+        };
+        let pod_cg = format!("0::/kubepods/burstable/pod{uid}/{}\n", "c".repeat(64));
+        write_pid(100, &pod_cg, 1000);
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = cg.clone();
+        cfg.proc_root = proc_root.clone();
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let rx = |snap: &Snapshot| {
+            let pod = snap
+                .containers
+                .iter()
+                .find(|s| s.name == format!("/kubepods/burstable/pod{uid}"))
+                .expect("pod sample");
+            let n = pod.network.as_ref().expect("pod network");
+            n.iter().find(|i| i.name == "eth0").unwrap().rx_bytes
+        };
+        assert_eq!(rx(&c.pass()), 1000);
+        // pid 100 exits and is reused by a host process (another netns); the pod now runs pid 200.
+        write_pid(100, "0::/system.slice/cron.service\n", 999_999_999);
+        write_pid(200, &pod_cg, 2000);
+        std::fs::write(ctr.join("cgroup.procs"), "200\n").unwrap();
+        assert_eq!(rx(&c.pass()), 2000);
+        // The systemd driver's underscored uid also counts as the pod's.
+        assert!(pid_in_pod(
+            &proc_root,
+            200,
+            "11111111-2222-3333-4444-555555555555"
+        ));
+        write_pid(
+            300,
+            "0::/kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice/x\n",
+            1,
+        );
+        assert!(pid_in_pod(&proc_root, 300, uid));
+        assert!(!pid_in_pod(&proc_root, 100, uid));
+        assert!(!pid_in_pod(&proc_root, 400, uid));
     }
 
     #[test]
