@@ -58,6 +58,34 @@ fn count_lines(path: &Path) -> usize {
     }
 }
 
+const SERVER_THREAD: &str = "es-bulk-server";
+
+/// CPU seconds of this process's test-server threads and of its main thread (from /proc/self/task/*/stat).
+fn thread_cpu() -> (f64, f64) {
+    let me = std::process::id().to_string();
+    let (mut server, mut main) = (0.0, 0.0);
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let cpu =
+            (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0;
+        if &stat[open + 1..close] == SERVER_THREAD {
+            server += cpu;
+        } else if tid == me {
+            main += cpu;
+        }
+    }
+    (server, main)
+}
+
 /// CPU seconds (user + system) of a process from /proc/<pid>/stat.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -108,8 +136,22 @@ action(type="omfile" file="{out}" template="raw")
     };
     let deadline = start + Duration::from_secs(300);
     let mut done = None;
+    // Count the output's lines incrementally (re-reading the whole file every poll would steal CPU from rsyslog).
+    let (mut seen, mut reader) = (0usize, None::<std::fs::File>);
+    let mut buf = vec![0u8; 1 << 20];
     while Instant::now() < deadline {
-        if count_lines(&out) >= lines {
+        if reader.is_none() {
+            reader = std::fs::File::open(&out).ok();
+        }
+        if let Some(f) = reader.as_mut() {
+            while let Ok(k) = f.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                seen += memchr::memchr_iter(b'\n', &buf[..k]).count();
+            }
+        }
+        if seen >= lines {
             done = Some((start.elapsed(), cpu_seconds(&child.id().to_string())));
             break;
         }
@@ -200,7 +242,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    {
+    if std::env::var("E2E_FOOTPRINT").as_deref() != Ok("0") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -225,28 +267,62 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The test server runs on its own threads so its CPU time is measured apart from the shipper's.
+    let srv_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SERVER_THREAD)
+        .enable_all()
+        .build()
+        .unwrap();
+    let es = srv_rt.block_on(es_bulk_server::EsServer::start(es_bulk_server::Options {
+        store_documents: false,
+        ..Default::default()
+    }));
+    // Defaults unless E2E_CONCURRENCY / E2E_BATCH_BYTES say otherwise (to explore the in-flight trade-off).
+    let es_cfg = tmp.path().join("es.yaml");
+    let mut extra = String::new();
+    if let Ok(c) = std::env::var("E2E_CONCURRENCY") {
+        extra.push_str(&format!(", concurrency: {c}"));
+    }
+    if let Ok(b) = std::env::var("E2E_BATCH_BYTES") {
+        extra.push_str(&format!(", batch_bytes: {b}"));
+    }
+    std::fs::write(
+        &es_cfg,
+        format!("sink: {{elasticsearch: {{url: '{}'{extra}}}}}\n", es.url()),
+    )
+    .unwrap();
+    println!(
+        "e2e: shipper config: {}",
+        std::fs::read_to_string(&es_cfg).unwrap().trim()
+    );
     let vigil = rt.block_on(async {
-        let es = es_bulk_server::EsServer::start(es_bulk_server::Options {
-            store_documents: false,
-            ..Default::default()
-        })
-        .await;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let args = vigil_log_shipper::Args {
             roots: vec![root.clone()],
             data_dir: Some(tmp.path().join("data")),
             listen: Some("127.0.0.1:0".into()),
-            sink: Some(format!("es:{}", es.url())),
+            sink: None,
+            config: Some(es_cfg.clone()),
             ..Default::default()
         };
         let start = Instant::now();
         let cpu0 = cpu_seconds("self");
+        let (srv0, main0) = thread_cpu();
         let h = tokio::spawn(vigil_log_shipper::run(args, rx));
         let deadline = start + Duration::from_secs(300);
         let mut done = None;
         while Instant::now() < deadline {
             if es.stats().created as usize >= lines {
-                done = Some((start.elapsed(), cpu_seconds("self") - cpu0));
+                let total = cpu_seconds("self") - cpu0;
+                let (srv, main) = thread_cpu();
+                let server = srv - srv0;
+                done = Some((
+                    start.elapsed(),
+                    total,
+                    server,
+                    total - server - (main - main0),
+                ));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -259,11 +335,13 @@ fn main() {
     let mibs = |d: Duration| bytes as f64 / 1048576.0 / d.as_secs_f64();
     let mib = bytes as f64 / 1048576.0;
     match vigil {
-        Some((d, cpu)) => println!(
-            "e2e: vigil log-shipper -> _bulk test server: {:.2} s, {:.1} MiB/s wall; {cpu:.2} CPU-s incl. the test server = {:.1} MiB per CPU-second",
+        Some((d, cpu, server, shipper)) => println!(
+            "e2e: vigil log-shipper -> _bulk test server: {:.2} s, {:.1} MiB/s wall; {cpu:.2} CPU-s in all = {:.1} MiB per CPU-second; \
+             of which the shipper {shipper:.2} CPU-s = {:.1} MiB per shipper CPU-second, the test server {server:.2} CPU-s",
             d.as_secs_f64(),
             mibs(d),
-            mib / cpu
+            mib / cpu,
+            mib / shipper
         ),
         None => println!("e2e: vigil did not finish in 300 s"),
     }
@@ -277,7 +355,7 @@ fn main() {
         ),
         None => println!("e2e: rsyslog did not finish"),
     }
-    if let (Some((v, vc)), Some((p, pc))) = (vigil, peer) {
+    if let (Some((v, vc, _, _)), Some((p, pc))) = (vigil, peer) {
         println!(
             "e2e: speed ratio vigil/rsyslog = {:.2} (wall), {:.2} (per CPU-second)",
             p.as_secs_f64() / v.as_secs_f64(),

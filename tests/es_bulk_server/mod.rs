@@ -47,7 +47,8 @@ pub struct Options {
     pub authorization: Option<String>,
     /// Names that are data streams.
     pub data_streams: HashSet<String>,
-    /// Keep documents (tests) or only validate them and remember their ids (throughput benchmarks).
+    /// Keep documents (tests) or, when false, benchmark mode: check the framing cheaply and remember ids only
+    /// (see `bulk_bench`), so a throughput benchmark measures the shipper rather than this server.
     pub store_documents: bool,
 }
 
@@ -85,6 +86,8 @@ struct Index {
 
 struct Inner {
     indices: BTreeMap<String, Index>,
+    /// Benchmark mode: hashes of (index, id) seen, for 409 on a repeated `create`.
+    bench_ids: HashSet<u64>,
     fail_429: f64,
     fail_500: f64,
     fail_400: f64,
@@ -115,6 +118,7 @@ impl EsServer {
             opts,
             inner: Mutex::new(Inner {
                 indices: BTreeMap::new(),
+                bench_ids: HashSet::new(),
                 fail_429: 0.0,
                 fail_500: 0.0,
                 fail_400: 0.0,
@@ -408,6 +412,9 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
             ),
         );
     }
+    if !s.opts.store_documents {
+        return bulk_bench(&s, url_index.as_deref(), &body);
+    }
     let lines: Vec<&[u8]> = body[..body.len() - 1].split(|&b| b == b'\n').collect();
     // First pass: validate every action line (a bad one fails the whole request).
     struct Op<'a> {
@@ -545,8 +552,6 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
     // Second pass: apply, item by item, in order.
     let mut g = s.inner.lock().unwrap();
     let mut items: Vec<Value> = Vec::with_capacity(ops.len());
-    // Benchmark mode answers with pre-rendered items (same shape) to keep the server cheap.
-    let mut raw_items: Vec<String> = Vec::new();
     let mut errors = false;
     for op in ops {
         g.stats.items += 1;
@@ -574,38 +579,6 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
                 "injected failure".into(),
                 &op.id,
             ));
-            continue;
-        }
-        if !s.opts.store_documents {
-            // Benchmark mode: the source must still be one JSON object; ids are still checked for 409.
-            let valid = op.source.is_some_and(|b| {
-                b.first() == Some(&b'{')
-                    && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
-            });
-            if !valid {
-                errors = true;
-                items.push(item_err(
-                    400,
-                    "document_parsing_exception",
-                    "failed to parse: source is not a JSON object".into(),
-                    &op.id,
-                ));
-                continue;
-            }
-            let id = op.id.clone().unwrap_or_default();
-            let idx = g.indices.entry(op.index.clone()).or_default();
-            let ix = serde_json::to_string(&op.index).unwrap();
-            let idj = serde_json::to_string(&id).unwrap();
-            if idx.ids.insert(id, 0).is_some() {
-                g.stats.conflicts += 1;
-                errors = true;
-                items.push(Value::Null);
-                raw_items.push(format!("{{\"{}\":{{\"_index\":{ix},\"_id\":{idj},\"status\":409,\"error\":{{\"type\":\"version_conflict_engine_exception\",\"reason\":\"document already exists\"}}}}}}", op.action));
-            } else {
-                g.stats.created += 1;
-                items.push(Value::Null);
-                raw_items.push(format!("{{\"{}\":{{\"_index\":{ix},\"_id\":{idj},\"_version\":1,\"result\":\"created\",\"status\":201}}}}", op.action));
-            }
             continue;
         }
         let src: Option<Map<String, Value>> = match op.source {
@@ -722,27 +695,126 @@ fn bulk(s: Arc<Shared>, url_index: Option<String>, headers: HeaderMap, body: Byt
         };
         items.push(json!({op.action.clone(): {"_index": op.index, "_id": id, "_version": 1, "result": result, "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1, "status": status}}));
     }
-    if !s.opts.store_documents {
-        // Items are values (failures) or pre-rendered (`Null` placeholders), in request order.
-        let mut body = format!("{{\"took\":1,\"errors\":{errors},\"items\":[");
-        let mut raw = raw_items.into_iter();
-        for (i, v) in items.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            match v {
-                Value::Null => body.push_str(&raw.next().expect("pre-rendered item")),
-                v => body.push_str(&v.to_string()),
-            }
-        }
-        body.push_str("]}");
-        return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
-    }
     (
         StatusCode::OK,
         axum::Json(json!({"took": 1, "errors": errors, "items": items})),
     )
         .into_response()
+}
+
+/// Action line of benchmark mode: exactly one of `create`/`index` with known metadata keys.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BenchAction<'a> {
+    #[serde(borrow)]
+    create: Option<BenchMeta<'a>>,
+    #[serde(borrow)]
+    index: Option<BenchMeta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BenchMeta<'a> {
+    #[serde(borrow, rename = "_index")]
+    index: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, rename = "_id")]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Benchmark mode (`store_documents: false`): the same transport checks as normal mode ran before (content type,
+/// gzip, size, final newline); here every action line must be a JSON object with exactly one `create` or `index`
+/// (known keys only, `_type` refused), an index must be named, every source line must be non-empty and framed as
+/// an object (`{...}`; its inside is not parsed), ids are remembered by hash (409 on a repeated `create`), injected
+/// 429/500 failures still apply, and the answer has the same per-item shape. Nothing is stored.
+fn bulk_bench(s: &Shared, url_index: Option<&str>, body: &[u8]) -> Response {
+    use std::hash::{Hash, Hasher};
+    let bad = |line_no: usize, what: &str| {
+        reject(
+            s,
+            error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                format!("Malformed action/metadata line [{line_no}]: {what}"),
+            ),
+        )
+    };
+    let mut ops: Vec<(
+        bool,
+        std::borrow::Cow<'_, str>,
+        Option<std::borrow::Cow<'_, str>>,
+    )> = Vec::new();
+    let mut lines = body[..body.len() - 1].split(|&b| b == b'\n').enumerate();
+    while let Some((i, line)) = lines.next() {
+        let line_no = i + 1;
+        let act: BenchAction = match serde_json::from_slice(line) {
+            Ok(a) => a,
+            Err(e) => return bad(line_no, &e.to_string()),
+        };
+        let (create, meta) = match (act.create, act.index) {
+            (Some(m), None) => (true, m),
+            (None, Some(m)) => (false, m),
+            _ => return bad(line_no, "expected exactly one of create/index"),
+        };
+        let Some(index) = meta.index.or(url_index.map(std::borrow::Cow::Borrowed)) else {
+            return bad(line_no, "index is missing");
+        };
+        match lines.next() {
+            Some((_, src)) if src.len() >= 2 && src[0] == b'{' && src[src.len() - 1] == b'}' => {}
+            _ => return bad(line_no, "source line missing or not a JSON object"),
+        }
+        ops.push((create, index, meta.id));
+    }
+    let mut g = s.inner.lock().unwrap();
+    let (f429, f500) = (g.fail_429, g.fail_500);
+    let mut out = Vec::with_capacity(ops.len() * 96 + 32);
+    out.extend_from_slice(b"{\"took\":1,\"errors\":false,\"items\":[");
+    let mut errors = false;
+    for (k, (create, index, id)) in ops.iter().enumerate() {
+        g.stats.items += 1;
+        if k > 0 {
+            out.push(b',');
+        }
+        let action = if *create { "create" } else { "index" };
+        out.extend_from_slice(format!("{{\"{action}\":{{\"_index\":").as_bytes());
+        serde_json::to_writer(&mut out, index.as_ref()).unwrap();
+        out.extend_from_slice(b",\"_id\":");
+        serde_json::to_writer(&mut out, &id.as_deref().unwrap_or("")).unwrap();
+        let r = if f429 + f500 > 0.0 {
+            next_f64(&mut g.rng)
+        } else {
+            1.0
+        };
+        let tail: &[u8] = if r < f429 {
+            g.stats.injected_429 += 1;
+            errors = true;
+            b",\"status\":429,\"error\":{\"type\":\"es_rejected_execution_exception\",\"reason\":\"rejected execution\"}}}"
+        } else if r < f429 + f500 {
+            g.stats.injected_500 += 1;
+            errors = true;
+            b",\"status\":500,\"error\":{\"type\":\"internal_server_error\",\"reason\":\"injected failure\"}}}"
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            index.hash(&mut h);
+            id.hash(&mut h);
+            let fresh = id.is_none() || g.bench_ids.insert(h.finish());
+            if fresh || !*create {
+                g.stats.created += 1;
+                b",\"_version\":1,\"result\":\"created\",\"_shards\":{\"total\":1,\"successful\":1,\"failed\":0},\"_seq_no\":0,\"_primary_term\":1,\"status\":201}}"
+            } else {
+                g.stats.conflicts += 1;
+                errors = true;
+                b",\"status\":409,\"error\":{\"type\":\"version_conflict_engine_exception\",\"reason\":\"document already exists\"}}}"
+            }
+        };
+        out.extend_from_slice(tail);
+    }
+    drop(g);
+    out.extend_from_slice(b"]}");
+    if errors {
+        // Replace the 25-byte prefix `{"took":1,"errors":false,`.
+        out.splice(..25, b"{\"took\":1,\"errors\":true,".iter().copied());
+    }
+    (StatusCode::OK, [("content-type", "application/json")], out).into_response()
 }
 
 fn next_f64(state: &mut u64) -> f64 {
