@@ -254,6 +254,64 @@ fn problem_detector_is_wired_into_the_collector() {
     assert!(metrics.contains("container_cpu_usage_seconds_total"));
 }
 
+/// `--problem-detector-kubernetes` outside a cluster (no KUBERNETES_SERVICE_HOST, no service
+/// account) stops start-up with a message naming the flag and what is missing; without a
+/// monitor config it is a config error naming the key.
+#[test]
+fn problem_detector_kubernetes_without_credentials_fails_start_up() {
+    let monitor = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("collector/testdata/problems/kernel-monitor.json");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("collector")
+            .args(args)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run vigil");
+        assert!(!out.status.success(), "expected a start-up failure");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cgroup-root",
+        &fixture("cgroup-v1-cgroupfs"),
+        "--problem-detector-config",
+        monitor.to_str().unwrap(),
+        "--problem-detector-kubernetes",
+    ]);
+    assert!(
+        err.contains("--problem-detector-kubernetes")
+            && err.contains("not running in a cluster")
+            && err.contains("KUBERNETES_SERVICE_HOST"),
+        "{err}"
+    );
+    // The YAML key does the same.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    write(
+        &cfg,
+        &format!(
+            "listen: 127.0.0.1:0\nproblem_detector_kubernetes: true\nproblem_detector_config: [{:?}]\n",
+            monitor.to_str().unwrap()
+        ),
+    );
+    let err = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--cgroup-root",
+        &fixture("cgroup-v1-cgroupfs"),
+    ]);
+    assert!(err.contains("KUBERNETES_SERVICE_HOST"), "{err}");
+    let err = run(&["--listen", "127.0.0.1:0", "--problem-detector-kubernetes"]);
+    assert!(
+        err.contains("problem_detector_kubernetes") && err.contains("problem_detector_config"),
+        "{err}"
+    );
+}
+
 /// A one-route HTTP server on 127.0.0.1 answering `/pods` like the kubelet's read API.
 fn fake_kubelet(body: String) -> (u16, std::thread::JoinHandle<()>) {
     use std::io::{BufRead, BufReader, Write};

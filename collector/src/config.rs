@@ -101,6 +101,10 @@ pub struct Config {
     /// node-problem-detector monitor config files to run.
     #[serde(default)]
     pub problem_detector_config: Vec<PathBuf>,
+    /// Report the problem detector's conditions (node status) and events to the Kubernetes API
+    /// server with the in-cluster service account; start-up fails without credentials.
+    #[serde(default)]
+    pub problem_detector_kubernetes: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -253,6 +257,13 @@ impl Config {
                 });
             }
         }
+        if self.problem_detector_kubernetes && self.problem_detector_config.is_empty() {
+            return Err(Error::Invalid {
+                key: "problem_detector_kubernetes",
+                message: "needs at least one problem_detector_config (--problem-detector-config) to report"
+                    .into(),
+            });
+        }
         if self.fs_walk_budget == 0 {
             return Err(Error::Invalid {
                 key: "fs_walk_budget",
@@ -392,6 +403,15 @@ mod tests {
         );
         c.pod_labels = vec!["a-b".into(), "a.c".into()];
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn problem_detector_kubernetes_needs_a_monitor_config() {
+        let c =
+            Config::from_yaml("problem_detector_kubernetes: true\n", Path::new("c.yaml")).unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("problem_detector_kubernetes"), "{err}");
+        assert!(!Config::default().problem_detector_kubernetes);
     }
 
     #[test]

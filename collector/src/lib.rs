@@ -70,6 +70,10 @@ pub struct Args {
     /// node-problem-detector monitor config (JSON); repeat for several. Added to the file's list.
     #[arg(long = "problem-detector-config")]
     pub problem_detector_config: Vec<PathBuf>,
+    /// Report problem conditions and events to the Kubernetes API server (in-cluster service
+    /// account; start-up fails without one) [default: off].
+    #[arg(long)]
+    pub problem_detector_kubernetes: bool,
 }
 
 impl Args {
@@ -97,6 +101,9 @@ impl Args {
                 c.problem_detector_config.push(p.clone());
             }
         }
+        if self.problem_detector_kubernetes {
+            c.problem_detector_kubernetes = true;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -111,6 +118,8 @@ pub enum Error {
     Start(#[from] housekeeping::Error),
     #[error("problem detector: {0}")]
     Problems(#[from] problems::Error),
+    #[error("problem detector (--problem-detector-kubernetes): {0}")]
+    Kubernetes(#[from] problems::kubernetes::KubernetesError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("http server: {0}")]
@@ -131,7 +140,20 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
     } else {
         let d = Arc::new(problems::ProblemDetector::load(&config.problem_detector_config)?);
         tracing::info!(configs = config.problem_detector_config.len(), "problem detector loaded");
+        // Kubernetes reporting: credentials are checked before anything runs.
+        let reporter = if config.problem_detector_kubernetes {
+            let cfg = problems::kubernetes::KubernetesConfig::in_cluster(&config.node_name())?;
+            let api = cfg.api_url.clone();
+            let r = d.kubernetes_reporter(cfg)?;
+            tracing::info!(api = %api, "problem detector reports to Kubernetes");
+            Some(r)
+        } else {
+            None
+        };
         tokio::spawn(d.clone().run(shutdown.clone()));
+        if let Some(r) = reporter {
+            tokio::spawn(r.run(Duration::from_secs(1), shutdown.clone()));
+        }
         Some(d)
     };
     let mut collector = Collector::new(config.clone())?;
