@@ -69,7 +69,13 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             }
         }
     }
-    let scraper = Arc::new(Scraper::new(settings.scrape_timeout, settings.scrape_concurrency));
+    let mut scraper = Scraper::new(settings.scrape_timeout, settings.scrape_concurrency);
+    if let Some(k) = discoveries.iter().find_map(|d| d.kube_source()) {
+        scraper = scraper.with_kubelet_tls(k.insecure, k.ca_pem.as_deref()).map_err(|e| {
+            scrape::discovery::Error::Source { source_uri: args.source.clone().unwrap_or_default(), message: format!("kubelet client: {e}") }
+        })?;
+    }
+    let scraper = Arc::new(scraper);
     let self_metrics = Arc::new(SelfMetrics::default());
     let state = Arc::new(api::AppState {
         store: store.clone(),

@@ -29,6 +29,11 @@ pub struct Target {
     pub name: String,
     /// CPU cores when the node list knows them (Kubernetes `status.capacity.cpu`).
     pub cpu_cores: Option<f64>,
+    /// Kubelet target of the Kubernetes source: pulled with the source's kubelet TLS settings
+    /// (`insecure`, cluster CA) instead of the default client.
+    pub kubelet: bool,
+    /// Bearer token sent with the pull (the service-account token, to HTTPS kubelets only).
+    pub bearer_token: Option<std::sync::Arc<str>>,
 }
 
 /// Parses `host:port`, `http(s)://host:port` or `http(s)://host:port/path`.
@@ -68,6 +73,8 @@ pub fn parse_entry(entry: &str) -> Result<Target, Error> {
         url: format!("{scheme}://{hostport}{path}"),
         name: host.trim_matches(['[', ']']).to_string(),
         cpu_cores: None,
+        kubelet: false,
+        bearer_token: None,
     })
 }
 
@@ -87,10 +94,13 @@ pub struct KubeSource {
     pub kubelet_port: u16,
     pub kubelet_https: bool,
     pub in_cluster: bool,
-    /// Bearer token for the API server (in-cluster service account).
+    /// Bearer token (in-cluster service account, or `tokenFile=`): sent to the API server and,
+    /// as Heapster does, to HTTPS kubelets.
     pub token: Option<String>,
-    /// Extra CA (in-cluster `ca.crt`).
+    /// Extra CA (in-cluster `ca.crt`, or `caFile=`), trusted for the API server and the kubelets.
     pub ca_pem: Option<Vec<u8>>,
+    /// Skips certificate verification of the API server and the kubelets (Heapster's
+    /// `insecure=true`, metrics-server's `--kubelet-insecure-tls`).
     pub insecure: bool,
 }
 
@@ -114,6 +124,8 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
         ca_pem: None,
         insecure: false,
     };
+    let mut token_file: Option<String> = None;
+    let mut ca_file: Option<String> = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let flag = || match v {
@@ -126,6 +138,9 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
             "kubeletHttps" => s.kubelet_https = flag()?,
             "inClusterConfig" => s.in_cluster = flag()?,
             "insecure" => s.insecure = flag()?,
+            // vigil extensions: explicit service-account files (default: the in-cluster ones).
+            "tokenFile" => token_file = Some(v.to_string()),
+            "caFile" => ca_file = Some(v.to_string()),
             "useServiceAccount" => {
                 if flag()? {
                     s.in_cluster = true;
@@ -142,15 +157,31 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
             s.master = format!("https://{host}:{port}");
         }
         let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
-        s.token = Some(
-            std::fs::read_to_string(format!("{sa}/token"))
-                .map_err(|e| bad(format!("{sa}/token: {e}")))?
-                .trim()
-                .to_string(),
-        );
-        s.ca_pem = std::fs::read(format!("{sa}/ca.crt")).ok();
+        token_file.get_or_insert_with(|| format!("{sa}/token"));
+        if ca_file.is_none() {
+            s.ca_pem = std::fs::read(format!("{sa}/ca.crt")).ok();
+        }
     } else if s.master.is_empty() {
         return Err(bad("inClusterConfig=false needs a master URL, e.g. kubernetes.summary_api:http://127.0.0.1:8080?inClusterConfig=false".into()));
+    }
+    if let Some(f) = token_file {
+        let t = std::fs::read_to_string(&f).map_err(|e| bad(format!("token file {f}: {e}")))?;
+        let t = t.trim();
+        if t.is_empty() {
+            return Err(bad(format!("token file {f} is empty")));
+        }
+        s.token = Some(t.to_string());
+    }
+    if let Some(f) = ca_file {
+        let pem = std::fs::read(&f).map_err(|e| bad(format!("caFile={f}: {e}")))?;
+        s.ca_pem = Some(pem);
+    }
+    if let Some(pem) = &s.ca_pem {
+        match reqwest::Certificate::from_pem_bundle(pem) {
+            Ok(c) if !c.is_empty() => {}
+            Ok(_) => return Err(bad("the CA file holds no PEM certificate".into())),
+            Err(e) => return Err(bad(format!("the CA file is not valid PEM: {e}"))),
+        }
     }
     Ok(s)
 }
@@ -205,6 +236,11 @@ pub fn targets_from_node_list(body: &[u8], k: &KubeSource) -> Result<Vec<Target>
     let list: NodeList =
         serde_json::from_slice(body).map_err(|e| format!("malformed NodeList: {e}"))?;
     let scheme = if k.kubelet_https { "https" } else { "http" };
+    // The token goes to HTTPS kubelets only (never in clear text to the read-only port).
+    let token: Option<std::sync::Arc<str>> = match (&k.token, k.kubelet_https) {
+        (Some(t), true) => Some(t.as_str().into()),
+        _ => None,
+    };
     let mut out = Vec::new();
     for n in list.items {
         if n.status
@@ -238,6 +274,8 @@ pub fn targets_from_node_list(body: &[u8], k: &KubeSource) -> Result<Vec<Target>
                 .capacity
                 .get("cpu")
                 .and_then(|q| parse_cpu_quantity(q)),
+            kubelet: true,
+            bearer_token: token.clone(),
         });
     }
     Ok(out)
@@ -324,7 +362,7 @@ impl Discovery {
                 .timeout(std::time::Duration::from_secs(10))
                 .danger_accept_invalid_certs(source.insecure);
             if let Some(pem) = &source.ca_pem {
-                if let Ok(cert) = reqwest::Certificate::from_pem(pem) {
+                for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
                     b = b.add_root_certificate(cert);
                 }
             }
@@ -340,6 +378,14 @@ impl Discovery {
             });
         }
         Ok(out)
+    }
+
+    /// The Kubernetes source's settings, when that is the node source (for the kubelet client).
+    pub fn kube_source(&self) -> Option<&KubeSource> {
+        match self {
+            Discovery::Kubernetes { source, .. } => Some(source),
+            _ => None,
+        }
     }
 
     /// Pods and namespaces from the last successful Kubernetes refresh.

@@ -61,6 +61,8 @@ pub struct Scraper {
     timeout: Duration,
     concurrency: usize,
     max_document: usize,
+    /// Client for the Kubernetes source's kubelets (its `insecure` and CA settings).
+    kubelet_client: Option<reqwest::Client>,
     nodes: Mutex<HashMap<String, NodeState>>,
     failures_by_reason: Mutex<HashMap<&'static str, u64>>,
 }
@@ -87,6 +89,7 @@ impl Scraper {
             timeout,
             concurrency,
             max_document: MAX_DOCUMENT,
+            kubelet_client: None,
             nodes: Mutex::new(HashMap::new()),
             failures_by_reason: Mutex::new(HashMap::new()),
         }
@@ -98,27 +101,51 @@ impl Scraper {
         self
     }
 
+    /// Pulls the Kubernetes source's kubelet targets with their TLS settings: `insecure` accepts
+    /// any serving certificate (metrics-server's `--kubelet-insecure-tls`), `ca_pem` adds the
+    /// cluster CA to the trusted roots.
+    pub fn with_kubelet_tls(
+        mut self,
+        insecure: bool,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Scraper, reqwest::Error> {
+        let mut b = reqwest::Client::builder()
+            .gzip(true)
+            .timeout(self.timeout)
+            .pool_max_idle_per_host(4)
+            .danger_accept_invalid_certs(insecure);
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        self.kubelet_client = Some(b.build()?);
+        Ok(self)
+    }
+
     async fn fetch(&self, target: &Target) -> Result<Summary, Error> {
         let node = target.name.clone();
-        let mut resp = self
-            .client
-            .get(&target.url)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    Error::Timeout {
-                        node: node.clone(),
-                        timeout: self.timeout,
-                    }
-                } else {
-                    Error::Transport {
-                        node: node.clone(),
-                        message: e.to_string(),
-                    }
+        let client = match (&self.kubelet_client, target.kubelet) {
+            (Some(k), true) => k,
+            _ => &self.client,
+        };
+        let mut req = client.get(&target.url).header("Accept", "application/json");
+        if let Some(t) = &target.bearer_token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::Timeout {
+                    node: node.clone(),
+                    timeout: self.timeout,
                 }
-            })?;
+            } else {
+                Error::Transport {
+                    node: node.clone(),
+                    message: e.to_string(),
+                }
+            }
+        })?;
         if !resp.status().is_success() {
             return Err(Error::Status {
                 node,
@@ -325,6 +352,144 @@ mod tests {
         let s = Scraper::new(Duration::from_secs(5), 4).with_max_document(8 << 20);
         let _ = s.round(&[t], Duration::ZERO).await;
         assert_eq!(s.failures_by_reason(), vec![("malformed", 1)]);
+    }
+
+    /// A loopback HTTPS "kubelet" serving the testdata Summary only with
+    /// `Authorization: Bearer <token>` (401 otherwise). Returns its port and the CA's PEM.
+    async fn https_kubelet(token: &'static str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "vigil test cluster CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/kubelet-summary.json"
+        ))
+        .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                let (acceptor, body) = (acceptor.clone(), body.clone());
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let want = format!("authorization: bearer {}\r\n", token.to_ascii_lowercase());
+                    let resp = if head.contains(&want) {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend_from_slice(&body);
+                        r
+                    } else {
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\nConnection: close\r\n\r\nUnauthorized".to_vec()
+                    };
+                    let _ = s.write_all(&resp).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        (port, ca.pem())
+    }
+
+    /// #1: the Kubernetes source's HTTPS kubelets get the service-account bearer token and are
+    /// verified against the cluster CA, or not at all with `insecure=true`.
+    #[tokio::test]
+    async fn https_kubelet_gets_the_bearer_token_and_the_cluster_ca() {
+        let (port, ca_pem) = https_kubelet("s3cret-token").await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret-token\n").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), &ca_pem).unwrap();
+        let node_list = br#"{"items":[{"metadata":{"name":"kube-node-1"},"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}]}"#;
+        let source = |opts: &str| {
+            discovery::parse_source(&format!(
+                "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&kubeletHttps=true&kubeletPort={port}{opts}"
+            ))
+            .unwrap()
+        };
+        let pull = |k: discovery::KubeSource| async move {
+            let targets = discovery::targets_from_node_list(node_list, &k).unwrap();
+            assert_eq!(
+                targets[0].url,
+                format!("https://127.0.0.1:{port}/stats/summary")
+            );
+            let s = Scraper::new(Duration::from_secs(5), 4)
+                .with_kubelet_tls(k.insecure, k.ca_pem.as_deref())
+                .unwrap();
+            let docs = s.round(&targets, Duration::ZERO).await;
+            (docs.len(), s.node_states()[0].1.last_error.clone())
+        };
+        let token = format!("&tokenFile={}", dir.path().join("token").display());
+        let ca = format!("&caFile={}", dir.path().join("ca.crt").display());
+
+        // Token + cluster CA: verified TLS, authorized.
+        let (n, err) = pull(source(&format!("{token}{ca}"))).await;
+        assert_eq!((n, err), (1, None));
+        // Token + insecure=true, no CA: the serving certificate is accepted as is.
+        let (n, err) = pull(source(&format!("{token}&insecure=true"))).await;
+        assert_eq!((n, err), (1, None));
+        // No CA and not insecure: the self-made certificate is refused.
+        let (n, err) = pull(source(&token)).await;
+        assert_eq!(n, 0);
+        assert!(err.as_ref().unwrap().contains("request failed"), "{err:?}");
+        // Without the token the kubelet answers 401, and the node is stale with that status.
+        let (n, err) = pull(source(&ca)).await;
+        assert_eq!(n, 0);
+        assert!(err.as_ref().unwrap().contains("HTTP 401"), "{err:?}");
+        // The token never goes to a plain-HTTP (read-only port) kubelet.
+        let plain = discovery::parse_source(&format!(
+            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&kubeletPort={port}{token}"
+        ))
+        .unwrap();
+        let t = discovery::targets_from_node_list(node_list, &plain).unwrap();
+        assert!(t[0].bearer_token.is_none() && t[0].url.starts_with("http://"));
+        // Bad files are named.
+        let err = discovery::parse_source(
+            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&caFile=/nonexistent/ca.crt",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("caFile=/nonexistent/ca.crt"), "{err}");
+        std::fs::write(dir.path().join("bad.crt"), "not a certificate").unwrap();
+        let err = discovery::parse_source(&format!(
+            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&caFile={}",
+            dir.path().join("bad.crt").display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CA file"), "{err}");
     }
 
     #[tokio::test]
