@@ -245,27 +245,59 @@ impl Queue {
         }
     }
 
-    /// The oldest `n` payloads (fewer if fewer wait), without removing them.
+    /// The oldest `n` payloads (fewer if fewer wait), without removing them. Segment files are
+    /// read without holding the lock, so `push` never waits on disk reads.
     pub fn peek(&self, n: usize) -> Vec<Entry> {
+        let views: Vec<SegView> = {
+            let mut g = self.inner.lock().unwrap();
+            let inner = &mut *g;
+            Self::settle(inner);
+            if !inner.mem.is_empty() {
+                return inner.mem.iter().take(n).cloned().collect();
+            }
+            match inner.disk.as_ref() {
+                None => return Vec::new(),
+                Some(disk) => disk
+                    .segments
+                    .iter()
+                    .map(|s| SegView {
+                        id: s.id,
+                        path: s.path.clone(),
+                        start: s.start,
+                        size: s.size,
+                    })
+                    .collect(),
+            }
+        };
+        if views.is_empty() {
+            return Vec::new();
+        }
+        let (mut out, failed) = read_segments(&views, n);
         let mut g = self.inner.lock().unwrap();
         let inner = &mut *g;
-        Self::settle(inner);
-        if !inner.mem.is_empty() {
-            return inner.mem.iter().take(n).cloned().collect();
+        let Some(disk) = inner.disk.as_mut() else {
+            return Vec::new();
+        };
+        // Segments dropped at the cap meanwhile: their payloads are counted as dropped.
+        out.retain(|e| match e.pos {
+            Pos::Disk { segment, .. } => disk.segments.iter().any(|s| s.id == segment),
+            Pos::Memory => true,
+        });
+        if let Some((id, e)) = failed {
+            let still_there = disk.segments.iter().any(|s| s.id == id);
+            if still_there && out.is_empty() && disk.segments.front().is_some_and(|s| s.id == id) {
+                tracing::error!(sink = %self.name, error = %e, "cannot read the spill directory; dropping its head segment");
+                let (p, pts) = disk.drop_head();
+                inner.dropped_payloads += p;
+                inner.dropped_points += pts;
+            }
+            if out.is_empty() {
+                // Let the delivery loop look again rather than wait for the next push.
+                drop(g);
+                self.notify.notify_one();
+            }
         }
-        match inner.disk.as_mut() {
-            None => Vec::new(),
-            Some(disk) => match disk.read(n) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(sink = %self.name, error = %e, "cannot read the spill directory; dropping its head segment");
-                    let (p, pts) = disk.drop_head();
-                    inner.dropped_payloads += p;
-                    inner.dropped_points += pts;
-                    Vec::new()
-                }
-            },
-        }
+        out
     }
 
     /// Removes delivered (or rejected) entries, which must be the oldest ones, in order.
@@ -385,6 +417,60 @@ impl Queue {
         }
         saved
     }
+}
+
+/// What `peek` needs of a segment to read it without the lock.
+struct SegView {
+    id: u64,
+    path: PathBuf,
+    start: u64,
+    size: u64,
+}
+
+/// Reads up to `n` undelivered records from the segments in order; on an error, what was read
+/// before it and the failing segment.
+fn read_segments(views: &[SegView], n: usize) -> (Vec<Entry>, Option<(u64, QueueError)>) {
+    let mut out = Vec::new();
+    for seg in views {
+        if out.len() >= n {
+            break;
+        }
+        let mut off = seg.start.max(HEADER);
+        if off >= seg.size {
+            continue;
+        }
+        let opened =
+            File::open(&seg.path).and_then(|mut f| f.seek(SeekFrom::Start(off)).map(|_| f));
+        let f = match opened {
+            Ok(f) => f,
+            Err(e) => return (out, Some((seg.id, io_err(&seg.path)(e)))),
+        };
+        let mut reader = std::io::BufReader::new(f);
+        while out.len() < n && off < seg.size {
+            match read_record(&mut reader) {
+                Ok(Some((seq, payload))) => {
+                    off += (REC_HEADER + payload.body.len()) as u64;
+                    out.push(Entry {
+                        seq,
+                        payload,
+                        pos: Pos::Disk {
+                            segment: seg.id,
+                            end: off,
+                        },
+                    });
+                }
+                Ok(None) => break,
+                Err(why) => {
+                    let e = QueueError::Io {
+                        path: seg.path.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+                    };
+                    return (out, Some((seg.id, e)));
+                }
+            }
+        }
+    }
+    (out, None)
 }
 
 fn write_record(buf: &mut Vec<u8>, seq: u64, p: &Payload) {
@@ -610,45 +696,6 @@ impl Disk {
         (s.records, s.points)
     }
 
-    fn read(&mut self, n: usize) -> Result<Vec<Entry>, QueueError> {
-        let mut out = Vec::new();
-        for seg in self.segments.iter() {
-            if out.len() >= n {
-                break;
-            }
-            let mut off = seg.start.max(HEADER);
-            if off >= seg.size {
-                continue;
-            }
-            let mut f = File::open(&seg.path).map_err(io_err(&seg.path))?;
-            f.seek(SeekFrom::Start(off)).map_err(io_err(&seg.path))?;
-            let mut reader = std::io::BufReader::new(f);
-            while out.len() < n && off < seg.size {
-                match read_record(&mut reader) {
-                    Ok(Some((seq, payload))) => {
-                        off += (REC_HEADER + payload.body.len()) as u64;
-                        out.push(Entry {
-                            seq,
-                            payload,
-                            pos: Pos::Disk {
-                                segment: seg.id,
-                                end: off,
-                            },
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(why) => {
-                        return Err(QueueError::Io {
-                            path: seg.path.clone(),
-                            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
-                        })
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
     fn ack(&mut self, segment: u64, end: u64, points: u32) -> Result<(), QueueError> {
         let Some(head) = self.segments.front_mut() else {
             return Ok(());
@@ -691,6 +738,7 @@ impl Disk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn p(i: u32) -> Payload {
         Payload {
@@ -950,6 +998,56 @@ mod tests {
         let mut want = vec![1000];
         want.extend(20..40);
         assert_eq!(drain(&q), want);
+    }
+
+    #[test]
+    fn push_does_not_wait_for_a_peek_reading_the_disk() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(Queue::open("t", 10, Some(dir.path()), 32768).unwrap());
+        for i in 0..40 {
+            q.push(p(i));
+        }
+        let head = q.inner.lock().unwrap().disk.as_ref().unwrap().segments[0]
+            .path
+            .clone();
+        let head_records = q.inner.lock().unwrap().disk.as_ref().unwrap().segments[0].records;
+        assert!(head_records < 40, "the payloads must span two segments");
+        // The head segment becomes a FIFO: opening it blocks until a writer appears.
+        std::fs::remove_file(&head).unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(&head)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let reader = {
+            let q = q.clone();
+            std::thread::spawn(move || q.peek(3))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                q.push(p(40));
+                tx.send(q.stats()).unwrap();
+            });
+        }
+        let st = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("push waited for a peek blocked on disk");
+        assert_eq!(st.disk_payloads, 41, "{st:?}");
+        assert!(
+            !reader.is_finished(),
+            "peek was expected to be blocked on the FIFO"
+        );
+        // Unblock it: the head cannot be read (a pipe cannot seek), so it is dropped and counted.
+        drop(OpenOptions::new().write(true).open(&head).unwrap());
+        let _ = reader.join().unwrap();
+        let _ = std::fs::remove_file(&head);
+        let got = drain(&q);
+        assert_eq!(got, (head_records as u32..41).collect::<Vec<_>>());
+        assert_eq!(q.stats().dropped_payloads, head_records);
     }
 
     #[test]
