@@ -1,6 +1,7 @@
-//! End to end on this machine's real cgroups (v1 controllers and the v2 hierarchy at
-//! /sys/fs/cgroup/unified): containers appear through inotify, CPU and memory match what the
-//! processes inside do, names come from the kubelet log layout, and removal is seen.
+//! End to end on this machine's real cgroups: on a hybrid host (v1 controllers and the v2
+//! hierarchy at /sys/fs/cgroup/unified) one container in each, on a pure cgroup v2 host both in
+//! /sys/fs/cgroup. Containers appear through inotify, CPU and memory match what the processes
+//! inside do, names come from the kubelet log layout, and removal is seen.
 
 mod collector_support;
 
@@ -27,17 +28,7 @@ fn proc_cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn real_cgroups_are_discovered_measured_named_and_removed() {
     let root = Path::new("/sys/fs/cgroup");
-    let v1: Vec<PathBuf> = V1_CONTROLLERS
-        .iter()
-        .map(|c| root.join(c))
-        .filter(|p| p.is_dir())
-        .collect();
-    let unified = root.join("unified");
-    assert!(
-        !v1.is_empty() && unified.join("cgroup.controllers").is_file(),
-        "this test needs a hybrid host (v1 controllers + /sys/fs/cgroup/unified)"
-    );
-
+    let layout = detect_layout(root);
     let h = unique_hex(32);
     let uid = format!(
         "{}-{}-{}-{}-{}",
@@ -78,8 +69,27 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
         containers_dir.to_str().unwrap(),
     ]);
 
-    let mut cg1 = TestCgroup::create(&v1, &uid, &id1);
-    let mut cg2 = TestCgroup::create(&[unified.clone()], &uid, &id2);
+    let (mut cg1, mut cg2) = match &layout {
+        Layout::Hybrid { v1, unified } => (
+            TestCgroup::create(v1, &uid, &id1),
+            TestCgroup::create(std::slice::from_ref(unified), &uid, &id2),
+        ),
+        Layout::PureV2 { root } => {
+            let cg1 = TestCgroup::create(std::slice::from_ref(root), &uid, &id1);
+            let cg2 = TestCgroup::create(std::slice::from_ref(root), &uid, &id2);
+            // Controllers reach a v2 leaf only when every ancestor delegates them.
+            let pod_dir = cg1.leaf_dirs[0].parent().unwrap().to_path_buf();
+            for dir in [
+                root.clone(),
+                root.join("kubepods"),
+                root.join("kubepods/burstable"),
+                pod_dir,
+            ] {
+                enable_v2_controllers(&dir, root);
+            }
+            (cg1, cg2)
+        }
+    };
     let burner1 = cg1.spawn_python("while True: pass");
     let alloc = cg1.spawn_python("import time\nb = b'x' * (64 << 20)\ntime.sleep(600)");
     let burner2 = cg2.spawn_python("while True: pass");
@@ -199,14 +209,72 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
     assert_eq!(names, vec!["app", "burner"]);
 
     // Removal: both containers disappear (inotify or the next read).
-    cg1.remove();
+    // cg2 first: on a pure v2 host both share the pod directory, which cg1 created.
     cg2.remove();
+    cg1.remove();
     until("containers gone", Duration::from_secs(20), || {
         let d = c.containers();
         (find(&d, &name1).is_none() && find(&d, &name2).is_none()).then_some(())
     });
     let (s, _) = get(&format!("{}/healthz", c.base));
     assert_eq!(s, 200, "collector still healthy: {}", c.log());
+}
+
+/// Where the test cgroups go.
+enum Layout {
+    /// v1 controllers under /sys/fs/cgroup/<ctrl> and v2 at /sys/fs/cgroup/unified.
+    Hybrid { v1: Vec<PathBuf>, unified: PathBuf },
+    /// One v2 hierarchy at /sys/fs/cgroup.
+    PureV2 { root: PathBuf },
+}
+
+fn detect_layout(root: &Path) -> Layout {
+    if root.join("cgroup.controllers").is_file() {
+        return Layout::PureV2 {
+            root: root.to_path_buf(),
+        };
+    }
+    let v1: Vec<PathBuf> = V1_CONTROLLERS
+        .iter()
+        .map(|c| root.join(c))
+        .filter(|p| p.is_dir())
+        .collect();
+    let unified = root.join("unified");
+    assert!(
+        !v1.is_empty() && unified.join("cgroup.controllers").is_file(),
+        "this test needs a pure cgroup v2 host (/sys/fs/cgroup/cgroup.controllers) or a hybrid \
+         host (v1 controllers + /sys/fs/cgroup/unified)"
+    );
+    Layout::Hybrid { v1, unified }
+}
+
+/// Enables cpu, memory, pids and io (those the hierarchy has) for `dir`'s children; cpu and
+/// memory are required (the test measures them), the others are best effort.
+fn enable_v2_controllers(dir: &Path, root: &Path) {
+    let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    let has = |text: &str, c: &str| text.split_whitespace().any(|w| w == c);
+    for c in ["cpu", "memory", "pids", "io"] {
+        let required = matches!(c, "cpu" | "memory");
+        if !has(&available, c) {
+            assert!(
+                !required,
+                "the v2 hierarchy at {} has no {c} controller",
+                root.display()
+            );
+            continue;
+        }
+        if has(&enabled, c) {
+            continue;
+        }
+        if let Err(e) = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
+            assert!(
+                !required,
+                "cannot enable {c} in {}/cgroup.subtree_control: {e}",
+                dir.display()
+            );
+        }
+    }
 }
 
 fn chrono_secs(rfc3339: &str) -> f64 {
