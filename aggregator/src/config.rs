@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::sinks::SinkConfig;
+
 /// Errors in the aggregator's options; each names the option.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Error {
@@ -18,6 +20,8 @@ pub enum Error {
     },
     #[error("no node source: give --nodes, --nodes-file or --source")]
     NoSource,
+    #[error("--config {path}: {message}")]
+    File { path: String, message: String },
 }
 
 /// Parses `500ms`, `15s`, `2m`, `1h` (and Go-style compounds like `1m30s`).
@@ -56,19 +60,41 @@ pub fn parse_duration(option: &'static str, value: &str) -> Result<Duration, Err
     Ok(total)
 }
 
-/// Command-line options of `vigil aggregator`.
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8082))
+}
+fn default_metric_resolution() -> String {
+    "15s".into()
+}
+fn default_scrape_timeout() -> String {
+    "10s".into()
+}
+fn default_scrape_concurrency() -> usize {
+    64
+}
+fn default_retention() -> String {
+    "15m".into()
+}
+fn default_max_series() -> usize {
+    6_000_000
+}
+fn default_snapshot_interval() -> String {
+    "5m".into()
+}
+
+/// Command-line options of `vigil aggregator`. Options left unset come from `--config`, then
+/// from the defaults; an option given on the command line wins over the file.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Address of the HTTP API (Heapster's port is 8082).
-    #[arg(long, default_value = "0.0.0.0:8082")]
-    pub listen: SocketAddr,
-    /// How often every node is pulled (minimum 5s).
-    #[arg(
-        long = "metric-resolution",
-        alias = "metric_resolution",
-        default_value = "15s"
-    )]
-    pub metric_resolution: String,
+    /// YAML config file with the same settings (snake_case keys) and a `sinks:` list.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP API [default: 0.0.0.0:8082, Heapster's port].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// How often every node is pulled (minimum 5s) [default: 15s].
+    #[arg(long = "metric-resolution", alias = "metric_resolution")]
+    pub metric_resolution: Option<String>,
     /// Allows a resolution below 5s (tests only).
     #[arg(long, hide = true)]
     pub allow_short_resolution: bool,
@@ -78,33 +104,117 @@ pub struct Args {
     /// File with one node per line (same syntax as --nodes, `#` comments); re-read when it changes.
     #[arg(long)]
     pub nodes_file: Option<PathBuf>,
-    /// Heapster's source flag: `kubernetes.summary_api:<master>?kubeletPort=..&kubeletHttps=..&inClusterConfig=..`.
+    /// Heapster's source flag: `kubernetes.summary_api:<master>?kubeletPort=..&kubeletHttps=..&inClusterConfig=..`
+    /// (also `insecure=`, `useServiceAccount=`, and vigil's `tokenFile=`/`caFile=`).
     #[arg(long)]
     pub source: Option<String>,
-    /// Per-node request timeout.
-    #[arg(long, default_value = "10s")]
-    pub scrape_timeout: String,
-    /// How many nodes are pulled at the same time.
-    #[arg(long, default_value_t = 64)]
-    pub scrape_concurrency: usize,
-    /// How long the in-memory store keeps every series.
-    #[arg(long, default_value = "15m")]
-    pub retention: String,
-    /// Upper bound on stored series; new series beyond it are refused and counted.
-    #[arg(long, default_value_t = 6_000_000)]
-    pub max_series: usize,
+    /// Per-node request timeout [default: 10s].
+    #[arg(long)]
+    pub scrape_timeout: Option<String>,
+    /// How many nodes are pulled at the same time [default: 64].
+    #[arg(long)]
+    pub scrape_concurrency: Option<usize>,
+    /// How long the in-memory store keeps every series [default: 15m].
+    #[arg(long)]
+    pub retention: Option<String>,
+    /// Upper bound on stored series; new series beyond it are refused and counted [default: 6000000].
+    #[arg(long)]
+    pub max_series: Option<usize>,
     /// Directory for the store snapshot (loaded at start, written periodically and on shutdown).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// How often the snapshot is written when --data-dir is set.
-    #[arg(long, default_value = "5m")]
-    pub snapshot_interval: String,
-    /// Sink URIs in Heapster's syntax (repeatable), e.g. `influxdb:http://127.0.0.1:8086?db=k8s`.
+    /// How often the snapshot is written when --data-dir is set [default: 5m].
+    #[arg(long)]
+    pub snapshot_interval: Option<String>,
+    /// Sink URIs in Heapster's syntax (repeatable), e.g. `influxdb:http://127.0.0.1:8086?db=k8s`;
+    /// added to the config file's `sinks:`.
     #[arg(long)]
     pub sink: Vec<String>,
     /// Makes /api/v1/metric-export answer an empty list (Heapster's --disable_export).
     #[arg(long, alias = "disable_export")]
     pub disable_export: bool,
+    /// Sinks from the config file's `sinks:` (set by `with_config_file`).
+    #[arg(skip)]
+    pub config_sinks: Vec<SinkConfig>,
+}
+
+/// The aggregator's YAML config file: the command-line settings by their snake_case names, plus
+/// the sinks in their YAML form.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address of the HTTP API.
+    pub listen: Option<SocketAddr>,
+    /// How often every node is pulled, e.g. `15s`.
+    pub metric_resolution: Option<String>,
+    /// Allows a resolution below 5s (tests only).
+    pub allow_short_resolution: Option<bool>,
+    /// Static node list (`host:port` or URLs).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// File with one node per line, re-read when it changes.
+    pub nodes_file: Option<PathBuf>,
+    /// Heapster's `--source` value.
+    pub source: Option<String>,
+    /// Per-node request timeout.
+    pub scrape_timeout: Option<String>,
+    /// How many nodes are pulled at the same time.
+    pub scrape_concurrency: Option<usize>,
+    /// How long the in-memory store keeps every series.
+    pub retention: Option<String>,
+    /// Upper bound on stored series.
+    pub max_series: Option<usize>,
+    /// Directory for the store snapshot.
+    pub data_dir: Option<PathBuf>,
+    /// How often the snapshot is written.
+    pub snapshot_interval: Option<String>,
+    /// Makes /api/v1/metric-export answer an empty list.
+    pub disable_export: Option<bool>,
+    /// Sinks in their YAML form (`type: influxdb`, ...), see `vigil_aggregator::sinks::SinksConfig`.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file and, from serde, the key.
+    pub fn load(path: &std::path::Path) -> Result<FileConfig, Error> {
+        let bad = |message: String| Error::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl Args {
+    /// Fills every option not given on the command line from `--config` (when set).
+    pub fn with_config_file(mut self) -> Result<Args, Error> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let f = FileConfig::load(&path)?;
+        self.listen = self.listen.or(f.listen);
+        self.metric_resolution = self.metric_resolution.or(f.metric_resolution);
+        self.allow_short_resolution |= f.allow_short_resolution.unwrap_or(false);
+        if self.nodes.iter().all(|n| n.trim().is_empty()) {
+            self.nodes = f.nodes;
+        }
+        self.nodes_file = self.nodes_file.or(f.nodes_file);
+        self.source = self.source.or(f.source);
+        self.scrape_timeout = self.scrape_timeout.or(f.scrape_timeout);
+        self.scrape_concurrency = self.scrape_concurrency.or(f.scrape_concurrency);
+        self.retention = self.retention.or(f.retention);
+        self.max_series = self.max_series.or(f.max_series);
+        self.data_dir = self.data_dir.or(f.data_dir);
+        self.snapshot_interval = self.snapshot_interval.or(f.snapshot_interval);
+        self.disable_export |= f.disable_export.unwrap_or(false);
+        self.config_sinks = f.sinks;
+        Ok(self)
+    }
 }
 
 /// The validated settings the aggregator runs with.
@@ -124,9 +234,26 @@ pub struct Settings {
 impl Args {
     /// Checks every option without side effects; errors name the option.
     pub fn validate(&self) -> Result<Settings, Error> {
-        let resolution = parse_duration("metric-resolution", &self.metric_resolution)?;
+        let metric_resolution = self
+            .metric_resolution
+            .clone()
+            .unwrap_or_else(default_metric_resolution);
+        let scrape_timeout = self
+            .scrape_timeout
+            .clone()
+            .unwrap_or_else(default_scrape_timeout);
+        let scrape_concurrency = self
+            .scrape_concurrency
+            .unwrap_or_else(default_scrape_concurrency);
+        let retention = self.retention.clone().unwrap_or_else(default_retention);
+        let max_series = self.max_series.unwrap_or_else(default_max_series);
+        let snapshot_interval = self
+            .snapshot_interval
+            .clone()
+            .unwrap_or_else(default_snapshot_interval);
+        let resolution = parse_duration("metric-resolution", &metric_resolution)?;
         if resolution < Duration::from_secs(5) && !self.allow_short_resolution {
-            return Err(Error::ResolutionTooShort(self.metric_resolution.clone()));
+            return Err(Error::ResolutionTooShort(metric_resolution));
         }
         if resolution < Duration::from_millis(100) {
             return Err(Error::Invalid {
@@ -134,33 +261,33 @@ impl Args {
                 message: "must be at least 100ms".into(),
             });
         }
-        let scrape_timeout = parse_duration("scrape-timeout", &self.scrape_timeout)?;
+        let scrape_timeout = parse_duration("scrape-timeout", &scrape_timeout)?;
         if scrape_timeout.is_zero() {
             return Err(Error::Invalid {
                 option: "scrape-timeout",
                 message: "must be above zero".into(),
             });
         }
-        if self.scrape_concurrency == 0 {
+        if scrape_concurrency == 0 {
             return Err(Error::Invalid {
                 option: "scrape-concurrency",
                 message: "must be at least 1".into(),
             });
         }
-        let retention = parse_duration("retention", &self.retention)?;
+        let retention = parse_duration("retention", &retention)?;
         if retention < resolution {
             return Err(Error::Invalid {
                 option: "retention",
                 message: "must be at least one --metric-resolution".into(),
             });
         }
-        if self.max_series == 0 {
+        if max_series == 0 {
             return Err(Error::Invalid {
                 option: "max-series",
                 message: "must be at least 1".into(),
             });
         }
-        let snapshot_interval = parse_duration("snapshot-interval", &self.snapshot_interval)?;
+        let snapshot_interval = parse_duration("snapshot-interval", &snapshot_interval)?;
         if snapshot_interval.is_zero() {
             return Err(Error::Invalid {
                 option: "snapshot-interval",
@@ -173,13 +300,21 @@ impl Args {
         {
             return Err(Error::NoSource);
         }
+        crate::sinks::SinksConfig {
+            sinks: self.config_sinks.clone(),
+        }
+        .validate()
+        .map_err(|e| Error::Invalid {
+            option: "config",
+            message: format!("sinks: {e}"),
+        })?;
         Ok(Settings {
-            listen: self.listen,
+            listen: self.listen.unwrap_or_else(default_listen),
             resolution,
             scrape_timeout,
-            scrape_concurrency: self.scrape_concurrency,
+            scrape_concurrency,
             retention,
-            max_series: self.max_series,
+            max_series,
             data_dir: self.data_dir.clone(),
             snapshot_interval,
             disable_export: self.disable_export,
@@ -258,5 +393,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--retention"), "{err}");
+    }
+
+    fn testdata(name: &str) -> String {
+        format!("{}/testdata/config/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn config_file_fills_unset_options_and_flags_win() {
+        let a = args(&["--config", &testdata("good.yaml"), "--retention", "2h"])
+            .with_config_file()
+            .unwrap();
+        let s = a.validate().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:18082");
+        assert_eq!(s.resolution, Duration::from_secs(30));
+        assert_eq!(s.scrape_timeout, Duration::from_secs(5));
+        assert_eq!(s.scrape_concurrency, 8);
+        assert_eq!(s.retention, Duration::from_secs(7200), "the flag wins");
+        assert_eq!(s.max_series, 1000);
+        assert_eq!(s.snapshot_interval, Duration::from_secs(60));
+        assert!(s.disable_export);
+        assert_eq!(a.nodes.len(), 2);
+        assert_eq!(a.config_sinks.len(), 2);
+        assert!(matches!(&a.config_sinks[0], SinkConfig::Influxdb(i) if i.db == "k8s"));
+        // Flags given for a list replace the file's list; defaults apply without a file.
+        let a = args(&["--config", &testdata("good.yaml"), "--nodes", "127.0.0.9:1"])
+            .with_config_file()
+            .unwrap();
+        assert_eq!(a.nodes, vec!["127.0.0.9:1".to_string()]);
+        let s = args(&["--nodes", "a:1"])
+            .with_config_file()
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            (
+                s.listen.port(),
+                s.resolution,
+                s.scrape_concurrency,
+                s.max_series
+            ),
+            (8082, Duration::from_secs(15), 64, 6_000_000)
+        );
+    }
+
+    #[test]
+    fn bad_config_files_name_the_file_and_the_key() {
+        let load = |name: &str| {
+            args(&["--config", &testdata(name)])
+                .with_config_file()
+                .and_then(|a| a.validate().map(|_| ()))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = load("unknown-key.yaml");
+        assert!(
+            e.contains("unknown-key.yaml") && e.contains("metric_resolutoin"),
+            "{e}"
+        );
+        let e = load("bad-type.yaml");
+        assert!(
+            e.contains("bad-type.yaml") && e.contains("scrape_concurrency"),
+            "{e}"
+        );
+        let e = load("bad-sink.yaml");
+        assert!(e.contains("bad-sink.yaml") && e.contains("colour"), "{e}");
+        let e = load("duplicate-sinks.yaml");
+        assert!(e.contains("sinks") && e.contains("log"), "{e}");
+        let e = load("bad-value.yaml");
+        assert!(
+            e.contains("--metric-resolution") && e.contains("soon"),
+            "{e}"
+        );
+        let e = load("missing.yaml");
+        assert!(e.contains("--config") && e.contains("missing.yaml"), "{e}");
     }
 }

@@ -50,12 +50,18 @@ fn next_boundary(now: DateTime<Utc>, resolution: Duration) -> DateTime<Utc> {
 
 /// Runs the aggregator until `shutdown` fires.
 pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let args = args.with_config_file()?;
     let settings = args.validate()?;
     let mut discoveries = Discovery::from_options(&args.nodes, args.nodes_file.as_ref(), args.source.as_deref())?;
-    let sink_set = if args.sink.is_empty() {
+    // Sinks of the config file, then the --sink URIs.
+    let mut sink_configs = args.config_sinks.clone();
+    for uri in &args.sink {
+        sink_configs.push(sinks::SinkConfig::from_uri(uri).map_err(|e| Error::Sinks(e.to_string()))?);
+    }
+    let sink_set = if sink_configs.is_empty() {
         None
     } else {
-        Some(Arc::new(sinks::SinkSet::from_uris(&args.sink, settings.data_dir.as_deref()).map_err(|e| Error::Sinks(e.to_string()))?))
+        Some(Arc::new(sinks::SinkSet::from_configs(&sink_configs, settings.data_dir.as_deref()).map_err(|e| Error::Sinks(e.to_string()))?))
     };
     let store = Arc::new(Store::new(settings.retention.as_millis() as i64, settings.max_series));
     if let Some(dir) = &settings.data_dir {
