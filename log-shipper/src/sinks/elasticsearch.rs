@@ -491,6 +491,12 @@ impl ElasticsearchSink {
         }
         // Fast path: `errors: false` means every item succeeded, so only the item count needs checking; this skips
         // building a struct per item (the per-item parse was as costly as reading and encoding the records).
+        if clean_response(&bytes, group.len()) {
+            self.metrics
+                .records_shipped
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            return Outcome::Done;
+        }
         if let Ok(sum) = serde_json::from_slice::<BulkSummary>(&bytes) {
             if !sum.errors && sum.items.0 == group.len() {
                 self.metrics
@@ -603,6 +609,16 @@ impl ElasticsearchSink {
     }
 }
 
+/// Byte-level check of a compact bulk response: exactly one top-level `"errors":false` (no `"errors":true`) and one
+/// `"status":` key per item. Inside JSON strings a `"` is escaped, so these patterns only match keys; a response
+/// this does not recognise (pretty-printed, reordered, failed items) goes to the structural parse instead.
+fn clean_response(body: &[u8], items: usize) -> bool {
+    use memchr::memmem;
+    memmem::find_iter(body, b"\"errors\":false").count() == 1
+        && memmem::find(body, b"\"errors\":true").is_none()
+        && memmem::find_iter(body, b"\"status\":").count() == items
+}
+
 fn snippet(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(&b[..b.len().min(300)]);
     s.into_owned()
@@ -639,6 +655,19 @@ mod tests {
         assert_eq!(s.items.0, 2);
         let s: BulkSummary = serde_json::from_str(r#"{"items":[]}"#).unwrap();
         assert!(s.errors);
+    }
+
+    #[test]
+    fn clean_response_needs_errors_false_and_one_status_per_item() {
+        let ok = br#"{"took":1,"errors":false,"items":[{"create":{"_id":"a","status":201}},{"create":{"_id":"b\"status\":","status":201}}]}"#;
+        assert!(clean_response(ok, 2));
+        assert!(!clean_response(ok, 3));
+        let bad = br#"{"took":1,"errors":true,"items":[{"create":{"status":201}},{"create":{"status":429}}]}"#;
+        assert!(!clean_response(bad, 2));
+        assert!(!clean_response(
+            br#"{"errors": false,"items":[{"create":{"status":201}}]}"#,
+            1
+        ));
     }
 
     #[test]
