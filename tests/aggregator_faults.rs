@@ -447,3 +447,51 @@ fn bad_options_are_named_at_start() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `--config`: the file supplies the nodes, resolution and a sink; the command line's --listen
+/// wins over the file's; a bad file stops the start with the file and key named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_runs_the_aggregator_and_bad_files_are_named() {
+    let sim = Sim::new(shape());
+    let node = SimNode::start(&sim, 0, "127.0.0.1", 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("aggregator.yaml");
+    // The file's listen port is taken by nothing and must lose to the harness's --listen.
+    std::fs::write(
+        &good,
+        format!(
+            "listen: 127.0.0.1:1\nnodes: [{}]\nmetric_resolution: 1s\nallow_short_resolution: true\nscrape_timeout: 500ms\nsinks:\n  - type: log\n",
+            node.addr
+        ),
+    )
+    .unwrap();
+    let agg = Aggregator::start(&["--config", good.to_str().unwrap()]);
+    let url = format!("{}/api/v1/model/nodes/", agg.base);
+    let want = sim::node_name(0);
+    until("node from the config file", WAIT, || async {
+        let (s, body) = get(&url).await;
+        (s == 200 && body.contains(&want)).then_some(())
+    })
+    .await;
+    // The file's log sink runs: its self-metrics are on /metrics.
+    let m = metrics(&agg.base).await;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("vigil_sink_points_sent_total{") && l.contains("\"log\"")),
+        "log sink self-metrics: {m}"
+    );
+    drop(agg);
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "nodes: [127.0.0.1:1]\nscrape_concurency: 4\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["aggregator", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("scrape_concurency"),
+        "{err}"
+    );
+}
