@@ -257,3 +257,44 @@ async fn answers_whole_request_statuses_on_demand() {
     assert_eq!(es.doc_count(), 1);
     assert_eq!(es.stats().rejected_requests, 4);
 }
+
+#[tokio::test]
+async fn benchmark_mode_checks_framing_and_ids_without_storing() {
+    let es = EsServer::start(Options {
+        store_documents: false,
+        ..Default::default()
+    })
+    .await;
+    let bulk = format!("{}/_bulk", es.url());
+    let two = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"m\":1}\n{\"create\":{\"_index\":\"a\",\"_id\":\"2\"}}\n{\"m\":2}\n";
+    let (st, v) = post(&bulk, "application/x-ndjson", two).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["errors"], false);
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    assert_eq!(v["items"][1]["create"]["_id"], "2");
+    assert_eq!(v["items"][1]["create"]["status"], 201);
+    // The same ids again: 409 per item, errors set.
+    let (st, v) = post(&bulk, "application/x-ndjson", two).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["errors"], true);
+    assert_eq!(v["items"][0]["create"]["status"], 409);
+    assert_eq!(es.stats().created, 2);
+    assert_eq!(es.stats().conflicts, 2);
+    assert_eq!(es.doc_count(), 0, "benchmark mode stores nothing");
+    // Framing errors fail the whole request.
+    for bad in [
+        "{\"create\":{\"_index\":\"a\",\"_type\":\"_doc\"}}\n{}\n",
+        "{\"update\":{\"_index\":\"a\"}}\n{}\n",
+        "{\"create\":{\"_index\":\"a\"}}\n[1]\n",
+        "{\"create\":{\"_index\":\"a\"}}\n",
+        "{\"create\":{}}\n{}\n",
+        "{not json}\n{}\n",
+    ] {
+        assert_eq!(
+            post(&bulk, "application/x-ndjson", bad).await.0,
+            400,
+            "{bad}"
+        );
+    }
+    assert_eq!(post(&bulk, "application/json", two).await.0, 406);
+}
