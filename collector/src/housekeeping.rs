@@ -1277,4 +1277,52 @@ mod tests {
             Some(PathBuf::from("/var/lib/containerd/snapshots/9/fs"))
         );
     }
+
+    /// The Summary's vigil-only `vigilSpec` carries the cgroup limits computed by hand from the
+    /// fixture files, for cgroup v2 (cpu.weight/cpu.max/memory.max/memory.min) and v1
+    /// (cpu.shares/cpu.cfs_quota_us/cpu.cfs_period_us/memory.limit_in_bytes).
+    #[test]
+    fn summary_carries_vigil_spec_from_cgroup_fixtures() {
+        fn spec_of(root: &str, suffix: &str, id: &str) -> crate::summary::VigilSpec {
+            let mut c = Collector::new(fixture_config(root)).unwrap();
+            let snap = c.pass();
+            let sample = find(&snap, suffix);
+            let summary = crate::http::summary::build(&snap);
+            let json = serde_json::to_string(&summary).unwrap();
+            assert!(json.contains("\"vigilSpec\""), "{json}");
+            let back: crate::summary::Summary = serde_json::from_str(&json).unwrap();
+            back.pods
+                .iter()
+                .flat_map(|p| &p.containers)
+                .find(|c| {
+                    c.name.contains(id)
+                        || (!sample.identity.container.is_empty()
+                            && c.name == sample.identity.container)
+                })
+                .unwrap_or_else(|| panic!("{id} not in summary"))
+                .vigil_spec
+                .clone()
+                .expect("vigilSpec present")
+        }
+        // v2: cpu.weight 10 → shares 2 + 9 × 262142 / 9999 = 237; cpu.max "50000 100000";
+        // memory.max 268435456; memory.min 0.
+        let v2 = spec_of(
+            "cgroup-v2-systemd",
+            &format!("cri-containerd-{}.scope", "a".repeat(64)),
+            &"a".repeat(64),
+        );
+        assert_eq!(v2.cpu_shares, Some(237));
+        assert_eq!(v2.cpu_quota_micros, Some(50_000));
+        assert_eq!(v2.cpu_period_micros, Some(100_000));
+        assert_eq!(v2.memory_limit_bytes, Some(268_435_456));
+        assert_eq!(v2.memory_min_bytes, Some(0));
+        // v1: cpu.shares 512, cfs_quota_us 50000, cfs_period_us 100000,
+        // memory.limit_in_bytes 536870912; v1 has no memory.min.
+        let v1 = spec_of("cgroup-v1-cgroupfs", &"b".repeat(64), &"b".repeat(64));
+        assert_eq!(v1.cpu_shares, Some(512));
+        assert_eq!(v1.cpu_quota_micros, Some(50_000));
+        assert_eq!(v1.cpu_period_micros, Some(100_000));
+        assert_eq!(v1.memory_limit_bytes, Some(536_870_912));
+        assert_eq!(v1.memory_min_bytes, None);
+    }
 }

@@ -147,6 +147,48 @@ pub struct ContainerStats {
     pub user_defined_metrics: Vec<UserDefinedMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<SwapStats>,
+    /// vigil-only extension (a kubelet never sends it): the container's cgroup limits and
+    /// weights, from which a Heapster-style aggregator derives `cpu/request`, `cpu/limit`,
+    /// `memory/request` and `memory/limit` when it has no Kubernetes API pod specs.
+    #[serde(rename = "vigilSpec", default, skip_serializing_if = "Option::is_none")]
+    pub vigil_spec: Option<VigilSpec>,
+}
+
+/// A container's cgroup limits and weights as the collector read them (vigil extension of the
+/// Summary API). Every figure is omitted when the cgroup does not have it or it is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VigilSpec {
+    /// cgroup v1 `cpu.shares`, or v2 `cpu.weight` converted to shares (2 + (w − 1) × 262142 / 9999).
+    #[serde(rename = "cpuShares", default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    /// CFS quota per period in microseconds (v1 `cpu.cfs_quota_us`, v2 `cpu.max`); absent = no quota.
+    #[serde(
+        rename = "cpuQuotaMicros",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_quota_micros: Option<u64>,
+    /// CFS period in microseconds (v1 `cpu.cfs_period_us`, v2 `cpu.max`).
+    #[serde(
+        rename = "cpuPeriodMicros",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_period_micros: Option<u64>,
+    /// v1 `memory.limit_in_bytes` / v2 `memory.max`; absent = unlimited (or ≥ 2^62).
+    #[serde(
+        rename = "memoryLimitBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_limit_bytes: Option<u64>,
+    /// v2 `memory.min` (cgroup v1 has no equivalent; the soft limit is not a request).
+    #[serde(
+        rename = "memoryMinBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_min_bytes: Option<u64>,
 }
 
 /// CPU figures.

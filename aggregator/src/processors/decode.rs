@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use vigil_collector::summary::{
     ContainerStats, CpuStats, FsStats, MemoryStats, NetworkStats, NodeStats, PodStats, Summary,
+    VigilSpec,
 };
 
 use super::names::*;
@@ -257,10 +258,73 @@ fn pod(batch: &mut Batch, node_name: &str, p: &PodStats, now: DateTime<Utc>) {
     );
     batch.sets.insert(pod_key(&r.namespace, &r.name), set);
     for c in &p.containers {
-        batch.sets.insert(
-            pod_container_key(&r.namespace, &r.name, &c.name),
-            container(&labels, set_type::POD_CONTAINER, &c.name, c, now),
-        );
+        let mut set = container(&labels, set_type::POD_CONTAINER, &c.name, c, now);
+        if let Some(spec) = &c.vigil_spec {
+            derived_requests_and_limits(&mut set, spec);
+        }
+        batch
+            .sets
+            .insert(pod_container_key(&r.namespace, &r.name, &c.name), set);
+    }
+}
+
+/// CFS period the kernel uses when none was reported (µs).
+const DEFAULT_CFS_PERIOD_US: u64 = 100_000;
+
+/// `(cpu/request, cpu/limit, memory/request, memory/limit)` derived from a container's cgroup
+/// limits (the vigil collector's `vigilSpec`), for when no Kubernetes pod spec is available:
+///
+/// - `cpu/request` (millicores) = ⌈shares × 1000 / 1024⌉. The kubelet writes
+///   shares = ⌊request × 1024 / 1000⌋ with a minimum of 2, so shares ≤ 2 means "no request" (0),
+///   and rounding up inverts the kubelet's rounding down exactly on cgroup v1. On cgroup v2 the
+///   collector converts cpu.weight back to shares, which the weight's coarser scale makes
+///   approximate (250m → weight 10 → 237 shares → 232m).
+/// - `cpu/limit` (millicores) = quota / period × 1000 (rounded up); no quota → 0.
+/// - `memory/limit` (bytes) = memory.max / memory.limit_in_bytes; unlimited (absent, ≥ 2^62) → 0.
+/// - `memory/request` (bytes): cgroups do not record it; v2 `memory.min` when set, else 0.
+///
+/// Zero means "not set", as in Heapster's pod-based enricher.
+pub fn derive_requests_and_limits(spec: &VigilSpec) -> (i64, i64, i64, i64) {
+    let cpu_request = match spec.cpu_shares {
+        Some(s) if s > 2 => (s as u128 * 1000).div_ceil(1024) as i64,
+        _ => 0,
+    };
+    let cpu_limit = match spec.cpu_quota_micros {
+        Some(q) if q > 0 => {
+            let period = spec
+                .cpu_period_micros
+                .filter(|p| *p > 0)
+                .unwrap_or(DEFAULT_CFS_PERIOD_US);
+            ((q as u128 * 1000).div_ceil(period as u128)).min(i64::MAX as u128) as i64
+        }
+        _ => 0,
+    };
+    let bytes = |v: Option<u64>| match v {
+        Some(b) if b < 1 << 62 => b as i64,
+        _ => 0,
+    };
+    (
+        cpu_request,
+        cpu_limit,
+        bytes(spec.memory_min_bytes),
+        bytes(spec.memory_limit_bytes),
+    )
+}
+
+/// Puts the derived requests and limits on a pod container set. Decoding runs before the
+/// Kubernetes enrichment, which overwrites all four from the pod spec when the API server knows
+/// the pod, so the Kubernetes values win; a value already present is never replaced here.
+fn derived_requests_and_limits(set: &mut MetricSet, spec: &VigilSpec) {
+    let (cpu_req, cpu_lim, mem_req, mem_lim) = derive_requests_and_limits(spec);
+    for (name, v) in [
+        (CPU_REQUEST, cpu_req),
+        (CPU_LIMIT, cpu_lim),
+        (MEMORY_REQUEST, mem_req),
+        (MEMORY_LIMIT, mem_lim),
+    ] {
+        set.values
+            .entry(name.to_string())
+            .or_insert(MetricValue::Int(v));
     }
 }
 
@@ -347,6 +411,130 @@ mod tests {
         assert_eq!(
             b.sets["node:node-1/container:docker-daemon"].labels["type"],
             "sys_container"
+        );
+    }
+
+    fn with_vigil_spec(spec: serde_json::Value) -> Summary {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/kubelet-summary.json"
+        ))
+        .unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["pods"][0]["containers"][0]["vigilSpec"] = spec;
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn process(summary: Summary, info: Option<super::super::enrich::ClusterInfo>) -> Batch {
+        let mut p = super::super::Processor::new(std::time::Duration::from_secs(600));
+        p.cluster_info = info.map(std::sync::Arc::new);
+        let doc = super::super::NodeDoc {
+            fallback_name: "fallback".into(),
+            url: "http://127.0.0.1:1".into(),
+            summary,
+            cpu_cores: Some(2.0),
+        };
+        p.process("2024-01-01T00:10:00Z".parse().unwrap(), &[doc])
+    }
+
+    /// A vigil collector's `vigilSpec` yields the four Heapster metrics on the container, and
+    /// through aggregation on the pod, namespace, node (with `*/node_reservation`) and cluster.
+    #[test]
+    fn vigil_spec_derives_requests_limits_and_node_reservation() {
+        // shares 256 = 250m × 1024 / 1000; quota 50000 / period 100000 = 500m.
+        let summary = with_vigil_spec(serde_json::json!({
+            "cpuShares": 256, "cpuQuotaMicros": 50000, "cpuPeriodMicros": 100000,
+            "memoryLimitBytes": 1000, "memoryMinBytes": 500
+        }));
+        let b = process(summary, None);
+        let c = &b.sets["namespace:default/pod:web-0/container:web"];
+        assert_eq!(c.values[CPU_REQUEST], MetricValue::Int(250));
+        assert_eq!(c.values[CPU_LIMIT], MetricValue::Int(500));
+        assert_eq!(c.values[MEMORY_REQUEST], MetricValue::Int(500));
+        assert_eq!(c.values[MEMORY_LIMIT], MetricValue::Int(1000));
+        for key in [
+            "namespace:default/pod:web-0",
+            "namespace:default",
+            "node:node-1",
+            "cluster",
+        ] {
+            let s = &b.sets[key];
+            assert_eq!(s.values[CPU_REQUEST], MetricValue::Int(250), "{key}");
+            assert_eq!(s.values[MEMORY_LIMIT], MetricValue::Int(1000), "{key}");
+        }
+        let n = &b.sets["node:node-1"];
+        // 250m of 2 cores; 500 B of memory capacity available 1000 + working set 1500.
+        assert_eq!(n.values[CPU_NODE_RESERVATION], MetricValue::Float(0.125));
+        assert_eq!(n.values[MEMORY_NODE_RESERVATION], MetricValue::Float(0.2));
+    }
+
+    /// Kubelet minimum shares (2), no quota, unlimited memory: all four are 0 ("not set").
+    #[test]
+    fn vigil_spec_without_limits_is_zero() {
+        assert_eq!(
+            derive_requests_and_limits(&VigilSpec {
+                cpu_shares: Some(2),
+                cpu_period_micros: Some(100_000),
+                memory_limit_bytes: Some(u64::MAX),
+                ..VigilSpec::default()
+            }),
+            (0, 0, 0, 0)
+        );
+        // 100m → ⌊102.4⌋ = 102 shares → ⌈99.6⌉ = 100m; quota 150000 / period 100000 → 1500m.
+        assert_eq!(
+            derive_requests_and_limits(&VigilSpec {
+                cpu_shares: Some(102),
+                cpu_quota_micros: Some(150_000),
+                cpu_period_micros: Some(100_000),
+                ..VigilSpec::default()
+            }),
+            (100, 1500, 0, 0)
+        );
+        // A kubelet document has no vigilSpec: no derived metrics.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/kubelet-summary.json"
+        ))
+        .unwrap();
+        let b = process(serde_json::from_str(&text).unwrap(), None);
+        let c = &b.sets["namespace:default/pod:web-0/container:web"];
+        assert!(!c.values.contains_key(CPU_REQUEST) && !c.values.contains_key(MEMORY_LIMIT));
+    }
+
+    /// With the Kubernetes API source, the pod spec's values win over the derived ones.
+    #[test]
+    fn kubernetes_values_win_over_vigil_spec() {
+        use super::super::enrich::{ClusterInfo, PodInfo, Resources};
+        let summary = with_vigil_spec(serde_json::json!({
+            "cpuShares": 256, "cpuQuotaMicros": 50000, "cpuPeriodMicros": 100000,
+            "memoryLimitBytes": 1000
+        }));
+        let mut info = ClusterInfo::default();
+        info.pods.insert(
+            ("default".into(), "web-0".into()),
+            PodInfo {
+                labels: String::new(),
+                containers: [(
+                    "web".to_string(),
+                    Resources {
+                        cpu_request: 100,
+                        cpu_limit: 200,
+                        memory_request: 300,
+                        memory_limit: 400,
+                    },
+                )]
+                .into(),
+            },
+        );
+        let b = process(summary, Some(info));
+        let c = &b.sets["namespace:default/pod:web-0/container:web"];
+        assert_eq!(c.values[CPU_REQUEST], MetricValue::Int(100));
+        assert_eq!(c.values[CPU_LIMIT], MetricValue::Int(200));
+        assert_eq!(c.values[MEMORY_REQUEST], MetricValue::Int(300));
+        assert_eq!(c.values[MEMORY_LIMIT], MetricValue::Int(400));
+        assert_eq!(
+            b.sets["node:node-1"].values[CPU_REQUEST],
+            MetricValue::Int(100)
         );
     }
 }

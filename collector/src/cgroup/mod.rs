@@ -303,6 +303,8 @@ pub struct Spec {
     pub memory_limit: Option<u64>,
     pub memory_swap_limit: Option<u64>,
     pub memory_reservation: Option<u64>,
+    /// v2 `memory.min` only (v1 has no memory protection file); `None` when not read.
+    pub memory_min: Option<u64>,
 }
 
 /// Everything read from one cgroup in one pass. A `None` group is one the host does not have for

@@ -233,6 +233,7 @@ pub fn read_spec(
                 *slot = parse_limit(t).map_err(|d| r.parse_err(d))?;
             }
         }
+        spec.memory_min = spec.memory_reservation;
     }
     Ok(())
 }

@@ -97,8 +97,22 @@ fn container_stats(name: String, c: &ContainerSample, snap: &Snapshot, t: Time) 
         memory: memory_of(c, t),
         rootfs: c.rootfs.map(|u| usage_on(u, snap.image_fs.as_ref(), t)),
         logs: c.logs.map(|u| usage_on(u, snap.root_fs.as_ref(), t)),
+        vigil_spec: vigil_spec(&c.stats.spec),
         ..Default::default()
     }
+}
+
+/// The vigil-only `vigilSpec` extension: the cgroup limits already read for the container,
+/// so an aggregator can derive requests and limits without the Kubernetes API.
+fn vigil_spec(s: &crate::cgroup::Spec) -> Option<VigilSpec> {
+    let v = VigilSpec {
+        cpu_shares: s.cpu_shares,
+        cpu_quota_micros: s.cpu_quota_us,
+        cpu_period_micros: s.cpu_period_us,
+        memory_limit_bytes: s.memory_limit,
+        memory_min_bytes: s.memory_min,
+    };
+    (v != VigilSpec::default()).then_some(v)
 }
 
 /// The Summary document of a snapshot.
