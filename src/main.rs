@@ -25,7 +25,7 @@ enum LogFormat {
 enum Command {
     /// Per-node collector: cgroup and /proc figures as cAdvisor metrics and the kubelet Summary API.
     Collector(vigil_collector::Args),
-    /// Cluster aggregator: pulls every node, Heapster's API, metrics.k8s.io, PromQL, sinks.
+    /// Cluster aggregator: pulls every node, Heapster's API, metrics.k8s.io, /federate, sinks.
     Aggregator(vigil_aggregator::Args),
     /// Log shipper: tails container logs and forwards them to Elasticsearch.
     LogShipper(vigil_log_shipper::Args),
