@@ -26,7 +26,16 @@ fn tree(n: usize) -> Tree {
 }
 
 fn config(root: &Path) -> Arc<Config> {
+    config_with(root, None)
+}
+
+/// The default config, or `(collection_threads, open_files_per_cgroup)`.
+fn config_with(root: &Path, variant: Option<(usize, usize)>) -> Arc<Config> {
     let mut c = Config::default();
+    if let Some((threads, keep)) = variant {
+        c.collection_threads = threads;
+        c.open_files_per_cgroup = keep;
+    }
     c.cgroup_root = root.to_path_buf();
     c.pod_log_root = root.join("no-logs");
     c.node_name = Some("bench".into());
@@ -43,6 +52,17 @@ fn bench(c: &mut Criterion) {
         let first = collector.pass();
         assert!(first.containers.len() > n, "{} cgroups for {n} containers", first.containers.len());
         g.bench_with_input(BenchmarkId::new("pass", n), &n, |b, _| b.iter(|| collector.pass()));
+        drop(collector);
+        if n == 1000 {
+            // What each part of the pass design buys: threads × files kept open per cgroup.
+            for (threads, keep) in [(1, 0), (1, 3), (2, 0), (1, 11), (2, 11)] {
+                let mut v = Collector::new(config_with(&t.0, Some((threads, keep)))).expect("collector");
+                v.pass();
+                let id = format!("pass_threads{threads}_keep{keep}");
+                g.bench_with_input(BenchmarkId::new(id, n), &n, |b, _| b.iter(|| v.pass()));
+            }
+        }
+        let mut collector = Collector::new(config(&t.0)).expect("collector");
         // The floor: open and read the same files a pass reads (spec files every sixth pass).
         let mut buf = String::with_capacity(4096);
         let mut iter = 0u64;

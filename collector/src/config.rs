@@ -98,6 +98,16 @@ pub struct Config {
     /// Directory entries the writable-layer and log size walk may visit per pass.
     #[serde(default = "default_fs_walk_budget")]
     pub fs_walk_budget: usize,
+    /// Threads reading cgroup files in a pass (the cgroups are split between them).
+    #[serde(default = "default_collection_threads")]
+    pub collection_threads: usize,
+    /// Files per cgroup kept open between passes and re-read with `pread` (0: open every file
+    /// every pass). Each kept cgroupfs file pins about one page of kernel memory.
+    #[serde(default = "default_open_files_per_cgroup")]
+    pub open_files_per_cgroup: usize,
+    /// The kubelet's root directory (pod volumes under `pods/<uid>/volumes/<plugin>/<name>`).
+    #[serde(default = "default_kubelet_root")]
+    pub kubelet_root: PathBuf,
     /// node-problem-detector monitor config files to run.
     #[serde(default)]
     pub problem_detector_config: Vec<PathBuf>,
@@ -130,6 +140,18 @@ fn default_root_fs() -> PathBuf {
 }
 fn default_fs_walk_budget() -> usize {
     20_000
+}
+fn default_collection_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(2)
+}
+fn default_open_files_per_cgroup() -> usize {
+    3
+}
+fn default_kubelet_root() -> PathBuf {
+    PathBuf::from("/var/lib/kubelet")
 }
 
 impl Default for Config {
@@ -262,6 +284,21 @@ impl Config {
                 key: "problem_detector_kubernetes",
                 message: "needs at least one problem_detector_config (--problem-detector-config) to report"
                     .into(),
+            });
+        }
+        if !(1..=16).contains(&self.collection_threads) {
+            return Err(Error::Invalid {
+                key: "collection_threads",
+                message: format!("{} is outside 1..=16", self.collection_threads),
+            });
+        }
+        if self.open_files_per_cgroup > 32 {
+            return Err(Error::Invalid {
+                key: "open_files_per_cgroup",
+                message: format!(
+                    "{} is above 32 (a cgroup has fewer files worth keeping open)",
+                    self.open_files_per_cgroup
+                ),
             });
         }
         if self.fs_walk_budget == 0 {

@@ -85,9 +85,9 @@ pub fn cgroup_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 /// The files a regular pass reads in each v2 cgroup directory.
-pub const PASS_FILES: [&str; 12] = [
+pub const PASS_FILES: [&str; 11] = [
     "cpu.stat", "memory.current", "memory.peak", "memory.swap.current", "memory.stat", "memory.events", "io.stat",
-    "pids.current", "pids.max", "cpu.pressure", "memory.pressure", "io.pressure",
+    "pids.current", "cpu.pressure", "memory.pressure", "io.pressure",
 ];
 /// The limit files read on spec passes (every sixth pass).
-pub const SPEC_FILES: [&str; 5] = ["cpu.weight", "cpu.max", "memory.max", "memory.swap.max", "memory.min"];
+pub const SPEC_FILES: [&str; 6] = ["cpu.weight", "cpu.max", "memory.max", "memory.swap.max", "memory.min", "pids.max"];

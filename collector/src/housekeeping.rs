@@ -43,8 +43,23 @@ pub struct ContainerSample {
     pub start_time: SystemTime,
     pub rootfs: Option<Usage>,
     pub logs: Option<Usage>,
+    /// Pod volumes (on the pod-level cgroup only).
+    pub volumes: Vec<PodVolume>,
     /// The exposition label set, escaped, without braces: `container="…",id="…",…`.
     pub label_str: String,
+}
+
+/// One pod volume's filesystem figures (the Summary API's `volume[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodVolume {
+    /// The volume's name in the pod spec (its directory name).
+    pub name: String,
+    pub time: SystemTime,
+    pub fs: FsInfo,
+    /// Bytes and inodes under the volume when it shares the node filesystem (the kubelet's
+    /// `du`-based figure); `None` for a mounted volume (its filesystem's own usage applies) or
+    /// before the first complete walk.
+    pub usage: Option<Usage>,
 }
 
 /// The collector's own counters.
@@ -101,6 +116,8 @@ struct Tracked {
     spec: Spec,
     /// The spec (limits) has been read at least once; until then every pass reads it.
     spec_read: bool,
+    /// Descriptors kept open between passes (closed when the cgroup is dropped).
+    handles: cgroup::Handles,
     /// Writable layer directory, once found from a process's mountinfo.
     rootfs_dir: Option<PathBuf>,
     rootfs_probed: bool,
@@ -111,7 +128,8 @@ pub struct Collector {
     config: Arc<Config>,
     layout: Layout,
     tracked: BTreeMap<String, Tracked>,
-    reader: cgroup::Reader,
+    /// One reader per collection worker thread.
+    readers: Vec<cgroup::Reader>,
     watcher: Option<Watcher>,
     last_rescan: Option<Instant>,
     metadata: Metadata,
@@ -126,6 +144,8 @@ pub struct Collector {
     logged: HashSet<String>,
     node_name: String,
     opts_template: ReadOptions,
+    /// The node's boot time (`btime` of /proc/stat), read at start.
+    boot_time: Option<SystemTime>,
 }
 
 /// Housekeeping errors that stop start-up.
@@ -147,12 +167,18 @@ impl Collector {
             pressure: config.enabled("pressure"),
             spec: true,
         };
+        let (threads, keep_files) = (
+            config.collection_threads.max(1),
+            config.open_files_per_cgroup,
+        );
         let mut c = Collector {
             node_name: config.node_name(),
             config,
             layout,
             tracked: BTreeMap::new(),
-            reader: cgroup::Reader::new(),
+            readers: (0..threads)
+                .map(|_| cgroup::Reader::with_budget(cgroup::FdBudget::global(), keep_files))
+                .collect(),
             watcher: None,
             last_rescan: None,
             metadata: Metadata::default(),
@@ -165,7 +191,13 @@ impl Collector {
             stats: SelfStats::default(),
             logged: HashSet::new(),
             opts_template,
+            boot_time: None,
         };
+        c.boot_time = std::fs::read_to_string(c.config.proc_root.join("stat"))
+            .ok()
+            .and_then(|t| proc::parse_stat(&t, 1).ok())
+            .filter(|cpu| cpu.boot_time > 0)
+            .map(|cpu| SystemTime::UNIX_EPOCH + Duration::from_secs(cpu.boot_time));
         if c.layout.mode != Mode::V2 {
             for ctrl in cgroup::Controller::ALL {
                 if c.layout.v1_root(ctrl).is_none() {
@@ -247,11 +279,13 @@ impl Collector {
         if kind == Kind::Other && name != "/" && is_conmon(name) {
             return;
         }
-        let start_time = paths
-            .any_dir()
-            .and_then(|d| std::fs::metadata(d).ok())
-            .and_then(|m| m.modified().ok())
-            .unwrap_or_else(SystemTime::now);
+        // cAdvisor clamps a creation time older than the boot to the boot time (cgroupfs mtimes
+        // of cgroups created by the initramfs or early boot can predate btime).
+        let start_time = match (paths.creation_time(), self.boot_time) {
+            (Some(t), Some(boot)) => t.max(boot),
+            (Some(t), None) => t,
+            (None, _) => SystemTime::now(),
+        };
         self.stats.containers_added += 1;
         self.tracked.insert(
             name.to_string(),
@@ -262,6 +296,7 @@ impl Collector {
                 prev_cpu: None,
                 spec: Spec::default(),
                 spec_read: false,
+                handles: cgroup::Handles::default(),
                 rootfs_dir: None,
                 rootfs_probed: false,
             },
@@ -309,11 +344,15 @@ impl Collector {
                     self.remove(n);
                 } else if let Some(t) = self.tracked.get_mut(n) {
                     t.paths = self.layout.paths_of(n);
+                    t.handles = cgroup::Handles::default();
                 }
             }
             for n in &changes.created {
                 if let Some(t) = self.tracked.get_mut(n) {
+                    // Created again (or in another hierarchy): kept descriptors may point at the
+                    // removed directory.
                     t.paths = self.layout.paths_of(n);
+                    t.handles = cgroup::Handles::default();
                 } else {
                     self.add(n);
                 }
@@ -327,58 +366,43 @@ impl Collector {
         let now_wall = SystemTime::now();
         self.discover();
         self.refresh_metadata();
-        let files_before = self.reader.files_read;
         let read_spec = self.stats.passes.is_multiple_of(6);
-        let mut opts = self.opts_template;
+        let opts = self.opts_template;
+        // The cgroups are split into one contiguous chunk per reader (worker thread); results are
+        // joined in the map's order, so a pass is deterministic whatever the thread count.
+        let mut entries: Vec<(&String, &mut Tracked)> = self.tracked.iter_mut().collect();
+        let workers = self.readers.len().min(entries.len()).max(1);
+        let chunk = entries.len().div_ceil(workers).max(1);
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(workers);
+        if workers == 1 {
+            outcomes.push(read_chunk(
+                &mut self.readers[0],
+                &mut entries,
+                opts,
+                read_spec,
+            ));
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = entries
+                    .chunks_mut(chunk)
+                    .zip(self.readers.iter_mut())
+                    .map(|(part, reader)| {
+                        scope.spawn(move || read_chunk(reader, part, opts, read_spec))
+                    })
+                    .collect();
+                for h in handles {
+                    outcomes.push(h.join().expect("collection worker panicked"));
+                }
+            });
+        }
         let mut errors: Vec<cgroup::Error> = Vec::new();
         let mut samples: Vec<ContainerSample> = Vec::with_capacity(self.tracked.len());
         let mut gone: Vec<String> = Vec::new();
-        let names: Vec<String> = self.tracked.keys().cloned().collect();
-        for name in &names {
-            let t = self.tracked.get_mut(name).expect("tracked");
-            opts.spec = read_spec || !t.spec_read;
-            match self.reader.read_stats(&t.paths, opts, &mut errors) {
-                Ok(mut stats) => {
-                    let now = Instant::now();
-                    if opts.spec {
-                        t.spec = stats.spec.clone();
-                        t.spec_read = true;
-                    } else {
-                        stats.spec = t.spec.clone();
-                    }
-                    let mut usage_nano_cores = None;
-                    if let Some(cpu) = &stats.cpu {
-                        if let Some((pt, pu)) = t.prev_cpu {
-                            let dt = now.duration_since(pt).as_nanos() as u64;
-                            if dt > 0 && cpu.usage_ns >= pu {
-                                usage_nano_cores = Some(
-                                    ((cpu.usage_ns - pu) as u128 * 1_000_000_000 / dt as u128)
-                                        as u64,
-                                );
-                            }
-                        }
-                        t.prev_cpu = Some((now, cpu.usage_ns));
-                    } else {
-                        // No CPU sample this pass: the next rate needs two real samples
-                        // (a zero baseline would turn lifetime CPU into one interval's rate).
-                        t.prev_cpu = None;
-                    }
-                    samples.push(ContainerSample {
-                        name: name.clone(),
-                        kind: t.kind.clone(),
-                        identity: Identity::default(),
-                        stats,
-                        usage_nano_cores,
-                        network: None,
-                        start_time: t.start_time,
-                        rootfs: None,
-                        logs: None,
-                        label_str: String::new(),
-                    });
-                }
-                Err(cgroup::Error::Gone { .. }) => gone.push(name.clone()),
-                Err(e) => errors.push(e),
-            }
+        for o in outcomes {
+            samples.extend(o.samples);
+            errors.extend(o.errors);
+            gone.extend(o.gone);
+            self.stats.files_read += o.files_read;
         }
         for e in errors {
             let kind = e.kind();
@@ -393,7 +417,6 @@ impl Collector {
             tracing::debug!(cgroup = %g, "container removed during the pass");
             self.remove(&g);
         }
-        self.stats.files_read += self.reader.files_read - files_before;
         self.identify(&mut samples);
         if self.config.enabled("network") {
             self.collect_network(&mut samples);
@@ -415,12 +438,7 @@ impl Collector {
         let mut node_usage_nano_cores = None;
         if node.cpu.usage_ns > 0 {
             if let Some((pt, pu)) = self.prev_node_cpu {
-                let dt = now.duration_since(pt).as_nanos() as u64;
-                if dt > 0 && node.cpu.usage_ns >= pu {
-                    node_usage_nano_cores = Some(
-                        ((node.cpu.usage_ns - pu) as u128 * 1_000_000_000 / dt as u128) as u64,
-                    );
-                }
+                node_usage_nano_cores = rate_nano_cores(pt, pu, now, node.cpu.usage_ns);
             }
             self.prev_node_cpu = Some((now, node.cpu.usage_ns));
         }
@@ -667,6 +685,81 @@ impl Collector {
     pub fn tracked_len(&self) -> usize {
         self.tracked.len()
     }
+}
+
+/// What one worker read from its share of the cgroups.
+struct Outcome {
+    samples: Vec<ContainerSample>,
+    errors: Vec<cgroup::Error>,
+    gone: Vec<String>,
+    files_read: u64,
+}
+
+/// Reads a contiguous share of the tracked cgroups with one reader (one worker thread).
+fn read_chunk(
+    reader: &mut cgroup::Reader,
+    part: &mut [(&String, &mut Tracked)],
+    template: ReadOptions,
+    read_spec: bool,
+) -> Outcome {
+    let files_before = reader.files_read;
+    let mut out = Outcome {
+        samples: Vec::with_capacity(part.len()),
+        errors: Vec::new(),
+        gone: Vec::new(),
+        files_read: 0,
+    };
+    for (name, t) in part.iter_mut() {
+        let mut opts = template;
+        opts.spec = read_spec || !t.spec_read;
+        match reader.read_stats(&t.paths, &mut t.handles, opts, &mut out.errors) {
+            Ok(mut stats) => {
+                let now = Instant::now();
+                if opts.spec {
+                    t.spec = stats.spec.clone();
+                    t.spec_read = true;
+                } else {
+                    stats.spec = t.spec.clone();
+                    stats.apply_spec_limits();
+                }
+                let mut usage_nano_cores = None;
+                if let Some(cpu) = &stats.cpu {
+                    if let Some((pt, pu)) = t.prev_cpu {
+                        usage_nano_cores = rate_nano_cores(pt, pu, now, cpu.usage_ns);
+                    }
+                    t.prev_cpu = Some((now, cpu.usage_ns));
+                } else {
+                    // No CPU sample this pass: the next rate needs two real samples
+                    // (a zero baseline would turn lifetime CPU into one interval's rate).
+                    t.prev_cpu = None;
+                }
+                out.samples.push(ContainerSample {
+                    name: (*name).clone(),
+                    kind: t.kind.clone(),
+                    identity: Identity::default(),
+                    stats,
+                    usage_nano_cores,
+                    network: None,
+                    start_time: t.start_time,
+                    rootfs: None,
+                    logs: None,
+                    volumes: Vec::new(),
+                    label_str: String::new(),
+                });
+            }
+            Err(cgroup::Error::Gone { .. }) => out.gone.push((*name).clone()),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out.files_read = reader.files_read - files_before;
+    out
+}
+
+/// CPU cores used between two samples of a cumulative nanosecond counter, in nanocores; `None`
+/// when no time passed or the counter went backwards (a reset).
+fn rate_nano_cores(prev_at: Instant, prev_ns: u64, now: Instant, ns: u64) -> Option<u64> {
+    let dt = now.duration_since(prev_at).as_nanos();
+    (dt > 0 && ns >= prev_ns).then(|| ((ns - prev_ns) as u128 * 1_000_000_000 / dt) as u64)
 }
 
 /// The root cgroup ("/") gets what its cgroup files lack from /proc (as cAdvisor does on v2,
@@ -1131,7 +1224,12 @@ mod tests {
         let mut errors = Vec::new();
         let paths = c.layout.paths_of("/kubepods/podaa/0123");
         let opts = c.opts_template;
-        let err = match c.reader.read_stats(&paths, opts, &mut errors) {
+        let err = match c.readers[0].read_stats(
+            &paths,
+            &mut cgroup::Handles::default(),
+            opts,
+            &mut errors,
+        ) {
             Err(e) => e.to_string(),
             Ok(_) => errors
                 .iter()
@@ -1265,6 +1363,111 @@ mod tests {
         assert!(pid_in_pod(&proc_root, 300, uid));
         assert!(!pid_in_pod(&proc_root, 100, uid));
         assert!(!pid_in_pod(&proc_root, 400, uid));
+    }
+
+    fn v2_dir(root: &Path, rel: &str, usage_usec: u64) -> PathBuf {
+        let dir = root.join(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cpu.stat"), format!("usage_usec {usage_usec}\n")).unwrap();
+        std::fs::write(dir.join("memory.current"), format!("{}\n", usage_usec * 2)).unwrap();
+        std::fs::write(dir.join("pids.current"), "3\n").unwrap();
+        dir
+    }
+
+    fn usage_of(snap: &Snapshot, name: &str) -> Option<u64> {
+        snap.containers
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.stats.cpu.as_ref().map(|c| c.usage_ns))
+    }
+
+    /// A cgroup removed and created again under the same name between passes is read from the
+    /// new directory, not through descriptors kept for the old one.
+    #[test]
+    fn recreated_cgroup_is_read_from_the_new_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let name = "/kubepods/podaa/0123";
+        let dir = v2_dir(root, "kubepods/podaa/0123", 10);
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        cfg.open_files_per_cgroup = 3;
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        c.start_watcher();
+        assert_eq!(usage_of(&c.pass(), name), Some(10_000));
+        assert_eq!(usage_of(&c.pass(), name), Some(10_000));
+        assert!(
+            c.tracked[name].handles.len() >= 2,
+            "directory and files kept"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        v2_dir(root, "kubepods/podaa/0123", 77);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let u = usage_of(&c.pass(), name);
+            if u == Some(77_000) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still reading the removed cgroup: {u:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Without a watcher, a kept directory descriptor of a removed cgroup is noticed by the
+    /// failing `openat` and the path is looked up again (only directories kept here).
+    #[test]
+    fn stale_kept_directory_is_reopened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let name = "/kubepods/podaa/0123";
+        let dir = v2_dir(root, "kubepods/podaa/0123", 10);
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        cfg.open_files_per_cgroup = 0;
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        assert_eq!(usage_of(&c.pass(), name), Some(10_000));
+        std::fs::remove_dir_all(&dir).unwrap();
+        v2_dir(root, "kubepods/podaa/0123", 77);
+        let snap = c.pass();
+        assert_eq!(usage_of(&snap, name), Some(77_000));
+        let s = snap.containers.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(s.stats.memory.as_ref().unwrap().usage, 154);
+    }
+
+    /// Splitting the cgroups between worker threads and keeping files open changes nothing in
+    /// what a pass reports, nor in the errors it counts.
+    #[test]
+    fn threads_and_kept_files_give_the_same_pass() {
+        let run = |threads: usize, keep: usize| {
+            let mut cfg = (*fixture_config("cgroup-v2-systemd")).clone();
+            cfg.collection_threads = threads;
+            cfg.open_files_per_cgroup = keep;
+            let mut c = Collector::new(Arc::new(cfg)).unwrap();
+            c.pass();
+            let snap = c.pass();
+            let mut errors = snap.self_stats.errors_by_kind.clone();
+            // The missing /proc is counted once per pass whatever the settings.
+            errors.remove("proc_io");
+            let v: Vec<(String, Stats, String)> = snap
+                .containers
+                .iter()
+                .map(|s| (s.name.clone(), s.stats.clone(), s.label_str.clone()))
+                .collect();
+            (v, errors, snap.self_stats.files_read)
+        };
+        let base = run(1, 0);
+        assert!(base.0.len() > 5);
+        for (threads, keep) in [(2, 0), (2, 3), (1, 11), (3, 11)] {
+            let other = run(threads, keep);
+            assert_eq!(other.0, base.0, "threads {threads} keep {keep}");
+            assert_eq!(other.1, base.1, "threads {threads} keep {keep}");
+            assert_eq!(other.2, base.2, "threads {threads} keep {keep}");
+        }
     }
 
     #[test]

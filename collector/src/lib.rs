@@ -67,6 +67,15 @@ pub struct Args {
     /// Directory entries the writable-layer/log size walk may visit per pass [default: 20000].
     #[arg(long)]
     pub fs_walk_budget: Option<usize>,
+    /// Threads reading cgroup files in a pass [default: number of CPUs, at most 2].
+    #[arg(long)]
+    pub collection_threads: Option<usize>,
+    /// Files per cgroup kept open between passes and re-read with pread (0: none) [default: 3].
+    #[arg(long)]
+    pub open_files_per_cgroup: Option<usize>,
+    /// The kubelet's root directory, for pod volume figures [default: /var/lib/kubelet].
+    #[arg(long)]
+    pub kubelet_root: Option<PathBuf>,
     /// node-problem-detector monitor config (JSON); repeat for several. Added to the file's list.
     #[arg(long = "problem-detector-config")]
     pub problem_detector_config: Vec<PathBuf>,
@@ -94,7 +103,7 @@ impl Args {
         macro_rules! set_opt {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = Some(v.clone()); } )* };
         }
-        set!(listen, cgroup_root, proc_root, pod_log_root, housekeeping_interval, rescan_interval, disable_metrics, pod_labels, root_fs_path, fs_walk_budget);
+        set!(listen, cgroup_root, proc_root, pod_log_root, housekeeping_interval, rescan_interval, disable_metrics, pod_labels, root_fs_path, fs_walk_budget, collection_threads, open_files_per_cgroup, kubelet_root);
         set_opt!(container_log_root, kubelet_url, node_name, image_fs_path);
         for p in &self.problem_detector_config {
             if !c.problem_detector_config.contains(p) {

@@ -1,8 +1,11 @@
 //! Cgroup hierarchies (v1, v2, hybrid): where a container's cgroup files live and what we read from them.
 
+pub mod fds;
 pub mod parse;
 pub mod v1;
 pub mod v2;
+
+pub use fds::{FdBudget, Handles};
 
 use crate::summary::PsiStats;
 use std::path::{Path, PathBuf};
@@ -214,6 +217,25 @@ impl CgroupPaths {
     pub fn is_empty(&self) -> bool {
         self.v1.iter().all(Option::is_none) && self.v2.is_none()
     }
+    /// When the cgroup was created, as cAdvisor's raw handler computes it (`GetSpec`
+    /// CreationTime): the earliest, over every hierarchy, of the directory's mtime and of the mtime
+    /// of a file the kernel creates with it and never modifies (`cgroup.clone_children` on v1,
+    /// `cgroup.events` on v2). A directory's mtime moves when children are created, the file's
+    /// does not, so the result is the same whenever the collector (re)starts.
+    pub fn creation_time(&self) -> Option<std::time::SystemTime> {
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let v1 = self
+            .v1
+            .iter()
+            .flatten()
+            .map(|d| (d.as_path(), "cgroup.clone_children"));
+        let v2 = self.v2.iter().map(|d| (d.as_path(), "cgroup.events"));
+        v1.chain(v2)
+            .flat_map(|(dir, file)| [mtime(dir), mtime(&dir.join(file))])
+            .flatten()
+            .min()
+    }
+
     /// Any directory of this cgroup (for cgroup.procs and creation time).
     pub fn any_dir(&self) -> Option<&Path> {
         self.v1(Controller::Cpu)
@@ -305,6 +327,8 @@ pub struct Spec {
     pub memory_reservation: Option<u64>,
     /// v2 `memory.min` only (v1 has no memory protection file); `None` when not read.
     pub memory_min: Option<u64>,
+    /// pids.max: `None` when not read (no pids controller), `Some(None)` when unlimited.
+    pub pids_max: Option<Option<u64>>,
 }
 
 /// Everything read from one cgroup in one pass. A `None` group is one the host does not have for
@@ -317,6 +341,15 @@ pub struct Stats {
     pub pids: Option<Pids>,
     pub pressure: Pressure,
     pub spec: Spec,
+}
+
+impl Stats {
+    /// Copies the limits read with the spec into the figures that carry them (`pids.max`).
+    pub fn apply_spec_limits(&mut self) {
+        if let (Some(p), Some(max)) = (&mut self.pids, self.spec.pids_max) {
+            p.max = max;
+        }
+    }
 }
 
 /// What to read in one pass.
@@ -344,27 +377,51 @@ impl Default for ReadOptions {
     }
 }
 
-/// A reusable reader: one buffer for every file it reads, and the cgroup directory opened once
+/// A reusable reader: one buffer for every file it reads, and each cgroup directory opened once
 /// (files are opened relative to it with `openat`, so the kernel walks the long path once per
-/// directory instead of once per file).
+/// directory instead of once per file). With a budget (`with_budget`), the directories and the
+/// first `keep_files` files of each cgroup stay open between passes in the cgroup's `Handles`,
+/// and a kept file costs one `pread` per pass instead of `openat` + `read` + `close`.
 #[derive(Debug, Default)]
 pub struct Reader {
     buf: Vec<u8>,
     len: usize,
-    last_file: String,
-    dir: Option<(PathBuf, rustix::fd::OwnedFd)>,
+    /// Directory and file of the last load, for error messages.
+    last_path: std::ffi::OsString,
+    /// A directory opened for this cgroup only (no budget, or the budget is spent).
+    transient: Option<(PathBuf, rustix::fd::OwnedFd)>,
+    /// The descriptors of the cgroup being read (swapped in by `read_stats`).
+    handles: Handles,
+    budget: Option<&'static FdBudget>,
+    /// Files kept open per cgroup (0: only directories are kept).
+    keep_files: usize,
+    /// Whether files loaded now may be kept (false while reading the limits, read every few passes).
+    keep_now: bool,
     /// Files read by this reader since it was created (for the benches' floor).
     pub files_read: u64,
+}
+
+/// Where the directory of a load comes from.
+enum DirRef {
+    Kept(usize),
+    Transient,
 }
 
 impl Reader {
     pub fn new() -> Self {
         Reader {
             buf: vec![0; 16 * 1024],
-            len: 0,
-            last_file: String::new(),
-            dir: None,
-            files_read: 0,
+            ..Default::default()
+        }
+    }
+
+    /// A reader that keeps directories and up to `keep_files` files per cgroup open between
+    /// passes, within `budget`.
+    pub fn with_budget(budget: &'static FdBudget, keep_files: usize) -> Self {
+        Reader {
+            budget: Some(budget),
+            keep_files,
+            ..Reader::new()
         }
     }
 
@@ -378,85 +435,129 @@ impl Reader {
         }
     }
 
-    /// Reads `dir/file` into the reusable buffer (then see `text`). An absent file is `Ok(false)`;
-    /// an absent `dir` is `Gone`.
-    pub(crate) fn load(&mut self, dir: &Path, file: &str, name: &str) -> Result<bool, Error> {
+    fn io_err(&self, source: rustix::io::Errno) -> Error {
+        Error::Io {
+            path: PathBuf::from(&self.last_path),
+            source: source.into(),
+        }
+    }
+
+    /// Finds or opens the directory `dir`; the flag says whether it was opened just now.
+    fn dir_ref(&mut self, dir: &Path, name: &str) -> Result<(DirRef, bool), Error> {
         use rustix::fs::{Mode, OFlags};
         use rustix::io::Errno;
-        self.files_read += 1;
-        self.len = 0;
-        self.last_file.clear();
-        self.last_file.push_str(file);
-        if self.buf.is_empty() {
-            self.buf = vec![0; 16 * 1024];
+        if let Some(i) = self.handles.dir_index(dir) {
+            return Ok((DirRef::Kept(i), false));
         }
-        let cached = matches!(&self.dir, Some((p, _)) if p.as_os_str() == dir.as_os_str());
-        if !cached {
-            self.dir = None;
-            match rustix::fs::open(
-                dir,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => self.dir = Some((dir.to_path_buf(), fd)),
-                Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
-                    return Err(Error::Gone {
-                        name: name.to_string(),
-                    })
-                }
-                Err(e) => {
-                    return Err(Error::Io {
-                        path: dir.to_path_buf(),
-                        source: e.into(),
-                    })
-                }
-            }
+        if matches!(&self.transient, Some((p, _)) if p.as_os_str() == dir.as_os_str()) {
+            return Ok((DirRef::Transient, false));
         }
-        let dirfd = &self.dir.as_ref().expect("opened above").1;
-        let fd = match rustix::fs::openat(
-            dirfd,
-            file,
-            OFlags::RDONLY | OFlags::CLOEXEC,
+        let fd = match rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) | Err(Errno::NODEV) => return Self::gone_or_absent(dir, name),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                return Err(Error::Gone {
+                    name: name.to_string(),
+                })
+            }
             Err(e) => {
                 return Err(Error::Io {
-                    path: dir.join(file),
+                    path: dir.to_path_buf(),
                     source: e.into(),
                 })
             }
         };
-        loop {
-            match rustix::io::read(&fd, &mut self.buf[self.len..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.len += n;
-                    if self.len < self.buf.len() {
-                        // A short read of a regular or kernfs (seq_file) file is the end of it.
-                        break;
+        if let Some(token) = self.budget.and_then(|b| b.take()) {
+            return Ok((DirRef::Kept(self.handles.keep_dir(dir, fd, token)), true));
+        }
+        self.transient = Some((dir.to_path_buf(), fd));
+        Ok((DirRef::Transient, true))
+    }
+
+    /// Reads `dir/file` into the reusable buffer (then see `text`). An absent file is `Ok(false)`;
+    /// an absent `dir` is `Gone`.
+    pub(crate) fn load(
+        &mut self,
+        dir: &Path,
+        file: &'static str,
+        name: &str,
+    ) -> Result<bool, Error> {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::io::Errno;
+        self.files_read += 1;
+        self.len = 0;
+        self.last_path.clear();
+        self.last_path.push(dir.as_os_str());
+        self.last_path.push("/");
+        self.last_path.push(file);
+        if self.buf.is_empty() {
+            self.buf = vec![0; 16 * 1024];
+        }
+        // A kept file: one pread at offset 0.
+        if let Some(d) = self.handles.dir_index(dir) {
+            if let Some(i) = self.handles.file_index(d, file) {
+                match read_all(&self.handles.files[i].fd, &mut self.buf, &mut self.len) {
+                    Ok(()) => return Ok(true),
+                    // ENODEV (cgroup removed or controller disabled) or another failure: close it
+                    // and let a fresh open tell which.
+                    Err(_) => {
+                        self.handles.drop_file(i);
+                        self.len = 0;
                     }
-                    let grow = self.buf.len();
-                    self.buf.resize(grow * 2, 0);
                 }
-                Err(Errno::INTR) => continue,
-                // ENODEV: the cgroup was removed between open and read.
-                Err(Errno::NODEV) => return Self::gone_or_absent(dir, name),
-                Err(e) => {
-                    return Err(Error::Io {
-                        path: dir.join(file),
-                        source: e.into(),
-                    })
+            }
+        }
+        let mut retried = false;
+        let (fd, kept_dir) = loop {
+            let (dref, fresh) = self.dir_ref(dir, name)?;
+            let dirfd = match &dref {
+                DirRef::Kept(i) => &self.handles.dirs[*i].fd,
+                DirRef::Transient => &self.transient.as_ref().expect("opened").1,
+            };
+            match rustix::fs::openat(dirfd, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(fd) => {
+                    break (
+                        fd,
+                        match dref {
+                            DirRef::Kept(i) => Some(i),
+                            DirRef::Transient => None,
+                        },
+                    )
+                }
+                Err(Errno::NOENT) | Err(Errno::NODEV) => {
+                    // A directory kept from an earlier pass may be a removed cgroup whose name
+                    // was created again: forget it and look the path up once more.
+                    if let (DirRef::Kept(i), false, false) = (&dref, fresh, retried) {
+                        // Still the same directory: the file is just absent.
+                        if same_dir(&self.handles.dirs[*i].fd, dir) {
+                            return Ok(false);
+                        }
+                        self.handles.drop_dir(*i);
+                        retried = true;
+                        continue;
+                    }
+                    return Self::gone_or_absent(dir, name);
+                }
+                Err(e) => return Err(self.io_err(e)),
+            }
+        };
+        match read_all(&fd, &mut self.buf, &mut self.len) {
+            Ok(()) => {}
+            // ENODEV: the cgroup was removed between open and read.
+            Err(Errno::NODEV) => return Self::gone_or_absent(dir, name),
+            Err(e) => return Err(self.io_err(e)),
+        }
+        if let Some(d) = kept_dir {
+            if self.keep_now && self.handles.files_len() < self.keep_files {
+                if let Some(token) = self.budget.and_then(|b| b.take()) {
+                    self.handles.keep_file(d, file, fd, token);
                 }
             }
         }
         Ok(true)
-    }
-
-    /// Forgets the open directory (call before reading another cgroup).
-    pub fn reset_dir(&mut self) {
-        self.dir = None;
     }
 
     /// The content of the last file loaded (empty if it is not UTF-8, which parsers then reject).
@@ -465,27 +566,40 @@ impl Reader {
     }
 
     pub(crate) fn parse_err(&self, detail: impl Into<String>) -> Error {
-        let path = match &self.dir {
-            Some((d, _)) => d.join(&self.last_file),
-            None => PathBuf::from(&self.last_file),
-        };
         Error::Parse {
-            path,
+            path: PathBuf::from(&self.last_path),
             detail: detail.into(),
         }
     }
 
-    /// Reads every figure of the cgroup. Errors that leave the rest readable (a malformed or
-    /// unreadable file) are pushed to `errors` and the pass goes on; `Gone` stops it.
+    /// Reads every figure of the cgroup, with the descriptors kept for it in `handles` (updated:
+    /// files and directories opened now may be kept, stale ones are closed). Errors that leave the
+    /// rest readable (a malformed or unreadable file) are pushed to `errors` and the pass goes on;
+    /// `Gone` stops it.
     pub fn read_stats(
+        &mut self,
+        paths: &CgroupPaths,
+        handles: &mut Handles,
+        opts: ReadOptions,
+        errors: &mut Vec<Error>,
+    ) -> Result<Stats, Error> {
+        self.transient = None;
+        std::mem::swap(&mut self.handles, handles);
+        let r = self.read_stats_inner(paths, opts, errors);
+        std::mem::swap(&mut self.handles, handles);
+        self.transient = None;
+        r
+    }
+
+    fn read_stats_inner(
         &mut self,
         paths: &CgroupPaths,
         opts: ReadOptions,
         errors: &mut Vec<Error>,
     ) -> Result<Stats, Error> {
-        self.reset_dir();
         let mut stats = Stats::default();
         let name = paths.name.as_str();
+        self.keep_now = true;
         macro_rules! soft {
             ($e:expr) => {
                 match $e {
@@ -527,9 +641,9 @@ impl Reader {
                 None
             };
         }
+        let pids_dir = paths.v1(Controller::Pids).or(paths.v2.as_deref());
         if opts.pids {
-            let dir = paths.v1(Controller::Pids).or(paths.v2.as_deref());
-            stats.pids = match dir {
+            stats.pids = match pids_dir {
                 Some(dir) => soft!(read_pids(self, dir, name)),
                 None => None,
             };
@@ -542,6 +656,8 @@ impl Reader {
             }
         }
         if opts.spec {
+            // Limits are read every few passes: their files are not worth a kept descriptor.
+            self.keep_now = false;
             let mut spec = Spec::default();
             if paths.v1(Controller::Cpu).is_some() || paths.v1(Controller::Memory).is_some() {
                 soft!(v1::read_spec(self, paths, name, &mut spec).map(Some));
@@ -549,26 +665,82 @@ impl Reader {
             if let Some(dir) = &paths.v2 {
                 soft!(v2::read_spec(self, dir, name, &mut spec, paths).map(Some));
             }
+            if opts.pids {
+                if let Some(dir) = pids_dir {
+                    spec.pids_max = soft!(read_pids_max(self, dir, name));
+                }
+            }
             stats.spec = spec;
+            stats.apply_spec_limits();
         }
         Ok(stats)
     }
 }
 
-/// pids.current and pids.max (same names on v1 and v2).
+/// Whether the directory descriptor `fd` is still the directory at `path` (not a removed one
+/// whose name was created again).
+fn same_dir(fd: &rustix::fd::OwnedFd, path: &Path) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::stat(path)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+/// Reads a whole file from offset 0 with `pread` (one call for a kernfs or tmpfs file that fits the
+/// buffer: a short read is its end); the buffer grows for larger files.
+fn read_all(
+    fd: &rustix::fd::OwnedFd,
+    buf: &mut Vec<u8>,
+    len: &mut usize,
+) -> Result<(), rustix::io::Errno> {
+    use rustix::io::Errno;
+    *len = 0;
+    loop {
+        match rustix::io::pread(fd, &mut buf[*len..], *len as u64) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                *len += n;
+                if *len < buf.len() {
+                    return Ok(());
+                }
+                let grow = buf.len();
+                buf.resize(grow * 2, 0);
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// pids.current (same name on v1 and v2); `max` comes from the spec (`read_pids_max`).
 fn read_pids(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Pids>, Error> {
-    if !r.load(dir, "pids.current", name)? {
+    Ok(read_u64_file(r, dir, "pids.current", name)?.map(|current| Pids { current, max: None }))
+}
+
+/// pids.max (a limit: read with the spec, every few passes). `Some(None)` is unlimited.
+fn read_pids_max(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Option<u64>>, Error> {
+    if !r.load(dir, "pids.max", name)? {
+        return Ok(None);
+    }
+    Ok(Some(
+        parse::parse_limit(r.text()).map_err(|d| r.parse_err(d))?,
+    ))
+}
+
+/// A file holding one number; `None` when the file is absent.
+pub(crate) fn read_u64_file(
+    r: &mut Reader,
+    dir: &Path,
+    file: &'static str,
+    name: &str,
+) -> Result<Option<u64>, Error> {
+    if !r.load(dir, file, name)? {
         return Ok(None);
     }
     let t = r.text();
-    let current = parse::parse_u64(t)
-        .ok_or_else(|| r.parse_err(format!("expected a number, got {:?}", t.trim())))?;
-    let max = if r.load(dir, "pids.max", name)? {
-        parse::parse_limit(r.text()).map_err(|d| r.parse_err(d))?
-    } else {
-        None
-    };
-    Ok(Some(Pids { current, max }))
+    parse::parse_u64(t)
+        .map(Some)
+        .ok_or_else(|| r.parse_err(format!("expected a number, got {:?}", t.trim())))
 }
 
 /// The pids listed in a cgroup's `cgroup.procs`.
@@ -604,6 +776,89 @@ mod tests {
         assert!(hybrid.v2_root.as_ref().unwrap().ends_with("unified"));
         let err = Layout::detect(&testdata("no-such-root")).unwrap_err();
         assert!(err.to_string().contains("no-such-root"), "{err}");
+    }
+
+    /// With a spent budget nothing is kept and every file is still read; with room, kept files
+    /// are re-read (new content) with one pread and give their descriptors back when dropped.
+    #[test]
+    fn kept_files_follow_the_budget_and_reread_fresh_content() {
+        static BUDGET: std::sync::OnceLock<FdBudget> = std::sync::OnceLock::new();
+        let budget = BUDGET.get_or_init(|| FdBudget::new(3));
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let dir = tmp.path().join("a");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 1\n").unwrap();
+        std::fs::write(dir.join("memory.current"), "100\n").unwrap();
+        std::fs::write(dir.join("pids.current"), "1\n").unwrap();
+        let layout = Layout::detect(tmp.path()).unwrap();
+        let paths = layout.paths_of("/a");
+        let opts = ReadOptions {
+            spec: false,
+            ..Default::default()
+        };
+        let mut r = Reader::with_budget(budget, 8);
+        let mut h = Handles::default();
+        let mut errors = Vec::new();
+        let s = r.read_stats(&paths, &mut h, opts, &mut errors).unwrap();
+        assert_eq!(s.cpu.unwrap().usage_ns, 1000);
+        // The directory and two files: the budget of three is spent.
+        assert_eq!((h.len(), budget.in_use()), (3, 3));
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 2\n").unwrap();
+        std::fs::write(dir.join("pids.current"), "9\n").unwrap();
+        let s = r.read_stats(&paths, &mut h, opts, &mut errors).unwrap();
+        assert_eq!(s.cpu.unwrap().usage_ns, 2000);
+        assert_eq!(s.memory.unwrap().usage, 100);
+        assert_eq!(s.pids.unwrap().current, 9);
+        assert!(errors.is_empty(), "{errors:?}");
+        drop(h);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    /// Review #10: the start time does not follow the directory mtime (which moves when children
+    /// are created) and is the same for a collector started later.
+    #[test]
+    fn creation_time_is_stable_when_children_are_created() {
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let pod = root.join("kubepods/podaa");
+        std::fs::create_dir_all(&pod).unwrap();
+        let created = SystemTime::now() - Duration::from_secs(3600);
+        let events = std::fs::File::create(pod.join("cgroup.events")).unwrap();
+        events.set_modified(created).unwrap();
+        let layout = Layout::detect(root).unwrap();
+        let first = layout.paths_of("/kubepods/podaa").creation_time().unwrap();
+        assert_eq!(first, created);
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::create_dir(pod.join("0123")).unwrap();
+        let dir_mtime = std::fs::metadata(&pod).unwrap().modified().unwrap();
+        assert!(dir_mtime > created);
+        // A restarted collector (a new layout) computes the same time.
+        let again = Layout::detect(root).unwrap();
+        assert_eq!(
+            again.paths_of("/kubepods/podaa").creation_time(),
+            Some(first)
+        );
+        // v1: cgroup.clone_children plays that part in each controller's directory.
+        let v1 = tempfile::tempdir().unwrap();
+        for c in ["cpu", "memory"] {
+            let d = v1.path().join(c).join("kubepods/podbb");
+            std::fs::create_dir_all(&d).unwrap();
+            let f = std::fs::File::create(d.join("cgroup.clone_children")).unwrap();
+            let t = if c == "cpu" {
+                created
+            } else {
+                created + Duration::from_secs(5)
+            };
+            f.set_modified(t).unwrap();
+        }
+        let l1 = Layout::detect(v1.path()).unwrap();
+        assert_eq!(
+            l1.paths_of("/kubepods/podbb").creation_time(),
+            Some(created)
+        );
     }
 
     #[test]

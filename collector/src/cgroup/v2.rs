@@ -159,7 +159,7 @@ pub fn parse_io_stat(text: &str) -> Result<Vec<IoDevice>, String> {
 pub fn read_psi(
     r: &mut Reader,
     dir: &Path,
-    file: &str,
+    file: &'static str,
     name: &str,
 ) -> Result<Option<PsiStats>, Error> {
     if !r.load(dir, file, name)? {
