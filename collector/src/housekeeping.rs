@@ -52,13 +52,14 @@ pub struct ContainerSample {
 /// One pod volume's filesystem figures (the Summary API's `volume[]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodVolume {
-    /// The volume's name in the pod spec (its directory name).
-    pub name: String,
+    pub dir: crate::proc::fs::VolumeDir,
+    /// When `fs` was read (volumes are read every sixth pass).
     pub time: SystemTime,
+    /// statvfs of the volume's filesystem.
     pub fs: FsInfo,
     /// Bytes and inodes under the volume when it shares the node filesystem (the kubelet's
-    /// `du`-based figure); `None` for a mounted volume (its filesystem's own usage applies) or
-    /// before the first complete walk.
+    /// `du`-based figure, from the incremental walk); `None` for a mounted volume (its
+    /// filesystem's own usage applies) or before the first complete walk.
     pub usage: Option<Usage>,
 }
 
@@ -137,6 +138,10 @@ pub struct Collector {
     kubelet_pods: Arc<Mutex<Option<PodList>>>,
     last_kubelet: Option<PodList>,
     du: IncrementalDu,
+    /// Node filesystem path → its device from mountinfo (refreshed every sixth pass).
+    fs_devices: HashMap<PathBuf, Option<String>>,
+    /// pod uid → its volumes as last read.
+    volumes: HashMap<String, Vec<PodVolume>>,
     /// pod uid → a pid in its network namespace (`None`: no process found; retried every sixth pass).
     pod_pids: HashMap<String, Option<u32>>,
     prev_node_cpu: Option<(Instant, u64)>,
@@ -187,6 +192,8 @@ impl Collector {
             last_kubelet: None,
             du: IncrementalDu::new(),
             pod_pids: HashMap::new(),
+            volumes: HashMap::new(),
+            fs_devices: HashMap::new(),
             prev_node_cpu: None,
             stats: SelfStats::default(),
             logged: HashSet::new(),
@@ -422,6 +429,7 @@ impl Collector {
             self.collect_network(&mut samples);
         }
         if self.config.enabled("disk") {
+            self.collect_volumes(&mut samples);
             self.collect_fs_usage(&mut samples);
         }
         for s in &mut samples {
@@ -442,24 +450,13 @@ impl Collector {
             }
             self.prev_node_cpu = Some((now, node.cpu.usage_ns));
         }
-        let root_fs = match statvfs(&self.config.root_fs_path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                self.count_error(
-                    "statvfs",
-                    &format!("{}: {e}", self.config.root_fs_path.display()),
-                );
-                None
-            }
-        };
-        let image_path = self.config.image_fs_path();
-        let image_fs = match statvfs(&image_path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                self.count_error("statvfs", &format!("{}: {e}", image_path.display()));
-                None
-            }
-        };
+        if self.stats.passes.is_multiple_of(6) {
+            // Mounts change rarely: the device names are looked up again every sixth pass.
+            self.fs_devices.clear();
+        }
+        let root_path = self.config.root_fs_path.clone();
+        let root_fs = self.node_fs(&root_path);
+        let image_fs = self.node_fs(&self.config.image_fs_path());
         self.stats.passes += 1;
         self.stats.last_duration = started.elapsed();
         Snapshot {
@@ -619,6 +616,75 @@ impl Collector {
         self.pod_pids.retain(|k, _| live.contains(k));
     }
 
+    /// statvfs of a node filesystem, with its device (mount source) from mountinfo.
+    fn node_fs(&mut self, path: &Path) -> Option<FsInfo> {
+        let mut f = match statvfs(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.count_error("statvfs", &format!("{}: {e}", path.display()));
+                return None;
+            }
+        };
+        if !self.fs_devices.contains_key(path) {
+            let mountinfo = self.config.proc_root.join("self/mountinfo");
+            let device = match std::fs::read_to_string(&mountinfo) {
+                Ok(text) => {
+                    crate::proc::fs::mount_device(&text, path, crate::proc::fs::path_dev(path))
+                }
+                Err(e) => {
+                    self.count_error("proc_io", &format!("{}: {e}", mountinfo.display()));
+                    None
+                }
+            };
+            self.fs_devices.insert(path.to_path_buf(), device);
+        }
+        f.device = self.fs_devices[path].clone();
+        Some(f)
+    }
+
+    /// Pod volumes: the directories under `<kubelet root>/pods/<uid>/volumes/<plugin>/`, each
+    /// with statvfs, read for a new pod and then every sixth pass (their usage under the node
+    /// filesystem comes from the incremental walk in `collect_fs_usage`).
+    fn collect_volumes(&mut self, samples: &mut [ContainerSample]) {
+        let refresh = self.stats.passes.is_multiple_of(6);
+        let pods_dir = self.config.kubelet_root.join("pods");
+        let mut live = HashSet::new();
+        for s in samples.iter_mut() {
+            let Kind::Pod { pod_uid, .. } = &s.kind else {
+                continue;
+            };
+            live.insert(pod_uid.clone());
+            if refresh || !self.volumes.contains_key(pod_uid) {
+                let dirs =
+                    match crate::proc::fs::pod_volume_dirs(&pods_dir.join(pod_uid).join("volumes"))
+                    {
+                        Ok(d) => d,
+                        Err(e) => {
+                            self.count_error("volume", &e.to_string());
+                            Vec::new()
+                        }
+                    };
+                let mut vols = Vec::with_capacity(dirs.len());
+                for dir in dirs {
+                    match statvfs(&dir.path) {
+                        Ok(fs) => vols.push(PodVolume {
+                            dir,
+                            time: SystemTime::now(),
+                            fs,
+                            usage: None,
+                        }),
+                        Err(e) => {
+                            self.count_error("volume", &format!("{}: {e}", dir.path.display()))
+                        }
+                    }
+                }
+                self.volumes.insert(pod_uid.clone(), vols);
+            }
+            s.volumes = self.volumes[pod_uid].clone();
+        }
+        self.volumes.retain(|k, _| live.contains(k));
+    }
+
     /// Writable-layer and log sizes through the incremental walk (bounded entries per pass).
     fn collect_fs_usage(&mut self, samples: &mut [ContainerSample]) {
         let proc_root = self.config.proc_root.clone();
@@ -653,6 +719,9 @@ impl Collector {
             {
                 self.du.track(&pod_log_dir(&log_root, &s.identity));
             }
+            for v in s.volumes.iter().filter(|v| !v.dir.mounted) {
+                self.du.track(&v.dir.path);
+            }
         }
         // Forget trees of containers that are gone (writable layers and log directories).
         let mut live: HashSet<PathBuf> = self
@@ -664,6 +733,9 @@ impl Collector {
             if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
             {
                 live.insert(pod_log_dir(&log_root, &s.identity));
+            }
+            for v in s.volumes.iter().filter(|v| !v.dir.mounted) {
+                live.insert(v.dir.path.clone());
             }
         }
         self.du.retain(|d| live.contains(d));
@@ -677,6 +749,9 @@ impl Collector {
             if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
             {
                 s.logs = self.du.usage(&pod_log_dir(&log_root, &s.identity));
+            }
+            for v in s.volumes.iter_mut().filter(|v| !v.dir.mounted) {
+                v.usage = self.du.usage(&v.dir.path);
             }
         }
     }
@@ -1468,6 +1543,118 @@ mod tests {
             assert_eq!(other.1, base.1, "threads {threads} keep {keep}");
             assert_eq!(other.2, base.2, "threads {threads} keep {keep}");
         }
+    }
+
+    /// Pod volumes from a kubelet root fixture: every directory under
+    /// `pods/<uid>/volumes/<plugin>/`, with the filesystem's capacity and inodes from statvfs and,
+    /// for volumes on the node filesystem, the usage under them (as the kubelet's du).
+    #[test]
+    fn pod_volumes_from_the_kubelet_root() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let mut cfg = (*fixture_config("cgroup-v2-systemd")).clone();
+        cfg.kubelet_root = base.join("kubelet");
+        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let snap = c.pass();
+        let pod = find(
+            &snap,
+            "kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice",
+        );
+        let names: Vec<(&str, &str, bool)> = pod
+            .volumes
+            .iter()
+            .map(|v| (v.dir.name.as_str(), v.dir.plugin.as_str(), v.dir.mounted))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("cache", "kubernetes.io~empty-dir", false),
+                ("config", "kubernetes.io~configmap", false)
+            ]
+        );
+        let fs = statvfs(&base).unwrap();
+        // du of each volume: every entry under it, blocks × 512 (cache: a.bin, sub, sub/b.txt).
+        let du = |p: &Path| -> (u64, u64) {
+            let mut out = (0, 0);
+            let mut stack = vec![p.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(d).unwrap().flatten() {
+                    let md = e.metadata().unwrap();
+                    out.0 += std::os::unix::fs::MetadataExt::blocks(&md) * 512;
+                    out.1 += 1;
+                    if md.is_dir() {
+                        stack.push(e.path());
+                    }
+                }
+            }
+            out
+        };
+        let summary = crate::http::summary::build(&snap);
+        let json = serde_json::to_value(&summary).unwrap();
+        let p = json["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["podRef"]["uid"] == "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901")
+            .unwrap();
+        let vols = p["volume"].as_array().unwrap();
+        assert_eq!(vols.len(), 2);
+        for (v, inodes) in vols.iter().zip([3u64, 1]) {
+            let dir = pod
+                .volumes
+                .iter()
+                .find(|x| x.dir.name == v["name"])
+                .unwrap();
+            let (bytes, n) = du(&dir.dir.path);
+            assert_eq!(n, inodes);
+            assert_eq!(v["usedBytes"], bytes, "{v}");
+            assert_eq!(v["inodesUsed"], inodes, "{v}");
+            assert_eq!(v["capacityBytes"], fs.capacity, "{v}");
+            assert_eq!(v["inodes"], fs.inodes, "{v}");
+            for k in ["time", "availableBytes", "inodesFree"] {
+                assert!(v.get(k).is_some(), "{k} missing in {v}");
+            }
+        }
+        // Local volumes count in the pod's ephemeral-storage.
+        let eph = p["ephemeral-storage"]["usedBytes"].as_u64().unwrap();
+        assert!(eph >= du(&pod.volumes[0].dir.path).0 + du(&pod.volumes[1].dir.path).0);
+        // A pod without a kubelet directory has no volumes and no error.
+        let other = find(
+            &snap,
+            "kubepods-pod99999999_8888_7777_6666_555555555555.slice",
+        );
+        assert!(other.volumes.is_empty());
+        assert_eq!(snap.self_stats.errors_by_kind.get("volume"), None);
+    }
+
+    /// The fs `device` label is the mount source from mountinfo (cAdvisor), not the path.
+    #[test]
+    fn fs_device_label_comes_from_mountinfo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let proc_root = tmp.path().join("proc");
+        std::fs::create_dir_all(proc_root.join("self")).unwrap();
+        let (ma, mi) = crate::proc::fs::path_dev(tmp.path()).unwrap();
+        std::fs::write(
+            proc_root.join("self/mountinfo"),
+            format!("1 0 {ma}:{mi} / / rw,relatime - ext4 /dev/vigil-test rw\n"),
+        )
+        .unwrap();
+        let mut cfg = (*fixture_config("cgroup-v2-systemd")).clone();
+        cfg.proc_root = proc_root;
+        cfg.root_fs_path = tmp.path().to_path_buf();
+        cfg.image_fs_path = Some(tmp.path().to_path_buf());
+        let mut c = Collector::new(Arc::new(cfg.clone())).unwrap();
+        let snap = c.pass();
+        assert_eq!(
+            snap.root_fs.as_ref().unwrap().device.as_deref(),
+            Some("/dev/vigil-test")
+        );
+        let mut out = String::new();
+        crate::http::metrics::render(&snap, &cfg, &mut out);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("container_fs_limit_bytes{") && l.contains("id=\"/\""))
+            .expect("root fs limit line");
+        assert!(line.contains("device=\"/dev/vigil-test\""), "{line}");
     }
 
     #[test]

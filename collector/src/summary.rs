@@ -358,6 +358,9 @@ pub struct VolumeStats {
     pub name: String,
     #[serde(rename = "pvcRef", default, skip_serializing_if = "Option::is_none")]
     pub pvc_ref: Option<PvcReference>,
+    /// Not on the wire: the volume lies on the node filesystem (counted in ephemeral-storage).
+    #[serde(skip)]
+    pub local_ephemeral: bool,
 }
 
 /// The PersistentVolumeClaim behind a volume.

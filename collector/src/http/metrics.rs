@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::housekeeping::{ContainerSample, Snapshot};
+use crate::proc::fs::FsInfo;
 use axum::body::Bytes;
 use std::fmt::Write as _;
 
@@ -526,17 +527,19 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
             }
         }
         if config.enabled("disk") {
-            let image_dev = snap
-                .image_fs
-                .as_ref()
-                .map(|f| f.path.display().to_string())
-                .unwrap_or_default();
+            // cAdvisor's device label is the mount source (/dev/sda1); the path stands in when
+            // mountinfo has no entry for it.
+            let dev_label = |f: Option<&FsInfo>| {
+                f.map(|f| {
+                    f.device
+                        .clone()
+                        .unwrap_or_else(|| f.path.display().to_string())
+                })
+                .unwrap_or_default()
+            };
+            let image_dev = dev_label(snap.image_fs.as_ref());
             let image_cap = snap.image_fs.as_ref().map(|f| f.capacity as f64);
-            let root_dev = snap
-                .root_fs
-                .as_ref()
-                .map(|f| f.path.display().to_string())
-                .unwrap_or_default();
+            let root_dev = dev_label(snap.root_fs.as_ref());
             family_multi(
                 out,
                 snap,

@@ -102,6 +102,31 @@ fn container_stats(name: String, c: &ContainerSample, snap: &Snapshot, t: Time) 
     }
 }
 
+/// A pod volume as the kubelet reports it: the filesystem's capacity, free space and inodes, and
+/// the usage under the volume (its own filesystem's usage when it is a mount).
+fn volume_stats(v: &crate::housekeeping::PodVolume) -> VolumeStats {
+    let f = &v.fs;
+    let (used, inodes_used) = if v.dir.mounted {
+        (Some(f.used), Some(f.inodes.saturating_sub(f.inodes_free)))
+    } else {
+        (v.usage.map(|u| u.bytes), v.usage.map(|u| u.inodes))
+    };
+    VolumeStats {
+        fs: FsStats {
+            time: Some(time(v.time)),
+            available_bytes: Some(f.available),
+            capacity_bytes: Some(f.capacity),
+            used_bytes: used,
+            inodes_free: Some(f.inodes_free),
+            inodes: Some(f.inodes),
+            inodes_used,
+        },
+        name: v.dir.name.clone(),
+        pvc_ref: None,
+        local_ephemeral: !v.dir.mounted,
+    }
+}
+
 /// The vigil-only `vigilSpec` extension: the cgroup limits already read for the container,
 /// so an aggregator can derive requests and limits without the Kubernetes API.
 fn vigil_spec(s: &crate::cgroup::Spec) -> Option<VigilSpec> {
@@ -197,6 +222,7 @@ pub fn build(snap: &Snapshot) -> Summary {
                 p.cpu = cpu_of(c, t);
                 p.memory = memory_of(c, t);
                 p.network = c.network.as_deref().and_then(|n| network_of(n, t));
+                p.volume = c.volumes.iter().map(volume_stats).collect();
                 p.process_stats = c.stats.pids.as_ref().map(|pids| ProcessStats {
                     process_count: Some(pids.current),
                 });
@@ -222,6 +248,14 @@ pub fn build(snap: &Snapshot) -> Summary {
         let mut used = 0;
         let mut inodes = 0;
         let mut any = false;
+        // The kubelet counts local ephemeral volumes (those on the node filesystem) too.
+        for v in &p.volume {
+            if v.local_ephemeral {
+                used += v.fs.used_bytes.unwrap_or(0);
+                inodes += v.fs.inodes_used.unwrap_or(0);
+                any = true;
+            }
+        }
         for c in &p.containers {
             for fs in [&c.rootfs, &c.logs].into_iter().flatten() {
                 used += fs.used_bytes.unwrap_or(0);

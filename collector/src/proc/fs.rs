@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FsInfo {
     pub path: PathBuf,
+    /// The mount source of the filesystem (e.g. `/dev/sda1`), cAdvisor's `device` label; `None`
+    /// until looked up in mountinfo (or when no mount matches).
+    pub device: Option<String>,
     pub capacity: u64,
     pub available: u64,
     pub used: u64,
@@ -25,12 +28,148 @@ pub fn statvfs(path: &Path) -> std::io::Result<FsInfo> {
     };
     Ok(FsInfo {
         path: path.to_path_buf(),
+        device: None,
         capacity: s.f_blocks * frsize,
         available: s.f_bavail * frsize,
         used: (s.f_blocks - s.f_bfree) * frsize,
         inodes: s.f_files,
         inodes_free: s.f_ffree,
     })
+}
+
+/// The device (mount source, e.g. `/dev/sda1`; `tmpfs`, `overlay` for virtual filesystems) of
+/// the filesystem holding `path`, from mountinfo text: the last mount whose `major:minor` is
+/// `dev` (the path's st_dev), else the longest mount point that contains `path`.
+pub fn mount_device(mountinfo: &str, path: &Path, dev: Option<(u64, u64)>) -> Option<String> {
+    let mut by_dev = None;
+    let mut by_prefix: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split_ascii_whitespace().collect();
+        let mut p = post.split_ascii_whitespace();
+        let (Some(_fstype), Some(source)) = (p.next(), p.next()) else {
+            continue;
+        };
+        if f.len() < 5 {
+            continue;
+        }
+        if let (Some(d), Some((ma, mi))) = (dev, f[2].split_once(':')) {
+            if ma.parse() == Ok(d.0) && mi.parse() == Ok(d.1) {
+                by_dev = Some(source.to_string());
+            }
+        }
+        let mount_point = unescape_mount(f[4]);
+        if path.starts_with(&mount_point) {
+            let depth = Path::new(&mount_point).components().count();
+            if by_prefix.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                by_prefix = Some((depth, source.to_string()));
+            }
+        }
+    }
+    by_dev.or(by_prefix.map(|(_, s)| s))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape_mount(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `major:minor` of the filesystem holding `path`.
+pub fn path_dev(path: &Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::stat(path).ok()?;
+    Some((
+        rustix::fs::major(st.st_dev) as u64,
+        rustix::fs::minor(st.st_dev) as u64,
+    ))
+}
+
+/// One volume directory of a pod: `<kubelet root>/pods/<uid>/volumes/<plugin>/<name>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeDir {
+    /// The volume's directory name (the volume's name in the pod spec; the PV name for CSI).
+    pub name: String,
+    /// The plugin directory name, e.g. `kubernetes.io~empty-dir`.
+    pub plugin: String,
+    /// Where the volume's data is: the volume directory, or its `mount` subdirectory (CSI).
+    pub path: PathBuf,
+    /// Whether `path` is a filesystem of its own (a mount: PV, tmpfs secret); otherwise it
+    /// shares the node's filesystem and its usage is what lies under it (the kubelet's `du`).
+    pub mounted: bool,
+}
+
+/// The volume directories of a pod under `volumes` (`<kubelet root>/pods/<uid>/volumes`).
+/// An absent directory is no volumes; other errors name the directory.
+pub fn pod_volume_dirs(volumes: &Path) -> std::io::Result<Vec<VolumeDir>> {
+    let mut out = Vec::new();
+    let plugins = match std::fs::read_dir(volumes) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", volumes.display()),
+            ))
+        }
+    };
+    for plugin in plugins.flatten() {
+        let plugin_path = plugin.path();
+        let Ok(plugin_md) = std::fs::metadata(&plugin_path) else {
+            continue;
+        };
+        if !plugin_md.is_dir() {
+            continue;
+        }
+        let Ok(vols) = std::fs::read_dir(&plugin_path) else {
+            continue;
+        };
+        for v in vols.flatten() {
+            let mut path = v.path();
+            let Ok(mut md) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !md.is_dir() {
+                continue;
+            }
+            let mut parent_dev = plugin_md.dev();
+            // CSI volumes mount under `<name>/mount` beside vol_data.json.
+            let csi_mount = path.join("mount");
+            if let Ok(m) = std::fs::metadata(&csi_mount) {
+                if m.is_dir() && m.dev() != md.dev() {
+                    parent_dev = md.dev();
+                    path = csi_mount;
+                    md = m;
+                }
+            }
+            out.push(VolumeDir {
+                name: v.file_name().to_string_lossy().into_owned(),
+                plugin: plugin.file_name().to_string_lossy().into_owned(),
+                mounted: md.dev() != parent_dev,
+                path,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.plugin.cmp(&b.plugin)));
+    Ok(out)
 }
 
 /// Usage of a directory tree: bytes on disk (blocks × 512, as `du`) and inodes.
@@ -176,6 +315,44 @@ mod tests {
         du.retain(|d| d == a.path());
         assert_eq!(du.len(), 1);
         assert!(du.usage(a.path()).is_some() && du.usage(b.path()).is_none());
+    }
+
+    #[test]
+    fn pod_volume_dirs_absent_is_empty_and_bad_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(pod_volume_dirs(&tmp.path().join("none")).unwrap(), vec![]);
+        let file = tmp.path().join("volumes");
+        std::fs::write(&file, "not a directory").unwrap();
+        let err = pod_volume_dirs(&file).unwrap_err().to_string();
+        assert!(err.contains("volumes"), "{err}");
+    }
+
+    #[test]
+    fn mount_device_from_fixture_mountinfo() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/proc/mountinfo"),
+        )
+        .unwrap();
+        let dev = |p: &str, d| mount_device(&text, Path::new(p), d);
+        // By st_dev first (8:17 is the containerd disk), whatever the path says.
+        assert_eq!(
+            dev("/var/lib/containerd", Some((8, 17))).as_deref(),
+            Some("/dev/sdb1")
+        );
+        assert_eq!(
+            dev("/elsewhere", Some((8, 1))).as_deref(),
+            Some("/dev/sda1")
+        );
+        // Without a matching st_dev: the deepest mount point containing the path.
+        assert_eq!(
+            dev("/var/lib/containerd/x", None).as_deref(),
+            Some("/dev/sdb1")
+        );
+        assert_eq!(dev("/var/lib", Some((9, 9))).as_deref(), Some("/dev/sda1"));
+        assert_eq!(dev("/", None).as_deref(), Some("/dev/sda1"));
+        assert_eq!(dev("/dev/shm/a", None).as_deref(), Some("tmpfs"));
+        assert_eq!(dev("/mnt/with space/d", None).as_deref(), Some("/dev/sdc1"));
+        assert_eq!(mount_device("garbage\n", Path::new("/"), None), None);
     }
 
     #[test]
