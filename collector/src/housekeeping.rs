@@ -626,7 +626,14 @@ impl Collector {
             }
         };
         if !self.fs_devices.contains_key(path) {
-            let mountinfo = self.config.proc_root.join("self/mountinfo");
+            // `self` does not resolve in a host /proc mounted into a container (another pid
+            // namespace): the host init's view then, matched by st_dev.
+            let own = self.config.proc_root.join("self/mountinfo");
+            let mountinfo = if own.exists() {
+                own
+            } else {
+                self.config.proc_root.join("1/mountinfo")
+            };
             let device = match std::fs::read_to_string(&mountinfo) {
                 Ok(text) => {
                     crate::proc::fs::mount_device(&text, path, crate::proc::fs::path_dev(path))

@@ -25,8 +25,10 @@ pub struct Args {
     /// YAML configuration file (keys as in the flags, with underscores).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Address to serve /metrics, /stats/summary and /healthz on [default: 0.0.0.0:4194].
-    #[arg(long)]
+    /// Address to serve /metrics, /stats/summary and /healthz on [default: 0.0.0.0:4194]. The
+    /// endpoints have no authentication: in a cluster, bind the node IP (the DaemonSet sets
+    /// VIGIL_COLLECTOR_LISTEN=$(NODE_IP):4194 from status.hostIP) or restrict it with a NetworkPolicy.
+    #[arg(long, env = "VIGIL_COLLECTOR_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Cgroup mount root [default: /sys/fs/cgroup].
     #[arg(long)]
