@@ -358,8 +358,8 @@ async fn file_sink_and_configuration_errors() {
     };
     let (ok, err) = run("sink: {stdout: true}\nlisten_adress: x\n");
     assert!(!ok && err.contains("listen_adress"), "{err}");
-    let (ok, err) = run("sink: {stdout: true}\nkubernetes_metadata: {source: apiserver}\n");
-    assert!(!ok && err.contains("not built"), "{err}");
+    let (ok, err) = run("sink: {stdout: true}\nkubernetes_metadata: {source: kubelet}\n");
+    assert!(!ok && err.contains("kubernetes_metadata.url"), "{err}");
     let (ok, err) = run("sink: {elasticsearch: {url: 'ftp://x'}}\n");
     assert!(!ok && err.contains("sink.elasticsearch.url"), "{err}");
     let (ok, err) = run("listen: 127.0.0.1:0\n");

@@ -298,3 +298,76 @@ async fn benchmark_mode_checks_framing_and_ids_without_storing() {
     }
     assert_eq!(post(&bulk, "application/json", two).await.0, 406);
 }
+
+/// `filter_path` as Elasticsearch documents it, in both modes: the shipper's form keeps `errors` and each item's
+/// action and status (plus `error` on failed items); `items.*.error` alone keeps only the failed items.
+#[tokio::test]
+async fn filter_path_cuts_the_answer_like_elasticsearch() {
+    for store_documents in [true, false] {
+        let es = EsServer::start(Options {
+            store_documents,
+            ..Default::default()
+        })
+        .await;
+        let two = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"m\":1}\n{\"create\":{\"_index\":\"a\",\"_id\":\"2\"}}\n{\"m\":2}\n";
+        let url = format!(
+            "{}/_bulk?filter_path=errors,items.*.status,items.*.error",
+            es.url()
+        );
+        let (st, v) = post(&url, "application/x-ndjson", two).await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            v,
+            serde_json::json!({"errors": false, "items": [{"create": {"status": 201}}, {"create": {"status": 201}}]}),
+            "store_documents {store_documents}"
+        );
+        // Item 1 again (409) and a new item 3: the failed item keeps its error, the other only its status.
+        let mixed = "{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"m\":1}\n{\"create\":{\"_index\":\"a\",\"_id\":\"3\"}}\n{\"m\":3}\n";
+        let (_, v) = post(&url, "application/x-ndjson", mixed).await;
+        assert_eq!(v["errors"], true);
+        assert_eq!(v["items"][0]["create"]["status"], 409);
+        assert_eq!(
+            v["items"][0]["create"]["error"]["type"],
+            "version_conflict_engine_exception"
+        );
+        assert!(v["items"][0]["create"].get("_id").is_none());
+        assert_eq!(
+            v["items"][1],
+            serde_json::json!({"create": {"status": 201}})
+        );
+        assert!(v.get("took").is_none());
+        // Only errors: successful items vanish (positions are lost), a clean answer is `{}`.
+        let only_err = format!("{}/_bulk?filter_path=items.*.error", es.url());
+        let again = "{\"create\":{\"_index\":\"a\",\"_id\":\"2\"}}\n{\"m\":2}\n{\"create\":{\"_index\":\"a\",\"_id\":\"4\"}}\n{\"m\":4}\n";
+        let (_, v) = post(&only_err, "application/x-ndjson", again).await;
+        assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+        assert!(v["items"][0]["create"]["error"].is_object());
+        let fresh = "{\"create\":{\"_index\":\"a\",\"_id\":\"5\"}}\n{\"m\":5}\n";
+        let (_, v) = post(&only_err, "application/x-ndjson", fresh).await;
+        assert_eq!(v, serde_json::json!({}));
+        // `**` and a whole subtree.
+        let deep = format!("{}/_bulk?filter_path=**.result,took", es.url());
+        let six = "{\"create\":{\"_index\":\"a\",\"_id\":\"6\"}}\n{\"m\":6}\n";
+        let (_, v) = post(&deep, "application/x-ndjson", six).await;
+        assert_eq!(
+            v,
+            serde_json::json!({"took": 1, "items": [{"create": {"result": "created"}}]})
+        );
+    }
+}
+
+#[test]
+fn filter_path_matching() {
+    use es_bulk_server::{FilterPath, Keep};
+    let f = FilterPath::parse("errors,items.*.status");
+    assert_eq!(f.keep(&["errors"]), Keep::All);
+    assert_eq!(f.keep(&["items"]), Keep::Some);
+    assert_eq!(f.keep(&["items", "create"]), Keep::Some);
+    assert_eq!(f.keep(&["items", "index", "status"]), Keep::All);
+    assert_eq!(f.keep(&["items", "index", "_id"]), Keep::None);
+    assert_eq!(f.keep(&["took"]), Keep::None);
+    let f = FilterPath::parse("**.status");
+    assert_eq!(f.keep(&["status"]), Keep::All);
+    assert_eq!(f.keep(&["a", "b", "status"]), Keep::All);
+    assert_eq!(f.keep(&["a", "b"]), Keep::Some);
+}

@@ -58,6 +58,7 @@ pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
         rescan_interval: Duration::from_secs(60),
         store: Store::new(data_dir),
         checkpoint_interval: Duration::from_secs(60),
+        pod_metadata: None,
     };
     let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);

@@ -2,6 +2,7 @@
 
 use crate::discovery::DiscoveryConfig;
 use crate::enrich::{IndexPattern, RecordConfig};
+pub use crate::metadata::MetadataConfig;
 use crate::parse::OverLong;
 use crate::sinks::elasticsearch::EsConfig;
 use crate::sinks::file::FileSinkConfig;
@@ -38,7 +39,8 @@ pub struct Config {
     /// Which files to tail.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
-    /// Labels and annotations from the kubelet or the API server (not built: setting it is an error).
+    /// Labels, annotations, node and image of each pod from the kubelet or the API server, cached and refreshed in the
+    /// background (records read before a pod's metadata arrives carry path metadata only).
     #[serde(default)]
     pub kubernetes_metadata: Option<MetadataConfig>,
     /// Line parsing.
@@ -85,17 +87,6 @@ impl Default for Config {
             checkpoint_interval_ms: default_checkpoint_ms(),
         }
     }
-}
-
-/// Kubernetes metadata lookups (labels, annotations).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataConfig {
-    /// `kubelet` or `apiserver`.
-    pub source: String,
-    /// URL of the source.
-    #[serde(default)]
-    pub url: Option<String>,
 }
 
 /// Line parsing settings.
@@ -251,10 +242,7 @@ impl Config {
             message,
         };
         if let Some(m) = &self.kubernetes_metadata {
-            return Err(bad(format!(
-                "kubernetes_metadata (source {:?}): labels and annotations from the kubelet or API server are not built in this version; remove the option (path metadata is always added)",
-                m.source
-            )));
+            m.validate().map_err(bad)?;
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad(format!(
@@ -350,12 +338,17 @@ sink:
             "{e}"
         );
         c.parse.multiline.clear();
-        c.kubernetes_metadata = Some(MetadataConfig {
-            source: "kubelet".into(),
-            url: None,
-        });
+        c.kubernetes_metadata = Some(MetadataConfig::new(crate::metadata::Source::Kubelet, None));
         let e = c.validate("f.yaml").unwrap_err().to_string();
-        assert!(e.contains("not built"), "{e}");
+        assert!(e.starts_with("f.yaml: kubernetes_metadata.url"), "{e}");
+        let e = serde_yaml::from_str::<Config>("kubernetes_metadata: {source: kubelet, url: 'https://127.0.0.1:10250', label: false}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label"), "{e}");
+        let e = serde_yaml::from_str::<Config>("kubernetes_metadata: {source: etcd}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd"), "{e}");
         let c: Config =
             serde_yaml::from_str("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n")
                 .unwrap();

@@ -156,18 +156,28 @@ pub struct Item {
     pub end: usize,
 }
 
-/// The per-file part of every record, encoded once.
+/// The per-file part of every record, encoded once (again when its pod's Kubernetes metadata arrives or changes).
 #[derive(Debug, Clone)]
 pub struct FileContext {
     pub meta: FileMeta,
+    /// The file's path as first seen.
+    path: String,
     /// `"kubernetes":{...},"log":{"file":{"path":...}` without the closing braces.
     fragment: String,
     /// Unique per context (the encoder caches the index name per context and day).
     id: u64,
+    /// The pod metadata cache version this context was last checked against (`u64::MAX`: never).
+    pub metadata_version: u64,
 }
 
 impl FileContext {
     pub fn new(meta: FileMeta, path: &str) -> Self {
+        Self::with_pod(meta, path, None)
+    }
+
+    /// A context whose `kubernetes` object also carries the pod's metadata (`host`, `container_image`,
+    /// `container_hash`, `labels`, `annotations`), when known.
+    pub fn with_pod(meta: FileMeta, path: &str, pod: Option<&crate::metadata::PodMeta>) -> Self {
         let s = |v: &str| serde_json::to_string(v).expect("string");
         let mut fragment = format!(
             "\"kubernetes\":{{\"namespace_name\":{},\"pod_name\":{},\"pod_id\":{},\"container_name\":{}",
@@ -179,10 +189,42 @@ impl FileContext {
         if let Some(n) = meta.restart_count {
             fragment.push_str(&format!(",\"restart_count\":{n}"));
         }
+        if let Some(pod) = pod {
+            fragment.push_str(&pod.fragment(&meta.container));
+        }
         fragment.push_str(&format!("}},\"log\":{{\"file\":{{\"path\":{}}}", s(path)));
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        FileContext { meta, fragment, id }
+        FileContext {
+            meta,
+            path: path.to_string(),
+            fragment,
+            id,
+            metadata_version: u64::MAX,
+        }
+    }
+
+    /// Brings the context up to date with the pod metadata cache: looks the pod up only when the cache changed since
+    /// the last check, and re-encodes the fragment when metadata was found. Never waits on the metadata source.
+    pub fn refresh_metadata(
+        &mut self,
+        cache: &crate::metadata::PodCache,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        let v = cache.version();
+        if v == self.metadata_version {
+            return;
+        }
+        let pod = cache.lookup(
+            &self.meta.pod_uid,
+            &self.meta.namespace,
+            &self.meta.pod,
+            metrics,
+        );
+        if let Some(pod) = pod {
+            *self = Self::with_pod(self.meta.clone(), &self.path.clone(), Some(&pod));
+        }
+        self.metadata_version = v;
     }
 }
 

@@ -4,12 +4,13 @@ pub mod config;
 pub mod discovery;
 pub mod enrich;
 pub mod http;
+pub mod metadata;
 pub mod metrics;
 pub mod parse;
 pub mod sinks;
 pub mod tail;
 
-use config::{Config, ConfigError, SinkConfig};
+use config::{Config, ConfigError, MetadataConfig, SinkConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,17 @@ pub struct Args {
     /// Elasticsearch batch timeout in milliseconds [default: 1000].
     #[arg(long)]
     pub batch_timeout_ms: Option<u64>,
+    /// Pod labels, annotations and images from this kubelet's `/pods` (e.g. https://127.0.0.1:10250), with the
+    /// service-account token when present (sets kubernetes_metadata.source=kubelet).
+    #[arg(long)]
+    pub kubelet_url: Option<String>,
+    /// Do not verify the kubelet's serving certificate (kubelets with self-signed certificates).
+    #[arg(long)]
+    pub kubelet_insecure_tls: bool,
+    /// Pod labels, annotations and images from the API server with in-cluster credentials (service-account token and
+    /// CA, KUBERNETES_SERVICE_HOST/PORT), listing only the pods of NODE_NAME.
+    #[arg(long, conflicts_with = "kubelet_url")]
+    pub kubernetes_api: bool,
 }
 
 /// Errors of the log shipper.
@@ -57,6 +69,8 @@ pub enum Error {
     Elasticsearch(#[from] sinks::elasticsearch::EsError),
     #[error(transparent)]
     FileSink(#[from] sinks::file::FileSinkError),
+    #[error(transparent)]
+    Metadata(#[from] metadata::MetadataError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -85,6 +99,20 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
     }
     if !args.roots.is_empty() {
         cfg.discovery.roots = args.roots.clone();
+    }
+    if let Some(url) = &args.kubelet_url {
+        let mut m = MetadataConfig::new(metadata::Source::Kubelet, Some(url.clone()));
+        m.insecure_skip_tls_verify = args.kubelet_insecure_tls;
+        cfg.kubernetes_metadata = Some(m);
+    } else if args.kubelet_insecure_tls {
+        return Err(ConfigError::Invalid {
+            origin: "flags".into(),
+            message: "--kubelet-insecure-tls needs --kubelet-url".into(),
+        }
+        .into());
+    }
+    if args.kubernetes_api {
+        cfg.kubernetes_metadata = Some(MetadataConfig::new(metadata::Source::Apiserver, None));
     }
     if let Some(s) = &args.sink {
         cfg.sink = Some(SinkConfig::from_flag(s)?.into());
@@ -154,6 +182,17 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         SinkConfig::Stdout => sinks::Sink::Stdout,
     };
 
+    // Pod metadata: filled by a background task; the reader only looks into the cache (never waits for it).
+    let refresher = match &cfg.kubernetes_metadata {
+        Some(m) => Some(metadata::Refresher::new(m.clone(), metrics.clone())?),
+        None => None,
+    };
+    let pod_metadata = refresher.as_ref().map(|r| r.cache());
+    if let Some(r) = refresher {
+        tracing::info!(url = %r.url(), "pod metadata from the Kubernetes API");
+        tokio::spawn(r.run(shutdown.clone()));
+    }
+
     let discovery = discovery::Discovery::new(cfg.discovery.clone())?;
     let watch_roots = discovery.watch_roots();
     let multiline = cfg
@@ -189,6 +228,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
             rescan_interval: Duration::from_millis(cfg.discovery.rescan_interval_ms),
             store: tail::checkpoint::Store::new(&cfg.data_dir),
             checkpoint_interval: Duration::from_millis(cfg.checkpoint_interval_ms),
+            pod_metadata,
         },
         metrics.clone(),
     )?;

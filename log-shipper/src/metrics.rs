@@ -26,6 +26,11 @@ pub struct Metrics {
     pub open_files: AtomicU64,
     pub tracked_files: AtomicU64,
     pub checkpoint_errors: AtomicU64,
+    pub metadata_lookups: AtomicU64,
+    pub metadata_misses: AtomicU64,
+    pub metadata_errors: AtomicU64,
+    pub metadata_refreshes: AtomicU64,
+    pub metadata_pods: AtomicU64,
     checkpoint_written_ms: AtomicU64,
     lags: Mutex<Vec<(String, u64)>>,
 }
@@ -161,6 +166,36 @@ impl Metrics {
             &format!("{p}checkpoint_errors_total"),
             "Failed checkpoint writes.",
             &self.checkpoint_errors,
+        );
+        counter(
+            &mut out,
+            &format!("{p}metadata_lookups_total"),
+            "Pod metadata cache lookups (a file's pod looked up after the cache changed).",
+            &self.metadata_lookups,
+        );
+        counter(
+            &mut out,
+            &format!("{p}metadata_misses_total"),
+            "Pod metadata cache lookups that found nothing (records carry path metadata only).",
+            &self.metadata_misses,
+        );
+        counter(
+            &mut out,
+            &format!("{p}metadata_errors_total"),
+            "Failed pod metadata refreshes (unreachable, HTTP errors, malformed PodList).",
+            &self.metadata_errors,
+        );
+        counter(
+            &mut out,
+            &format!("{p}metadata_refreshes_total"),
+            "Successful pod metadata refreshes.",
+            &self.metadata_refreshes,
+        );
+        gauge(
+            &mut out,
+            &format!("{p}metadata_pods"),
+            "Pods in the metadata cache.",
+            self.metadata_pods.load(Ordering::Relaxed) as f64,
         );
         gauge(
             &mut out,

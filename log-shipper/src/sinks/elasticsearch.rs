@@ -262,6 +262,9 @@ struct ItemResult {
     error: Option<serde_json::Value>,
 }
 
+/// The `filter_path` sent with every bulk request.
+pub const BULK_FILTER_PATH: &str = "errors,items.*.status,items.*.error";
+
 /// Sends batches to Elasticsearch.
 pub struct ElasticsearchSink {
     cfg: EsConfig,
@@ -317,7 +320,9 @@ impl ElasticsearchSink {
                 reason: "not a valid URL".into(),
             });
         }
-        let bulk_url = format!("{base}/_bulk");
+        // Elasticsearch's documented response filtering: only what per-item handling reads comes back (the `errors`
+        // flag, each item's action and `status`, and the `error` of failed items), not `_index`/`_id`/`_shards`...
+        let bulk_url = format!("{base}/_bulk?filter_path={BULK_FILTER_PATH}");
         Ok(ElasticsearchSink {
             cfg,
             client,
@@ -342,7 +347,13 @@ impl ElasticsearchSink {
     }
 
     /// Sends every item of `batch`; returns true once each is stored or dead-lettered, false if shutdown came first.
-    pub async fn send_batch(&self, batch: &Batch, mut shutdown: watch::Receiver<bool>) -> bool {
+    /// `buf` is the batch's encoded records (`batch.buf` handed over as `Bytes`, so a whole batch is sent without a copy).
+    pub async fn send_batch(
+        &self,
+        batch: &Batch,
+        buf: &bytes::Bytes,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> bool {
         let mut queue: VecDeque<Vec<usize>> = VecDeque::new();
         if !batch.items.is_empty() {
             queue.push_back((0..batch.items.len()).collect());
@@ -350,7 +361,7 @@ impl ElasticsearchSink {
         let mut attempt = 0u32;
         while let Some(group) = queue.pop_front() {
             let outcome = tokio::select! {
-                o = self.send_group(batch, &group) => o,
+                o = self.send_group(batch, buf, &group) => o,
                 _ = shutdown.wait_for(|s| *s) => return false,
             };
             let wait = match outcome {
@@ -373,7 +384,7 @@ impl ElasticsearchSink {
                         } else {
                             format!("whole request rejected even for a single record: {reason}")
                         };
-                        self.dead_letter_items(batch, &group, status, &reason);
+                        self.dead_letter_items(batch, buf, &group, status, &reason);
                     } else {
                         tracing::warn!(url = %self.bulk_url, status, reason = %reason, records = group.len(), "bulk request rejected as a whole; splitting the batch to find the offending record");
                         let (a, b) = group.split_at(group.len() / 2);
@@ -419,17 +430,8 @@ impl ElasticsearchSink {
         true
     }
 
-    async fn send_group(&self, batch: &Batch, group: &[usize]) -> Outcome {
-        let mut body = Vec::with_capacity(
-            group
-                .iter()
-                .map(|&i| batch.items[i].end - batch.items[i].action)
-                .sum(),
-        );
-        for &i in group {
-            let it = batch.items[i];
-            body.extend_from_slice(&batch.buf[it.action..it.end]);
-        }
+    async fn send_group(&self, batch: &Batch, buf: &bytes::Bytes, group: &[usize]) -> Outcome {
+        let mut body = group_body(batch, buf, group);
         let mut req = self
             .client
             .post(&self.bulk_url)
@@ -441,7 +443,7 @@ impl ElasticsearchSink {
             );
             if enc.write_all(&body).is_ok() {
                 if let Ok(z) = enc.finish() {
-                    body = z;
+                    body = z.into();
                     req = req.header("Content-Encoding", "gzip");
                 }
             }
@@ -551,7 +553,7 @@ impl ElasticsearchSink {
                         .as_ref()
                         .map(|e| e.to_string())
                         .unwrap_or_else(|| format!("status {s}"));
-                    self.dead_letter_items(batch, &[group[k]], s, &reason);
+                    self.dead_letter_items(batch, buf, &[group[k]], s, &reason);
                 }
             }
         }
@@ -566,7 +568,14 @@ impl ElasticsearchSink {
     }
 
     /// Appends the items to the dead-letter file with the reason; they count as handled.
-    fn dead_letter_items(&self, batch: &Batch, items: &[usize], status: u16, reason: &str) {
+    fn dead_letter_items(
+        &self,
+        batch: &Batch,
+        buf: &[u8],
+        items: &[usize],
+        status: u16,
+        reason: &str,
+    ) {
         self.metrics
             .records_dead_lettered
             .fetch_add(items.len() as u64, Ordering::Relaxed);
@@ -588,8 +597,8 @@ impl ElasticsearchSink {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         for &i in items {
             let it = batch.items[i];
-            let action = batch.buf[it.action..it.doc].trim_ascii_end();
-            let doc = batch.buf[it.doc..it.end].trim_ascii_end();
+            let action = buf[it.action..it.doc].trim_ascii_end();
+            let doc = buf[it.doc..it.end].trim_ascii_end();
             out.extend_from_slice(b"{\"time\":\"");
             out.extend_from_slice(now.as_bytes());
             out.extend_from_slice(format!("\",\"status\":{status},\"reason\":").as_bytes());
@@ -606,6 +615,32 @@ impl ElasticsearchSink {
             tracing::error!(path = %path.display(), error = %e, "writing the dead-letter file failed");
         }
         tracing::warn!(status, reason = %snippet(reason.as_bytes()), records = items.len(), "records dead-lettered");
+    }
+}
+
+/// The request body for `group` (indices into `batch.items`): a zero-copy slice of `buf` when the group is a run of
+/// consecutive items (a whole batch, or half of one after a split), else the items copied together (retries).
+fn group_body(batch: &Batch, buf: &bytes::Bytes, group: &[usize]) -> bytes::Bytes {
+    let consecutive = group
+        .windows(2)
+        .all(|w| w[1] == w[0] + 1 && batch.items[w[0]].end == batch.items[w[1]].action);
+    match (group.first(), group.last()) {
+        (Some(&first), Some(&last)) if consecutive => {
+            buf.slice(batch.items[first].action..batch.items[last].end)
+        }
+        _ => {
+            let mut body = Vec::with_capacity(
+                group
+                    .iter()
+                    .map(|&i| batch.items[i].end - batch.items[i].action)
+                    .sum(),
+            );
+            for &i in group {
+                let it = batch.items[i];
+                body.extend_from_slice(&buf[it.action..it.end]);
+            }
+            body.into()
+        }
     }
 }
 

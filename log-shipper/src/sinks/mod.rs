@@ -54,7 +54,9 @@ pub async fn run(
                 let acks = acks.clone();
                 let sd = shutdown.clone();
                 tasks.spawn(async move {
-                    if es.send_batch(&batch, sd).await {
+                    let mut batch = batch;
+                    let buf = bytes::Bytes::from(std::mem::take(&mut batch.buf));
+                    if es.send_batch(&batch, &buf, sd).await {
                         let _ = acks.send(batch.seq);
                     }
                     drop(permit);

@@ -53,6 +53,8 @@ pub struct ReaderConfig {
     pub store: Store,
     /// How often checkpoints are written when they changed.
     pub checkpoint_interval: Duration,
+    /// Pod labels and annotations, filled in the background (`None`: path metadata only).
+    pub pod_metadata: Option<Arc<crate::metadata::PodCache>>,
 }
 
 /// Read at most this much from one file per pass, so one busy file cannot starve the others.
@@ -516,7 +518,12 @@ impl Reader {
             // Copytruncate refilled past the read position? The first line (it starts with a timestamp) tells
             // generations apart even when the bytes before the read position repeat (padded, fixed-width lines).
             if let Ok(Some(head)) = fingerprint::read_head(file) {
-                if Some(fingerprint::generation(&t.ctx.meta.dir, &t.ctx.meta.base, &head)) != t.generation {
+                if Some(fingerprint::generation(
+                    &t.ctx.meta.dir,
+                    &t.ctx.meta.base,
+                    &head,
+                )) != t.generation
+                {
                     self.reset(slot, "first line changed");
                     return true;
                 }
@@ -653,6 +660,9 @@ impl Reader {
     fn emit(&mut self, slot: u64) {
         let t = self.files.get_mut(&slot).expect("present");
         let generation = t.generation.expect("identified before reading");
+        if let Some(cache) = &self.cfg.pod_metadata {
+            t.ctx.refresh_metadata(cache, &self.metrics);
+        }
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
         }
@@ -777,6 +787,7 @@ mod tests {
             rescan_interval: Duration::from_millis(50),
             store: Store::new(data),
             checkpoint_interval: Duration::from_millis(10),
+            pod_metadata: None,
         };
         let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
@@ -911,7 +922,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("0.log");
         let pad = "p".repeat(100);
-        let gen = |from: u64| (from..from + 3).map(|n| line(n, &format!("seq {n:06} {pad}"))).collect::<String>();
+        let gen = |from: u64| {
+            (from..from + 3)
+                .map(|n| line(n, &format!("seq {n:06} {pad}")))
+                .collect::<String>()
+        };
         append(&log, &gen(0));
         let mut r = start(&root, &tmp.path().join("data"));
         let first = r.take(3);
@@ -919,7 +934,17 @@ mod tests {
         std::fs::write(&log, gen(10) + &gen(13)).unwrap();
         let next = r.take(6);
         let msgs: Vec<&str> = next.iter().map(|(_, m)| &m[..10]).collect();
-        assert_eq!(msgs, vec!["seq 000010", "seq 000011", "seq 000012", "seq 000013", "seq 000014", "seq 000015"]);
+        assert_eq!(
+            msgs,
+            vec![
+                "seq 000010",
+                "seq 000011",
+                "seq 000012",
+                "seq 000013",
+                "seq 000014",
+                "seq 000015"
+            ]
+        );
         assert_ne!(next[0].0.split('-').next(), first[0].0.split('-').next());
         r.stop();
     }
