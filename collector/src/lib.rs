@@ -9,6 +9,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod problems;
 pub mod proc;
+pub mod self_metrics;
 pub mod summary;
 
 use config::Config;

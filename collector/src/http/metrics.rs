@@ -4,7 +4,6 @@ use crate::config::Config;
 use crate::housekeeping::{ContainerSample, Snapshot};
 use crate::proc::fs::FsInfo;
 use axum::body::Bytes;
-use std::fmt::Write as _;
 
 /// Size of the chunks a streamed exposition is sent in.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -747,81 +746,83 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
         );
     }
     // The collector's own metrics (no timestamps: they describe the collector now).
+    let mut self_text = String::new();
+    crate::self_metrics::encode(&self_registry(snap, ts_ms), &mut self_text);
+    out.push_str(&self_text);
+}
+
+/// The collector's own metrics from a snapshot.
+fn self_registry(snap: &Snapshot, ts_ms: i64) -> prometheus_client::registry::Registry {
+    use crate::self_metrics::{const_counter, const_gauge, counter_family, set};
     let st = &snap.self_stats;
-    header(
-        out,
+    let mut r = prometheus_client::registry::Registry::default();
+    let duration = st.last_duration.as_secs_f64();
+    const_gauge(
+        &mut r,
         "vigil_collector_collection_duration_seconds",
-        "gauge",
-        "Duration of the last collection pass.",
+        "Duration of the last collection pass",
+        duration,
     );
-    let _ = writeln!(
-        out,
-        "vigil_collector_collection_duration_seconds {}",
-        st.last_duration.as_secs_f64()
+    const_counter(
+        &mut r,
+        "vigil_collector_passes",
+        "Collection passes completed",
+        st.passes,
     );
-    header(
-        out,
-        "vigil_collector_passes_total",
-        "counter",
-        "Collection passes completed.",
-    );
-    let _ = writeln!(out, "vigil_collector_passes_total {}", st.passes);
-    header(
-        out,
-        "vigil_collector_errors_total",
-        "counter",
-        "Collection errors by kind (container_gone, io, parse, missing_controller, proc_io, ...).",
+    let errors = counter_family(
+        &mut r,
+        "vigil_collector_errors",
+        "Collection errors by kind (container_gone, io, parse, missing_controller, proc_io, volume, ...)",
     );
     for (k, v) in &st.errors_by_kind {
-        let _ = writeln!(out, "vigil_collector_errors_total{{kind=\"{k}\"}} {v}");
+        set(&errors, &[("kind", k)], *v);
     }
-    header(
-        out,
+    let tracked = snap.containers.len() as f64;
+    const_gauge(
+        &mut r,
         "vigil_collector_containers",
-        "gauge",
-        "Cgroups tracked in the last pass.",
+        "Cgroups tracked in the last pass",
+        tracked,
     );
-    let _ = writeln!(out, "vigil_collector_containers {}", snap.containers.len());
-    header(
-        out,
-        "vigil_collector_containers_added_total",
-        "counter",
-        "Cgroups that appeared.",
+    const_counter(
+        &mut r,
+        "vigil_collector_containers_added",
+        "Cgroups that appeared",
+        st.containers_added,
     );
-    let _ = writeln!(
-        out,
-        "vigil_collector_containers_added_total {}",
-        st.containers_added
+    const_counter(
+        &mut r,
+        "vigil_collector_containers_removed",
+        "Cgroups that disappeared",
+        st.containers_removed,
     );
-    header(
-        out,
-        "vigil_collector_containers_removed_total",
-        "counter",
-        "Cgroups that disappeared.",
+    const_counter(
+        &mut r,
+        "vigil_collector_files_read",
+        "Cgroup files read",
+        st.files_read,
     );
-    let _ = writeln!(
-        out,
-        "vigil_collector_containers_removed_total {}",
-        st.containers_removed
+    let budget = crate::cgroup::FdBudget::global();
+    const_gauge(
+        &mut r,
+        "vigil_collector_kept_descriptors",
+        "Cgroup directories and files kept open between passes",
+        budget.in_use() as f64,
     );
-    header(
-        out,
-        "vigil_collector_files_read_total",
-        "counter",
-        "Cgroup files read.",
+    const_gauge(
+        &mut r,
+        "vigil_collector_kept_descriptors_limit",
+        "Descriptors the collector may keep open between passes (from RLIMIT_NOFILE)",
+        budget.total() as f64,
     );
-    let _ = writeln!(out, "vigil_collector_files_read_total {}", st.files_read);
-    header(
-        out,
+    let last = ts_ms as f64 / 1000.0;
+    const_gauge(
+        &mut r,
         "vigil_collector_last_collection_timestamp_seconds",
-        "gauge",
-        "Time of the last collection pass.",
+        "Time of the last collection pass",
+        last,
     );
-    let _ = writeln!(
-        out,
-        "vigil_collector_last_collection_timestamp_seconds {}",
-        ts_ms as f64 / 1000.0
-    );
+    r
 }
 
 fn line_nolabels(out: &mut Out, name: &str, v: f64, ts: &str) {

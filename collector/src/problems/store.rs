@@ -237,31 +237,31 @@ impl Store {
             .or_insert(0) += 1;
     }
 
-    /// Appends the metrics in the Prometheus text format.
+    /// Appends the metrics in the Prometheus text format: the detector's own counters through
+    /// prometheus-client, then node-problem-detector's `problem_counter` / `problem_gauge` under
+    /// NPD's exact names (prometheus-client would rename a counter to `problem_counter_total`).
     pub fn write_metrics(&self, out: &mut String) {
+        use crate::self_metrics::{counter_family, encode, set};
         use std::fmt::Write;
         let g = self.lock();
-        out.push_str("# HELP vigil_problem_detector_log_lines_total Log lines read by each system log monitor.\n");
-        out.push_str("# TYPE vigil_problem_detector_log_lines_total counter\n");
-        for (source, n) in &g.lines {
-            let _ = writeln!(
-                out,
-                "vigil_problem_detector_log_lines_total{{source=\"{}\"}} {}",
-                escape_label(source),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP vigil_problem_detector_plugin_runs_total Custom plugin runs by result.\n",
+        let mut r = prometheus_client::registry::Registry::default();
+        let lines = counter_family(
+            &mut r,
+            "vigil_problem_detector_log_lines",
+            "Log lines read by each system log monitor",
         );
-        out.push_str("# TYPE vigil_problem_detector_plugin_runs_total counter\n");
-        for ((source, result), n) in &g.plugin_runs {
-            let _ = writeln!(
-                out,
-                "vigil_problem_detector_plugin_runs_total{{result=\"{result}\",source=\"{}\"}} {n}",
-                escape_label(source)
-            );
+        for (source, n) in &g.lines {
+            set(&lines, &[("source", source)], n.load(Ordering::Relaxed));
         }
+        let runs = counter_family(
+            &mut r,
+            "vigil_problem_detector_plugin_runs",
+            "Custom plugin runs by result",
+        );
+        for ((source, result), n) in &g.plugin_runs {
+            set(&runs, &[("result", result), ("source", source)], *n);
+        }
+        encode(&r, out);
         out.push_str(
             "# HELP problem_counter Number of times a specific type of problem have occurred.\n",
         );
