@@ -22,9 +22,11 @@ use vigil_aggregator::sinks::SinkSet;
 fn big_batch(nodes: usize, pods: usize, ts_ms: i64, k: i64) -> Batch {
     let mut sets = BTreeMap::new();
     let l = |p: &[(&str, String)]| {
-        p.iter()
-            .map(|(a, b)| (a.to_string(), b.clone()))
-            .collect::<BTreeMap<_, _>>()
+        std::sync::Arc::new(
+            p.iter()
+                .map(|(a, b)| (a.to_string(), b.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
     };
     for n in 0..nodes {
         let node = format!("node-{n:04}");

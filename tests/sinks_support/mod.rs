@@ -361,7 +361,7 @@ pub fn expected_influx_points(
             }
             for lm in &set.labeled {
                 let mut t = base.clone();
-                t.extend(lm.labels.clone());
+                t.extend((*lm.labels).clone());
                 add(&lm.name, t, lm.value);
             }
         }
@@ -509,11 +509,13 @@ impl Prometheus {
     }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn labels(pairs: &[(&str, &str)]) -> std::sync::Arc<BTreeMap<String, String>> {
+    std::sync::Arc::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 /// A Heapster-shaped batch at `ts`: cluster, namespace, node, pod, pod container and system
@@ -522,8 +524,8 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 pub fn sample_batch(ts: DateTime<Utc>, i: i64) -> Batch {
     let f = i as f64;
     let mut sets = BTreeMap::new();
-    let vals = |v: &[(&str, MetricValue)]| -> BTreeMap<String, MetricValue> {
-        v.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    let vals = |v: &[(&'static str, MetricValue)]| -> BTreeMap<&'static str, MetricValue> {
+        v.iter().copied().collect()
     };
     sets.insert(
         "cluster".to_string(),
@@ -738,7 +740,7 @@ pub fn expected_remote_write(batches: &[Batch], cluster_name: &str) -> SeriesMap
                     "disk/io_write_bytes",
                     "restart_count",
                 ];
-                let suffix = if cumulative.contains(&name.as_str()) {
+                let suffix = if cumulative.contains(name) {
                     "_total"
                 } else {
                     ""

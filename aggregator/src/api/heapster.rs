@@ -678,7 +678,7 @@ async fn export(State(st): St) -> Json<Vec<Timeseries>> {
         };
         let mut metrics: BTreeMap<String, Vec<Point>> = BTreeMap::new();
         for (name, v) in set.values.iter().filter(|(n, _)| in_schema(n)) {
-            metrics.entry(name.clone()).or_default().push(Point {
+            metrics.entry(name.to_string()).or_default().push(Point {
                 start: start(name),
                 end: at.clone(),
                 labels: None,
@@ -686,10 +686,10 @@ async fn export(State(st): St) -> Json<Vec<Timeseries>> {
             });
         }
         for m in set.labeled.iter().filter(|m| in_schema(&m.name)) {
-            metrics.entry(m.name.clone()).or_default().push(Point {
+            metrics.entry(m.name.to_string()).or_default().push(Point {
                 start: start(&m.name),
                 end: at.clone(),
-                labels: Some(m.labels.clone()),
+                labels: Some((*m.labels).clone()),
                 value: json_value(m.value),
             });
         }

@@ -151,8 +151,8 @@ mod tests {
             ("cluster", "cluster"),
         ] {
             let mut s = MetricSet::default();
-            s.labels.insert("type".into(), kind.into());
-            s.labels.insert("nodename".into(), "n1".into());
+            std::sync::Arc::make_mut(&mut s.labels).insert("type".into(), kind.into());
+            std::sync::Arc::make_mut(&mut s.labels).insert("nodename".into(), "n1".into());
             s.values
                 .insert("cpu/usage_rate".into(), MetricValue::Int(250));
             s.values
@@ -161,7 +161,7 @@ mod tests {
                 for (rid, v) in [("/", 100), ("logs", 7)] {
                     s.labeled.push(crate::batch::LabeledMetric {
                         name: "filesystem/usage".into(),
-                        labels: [("resource_id".to_string(), rid.to_string())].into(),
+                        labels: crate::batch::resource_labels(rid),
                         value: MetricValue::Int(v),
                     });
                 }

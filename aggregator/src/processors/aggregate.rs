@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::decode::{namespace_key, pod_key};
 use super::names::*;
-use crate::batch::{set_type, Batch, MetricSet, MetricValue};
+use crate::batch::{set_type, Batch, MetricSet, MetricValue, Name};
 
-fn add(into: &mut BTreeMap<String, MetricValue>, name: &str, v: MetricValue) {
+fn add(into: &mut BTreeMap<Name, MetricValue>, name: Name, v: MetricValue) {
     let sum = match (into.get(name), v) {
         (None, v) => v,
         (Some(MetricValue::Int(a)), MetricValue::Int(b)) => MetricValue::Int(a.saturating_add(b)),
         (Some(a), b) => MetricValue::Float(a.as_f64() + b.as_f64()),
     };
-    into.insert(name.to_string(), sum);
+    into.insert(name, sum);
 }
 
 fn kind(set: &MetricSet) -> &str {
@@ -24,7 +24,7 @@ fn kind(set: &MetricSet) -> &str {
 /// Pods get the sum of their containers' non-cumulative metrics, except metrics the source
 /// already gave for the pod itself.
 pub fn pods(batch: &mut Batch) {
-    let mut sums: BTreeMap<String, (BTreeMap<String, MetricValue>, BTreeMap<String, String>)> =
+    let mut sums: BTreeMap<String, (BTreeMap<Name, MetricValue>, crate::batch::SetLabels)> =
         BTreeMap::new();
     for set in batch
         .sets
@@ -38,15 +38,15 @@ pub fn pods(batch: &mut Batch) {
             continue;
         };
         let entry = sums.entry(pod_key(ns, pod)).or_insert_with(|| {
-            let mut labels = set.labels.clone();
+            let mut labels = (*set.labels).clone();
             labels.remove(LABEL_CONTAINER_NAME);
             labels.remove(LABEL_CONTAINER_BASE_IMAGE);
             labels.insert(LABEL_TYPE.to_string(), set_type::POD.to_string());
-            (BTreeMap::new(), labels)
+            (BTreeMap::new(), std::sync::Arc::new(labels))
         });
         for (name, v) in &set.values {
             if !is_cumulative(name) {
-                add(&mut entry.0, name, *v);
+                add(&mut entry.0, *name, *v);
             }
         }
     }
@@ -64,8 +64,8 @@ pub fn pods(batch: &mut Batch) {
 /// Namespaces sum their pods; nodes add their pods' requests and limits; the cluster sums
 /// the namespaces.
 pub fn namespaces_nodes_cluster(batch: &mut Batch) {
-    let mut namespaces: BTreeMap<String, BTreeMap<String, MetricValue>> = BTreeMap::new();
-    let mut nodes: BTreeMap<String, BTreeMap<String, MetricValue>> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, BTreeMap<Name, MetricValue>> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, BTreeMap<Name, MetricValue>> = BTreeMap::new();
     for set in batch.sets.values().filter(|s| kind(s) == set_type::POD) {
         if let Some(ns) = set.labels.get(LABEL_NAMESPACE_NAME) {
             let e = namespaces.entry(ns.clone()).or_default();
@@ -96,7 +96,7 @@ pub fn namespaces_nodes_cluster(batch: &mut Batch) {
             .sets
             .entry(namespace_key(&ns))
             .or_insert_with(|| MetricSet {
-                labels,
+                labels: std::sync::Arc::new(labels),
                 ..MetricSet::default()
             });
         set.values.extend(values);
@@ -112,7 +112,9 @@ pub fn namespaces_nodes_cluster(batch: &mut Batch) {
         .sets
         .entry("cluster".to_string())
         .or_insert_with(|| MetricSet {
-            labels: [(LABEL_TYPE.to_string(), set_type::CLUSTER.to_string())].into(),
+            labels: std::sync::Arc::new(
+                [(LABEL_TYPE.to_string(), set_type::CLUSTER.to_string())].into(),
+            ),
             ..MetricSet::default()
         });
     set.values.extend(cluster);
@@ -149,7 +151,7 @@ pub fn node_utilization(batch: &mut Batch) {
             }
         }
         for (name, v) in out {
-            set.values.insert(name.to_string(), MetricValue::Float(v));
+            set.values.insert(name, MetricValue::Float(v));
         }
     }
 }
@@ -168,14 +170,18 @@ pub fn node_names(batch: &Batch) -> BTreeSet<String> {
 mod tests {
     use super::*;
 
-    fn set(kind: &str, labels: &[(&str, &str)], values: &[(&str, MetricValue)]) -> MetricSet {
+    fn set(
+        kind: &str,
+        labels: &[(&str, &str)],
+        values: &[(&'static str, MetricValue)],
+    ) -> MetricSet {
         let mut s = MetricSet::default();
-        s.labels.insert("type".into(), kind.into());
+        std::sync::Arc::make_mut(&mut s.labels).insert("type".into(), kind.into());
         for (k, v) in labels {
-            s.labels.insert(k.to_string(), v.to_string());
+            std::sync::Arc::make_mut(&mut s.labels).insert(k.to_string(), v.to_string());
         }
         for (k, v) in values {
-            s.values.insert(k.to_string(), *v);
+            s.values.insert(*k, *v);
         }
         s
     }
@@ -226,7 +232,7 @@ mod tests {
                 ("network/rx_rate", Float(1.5)),
             ],
         );
-        c1.labels.insert("container_name".into(), "a".into());
+        std::sync::Arc::make_mut(&mut c1.labels).insert("container_name".into(), "a".into());
         let mut c2 = set(
             "pod_container",
             &pl,
@@ -237,7 +243,7 @@ mod tests {
                 ("network/rx_rate", Float(2.0)),
             ],
         );
-        c2.labels.insert("container_name".into(), "b".into());
+        std::sync::Arc::make_mut(&mut c2.labels).insert("container_name".into(), "b".into());
         b.sets.insert("namespace:ns1/pod:p/container:a".into(), c1);
         b.sets.insert("namespace:ns1/pod:p/container:b".into(), c2);
         // A pod known only through its container gets a set of its own.

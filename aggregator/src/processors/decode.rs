@@ -10,7 +10,10 @@ use vigil_collector::summary::{
 };
 
 use super::names::*;
-use crate::batch::{set_type, Batch, LabeledMetric, MetricSet, MetricValue};
+use crate::batch::{
+    intern_name, resource_labels, set_type, Batch, LabeledMetric, MetricLabels, MetricSet,
+    MetricValue, Name,
+};
 
 /// Heapster's legacy names of the kubelet's system containers.
 pub fn system_container_name(name: &str) -> &str {
@@ -37,19 +40,17 @@ pub fn pod_container_key(ns: &str, pod: &str, container: &str) -> String {
     format!("namespace:{ns}/pod:{pod}/container:{container}")
 }
 
-fn int(set: &mut MetricSet, name: &str, v: Option<u64>) {
+fn int(set: &mut MetricSet, name: Name, v: Option<u64>) {
     if let Some(v) = v {
-        set.values.insert(
-            name.to_string(),
-            MetricValue::Int(v.min(i64::MAX as u64) as i64),
-        );
+        set.values
+            .insert(name, MetricValue::Int(v.min(i64::MAX as u64) as i64));
     }
 }
 
-fn labeled(set: &mut MetricSet, name: &str, labels: &BTreeMap<String, String>, v: Option<u64>) {
+fn labeled(set: &mut MetricSet, name: Name, labels: &MetricLabels, v: Option<u64>) {
     if let Some(v) = v {
         set.labeled.push(LabeledMetric {
-            name: name.to_string(),
+            name,
             labels: labels.clone(),
             value: MetricValue::Int(v.min(i64::MAX as u64) as i64),
         });
@@ -69,7 +70,7 @@ fn scrape_time(
 fn uptime(set: &mut MetricSet, start: Option<DateTime<Utc>>, now: DateTime<Utc>) {
     if let Some(start) = start {
         let ms = (now - start).num_milliseconds().max(0);
-        set.values.insert(UPTIME.to_string(), MetricValue::Int(ms));
+        set.values.insert(UPTIME, MetricValue::Int(ms));
     }
 }
 
@@ -102,8 +103,7 @@ fn network(set: &mut MetricSet, n: Option<&NetworkStats>) {
 
 fn fs(set: &mut MetricSet, resource_id: &str, f: Option<&FsStats>) {
     if let Some(f) = f {
-        let labels: BTreeMap<String, String> =
-            [(LABEL_RESOURCE_ID.to_string(), resource_id.to_string())].into();
+        let labels = resource_labels(resource_id);
         labeled(set, FILESYSTEM_USAGE, &labels, f.used_bytes);
         labeled(set, FILESYSTEM_LIMIT, &labels, f.capacity_bytes);
         labeled(set, FILESYSTEM_AVAILABLE, &labels, f.available_bytes);
@@ -131,11 +131,11 @@ fn container(
     let mut set = MetricSet {
         create_time: c.start_time,
         scrape_time: scrape_time(c.cpu.as_ref(), c.memory.as_ref(), None),
-        labels: labels.clone(),
+        labels: std::sync::Arc::new(labels.clone()),
         ..MetricSet::default()
     };
-    set.labels.insert(LABEL_TYPE.to_string(), kind.to_string());
-    set.labels
+    std::sync::Arc::make_mut(&mut set.labels).insert(LABEL_TYPE.to_string(), kind.to_string());
+    std::sync::Arc::make_mut(&mut set.labels)
         .insert(LABEL_CONTAINER_NAME.to_string(), name.to_string());
     uptime(&mut set, c.start_time, now);
     cpu(&mut set, c.cpu.as_ref());
@@ -151,12 +151,11 @@ fn container(
         });
     int(&mut set, EPHEMERAL_STORAGE_USAGE, eph);
     for acc in &c.accelerators {
-        let l: BTreeMap<String, String> = [
+        let l: MetricLabels = std::sync::Arc::new(BTreeMap::from([
             ("make".to_string(), acc.make.clone()),
             ("model".to_string(), acc.model.clone()),
             ("accelerator_id".to_string(), acc.id.clone()),
-        ]
-        .into();
+        ]));
         labeled(
             &mut set,
             ACCELERATOR_MEMORY_TOTAL,
@@ -169,7 +168,7 @@ fn container(
     for udm in &c.user_defined_metrics {
         if matches!(udm.metric_type.as_str(), "gauge" | "cumulative" | "delta") {
             set.values.insert(
-                format!("custom/{}", udm.name),
+                intern_name(&format!("custom/{}", udm.name)),
                 MetricValue::Float(udm.value),
             );
         }
@@ -182,10 +181,10 @@ fn node(batch: &mut Batch, name: &str, n: &NodeStats, now: DateTime<Utc>) {
     let mut set = MetricSet {
         create_time: n.start_time,
         scrape_time: scrape_time(n.cpu.as_ref(), n.memory.as_ref(), n.network.as_ref()),
-        labels: labels.clone(),
+        labels: std::sync::Arc::new(labels.clone()),
         ..MetricSet::default()
     };
-    set.labels
+    std::sync::Arc::make_mut(&mut set.labels)
         .insert(LABEL_TYPE.to_string(), set_type::NODE.to_string());
     uptime(&mut set, n.start_time, now);
     cpu(&mut set, n.cpu.as_ref());
@@ -203,19 +202,19 @@ fn node(batch: &mut Batch, name: &str, n: &NodeStats, now: DateTime<Utc>) {
         if let (Some(a), Some(w)) = (m.available_bytes, m.working_set_bytes) {
             let cap = a.saturating_add(w) as f64;
             set.values
-                .insert(MEMORY_NODE_CAPACITY.to_string(), MetricValue::Float(cap));
+                .insert(MEMORY_NODE_CAPACITY, MetricValue::Float(cap));
             set.values
-                .insert(MEMORY_NODE_ALLOCATABLE.to_string(), MetricValue::Float(cap));
+                .insert(MEMORY_NODE_ALLOCATABLE, MetricValue::Float(cap));
         }
     }
     if let Some(f) = &n.fs {
         if let Some(cap) = f.capacity_bytes {
             set.values.insert(
-                EPHEMERAL_STORAGE_NODE_CAPACITY.to_string(),
+                EPHEMERAL_STORAGE_NODE_CAPACITY,
                 MetricValue::Float(cap as f64),
             );
             set.values.insert(
-                EPHEMERAL_STORAGE_NODE_ALLOCATABLE.to_string(),
+                EPHEMERAL_STORAGE_NODE_ALLOCATABLE,
                 MetricValue::Float(cap as f64),
             );
         }
@@ -239,10 +238,10 @@ fn pod(batch: &mut Batch, node_name: &str, p: &PodStats, now: DateTime<Utc>) {
     let mut set = MetricSet {
         create_time: p.start_time,
         scrape_time: scrape_time(p.cpu.as_ref(), p.memory.as_ref(), p.network.as_ref()),
-        labels: labels.clone(),
+        labels: std::sync::Arc::new(labels.clone()),
         ..MetricSet::default()
     };
-    set.labels
+    std::sync::Arc::make_mut(&mut set.labels)
         .insert(LABEL_TYPE.to_string(), set_type::POD.to_string());
     uptime(&mut set, p.start_time, now);
     cpu(&mut set, p.cpu.as_ref());
@@ -322,9 +321,7 @@ fn derived_requests_and_limits(set: &mut MetricSet, spec: &VigilSpec) {
         (MEMORY_REQUEST, mem_req),
         (MEMORY_LIMIT, mem_lim),
     ] {
-        set.values
-            .entry(name.to_string())
-            .or_insert(MetricValue::Int(v));
+        set.values.entry(name).or_insert(MetricValue::Int(v));
     }
 }
 

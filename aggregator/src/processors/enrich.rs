@@ -168,13 +168,13 @@ pub fn enrich(batch: &mut Batch, info: &ClusterInfo) {
             continue;
         };
         if let Some(uid) = info.namespaces.get(&ns) {
-            set.labels
+            std::sync::Arc::make_mut(&mut set.labels)
                 .insert(LABEL_NAMESPACE_ID.to_string(), uid.clone());
         }
         let Some(p) = info.pods.get(&(ns, pod)) else {
             continue;
         };
-        set.labels
+        std::sync::Arc::make_mut(&mut set.labels)
             .insert(LABEL_LABELS.to_string(), p.labels.clone());
         if kind == set_type::POD_CONTAINER {
             let name = set
@@ -189,7 +189,7 @@ pub fn enrich(batch: &mut Batch, info: &ClusterInfo) {
                     (MEMORY_REQUEST, r.memory_request),
                     (MEMORY_LIMIT, r.memory_limit),
                 ] {
-                    set.values.insert(metric.to_string(), MetricValue::Int(v));
+                    set.values.insert(metric, MetricValue::Int(v));
                 }
             }
         }
@@ -230,7 +230,7 @@ mod tests {
             ("pod_name", "p"),
             ("container_name", "c"),
         ] {
-            c.labels.insert(k.into(), v.into());
+            std::sync::Arc::make_mut(&mut c.labels).insert(k.into(), v.into());
         }
         b.sets.insert("namespace:ns/pod:p/container:c".into(), c);
         enrich(&mut b, &info);

@@ -10,7 +10,9 @@ pub mod rates;
 use chrono::{DateTime, Utc};
 use vigil_collector::summary::Summary;
 
-use crate::batch::{Batch, MetricValue};
+use std::collections::HashSet;
+
+use crate::batch::{Batch, MetricValue, SetLabels};
 
 /// One node's answer for a round.
 #[derive(Debug, Clone)]
@@ -32,6 +34,34 @@ pub struct Processor {
     pub cluster_info: Option<std::sync::Arc<enrich::ClusterInfo>>,
     /// Documents dropped because an earlier one in the same round had the same node name.
     duplicate_nodes: u64,
+    labels: LabelInterner,
+}
+
+/// Label maps of the previous and the current round: a set whose labels did not change gets
+/// the previous round's allocation, which the newest batch, the sinks' queue and the store
+/// then share (one map per entity instead of one per entity per round per holder).
+#[derive(Default)]
+struct LabelInterner {
+    prev: HashSet<SetLabels>,
+    cur: HashSet<SetLabels>,
+}
+
+impl LabelInterner {
+    fn intern(&mut self, labels: &mut SetLabels) {
+        if let Some(same) = self.cur.get(&**labels) {
+            *labels = same.clone();
+        } else if let Some(same) = self.prev.take(&**labels) {
+            *labels = same.clone();
+            self.cur.insert(same);
+        } else {
+            self.cur.insert(labels.clone());
+        }
+    }
+
+    /// Forgets the label maps no set of the round used.
+    fn end_round(&mut self) {
+        self.prev = std::mem::take(&mut self.cur);
+    }
 }
 
 impl Processor {
@@ -42,6 +72,7 @@ impl Processor {
             forget_after_ms: forget_after.as_millis() as i64,
             cluster_info: None,
             duplicate_nodes: 0,
+            labels: LabelInterner::default(),
         }
     }
 
@@ -75,12 +106,10 @@ impl Processor {
                     &doc.summary.node.node_name
                 };
                 if let Some(set) = batch.sets.get_mut(&decode::node_key(name)) {
+                    set.values
+                        .insert(names::CPU_NODE_CAPACITY, MetricValue::Float(cores * 1000.0));
                     set.values.insert(
-                        names::CPU_NODE_CAPACITY.to_string(),
-                        MetricValue::Float(cores * 1000.0),
-                    );
-                    set.values.insert(
-                        names::CPU_NODE_ALLOCATABLE.to_string(),
+                        names::CPU_NODE_ALLOCATABLE,
                         MetricValue::Float(cores * 1000.0),
                     );
                 }
@@ -93,6 +122,10 @@ impl Processor {
         aggregate::pods(&mut batch);
         aggregate::namespaces_nodes_cluster(&mut batch);
         aggregate::node_utilization(&mut batch);
+        for set in batch.sets.values_mut() {
+            self.labels.intern(&mut set.labels);
+        }
+        self.labels.end_round();
         batch
     }
 

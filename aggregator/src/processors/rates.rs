@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::names::*;
-use crate::batch::{set_type, Batch, LabeledMetric, MetricValue};
+use crate::batch::{resource_labels, set_type, Batch, LabeledMetric, MetricValue};
 
 struct Prev {
     create_ns: Option<i64>,
@@ -96,7 +96,7 @@ impl Rates {
                             } else {
                                 MetricValue::Float(per_ns * 1e9)
                             };
-                            set.values.insert(rate_name.to_string(), v);
+                            set.values.insert(rate_name, v);
                             self.stats.computed += 1;
                         }
                         for (i, rid, new) in &labeled {
@@ -110,8 +110,8 @@ impl Rates {
                                 continue;
                             }
                             set.labeled.push(LabeledMetric {
-                                name: LABELED_RATES[*i].1.to_string(),
-                                labels: [(LABEL_RESOURCE_ID.to_string(), rid.clone())].into(),
+                                name: LABELED_RATES[*i].1,
+                                labels: resource_labels(rid),
                                 value: MetricValue::Float((new - old) as f64 / dt * 1e9),
                             });
                             self.stats.computed += 1;
@@ -142,8 +142,7 @@ impl Rates {
                 }
             };
             if is_container {
-                set.values
-                    .insert(RESTART_COUNT.to_string(), MetricValue::Int(restarts));
+                set.values.insert(RESTART_COUNT, MetricValue::Int(restarts));
             }
         }
         self.prev
@@ -168,12 +167,12 @@ mod tests {
             scrape_time: Some(t),
             ..Default::default()
         };
-        set.labels.insert("type".into(), "pod_container".into());
-        set.values.insert("cpu/usage".into(), MetricValue::Int(cpu));
-        set.values.insert("network/rx".into(), MetricValue::Int(rx));
+        std::sync::Arc::make_mut(&mut set.labels).insert("type".into(), "pod_container".into());
+        set.values.insert("cpu/usage", MetricValue::Int(cpu));
+        set.values.insert("network/rx", MetricValue::Int(rx));
         set.labeled.push(LabeledMetric {
-            name: "disk/io_read_bytes".into(),
-            labels: [("resource_id".into(), "sda".into())].into(),
+            name: "disk/io_read_bytes",
+            labels: resource_labels("sda"),
             value: MetricValue::Int(rx * 2),
         });
         Batch {

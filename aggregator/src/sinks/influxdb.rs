@@ -124,7 +124,7 @@ impl LineProtocol {
         for set in batch.sets.values() {
             // The set's tags, sorted, with cluster_name put in its place.
             merged.clear();
-            for (k, v) in &set.labels {
+            for (k, v) in set.labels.iter() {
                 if v.is_empty()
                     || BLACKLIST.contains(&k.as_str())
                     || (cluster.is_some() && k == "cluster_name")
@@ -161,7 +161,7 @@ impl LineProtocol {
                                 || (*k == "cluster_name" && cluster.is_some())
                         })
                         .collect();
-                    for (k, v) in &lm.labels {
+                    for (k, v) in lm.labels.iter() {
                         if v.is_empty() || (k == "cluster_name" && cluster.is_some()) {
                             continue;
                         }
@@ -469,18 +469,18 @@ mod tests {
             labels.insert(k.to_string(), v.to_string());
         }
         let mut values = BTreeMap::new();
-        values.insert("cpu/usage_rate".to_string(), MetricValue::Int(12));
-        values.insert("uptime".to_string(), MetricValue::Int(5000));
-        values.insert("network/rx_rate".to_string(), MetricValue::Float(1.5));
-        values.insert("memory/bad".to_string(), MetricValue::Float(f64::NAN));
+        values.insert("cpu/usage_rate", MetricValue::Int(12));
+        values.insert("uptime", MetricValue::Int(5000));
+        values.insert("network/rx_rate", MetricValue::Float(1.5));
+        values.insert("memory/bad", MetricValue::Float(f64::NAN));
         let labeled = vec![LabeledMetric {
             name: "filesystem/usage".into(),
-            labels: [("resource_id".to_string(), "/".to_string())].into(),
+            labels: crate::batch::resource_labels("/"),
             value: MetricValue::Int(4096),
         }];
         let set = MetricSet {
             values,
-            labels,
+            labels: std::sync::Arc::new(labels),
             labeled,
             ..Default::default()
         };

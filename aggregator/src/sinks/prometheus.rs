@@ -245,7 +245,7 @@ impl RemoteWriteEncoder {
         > = std::collections::HashMap::default();
         for set in batch.sets.values() {
             for lm in &set.labeled {
-                if !labeled_names.contains_key(lm.name.as_str()) {
+                if !labeled_names.contains_key(lm.name) {
                     labeled_names.insert(&lm.name, metric_name(&lm.name));
                 }
             }
@@ -256,7 +256,7 @@ impl RemoteWriteEncoder {
         for set in batch.sets.values() {
             // The set's labels, sorted, encoded once.
             pairs.clear();
-            for (k, v) in &set.labels {
+            for (k, v) in set.labels.iter() {
                 if v.is_empty() {
                     continue;
                 }
@@ -282,12 +282,12 @@ impl RemoteWriteEncoder {
                 }
             }
             for (name, value) in &set.values {
-                let name_label: &[u8] = match name_cache.get(name.as_str()) {
+                let name_label: &[u8] = match name_cache.get(*name) {
                     Some(l) => l,
                     None => {
                         let mut l = Vec::new();
                         put_label(&mut l, "__name__", &metric_name(name));
-                        name_cache.entry(name.as_str()).or_insert(l)
+                        name_cache.entry(*name).or_insert(l)
                     }
                 };
                 let v = value.as_f64();
@@ -328,7 +328,7 @@ impl RemoteWriteEncoder {
                 }
                 all.push((
                     Cow::Borrowed("__name__"),
-                    labeled_names[lm.name.as_str()].as_str(),
+                    labeled_names[lm.name].as_str(),
                 ));
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 let v = lm.value.as_f64();
@@ -576,11 +576,11 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
         let metrics = set
             .values
             .iter()
-            .map(|(k, v)| (k.as_str(), *v, None))
+            .map(|(k, v)| (*k, *v, None))
             .chain(
                 set.labeled
                     .iter()
-                    .map(|m| (m.name.as_str(), m.value, Some(&m.labels))),
+                    .map(|m| (m.name, m.value, Some(&*m.labels))),
             );
         for (name, value, own) in metrics {
             let fam = metric_name(name);
@@ -649,14 +649,14 @@ mod tests {
     use crate::batch::LabeledMetric;
     use prost::Message;
 
-    fn set(kind: &str, extra: &[(&str, &str)], values: &[(&str, MetricValue)]) -> MetricSet {
+    fn set(kind: &str, extra: &[(&str, &str)], values: &[(&'static str, MetricValue)]) -> MetricSet {
         let mut labels: BTreeMap<String, String> = [("type".to_string(), kind.to_string())].into();
         for (k, v) in extra {
             labels.insert(k.to_string(), v.to_string());
         }
         MetricSet {
-            labels,
-            values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            labels: std::sync::Arc::new(labels),
+            values: values.iter().copied().collect(),
             ..Default::default()
         }
     }
@@ -679,7 +679,7 @@ mod tests {
         );
         pod.labeled.push(LabeledMetric {
             name: "filesystem/usage".into(),
-            labels: [("resource_id".to_string(), "Volume:data".to_string())].into(),
+            labels: crate::batch::resource_labels("Volume:data"),
             value: MetricValue::Int(77),
         });
         let node = set(

@@ -151,20 +151,20 @@ impl Store {
         for (key, set) in &batch.sets {
             let mut vals = Vec::with_capacity(set.values.len() + set.labeled.len());
             for (name, v) in &set.values {
-                let id = match names.ids.get(name.as_str()) {
+                let id = match names.ids.get(*name) {
                     Some(id) => *id,
-                    None => names.intern(Arc::from(name.as_str())),
+                    None => names.intern(Arc::from(*name)),
                 };
                 vals.push((id, 0, *v));
             }
             for lm in &set.labeled {
-                let id = match names.ids.get(lm.name.as_str()) {
+                let id = match names.ids.get(lm.name) {
                     Some(id) => *id,
-                    None => names.intern(Arc::from(lm.name.as_str())),
+                    None => names.intern(Arc::from(lm.name)),
                 };
                 let lid = match label_sets.get(&lm.labels) {
                     Some(l) => l,
-                    None => label_sets.intern(lm.labels.clone()),
+                    None => label_sets.intern((*lm.labels).clone()),
                 };
                 vals.push((id, lid + 1, lm.value));
             }
@@ -193,15 +193,17 @@ impl Store {
                             .entities
                             .entry(Arc::from(key))
                             .or_insert_with(|| Entity {
-                                labels: Arc::new(set.labels.clone()),
+                                labels: set.labels.clone(),
                                 create_time_ms: None,
                                 last_seen_ms: ts,
                                 slots: Vec::new(),
                             })
                     }
                 };
-                if *entity.labels != set.labels {
-                    entity.labels = Arc::new(set.labels.clone());
+                // The processor shares unchanged label maps across rounds: this is a pointer
+                // copy, never a map copy.
+                if !Arc::ptr_eq(&entity.labels, &set.labels) {
+                    entity.labels = set.labels.clone();
                 }
                 entity.create_time_ms = set.create_time.map(ms);
                 entity.last_seen_ms = entity.last_seen_ms.max(ts);
@@ -247,6 +249,10 @@ impl Store {
                             hint = entity.slots.len();
                         }
                     }
+                }
+                // Series are added in the first rounds only: do not keep doubling's slack.
+                if entity.slots.capacity() > entity.slots.len() + 2 {
+                    entity.slots.shrink_to_fit();
                 }
             }
             // Expire entities and series that fell out of the window.
@@ -428,20 +434,20 @@ mod tests {
     use crate::batch::{LabeledMetric, MetricSet};
     use chrono::{TimeZone, Utc};
 
-    fn batch(t: i64, sets: &[(&str, &[(&str, MetricValue)])]) -> Batch {
+    fn batch(t: i64, sets: &[(&str, &[(&'static str, MetricValue)])]) -> Batch {
         let mut b = Batch {
             timestamp: Utc.timestamp_millis_opt(t).unwrap(),
             sets: BTreeMap::new(),
         };
         for (key, vals) in sets {
             let mut set = MetricSet::default();
-            set.labels.insert("type".into(), "node".into());
+            std::sync::Arc::make_mut(&mut set.labels).insert("type".into(), "node".into());
             for (n, v) in vals.iter() {
-                set.values.insert(n.to_string(), *v);
+                set.values.insert(*n, *v);
             }
             set.labeled.push(LabeledMetric {
                 name: "filesystem/usage".into(),
-                labels: [("resource_id".to_string(), "/".to_string())].into(),
+                labels: crate::batch::resource_labels("/"),
                 value: MetricValue::Int(t),
             });
             b.sets.insert(key.to_string(), set);

@@ -146,7 +146,7 @@ pub fn load(store: &Store, data_dir: &Path, now_ms: i64) -> Result<usize, Error>
                         create_time: e
                             .create_ms
                             .and_then(|c| chrono::Utc.timestamp_millis_opt(c).single()),
-                        labels: e.labels.clone(),
+                        labels: std::sync::Arc::new(e.labels.clone()),
                         ..MetricSet::default()
                     });
                 let value = if s.float {
@@ -156,11 +156,11 @@ pub fn load(store: &Store, data_dir: &Path, now_ms: i64) -> Result<usize, Error>
                 };
                 match &s.labels {
                     None => {
-                        set.values.insert(s.name.clone(), value);
+                        set.values.insert(crate::batch::intern_name(&s.name), value);
                     }
                     Some(l) => set.labeled.push(LabeledMetric {
-                        name: s.name.clone(),
-                        labels: l.clone(),
+                        name: crate::batch::intern_name(&s.name),
+                        labels: std::sync::Arc::new(l.clone()),
                         value,
                     }),
                 }
@@ -186,14 +186,14 @@ mod tests {
         for i in 0..5 {
             let t = now - 60_000 + i * 15_000;
             let mut set = MetricSet::default();
-            set.labels.insert("type".into(), "pod".into());
+            std::sync::Arc::make_mut(&mut set.labels).insert("type".into(), "pod".into());
             set.values
                 .insert("cpu/usage_rate".into(), MetricValue::Int(100 + i));
             set.values
                 .insert("network/rx_rate".into(), MetricValue::Float(0.5 + i as f64));
             set.labeled.push(LabeledMetric {
                 name: "filesystem/usage".into(),
-                labels: [("resource_id".into(), "/".into())].into(),
+                labels: crate::batch::resource_labels("/"),
                 value: MetricValue::Int(7),
             });
             let batch = Batch {

@@ -1,0 +1,87 @@
+//! Where the aggregator's bytes live: a counting global allocator reports the live heap after
+//! each stage of a simulated round (documents parsed, batch built, stored, previous batch
+//! dropped) and the share of each long-lived part. Used for BENCHMARKS.md's memory profile.
+//!
+//! cargo run --release -p vigil-aggregator --example heap_profile -- <nodes> <rounds>
+//!
+//! It also writes dhat-heap.json (allocation sites at the peak; view with dhat's viewer).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use vigil_aggregator::processors::{NodeDoc, Processor};
+use vigil_aggregator::sim::{Shape, Sim};
+use vigil_aggregator::store::Store;
+use vigil_collector::summary::Summary;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn mb() -> f64 {
+    dhat::HeapStats::get().curr_bytes as f64 / 1e6
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::new_heap();
+    let args: Vec<String> = std::env::args().collect();
+    let nodes: usize = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .expect("usage: heap_profile <nodes> <rounds>");
+    let rounds: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10);
+    let sim = Sim::new(Shape {
+        nodes,
+        pods_per_node: 30,
+        containers_per_pod: 2,
+        namespaces: 20,
+    });
+    let store = Store::new(15 * 60 * 1000, 10_000_000);
+    let mut proc = Processor::new(Duration::from_secs(900));
+    let mut latest = None;
+    let mut t = Utc::now();
+    for r in 1..=rounds {
+        t += chrono::Duration::seconds(15);
+        let bodies: Vec<Vec<u8>> = (0..nodes)
+            .map(|i| serde_json::to_vec(&sim.summary(i, t)).unwrap())
+            .collect();
+        let base = mb();
+        let docs: Vec<NodeDoc> = bodies
+            .iter()
+            .map(|b| NodeDoc {
+                fallback_name: String::new(),
+                url: String::new(),
+                summary: serde_json::from_slice::<Summary>(b).unwrap(),
+                cpu_cores: Some(8.0),
+            })
+            .collect();
+        let docs_mb = mb() - base;
+        drop(bodies);
+        let before_proc = mb();
+        let batch = proc.process(t, &docs);
+        let proc_mb = mb() - before_proc;
+        drop(docs);
+        let before_store = mb();
+        store.ingest(&batch).unwrap();
+        let store_delta = mb() - before_store;
+        let peak_hint = mb();
+        latest = Some(std::sync::Arc::new(batch));
+        let after = mb();
+        println!(
+            "round={r} live_MB={after:.1} parsed_docs_MB={docs_mb:.1} process_MB(new batch + rate state delta)={proc_mb:.1} store_delta_MB={store_delta:.1} live_before_old_batch_dropped_MB={peak_hint:.1} points_bytes_MB={:.1}",
+            store.points_heap_bytes() as f64 / 1e6
+        );
+    }
+    let with_all = mb();
+    drop(latest);
+    let no_batch = mb();
+    drop(proc);
+    let no_rates = mb();
+    drop(store);
+    println!(
+        "newest_batch_MB={:.1} rate_state_MB={:.1} store_MB={:.1} rest_MB={:.1}",
+        with_all - no_batch,
+        no_batch - no_rates,
+        no_rates - mb(),
+        mb()
+    );
+}
