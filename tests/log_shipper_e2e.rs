@@ -676,3 +676,158 @@ async fn whole_request_400_splits_down_and_dead_letters_only_the_offending_recor
             >= 1.0
     );
 }
+
+/// Multiline across a crash: while a stack trace is still being joined its first line bounds the checkpoint, so a
+/// SIGKILL in the middle of the trace makes the restart read the whole trace again and ship it as one record, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_a_stack_trace_reships_the_whole_trace_once() {
+    let es = EsServer::start(Options::default()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "java", "app-0", "u", "jvm");
+    let log = c.join("0.log");
+    let mut first = String::new();
+    first.push_str(&cri_line(
+        1,
+        "stdout",
+        "F",
+        "2026-11-22 10:00:00 ERROR first",
+    ));
+    for i in 0..3 {
+        first.push_str(&cri_line(
+            2 + i,
+            "stdout",
+            "F",
+            &format!("\tat a.b{i}(A.java:{i})"),
+        ));
+    }
+    let trace_start = first.len() as u64;
+    first.push_str(&cri_line(
+        10,
+        "stdout",
+        "F",
+        "2026-11-22 10:00:01 ERROR second",
+    ));
+    for i in 0..2 {
+        first.push_str(&cri_line(
+            11 + i,
+            "stdout",
+            "F",
+            &format!("\tat c.d{i}(B.java:{i})"),
+        ));
+    }
+    append(&log, &first);
+    let cfg = tmp.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sink: {{elasticsearch: {{url: '{}', batch_timeout_ms: 100}}}}\ncheckpoint_interval_ms: 100\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: 60000}}\n",
+            es.url()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
+    wait_for("the first trace", T, || (es.doc_count() >= 1).then_some(())).await;
+    // The second trace is pending: the checkpoint reaches its first line and never passes it.
+    let offset = || -> Option<u64> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data.join("checkpoints.json")).ok()?).ok()?;
+        v["files"][0]["offset"].as_u64()
+    };
+    wait_for("the checkpoint at the pending trace", T, || {
+        (offset() == Some(trace_start)).then_some(())
+    })
+    .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            offset(),
+            Some(trace_start),
+            "checkpoint moved past a pending trace"
+        );
+    }
+    sh.kill();
+    // The trace goes on while the shipper is down, then the next record starts.
+    let mut rest = String::new();
+    for i in 2..4 {
+        rest.push_str(&cri_line(
+            11 + i,
+            "stdout",
+            "F",
+            &format!("\tat c.d{i}(B.java:{i})"),
+        ));
+    }
+    rest.push_str(&cri_line(
+        20,
+        "stdout",
+        "F",
+        "2026-11-22 10:00:02 INFO after",
+    ));
+    append(&log, &rest);
+    let sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
+    wait_for("the second trace", T, || {
+        (es.doc_count() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let msgs = messages(&es);
+    assert_eq!(
+        msgs,
+        vec![
+            "2026-11-22 10:00:00 ERROR first\n\tat a.b0(A.java:0)\n\tat a.b1(A.java:1)\n\tat a.b2(A.java:2)".to_string(),
+            "2026-11-22 10:00:01 ERROR second\n\tat c.d0(B.java:0)\n\tat c.d1(B.java:1)\n\tat c.d2(B.java:2)\n\tat c.d3(B.java:3)".to_string(),
+        ],
+        "{}",
+        sh.stderr()
+    );
+    let docs = es.all_docs();
+    assert_eq!(docs[1].2["log"]["offset"], trace_start);
+}
+
+/// A trace flushed by its timeout and stored, then a crash before the checkpoint was written, then more of the trace:
+/// the restart joins the trace further from the same start. Its id includes where it ends, so the longer join is
+/// stored too (no 409 that would drop the added lines): nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longer_join_after_a_crash_is_not_dropped_as_a_duplicate() {
+    let es = EsServer::start(Options::default()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "java", "app-0", "u", "jvm");
+    let log = c.join("0.log");
+    let mut first = cri_line(1, "stdout", "F", "2026-11-22 10:00:00 ERROR boom");
+    first.push_str(&cri_line(2, "stdout", "F", "\tat a.b(A.java:1)"));
+    append(&log, &first);
+    let cfg = tmp.path().join("cfg.yaml");
+    // Checkpoints are (almost) never written, so the SIGKILL leaves the file to be read again from 0.
+    std::fs::write(
+        &cfg,
+        format!(
+            "sink: {{elasticsearch: {{url: '{}', batch_timeout_ms: 100}}}}\ncheckpoint_interval_ms: 600000\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: 300}}\n",
+            es.url()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
+    wait_for("the trace flushed by its timeout", T, || {
+        (es.doc_count() >= 1).then_some(())
+    })
+    .await;
+    sh.kill();
+    let mut rest = cri_line(3, "stdout", "F", "\tat c.d(B.java:2)");
+    rest.push_str(&cri_line(4, "stdout", "F", "2026-11-22 10:00:01 INFO next"));
+    append(&log, &rest);
+    let sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
+    wait_for("the longer join", T, || (es.doc_count() >= 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let msgs = messages(&es);
+    assert!(
+        msgs.contains(
+            &"2026-11-22 10:00:00 ERROR boom\n\tat a.b(A.java:1)\n\tat c.d(B.java:2)".to_string()
+        ),
+        "{msgs:?}\n{}",
+        sh.stderr()
+    );
+    assert!(msgs.contains(&"2026-11-22 10:00:00 ERROR boom\n\tat a.b(A.java:1)".to_string()));
+}

@@ -291,6 +291,13 @@ impl Encoder {
             self.index_key = Some((date.into_owned(), ctx_id));
         }
         crate::tail::fingerprint::record_id(generation, entry.start, &mut self.id_buf);
+        if entry.multiline {
+            // A multiline record's end can depend on its flush timeout, so a re-read after a crash may join more lines
+            // from the same start. Its end is part of the id: a longer join is a new document (its first lines then
+            // appear twice) rather than a 409 that would drop the lines added to it.
+            self.id_buf.push('-');
+            crate::tail::fingerprint::push_hex(entry.end, &mut self.id_buf);
+        }
         let action = out.len();
         out.extend_from_slice(b"{\"create\":{\"_index\":");
         out.extend_from_slice(&self.index_json);
@@ -483,6 +490,7 @@ mod tests {
             end: 4200,
             truncated: false,
             parse_error: None,
+            multiline: false,
         }
     }
 

@@ -80,6 +80,8 @@ pub struct Entry {
     pub truncated: bool,
     /// Why the line could not be parsed (the message is then the raw line).
     pub parse_error: Option<&'static str>,
+    /// Lines were joined into this record by a multiline rule (where it ends may depend on a flush timeout).
+    pub multiline: bool,
 }
 
 /// One line as parsed by a format parser, before joining.
@@ -187,6 +189,7 @@ impl FileParser {
                             end,
                             truncated,
                             parse_error: None,
+                            multiline: false,
                         }
                     }
                 };
@@ -208,6 +211,7 @@ impl FileParser {
                     end,
                     truncated: cut,
                     parse_error: Some(reason),
+                    multiline: false,
                 };
                 self.finish(entry, now, out);
             }

@@ -79,6 +79,7 @@ impl Joiner {
                 }
                 p.truncated |= entry.truncated;
                 p.end = entry.end;
+                p.multiline = true;
                 *at = now;
             }
             None => self.pending[s] = Some((entry, now)),

@@ -86,13 +86,19 @@ pub fn record_id(generation: u64, offset: u64, out: &mut String) {
         out.push(HEX[((generation >> (shift * 4)) & 15) as usize] as char);
     }
     out.push('-');
-    let digits = if offset == 0 {
+    push_hex(offset, out);
+}
+
+/// Appends `v` in lower-case hex without leading zeros.
+pub fn push_hex(v: u64, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = if v == 0 {
         1
     } else {
-        (64 - offset.leading_zeros()).div_ceil(4)
+        (64 - v.leading_zeros()).div_ceil(4)
     };
     for shift in (0..digits).rev() {
-        out.push(HEX[((offset >> (shift * 4)) & 15) as usize] as char);
+        out.push(HEX[((v >> (shift * 4)) & 15) as usize] as char);
     }
 }
 
