@@ -285,6 +285,14 @@ pub struct Memory {
     pub oom_kills: Option<u64>,
 }
 
+impl Memory {
+    /// The working set: usage minus inactive file pages, clamped at 0 (cAdvisor, kubelet).
+    pub(crate) fn with_working_set(mut self) -> Self {
+        self.working_set = self.usage.saturating_sub(self.inactive_file);
+        self
+    }
+}
+
 /// Bytes and operations of one block device.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IoDevice {
@@ -725,6 +733,55 @@ fn read_pids_max(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Option
     Ok(Some(
         parse::parse_limit(r.text()).map_err(|d| r.parse_err(d))?,
     ))
+}
+
+/// Loads a flat keyed file (`key value` lines) and hands each pair to `f`. `Ok(false)` when the
+/// file is absent; a malformed line or an error from `f` is a parse error naming the file.
+pub(crate) fn read_keyed(
+    r: &mut Reader,
+    dir: &Path,
+    file: &'static str,
+    name: &str,
+    mut f: impl FnMut(&str, u64) -> Result<(), String>,
+) -> Result<bool, Error> {
+    if !r.load(dir, file, name)? {
+        return Ok(false);
+    }
+    for kv in parse::flat_keyed(r.text()) {
+        if let Err(e) = kv.and_then(|(k, v)| f(k, v)) {
+            return Err(r.parse_err(e));
+        }
+    }
+    Ok(true)
+}
+
+/// A file holding one number, read leniently (a figure the kernel may not have, such as a peak):
+/// `None` when the file is absent or not a number.
+pub(crate) fn read_u64_lenient(
+    r: &mut Reader,
+    dir: &Path,
+    file: &'static str,
+    name: &str,
+) -> Result<Option<u64>, Error> {
+    Ok(if r.load(dir, file, name)? {
+        parse::parse_u64(r.text())
+    } else {
+        None
+    })
+}
+
+/// A limit file (`max`, -1 or a huge value is unlimited) into `slot`; absent leaves it.
+pub(crate) fn read_limit(
+    r: &mut Reader,
+    dir: &Path,
+    file: &'static str,
+    name: &str,
+    slot: &mut Option<u64>,
+) -> Result<(), Error> {
+    if r.load(dir, file, name)? {
+        *slot = parse::parse_limit(r.text()).map_err(|d| r.parse_err(d))?;
+    }
+    Ok(())
 }
 
 /// A file holding one number; `None` when the file is absent.

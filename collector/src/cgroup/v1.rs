@@ -1,7 +1,10 @@
 //! Readers for cgroup v1 controller files: cpuacct.*, cpu.stat, memory.*, blkio.*, limits.
 
-use super::parse::{flat_keyed, parse_dev, parse_limit, parse_u64, to_ns};
-use super::{CgroupPaths, Controller, Cpu, Error, IoDevice, Memory, Reader, Spec};
+use super::parse::{flat_keyed, parse_dev, to_ns};
+use super::{
+    read_keyed, read_limit, read_u64_file, read_u64_lenient, CgroupPaths, Controller, Cpu, Error,
+    IoDevice, Memory, Reader, Spec,
+};
 use std::path::Path;
 
 /// Nanoseconds per USER_HZ tick (cpuacct.stat counts ticks).
@@ -16,110 +19,69 @@ pub fn read_cpu(r: &mut Reader, paths: &CgroupPaths, name: &str) -> Result<Optio
     let mut cpu = Cpu::default();
     let mut any = false;
     if let Some(dir) = paths.v1(Controller::Cpuacct).or(paths.v1(Controller::Cpu)) {
-        if r.load(dir, "cpuacct.usage", name)? {
-            let t = r.text();
-            cpu.usage_ns = parse_u64(t)
-                .ok_or_else(|| r.parse_err(format!("expected a number, got {:?}", t.trim())))?;
+        if let Some(usage) = read_u64_file(r, dir, "cpuacct.usage", name)? {
+            cpu.usage_ns = usage;
             any = true;
         }
-        if r.load(dir, "cpuacct.stat", name)? {
-            let t = r.text();
-            let tick = ns_per_tick();
-            let mut bad = None;
-            for kv in flat_keyed(t) {
-                let set = match kv {
-                    Ok((k @ "user", v)) => to_ns(k, v, tick).map(|n| cpu.user_ns = n),
-                    Ok((k @ "system", v)) => to_ns(k, v, tick).map(|n| cpu.system_ns = n),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = set {
-                    bad = Some(e);
-                    break;
-                }
+        let tick = ns_per_tick();
+        read_keyed(r, dir, "cpuacct.stat", name, |k, v| {
+            match k {
+                "user" => cpu.user_ns = to_ns(k, v, tick)?,
+                "system" => cpu.system_ns = to_ns(k, v, tick)?,
+                _ => {}
             }
-            if let Some(e) = bad {
-                return Err(r.parse_err(e));
-            }
-        }
+            Ok(())
+        })?;
     }
     if let Some(dir) = paths.v1(Controller::Cpu) {
-        if r.load(dir, "cpu.stat", name)? {
-            let t = r.text();
-            let mut bad = None;
-            for kv in flat_keyed(t) {
-                match kv {
-                    Ok(("nr_periods", v)) => cpu.periods = v,
-                    Ok(("nr_throttled", v)) => cpu.throttled_periods = v,
-                    Ok(("throttled_time", v)) => cpu.throttled_ns = v,
-                    Ok(_) => {}
-                    Err(e) => {
-                        bad = Some(e);
-                        break;
-                    }
-                }
+        read_keyed(r, dir, "cpu.stat", name, |k, v| {
+            match k {
+                "nr_periods" => cpu.periods = v,
+                "nr_throttled" => cpu.throttled_periods = v,
+                "throttled_time" => cpu.throttled_ns = v,
+                _ => {}
             }
-            if let Some(e) = bad {
-                return Err(r.parse_err(e));
-            }
-        }
+            Ok(())
+        })?;
     }
     Ok(any.then_some(cpu))
 }
 
 /// memory.usage_in_bytes, max_usage_in_bytes, failcnt, memory.stat (hierarchical `total_*`), oom_control.
 pub fn read_memory(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Memory>, Error> {
-    let mut m = Memory::default();
-    if !r.load(dir, "memory.usage_in_bytes", name)? {
+    let Some(usage) = read_u64_file(r, dir, "memory.usage_in_bytes", name)? else {
         return Ok(None);
-    }
-    let t = r.text();
-    m.usage = parse_u64(t)
-        .ok_or_else(|| r.parse_err(format!("expected a number, got {:?}", t.trim())))?;
-    if r.load(dir, "memory.max_usage_in_bytes", name)? {
-        let t = r.text();
-        m.max_usage = parse_u64(t);
-    }
-    if r.load(dir, "memory.failcnt", name)? {
-        let t = r.text();
-        m.failcnt = parse_u64(t);
-    }
-    if r.load(dir, "memory.stat", name)? {
-        let t = r.text();
-        let mut bad = None;
-        for kv in flat_keyed(t) {
-            match kv {
-                Ok(("total_cache", v)) => m.cache = v,
-                Ok(("total_rss", v)) => m.rss = v,
-                Ok(("total_swap", v)) => m.swap = v,
-                Ok(("total_mapped_file", v)) => m.mapped_file = v,
-                Ok(("total_inactive_file", v)) => m.inactive_file = v,
-                Ok(("total_pgfault", v)) => m.pgfault = v,
-                Ok(("total_pgmajfault", v)) => m.pgmajfault = v,
-                Ok(("pgfault", v)) => m.pgfault_local = v,
-                Ok(("pgmajfault", v)) => m.pgmajfault_local = v,
-                Ok(_) => {}
-                Err(e) => {
-                    bad = Some(e);
-                    break;
-                }
-            }
+    };
+    let mut m = Memory {
+        usage,
+        max_usage: read_u64_lenient(r, dir, "memory.max_usage_in_bytes", name)?,
+        failcnt: read_u64_lenient(r, dir, "memory.failcnt", name)?,
+        ..Default::default()
+    };
+    read_keyed(r, dir, "memory.stat", name, |k, v| {
+        match k {
+            "total_cache" => m.cache = v,
+            "total_rss" => m.rss = v,
+            "total_swap" => m.swap = v,
+            "total_mapped_file" => m.mapped_file = v,
+            "total_inactive_file" => m.inactive_file = v,
+            "total_pgfault" => m.pgfault = v,
+            "total_pgmajfault" => m.pgmajfault = v,
+            "pgfault" => m.pgfault_local = v,
+            "pgmajfault" => m.pgmajfault_local = v,
+            _ => {}
         }
-        if let Some(e) = bad {
-            return Err(r.parse_err(e));
-        }
-    }
+        Ok(())
+    })?;
     if r.load(dir, "memory.oom_control", name)? {
-        let t = r.text();
         // Kernels ≥ 4.13 add `oom_kill N`; older ones have only oom_kill_disable / under_oom.
-        for (k, v) in flat_keyed(t).flatten() {
+        for (k, v) in flat_keyed(r.text()).flatten() {
             if k == "oom_kill" {
                 m.oom_kills = Some(v);
             }
         }
     }
-    m.working_set = m.usage.saturating_sub(m.inactive_file);
-    Ok(Some(m))
+    Ok(Some(m.with_working_set()))
 }
 
 /// blkio.throttle.io_service_bytes(_recursive) and io_serviced(_recursive).
@@ -207,12 +169,8 @@ pub fn read_spec(
     spec: &mut Spec,
 ) -> Result<(), Error> {
     if let Some(dir) = paths.v1(Controller::Cpu) {
-        if r.load(dir, "cpu.shares", name)? {
-            let t = r.text();
-            spec.cpu_shares =
-                Some(parse_u64(t).ok_or_else(|| {
-                    r.parse_err(format!("expected a number, got {:?}", t.trim()))
-                })?);
+        if let Some(shares) = read_u64_file(r, dir, "cpu.shares", name)? {
+            spec.cpu_shares = Some(shares);
         }
         if r.load(dir, "cpu.cfs_quota_us", name)? {
             let t = r.text();
@@ -222,10 +180,7 @@ pub fn read_spec(
                 .map_err(|_| r.parse_err(format!("expected a number, got {:?}", t.trim())))?;
             spec.cpu_quota_us = (q > 0).then_some(q as u64);
         }
-        if r.load(dir, "cpu.cfs_period_us", name)? {
-            let t = r.text();
-            spec.cpu_period_us = parse_u64(t);
-        }
+        spec.cpu_period_us = read_u64_lenient(r, dir, "cpu.cfs_period_us", name)?;
     }
     if let Some(dir) = paths.v1(Controller::Memory) {
         for (file, slot) in [
@@ -233,10 +188,7 @@ pub fn read_spec(
             ("memory.memsw.limit_in_bytes", &mut spec.memory_swap_limit),
             ("memory.soft_limit_in_bytes", &mut spec.memory_reservation),
         ] {
-            if r.load(dir, file, name)? {
-                let t = r.text();
-                *slot = parse_limit(t).map_err(|d| r.parse_err(d))?;
-            }
+            read_limit(r, dir, file, name, slot)?;
         }
     }
     Ok(())

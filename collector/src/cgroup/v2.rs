@@ -1,46 +1,34 @@
 //! Readers for cgroup v2 (unified) files: cpu.stat, memory.*, io.stat, *.pressure, cpu.max/weight.
 
-use super::parse::{flat_keyed, parse_dev, parse_limit, parse_psi, parse_u64, to_ns};
-use super::{CgroupPaths, Controller, Cpu, Error, IoDevice, Memory, Reader, Spec};
+use super::parse::{parse_dev, parse_psi, to_ns};
+use super::{
+    read_keyed, read_limit, read_u64_file, read_u64_lenient, CgroupPaths, Controller, Cpu, Error,
+    IoDevice, Memory, Reader, Spec,
+};
 use crate::summary::PsiStats;
 use std::path::Path;
 
 /// cpu.stat: usage_usec, user_usec, system_usec, nr_periods, nr_throttled, throttled_usec.
 pub fn read_cpu(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Cpu>, Error> {
-    if !r.load(dir, "cpu.stat", name)? {
-        return Ok(None);
-    }
-    let text = r.text();
     let mut cpu = Cpu::default();
     let mut saw_usage = false;
-    let mut bad = None;
-    for kv in flat_keyed(text) {
-        let set = match kv {
-            Ok((k @ "usage_usec", v)) => {
+    let found = read_keyed(r, dir, "cpu.stat", name, |k, v| {
+        match k {
+            "usage_usec" => {
                 saw_usage = true;
-                to_ns(k, v, 1000).map(|n| cpu.usage_ns = n)
+                cpu.usage_ns = to_ns(k, v, 1000)?;
             }
-            Ok((k @ "user_usec", v)) => to_ns(k, v, 1000).map(|n| cpu.user_ns = n),
-            Ok((k @ "system_usec", v)) => to_ns(k, v, 1000).map(|n| cpu.system_ns = n),
-            Ok(("nr_periods", v)) => {
-                cpu.periods = v;
-                Ok(())
-            }
-            Ok(("nr_throttled", v)) => {
-                cpu.throttled_periods = v;
-                Ok(())
-            }
-            Ok((k @ "throttled_usec", v)) => to_ns(k, v, 1000).map(|n| cpu.throttled_ns = n),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = set {
-            bad = Some(e);
-            break;
+            "user_usec" => cpu.user_ns = to_ns(k, v, 1000)?,
+            "system_usec" => cpu.system_ns = to_ns(k, v, 1000)?,
+            "nr_periods" => cpu.periods = v,
+            "nr_throttled" => cpu.throttled_periods = v,
+            "throttled_usec" => cpu.throttled_ns = to_ns(k, v, 1000)?,
+            _ => {}
         }
-    }
-    if let Some(e) = bad {
-        return Err(r.parse_err(e));
+        Ok(())
+    })?;
+    if !found {
+        return Ok(None);
     }
     if !saw_usage {
         return Err(r.parse_err("no usage_usec"));
@@ -50,66 +38,39 @@ pub fn read_cpu(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Cpu>, E
 
 /// memory.current, memory.peak, memory.swap.current, memory.stat, memory.events.
 pub fn read_memory(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Memory>, Error> {
-    let mut m = Memory::default();
-    if !r.load(dir, "memory.current", name)? {
+    let Some(usage) = read_u64_file(r, dir, "memory.current", name)? else {
         return Ok(None);
-    }
-    let t = r.text();
-    m.usage = parse_u64(t)
-        .ok_or_else(|| r.parse_err(format!("expected a number, got {:?}", t.trim())))?;
-    if r.load(dir, "memory.peak", name)? {
-        let t = r.text();
-        m.max_usage = parse_u64(t);
-    }
-    if r.load(dir, "memory.swap.current", name)? {
-        let t = r.text();
-        m.swap = parse_u64(t).unwrap_or(0);
-    }
-    if r.load(dir, "memory.stat", name)? {
-        let t = r.text();
-        let mut bad = None;
-        for kv in flat_keyed(t) {
-            match kv {
-                Ok(("anon", v)) => m.rss = v,
-                Ok(("file", v)) => m.cache = v,
-                Ok(("file_mapped", v)) => m.mapped_file = v,
-                Ok(("inactive_file", v)) => m.inactive_file = v,
-                Ok(("pgfault", v)) => m.pgfault = v,
-                Ok(("pgmajfault", v)) => m.pgmajfault = v,
-                Ok(_) => {}
-                Err(e) => {
-                    bad = Some(e);
-                    break;
-                }
-            }
+    };
+    let mut m = Memory {
+        usage,
+        max_usage: read_u64_lenient(r, dir, "memory.peak", name)?,
+        swap: read_u64_lenient(r, dir, "memory.swap.current", name)?.unwrap_or(0),
+        ..Default::default()
+    };
+    read_keyed(r, dir, "memory.stat", name, |k, v| {
+        match k {
+            "anon" => m.rss = v,
+            "file" => m.cache = v,
+            "file_mapped" => m.mapped_file = v,
+            "inactive_file" => m.inactive_file = v,
+            "pgfault" => m.pgfault = v,
+            "pgmajfault" => m.pgmajfault = v,
+            _ => {}
         }
-        if let Some(e) = bad {
-            return Err(r.parse_err(e));
+        Ok(())
+    })?;
+    read_keyed(r, dir, "memory.events", name, |k, v| {
+        match k {
+            "max" => m.failcnt = Some(v),
+            "oom_kill" => m.oom_kills = Some(v),
+            _ => {}
         }
-    }
-    if r.load(dir, "memory.events", name)? {
-        let t = r.text();
-        let mut bad = None;
-        for kv in flat_keyed(t) {
-            match kv {
-                Ok(("max", v)) => m.failcnt = Some(v),
-                Ok(("oom_kill", v)) => m.oom_kills = Some(v),
-                Ok(_) => {}
-                Err(e) => {
-                    bad = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = bad {
-            return Err(r.parse_err(e));
-        }
-    }
-    m.working_set = m.usage.saturating_sub(m.inactive_file);
+        Ok(())
+    })?;
     // v2 memory.stat is hierarchical: cAdvisor reports the same value for both scopes.
     m.pgfault_local = m.pgfault;
     m.pgmajfault_local = m.pgmajfault;
-    Ok(Some(m))
+    Ok(Some(m.with_working_set()))
 }
 
 /// io.stat: `MAJ:MIN rbytes=… wbytes=… rios=… wios=… dbytes=… dios=…`.
@@ -185,10 +146,7 @@ pub fn read_spec(
     let v1_cpu = paths.v1(Controller::Cpu).is_some();
     let v1_mem = paths.v1(Controller::Memory).is_some();
     if !v1_cpu {
-        if r.load(dir, "cpu.weight", name)? {
-            let t = r.text();
-            let w = parse_u64(t)
-                .ok_or_else(|| r.parse_err(format!("expected a number, got {:?}", t.trim())))?;
+        if let Some(w) = read_u64_file(r, dir, "cpu.weight", name)? {
             spec.cpu_shares = Some(weight_to_shares(w));
         }
         if r.load(dir, "cpu.max", name)? {
@@ -228,10 +186,7 @@ pub fn read_spec(
             ("memory.swap.max", &mut spec.memory_swap_limit),
             ("memory.min", &mut spec.memory_reservation),
         ] {
-            if r.load(dir, file, name)? {
-                let t = r.text();
-                *slot = parse_limit(t).map_err(|d| r.parse_err(d))?;
-            }
+            read_limit(r, dir, file, name, slot)?;
         }
         spec.memory_min = spec.memory_reservation;
     }

@@ -306,85 +306,25 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
             );
         }
         if config.enabled("memory") {
-            let m = |c: &ContainerSample| c.stats.memory.clone();
-            family(out, snap, ts, "container_memory_usage_bytes", "gauge", "Current memory usage in bytes, including all memory regardless of when it was accessed", |c| m(c).map(|x| x.usage as f64));
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_working_set_bytes",
-                "gauge",
-                "Current working set in bytes.",
-                |c| m(c).map(|x| x.working_set as f64),
-            );
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_rss",
-                "gauge",
-                "Size of RSS in bytes.",
-                |c| m(c).map(|x| x.rss as f64),
-            );
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_cache",
-                "gauge",
-                "Number of bytes of page cache memory.",
-                |c| m(c).map(|x| x.cache as f64),
-            );
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_swap",
-                "gauge",
-                "Container swap usage in bytes.",
-                |c| m(c).map(|x| x.swap as f64),
-            );
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_mapped_file",
-                "gauge",
-                "Size of memory mapped files in bytes.",
-                |c| m(c).map(|x| x.mapped_file as f64),
-            );
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_max_usage_bytes",
-                "gauge",
-                "Maximum memory usage recorded in bytes",
-                |c| {
-                    c.stats
-                        .memory
-                        .as_ref()
-                        .and_then(|x| x.max_usage)
-                        .map(|v| v as f64)
-                },
-            );
-            // cAdvisor's name and type, kept for dashboard compatibility although promtool's lint
-            // flags a counter without `_total` (the promtool test allows exactly that finding).
-            family(
-                out,
-                snap,
-                ts,
-                "container_memory_failcnt",
-                "counter",
-                "Number of memory usage hits limits",
-                |c| {
-                    c.stats
-                        .memory
-                        .as_ref()
-                        .and_then(|x| x.failcnt)
-                        .map(|v| v as f64)
-                },
-            );
+            type Get = fn(&crate::cgroup::Memory) -> Option<u64>;
+            // cAdvisor's container_memory_failcnt keeps its name and type for dashboards although
+            // promtool's lint flags a counter without `_total` (the promtool test allows exactly
+            // that finding).
+            let families: [(&str, &str, &str, Get); 8] = [
+                ("container_memory_usage_bytes", "gauge", "Current memory usage in bytes, including all memory regardless of when it was accessed", |m| Some(m.usage)),
+                ("container_memory_working_set_bytes", "gauge", "Current working set in bytes.", |m| Some(m.working_set)),
+                ("container_memory_rss", "gauge", "Size of RSS in bytes.", |m| Some(m.rss)),
+                ("container_memory_cache", "gauge", "Number of bytes of page cache memory.", |m| Some(m.cache)),
+                ("container_memory_swap", "gauge", "Container swap usage in bytes.", |m| Some(m.swap)),
+                ("container_memory_mapped_file", "gauge", "Size of memory mapped files in bytes.", |m| Some(m.mapped_file)),
+                ("container_memory_max_usage_bytes", "gauge", "Maximum memory usage recorded in bytes", |m| m.max_usage),
+                ("container_memory_failcnt", "counter", "Number of memory usage hits limits", |m| m.failcnt),
+            ];
+            for (name, typ, help, get) in families {
+                family(out, snap, ts, name, typ, help, |c| {
+                    c.stats.memory.as_ref().and_then(get).map(|v| v as f64)
+                });
+            }
             family_multi(
                 out,
                 snap,
