@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
         drop(collector);
         if n == 1000 {
             // What each part of the pass design buys: threads × files kept open per cgroup.
-            for (threads, keep) in [(1, 0), (1, 3), (2, 0), (1, 11), (2, 11)] {
+            for (threads, keep) in [(1, 0), (1, 3), (1, 11), (2, 3), (2, 11)] {
                 let mut v = Collector::new(config_with(&t.0, Some((threads, keep)))).expect("collector");
                 v.pass();
                 let id = format!("pass_threads{threads}_keep{keep}");
