@@ -1,4 +1,4 @@
-//! The HTTP server of the log shipper: `/metrics` (Prometheus text) and `/healthz`.
+//! The HTTP server of the log shipper: `/metrics` (OpenMetrics text) and `/healthz`.
 
 use crate::metrics::Metrics;
 use axum::{http::header, response::IntoResponse, routing::get, Router};
@@ -20,10 +20,7 @@ pub fn app(state: State) -> Router {
 
 async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         s.metrics.render(),
     )
 }

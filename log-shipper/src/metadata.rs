@@ -364,7 +364,7 @@ impl PodCache {
         name: &str,
         metrics: &Metrics,
     ) -> Option<Arc<PodMeta>> {
-        metrics.metadata_lookups.fetch_add(1, Ordering::Relaxed);
+        metrics.metadata_lookups.inc_by(1);
         let g = self.inner.read().expect("pod cache lock");
         let found = if uid.is_empty() {
             g.by_name
@@ -375,7 +375,7 @@ impl PodCache {
         };
         let found = found.map(|c| c.pod.clone());
         if found.is_none() {
-            metrics.metadata_misses.fetch_add(1, Ordering::Relaxed);
+            metrics.metadata_misses.inc_by(1);
         }
         found
     }
@@ -550,16 +550,12 @@ impl Refresher {
             };
             match outcome {
                 Ok(n) => {
-                    self.metrics
-                        .metadata_refreshes
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .metadata_pods
-                        .store(n as u64, Ordering::Relaxed);
+                    self.metrics.metadata_refreshes.inc_by(1);
+                    self.metrics.metadata_pods.set((n as u64) as i64);
                     tracing::debug!(url = %self.url, pods = n, "pod metadata refreshed");
                 }
                 Err(e) => {
-                    self.metrics.metadata_errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.metadata_errors.inc_by(1);
                     tracing::warn!(error = %e, "pod metadata refresh failed; records keep the metadata known so far (path metadata only for pods not yet seen)");
                 }
             }
@@ -678,8 +674,8 @@ mod tests {
             now + Duration::from_secs(61),
         );
         assert!(cache.lookup("u1", "", "", &m).is_none());
-        assert_eq!(m.metadata_lookups.load(Ordering::Relaxed), 4);
-        assert_eq!(m.metadata_misses.load(Ordering::Relaxed), 2);
+        assert_eq!(m.metadata_lookups.get(), 4);
+        assert_eq!(m.metadata_misses.get(), 2);
     }
 
     #[test]

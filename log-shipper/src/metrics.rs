@@ -1,52 +1,216 @@
-//! Self-metrics of the log shipper, rendered in the Prometheus text format on `/metrics`.
+//! Self-metrics of the log shipper, kept in `prometheus-client` counters and gauges and exposed on `/metrics` in its
+//! OpenMetrics text encoding.
 
 use crate::parse::ParseCounts;
-use std::fmt::Write;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// Counters and gauges shared by the reader, the sink and the HTTP server.
-#[derive(Debug, Default)]
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Counters and gauges shared by the reader, the sink, the metadata refresher and the HTTP server.
+#[derive(Debug)]
 pub struct Metrics {
-    pub lines_read: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub records_read: AtomicU64,
-    pub records_shipped: AtomicU64,
-    pub records_duplicate: AtomicU64,
-    pub records_retried: AtomicU64,
-    pub records_dead_lettered: AtomicU64,
-    pub parse_errors: AtomicU64,
-    pub lines_truncated: AtomicU64,
-    pub lines_dropped: AtomicU64,
-    pub bulk_requests: AtomicU64,
-    pub bulk_request_errors: AtomicU64,
-    pub bulk_splits: AtomicU64,
-    pub truncations: AtomicU64,
-    pub open_files: AtomicU64,
-    pub tracked_files: AtomicU64,
-    pub checkpoint_errors: AtomicU64,
-    pub metadata_lookups: AtomicU64,
-    pub metadata_misses: AtomicU64,
-    pub metadata_errors: AtomicU64,
-    pub metadata_refreshes: AtomicU64,
-    pub metadata_pods: AtomicU64,
+    pub lines_read: Counter,
+    pub bytes_read: Counter,
+    pub records_read: Counter,
+    pub records_shipped: Counter,
+    pub records_duplicate: Counter,
+    pub records_retried: Counter,
+    pub records_dead_lettered: Counter,
+    pub parse_errors: Counter,
+    pub lines_truncated: Counter,
+    pub lines_dropped: Counter,
+    pub bulk_requests: Counter,
+    pub bulk_request_errors: Counter,
+    pub bulk_splits: Counter,
+    pub truncations: Counter,
+    pub checkpoint_errors: Counter,
+    pub metadata_lookups: Counter,
+    pub metadata_misses: Counter,
+    pub metadata_errors: Counter,
+    pub metadata_refreshes: Counter,
+    pub metadata_pods: Gauge,
+    pub open_files: Gauge,
+    pub tracked_files: Gauge,
+    /// Seconds since checkpoints were last written (set when scraped).
+    checkpoint_age: Gauge<f64, AtomicU64>,
+    /// Unacknowledged bytes per file (refilled when scraped).
+    file_lag: Family<Vec<(String, String)>, Gauge>,
     checkpoint_written_ms: AtomicU64,
     lags: Mutex<Vec<(String, u64)>>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            lines_read: Counter::default(),
+            bytes_read: Counter::default(),
+            records_read: Counter::default(),
+            records_shipped: Counter::default(),
+            records_duplicate: Counter::default(),
+            records_retried: Counter::default(),
+            records_dead_lettered: Counter::default(),
+            parse_errors: Counter::default(),
+            lines_truncated: Counter::default(),
+            lines_dropped: Counter::default(),
+            bulk_requests: Counter::default(),
+            bulk_request_errors: Counter::default(),
+            bulk_splits: Counter::default(),
+            truncations: Counter::default(),
+            checkpoint_errors: Counter::default(),
+            metadata_lookups: Counter::default(),
+            metadata_misses: Counter::default(),
+            metadata_errors: Counter::default(),
+            metadata_refreshes: Counter::default(),
+            metadata_pods: Gauge::default(),
+            open_files: Gauge::default(),
+            tracked_files: Gauge::default(),
+            checkpoint_age: Gauge::default(),
+            file_lag: Family::default(),
+            checkpoint_written_ms: AtomicU64::new(0),
+            lags: Mutex::new(Vec::new()),
+            registry: Registry::with_prefix("vigil_log_shipper"),
+        };
+        let mut r = std::mem::take(&mut m.registry);
+        r.register(
+            "lines_read",
+            "Raw lines read from log files",
+            m.lines_read.clone(),
+        );
+        r.register(
+            "bytes_read",
+            "Bytes read from log files",
+            m.bytes_read.clone(),
+        );
+        r.register(
+            "records_read",
+            "Records handed to the sink",
+            m.records_read.clone(),
+        );
+        r.register(
+            "records_shipped",
+            "Records acknowledged by the sink (including duplicates)",
+            m.records_shipped.clone(),
+        );
+        r.register(
+            "records_duplicate",
+            "Records the sink already had (409 on create)",
+            m.records_duplicate.clone(),
+        );
+        r.register(
+            "records_retried",
+            "Record retries after 429/5xx item or request failures",
+            m.records_retried.clone(),
+        );
+        r.register(
+            "records_dead_lettered",
+            "Records rejected permanently and written to the dead-letter file",
+            m.records_dead_lettered.clone(),
+        );
+        r.register(
+            "parse_errors",
+            "Lines that could not be parsed (shipped raw with parse_error)",
+            m.parse_errors.clone(),
+        );
+        r.register(
+            "lines_truncated",
+            "Records cut at the maximum size",
+            m.lines_truncated.clone(),
+        );
+        r.register(
+            "lines_dropped",
+            "Over-long lines dropped (over_long: drop)",
+            m.lines_dropped.clone(),
+        );
+        r.register(
+            "bulk_requests",
+            "Bulk requests sent",
+            m.bulk_requests.clone(),
+        );
+        r.register(
+            "bulk_request_errors",
+            "Bulk requests that failed as a whole",
+            m.bulk_request_errors.clone(),
+        );
+        r.register(
+            "bulk_splits",
+            "Bulk requests split after a 413 or a whole-request 400",
+            m.bulk_splits.clone(),
+        );
+        r.register(
+            "file_truncations",
+            "Files found truncated or replaced (read again from 0)",
+            m.truncations.clone(),
+        );
+        r.register(
+            "checkpoint_errors",
+            "Failed checkpoint writes",
+            m.checkpoint_errors.clone(),
+        );
+        r.register(
+            "metadata_lookups",
+            "Pod metadata cache lookups (a file's pod looked up after the cache changed)",
+            m.metadata_lookups.clone(),
+        );
+        r.register(
+            "metadata_misses",
+            "Pod metadata cache lookups that found nothing (records carry path metadata only)",
+            m.metadata_misses.clone(),
+        );
+        r.register(
+            "metadata_errors",
+            "Failed pod metadata refreshes (unreachable, HTTP errors, malformed PodList)",
+            m.metadata_errors.clone(),
+        );
+        r.register(
+            "metadata_refreshes",
+            "Successful pod metadata refreshes",
+            m.metadata_refreshes.clone(),
+        );
+        r.register(
+            "metadata_pods",
+            "Pods in the metadata cache",
+            m.metadata_pods.clone(),
+        );
+        r.register("open_files", "Log files held open", m.open_files.clone());
+        r.register(
+            "tracked_files",
+            "Log files tracked (open or finished)",
+            m.tracked_files.clone(),
+        );
+        r.register(
+            "checkpoint_age_seconds",
+            "Seconds since checkpoints were last written",
+            m.checkpoint_age.clone(),
+        );
+        r.register(
+            "file_lag_bytes",
+            "Bytes of a file not yet acknowledged by the sink",
+            m.file_lag.clone(),
+        );
+        m.registry = r;
+        m
+    }
 }
 
 impl Metrics {
     pub fn add_parse_counts(&self, c: ParseCounts) {
         if c.parse_errors > 0 {
-            self.parse_errors
-                .fetch_add(c.parse_errors, Ordering::Relaxed);
+            self.parse_errors.inc_by(c.parse_errors);
         }
         if c.truncated > 0 {
-            self.lines_truncated
-                .fetch_add(c.truncated, Ordering::Relaxed);
+            self.lines_truncated.inc_by(c.truncated);
         }
         if c.dropped > 0 {
-            self.lines_dropped.fetch_add(c.dropped, Ordering::Relaxed);
+            self.lines_dropped.inc_by(c.dropped);
         }
     }
 
@@ -63,179 +227,27 @@ impl Metrics {
         *self.lags.lock().expect("lags lock") = positions;
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let p = "vigil_log_shipper_";
-        counter(
-            &mut out,
-            &format!("{p}lines_read_total"),
-            "Raw lines read from log files.",
-            &self.lines_read,
-        );
-        counter(
-            &mut out,
-            &format!("{p}bytes_read_total"),
-            "Bytes read from log files.",
-            &self.bytes_read,
-        );
-        counter(
-            &mut out,
-            &format!("{p}records_read_total"),
-            "Records handed to the sink.",
-            &self.records_read,
-        );
-        counter(
-            &mut out,
-            &format!("{p}records_shipped_total"),
-            "Records acknowledged by the sink (including duplicates).",
-            &self.records_shipped,
-        );
-        counter(
-            &mut out,
-            &format!("{p}records_duplicate_total"),
-            "Records the sink already had (409 on create).",
-            &self.records_duplicate,
-        );
-        counter(
-            &mut out,
-            &format!("{p}records_retried_total"),
-            "Record retries after 429/5xx item or request failures.",
-            &self.records_retried,
-        );
-        counter(
-            &mut out,
-            &format!("{p}records_dead_lettered_total"),
-            "Records rejected permanently and written to the dead-letter file.",
-            &self.records_dead_lettered,
-        );
-        counter(
-            &mut out,
-            &format!("{p}parse_errors_total"),
-            "Lines that could not be parsed (shipped raw with parse_error).",
-            &self.parse_errors,
-        );
-        counter(
-            &mut out,
-            &format!("{p}lines_truncated_total"),
-            "Records cut at the maximum size.",
-            &self.lines_truncated,
-        );
-        counter(
-            &mut out,
-            &format!("{p}lines_dropped_total"),
-            "Over-long lines dropped (over_long: drop).",
-            &self.lines_dropped,
-        );
-        counter(
-            &mut out,
-            &format!("{p}bulk_requests_total"),
-            "Bulk requests sent.",
-            &self.bulk_requests,
-        );
-        counter(
-            &mut out,
-            &format!("{p}bulk_request_errors_total"),
-            "Bulk requests that failed as a whole.",
-            &self.bulk_request_errors,
-        );
-        counter(
-            &mut out,
-            &format!("{p}bulk_splits_total"),
-            "Bulk requests split after a 413 or a whole-request 400.",
-            &self.bulk_splits,
-        );
-        counter(
-            &mut out,
-            &format!("{p}file_truncations_total"),
-            "Files found truncated or replaced (read again from 0).",
-            &self.truncations,
-        );
-        counter(
-            &mut out,
-            &format!("{p}checkpoint_errors_total"),
-            "Failed checkpoint writes.",
-            &self.checkpoint_errors,
-        );
-        counter(
-            &mut out,
-            &format!("{p}metadata_lookups_total"),
-            "Pod metadata cache lookups (a file's pod looked up after the cache changed).",
-            &self.metadata_lookups,
-        );
-        counter(
-            &mut out,
-            &format!("{p}metadata_misses_total"),
-            "Pod metadata cache lookups that found nothing (records carry path metadata only).",
-            &self.metadata_misses,
-        );
-        counter(
-            &mut out,
-            &format!("{p}metadata_errors_total"),
-            "Failed pod metadata refreshes (unreachable, HTTP errors, malformed PodList).",
-            &self.metadata_errors,
-        );
-        counter(
-            &mut out,
-            &format!("{p}metadata_refreshes_total"),
-            "Successful pod metadata refreshes.",
-            &self.metadata_refreshes,
-        );
-        gauge(
-            &mut out,
-            &format!("{p}metadata_pods"),
-            "Pods in the metadata cache.",
-            self.metadata_pods.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            &format!("{p}open_files"),
-            "Log files held open.",
-            self.open_files.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            &format!("{p}tracked_files"),
-            "Log files tracked (open or finished).",
-            self.tracked_files.load(Ordering::Relaxed) as f64,
-        );
         let written = self.checkpoint_written_ms.load(Ordering::Relaxed);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        gauge(
-            &mut out,
-            &format!("{p}checkpoint_age_seconds"),
-            "Seconds since checkpoints were last written.",
-            now.saturating_sub(written) as f64 / 1000.0,
-        );
-        let name = format!("{p}file_lag_bytes");
-        let _ = writeln!(
-            out,
-            "# HELP {name} Bytes of a file not yet acknowledged by the sink.\n# TYPE {name} gauge"
-        );
+        self.checkpoint_age
+            .set(now.saturating_sub(written) as f64 / 1000.0);
+        // Files stop being reported once no longer tracked: the family is rebuilt at every scrape.
+        self.file_lag.clear();
         for (path, committed) in self.lags.lock().expect("lags lock").iter() {
             let size = std::fs::metadata(path)
                 .map(|m| m.len())
                 .unwrap_or(*committed);
-            let lag = size.saturating_sub(*committed);
-            let escaped = path
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            let _ = writeln!(out, "{name}{{path=\"{escaped}\"}} {lag}");
+            self.file_lag
+                .get_or_create(&vec![("path".to_string(), path.clone())])
+                .set(size.saturating_sub(*committed) as i64);
         }
+        let mut out = String::with_capacity(4096);
+        encode(&mut out, &self.registry).expect("writing to a String");
         out
     }
 }
@@ -247,7 +259,8 @@ mod tests {
     #[test]
     fn renders_counters_gauges_and_lags() {
         let m = Metrics::default();
-        m.lines_read.fetch_add(3, Ordering::Relaxed);
+        m.lines_read.inc_by(3);
+        m.open_files.set(7);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("0.log");
         std::fs::write(&file, [b'x'; 100]).unwrap();
@@ -257,9 +270,18 @@ mod tests {
         ]);
         m.checkpoint_written(SystemTime::now());
         let text = m.render();
+        assert!(
+            text.contains("# TYPE vigil_log_shipper_lines_read counter\n"),
+            "{text}"
+        );
         assert!(text.contains("vigil_log_shipper_lines_read_total 3\n"));
-        assert!(text
-            .contains("vigil_log_shipper_file_lag_bytes{path=\"/nonexistent/a\\\"b/0.log\"} 0\n"));
+        assert!(text.contains("vigil_log_shipper_open_files 7\n"));
+        assert!(
+            text.contains(
+                "vigil_log_shipper_file_lag_bytes{path=\"/nonexistent/a\\\"b/0.log\"} 0\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(&format!(
                 "vigil_log_shipper_file_lag_bytes{{path=\"{}\"}} 58\n",
@@ -268,5 +290,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE vigil_log_shipper_checkpoint_age_seconds gauge"));
+        assert!(text.ends_with("# EOF\n"));
+        // A file no longer tracked disappears from the lag family.
+        m.set_positions(vec![]);
+        assert!(!m.render().contains("file_lag_bytes{"));
     }
 }

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -370,14 +369,12 @@ impl ElasticsearchSink {
                     continue;
                 }
                 Outcome::Retry(items) => {
-                    self.metrics
-                        .records_retried
-                        .fetch_add(items.len() as u64, Ordering::Relaxed);
+                    self.metrics.records_retried.inc_by(items.len() as u64);
                     queue.push_front(items);
                     true
                 }
                 Outcome::Split(status, reason) => {
-                    self.metrics.bulk_splits.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.bulk_splits.inc_by(1);
                     if group.len() == 1 {
                         let reason = if status == 413 {
                             "request too large (413) even for a single record".to_string()
@@ -394,23 +391,15 @@ impl ElasticsearchSink {
                     false
                 }
                 Outcome::RequestFailed(reason) => {
-                    self.metrics
-                        .bulk_request_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .records_retried
-                        .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    self.metrics.bulk_request_errors.inc_by(1);
+                    self.metrics.records_retried.inc_by(group.len() as u64);
                     tracing::warn!(url = %self.bulk_url, attempt, reason = %reason, records = group.len(), "bulk request failed; retrying");
                     queue.push_front(group);
                     true
                 }
                 Outcome::Misconfigured(status, reason) => {
-                    self.metrics
-                        .bulk_request_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .records_retried
-                        .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    self.metrics.bulk_request_errors.inc_by(1);
+                    self.metrics.records_retried.inc_by(group.len() as u64);
                     tracing::error!(url = %self.bulk_url, status, attempt, reason = %reason, records = group.len(),
                         "bulk request refused as a whole (check the URL, proxy, credentials and content type); \
                          holding the records and retrying, reading is paused meanwhile");
@@ -454,7 +443,7 @@ impl ElasticsearchSink {
         if let Some(key) = &self.cfg.api_key {
             req = req.header("Authorization", format!("ApiKey {key}"));
         }
-        self.metrics.bulk_requests.fetch_add(1, Ordering::Relaxed);
+        self.metrics.bulk_requests.inc_by(1);
         let resp = match req.body(body).send().await {
             Ok(r) => r,
             Err(e) => return Outcome::RequestFailed(error_chain(&e)),
@@ -494,16 +483,12 @@ impl ElasticsearchSink {
         // Fast path: `errors: false` means every item succeeded, so only the item count needs checking; this skips
         // building a struct per item (the per-item parse was as costly as reading and encoding the records).
         if clean_response(&bytes, group.len()) {
-            self.metrics
-                .records_shipped
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            self.metrics.records_shipped.inc_by(group.len() as u64);
             return Outcome::Done;
         }
         if let Ok(sum) = serde_json::from_slice::<BulkSummary>(&bytes) {
             if !sum.errors && sum.items.0 == group.len() {
-                self.metrics
-                    .records_shipped
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                self.metrics.records_shipped.inc_by(group.len() as u64);
                 return Outcome::Done;
             }
         }
@@ -525,9 +510,7 @@ impl ElasticsearchSink {
                 .filter(|m| m.result().is_some_and(|r| (200..300).contains(&r.status)))
                 .count();
             if ok == group.len() {
-                self.metrics
-                    .records_shipped
-                    .fetch_add(ok as u64, Ordering::Relaxed);
+                self.metrics.records_shipped.inc_by(ok as u64);
                 return Outcome::Done;
             }
         }
@@ -542,9 +525,7 @@ impl ElasticsearchSink {
                 ItemClass::Stored => shipped += 1,
                 ItemClass::AlreadyStored => {
                     shipped += 1;
-                    self.metrics
-                        .records_duplicate
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.records_duplicate.inc_by(1);
                 }
                 ItemClass::Retry => retry.push(group[k]),
                 ItemClass::Reject(s) => {
@@ -557,9 +538,7 @@ impl ElasticsearchSink {
                 }
             }
         }
-        self.metrics
-            .records_shipped
-            .fetch_add(shipped, Ordering::Relaxed);
+        self.metrics.records_shipped.inc_by(shipped);
         if retry.is_empty() {
             Outcome::Done
         } else {
@@ -578,7 +557,7 @@ impl ElasticsearchSink {
     ) {
         self.metrics
             .records_dead_lettered
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
+            .inc_by(items.len() as u64);
         let mut dl = self.dead_letter.lock().expect("dead-letter lock");
         if dl.file.is_none() {
             match std::fs::OpenOptions::new()

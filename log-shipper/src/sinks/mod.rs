@@ -5,7 +5,6 @@ pub mod file;
 
 use crate::enrich::Item;
 use crate::metrics::Metrics;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
@@ -71,9 +70,7 @@ pub async fn run(
             while let Some(batch) = rx.recv().await {
                 match f.write_batch(&batch) {
                     Ok(()) => {
-                        metrics
-                            .records_shipped
-                            .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                        metrics.records_shipped.inc_by(batch.items.len() as u64);
                         let _ = acks.send(batch.seq);
                     }
                     Err(e) => {
@@ -95,9 +92,7 @@ pub async fn run(
                 ok &= out.flush().is_ok();
                 drop(out);
                 if ok {
-                    metrics
-                        .records_shipped
-                        .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+                    metrics.records_shipped.inc_by(batch.items.len() as u64);
                     let _ = acks.send(batch.seq);
                 }
             }

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -294,9 +293,7 @@ impl Reader {
                 self.metrics.checkpoint_written(SystemTime::now());
             }
             Err(e) => {
-                self.metrics
-                    .checkpoint_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.checkpoint_errors.inc_by(1);
                 tracing::error!(error = %e, "writing checkpoints failed; will retry");
             }
         }
@@ -309,13 +306,12 @@ impl Reader {
         }
         // The metric stats each file when scraped, so the lag is current even while the reader waits on the sink.
         self.metrics.set_positions(lags);
-        self.metrics.open_files.store(
-            self.files.values().filter(|t| t.file.is_some()).count() as u64,
-            Ordering::Relaxed,
-        );
+        self.metrics
+            .open_files
+            .set((self.files.values().filter(|t| t.file.is_some()).count() as u64) as i64);
         self.metrics
             .tracked_files
-            .store(self.files.len() as u64, Ordering::Relaxed);
+            .set((self.files.len() as u64) as i64);
     }
 
     fn parser_config(&self, meta: &FileMeta) -> ParserConfig {
@@ -461,7 +457,7 @@ impl Reader {
             return;
         };
         tracing::info!(path = %t.path.display(), reason = why, "file truncated or replaced; reading from offset 0");
-        self.metrics.truncations.fetch_add(1, Ordering::Relaxed);
+        self.metrics.truncations.inc_by(1);
         let new_slot = self.next_slot;
         self.next_slot += 1;
         let pc = self.parser_config(&t.ctx.meta);
@@ -567,9 +563,7 @@ impl Reader {
             fingerprint::near_hash(file, t.read_offset).unwrap_or(0)
         };
         t.last_data = now;
-        self.metrics
-            .bytes_read
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.bytes_read.inc_by(n as u64);
         t.carry.clear();
         let max = self.cfg.max_line_bytes;
         let policy = self.cfg.over_long;
@@ -618,7 +612,7 @@ impl Reader {
             }
         }
         t.parser.flush_expired(now, entries);
-        self.metrics.lines_read.fetch_add(lines, Ordering::Relaxed);
+        self.metrics.lines_read.inc_by(lines);
         self.emit(slot);
         true
     }
@@ -705,9 +699,7 @@ impl Reader {
         batch.seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.insert(batch.seq, batch.positions.clone());
-        self.metrics
-            .records_read
-            .fetch_add(batch.items.len() as u64, Ordering::Relaxed);
+        self.metrics.records_read.inc_by(batch.items.len() as u64);
         self.batch
             .buf
             .reserve(self.cfg.batch_bytes.min(16 << 20) + CHUNK);
