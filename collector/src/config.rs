@@ -98,7 +98,8 @@ pub struct Config {
     /// Directory entries the writable-layer and log size walk may visit per pass.
     #[serde(default = "default_fs_walk_budget")]
     pub fs_walk_budget: usize,
-    /// Threads reading cgroup files in a pass (the cgroups are split between them).
+    /// Threads reading cgroup files in a pass (the cgroups are split between them; results do
+    /// not depend on the count).
     #[serde(default = "default_collection_threads")]
     pub collection_threads: usize,
     /// Files per cgroup kept open between passes and re-read with `pread` (0: open every file
@@ -144,10 +145,9 @@ fn default_fs_walk_budget() -> usize {
     20_000
 }
 fn default_collection_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(2)
+    // One: a second thread shortens the pass only on idle cores and costs ~18% more CPU (the fd
+    // table is shared); on a loaded 2-core machine it made the pass slower (BENCHMARKS.md).
+    1
 }
 fn default_open_files_per_cgroup() -> usize {
     // Each kept cgroupfs file pins ~4.7 KiB of unreclaimable kernel memory (its seq_file page),

@@ -997,6 +997,35 @@ mod tests {
         Arc::new(c)
     }
 
+    /// A temporary cgroup v2 root (with `controllers`) holding the empty container cgroup
+    /// `/kubepods/podaa/0123`.
+    struct TmpNode {
+        _tmp: tempfile::TempDir,
+        root: PathBuf,
+        dir: PathBuf,
+    }
+
+    fn tmp_node(controllers: &str) -> TmpNode {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::write(root.join("cgroup.controllers"), format!("{controllers}\n")).unwrap();
+        let dir = root.join("kubepods/podaa/0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        TmpNode {
+            _tmp: tmp,
+            root,
+            dir,
+        }
+    }
+
+    /// A collector on the cgroup root `root` with the fixture config, adjusted by `tweak`.
+    fn collector_at(root: &Path, tweak: impl FnOnce(&mut Config)) -> Collector {
+        let mut cfg = (*fixture_config("x")).clone();
+        cfg.cgroup_root = root.to_path_buf();
+        tweak(&mut cfg);
+        Collector::new(Arc::new(cfg)).unwrap()
+    }
+
     fn find<'a>(s: &'a Snapshot, suffix: &str) -> &'a ContainerSample {
         s.containers
             .iter()
@@ -1187,19 +1216,14 @@ mod tests {
 
     #[test]
     fn removed_mid_pass_is_dropped_not_fatal() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
-        let dir = root.join("kubepods/podaa/0123");
-        std::fs::create_dir_all(&dir).unwrap();
+        let node = tmp_node("cpu memory");
+        let (root, dir) = (node.root.as_path(), node.dir.clone());
         std::fs::write(
             dir.join("cpu.stat"),
             "usage_usec 10\nuser_usec 5\nsystem_usec 5\n",
         )
         .unwrap();
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |_| {});
         let first = c.pass();
         assert!(first
             .containers
@@ -1220,17 +1244,12 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_counted_as_io_and_the_rest_is_read() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
-        let dir = root.join("kubepods/podaa/0123");
-        std::fs::create_dir_all(&dir).unwrap();
+        let node = tmp_node("cpu memory");
+        let (root, dir) = (node.root.as_path(), node.dir.clone());
         // A directory where the kernel has a file: reading it fails (EISDIR), as an unreadable file does.
         std::fs::create_dir(dir.join("cpu.stat")).unwrap();
         std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |_| {});
         let snap = c.pass();
         let s = snap
             .containers
@@ -1253,15 +1272,10 @@ mod tests {
 
     #[test]
     fn rates_come_from_two_samples() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu\n").unwrap();
-        let dir = root.join("kubepods/podaa/0123");
-        std::fs::create_dir_all(&dir).unwrap();
+        let node = tmp_node("cpu");
+        let (root, dir) = (node.root.as_path(), node.dir.clone());
         std::fs::write(dir.join("cpu.stat"), "usage_usec 0\n").unwrap();
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |_| {});
         let first = c.pass();
         assert_eq!(
             first
@@ -1288,11 +1302,8 @@ mod tests {
 
     #[test]
     fn overflowing_counter_is_a_parse_error_naming_the_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
-        let dir = root.join("kubepods/podaa/0123");
-        std::fs::create_dir_all(&dir).unwrap();
+        let node = tmp_node("cpu memory");
+        let (root, dir) = (node.root.as_path(), node.dir.clone());
         // u64::MAX µs × 1000 does not fit u64 ns: no panic, no wrap, a parse error.
         std::fs::write(
             dir.join("cpu.stat"),
@@ -1300,9 +1311,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |_| {});
         let mut errors = Vec::new();
         let paths = c.layout.paths_of("/kubepods/podaa/0123");
         let opts = c.opts_template;
@@ -1343,16 +1352,11 @@ mod tests {
 
     #[test]
     fn no_rate_after_a_pass_without_cpu_stats() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory\n").unwrap();
-        let dir = root.join("kubepods/podaa/0123");
-        std::fs::create_dir_all(&dir).unwrap();
+        let node = tmp_node("cpu memory");
+        let (root, dir) = (node.root.as_path(), node.dir.clone());
         // Pass 1: no cpu.stat yet (created mid-read), only memory.
         std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |_| {});
         let first = c.pass();
         let s = first
             .containers
@@ -1467,15 +1471,11 @@ mod tests {
     /// new directory, not through descriptors kept for the old one.
     #[test]
     fn recreated_cgroup_is_read_from_the_new_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let node = tmp_node("cpu memory pids");
+        let root = node.root.as_path();
         let name = "/kubepods/podaa/0123";
         let dir = v2_dir(root, "kubepods/podaa/0123", 10);
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        cfg.open_files_per_cgroup = 3;
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |c| c.open_files_per_cgroup = 3);
         c.start_watcher();
         assert_eq!(usage_of(&c.pass(), name), Some(10_000));
         assert_eq!(usage_of(&c.pass(), name), Some(10_000));
@@ -1503,15 +1503,11 @@ mod tests {
     /// failing `openat` and the path is looked up again (only directories kept here).
     #[test]
     fn stale_kept_directory_is_reopened() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let node = tmp_node("cpu memory pids");
+        let root = node.root.as_path();
         let name = "/kubepods/podaa/0123";
         let dir = v2_dir(root, "kubepods/podaa/0123", 10);
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = root.to_path_buf();
-        cfg.open_files_per_cgroup = 0;
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let mut c = collector_at(root, |c| c.open_files_per_cgroup = 0);
         assert_eq!(usage_of(&c.pass(), name), Some(10_000));
         std::fs::remove_dir_all(&dir).unwrap();
         v2_dir(root, "kubepods/podaa/0123", 77);

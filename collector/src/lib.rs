@@ -70,7 +70,7 @@ pub struct Args {
     /// Directory entries the writable-layer/log size walk may visit per pass [default: 20000].
     #[arg(long)]
     pub fs_walk_budget: Option<usize>,
-    /// Threads reading cgroup files in a pass [default: number of CPUs, at most 2].
+    /// Threads reading cgroup files in a pass [default: 1].
     #[arg(long)]
     pub collection_threads: Option<usize>,
     /// Files per cgroup kept open between passes and re-read with pread; each pins ~4.7 KiB of
