@@ -6,6 +6,7 @@
 #[path = "../../tests/es_bulk_server/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod es_bulk_server;
+mod support;
 
 use std::io::Read;
 use std::path::Path;
@@ -18,24 +19,7 @@ fn write_files(root: &Path, total: usize) -> (usize, usize) {
     for f in 0..FILES {
         let dir = root.join(format!("ns_pod-{f}_uid-{f}/app"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut s = String::with_capacity(total / FILES + 256);
-        let mut n = 0usize;
-        while s.len() < total / FILES {
-            let len = 40 + (n * 37) % 100;
-            let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 "
-                .chars()
-                .cycle()
-                .skip(n % 37)
-                .take(len)
-                .collect();
-            s.push_str(&format!(
-                "2026-11-22T10:{:02}:{:02}.{:09}Z stdout F f{f} {msg}\n",
-                (n / 60_000) % 60,
-                (n / 1000) % 60,
-                n
-            ));
-            n += 1;
-        }
+        let (s, n) = support::cri_lines(total / FILES, &format!("f{f} "));
         std::fs::write(dir.join("0.log"), &s).unwrap();
         bytes += s.len();
         lines += n;

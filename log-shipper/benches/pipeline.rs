@@ -1,6 +1,8 @@
 //! File → `_bulk` body throughput of the real reader (discovery, read, CRI parse, encode, batch), on one core,
 //! against a floor: reading the same file and splitting it into lines.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,24 +15,7 @@ use vigil_log_shipper::tail::{checkpoint::Store, Reader, ReaderConfig};
 
 /// Writes CRI lines of 100–200 bytes; returns (bytes, lines).
 pub fn write_cri(path: &Path, target_bytes: usize) -> (usize, usize) {
-    let mut s = String::with_capacity(target_bytes + 256);
-    let mut n = 0usize;
-    while s.len() < target_bytes {
-        let len = 40 + (n * 37) % 100;
-        let msg: String = "abcdefghijklmnopqrstuvwxyz0123456789 "
-            .chars()
-            .cycle()
-            .skip(n % 37)
-            .take(len)
-            .collect();
-        s.push_str(&format!(
-            "2026-11-22T10:{:02}:{:02}.{:09}Z stdout F {msg}\n",
-            (n / 60_000) % 60,
-            (n / 1000) % 60,
-            n
-        ));
-        n += 1;
-    }
+    let (s, n) = support::cri_lines(target_bytes, "");
     std::fs::write(path, &s).unwrap();
     (s.len(), n)
 }
@@ -43,6 +28,8 @@ pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
         ..Default::default()
     })
     .unwrap();
+    // An acknowledging sink hands buffers back, as the real ones do.
+    let buffers = vigil_log_shipper::sinks::BufferPool::default();
     let cfg = ReaderConfig {
         discovery,
         max_line_bytes: 1 << 20,
@@ -58,6 +45,7 @@ pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
         rescan_interval: Duration::from_secs(60),
         store: Store::new(data_dir),
         checkpoint_interval: Duration::from_secs(60),
+        buffers: buffers.clone(),
         pod_metadata: None,
     };
     let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
@@ -72,6 +60,7 @@ pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
         n += b.items.len();
         bytes += b.buf.len();
         let _ = ack_tx.send(b.seq);
+        buffers.give(b.buf);
     }
     stop_tx.send(true).unwrap();
     while let Some(b) = rx.blocking_recv() {

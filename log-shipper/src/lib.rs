@@ -85,6 +85,18 @@ pub enum Error {
     ReaderPanicked,
 }
 
+/// An error and its sources, joined with `: ` (reqwest hides the useful part, e.g. a certificate error, in the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
 /// Merges the config file and the flags; flags win.
 pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
     let (mut cfg, origin) = match &args.config {
@@ -193,6 +205,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         tokio::spawn(r.run(shutdown.clone()));
     }
 
+    let buffers = sinks::BufferPool::default();
     let discovery = discovery::Discovery::new(cfg.discovery.clone())?;
     let watch_roots = discovery.watch_roots();
     let multiline = cfg
@@ -228,6 +241,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
             rescan_interval: Duration::from_millis(cfg.discovery.rescan_interval_ms),
             store: tail::checkpoint::Store::new(&cfg.data_dir),
             checkpoint_interval: Duration::from_millis(cfg.checkpoint_interval_ms),
+            buffers: buffers.clone(),
             pod_metadata,
         },
         metrics.clone(),
@@ -276,6 +290,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         abort_rx,
         metrics.clone(),
         concurrency,
+        buffers,
     ));
     let stop = shutdown.clone();
     let reader_task =

@@ -1,6 +1,7 @@
 //! Kubernetes pod metadata (labels, annotations, node, images) from the kubelet's `/pods` or the API server, cached
 //! by pod uid and refreshed in the background; the reader only ever looks into the cache, so shipping never waits.
 
+use crate::error_chain;
 use crate::metrics::Metrics;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -565,17 +566,6 @@ impl Refresher {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

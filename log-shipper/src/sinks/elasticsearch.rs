@@ -2,6 +2,7 @@
 //! whole-request retries with exponential backoff and jitter, 413 splitting, gzip, basic/API-key auth and custom CAs.
 
 use super::Batch;
+use crate::error_chain;
 use crate::metrics::Metrics;
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -636,17 +637,6 @@ fn clean_response(body: &[u8], items: usize) -> bool {
 fn snippet(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(&b[..b.len().min(300)]);
     s.into_owned()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

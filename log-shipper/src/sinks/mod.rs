@@ -20,6 +20,47 @@ pub struct Batch {
     pub positions: Vec<(u64, u64)>,
 }
 
+/// Batch buffers handed back by the sinks once a batch is done, for the reader's next batches: a 5 MB buffer that is
+/// reused costs no page faults or zeroing, a fresh one does (that was ~10 % of the reader's time).
+#[derive(Debug, Clone, Default)]
+pub struct BufferPool {
+    spare: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Buffers kept at most (the others are freed). While busy the reader takes one back per batch sent, so two keep most
+/// batches on recycled memory; when idle they are what stays resident (2 × `batch_bytes`).
+const POOL_MAX: usize = 2;
+
+impl BufferPool {
+    /// An empty buffer with at least `capacity` bytes of room (a recycled one when there is one).
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self
+            .spare
+            .lock()
+            .expect("pool lock")
+            .pop()
+            .unwrap_or_default();
+        buf.clear();
+        buf.reserve(capacity);
+        buf
+    }
+
+    /// Hands a buffer back.
+    pub fn give(&self, buf: Vec<u8>) {
+        let mut spare = self.spare.lock().expect("pool lock");
+        if spare.len() < POOL_MAX && buf.capacity() > 0 {
+            spare.push(buf);
+        }
+    }
+
+    /// Hands back the buffer of a sent batch if nothing else holds it any more.
+    pub fn give_bytes(&self, buf: bytes::Bytes) {
+        if let Ok(m) = buf.try_into_mut() {
+            self.give(m.into());
+        }
+    }
+}
+
 /// A configured sink.
 pub enum Sink {
     Elasticsearch(Arc<elasticsearch::ElasticsearchSink>),
@@ -35,6 +76,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     concurrency: usize,
+    buffers: BufferPool,
 ) {
     match sink {
         Sink::Elasticsearch(es) => {
@@ -52,12 +94,14 @@ pub async fn run(
                 let es = es.clone();
                 let acks = acks.clone();
                 let sd = shutdown.clone();
+                let buffers = buffers.clone();
                 tasks.spawn(async move {
                     let mut batch = batch;
                     let buf = bytes::Bytes::from(std::mem::take(&mut batch.buf));
                     if es.send_batch(&batch, &buf, sd).await {
                         let _ = acks.send(batch.seq);
                     }
+                    buffers.give_bytes(buf);
                     drop(permit);
                 });
                 while tasks.try_join_next().is_some() {}
@@ -72,6 +116,7 @@ pub async fn run(
                     Ok(()) => {
                         metrics.records_shipped.inc_by(batch.items.len() as u64);
                         let _ = acks.send(batch.seq);
+                        buffers.give(batch.buf);
                     }
                     Err(e) => {
                         // Not acknowledged: the checkpoint stays before these records, so a restart re-reads them.

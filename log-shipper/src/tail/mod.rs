@@ -52,6 +52,8 @@ pub struct ReaderConfig {
     pub store: Store,
     /// How often checkpoints are written when they changed.
     pub checkpoint_interval: Duration,
+    /// Where batch buffers come from (the sinks hand them back).
+    pub buffers: crate::sinks::BufferPool,
     /// Pod labels and annotations, filled in the background (`None`: path metadata only).
     pub pod_metadata: Option<Arc<crate::metadata::PodCache>>,
 }
@@ -700,9 +702,10 @@ impl Reader {
         self.next_seq += 1;
         self.in_flight.insert(batch.seq, batch.positions.clone());
         self.metrics.records_read.inc_by(batch.items.len() as u64);
-        self.batch
-            .buf
-            .reserve(self.cfg.batch_bytes.min(16 << 20) + CHUNK);
+        self.batch.buf = self
+            .cfg
+            .buffers
+            .take(self.cfg.batch_bytes.min(16 << 20) + CHUNK);
         let mut batch = Some(batch);
         loop {
             match tx.try_send(batch.take().expect("kept")) {
@@ -779,6 +782,7 @@ mod tests {
             rescan_interval: Duration::from_millis(50),
             store: Store::new(data),
             checkpoint_interval: Duration::from_millis(10),
+            buffers: Default::default(),
             pod_metadata: None,
         };
         let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
