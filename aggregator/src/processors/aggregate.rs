@@ -2,11 +2,11 @@
 //! (heapster metrics/processors/{pod,namespace,node,cluster}_aggregator.go,
 //! node_autoscaling_enricher.go).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::decode::{namespace_key, pod_key};
 use super::names::*;
-use crate::batch::{set_type, Batch, MetricSet, MetricValue, Name};
+use crate::batch::{set_type, Batch, MetricSet, MetricValue, Name, SetLabels};
 
 fn add(into: &mut BTreeMap<Name, MetricValue>, name: Name, v: MetricValue) {
     let sum = match (into.get(name), v) {
@@ -24,8 +24,10 @@ fn kind(set: &MetricSet) -> &str {
 /// Pods get the sum of their containers' non-cumulative metrics, except metrics the source
 /// already gave for the pod itself.
 pub fn pods(batch: &mut Batch) {
-    let mut sums: BTreeMap<String, (BTreeMap<Name, MetricValue>, crate::batch::SetLabels)> =
-        BTreeMap::new();
+    // Keyed by the labels borrowed from the batch (no key built per container); a pod's labels
+    // are derived from its first container only when the pod has no set of its own.
+    type Sums<'a> = (BTreeMap<Name, MetricValue>, &'a SetLabels);
+    let mut sums: HashMap<(&str, &str), Sums<'_>> = HashMap::new();
     for set in batch
         .sets
         .values()
@@ -37,23 +39,29 @@ pub fn pods(batch: &mut Batch) {
         ) else {
             continue;
         };
-        let entry = sums.entry(pod_key(ns, pod)).or_insert_with(|| {
-            let mut labels = (*set.labels).clone();
-            labels.remove(LABEL_CONTAINER_NAME);
-            labels.remove(LABEL_CONTAINER_BASE_IMAGE);
-            labels.insert(LABEL_TYPE.to_string(), set_type::POD.to_string());
-            (BTreeMap::new(), std::sync::Arc::new(labels))
-        });
+        let entry = sums
+            .entry((ns.as_str(), pod.as_str()))
+            .or_insert_with(|| (BTreeMap::new(), &set.labels));
         for (name, v) in &set.values {
             if !is_cumulative(name) {
-                add(&mut entry.0, *name, *v);
+                add(&mut entry.0, name, *v);
             }
         }
     }
-    for (key, (values, labels)) in sums {
-        let pod = batch.sets.entry(key).or_insert_with(|| MetricSet {
-            labels,
-            ..MetricSet::default()
+    let sums: Vec<(String, BTreeMap<Name, MetricValue>, SetLabels)> = sums
+        .into_iter()
+        .map(|((ns, pod), (values, labels))| (pod_key(ns, pod), values, labels.clone()))
+        .collect();
+    for (key, values, container_labels) in sums {
+        let pod = batch.sets.entry(key).or_insert_with(|| {
+            let mut labels = (*container_labels).clone();
+            labels.remove(LABEL_CONTAINER_NAME);
+            labels.remove(LABEL_CONTAINER_BASE_IMAGE);
+            labels.insert(LABEL_TYPE.to_string(), set_type::POD.to_string());
+            MetricSet {
+                labels: std::sync::Arc::new(labels),
+                ..MetricSet::default()
+            }
         });
         for (name, v) in values {
             pod.values.entry(name).or_insert(v);

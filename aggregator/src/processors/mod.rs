@@ -10,9 +10,7 @@ pub mod rates;
 use chrono::{DateTime, Utc};
 use vigil_collector::summary::Summary;
 
-use std::collections::HashSet;
-
-use crate::batch::{Batch, MetricValue, SetLabels};
+use crate::batch::{Batch, MetricValue};
 
 /// One node's answer for a round.
 #[derive(Debug, Clone)]
@@ -34,34 +32,6 @@ pub struct Processor {
     pub cluster_info: Option<std::sync::Arc<enrich::ClusterInfo>>,
     /// Documents dropped because an earlier one in the same round had the same node name.
     duplicate_nodes: u64,
-    labels: LabelInterner,
-}
-
-/// Label maps of the previous and the current round: a set whose labels did not change gets
-/// the previous round's allocation, which the newest batch, the sinks' queue and the store
-/// then share (one map per entity instead of one per entity per round per holder).
-#[derive(Default)]
-struct LabelInterner {
-    prev: HashSet<SetLabels>,
-    cur: HashSet<SetLabels>,
-}
-
-impl LabelInterner {
-    fn intern(&mut self, labels: &mut SetLabels) {
-        if let Some(same) = self.cur.get(&**labels) {
-            *labels = same.clone();
-        } else if let Some(same) = self.prev.take(&**labels) {
-            *labels = same.clone();
-            self.cur.insert(same);
-        } else {
-            self.cur.insert(labels.clone());
-        }
-    }
-
-    /// Forgets the label maps no set of the round used.
-    fn end_round(&mut self) {
-        self.prev = std::mem::take(&mut self.cur);
-    }
 }
 
 impl Processor {
@@ -72,7 +42,6 @@ impl Processor {
             forget_after_ms: forget_after.as_millis() as i64,
             cluster_info: None,
             duplicate_nodes: 0,
-            labels: LabelInterner::default(),
         }
     }
 
@@ -115,17 +84,16 @@ impl Processor {
                 }
             }
         }
-        self.rates.process(&mut batch, self.forget_after_ms);
+        // Enrichment first: the rate pass also shares each set's unchanged labels with the
+        // previous round, which must see the final labels. (Rates read only cumulative values,
+        // which enrichment does not touch.)
         if let Some(info) = &self.cluster_info {
             enrich::enrich(&mut batch, info);
         }
+        self.rates.process(&mut batch, self.forget_after_ms);
         aggregate::pods(&mut batch);
         aggregate::namespaces_nodes_cluster(&mut batch);
         aggregate::node_utilization(&mut batch);
-        for set in batch.sets.values_mut() {
-            self.labels.intern(&mut set.labels);
-        }
-        self.labels.end_round();
         batch
     }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::names::*;
-use crate::batch::{resource_labels, set_type, Batch, LabeledMetric, MetricValue};
+use crate::batch::{resource_labels, set_type, Batch, LabeledMetric, MetricValue, SetLabels};
 
 struct Prev {
     create_ns: Option<i64>,
@@ -14,6 +14,9 @@ struct Prev {
     labeled: Vec<(usize, String, i64)>,
     restarts: i64,
     seen_ms: i64,
+    /// The set's labels of the previous round: an unchanged set gets this allocation back, so
+    /// the newest batch, the one before it (sinks, API) and the store share one map per entity.
+    labels: SetLabels,
 }
 
 /// Counters of the rate calculator.
@@ -69,6 +72,13 @@ impl Rates {
             );
             let restarts = match self.prev.get_mut(key.as_str()) {
                 Some(prev) => {
+                    if std::sync::Arc::ptr_eq(&prev.labels, &set.labels)
+                        || *prev.labels == *set.labels
+                    {
+                        set.labels = prev.labels.clone();
+                    } else {
+                        prev.labels = set.labels.clone();
+                    }
                     let mut keep_prev = false;
                     if prev.create_ns != create_ns {
                         if is_container && prev.create_ns.is_some() {
@@ -136,6 +146,7 @@ impl Rates {
                             labeled,
                             restarts: 0,
                             seen_ms: batch_ms,
+                            labels: set.labels.clone(),
                         },
                     );
                     0

@@ -10,6 +10,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use rustc_hash::FxHashMap;
+
 use crate::batch::{Batch, MetricValue};
 pub use series::{Kind, Series};
 
@@ -141,39 +143,56 @@ impl Store {
     }
 
     fn ingest_at(&self, batch: &Batch, ts: i64, now: i64) -> Result<(), Error> {
-        // Pass 1: intern names and label sets (copy on write), group sets by shard.
-        let mut names = (**self.names.read().unwrap()).clone();
-        let mut label_sets = (**self.label_sets.read().unwrap()).clone();
-        let (n0, l0) = (names.items.len(), label_sets.items.len());
+        // Pass 1: intern names and label sets (copy on write), group sets by shard. Names are
+        // `&'static str` and labeled-metric labels shared `Arc`s, so each distinct pointer is
+        // looked up by content once per batch, then by address.
+        let names_now = self.names.read().unwrap().clone();
+        let label_sets_now = self.label_sets.read().unwrap().clone();
+        let mut names_new: Option<Interner<Arc<str>>> = None;
+        let mut label_sets_new: Option<Interner<BTreeMap<String, String>>> = None;
+        let mut name_ids: FxHashMap<(usize, usize), u32> = FxHashMap::default();
+        let mut label_ids: FxHashMap<usize, u32> = FxHashMap::default();
+        let mut name_id = |name: &'static str| -> u32 {
+            *name_ids
+                .entry((name.as_ptr() as usize, name.len()))
+                .or_insert_with(|| {
+                    let interner = names_new.as_ref().unwrap_or(&names_now);
+                    match interner.ids.get(name) {
+                        Some(id) => *id,
+                        None => names_new
+                            .get_or_insert_with(|| (*names_now).clone())
+                            .intern(Arc::from(name)),
+                    }
+                })
+        };
         let mut per_shard: Vec<
             Vec<(&str, &crate::batch::MetricSet, Vec<(u32, u32, MetricValue)>)>,
         > = (0..SHARDS).map(|_| Vec::new()).collect();
         for (key, set) in &batch.sets {
             let mut vals = Vec::with_capacity(set.values.len() + set.labeled.len());
             for (name, v) in &set.values {
-                let id = match names.ids.get(*name) {
-                    Some(id) => *id,
-                    None => names.intern(Arc::from(*name)),
-                };
-                vals.push((id, 0, *v));
+                vals.push((name_id(name), 0, *v));
             }
             for lm in &set.labeled {
-                let id = match names.ids.get(lm.name) {
-                    Some(id) => *id,
-                    None => names.intern(Arc::from(lm.name)),
-                };
-                let lid = match label_sets.get(&lm.labels) {
-                    Some(l) => l,
-                    None => label_sets.intern((*lm.labels).clone()),
-                };
-                vals.push((id, lid + 1, lm.value));
+                let lid = *label_ids
+                    .entry(Arc::as_ptr(&lm.labels) as usize)
+                    .or_insert_with(|| {
+                        let interner = label_sets_new.as_ref().unwrap_or(&label_sets_now);
+                        match interner.get(&lm.labels) {
+                            Some(l) => l,
+                            None => label_sets_new
+                                .get_or_insert_with(|| (*label_sets_now).clone())
+                                .intern((*lm.labels).clone()),
+                        }
+                    });
+                vals.push((name_id(lm.name), lid + 1, lm.value));
             }
             per_shard[shard_of(key)].push((key.as_str(), set, vals));
         }
-        if names.items.len() != n0 {
+        if let Some(names) = names_new {
             *self.names.write().unwrap() = Arc::new(names);
         }
-        if label_sets.items.len() != l0 {
+        if let Some(label_sets) = label_sets_new {
             *self.label_sets.write().unwrap() = Arc::new(label_sets);
         }
         // Pass 2: one shard at a time, so readers wait for one shard's share at most.
