@@ -122,6 +122,8 @@ pub struct FileParser {
     partial: [Option<Entry>; 3],
     multiline: multiline::Joiner,
     pub counts: ParseCounts,
+    /// Emptied entries to fill instead of allocating new ones (lent by the reader while it feeds this parser).
+    pub spare: Vec<Entry>,
 }
 
 impl FileParser {
@@ -133,6 +135,34 @@ impl FileParser {
             partial: [None, None, None],
             multiline,
             counts: ParseCounts::default(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// An empty entry, recycled from `spare` when there is one (its buffers keep their capacity).
+    fn fresh(&mut self, stream: Stream, start: u64, end: u64) -> Entry {
+        match self.spare.pop() {
+            Some(mut e) => {
+                e.time.clear();
+                e.message.clear();
+                e.stream = stream;
+                e.start = start;
+                e.end = end;
+                e.truncated = false;
+                e.parse_error = None;
+                e.multiline = false;
+                e
+            }
+            None => Entry {
+                time: String::new(),
+                stream,
+                message: Vec::new(),
+                start,
+                end,
+                truncated: false,
+                parse_error: None,
+                multiline: false,
+            },
         }
     }
 
@@ -175,22 +205,12 @@ impl FileParser {
                         e
                     }
                     None => {
-                        let mut message = p.message.into_owned();
-                        let mut truncated = cut;
-                        if message.len() > self.config.max_bytes {
-                            message.truncate(self.config.max_bytes);
-                            truncated = true;
-                        }
-                        Entry {
-                            time: p.time.into_owned(),
-                            stream: p.stream,
-                            message,
-                            start,
-                            end,
-                            truncated,
-                            parse_error: None,
-                            multiline: false,
-                        }
+                        let mut e = self.fresh(p.stream, start, end);
+                        e.time.push_str(&p.time);
+                        let keep = p.message.len().min(self.config.max_bytes);
+                        e.message.extend_from_slice(&p.message[..keep]);
+                        e.truncated = cut || keep < p.message.len();
+                        e
                     }
                 };
                 if p.partial {
@@ -201,18 +221,12 @@ impl FileParser {
             }
             Err(reason) => {
                 self.counts.parse_errors += 1;
-                let mut message = raw.to_vec();
-                message.truncate(self.config.max_bytes);
-                let entry = Entry {
-                    time: String::new(),
-                    stream: Stream::Unknown,
-                    message,
-                    start,
-                    end,
-                    truncated: cut,
-                    parse_error: Some(reason),
-                    multiline: false,
-                };
+                let mut entry = self.fresh(Stream::Unknown, start, end);
+                entry
+                    .message
+                    .extend_from_slice(&raw[..raw.len().min(self.config.max_bytes)]);
+                entry.truncated = cut;
+                entry.parse_error = Some(reason);
                 self.finish(entry, now, out);
             }
         }

@@ -60,6 +60,10 @@ pub struct ReaderConfig {
 
 /// Read at most this much from one file per pass, so one busy file cannot starve the others.
 const CHUNK: usize = 256 * 1024;
+/// Entries kept for reuse at most (about one read chunk of short lines)...
+const SPARE_ENTRIES: usize = 4096;
+/// ...and only those whose message buffer is at most this large.
+const SPARE_MESSAGE_BYTES: usize = 4096;
 /// A rotated file read to its end and unchanged for this long is closed (and reopened if it grows).
 const DORMANT_AFTER: Duration = Duration::from_secs(3);
 
@@ -121,6 +125,8 @@ pub struct Reader {
     checkpoint_dirty: bool,
     read_buf: Vec<u8>,
     entries: Vec<Entry>,
+    /// Encoded entries kept for reuse (their buffers keep their capacity), lent to the parser being fed.
+    spare: Vec<Entry>,
     now_str: String,
     acks: Option<mpsc::Receiver<u64>>,
     poll_cursor: u64,
@@ -149,6 +155,7 @@ impl Reader {
             checkpoint_dirty: false,
             read_buf: Vec::with_capacity(CHUNK + 64 * 1024),
             entries: Vec::new(),
+            spare: Vec::new(),
             now_str: String::new(),
             acks: None,
             poll_cursor: 0,
@@ -573,6 +580,7 @@ impl Reader {
         let mut lines = 0u64;
         let entries = &mut self.entries;
         entries.clear();
+        std::mem::swap(&mut t.parser.spare, &mut self.spare);
         while pos < buf.len() {
             let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
                 break;
@@ -614,6 +622,7 @@ impl Reader {
             }
         }
         t.parser.flush_expired(now, entries);
+        std::mem::swap(&mut t.parser.spare, &mut self.spare);
         self.metrics.lines_read.inc_by(lines);
         self.emit(slot);
         true
@@ -662,12 +671,18 @@ impl Reader {
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
         }
-        for e in self.entries.drain(..) {
+        for e in &self.entries {
             let item =
                 self.cfg
                     .encoder
-                    .encode(&e, &t.ctx, generation, &self.now_str, &mut self.batch.buf);
+                    .encode(e, &t.ctx, generation, &self.now_str, &mut self.batch.buf);
             self.batch.items.push(item);
+        }
+        // Keep the entries' buffers for the next lines (not those grown by huge records, and not without bound).
+        for e in self.entries.drain(..) {
+            if self.spare.len() < SPARE_ENTRIES && e.message.capacity() <= SPARE_MESSAGE_BYTES {
+                self.spare.push(e);
+            }
         }
         let c = t.parser.counts;
         self.metrics.add_parse_counts(c);
