@@ -677,6 +677,26 @@ async fn whole_request_400_splits_down_and_dead_letters_only_the_offending_recor
     );
 }
 
+/// A config file: the test server as sink, checkpoints every `checkpoint_ms`, and a multiline rule for namespace
+/// `java` (records start with a date) flushed after `flush_ms`.
+fn java_multiline_config(
+    dir: &std::path::Path,
+    es: &EsServer,
+    checkpoint_ms: u64,
+    flush_ms: u64,
+) -> std::path::PathBuf {
+    let cfg = dir.join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sink: {{elasticsearch: {{url: '{}', batch_timeout_ms: 100}}}}\ncheckpoint_interval_ms: {checkpoint_ms}\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: {flush_ms}}}\n",
+            es.url()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// Multiline across a crash: while a stack trace is still being joined its first line bounds the checkpoint, so a
 /// SIGKILL in the middle of the trace makes the restart read the whole trace again and ship it as one record, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -717,15 +737,7 @@ async fn sigkill_in_the_middle_of_a_stack_trace_reships_the_whole_trace_once() {
         ));
     }
     append(&log, &first);
-    let cfg = tmp.path().join("cfg.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "sink: {{elasticsearch: {{url: '{}', batch_timeout_ms: 100}}}}\ncheckpoint_interval_ms: 100\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: 60000}}\n",
-            es.url()
-        ),
-    )
-    .unwrap();
+    let cfg = java_multiline_config(tmp.path(), &es, 100, 60_000);
     let data = tmp.path().join("data");
     let mut sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
     wait_for("the first trace", T, || (es.doc_count() >= 1).then_some(())).await;
@@ -798,16 +810,8 @@ async fn a_longer_join_after_a_crash_is_not_dropped_as_a_duplicate() {
     let mut first = cri_line(1, "stdout", "F", "2026-11-22 10:00:00 ERROR boom");
     first.push_str(&cri_line(2, "stdout", "F", "\tat a.b(A.java:1)"));
     append(&log, &first);
-    let cfg = tmp.path().join("cfg.yaml");
     // Checkpoints are (almost) never written, so the SIGKILL leaves the file to be read again from 0.
-    std::fs::write(
-        &cfg,
-        format!(
-            "sink: {{elasticsearch: {{url: '{}', batch_timeout_ms: 100}}}}\ncheckpoint_interval_ms: 600000\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: 300}}\n",
-            es.url()
-        ),
-    )
-    .unwrap();
+    let cfg = java_multiline_config(tmp.path(), &es, 600_000, 300);
     let data = tmp.path().join("data");
     let mut sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
     wait_for("the trace flushed by its timeout", T, || {

@@ -254,49 +254,29 @@ async fn a_slow_or_broken_metadata_source_never_stalls_shipping() {
         || (fake.requests.load(Ordering::Relaxed) > 0).then_some(()),
     )
     .await;
-    for n in 0..100u64 {
-        append(
-            &web.join("0.log"),
-            &cri_line(n + 1, "stdout", "F", &format!("early {n}")),
-        );
-    }
     // The metadata request hangs for 1.5 s at a time; shipping must not wait for it.
-    wait_for(
-        "100 documents while the source hangs",
-        Duration::from_secs(10),
-        || (es.doc_count() >= 100).then_some(()),
-    )
-    .await;
+    let log = web.join("0.log");
+    ship(&es, &log, 0..100, "early", 100).await;
     for d in docs_of(&es, "web-0") {
         assert!(d["kubernetes"].get("labels").is_none(), "{d}");
         assert_eq!(d["kubernetes"]["namespace_name"], "shop");
     }
     fake.mode.store(MALFORMED, Ordering::Relaxed);
-    let mut errors = 0.0;
-    for _ in 0..300 {
-        errors = sh
-            .metric("vigil_log_shipper_metadata_errors_total")
-            .await
-            .unwrap_or(0.0);
-        if errors >= 2.0 && sh.stderr().contains("not a PodList") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(errors >= 2.0, "errors {errors}:\n{}", sh.stderr());
-    assert!(sh.stderr().contains("not a PodList"), "{}", sh.stderr());
-    for n in 100..150u64 {
-        append(
-            &web.join("0.log"),
-            &cri_line(n + 1, "stdout", "F", &format!("broken {n}")),
-        );
-    }
     wait_for(
-        "150 documents with a malformed source",
-        Duration::from_secs(10),
-        || (es.doc_count() >= 150).then_some(()),
+        "a logged malformed PodList",
+        Duration::from_secs(15),
+        || sh.stderr().contains("not a PodList").then_some(()),
     )
     .await;
+    let errors = wait_metric(
+        &sh,
+        "vigil_log_shipper_metadata_errors_total",
+        2.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(errors >= 2.0, "errors {errors}:\n{}", sh.stderr());
+    ship(&es, &log, 100..150, "broken", 150).await;
     fake.mode.store(GOOD, Ordering::Relaxed);
     let r = wait_metric(
         &sh,
@@ -306,16 +286,7 @@ async fn a_slow_or_broken_metadata_source_never_stalls_shipping() {
     )
     .await;
     assert!(r >= 1.0, "no good refresh:\n{}", sh.stderr());
-    for n in 150..170u64 {
-        append(
-            &web.join("0.log"),
-            &cri_line(n + 1, "stdout", "F", &format!("late {n}")),
-        );
-    }
-    wait_for("170 documents", Duration::from_secs(10), || {
-        (es.doc_count() >= 170).then_some(())
-    })
-    .await;
+    ship(&es, &log, 150..170, "late", 170).await;
     let late: Vec<Value> = docs_of(&es, "web-0")
         .into_iter()
         .filter(|d| d["message"].as_str().unwrap().starts_with("late"))
@@ -325,6 +296,25 @@ async fn a_slow_or_broken_metadata_source_never_stalls_shipping() {
         assert_eq!(d["kubernetes"]["labels"]["app"], "web", "{d}");
     }
     assert_eq!(es.doc_count(), 170, "every line exactly once");
+}
+
+/// Appends the CRI lines numbered `range` (messages `<what> <n>`) and waits until the index holds `total` documents.
+async fn ship(
+    es: &EsServer,
+    log: &std::path::Path,
+    range: std::ops::Range<u64>,
+    what: &str,
+    total: usize,
+) {
+    for n in range {
+        append(log, &cri_line(n + 1, "stdout", "F", &format!("{what} {n}")));
+    }
+    wait_for(
+        &format!("{total} documents after the {what} lines"),
+        Duration::from_secs(10),
+        || (es.doc_count() >= total).then_some(()),
+    )
+    .await;
 }
 
 /// Polls a metric of the shipper until it reaches `min`; returns its last value.
