@@ -130,6 +130,20 @@ async fn ships_cri_and_docker_files_with_metadata_and_metrics() {
     );
 }
 
+/// `count` CRI lines `line <i>` (timestamps from `first`), except line `marked`, which says `this one has a <marker>`.
+fn lines_with_one_marked(first: u64, count: u64, marked: u64, marker: &str) -> String {
+    let mut data = String::new();
+    for i in 0..count {
+        let msg = if i == marked {
+            format!("this one has a {marker}")
+        } else {
+            format!("line {i}")
+        };
+        data.push_str(&cri_line(first + i, "stdout", "F", &msg));
+    }
+    data
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_429_items_and_dead_letters_mapping_errors() {
     let es = EsServer::start(Options::default()).await;
@@ -137,15 +151,7 @@ async fn retries_429_items_and_dead_letters_mapping_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("pods");
     let c = container_dir(&root, "ns", "p", "u", "c");
-    let mut data = String::new();
-    for i in 0..500 {
-        let msg = if i == 250 {
-            "this one has a MAPPING-ERROR".to_string()
-        } else {
-            format!("line {i}")
-        };
-        data.push_str(&cri_line(10_000 + i, "stdout", "F", &msg));
-    }
+    let data = lines_with_one_marked(10_000, 500, 250, "MAPPING-ERROR");
     append(&c.join("0.log"), &data);
     let data_dir = tmp.path().join("data");
     let sh = Shipper::start(
@@ -629,15 +635,7 @@ async fn whole_request_400_splits_down_and_dead_letters_only_the_offending_recor
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("pods");
     let c = container_dir(&root, "ns", "p", "u", "c");
-    let mut data = String::new();
-    for i in 0..40 {
-        let msg = if i == 23 {
-            "this one has a REQUEST-ERROR".to_string()
-        } else {
-            format!("line {i}")
-        };
-        data.push_str(&cri_line(5_000 + i, "stdout", "F", &msg));
-    }
+    let data = lines_with_one_marked(5_000, 40, 23, "REQUEST-ERROR");
     // One write, so the 40 records travel in one batch and the 400 hits all of them.
     append(&c.join("0.log"), &data);
     let data_dir = tmp.path().join("data");

@@ -321,14 +321,17 @@ mod tests {
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/").to_string() + name).unwrap()
     }
 
+    fn messages(out: &[Entry]) -> Vec<String> {
+        out.iter()
+            .map(|e| String::from_utf8_lossy(&e.message).into_owned())
+            .collect()
+    }
+
     #[test]
     fn cri_partial_lines_are_joined() {
         let (out, counts) = parse_file(&testdata("cri-partial.log"), cfg(1 << 20));
         assert_eq!(counts, ParseCounts::default());
-        let msgs: Vec<String> = out
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.message).into_owned())
-            .collect();
+        let msgs = messages(&out);
         // The stderr line completes first; the stdout partial is emitted when its final part arrives.
         assert_eq!(
             msgs,
@@ -350,10 +353,7 @@ mod tests {
     fn docker_partial_lines_are_joined() {
         let (out, counts) = parse_file(&testdata("docker-partial.log"), cfg(1 << 20));
         assert_eq!(counts, ParseCounts::default());
-        let msgs: Vec<String> = out
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.message).into_owned())
-            .collect();
+        let msgs = messages(&out);
         assert_eq!(
             msgs,
             vec![
