@@ -474,7 +474,9 @@ mod tests {
             "head -c 1048576 /dev/zero | tr '\\0' a; exit 0",
             true,
         );
-        let (v, m) = run_plugin(&big, &[], SEC, 80).await;
+        // A generous timeout: on a loaded machine piping 1 MiB through tr took over 5 s once; a
+        // plugin blocked on a full pipe would still hit it and fail the test.
+        let (v, m) = run_plugin(&big, &[], SEC * 4, 80).await;
         assert_eq!((v, m.len()), (Verdict::Ok, 80));
     }
 

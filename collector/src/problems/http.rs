@@ -64,7 +64,7 @@ async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::problems::store::{Condition, Severity, Status};
+    use crate::problems::store::Severity;
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -83,26 +83,8 @@ mod tests {
 
     #[tokio::test]
     async fn conditions_and_events_are_served() {
-        let store = Arc::new(Store::default());
         let now = chrono::Utc::now();
-        store.register(
-            "kernel-monitor",
-            vec![Condition {
-                kind: "KernelDeadlock".into(),
-                status: Status::False,
-                last_heartbeat_time: now,
-                last_transition_time: now,
-                reason: "KernelHasNoDeadlock".into(),
-                message: "kernel has no deadlock".into(),
-            }],
-        );
-        store.push_event(
-            "kernel-monitor",
-            Severity::Warn,
-            now,
-            "OOMKilling",
-            "Killed process 1",
-        );
+        let store = Store::kernel_monitor_sample(now);
         store.push_event(
             "kernel-monitor",
             Severity::Warn,

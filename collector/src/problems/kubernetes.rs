@@ -370,26 +370,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-        let store = Arc::new(Store::default());
         let now = chrono::Utc::now();
-        store.register(
-            "kernel-monitor",
-            vec![Condition {
-                kind: "KernelDeadlock".into(),
-                status: Status::False,
-                last_heartbeat_time: now,
-                last_transition_time: now,
-                reason: "KernelHasNoDeadlock".into(),
-                message: "kernel has no deadlock".into(),
-            }],
-        );
-        store.push_event(
-            "kernel-monitor",
-            Severity::Warn,
-            now,
-            "OOMKilling",
-            "Killed process 1",
-        );
+        let store = Store::kernel_monitor_sample(now);
         store.push_event(
             "kernel-monitor",
             Severity::Info,

@@ -287,6 +287,34 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// A store for tests: kernel-monitor with the KernelDeadlock condition False and one
+    /// OOMKilling warning at `now`.
+    pub(crate) fn kernel_monitor_sample(now: chrono::DateTime<chrono::Utc>) -> Arc<Store> {
+        let store = Arc::new(Store::default());
+        store.register(
+            "kernel-monitor",
+            vec![Condition {
+                kind: "KernelDeadlock".into(),
+                status: Status::False,
+                last_heartbeat_time: now,
+                last_transition_time: now,
+                reason: "KernelHasNoDeadlock".into(),
+                message: "kernel has no deadlock".into(),
+            }],
+        );
+        store.push_event(
+            "kernel-monitor",
+            Severity::Warn,
+            now,
+            "OOMKilling",
+            "Killed process 1",
+        );
+        store
+    }
+}
+
 /// Escapes a Prometheus label value.
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
