@@ -474,8 +474,8 @@ mod tests {
             "head -c 1048576 /dev/zero | tr '\\0' a; exit 0",
             true,
         );
-        // A generous timeout: on a loaded machine piping 1 MiB through tr took over 5 s once; a
-        // plugin blocked on a full pipe would still hit it and fail the test.
+        // A generous timeout (this test failed once at load average 6 with 5 s, the cause not
+        // captured): a plugin blocked on a full pipe would still hit it and fail the test.
         let (v, m) = run_plugin(&big, &[], SEC * 4, 80).await;
         assert_eq!((v, m.len()), (Verdict::Ok, 80));
     }
