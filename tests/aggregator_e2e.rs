@@ -337,7 +337,14 @@ async fn every_route_answers_with_the_values_the_inputs_imply() {
     assert_eq!(nm["kind"], "NodeMetricsList");
     assert_eq!(nm["items"].as_array().unwrap().len(), 3);
     let n1 = get_json(&format!("{b}/apis/metrics.k8s.io/v1beta1/nodes/node-0001")).await;
-    assert_eq!(n1["window"], "1s");
+    // The real interval between the two samples behind the rate (review #20): about the 1 s
+    // resolution, in Go's duration form ("1s", "998ms", "1.003s").
+    let window = n1["window"].as_str().unwrap();
+    let secs = match window.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
+        None => window.strip_suffix('s').unwrap().parse::<f64>().unwrap(),
+    };
+    assert!((0.5..=2.5).contains(&secs), "window {window}");
     let cpu = n1["usage"]["cpu"].as_str().unwrap();
     let nanos: f64 = cpu.strip_suffix('n').unwrap().parse().unwrap();
     close(nanos / 1e6, expect_node as f64, 1.0, "NodeMetrics cpu");

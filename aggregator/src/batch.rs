@@ -105,6 +105,9 @@ pub struct MetricSet {
     pub labels: SetLabels,
     /// Metrics with labels of their own.
     pub labeled: Vec<LabeledMetric>,
+    /// Milliseconds between the two samples behind this set's rates, when the rate pass computed
+    /// them: metrics.k8s.io's `window`, as metrics-server reports it.
+    pub rate_window_ms: Option<i64>,
 }
 
 /// One resolution's metric sets, keyed as Heapster keys them

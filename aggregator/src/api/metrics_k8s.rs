@@ -128,6 +128,16 @@ fn usage(st: &AppState, key: &str) -> Option<(String, String, i64)> {
     Some((cpu_quantity(cpu), bytes_quantity(mem), tc.max(tm)))
 }
 
+/// metrics-server's `window`: the real interval between the two samples behind the CPU rate
+/// (the longest among a pod's containers); the resolution until a rate has been computed.
+fn window(st: &AppState, keys: &[String]) -> Duration {
+    keys.iter()
+        .filter_map(|k| st.store.rate_window_ms(k))
+        .max()
+        .map(|ms| Duration::from_millis(ms.max(0) as u64))
+        .unwrap_or(st.resolution)
+}
+
 fn ts(ms: i64) -> String {
     go_time(Utc.timestamp_millis_opt(ms).single().unwrap_or_default())
 }
@@ -150,7 +160,7 @@ fn node_metrics(st: &AppState, name: &str) -> Option<Value> {
     Some(json!({
         "kind": "NodeMetrics", "apiVersion": GV,
         "metadata": {"name": name, "creationTimestamp": go_time(Utc::now())},
-        "timestamp": ts(t), "window": go_duration(st.resolution),
+        "timestamp": ts(t), "window": go_duration(window(st, &[node_key(name)])),
         "usage": {"cpu": cpu, "memory": mem}
     }))
 }
@@ -160,6 +170,7 @@ fn pod_metrics(st: &AppState, ns: &str, name: &str) -> Option<Value> {
     let (_, _, last_seen) = st.store.entity(&key)?;
     let prefix = format!("{key}/container:");
     let mut containers = Vec::new();
+    let mut container_keys = Vec::new();
     let mut newest = i64::MIN;
     for ck in st.store.keys(|k| k.starts_with(&prefix)) {
         // A container seen in an older round than its pod is gone.
@@ -173,6 +184,7 @@ fn pod_metrics(st: &AppState, ns: &str, name: &str) -> Option<Value> {
         let (cpu, mem, t) = usage(st, &ck)?;
         newest = newest.max(t);
         containers.push(json!({"name": &ck[prefix.len()..], "usage": {"cpu": cpu, "memory": mem}}));
+        container_keys.push(ck);
     }
     if containers.is_empty() {
         return None;
@@ -180,7 +192,7 @@ fn pod_metrics(st: &AppState, ns: &str, name: &str) -> Option<Value> {
     Some(json!({
         "kind": "PodMetrics", "apiVersion": GV,
         "metadata": {"name": name, "namespace": ns, "creationTimestamp": go_time(Utc::now())},
-        "timestamp": ts(newest), "window": go_duration(st.resolution),
+        "timestamp": ts(newest), "window": go_duration(window(st, &container_keys)),
         "containers": containers
     }))
 }

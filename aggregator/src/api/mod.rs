@@ -242,6 +242,60 @@ mod tests {
         }
     }
 
+    /// Review #20: metrics.k8s.io `window` is the real interval between the two samples behind
+    /// the rate (as metrics-server reports it), not the resolution; the resolution only until a
+    /// rate exists. Samples 10 s apart for the node and 12.5 s apart for the container while the
+    /// resolution is 15 s.
+    #[tokio::test]
+    async fn metrics_k8s_window_is_the_real_sample_interval() {
+        let st = state();
+        let app = app(st.clone());
+        let body = call(&app, "/apis/metrics.k8s.io/v1beta1/nodes/n1").await.1;
+        assert!(body.contains(r#""window":"15s""#), "{body}");
+        // After the state's batch, so nothing of it is expired by these.
+        let t0 = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let mut rates = crate::processors::rates::Rates::default();
+        for (i, (node_dt, container_dt)) in [(0, 0), (10_000, 12_500)].into_iter().enumerate() {
+            let at = t0 + chrono::Duration::seconds(15 * i as i64);
+            let mut sets = std::collections::BTreeMap::new();
+            for (key, kind, dt) in [
+                ("node:n1", "node", node_dt),
+                ("namespace:ns/pod:p", "pod", container_dt),
+                (
+                    "namespace:ns/pod:p/container:c",
+                    "pod_container",
+                    container_dt,
+                ),
+            ] {
+                let mut s = MetricSet {
+                    create_time: Some(t0 - chrono::Duration::hours(1)),
+                    scrape_time: Some(t0 + chrono::Duration::milliseconds(dt)),
+                    ..MetricSet::default()
+                };
+                std::sync::Arc::make_mut(&mut s.labels).insert("type".into(), kind.into());
+                s.values.insert(
+                    "cpu/usage",
+                    MetricValue::Int(1_000_000_000 * (i as i64 + 1)),
+                );
+                s.values
+                    .insert("memory/working_set", MetricValue::Int(4096));
+                sets.insert(key.to_string(), s);
+            }
+            let mut batch = Batch {
+                timestamp: at,
+                sets,
+            };
+            rates.process(&mut batch, 900_000);
+            st.store.ingest(&batch).unwrap();
+        }
+        let body = call(&app, "/apis/metrics.k8s.io/v1beta1/nodes/n1").await.1;
+        assert!(body.contains(r#""window":"10s""#), "{body}");
+        let body = call(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/ns/pods/p")
+            .await
+            .1;
+        assert!(body.contains(r#""window":"12.5s""#), "{body}");
+    }
+
     #[tokio::test]
     async fn healthz_fails_without_a_fresh_batch() {
         let st = state();

@@ -92,6 +92,7 @@ impl Rates {
                         keep_prev = true;
                     } else {
                         let dt = (scrape_ns - prev.scrape_ns) as f64;
+                        set.rate_window_ms = Some((scrape_ns - prev.scrape_ns) / 1_000_000);
                         for (i, (_, rate_name, millicores)) in RATES.iter().enumerate() {
                             let (Some(old), Some(new)) = (prev.values[i], values[i]) else {
                                 continue;

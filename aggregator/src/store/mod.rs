@@ -72,6 +72,8 @@ pub struct Entity {
     pub labels: Labels,
     pub create_time_ms: Option<i64>,
     pub last_seen_ms: i64,
+    /// Interval between the two samples behind the newest rates (metrics.k8s.io `window`).
+    pub rate_window_ms: Option<i64>,
     slots: Vec<Slot>,
 }
 
@@ -215,6 +217,7 @@ impl Store {
                                 labels: set.labels.clone(),
                                 create_time_ms: None,
                                 last_seen_ms: ts,
+                                rate_window_ms: None,
                                 slots: Vec::new(),
                             })
                     }
@@ -225,6 +228,9 @@ impl Store {
                     entity.labels = set.labels.clone();
                 }
                 entity.create_time_ms = set.create_time.map(ms);
+                if set.rate_window_ms.is_some() {
+                    entity.rate_window_ms = set.rate_window_ms;
+                }
                 entity.last_seen_ms = entity.last_seen_ms.max(ts);
                 let mut hint = 0usize;
                 for (metric, labels, v) in vals {
@@ -382,6 +388,12 @@ impl Store {
             .entities
             .get(key)
             .map(|e| (e.labels.clone(), e.create_time_ms, e.last_seen_ms))
+    }
+
+    /// Milliseconds between the two samples behind an entity's newest rates, once known.
+    pub fn rate_window_ms(&self, key: &str) -> Option<i64> {
+        let shard = self.shards[shard_of(key)].read().unwrap();
+        shard.entities.get(key).and_then(|e| e.rate_window_ms)
     }
 
     /// Every entity key accepted by `filter`, sorted.
