@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -886,12 +887,8 @@ fn bulk_bench(
         )
     };
     // (create?, index, id, hash of index + id) per item, checked before anything is applied.
-    let mut ops: Vec<(
-        bool,
-        std::borrow::Cow<'_, str>,
-        Option<std::borrow::Cow<'_, str>>,
-        u64,
-    )> = Vec::with_capacity(body.len() / 256);
+    type Op<'a> = (bool, Cow<'a, str>, Option<Cow<'a, str>>, u64);
+    let mut ops: Vec<Op<'_>> = Vec::with_capacity(body.len() / 256);
     let mut rest = &body[..body.len() - 1];
     let mut line_no = 0;
     while let Some(line) = next_line(&mut rest) {

@@ -736,9 +736,8 @@ impl Reader {
                         .acks
                         .as_ref()
                         .map(|a| a.recv_timeout(Duration::from_millis(1)));
-                    match got {
-                        Some(Ok(seq)) => self.ack(seq),
-                        Some(Err(_)) | None => {}
+                    if let Some(Ok(seq)) = got {
+                        self.ack(seq);
                     }
                     self.housekeeping();
                 }
