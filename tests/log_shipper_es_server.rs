@@ -371,3 +371,32 @@ fn filter_path_matching() {
     assert_eq!(f.keep(&["a", "b", "status"]), Keep::All);
     assert_eq!(f.keep(&["a", "b"]), Keep::Some);
 }
+
+/// The benchmark mode's byte-level fast path takes only the exact compact `create` line; every other form goes to
+/// the strict serde parse (which the framing test above exercises).
+#[test]
+fn compact_create_fast_path_is_exact() {
+    use es_bulk_server::compact_create;
+    assert_eq!(
+        compact_create(br#"{"create":{"_index":"logstash-2026.11.22","_id":"00ab-1f"}}"#),
+        Some(("logstash-2026.11.22", "00ab-1f"))
+    );
+    for other in [
+        &br#"{"create":{"_index":"a","_id":"x"}} "#[..],
+        br#"{"create":{"_index":"a","_id":"x\"y"}}"#,
+        br#"{"create":{"_id":"x","_index":"a"}}"#,
+        br#"{"create":{"_index":"a","_id":"x","_type":"_doc"}}"#,
+        br#"{"create": {"_index":"a","_id":"x"}}"#,
+        br#"{"index":{"_index":"a","_id":"x"}}"#,
+        br#"{"create":{"_index":"a\u0041","_id":"x"}}"#,
+        b"{\"create\":{\"_index\":\"a\tb\",\"_id\":\"x\"}}",
+        br#"{"create":{"_index":"a","_id":"x"}}}"#,
+    ] {
+        assert_eq!(
+            compact_create(other),
+            None,
+            "{}",
+            String::from_utf8_lossy(other)
+        );
+    }
+}

@@ -893,17 +893,25 @@ fn bulk_bench(
     let mut line_no = 0;
     while let Some(line) = next_line(&mut rest) {
         line_no += 1;
-        let act: BenchAction = match serde_json::from_slice(line) {
-            Ok(a) => a,
-            Err(e) => return bad(line_no, &e.to_string()),
-        };
-        let (create, meta) = match (act.create, act.index) {
-            (Some(m), None) => (true, m),
-            (None, Some(m)) => (false, m),
-            _ => return bad(line_no, "expected exactly one of create/index"),
-        };
-        let Some(index) = meta.index.or(url_index.map(std::borrow::Cow::Borrowed)) else {
-            return bad(line_no, "index is missing");
+        // The compact form every shipper writes takes a byte-level fast path that accepts only what the strict
+        // parse below accepts the same way; anything else (other keys or order, escapes, spaces) goes through it.
+        let (create, index, id) = match compact_create(line) {
+            Some((index, id)) => (true, Cow::Borrowed(index), Some(Cow::Borrowed(id))),
+            None => {
+                let act: BenchAction = match serde_json::from_slice(line) {
+                    Ok(a) => a,
+                    Err(e) => return bad(line_no, &e.to_string()),
+                };
+                let (create, meta) = match (act.create, act.index) {
+                    (Some(m), None) => (true, m),
+                    (None, Some(m)) => (false, m),
+                    _ => return bad(line_no, "expected exactly one of create/index"),
+                };
+                let Some(index) = meta.index.or(url_index.map(Cow::Borrowed)) else {
+                    return bad(line_no, "index is missing");
+                };
+                (create, index, meta.id)
+            }
         };
         line_no += 1;
         match next_line(&mut rest) {
@@ -912,9 +920,9 @@ fn bulk_bench(
         }
         let h = fnv1a(
             fnv1a(0xcbf2_9ce4_8422_2325, index.as_bytes()) ^ 0xff,
-            meta.id.as_deref().unwrap_or("").as_bytes(),
+            id.as_deref().unwrap_or("").as_bytes(),
         );
-        ops.push((create, index, meta.id, h));
+        ops.push((create, index, id, h));
     }
     // Which item fields the filter keeps (`None`: no filter), per action.
     let fields: [&str; 8] = [
@@ -1074,6 +1082,24 @@ fn bulk_bench(
     }
     out.push(b'}');
     (StatusCode::OK, [("content-type", "application/json")], out).into_response()
+}
+
+/// `{"create":{"_index":"<index>","_id":"<id>"}}` exactly, with both strings free of escapes and control characters:
+/// the index and id, borrowed. `None` for any other line (the caller then parses it strictly with serde).
+pub fn compact_create(line: &[u8]) -> Option<(&str, &str)> {
+    fn plain(b: &[u8]) -> Option<&str> {
+        if b.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        std::str::from_utf8(b).ok()
+    }
+    let rest = line.strip_prefix(b"{\"create\":{\"_index\":\"")?;
+    let q = memchr::memchr(b'"', rest)?;
+    let index = plain(&rest[..q])?;
+    let rest = rest[q..].strip_prefix(b"\",\"_id\":\"")?;
+    let q = memchr::memchr(b'"', rest)?;
+    let id = plain(&rest[..q])?;
+    (&rest[q..] == b"\"}}").then_some((index, id))
 }
 
 /// The next `\n`-terminated line of `rest` (without the `\n`), advancing `rest` past it.
