@@ -518,6 +518,7 @@ mod tests {
                         cpu_limit: 200,
                         memory_request: 300,
                         memory_limit: 400,
+                        ..Resources::default()
                     },
                 )]
                 .into(),

@@ -1,6 +1,7 @@
 //! Pod and namespace enrichment from the Kubernetes API (heapster metrics/processors/
 //! pod_based_enricher.go, namespace_based_enricher.go): container requests and limits, the
-//! `labels` label, `namespace_id`.
+//! `labels` label, `namespace_id`, `container_base_image` from the pod spec's image and
+//! `restart_count` from the pod status' `containerStatuses[].restartCount`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +17,10 @@ pub struct Resources {
     pub cpu_limit: i64,
     pub memory_request: i64,
     pub memory_limit: i64,
+    /// `spec.containers[].image`: Heapster's `container_base_image` label.
+    pub image: String,
+    /// `status.containerStatuses[].restartCount`: Heapster's `restart_count`.
+    pub restart_count: Option<i64>,
 }
 
 /// What the API server says about one pod.
@@ -87,6 +92,19 @@ struct Pod {
     metadata: Meta,
     #[serde(default)]
     spec: PodSpec,
+    #[serde(default)]
+    status: PodStatus,
+}
+#[derive(Deserialize, Default)]
+struct PodStatus {
+    #[serde(rename = "containerStatuses", default)]
+    container_statuses: Vec<ContainerStatus>,
+}
+#[derive(Deserialize)]
+struct ContainerStatus {
+    name: String,
+    #[serde(rename = "restartCount", default)]
+    restart_count: i64,
 }
 #[derive(Deserialize, Default)]
 struct PodSpec {
@@ -96,6 +114,8 @@ struct PodSpec {
 #[derive(Deserialize)]
 struct Container {
     name: String,
+    #[serde(default)]
+    image: String,
     #[serde(default)]
     resources: ResourceReqs,
 }
@@ -135,6 +155,12 @@ pub fn from_lists(pods: &[u8], namespaces: &[u8]) -> Result<ClusterInfo, String>
                 m.get(k).and_then(|q| parse_quantity(q, scale)).unwrap_or(0)
             };
             let r = &c.resources;
+            let restart_count = p
+                .status
+                .container_statuses
+                .iter()
+                .find(|s| s.name == c.name)
+                .map(|s| s.restart_count);
             containers.insert(
                 c.name,
                 Resources {
@@ -142,6 +168,8 @@ pub fn from_lists(pods: &[u8], namespaces: &[u8]) -> Result<ClusterInfo, String>
                     cpu_limit: get(&r.limits, "cpu", 1000.0),
                     memory_request: get(&r.requests, "memory", 1.0),
                     memory_limit: get(&r.limits, "memory", 1.0),
+                    image: c.image.clone(),
+                    restart_count,
                 },
             );
         }
@@ -191,6 +219,14 @@ pub fn enrich(batch: &mut Batch, info: &ClusterInfo) {
                 ] {
                     set.values.insert(metric, MetricValue::Int(v));
                 }
+                if !r.image.is_empty() {
+                    std::sync::Arc::make_mut(&mut set.labels)
+                        .insert(LABEL_CONTAINER_BASE_IMAGE.to_string(), r.image.clone());
+                }
+                // The kubelet's count wins over the restarts this aggregator happened to see.
+                if let Some(n) = r.restart_count {
+                    set.values.insert(RESTART_COUNT, MetricValue::Int(n));
+                }
             }
         }
     }
@@ -216,7 +252,8 @@ mod tests {
     #[test]
     fn containers_get_requests_limits_and_labels() {
         let pods = br#"{"items":[{"metadata":{"name":"p","namespace":"ns","uid":"u","labels":{"app":"web","tier":"fe"}},
-            "spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":"250m","memory":"64Mi"},"limits":{"cpu":"1"}}}]}}]}"#;
+            "spec":{"containers":[{"name":"c","image":"registry.k8s.io/pause:3.9","resources":{"requests":{"cpu":"250m","memory":"64Mi"},"limits":{"cpu":"1"}}}]},
+            "status":{"containerStatuses":[{"name":"other","restartCount":9},{"name":"c","restartCount":3}]}}]}"#;
         let nss = br#"{"items":[{"metadata":{"name":"ns","uid":"ns-uid"}}]}"#;
         let info = from_lists(pods, nss).unwrap();
         let mut b = Batch {
@@ -245,6 +282,18 @@ mod tests {
         );
         assert_eq!(c.labels["labels"], "app:web,tier:fe");
         assert_eq!(c.labels["namespace_id"], "ns-uid");
+        assert_eq!(
+            c.labels["container_base_image"],
+            "registry.k8s.io/pause:3.9"
+        );
+        assert_eq!(c.values["restart_count"], MetricValue::Int(3));
+        // The rate pass keeps the kubelet's count rather than the restarts it observed itself.
+        let mut rates = super::super::rates::Rates::default();
+        rates.process(&mut b, 900_000);
+        assert_eq!(
+            b.sets["namespace:ns/pod:p/container:c"].values["restart_count"],
+            MetricValue::Int(3)
+        );
         assert!(from_lists(b"[", nss).unwrap_err().contains("PodList"));
     }
 }

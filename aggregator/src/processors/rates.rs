@@ -153,8 +153,12 @@ impl Rates {
                     0
                 }
             };
+            // Without the Kubernetes API, the restarts this aggregator saw (a changed start
+            // time); with it, the enrichment already put the kubelet's restartCount here.
             if is_container {
-                set.values.insert(RESTART_COUNT, MetricValue::Int(restarts));
+                set.values
+                    .entry(RESTART_COUNT)
+                    .or_insert(MetricValue::Int(restarts));
             }
         }
         self.prev
