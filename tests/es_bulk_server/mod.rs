@@ -700,26 +700,22 @@ fn bulk(
         // Injected failures first (as a loaded cluster would answer).
         let r = next_f64(&mut g.rng);
         let (f429, f500, f400) = (g.fail_429, g.fail_500, g.fail_400);
-        if r < f429 {
+        let injected = if r < f429 {
             g.stats.injected_429 += 1;
-            errors = true;
-            items.push(item_err(
+            Some((
                 429,
                 "es_rejected_execution_exception",
-                "rejected execution of coordinating operation".into(),
-                &op.id,
-            ));
-            continue;
-        }
-        if r < f429 + f500 {
+                "rejected execution of coordinating operation",
+            ))
+        } else if r < f429 + f500 {
             g.stats.injected_500 += 1;
+            Some((500, "internal_server_error", "injected failure"))
+        } else {
+            None
+        };
+        if let Some((status, kind, reason)) = injected {
             errors = true;
-            items.push(item_err(
-                500,
-                "internal_server_error",
-                "injected failure".into(),
-                &op.id,
-            ));
+            items.push(item_err(status, kind, reason.into(), &op.id));
             continue;
         }
         let src: Option<Map<String, Value>> = match op.source {
