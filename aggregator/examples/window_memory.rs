@@ -70,8 +70,8 @@ fn main() {
             })
             .collect();
         drop(bodies);
-        let batch = proc.process(t, &docs);
-        drop(docs);
+        // As the live aggregator: each document is dropped once decoded.
+        let batch = proc.process_owned(t, docs);
         store.ingest(&batch).unwrap();
         // The live aggregator keeps the newest batch for /api/v1/metric-export and the sinks.
         latest = Some(std::sync::Arc::new(batch));

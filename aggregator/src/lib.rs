@@ -34,7 +34,10 @@ pub enum Error {
     #[error(transparent)]
     Discovery(#[from] scrape::discovery::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
     #[error("--sink: {0}")]
@@ -45,25 +48,38 @@ pub enum Error {
 fn next_boundary(now: DateTime<Utc>, resolution: Duration) -> DateTime<Utc> {
     let res = resolution.as_millis().max(1) as i64;
     let ms = now.timestamp_millis();
-    Utc.timestamp_millis_opt((ms / res + 1) * res).single().unwrap_or(now)
+    Utc.timestamp_millis_opt((ms / res + 1) * res)
+        .single()
+        .unwrap_or(now)
 }
 
 /// Runs the aggregator until `shutdown` fires.
 pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let args = args.with_config_file()?;
     let settings = args.validate()?;
-    let mut discoveries = Discovery::from_options(&args.nodes, args.nodes_file.as_ref(), args.source.as_deref())?;
+    let mut discoveries = Discovery::from_options(
+        &args.nodes,
+        args.nodes_file.as_ref(),
+        args.source.as_deref(),
+    )?;
     // Sinks of the config file, then the --sink URIs.
     let mut sink_configs = args.config_sinks.clone();
     for uri in &args.sink {
-        sink_configs.push(sinks::SinkConfig::from_uri(uri).map_err(|e| Error::Sinks(e.to_string()))?);
+        sink_configs
+            .push(sinks::SinkConfig::from_uri(uri).map_err(|e| Error::Sinks(e.to_string()))?);
     }
     let sink_set = if sink_configs.is_empty() {
         None
     } else {
-        Some(Arc::new(sinks::SinkSet::from_configs(&sink_configs, settings.data_dir.as_deref()).map_err(|e| Error::Sinks(e.to_string()))?))
+        Some(Arc::new(
+            sinks::SinkSet::from_configs(&sink_configs, settings.data_dir.as_deref())
+                .map_err(|e| Error::Sinks(e.to_string()))?,
+        ))
     };
-    let store = Arc::new(Store::new(settings.retention.as_millis() as i64, settings.max_series));
+    let store = Arc::new(Store::new(
+        settings.retention.as_millis() as i64,
+        settings.max_series,
+    ));
     if let Some(dir) = &settings.data_dir {
         match store::snapshot::load(&store, dir, Utc::now().timestamp_millis()) {
             Ok(n) => tracing::info!(dir = %dir.display(), entities = n, "store snapshot loaded"),
@@ -77,9 +93,12 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     }
     let mut scraper = Scraper::new(settings.scrape_timeout, settings.scrape_concurrency);
     if let Some(k) = discoveries.iter().find_map(|d| d.kube_source()) {
-        scraper = scraper.with_kubelet_tls(k.insecure, k.ca_pem.as_deref()).map_err(|e| {
-            scrape::discovery::Error::Source { source_uri: args.source.clone().unwrap_or_default(), message: format!("kubelet client: {e}") }
-        })?;
+        scraper = scraper
+            .with_kubelet_tls(k.insecure, k.ca_pem.as_deref())
+            .map_err(|e| scrape::discovery::Error::Source {
+                source_uri: args.source.clone().unwrap_or_default(),
+                message: format!("kubelet client: {e}"),
+            })?;
     }
     let scraper = Arc::new(scraper);
     let self_metrics = Arc::new(SelfMetrics::default());
@@ -90,11 +109,20 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         metrics: self_metrics.clone(),
         resolution: settings.resolution,
         disable_export: settings.disable_export,
-        extra_metrics: sink_set.clone().map(|s| -> api::MetricsWriter { Arc::new(move |out: &mut String| s.write_metrics(out)) }),
+        extra_metrics: sink_set.clone().map(|s| -> api::MetricsWriter {
+            Arc::new(move |out: &mut String| s.write_metrics(out))
+        }),
         federate: Some(sinks::render_exposition),
     });
-    let sinks_task = sink_set.clone().map(|s| tokio::spawn(s.run(shutdown.clone())));
-    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind { addr: settings.listen, source })?;
+    let sinks_task = sink_set
+        .clone()
+        .map(|s| tokio::spawn(s.run(shutdown.clone())));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: settings.listen,
+            source,
+        })?;
     tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
     let mut server_shutdown = shutdown.clone();
     let router = api::app(state.clone());
@@ -120,22 +148,28 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         for d in discoveries.iter_mut() {
             let (t, err) = d.targets().await;
             if let Some(e) = err {
-                self_metrics.discovery_errors.fetch_add(1, Ordering::Relaxed);
+                self_metrics
+                    .discovery_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "node discovery failed; keeping the previous list");
             }
             targets.extend(t);
         }
         targets.sort_by(|a, b| a.url.cmp(&b.url));
         targets.dedup_by(|a, b| a.url == b.url);
-        let docs = scraper.round(&targets, scrape::max_jitter(targets.len(), settings.resolution)).await;
+        let docs = scraper
+            .round(
+                &targets,
+                scrape::max_jitter(targets.len(), settings.resolution),
+            )
+            .await;
         let fetched = started.elapsed();
         let mut proc = processor.take().expect("processor is returned every round");
         proc.cluster_info = discoveries.iter().find_map(|d| d.cluster_info());
         let st = store.clone();
         let (proc, batch, process_t, store_t, store_err) = tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
-            let batch = proc.process(boundary, &docs);
-            drop(docs);
+            let batch = proc.process_owned(boundary, docs);
             let process_t = t0.elapsed();
             let t1 = Instant::now();
             let err = st.ingest(&batch).err();
@@ -145,19 +179,33 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         .await
         .expect("processing does not panic");
         let rs = proc.rate_stats();
-        self_metrics.rates_computed.store(rs.computed, Ordering::Relaxed);
-        self_metrics.counter_resets.store(rs.counter_resets, Ordering::Relaxed);
-        self_metrics.container_restarts.store(rs.restarts, Ordering::Relaxed);
-        self_metrics.rate_state_sets.store(proc.tracked_sets() as u64, Ordering::Relaxed);
-        self_metrics.duplicate_nodes.store(proc.duplicate_nodes(), Ordering::Relaxed);
+        self_metrics
+            .rates_computed
+            .store(rs.computed, Ordering::Relaxed);
+        self_metrics
+            .counter_resets
+            .store(rs.counter_resets, Ordering::Relaxed);
+        self_metrics
+            .container_restarts
+            .store(rs.restarts, Ordering::Relaxed);
+        self_metrics
+            .rate_state_sets
+            .store(proc.tracked_sets() as u64, Ordering::Relaxed);
+        self_metrics
+            .duplicate_nodes
+            .store(proc.duplicate_nodes(), Ordering::Relaxed);
         processor = Some(proc);
         if let Some(e) = store_err {
             self_metrics.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "store refused series");
         }
         let batch = Arc::new(batch);
-        self_metrics.last_batch_sets.store(batch.sets.len() as u64, Ordering::Relaxed);
-        self_metrics.last_batch_timestamp_seconds.store(batch.timestamp.timestamp().max(0) as u64, Ordering::Relaxed);
+        self_metrics
+            .last_batch_sets
+            .store(batch.sets.len() as u64, Ordering::Relaxed);
+        self_metrics
+            .last_batch_timestamp_seconds
+            .store(batch.timestamp.timestamp().max(0) as u64, Ordering::Relaxed);
         *state.latest.write().unwrap() = Some(batch.clone());
         if let Some(s) = &sink_set {
             s.push(batch.clone());
@@ -169,7 +217,12 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         SelfMetrics::set(&self_metrics.last_process_seconds, process_t.as_secs_f64());
         SelfMetrics::set(&self_metrics.last_store_seconds, store_t.as_secs_f64());
         self_metrics.rounds.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(nodes = targets.len(), sets = batch.sets.len(), seconds = total.as_secs_f64(), "round done");
+        tracing::debug!(
+            nodes = targets.len(),
+            sets = batch.sets.len(),
+            seconds = total.as_secs_f64(),
+            "round done"
+        );
         if let Some(dir) = &settings.data_dir {
             if last_snapshot.elapsed() >= settings.snapshot_interval {
                 last_snapshot = Instant::now();

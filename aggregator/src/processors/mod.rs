@@ -7,6 +7,8 @@ pub mod enrich;
 pub mod names;
 pub mod rates;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use vigil_collector::summary::Summary;
 
@@ -51,39 +53,58 @@ impl Processor {
             timestamp,
             sets: Default::default(),
         };
+        let mut seen = HashMap::new();
+        for doc in docs {
+            self.decode_one(&mut batch, &mut seen, doc);
+        }
+        self.finish(batch)
+    }
+
+    /// As [`Processor::process`], but each document is dropped as soon as it is decoded (the
+    /// live path): the parsed documents and the finished batch are never whole in memory at once.
+    pub fn process_owned(&mut self, timestamp: DateTime<Utc>, docs: Vec<NodeDoc>) -> Batch {
+        let mut batch = Batch {
+            timestamp,
+            sets: Default::default(),
+        };
+        let mut seen = HashMap::new();
+        for doc in docs {
+            self.decode_one(&mut batch, &mut seen, &doc);
+        }
+        self.finish(batch)
+    }
+
+    /// Decodes one document unless an earlier one of the round had the same node name.
+    fn decode_one(&mut self, batch: &mut Batch, seen: &mut HashMap<String, String>, doc: &NodeDoc) {
         // Two targets reporting the same node name (collectors on hosts with the same hostname,
         // or a node listed twice) would overwrite each other's sets and make rates flip between
         // two counters: the first document of the round wins, the others are counted and logged.
-        let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-        for doc in docs {
-            let name = if doc.summary.node.node_name.is_empty() {
-                doc.fallback_name.as_str()
-            } else {
-                doc.summary.node.node_name.as_str()
-            };
-            if let Some(first) = seen.get(name) {
-                self.duplicate_nodes += 1;
-                tracing::error!(node = %name, first_url = %first, dropped_url = %doc.url, "duplicate node name {name} from {first}, {}; keeping the first", doc.url);
-                continue;
-            }
-            seen.insert(name, doc.url.as_str());
-            decode::decode(&mut batch, &doc.summary, &doc.fallback_name, timestamp);
-            if let Some(cores) = doc.cpu_cores {
-                let name = if doc.summary.node.node_name.is_empty() {
-                    &doc.fallback_name
-                } else {
-                    &doc.summary.node.node_name
-                };
-                if let Some(set) = batch.sets.get_mut(&decode::node_key(name)) {
-                    set.values
-                        .insert(names::CPU_NODE_CAPACITY, MetricValue::Float(cores * 1000.0));
-                    set.values.insert(
-                        names::CPU_NODE_ALLOCATABLE,
-                        MetricValue::Float(cores * 1000.0),
-                    );
-                }
+        let name = if doc.summary.node.node_name.is_empty() {
+            doc.fallback_name.as_str()
+        } else {
+            doc.summary.node.node_name.as_str()
+        };
+        if let Some(first) = seen.get(name) {
+            self.duplicate_nodes += 1;
+            tracing::error!(node = %name, first_url = %first, dropped_url = %doc.url, "duplicate node name {name} from {first}, {}; keeping the first", doc.url);
+            return;
+        }
+        seen.insert(name.to_string(), doc.url.clone());
+        decode::decode(batch, &doc.summary, &doc.fallback_name, batch.timestamp);
+        if let Some(cores) = doc.cpu_cores {
+            if let Some(set) = batch.sets.get_mut(&decode::node_key(name)) {
+                set.values
+                    .insert(names::CPU_NODE_CAPACITY, MetricValue::Float(cores * 1000.0));
+                set.values.insert(
+                    names::CPU_NODE_ALLOCATABLE,
+                    MetricValue::Float(cores * 1000.0),
+                );
             }
         }
+    }
+
+    /// Enrichment, rates and aggregation of a round's decoded sets.
+    fn finish(&mut self, mut batch: Batch) -> Batch {
         // Enrichment first: the rate pass also shares each set's unchanged labels with the
         // previous round, which must see the final labels. (Rates read only cumulative values,
         // which enrichment does not touch.)
@@ -143,6 +164,10 @@ mod tests {
         ];
         let b = p.process(t0, &docs);
         assert_eq!(p.duplicate_nodes(), 1);
+        // The live path (documents dropped as decoded) builds the same batch.
+        let mut owned = Processor::new(std::time::Duration::from_secs(600));
+        assert_eq!(owned.process_owned(t0, docs.to_vec()), b);
+        assert_eq!(owned.duplicate_nodes(), 1);
         let node = &b.sets["node:node-1"];
         assert_eq!(
             node.values["cpu/usage"],

@@ -326,10 +326,7 @@ impl RemoteWriteEncoder {
                         all.push((k.clone(), v));
                     }
                 }
-                all.push((
-                    Cow::Borrowed("__name__"),
-                    labeled_names[lm.name].as_str(),
-                ));
+                all.push((Cow::Borrowed("__name__"), labeled_names[lm.name].as_str()));
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 let v = lm.value.as_f64();
                 let sl = sample_len(v);
@@ -573,15 +570,11 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
             _ => continue,
         }
         let labels = set_labels(set, "");
-        let metrics = set
-            .values
-            .iter()
-            .map(|(k, v)| (*k, *v, None))
-            .chain(
-                set.labeled
-                    .iter()
-                    .map(|m| (m.name, m.value, Some(&*m.labels))),
-            );
+        let metrics = set.values.iter().map(|(k, v)| (*k, *v, None)).chain(
+            set.labeled
+                .iter()
+                .map(|m| (m.name, m.value, Some(&*m.labels))),
+        );
         for (name, value, own) in metrics {
             let fam = metric_name(name);
             let entry = families
@@ -649,7 +642,11 @@ mod tests {
     use crate::batch::LabeledMetric;
     use prost::Message;
 
-    fn set(kind: &str, extra: &[(&str, &str)], values: &[(&'static str, MetricValue)]) -> MetricSet {
+    fn set(
+        kind: &str,
+        extra: &[(&str, &str)],
+        values: &[(&'static str, MetricValue)],
+    ) -> MetricSet {
         let mut labels: BTreeMap<String, String> = [("type".to_string(), kind.to_string())].into();
         for (k, v) in extra {
             labels.insert(k.to_string(), v.to_string());
