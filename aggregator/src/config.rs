@@ -231,6 +231,25 @@ pub struct Settings {
     pub disable_export: bool,
 }
 
+/// The collectors' refresh interval the aggregator assumes: the kubelet's cAdvisor
+/// housekeeping and the vigil collector's `housekeeping_interval` both default to 10 s, and the
+/// Summary API does not say which interval a node uses.
+pub const ASSUMED_HOUSEKEEPING: Duration = Duration::from_secs(10);
+
+/// The start-up warning for a resolution at or below the collectors' refresh interval: the
+/// aggregator then often reads the same sample twice, so rates come from fewer distinct samples
+/// (a repeated sample yields no rate). The default 15 s is above it.
+pub fn resolution_warning(resolution: Duration) -> Option<String> {
+    (resolution <= ASSUMED_HOUSEKEEPING).then(|| {
+        format!(
+            "--metric-resolution {resolution:?} is not above the collectors' refresh interval \
+             (the kubelet's and vigil collector's housekeeping default to {ASSUMED_HOUSEKEEPING:?}): \
+             some rounds will read a sample already seen and give no rate for it; use a \
+             resolution above the nodes' housekeeping interval"
+        )
+    })
+}
+
 impl Args {
     /// Checks every option without side effects; errors name the option.
     pub fn validate(&self) -> Result<Settings, Error> {
@@ -324,6 +343,19 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_resolution_not_above_housekeeping_is_warned_about() {
+        assert!(resolution_warning(Duration::from_secs(15)).is_none());
+        assert!(resolution_warning(Duration::from_millis(10_001)).is_none());
+        let w = resolution_warning(Duration::from_secs(10)).unwrap();
+        assert!(
+            w.contains("--metric-resolution 10s") && w.contains("housekeeping"),
+            "{w}"
+        );
+        assert!(resolution_warning(Duration::from_secs(5)).is_some());
+    }
+
     use super::*;
 
     #[test]

@@ -57,6 +57,9 @@ fn next_boundary(now: DateTime<Utc>, resolution: Duration) -> DateTime<Utc> {
 pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let args = args.with_config_file()?;
     let settings = args.validate()?;
+    if let Some(w) = config::resolution_warning(settings.resolution) {
+        tracing::warn!(resolution = ?settings.resolution, "{w}");
+    }
     let mut discoveries = Discovery::from_options(
         &args.nodes,
         args.nodes_file.as_ref(),
