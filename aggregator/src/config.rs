@@ -133,6 +133,20 @@ pub struct Args {
     /// Makes /api/v1/metric-export answer an empty list (Heapster's --disable_export).
     #[arg(long, alias = "disable_export")]
     pub disable_export: bool,
+    /// Also serve the same API over HTTPS on this address (e.g. 0.0.0.0:4443): the kube-apiserver
+    /// reaches the metrics.k8s.io APIService only over TLS, as it does metrics-server [default: off].
+    #[arg(long)]
+    pub secure_listen: Option<SocketAddr>,
+    /// PEM certificate (chain) for --secure-listen; with --tls-private-key-file.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for --secure-listen; with --tls-cert-file.
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Without certificate files, a self-signed pair is kept here (apiserver.crt, apiserver.key),
+    /// made at the first start and reused after; unset: made in memory at every start.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
     /// Sinks from the config file's `sinks:` (set by `with_config_file`).
     #[arg(skip)]
     pub config_sinks: Vec<SinkConfig>,
@@ -170,6 +184,14 @@ pub struct FileConfig {
     pub snapshot_interval: Option<String>,
     /// Makes /api/v1/metric-export answer an empty list.
     pub disable_export: Option<bool>,
+    /// Also serve the API over HTTPS on this address.
+    pub secure_listen: Option<SocketAddr>,
+    /// PEM certificate for `secure_listen`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `secure_listen`.
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Directory of the self-signed pair when no certificate files are given.
+    pub cert_dir: Option<PathBuf>,
     /// Sinks in their YAML form (`type: influxdb`, ...), see `vigil_aggregator::sinks::SinksConfig`.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
@@ -212,6 +234,10 @@ impl Args {
         self.data_dir = self.data_dir.or(f.data_dir);
         self.snapshot_interval = self.snapshot_interval.or(f.snapshot_interval);
         self.disable_export |= f.disable_export.unwrap_or(false);
+        self.secure_listen = self.secure_listen.or(f.secure_listen);
+        self.tls_cert_file = self.tls_cert_file.or(f.tls_cert_file);
+        self.tls_private_key_file = self.tls_private_key_file.or(f.tls_private_key_file);
+        self.cert_dir = self.cert_dir.or(f.cert_dir);
         self.config_sinks = f.sinks;
         Ok(self)
     }
@@ -229,6 +255,8 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     pub snapshot_interval: Duration,
     pub disable_export: bool,
+    /// The HTTPS address and where its certificate comes from (None: HTTP only).
+    pub secure_listen: Option<(SocketAddr, crate::tls::TlsOptions)>,
 }
 
 /// The collectors' refresh interval the aggregator assumes: the kubelet's cAdvisor
@@ -319,6 +347,31 @@ impl Args {
         {
             return Err(Error::NoSource);
         }
+        if self.secure_listen.is_none() {
+            for (option, given) in [
+                ("tls-cert-file", self.tls_cert_file.is_some()),
+                ("tls-private-key-file", self.tls_private_key_file.is_some()),
+                ("cert-dir", self.cert_dir.is_some()),
+            ] {
+                if given {
+                    return Err(Error::Invalid { option, message: "has no effect without --secure-listen".into() });
+                }
+            }
+        }
+        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
+            return Err(Error::Invalid {
+                option: if self.tls_cert_file.is_some() { "tls-cert-file" } else { "tls-private-key-file" },
+                message: "--tls-cert-file and --tls-private-key-file go together".into(),
+            });
+        }
+        let secure_listen = self.secure_listen.map(|addr| {
+            let tls = crate::tls::TlsOptions {
+                cert_file: self.tls_cert_file.clone(),
+                key_file: self.tls_private_key_file.clone(),
+                cert_dir: self.cert_dir.clone(),
+            };
+            (addr, tls)
+        });
         crate::sinks::SinksConfig {
             sinks: self.config_sinks.clone(),
         }
@@ -337,6 +390,7 @@ impl Args {
             data_dir: self.data_dir.clone(),
             snapshot_interval,
             disable_export: self.disable_export,
+            secure_listen,
         })
     }
 }

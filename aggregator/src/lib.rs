@@ -12,6 +12,7 @@ pub mod scrape;
 #[doc(hidden)]
 pub mod sim;
 pub mod store;
+pub mod tls;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -42,6 +43,8 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("--sink: {0}")]
     Sinks(String),
+    #[error("--secure-listen: {0}")]
+    Tls(#[from] tls::Error),
 }
 
 /// The next multiple of `resolution` after `now`.
@@ -129,6 +132,20 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
     let mut server_shutdown = shutdown.clone();
     let router = api::app(state.clone());
+    // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
+    let secure_server = match &settings.secure_listen {
+        Some((addr, opts)) => {
+            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            if !addr.ip().is_unspecified() {
+                hosts.push(addr.ip().to_string());
+            }
+            let config = tls::server_config(opts, &hosts)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: *addr, source })?;
+            tracing::info!(listen = %addr, "aggregator listening over HTTPS");
+            Some(tokio::spawn(tls::serve(listener, router.clone(), config, shutdown.clone())))
+        }
+        None => None,
+    };
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -237,6 +254,9 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         write_snapshot(&store, dir, &self_metrics).await;
     }
     if let Some(t) = sinks_task {
+        let _ = t.await;
+    }
+    if let Some(t) = secure_server {
         let _ = t.await;
     }
     server.await.ok().transpose().map_err(Error::Serve)?;
