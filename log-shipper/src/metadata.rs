@@ -349,7 +349,16 @@ struct CacheInner {
 pub struct PodCache {
     inner: RwLock<CacheInner>,
     version: AtomicU64,
+    /// Pods looked up and not found; the first miss of each wakes the refresher early, so a new
+    /// pod gets its metadata within `MIN_REFRESH_GAP` instead of a whole refresh interval.
+    missed: std::sync::Mutex<std::collections::HashSet<String>>,
+    wake: tokio::sync::Notify,
 }
+
+/// The shortest time between two refreshes, also when misses ask for one early.
+pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(2);
+/// Missed pods remembered (so one pod that is never listed asks for one early refresh only).
+const MISSED_REMEMBERED: usize = 10_000;
 
 impl PodCache {
     /// Bumped on every change of the contents.
@@ -375,8 +384,17 @@ impl PodCache {
             g.by_uid.get(uid)
         };
         let found = found.map(|c| c.pod.clone());
+        drop(g);
         if found.is_none() {
             metrics.metadata_misses.inc_by(1);
+            let key = if uid.is_empty() { format!("{namespace}/{name}") } else { uid.to_string() };
+            let mut missed = self.missed.lock().expect("missed pods lock");
+            if missed.len() >= MISSED_REMEMBERED {
+                missed.clear();
+            }
+            if missed.insert(key) {
+                self.wake.notify_one();
+            }
         }
         found
     }
@@ -560,8 +578,15 @@ impl Refresher {
                     tracing::warn!(error = %e, "pod metadata refresh failed; records keep the metadata known so far (path metadata only for pods not yet seen)");
                 }
             }
+            // The next refresh: after the interval, or early (but not before MIN_REFRESH_GAP)
+            // when a pod was looked up that the cache does not know yet.
+            let early = async {
+                self.cache.wake.notified().await;
+                tokio::time::sleep(MIN_REFRESH_GAP).await;
+            };
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                _ = early => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
@@ -666,6 +691,55 @@ mod tests {
         assert!(cache.lookup("u1", "", "", &m).is_none());
         assert_eq!(m.metadata_lookups.get(), 4);
         assert_eq!(m.metadata_misses.get(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_missed_pod_brings_the_next_refresh_forward() {
+        // A kubelet whose pod list is empty until the pod is created.
+        let full = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/podlist.json")).unwrap();
+        let created = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c2, list) = (created.clone(), Arc::new(full));
+        let app = axum::Router::new().route(
+            "/pods",
+            axum::routing::get(move || {
+                let (created, list) = (c2.clone(), list.clone());
+                async move {
+                    if created.load(Ordering::SeqCst) {
+                        (*list).clone()
+                    } else {
+                        b"{\"kind\":\"PodList\",\"items\":[]}".to_vec()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut c = MetadataConfig::new(Source::Kubelet, Some(url));
+        c.refresh_interval_ms = 600_000;
+        let metrics = Arc::new(Metrics::default());
+        let refresher = Refresher::new(c, metrics.clone()).unwrap();
+        let cache = refresher.cache();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(refresher.run(rx));
+        let uid = "6f3c0e7a-1b2c-4d5e-8f90-123456789abc";
+        // The first refresh sees no pods; then the pod is created and its first line looked up.
+        while metrics.metadata_refreshes.get() < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        created.store(true, Ordering::SeqCst);
+        let asked = Instant::now();
+        assert!(cache.lookup(uid, "", "", &metrics).is_none());
+        // Known well before the 10-minute interval: after MIN_REFRESH_GAP.
+        let deadline = asked + MIN_REFRESH_GAP + Duration::from_secs(10);
+        while cache.lookup(uid, "", "", &metrics).is_none() {
+            assert!(Instant::now() < deadline, "the miss did not bring the refresh forward");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(asked.elapsed() >= MIN_REFRESH_GAP);
+        assert_eq!(metrics.metadata_refreshes.get(), 2);
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[test]
