@@ -423,6 +423,51 @@ async fn kubernetes_source_lists_nodes_and_their_cpu_capacity() {
     drop(kubelets);
 }
 
+/// A hanging API server (the pod list never answers within the client's 10 s timeout) delays
+/// the enrichment lists, never the rounds: the node is still pulled every resolution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_api_server_does_not_stall_the_rounds() {
+    let sim = Sim::new(shape());
+    let port = free_port();
+    let kubelet = SimNode::start(&sim, 0, "127.0.0.1", port).await;
+    let list = serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "items": [{
+        "metadata": {"name": sim::node_name(0)},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "capacity": {"cpu": "4"}, "conditions": [{"type": "Ready", "status": "True"}]}}]})
+    .to_string();
+    let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_addr = api.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in api.incoming().flatten() {
+            let list = list.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = s;
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                if req.starts_with("GET /api/v1/nodes ") {
+                    let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}", list.len());
+                } else {
+                    // Pods and namespaces: hang past the client's timeout.
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+            });
+        }
+    });
+    let source = format!("kubernetes.summary_api:http://{api_addr}?kubeletPort={port}&inClusterConfig=false");
+    let agg = Aggregator::start(&["--source", &source, "--metric-resolution", "1s", "--allow-short-resolution"]);
+    let url = format!("{}/api/v1/model/nodes/{}/metrics/cpu/usage", agg.base, sim::node_name(0));
+    // Rounds 1 s apart: 6 points well before one 10 s timeout of the pod list has passed twice.
+    let started = std::time::Instant::now();
+    until("six rounds while the pod list hangs", WAIT, || async {
+        (points(&try_json(&url).await?).len() >= 6).then_some(())
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(15), "rounds stalled: {:?}", started.elapsed());
+    drop(kubelet);
+}
+
 #[test]
 fn bad_options_are_named_at_start() {
     for (args, want) in [

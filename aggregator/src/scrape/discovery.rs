@@ -290,11 +290,66 @@ pub enum Discovery {
         targets: Vec<Target>,
     },
     Kubernetes {
-        source: KubeSource,
+        source: std::sync::Arc<KubeSource>,
         client: reqwest::Client,
-        targets: Vec<Target>,
-        info: Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>>,
+        /// What the background refresh found last (a slow API server never stalls a round).
+        state: std::sync::Arc<std::sync::Mutex<KubeState>>,
+        /// Asks the background refresh for a new list (once per round).
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        /// The background refresh, started at the first round.
+        task: Option<tokio::task::JoinHandle<()>>,
     },
+}
+
+/// The Kubernetes source's latest lists, kept by its background refresh.
+#[derive(Default)]
+pub struct KubeState {
+    targets: Vec<Target>,
+    info: Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>>,
+    /// The last refresh's error, reported once by the next round.
+    error: Option<Error>,
+    /// A refresh has finished (successfully or not).
+    done: bool,
+}
+
+/// How long the first round waits for the first node list before it goes ahead without it.
+const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Lists nodes, then pods and namespaces, into `state` (errors kept for the next round).
+async fn refresh_kubernetes(client: &reqwest::Client, source: &KubeSource, state: &std::sync::Mutex<KubeState>) {
+    let nodes = match get_list(client, source, "/api/v1/nodes").await {
+        Ok(body) => targets_from_node_list(&body, source).map_err(|message| Error::Kubernetes {
+            url: format!("{}/api/v1/nodes", source.master),
+            message,
+        }),
+        Err(e) => Err(e),
+    };
+    {
+        let mut st = state.lock().expect("kubernetes state lock");
+        st.done = true;
+        match nodes {
+            Ok(t) => st.targets = t,
+            Err(e) => {
+                st.error = Some(e);
+                return;
+            }
+        }
+    }
+    // Pods and namespaces enrich the sets (requests, limits, labels, namespace_id).
+    let lists = async {
+        let pods = get_list(client, source, "/api/v1/pods").await?;
+        let nss = get_list(client, source, "/api/v1/namespaces").await?;
+        crate::processors::enrich::from_lists(&pods, &nss).map_err(|message| Error::Kubernetes {
+            url: format!("{}/api/v1/pods", source.master),
+            message,
+        })
+    }
+    .await;
+    let mut st = state.lock().expect("kubernetes state lock");
+    match lists {
+        Ok(i) => st.info = Some(std::sync::Arc::new(i)),
+        Err(e) => st.error = Some(e),
+    }
 }
 
 async fn get_list(
@@ -371,10 +426,11 @@ impl Discovery {
                 message: e.to_string(),
             })?;
             out.push(Discovery::Kubernetes {
-                source,
+                source: std::sync::Arc::new(source),
                 client,
-                targets: Vec::new(),
-                info: None,
+                state: Default::default(),
+                wake: Default::default(),
+                task: None,
             });
         }
         Ok(out)
@@ -383,7 +439,7 @@ impl Discovery {
     /// The Kubernetes source's settings, when that is the node source (for the kubelet client).
     pub fn kube_source(&self) -> Option<&KubeSource> {
         match self {
-            Discovery::Kubernetes { source, .. } => Some(source),
+            Discovery::Kubernetes { source, .. } => Some(&**source),
             _ => None,
         }
     }
@@ -391,7 +447,7 @@ impl Discovery {
     /// Pods and namespaces from the last successful Kubernetes refresh.
     pub fn cluster_info(&self) -> Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>> {
         match self {
-            Discovery::Kubernetes { info, .. } => info.clone(),
+            Discovery::Kubernetes { state, .. } => state.lock().expect("kubernetes state lock").info.clone(),
             _ => None,
         }
     }
@@ -412,42 +468,41 @@ impl Discovery {
             Discovery::Kubernetes {
                 source,
                 client,
-                targets,
-                info,
+                state,
+                wake,
+                task,
             } => {
-                let nodes = match get_list(client, source, "/api/v1/nodes").await {
-                    Ok(body) => {
-                        targets_from_node_list(&body, source).map_err(|message| Error::Kubernetes {
-                            url: format!("{}/api/v1/nodes", source.master),
-                            message,
-                        })
-                    }
-                    Err(e) => Err(e),
-                };
-                match nodes {
-                    Ok(t) => *targets = t,
-                    Err(e) => return (targets.clone(), Some(e)),
-                }
-                // Pods and namespaces enrich the sets (requests, limits, labels, namespace_id).
-                let lists = async {
-                    let pods = get_list(client, source, "/api/v1/pods").await?;
-                    let nss = get_list(client, source, "/api/v1/namespaces").await?;
-                    crate::processors::enrich::from_lists(&pods, &nss).map_err(|message| {
-                        Error::Kubernetes {
-                            url: format!("{}/api/v1/pods", source.master),
-                            message,
+                // The lists are refreshed in the background, one refresh asked per round: a slow
+                // or hanging API server delays the lists, never the round.
+                if task.is_none() {
+                    let (source, client, shared, wake) = (source.clone(), client.clone(), state.clone(), wake.clone());
+                    *task = Some(tokio::spawn(async move {
+                        loop {
+                            refresh_kubernetes(&client, &source, &shared).await;
+                            wake.notified().await;
                         }
-                    })
+                    }));
+                    // The first round waits a little for the first list, so it is not empty.
+                    let first = async {
+                        while !state.lock().expect("kubernetes state lock").done {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(FIRST_LIST_WAIT, first).await;
+                } else {
+                    wake.notify_one();
                 }
-                .await;
-                match lists {
-                    Ok(i) => {
-                        *info = Some(std::sync::Arc::new(i));
-                        (targets.clone(), None)
-                    }
-                    Err(e) => (targets.clone(), Some(e)),
-                }
+                let mut st = state.lock().expect("kubernetes state lock");
+                (st.targets.clone(), st.error.take())
             }
+        }
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        if let Discovery::Kubernetes { task: Some(t), .. } = self {
+            t.abort();
         }
     }
 }
