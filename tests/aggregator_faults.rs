@@ -468,6 +468,100 @@ async fn a_hanging_api_server_does_not_stall_the_rounds() {
     drop(kubelet);
 }
 
+/// Nodes come from one list and then a watch: a node ADDED by a watch event is pulled, a node
+/// MODIFIED to NotReady is no longer pulled, a 410 ERROR event makes the aggregator list again,
+/// and rounds do not list the nodes (the watch keeps them current).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_watch_follows_added_not_ready_and_gone_resource_versions() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sim = Sim::new(shape());
+    let port = free_port();
+    let _k0 = SimNode::start(&sim, 0, "127.0.0.1", port).await;
+    let _k1 = SimNode::start(&sim, 1, "127.0.0.2", port).await;
+    let node = |i: usize, ready: &str, rv: u32| {
+        serde_json::json!({"metadata": {"name": sim::node_name(i), "resourceVersion": rv.to_string()},
+            "status": {"addresses": [{"type": "InternalIP", "address": format!("127.0.0.{}", i + 1)}],
+                       "capacity": {"cpu": "4"}, "conditions": [{"type": "Ready", "status": ready}]}})
+    };
+    let list = serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+        "items": [node(0, "True", 10)]}).to_string();
+    // The list after the watch's events: what a relist after the 410 sees.
+    let list_later = serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "12"},
+        "items": [node(0, "False", 12), node(1, "True", 11)]}).to_string();
+    let changed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let added = serde_json::json!({"type": "ADDED", "object": node(1, "True", 11)}).to_string();
+    let not_ready = serde_json::json!({"type": "MODIFIED", "object": node(0, "False", 12)}).to_string();
+    let gone = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 10 (12)","reason":"Expired","code":410}}"#.to_string();
+    let lists = std::sync::Arc::new(AtomicUsize::new(0));
+    let watches = std::sync::Arc::new(AtomicUsize::new(0));
+    let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_addr = api.local_addr().unwrap();
+    let (l2, w2, c2) = (lists.clone(), watches.clone(), changed.clone());
+    std::thread::spawn(move || {
+        for s in api.incoming().flatten() {
+            let (list, list_later, added, not_ready, gone, lists, watches, changed) = (
+                list.clone(), list_later.clone(), added.clone(), not_ready.clone(), gone.clone(), l2.clone(), w2.clone(), c2.clone(),
+            );
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = s;
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+                if req.starts_with("GET /api/v1/nodes ") {
+                    lists.fetch_add(1, Ordering::SeqCst);
+                    let body = if changed.load(Ordering::SeqCst) { &list_later } else { &list };
+                    let _ = write!(s, "{head}{body}");
+                } else if req.starts_with("GET /api/v1/nodes?") && req.contains("watch=1") {
+                    // The first watch adds node 1, later makes node 0 NotReady, then expires;
+                    // later watches stay open without events.
+                    let _ = write!(s, "{head}");
+                    if watches.fetch_add(1, Ordering::SeqCst) == 0 {
+                        assert!(req.contains("resourceVersion=10"), "{req}");
+                        let _ = writeln!(s, "{added}");
+                        let _ = s.flush();
+                        std::thread::sleep(Duration::from_secs(4));
+                        changed.store(true, Ordering::SeqCst);
+                        let _ = writeln!(s, "{not_ready}");
+                        let _ = s.flush();
+                        std::thread::sleep(Duration::from_secs(1));
+                        let _ = writeln!(s, "{gone}");
+                        let _ = s.flush();
+                    }
+                    std::thread::sleep(Duration::from_secs(60));
+                } else if req.starts_with("GET /api/v1/pods ") {
+                    let _ = write!(s, "{head}{{\"kind\":\"PodList\",\"items\":[]}}");
+                } else if req.starts_with("GET /api/v1/namespaces ") {
+                    let _ = write!(s, "{head}{{\"kind\":\"NamespaceList\",\"items\":[]}}");
+                } else {
+                    let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+            });
+        }
+    });
+    let source = format!("kubernetes.summary_api:http://{api_addr}?kubeletPort={port}&inClusterConfig=false");
+    let agg = Aggregator::start(&["--source", &source, "--metric-resolution", "1s", "--allow-short-resolution"]);
+    let usage = |i: usize| format!("{}/api/v1/model/nodes/{}/metrics/cpu/usage", agg.base, sim::node_name(i));
+    // Node 1 only ever arrives through the watch.
+    until("node 1 pulled after its ADDED event", WAIT, || async {
+        (!points(&try_json(&usage(1)).await?).is_empty()).then_some(())
+    })
+    .await;
+    // After the MODIFIED (NotReady) event node 0 is no longer pulled: its points stop growing.
+    until("node 0 no longer pulled after it became NotReady", WAIT, || async {
+        let before = points(&try_json(&usage(0)).await?).len();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        (points(&try_json(&usage(0)).await?).len() == before).then_some(())
+    })
+    .await;
+    // The 410 made it list again, and then watch again; rounds themselves never list.
+    until("a second list after the 410", WAIT, || async { (lists.load(Ordering::SeqCst) >= 2).then_some(()) }).await;
+    until("a second watch", WAIT, || async { (watches.load(Ordering::SeqCst) >= 2).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lists.load(Ordering::SeqCst), 2, "rounds must not list the nodes");
+}
+
 #[test]
 fn bad_options_are_named_at_start() {
     for (args, want) in [

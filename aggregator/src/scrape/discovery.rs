@@ -187,21 +187,28 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
 }
 
 #[derive(Deserialize)]
-struct NodeList {
+pub(crate) struct NodeList {
     #[serde(default)]
-    items: Vec<Node>,
+    pub(crate) metadata: ListMeta,
+    #[serde(default)]
+    pub(crate) items: Vec<Node>,
 }
-#[derive(Deserialize)]
-struct Node {
-    metadata: Meta,
+#[derive(Deserialize, Default)]
+pub(crate) struct ListMeta {
+    #[serde(default, rename = "resourceVersion")]
+    pub(crate) resource_version: String,
+}
+#[derive(Deserialize, Clone)]
+pub(crate) struct Node {
+    pub(crate) metadata: Meta,
     #[serde(default)]
     status: NodeStatus,
 }
-#[derive(Deserialize)]
-struct Meta {
-    name: String,
+#[derive(Deserialize, Clone)]
+pub(crate) struct Meta {
+    pub(crate) name: String,
 }
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 struct NodeStatus {
     #[serde(default)]
     addresses: Vec<Address>,
@@ -210,13 +217,13 @@ struct NodeStatus {
     #[serde(default)]
     capacity: BTreeMap<String, String>,
 }
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Address {
     #[serde(rename = "type")]
     kind: String,
     address: String,
 }
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Condition {
     #[serde(rename = "type")]
     kind: String,
@@ -235,6 +242,11 @@ pub fn parse_cpu_quantity(q: &str) -> Option<f64> {
 pub fn targets_from_node_list(body: &[u8], k: &KubeSource) -> Result<Vec<Target>, String> {
     let list: NodeList =
         serde_json::from_slice(body).map_err(|e| format!("malformed NodeList: {e}"))?;
+    Ok(targets_of(list.items, k))
+}
+
+/// Targets of these nodes: the Ready ones, at InternalIP (else Hostname) and the kubelet port.
+pub(crate) fn targets_of(nodes: impl IntoIterator<Item = Node>, k: &KubeSource) -> Vec<Target> {
     let scheme = if k.kubelet_https { "https" } else { "http" };
     // The token goes to HTTPS kubelets only (never in clear text to the read-only port).
     let token: Option<std::sync::Arc<str>> = match (&k.token, k.kubelet_https) {
@@ -242,7 +254,7 @@ pub fn targets_from_node_list(body: &[u8], k: &KubeSource) -> Result<Vec<Target>
         _ => None,
     };
     let mut out = Vec::new();
-    for n in list.items {
+    for n in nodes {
         if n.status
             .conditions
             .iter()
@@ -278,7 +290,7 @@ pub fn targets_from_node_list(body: &[u8], k: &KubeSource) -> Result<Vec<Target>
             bearer_token: token.clone(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// Where the node list comes from.
@@ -292,6 +304,10 @@ pub enum Discovery {
     Kubernetes {
         source: std::sync::Arc<KubeSource>,
         client: reqwest::Client,
+        /// The same TLS settings without a total timeout, for the long-lived node watch.
+        watch_client: reqwest::Client,
+        /// The node list and watch (`node_watch`), started at the first round.
+        watch_task: Option<tokio::task::JoinHandle<()>>,
         /// What the background refresh found last (a slow API server never stalls a round).
         state: std::sync::Arc<std::sync::Mutex<KubeState>>,
         /// Asks the background refresh for a new list (once per round).
@@ -301,40 +317,37 @@ pub enum Discovery {
     },
 }
 
-/// The Kubernetes source's latest lists, kept by its background refresh.
+/// The Kubernetes source's latest lists: nodes kept by the node watch, pods and namespaces by
+/// the refresh asked once per round.
 #[derive(Default)]
 pub struct KubeState {
     targets: Vec<Target>,
     info: Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>>,
-    /// The last refresh's error, reported once by the next round.
+    /// The last error, reported once by the next round.
     error: Option<Error>,
-    /// A refresh has finished (successfully or not).
+    /// The first node list has finished (successfully or not).
     done: bool,
+}
+
+impl KubeState {
+    /// The node watch's current Ready nodes.
+    pub(crate) fn set_targets(&mut self, targets: Vec<Target>) {
+        self.targets = targets;
+        self.done = true;
+    }
+
+    /// A failed node list or watch: the previous targets stay.
+    pub(crate) fn node_error(&mut self, e: Error) {
+        self.error = Some(e);
+        self.done = true;
+    }
 }
 
 /// How long the first round waits for the first node list before it goes ahead without it.
 const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Lists nodes, then pods and namespaces, into `state` (errors kept for the next round).
+/// Lists pods and namespaces into `state` (the error is kept for the next round).
 async fn refresh_kubernetes(client: &reqwest::Client, source: &KubeSource, state: &std::sync::Mutex<KubeState>) {
-    let nodes = match get_list(client, source, "/api/v1/nodes").await {
-        Ok(body) => targets_from_node_list(&body, source).map_err(|message| Error::Kubernetes {
-            url: format!("{}/api/v1/nodes", source.master),
-            message,
-        }),
-        Err(e) => Err(e),
-    };
-    {
-        let mut st = state.lock().expect("kubernetes state lock");
-        st.done = true;
-        match nodes {
-            Ok(t) => st.targets = t,
-            Err(e) => {
-                st.error = Some(e);
-                return;
-            }
-        }
-    }
     // Pods and namespaces enrich the sets (requests, limits, labels, namespace_id).
     let lists = async {
         let pods = get_list(client, source, "/api/v1/pods").await?;
@@ -425,9 +438,23 @@ impl Discovery {
                 source_uri: src.to_string(),
                 message: e.to_string(),
             })?;
+            let mut w = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .danger_accept_invalid_certs(source.insecure);
+            if let Some(pem) = &source.ca_pem {
+                for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
+                    w = w.add_root_certificate(cert);
+                }
+            }
+            let watch_client = w.build().map_err(|e| Error::Source {
+                source_uri: src.to_string(),
+                message: e.to_string(),
+            })?;
             out.push(Discovery::Kubernetes {
                 source: std::sync::Arc::new(source),
                 client,
+                watch_client,
+                watch_task: None,
                 state: Default::default(),
                 wake: Default::default(),
                 task: None,
@@ -468,13 +495,21 @@ impl Discovery {
             Discovery::Kubernetes {
                 source,
                 client,
+                watch_client,
+                watch_task,
                 state,
                 wake,
                 task,
             } => {
-                // The lists are refreshed in the background, one refresh asked per round: a slow
-                // or hanging API server delays the lists, never the round.
+                // Nodes come from a list + watch, pods and namespaces from a refresh asked once per
+                // round, both in the background: a slow or hanging API server delays the lists,
+                // never the round.
                 if task.is_none() {
+                    *watch_task = Some(tokio::spawn(super::node_watch::run(
+                        watch_client.clone(),
+                        source.clone(),
+                        state.clone(),
+                    )));
                     let (source, client, shared, wake) = (source.clone(), client.clone(), state.clone(), wake.clone());
                     *task = Some(tokio::spawn(async move {
                         loop {
@@ -501,8 +536,10 @@ impl Discovery {
 
 impl Drop for Discovery {
     fn drop(&mut self) {
-        if let Discovery::Kubernetes { task: Some(t), .. } = self {
-            t.abort();
+        if let Discovery::Kubernetes { task, watch_task, .. } = self {
+            for t in [task.take(), watch_task.take()].into_iter().flatten() {
+                t.abort();
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! concurrency, gzip; failed nodes are marked stale, counted and retried next round.
 
 pub mod discovery;
+pub mod node_watch;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
