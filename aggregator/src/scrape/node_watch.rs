@@ -130,14 +130,23 @@ async fn watch(
             Ok(Ok(Some(c))) => c,
         };
         buf.extend_from_slice(&chunk);
+        // Every complete event line of this chunk, then one publish (a first watch without a
+        // resource version brings one ADDED event per node).
+        let mut changed = false;
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             if let Some(end) = apply(&line, nodes, rv) {
+                if changed {
+                    publish(state, nodes, source);
+                }
                 return Ok(end);
             }
+            changed = true;
+        }
+        if changed {
             publish(state, nodes, source);
         }
     }
