@@ -2,6 +2,12 @@
 //! rates and aggregates, append to the store. 100 and 1,000 simulated nodes × 30 pods × 2
 //! containers. The floor in the same run: parsing the documents alone (serde_json).
 
+/// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
+/// with the binary's allocator settings in the environment:
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;

@@ -1,6 +1,12 @@
 //! `vigil aggregator` as a standalone program (the same `vigil_aggregator::run`), so the scale
 //! benchmark can build just this crate in release mode.
 
+/// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
+/// with the binary's allocator settings in the environment:
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 #[derive(Parser)]

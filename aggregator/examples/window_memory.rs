@@ -6,6 +6,12 @@
 //!
 //! cargo run --release -p vigil-aggregator --example window_memory -- <nodes> <rounds>
 
+/// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
+/// with the binary's allocator settings in the environment:
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;

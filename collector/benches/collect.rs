@@ -1,6 +1,12 @@
 //! Collection pass, floor (open+read of the same files) and /metrics rendering on generated v2
 //! trees of 100, 1,000 and 5,000 containers on tmpfs (/dev/shm).
 
+/// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
+/// with the binary's allocator settings in the environment:
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::io::Read;
 use std::path::{Path, PathBuf};

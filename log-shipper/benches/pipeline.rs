@@ -3,6 +3,12 @@
 
 mod support;
 
+/// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
+/// with the binary's allocator settings in the environment:
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::Path;
 use std::sync::Arc;
