@@ -51,7 +51,13 @@ pub async fn run(client: reqwest::Client, source: Arc<KubeSource>, state: Arc<Mu
         };
         publish(&state, &nodes, &source);
         loop {
+            let started = std::time::Instant::now();
             match watch(&client, &source, &mut nodes, &mut rv, &state).await {
+                // A watch closed right away (a misbehaving proxy) must not turn into a busy loop.
+                Ok(End::Closed) if started.elapsed() < Duration::from_secs(1) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                }
                 Ok(End::Closed) => backoff = BACKOFF.0,
                 Ok(End::Relist(why)) => {
                     tracing::info!(reason = %why, "node watch: listing the nodes again");
