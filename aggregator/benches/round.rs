@@ -4,7 +4,7 @@
 
 /// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
 /// with the binary's allocator settings in the environment:
-/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=1000`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -12,28 +12,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vigil_aggregator::processors::{NodeDoc, Processor};
-use vigil_aggregator::sim::{Shape, Sim};
+use vigil_aggregator::processors::Processor;
+use vigil_aggregator::sim::{self, Shape, Sim};
 use vigil_aggregator::store::Store;
-use vigil_collector::summary::Summary;
 
-fn docs(sim: &Sim, at: chrono::DateTime<Utc>) -> Vec<Vec<u8>> {
-    (0..sim.shape.nodes)
-        .map(|i| serde_json::to_vec(&sim.summary(i, at)).unwrap())
-        .collect()
-}
-
-fn parse(bodies: &[Vec<u8>]) -> Vec<NodeDoc> {
-    bodies
-        .iter()
-        .map(|b| NodeDoc {
-            fallback_name: String::new(),
-            url: String::new(),
-            summary: serde_json::from_slice::<Summary>(b).unwrap(),
-            cpu_cores: Some(8.0),
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("aggregator_round");
@@ -41,19 +23,14 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     for nodes in [100usize, 1000] {
-        let sim = Sim::new(Shape {
-            nodes,
-            pods_per_node: 30,
-            containers_per_pod: 2,
-            namespaces: 20,
-        });
-        let bodies = docs(&sim, Utc::now());
+        let sim = Sim::new(Shape::heapster(nodes));
+        let bodies = sim::bodies(&sim, Utc::now());
         let mb: usize = bodies.iter().map(|b| b.len()).sum::<usize>() / 1_000_000;
         eprintln!("{nodes} nodes: {mb} MB of Summary JSON per round");
         g.bench_with_input(
             BenchmarkId::new("parse_only_floor", nodes),
             &bodies,
-            |b, bodies| b.iter(|| parse(bodies)),
+            |b, bodies| b.iter(|| sim::parse_bodies(bodies)),
         );
         // Steady state: each iteration is the next round (15 s later) of a warm processor and store.
         let store = Store::new(15 * 60 * 1000, 10_000_000);
@@ -61,7 +38,7 @@ fn bench(c: &mut Criterion) {
         let mut t = Utc::now();
         for _ in 0..2 {
             t += chrono::Duration::seconds(15);
-            let batch = proc.process(t, &parse(&docs(&sim, t)));
+            let batch = proc.process(t, &sim::parse_bodies(&sim::bodies(&sim, t)));
             store.ingest(&batch).unwrap();
         }
         g.bench_function(BenchmarkId::new("parse_process_store", nodes), |b| {
@@ -69,9 +46,9 @@ fn bench(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     t += chrono::Duration::seconds(15);
-                    let bodies = docs(&sim, t);
+                    let bodies = sim::bodies(&sim, t);
                     let start = Instant::now();
-                    let batch = proc.process(t, &parse(&bodies));
+                    let batch = proc.process(t, &sim::parse_bodies(&bodies));
                     store.ingest(&batch).unwrap();
                     total += start.elapsed();
                 }

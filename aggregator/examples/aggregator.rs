@@ -3,7 +3,7 @@
 
 /// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
 /// with the binary's allocator settings in the environment:
-/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=1000`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -9,10 +9,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use vigil_aggregator::processors::{NodeDoc, Processor};
-use vigil_aggregator::sim::{Shape, Sim};
+use vigil_aggregator::processors::Processor;
+use vigil_aggregator::sim::{self, Shape, Sim};
 use vigil_aggregator::store::Store;
-use vigil_collector::summary::Summary;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -29,31 +28,16 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .expect("usage: heap_profile <nodes> <rounds>");
     let rounds: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10);
-    let sim = Sim::new(Shape {
-        nodes,
-        pods_per_node: 30,
-        containers_per_pod: 2,
-        namespaces: 20,
-    });
+    let sim = Sim::new(Shape::heapster(nodes));
     let store = Store::new(15 * 60 * 1000, 10_000_000);
     let mut proc = Processor::new(Duration::from_secs(900));
     let mut latest = None;
     let mut t = Utc::now();
     for r in 1..=rounds {
         t += chrono::Duration::seconds(15);
-        let bodies: Vec<Vec<u8>> = (0..nodes)
-            .map(|i| serde_json::to_vec(&sim.summary(i, t)).unwrap())
-            .collect();
+        let bodies = sim::bodies(&sim, t);
         let base = mb();
-        let docs: Vec<NodeDoc> = bodies
-            .iter()
-            .map(|b| NodeDoc {
-                fallback_name: String::new(),
-                url: String::new(),
-                summary: serde_json::from_slice::<Summary>(b).unwrap(),
-                cpu_cores: Some(8.0),
-            })
-            .collect();
+        let docs = sim::parse_bodies(&bodies);
         let docs_mb = mb() - base;
         drop(bodies);
         let before_proc = mb();

@@ -8,17 +8,16 @@
 
 /// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
 /// with the binary's allocator settings in the environment:
-/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0`.
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=1000`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use vigil_aggregator::processors::{NodeDoc, Processor};
-use vigil_aggregator::sim::{Shape, Sim};
+use vigil_aggregator::processors::Processor;
+use vigil_aggregator::sim::{self, Shape, Sim};
 use vigil_aggregator::store::Store;
-use vigil_collector::summary::Summary;
 
 fn status(key: &str) -> String {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -49,12 +48,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .expect("usage: window_memory <nodes> <rounds>");
     let rounds: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(60);
-    let sim = Sim::new(Shape {
-        nodes,
-        pods_per_node: 30,
-        containers_per_pod: 2,
-        namespaces: 20,
-    });
+    let sim = Sim::new(Shape::heapster(nodes));
     let store = Store::new(15 * 60 * 1000, 10_000_000);
     let mut proc = Processor::new(Duration::from_secs(900));
     let mut latest = None;
@@ -62,19 +56,9 @@ fn main() {
     let mut busy = 0.0f64;
     for r in 1..=rounds {
         t += chrono::Duration::seconds(15);
-        let bodies: Vec<Vec<u8>> = (0..nodes)
-            .map(|i| serde_json::to_vec(&sim.summary(i, t)).unwrap())
-            .collect();
+        let bodies = sim::bodies(&sim, t);
         let start = cpu_seconds();
-        let docs: Vec<NodeDoc> = bodies
-            .iter()
-            .map(|b| NodeDoc {
-                fallback_name: String::new(),
-                url: String::new(),
-                summary: serde_json::from_slice::<Summary>(b).unwrap(),
-                cpu_cores: Some(8.0),
-            })
-            .collect();
+        let docs = sim::parse_bodies(&bodies);
         drop(bodies);
         // As the live aggregator: each document is dropped once decoded.
         let batch = proc.process_owned(t, docs);

@@ -79,6 +79,31 @@ pub fn pod_ref(shape: &Shape, n: usize, p: usize) -> (String, String) {
     )
 }
 
+impl Shape {
+    /// Heapster's design target per node: 30 pods × 2 containers, in 20 namespaces.
+    pub fn heapster(nodes: usize) -> Shape {
+        Shape { nodes, pods_per_node: 30, containers_per_pod: 2, namespaces: 20 }
+    }
+}
+
+/// Every node's Summary document at `at`, serialized as a node would send it.
+pub fn bodies(sim: &Sim, at: DateTime<Utc>) -> Vec<Vec<u8>> {
+    (0..sim.shape.nodes).map(|i| serde_json::to_vec(&sim.summary(i, at)).expect("serialize")).collect()
+}
+
+/// The documents parsed as a round parses them (8 cores per node).
+pub fn parse_bodies(bodies: &[Vec<u8>]) -> Vec<crate::processors::NodeDoc> {
+    bodies
+        .iter()
+        .map(|b| crate::processors::NodeDoc {
+            fallback_name: String::new(),
+            url: String::new(),
+            summary: serde_json::from_slice::<Summary>(b).expect("simulated document parses"),
+            cpu_cores: Some(8.0),
+        })
+        .collect()
+}
+
 impl Sim {
     pub fn new(shape: Shape) -> Arc<Sim> {
         let nodes = (0..shape.nodes)
