@@ -439,34 +439,18 @@ async fn huge_lines_truncated_or_dropped_and_multiline_joined() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("pods");
         let c = container_dir(&root, "java", "app-0", "u", "jvm");
-        let mut data = String::new();
-        data.push_str(&cri_line(
+        // Line 2 is 600 KiB in one raw line: longer than a read chunk, so it spans several reads.
+        let data = stdout_lines(
             1,
-            "stdout",
-            "F",
-            "2026-11-22 10:00:00 INFO small",
-        ));
-        // 600 KiB in one raw line: longer than a read chunk, so it spans several reads.
-        data.push_str(&cri_line(
-            2,
-            "stdout",
-            "F",
-            &format!("2026-11-22 10:00:01 HUGE {}", "h".repeat(600 * 1024)),
-        ));
-        data.push_str(&cri_line(
-            3,
-            "stdout",
-            "F",
-            "2026-11-22 10:00:02 ERROR boom",
-        ));
-        data.push_str(&cri_line(4, "stdout", "F", "\tat a.b(C.java:1)"));
-        data.push_str(&cri_line(5, "stdout", "F", "\tat d.e(F.java:2)"));
-        data.push_str(&cri_line(
-            6,
-            "stdout",
-            "F",
-            "2026-11-22 10:00:03 INFO after",
-        ));
+            [
+                "2026-11-22 10:00:00 INFO small".to_string(),
+                format!("2026-11-22 10:00:01 HUGE {}", "h".repeat(600 * 1024)),
+                "2026-11-22 10:00:02 ERROR boom".into(),
+                "\tat a.b(C.java:1)".into(),
+                "\tat d.e(F.java:2)".into(),
+                "2026-11-22 10:00:03 INFO after".into(),
+            ],
+        );
         append(&c.join("0.log"), &data);
         let cfg = tmp.path().join("cfg.yaml");
         std::fs::write(
@@ -704,36 +688,16 @@ async fn sigkill_in_the_middle_of_a_stack_trace_reships_the_whole_trace_once() {
     let root = tmp.path().join("pods");
     let c = container_dir(&root, "java", "app-0", "u", "jvm");
     let log = c.join("0.log");
-    let mut first = String::new();
-    first.push_str(&cri_line(
-        1,
-        "stdout",
-        "F",
-        "2026-11-22 10:00:00 ERROR first",
-    ));
-    for i in 0..3 {
-        first.push_str(&cri_line(
-            2 + i,
-            "stdout",
-            "F",
-            &format!("\tat a.b{i}(A.java:{i})"),
-        ));
-    }
+    let frames = |class: &str, file: &str, range: std::ops::Range<u32>| {
+        range
+            .map(|i| format!("\tat {class}{i}({file}.java:{i})"))
+            .collect::<Vec<_>>()
+    };
+    let mut first = stdout_lines(1, ["2026-11-22 10:00:00 ERROR first"]);
+    first.push_str(&stdout_lines(2, frames("a.b", "A", 0..3)));
     let trace_start = first.len() as u64;
-    first.push_str(&cri_line(
-        10,
-        "stdout",
-        "F",
-        "2026-11-22 10:00:01 ERROR second",
-    ));
-    for i in 0..2 {
-        first.push_str(&cri_line(
-            11 + i,
-            "stdout",
-            "F",
-            &format!("\tat c.d{i}(B.java:{i})"),
-        ));
-    }
+    first.push_str(&stdout_lines(10, ["2026-11-22 10:00:01 ERROR second"]));
+    first.push_str(&stdout_lines(11, frames("c.d", "B", 0..2)));
     append(&log, &first);
     let cfg = java_multiline_config(tmp.path(), &es, 100, 60_000);
     let data = tmp.path().join("data");
@@ -759,21 +723,8 @@ async fn sigkill_in_the_middle_of_a_stack_trace_reships_the_whole_trace_once() {
     }
     sh.kill();
     // The trace goes on while the shipper is down, then the next record starts.
-    let mut rest = String::new();
-    for i in 2..4 {
-        rest.push_str(&cri_line(
-            11 + i,
-            "stdout",
-            "F",
-            &format!("\tat c.d{i}(B.java:{i})"),
-        ));
-    }
-    rest.push_str(&cri_line(
-        20,
-        "stdout",
-        "F",
-        "2026-11-22 10:00:02 INFO after",
-    ));
+    let mut rest = stdout_lines(13, frames("c.d", "B", 2..4));
+    rest.push_str(&stdout_lines(20, ["2026-11-22 10:00:02 INFO after"]));
     append(&log, &rest);
     let sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
     wait_for("the second trace", T, || {
@@ -805,8 +756,7 @@ async fn a_longer_join_after_a_crash_is_not_dropped_as_a_duplicate() {
     let root = tmp.path().join("pods");
     let c = container_dir(&root, "java", "app-0", "u", "jvm");
     let log = c.join("0.log");
-    let mut first = cri_line(1, "stdout", "F", "2026-11-22 10:00:00 ERROR boom");
-    first.push_str(&cri_line(2, "stdout", "F", "\tat a.b(A.java:1)"));
+    let first = stdout_lines(1, ["2026-11-22 10:00:00 ERROR boom", "\tat a.b(A.java:1)"]);
     append(&log, &first);
     // Checkpoints are (almost) never written, so the SIGKILL leaves the file to be read again from 0.
     let cfg = java_multiline_config(tmp.path(), &es, 600_000, 300);
@@ -817,8 +767,7 @@ async fn a_longer_join_after_a_crash_is_not_dropped_as_a_duplicate() {
     })
     .await;
     sh.kill();
-    let mut rest = cri_line(3, "stdout", "F", "\tat c.d(B.java:2)");
-    rest.push_str(&cri_line(4, "stdout", "F", "2026-11-22 10:00:01 INFO next"));
+    let rest = stdout_lines(3, ["\tat c.d(B.java:2)", "2026-11-22 10:00:01 INFO next"]);
     append(&log, &rest);
     let sh = Shipper::start(&root, &data, &["--config", cfg.to_str().unwrap()]);
     wait_for("the longer join", T, || (es.doc_count() >= 2).then_some(())).await;

@@ -37,42 +37,17 @@ async fn enforces_content_type_newlines_and_action_lines() {
     .await;
     assert_eq!(st, 400);
     assert!(v["error"]["reason"].as_str().unwrap().contains("_type"));
-    assert_eq!(
-        post(
-            &bulk,
-            "application/x-ndjson",
-            "{\"upsert\":{\"_index\":\"a\"}}\n{}\n"
-        )
-        .await
-        .0,
-        400
-    );
-    assert_eq!(
-        post(&bulk, "application/x-ndjson", "{not json}\n{}\n")
-            .await
-            .0,
-        400
-    );
-    assert_eq!(
-        post(
-            &bulk,
-            "application/x-ndjson",
-            "{\"create\":{\"_index\":\"a\"}}\n"
-        )
-        .await
-        .0,
-        400
-    );
-    assert_eq!(
-        post(
-            &bulk,
-            "application/x-ndjson",
-            "{\"create\":{\"_index\":\"Upper\"}}\n{}\n"
-        )
-        .await
-        .0,
-        400
-    );
+    // An unknown action, a line that is not JSON, an action without its source line, and an
+    // index name with upper case: each rejects the whole request.
+    for body in [
+        "{\"upsert\":{\"_index\":\"a\"}}\n{}\n",
+        "{not json}\n{}\n",
+        "{\"create\":{\"_index\":\"a\"}}\n",
+        "{\"create\":{\"_index\":\"Upper\"}}\n{}\n",
+    ] {
+        let (st, v) = post(&bulk, "application/x-ndjson", body).await;
+        assert_eq!(st, 400, "{body:?}: {v}");
+    }
     assert_eq!(es.doc_count(), 0);
     assert_eq!(es.stats().rejected_requests, 7);
     // A source line that is not an object fails only its item.

@@ -102,7 +102,16 @@ async fn start_fake(apiserver: bool, mode: u8) -> (Arc<Fake>, String) {
     (fake, url)
 }
 
-fn config(dir: &std::path::Path, source: &str, url: &str, extra: &str) -> String {
+/// Writes the shipper's metadata settings (a token file, a 200 ms refresh) and starts it on
+/// `root`, shipping to `es` in batches of at most 100 ms.
+fn start_shipper(
+    dir: &std::path::Path,
+    root: &std::path::Path,
+    es: &EsServer,
+    source: &str,
+    url: &str,
+    extra: &str,
+) -> Shipper {
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let cfg = dir.join("shipper.yaml");
@@ -114,7 +123,19 @@ fn config(dir: &std::path::Path, source: &str, url: &str, extra: &str) -> String
         ),
     )
     .unwrap();
-    cfg.display().to_string()
+    let sink = format!("es:{}", es.url());
+    Shipper::start(
+        root,
+        &dir.join("data"),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--sink",
+            &sink,
+            "--batch-timeout-ms",
+            "100",
+        ],
+    )
 }
 
 fn docs_of(es: &EsServer, pod: &str) -> Vec<Value> {
@@ -139,20 +160,7 @@ async fn labels_annotations_host_and_image_from_the_kubelet_and_the_api_server()
         } else {
             ""
         };
-        let cfg = config(tmp.path(), source, &url, extra);
-        let sink = format!("es:{}", es.url());
-        let sh = Shipper::start(
-            &root,
-            &tmp.path().join("data"),
-            &[
-                "--config",
-                &cfg,
-                "--sink",
-                &sink,
-                "--batch-timeout-ms",
-                "100",
-            ],
-        );
+        let sh = start_shipper(tmp.path(), &root, &es, source, &url, extra);
         wait_for("a metadata refresh", Duration::from_secs(20), || {
             (fake.requests.load(Ordering::Relaxed) > 0).then_some(())
         })
@@ -234,19 +242,13 @@ async fn a_slow_or_broken_metadata_source_never_stalls_shipping() {
     let web = container_dir(&root, "shop", "web-0", UID, "nginx");
     let es = EsServer::start(Options::default()).await;
     let (fake, url) = start_fake(false, SLOW).await;
-    let cfg = config(tmp.path(), "kubelet", &url, "  request_timeout_ms: 1500\n");
-    let sink = format!("es:{}", es.url());
-    let sh = Shipper::start(
+    let sh = start_shipper(
+        tmp.path(),
         &root,
-        &tmp.path().join("data"),
-        &[
-            "--config",
-            &cfg,
-            "--sink",
-            &sink,
-            "--batch-timeout-ms",
-            "100",
-        ],
+        &es,
+        "kubelet",
+        &url,
+        "  request_timeout_ms: 1500\n",
     );
     wait_for(
         "the hanging metadata request",

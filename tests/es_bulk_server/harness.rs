@@ -38,6 +38,14 @@ pub fn container_dir(root: &Path, ns: &str, pod: &str, uid: &str, container: &st
 }
 
 /// A CRI line with a timestamp derived from `n` (so first lines differ between files and generations).
+/// Full (`F`) stdout CRI lines for `msgs`, numbered from `first` on (see [`cri_line`]).
+pub fn stdout_lines<S: AsRef<str>>(first: u64, msgs: impl IntoIterator<Item = S>) -> String {
+    msgs.into_iter()
+        .zip(first..)
+        .map(|(m, n)| cri_line(n, "stdout", "F", m.as_ref()))
+        .collect()
+}
+
 pub fn cri_line(n: u64, stream: &str, tag: &str, msg: &str) -> String {
     let secs = n / 1_000_000_000;
     let nanos = n % 1_000_000_000;
