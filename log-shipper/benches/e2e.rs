@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p vigil-log-shipper --bench e2e` (release). Set `E2E_MIB` to change the data size.
 
 #[path = "../../tests/es_bulk_server/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod es_bulk_server;
 mod support;
 

@@ -16,7 +16,7 @@ pub enum EnrichError {
 }
 
 /// How records are shaped.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
     /// When the message is a JSON object, merge its fields into the record (Fluent Bit's `Merge_Log`).
@@ -25,15 +25,6 @@ pub struct RecordConfig {
     /// Put merged fields under this key instead of the top level (Fluent Bit's `Merge_Log_Key`).
     #[serde(default)]
     pub merge_log_key: Option<String>,
-}
-
-impl Default for RecordConfig {
-    fn default() -> Self {
-        RecordConfig {
-            merge_log: false,
-            merge_log_key: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

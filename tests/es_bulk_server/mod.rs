@@ -204,12 +204,13 @@ impl EsServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
-        if let Some(task) = self.task.take() {
-            if tokio::time::timeout(std::time::Duration::from_secs(3), async { task.await })
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(3), &mut task)
                 .await
                 .is_err()
             {
-                // A connection did not finish in time: the task was dropped with the timeout future.
+                // A connection did not finish in time: stop the server task and its connections.
+                task.abort();
             }
         }
     }
