@@ -105,7 +105,9 @@ pub struct Args {
     #[arg(long)]
     pub nodes_file: Option<PathBuf>,
     /// Heapster's source flag: `kubernetes.summary_api:<master>?kubeletPort=..&kubeletHttps=..&inClusterConfig=..`
-    /// (also `insecure=`, `useServiceAccount=`, and vigil's `tokenFile=`/`caFile=`).
+    /// (also `insecure=`, `useServiceAccount=`, `auth=<kubeconfig>` with `inClusterConfig=false`,
+    /// `apiVersion=v1`, and vigil's `tokenFile=`/`caFile=`). Nodes, pods and namespaces are
+    /// listed once and then watched.
     #[arg(long)]
     pub source: Option<String>,
     /// Per-node request timeout [default: 10s].
@@ -354,13 +356,20 @@ impl Args {
                 ("cert-dir", self.cert_dir.is_some()),
             ] {
                 if given {
-                    return Err(Error::Invalid { option, message: "has no effect without --secure-listen".into() });
+                    return Err(Error::Invalid {
+                        option,
+                        message: "has no effect without --secure-listen".into(),
+                    });
                 }
             }
         }
         if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
             return Err(Error::Invalid {
-                option: if self.tls_cert_file.is_some() { "tls-cert-file" } else { "tls-private-key-file" },
+                option: if self.tls_cert_file.is_some() {
+                    "tls-cert-file"
+                } else {
+                    "tls-private-key-file"
+                },
                 message: "--tls-cert-file and --tls-private-key-file go together".into(),
             });
         }

@@ -67,7 +67,8 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         &args.nodes,
         args.nodes_file.as_ref(),
         args.source.as_deref(),
-    )?;
+    )
+    .await?;
     // Sinks of the config file, then the --sink URIs.
     let mut sink_configs = args.config_sinks.clone();
     for uri in &args.sink {
@@ -107,7 +108,13 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             })?;
     }
     let scraper = Arc::new(scraper);
-    let self_metrics = Arc::new(SelfMetrics::default());
+    let self_metrics = Arc::new(SelfMetrics {
+        kube_watch: discoveries.iter().find_map(|d| d.watch_stats()),
+        ..Default::default()
+    });
+    // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores when they
+    // changed (in the processing thread, not on the async loop).
+    let info_source = discoveries.iter().find_map(|d| d.info_source());
     let state = Arc::new(api::AppState {
         store: store.clone(),
         latest: RwLock::new(None),
@@ -140,9 +147,19 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
                 hosts.push(addr.ip().to_string());
             }
             let config = tls::server_config(opts, &hosts)?;
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: *addr, source })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: *addr,
+                    source,
+                })?;
             tracing::info!(listen = %addr, "aggregator listening over HTTPS");
-            Some(tokio::spawn(tls::serve(listener, router.clone(), config, shutdown.clone())))
+            Some(tokio::spawn(tls::serve(
+                listener,
+                router.clone(),
+                config,
+                shutdown.clone(),
+            )))
         }
         None => None,
     };
@@ -185,10 +202,11 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             .await;
         let fetched = started.elapsed();
         let mut proc = processor.take().expect("processor is returned every round");
-        proc.cluster_info = discoveries.iter().find_map(|d| d.cluster_info());
         let st = store.clone();
+        let info = info_source.clone();
         let (proc, batch, process_t, store_t, store_err) = tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
+            proc.cluster_info = info.and_then(|i| i.cluster_info());
             let batch = proc.process_owned(boundary, docs);
             let process_t = t0.elapsed();
             let t1 = Instant::now();
@@ -232,7 +250,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         }
         let total = started.elapsed();
         SelfMetrics::set(&self_metrics.last_round_seconds, total.as_secs_f64());
-        *self_metrics.round_seconds_sum.lock().unwrap() += total.as_secs_f64();
+        self_metrics.round_seconds.observe(total.as_secs_f64());
         SelfMetrics::set(&self_metrics.last_fetch_seconds, fetched.as_secs_f64());
         SelfMetrics::set(&self_metrics.last_process_seconds, process_t.as_secs_f64());
         SelfMetrics::set(&self_metrics.last_store_seconds, store_t.as_secs_f64());

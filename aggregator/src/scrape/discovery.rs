@@ -1,11 +1,10 @@
 //! Which nodes to pull: a static list, a file re-read when it changes, or the Kubernetes API
-//! (Heapster's `--source=kubernetes.summary_api:...`, node list each round).
+//! (Heapster's `--source=kubernetes.summary_api:...`, its nodes watched by `scrape::kubernetes`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use serde::Deserialize;
+use k8s_openapi::api::core::v1::Node;
 
 /// Errors of node discovery; each names the entry, file or option at fault.
 #[derive(Debug, thiserror::Error)]
@@ -90,21 +89,35 @@ fn parse_list(text: &str) -> Result<Vec<Target>, Error> {
 /// Settings of the Kubernetes node source.
 #[derive(Debug, Clone)]
 pub struct KubeSource {
+    /// API server URL (empty before in-cluster discovery fills it in).
     pub master: String,
     pub kubelet_port: u16,
     pub kubelet_https: bool,
     pub in_cluster: bool,
-    /// Bearer token (in-cluster service account, or `tokenFile=`): sent to the API server and,
-    /// as Heapster does, to HTTPS kubelets.
+    /// Bearer token (in-cluster service account, `tokenFile=` or `useServiceAccount=true`):
+    /// sent, as Heapster does, to HTTPS kubelets.
     pub token: Option<String>,
+    /// The file `token` was read from; the API client re-reads it (bound tokens rotate).
+    pub token_file: Option<PathBuf>,
     /// Extra CA (in-cluster `ca.crt`, or `caFile=`), trusted for the API server and the kubelets.
     pub ca_pem: Option<Vec<u8>>,
+    /// The file `ca_pem` was read from.
+    pub ca_file: Option<PathBuf>,
+    /// Heapster's `auth=`: a kubeconfig file for the API server (with `inClusterConfig=false`).
+    pub kubeconfig: Option<PathBuf>,
     /// Skips certificate verification of the API server and the kubelets (Heapster's
     /// `insecure=true`, metrics-server's `--kubelet-insecure-tls`).
     pub insecure: bool,
 }
 
+/// Where the service account's files are mounted in a pod.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 /// Parses Heapster's `kubernetes.summary_api:<master>?opts` (also `kubernetes:`).
+///
+/// As in Heapster (common/kubernetes/configs.go): `inClusterConfig=true` (the default) uses the
+/// pod's service account and the master only overrides the host; otherwise `auth=<kubeconfig>`
+/// or the master URL itself. `useServiceAccount=true` adds the service-account token.
 pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
     let bad = |m: String| Error::Source {
         source_uri: uri.to_string(),
@@ -115,17 +128,22 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
         .or_else(|| uri.strip_prefix("kubernetes:"))
         .ok_or_else(|| bad("only kubernetes.summary_api:<master>?... is supported (kubernetes.kubelet/cadvisor sources were removed with Heapster's summary switch)".into()))?;
     let (master, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let master = master.trim_matches(['\'', '"']);
     let mut s = KubeSource {
         master: master.trim_end_matches('/').to_string(),
         kubelet_port: 10255,
         kubelet_https: false,
         in_cluster: true,
         token: None,
+        token_file: None,
         ca_pem: None,
+        ca_file: None,
+        kubeconfig: None,
         insecure: false,
     };
     let mut token_file: Option<String> = None;
     let mut ca_file: Option<String> = None;
+    let mut use_service_account = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let flag = || match v {
@@ -134,35 +152,62 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
             _ => Err(bad(format!("{k}={v}: expected true or false"))),
         };
         match k {
-            "kubeletPort" => s.kubelet_port = v.parse().map_err(|_| bad(format!("kubeletPort={v}: not a port")))?,
+            "kubeletPort" => {
+                s.kubelet_port = v
+                    .parse()
+                    .map_err(|_| bad(format!("kubeletPort={v}: not a port")))?
+            }
             "kubeletHttps" => s.kubelet_https = flag()?,
             "inClusterConfig" => s.in_cluster = flag()?,
             "insecure" => s.insecure = flag()?,
+            "useServiceAccount" => use_service_account = flag()?,
+            "auth" if !v.is_empty() => s.kubeconfig = Some(PathBuf::from(v)),
+            "auth" => {}
+            // Heapster only ever spoke the core API's v1.
+            "apiVersion" if v == "v1" => {}
+            "apiVersion" => return Err(bad(format!("apiVersion={v}: only v1 is served"))),
             // vigil extensions: explicit service-account files (default: the in-cluster ones).
             "tokenFile" => token_file = Some(v.to_string()),
             "caFile" => ca_file = Some(v.to_string()),
-            "useServiceAccount" => {
-                if flag()? {
-                    s.in_cluster = true;
-                }
-            }
-            "auth" | "apiVersion" => return Err(bad(format!("option {k} is not supported by vigil (kubeconfig files are not read); use inClusterConfig=true or an http master"))),
             other => return Err(bad(format!("unknown option {other}"))),
         }
     }
     if s.in_cluster {
+        if s.kubeconfig.is_some() {
+            return Err(bad(
+                "auth=<kubeconfig> is read only with inClusterConfig=false (as Heapster)".into(),
+            ));
+        }
         let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| bad("inClusterConfig=true but KUBERNETES_SERVICE_HOST is not set (not running in a pod?); pass inClusterConfig=false with an explicit master".into()))?;
         let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
         if s.master.is_empty() {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
             s.master = format!("https://{host}:{port}");
         }
-        let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
-        token_file.get_or_insert_with(|| format!("{sa}/token"));
-        if ca_file.is_none() {
-            s.ca_pem = std::fs::read(format!("{sa}/ca.crt")).ok();
+        token_file.get_or_insert_with(|| format!("{SERVICE_ACCOUNT_DIR}/token"));
+        if ca_file.is_none()
+            && std::path::Path::new(&format!("{SERVICE_ACCOUNT_DIR}/ca.crt")).exists()
+        {
+            ca_file = Some(format!("{SERVICE_ACCOUNT_DIR}/ca.crt"));
         }
+    } else if let Some(path) = &s.kubeconfig {
+        kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| bad(format!("auth={}: {e}", path.display())))?;
     } else if s.master.is_empty() {
-        return Err(bad("inClusterConfig=false needs a master URL, e.g. kubernetes.summary_api:http://127.0.0.1:8080?inClusterConfig=false".into()));
+        return Err(bad("inClusterConfig=false needs a master URL or auth=<kubeconfig>, e.g. kubernetes.summary_api:http://127.0.0.1:8080?inClusterConfig=false".into()));
+    }
+    if !s.master.is_empty() {
+        url::Url::parse(&s.master)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| bad(format!("master {:?} is not an http(s):// URL", s.master)))?;
+    }
+    if use_service_account {
+        token_file.get_or_insert_with(|| format!("{SERVICE_ACCOUNT_DIR}/token"));
     }
     if let Some(f) = token_file {
         let t = std::fs::read_to_string(&f).map_err(|e| bad(format!("token file {f}: {e}")))?;
@@ -171,63 +216,72 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
             return Err(bad(format!("token file {f} is empty")));
         }
         s.token = Some(t.to_string());
+        s.token_file = Some(PathBuf::from(f));
     }
     if let Some(f) = ca_file {
         let pem = std::fs::read(&f).map_err(|e| bad(format!("caFile={f}: {e}")))?;
-        s.ca_pem = Some(pem);
-    }
-    if let Some(pem) = &s.ca_pem {
-        match reqwest::Certificate::from_pem_bundle(pem) {
-            Ok(c) if !c.is_empty() => {}
-            Ok(_) => return Err(bad("the CA file holds no PEM certificate".into())),
-            Err(e) => return Err(bad(format!("the CA file is not valid PEM: {e}"))),
+        if ca_ders(&pem)
+            .map_err(|e| bad(format!("the CA file {f} is not valid PEM: {e}")))?
+            .is_empty()
+        {
+            return Err(bad(format!("the CA file {f} holds no PEM certificate")));
         }
+        s.ca_pem = Some(pem);
+        s.ca_file = Some(PathBuf::from(f));
     }
     Ok(s)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct NodeList {
-    #[serde(default)]
-    pub(crate) metadata: ListMeta,
-    #[serde(default)]
-    pub(crate) items: Vec<Node>,
+/// The DER certificates of a PEM bundle.
+fn ca_ders(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
+        .collect()
 }
-#[derive(Deserialize, Default)]
-pub(crate) struct ListMeta {
-    #[serde(default, rename = "resourceVersion")]
-    pub(crate) resource_version: String,
-}
-#[derive(Deserialize, Clone)]
-pub(crate) struct Node {
-    pub(crate) metadata: Meta,
-    #[serde(default)]
-    status: NodeStatus,
-}
-#[derive(Deserialize, Clone)]
-pub(crate) struct Meta {
-    pub(crate) name: String,
-}
-#[derive(Deserialize, Default, Clone)]
-struct NodeStatus {
-    #[serde(default)]
-    addresses: Vec<Address>,
-    #[serde(default)]
-    conditions: Vec<Condition>,
-    #[serde(default)]
-    capacity: BTreeMap<String, String>,
-}
-#[derive(Deserialize, Clone)]
-struct Address {
-    #[serde(rename = "type")]
-    kind: String,
-    address: String,
-}
-#[derive(Deserialize, Clone)]
-struct Condition {
-    #[serde(rename = "type")]
-    kind: String,
-    status: String,
+
+impl KubeSource {
+    /// The API client's configuration: `Config::incluster()` in a pod, else the kubeconfig of
+    /// `auth=`, else the master URL; then the master, token file, CA and `insecure` overrides.
+    pub async fn kube_config(&self) -> Result<kube::Config, Error> {
+        let fail = |message: String| Error::Kubernetes {
+            url: self.master.clone(),
+            message,
+        };
+        let mut config = if self.in_cluster {
+            kube::Config::incluster().map_err(|e| fail(format!("in-cluster configuration: {e}")))?
+        } else if let Some(path) = &self.kubeconfig {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| fail(format!("auth={}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| fail(format!("auth={}: {e}", path.display())))?
+        } else {
+            kube::Config::new(
+                self.master
+                    .parse()
+                    .map_err(|e| fail(format!("master URL: {e}")))?,
+            )
+        };
+        if !self.master.is_empty() {
+            config.cluster_url = self
+                .master
+                .parse()
+                .map_err(|e| fail(format!("master URL: {e}")))?;
+        }
+        if let Some(f) = &self.token_file {
+            config.auth_info.token_file = Some(f.display().to_string());
+        }
+        if let (Some(pem), Some(f)) = (&self.ca_pem, &self.ca_file) {
+            config.root_cert = Some(ca_ders(pem).map_err(fail)?);
+            config.root_cert_file = Some(f.clone());
+        }
+        if self.insecure {
+            config.accept_invalid_certs = true;
+            config.root_cert_file = None;
+        }
+        Ok(config)
+    }
 }
 
 /// Parses a Kubernetes CPU quantity (`2`, `500m`, `1.5`) into cores.
@@ -240,13 +294,16 @@ pub fn parse_cpu_quantity(q: &str) -> Option<f64> {
 
 /// Targets from a NodeList document: Ready nodes, InternalIP (else Hostname) and the kubelet port.
 pub fn targets_from_node_list(body: &[u8], k: &KubeSource) -> Result<Vec<Target>, String> {
-    let list: NodeList =
+    let list: kube::core::ObjectList<Node> =
         serde_json::from_slice(body).map_err(|e| format!("malformed NodeList: {e}"))?;
-    Ok(targets_of(list.items, k))
+    Ok(targets_of(list.items.iter(), k))
 }
 
 /// Targets of these nodes: the Ready ones, at InternalIP (else Hostname) and the kubelet port.
-pub(crate) fn targets_of(nodes: impl IntoIterator<Item = Node>, k: &KubeSource) -> Vec<Target> {
+pub(crate) fn targets_of<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    k: &KubeSource,
+) -> Vec<Target> {
     let scheme = if k.kubelet_https { "https" } else { "http" };
     // The token goes to HTTPS kubelets only (never in clear text to the read-only port).
     let token: Option<std::sync::Arc<str>> = match (&k.token, k.kubelet_https) {
@@ -255,22 +312,27 @@ pub(crate) fn targets_of(nodes: impl IntoIterator<Item = Node>, k: &KubeSource) 
     };
     let mut out = Vec::new();
     for n in nodes {
-        if n.status
-            .conditions
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let status = n.status.as_ref();
+        let conditions = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        if conditions
             .iter()
-            .any(|c| c.kind == "Ready" && c.status != "True")
+            .any(|c| c.type_ == "Ready" && c.status != "True")
         {
-            tracing::info!(node = %n.metadata.name, "node is not ready; skipped");
+            tracing::debug!(node = %name, "node is not ready; skipped");
             continue;
         }
-        let addr = n
-            .status
-            .addresses
+        let addresses = status
+            .and_then(|s| s.addresses.as_deref())
+            .unwrap_or_default();
+        let addr = addresses
             .iter()
-            .find(|a| a.kind == "InternalIP")
-            .or_else(|| n.status.addresses.iter().find(|a| a.kind == "Hostname"));
+            .find(|a| a.type_ == "InternalIP")
+            .or_else(|| addresses.iter().find(|a| a.type_ == "Hostname"));
         let Some(addr) = addr else {
-            tracing::warn!(node = %n.metadata.name, "node has no InternalIP or Hostname address; skipped");
+            tracing::warn!(node = %name, "node has no InternalIP or Hostname address; skipped");
             continue;
         };
         let host = if addr.address.contains(':') {
@@ -280,12 +342,11 @@ pub(crate) fn targets_of(nodes: impl IntoIterator<Item = Node>, k: &KubeSource) 
         };
         out.push(Target {
             url: format!("{scheme}://{host}:{}/stats/summary", k.kubelet_port),
-            name: n.metadata.name,
-            cpu_cores: n
-                .status
-                .capacity
-                .get("cpu")
-                .and_then(|q| parse_cpu_quantity(q)),
+            cpu_cores: status
+                .and_then(|s| s.capacity.as_ref())
+                .and_then(|c| c.get("cpu"))
+                .and_then(|q| parse_cpu_quantity(&q.0)),
+            name,
             kubelet: true,
             bearer_token: token.clone(),
         });
@@ -303,97 +364,20 @@ pub enum Discovery {
     },
     Kubernetes {
         source: std::sync::Arc<KubeSource>,
-        client: reqwest::Client,
-        /// The same TLS settings without a total timeout, for the long-lived node watch.
-        watch_client: reqwest::Client,
-        /// The node list and watch (`node_watch`), started at the first round.
-        watch_task: Option<tokio::task::JoinHandle<()>>,
-        /// What the background refresh found last (a slow API server never stalls a round).
-        state: std::sync::Arc<std::sync::Mutex<KubeState>>,
-        /// Asks the background refresh for a new list (once per round).
-        wake: std::sync::Arc<tokio::sync::Notify>,
-        /// The background refresh, started at the first round.
-        task: Option<tokio::task::JoinHandle<()>>,
+        /// The node, pod and namespace watchers and their stores.
+        watch: super::kubernetes::KubeWatch,
+        /// The first round has waited for the first node list.
+        waited: bool,
     },
-}
-
-/// The Kubernetes source's latest lists: nodes kept by the node watch, pods and namespaces by
-/// the refresh asked once per round.
-#[derive(Default)]
-pub struct KubeState {
-    targets: Vec<Target>,
-    info: Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>>,
-    /// The last error, reported once by the next round.
-    error: Option<Error>,
-    /// The first node list has finished (successfully or not).
-    done: bool,
-}
-
-impl KubeState {
-    /// The node watch's current Ready nodes.
-    pub(crate) fn set_targets(&mut self, targets: Vec<Target>) {
-        self.targets = targets;
-        self.done = true;
-    }
-
-    /// A failed node list or watch: the previous targets stay.
-    pub(crate) fn node_error(&mut self, e: Error) {
-        self.error = Some(e);
-        self.done = true;
-    }
 }
 
 /// How long the first round waits for the first node list before it goes ahead without it.
 const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Lists pods and namespaces into `state` (the error is kept for the next round).
-async fn refresh_kubernetes(client: &reqwest::Client, source: &KubeSource, state: &std::sync::Mutex<KubeState>) {
-    // Pods and namespaces enrich the sets (requests, limits, labels, namespace_id).
-    let lists = async {
-        let pods = get_list(client, source, "/api/v1/pods").await?;
-        let nss = get_list(client, source, "/api/v1/namespaces").await?;
-        crate::processors::enrich::from_lists(&pods, &nss).map_err(|message| Error::Kubernetes {
-            url: format!("{}/api/v1/pods", source.master),
-            message,
-        })
-    }
-    .await;
-    let mut st = state.lock().expect("kubernetes state lock");
-    match lists {
-        Ok(i) => st.info = Some(std::sync::Arc::new(i)),
-        Err(e) => st.error = Some(e),
-    }
-}
-
-async fn get_list(
-    client: &reqwest::Client,
-    source: &KubeSource,
-    path: &str,
-) -> Result<bytes::Bytes, Error> {
-    let url = format!("{}{path}", source.master);
-    let mut req = client.get(&url);
-    if let Some(t) = &source.token {
-        req = req.bearer_auth(t);
-    }
-    let fail = |message: String| Error::Kubernetes {
-        url: url.clone(),
-        message,
-    };
-    let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
-    if !status.is_success() {
-        return Err(fail(format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )));
-    }
-    Ok(body)
-}
-
 impl Discovery {
-    /// Builds the discovery from the options (exactly one kind; static entries are checked now).
-    pub fn from_options(
+    /// Builds the discovery from the options (static entries are checked now; the Kubernetes
+    /// watchers start now, so this runs inside a tokio runtime).
+    pub async fn from_options(
         nodes: &[String],
         nodes_file: Option<&PathBuf>,
         source: Option<&str>,
@@ -409,55 +393,30 @@ impl Discovery {
             ));
         }
         if let Some(path) = nodes_file {
-            let mut d = Discovery::File {
+            let mut stamp = None;
+            let mut targets = Vec::new();
+            reload_file(path, &mut stamp, &mut targets)?;
+            out.push(Discovery::File {
                 path: path.clone(),
-                stamp: None,
-                targets: Vec::new(),
-            };
-            if let Discovery::File {
-                path,
                 stamp,
                 targets,
-            } = &mut d
-            {
-                reload_file(path, stamp, targets)?;
-            }
-            out.push(d);
+            });
         }
         if let Some(src) = source {
             let source = parse_source(src)?;
-            let mut b = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .danger_accept_invalid_certs(source.insecure);
-            if let Some(pem) = &source.ca_pem {
-                for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
-                    b = b.add_root_certificate(cert);
-                }
-            }
-            let client = b.build().map_err(|e| Error::Source {
+            let config = source.kube_config().await.map_err(|e| Error::Source {
                 source_uri: src.to_string(),
                 message: e.to_string(),
             })?;
-            let mut w = reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .danger_accept_invalid_certs(source.insecure);
-            if let Some(pem) = &source.ca_pem {
-                for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
-                    w = w.add_root_certificate(cert);
-                }
-            }
-            let watch_client = w.build().map_err(|e| Error::Source {
+            let client = kube::Client::try_from(config).map_err(|e| Error::Source {
                 source_uri: src.to_string(),
-                message: e.to_string(),
+                message: format!("API client: {e}"),
             })?;
+            let source = std::sync::Arc::new(source);
             out.push(Discovery::Kubernetes {
-                source: std::sync::Arc::new(source),
-                client,
-                watch_client,
-                watch_task: None,
-                state: Default::default(),
-                wake: Default::default(),
-                task: None,
+                watch: super::kubernetes::KubeWatch::start(client, source.clone()),
+                source,
+                waited: false,
             });
         }
         Ok(out)
@@ -471,10 +430,18 @@ impl Discovery {
         }
     }
 
-    /// Pods and namespaces from the last successful Kubernetes refresh.
-    pub fn cluster_info(&self) -> Option<std::sync::Arc<crate::processors::enrich::ClusterInfo>> {
+    /// Builds the pods' and namespaces' enrichment view from the Kubernetes watchers' stores.
+    pub fn info_source(&self) -> Option<super::kubernetes::InfoSource> {
         match self {
-            Discovery::Kubernetes { state, .. } => state.lock().expect("kubernetes state lock").info.clone(),
+            Discovery::Kubernetes { watch, .. } => Some(watch.info_source()),
+            _ => None,
+        }
+    }
+
+    /// The Kubernetes watchers' counters.
+    pub fn watch_stats(&self) -> Option<std::sync::Arc<super::kubernetes::WatchStats>> {
+        match self {
+            Discovery::Kubernetes { watch, .. } => Some(watch.stats()),
             _ => None,
         }
     }
@@ -492,53 +459,16 @@ impl Discovery {
                 let err = reload_file(path, stamp, targets).err();
                 (targets.clone(), err)
             }
-            Discovery::Kubernetes {
-                source,
-                client,
-                watch_client,
-                watch_task,
-                state,
-                wake,
-                task,
-            } => {
-                // Nodes come from a list + watch, pods and namespaces from a refresh asked once per
-                // round, both in the background: a slow or hanging API server delays the lists,
-                // never the round.
-                if task.is_none() {
-                    *watch_task = Some(tokio::spawn(super::node_watch::run(
-                        watch_client.clone(),
-                        source.clone(),
-                        state.clone(),
-                    )));
-                    let (source, client, shared, wake) = (source.clone(), client.clone(), state.clone(), wake.clone());
-                    *task = Some(tokio::spawn(async move {
-                        loop {
-                            refresh_kubernetes(&client, &source, &shared).await;
-                            wake.notified().await;
-                        }
-                    }));
-                    // The first round waits a little for the first list, so it is not empty.
-                    let first = async {
-                        while !state.lock().expect("kubernetes state lock").done {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        }
-                    };
-                    let _ = tokio::time::timeout(FIRST_LIST_WAIT, first).await;
-                } else {
-                    wake.notify_one();
+            Discovery::Kubernetes { watch, waited, .. } => {
+                // The watchers keep the stores current in the background: a slow or hanging API
+                // server delays the stores, never the round. The first round waits a little for
+                // the first node list, so it is not empty.
+                if !*waited {
+                    *waited = true;
+                    watch.wait_first_nodes(FIRST_LIST_WAIT).await;
                 }
-                let mut st = state.lock().expect("kubernetes state lock");
-                (st.targets.clone(), st.error.take())
-            }
-        }
-    }
-}
-
-impl Drop for Discovery {
-    fn drop(&mut self) {
-        if let Discovery::Kubernetes { task, watch_task, .. } = self {
-            for t in [task.take(), watch_task.take()].into_iter().flatten() {
-                t.abort();
+                let (targets, err) = watch.targets();
+                (targets.to_vec(), err)
             }
         }
     }
@@ -603,6 +533,7 @@ mod tests {
         let path = dir.path().join("nodes");
         std::fs::write(&path, "# nodes\n127.0.0.1:1\n127.0.0.1:2, 127.0.0.1:3\n").unwrap();
         let mut d = Discovery::from_options(&[], Some(&path), None)
+            .await
             .unwrap()
             .pop()
             .unwrap();
@@ -633,7 +564,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown option bogus"), "{err}");
-        assert!(parse_source("kubernetes.summary_api:''?inClusterConfig=false").is_ok());
+        // Heapster's manifests pass the empty master quoted: kubernetes.summary_api:''
+        let err = parse_source("kubernetes.summary_api:''?inClusterConfig=false")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a master URL"), "{err}");
         assert!(parse_source("cadvisor:x").is_err());
         let body = br#"{"items":[
           {"metadata":{"name":"n1"},"status":{"addresses":[{"type":"Hostname","address":"h1"},{"type":"InternalIP","address":"127.0.0.2"}],"capacity":{"cpu":"4","memory":"8Gi"},"conditions":[{"type":"Ready","status":"True"}]}},

@@ -2,7 +2,7 @@
 //! concurrency, gzip; failed nodes are marked stale, counted and retried next round.
 
 pub mod discovery;
-pub mod node_watch;
+pub mod kubernetes;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

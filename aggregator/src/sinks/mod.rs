@@ -15,7 +15,6 @@ pub mod prometheus;
 pub mod queue;
 pub mod retry;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,14 +126,12 @@ pub struct SinkStats {
     pub queue: QueueStats,
 }
 
-/// One self-metric line: name, type, help (empty: same family as the line before), an extra
-/// label, and how to read the value.
+/// One self-metric family: name (without `vigil_sink_` and a counter's `_total`), help, and its
+/// series: an extra label and how to read the value.
 type Family = (
     &'static str,
     &'static str,
-    &'static str,
-    Option<(&'static str, &'static str)>,
-    fn(&SinkStats) -> f64,
+    &'static [(Option<(&'static str, &'static str)>, fn(&SinkStats) -> f64)],
 );
 
 /// Every configured sink.
@@ -334,131 +331,128 @@ impl SinkSet {
             .collect()
     }
 
-    /// Per-sink self-metrics (Prometheus exposition lines with HELP/TYPE) for the aggregator's /metrics.
+    /// Per-sink self-metrics (prometheus-client, Prometheus text format) for the aggregator's /metrics.
     pub fn write_metrics(&self, out: &mut String) {
+        use prometheus_client::metrics::family::Family as Series;
+        use prometheus_client::metrics::gauge::Gauge;
         if self.sinks.is_empty() {
             return;
         }
         let stats = self.stats();
-        let families: [Family; 15] = [
+        let counters: [Family; 7] = [
             (
-                "vigil_sink_points_sent_total",
-                "counter",
-                "Points delivered to the sink.",
-                None,
-                |s| s.points_sent as f64,
+                "points_sent",
+                "Points delivered to the sink",
+                &[(None, |s| s.points_sent as f64)],
             ),
             (
-                "vigil_sink_payloads_sent_total",
-                "counter",
-                "Requests (payloads) the sink accepted.",
-                None,
-                |s| s.payloads_sent as f64,
+                "payloads_sent",
+                "Requests (payloads) the sink accepted",
+                &[(None, |s| s.payloads_sent as f64)],
             ),
             (
-                "vigil_sink_requests_failed_total",
-                "counter",
-                "Requests that failed (each is retried or, when rejected, dropped).",
-                None,
-                |s| s.requests_failed as f64,
+                "requests_failed",
+                "Requests that failed (each is retried or, when rejected, dropped)",
+                &[(None, |s| s.requests_failed as f64)],
             ),
             (
-                "vigil_sink_retries_total",
-                "counter",
-                "Requests sent again after a failure.",
-                None,
-                |s| s.retries as f64,
+                "retries",
+                "Requests sent again after a failure",
+                &[(None, |s| s.retries as f64)],
             ),
             (
-                "vigil_sink_payloads_rejected_total",
-                "counter",
-                "Payloads the server rejected for good (4xx) and that were dropped.",
-                None,
-                |s| s.payloads_rejected as f64,
+                "payloads_rejected",
+                "Payloads the server rejected for good (4xx) and that were dropped",
+                &[(None, |s| s.payloads_rejected as f64)],
             ),
             (
-                "vigil_sink_points_dropped_total",
-                "counter",
-                "Points dropped, by reason.",
-                Some(("reason", "rejected")),
-                |s| s.points_rejected as f64,
+                "points_dropped",
+                "Points dropped, by reason",
+                &[
+                    (Some(("reason", "rejected")), |s| s.points_rejected as f64),
+                    (Some(("reason", "queue_full")), |s| {
+                        s.queue.dropped_points as f64
+                    }),
+                    (Some(("reason", "unsupported_value")), |s| {
+                        s.points_unsupported as f64
+                    }),
+                ],
             ),
             (
-                "vigil_sink_points_dropped_total",
-                "counter",
-                "",
-                Some(("reason", "queue_full")),
-                |s| s.queue.dropped_points as f64,
-            ),
-            (
-                "vigil_sink_points_dropped_total",
-                "counter",
-                "",
-                Some(("reason", "unsupported_value")),
-                |s| s.points_unsupported as f64,
-            ),
-            (
-                "vigil_sink_payloads_dropped_total",
-                "counter",
-                "Payloads dropped because the queue (memory, or disk under the data dir) was full.",
-                None,
-                |s| s.queue.dropped_payloads as f64,
-            ),
-            (
-                "vigil_sink_batches_dropped_total",
-                "counter",
-                "Batches dropped by push because the sink's backlog of batches to encode was full.",
-                None,
-                |s| s.batches_dropped as f64,
-            ),
-            (
-                "vigil_sink_queue_payloads",
-                "gauge",
-                "Payloads waiting for delivery, by place.",
-                Some(("place", "memory")),
-                |s| s.queue.memory_payloads as f64,
-            ),
-            (
-                "vigil_sink_queue_payloads",
-                "gauge",
-                "",
-                Some(("place", "disk")),
-                |s| s.queue.disk_payloads as f64,
-            ),
-            (
-                "vigil_sink_queue_bytes",
-                "gauge",
-                "Bytes waiting for delivery, by place.",
-                Some(("place", "memory")),
-                |s| s.queue.memory_bytes as f64,
-            ),
-            (
-                "vigil_sink_queue_bytes",
-                "gauge",
-                "",
-                Some(("place", "disk")),
-                |s| s.queue.disk_bytes as f64,
-            ),
-            (
-                "vigil_sink_last_success_timestamp_seconds",
-                "gauge",
-                "When the sink last accepted a payload (0: never).",
-                None,
-                |s| s.last_success_ms as f64 / 1000.0,
+                "payloads_dropped",
+                "Payloads dropped because the queue (memory, or disk under the data dir) was full",
+                &[(None, |s| s.queue.dropped_payloads as f64)],
             ),
         ];
-        for (name, kind, help, extra, get) in families {
-            if !help.is_empty() {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            }
+        let batches: Family = (
+            "batches_dropped",
+            "Batches dropped by push because the sink's backlog of batches to encode was full",
+            &[(None, |s| s.batches_dropped as f64)],
+        );
+        let gauges: [Family; 3] = [
+            (
+                "queue_payloads",
+                "Payloads waiting for delivery, by place",
+                &[
+                    (Some(("place", "memory")), |s| {
+                        s.queue.memory_payloads as f64
+                    }),
+                    (Some(("place", "disk")), |s| s.queue.disk_payloads as f64),
+                ],
+            ),
+            (
+                "queue_bytes",
+                "Bytes waiting for delivery, by place",
+                &[
+                    (Some(("place", "memory")), |s| s.queue.memory_bytes as f64),
+                    (Some(("place", "disk")), |s| s.queue.disk_bytes as f64),
+                ],
+            ),
+            (
+                "last_success_timestamp_seconds",
+                "When the sink last accepted a payload (0: never)",
+                &[(None, |s| s.last_success_ms as f64 / 1000.0)],
+            ),
+        ];
+        let labels = |s: &SinkStats, extra: Option<(&str, &str)>| -> Vec<(String, String)> {
+            let mut l = vec![
+                ("sink".to_string(), s.name.clone()),
+                ("kind".to_string(), s.kind.to_string()),
+            ];
+            l.extend(extra.map(|(k, v)| (k.to_string(), v.to_string())));
+            l
+        };
+        let mut r = prometheus_client::registry::Registry::with_prefix("vigil_sink");
+        for (name, help, series) in counters.iter().chain([&batches]) {
+            let f = vigil_collector::self_metrics::counter_family(&mut r, name, help);
             for s in &stats {
-                let _ = write!(out, "{name}{{sink=\"{}\",kind=\"{}\"", s.name, s.kind);
-                if let Some((k, v)) = extra {
-                    let _ = write!(out, ",{k}=\"{v}\"");
+                for (extra, get) in series.iter() {
+                    f.get_or_create(&labels(s, *extra)).inc_by(get(s) as u64);
                 }
-                let _ = writeln!(out, "}} {}", get(s));
             }
         }
+        // Counts of payloads and bytes are integers; the timestamp has milliseconds.
+        for (name, help, series) in &gauges {
+            let whole = Series::<Vec<(String, String)>, Gauge>::default();
+            let float = Series::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+            let integral = !name.ends_with("_seconds");
+            if integral {
+                r.register(*name, *help, whole.clone());
+            } else {
+                r.register(*name, *help, float.clone());
+            }
+            for s in &stats {
+                for (extra, get) in series.iter() {
+                    let l = labels(s, *extra);
+                    if integral {
+                        whole.get_or_create(&l).set(get(s) as i64);
+                    } else {
+                        float.get_or_create(&l).set(get(s));
+                    }
+                }
+            }
+        }
+        crate::metrics::encode_text(&r, out);
     }
 }
 

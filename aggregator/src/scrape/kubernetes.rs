@@ -1,0 +1,606 @@
+//! The Kubernetes source's view of the cluster: kube-runtime watchers feeding reflector stores of Nodes, Pods and Namespaces, read by the rounds for their targets and `ClusterInfo`.
+//!
+//! Each resource is one `watcher` (list, then watch from the list's resourceVersion with
+//! bookmarks; a 410 or an expired watch lists again; errors retry with the watcher's default
+//! backoff) into a `reflector` store. Objects are stripped before they are stored
+//! (`.modify()`): only what targets and enrichment read is kept. Namespaces are watched as
+//! metadata only (`Api<PartialObjectMeta<Namespace>>`). Pods in a final phase (Succeeded, Failed) are left out by a field selector:
+//! they run no container to pull. A round never waits on the API server: it reads the stores.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStatus, Namespace, Node, NodeCondition, NodeStatus, Pod, PodSpec,
+    PodStatus, ResourceRequirements,
+};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+
+use super::discovery::{targets_of, Error, KubeSource, Target};
+use crate::processors::enrich::{parse_quantity, ClusterInfo, PodInfo, Resources};
+
+/// The watched resources, in the order of every per-resource array here.
+pub const RESOURCES: [&str; 3] = ["nodes", "pods", "namespaces"];
+const NODES: usize = 0;
+const PODS: usize = 1;
+const NAMESPACES: usize = 2;
+
+/// Pods that can still run containers (the phases Succeeded and Failed are final).
+pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
+/// Per-resource counters of the watchers (the aggregator's self-metrics).
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    /// Failed list or watch requests and ERROR events (each retried with backoff).
+    pub errors: [AtomicU64; 3],
+    /// Full lists: the first one and each relist (after a 410 or an expired watch).
+    pub lists: [AtomicU64; 3],
+    /// Objects added, modified or deleted by watch events.
+    pub events: [AtomicU64; 3],
+    /// Objects in the store after the last change.
+    pub objects: [AtomicU64; 3],
+}
+
+/// What the watcher tasks share with the rounds.
+struct Shared {
+    source: Arc<KubeSource>,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Bumped on every change a store applied, per resource.
+    generation: [AtomicU64; 3],
+    /// The resource's first full list has been stored.
+    listed: [AtomicBool; 3],
+    /// The node watcher has had its first outcome (a list or an error).
+    nodes_settled: tokio::sync::watch::Sender<bool>,
+    stats: Arc<WatchStats>,
+    /// The last watch error, reported once by the next round.
+    error: Mutex<Option<Error>>,
+    /// Targets as of the node generation they were built from.
+    targets: Mutex<(u64, Arc<Vec<Target>>)>,
+    /// ClusterInfo as of the (pods, namespaces) generations it was built from.
+    info: Mutex<Option<((u64, u64), Arc<ClusterInfo>)>>,
+}
+
+/// The running watchers and their stores; dropping it stops them.
+pub struct KubeWatch {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for KubeWatch {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A cheap handle that builds the enrichment view from the stores (off the async loop).
+#[derive(Clone)]
+pub struct InfoSource(Arc<Shared>);
+
+impl InfoSource {
+    /// The pods' and namespaces' enrichment view; rebuilt only when a store changed since the
+    /// last call. `None` until the first pod list has been stored.
+    pub fn cluster_info(&self) -> Option<Arc<ClusterInfo>> {
+        self.0.cluster_info()
+    }
+}
+
+impl KubeWatch {
+    /// Starts the three watchers on `client` (must run inside a tokio runtime).
+    pub fn start(client: kube::Client, source: Arc<KubeSource>) -> Self {
+        let (nodes, nodes_w) = reflector::store::<Node>();
+        let (pods, pods_w) = reflector::store::<Pod>();
+        let (namespaces, ns_w) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let shared = Arc::new(Shared {
+            source,
+            nodes,
+            pods,
+            namespaces,
+            generation: Default::default(),
+            listed: Default::default(),
+            nodes_settled: tokio::sync::watch::channel(false).0,
+            stats: Default::default(),
+            error: Mutex::new(None),
+            targets: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
+            info: Mutex::new(None),
+        });
+        // Paged lists (500 objects a page, as client-go): each page is stripped before the next
+        // one is read, so a relist of 30,000 pods never holds them all in full. (A
+        // resourceVersion=0 list would come from the API server's cache, but in one piece:
+        // the server ignores `limit` there.)
+        let config = watcher::Config::default;
+        let node_stream = watcher(Api::<Node>::all(client.clone()), config())
+            .default_backoff()
+            .modify(strip_node)
+            .reflect(nodes_w);
+        let pod_stream = watcher(
+            Api::<Pod>::all(client.clone()),
+            config().fields(POD_FIELD_SELECTOR),
+        )
+        .default_backoff()
+        .modify(strip_pod)
+        .reflect(pods_w);
+        let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config())
+            .default_backoff()
+            .modify(strip_namespace)
+            .reflect(ns_w);
+        let tasks = vec![
+            tokio::spawn(drive(NODES, node_stream, shared.clone())),
+            tokio::spawn(drive(PODS, pod_stream, shared.clone())),
+            tokio::spawn(drive(NAMESPACES, ns_stream, shared.clone())),
+        ];
+        KubeWatch { shared, tasks }
+    }
+
+    /// Waits until the node watcher's first list is stored or has failed, at most `limit`.
+    pub async fn wait_first_nodes(&self, limit: std::time::Duration) {
+        let mut rx = self.shared.nodes_settled.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|s| *s)).await;
+    }
+
+    /// The Ready nodes' targets (rebuilt only when the node store changed), and the last watch
+    /// error if one happened since the previous call.
+    pub fn targets(&self) -> (Arc<Vec<Target>>, Option<Error>) {
+        let s = &self.shared;
+        let generation = s.generation[NODES].load(Ordering::Acquire);
+        let targets = {
+            let mut cached = s.targets.lock().expect("kubernetes targets lock");
+            if cached.0 != generation {
+                let nodes = s.nodes.state();
+                *cached = (
+                    generation,
+                    Arc::new(targets_of(nodes.iter().map(|n| &**n), &s.source)),
+                );
+            }
+            cached.1.clone()
+        };
+        (
+            targets,
+            s.error.lock().expect("kubernetes error lock").take(),
+        )
+    }
+
+    /// A handle that builds the enrichment view.
+    pub fn info_source(&self) -> InfoSource {
+        InfoSource(self.shared.clone())
+    }
+
+    /// The watchers' counters.
+    pub fn stats(&self) -> Arc<WatchStats> {
+        self.shared.stats.clone()
+    }
+}
+
+impl Shared {
+    fn cluster_info(&self) -> Option<Arc<ClusterInfo>> {
+        if !self.listed[PODS].load(Ordering::Acquire) {
+            return None;
+        }
+        let key = (
+            self.generation[PODS].load(Ordering::Acquire),
+            self.generation[NAMESPACES].load(Ordering::Acquire),
+        );
+        let mut cached = self.info.lock().expect("kubernetes info lock");
+        if let Some((k, info)) = &*cached {
+            if *k == key {
+                return Some(info.clone());
+            }
+        }
+        let info = Arc::new(build_info(&self.pods.state(), &self.namespaces.state()));
+        *cached = Some((key, info.clone()));
+        Some(info)
+    }
+
+    fn store_len(&self, resource: usize) -> usize {
+        match resource {
+            NODES => self.nodes.len(),
+            PODS => self.pods.len(),
+            _ => self.namespaces.len(),
+        }
+    }
+}
+
+/// Runs one resource's reflector stream for ever, counting and logging what it does.
+async fn drive<K>(
+    resource: usize,
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    shared: Arc<Shared>,
+) {
+    let name = RESOURCES[resource];
+    let stats = &shared.stats;
+    futures_util::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        let changed = match event {
+            Ok(watcher::Event::Init) => {
+                stats.lists[resource].fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(resource = name, "kubernetes watch: listing");
+                false
+            }
+            Ok(watcher::Event::InitApply(_)) => false,
+            Ok(watcher::Event::InitDone) => {
+                shared.listed[resource].store(true, Ordering::Release);
+                tracing::info!(
+                    resource = name,
+                    objects = shared.store_len(resource),
+                    "kubernetes watch: list stored"
+                );
+                true
+            }
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                stats.events[resource].fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                stats.errors[resource].fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(resource = name, error = %e, "kubernetes watch failed; retrying with backoff");
+                *shared.error.lock().expect("kubernetes error lock") = Some(Error::Kubernetes {
+                    url: format!("{}/api/v1/{name}", shared.source.master),
+                    message: e.to_string(),
+                });
+                if resource == NODES {
+                    shared.nodes_settled.send_replace(true);
+                }
+                false
+            }
+        };
+        if changed {
+            stats.objects[resource].store(shared.store_len(resource) as u64, Ordering::Relaxed);
+            shared.generation[resource].fetch_add(1, Ordering::AcqRel);
+            if resource == NODES {
+                shared.nodes_settled.send_replace(true);
+            }
+        }
+    }
+}
+
+/// Keeps a node's name, addresses, Ready-style conditions (type and status) and capacity.
+fn strip_node(node: &mut Node) {
+    let meta = &mut node.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    node.spec = None;
+    if let Some(status) = node.status.take() {
+        node.status = Some(NodeStatus {
+            addresses: status.addresses,
+            capacity: status.capacity,
+            conditions: status.conditions.map(|cs| {
+                cs.into_iter()
+                    .map(|c| NodeCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        });
+    }
+}
+
+/// Keeps what enrichment reads: name, namespace, labels; each container's name, image and
+/// resources; each container status' name and restart count.
+fn strip_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    if let Some(spec) = pod.spec.take() {
+        pod.spec = Some(PodSpec {
+            containers: spec
+                .containers
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    image: c.image,
+                    resources: c.resources.map(|r| ResourceRequirements {
+                        requests: r.requests,
+                        limits: r.limits,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus {
+            container_statuses: status.container_statuses.map(|ss| {
+                ss.into_iter()
+                    .map(|s| ContainerStatus {
+                        name: s.name,
+                        restart_count: s.restart_count,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        });
+    }
+}
+
+/// Keeps a namespace's name and UID.
+fn strip_namespace(ns: &mut PartialObjectMeta<Namespace>) {
+    let meta = &mut ns.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+}
+
+/// The enrichment view of the stored pods and namespaces (Heapster's pod and namespace
+/// enrichers: requests, limits, image, restart count, `labels`, `namespace_id`).
+pub fn build_info(
+    pods: &[Arc<Pod>],
+    namespaces: &[Arc<PartialObjectMeta<Namespace>>],
+) -> ClusterInfo {
+    let mut info = ClusterInfo::default();
+    info.namespaces.reserve(namespaces.len());
+    for ns in namespaces {
+        if let Some(name) = &ns.metadata.name {
+            info.namespaces
+                .insert(name.clone(), ns.metadata.uid.clone().unwrap_or_default());
+        }
+    }
+    info.pods.reserve(pods.len());
+    for p in pods {
+        let (Some(name), Some(namespace)) = (&p.metadata.name, &p.metadata.namespace) else {
+            continue;
+        };
+        let labels = p
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let statuses = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_deref())
+            .unwrap_or_default();
+        let containers = p
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .map(|c| {
+                let r = c.resources.as_ref();
+                let get = |m: Option<
+                    &std::collections::BTreeMap<
+                        String,
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+                    >,
+                >,
+                           k: &str,
+                           scale: f64| {
+                    m.and_then(|m| m.get(k))
+                        .and_then(|q| parse_quantity(&q.0, scale))
+                        .unwrap_or(0)
+                };
+                let (req, lim) = (
+                    r.and_then(|r| r.requests.as_ref()),
+                    r.and_then(|r| r.limits.as_ref()),
+                );
+                let resources = Resources {
+                    cpu_request: get(req, "cpu", 1000.0),
+                    cpu_limit: get(lim, "cpu", 1000.0),
+                    memory_request: get(req, "memory", 1.0),
+                    memory_limit: get(lim, "memory", 1.0),
+                    image: c.image.clone().unwrap_or_default(),
+                    restart_count: statuses
+                        .iter()
+                        .find(|s| s.name == c.name)
+                        .map(|s| i64::from(s.restart_count)),
+                };
+                (c.name.clone(), resources)
+            })
+            .collect();
+        info.pods.insert(
+            (namespace.clone(), name.clone()),
+            PodInfo { labels, containers },
+        );
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_json() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": "9",
+                "labels": {"b": "2", "a": "1"}, "annotations": {"big": "x".repeat(4000)},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "spec": {"nodeName": "n1", "volumes": [{"name": "v", "emptyDir": {}}],
+                "containers": [{"name": "app", "image": "nginx:1.27",
+                    "env": [{"name": "X", "value": "y"}],
+                    "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}},
+                    {"name": "side", "image": "busybox"}]},
+            "status": {"phase": "Running", "podIP": "10.1.2.3",
+                "containerStatuses": [{"name": "app", "image": "nginx:1.27", "imageID": "sha256:abc", "ready": true, "restartCount": 3}]}
+        })
+    }
+
+    #[test]
+    fn stripped_pods_keep_what_enrichment_reads() {
+        let mut pod: Pod = serde_json::from_value(pod_json()).unwrap();
+        let full = serde_json::to_vec(&pod).unwrap().len();
+        strip_pod(&mut pod);
+        let stripped = serde_json::to_vec(&pod).unwrap().len();
+        assert!(stripped * 4 < full, "stripped {stripped} bytes of {full}");
+        let ns: PartialObjectMeta<Namespace> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "shop", "uid": "ns-uid", "labels": {"x": "y"}}
+        }))
+        .unwrap();
+        let info = build_info(&[Arc::new(pod)], &[Arc::new(ns)]);
+        assert_eq!(info.namespaces["shop"], "ns-uid");
+        let p = &info.pods[&("shop".to_string(), "web-1".to_string())];
+        assert_eq!(p.labels, "a:1,b:2");
+        assert_eq!(
+            p.containers["app"],
+            Resources {
+                cpu_request: 250,
+                cpu_limit: 1000,
+                memory_request: 64 << 20,
+                memory_limit: 1 << 30,
+                image: "nginx:1.27".into(),
+                restart_count: Some(3),
+            }
+        );
+        assert_eq!(p.containers["side"].restart_count, None);
+        assert_eq!(p.containers["side"].cpu_request, 0);
+    }
+
+    /// A pod as a Deployment's ReplicaSet and the kubelet leave it (managed fields, probes,
+    /// env, volumes, conditions): about 6 KB of JSON.
+    fn realistic_pod(n: usize, p: usize) -> serde_json::Value {
+        let container = |c: usize| {
+            serde_json::json!({
+                "name": format!("c{c}"), "image": format!("registry.example.com/team/app-{c}:v1.2.{p}"),
+                "imagePullPolicy": "IfNotPresent", "ports": [{"containerPort": 8080, "protocol": "TCP", "name": "http"}],
+                "env": (0..6).map(|e| serde_json::json!({"name": format!("ENV_VAR_{e}"), "value": format!("value-{e}-{n}-{p}")})).collect::<Vec<_>>(),
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}, {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"
+            })
+        };
+        let status = |c: usize| {
+            serde_json::json!({
+                "name": format!("c{c}"), "image": format!("registry.example.com/team/app-{c}:v1.2.{p}"),
+                "imageID": format!("registry.example.com/team/app-{c}@sha256:{:064x}", n * 1000 + p),
+                "containerID": format!("containerd://{:064x}", n * 100_000 + p * 10 + c), "ready": true, "started": true, "restartCount": 0,
+                "state": {"running": {"startedAt": "2024-05-01T10:00:00Z"}}
+            })
+        };
+        let conditions: Vec<serde_json::Value> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+            .iter()
+            .map(|t| serde_json::json!({"type": t, "status": "True", "lastTransitionTime": "2024-05-01T10:00:05Z"}))
+            .collect();
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": format!("app-{n:04}-{p:02}-7d9f8b6c5d-x2x4z"), "namespace": format!("team-{}", p % 20),
+                "uid": format!("{:08x}-1111-2222-3333-{:012x}", n, p), "resourceVersion": "123456789",
+                "generateName": "app-7d9f8b6c5d-", "creationTimestamp": "2024-05-01T10:00:00Z",
+                "labels": {"app": format!("app-{p}"), "pod-template-hash": "7d9f8b6c5d", "team": "payments", "version": "v1"},
+                "annotations": {"kubectl.kubernetes.io/restartedAt": "2024-05-01T09:59:00Z", "prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d9f8b6c5d", "uid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "controller": true, "blockOwnerDeletion": true}],
+                "managedFields": [
+                    {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": "2024-05-01T10:00:00Z", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}}, "f:ownerReferences": {}}, "f:spec": {"f:containers": {"k:{\"name\":\"c0\"}": {".": {}, "f:env": {}, "f:image": {}, "f:resources": {}}}}}},
+                    {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2024-05-01T10:00:05Z", "fieldsType": "FieldsV1", "subresource": "status",
+                     "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:podIP": {}, "f:podIPs": {}, "f:startTime": {}}}}
+                ]
+            },
+            "spec": {
+                "containers": [container(0), container(1)], "nodeName": format!("node-{n:04}"),
+                "volumes": [{"name": "config", "configMap": {"name": "app-config", "defaultMode": 420}},
+                            {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "serviceAccountName": "default",
+                "securityContext": {}, "schedulerName": "default-scheduler", "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority",
+                "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]
+            },
+            "status": {
+                "phase": "Running", "hostIP": "10.0.0.1", "podIP": "10.244.1.2", "podIPs": [{"ip": "10.244.1.2"}], "qosClass": "Burstable",
+                "startTime": "2024-05-01T10:00:00Z",
+                "conditions": conditions,
+                "containerStatuses": [status(0), status(1)]
+            }
+        })
+    }
+
+    fn rss_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split(' ').nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    }
+
+    /// The memory the pod store costs at Heapster's design scale (1,000 nodes × 30 pods), stripped
+    /// as the watcher stores them and in full, and the enrichment view built from it. Run alone:
+    /// `cargo test -p vigil-aggregator --release --lib -- --ignored --exact --nocapture scrape::kubernetes::tests::memory_of_the_pod_store_at_1000_nodes_30_pods`
+    #[test]
+    #[ignore = "a measurement: run alone, see the doc comment"]
+    fn memory_of_the_pod_store_at_1000_nodes_30_pods() {
+        let (nodes, per_node) = (1000, 30);
+        let json_bytes = serde_json::to_vec(&realistic_pod(0, 0)).unwrap().len();
+        let fill = |strip: bool| {
+            let (reader, mut writer) = reflector::store::<Pod>();
+            let before = rss_bytes();
+            for n in 0..nodes {
+                for p in 0..per_node {
+                    let mut pod: Pod = serde_json::from_value(realistic_pod(n, p)).unwrap();
+                    if strip {
+                        strip_pod(&mut pod);
+                    }
+                    writer.apply_watcher_event(&watcher::Event::Apply(pod));
+                }
+            }
+            (reader, writer, rss_bytes().saturating_sub(before))
+        };
+        let (stripped, _w1, stripped_bytes) = fill(true);
+        let t = std::time::Instant::now();
+        let before = rss_bytes();
+        let info = build_info(&stripped.state(), &[]);
+        let (info_bytes, build) = (rss_bytes().saturating_sub(before), t.elapsed());
+        assert_eq!(info.pods.len(), nodes * per_node);
+        let (full, _w2, full_bytes) = fill(false);
+        assert_eq!(full.len(), nodes * per_node);
+        let mb = |b: u64| b as f64 / 1e6;
+        println!(
+            "pods: {} ({json_bytes} bytes of JSON each); store RSS stripped {:.1} MB, unstripped {:.1} MB; ClusterInfo {:.1} MB built in {:?}",
+            nodes * per_node,
+            mb(stripped_bytes),
+            mb(full_bytes),
+            mb(info_bytes),
+            build
+        );
+        assert!(stripped_bytes < full_bytes);
+    }
+
+    #[test]
+    fn stripped_nodes_keep_addresses_conditions_and_capacity() {
+        let mut node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "resourceVersion": "3", "labels": {"k": "v"}},
+            "spec": {"podCIDR": "10.0.0.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.9"}],
+                "capacity": {"cpu": "8"}, "images": [{"names": ["a", "b"], "sizeBytes": 1}],
+                "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "down",
+                    "lastHeartbeatTime": "2024-01-01T00:00:00Z"}]}
+        }))
+        .unwrap();
+        strip_node(&mut node);
+        let st = node.status.as_ref().unwrap();
+        assert!(st.images.is_none() && node.spec.is_none());
+        assert_eq!(st.conditions.as_ref().unwrap()[0].status, "False");
+        assert!(st.conditions.as_ref().unwrap()[0].message.is_none());
+        let k = super::super::discovery::parse_source(
+            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false",
+        )
+        .unwrap();
+        // Not Ready: no target.
+        assert!(targets_of([&node], &k).is_empty());
+        node.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "True".into();
+        let t = targets_of([&node], &k);
+        assert_eq!(
+            (t[0].url.as_str(), t[0].cpu_cores),
+            ("http://127.0.0.9:10255/stats/summary", Some(8.0))
+        );
+    }
+}
