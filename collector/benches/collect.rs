@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_collector::config::Config;
-use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, PASS_FILES, SPEC_FILES};
+use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, pass_files, SPEC_FILES};
 use vigil_collector::housekeeping::Collector;
 
 struct Tree(PathBuf);
@@ -69,7 +69,9 @@ fn bench(c: &mut Criterion) {
             }
         }
         let mut collector = Collector::new(config(&t.0)).expect("collector");
-        // The floor: open and read the same files a pass reads (spec files every sixth pass).
+        // The floor: open and read the same files a pass reads (spec files every sixth pass;
+        // memory.swap.current only on a node with swap).
+        let files = pass_files();
         let mut buf = String::with_capacity(4096);
         let mut iter = 0u64;
         g.bench_with_input(BenchmarkId::new("floor_read_files", n), &n, |b, _| {
@@ -78,7 +80,7 @@ fn bench(c: &mut Criterion) {
                 let mut bytes = 0;
                 for d in &dirs {
                     let spec: &[&str] = if iter % 6 == 0 { &SPEC_FILES } else { &[] };
-                    for f in PASS_FILES.iter().chain(spec.iter()) {
+                    for f in files.iter().chain(spec.iter()) {
                         buf.clear();
                         if let Ok(mut file) = std::fs::File::open(d.join(f)) {
                             let _ = file.read_to_string(&mut buf);

@@ -3,7 +3,8 @@
 //!
 //! What a pass cannot go below, whatever it parses: `open+read` (std, full path), `openat+read`
 //! (relative to a kept directory descriptor), and `pread` of kept descriptors (1 and 2 threads).
-//! Every mechanism reads the same 11 files per cgroup (`PASS_FILES`). The io_uring floor needs
+//! Every mechanism reads the files a pass reads per cgroup (`pass_files()`: 11, or 10 on a node
+//! without swap). The io_uring floor needs
 //! `unsafe` (forbidden in the workspace) and lives in the standalone `benches/uring-floor` crate.
 
 use rustix::fd::OwnedFd;
@@ -11,7 +12,7 @@ use rustix::fs::{Mode, OFlags};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vigil_collector::fixture::{cgroup_dirs, PASS_FILES};
+use vigil_collector::fixture::{cgroup_dirs, pass_files};
 
 const SLOT: usize = 4096;
 
@@ -31,10 +32,10 @@ fn time(iters: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
     (median(t), bytes)
 }
 
-fn open_files(dirs: &[PathBuf]) -> Vec<OwnedFd> {
+fn open_files(dirs: &[PathBuf], names: &[&str]) -> Vec<OwnedFd> {
     let mut fds = Vec::new();
     for d in dirs {
-        for f in PASS_FILES {
+        for f in names {
             // The root cgroup has no memory.current, io.stat…: the other mechanisms skip them too.
             if let Ok(fd) =
                 rustix::fs::open(d.join(f), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
@@ -63,7 +64,8 @@ fn main() {
     let root = PathBuf::from(&args[0]);
     let iters: usize = args[1].parse().expect("iterations must be a number");
     let dirs = cgroup_dirs(&root);
-    let files = dirs.len() * PASS_FILES.len();
+    let names = pass_files();
+    let files = dirs.len() * names.len();
     println!(
         "{} cgroups, {files} files per pass, median of {iters} passes",
         dirs.len()
@@ -82,7 +84,7 @@ fn main() {
         time(iters, || {
             let mut b = 0;
             for d in &dirs {
-                for f in PASS_FILES {
+                for f in &names {
                     s.clear();
                     if let Ok(mut file) = std::fs::File::open(d.join(f)) {
                         b += file.read_to_string(&mut s).unwrap_or(0);
@@ -110,9 +112,9 @@ fn main() {
         time(iters, || {
             let mut b = 0;
             for d in &dir_fds {
-                for f in PASS_FILES {
+                for f in &names {
                     if let Ok(fd) =
-                        rustix::fs::openat(d, f, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                        rustix::fs::openat(d, *f, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
                     {
                         b += rustix::io::read(&fd, &mut buf).unwrap_or(0);
                     }
@@ -122,7 +124,7 @@ fn main() {
         }),
     );
 
-    let fds = open_files(&dirs);
+    let fds = open_files(&dirs, &names);
     let mut b1 = vec![0u8; SLOT];
     report(
         "pread of kept files, 1 thread",

@@ -26,8 +26,16 @@ fn write_cgroup(dir: &Path, seed: u64) -> io::Result<()> {
     ))?;
     write(dir, "cpu.max", "100000 100000\n")?;
     write(dir, "cpu.weight", "40\n")?;
-    write(dir, "memory.current", &format!("{}\n", 1_048_576 * (seed % 512 + 1)))?;
-    write(dir, "memory.peak", &format!("{}\n", 2_097_152 * (seed % 512 + 1)))?;
+    write(
+        dir,
+        "memory.current",
+        &format!("{}\n", 1_048_576 * (seed % 512 + 1)),
+    )?;
+    write(
+        dir,
+        "memory.peak",
+        &format!("{}\n", 2_097_152 * (seed % 512 + 1)),
+    )?;
     write(dir, "memory.swap.current", "0\n")?;
     write(dir, "memory.max", "536870912\n")?;
     write(dir, "memory.swap.max", "max\n")?;
@@ -36,8 +44,22 @@ fn write_cgroup(dir: &Path, seed: u64) -> io::Result<()> {
         "anon {}\nfile {}\nkernel 1048576\nkernel_stack 65536\npagetables 131072\nsec_pagetables 0\npercpu 0\nsock 0\nvmalloc 0\nshmem 0\nzswap 0\nzswapped 0\nfile_mapped {}\nfile_dirty 0\nfile_writeback 0\nswapcached 0\nanon_thp 0\nfile_thp 0\nshmem_thp 0\ninactive_anon {}\nactive_anon 0\ninactive_file {}\nactive_file 4096\nunevictable 0\nslab_reclaimable 0\nslab_unreclaimable 0\nslab 0\nworkingset_refault_anon 0\nworkingset_refault_file 0\nworkingset_activate_anon 0\nworkingset_activate_file 0\nworkingset_restore_anon 0\nworkingset_restore_file 0\nworkingset_nodereclaim 0\npgscan 0\npgsteal 0\npgscan_kswapd 0\npgscan_direct 0\npgsteal_kswapd 0\npgsteal_direct 0\npgfault {}\npgmajfault {}\npgrefill 0\npgactivate 0\npgdeactivate 0\npglazyfree 0\npglazyfreed 0\nthp_fault_alloc 0\nthp_collapse_alloc 0\n",
         seed * 4096, seed * 2048, seed * 512, seed * 4096, seed * 1024, seed * 11, seed % 7
     ))?;
-    write(dir, "memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n")?;
-    write(dir, "io.stat", &format!("8:0 rbytes={} wbytes={} rios={} wios={} dbytes=0 dios=0\n", seed * 4096, seed * 8192, seed, seed * 2))?;
+    write(
+        dir,
+        "memory.events",
+        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    )?;
+    write(
+        dir,
+        "io.stat",
+        &format!(
+            "8:0 rbytes={} wbytes={} rios={} wios={} dbytes=0 dios=0\n",
+            seed * 4096,
+            seed * 8192,
+            seed,
+            seed * 2
+        ),
+    )?;
     write(dir, "pids.current", &format!("{}\n", seed % 50 + 1))?;
     write(dir, "pids.max", "4096\n")?;
     for f in ["cpu.pressure", "memory.pressure", "io.pressure"] {
@@ -53,8 +75,16 @@ fn write_cgroup(dir: &Path, seed: u64) -> io::Result<()> {
 /// and QoS levels, as a node with that many containers has.
 pub fn generate_v2_tree(root: &Path, containers: usize) -> io::Result<()> {
     std::fs::create_dir_all(root)?;
-    write(root, "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")?;
-    write(root, "cpu.stat", "usage_usec 1000\nuser_usec 600\nsystem_usec 400\n")?;
+    write(
+        root,
+        "cgroup.controllers",
+        "cpuset cpu io memory hugetlb pids rdma misc\n",
+    )?;
+    write(
+        root,
+        "cpu.stat",
+        "usage_usec 1000\nuser_usec 600\nsystem_usec 400\n",
+    )?;
     write_cgroup(&root.join("kubepods.slice"), 1)?;
     write_cgroup(&root.join("kubepods.slice/kubepods-burstable.slice"), 2)?;
     for i in 0..containers {
@@ -84,10 +114,39 @@ pub fn cgroup_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The files a regular pass reads in each v2 cgroup directory.
+/// The files a regular pass reads in each v2 cgroup directory on a node with swap (without
+/// swap, memory.swap.current is not read: see `pass_files`).
 pub const PASS_FILES: [&str; 11] = [
-    "cpu.stat", "memory.current", "memory.peak", "memory.swap.current", "memory.stat", "memory.events", "io.stat",
-    "pids.current", "cpu.pressure", "memory.pressure", "io.pressure",
+    "cpu.stat",
+    "memory.current",
+    "memory.peak",
+    "memory.swap.current",
+    "memory.stat",
+    "memory.events",
+    "io.stat",
+    "pids.current",
+    "cpu.pressure",
+    "memory.pressure",
+    "io.pressure",
 ];
+/// The files a regular pass reads in each v2 cgroup directory on this machine: `PASS_FILES`
+/// without memory.swap.current when /proc/meminfo says `SwapTotal: 0`.
+pub fn pass_files() -> Vec<&'static str> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let swap_total = meminfo.lines().find_map(|l| l.strip_prefix("SwapTotal:"));
+    let no_swap = swap_total.and_then(|v| v.split_whitespace().next()) == Some("0");
+    PASS_FILES
+        .iter()
+        .copied()
+        .filter(|f| !(no_swap && *f == "memory.swap.current"))
+        .collect()
+}
 /// The limit files read on spec passes (every sixth pass).
-pub const SPEC_FILES: [&str; 6] = ["cpu.weight", "cpu.max", "memory.max", "memory.swap.max", "memory.min", "pids.max"];
+pub const SPEC_FILES: [&str; 6] = [
+    "cpu.weight",
+    "cpu.max",
+    "memory.max",
+    "memory.swap.max",
+    "memory.min",
+    "pids.max",
+];

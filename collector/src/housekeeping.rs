@@ -171,6 +171,7 @@ impl Collector {
             pids: config.enabled("process"),
             pressure: config.enabled("pressure"),
             spec: true,
+            swap: true,
         };
         let (threads, keep_files) = (
             config.collection_threads.max(1),
@@ -374,7 +375,13 @@ impl Collector {
         self.discover();
         self.refresh_metadata();
         let read_spec = self.stats.passes.is_multiple_of(6);
-        let opts = self.opts_template;
+        // /proc first: a node without swap (meminfo read and SwapTotal 0) spares every v2
+        // cgroup's memory.swap.current, which is then necessarily 0.
+        let mut node_errors = Vec::new();
+        let node = proc::read_node(&self.config.proc_root, &mut node_errors);
+        let node_read_at = Instant::now();
+        let mut opts = self.opts_template;
+        opts.swap = !(node.memory.total > 0 && node.memory.swap_total == 0);
         // The cgroups are split into one contiguous chunk per reader (worker thread); results are
         // joined in the map's order, so a pass is deterministic whatever the thread count.
         let mut entries: Vec<(&String, &mut Tracked)> = self.tracked.iter_mut().collect();
@@ -436,13 +443,11 @@ impl Collector {
             s.label_str = label_string(s, &self.config.pod_labels);
         }
 
-        let mut node_errors = Vec::new();
-        let node = proc::read_node(&self.config.proc_root, &mut node_errors);
         for e in node_errors {
             self.count_error(e.kind(), &e.to_string());
         }
         fill_root_from_proc(&mut samples, &node, self.config.enabled("network"));
-        let now = Instant::now();
+        let now = node_read_at;
         let mut node_usage_nano_cores = None;
         if node.cpu.usage_ns > 0 {
             if let Some((pt, pu)) = self.prev_node_cpu {
@@ -1458,6 +1463,43 @@ mod tests {
         std::fs::write(dir.join("memory.current"), format!("{}\n", usage_usec * 2)).unwrap();
         std::fs::write(dir.join("pids.current"), "3\n").unwrap();
         dir
+    }
+
+    /// memory.swap.current is read only when the node has swap: with `SwapTotal: 0` in the
+    /// pass's /proc/meminfo it is 0 without a read; with swap, or when meminfo cannot be read,
+    /// the file's value is reported.
+    #[test]
+    fn swap_is_read_only_on_a_node_with_swap() {
+        let node = tmp_node("cpu memory pids");
+        std::fs::write(node.dir.join("memory.current"), "8192\n").unwrap();
+        std::fs::write(node.dir.join("memory.swap.current"), "4096\n").unwrap();
+        let proc_tmp = tempfile::tempdir().unwrap();
+        let proc_root = proc_tmp.path().to_path_buf();
+        let meminfo = |swap_kb: u64| {
+            std::fs::write(
+                proc_root.join("meminfo"),
+                format!("MemTotal: 1000 kB\nMemFree: 500 kB\nSwapTotal: {swap_kb} kB\nSwapFree: {swap_kb} kB\n"),
+            )
+            .unwrap()
+        };
+        let swap_of = |snap: &Snapshot| {
+            snap.containers
+                .iter()
+                .find(|s| s.name == "/kubepods/podaa/0123")
+                .and_then(|s| s.stats.memory.as_ref().map(|m| m.swap))
+        };
+        meminfo(0);
+        let mut c = collector_at(&node.root, |cfg| cfg.proc_root = proc_root.clone());
+        // 0 although the file says 4096: it was not read.
+        assert_eq!(swap_of(&c.pass()), Some(0));
+        meminfo(2048);
+        assert_eq!(swap_of(&c.pass()), Some(4096));
+        std::fs::remove_file(proc_root.join("meminfo")).unwrap();
+        assert_eq!(
+            swap_of(&c.pass()),
+            Some(4096),
+            "meminfo unreadable: the file is read"
+        );
     }
 
     fn usage_of(snap: &Snapshot, name: &str) -> Option<u64> {

@@ -370,6 +370,10 @@ pub struct ReadOptions {
     pub pressure: bool,
     /// Re-read limits (they rarely change; the caller reads them every few passes).
     pub spec: bool,
+    /// Read v2 `memory.swap.current`. False when the node has no swap at all (`SwapTotal: 0`
+    /// in /proc/meminfo, read in the same pass): no cgroup can then have swapped memory, so
+    /// the figure is 0 without a read. (v1 takes swap from memory.stat, read anyway.)
+    pub swap: bool,
 }
 
 impl Default for ReadOptions {
@@ -381,6 +385,7 @@ impl Default for ReadOptions {
             pids: true,
             pressure: true,
             spec: true,
+            swap: true,
         }
     }
 }
@@ -635,7 +640,7 @@ impl Reader {
             stats.memory = if let Some(dir) = paths.v1(Controller::Memory) {
                 soft!(v1::read_memory(self, dir, name))
             } else if let Some(dir) = &paths.v2 {
-                soft!(v2::read_memory(self, dir, name))
+                soft!(v2::read_memory(self, dir, name, opts.swap))
             } else {
                 None
             };

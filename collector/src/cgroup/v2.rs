@@ -36,15 +36,25 @@ pub fn read_cpu(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Cpu>, E
     Ok(Some(cpu))
 }
 
-/// memory.current, memory.peak, memory.swap.current, memory.stat, memory.events.
-pub fn read_memory(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Memory>, Error> {
+/// memory.current, memory.peak, memory.swap.current (unless `swap` is false: a node without
+/// swap, where it is 0), memory.stat, memory.events.
+pub fn read_memory(
+    r: &mut Reader,
+    dir: &Path,
+    name: &str,
+    swap: bool,
+) -> Result<Option<Memory>, Error> {
     let Some(usage) = read_u64_file(r, dir, "memory.current", name)? else {
         return Ok(None);
     };
     let mut m = Memory {
         usage,
         max_usage: read_u64_lenient(r, dir, "memory.peak", name)?,
-        swap: read_u64_lenient(r, dir, "memory.swap.current", name)?.unwrap_or(0),
+        swap: if swap {
+            read_u64_lenient(r, dir, "memory.swap.current", name)?.unwrap_or(0)
+        } else {
+            0
+        },
         ..Default::default()
     };
     read_keyed(r, dir, "memory.stat", name, |k, v| {
