@@ -277,8 +277,19 @@ async fn store_survives_a_restart_with_data_dir_and_nodes_file_is_reread() {
 
 // The Kubernetes source (list/watch of nodes, pods and namespaces) is tested in aggregator_kube.rs.
 
+/// Bad options stop the start with the option named, the Kubernetes source's included: in-cluster
+/// configuration outside a pod, a bad kubeconfig (`auth=`), an unknown option, an API version
+/// other than v1.
 #[test]
 fn bad_options_are_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&bad_kubeconfig, "clusters: [not: a: kubeconfig").unwrap();
+    let auth = format!(
+        "kubernetes.summary_api:?inClusterConfig=false&auth={}",
+        bad_kubeconfig.display()
+    );
+    let k = |opts: &'static str| ["--source", opts];
     for (args, want) in [
         (
             vec!["--nodes", "127.0.0.1:1", "--metric-resolution", "1s"],
@@ -290,10 +301,25 @@ fn bad_options_are_named_at_start() {
             vec!["--nodes", "127.0.0.1:1", "--sink", "bogus:thing"],
             "--sink",
         ),
+        (
+            k("kubernetes.summary_api:''?inClusterConfig=true").to_vec(),
+            "KUBERNETES_SERVICE_HOST",
+        ),
+        (vec!["--source", auth.as_str()], "auth="),
+        (
+            k("kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&bogus=1").to_vec(),
+            "unknown option bogus",
+        ),
+        (
+            k("kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&apiVersion=v2")
+                .to_vec(),
+            "apiVersion=v2",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("aggregator")
+            .args(["aggregator", "--listen", "127.0.0.1:0"])
             .args(&args)
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .output()
             .unwrap();
         assert!(!out.status.success(), "{args:?} should fail");

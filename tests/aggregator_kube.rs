@@ -152,6 +152,15 @@ impl FakeApi {
             .push((rv, resource.to_string(), kind.to_string(), obj));
     }
 
+    /// Forgets an object as if it had never been created (set-up only: no event).
+    fn delete_without_event(&self, resource: &str, name: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.objects
+            .remove(&(resource.to_string(), format!("/{name}")));
+        st.events
+            .retain(|(_, r, _, o)| !(r == resource && o["metadata"]["name"] == name));
+    }
+
     /// Every watch open now and every watch from an older resourceVersion gets a 410.
     fn compact(&self) {
         let mut st = self.state.lock().unwrap();
@@ -374,6 +383,63 @@ fn pod(shape: &Shape, n: usize, p: usize, cpu: u32, labels: Value, phase: &str) 
         "status": {"phase": phase, "containerStatuses": statuses}})
 }
 
+/// Simulated kubelets (node `i` on 127.0.0.{i+1}, all on one port, as in a cluster) with their
+/// Ready nodes in a fake API server.
+struct Cluster {
+    sim: Arc<Sim>,
+    port: u16,
+    api: FakeApi,
+    _kubelets: Vec<SimNode>,
+}
+
+impl Cluster {
+    async fn start(nodes: usize) -> Cluster {
+        let sim = Sim::new(shape());
+        let port = free_port();
+        let api = FakeApi::start();
+        let mut kubelets = Vec::new();
+        for i in 0..nodes {
+            let ip = format!("127.0.0.{}", i + 1);
+            kubelets.push(SimNode::start(&sim, i, &ip, port).await);
+            api.apply("nodes", node(i, &ip, "True"));
+        }
+        Cluster {
+            sim,
+            port,
+            api,
+            _kubelets: kubelets,
+        }
+    }
+
+    /// The source flag for the fake API server's URL.
+    fn source(&self) -> String {
+        format!(
+            "kubernetes.summary_api:http://{}?kubeletPort={}&inClusterConfig=false",
+            self.api.addr, self.port
+        )
+    }
+
+    /// An aggregator with this source, one round a second.
+    fn aggregator(source: &str) -> Aggregator {
+        Aggregator::start(&[
+            "--source",
+            source,
+            "--metric-resolution",
+            "1s",
+            "--allow-short-resolution",
+        ])
+    }
+
+    /// The model API's URL of node `i`'s `cpu/usage`.
+    fn usage(&self, agg: &Aggregator, i: usize) -> String {
+        format!(
+            "{}/api/v1/model/nodes/{}/metrics/cpu/usage",
+            agg.base,
+            sim::node_name(i)
+        )
+    }
+}
+
 fn points(v: &Value) -> usize {
     v["metrics"].as_array().map(Vec::len).unwrap_or(0)
 }
@@ -388,44 +454,17 @@ async fn metrics_text(base: &str) -> String {
 /// not asked for; /metrics counts the watches and passes promtool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_watchers_feed_targets_requests_and_labels() {
-    let sim = Sim::new(shape());
-    let port = free_port();
-    let mut kubelets = Vec::new();
-    for i in 0..2 {
-        kubelets.push(SimNode::start(&sim, i, &format!("127.0.0.{}", i + 1), port).await);
-    }
-    let api = FakeApi::start();
-    for i in 0..2 {
-        api.apply("nodes", node(i, &format!("127.0.0.{}", i + 1), "True"));
-    }
+    let cluster = Cluster::start(2).await;
+    let (sim, api) = (&cluster.sim, &cluster.api);
     for n in 0..2 {
         for p in 0..2 {
-            api.apply(
-                "pods",
-                pod(
-                    &sim.shape,
-                    n,
-                    p,
-                    100,
-                    json!({"app": "sim", "node": n.to_string()}),
-                    "Running",
-                ),
-            );
+            let labels = json!({"app": "sim", "node": n.to_string()});
+            api.apply("pods", pod(&sim.shape, n, p, 100, labels, "Running"));
         }
     }
     api.apply("pods", json!({"metadata": {"name": "job-done", "namespace": "ns-0"}, "spec": {"containers": [{"name": "x"}]}, "status": {"phase": "Succeeded"}}));
     api.apply("namespaces", json!({"metadata": {"name": "ns-0", "uid": "ns-0-uid", "labels": {"team": "a"}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
-    let source = format!(
-        "kubernetes.summary_api:http://{}?kubeletPort={port}&inClusterConfig=false",
-        api.addr
-    );
-    let agg = Aggregator::start(&[
-        "--source",
-        &source,
-        "--metric-resolution",
-        "1s",
-        "--allow-short-resolution",
-    ]);
+    let agg = Cluster::aggregator(&cluster.source());
     let m = format!("{}/api/v1/model", agg.base);
     until("both nodes", WAIT, || async {
         (try_json(&format!("{m}/nodes")).await?.as_array()?.len() == 2).then_some(())
@@ -610,7 +649,6 @@ async fn kubernetes_watchers_feed_targets_requests_and_labels() {
         "{text}"
     );
     promtool_check(&text);
-    drop(kubelets);
 }
 
 /// `promtool check metrics` parses the text and finds nothing but the one lint kept on
@@ -656,30 +694,12 @@ fn promtool_check(text: &str) {
 /// rounds do not list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_watch_follows_added_not_ready_and_gone_resource_versions() {
-    let sim = Sim::new(shape());
-    let port = free_port();
-    let _k0 = SimNode::start(&sim, 0, "127.0.0.1", port).await;
-    let _k1 = SimNode::start(&sim, 1, "127.0.0.2", port).await;
-    let api = FakeApi::start();
-    api.apply("nodes", node(0, "127.0.0.1", "True"));
-    let source = format!(
-        "kubernetes.summary_api:http://{}?kubeletPort={port}&inClusterConfig=false",
-        api.addr
-    );
-    let agg = Aggregator::start(&[
-        "--source",
-        &source,
-        "--metric-resolution",
-        "1s",
-        "--allow-short-resolution",
-    ]);
-    let usage = |i: usize| {
-        format!(
-            "{}/api/v1/model/nodes/{}/metrics/cpu/usage",
-            agg.base,
-            sim::node_name(i)
-        )
-    };
+    let cluster = Cluster::start(2).await;
+    let api = &cluster.api;
+    // Node 1 only ever arrives through the watch.
+    api.delete_without_event("nodes", &sim::node_name(1));
+    let agg = Cluster::aggregator(&cluster.source());
+    let usage = |i: usize| cluster.usage(&agg, i);
     until("node 0 pulled", WAIT, || async {
         (points(&try_json(&usage(0)).await?) > 0).then_some(())
     })
@@ -768,29 +788,11 @@ async fn node_watch_follows_added_not_ready_and_gone_resource_versions() {
 /// the rounds: the node is still pulled every resolution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_api_server_does_not_stall_the_rounds() {
-    let sim = Sim::new(shape());
-    let port = free_port();
-    let _kubelet = SimNode::start(&sim, 0, "127.0.0.1", port).await;
-    let api = FakeApi::start();
-    api.apply("nodes", node(0, "127.0.0.1", "True"));
-    api.hang("pods");
-    api.hang("namespaces");
-    let source = format!(
-        "kubernetes.summary_api:http://{}?kubeletPort={port}&inClusterConfig=false",
-        api.addr
-    );
-    let agg = Aggregator::start(&[
-        "--source",
-        &source,
-        "--metric-resolution",
-        "1s",
-        "--allow-short-resolution",
-    ]);
-    let url = format!(
-        "{}/api/v1/model/nodes/{}/metrics/cpu/usage",
-        agg.base,
-        sim::node_name(0)
-    );
+    let cluster = Cluster::start(1).await;
+    cluster.api.hang("pods");
+    cluster.api.hang("namespaces");
+    let agg = Cluster::aggregator(&cluster.source());
+    let url = cluster.usage(&agg, 0);
     let started = Instant::now();
     until("six rounds while the pod list hangs", WAIT, || async {
         (points(&try_json(&url).await?) >= 6).then_some(())
@@ -803,52 +805,12 @@ async fn a_hanging_api_server_does_not_stall_the_rounds() {
     );
 }
 
-/// The start-up errors of the source name the option: in-cluster outside a pod, a bad
-/// kubeconfig, an unknown option.
-#[test]
-fn bad_kubernetes_sources_are_named_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad_kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&bad_kubeconfig, "clusters: [not: a: kubeconfig").unwrap();
-    let auth = format!(
-        "kubernetes.summary_api:?inClusterConfig=false&auth={}",
-        bad_kubeconfig.display()
-    );
-    for (source, want) in [
-        (
-            "kubernetes.summary_api:''?inClusterConfig=true",
-            "KUBERNETES_SERVICE_HOST",
-        ),
-        (auth.as_str(), "auth="),
-        (
-            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&bogus=1",
-            "unknown option bogus",
-        ),
-        (
-            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&apiVersion=v2",
-            "apiVersion=v2",
-        ),
-    ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["aggregator", "--listen", "127.0.0.1:0", "--source", source])
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{source}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(want), "{source}: {err}");
-    }
-}
-
 /// `auth=<kubeconfig>` (with `inClusterConfig=false`): the API server and its token come from
 /// the kubeconfig's current context.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_auth_option_reaches_the_api_server() {
-    let sim = Sim::new(shape());
-    let port = free_port();
-    let _kubelet = SimNode::start(&sim, 0, "127.0.0.1", port).await;
-    let api = FakeApi::start();
-    api.apply("nodes", node(0, "127.0.0.1", "True"));
+    let cluster = Cluster::start(1).await;
+    let api = &cluster.api;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -860,21 +822,12 @@ async fn kubeconfig_auth_option_reaches_the_api_server() {
     )
     .unwrap();
     let source = format!(
-        "kubernetes.summary_api:?inClusterConfig=false&kubeletPort={port}&auth={}",
+        "kubernetes.summary_api:?inClusterConfig=false&kubeletPort={}&auth={}",
+        cluster.port,
         kubeconfig.display()
     );
-    let agg = Aggregator::start(&[
-        "--source",
-        &source,
-        "--metric-resolution",
-        "1s",
-        "--allow-short-resolution",
-    ]);
-    let url = format!(
-        "{}/api/v1/model/nodes/{}/metrics/cpu/usage",
-        agg.base,
-        sim::node_name(0)
-    );
+    let agg = Cluster::aggregator(&source);
+    let url = cluster.usage(&agg, 0);
     until("node from the kubeconfig's API server", WAIT, || async {
         (points(&try_json(&url).await?) > 0).then_some(())
     })
