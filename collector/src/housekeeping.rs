@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::discovery::metadata::{Metadata, PodList};
 use crate::discovery::naming::{classify, Kind};
 use crate::discovery::{self, Watcher};
-use crate::proc::fs::{statvfs, FsInfo, IncrementalDu, Usage};
+use crate::proc::fs::{FsInfo, IncrementalDu, StatvfsError, StatvfsPool, Usage};
 use crate::proc::{self, Interface, Node};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -138,6 +138,8 @@ pub struct Collector {
     kubelet_pods: Arc<Mutex<Option<PodList>>>,
     last_kubelet: Option<PodList>,
     du: IncrementalDu,
+    /// statvfs of node filesystems and volumes, off this thread (a hung mount must not stall a pass).
+    statvfs: StatvfsPool,
     /// Node filesystem path → its device from mountinfo (refreshed every sixth pass).
     fs_devices: HashMap<PathBuf, Option<String>>,
     /// pod uid → its volumes as last read.
@@ -152,6 +154,11 @@ pub struct Collector {
     /// The node's boot time (`btime` of /proc/stat), read at start.
     boot_time: Option<SystemTime>,
 }
+
+/// How long a pass waits for the statvfs calls of one step (node filesystems, volumes).
+const STATVFS_TIMEOUT: Duration = Duration::from_secs(1);
+/// statvfs worker threads (a hung mount holds one until its call returns).
+const STATVFS_WORKERS: usize = 4;
 
 /// Housekeeping errors that stop start-up.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +199,7 @@ impl Collector {
             kubelet_pods: Arc::new(Mutex::new(None)),
             last_kubelet: None,
             du: IncrementalDu::new(),
+            statvfs: StatvfsPool::new(STATVFS_WORKERS),
             pod_pids: HashMap::new(),
             volumes: HashMap::new(),
             fs_devices: HashMap::new(),
@@ -460,8 +468,13 @@ impl Collector {
             self.fs_devices.clear();
         }
         let root_path = self.config.root_fs_path.clone();
-        let root_fs = self.node_fs(&root_path);
-        let image_fs = self.node_fs(&self.config.image_fs_path());
+        let image_path = self.config.image_fs_path();
+        let mut stats = self
+            .statvfs
+            .statvfs_all(&[&root_path, &image_path], STATVFS_TIMEOUT)
+            .into_iter();
+        let root_fs = self.node_fs(&root_path, stats.next());
+        let image_fs = self.node_fs(&image_path, stats.next());
         self.stats.passes += 1;
         self.stats.last_duration = started.elapsed();
         Snapshot {
@@ -622,11 +635,15 @@ impl Collector {
     }
 
     /// statvfs of a node filesystem, with its device (mount source) from mountinfo.
-    fn node_fs(&mut self, path: &Path) -> Option<FsInfo> {
-        let mut f = match statvfs(path) {
+    fn node_fs(
+        &mut self,
+        path: &Path,
+        stat: Option<Result<FsInfo, StatvfsError>>,
+    ) -> Option<FsInfo> {
+        let mut f = match stat? {
             Ok(f) => f,
             Err(e) => {
-                self.count_error("statvfs", &format!("{}: {e}", path.display()));
+                self.count_error(e.kind(), &e.to_string());
                 return None;
             }
         };
@@ -661,38 +678,65 @@ impl Collector {
         let refresh = self.stats.passes.is_multiple_of(6);
         let pods_dir = self.config.kubelet_root.join("pods");
         let mut live = HashSet::new();
-        for s in samples.iter_mut() {
+        let mut listed = Vec::new();
+        for s in samples.iter() {
             let Kind::Pod { pod_uid, .. } = &s.kind else {
                 continue;
             };
             live.insert(pod_uid.clone());
             if refresh || !self.volumes.contains_key(pod_uid) {
-                let dirs =
-                    match crate::proc::fs::pod_volume_dirs(&pods_dir.join(pod_uid).join("volumes"))
-                    {
-                        Ok(d) => d,
-                        Err(e) => {
-                            self.count_error("volume", &e.to_string());
-                            Vec::new()
-                        }
-                    };
-                let mut vols = Vec::with_capacity(dirs.len());
-                for dir in dirs {
-                    match statvfs(&dir.path) {
-                        Ok(fs) => vols.push(PodVolume {
-                            dir,
-                            time: SystemTime::now(),
-                            fs,
-                            usage: None,
-                        }),
-                        Err(e) => {
-                            self.count_error("volume", &format!("{}: {e}", dir.path.display()))
-                        }
+                let volumes = pods_dir.join(pod_uid).join("volumes");
+                match crate::proc::fs::pod_volume_dirs(&volumes) {
+                    Ok(d) => listed.push((pod_uid.clone(), d)),
+                    Err(e) => {
+                        self.count_error("volume", &e.to_string());
+                        listed.push((pod_uid.clone(), Vec::new()));
                     }
                 }
-                self.volumes.insert(pod_uid.clone(), vols);
             }
-            s.volumes = self.volumes[pod_uid].clone();
+        }
+        let paths: Vec<&Path> = listed
+            .iter()
+            .flat_map(|(_, dirs)| dirs.iter().map(|d| d.path.as_path()))
+            .collect();
+        let mut stats = self
+            .statvfs
+            .statvfs_all(&paths, STATVFS_TIMEOUT)
+            .into_iter();
+        let now = SystemTime::now();
+        for (uid, dirs) in listed {
+            let before = self.volumes.remove(&uid).unwrap_or_default();
+            let mut vols = Vec::with_capacity(dirs.len());
+            for dir in dirs {
+                match stats.next() {
+                    Some(Ok(fs)) => vols.push(PodVolume {
+                        dir,
+                        time: now,
+                        fs,
+                        usage: None,
+                    }),
+                    Some(Err(e)) => {
+                        let kind = match e {
+                            StatvfsError::Failed { .. } => "volume",
+                            StatvfsError::TimedOut { .. } => e.kind(),
+                        };
+                        self.count_error(kind, &e.to_string());
+                        // Not answered now (a hung mount): the last figures keep their own time.
+                        if let Some(old) = before.iter().find(|v| v.dir.path == dir.path) {
+                            vols.push(old.clone());
+                        }
+                    }
+                    None => {}
+                }
+            }
+            self.volumes.insert(uid, vols);
+        }
+        for s in samples.iter_mut() {
+            if let Kind::Pod { pod_uid, .. } = &s.kind {
+                if let Some(v) = self.volumes.get(pod_uid) {
+                    s.volumes = v.clone();
+                }
+            }
         }
         self.volumes.retain(|k, _| live.contains(k));
     }
@@ -1616,7 +1660,7 @@ mod tests {
                 ("config", "kubernetes.io~configmap", false)
             ]
         );
-        let fs = statvfs(&base).unwrap();
+        let fs = crate::proc::fs::statvfs(&base).unwrap();
         // du of each volume: every entry under it, blocks × 512 (cache: a.bin, sub, sub/b.txt).
         let du = |p: &Path| -> (u64, u64) {
             let mut out = (0, 0);

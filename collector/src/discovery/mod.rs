@@ -250,17 +250,22 @@ mod tests {
         assert!(names.contains("/kubepods/burstable/pod11111111-2222-3333-4444-555555555555"));
     }
 
-    /// Nested directories created in quick succession (like a runtime creating
-    /// `kubepods/<qos>/pod<uid>/<id>`) are all reported, including those created after the
-    /// parent's create event was read but before a watch was on the parent.
-    #[test]
-    fn watcher_sees_every_level_of_quickly_created_trees() {
+    /// A temporary v2 root (with `cgroup.controllers`) and a watcher on it.
+    fn watched_v2_root() -> (tempfile::TempDir, Watcher) {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
         let layout = Layout::detect(tmp.path()).unwrap();
         let (watcher, errors) = Watcher::start(&layout);
         assert!(errors.is_empty(), "{errors:?}");
-        let watcher = watcher.unwrap();
+        (tmp, watcher.unwrap())
+    }
+
+    /// Nested directories created in quick succession (like a runtime creating
+    /// `kubepods/<qos>/pod<uid>/<id>`) are all reported, including those created after the
+    /// parent's create event was read but before a watch was on the parent.
+    #[test]
+    fn watcher_sees_every_level_of_quickly_created_trees() {
+        let (tmp, watcher) = watched_v2_root();
         let mut want = BTreeSet::new();
         for i in 0..200 {
             let mut p = tmp.path().to_path_buf();
@@ -288,12 +293,7 @@ mod tests {
 
     #[test]
     fn watcher_sees_creation_and_removal() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
-        let layout = Layout::detect(tmp.path()).unwrap();
-        let (watcher, errors) = Watcher::start(&layout);
-        assert!(errors.is_empty(), "{errors:?}");
-        let watcher = watcher.unwrap();
+        let (tmp, watcher) = watched_v2_root();
         std::fs::create_dir_all(tmp.path().join("kubepods/podx/abc")).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut created = BTreeSet::new();

@@ -1,8 +1,10 @@
-//! Filesystem capacity (statvfs) and bounded-cost directory usage (an incremental walk with a per-pass budget).
+//! Filesystem capacity (statvfs, off the pass on worker threads with a deadline) and bounded-cost directory usage (an incremental walk with a per-pass budget).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Capacity and usage of a mounted filesystem.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +37,144 @@ pub fn statvfs(path: &Path) -> std::io::Result<FsInfo> {
         inodes: s.f_files,
         inodes_free: s.f_ffree,
     })
+}
+
+/// A statvfs that failed or did not return in time.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatvfsError {
+    #[error("statvfs {path}: {message}")]
+    Failed { path: PathBuf, message: String },
+    /// The call is still running (a hung network mount): the pass went on without it, and the
+    /// path is not queried again until that call returns.
+    #[error("statvfs {path} has not returned after {waited:?} (hung mount?)")]
+    TimedOut { path: PathBuf, waited: Duration },
+}
+
+impl StatvfsError {
+    /// The kind under which this error is counted in the self-metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StatvfsError::Failed { .. } => "statvfs",
+            StatvfsError::TimedOut { .. } => "statvfs_timeout",
+        }
+    }
+}
+
+type StatFn = fn(&Path) -> std::io::Result<FsInfo>;
+
+struct StatJob {
+    path: PathBuf,
+    index: usize,
+    reply: mpsc::Sender<(usize, std::io::Result<FsInfo>)>,
+}
+
+/// statvfs on a few worker threads, with a deadline: a hung mount (an NFS server gone) stalls
+/// one worker, never the housekeeping pass. A path whose call has not returned is reported as
+/// timed out at once on later passes, so it holds at most one worker.
+pub struct StatvfsPool {
+    jobs: mpsc::Sender<StatJob>,
+    in_flight: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl StatvfsPool {
+    /// `workers` threads calling `statvfs`.
+    pub fn new(workers: usize) -> Self {
+        Self::with_fn(workers, statvfs)
+    }
+
+    /// The same with another statvfs function (tests simulate a hung mount with it).
+    pub fn with_fn(workers: usize, stat: StatFn) -> Self {
+        let (jobs, rx) = mpsc::channel::<StatJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let in_flight = in_flight.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("statvfs-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                        Ok(job) => job,
+                        Err(_) => break, // the pool was dropped
+                    };
+                    let r = stat(&job.path);
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&job.path);
+                    let _ = job.reply.send((job.index, r));
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start a statvfs worker");
+            }
+        }
+        StatvfsPool { jobs, in_flight }
+    }
+
+    /// statvfs of each path (in order), waiting `timeout` at most for all of them together.
+    pub fn statvfs_all(
+        &self,
+        paths: &[&Path],
+        timeout: Duration,
+    ) -> Vec<Result<FsInfo, StatvfsError>> {
+        let (reply, results) = mpsc::channel();
+        let mut out: Vec<Option<Result<FsInfo, StatvfsError>>> = vec![None; paths.len()];
+        let mut pending = 0;
+        for (index, path) in paths.iter().enumerate() {
+            // The same path twice in one call is asked once.
+            if paths[..index].contains(path) {
+                continue;
+            }
+            let fresh = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(path.to_path_buf());
+            if !fresh {
+                out[index] = Some(Err(StatvfsError::TimedOut {
+                    path: path.to_path_buf(),
+                    waited: timeout,
+                }));
+                continue;
+            }
+            let job = StatJob {
+                path: path.to_path_buf(),
+                index,
+                reply: reply.clone(),
+            };
+            if self.jobs.send(job).is_err() {
+                out[index] = Some(Err(StatvfsError::Failed {
+                    path: path.to_path_buf(),
+                    message: "no statvfs worker".into(),
+                }));
+                continue;
+            }
+            pending += 1;
+        }
+        let deadline = Instant::now() + timeout;
+        while pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((index, r)) = results.recv_timeout(left) else {
+                break;
+            };
+            pending -= 1;
+            out[index] = Some(r.map_err(|e| StatvfsError::Failed {
+                path: paths[index].to_path_buf(),
+                message: e.to_string(),
+            }));
+        }
+        (0..paths.len())
+            .map(|i| {
+                let first = paths.iter().position(|p| *p == paths[i]).unwrap_or(i);
+                out[first].clone().unwrap_or_else(|| {
+                    Err(StatvfsError::TimedOut {
+                        path: paths[i].to_path_buf(),
+                        waited: timeout,
+                    })
+                })
+            })
+            .collect()
+    }
 }
 
 /// The device (mount source, e.g. `/dev/sda1`; `tmpfs`, `overlay` for virtual filesystems) of
@@ -303,6 +443,57 @@ impl IncrementalDu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// statvfs answering for "/" after 1.5 s when the path ends in `hung`.
+    fn slow_stat(path: &Path) -> std::io::Result<FsInfo> {
+        if path.ends_with("hung") {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        statvfs(Path::new("/")).map(|f| FsInfo {
+            path: path.to_path_buf(),
+            ..f
+        })
+    }
+
+    #[test]
+    fn a_hung_statvfs_does_not_stall_the_caller() {
+        let pool = StatvfsPool::with_fn(2, slow_stat);
+        let (hung, root) = (Path::new("/mnt/hung"), Path::new("/"));
+        let t = Instant::now();
+        let r = pool.statvfs_all(&[hung, root, root], Duration::from_millis(300));
+        assert!(
+            t.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(
+            matches!(&r[0], Err(StatvfsError::TimedOut { path, .. }) if path == hung),
+            "{r:?}"
+        );
+        assert!(r[1].as_ref().is_ok_and(|f| f.capacity > 0), "{r:?}");
+        assert_eq!(r[2], r[1], "the same path twice is asked once");
+        // Still hanging: not asked again, answered at once.
+        let t = Instant::now();
+        let r = pool.statvfs_all(&[hung], Duration::from_secs(5));
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(r[0].as_ref().unwrap_err().kind(), "statvfs_timeout");
+        // Once the call has returned the path is asked again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.statvfs_all(&[hung], Duration::from_secs(3))[0].is_err() {
+            assert!(Instant::now() < deadline, "the hung path never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // A failing call is an error naming the path.
+        let missing = Path::new("/nonexistent/vigil-statvfs");
+        let r = StatvfsPool::new(1).statvfs_all(&[missing], Duration::from_secs(5));
+        let e = r[0].as_ref().unwrap_err();
+        assert_eq!(e.kind(), "statvfs");
+        assert!(e.to_string().contains("/nonexistent/vigil-statvfs"), "{e}");
+    }
 
     #[test]
     fn retain_forgets_gone_trees() {
