@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vigil_aggregator::processors::Processor;
+use vigil_aggregator::processors::{Decoder, Processor};
 use vigil_aggregator::sim::{self, Shape, Sim};
 use vigil_aggregator::store::Store;
 
@@ -35,10 +35,11 @@ fn bench(c: &mut Criterion) {
         // Steady state: each iteration is the next round (15 s later) of a warm processor and store.
         let store = Store::new(15 * 60 * 1000, 10_000_000);
         let mut proc = Processor::new(Duration::from_secs(900));
+        let decoder = Decoder::default();
         let mut t = Utc::now();
         for _ in 0..2 {
             t += chrono::Duration::seconds(15);
-            let batch = proc.process(t, &sim::parse_bodies(&sim::bodies(&sim, t)));
+            let batch = proc.process_owned(t, sim::decode_bodies(&decoder, &sim::bodies(&sim, t)));
             store.ingest(&batch).unwrap();
         }
         g.bench_function(BenchmarkId::new("parse_process_store", nodes), |b| {
@@ -48,7 +49,7 @@ fn bench(c: &mut Criterion) {
                     t += chrono::Duration::seconds(15);
                     let bodies = sim::bodies(&sim, t);
                     let start = Instant::now();
-                    let batch = proc.process(t, &sim::parse_bodies(&bodies));
+                    let batch = proc.process_owned(t, sim::decode_bodies(&decoder, &bodies));
                     store.ingest(&batch).unwrap();
                     total += start.elapsed();
                 }

@@ -31,19 +31,19 @@ fn main() {
     let sim = Sim::new(Shape::heapster(nodes));
     let store = Store::new(15 * 60 * 1000, 10_000_000);
     let mut proc = Processor::new(Duration::from_secs(900));
+    let decoder = vigil_aggregator::processors::Decoder::default();
     let mut latest = None;
     let mut t = Utc::now();
     for r in 1..=rounds {
         t += chrono::Duration::seconds(15);
         let bodies = sim::bodies(&sim, t);
         let base = mb();
-        let docs = sim::parse_bodies(&bodies);
+        let docs = sim::decode_bodies(&decoder, &bodies);
         let docs_mb = mb() - base;
         drop(bodies);
         let before_proc = mb();
-        let batch = proc.process(t, &docs);
+        let batch = proc.process_owned(t, docs);
         let proc_mb = mb() - before_proc;
-        drop(docs);
         let before_store = mb();
         store.ingest(&batch).unwrap();
         let store_delta = mb() - before_store;
@@ -51,7 +51,7 @@ fn main() {
         latest = Some(std::sync::Arc::new(batch));
         let after = mb();
         println!(
-            "round={r} live_MB={after:.1} parsed_docs_MB={docs_mb:.1} process_MB(new batch + rate state delta)={proc_mb:.1} store_delta_MB={store_delta:.1} live_before_old_batch_dropped_MB={peak_hint:.1} points_bytes_MB={:.1}",
+            "round={r} live_MB={after:.1} decoded_docs_MB={docs_mb:.1} process_MB(new batch + rate state delta)={proc_mb:.1} store_delta_MB={store_delta:.1} live_before_old_batch_dropped_MB={peak_hint:.1} points_bytes_MB={:.1}",
             store.points_heap_bytes() as f64 / 1e6
         );
     }

@@ -51,6 +51,7 @@ fn main() {
     let sim = Sim::new(Shape::heapster(nodes));
     let store = Store::new(15 * 60 * 1000, 10_000_000);
     let mut proc = Processor::new(Duration::from_secs(900));
+    let decoder = vigil_aggregator::processors::Decoder::default();
     let mut latest = None;
     let mut t = Utc::now();
     let mut busy = 0.0f64;
@@ -58,9 +59,9 @@ fn main() {
         t += chrono::Duration::seconds(15);
         let bodies = sim::bodies(&sim, t);
         let start = cpu_seconds();
-        let docs = sim::parse_bodies(&bodies);
+        // As the live aggregator: each body is decoded straight into its node's sets.
+        let docs = sim::decode_bodies(&decoder, &bodies);
         drop(bodies);
-        // As the live aggregator: each document is dropped once decoded.
         let batch = proc.process_owned(t, docs);
         store.ingest(&batch).unwrap();
         // The live aggregator keeps the newest batch for /api/v1/metric-export and the sinks.

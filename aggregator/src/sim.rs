@@ -91,16 +91,29 @@ pub fn bodies(sim: &Sim, at: DateTime<Utc>) -> Vec<Vec<u8>> {
     (0..sim.shape.nodes).map(|i| serde_json::to_vec(&sim.summary(i, at)).expect("serialize")).collect()
 }
 
-/// The documents parsed as a round parses them (8 cores per node).
-pub fn parse_bodies(bodies: &[Vec<u8>]) -> Vec<crate::processors::NodeDoc> {
+/// The documents decoded as a live round decodes them (8 cores per node); `decoder` keeps each
+/// node's label maps between rounds, as the scraper's does.
+pub fn decode_bodies(
+    decoder: &crate::processors::Decoder,
+    bodies: &[Vec<u8>],
+) -> Vec<crate::processors::NodeDoc> {
     bodies
         .iter()
-        .map(|b| crate::processors::NodeDoc {
-            fallback_name: String::new(),
-            url: String::new(),
-            summary: serde_json::from_slice::<Summary>(b).expect("simulated document parses"),
-            cpu_cores: Some(8.0),
+        .enumerate()
+        .map(|(i, b)| {
+            decoder
+                .decode(&node_name(i), "", Some(8.0), b)
+                .expect("simulated document decodes")
         })
+        .collect()
+}
+
+/// The documents parsed into the collector's owned `Summary` tree: the floor of the criterion
+/// round bench (what parsing alone costs with the wire types).
+pub fn parse_bodies(bodies: &[Vec<u8>]) -> Vec<Summary> {
+    bodies
+        .iter()
+        .map(|b| serde_json::from_slice::<Summary>(b).expect("simulated document parses"))
         .collect()
 }
 

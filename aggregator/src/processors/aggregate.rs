@@ -2,7 +2,9 @@
 //! (heapster metrics/processors/{pod,namespace,node,cluster}_aggregator.go,
 //! node_autoscaling_enricher.go).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 
 use super::decode::{namespace_key, pod_key};
 use super::names::*;
@@ -27,7 +29,7 @@ pub fn pods(batch: &mut Batch) {
     // Keyed by the labels borrowed from the batch (no key built per container); a pod's labels
     // are derived from its first container only when the pod has no set of its own.
     type Sums<'a> = (BTreeMap<Name, MetricValue>, &'a SetLabels);
-    let mut sums: HashMap<(&str, &str), Sums<'_>> = HashMap::new();
+    let mut sums: FxHashMap<(&str, &str), Sums<'_>> = FxHashMap::default();
     for set in batch
         .sets
         .values()
@@ -72,19 +74,18 @@ pub fn pods(batch: &mut Batch) {
 /// Namespaces sum their pods; nodes add their pods' requests and limits; the cluster sums
 /// the namespaces.
 pub fn namespaces_nodes_cluster(batch: &mut Batch) {
-    let mut namespaces: BTreeMap<String, BTreeMap<Name, MetricValue>> = BTreeMap::new();
-    let mut nodes: BTreeMap<String, BTreeMap<Name, MetricValue>> = BTreeMap::new();
+    node_requests(batch);
+    let mut namespaces = NamespaceSums::default();
+    namespaces.add_pods(batch);
+    namespaces.finish(batch);
+}
+
+/// Nodes add their pods' requests and limits (pods by their `nodename` label).
+pub fn node_requests(batch: &mut Batch) {
+    let mut nodes: FxHashMap<&str, BTreeMap<Name, MetricValue>> = FxHashMap::default();
     for set in batch.sets.values().filter(|s| kind(s) == set_type::POD) {
-        if let Some(ns) = set.labels.get(LABEL_NAMESPACE_NAME) {
-            let e = namespaces.entry(ns.clone()).or_default();
-            for name in AGGREGATED {
-                if let Some(v) = set.values.get(name) {
-                    add(e, name, *v);
-                }
-            }
-        }
         if let Some(node) = set.labels.get(LABEL_NODENAME) {
-            let e = nodes.entry(node.clone()).or_default();
+            let e = nodes.entry(node.as_str()).or_default();
             for name in [CPU_REQUEST, CPU_LIMIT, MEMORY_REQUEST, MEMORY_LIMIT] {
                 if let Some(v) = set.values.get(name) {
                     add(e, name, *v);
@@ -92,40 +93,77 @@ pub fn namespaces_nodes_cluster(batch: &mut Batch) {
             }
         }
     }
-    let mut cluster = BTreeMap::new();
-    for (ns, values) in namespaces {
-        for (name, v) in &values {
-            add(&mut cluster, name, *v);
-        }
-        let mut labels = BTreeMap::new();
-        labels.insert(LABEL_TYPE.to_string(), set_type::NAMESPACE.to_string());
-        labels.insert(LABEL_NAMESPACE_NAME.to_string(), ns.clone());
-        let set = batch
-            .sets
-            .entry(namespace_key(&ns))
-            .or_insert_with(|| MetricSet {
-                labels: std::sync::Arc::new(labels),
-                ..MetricSet::default()
-            });
-        set.values.extend(values);
-    }
-    for (node, values) in nodes {
-        if let Some(set) = batch.sets.get_mut(&super::decode::node_key(&node)) {
+    let nodes: Vec<(String, BTreeMap<Name, MetricValue>)> = nodes
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (super::decode::node_key(k), v))
+        .collect();
+    for (node_key, values) in nodes {
+        if let Some(set) = batch.sets.get_mut(&node_key) {
             for (name, v) in values {
                 set.values.entry(name).or_insert(v);
             }
         }
     }
-    let set = batch
-        .sets
-        .entry("cluster".to_string())
-        .or_insert_with(|| MetricSet {
-            labels: std::sync::Arc::new(
-                [(LABEL_TYPE.to_string(), set_type::CLUSTER.to_string())].into(),
-            ),
-            ..MetricSet::default()
-        });
-    set.values.extend(cluster);
+}
+
+/// Namespace sums of pods, accumulated over a round's nodes, then the namespace and cluster
+/// sets.
+#[derive(Default)]
+pub struct NamespaceSums {
+    namespaces: BTreeMap<String, BTreeMap<Name, MetricValue>>,
+}
+
+impl NamespaceSums {
+    /// Adds the pods of `batch` (one node's part of the round, or all of it).
+    pub fn add_pods(&mut self, batch: &Batch) {
+        for set in batch.sets.values().filter(|s| kind(s) == set_type::POD) {
+            if let Some(ns) = set.labels.get(LABEL_NAMESPACE_NAME) {
+                let e = match self.namespaces.get_mut(ns.as_str()) {
+                    Some(e) => e,
+                    None => self.namespaces.entry(ns.clone()).or_default(),
+                };
+                for name in AGGREGATED {
+                    if let Some(v) = set.values.get(name) {
+                        add(e, name, *v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts the namespace sets and the cluster set into `batch`.
+    pub fn finish(self, batch: &mut Batch) {
+        let mut cluster = BTreeMap::new();
+        for (ns, values) in self.namespaces {
+            for (name, v) in &values {
+                add(&mut cluster, name, *v);
+            }
+            let set = batch
+                .sets
+                .entry(namespace_key(&ns))
+                .or_insert_with(|| {
+                    let mut labels = BTreeMap::new();
+                    labels.insert(LABEL_TYPE.to_string(), set_type::NAMESPACE.to_string());
+                    labels.insert(LABEL_NAMESPACE_NAME.to_string(), ns.clone());
+                    MetricSet {
+                        labels: std::sync::Arc::new(labels),
+                        ..MetricSet::default()
+                    }
+                });
+            set.values.extend(values);
+        }
+        let set = batch
+            .sets
+            .entry("cluster".to_string())
+            .or_insert_with(|| MetricSet {
+                labels: std::sync::Arc::new(
+                    [(LABEL_TYPE.to_string(), set_type::CLUSTER.to_string())].into(),
+                ),
+                ..MetricSet::default()
+            });
+        set.values.extend(cluster);
+    }
 }
 
 /// `*/node_utilization` and `*/node_reservation` as shares of allocatable.

@@ -1,19 +1,30 @@
 //! Turns a kubelet Summary document into Heapster's metric sets (heapster
-//! metrics/sources/summary/summary.go): node, system containers, pods and their containers.
+//! metrics/sources/summary/summary.go): node, system containers, pods and their containers,
+//! straight from the response body (borrowed strings, no intermediate `Summary` tree).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use vigil_collector::summary::{
-    ContainerStats, CpuStats, FsStats, MemoryStats, NetworkStats, NodeStats, PodStats, Summary,
-    VigilSpec,
-};
+use rustc_hash::FxHashMap;
+use vigil_collector::summary::VigilSpec;
 
 use super::names::*;
+use super::wire;
 use crate::batch::{
-    intern_name, resource_labels, set_type, Batch, LabeledMetric, MetricLabels, MetricSet,
-    MetricValue, Name,
+    intern_name, resource_labels, set_type, LabeledMetric, MetricLabels, MetricSet, MetricValue,
+    Name, SetLabels,
 };
+
+/// Why a node's document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{field} is not an RFC 3339 time: {value:?}")]
+    Time { field: &'static str, value: String },
+}
 
 /// Heapster's legacy names of the kubelet's system containers.
 pub fn system_container_name(name: &str) -> &str {
@@ -40,6 +51,78 @@ pub fn pod_container_key(ns: &str, pod: &str, container: &str) -> String {
     format!("namespace:{ns}/pod:{pod}/container:{container}")
 }
 
+/// The label maps one target's previous document decoded to, by set key, with the pod UID they
+/// were built for: an entity whose node, key and UID are unchanged gets the same `Arc` back (no
+/// map built, and the rate pass and the store see the same pointer as last round).
+#[derive(Default)]
+pub struct NodeCache {
+    node: String,
+    labels: FxHashMap<String, (String, SetLabels)>,
+}
+
+/// One document's use of a [`NodeCache`]: entries found move from `old` to `new`; what is left
+/// in `old` at the end (vanished sets) is dropped.
+struct Labels {
+    old: FxHashMap<String, (String, SetLabels)>,
+    new: FxHashMap<String, (String, SetLabels)>,
+}
+
+impl Labels {
+    /// The key of a set and its shared labels, reusing last round's when `uid` matches.
+    fn get(
+        &mut self,
+        key: String,
+        uid: &str,
+        build: impl FnOnce() -> BTreeMap<String, String>,
+    ) -> (String, SetLabels) {
+        let (key, labels) = match self.old.remove_entry(&key) {
+            Some((k, (u, l))) if u == uid => {
+                let labels = l.clone();
+                self.new.insert(k, (u, l));
+                return (key, labels);
+            }
+            _ => (key, Arc::new(build())),
+        };
+        self.new
+            .insert(key.clone(), (uid.to_string(), labels.clone()));
+        (key, labels)
+    }
+}
+
+/// Parses RFC 3339 times, remembering the last one (a kubelet stamps many figures of a document
+/// with the same few times).
+#[derive(Default)]
+struct Times {
+    last: String,
+    parsed: Option<DateTime<Utc>>,
+}
+
+impl Times {
+    fn get(
+        &mut self,
+        field: &'static str,
+        s: Option<&Cow<'_, str>>,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        let Some(s) = s else { return Ok(None) };
+        if self.parsed.is_some() && self.last == **s {
+            return Ok(self.parsed);
+        }
+        // chrono's `FromStr` (what a `DateTime` field deserializes with) accepts a little more
+        // than RFC 3339; try the strict fast parser first and fall back to it.
+        let t = DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|_| s.parse::<DateTime<Utc>>())
+            .map_err(|_| Error::Time {
+                field,
+                value: s.to_string(),
+            })?;
+        self.last.clear();
+        self.last.push_str(s);
+        self.parsed = Some(t);
+        Ok(Some(t))
+    }
+}
+
 fn int(set: &mut MetricSet, name: Name, v: Option<u64>) {
     if let Some(v) = v {
         set.values
@@ -57,30 +140,29 @@ fn labeled(set: &mut MetricSet, name: Name, labels: &MetricLabels, v: Option<u64
     }
 }
 
+/// When the figures were read: the CPU's time, else the memory's, else the network's.
 fn scrape_time(
-    cpu: Option<&CpuStats>,
-    mem: Option<&MemoryStats>,
-    net: Option<&NetworkStats>,
-) -> Option<DateTime<Utc>> {
-    cpu.and_then(|c| c.time)
-        .or_else(|| mem.and_then(|m| m.time))
-        .or_else(|| net.and_then(|n| n.time))
-}
-
-fn uptime(set: &mut MetricSet, start: Option<DateTime<Utc>>, now: DateTime<Utc>) {
-    if let Some(start) = start {
-        let ms = (now - start).num_milliseconds().max(0);
-        set.values.insert(UPTIME, MetricValue::Int(ms));
+    times: &mut Times,
+    cpu: Option<&wire::Cpu>,
+    mem: Option<&wire::Memory>,
+    net: Option<&wire::Network>,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    if let Some(t) = cpu.and_then(|c| c.time.as_ref()) {
+        return times.get("cpu.time", Some(t));
     }
+    if let Some(t) = mem.and_then(|m| m.time.as_ref()) {
+        return times.get("memory.time", Some(t));
+    }
+    times.get("network.time", net.and_then(|n| n.time.as_ref()))
 }
 
-fn cpu(set: &mut MetricSet, c: Option<&CpuStats>) {
+fn cpu(set: &mut MetricSet, c: Option<&wire::Cpu>) {
     if let Some(c) = c {
         int(set, CPU_USAGE, c.usage_core_nano_seconds);
     }
 }
 
-fn memory(set: &mut MetricSet, m: Option<&MemoryStats>) {
+fn memory(set: &mut MetricSet, m: Option<&wire::Memory>) {
     if let Some(m) = m {
         int(set, MEMORY_USAGE, m.usage_bytes);
         int(set, MEMORY_WORKING_SET, m.working_set_bytes);
@@ -90,10 +172,9 @@ fn memory(set: &mut MetricSet, m: Option<&MemoryStats>) {
     }
 }
 
-fn network(set: &mut MetricSet, n: Option<&NetworkStats>) {
-    if let Some(n) = n {
+fn network(set: &mut MetricSet, n: Option<&wire::Network>) {
+    if let Some(i) = n {
         // The inlined default interface, as Heapster reads it.
-        let i = &n.default_interface;
         int(set, NETWORK_RX, i.rx_bytes);
         int(set, NETWORK_RX_ERRORS, i.rx_errors);
         int(set, NETWORK_TX, i.tx_bytes);
@@ -101,7 +182,7 @@ fn network(set: &mut MetricSet, n: Option<&NetworkStats>) {
     }
 }
 
-fn fs(set: &mut MetricSet, resource_id: &str, f: Option<&FsStats>) {
+fn fs(set: &mut MetricSet, resource_id: &str, f: Option<&wire::Fs>) {
     if let Some(f) = f {
         let labels = resource_labels(resource_id);
         labeled(set, FILESYSTEM_USAGE, &labels, f.used_bytes);
@@ -121,23 +202,41 @@ fn base_labels(node: &str) -> BTreeMap<String, String> {
     .into()
 }
 
-fn container(
-    labels: &BTreeMap<String, String>,
+/// A container's labels: the node's (or the pod's) plus `type` and `container_name`.
+fn container_labels(
+    mut labels: BTreeMap<String, String>,
     kind: &str,
     name: &str,
-    c: &ContainerStats,
-    now: DateTime<Utc>,
-) -> MetricSet {
+) -> BTreeMap<String, String> {
+    labels.insert(LABEL_TYPE.to_string(), kind.to_string());
+    labels.insert(LABEL_CONTAINER_NAME.to_string(), name.to_string());
+    labels
+}
+
+fn pod_labels(node: &str, r: &wire::PodRef) -> BTreeMap<String, String> {
+    let mut labels = base_labels(node);
+    labels.insert(LABEL_POD_ID.to_string(), r.uid.to_string());
+    labels.insert(LABEL_POD_NAME.to_string(), r.name.to_string());
+    labels.insert(LABEL_NAMESPACE_NAME.to_string(), r.namespace.to_string());
+    labels
+}
+
+fn container(
+    labels: SetLabels,
+    c: &wire::Container,
+    times: &mut Times,
+) -> Result<MetricSet, Error> {
+    // Sized once: five filesystem figures per filesystem, three per accelerator (a vector
+    // grown by pushes would hold up to 16 slots for a container's 10).
+    let n_labeled = 5 * (c.rootfs.is_some() as usize + c.logs.is_some() as usize)
+        + 3 * c.accelerators.len();
     let mut set = MetricSet {
-        create_time: c.start_time,
-        scrape_time: scrape_time(c.cpu.as_ref(), c.memory.as_ref(), None),
-        labels: std::sync::Arc::new(labels.clone()),
+        create_time: times.get("startTime", c.start_time.as_ref())?,
+        scrape_time: scrape_time(times, c.cpu.as_ref(), c.memory.as_ref(), None)?,
+        labels,
+        labeled: Vec::with_capacity(n_labeled),
         ..MetricSet::default()
     };
-    std::sync::Arc::make_mut(&mut set.labels).insert(LABEL_TYPE.to_string(), kind.to_string());
-    std::sync::Arc::make_mut(&mut set.labels)
-        .insert(LABEL_CONTAINER_NAME.to_string(), name.to_string());
-    uptime(&mut set, c.start_time, now);
     cpu(&mut set, c.cpu.as_ref());
     memory(&mut set, c.memory.as_ref());
     fs(&mut set, "/", c.rootfs.as_ref());
@@ -151,7 +250,7 @@ fn container(
         });
     int(&mut set, EPHEMERAL_STORAGE_USAGE, eph);
     for acc in &c.accelerators {
-        let l: MetricLabels = std::sync::Arc::new(BTreeMap::from([
+        let l: MetricLabels = Arc::new(BTreeMap::from([
             ("make".to_string(), acc.make.clone()),
             ("model".to_string(), acc.model.clone()),
             ("accelerator_id".to_string(), acc.id.clone()),
@@ -173,20 +272,32 @@ fn container(
             );
         }
     }
-    set
+    Ok(set)
 }
 
-fn node(batch: &mut Batch, name: &str, n: &NodeStats, now: DateTime<Utc>) {
-    let labels = base_labels(name);
+fn node(
+    out: &mut Vec<(String, MetricSet)>,
+    cache: &mut Labels,
+    times: &mut Times,
+    name: &str,
+    n: &wire::Node,
+) -> Result<(), Error> {
+    let (key, labels) = cache.get(node_key(name), "", || {
+        let mut l = base_labels(name);
+        l.insert(LABEL_TYPE.to_string(), set_type::NODE.to_string());
+        l
+    });
     let mut set = MetricSet {
-        create_time: n.start_time,
-        scrape_time: scrape_time(n.cpu.as_ref(), n.memory.as_ref(), n.network.as_ref()),
-        labels: std::sync::Arc::new(labels.clone()),
+        create_time: times.get("node.startTime", n.start_time.as_ref())?,
+        scrape_time: scrape_time(
+            times,
+            n.cpu.as_ref(),
+            n.memory.as_ref(),
+            n.network.as_ref(),
+        )?,
+        labels,
         ..MetricSet::default()
     };
-    std::sync::Arc::make_mut(&mut set.labels)
-        .insert(LABEL_TYPE.to_string(), set_type::NODE.to_string());
-    uptime(&mut set, n.start_time, now);
     cpu(&mut set, n.cpu.as_ref());
     memory(&mut set, n.memory.as_ref());
     network(&mut set, n.network.as_ref());
@@ -219,52 +330,120 @@ fn node(batch: &mut Batch, name: &str, n: &NodeStats, now: DateTime<Utc>) {
             );
         }
     }
-    batch.sets.insert(node_key(name), set);
+    out.push((key, set));
     for c in &n.system_containers {
         let cname = system_container_name(&c.name);
-        batch.sets.insert(
-            node_container_key(name, cname),
-            container(&labels, set_type::SYS_CONTAINER, cname, c, now),
-        );
+        let (key, labels) = cache.get(node_container_key(name, cname), "", || {
+            container_labels(base_labels(name), set_type::SYS_CONTAINER, cname)
+        });
+        out.push((key, container(labels, c, times)?));
     }
+    Ok(())
 }
 
-fn pod(batch: &mut Batch, node_name: &str, p: &PodStats, now: DateTime<Utc>) {
+fn pod(
+    out: &mut Vec<(String, MetricSet)>,
+    cache: &mut Labels,
+    times: &mut Times,
+    node_name: &str,
+    p: &wire::Pod,
+) -> Result<(), Error> {
     let r = &p.pod_ref;
-    let mut labels = base_labels(node_name);
-    labels.insert(LABEL_POD_ID.to_string(), r.uid.clone());
-    labels.insert(LABEL_POD_NAME.to_string(), r.name.clone());
-    labels.insert(LABEL_NAMESPACE_NAME.to_string(), r.namespace.clone());
+    let (key, labels) = cache.get(pod_key(&r.namespace, &r.name), &r.uid, || {
+        let mut l = pod_labels(node_name, r);
+        l.insert(LABEL_TYPE.to_string(), set_type::POD.to_string());
+        l
+    });
     let mut set = MetricSet {
-        create_time: p.start_time,
-        scrape_time: scrape_time(p.cpu.as_ref(), p.memory.as_ref(), p.network.as_ref()),
-        labels: std::sync::Arc::new(labels.clone()),
+        create_time: times.get("pod.startTime", p.start_time.as_ref())?,
+        scrape_time: scrape_time(
+            times,
+            p.cpu.as_ref(),
+            p.memory.as_ref(),
+            p.network.as_ref(),
+        )?,
+        labels,
+        labeled: Vec::with_capacity(5 * p.volume.len()),
         ..MetricSet::default()
     };
-    std::sync::Arc::make_mut(&mut set.labels)
-        .insert(LABEL_TYPE.to_string(), set_type::POD.to_string());
-    uptime(&mut set, p.start_time, now);
     cpu(&mut set, p.cpu.as_ref());
     memory(&mut set, p.memory.as_ref());
     network(&mut set, p.network.as_ref());
     for v in &p.volume {
-        fs(&mut set, &format!("Volume:{}", v.name), Some(&v.fs));
+        fs(&mut set, &format!("Volume:{}", v.name), Some(&v.fs()));
     }
     int(
         &mut set,
         EPHEMERAL_STORAGE_USAGE,
         p.ephemeral_storage.as_ref().and_then(|f| f.used_bytes),
     );
-    batch.sets.insert(pod_key(&r.namespace, &r.name), set);
+    out.push((key, set));
     for c in &p.containers {
-        let mut set = container(&labels, set_type::POD_CONTAINER, &c.name, c, now);
+        let (key, labels) = cache.get(
+            pod_container_key(&r.namespace, &r.name, &c.name),
+            &r.uid,
+            || container_labels(pod_labels(node_name, r), set_type::POD_CONTAINER, &c.name),
+        );
+        let mut set = container(labels, c, times)?;
         if let Some(spec) = &c.vigil_spec {
             derived_requests_and_limits(&mut set, spec);
         }
-        batch
-            .sets
-            .insert(pod_container_key(&r.namespace, &r.name, &c.name), set);
+        out.push((key, set));
     }
+    Ok(())
+}
+
+/// One node's document decoded: its name and its sets, node first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSets {
+    pub node_name: String,
+    pub sets: Vec<(String, MetricSet)>,
+}
+
+/// Decodes one node's document. `fallback_name` names the node when the document does not;
+/// `cache` is this target's (label maps of its previous document). `uptime` is left to the
+/// processor, which knows the round's time.
+pub fn decode_document(
+    body: &[u8],
+    fallback_name: &str,
+    cache: &mut NodeCache,
+) -> Result<NodeSets, Error> {
+    let doc: wire::Summary = serde_json::from_slice(body)?;
+    let name: &str = if doc.node.node_name.is_empty() {
+        fallback_name
+    } else {
+        &doc.node.node_name
+    };
+    let old = if cache.node == name {
+        std::mem::take(&mut cache.labels)
+    } else {
+        FxHashMap::default()
+    };
+    let mut labels = Labels {
+        new: FxHashMap::with_capacity_and_hasher(old.len(), Default::default()),
+        old,
+    };
+    let containers: usize = doc.pods.iter().map(|p| p.containers.len()).sum();
+    let mut sets =
+        Vec::with_capacity(1 + doc.node.system_containers.len() + doc.pods.len() + containers);
+    let mut times = Times::default();
+    let r = (|| {
+        node(&mut sets, &mut labels, &mut times, name, &doc.node)?;
+        for p in &doc.pods {
+            pod(&mut sets, &mut labels, &mut times, name, p)?;
+        }
+        Ok(())
+    })();
+    // Keep what was found even when the document is refused half-way; a refused document's
+    // sets are not used.
+    cache.labels = labels.new;
+    if cache.node != name {
+        cache.node = name.to_string();
+    }
+    r.map(|()| NodeSets {
+        node_name: name.to_string(),
+        sets,
+    })
 }
 
 /// CFS period the kernel uses when none was reported (µs).
@@ -325,42 +504,25 @@ fn derived_requests_and_limits(set: &mut MetricSet, spec: &VigilSpec) {
     }
 }
 
-/// Decodes one node's document into `batch`. `fallback_name` names the node when the document
-/// does not; `now` is the batch time (uptime is measured to it).
-pub fn decode(batch: &mut Batch, summary: &Summary, fallback_name: &str, now: DateTime<Utc>) {
-    let name = if summary.node.node_name.is_empty() {
-        fallback_name
-    } else {
-        summary.node.node_name.as_str()
-    };
-    node(batch, name, &summary.node, now);
-    for p in &summary.pods {
-        pod(batch, name, p, now);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
 
     #[test]
     fn kubelet_document_decodes_to_heapster_sets() {
-        let doc = std::fs::read_to_string(concat!(
+        let doc = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/testdata/kubelet-summary.json"
         ))
         .unwrap();
-        let summary: Summary = serde_json::from_str(&doc).unwrap();
-        let now = "2024-01-01T00:10:00Z".parse().unwrap();
-        let mut b = Batch {
-            timestamp: now,
-            sets: BTreeMap::new(),
-        };
-        decode(&mut b, &summary, "ignored", now);
+        let b = process(doc, None);
         let keys: Vec<&str> = b.sets.keys().map(|k| k.as_str()).collect();
         assert_eq!(
             keys,
             [
+                "cluster",
+                "namespace:default",
                 "namespace:default/pod:web-0",
                 "namespace:default/pod:web-0/container:web",
                 "node:node-1",
@@ -411,7 +573,104 @@ mod tests {
         );
     }
 
-    fn with_vigil_spec(spec: serde_json::Value) -> Summary {
+    fn testdata() -> serde_json::Value {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/kubelet-summary.json"
+        ))
+        .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn sets_of(n: &NodeSets) -> BTreeMap<&str, &MetricSet> {
+        n.sets.iter().map(|(k, s)| (k.as_str(), s)).collect()
+    }
+
+    /// The second document of a target reuses the label maps of the first (same allocation), so
+    /// the rate pass and the store see an unchanged pointer; a pod recreated under the same name
+    /// (new UID) and a changed node name get new maps.
+    #[test]
+    fn label_maps_are_reused_until_the_entity_changes() {
+        let body = serde_json::to_vec(&testdata()).unwrap();
+        let mut cache = NodeCache::default();
+        let a = decode_document(&body, "f", &mut cache).unwrap();
+        let b = decode_document(&body, "f", &mut cache).unwrap();
+        assert_eq!(a, b);
+        for ((ka, sa), (kb, sb)) in a.sets.iter().zip(&b.sets) {
+            assert_eq!(ka, kb);
+            assert!(Arc::ptr_eq(&sa.labels, &sb.labels), "{ka}");
+        }
+        let mut v = testdata();
+        v["pods"][0]["podRef"]["uid"] = "new-uid".into();
+        let c = decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut cache).unwrap();
+        let (b, c) = (sets_of(&b), sets_of(&c));
+        let pod = "namespace:default/pod:web-0";
+        assert!(!Arc::ptr_eq(&b[pod].labels, &c[pod].labels));
+        assert_eq!(c[pod].labels["pod_id"], "new-uid");
+        let web = "namespace:default/pod:web-0/container:web";
+        assert_eq!(c[web].labels["pod_id"], "new-uid");
+        assert!(Arc::ptr_eq(&b["node:node-1"].labels, &c["node:node-1"].labels));
+        v["node"]["nodeName"] = "".into();
+        let d = decode_document(&serde_json::to_vec(&v).unwrap(), "fallback-7", &mut cache)
+            .unwrap();
+        assert_eq!(d.node_name, "fallback-7");
+        assert_eq!(sets_of(&d)["node:fallback-7"].labels["hostname"], "fallback-7");
+        assert_eq!(sets_of(&d)[web].labels["nodename"], "fallback-7");
+    }
+
+    /// Go's `null` lists are empty lists; a bad time, a wrong type or a missing required field
+    /// refuses the document with a message naming what is wrong; unread fields are skipped.
+    #[test]
+    fn nulls_bad_times_and_wrong_types() {
+        let mut v = testdata();
+        v["pods"][0]["containers"] = serde_json::Value::Null;
+        v["pods"][0]["volume"] = serde_json::Value::Null;
+        v["node"]["systemContainers"] = serde_json::Value::Null;
+        v["node"]["network"]["interfaces"] = serde_json::Value::Null;
+        v["pods"][0]["cpu"]["psi"] = serde_json::json!({"full": {"total": 1}});
+        let n = decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut NodeCache::default())
+            .unwrap();
+        let keys: Vec<&str> = sets_of(&n).keys().copied().collect();
+        assert_eq!(keys, ["namespace:default/pod:web-0", "node:node-1"]);
+        // The pod's network is the inlined default interface.
+        assert_eq!(
+            sets_of(&n)["namespace:default/pod:web-0"].values[NETWORK_TX],
+            MetricValue::Int(200)
+        );
+        let refuse = |v: serde_json::Value| {
+            decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut NodeCache::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let mut v = testdata();
+        v["pods"][0]["containers"][0]["cpu"]["time"] = "yesterday".into();
+        let e = refuse(v);
+        assert!(e.contains("cpu.time") && e.contains("yesterday"), "{e}");
+        let mut v = testdata();
+        v["node"]["startTime"] = "2024-13-01T00:00:00Z".into();
+        assert!(refuse(v).contains("node.startTime"));
+        let mut v = testdata();
+        v["node"]["memory"]["usageBytes"] = "many".into();
+        assert!(refuse(v).contains("invalid type"));
+        let mut v = testdata();
+        v["pods"][0]["podRef"].as_object_mut().unwrap().remove("uid");
+        assert!(refuse(v).contains("missing field `uid`"));
+        let mut v = testdata();
+        v.as_object_mut().unwrap().remove("node");
+        assert!(refuse(v).contains("missing field `node`"));
+        assert!(decode_document(b"{\"node\": {\"nodeName\": 42, ", "f", &mut NodeCache::default()).is_err());
+        // chrono's looser form (a space for the `T`) is still accepted, as before.
+        let mut v = testdata();
+        v["node"]["startTime"] = "2024-01-01 00:00:00Z".into();
+        let n = decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut NodeCache::default())
+            .unwrap();
+        assert_eq!(
+            sets_of(&n)["node:node-1"].create_time,
+            Some("2024-01-01T00:00:00Z".parse().unwrap())
+        );
+    }
+
+    fn with_vigil_spec(spec: serde_json::Value) -> Vec<u8> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/testdata/kubelet-summary.json"
@@ -419,18 +678,15 @@ mod tests {
         .unwrap();
         let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
         v["pods"][0]["containers"][0]["vigilSpec"] = spec;
-        serde_json::from_value(v).unwrap()
+        serde_json::to_vec(&v).unwrap()
     }
 
-    fn process(summary: Summary, info: Option<super::super::enrich::ClusterInfo>) -> Batch {
+    fn process(body: Vec<u8>, info: Option<super::super::enrich::ClusterInfo>) -> Batch {
         let mut p = super::super::Processor::new(std::time::Duration::from_secs(600));
         p.cluster_info = info.map(std::sync::Arc::new);
-        let doc = super::super::NodeDoc {
-            fallback_name: "fallback".into(),
-            url: "http://127.0.0.1:1".into(),
-            summary,
-            cpu_cores: Some(2.0),
-        };
+        let doc = super::super::Decoder::default()
+            .decode("http://127.0.0.1:1", "fallback", Some(2.0), &body)
+            .unwrap();
         p.process("2024-01-01T00:10:00Z".parse().unwrap(), &[doc])
     }
 
@@ -493,7 +749,7 @@ mod tests {
             "/testdata/kubelet-summary.json"
         ))
         .unwrap();
-        let b = process(serde_json::from_str(&text).unwrap(), None);
+        let b = process(text.into_bytes(), None);
         let c = &b.sets["namespace:default/pod:web-0/container:web"];
         assert!(!c.values.contains_key(CPU_REQUEST) && !c.values.contains_key(MEMORY_LIMIT));
     }

@@ -6,24 +6,73 @@ pub mod decode;
 pub mod enrich;
 pub mod names;
 pub mod rates;
+pub mod wire;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use vigil_collector::summary::Summary;
 
-use crate::batch::{Batch, MetricValue};
+use crate::batch::{Batch, MetricSet, MetricValue};
 
-/// One node's answer for a round.
+/// One node's answer for a round, decoded into its metric sets.
 #[derive(Debug, Clone)]
 pub struct NodeDoc {
-    /// Name to use when the document carries no `nodeName`.
-    pub fallback_name: String,
     /// Where the document came from (for errors and logs).
     pub url: String,
-    pub summary: Summary,
+    /// The document's `nodeName`, or the target's name when the document has none.
+    pub node_name: String,
+    /// The node's sets, the node's own first (`uptime` is added by the processor).
+    pub sets: Vec<(String, MetricSet)>,
     /// CPU cores of the node when known (the Summary API has no capacity).
     pub cpu_cores: Option<f64>,
+}
+
+/// Decodes node documents straight into metric sets, keeping each target's label maps of its
+/// previous document so an unchanged entity reuses them ([`decode::NodeCache`]).
+#[derive(Default)]
+pub struct Decoder {
+    caches: Mutex<HashMap<String, decode::NodeCache>>,
+}
+
+impl Decoder {
+    /// Decodes the document `body` that target `url` (named `fallback_name`) answered.
+    pub fn decode(
+        &self,
+        url: &str,
+        fallback_name: &str,
+        cpu_cores: Option<f64>,
+        body: &[u8],
+    ) -> Result<NodeDoc, decode::Error> {
+        // The target's cache is taken out while its document decodes, so concurrent pulls of
+        // other targets do not wait for this one.
+        let mut cache = self
+            .caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(url)
+            .unwrap_or_default();
+        let r = decode::decode_document(body, fallback_name, &mut cache);
+        self.caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.to_string(), cache);
+        let n = r?;
+        Ok(NodeDoc {
+            url: url.to_string(),
+            node_name: n.node_name,
+            sets: n.sets,
+            cpu_cores,
+        })
+    }
+
+    /// Forgets the caches of targets `keep` refuses (targets no longer discovered).
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|url, _| keep(url));
+    }
 }
 
 /// The pipeline with its memory of previous counters.
@@ -49,50 +98,64 @@ impl Processor {
 
     /// Turns one round's documents into a batch stamped `timestamp`.
     pub fn process(&mut self, timestamp: DateTime<Utc>, docs: &[NodeDoc]) -> Batch {
-        let mut batch = Batch {
-            timestamp,
-            sets: Default::default(),
-        };
-        let mut seen = HashMap::new();
-        for doc in docs {
-            self.decode_one(&mut batch, &mut seen, doc);
-        }
-        self.finish(batch)
+        self.process_owned(timestamp, docs.to_vec())
     }
 
-    /// As [`Processor::process`], but each document is dropped as soon as it is decoded (the
-    /// live path): the parsed documents and the finished batch are never whole in memory at once.
+    /// As [`Processor::process`], moving the documents' sets into the batch (the live path).
+    ///
+    /// Everything that concerns one node (enrichment, rates, pod sums, the node's requests and
+    /// utilization) runs on that node's sets alone, while they are small and hot in cache;
+    /// only the namespace and cluster sums span the round.
     pub fn process_owned(&mut self, timestamp: DateTime<Utc>, docs: Vec<NodeDoc>) -> Batch {
         let mut batch = Batch {
             timestamp,
             sets: Default::default(),
         };
         let mut seen = HashMap::new();
+        let mut namespaces = aggregate::NamespaceSums::default();
         for doc in docs {
-            self.decode_one(&mut batch, &mut seen, &doc);
+            if let Some(node) = self.node(timestamp, &mut seen, doc) {
+                namespaces.add_pods(&node);
+                for (key, set) in node.sets {
+                    batch.sets.insert(key, set);
+                }
+            }
         }
-        self.finish(batch)
+        self.rates
+            .forget(timestamp.timestamp_millis(), self.forget_after_ms);
+        namespaces.finish(&mut batch);
+        batch
     }
 
-    /// Decodes one document unless an earlier one of the round had the same node name.
-    fn decode_one(&mut self, batch: &mut Batch, seen: &mut HashMap<String, String>, doc: &NodeDoc) {
+    /// One node's processed sets, unless an earlier document of the round had the same node
+    /// name.
+    fn node(
+        &mut self,
+        now: DateTime<Utc>,
+        seen: &mut HashMap<String, String>,
+        doc: NodeDoc,
+    ) -> Option<Batch> {
         // Two targets reporting the same node name (collectors on hosts with the same hostname,
         // or a node listed twice) would overwrite each other's sets and make rates flip between
         // two counters: the first document of the round wins, the others are counted and logged.
-        let name = if doc.summary.node.node_name.is_empty() {
-            doc.fallback_name.as_str()
-        } else {
-            doc.summary.node.node_name.as_str()
-        };
+        let name = doc.node_name.as_str();
         if let Some(first) = seen.get(name) {
             self.duplicate_nodes += 1;
             tracing::error!(node = %name, first_url = %first, dropped_url = %doc.url, "duplicate node name {name} from {first}, {}; keeping the first", doc.url);
-            return;
+            return None;
         }
-        seen.insert(name.to_string(), doc.url.clone());
-        decode::decode(batch, &doc.summary, &doc.fallback_name, batch.timestamp);
-        if let Some(cores) = doc.cpu_cores {
-            if let Some(set) = batch.sets.get_mut(&decode::node_key(name)) {
+        seen.insert(doc.node_name.clone(), doc.url);
+        let node_key = decode::node_key(&doc.node_name);
+        let mut node = Batch {
+            timestamp: now,
+            sets: Default::default(),
+        };
+        for (key, mut set) in doc.sets {
+            if let Some(start) = set.create_time {
+                let ms = (now - start).num_milliseconds().max(0);
+                set.values.insert(names::UPTIME, MetricValue::Int(ms));
+            }
+            if let Some(cores) = doc.cpu_cores.filter(|_| key == node_key) {
                 set.values
                     .insert(names::CPU_NODE_CAPACITY, MetricValue::Float(cores * 1000.0));
                 set.values.insert(
@@ -100,22 +163,19 @@ impl Processor {
                     MetricValue::Float(cores * 1000.0),
                 );
             }
+            node.sets.insert(key, set);
         }
-    }
-
-    /// Enrichment, rates and aggregation of a round's decoded sets.
-    fn finish(&mut self, mut batch: Batch) -> Batch {
         // Enrichment first: the rate pass also shares each set's unchanged labels with the
         // previous round, which must see the final labels. (Rates read only cumulative values,
         // which enrichment does not touch.)
         if let Some(info) = &self.cluster_info {
-            enrich::enrich(&mut batch, info);
+            enrich::enrich(&mut node, info);
         }
-        self.rates.process(&mut batch, self.forget_after_ms);
-        aggregate::pods(&mut batch);
-        aggregate::namespaces_nodes_cluster(&mut batch);
-        aggregate::node_utilization(&mut batch);
-        batch
+        self.rates.add(&mut node);
+        aggregate::pods(&mut node);
+        aggregate::node_requests(&mut node);
+        aggregate::node_utilization(&mut node);
+        Some(node)
     }
 
     pub fn rate_stats(&self) -> rates::RateStats {
@@ -144,12 +204,9 @@ mod tests {
         .unwrap();
         let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
         v["node"]["cpu"]["usageCoreNanoSeconds"] = cpu_ns.into();
-        NodeDoc {
-            fallback_name: "fallback".into(),
-            url: url.into(),
-            summary: serde_json::from_value(v).unwrap(),
-            cpu_cores: None,
-        }
+        Decoder::default()
+            .decode(url, "fallback", None, &serde_json::to_vec(&v).unwrap())
+            .unwrap()
     }
 
     /// #14: two documents with the same nodeName in one round: the first wins, the second is

@@ -2,7 +2,7 @@
 //! an earlier sample of the same container start, a later scrape time and a counter that did not
 //! go backwards; container restarts are counted into `restart_count`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::names::*;
 use crate::batch::{resource_labels, set_type, Batch, LabeledMetric, MetricValue, SetLabels};
@@ -31,7 +31,7 @@ pub struct RateStats {
 /// The previous sample of every set.
 #[derive(Default)]
 pub struct Rates {
-    prev: HashMap<String, Prev>,
+    prev: FxHashMap<String, Prev>,
     pub stats: RateStats,
 }
 
@@ -50,14 +50,24 @@ impl Rates {
     /// Adds the rates to `batch` and remembers its counters. State of sets not seen for
     /// `forget_after_ms` is dropped.
     pub fn process(&mut self, batch: &mut Batch, forget_after_ms: i64) {
+        self.add(batch);
+        self.forget(batch.timestamp.timestamp_millis(), forget_after_ms);
+    }
+
+    /// Adds the rates to `batch` (a round or one node's part of it) and remembers its counters.
+    pub fn add(&mut self, batch: &mut Batch) {
         let batch_ms = batch.timestamp.timestamp_millis();
         let batch_ns = ns(batch.timestamp);
         for (key, set) in batch.sets.iter_mut() {
             let create_ns = set.create_time.map(ns);
             let scrape_ns = set.scrape_time.map(ns).unwrap_or(batch_ns);
+            // One pass over the set's values (names compare by length first, rarely by bytes)
+            // instead of a map lookup per rate.
             let mut values = [None; RATES.len()];
-            for (i, (name, _, _)) in RATES.iter().enumerate() {
-                values[i] = as_int(set.values.get(*name));
+            for (name, v) in &set.values {
+                if let Some(i) = RATES.iter().position(|(n, _, _)| n == name) {
+                    values[i] = as_int(Some(v));
+                }
             }
             let mut labeled = Vec::new();
             for m in &set.labeled {
@@ -161,8 +171,11 @@ impl Rates {
                     .or_insert(MetricValue::Int(restarts));
             }
         }
-        self.prev
-            .retain(|_, p| p.seen_ms >= batch_ms - forget_after_ms);
+    }
+
+    /// Drops the state of sets not seen since `now_ms - forget_after_ms`.
+    pub fn forget(&mut self, now_ms: i64, forget_after_ms: i64) {
+        self.prev.retain(|_, p| p.seen_ms >= now_ms - forget_after_ms);
     }
 
     pub fn tracked(&self) -> usize {

@@ -10,9 +10,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use vigil_collector::summary::Summary;
 
-use crate::processors::NodeDoc;
+use crate::processors::{Decoder, NodeDoc};
 pub use discovery::{Discovery, Target};
 
 /// Why one node's pull failed; each names the node.
@@ -66,6 +65,8 @@ pub struct Scraper {
     kubelet_client: Option<reqwest::Client>,
     nodes: Mutex<HashMap<String, NodeState>>,
     failures_by_reason: Mutex<HashMap<&'static str, u64>>,
+    /// Decodes each body as it arrives (each target's label maps are kept between rounds).
+    decoder: Decoder,
 }
 
 fn jitter(name: &str, max: Duration) -> Duration {
@@ -93,6 +94,7 @@ impl Scraper {
             kubelet_client: None,
             nodes: Mutex::new(HashMap::new()),
             failures_by_reason: Mutex::new(HashMap::new()),
+            decoder: Decoder::default(),
         }
     }
 
@@ -124,7 +126,9 @@ impl Scraper {
         Ok(self)
     }
 
-    async fn fetch(&self, target: &Target) -> Result<Summary, Error> {
+    /// Pulls one target and decodes its document into the node's sets as soon as the body is
+    /// in (the body is dropped then; no parsed document tree is kept for the round).
+    async fn fetch(&self, target: &Target) -> Result<NodeDoc, Error> {
         let node = target.name.clone();
         let client = match (&self.kubelet_client, target.kubelet) {
             (Some(k), true) => k,
@@ -159,7 +163,11 @@ impl Scraper {
         }
         // Read chunk by chunk: with chunked transfer or gzip there is no Content-Length, and a
         // broken or hostile node must not make us buffer more than `limit` bytes.
-        let mut body: Vec<u8> = Vec::new();
+        let mut body: Vec<u8> = Vec::with_capacity(
+            resp.content_length()
+                .map_or(64 << 10, |l| l as usize)
+                .min(limit),
+        );
         loop {
             let chunk = resp.chunk().await.map_err(|e| {
                 if e.is_timeout() {
@@ -180,16 +188,18 @@ impl Scraper {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice::<Summary>(&body).map_err(|e| Error::Malformed {
-            node,
-            message: e.to_string(),
-        })
+        self.decoder
+            .decode(&target.url, &target.name, target.cpu_cores, &body)
+            .map_err(|e| Error::Malformed {
+                node,
+                message: e.to_string(),
+            })
     }
 
     /// Pulls every target (at most `concurrency` at once, each delayed by its jitter) and returns
     /// the documents that arrived. Failures are logged, counted and leave the node stale.
     pub async fn round(&self, targets: &[Target], max_jitter: Duration) -> Vec<NodeDoc> {
-        let results: Vec<(Target, Result<Summary, Error>, Duration)> =
+        let results: Vec<(Target, Result<NodeDoc, Error>, Duration)> =
             futures_util::stream::iter(targets.iter().cloned())
                 .map(|t| async move {
                     tokio::time::sleep(jitter(&t.url, max_jitter)).await;
@@ -205,26 +215,20 @@ impl Scraper {
         let live: std::collections::HashSet<&str> =
             targets.iter().map(|t| t.url.as_str()).collect();
         nodes.retain(|url, _| live.contains(url.as_str()));
+        self.decoder.retain(|url| live.contains(url));
         for (t, r, took) in results {
             let st = nodes.entry(t.url.clone()).or_default();
             st.last_duration = took;
             match r {
-                Ok(summary) => {
-                    st.name = if summary.node.node_name.is_empty() {
-                        t.name.clone()
-                    } else {
-                        summary.node.node_name.clone()
-                    };
+                Ok(doc) => {
+                    if st.name != doc.node_name {
+                        st.name = doc.node_name.clone();
+                    }
                     st.up = true;
                     st.consecutive_failures = 0;
                     st.successes += 1;
                     st.last_error = None;
-                    docs.push(NodeDoc {
-                        fallback_name: t.name.clone(),
-                        url: t.url.clone(),
-                        summary,
-                        cpu_cores: t.cpu_cores,
-                    });
+                    docs.push(doc);
                 }
                 Err(e) => {
                     if st.name.is_empty() {

@@ -4,9 +4,8 @@
 pub mod series;
 pub mod snapshot;
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -79,7 +78,7 @@ pub struct Entity {
 
 #[derive(Default)]
 struct Shard {
-    entities: HashMap<Arc<str>, Entity>,
+    entities: FxHashMap<Arc<str>, Entity>,
 }
 
 /// Counters the store exposes on /metrics.
@@ -111,9 +110,8 @@ pub struct Points {
 }
 
 fn shard_of(key: &str) -> usize {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() as usize) % SHARDS
+    // The high bits: FxHash's low bits are weak for strings that differ only at the end.
+    (rustc_hash::FxBuildHasher.hash_one(key) >> 40) as usize % SHARDS
 }
 
 fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -167,11 +165,19 @@ impl Store {
                     }
                 })
         };
-        let mut per_shard: Vec<
-            Vec<(&str, &crate::batch::MetricSet, Vec<(u32, u32, MetricValue)>)>,
-        > = (0..SHARDS).map(|_| Vec::new()).collect();
+        // Every set's `(name, labels, value)` triples in one vector; each shard's entries hold
+        // their set's range of it (no allocation per set).
+        let mut vals: Vec<(u32, u32, MetricValue)> = Vec::with_capacity(
+            batch
+                .sets
+                .values()
+                .map(|s| s.values.len() + s.labeled.len())
+                .sum(),
+        );
+        let mut per_shard: Vec<Vec<(&str, &crate::batch::MetricSet, std::ops::Range<usize>)>> =
+            (0..SHARDS).map(|_| Vec::new()).collect();
         for (key, set) in &batch.sets {
-            let mut vals = Vec::with_capacity(set.values.len() + set.labeled.len());
+            let start = vals.len();
             for (name, v) in &set.values {
                 vals.push((name_id(name), 0, *v));
             }
@@ -189,7 +195,7 @@ impl Store {
                     });
                 vals.push((name_id(lm.name), lid + 1, lm.value));
             }
-            per_shard[shard_of(key)].push((key.as_str(), set, vals));
+            per_shard[shard_of(key)].push((key.as_str(), set, start..vals.len()));
         }
         if let Some(names) = names_new {
             *self.names.write().unwrap() = Arc::new(names);
@@ -205,7 +211,7 @@ impl Store {
         let mut out_of_order = 0u64;
         for (i, sets) in per_shard.into_iter().enumerate() {
             let mut shard = self.shards[i].write().unwrap();
-            for (key, set, vals) in sets {
+            for (key, set, range) in sets {
                 let entity = match shard.entities.get_mut(key) {
                     Some(e) => e,
                     None => {
@@ -233,7 +239,7 @@ impl Store {
                 }
                 entity.last_seen_ms = entity.last_seen_ms.max(ts);
                 let mut hint = 0usize;
-                for (metric, labels, v) in vals {
+                for &(metric, labels, v) in &vals[range] {
                     let found = if entity
                         .slots
                         .get(hint)
