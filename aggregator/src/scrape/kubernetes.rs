@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Namespace, Node, NodeCondition, NodeStatus, Pod, PodSpec,
-    PodStatus, ResourceRequirements,
-};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, NodeStatus};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+use serde::Deserialize;
 
 use super::discovery::{targets_of, Error, KubeSource, Target};
 use crate::processors::enrich::{parse_quantity, ClusterInfo, PodInfo, Resources};
@@ -48,7 +48,7 @@ pub struct WatchStats {
 struct Shared {
     source: Arc<KubeSource>,
     nodes: Store<Node>,
-    pods: Store<Pod>,
+    pods: Store<PodLite>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Bumped on every change a store applied, per resource.
     generation: [AtomicU64; 3],
@@ -95,7 +95,7 @@ impl KubeWatch {
     /// Starts the three watchers on `client` (must run inside a tokio runtime).
     pub fn start(client: kube::Client, source: Arc<KubeSource>) -> Self {
         let (nodes, nodes_w) = reflector::store::<Node>();
-        let (pods, pods_w) = reflector::store::<Pod>();
+        let (pods, pods_w) = reflector::store::<PodLite>();
         let (namespaces, ns_w) = reflector::store::<PartialObjectMeta<Namespace>>();
         let shared = Arc::new(Shared {
             source,
@@ -120,7 +120,7 @@ impl KubeWatch {
             .modify(strip_node)
             .reflect(nodes_w);
         let pod_stream = watcher(
-            Api::<Pod>::all(client.clone()),
+            Api::<PodLite>::all(client.clone()),
             config().fields(POD_FIELD_SELECTOR),
         )
         .default_backoff()
@@ -285,48 +285,98 @@ fn strip_node(node: &mut Node) {
     }
 }
 
-/// Keeps what enrichment reads: name, namespace, labels; each container's name, image and
-/// resources; each container status' name and restart count.
-fn strip_pod(pod: &mut Pod) {
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.generate_name = None;
-    if let Some(spec) = pod.spec.take() {
-        pod.spec = Some(PodSpec {
-            containers: spec
-                .containers
-                .into_iter()
-                .map(|c| Container {
-                    name: c.name,
-                    image: c.image,
-                    resources: c.resources.map(|r| ResourceRequirements {
-                        requests: r.requests,
-                        limits: r.limits,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        });
+/// The part of a Pod that enrichment reads: name, namespace, labels; each container's name,
+/// image, cpu and memory requests and limits; each container status' name and restart count.
+/// The watcher decodes the API server's Pods straight into it (every other field is skipped
+/// while parsing), so a pod costs a few hundred bytes in the store instead of a full
+/// `k8s_openapi` Pod.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PodLite {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    spec: LiteSpec,
+    #[serde(default)]
+    status: LiteStatus,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LiteSpec {
+    #[serde(default)]
+    containers: Vec<LiteContainer>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LiteContainer {
+    name: String,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    resources: LiteResources,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LiteResources {
+    #[serde(default)]
+    requests: CpuMemory,
+    #[serde(default)]
+    limits: CpuMemory,
+}
+
+/// The `cpu` and `memory` entries of a resource list (other resources are skipped).
+#[derive(Clone, Debug, Default, Deserialize)]
+struct CpuMemory {
+    cpu: Option<Quantity>,
+    memory: Option<Quantity>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LiteStatus {
+    #[serde(default, rename = "containerStatuses")]
+    container_statuses: Vec<LiteContainerStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LiteContainerStatus {
+    name: String,
+    #[serde(default, rename = "restartCount")]
+    restart_count: i64,
+}
+
+impl kube::Resource for PodLite {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Pod".into()
     }
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            container_statuses: status.container_statuses.map(|ss| {
-                ss.into_iter()
-                    .map(|s| ContainerStatus {
-                        name: s.name,
-                        restart_count: s.restart_count,
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        });
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "".into()
     }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Drops the metadata enrichment does not read (managed fields, annotations, owners, and the
+/// resourceVersion and UID, which the watcher has read by now).
+fn strip_pod(pod: &mut PodLite) {
+    let labels = pod.metadata.labels.take();
+    pod.metadata = ObjectMeta {
+        name: pod.metadata.name.take(),
+        namespace: pod.metadata.namespace.take(),
+        labels,
+        ..Default::default()
+    };
 }
 
 /// Keeps a namespace's name and UID.
@@ -342,7 +392,7 @@ fn strip_namespace(ns: &mut PartialObjectMeta<Namespace>) {
 /// The enrichment view of the stored pods and namespaces (Heapster's pod and namespace
 /// enrichers: requests, limits, image, restart count, `labels`, `namespace_id`).
 pub fn build_info(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<PodLite>],
     namespaces: &[Arc<PartialObjectMeta<Namespace>>],
 ) -> ClusterInfo {
     let mut info = ClusterInfo::default();
@@ -354,6 +404,11 @@ pub fn build_info(
         }
     }
     info.pods.reserve(pods.len());
+    let quantity = |q: &Option<Quantity>, scale: f64| {
+        q.as_ref()
+            .and_then(|q| parse_quantity(&q.0, scale))
+            .unwrap_or(0)
+    };
     for p in pods {
         let (Some(name), Some(namespace)) = (&p.metadata.name, &p.metadata.namespace) else {
             continue;
@@ -366,43 +421,23 @@ pub fn build_info(
             .map(|(k, v)| format!("{k}:{v}"))
             .collect::<Vec<_>>()
             .join(",");
-        let statuses = p
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_deref())
-            .unwrap_or_default();
+        let statuses = &p.status.container_statuses;
         let containers = p
             .spec
+            .containers
             .iter()
-            .flat_map(|s| &s.containers)
             .map(|c| {
-                let r = c.resources.as_ref();
-                let get = |m: Option<
-                    &std::collections::BTreeMap<
-                        String,
-                        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-                    >,
-                >,
-                           k: &str,
-                           scale: f64| {
-                    m.and_then(|m| m.get(k))
-                        .and_then(|q| parse_quantity(&q.0, scale))
-                        .unwrap_or(0)
-                };
-                let (req, lim) = (
-                    r.and_then(|r| r.requests.as_ref()),
-                    r.and_then(|r| r.limits.as_ref()),
-                );
+                let r = &c.resources;
                 let resources = Resources {
-                    cpu_request: get(req, "cpu", 1000.0),
-                    cpu_limit: get(lim, "cpu", 1000.0),
-                    memory_request: get(req, "memory", 1.0),
-                    memory_limit: get(lim, "memory", 1.0),
+                    cpu_request: quantity(&r.requests.cpu, 1000.0),
+                    cpu_limit: quantity(&r.limits.cpu, 1000.0),
+                    memory_request: quantity(&r.requests.memory, 1.0),
+                    memory_limit: quantity(&r.limits.memory, 1.0),
                     image: c.image.clone().unwrap_or_default(),
                     restart_count: statuses
                         .iter()
                         .find(|s| s.name == c.name)
-                        .map(|s| i64::from(s.restart_count)),
+                        .map(|s| s.restart_count),
                 };
                 (c.name.clone(), resources)
             })
@@ -413,6 +448,56 @@ pub fn build_info(
         );
     }
     info
+}
+
+/// For the memory measurement in tests/aggregator_kube_memory.rs: reflector stores filled with
+/// Pod documents decoded as the watcher decodes them (`PodLite`, stripped) or as full
+/// `k8s_openapi` Pods.
+#[doc(hidden)]
+pub struct PodStoreProbe {
+    lite: Option<(Store<PodLite>, reflector::store::Writer<PodLite>)>,
+    full: Option<(
+        Store<k8s_openapi::api::core::v1::Pod>,
+        reflector::store::Writer<k8s_openapi::api::core::v1::Pod>,
+    )>,
+}
+
+impl PodStoreProbe {
+    pub fn fill(docs: &[Vec<u8>], lite: bool) -> Result<Self, serde_json::Error> {
+        let mut probe = PodStoreProbe {
+            lite: None,
+            full: None,
+        };
+        if lite {
+            let (store, mut writer) = reflector::store::<PodLite>();
+            for d in docs {
+                let mut pod: PodLite = serde_json::from_slice(d)?;
+                strip_pod(&mut pod);
+                writer.apply_watcher_event(&watcher::Event::Apply(pod));
+            }
+            probe.lite = Some((store, writer));
+        } else {
+            let (store, mut writer) = reflector::store::<k8s_openapi::api::core::v1::Pod>();
+            for d in docs {
+                writer.apply_watcher_event(&watcher::Event::Apply(serde_json::from_slice(d)?));
+            }
+            probe.full = Some((store, writer));
+        }
+        Ok(probe)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lite
+            .as_ref()
+            .map(|s| s.0.len())
+            .or(self.full.as_ref().map(|s| s.0.len()))
+            .unwrap_or(0)
+    }
+
+    /// The enrichment view of the stripped store.
+    pub fn cluster_info(&self) -> Option<ClusterInfo> {
+        self.lite.as_ref().map(|(s, _)| build_info(&s.state(), &[]))
+    }
 }
 
 #[cfg(test)]
@@ -436,18 +521,20 @@ mod tests {
     }
 
     #[test]
-    fn stripped_pods_keep_what_enrichment_reads() {
-        let mut pod: Pod = serde_json::from_value(pod_json()).unwrap();
-        let full = serde_json::to_vec(&pod).unwrap().len();
+    fn pods_decode_to_what_enrichment_reads() {
+        let mut pod: PodLite = serde_json::from_value(pod_json()).unwrap();
         strip_pod(&mut pod);
-        let stripped = serde_json::to_vec(&pod).unwrap().len();
-        assert!(stripped * 4 < full, "stripped {stripped} bytes of {full}");
+        assert!(pod.metadata.managed_fields.is_none() && pod.metadata.annotations.is_none());
+        // A pod without spec or status, and one with other resources, decode too.
+        let bare: PodLite = serde_json::from_value(serde_json::json!({"metadata": {"name": "x", "namespace": "y"},
+            "spec": {"containers": [{"name": "gpu", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}})).unwrap();
+        assert_eq!(bare.spec.containers[0].resources.limits.cpu, None);
         let ns: PartialObjectMeta<Namespace> = serde_json::from_value(serde_json::json!({
             "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
             "metadata": {"name": "shop", "uid": "ns-uid", "labels": {"x": "y"}}
         }))
         .unwrap();
-        let info = build_info(&[Arc::new(pod)], &[Arc::new(ns)]);
+        let info = build_info(&[Arc::new(pod), Arc::new(bare)], &[Arc::new(ns)]);
         assert_eq!(info.namespaces["shop"], "ns-uid");
         let p = &info.pods[&("shop".to_string(), "web-1".to_string())];
         assert_eq!(p.labels, "a:1,b:2");
@@ -464,114 +551,6 @@ mod tests {
         );
         assert_eq!(p.containers["side"].restart_count, None);
         assert_eq!(p.containers["side"].cpu_request, 0);
-    }
-
-    /// A pod as a Deployment's ReplicaSet and the kubelet leave it (managed fields, probes,
-    /// env, volumes, conditions): about 6 KB of JSON.
-    fn realistic_pod(n: usize, p: usize) -> serde_json::Value {
-        let container = |c: usize| {
-            serde_json::json!({
-                "name": format!("c{c}"), "image": format!("registry.example.com/team/app-{c}:v1.2.{p}"),
-                "imagePullPolicy": "IfNotPresent", "ports": [{"containerPort": 8080, "protocol": "TCP", "name": "http"}],
-                "env": (0..6).map(|e| serde_json::json!({"name": format!("ENV_VAR_{e}"), "value": format!("value-{e}-{n}-{p}")})).collect::<Vec<_>>(),
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-                "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}, {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
-                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
-                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
-                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"
-            })
-        };
-        let status = |c: usize| {
-            serde_json::json!({
-                "name": format!("c{c}"), "image": format!("registry.example.com/team/app-{c}:v1.2.{p}"),
-                "imageID": format!("registry.example.com/team/app-{c}@sha256:{:064x}", n * 1000 + p),
-                "containerID": format!("containerd://{:064x}", n * 100_000 + p * 10 + c), "ready": true, "started": true, "restartCount": 0,
-                "state": {"running": {"startedAt": "2024-05-01T10:00:00Z"}}
-            })
-        };
-        let conditions: Vec<serde_json::Value> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
-            .iter()
-            .map(|t| serde_json::json!({"type": t, "status": "True", "lastTransitionTime": "2024-05-01T10:00:05Z"}))
-            .collect();
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {
-                "name": format!("app-{n:04}-{p:02}-7d9f8b6c5d-x2x4z"), "namespace": format!("team-{}", p % 20),
-                "uid": format!("{:08x}-1111-2222-3333-{:012x}", n, p), "resourceVersion": "123456789",
-                "generateName": "app-7d9f8b6c5d-", "creationTimestamp": "2024-05-01T10:00:00Z",
-                "labels": {"app": format!("app-{p}"), "pod-template-hash": "7d9f8b6c5d", "team": "payments", "version": "v1"},
-                "annotations": {"kubectl.kubernetes.io/restartedAt": "2024-05-01T09:59:00Z", "prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d9f8b6c5d", "uid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "controller": true, "blockOwnerDeletion": true}],
-                "managedFields": [
-                    {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": "2024-05-01T10:00:00Z", "fieldsType": "FieldsV1",
-                     "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}}, "f:ownerReferences": {}}, "f:spec": {"f:containers": {"k:{\"name\":\"c0\"}": {".": {}, "f:env": {}, "f:image": {}, "f:resources": {}}}}}},
-                    {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2024-05-01T10:00:05Z", "fieldsType": "FieldsV1", "subresource": "status",
-                     "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:podIP": {}, "f:podIPs": {}, "f:startTime": {}}}}
-                ]
-            },
-            "spec": {
-                "containers": [container(0), container(1)], "nodeName": format!("node-{n:04}"),
-                "volumes": [{"name": "config", "configMap": {"name": "app-config", "defaultMode": 420}},
-                            {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}],
-                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "serviceAccountName": "default",
-                "securityContext": {}, "schedulerName": "default-scheduler", "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority",
-                "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]
-            },
-            "status": {
-                "phase": "Running", "hostIP": "10.0.0.1", "podIP": "10.244.1.2", "podIPs": [{"ip": "10.244.1.2"}], "qosClass": "Burstable",
-                "startTime": "2024-05-01T10:00:00Z",
-                "conditions": conditions,
-                "containerStatuses": [status(0), status(1)]
-            }
-        })
-    }
-
-    fn rss_bytes() -> u64 {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        statm.split(' ').nth(1).unwrap().parse::<u64>().unwrap() * 4096
-    }
-
-    /// The memory the pod store costs at Heapster's design scale (1,000 nodes × 30 pods), stripped
-    /// as the watcher stores them and in full, and the enrichment view built from it. Run alone:
-    /// `cargo test -p vigil-aggregator --release --lib -- --ignored --exact --nocapture scrape::kubernetes::tests::memory_of_the_pod_store_at_1000_nodes_30_pods`
-    #[test]
-    #[ignore = "a measurement: run alone, see the doc comment"]
-    fn memory_of_the_pod_store_at_1000_nodes_30_pods() {
-        let (nodes, per_node) = (1000, 30);
-        let json_bytes = serde_json::to_vec(&realistic_pod(0, 0)).unwrap().len();
-        let fill = |strip: bool| {
-            let (reader, mut writer) = reflector::store::<Pod>();
-            let before = rss_bytes();
-            for n in 0..nodes {
-                for p in 0..per_node {
-                    let mut pod: Pod = serde_json::from_value(realistic_pod(n, p)).unwrap();
-                    if strip {
-                        strip_pod(&mut pod);
-                    }
-                    writer.apply_watcher_event(&watcher::Event::Apply(pod));
-                }
-            }
-            (reader, writer, rss_bytes().saturating_sub(before))
-        };
-        let (stripped, _w1, stripped_bytes) = fill(true);
-        let t = std::time::Instant::now();
-        let before = rss_bytes();
-        let info = build_info(&stripped.state(), &[]);
-        let (info_bytes, build) = (rss_bytes().saturating_sub(before), t.elapsed());
-        assert_eq!(info.pods.len(), nodes * per_node);
-        let (full, _w2, full_bytes) = fill(false);
-        assert_eq!(full.len(), nodes * per_node);
-        let mb = |b: u64| b as f64 / 1e6;
-        println!(
-            "pods: {} ({json_bytes} bytes of JSON each); store RSS stripped {:.1} MB, unstripped {:.1} MB; ClusterInfo {:.1} MB built in {:?}",
-            nodes * per_node,
-            mb(stripped_bytes),
-            mb(full_bytes),
-            mb(info_bytes),
-            build
-        );
-        assert!(stripped_bytes < full_bytes);
     }
 
     #[test]
