@@ -564,7 +564,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown option bogus"), "{err}");
-        // Heapster's manifests pass the empty master quoted: kubernetes.summary_api:''
+        // Heapster's manifests (and deploy/aggregator-deployment.yaml) quote the master; the
+        // quotes are not part of the URL.
+        let quoted =
+            parse_source("kubernetes.summary_api:'http://127.0.0.1:8080'?inClusterConfig=false")
+                .unwrap();
+        assert_eq!(quoted.master, "http://127.0.0.1:8080");
+        let err = parse_source("kubernetes.summary_api:ftp://x?inClusterConfig=false")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an http(s):// URL"), "{err}");
         let err = parse_source("kubernetes.summary_api:''?inClusterConfig=false")
             .unwrap_err()
             .to_string();
