@@ -112,8 +112,8 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         kube_watch: discoveries.iter().find_map(|d| d.watch_stats()),
         ..Default::default()
     });
-    // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores when they
-    // changed (in the processing thread, not on the async loop).
+    // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores in the
+    // background after they change: a round only takes the latest one.
     let info_source = discoveries.iter().find_map(|d| d.info_source());
     let state = Arc::new(api::AppState {
         store: store.clone(),
