@@ -4,6 +4,8 @@
 //! server never stalls a round; the aggregator's /metrics passes promtool.
 
 mod aggregator_support;
+#[path = "sinks_support/promtool.rs"]
+mod promtool;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -648,44 +650,11 @@ async fn kubernetes_watchers_feed_targets_requests_and_labels() {
         Some(0.0),
         "{text}"
     );
-    promtool_check(&text);
-}
-
-/// `promtool check metrics` parses the text and finds nothing but the one lint kept on
-/// purpose: `vigil_aggregator_counter_resets_total` names its type, and the name stays as
-/// released (dashboards and alerts use it). promtool then exits 3 (lint problems only); any
-/// other finding or exit status fails. The Debian package `prometheus` must be installed.
-fn promtool_check(text: &str) {
-    const ALLOWED: &str =
-        "vigil_aggregator_counter_resets_total metric name should not include type 'counter'";
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is needed for this test");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let found = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let others: Vec<&str> = found
-        .lines()
-        .filter(|l| !l.trim().is_empty() && l.trim() != ALLOWED)
-        .collect();
-    assert!(others.is_empty(), "promtool check metrics: {found}\n{text}");
-    assert!(
-        out.status.success() || out.status.code() == Some(3),
-        "promtool check metrics exited {:?}: {found}",
-        out.status
+    // promtool finds nothing but the one lint kept on purpose: the released name
+    // vigil_aggregator_counter_resets_total names its type (dashboards and alerts use it).
+    promtool::check_metrics(
+        &text,
+        &["vigil_aggregator_counter_resets_total metric name should not include type 'counter'"],
     );
 }
 

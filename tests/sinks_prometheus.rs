@@ -5,7 +5,6 @@
 mod sinks_support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,26 +102,7 @@ async fn exposition_is_scraped_by_prometheus_and_passes_promtool() {
     render_exposition(&batch, &mut body);
 
     // promtool lints it.
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (package prometheus) must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sinks_support::promtool::check_metrics(&body, &[]);
 
     // Served from a tiny axum server, as the aggregator's /federate serves it.
     let shared: Arc<Mutex<Batch>> = Arc::new(Mutex::new(batch.clone()));

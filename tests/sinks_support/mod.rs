@@ -3,6 +3,8 @@
 //! through their query APIs, and builds Heapster-shaped batches by hand.
 #![allow(dead_code)]
 
+pub mod promtool;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
