@@ -1,12 +1,13 @@
-//! Runs collection passes over an existing tree, for profiling: `pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup>`.
+//! Runs collection passes over an existing tree, for profiling: `pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch]`
+//! (`watch`: with the inotify watches of `vigil collector`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() != 4 {
-        eprintln!("usage: pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup>");
+    if args.len() != 4 && !(args.len() == 5 && args[4] == "watch") {
+        eprintln!("usage: pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch]");
         std::process::exit(2);
     }
     let num = |i: usize| -> usize {
@@ -28,6 +29,10 @@ pub fn main() {
             std::process::exit(1);
         }
     };
+    if args.len() == 5 {
+        // inotify watches as `vigil collector` has them (their event handling is in the CPU figures).
+        collector.start_watcher();
+    }
     collector.pass();
     let passes = num(1);
     let cpu0 = cpu_times();

@@ -1,12 +1,16 @@
-//! Finds cgroups: full walks of each hierarchy plus inotify (the `notify` crate) for creation and removal.
+//! Finds cgroups: full walks of each hierarchy plus inotify watches on every cgroup directory for creation and removal.
 
 pub mod metadata;
 pub mod naming;
 
 use crate::cgroup::{normalise_name, Layout};
-use std::collections::BTreeSet;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Errors of discovery.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +23,7 @@ pub enum Error {
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
-        source: notify::Error,
+        source: std::io::Error,
     },
 }
 
@@ -79,118 +83,187 @@ pub struct Changes {
 /// Watches every directory of the hierarchies with inotify; keeps the changes for the
 /// housekeeping loop.
 ///
-/// Each directory gets its own non-recursive watch, added by the watcher's registration thread
-/// *before* the directory is listed: a child created before the watch is found by the listing,
-/// one created after it raises its own event. (notify's recursive mode cannot give that order:
-/// it hands a directory's create event to the handler before it adds the directory's watch, so
-/// a child created in between was neither listed nor reported — the cause of a container
-/// created as `kubepods/…/pod…/<id>` in one burst being missed until the next rescan.)
+/// One thread owns the inotify instance: it adds a directory's watch *before* listing the
+/// directory, so a child created before the watch is found by the listing and one created after
+/// it raises its own event. (notify's recursive mode gives no such order — it handed a
+/// directory's create event to the handler before adding the directory's watch, so a child
+/// created in between was neither listed nor reported: a container created as
+/// `kubepods/…/pod…/<id>` in one burst was missed until the next rescan.)
+///
+/// The watches ask only for directory events (create, delete, move). The `notify` crate cannot
+/// narrow its mask, which includes open, modify and close-write: every cgroup file the pass opens
+/// then queued an event for the watcher thread, ≈ 15,000 per pass at 1,000 containers, which
+/// cost more CPU than the pass itself (see BENCHMARKS.md) and could overflow the queue.
 pub struct Watcher {
-    /// The only strong reference: dropping it stops the watches and the registration thread.
-    _inner: Arc<Mutex<notify::RecommendedWatcher>>,
+    changes: Arc<Mutex<Changes>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Directory events only: the files in a cgroup are the kernel's, and reading them is the pass.
+fn watch_mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ONLYDIR
+        | WatchMask::DONT_FOLLOW
+}
+
+/// The watched directories, owned by the watcher thread.
+struct Tree {
+    inotify: Inotify,
+    roots: Vec<PathBuf>,
+    /// Watch descriptor → (index into `roots`, directory).
+    dirs: HashMap<WatchDescriptor, (usize, PathBuf)>,
     changes: Arc<Mutex<Changes>>,
 }
 
-/// Adds a watch on `dir`, then lists it and registers every subdirectory the same way; every
-/// directory registered is reported as created. Returns the watch errors other than a
-/// directory removed meanwhile.
-fn register(
-    watcher: &Mutex<notify::RecommendedWatcher>,
-    changes: &Mutex<Changes>,
-    root: &Path,
-    dir: &Path,
-) -> Vec<Error> {
-    use notify::Watcher as _;
-    let mut errors = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let added = watcher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .watch(&dir, notify::RecursiveMode::NonRecursive);
-        match added {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => continue,
-            Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {
-                continue
-            }
-            Err(source) => {
-                // Past the watch limit: the periodic rescan covers what is not watched.
-                changes.lock().unwrap_or_else(|p| p.into_inner()).rescan = true;
-                errors.push(Error::Watch { path: dir, source });
-                continue;
-            }
-        }
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(_) => continue, // removed meanwhile: its removal event follows
+impl Tree {
+    fn changes(&self) -> std::sync::MutexGuard<'_, Changes> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that the directory `path` under root `root` was created (`true`) or removed.
+    fn note(&self, root: usize, path: &Path, created: bool) {
+        let Some(rel) = path
+            .strip_prefix(&self.roots[root])
+            .ok()
+            .and_then(|r| r.to_str())
+        else {
+            return;
         };
-        let subdirs = entries
-            .flatten()
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-            .map(|e| e.path());
-        stack.extend(subdirs);
-        if let Some(rel) = dir.strip_prefix(root).ok().and_then(|r| r.to_str()) {
-            let n = normalise_name(rel);
-            tracing::debug!(cgroup = %n, "cgroup directory watched");
-            let mut ch = changes.lock().unwrap_or_else(|p| p.into_inner());
+        let n = normalise_name(rel);
+        tracing::debug!(cgroup = %n, created, "cgroup directory event");
+        let mut ch = self.changes();
+        if created {
             ch.removed.remove(&n);
             ch.created.insert(n);
+        } else {
+            ch.created.remove(&n);
+            ch.removed.insert(n);
         }
     }
-    errors
+
+    /// Adds a watch on `dir`, then lists it and registers every subdirectory the same way; every
+    /// directory registered is reported as created. Returns the watch errors other than a
+    /// directory removed meanwhile.
+    fn register(&mut self, root: usize, dir: &Path) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            match self.inotify.watches().add(&dir, watch_mask()) {
+                Ok(wd) => {
+                    self.dirs.insert(wd, (root, dir.clone()));
+                }
+                // Removed meanwhile (its removal event follows), or not a directory.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                    continue
+                }
+                Err(source) => {
+                    // Past the watch limit (ENOSPC): the periodic rescan covers what is not watched.
+                    self.changes().rescan = true;
+                    errors.push(Error::Watch { path: dir, source });
+                    continue;
+                }
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue; // removed meanwhile: its removal event follows
+            };
+            let subdirs = entries
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.path());
+            stack.extend(subdirs);
+            self.note(root, &dir, true);
+        }
+        errors
+    }
+
+    fn handle(&mut self, wd: WatchDescriptor, mask: EventMask, name: Option<OsString>) {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            tracing::warn!("inotify queue overflowed; will rescan");
+            self.changes().rescan = true;
+            return;
+        }
+        if mask.contains(EventMask::IGNORED) {
+            // The watch is gone (its directory was removed).
+            self.dirs.remove(&wd);
+            return;
+        }
+        let Some((root, dir)) = self.dirs.get(&wd).cloned() else {
+            return;
+        };
+        if mask.contains(EventMask::DELETE_SELF) {
+            self.note(root, &dir, false);
+            return;
+        }
+        let (Some(name), true) = (name, mask.contains(EventMask::ISDIR)) else {
+            return;
+        };
+        let path = dir.join(name);
+        if mask.intersects(EventMask::MOVED_FROM | EventMask::MOVED_TO) {
+            // A renamed cgroup (rare): the watches below it keep their old paths; a full rescan
+            // puts every name right.
+            self.changes().rescan = true;
+        }
+        if mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+            for e in self.register(root, &path) {
+                tracing::warn!(error = %e, "cannot watch a new cgroup directory; will rescan");
+            }
+        } else if mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+            self.note(root, &path, false);
+        }
+    }
+
+    /// Reads and handles events until `stop` is set (checked every 200 ms).
+    fn run(mut self, stop: &AtomicBool) {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut buf = vec![0u8; 64 * 1024];
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            match poll(&mut fds, Some(&tick)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot poll the cgroup watch; will rescan");
+                    self.changes().rescan = true;
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+            let events: Vec<_> = match self.inotify.read_events(&mut buf) {
+                Ok(events) => events
+                    .map(|e| (e.wd, e.mask, e.name.map(|n| n.to_os_string())))
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the cgroup watch; will rescan");
+                    self.changes().rescan = true;
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            for (wd, mask, name) in events {
+                self.handle(wd, mask, name);
+            }
+        }
+    }
 }
 
 impl Watcher {
     /// Watches every directory under `layout`'s roots (returning once they are watched) and
-    /// starts the thread that registers directories created later. A directory that cannot be
+    /// starts the thread that follows creations and removals. A directory that cannot be
     /// watched (e.g. the inotify watch limit) is reported; periodic rescans cover it.
     pub fn start(layout: &Layout) -> (Option<Watcher>, Vec<Error>) {
-        let changes = Arc::new(Mutex::new(Changes::default()));
-        let roots = layout.walk_roots();
-        let (created_tx, created_rx) = std::sync::mpsc::channel::<(PathBuf, PathBuf)>();
-        let roots_for_handler = roots.clone();
-        let sink = changes.clone();
-        // Runs on notify's event loop thread: it must not add watches itself (notify's `watch`
-        // waits for that same thread), so created directories go to the registration thread.
-        let handler = move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) => {
-                if ev.need_rescan() {
-                    tracing::warn!("inotify queue overflowed; will rescan");
-                    sink.lock().unwrap_or_else(|p| p.into_inner()).rescan = true;
-                }
-                for path in &ev.paths {
-                    let Some(root) = roots_for_handler.iter().find(|r| path.starts_with(r)) else {
-                        continue;
-                    };
-                    match ev.kind {
-                        notify::EventKind::Create(notify::event::CreateKind::Folder) => {
-                            tracing::debug!(path = %path.display(), "cgroup directory created");
-                            let _ = created_tx.send((root.clone(), path.clone()));
-                        }
-                        notify::EventKind::Remove(_) => {
-                            let Some(rel) = path.strip_prefix(root).ok().and_then(|r| r.to_str())
-                            else {
-                                continue;
-                            };
-                            let n = normalise_name(rel);
-                            tracing::debug!(cgroup = %n, "cgroup directory removed");
-                            let mut ch = sink.lock().unwrap_or_else(|p| p.into_inner());
-                            ch.created.remove(&n);
-                            ch.removed.insert(n);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cgroup watch error; will rescan");
-                sink.lock().unwrap_or_else(|p| p.into_inner()).rescan = true;
-            }
-        };
         let mut errors = Vec::new();
-        let inner = match notify::recommended_watcher(handler) {
-            Ok(w) => Arc::new(Mutex::new(w)),
+        let inotify = match Inotify::init() {
+            Ok(i) => i,
             Err(source) => {
                 errors.push(Error::Watch {
                     path: PathBuf::from("inotify"),
@@ -199,39 +272,50 @@ impl Watcher {
                 return (None, errors);
             }
         };
-        for root in &roots {
-            errors.extend(register(&inner, &changes, root, root));
+        let changes = Arc::new(Mutex::new(Changes::default()));
+        let mut tree = Tree {
+            inotify,
+            roots: layout.walk_roots(),
+            dirs: HashMap::new(),
+            changes: changes.clone(),
+        };
+        for root in 0..tree.roots.len() {
+            let dir = tree.roots[root].clone();
+            errors.extend(tree.register(root, &dir));
         }
-        // The thread holds the watcher weakly: dropping the `Watcher` drops notify's watcher,
-        // its handler and with it the channel's sender, which ends the thread.
-        let weak = Arc::downgrade(&inner);
-        let sink = changes.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = stop.clone();
         let spawned = std::thread::Builder::new()
             .name("cgroup-watch".into())
-            .spawn(move || {
-                while let Ok((root, dir)) = created_rx.recv() {
-                    let Some(watcher) = weak.upgrade() else { break };
-                    for e in register(&watcher, &sink, &root, &dir) {
-                        tracing::warn!(error = %e, "cannot watch a new cgroup directory; will rescan");
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the cgroup watch thread; rescans only");
-            return (None, errors);
+            .spawn(move || tree.run(&stop_thread));
+        match spawned {
+            Ok(thread) => (
+                Some(Watcher {
+                    changes,
+                    stop,
+                    thread: Some(thread),
+                }),
+                errors,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the cgroup watch thread; rescans only");
+                (None, errors)
+            }
         }
-        (
-            Some(Watcher {
-                _inner: inner,
-                changes,
-            }),
-            errors,
-        )
     }
 
     /// Takes the changes seen since the last call.
     pub fn drain(&self) -> Changes {
         std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
