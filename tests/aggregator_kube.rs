@@ -85,6 +85,8 @@ struct State {
     events: Vec<(u64, String, String, Value)>,
     /// Resources whose requests hang (a slow API server).
     hanging: Vec<String>,
+    /// Watches end as soon as they start, without an event (a misbehaving proxy).
+    close_watches: bool,
     requests: Vec<Request>,
 }
 
@@ -277,6 +279,13 @@ impl FakeApi {
             return;
         }
         // A watch: events after the requested resourceVersion, streamed until the timeout.
+        if self.state.lock().unwrap().close_watches {
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+            );
+            return;
+        }
         let mut from: u64 = req
             .query("resourceVersion")
             .and_then(|v| v.parse().ok())
@@ -808,4 +817,26 @@ async fn kubeconfig_auth_option_reaches_the_api_server() {
     {
         assert_eq!(r.authorization, "Bearer kubeconfig-token", "{r:?}");
     }
+}
+
+/// A proxy that ends every watch at once (200, no event) does not turn the watchers into a busy
+/// loop: watch requests for one resource stay about a second apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_closed_at_once_are_not_reopened_in_a_busy_loop() {
+    let cluster = Cluster::start(1).await;
+    cluster.api.state.lock().unwrap().close_watches = true;
+    let agg = Cluster::aggregator(&cluster.source());
+    let url = cluster.usage(&agg, 0);
+    until("node pulled", WAIT, || async {
+        (points(&try_json(&url).await?) > 0).then_some(())
+    })
+    .await;
+    until("a first watch", WAIT, || async {
+        (!cluster.api.requests("nodes", true).is_empty()).then_some(())
+    })
+    .await;
+    let before = cluster.api.requests("nodes", true).len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let watches = cluster.api.requests("nodes", true).len() - before;
+    assert!((1..=6).contains(&watches), "{watches} node watches in 4 s");
 }

@@ -408,7 +408,7 @@ impl Discovery {
                 source_uri: src.to_string(),
                 message: e.to_string(),
             })?;
-            let client = kube::Client::try_from(config).map_err(|e| Error::Source {
+            let client = super::kubernetes::client(config).map_err(|e| Error::Source {
                 source_uri: src.to_string(),
                 message: format!("API client: {e}"),
             })?;

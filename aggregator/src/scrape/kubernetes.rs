@@ -212,6 +212,74 @@ impl Shared {
     }
 }
 
+/// The least time between two watch requests for the same resource. The watcher starts a new
+/// watch at once when the server ends one without an error (normally after `timeoutSeconds`),
+/// so a proxy that ends watches right away would otherwise make a busy loop.
+const WATCH_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The API client: kube's default stack (auth, token refresh, TLS) with watch requests spaced.
+pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        // kube's stack is a BoxService, not Clone: a Buffer in front makes it shareable.
+        .with_layer(&tower::layer::layer_fn(|inner| SpaceWatches {
+            inner: tower::buffer::Buffer::new(inner, 1024),
+            last: Default::default(),
+        }))
+        .build())
+}
+
+/// Delays a watch request until `WATCH_SPACING` after the previous watch of the same path.
+#[derive(Clone)]
+struct SpaceWatches<S> {
+    inner: S,
+    last: Arc<Mutex<std::collections::HashMap<String, tokio::time::Instant>>>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for SpaceWatches<S>
+where
+    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let uri = req.uri();
+        let is_watch = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+        let start = is_watch.then(|| {
+            let now = tokio::time::Instant::now();
+            let mut last = self.last.lock().expect("watch spacing lock");
+            let at = match last.get(uri.path()) {
+                Some(prev) => (*prev + WATCH_SPACING).max(now),
+                None => now,
+            };
+            last.insert(uri.path().to_string(), at);
+            at
+        });
+        // The ready inner service serves this request; a clone waits for the next poll_ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            if let Some(at) = start {
+                tokio::time::sleep_until(at).await;
+            }
+            inner.call(req).await
+        })
+    }
+}
+
 /// Runs one resource's reflector stream for ever, counting and logging what it does.
 async fn drive<K>(
     resource: usize,
