@@ -12,6 +12,7 @@ pub type Time = DateTime<Utc>;
 
 /// The whole `/stats/summary` document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub node: NodeStats,
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -20,98 +21,87 @@ pub struct Summary {
 
 /// Figures of the node itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeStats {
-    #[serde(rename = "nodeName")]
     pub node_name: String,
     /// `kubelet`, `runtime`, `misc`, `pods`.
     #[serde(
-        rename = "systemContainers",
         default,
         deserialize_with = "null_as_empty",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub system_containers: Vec<ContainerStats>,
-    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fs: Option<FsStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rlimit: Option<RlimitStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub swap: Option<SwapStats>,
 }
 
 /// Process limits of the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct RlimitStats {
     pub time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maxpid: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub curproc: Option<i64>,
 }
 
 /// Filesystems of the container runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct RuntimeStats {
-    #[serde(rename = "imageFs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_fs: Option<FsStats>,
-    #[serde(
-        rename = "containerFs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub container_fs: Option<FsStats>,
 }
 
 /// Figures of one pod.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct PodStats {
-    #[serde(rename = "podRef")]
     pub pod_ref: PodReference,
-    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub containers: Vec<ContainerStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
     #[serde(
-        rename = "volume",
         default,
         deserialize_with = "null_as_empty",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub volume: Vec<VolumeStats>,
-    #[serde(
-        rename = "ephemeral-storage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ephemeral-storage", skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<FsStats>,
-    #[serde(
-        rename = "process_stats",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "process_stats", skip_serializing_if = "Option::is_none")]
     pub process_stats: Option<ProcessStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub swap: Option<SwapStats>,
 }
 
 /// Which pod a set of figures belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct PodReference {
     pub name: String,
     pub namespace: String,
@@ -120,13 +110,14 @@ pub struct PodReference {
 
 /// Figures of one container (or one system container of the node).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerStats {
     pub name: String,
-    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
     #[serde(
         default,
@@ -134,145 +125,97 @@ pub struct ContainerStats {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub accelerators: Vec<AcceleratorStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<FsStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<FsStats>,
     #[serde(
-        rename = "userDefinedMetrics",
         default,
         deserialize_with = "null_as_empty",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub user_defined_metrics: Vec<UserDefinedMetric>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub swap: Option<SwapStats>,
     /// vigil-only extension (a kubelet never sends it): the container's cgroup limits and
     /// weights, from which a Heapster-style aggregator derives `cpu/request`, `cpu/limit`,
     /// `memory/request` and `memory/limit` when it has no Kubernetes API pod specs.
-    #[serde(rename = "vigilSpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vigil_spec: Option<VigilSpec>,
 }
 
 /// A container's cgroup limits and weights as the collector read them (vigil extension of the
 /// Summary API). Every figure is omitted when the cgroup does not have it or it is unlimited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct VigilSpec {
     /// cgroup v1 `cpu.shares`, or v2 `cpu.weight` converted to shares (2 + (w − 1) × 262142 / 9999).
-    #[serde(rename = "cpuShares", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_shares: Option<u64>,
     /// CFS quota per period in microseconds (v1 `cpu.cfs_quota_us`, v2 `cpu.max`); absent = no quota.
-    #[serde(
-        rename = "cpuQuotaMicros",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_quota_micros: Option<u64>,
     /// CFS period in microseconds (v1 `cpu.cfs_period_us`, v2 `cpu.max`).
-    #[serde(
-        rename = "cpuPeriodMicros",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_period_micros: Option<u64>,
     /// v1 `memory.limit_in_bytes` / v2 `memory.max`; absent = unlimited (or ≥ 2^62).
-    #[serde(
-        rename = "memoryLimitBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
     /// v2 `memory.min` (cgroup v1 has no equivalent; the soft limit is not a request).
-    #[serde(
-        rename = "memoryMinBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_min_bytes: Option<u64>,
 }
 
 /// CPU figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct CpuStats {
     pub time: Option<Time>,
     /// Instantaneous usage in nanocores, from the last two samples.
-    #[serde(
-        rename = "usageNanoCores",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_nano_cores: Option<u64>,
     /// Cumulative CPU time in core-nanoseconds.
-    #[serde(
-        rename = "usageCoreNanoSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_core_nano_seconds: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
 }
 
 /// Memory figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct MemoryStats {
     pub time: Option<Time>,
-    #[serde(
-        rename = "availableBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub available_bytes: Option<u64>,
-    #[serde(
-        rename = "usageBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_bytes: Option<u64>,
-    #[serde(
-        rename = "workingSetBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub working_set_bytes: Option<u64>,
-    #[serde(rename = "rssBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
-    #[serde(
-        rename = "pageFaults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub page_faults: Option<u64>,
-    #[serde(
-        rename = "majorPageFaults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub major_page_faults: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
 }
 
 /// Swap figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct SwapStats {
     pub time: Option<Time>,
-    #[serde(
-        rename = "swapAvailableBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub swap_available_bytes: Option<u64>,
-    #[serde(
-        rename = "swapUsageBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub swap_usage_bytes: Option<u64>,
 }
 
 /// Pressure stall information (`cpu|memory|io.pressure`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct PsiStats {
     pub full: PsiData,
     pub some: PsiData,
@@ -280,6 +223,7 @@ pub struct PsiStats {
 
 /// One line of a PSI file; `total` in microseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct PsiData {
     pub total: u64,
     pub avg10: f64,
@@ -289,20 +233,22 @@ pub struct PsiData {
 
 /// Counters of one network interface.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct InterfaceStats {
     pub name: String,
-    #[serde(rename = "rxBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rx_bytes: Option<u64>,
-    #[serde(rename = "rxErrors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rx_errors: Option<u64>,
-    #[serde(rename = "txBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_bytes: Option<u64>,
-    #[serde(rename = "txErrors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_errors: Option<u64>,
 }
 
 /// Network figures: the default interface inlined, plus every interface.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct NetworkStats {
     pub time: Option<Time>,
     #[serde(flatten)]
@@ -317,54 +263,41 @@ pub struct NetworkStats {
 
 /// Filesystem figures (node fs, imageFs, rootfs, logs, ephemeral-storage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct FsStats {
     pub time: Option<Time>,
-    #[serde(
-        rename = "availableBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub available_bytes: Option<u64>,
-    #[serde(
-        rename = "capacityBytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_bytes: Option<u64>,
-    #[serde(rename = "usedBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub used_bytes: Option<u64>,
-    #[serde(
-        rename = "inodesFree",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub inodes_free: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub inodes: Option<u64>,
-    #[serde(
-        rename = "inodesUsed",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub inodes_used: Option<u64>,
 }
 
 /// A pod volume: filesystem figures plus its name and claim.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct VolumeStats {
     #[serde(flatten)]
     pub fs: FsStats,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(rename = "pvcRef", default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pvc_ref: Option<PvcReference>,
     /// Not on the wire: the volume lies on the node filesystem (counted in ephemeral-storage).
-    #[serde(skip)]
+    #[serde(rename = "local_ephemeral", skip)]
     pub local_ephemeral: bool,
 }
 
 /// The PersistentVolumeClaim behind a volume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct PvcReference {
     pub name: String,
     pub namespace: String,
@@ -372,37 +305,33 @@ pub struct PvcReference {
 
 /// Process count of a pod.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct ProcessStats {
-    #[serde(
-        rename = "process_count",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "process_count", skip_serializing_if = "Option::is_none")]
     pub process_count: Option<u64>,
 }
 
 /// An accelerator (GPU) attached to a container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct AcceleratorStats {
     pub make: String,
     pub model: String,
     pub id: String,
-    #[serde(rename = "memoryTotal")]
     pub memory_total: u64,
-    #[serde(rename = "memoryUsed")]
     pub memory_used: u64,
-    #[serde(rename = "dutyCycle")]
     pub duty_cycle: u64,
 }
 
 /// A metric a container defines itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct UserDefinedMetric {
     pub name: String,
     #[serde(rename = "type")]
     pub metric_type: String,
     pub units: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
     pub time: Option<Time>,
     pub value: f64,
