@@ -1,11 +1,13 @@
 //! The Kubernetes source's view of the cluster: kube-runtime watchers feeding reflector stores of Nodes, Pods and Namespaces, read by the rounds for their targets and `ClusterInfo`.
 //!
-//! Each resource is one `watcher` (list, then watch from the list's resourceVersion with
-//! bookmarks; a 410 or an expired watch lists again; errors retry with the watcher's default
-//! backoff) into a `reflector` store. Objects are stripped before they are stored
-//! (`.modify()`): only what targets and enrichment read is kept. Namespaces are watched as
-//! metadata only (`Api<PartialObjectMeta<Namespace>>`). Pods in a final phase (Succeeded, Failed) are left out by a field selector:
-//! they run no container to pull. A round never waits on the API server: it reads the stores.
+//! Each resource is one `watcher` (a paged list, then a watch from the list's resourceVersion
+//! with bookmarks; a 410 or an expired watch lists again; errors retry with the watcher's
+//! default backoff; watch requests at least `WATCH_SPACING` apart) into a `reflector` store.
+//! Only what targets and enrichment read is kept: nodes are stripped with `.modify()`, pods are
+//! decoded straight into `PodLite`, namespaces are watched as metadata only
+//! (`Api<PartialObjectMeta<Namespace>>`), and pods in a final phase (Succeeded, Failed) are left
+//! out by a field selector, as they run no container to pull. A round never waits on the API
+//! server: it reads the stores and the enrichment view rebuilt in the background.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
