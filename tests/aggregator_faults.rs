@@ -2,6 +2,8 @@
 //! backwards, a container restarting; snapshots surviving a restart; the nodes file changing.
 
 mod aggregator_support;
+#[path = "sinks_support/promtool.rs"]
+mod promtool;
 
 use std::time::Duration;
 
@@ -359,6 +361,12 @@ async fn config_file_runs_the_aggregator_and_bad_files_are_named() {
         m.lines()
             .any(|l| l.starts_with("vigil_sink_points_sent_total{") && l.contains("\"log\"")),
         "log sink self-metrics: {m}"
+    );
+    // The aggregator's and the sink's self-metrics together parse as one exposition; the only
+    // lint is the released name vigil_aggregator_counter_resets_total.
+    promtool::check_metrics(
+        &m,
+        &["vigil_aggregator_counter_resets_total metric name should not include type 'counter'"],
     );
     drop(agg);
 
