@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
                 iter += 1;
                 let mut bytes = 0;
                 for d in &dirs {
-                    let spec: &[&str] = if iter % 6 == 0 { &SPEC_FILES } else { &[] };
+                    let spec: &[&str] = if iter.is_multiple_of(6) { &SPEC_FILES } else { &[] };
                     for f in files.iter().chain(spec.iter()) {
                         buf.clear();
                         if let Ok(mut file) = std::fs::File::open(d.join(f)) {

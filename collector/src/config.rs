@@ -414,26 +414,32 @@ mod tests {
 
     #[test]
     fn validate_rejects_short_interval_and_unknown_group() {
-        let mut c = Config::default();
-        c.housekeeping_interval = Duration::from_millis(500);
+        let c = Config {
+            housekeeping_interval: Duration::from_millis(500),
+            ..Default::default()
+        };
         assert!(c
             .validate()
             .unwrap_err()
             .to_string()
             .contains("housekeeping_interval"));
-        let mut c = Config::default();
-        c.disable_metrics = vec!["cpux".into()];
+        let c = Config {
+            disable_metrics: vec!["cpux".into()],
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("cpux"));
     }
 
     #[test]
     fn validate_rejects_pod_labels_that_sanitize_to_the_same_name() {
-        let mut c = Config::default();
-        c.pod_labels = vec![
-            "app".into(),
-            "app.kubernetes.io/name".into(),
-            "app_kubernetes_io_name".into(),
-        ];
+        let mut c = Config {
+            pod_labels: vec![
+                "app".into(),
+                "app.kubernetes.io/name".into(),
+                "app_kubernetes_io_name".into(),
+            ],
+            ..Default::default()
+        };
         let err = c.validate().unwrap_err().to_string();
         assert!(
             err.contains("pod_labels")

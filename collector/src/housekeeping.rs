@@ -1037,13 +1037,14 @@ mod tests {
 
     fn fixture_config(root: &str) -> Arc<Config> {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let mut c = Config::default();
-        c.cgroup_root = base.join(root);
-        c.proc_root = base.join("proc-root-absent");
-        c.pod_log_root = base.join("logs/pods");
-        c.container_log_root = Some(base.join("logs/containers"));
-        c.node_name = Some("fixture-node".into());
-        Arc::new(c)
+        Arc::new(Config {
+            cgroup_root: base.join(root),
+            proc_root: base.join("proc-root-absent"),
+            pod_log_root: base.join("logs/pods"),
+            container_log_root: Some(base.join("logs/containers")),
+            node_name: Some("fixture-node".into()),
+            ..Default::default()
+        })
     }
 
     /// A temporary cgroup v2 root (with `controllers`) holding the empty container cgroup

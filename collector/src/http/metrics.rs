@@ -783,12 +783,14 @@ mod tests {
     #[test]
     fn v1_page_fault_scopes_and_failcnt() {
         let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let mut c = Config::default();
-        c.cgroup_root = base.join("cgroup-v1-cgroupfs");
-        c.proc_root = base.join("proc-root-absent");
-        c.pod_log_root = base.join("logs/pods");
-        c.container_log_root = Some(base.join("logs/containers"));
-        c.node_name = Some("fixture-node".into());
+        let c = Config {
+            cgroup_root: base.join("cgroup-v1-cgroupfs"),
+            proc_root: base.join("proc-root-absent"),
+            pod_log_root: base.join("logs/pods"),
+            container_log_root: Some(base.join("logs/containers")),
+            node_name: Some("fixture-node".into()),
+            ..Default::default()
+        };
         let mut col = crate::housekeeping::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
         let snap = col.pass();
         let mut out = String::new();
@@ -798,7 +800,7 @@ mod tests {
             out.lines()
                 .find(|l| l.starts_with(name) && l.contains(&id) && l.contains(extra))
                 .unwrap_or_else(|| panic!("{name} {extra} missing"))
-                .rsplitn(3, ' ')
+                .rsplit(' ')
                 .nth(1)
                 .unwrap()
                 .to_string()

@@ -237,8 +237,10 @@ mod tests {
     use tower::ServiceExt;
 
     fn state(snap: Snapshot) -> AppState {
-        let mut config = Config::default();
-        config.housekeeping_interval = Duration::from_secs(1);
+        let config = Config {
+            housekeeping_interval: Duration::from_secs(1),
+            ..Default::default()
+        };
         AppState::new(Arc::new(RwLock::new(Arc::new(snap))), Arc::new(config))
     }
 
@@ -288,11 +290,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         crate::fixture::generate_v2_tree(tmp.path(), 200).unwrap();
         let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let mut config = Config::default();
-        config.cgroup_root = tmp.path().to_path_buf();
-        config.proc_root = base.join("proc-root-absent");
-        config.pod_log_root = base.join("logs/pods");
-        config.node_name = Some("stream-node".into());
+        let config = Config {
+            cgroup_root: tmp.path().to_path_buf(),
+            proc_root: base.join("proc-root-absent"),
+            pod_log_root: base.join("logs/pods"),
+            node_name: Some("stream-node".into()),
+            ..Default::default()
+        };
         let mut c = crate::housekeeping::Collector::new(Arc::new(config)).unwrap();
         let snap = c.pass();
         let expected = serde_json::to_string(&summary::build(&snap)).unwrap();
