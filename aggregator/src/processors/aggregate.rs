@@ -139,18 +139,15 @@ impl NamespaceSums {
             for (name, v) in &values {
                 add(&mut cluster, name, *v);
             }
-            let set = batch
-                .sets
-                .entry(namespace_key(&ns))
-                .or_insert_with(|| {
-                    let mut labels = BTreeMap::new();
-                    labels.insert(LABEL_TYPE.to_string(), set_type::NAMESPACE.to_string());
-                    labels.insert(LABEL_NAMESPACE_NAME.to_string(), ns.clone());
-                    MetricSet {
-                        labels: std::sync::Arc::new(labels),
-                        ..MetricSet::default()
-                    }
-                });
+            let set = batch.sets.entry(namespace_key(&ns)).or_insert_with(|| {
+                let mut labels = BTreeMap::new();
+                labels.insert(LABEL_TYPE.to_string(), set_type::NAMESPACE.to_string());
+                labels.insert(LABEL_NAMESPACE_NAME.to_string(), ns.clone());
+                MetricSet {
+                    labels: std::sync::Arc::new(labels),
+                    ..MetricSet::default()
+                }
+            });
             set.values.extend(values);
         }
         let set = batch

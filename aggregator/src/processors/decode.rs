@@ -228,8 +228,8 @@ fn container(
 ) -> Result<MetricSet, Error> {
     // Sized once: five filesystem figures per filesystem, three per accelerator (a vector
     // grown by pushes would hold up to 16 slots for a container's 10).
-    let n_labeled = 5 * (c.rootfs.is_some() as usize + c.logs.is_some() as usize)
-        + 3 * c.accelerators.len();
+    let n_labeled =
+        5 * (c.rootfs.is_some() as usize + c.logs.is_some() as usize) + 3 * c.accelerators.len();
     let mut set = MetricSet {
         create_time: times.get("startTime", c.start_time.as_ref())?,
         scrape_time: scrape_time(times, c.cpu.as_ref(), c.memory.as_ref(), None)?,
@@ -289,12 +289,7 @@ fn node(
     });
     let mut set = MetricSet {
         create_time: times.get("node.startTime", n.start_time.as_ref())?,
-        scrape_time: scrape_time(
-            times,
-            n.cpu.as_ref(),
-            n.memory.as_ref(),
-            n.network.as_ref(),
-        )?,
+        scrape_time: scrape_time(times, n.cpu.as_ref(), n.memory.as_ref(), n.network.as_ref())?,
         labels,
         ..MetricSet::default()
     };
@@ -356,12 +351,7 @@ fn pod(
     });
     let mut set = MetricSet {
         create_time: times.get("pod.startTime", p.start_time.as_ref())?,
-        scrape_time: scrape_time(
-            times,
-            p.cpu.as_ref(),
-            p.memory.as_ref(),
-            p.network.as_ref(),
-        )?,
+        scrape_time: scrape_time(times, p.cpu.as_ref(), p.memory.as_ref(), p.network.as_ref())?,
         labels,
         labeled: Vec::with_capacity(5 * p.volume.len()),
         ..MetricSet::default()
@@ -609,12 +599,18 @@ mod tests {
         assert_eq!(c[pod].labels["pod_id"], "new-uid");
         let web = "namespace:default/pod:web-0/container:web";
         assert_eq!(c[web].labels["pod_id"], "new-uid");
-        assert!(Arc::ptr_eq(&b["node:node-1"].labels, &c["node:node-1"].labels));
+        assert!(Arc::ptr_eq(
+            &b["node:node-1"].labels,
+            &c["node:node-1"].labels
+        ));
         v["node"]["nodeName"] = "".into();
-        let d = decode_document(&serde_json::to_vec(&v).unwrap(), "fallback-7", &mut cache)
-            .unwrap();
+        let d =
+            decode_document(&serde_json::to_vec(&v).unwrap(), "fallback-7", &mut cache).unwrap();
         assert_eq!(d.node_name, "fallback-7");
-        assert_eq!(sets_of(&d)["node:fallback-7"].labels["hostname"], "fallback-7");
+        assert_eq!(
+            sets_of(&d)["node:fallback-7"].labels["hostname"],
+            "fallback-7"
+        );
         assert_eq!(sets_of(&d)[web].labels["nodename"], "fallback-7");
     }
 
@@ -628,8 +624,12 @@ mod tests {
         v["node"]["systemContainers"] = serde_json::Value::Null;
         v["node"]["network"]["interfaces"] = serde_json::Value::Null;
         v["pods"][0]["cpu"]["psi"] = serde_json::json!({"full": {"total": 1}});
-        let n = decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut NodeCache::default())
-            .unwrap();
+        let n = decode_document(
+            &serde_json::to_vec(&v).unwrap(),
+            "f",
+            &mut NodeCache::default(),
+        )
+        .unwrap();
         let keys: Vec<&str> = sets_of(&n).keys().copied().collect();
         assert_eq!(keys, ["namespace:default/pod:web-0", "node:node-1"]);
         // The pod's network is the inlined default interface.
@@ -638,9 +638,13 @@ mod tests {
             MetricValue::Int(200)
         );
         let refuse = |v: serde_json::Value| {
-            decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut NodeCache::default())
-                .unwrap_err()
-                .to_string()
+            decode_document(
+                &serde_json::to_vec(&v).unwrap(),
+                "f",
+                &mut NodeCache::default(),
+            )
+            .unwrap_err()
+            .to_string()
         };
         let mut v = testdata();
         v["pods"][0]["containers"][0]["cpu"]["time"] = "yesterday".into();
@@ -653,17 +657,29 @@ mod tests {
         v["node"]["memory"]["usageBytes"] = "many".into();
         assert!(refuse(v).contains("invalid type"));
         let mut v = testdata();
-        v["pods"][0]["podRef"].as_object_mut().unwrap().remove("uid");
+        v["pods"][0]["podRef"]
+            .as_object_mut()
+            .unwrap()
+            .remove("uid");
         assert!(refuse(v).contains("missing field `uid`"));
         let mut v = testdata();
         v.as_object_mut().unwrap().remove("node");
         assert!(refuse(v).contains("missing field `node`"));
-        assert!(decode_document(b"{\"node\": {\"nodeName\": 42, ", "f", &mut NodeCache::default()).is_err());
+        assert!(decode_document(
+            b"{\"node\": {\"nodeName\": 42, ",
+            "f",
+            &mut NodeCache::default()
+        )
+        .is_err());
         // chrono's looser form (a space for the `T`) is still accepted, as before.
         let mut v = testdata();
         v["node"]["startTime"] = "2024-01-01 00:00:00Z".into();
-        let n = decode_document(&serde_json::to_vec(&v).unwrap(), "f", &mut NodeCache::default())
-            .unwrap();
+        let n = decode_document(
+            &serde_json::to_vec(&v).unwrap(),
+            "f",
+            &mut NodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(
             sets_of(&n)["node:node-1"].create_time,
             Some("2024-01-01T00:00:00Z".parse().unwrap())
