@@ -80,10 +80,14 @@ fn jitter(name: &str, max: Duration) -> Duration {
 
 impl Scraper {
     pub fn new(timeout: Duration, concurrency: usize) -> Scraper {
+        // Up to `concurrency` idle connections per host: one per node when every node is its own
+        // host, and a connection per pull slot when many nodes sit behind one address (the API
+        // server's node proxy, a load balancer, the simulator); with fewer, most pulls opened a
+        // new connection every round.
         let client = reqwest::Client::builder()
             .gzip(true)
             .timeout(timeout)
-            .pool_max_idle_per_host(4)
+            .pool_max_idle_per_host(concurrency.max(1))
             .build()
             .expect("HTTP client with rustls builds");
         Scraper {
@@ -115,7 +119,7 @@ impl Scraper {
         let mut b = reqwest::Client::builder()
             .gzip(true)
             .timeout(self.timeout)
-            .pool_max_idle_per_host(4)
+            .pool_max_idle_per_host(self.concurrency.max(1))
             .danger_accept_invalid_certs(insecure);
         if let Some(pem) = ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem)? {
