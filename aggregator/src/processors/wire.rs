@@ -20,6 +20,7 @@ where
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary<'a> {
     #[serde(borrow)]
     pub node: Node<'a>,
@@ -28,29 +29,25 @@ pub struct Summary<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Node<'a> {
-    #[serde(borrow, rename = "nodeName")]
+    #[serde(borrow)]
     pub node_name: Cow<'a, str>,
-    #[serde(
-        borrow,
-        rename = "systemContainers",
-        default,
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(borrow, default, deserialize_with = "null_as_empty")]
     pub system_containers: Vec<Container<'a>>,
-    #[serde(borrow, rename = "startTime", default)]
+    #[serde(borrow)]
     pub start_time: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub cpu: Option<Cpu<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub memory: Option<Memory<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub network: Option<Network<'a>>,
-    #[serde(default)]
     pub fs: Option<Fs>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodRef<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
@@ -61,121 +58,100 @@ pub struct PodRef<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Pod<'a> {
-    #[serde(borrow, rename = "podRef")]
+    #[serde(borrow)]
     pub pod_ref: PodRef<'a>,
-    #[serde(borrow, rename = "startTime", default)]
+    #[serde(borrow)]
     pub start_time: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "null_as_empty")]
     pub containers: Vec<Container<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub cpu: Option<Cpu<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub memory: Option<Memory<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub network: Option<Network<'a>>,
     #[serde(borrow, default, deserialize_with = "null_as_empty")]
     pub volume: Vec<Volume<'a>>,
-    #[serde(rename = "ephemeral-storage", default)]
+    #[serde(rename = "ephemeral-storage")]
     pub ephemeral_storage: Option<Fs>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Container<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    #[serde(borrow, rename = "startTime", default)]
+    #[serde(borrow)]
     pub start_time: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub cpu: Option<Cpu<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub memory: Option<Memory<'a>>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub accelerators: Vec<AcceleratorStats>,
-    #[serde(default)]
     pub rootfs: Option<Fs>,
-    #[serde(default)]
     pub logs: Option<Fs>,
-    #[serde(
-        rename = "userDefinedMetrics",
-        default,
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub user_defined_metrics: Vec<UserDefinedMetric>,
-    #[serde(rename = "vigilSpec", default)]
     pub vigil_spec: Option<VigilSpec>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cpu<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub time: Option<Cow<'a, str>>,
-    #[serde(rename = "usageCoreNanoSeconds", default)]
     pub usage_core_nano_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Memory<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub time: Option<Cow<'a, str>>,
-    #[serde(rename = "availableBytes", default)]
     pub available_bytes: Option<u64>,
-    #[serde(rename = "usageBytes", default)]
     pub usage_bytes: Option<u64>,
-    #[serde(rename = "workingSetBytes", default)]
     pub working_set_bytes: Option<u64>,
-    #[serde(rename = "rssBytes", default)]
     pub rss_bytes: Option<u64>,
-    #[serde(rename = "pageFaults", default)]
     pub page_faults: Option<u64>,
-    #[serde(rename = "majorPageFaults", default)]
     pub major_page_faults: Option<u64>,
 }
 
 /// Network figures: the default interface is inlined in the object (read directly here, not
 /// through serde's buffering `flatten`); the per-interface list is not read.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Network<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub time: Option<Cow<'a, str>>,
-    #[serde(rename = "rxBytes", default)]
     pub rx_bytes: Option<u64>,
-    #[serde(rename = "rxErrors", default)]
     pub rx_errors: Option<u64>,
-    #[serde(rename = "txBytes", default)]
     pub tx_bytes: Option<u64>,
-    #[serde(rename = "txErrors", default)]
     pub tx_errors: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct Fs {
-    #[serde(rename = "availableBytes", default)]
     pub available_bytes: Option<u64>,
-    #[serde(rename = "capacityBytes", default)]
     pub capacity_bytes: Option<u64>,
-    #[serde(rename = "usedBytes", default)]
     pub used_bytes: Option<u64>,
-    #[serde(rename = "inodesFree", default)]
     pub inodes_free: Option<u64>,
-    #[serde(default)]
     pub inodes: Option<u64>,
 }
 
 /// A pod volume: filesystem figures and the volume's name in one object.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Volume<'a> {
     #[serde(borrow, default)]
     pub name: Cow<'a, str>,
-    #[serde(rename = "availableBytes", default)]
     pub available_bytes: Option<u64>,
-    #[serde(rename = "capacityBytes", default)]
     pub capacity_bytes: Option<u64>,
-    #[serde(rename = "usedBytes", default)]
     pub used_bytes: Option<u64>,
-    #[serde(rename = "inodesFree", default)]
     pub inodes_free: Option<u64>,
-    #[serde(default)]
     pub inodes: Option<u64>,
 }
 
