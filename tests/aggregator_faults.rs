@@ -12,15 +12,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(40);
 
-fn shape() -> Shape {
-    Shape {
-        nodes: 3,
-        pods_per_node: 2,
-        containers_per_pod: 2,
-        namespaces: 1,
-    }
-}
-
 async fn metrics(base: &str) -> String {
     get(&format!("{base}/metrics")).await.1
 }
@@ -49,7 +40,7 @@ fn points(v: &Value) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_disappearance_counter_reset_and_restart() {
-    let sim = Sim::new(shape());
+    let sim = Sim::new(small_shape());
     let mut nodes = Vec::new();
     for i in 0..3 {
         nodes.push(SimNode::start(&sim, i, "127.0.0.1", 0).await);
@@ -202,7 +193,7 @@ async fn garbage_disappearance_counter_reset_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_survives_a_restart_with_data_dir_and_nodes_file_is_reread() {
-    let sim = Sim::new(shape());
+    let sim = Sim::new(small_shape());
     let n0 = SimNode::start(&sim, 0, "127.0.0.1", 0).await;
     let n1 = SimNode::start(&sim, 1, "127.0.0.1", 0).await;
     let dir = tempfile::tempdir().unwrap();
@@ -334,7 +325,7 @@ fn bad_options_are_named_at_start() {
 /// wins over the file's; a bad file stops the start with the file and key named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_runs_the_aggregator_and_bad_files_are_named() {
-    let sim = Sim::new(shape());
+    let sim = Sim::new(small_shape());
     let node = SimNode::start(&sim, 0, "127.0.0.1", 0).await;
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("aggregator.yaml");

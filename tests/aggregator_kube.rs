@@ -18,15 +18,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(40);
 
-fn shape() -> Shape {
-    Shape {
-        nodes: 3,
-        pods_per_node: 2,
-        containers_per_pod: 2,
-        namespaces: 1,
-    }
-}
-
 /// One received request: method and path with query, and the Accept header.
 #[derive(Debug, Clone)]
 struct Request {
@@ -405,7 +396,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start(nodes: usize) -> Cluster {
-        let sim = Sim::new(shape());
+        let sim = Sim::new(small_shape());
         let port = free_port();
         let api = FakeApi::start();
         let mut kubelets = Vec::new();

@@ -3,6 +3,9 @@
 //! and serves /conditions, /problems/events and the problem metrics; a bad monitor config stops
 //! start-up with the file and key named.
 
+#[path = "sinks_support/promtool.rs"]
+mod promtool;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -274,35 +277,8 @@ fn collector_serves_conditions_events_and_problem_metrics() {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (package prometheus) must be installed");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(mine.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        matches!(out.status.code(), Some(0) | Some(3)),
-        "promtool: {report}\n{mine}"
-    );
-    for l in report.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(
-            l.starts_with("problem_counter ") || l.starts_with("problem_gauge "),
-            "unexpected promtool finding {l:?}\n{mine}"
-        );
-    }
+    // NPD's own names lack the `_total` suffix promtool asks for; they are kept on purpose.
+    promtool::check_metrics(&mine, &["problem_counter ", "problem_gauge "]);
 }
 
 #[test]

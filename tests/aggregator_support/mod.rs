@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use vigil_aggregator::sim::{self, Mode, Shape, Sim};
 
+/// The small cluster of the fault and Kubernetes tests: 3 nodes × 2 pods × 2 containers, one namespace.
+pub fn small_shape() -> Shape {
+    Shape {
+        nodes: 3,
+        pods_per_node: 2,
+        containers_per_pod: 2,
+        namespaces: 1,
+    }
+}
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
