@@ -27,9 +27,16 @@ impl FdBudget {
         }
     }
 
-    /// The process-wide budget: RLIMIT_NOFILE's soft limit is raised to the hard limit once, and
-    /// everything above a reserve of 1,024 (or a quarter of the limit, if larger) may be kept.
+    /// The process-wide budget (see `global_capped`), as first set up.
     pub fn global() -> &'static FdBudget {
+        Self::global_capped(usize::MAX)
+    }
+
+    /// The process-wide budget, set up by the first call: RLIMIT_NOFILE's soft limit is raised to
+    /// the hard limit once, everything above a reserve of 1,024 (or an eighth of the limit, if
+    /// larger) may be kept, and at most `cap` (the collector's `max_open_files`). Later calls
+    /// return the same budget, whatever their cap.
+    pub fn global_capped(cap: usize) -> &'static FdBudget {
         static GLOBAL: OnceLock<FdBudget> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             use rustix::process::{getrlimit, setrlimit, Resource};
@@ -48,8 +55,8 @@ impl FdBudget {
             }
             // An unlimited (None) soft limit: still bound the cache.
             let soft = lim.current.unwrap_or(1 << 20).min(1 << 20);
-            let reserve = RESERVED_FDS.max(soft / 4);
-            let n = soft.saturating_sub(reserve) as usize;
+            let reserve = RESERVED_FDS.max(soft / 8);
+            let n = (soft.saturating_sub(reserve) as usize).min(cap);
             tracing::info!(nofile = soft, kept_fd_budget = n, "file descriptor budget");
             FdBudget::new(n)
         })

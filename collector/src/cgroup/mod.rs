@@ -412,6 +412,9 @@ pub struct Reader {
     keep_now: bool,
     /// Files read by this reader since it was created (for the benches' floor).
     pub files_read: u64,
+    /// Files are opened with O_NOATIME (no inode time update per read, as on tmpfs) until the
+    /// kernel refuses it once (not the files' owner and no CAP_FOWNER).
+    no_atime_refused: bool,
 }
 
 /// Where the directory of a load comes from.
@@ -530,7 +533,17 @@ impl Reader {
                 DirRef::Kept(i) => &self.handles.dirs[*i].fd,
                 DirRef::Transient => &self.transient.as_ref().expect("opened").1,
             };
-            match rustix::fs::openat(dirfd, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            let flags = if self.no_atime_refused {
+                OFlags::RDONLY | OFlags::CLOEXEC
+            } else {
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME
+            };
+            match rustix::fs::openat(dirfd, file, flags, Mode::empty()) {
+                // O_NOATIME needs the file's owner or CAP_FOWNER: without them, open as usual.
+                Err(Errno::PERM) if !self.no_atime_refused => {
+                    self.no_atime_refused = true;
+                    continue;
+                }
                 Ok(fd) => {
                     break (
                         fd,

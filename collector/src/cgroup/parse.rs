@@ -101,27 +101,12 @@ pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
             let (k, v) = field
                 .split_once('=')
                 .ok_or_else(|| format!("expected key=value in line {line:?}"))?;
+            let bad = || format!("bad {k} in line {line:?}");
             match k {
-                "avg10" => {
-                    data.avg10 = v
-                        .parse()
-                        .map_err(|_| format!("bad avg10 in line {line:?}"))?
-                }
-                "avg60" => {
-                    data.avg60 = v
-                        .parse()
-                        .map_err(|_| format!("bad avg60 in line {line:?}"))?
-                }
-                "avg300" => {
-                    data.avg300 = v
-                        .parse()
-                        .map_err(|_| format!("bad avg300 in line {line:?}"))?
-                }
-                "total" => {
-                    data.total = v
-                        .parse()
-                        .map_err(|_| format!("bad total in line {line:?}"))?
-                }
+                "avg10" => data.avg10 = parse_avg(v).ok_or_else(bad)?,
+                "avg60" => data.avg60 = parse_avg(v).ok_or_else(bad)?,
+                "avg300" => data.avg300 = parse_avg(v).ok_or_else(bad)?,
+                "total" => data.total = v.parse().map_err(|_| bad())?,
                 _ => {}
             }
         }
@@ -138,6 +123,19 @@ pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
         return Err("no \"some\" line".to_string());
     }
     Ok(out)
+}
+
+/// A PSI average: the kernel writes `<int>.<two digits>` (read exactly, without the float
+/// parser); any other decimal form goes through `f64::from_str`.
+fn parse_avg(v: &str) -> Option<f64> {
+    if let Some((i, f)) = v.split_once('.') {
+        let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|c| c.is_ascii_digit());
+        if f.len() == 2 && digits(i) && digits(f) {
+            let (i, f): (u64, u64) = (i.parse().ok()?, f.parse().ok()?);
+            return Some((i * 100 + f) as f64 / 100.0);
+        }
+    }
+    v.parse().ok().filter(|x: &f64| x.is_finite())
 }
 
 /// `MAJ:MIN` of a block device.
@@ -200,6 +198,21 @@ mod tests {
         assert_eq!(to_ns("usage_usec", 5, 1000), Ok(5000));
         let e = to_ns("usage_usec", u64::MAX / 10, 1000).unwrap_err();
         assert!(e.contains("usage_usec") && e.contains("overflows"), "{e}");
+    }
+
+    #[test]
+    fn psi_averages_read_exactly_as_the_float_parser_reads_them() {
+        for i in [0u64, 1, 9, 10, 99, 100, 12345] {
+            for f in 0..100u64 {
+                let v = format!("{i}.{f:02}");
+                assert_eq!(parse_avg(&v), v.parse::<f64>().ok(), "{v}");
+            }
+        }
+        assert_eq!(parse_avg("1.5"), Some(1.5));
+        assert_eq!(parse_avg("1e2"), Some(100.0));
+        for bad in ["", ".", "x.00", "1.0x", "nan", "inf", "-"] {
+            assert_eq!(parse_avg(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
