@@ -48,6 +48,8 @@ pub const METRIC_GROUPS: &[&str] = &[
     "sched",
     "tcp",
     "udp",
+    // vigil's own: the kubelet's kubelet_volume_stats_* (PVC-backed pod volumes).
+    "volume_stats",
 ];
 
 /// The collector's settings. Every field can be set in the YAML file; most also as a flag.
@@ -118,6 +120,12 @@ pub struct Config {
     /// server with the in-cluster service account; start-up fails without credentials.
     #[serde(default)]
     pub problem_detector_kubernetes: bool,
+    /// Ask the Kubernetes API server (in-cluster service account, `get` on
+    /// persistentvolumeclaims) which PersistentVolume each pod's claims are bound to, so a PV's
+    /// volume directory gets its pod spec name and `pvcRef` when its name and elimination do
+    /// not tell; needs `kubelet_url` (the pod specs); start-up fails without credentials.
+    #[serde(default)]
+    pub kubernetes_pvc_lookup: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -290,6 +298,13 @@ impl Config {
                     .into(),
             });
         }
+        if self.kubernetes_pvc_lookup && self.kubelet_url.is_none() {
+            return Err(Error::Invalid {
+                key: "kubernetes_pvc_lookup",
+                message: "needs kubelet_url (--kubelet-url): the claims come from the pod specs of the kubelet's /pods"
+                    .into(),
+            });
+        }
         if !(1..=16).contains(&self.collection_threads) {
             return Err(Error::Invalid {
                 key: "collection_threads",
@@ -459,6 +474,20 @@ mod tests {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("problem_detector_kubernetes"), "{err}");
         assert!(!Config::default().problem_detector_kubernetes);
+    }
+
+    #[test]
+    fn kubernetes_pvc_lookup_is_off_by_default_and_needs_the_kubelet() {
+        assert!(!Config::default().kubernetes_pvc_lookup);
+        let c = Config::from_yaml("kubernetes_pvc_lookup: true\n", Path::new("c.yaml")).unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("kubernetes_pvc_lookup") && err.contains("kubelet_url"), "{err}");
+        let c = Config::from_yaml(
+            "kubernetes_pvc_lookup: true\nkubelet_url: http://127.0.0.1:10255\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

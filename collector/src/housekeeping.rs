@@ -53,6 +53,8 @@ pub struct ContainerSample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodVolume {
     pub dir: crate::proc::fs::VolumeDir,
+    /// The pod spec name and claim the kubelet reports the volume under (discovery::volumes).
+    pub id: crate::discovery::volumes::VolumeIdentity,
     /// When `fs` was read (volumes are read every sixth pass).
     pub time: SystemTime,
     /// statvfs of the volume's filesystem.
@@ -687,7 +689,14 @@ impl Collector {
             if refresh || !self.volumes.contains_key(pod_uid) {
                 let volumes = pods_dir.join(pod_uid).join("volumes");
                 match crate::proc::fs::pod_volume_dirs(&volumes) {
-                    Ok(d) => listed.push((pod_uid.clone(), d)),
+                    Ok(d) => {
+                        let pod = self.metadata.pods.get(pod_uid);
+                        let (ids, errors) = crate::discovery::volumes::identify(&volumes, &d, pod);
+                        for e in errors {
+                            self.count_error(e.kind(), &e.to_string());
+                        }
+                        listed.push((pod_uid.clone(), d.into_iter().zip(ids).collect()));
+                    }
                     Err(e) => {
                         self.count_error("volume", &e.to_string());
                         listed.push((pod_uid.clone(), Vec::new()));
@@ -697,7 +706,7 @@ impl Collector {
         }
         let paths: Vec<&Path> = listed
             .iter()
-            .flat_map(|(_, dirs)| dirs.iter().map(|d| d.path.as_path()))
+            .flat_map(|(_, dirs)| dirs.iter().map(|(d, _)| d.path.as_path()))
             .collect();
         let mut stats = self
             .statvfs
@@ -707,10 +716,11 @@ impl Collector {
         for (uid, dirs) in listed {
             let before = self.volumes.remove(&uid).unwrap_or_default();
             let mut vols = Vec::with_capacity(dirs.len());
-            for dir in dirs {
+            for (dir, id) in dirs {
                 match stats.next() {
                     Some(Ok(fs)) => vols.push(PodVolume {
                         dir,
+                        id,
                         time: now,
                         fs,
                         usage: None,
@@ -723,7 +733,7 @@ impl Collector {
                         self.count_error(kind, &e.to_string());
                         // Not answered now (a hung mount): the last figures keep their own time.
                         if let Some(old) = before.iter().find(|v| v.dir.path == dir.path) {
-                            vols.push(old.clone());
+                            vols.push(PodVolume { id, ..old.clone() });
                         }
                     }
                     None => {}

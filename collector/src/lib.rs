@@ -87,6 +87,11 @@ pub struct Args {
     /// account; start-up fails without one) [default: off].
     #[arg(long)]
     pub problem_detector_kubernetes: bool,
+    /// Ask the API server (in-cluster service account) which PersistentVolume each pod's claims
+    /// are bound to, to name PV volumes; needs --kubelet-url; start-up fails without credentials
+    /// [default: off].
+    #[arg(long)]
+    pub kubernetes_pvc_lookup: bool,
 }
 
 impl Args {
@@ -117,6 +122,9 @@ impl Args {
         if self.problem_detector_kubernetes {
             c.problem_detector_kubernetes = true;
         }
+        if self.kubernetes_pvc_lookup {
+            c.kubernetes_pvc_lookup = true;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -133,6 +141,8 @@ pub enum Error {
     Problems(#[from] problems::Error),
     #[error("problem detector (--problem-detector-kubernetes): {0}")]
     Kubernetes(#[from] problems::kubernetes::KubernetesError),
+    #[error("PersistentVolumeClaim lookup (--kubernetes-pvc-lookup): {0}")]
+    PvcLookup(problems::kubernetes::KubernetesError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("http server: {0}")]
@@ -156,7 +166,7 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
         // Kubernetes reporting: credentials are checked before anything runs.
         let reporter = if config.problem_detector_kubernetes {
             let cfg = problems::kubernetes::KubernetesConfig::in_cluster(&config.node_name())?;
-            let api = cfg.api_url.clone();
+            let api = cfg.api.api_url.clone();
             let r = d.kubernetes_reporter(cfg)?;
             tracing::info!(api = %api, "problem detector reports to Kubernetes");
             Some(r)
@@ -169,6 +179,16 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
         }
         Some(d)
     };
+    // Claim → PV lookup on the API server: credentials are checked before anything runs.
+    let claims = if config.kubernetes_pvc_lookup {
+        let api = problems::kubernetes::ApiAccess::in_cluster().map_err(Error::PvcLookup)?;
+        let lookup = discovery::volumes::ClaimLookup::new(api).map_err(Error::PvcLookup)?;
+        let cache = lookup.cache();
+        tokio::spawn(lookup.run(shutdown.clone()));
+        Some(cache)
+    } else {
+        None
+    };
     let mut collector = Collector::new(config.clone())?;
     collector.start_watcher();
     let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(Snapshot::empty(config.node_name()))));
@@ -177,11 +197,17 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
         let slot = collector.kubelet_pods_slot();
         let interval = config.rescan_interval.min(Duration::from_secs(30));
         let mut stop = shutdown.clone();
+        let claims = claims.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
             loop {
                 match discovery::metadata::fetch_pod_list(&client, &url).await {
-                    Ok(list) => *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(list),
+                    Ok(mut list) => {
+                        if let Some(c) = &claims {
+                            c.annotate(&mut list);
+                        }
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(list)
+                    }
                     Err(e) => tracing::warn!(kind = e.kind(), error = %e, "kubelet /pods"),
                 }
                 tokio::select! {
@@ -219,9 +245,16 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
         .expect("spawn housekeeping thread");
 
     let mut state = http::AppState::new(snapshot, config.clone());
-    if let Some(d) = &detector {
-        let d = d.clone();
-        state.extra_metrics = Some(Arc::new(move |out: &mut String| d.write_metrics(out)));
+    let detector_metrics = detector.clone();
+    if detector_metrics.is_some() || claims.is_some() {
+        state.extra_metrics = Some(Arc::new(move |out: &mut String| {
+            if let Some(d) = &detector_metrics {
+                d.write_metrics(out);
+            }
+            if let Some(c) = &claims {
+                c.write_metrics(out);
+            }
+        }));
     }
     let mut app = http::app(state);
     if let Some(d) = detector {

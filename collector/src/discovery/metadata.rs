@@ -49,6 +49,21 @@ pub struct PodMeta {
     /// Container id → metadata.
     pub containers: HashMap<String, ContainerMeta>,
     pub labels: BTreeMap<String, String>,
+    /// The pod spec's volumes (`spec.volumes[]`), when the kubelet told us.
+    pub volumes: Vec<SpecVolume>,
+}
+
+/// One volume of a pod spec, as far as the volume figures need it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpecVolume {
+    /// `spec.volumes[].name`: the name the kubelet reports the volume under.
+    pub name: String,
+    /// The PersistentVolumeClaim behind it: `persistentVolumeClaim.claimName`, or
+    /// `<pod>-<volume>` for a generic ephemeral volume (`ephemeral`), as the kubelet names it.
+    pub claim: Option<String>,
+    /// The PersistentVolume the claim is bound to (the claim's `spec.volumeName`), when the
+    /// API server lookup (`kubernetes_pvc_lookup`) has answered.
+    pub bound_volume: Option<String>,
 }
 
 /// Every pod's metadata, by uid.
@@ -148,6 +163,24 @@ impl Metadata {
             pod.name = item.metadata.name.clone();
             pod.namespace = item.metadata.namespace.clone();
             pod.labels = item.metadata.labels.clone();
+            pod.volumes = item
+                .spec
+                .volumes
+                .iter()
+                .map(|v| {
+                    let claim = v.claim_name(&item.metadata.name);
+                    let bound_volume = claim.as_ref().and_then(|c| {
+                        list.claim_volumes
+                            .get(&(item.metadata.namespace.clone(), c.clone()))
+                            .cloned()
+                    });
+                    SpecVolume {
+                        name: v.name.clone(),
+                        claim,
+                        bound_volume,
+                    }
+                })
+                .collect();
             let spec_of = |name: &str| item.spec.containers.iter().find(|c| c.name == name);
             for status in &item.status.container_statuses {
                 let id = status.container_id.rsplit("://").next().unwrap_or_default();
@@ -231,6 +264,24 @@ pub fn parse_bytes(q: &str) -> Option<u64> {
 pub struct PodList {
     #[serde(default)]
     pub items: Vec<Pod>,
+    /// Not from the kubelet: (namespace, claim) → bound PersistentVolume name, added from the
+    /// API server lookup's cache before the list is handed to the collection pass.
+    #[serde(skip)]
+    pub claim_volumes: HashMap<(String, String), String>,
+}
+
+impl PodList {
+    /// The claims the pods' spec volumes refer to, as (namespace, claim name).
+    pub fn claims(&self) -> impl Iterator<Item = (&str, String)> + '_ {
+        self.items.iter().flat_map(|p| {
+            p.spec.volumes.iter().filter_map(move |v| {
+                Some((
+                    p.metadata.namespace.as_str(),
+                    v.claim_name(&p.metadata.name)?,
+                ))
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -259,6 +310,40 @@ pub struct ObjectMeta {
 pub struct PodSpec {
     #[serde(default)]
     pub containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+/// A pod spec volume (`spec.volumes[]`): its name and whether a claim is behind it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Volume {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "persistentVolumeClaim", default)]
+    pub persistent_volume_claim: Option<ClaimSource>,
+    /// A generic ephemeral volume: its claim is `<pod>-<volume>` (only presence matters).
+    #[serde(default)]
+    pub ephemeral: Option<serde::de::IgnoredAny>,
+}
+
+impl Volume {
+    /// The claim behind the volume in pod `pod_name`: `persistentVolumeClaim.claimName`, or
+    /// `<pod>-<volume>` for a generic ephemeral volume (the kubelet's
+    /// `ephemeral.VolumeClaimName`); `None` for any other kind of volume.
+    pub fn claim_name(&self, pod_name: &str) -> Option<String> {
+        match (&self.persistent_volume_claim, &self.ephemeral) {
+            (Some(c), _) => Some(c.claim_name.clone()),
+            (None, Some(_)) => Some(format!("{pod_name}-{}", self.name)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// `persistentVolumeClaim` of a pod spec volume.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClaimSource {
+    #[serde(rename = "claimName", default)]
+    pub claim_name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

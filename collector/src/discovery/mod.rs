@@ -2,6 +2,7 @@
 
 pub mod metadata;
 pub mod naming;
+pub mod volumes;
 
 use crate::cgroup::{normalise_name, Layout};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};

@@ -516,6 +516,9 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 },
             );
         }
+        if config.enabled("volume_stats") {
+            volume_stats(out, snap, ts);
+        }
         if config.enabled("process") {
             family(
                 out,
@@ -763,6 +766,75 @@ fn self_registry(snap: &Snapshot, ts_ms: i64) -> prometheus_client::registry::Re
         last,
     );
     r
+}
+
+/// The kubelet's PVC volume metrics (pkg/kubelet/metrics/collectors/volume_stats.go): one series
+/// per claim (the first pod's figures when several pods mount it), labels `namespace` and
+/// `persistentvolumeclaim`; volumes without a claim are not reported.
+fn volume_stats(out: &mut Out, snap: &Snapshot, ts: &str) {
+    type Get = fn(&crate::summary::FsStats) -> Option<u64>;
+    const FAMILIES: [(&str, &str, Get); 6] = [
+        (
+            "kubelet_volume_stats_capacity_bytes",
+            "Capacity in bytes of the volume",
+            |f| f.capacity_bytes,
+        ),
+        (
+            "kubelet_volume_stats_available_bytes",
+            "Number of available bytes in the volume",
+            |f| f.available_bytes,
+        ),
+        (
+            "kubelet_volume_stats_used_bytes",
+            "Number of used bytes in the volume",
+            |f| f.used_bytes,
+        ),
+        (
+            "kubelet_volume_stats_inodes",
+            "Maximum number of inodes in the volume",
+            |f| f.inodes,
+        ),
+        (
+            "kubelet_volume_stats_inodes_free",
+            "Number of free inodes in the volume",
+            |f| f.inodes_free,
+        ),
+        (
+            "kubelet_volume_stats_inodes_used",
+            "Number of used inodes in the volume",
+            |f| f.inodes_used,
+        ),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    let claims: Vec<(&crate::summary::PvcReference, crate::summary::FsStats)> = snap
+        .containers
+        .iter()
+        .flat_map(|c| c.volumes.iter())
+        .filter_map(|v| {
+            let pvc = v.id.pvc_ref.as_ref()?;
+            seen.insert((&pvc.namespace, &pvc.name))
+                .then(|| (pvc, super::summary::volume_stats(v).fs))
+        })
+        .collect();
+    if claims.is_empty() {
+        return;
+    }
+    for (name, help, get) in FAMILIES {
+        header(out, name, "gauge", help);
+        for (pvc, fs) in &claims {
+            if let Some(v) = get(fs) {
+                line_kv(
+                    out,
+                    name,
+                    "",
+                    &["namespace", "persistentvolumeclaim"],
+                    &[&pvc.namespace, &pvc.name],
+                    v as f64,
+                    ts,
+                );
+            }
+        }
+    }
 }
 
 fn line_nolabels(out: &mut Out, name: &str, v: f64, ts: &str) {

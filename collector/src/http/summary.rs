@@ -103,8 +103,9 @@ fn container_stats(name: String, c: &ContainerSample, snap: &Snapshot, t: Time) 
 }
 
 /// A pod volume as the kubelet reports it: the filesystem's capacity, free space and inodes, and
-/// the usage under the volume (its own filesystem's usage when it is a mount).
-fn volume_stats(v: &crate::housekeeping::PodVolume) -> VolumeStats {
+/// the usage under the volume (its own filesystem's usage when it is a mount), under its pod spec
+/// name with the claim behind it.
+pub(crate) fn volume_stats(v: &crate::housekeeping::PodVolume) -> VolumeStats {
     let f = &v.fs;
     let (used, inodes_used) = if v.dir.mounted {
         (Some(f.used), Some(f.inodes.saturating_sub(f.inodes_free)))
@@ -121,8 +122,8 @@ fn volume_stats(v: &crate::housekeeping::PodVolume) -> VolumeStats {
             inodes: Some(f.inodes),
             inodes_used,
         },
-        name: v.dir.name.clone(),
-        pvc_ref: None,
+        name: v.id.name.clone(),
+        pvc_ref: v.id.pvc_ref.clone(),
         local_ephemeral: !v.dir.mounted,
     }
 }

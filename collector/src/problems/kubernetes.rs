@@ -17,12 +17,10 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
     /// Enabled outside a cluster: no API server address in the environment.
-    #[error(
-        "Kubernetes reporting is enabled but this is not running in a cluster: {0} is not set"
-    )]
+    #[error("this is not running in a cluster: {0} is not set")]
     NotInCluster(&'static str),
     /// The service account token or CA could not be read.
-    #[error("Kubernetes reporting is enabled but {path} cannot be read: {source}")]
+    #[error("the service account credential {path} cannot be read: {source}")]
     Credentials {
         path: PathBuf,
         source: std::io::Error,
@@ -38,15 +36,81 @@ pub enum KubernetesError {
     Client(#[from] reqwest::Error),
 }
 
-/// How to reach the API server and what to report as.
+/// How to reach the API server: its address and the in-cluster service account credentials
+/// (shared by the problem reporter and the volume claim lookup).
 #[derive(Debug, Clone)]
-pub struct KubernetesConfig {
+pub struct ApiAccess {
     /// API server base URL, e.g. `https://10.96.0.1:443`.
     pub api_url: String,
     /// Bearer token (the service account's).
     pub token: Option<String>,
     /// PEM CA bundle that signs the API server's certificate.
     pub ca_pem: Option<Vec<u8>>,
+}
+
+impl ApiAccess {
+    /// From `KUBERNETES_SERVICE_HOST`/`_PORT` and the service account; a clear error when
+    /// there are no credentials.
+    pub fn in_cluster() -> Result<Self, KubernetesError> {
+        Self::in_cluster_from(|k| std::env::var(k).ok(), Path::new(SERVICE_ACCOUNT_DIR))
+    }
+
+    /// As `in_cluster`, with the environment and the service account directory given.
+    pub fn in_cluster_from(
+        env: impl Fn(&str) -> Option<String>,
+        sa_dir: &Path,
+    ) -> Result<Self, KubernetesError> {
+        let host = env("KUBERNETES_SERVICE_HOST")
+            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_HOST"))?;
+        let port = env("KUBERNETES_SERVICE_PORT")
+            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_PORT"))?;
+        let read = |name: &str| {
+            let path = sa_dir.join(name);
+            std::fs::read(&path).map_err(|source| KubernetesError::Credentials { path, source })
+        };
+        let token = String::from_utf8_lossy(&read("token")?).trim().to_string();
+        let ca = read("ca.crt")?;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        Ok(ApiAccess {
+            api_url: format!("https://{host}:{port}"),
+            token: Some(token),
+            ca_pem: Some(ca),
+        })
+    }
+
+    /// An HTTP client that trusts the CA bundle, each request bounded by `timeout`.
+    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, KubernetesError> {
+        let mut b = reqwest::Client::builder().timeout(timeout);
+        if let Some(ca) = &self.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(ca)?;
+            if certs.is_empty() {
+                return Err(KubernetesError::EmptyCa);
+            }
+            for cert in certs {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        Ok(b.build()?)
+    }
+
+    /// Adds the bearer token, if any.
+    pub fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+}
+
+/// How to reach the API server and what to report as.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// The API server and credentials.
+    pub api: ApiAccess,
     /// The node whose status is patched and that Events are about.
     pub node_name: String,
     /// Namespace of the Events (node-problem-detector: `default`).
@@ -79,25 +143,8 @@ impl KubernetesConfig {
         if node_name.is_empty() {
             return Err(KubernetesError::NoNodeName);
         }
-        let host = env("KUBERNETES_SERVICE_HOST")
-            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_HOST"))?;
-        let port = env("KUBERNETES_SERVICE_PORT")
-            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_PORT"))?;
-        let read = |name: &str| {
-            let path = sa_dir.join(name);
-            std::fs::read(&path).map_err(|source| KubernetesError::Credentials { path, source })
-        };
-        let token = String::from_utf8_lossy(&read("token")?).trim().to_string();
-        let ca = read("ca.crt")?;
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
         Ok(KubernetesConfig {
-            api_url: format!("https://{host}:{port}"),
-            token: Some(token),
-            ca_pem: Some(ca),
+            api: ApiAccess::in_cluster_from(env, sa_dir)?,
             node_name: node_name.to_string(),
             event_namespace: "default".to_string(),
             heartbeat: default_heartbeat(),
@@ -140,28 +187,15 @@ pub fn status_patch(conditions: &[Condition]) -> serde_json::Value {
 impl Reporter {
     /// Builds the HTTP client (the CA bundle is checked here).
     pub fn new(cfg: KubernetesConfig, store: Arc<Store>) -> Result<Self, KubernetesError> {
-        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(10));
-        if let Some(ca) = &cfg.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(ca)?;
-            if certs.is_empty() {
-                return Err(KubernetesError::EmptyCa);
-            }
-            for cert in certs {
-                b = b.add_root_certificate(cert);
-            }
-        }
         Ok(Reporter {
-            client: b.build()?,
+            client: cfg.api.client(Duration::from_secs(10))?,
             cfg,
             store,
         })
     }
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.cfg.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
+        self.cfg.api.auth(req)
     }
 
     /// Creates one Event; Ok(true) when done or permanently rejected (4xx other than 429:
@@ -169,7 +203,7 @@ impl Reporter {
     async fn post_event(&self, e: &Event) -> bool {
         let url = format!(
             "{}/api/v1/namespaces/{}/events",
-            self.cfg.api_url, self.cfg.event_namespace
+            self.cfg.api.api_url, self.cfg.event_namespace
         );
         match self
             .auth(self.client.post(&url))
@@ -196,7 +230,7 @@ impl Reporter {
     async fn patch_status(&self, conditions: &[Condition]) -> bool {
         let url = format!(
             "{}/api/v1/nodes/{}/status",
-            self.cfg.api_url, self.cfg.node_name
+            self.cfg.api.api_url, self.cfg.node_name
         );
         let body = serde_json::to_vec(&status_patch(conditions)).unwrap_or_default();
         let req = self
@@ -279,7 +313,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "Kubernetes reporting is enabled but this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
+            "this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
         );
         let env = |k: &str| match k {
             "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
@@ -298,7 +332,7 @@ mod tests {
         std::fs::write(d.path().join("ca.crt"), "not a certificate").unwrap();
         let cfg = KubernetesConfig::in_cluster_from("node-1", env, d.path()).unwrap();
         assert_eq!(
-            (cfg.api_url.as_str(), cfg.token.as_deref()),
+            (cfg.api.api_url.as_str(), cfg.api.token.as_deref()),
             ("https://10.96.0.1:443", Some("tok"))
         );
         let e = Reporter::new(cfg, Arc::new(Store::default()))
@@ -380,9 +414,11 @@ mod tests {
             "Node condition KernelDeadlock is now: True",
         );
         let cfg = KubernetesConfig {
-            api_url: format!("http://{addr}"),
-            token: Some("secret".into()),
-            ca_pem: None,
+            api: ApiAccess {
+                api_url: format!("http://{addr}"),
+                token: Some("secret".into()),
+                ca_pem: None,
+            },
             node_name: "node-1".into(),
             event_namespace: "default".into(),
             heartbeat: default_heartbeat(),
