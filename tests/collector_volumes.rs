@@ -22,30 +22,22 @@ fn testdata(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// A one-route HTTP server on 127.0.0.1 answering `/pods` like the kubelet's read API.
+/// The kubelet's read API on 127.0.0.1: `GET /pods` answers `body` (axum on its own thread).
 fn fake_kubelet(body: String) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
-            let Ok(mut s) = stream else { continue };
-            let mut reader = BufReader::new(s.try_clone().unwrap());
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
-                    break;
-                }
-            }
-            let (status, text) = if request_line.starts_with("GET /pods ") {
-                ("200 OK", body.as_str())
-            } else {
-                ("404 Not Found", "")
-            };
-            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
-        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let pods = move || async move { ([("content-type", "application/json")], body) };
+            let app = axum::Router::new().route("/pods", axum::routing::get(pods));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
     });
     port
 }
