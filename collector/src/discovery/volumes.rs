@@ -561,11 +561,11 @@ pub(crate) mod tests {
         }
     }
 
-    /// (directory, reported name, claim) of each volume directory of a fixture pod.
-    fn run(
-        root: &Path,
-        pod: Option<&PodMeta>,
-    ) -> (Vec<(String, String, Option<String>)>, Vec<Error>) {
+    /// (directory, reported name, claim) of one volume directory.
+    type Row = (String, String, Option<String>);
+
+    /// The rows of each volume directory of a fixture pod, and the errors.
+    fn run(root: &Path, pod: Option<&PodMeta>) -> (Vec<Row>, Vec<Error>) {
         let dirs = pod_volume_dirs(root).unwrap();
         let (ids, errors) = identify(root, &dirs, pod);
         let rows = dirs
@@ -581,7 +581,7 @@ pub(crate) mod tests {
         (rows, errors)
     }
 
-    fn row(dir: &str, name: &str, claim: Option<&str>) -> (String, String, Option<String>) {
+    fn row(dir: &str, name: &str, claim: Option<&str>) -> Row {
         (dir.into(), name.into(), claim.map(str::to_string))
     }
 
