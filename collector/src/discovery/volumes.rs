@@ -1025,7 +1025,7 @@ pub(crate) mod tests {
         for m in ["available_bytes", "inodes", "inodes_free", "inodes_used"] {
             line(&format!("kubelet_volume_stats_{m}"), "web-0-scratch");
         }
-        assert!(text.contains("# HELP kubelet_volume_stats_capacity_bytes Capacity in bytes of the volume\n# TYPE kubelet_volume_stats_capacity_bytes gauge\n"));
+        assert!(text.contains("# HELP kubelet_volume_stats_capacity_bytes [ALPHA] Capacity in bytes of the volume\n# TYPE kubelet_volume_stats_capacity_bytes gauge\n"));
         // Volumes without a claim are not in these metrics (as the kubelet).
         assert_eq!(text.matches("kubelet_volume_stats_used_bytes{").count(), 2);
         // The group can be switched off.

@@ -768,40 +768,42 @@ fn self_registry(snap: &Snapshot, ts_ms: i64) -> prometheus_client::registry::Re
     r
 }
 
-/// The kubelet's PVC volume metrics (pkg/kubelet/metrics/collectors/volume_stats.go): one series
-/// per claim (the first pod's figures when several pods mount it), labels `namespace` and
-/// `persistentvolumeclaim`; volumes without a claim are not reported.
+/// The kubelet's PVC volume metrics (pkg/kubelet/metrics/collectors/volume_stats.go; HELP with the
+/// `[ALPHA] ` prefix its metrics framework adds): one series per claim (the first pod's figures
+/// when several pods mount it), labels `namespace` and `persistentvolumeclaim`; volumes without a
+/// claim are not reported. `kubelet_volume_stats_health_status_abnormal` is not: it needs the CSI
+/// driver's volume condition (NodeGetVolumeStats), which a reader of the filesystem does not have.
 fn volume_stats(out: &mut Out, snap: &Snapshot, ts: &str) {
     type Get = fn(&crate::summary::FsStats) -> Option<u64>;
     const FAMILIES: [(&str, &str, Get); 6] = [
         (
             "kubelet_volume_stats_capacity_bytes",
-            "Capacity in bytes of the volume",
+            "[ALPHA] Capacity in bytes of the volume",
             |f| f.capacity_bytes,
         ),
         (
             "kubelet_volume_stats_available_bytes",
-            "Number of available bytes in the volume",
+            "[ALPHA] Number of available bytes in the volume",
             |f| f.available_bytes,
         ),
         (
             "kubelet_volume_stats_used_bytes",
-            "Number of used bytes in the volume",
+            "[ALPHA] Number of used bytes in the volume",
             |f| f.used_bytes,
         ),
         (
             "kubelet_volume_stats_inodes",
-            "Maximum number of inodes in the volume",
+            "[ALPHA] Maximum number of inodes in the volume",
             |f| f.inodes,
         ),
         (
             "kubelet_volume_stats_inodes_free",
-            "Number of free inodes in the volume",
+            "[ALPHA] Number of free inodes in the volume",
             |f| f.inodes_free,
         ),
         (
             "kubelet_volume_stats_inodes_used",
-            "Number of used inodes in the volume",
+            "[ALPHA] Number of used inodes in the volume",
             |f| f.inodes_used,
         ),
     ];
