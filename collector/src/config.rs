@@ -101,15 +101,20 @@ pub struct Config {
     #[serde(default = "default_fs_walk_budget")]
     pub fs_walk_budget: usize,
     /// Threads reading cgroup files in a pass (the cgroups are split between them; results do
-    /// not depend on the count).
+    /// not depend on the count). Default: 2, or 1 where only one CPU is available.
     #[serde(default = "default_collection_threads")]
     pub collection_threads: usize,
     /// Files per cgroup kept open between passes and re-read with `pread` (0: open every file
-    /// every pass; the cgroup's directories stay open either way). Each kept cgroupfs file pins
-    /// about 4.7 KiB of kernel memory charged to the collector's cgroup (1,500 cgroups × 3 files
-    /// ≈ 21 MiB), so it is off by default.
+    /// every pass; the cgroup's directories stay open either way). The default, 12, keeps every
+    /// file a cgroup reads each pass (10 on v2 without swap, 11 with swap, up to 12 on v1). Each kept cgroupfs file pins about 4.6 KiB of kernel
+    /// memory charged to the collector's cgroup (its seq_file page), bounded by `max_open_files`.
     #[serde(default = "default_open_files_per_cgroup")]
     pub open_files_per_cgroup: usize,
+    /// Cgroup files kept open across all cgroups (beyond it, files are opened each pass): at
+    /// ~4.6 KiB each on cgroupfs, the default 16,384 bounds that kernel memory at ~72 MiB
+    /// (1,000 containers in 500 pods need ~15,000). Also bounded by RLIMIT_NOFILE.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
     /// The kubelet's root directory (pod volumes under `pods/<uid>/volumes/<plugin>/<name>`).
     #[serde(default = "default_kubelet_root")]
     pub kubelet_root: PathBuf,
@@ -153,14 +158,19 @@ fn default_fs_walk_budget() -> usize {
     20_000
 }
 fn default_collection_threads() -> usize {
-    // One: a second thread shortens the pass only on idle cores and costs ~18% more CPU (the fd
-    // table is shared); on a loaded 2-core machine it made the pass slower (BENCHMARKS.md).
-    1
+    // Two where the collector may use two CPUs: with kept files a pass is mostly `pread`, which
+    // scales with threads (BENCHMARKS.md); more threads than that buy little for the CPU.
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 fn default_open_files_per_cgroup() -> usize {
-    // Each kept cgroupfs file pins ~4.7 KiB of unreclaimable kernel memory (its seq_file page),
-    // charged to the collector's cgroup: opt-in (BENCHMARKS.md has the trade-off).
-    0
+    // Every file a cgroup reads each pass (v2: cpu.stat, memory.current/peak/stat/events,
+    // memory.swap.current on a node with swap, io.stat, pids.current, three PSI files): a
+    // `pread` instead of `openat`+`read`+`close` halves the pass (BENCHMARKS.md), at ~4.6 KiB of
+    // kernel memory per file.
+    12
+}
+fn default_max_open_files() -> usize {
+    16_384
 }
 fn default_kubelet_root() -> PathBuf {
     PathBuf::from("/var/lib/kubelet")
@@ -318,6 +328,12 @@ impl Config {
                     "{} is above 32 (a cgroup has fewer files worth keeping open)",
                     self.open_files_per_cgroup
                 ),
+            });
+        }
+        if self.max_open_files > 1 << 20 {
+            return Err(Error::Invalid {
+                key: "max_open_files",
+                message: format!("{} is above 1048576 (the kernel's nr_open ceiling)", self.max_open_files),
             });
         }
         if self.fs_walk_budget == 0 {

@@ -107,6 +107,16 @@ impl Snapshot {
     }
 }
 
+/// Limits (cpu.max, memory.max, pids.max...) rarely change: without file watches each cgroup
+/// reads them every this many passes (once a minute at the default 10 s housekeeping), and at
+/// once when it is new.
+const SPEC_EVERY: u8 = 6;
+
+/// With every limit file watched (a write raises IN_MODIFY, and the spec is read in the next
+/// pass), the limits are still read every this many passes (10 minutes at 10 s), in case a
+/// controller was enabled after the cgroup's files were watched.
+const SPEC_EVERY_WATCHED: u8 = 60;
+
 /// Shared, swappable latest snapshot.
 pub type SharedSnapshot = Arc<RwLock<Arc<Snapshot>>>;
 
@@ -117,8 +127,18 @@ struct Tracked {
     start_time: SystemTime,
     prev_cpu: Option<(Instant, u64)>,
     spec: Spec,
-    /// The spec (limits) has been read at least once; until then every pass reads it.
-    spec_read: bool,
+    /// Passes until the spec (limits) is read again: 0 reads it in the next pass. A new cgroup
+    /// reads it at once, then every `SPEC_EVERY` passes, staggered over the cgroups so that no
+    /// pass reads every cgroup's limits.
+    spec_due: u8,
+    /// This cgroup's place in the stagger (taken modulo the spec interval).
+    spec_slot: u8,
+    /// memory.events may have changed since it was last read (always true without watches).
+    events_stale: bool,
+    /// The last figures read from memory.events: failcnt and OOM kills.
+    events: (Option<u64>, Option<u64>),
+    /// The spec has been read at least once.
+    spec_seen: bool,
     /// Descriptors kept open between passes (closed when the cgroup is dropped).
     handles: cgroup::Handles,
     /// Writable layer directory, once found from a process's mountinfo.
@@ -181,18 +201,20 @@ impl Collector {
             pressure: config.enabled("pressure"),
             spec: true,
             swap: true,
+            memory_events: true,
         };
         let (threads, keep_files) = (
             config.collection_threads.max(1),
             config.open_files_per_cgroup,
         );
+        let budget = cgroup::FdBudget::global_capped(config.max_open_files);
         let mut c = Collector {
             node_name: config.node_name(),
             config,
             layout,
             tracked: BTreeMap::new(),
             readers: (0..threads)
-                .map(|_| cgroup::Reader::with_budget(cgroup::FdBudget::global(), keep_files))
+                .map(|_| cgroup::Reader::with_budget(budget, keep_files))
                 .collect(),
             watcher: None,
             last_rescan: None,
@@ -313,7 +335,11 @@ impl Collector {
                 start_time,
                 prev_cpu: None,
                 spec: Spec::default(),
-                spec_read: false,
+                spec_due: 0,
+                spec_slot: (self.stats.containers_added % u64::from(SPEC_EVERY_WATCHED)) as u8,
+                events_stale: true,
+                events: (None, None),
+                spec_seen: false,
                 handles: cgroup::Handles::default(),
                 rootfs_dir: None,
                 rootfs_probed: false,
@@ -336,6 +362,23 @@ impl Collector {
             Some(t) => t.elapsed() >= self.config.rescan_interval,
         };
         let changes = self.watcher.as_ref().map(|w| w.drain()).unwrap_or_default();
+        for n in &changes.limits_changed {
+            if let Some(t) = self.tracked.get_mut(n) {
+                t.spec_due = 0;
+            }
+        }
+        for n in &changes.events_changed {
+            if let Some(t) = self.tracked.get_mut(n) {
+                t.events_stale = true;
+            }
+        }
+        if changes.rescan {
+            // Events were lost: the changes of files too.
+            for t in self.tracked.values_mut() {
+                t.spec_due = 0;
+                t.events_stale = true;
+            }
+        }
         if rescan_due || changes.rescan {
             let mut errors = Vec::new();
             let names = discovery::scan(&self.layout, &mut errors);
@@ -384,7 +427,6 @@ impl Collector {
         let now_wall = SystemTime::now();
         self.discover();
         self.refresh_metadata();
-        let read_spec = self.stats.passes.is_multiple_of(6);
         // /proc first: a node without swap (meminfo read and SwapTotal 0) spares every v2
         // cgroup's memory.swap.current, which is then necessarily 0.
         let mut node_errors = Vec::new();
@@ -392,6 +434,8 @@ impl Collector {
         let node_read_at = Instant::now();
         let mut opts = self.opts_template;
         opts.swap = !(node.memory.total > 0 && node.memory.swap_total == 0);
+        // Limit and event files are read when they change only if every one is watched.
+        let watched = self.watcher.as_ref().is_some_and(|w| w.files_watched());
         // The cgroups are split into one contiguous chunk per reader (worker thread); results are
         // joined in the map's order, so a pass is deterministic whatever the thread count.
         let mut entries: Vec<(&String, &mut Tracked)> = self.tracked.iter_mut().collect();
@@ -403,7 +447,7 @@ impl Collector {
                 &mut self.readers[0],
                 &mut entries,
                 opts,
-                read_spec,
+                watched,
             ));
         } else {
             std::thread::scope(|scope| {
@@ -411,7 +455,7 @@ impl Collector {
                     .chunks_mut(chunk)
                     .zip(self.readers.iter_mut())
                     .map(|(part, reader)| {
-                        scope.spawn(move || read_chunk(reader, part, opts, read_spec))
+                        scope.spawn(move || read_chunk(reader, part, opts, watched))
                     })
                     .collect();
                 for h in handles {
@@ -841,7 +885,7 @@ fn read_chunk(
     reader: &mut cgroup::Reader,
     part: &mut [(&String, &mut Tracked)],
     template: ReadOptions,
-    read_spec: bool,
+    watched: bool,
 ) -> Outcome {
     let files_before = reader.files_read;
     let mut out = Outcome {
@@ -852,16 +896,31 @@ fn read_chunk(
     };
     for (name, t) in part.iter_mut() {
         let mut opts = template;
-        opts.spec = read_spec || !t.spec_read;
+        opts.spec = t.spec_due == 0;
+        // v1 has no notified event file: failcnt and oom_control are read every pass.
+        let v1_memory = t.paths.v1(cgroup::Controller::Memory).is_some();
+        opts.memory_events = !watched || t.events_stale || v1_memory;
         match reader.read_stats(&t.paths, &mut t.handles, opts, &mut out.errors) {
             Ok(mut stats) => {
                 let now = Instant::now();
                 if opts.spec {
                     t.spec = stats.spec.clone();
-                    t.spec_read = true;
+                    // The first read lands the cgroup in its slot of the stagger.
+                    let every = if watched { SPEC_EVERY_WATCHED } else { SPEC_EVERY };
+                    t.spec_due = if t.spec_seen { every - 1 } else { t.spec_slot % every };
+                    t.spec_seen = true;
                 } else {
+                    t.spec_due -= 1;
                     stats.spec = t.spec.clone();
                     stats.apply_spec_limits();
+                }
+                if let Some(m) = &mut stats.memory {
+                    if opts.memory_events {
+                        t.events = (m.failcnt, m.oom_kills);
+                        t.events_stale = false;
+                    } else {
+                        (m.failcnt, m.oom_kills) = t.events;
+                    }
                 }
                 let mut usage_nano_cores = None;
                 if let Some(cpu) = &stats.cpu {
@@ -990,6 +1049,10 @@ pub fn overlay_upperdir(mountinfo: &Path) -> Option<PathBuf> {
 
 /// Escapes a label value for the text exposition.
 pub fn escape_label(v: &str, out: &mut String) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -1555,6 +1618,51 @@ mod tests {
             Some(4096),
             "meminfo unreadable: the file is read"
         );
+    }
+
+    /// With the watcher, a limit written between passes is in the next pass (not up to six
+    /// passes later), and memory.events is read only when it changes.
+    #[test]
+    fn watched_limits_and_events_are_read_when_they_change() {
+        let node = tmp_node("cpu memory pids");
+        std::fs::write(node.dir.join("memory.current"), "8192\n").unwrap();
+        std::fs::write(node.dir.join("memory.max"), "1000000\n").unwrap();
+        std::fs::write(node.dir.join("memory.events"), "max 0\noom_kill 0\n").unwrap();
+        let mut c = collector_at(&node.root, |_| {});
+        c.start_watcher();
+        let name = "/kubepods/podaa/0123";
+        let figures = |snap: &Snapshot| {
+            let s = snap.containers.iter().find(|s| s.name == name).unwrap();
+            let m = s.stats.memory.as_ref().unwrap();
+            (s.stats.spec.memory_limit, m.oom_kills)
+        };
+        // The first two passes read everything (the stagger's first slot is next).
+        c.pass();
+        c.pass();
+        let read_before = c.stats.files_read;
+        assert_eq!(figures(&c.pass()), (Some(1_000_000), Some(0)));
+        let per_pass = c.stats.files_read - read_before;
+        // Unchanged: neither memory.events nor the limits were read.
+        let read_before = c.stats.files_read;
+        c.pass();
+        assert_eq!(c.stats.files_read - read_before, per_pass);
+        std::fs::write(node.dir.join("memory.max"), "2000000\n").unwrap();
+        std::fs::write(node.dir.join("memory.events"), "max 3\noom_kill 1\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = figures(&c.pass());
+        while seen != (Some(2_000_000), Some(1)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            seen = figures(&c.pass());
+        }
+        assert_eq!(seen, (Some(2_000_000), Some(1)));
+        // Carried over in later passes, not reset to "unknown".
+        assert_eq!(figures(&c.pass()), (Some(2_000_000), Some(1)));
+        // Not read without a change: a new file renamed over it (no IN_MODIFY) goes unseen.
+        let tmp = node.dir.join(".memory.events.new");
+        std::fs::write(&tmp, "max 9\noom_kill 9\n").unwrap();
+        std::fs::rename(&tmp, node.dir.join("memory.events")).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(figures(&c.pass()), (Some(2_000_000), Some(1)));
     }
 
     fn usage_of(snap: &Snapshot, name: &str) -> Option<u64> {

@@ -136,6 +136,16 @@ impl Handles {
             .position(|d| d.path.as_os_str() == path.as_os_str())
     }
 
+    /// The kept file `name` of directory `dir`, looked for at `hint` first: a pass reads a
+    /// cgroup's files in the same order as the pass that kept them, so the hint (the index after
+    /// the last file found) is nearly always right and the search is one comparison.
+    pub(crate) fn file_index_from(&self, dir: usize, name: &str, hint: usize) -> Option<usize> {
+        match self.files.get(hint) {
+            Some(f) if f.dir == dir && (std::ptr::eq(f.name, name) || f.name == name) => Some(hint),
+            _ => self.file_index(dir, name),
+        }
+    }
+
     pub(crate) fn file_index(&self, dir: usize, name: &str) -> Option<usize> {
         self.files
             .iter()

@@ -194,6 +194,56 @@ impl Layout {
     }
 }
 
+/// Limit files of a v2 cgroup (its spec): a write to one (the kubelet or systemd changing a
+/// limit) raises an inotify IN_MODIFY on it, so the pass re-reads the spec when told so.
+pub const V2_LIMIT_FILES: [&str; 6] = [
+    "cpu.max",
+    "cpu.weight",
+    "memory.max",
+    "memory.min",
+    "memory.swap.max",
+    "pids.max",
+];
+
+/// v2 files the kernel itself notifies (IN_MODIFY on every change of a count, as the cgroup v2
+/// documentation promises for memory.events): read only when they change.
+pub const V2_EVENT_FILES: [&str; 1] = ["memory.events"];
+
+/// Limit files of the v1 controllers (see `V2_LIMIT_FILES`).
+fn v1_limit_files(c: Controller) -> &'static [&'static str] {
+    match c {
+        Controller::Cpu => &["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
+        Controller::Memory => &[
+            "memory.limit_in_bytes",
+            "memory.soft_limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+        ],
+        Controller::Pids => &["pids.max"],
+        Controller::Cpuacct | Controller::Blkio => &[],
+    }
+}
+
+impl Layout {
+    /// The files to watch for changes in every cgroup directory under the hierarchy `root`
+    /// (one of `walk_roots`): the limit files of its controllers and, on v2, the event files.
+    pub fn watched_files(&self, root: &Path) -> Vec<&'static str> {
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let root = canon(root);
+        let mut files = Vec::new();
+        for c in Controller::ALL {
+            if self.v1_root(c).is_some_and(|r| canon(r) == root) {
+                files.extend_from_slice(v1_limit_files(c));
+            }
+        }
+        if self.v2_root.as_deref().is_some_and(|r| canon(r) == root) {
+            files.extend_from_slice(&V2_LIMIT_FILES);
+            files.extend_from_slice(&V2_EVENT_FILES);
+        }
+        files.dedup();
+        files
+    }
+}
+
 /// `"kubepods/x"` and `"/kubepods/x/"` are both the cgroup `"/kubepods/x"`; the root is `"/"`.
 pub fn normalise_name(name: &str) -> String {
     let t = name.trim_matches('/');
@@ -374,6 +424,10 @@ pub struct ReadOptions {
     /// in /proc/meminfo, read in the same pass): no cgroup can then have swapped memory, so
     /// the figure is 0 without a read. (v1 takes swap from memory.stat, read anyway.)
     pub swap: bool,
+    /// Read v2 `memory.events` (failcnt and OOM kills). False when the caller knows it has not
+    /// changed (the kernel notifies every change; see `V2_EVENT_FILES`): the figures are then
+    /// `None` and the caller keeps the last ones.
+    pub memory_events: bool,
 }
 
 impl Default for ReadOptions {
@@ -386,6 +440,7 @@ impl Default for ReadOptions {
             pressure: true,
             spec: true,
             swap: true,
+            memory_events: true,
         }
     }
 }
@@ -400,7 +455,8 @@ pub struct Reader {
     buf: Vec<u8>,
     len: usize,
     /// Directory and file of the last load, for error messages.
-    last_path: std::ffi::OsString,
+    last_dir: PathBuf,
+    last_file: &'static str,
     /// A directory opened for this cgroup only (no budget, or the budget is spent).
     transient: Option<(PathBuf, rustix::fd::OwnedFd)>,
     /// The descriptors of the cgroup being read (swapped in by `read_stats`).
@@ -410,6 +466,8 @@ pub struct Reader {
     keep_files: usize,
     /// Whether files loaded now may be kept (false while reading the limits, read every few passes).
     keep_now: bool,
+    /// Where the next kept file is likely to be in `handles.files` (see `file_index_from`).
+    file_hint: usize,
     /// Files read by this reader since it was created (for the benches' floor).
     pub files_read: u64,
     /// Files are opened with O_NOATIME (no inode time update per read, as on tmpfs) until the
@@ -453,7 +511,7 @@ impl Reader {
 
     fn io_err(&self, source: rustix::io::Errno) -> Error {
         Error::Io {
-            path: PathBuf::from(&self.last_path),
+            path: self.last_dir.join(self.last_file),
             source: source.into(),
         }
     }
@@ -505,18 +563,25 @@ impl Reader {
         use rustix::io::Errno;
         self.files_read += 1;
         self.len = 0;
-        self.last_path.clear();
-        self.last_path.push(dir.as_os_str());
-        self.last_path.push("/");
-        self.last_path.push(file);
+        // Remembered for error messages; the directory is copied only when it changes (a
+        // cgroup's files are read one after the other).
+        if self.last_dir.as_os_str() != dir.as_os_str() {
+            let d = self.last_dir.as_mut_os_string();
+            d.clear();
+            d.push(dir.as_os_str());
+        }
+        self.last_file = file;
         if self.buf.is_empty() {
             self.buf = vec![0; 16 * 1024];
         }
         // A kept file: one pread at offset 0.
         if let Some(d) = self.handles.dir_index(dir) {
-            if let Some(i) = self.handles.file_index(d, file) {
+            if let Some(i) = self.handles.file_index_from(d, file, self.file_hint) {
                 match read_all(&self.handles.files[i].fd, &mut self.buf, &mut self.len) {
-                    Ok(()) => return Ok(true),
+                    Ok(()) => {
+                        self.file_hint = i + 1;
+                        return Ok(true);
+                    }
                     // ENODEV (cgroup removed or controller disabled) or another failure: close it
                     // and let a fresh open tell which.
                     Err(_) => {
@@ -593,7 +658,7 @@ impl Reader {
 
     pub(crate) fn parse_err(&self, detail: impl Into<String>) -> Error {
         Error::Parse {
-            path: PathBuf::from(&self.last_path),
+            path: self.last_dir.join(self.last_file),
             detail: detail.into(),
         }
     }
@@ -610,6 +675,7 @@ impl Reader {
         errors: &mut Vec<Error>,
     ) -> Result<Stats, Error> {
         self.transient = None;
+        self.file_hint = 0;
         std::mem::swap(&mut self.handles, handles);
         let r = self.read_stats_inner(paths, opts, errors);
         std::mem::swap(&mut self.handles, handles);
@@ -653,7 +719,7 @@ impl Reader {
             stats.memory = if let Some(dir) = paths.v1(Controller::Memory) {
                 soft!(v1::read_memory(self, dir, name))
             } else if let Some(dir) = &paths.v2 {
-                soft!(v2::read_memory(self, dir, name, opts.swap))
+                soft!(v2::read_memory(self, dir, name, opts.swap, opts.memory_events))
             } else {
                 None
             };

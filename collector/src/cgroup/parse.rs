@@ -93,30 +93,19 @@ pub fn to_ns(key: &str, v: u64, by: u64) -> Result<u64, String> {
 pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
     let mut out = PsiStats::default();
     let mut seen_some = false;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut it = line.split_ascii_whitespace();
-        let which = it.next().unwrap_or_default();
-        let mut data = PsiData::default();
-        for field in it {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("expected key=value in line {line:?}"))?;
-            let bad = || format!("bad {k} in line {line:?}");
-            match k {
-                "avg10" => data.avg10 = parse_avg(v).ok_or_else(bad)?,
-                "avg60" => data.avg60 = parse_avg(v).ok_or_else(bad)?,
-                "avg300" => data.avg300 = parse_avg(v).ok_or_else(bad)?,
-                "total" => data.total = v.parse().map_err(|_| bad())?,
-                _ => {}
-            }
+    for line in text.split('\n') {
+        if line.is_empty() || line.trim().is_empty() {
+            continue;
         }
-        match which {
-            "some" => {
-                out.some = data;
-                seen_some = true;
-            }
-            "full" => out.full = data,
-            _ => return Err(format!("expected \"some\" or \"full\", got line {line:?}")),
+        let (full, data) = match psi_line_fast(line) {
+            Some(v) => v,
+            None => psi_line(line)?,
+        };
+        if full {
+            out.full = data;
+        } else {
+            out.some = data;
+            seen_some = true;
         }
     }
     if !seen_some {
@@ -125,14 +114,77 @@ pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
     Ok(out)
 }
 
+/// A PSI line as the kernel writes it (`some|full avg10=… avg60=… avg300=… total=…`, single
+/// spaces), read in one pass over its bytes; `None` for any other shape, which `psi_line` then
+/// reads or rejects with the reason.
+fn psi_line_fast(line: &str) -> Option<(bool, PsiData)> {
+    let (full, rest) = match line.strip_prefix("some ") {
+        Some(r) => (false, r),
+        None => (true, line.strip_prefix("full ")?),
+    };
+    let b = rest.as_bytes();
+    let mut data = PsiData::default();
+    let mut i = 0;
+    while i < b.len() {
+        let key_start = i;
+        while i < b.len() && b[i] != b'=' {
+            i += 1;
+        }
+        let key = &b[key_start..i];
+        let value_start = i + 1;
+        i = value_start;
+        while i < b.len() && b[i] != b' ' {
+            i += 1;
+        }
+        let value = rest.get(value_start..i)?;
+        i += 1;
+        match key {
+            b"avg10" => data.avg10 = parse_avg(value)?,
+            b"avg60" => data.avg60 = parse_avg(value)?,
+            b"avg300" => data.avg300 = parse_avg(value)?,
+            b"total" => data.total = value.parse().ok()?,
+            _ => return None,
+        }
+    }
+    Some((full, data))
+}
+
+/// One PSI line, whatever its spacing; an error names what is wrong in it.
+fn psi_line(line: &str) -> Result<(bool, PsiData), String> {
+    let mut it = line.split_ascii_whitespace();
+    let full = match it.next().unwrap_or_default() {
+        "some" => false,
+        "full" => true,
+        _ => return Err(format!("expected \"some\" or \"full\", got line {line:?}")),
+    };
+    let mut data = PsiData::default();
+    for field in it {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value in line {line:?}"))?;
+        let bad = || format!("bad {k} in line {line:?}");
+        match k {
+            "avg10" => data.avg10 = parse_avg(v).ok_or_else(bad)?,
+            "avg60" => data.avg60 = parse_avg(v).ok_or_else(bad)?,
+            "avg300" => data.avg300 = parse_avg(v).ok_or_else(bad)?,
+            "total" => data.total = v.parse().map_err(|_| bad())?,
+            _ => {}
+        }
+    }
+    Ok((full, data))
+}
+
 /// A PSI average: the kernel writes `<int>.<two digits>` (read exactly, without the float
 /// parser); any other decimal form goes through `f64::from_str`.
 fn parse_avg(v: &str) -> Option<f64> {
-    if let Some((i, f)) = v.split_once('.') {
-        let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|c| c.is_ascii_digit());
-        if f.len() == 2 && digits(i) && digits(f) {
-            let (i, f): (u64, u64) = (i.parse().ok()?, f.parse().ok()?);
-            return Some((i * 100 + f) as f64 / 100.0);
+    let b = v.as_bytes();
+    if let [int @ .., b'.', f1, f2] = b {
+        if !int.is_empty() && int.len() <= 9 && int.iter().chain([f1, f2]).all(u8::is_ascii_digit) {
+            let n = int
+                .iter()
+                .chain([f1, f2])
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            return Some(n as f64 / 100.0);
         }
     }
     v.parse().ok().filter(|x: &f64| x.is_finite())
@@ -223,5 +275,34 @@ mod tests {
         assert_eq!(p.full.total, 45);
         assert!(parse_psi("bogus avg10=1").is_err());
         assert!(parse_psi("").is_err());
+    }
+
+    #[test]
+    fn psi_fast_path_agrees_with_the_general_parser() {
+        for line in [
+            "some avg10=1.50 avg60=0.25 avg300=10.07 total=123",
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0",
+            "some avg10=99.99 avg60=100.00 avg300=0.01 total=18446744073709551615",
+            "some avg10=1.5 avg60=0 avg300=2e1 total=7",
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=1 extra=3",
+            "some  avg10=1.50   avg60=0.00 avg300=0.00 total=1",
+        ] {
+            let general = psi_line(line).unwrap();
+            if let Some(fast) = psi_line_fast(line) {
+                assert_eq!(fast, general, "{line}");
+            }
+        }
+        assert!(psi_line_fast("some avg10=1.50 avg60=0.00 avg300=0.00 total=1").is_some());
+        for bad in [
+            "some avg10=x avg60=0.00 avg300=0.00 total=1",
+            "some avg10=1.00 avg60=0.00 avg300=0.00 total=-1",
+            "some avg10",
+            "some avg10=1.00 total=18446744073709551616",
+            "half avg10=1.00",
+        ] {
+            assert!(psi_line_fast(bad).is_none(), "{bad}");
+            assert!(psi_line(bad).is_err(), "{bad}");
+            assert!(parse_psi(bad).is_err(), "{bad}");
+        }
     }
 }

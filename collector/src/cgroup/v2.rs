@@ -37,12 +37,14 @@ pub fn read_cpu(r: &mut Reader, dir: &Path, name: &str) -> Result<Option<Cpu>, E
 }
 
 /// memory.current, memory.peak, memory.swap.current (unless `swap` is false: a node without
-/// swap, where it is 0), memory.stat, memory.events.
+/// swap, where it is 0), memory.stat, and memory.events when `events` is true (read rarely, so
+/// its descriptor is not kept).
 pub fn read_memory(
     r: &mut Reader,
     dir: &Path,
     name: &str,
     swap: bool,
+    events: bool,
 ) -> Result<Option<Memory>, Error> {
     let Some(usage) = read_u64_file(r, dir, "memory.current", name)? else {
         return Ok(None);
@@ -69,14 +71,19 @@ pub fn read_memory(
         }
         Ok(())
     })?;
-    read_keyed(r, dir, "memory.events", name, |k, v| {
-        match k {
-            "max" => m.failcnt = Some(v),
-            "oom_kill" => m.oom_kills = Some(v),
-            _ => {}
-        }
-        Ok(())
-    })?;
+    if events {
+        let keep = std::mem::replace(&mut r.keep_now, false);
+        let read = read_keyed(r, dir, "memory.events", name, |k, v| {
+            match k {
+                "max" => m.failcnt = Some(v),
+                "oom_kill" => m.oom_kills = Some(v),
+                _ => {}
+            }
+            Ok(())
+        });
+        r.keep_now = keep;
+        read?;
+    }
     // v2 memory.stat is hierarchical: cAdvisor reports the same value for both scopes.
     m.pgfault_local = m.pgfault;
     m.pgmajfault_local = m.pgmajfault;

@@ -1,10 +1,10 @@
-//! Finds cgroups: full walks of each hierarchy plus inotify watches on every cgroup directory for creation and removal.
+//! Finds cgroups: full walks of each hierarchy plus inotify watches on every cgroup directory for creation and removal, and on the limit and event files whose changes the pass reads.
 
 pub mod metadata;
 pub mod naming;
 pub mod volumes;
 
-use crate::cgroup::{normalise_name, Layout};
+use crate::cgroup::{normalise_name, Layout, V2_EVENT_FILES};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -79,6 +79,10 @@ pub struct Changes {
     pub removed: BTreeSet<String>,
     /// Events were lost (queue overflow) or a watch failed: a full rescan is needed.
     pub rescan: bool,
+    /// Cgroups one of whose limit files was written (their spec is to be read again).
+    pub limits_changed: BTreeSet<String>,
+    /// Cgroups whose event files (memory.events) changed.
+    pub events_changed: BTreeSet<String>,
 }
 
 /// Watches every directory of the hierarchies with inotify; keeps the changes for the
@@ -97,6 +101,9 @@ pub struct Changes {
 /// cost more CPU than the pass itself (see BENCHMARKS.md) and could overflow the queue.
 pub struct Watcher {
     changes: Arc<Mutex<Changes>>,
+    /// Cleared when a file watch could not be added: changes to unwatched files go unseen, so
+    /// the pass must read limits and events on its own schedule.
+    files_watched: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -112,13 +119,41 @@ fn watch_mask() -> WatchMask {
         | WatchMask::DONT_FOLLOW
 }
 
-/// The watched directories, owned by the watcher thread.
+/// What a watch descriptor stands for.
+#[derive(Debug, Clone)]
+enum Watched {
+    /// A cgroup directory under `roots[.0]`.
+    Dir(usize, PathBuf),
+    /// A limit or event file of the cgroup directory `.1` under `roots[.0]`.
+    File(usize, PathBuf, &'static str),
+}
+
+/// The watched directories and files, owned by the watcher thread.
 struct Tree {
     inotify: Inotify,
     roots: Vec<PathBuf>,
-    /// Watch descriptor → (index into `roots`, directory).
-    dirs: HashMap<WatchDescriptor, (usize, PathBuf)>,
+    /// The files watched in every directory, per root (`Layout::watched_files`).
+    files: Vec<Vec<&'static str>>,
+    watches: HashMap<WatchDescriptor, Watched>,
+    /// File watches are added while the watches stay under this (half the user's
+    /// `max_user_watches`), so that directories, which discovery needs, are never short of one.
+    file_watch_limit: usize,
+    files_watched: Arc<AtomicBool>,
     changes: Arc<Mutex<Changes>>,
+}
+
+/// Watches on files only report writes.
+fn file_watch_mask() -> WatchMask {
+    WatchMask::MODIFY | WatchMask::DONT_FOLLOW
+}
+
+/// The per-user inotify watch limit (`fs.inotify.max_user_watches`; 8,192 when unreadable, the
+/// old kernels' default).
+fn max_user_watches() -> usize {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(8192)
 }
 
 impl Tree {
@@ -126,16 +161,17 @@ impl Tree {
         self.changes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The cgroup name of the directory `path` under root `root`.
+    fn name_of(&self, root: usize, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.roots[root]).ok()?.to_str()?;
+        Some(normalise_name(rel))
+    }
+
     /// Records that the directory `path` under root `root` was created (`true`) or removed.
     fn note(&self, root: usize, path: &Path, created: bool) {
-        let Some(rel) = path
-            .strip_prefix(&self.roots[root])
-            .ok()
-            .and_then(|r| r.to_str())
-        else {
+        let Some(n) = self.name_of(root, path) else {
             return;
         };
-        let n = normalise_name(rel);
         tracing::debug!(cgroup = %n, created, "cgroup directory event");
         let mut ch = self.changes();
         if created {
@@ -156,7 +192,8 @@ impl Tree {
         while let Some(dir) = stack.pop() {
             match self.inotify.watches().add(&dir, watch_mask()) {
                 Ok(wd) => {
-                    self.dirs.insert(wd, (root, dir.clone()));
+                    self.watches.insert(wd, Watched::Dir(root, dir.clone()));
+                    self.watch_files(root, &dir, &mut errors);
                 }
                 // Removed meanwhile (its removal event follows), or not a directory.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
@@ -182,6 +219,38 @@ impl Tree {
         errors
     }
 
+    /// Adds the watches on the limit and event files of the cgroup directory `dir`. A file the
+    /// directory lacks needs none; any other failure (or the watch budget spent) clears
+    /// `files_watched` for good.
+    fn watch_files(&mut self, root: usize, dir: &Path, errors: &mut Vec<Error>) {
+        if !self.files_watched.load(Ordering::Relaxed) {
+            return;
+        }
+        for i in 0..self.files[root].len() {
+            let file = self.files[root][i];
+            if self.watches.len() >= self.file_watch_limit {
+                tracing::warn!(
+                    watches = self.watches.len(),
+                    "inotify watch budget for cgroup files spent: limits and events are read on a schedule"
+                );
+                self.files_watched.store(false, Ordering::Relaxed);
+                return;
+            }
+            let path = dir.join(file);
+            match self.inotify.watches().add(&path, file_watch_mask()) {
+                Ok(wd) => {
+                    self.watches.insert(wd, Watched::File(root, dir.to_path_buf(), file));
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
+                Err(source) => {
+                    self.files_watched.store(false, Ordering::Relaxed);
+                    errors.push(Error::Watch { path, source });
+                    return;
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, wd: WatchDescriptor, mask: EventMask, name: Option<OsString>) {
         if mask.contains(EventMask::Q_OVERFLOW) {
             tracing::warn!("inotify queue overflowed; will rescan");
@@ -189,12 +258,26 @@ impl Tree {
             return;
         }
         if mask.contains(EventMask::IGNORED) {
-            // The watch is gone (its directory was removed).
-            self.dirs.remove(&wd);
+            // The watch is gone (its directory or file was removed).
+            self.watches.remove(&wd);
             return;
         }
-        let Some((root, dir)) = self.dirs.get(&wd).cloned() else {
-            return;
+        let (root, dir) = match self.watches.get(&wd) {
+            Some(Watched::Dir(root, dir)) => (*root, dir.clone()),
+            Some(Watched::File(root, dir, file)) => {
+                if mask.contains(EventMask::MODIFY) {
+                    if let Some(n) = self.name_of(*root, dir) {
+                        let mut ch = self.changes();
+                        if V2_EVENT_FILES.contains(file) {
+                            ch.events_changed.insert(n);
+                        } else {
+                            ch.limits_changed.insert(n);
+                        }
+                    }
+                }
+                return;
+            }
+            None => return,
         };
         if mask.contains(EventMask::DELETE_SELF) {
             self.note(root, &dir, false);
@@ -274,10 +357,15 @@ impl Watcher {
             }
         };
         let changes = Arc::new(Mutex::new(Changes::default()));
+        let files_watched = Arc::new(AtomicBool::new(true));
+        let roots = layout.walk_roots();
         let mut tree = Tree {
             inotify,
-            roots: layout.walk_roots(),
-            dirs: HashMap::new(),
+            files: roots.iter().map(|r| layout.watched_files(r)).collect(),
+            roots,
+            watches: HashMap::new(),
+            file_watch_limit: max_user_watches() / 2,
+            files_watched: files_watched.clone(),
             changes: changes.clone(),
         };
         for root in 0..tree.roots.len() {
@@ -293,6 +381,7 @@ impl Watcher {
             Ok(thread) => (
                 Some(Watcher {
                     changes,
+                    files_watched,
                     stop,
                     thread: Some(thread),
                 }),
@@ -303,6 +392,12 @@ impl Watcher {
                 (None, errors)
             }
         }
+    }
+
+    /// Whether every limit and event file of every cgroup is watched: then the pass may read
+    /// them only when they change.
+    pub fn files_watched(&self) -> bool {
+        self.files_watched.load(Ordering::Relaxed)
     }
 
     /// Takes the changes seen since the last call.
@@ -374,6 +469,53 @@ mod tests {
         }
         let missed: Vec<_> = want.difference(&created).collect();
         assert!(missed.is_empty(), "{} missed: {missed:?}", missed.len());
+    }
+
+    /// Writes to limit files and to memory.events of watched cgroups are reported by cgroup, and
+    /// reading files raises nothing.
+    #[test]
+    fn watcher_reports_written_limit_and_event_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let dir = tmp.path().join("kubepods/poda/c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["memory.max", "cpu.max", "memory.events", "cpu.stat"] {
+            std::fs::write(dir.join(f), "0\n").unwrap();
+        }
+        let layout = Layout::detect(tmp.path()).unwrap();
+        let (watcher, errors) = Watcher::start(&layout);
+        assert!(errors.is_empty(), "{errors:?}");
+        let watcher = watcher.unwrap();
+        assert!(watcher.files_watched());
+        let drain_until = |what: &dyn Fn(&Changes) -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut all = Changes::default();
+            while std::time::Instant::now() < deadline {
+                let ch = watcher.drain();
+                all.limits_changed.extend(ch.limits_changed);
+                all.events_changed.extend(ch.events_changed);
+                if what(&all) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            all
+        };
+        watcher.drain();
+        // Reads and writes to files that are not watched raise nothing.
+        std::fs::read_to_string(dir.join("memory.max")).unwrap();
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 1\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let quiet = watcher.drain();
+        assert!(quiet.limits_changed.is_empty() && quiet.events_changed.is_empty());
+        std::fs::write(dir.join("memory.max"), "1048576\n").unwrap();
+        let ch = drain_until(&|c| !c.limits_changed.is_empty());
+        assert_eq!(ch.limits_changed, BTreeSet::from(["/kubepods/poda/c1".to_string()]));
+        assert!(ch.events_changed.is_empty());
+        std::fs::write(dir.join("memory.events"), "oom_kill 1\n").unwrap();
+        let ch = drain_until(&|c| !c.events_changed.is_empty());
+        assert_eq!(ch.events_changed, BTreeSet::from(["/kubepods/poda/c1".to_string()]));
+        assert!(ch.limits_changed.is_empty());
     }
 
     #[test]
