@@ -906,8 +906,16 @@ fn read_chunk(
                 if opts.spec {
                     t.spec = stats.spec.clone();
                     // The first read lands the cgroup in its slot of the stagger.
-                    let every = if watched { SPEC_EVERY_WATCHED } else { SPEC_EVERY };
-                    t.spec_due = if t.spec_seen { every - 1 } else { t.spec_slot % every };
+                    let every = if watched {
+                        SPEC_EVERY_WATCHED
+                    } else {
+                        SPEC_EVERY
+                    };
+                    t.spec_due = if t.spec_seen {
+                        every - 1
+                    } else {
+                        t.spec_slot % every
+                    };
                     t.spec_seen = true;
                 } else {
                     t.spec_due -= 1;

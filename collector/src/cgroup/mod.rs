@@ -719,7 +719,13 @@ impl Reader {
             stats.memory = if let Some(dir) = paths.v1(Controller::Memory) {
                 soft!(v1::read_memory(self, dir, name))
             } else if let Some(dir) = &paths.v2 {
-                soft!(v2::read_memory(self, dir, name, opts.swap, opts.memory_events))
+                soft!(v2::read_memory(
+                    self,
+                    dir,
+                    name,
+                    opts.swap,
+                    opts.memory_events
+                ))
             } else {
                 None
             };

@@ -239,7 +239,8 @@ impl Tree {
             let path = dir.join(file);
             match self.inotify.watches().add(&path, file_watch_mask()) {
                 Ok(wd) => {
-                    self.watches.insert(wd, Watched::File(root, dir.to_path_buf(), file));
+                    self.watches
+                        .insert(wd, Watched::File(root, dir.to_path_buf(), file));
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
                 Err(source) => {
@@ -510,11 +511,17 @@ mod tests {
         assert!(quiet.limits_changed.is_empty() && quiet.events_changed.is_empty());
         std::fs::write(dir.join("memory.max"), "1048576\n").unwrap();
         let ch = drain_until(&|c| !c.limits_changed.is_empty());
-        assert_eq!(ch.limits_changed, BTreeSet::from(["/kubepods/poda/c1".to_string()]));
+        assert_eq!(
+            ch.limits_changed,
+            BTreeSet::from(["/kubepods/poda/c1".to_string()])
+        );
         assert!(ch.events_changed.is_empty());
         std::fs::write(dir.join("memory.events"), "oom_kill 1\n").unwrap();
         let ch = drain_until(&|c| !c.events_changed.is_empty());
-        assert_eq!(ch.events_changed, BTreeSet::from(["/kubepods/poda/c1".to_string()]));
+        assert_eq!(
+            ch.events_changed,
+            BTreeSet::from(["/kubepods/poda/c1".to_string()])
+        );
         assert!(ch.limits_changed.is_empty());
     }
 
