@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_collector::config::Config;
-use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, pass_files, SPEC_FILES};
+use vigil_collector::cgroup::V2_LIMIT_FILES;
+use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, pass_files};
 use vigil_collector::housekeeping::Collector;
 
 struct Tree(PathBuf);
@@ -35,6 +36,15 @@ fn config(root: &Path) -> Arc<Config> {
     config_with(root, None)
 }
 
+/// A collector as `vigil collector` runs one: with its inotify watches (limits and
+/// memory.events are then read when they change), after one pass.
+fn collector(config: Arc<Config>) -> Collector {
+    let mut c = Collector::new(config).expect("collector");
+    c.start_watcher();
+    c.pass();
+    c
+}
+
 /// The default config, or `(collection_threads, open_files_per_cgroup)`.
 fn config_with(root: &Path, variant: Option<(usize, usize)>) -> Arc<Config> {
     let mut c = Config::default();
@@ -54,23 +64,23 @@ fn bench(c: &mut Criterion) {
     for n in [100usize, 1000, 5000] {
         let t = tree(n);
         let dirs = cgroup_dirs(&t.0);
-        let mut collector = Collector::new(config(&t.0)).expect("collector");
-        let first = collector.pass();
+        let mut c = collector(config(&t.0));
+        let first = c.pass();
         assert!(first.containers.len() > n, "{} cgroups for {n} containers", first.containers.len());
-        g.bench_with_input(BenchmarkId::new("pass", n), &n, |b, _| b.iter(|| collector.pass()));
-        drop(collector);
+        g.bench_with_input(BenchmarkId::new("pass", n), &n, |b, _| b.iter(|| c.pass()));
+        drop(c);
         if n == 1000 {
-            // What each part of the pass design buys: threads × files kept open per cgroup.
-            for (threads, keep) in [(1, 0), (1, 3), (1, 11), (2, 3), (2, 11)] {
-                let mut v = Collector::new(config_with(&t.0, Some((threads, keep)))).expect("collector");
-                v.pass();
+            // What each part of the pass design buys: threads × files kept open per cgroup
+            // (the default is 2 threads, 12 files: every file a pass reads).
+            for (threads, keep) in [(1, 0), (2, 0), (1, 12)] {
+                let mut v = collector(config_with(&t.0, Some((threads, keep))));
                 let id = format!("pass_threads{threads}_keep{keep}");
                 g.bench_with_input(BenchmarkId::new(id, n), &n, |b, _| b.iter(|| v.pass()));
             }
         }
         let mut collector = Collector::new(config(&t.0)).expect("collector");
-        // The floor: open and read the same files a pass reads (spec files every sixth pass;
-        // memory.swap.current only on a node with swap).
+        // The floor: open and read the same files a pass reads (memory.swap.current only on a
+        // node with swap; the limit files of one cgroup in 60, as the watched pass reads them).
         let files = pass_files();
         let mut buf = String::with_capacity(4096);
         let mut iter = 0u64;
@@ -78,8 +88,8 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 iter += 1;
                 let mut bytes = 0;
-                for d in &dirs {
-                    let spec: &[&str] = if iter.is_multiple_of(6) { &SPEC_FILES } else { &[] };
+                for (i, d) in dirs.iter().enumerate() {
+                    let spec: &[&str] = if (iter + i as u64).is_multiple_of(60) { &V2_LIMIT_FILES } else { &[] };
                     for f in files.iter().chain(spec.iter()) {
                         buf.clear();
                         if let Ok(mut file) = std::fs::File::open(d.join(f)) {

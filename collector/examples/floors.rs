@@ -5,7 +5,7 @@
 //! (relative to a kept directory descriptor), and `pread` of kept descriptors (1 and 2 threads).
 //! Two threads share one descriptor table (openat/close take its lock, and every fdget of a
 //! multithreaded process takes a reference on the file); two processes do not: both are measured.
-//! Every mechanism reads the files a pass reads per cgroup (`pass_files()`: 11, or 10 on a node
+//! Every mechanism reads the files a pass reads per cgroup (`pass_files()`: 10, or 9 on a node
 //! without swap). The io_uring floor needs
 //! `unsafe` (forbidden in the workspace) and lives in the standalone `benches/uring-floor` crate.
 

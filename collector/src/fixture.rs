@@ -115,14 +115,15 @@ pub fn cgroup_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 /// The files a regular pass reads in each v2 cgroup directory on a node with swap (without
-/// swap, memory.swap.current is not read: see `pass_files`).
-pub const PASS_FILES: [&str; 11] = [
+/// swap, memory.swap.current is not read: see `pass_files`). The limit files
+/// (`cgroup::V2_LIMIT_FILES`) and memory.events are read when inotify reports a write, and the
+/// limits also every 60th pass (every 6th without watches).
+pub const PASS_FILES: [&str; 10] = [
     "cpu.stat",
     "memory.current",
     "memory.peak",
     "memory.swap.current",
     "memory.stat",
-    "memory.events",
     "io.stat",
     "pids.current",
     "cpu.pressure",
@@ -141,12 +142,3 @@ pub fn pass_files() -> Vec<&'static str> {
         .filter(|f| !(no_swap && *f == "memory.swap.current"))
         .collect()
 }
-/// The limit files read on spec passes (every sixth pass).
-pub const SPEC_FILES: [&str; 6] = [
-    "cpu.weight",
-    "cpu.max",
-    "memory.max",
-    "memory.swap.max",
-    "memory.min",
-    "pids.max",
-];

@@ -450,14 +450,16 @@ impl Collector {
                 watched,
             ));
         } else {
+            // The first chunk is read on this thread, the others on scoped threads.
             std::thread::scope(|scope| {
-                let handles: Vec<_> = entries
-                    .chunks_mut(chunk)
-                    .zip(self.readers.iter_mut())
+                let mut parts = entries.chunks_mut(chunk).zip(self.readers.iter_mut());
+                let (first, first_reader) = parts.next().expect("at least one chunk");
+                let handles: Vec<_> = parts
                     .map(|(part, reader)| {
                         scope.spawn(move || read_chunk(reader, part, opts, watched))
                     })
                     .collect();
+                outcomes.push(read_chunk(first_reader, first, opts, watched));
                 for h in handles {
                     outcomes.push(h.join().expect("collection worker panicked"));
                 }
@@ -610,48 +612,42 @@ impl Collector {
 
     /// One /proc/<pid>/net/dev read per pod, attached to the pod-level cgroup.
     fn collect_network(&mut self, samples: &mut [ContainerSample]) {
-        // pod uid → a container cgroup directory of that pod (sandbox first).
-        let mut dirs: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for s in samples.iter() {
-            if let Kind::Container { pod_uid, .. } = &s.kind {
-                if let Some(t) = self.tracked.get(&s.name) {
-                    if let Some(d) = t.paths.any_dir() {
-                        let v = dirs.entry(pod_uid.clone()).or_default();
-                        if s.identity.sandbox {
-                            v.insert(0, d.to_path_buf());
-                        } else {
-                            v.push(d.to_path_buf());
-                        }
-                    }
-                }
-            }
-        }
+        // pod uid → its container cgroup directories (sandbox first), built only when a pod
+        // needs a process looked up.
+        let mut dirs: Option<HashMap<String, Vec<PathBuf>>> = None;
         let proc_root = self.config.proc_root.clone();
         let mut live = HashSet::new();
-        for s in samples.iter_mut() {
-            let Kind::Pod { pod_uid, .. } = &s.kind else {
+        for i in 0..samples.len() {
+            let Kind::Pod { pod_uid, .. } = &samples[i].kind else {
                 continue;
             };
-            live.insert(pod_uid.clone());
+            let pod_uid = pod_uid.clone();
+            // A pod without a process is looked at again every sixth pass, in its own slot so
+            // that no pass looks at every such pod.
+            let retry_empty = (self.stats.passes + i as u64).is_multiple_of(6);
             let mut result = None;
-            let retry_empty = self.stats.passes.is_multiple_of(6);
             for attempt in 0..2 {
-                let pid = match self.pod_pids.get(pod_uid) {
+                let pid = match self.pod_pids.get(&pod_uid) {
                     // A cached pid may have exited and been reused by a process of another pod
                     // or of the host: use it only while it is still in this pod's cgroup.
-                    Some(Some(p)) if attempt == 0 && pid_in_pod(&proc_root, *p, pod_uid) => {
+                    Some(Some(p)) if attempt == 0 && pid_in_pod(&proc_root, *p, &pod_uid) => {
                         Some(*p)
                     }
                     // No process last time: look again only every sixth pass.
                     Some(None) if !retry_empty => None,
-                    _ => dirs.get(pod_uid).and_then(|ds| {
-                        ds.iter().find_map(|d| {
-                            cgroup::read_procs(d).ok().and_then(|p| p.first().copied())
-                        })
-                    }),
+                    _ => dirs
+                        .get_or_insert_with(|| self.container_dirs(samples))
+                        .get(&pod_uid)
+                        .and_then(|ds| {
+                            ds.iter().find_map(|d| {
+                                cgroup::read_procs(d).ok().and_then(|p| p.first().copied())
+                            })
+                        }),
                 };
                 let Some(pid) = pid else {
-                    self.pod_pids.insert(pod_uid.clone(), None);
+                    if !matches!(self.pod_pids.get(&pod_uid), Some(None)) {
+                        self.pod_pids.insert(pod_uid.clone(), None);
+                    }
                     break;
                 };
                 match proc::read_net_dev(&proc_root.join(pid.to_string()).join("net/dev")) {
@@ -667,7 +663,7 @@ impl Collector {
                     Err(proc::Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound =>
                     {
-                        self.pod_pids.remove(pod_uid);
+                        self.pod_pids.remove(&pod_uid);
                     }
                     Err(e) => {
                         self.count_error(e.kind(), &e.to_string());
@@ -675,9 +671,28 @@ impl Collector {
                     }
                 }
             }
-            s.network = result;
+            samples[i].network = result;
+            live.insert(pod_uid);
         }
         self.pod_pids.retain(|k, _| live.contains(k));
+    }
+
+    /// Pod uid → the cgroup directories of its containers, the sandbox first.
+    fn container_dirs(&self, samples: &[ContainerSample]) -> HashMap<String, Vec<PathBuf>> {
+        let mut dirs: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        for s in samples {
+            if let Kind::Container { pod_uid, .. } = &s.kind {
+                if let Some(d) = self.tracked.get(&s.name).and_then(|t| t.paths.any_dir()) {
+                    let v = dirs.entry(pod_uid.clone()).or_default();
+                    if s.identity.sandbox {
+                        v.insert(0, d.to_path_buf());
+                    } else {
+                        v.push(d.to_path_buf());
+                    }
+                }
+            }
+        }
+        dirs
     }
 
     /// statvfs of a node filesystem, with its device (mount source) from mountinfo.

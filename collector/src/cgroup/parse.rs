@@ -39,21 +39,23 @@ impl<'a> Iterator for FlatKeyed<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.rest.is_empty() {
             let b = self.rest.as_bytes();
-            let key_end = b
-                .iter()
-                .position(|c| c.is_ascii_whitespace())
-                .unwrap_or(b.len());
-            if key_end > 0 && b.get(key_end) == Some(&b' ') {
-                let mut j = key_end + 1;
-                let mut v: Option<u64> = b.get(j).filter(|c| c.is_ascii_digit()).map(|_| 0);
-                while let (Some(acc), Some(c)) = (v, b.get(j).filter(|c| c.is_ascii_digit())) {
-                    v = acc
-                        .checked_mul(10)
-                        .and_then(|a| a.checked_add(u64::from(c - b'0')));
+            // The kernel's shape: a key of visible bytes, one space, up to 19 digits (no u64
+            // overflow possible), a newline or the end. Anything else takes the general parser.
+            let mut k = 0;
+            while k < b.len() && b[k] > b' ' {
+                k += 1;
+            }
+            if k > 0 && b.get(k) == Some(&b' ') {
+                let start = k + 1;
+                let mut j = start;
+                let mut v = 0u64;
+                while j < b.len() && j - start < 19 && b[j].is_ascii_digit() {
+                    v = v * 10 + u64::from(b[j] - b'0');
                     j += 1;
                 }
-                if let Some(v) = v.filter(|_| j == b.len() || b[j] == b'\n') {
-                    let key = &self.rest[..key_end];
+                if j > start && (j == b.len() || b[j] == b'\n') {
+                    // `k` and `j` sit on ASCII bytes, so both are char boundaries.
+                    let key = &self.rest[..k];
                     self.rest = self.rest.get(j + 1..).unwrap_or("");
                     return Some(Ok((key, v)));
                 }
@@ -237,6 +239,8 @@ mod tests {
             "",
             "\n\n",
             "k 12a\nk2 \n",
+            "e 9999999999999999999\nf 10000000000000000000\ng 99999999999999999999\n",
+            "\u{1}x 5\ny\u{1} 6\n",
         ] {
             let fast: Vec<_> = flat_keyed(text)
                 .map(|r| r.map(|(k, v)| (k.to_string(), v)))
