@@ -69,6 +69,8 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
         containers_dir.to_str().unwrap(),
     ]);
 
+    // The collector's inotify watches before the test cgroups exist (see the end).
+    let watches_before = inotify_watches(c.proc.pid());
     let (mut cg1, mut cg2) = match &layout {
         Layout::Hybrid { v1, unified } => (
             TestCgroup::create(v1, &uid, &id1),
@@ -230,6 +232,28 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
     });
     let (s, _) = get(&format!("{}/healthz", c.base));
     assert_eq!(s, 200, "collector still healthy: {}", c.log());
+    // cgroupfs reports no end of the watches of a removed cgroup's directory and files (no
+    // IN_DELETE_SELF, no IN_IGNORED): the collector removes them itself, or they would leak.
+    until(
+        "the removed cgroups' inotify watches released",
+        Duration::from_secs(10),
+        || (inotify_watches(c.proc.pid()) <= watches_before).then_some(()),
+    );
+}
+
+/// The inotify watches a process holds (`inotify wd:` lines in the fdinfo of its descriptors).
+fn inotify_watches(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
 }
 
 /// Where the test cgroups go.
@@ -331,16 +355,26 @@ fn v2_reader_with_kept_files_on_real_kernfs() {
     let name = format!("/{}", dir.file_name().unwrap().to_str().unwrap());
     let child = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("echo $$ > {}/cgroup.procs && exec python3 -c 'while True: pass'", dir.display()))
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c 'while True: pass'",
+            dir.display()
+        ))
         .spawn()
         .expect("spawn python3");
-    let mut burner = Some(Proc { child, name: "python3".into() });
-    let usage = |doc: &Value| find(doc, &name)?["cpu"]["usageNs"].as_f64();
-    let (doc0, u0) = until("the v2 cgroup with CPU time", Duration::from_secs(30), || {
-        let d = c.containers();
-        let u = usage(&d)?;
-        (u > 0.0).then_some((d.clone(), u))
+    let mut burner = Some(Proc {
+        child,
+        name: "python3".into(),
     });
+    let usage = |doc: &Value| find(doc, &name)?["cpu"]["usageNs"].as_f64();
+    let (doc0, u0) = until(
+        "the v2 cgroup with CPU time",
+        Duration::from_secs(30),
+        || {
+            let d = c.containers();
+            let u = usage(&d)?;
+            (u > 0.0).then_some((d.clone(), u))
+        },
+    );
     let t0 = doc0["time"].as_str().unwrap().to_string();
     let (u1, dt) = until("a sample 3 s later", Duration::from_secs(30), || {
         let d = c.containers();
@@ -348,12 +382,16 @@ fn v2_reader_with_kept_files_on_real_kernfs() {
         (t >= 3.0).then_some((usage(&d)?, t))
     });
     let grew = (u1 - u0) / 1e9;
-    assert!(grew > 0.05 && grew <= dt * 2.0 + 0.5, "burner used {grew} s of CPU in {dt} s");
+    assert!(
+        grew > 0.05 && grew <= dt * 2.0 + 0.5,
+        "burner used {grew} s of CPU in {dt} s"
+    );
     // PSI comes from the same kept descriptors.
     let samples = parse_exposition(&c.metrics());
     assert!(samples
         .iter()
-        .any(|s| s.name == "container_pressure_cpu_waiting_seconds_total" && s.label("id") == Some(name.as_str())));
+        .any(|s| s.name == "container_pressure_cpu_waiting_seconds_total"
+            && s.label("id") == Some(name.as_str())));
     let kept = samples
         .iter()
         .find(|s| s.name == "vigil_collector_kept_descriptors")

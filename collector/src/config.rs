@@ -106,12 +106,12 @@ pub struct Config {
     pub collection_threads: usize,
     /// Files per cgroup kept open between passes and re-read with `pread` (0: open every file
     /// every pass; the cgroup's directories stay open either way). The default, 12, keeps every
-    /// file a cgroup reads each pass (10 on v2 without swap, 11 with swap, up to 12 on v1). Each kept cgroupfs file pins about 4.6 KiB of kernel
+    /// file a cgroup reads each pass (9 on v2 without swap, 10 with swap, up to 12 on v1). Each kept cgroupfs file pins about 4.6 KiB of kernel
     /// memory charged to the collector's cgroup (its seq_file page), bounded by `max_open_files`.
     #[serde(default = "default_open_files_per_cgroup")]
     pub open_files_per_cgroup: usize,
     /// Cgroup files kept open across all cgroups (beyond it, files are opened each pass): at
-    /// ~4.6 KiB each on cgroupfs, the default 16,384 bounds that kernel memory at ~72 MiB
+    /// ~4.6 KiB each on cgroupfs, the default 16,384 bounds that kernel memory at ~73 MiB
     /// (1,000 containers in 500 pods need ~15,000). Also bounded by RLIMIT_NOFILE.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
@@ -163,7 +163,7 @@ fn default_collection_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 fn default_open_files_per_cgroup() -> usize {
-    // Every file a cgroup reads each pass (v2: cpu.stat, memory.current/peak/stat/events,
+    // Every file a cgroup reads each pass (v2: cpu.stat, memory.current/peak/stat,
     // memory.swap.current on a node with swap, io.stat, pids.current, three PSI files): a
     // `pread` instead of `openat`+`read`+`close` halves the pass (BENCHMARKS.md), at ~4.6 KiB of
     // kernel memory per file.

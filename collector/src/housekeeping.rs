@@ -127,23 +127,37 @@ struct Tracked {
     start_time: SystemTime,
     prev_cpu: Option<(Instant, u64)>,
     spec: Spec,
-    /// Passes until the spec (limits) is read again: 0 reads it in the next pass. A new cgroup
-    /// reads it at once, then every `SPEC_EVERY` passes, staggered over the cgroups so that no
-    /// pass reads every cgroup's limits.
-    spec_due: u8,
-    /// This cgroup's place in the stagger (taken modulo the spec interval).
+    /// Read the spec (limits) in the next pass: a new or re-created cgroup, or a limit file
+    /// written. Otherwise it is read in the passes where `(pass + spec_slot)` is a multiple of
+    /// the interval (`SPEC_EVERY_WATCHED` or `SPEC_EVERY`): staggered over the cgroups, so that
+    /// no pass reads every cgroup's limits.
+    spec_forced: bool,
+    /// This cgroup's place in the stagger.
     spec_slot: u8,
-    /// memory.events may have changed since it was last read (always true without watches).
+    /// Whether every limit and event file of the cgroup is watched (`None`: not known yet, as
+    /// without watches): only then are they read when they change.
+    files_watched: Option<bool>,
+    /// memory.events may have changed since it was last read.
     events_stale: bool,
     /// The last figures read from memory.events: failcnt and OOM kills.
     events: (Option<u64>, Option<u64>),
-    /// The spec has been read at least once.
-    spec_seen: bool,
     /// Descriptors kept open between passes (closed when the cgroup is dropped).
     handles: cgroup::Handles,
     /// Writable layer directory, once found from a process's mountinfo.
     rootfs_dir: Option<PathBuf>,
     rootfs_probed: bool,
+}
+
+impl Tracked {
+    /// Forgets what was read from the files of a cgroup whose directory changed (re-created,
+    /// or gone from one hierarchy): its limits and counts are read again in the next pass, and
+    /// whether its files are watched is learnt again from the watcher.
+    fn forget_files(&mut self) {
+        self.spec_forced = true;
+        self.events_stale = true;
+        self.events = (None, None);
+        self.files_watched = None;
+    }
 }
 
 /// The collection state; `pass` is synchronous (run it on a blocking thread).
@@ -335,11 +349,11 @@ impl Collector {
                 start_time,
                 prev_cpu: None,
                 spec: Spec::default(),
-                spec_due: 0,
+                spec_forced: true,
                 spec_slot: (self.stats.containers_added % u64::from(SPEC_EVERY_WATCHED)) as u8,
+                files_watched: None,
                 events_stale: true,
                 events: (None, None),
-                spec_seen: false,
                 handles: cgroup::Handles::default(),
                 rootfs_dir: None,
                 rootfs_probed: false,
@@ -362,21 +376,13 @@ impl Collector {
             Some(t) => t.elapsed() >= self.config.rescan_interval,
         };
         let changes = self.watcher.as_ref().map(|w| w.drain()).unwrap_or_default();
-        for n in &changes.limits_changed {
+        for n in &changes.created {
             if let Some(t) = self.tracked.get_mut(n) {
-                t.spec_due = 0;
-            }
-        }
-        for n in &changes.events_changed {
-            if let Some(t) = self.tracked.get_mut(n) {
-                t.events_stale = true;
-            }
-        }
-        if changes.rescan {
-            // Events were lost: the changes of files too.
-            for t in self.tracked.values_mut() {
-                t.spec_due = 0;
-                t.events_stale = true;
+                // Created again (or in another hierarchy): kept descriptors may point at the
+                // removed directory, and its limits and counts are the new cgroup's.
+                t.paths = self.layout.paths_of(n);
+                t.handles = cgroup::Handles::default();
+                t.forget_files();
             }
         }
         if rescan_due || changes.rescan {
@@ -406,17 +412,39 @@ impl Collector {
                 } else if let Some(t) = self.tracked.get_mut(n) {
                     t.paths = self.layout.paths_of(n);
                     t.handles = cgroup::Handles::default();
+                    t.forget_files();
                 }
             }
             for n in &changes.created {
-                if let Some(t) = self.tracked.get_mut(n) {
-                    // Created again (or in another hierarchy): kept descriptors may point at the
-                    // removed directory.
-                    t.paths = self.layout.paths_of(n);
-                    t.handles = cgroup::Handles::default();
-                } else {
-                    self.add(n);
-                }
+                self.add(n);
+            }
+        }
+        // What the watcher knows of the files, for cgroups tracked now (a new one was just added).
+        for n in &changes.files_watched {
+            if let Some(t) = self.tracked.get_mut(n) {
+                t.files_watched.get_or_insert(true);
+            }
+        }
+        for n in &changes.files_unwatched {
+            if let Some(t) = self.tracked.get_mut(n) {
+                t.files_watched = Some(false);
+            }
+        }
+        for n in &changes.limits_changed {
+            if let Some(t) = self.tracked.get_mut(n) {
+                t.spec_forced = true;
+            }
+        }
+        for n in &changes.events_changed {
+            if let Some(t) = self.tracked.get_mut(n) {
+                t.events_stale = true;
+            }
+        }
+        if changes.rescan {
+            // Events were lost: the changes of files too.
+            for t in self.tracked.values_mut() {
+                t.spec_forced = true;
+                t.events_stale = true;
             }
         }
     }
@@ -434,8 +462,7 @@ impl Collector {
         let node_read_at = Instant::now();
         let mut opts = self.opts_template;
         opts.swap = !(node.memory.total > 0 && node.memory.swap_total == 0);
-        // Limit and event files are read when they change only if every one is watched.
-        let watched = self.watcher.as_ref().is_some_and(|w| w.files_watched());
+        let pass = self.stats.passes;
         // The cgroups are split into one contiguous chunk per reader (worker thread); results are
         // joined in the map's order, so a pass is deterministic whatever the thread count.
         let mut entries: Vec<(&String, &mut Tracked)> = self.tracked.iter_mut().collect();
@@ -443,23 +470,16 @@ impl Collector {
         let chunk = entries.len().div_ceil(workers).max(1);
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(workers);
         if workers == 1 {
-            outcomes.push(read_chunk(
-                &mut self.readers[0],
-                &mut entries,
-                opts,
-                watched,
-            ));
+            outcomes.push(read_chunk(&mut self.readers[0], &mut entries, opts, pass));
         } else {
             // The first chunk is read on this thread, the others on scoped threads.
             std::thread::scope(|scope| {
                 let mut parts = entries.chunks_mut(chunk).zip(self.readers.iter_mut());
                 let (first, first_reader) = parts.next().expect("at least one chunk");
                 let handles: Vec<_> = parts
-                    .map(|(part, reader)| {
-                        scope.spawn(move || read_chunk(reader, part, opts, watched))
-                    })
+                    .map(|(part, reader)| scope.spawn(move || read_chunk(reader, part, opts, pass)))
                     .collect();
-                outcomes.push(read_chunk(first_reader, first, opts, watched));
+                outcomes.push(read_chunk(first_reader, first, opts, pass));
                 for h in handles {
                     outcomes.push(h.join().expect("collection worker panicked"));
                 }
@@ -900,7 +920,7 @@ fn read_chunk(
     reader: &mut cgroup::Reader,
     part: &mut [(&String, &mut Tracked)],
     template: ReadOptions,
-    watched: bool,
+    pass: u64,
 ) -> Outcome {
     let files_before = reader.files_read;
     let mut out = Outcome {
@@ -911,29 +931,26 @@ fn read_chunk(
     };
     for (name, t) in part.iter_mut() {
         let mut opts = template;
-        opts.spec = t.spec_due == 0;
+        // Limit and event files are read when they change only if every one is watched.
+        let watched = t.files_watched == Some(true);
+        let every = if watched {
+            SPEC_EVERY_WATCHED
+        } else {
+            SPEC_EVERY
+        };
+        opts.spec =
+            t.spec_forced || (pass + u64::from(t.spec_slot)).is_multiple_of(u64::from(every));
         // v1 has no notified event file: failcnt and oom_control are read every pass.
         let v1_memory = t.paths.v1(cgroup::Controller::Memory).is_some();
-        opts.memory_events = !watched || t.events_stale || v1_memory;
+        // The scheduled spec read is also the events' safety net.
+        opts.memory_events = !watched || t.events_stale || v1_memory || opts.spec;
         match reader.read_stats(&t.paths, &mut t.handles, opts, &mut out.errors) {
             Ok(mut stats) => {
                 let now = Instant::now();
                 if opts.spec {
                     t.spec = stats.spec.clone();
-                    // The first read lands the cgroup in its slot of the stagger.
-                    let every = if watched {
-                        SPEC_EVERY_WATCHED
-                    } else {
-                        SPEC_EVERY
-                    };
-                    t.spec_due = if t.spec_seen {
-                        every - 1
-                    } else {
-                        t.spec_slot % every
-                    };
-                    t.spec_seen = true;
+                    t.spec_forced = false;
                 } else {
-                    t.spec_due -= 1;
                     stats.spec = t.spec.clone();
                     stats.apply_spec_limits();
                 }
@@ -1648,9 +1665,22 @@ mod tests {
     #[test]
     fn watched_limits_and_events_are_read_when_they_change() {
         let node = tmp_node("cpu memory pids");
+        // Every limit and event file of the hierarchy's controllers, in every cgroup: all watched.
+        for rel in ["", "kubepods", "kubepods/podaa", "kubepods/podaa/0123"] {
+            let d = node.root.join(rel);
+            for (f, v) in [
+                ("cpu.max", "max 100000"),
+                ("cpu.weight", "100"),
+                ("memory.min", "0"),
+                ("memory.swap.max", "max"),
+                ("pids.max", "max"),
+            ] {
+                std::fs::write(d.join(f), format!("{v}\n")).unwrap();
+            }
+            std::fs::write(d.join("memory.max"), "1000000\n").unwrap();
+            std::fs::write(d.join("memory.events"), "max 0\noom_kill 0\n").unwrap();
+        }
         std::fs::write(node.dir.join("memory.current"), "8192\n").unwrap();
-        std::fs::write(node.dir.join("memory.max"), "1000000\n").unwrap();
-        std::fs::write(node.dir.join("memory.events"), "max 0\noom_kill 0\n").unwrap();
         let mut c = collector_at(&node.root, |_| {});
         c.start_watcher();
         let name = "/kubepods/podaa/0123";
@@ -1686,6 +1716,30 @@ mod tests {
         std::fs::rename(&tmp, node.dir.join("memory.events")).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(figures(&c.pass()), (Some(2_000_000), Some(1)));
+        assert_eq!(c.tracked[name].files_watched, Some(true));
+    }
+
+    /// A cgroup one of whose limit or event files is not watched (its controller not enabled
+    /// when it was registered) reads memory.events every pass.
+    #[test]
+    fn cgroups_not_fully_watched_read_their_events_every_pass() {
+        let node = tmp_node("cpu memory pids");
+        std::fs::write(node.dir.join("memory.current"), "8192\n").unwrap();
+        std::fs::write(node.dir.join("memory.events"), "max 0\noom_kill 0\n").unwrap();
+        let mut c = collector_at(&node.root, |_| {});
+        c.start_watcher();
+        let name = "/kubepods/podaa/0123";
+        let ooms = |snap: &Snapshot| {
+            let s = snap.containers.iter().find(|s| s.name == name).unwrap();
+            s.stats.memory.as_ref().unwrap().oom_kills
+        };
+        assert_eq!(ooms(&c.pass()), Some(0));
+        assert_eq!(c.tracked[name].files_watched, Some(false));
+        // A new file renamed over it raises no IN_MODIFY, and is still read.
+        let tmp = node.dir.join(".memory.events.new");
+        std::fs::write(&tmp, "max 4\noom_kill 2\n").unwrap();
+        std::fs::rename(&tmp, node.dir.join("memory.events")).unwrap();
+        assert_eq!(ooms(&c.pass()), Some(2));
     }
 
     fn usage_of(snap: &Snapshot, name: &str) -> Option<u64> {

@@ -235,9 +235,25 @@ impl Layout {
                 files.extend_from_slice(v1_limit_files(c));
             }
         }
-        if self.v2_root.as_deref().is_some_and(|r| canon(r) == root) {
-            files.extend_from_slice(&V2_LIMIT_FILES);
-            files.extend_from_slice(&V2_EVENT_FILES);
+        if let Some(v2) = self.v2_root.as_deref().filter(|r| canon(r) == root) {
+            // Only the controllers this hierarchy has (on a hybrid host the unified hierarchy
+            // usually has none of them): a cgroup lacking an expected file is then one whose
+            // controller is not enabled, which the collector reads on a schedule.
+            let controllers =
+                std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+            for c in controllers.split_ascii_whitespace() {
+                files.extend_from_slice(match c {
+                    "cpu" => &["cpu.max", "cpu.weight"][..],
+                    "memory" => &[
+                        "memory.max",
+                        "memory.min",
+                        "memory.swap.max",
+                        "memory.events",
+                    ],
+                    "pids" => &["pids.max"],
+                    _ => &[],
+                });
+            }
         }
         files.dedup();
         files

@@ -83,6 +83,12 @@ pub struct Changes {
     pub limits_changed: BTreeSet<String>,
     /// Cgroups whose event files (memory.events) changed.
     pub events_changed: BTreeSet<String>,
+    /// Cgroups (re)registered with every limit and event file of theirs watched in one
+    /// hierarchy: their limits and events may be read only when they change...
+    pub files_watched: BTreeSet<String>,
+    /// ...unless one of their directories lacks a watched file (its controller is not enabled
+    /// there, or the watch budget is spent): then they are read on a schedule.
+    pub files_unwatched: BTreeSet<String>,
 }
 
 /// Watches every directory of the hierarchies with inotify; keeps the changes for the
@@ -101,9 +107,8 @@ pub struct Changes {
 /// cost more CPU than the pass itself (see BENCHMARKS.md) and could overflow the queue.
 pub struct Watcher {
     changes: Arc<Mutex<Changes>>,
-    /// Cleared when a file watch could not be added: changes to unwatched files go unseen, so
-    /// the pass must read limits and events on its own schedule.
-    files_watched: Arc<AtomicBool>,
+    /// The inotify descriptor's number, to count its watches in /proc/self/fdinfo.
+    fd: i32,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -132,13 +137,18 @@ enum Watched {
 struct Tree {
     inotify: Inotify,
     roots: Vec<PathBuf>,
-    /// The files watched in every directory, per root (`Layout::watched_files`).
+    /// The files to watch in every directory, per root (`Layout::watched_files`).
     files: Vec<Vec<&'static str>>,
     watches: HashMap<WatchDescriptor, Watched>,
-    /// File watches are added while the watches stay under this (half the user's
-    /// `max_user_watches`), so that directories, which discovery needs, are never short of one.
+    /// Every watch of a directory: its own first, then its files'. cgroupfs never reports the
+    /// end of these watches (no IN_DELETE_SELF nor IN_IGNORED when a cgroup is removed: the
+    /// kernel removes its files itself), so they are removed here when the parent reports the
+    /// directory's removal; otherwise each removed cgroup would leak its watches.
+    by_dir: HashMap<PathBuf, Vec<WatchDescriptor>>,
+    /// File watches are added while the watches stay under this (a quarter of the user's
+    /// `max_user_watches`, which the kubelet, systemd and the runtime share), so that
+    /// directories, which discovery needs, are never short of one.
     file_watch_limit: usize,
-    files_watched: Arc<AtomicBool>,
     changes: Arc<Mutex<Changes>>,
 }
 
@@ -183,6 +193,20 @@ impl Tree {
         }
     }
 
+    /// Records whether every limit and event file of the directory `path` is watched.
+    fn note_files(&self, root: usize, path: &Path, all_watched: bool) {
+        let Some(n) = self.name_of(root, path) else {
+            return;
+        };
+        let mut ch = self.changes();
+        if all_watched {
+            ch.files_watched.insert(n);
+        } else {
+            ch.files_watched.remove(&n);
+            ch.files_unwatched.insert(n);
+        }
+    }
+
     /// Adds a watch on `dir`, then lists it and registers every subdirectory the same way; every
     /// directory registered is reported as created. Returns the watch errors other than a
     /// directory removed meanwhile.
@@ -190,10 +214,16 @@ impl Tree {
         let mut errors = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(dir) = stack.pop() {
+            // Watched before (re-created under the same name, or listed twice): drop the old
+            // watches first (the same inode would get the same descriptor back).
+            self.unwatch(&dir);
+            let all_watched;
             match self.inotify.watches().add(&dir, watch_mask()) {
                 Ok(wd) => {
-                    self.watches.insert(wd, Watched::Dir(root, dir.clone()));
-                    self.watch_files(root, &dir, &mut errors);
+                    self.watches
+                        .insert(wd.clone(), Watched::Dir(root, dir.clone()));
+                    self.by_dir.insert(dir.clone(), vec![wd]);
+                    all_watched = self.watch_files(root, &dir, &mut errors);
                 }
                 // Removed meanwhile (its removal event follows), or not a directory.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
@@ -202,6 +232,7 @@ impl Tree {
                 Err(source) => {
                     // Past the watch limit (ENOSPC): the periodic rescan covers what is not watched.
                     self.changes().rescan = true;
+                    self.note_files(root, &dir, false);
                     errors.push(Error::Watch { path: dir, source });
                     continue;
                 }
@@ -214,41 +245,51 @@ impl Tree {
                 .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
                 .map(|e| e.path());
             stack.extend(subdirs);
+            // Created first, then what is watched: a re-created cgroup forgets what it knew of
+            // its files when the collector takes the creation, so this must not come before.
             self.note(root, &dir, true);
+            self.note_files(root, &dir, all_watched);
         }
         errors
     }
 
-    /// Adds the watches on the limit and event files of the cgroup directory `dir`. A file the
-    /// directory lacks needs none; any other failure (or the watch budget spent) clears
-    /// `files_watched` for good.
-    fn watch_files(&mut self, root: usize, dir: &Path, errors: &mut Vec<Error>) {
-        if !self.files_watched.load(Ordering::Relaxed) {
-            return;
-        }
+    /// Adds the watches on the limit and event files of the cgroup directory `dir`; true when
+    /// every one is watched. A file the directory lacks (its controller is not enabled there),
+    /// a failure or the watch budget spent make it false: the collector then reads that
+    /// cgroup's limits and events on a schedule.
+    fn watch_files(&mut self, root: usize, dir: &Path, errors: &mut Vec<Error>) -> bool {
         for i in 0..self.files[root].len() {
             let file = self.files[root][i];
             if self.watches.len() >= self.file_watch_limit {
-                tracing::warn!(
-                    watches = self.watches.len(),
-                    "inotify watch budget for cgroup files spent: limits and events are read on a schedule"
-                );
-                self.files_watched.store(false, Ordering::Relaxed);
-                return;
+                return false;
             }
             let path = dir.join(file);
             match self.inotify.watches().add(&path, file_watch_mask()) {
                 Ok(wd) => {
                     self.watches
-                        .insert(wd, Watched::File(root, dir.to_path_buf(), file));
+                        .insert(wd.clone(), Watched::File(root, dir.to_path_buf(), file));
+                    if let Some(wds) = self.by_dir.get_mut(dir) {
+                        wds.push(wd);
+                    }
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                    return false;
+                }
                 Err(source) => {
-                    self.files_watched.store(false, Ordering::Relaxed);
                     errors.push(Error::Watch { path, source });
-                    return;
+                    return false;
                 }
             }
+        }
+        true
+    }
+
+    /// Removes every watch of the directory `dir` (see `by_dir`).
+    fn unwatch(&mut self, dir: &Path) {
+        for wd in self.by_dir.remove(dir).unwrap_or_default() {
+            self.watches.remove(&wd);
+            // Already gone (tmpfs reports its removal itself): nothing to do.
+            let _ = self.inotify.watches().remove(wd);
         }
     }
 
@@ -259,7 +300,7 @@ impl Tree {
             return;
         }
         if mask.contains(EventMask::IGNORED) {
-            // The watch is gone (its directory or file was removed).
+            // The watch is gone (its directory or file was removed, or unwatched here).
             self.watches.remove(&wd);
             return;
         }
@@ -281,6 +322,7 @@ impl Tree {
             None => return,
         };
         if mask.contains(EventMask::DELETE_SELF) {
+            self.unwatch(&dir);
             self.note(root, &dir, false);
             return;
         }
@@ -295,9 +337,10 @@ impl Tree {
         }
         if mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
             for e in self.register(root, &path) {
-                tracing::warn!(error = %e, "cannot watch a new cgroup directory; will rescan");
+                tracing::warn!(error = %e, "cannot watch a new cgroup directory or file; reading it on a schedule");
             }
         } else if mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+            self.unwatch(&path);
             self.note(root, &path, false);
         }
     }
@@ -358,15 +401,15 @@ impl Watcher {
             }
         };
         let changes = Arc::new(Mutex::new(Changes::default()));
-        let files_watched = Arc::new(AtomicBool::new(true));
         let roots = layout.walk_roots();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&inotify);
         let mut tree = Tree {
             inotify,
             files: roots.iter().map(|r| layout.watched_files(r)).collect(),
             roots,
             watches: HashMap::new(),
-            file_watch_limit: max_user_watches() / 2,
-            files_watched: files_watched.clone(),
+            by_dir: HashMap::new(),
+            file_watch_limit: max_user_watches() / 4,
             changes: changes.clone(),
         };
         for root in 0..tree.roots.len() {
@@ -382,7 +425,7 @@ impl Watcher {
             Ok(thread) => (
                 Some(Watcher {
                     changes,
-                    files_watched,
+                    fd,
                     stop,
                     thread: Some(thread),
                 }),
@@ -395,10 +438,14 @@ impl Watcher {
         }
     }
 
-    /// Whether every limit and event file of every cgroup is watched: then the pass may read
-    /// them only when they change.
-    pub fn files_watched(&self) -> bool {
-        self.files_watched.load(Ordering::Relaxed)
+    /// The watches the kernel holds for this watcher (`inotify wd:` lines of its fdinfo).
+    pub fn kernel_watches(&self) -> Option<usize> {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd)).ok()?;
+        Some(
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count(),
+        )
     }
 
     /// Takes the changes seen since the last call.
@@ -473,21 +520,48 @@ mod tests {
     }
 
     /// Writes to limit files and to memory.events of watched cgroups are reported by cgroup, and
-    /// reading files raises nothing.
+    /// reading files raises nothing; a cgroup lacking one of its controllers' files is reported
+    /// as not fully watched.
     #[test]
     fn watcher_reports_written_limit_and_event_files() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
         let dir = tmp.path().join("kubepods/poda/c1");
+        let partial = tmp.path().join("kubepods/poda/c2");
         std::fs::create_dir_all(&dir).unwrap();
-        for f in ["memory.max", "cpu.max", "memory.events", "cpu.stat"] {
+        std::fs::create_dir_all(&partial).unwrap();
+        let files = [
+            "cpu.max",
+            "cpu.weight",
+            "memory.max",
+            "memory.min",
+            "memory.swap.max",
+            "memory.events",
+        ];
+        for f in files.iter().chain(["cpu.stat"].iter()) {
             std::fs::write(dir.join(f), "0\n").unwrap();
+        }
+        // No memory.min: as if the memory controller were not fully enabled there.
+        for f in files.iter().filter(|f| **f != "memory.min") {
+            std::fs::write(partial.join(f), "0\n").unwrap();
         }
         let layout = Layout::detect(tmp.path()).unwrap();
         let (watcher, errors) = Watcher::start(&layout);
         assert!(errors.is_empty(), "{errors:?}");
         let watcher = watcher.unwrap();
-        assert!(watcher.files_watched());
+        let first = watcher.drain();
+        assert!(
+            first.files_watched.contains("/kubepods/poda/c1"),
+            "{first:?}"
+        );
+        assert!(
+            first.files_unwatched.contains("/kubepods/poda/c2"),
+            "{first:?}"
+        );
+        assert!(
+            !first.files_watched.contains("/kubepods/poda/c2"),
+            "{first:?}"
+        );
         let drain_until = |what: &dyn Fn(&Changes) -> bool| {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             let mut all = Changes::default();
@@ -502,7 +576,6 @@ mod tests {
             }
             all
         };
-        watcher.drain();
         // Reads and writes to files that are not watched raise nothing.
         std::fs::read_to_string(dir.join("memory.max")).unwrap();
         std::fs::write(dir.join("cpu.stat"), "usage_usec 1\n").unwrap();
@@ -523,6 +596,20 @@ mod tests {
             BTreeSet::from(["/kubepods/poda/c1".to_string()])
         );
         assert!(ch.limits_changed.is_empty());
+        // Removing the cgroups removes their directory and file watches.
+        let before = watcher.kernel_watches().unwrap();
+        std::fs::remove_dir_all(tmp.path().join("kubepods/poda")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // poda: 1; c1: 1 + 6 files; c2: 1 + the 3 files before its missing memory.min.
+        assert_eq!(
+            before,
+            2 + 1 + 7 + 4,
+            "the root and kubepods have no limit files"
+        );
+        while watcher.kernel_watches().unwrap() > 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(watcher.kernel_watches().unwrap(), 2);
     }
 
     #[test]

@@ -755,7 +755,7 @@ fn self_registry(snap: &Snapshot, ts_ms: i64) -> prometheus_client::registry::Re
     const_gauge(
         &mut r,
         "vigil_collector_kept_descriptors_limit",
-        "Descriptors the collector may keep open between passes (from RLIMIT_NOFILE)",
+        "Descriptors the collector may keep open between passes (RLIMIT_NOFILE less a reserve, at most max_open_files)",
         budget.total() as f64,
     );
     let last = ts_ms as f64 / 1000.0;
