@@ -333,7 +333,10 @@ impl Config {
         if self.max_open_files > 1 << 20 {
             return Err(Error::Invalid {
                 key: "max_open_files",
-                message: format!("{} is above 1048576 (the kernel's nr_open ceiling)", self.max_open_files),
+                message: format!(
+                    "{} is above 1048576 (the kernel's nr_open ceiling)",
+                    self.max_open_files
+                ),
             });
         }
         if self.fs_walk_budget == 0 {
@@ -497,7 +500,10 @@ mod tests {
         assert!(!Config::default().kubernetes_pvc_lookup);
         let c = Config::from_yaml("kubernetes_pvc_lookup: true\n", Path::new("c.yaml")).unwrap();
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("kubernetes_pvc_lookup") && err.contains("kubelet_url"), "{err}");
+        assert!(
+            err.contains("kubernetes_pvc_lookup") && err.contains("kubelet_url"),
+            "{err}"
+        );
         let c = Config::from_yaml(
             "kubernetes_pvc_lookup: true\nkubelet_url: http://127.0.0.1:10255\n",
             Path::new("c.yaml"),
