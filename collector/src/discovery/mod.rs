@@ -128,9 +128,10 @@ fn watch_mask() -> WatchMask {
 #[derive(Debug, Clone)]
 enum Watched {
     /// A cgroup directory under `roots[.0]`.
-    Dir(usize, PathBuf),
-    /// A limit or event file of the cgroup directory `.1` under `roots[.0]`.
-    File(usize, PathBuf, &'static str),
+    Dir(u8, Arc<Path>),
+    /// The file `files[.0][.2]` of the cgroup directory `.1` under `roots[.0]` (the path is
+    /// shared with the directory's entry: about eight watches per cgroup, so kept small).
+    File(u8, Arc<Path>, u8),
 }
 
 /// The watched directories and files, owned by the watcher thread.
@@ -139,12 +140,13 @@ struct Tree {
     roots: Vec<PathBuf>,
     /// The files to watch in every directory, per root (`Layout::watched_files`).
     files: Vec<Vec<&'static str>>,
-    watches: HashMap<WatchDescriptor, Watched>,
+    /// Watch descriptor number → what it watches.
+    watches: HashMap<i32, Watched>,
     /// Every watch of a directory: its own first, then its files'. cgroupfs never reports the
     /// end of these watches (no IN_DELETE_SELF nor IN_IGNORED when a cgroup is removed: the
     /// kernel removes its files itself), so they are removed here when the parent reports the
     /// directory's removal; otherwise each removed cgroup would leak its watches.
-    by_dir: HashMap<PathBuf, Vec<WatchDescriptor>>,
+    by_dir: HashMap<Arc<Path>, Vec<WatchDescriptor>>,
     /// File watches are added while the watches stay under this (a quarter of the user's
     /// `max_user_watches`, which the kubelet, systemd and the runtime share), so that
     /// directories, which discovery needs, are never short of one.
@@ -220,10 +222,13 @@ impl Tree {
             let all_watched;
             match self.inotify.watches().add(&dir, watch_mask()) {
                 Ok(wd) => {
-                    self.watches
-                        .insert(wd.clone(), Watched::Dir(root, dir.clone()));
-                    self.by_dir.insert(dir.clone(), vec![wd]);
-                    all_watched = self.watch_files(root, &dir, &mut errors);
+                    let shared: Arc<Path> = Arc::from(dir.as_path());
+                    self.watches.insert(
+                        wd.get_watch_descriptor_id(),
+                        Watched::Dir(root as u8, shared.clone()),
+                    );
+                    self.by_dir.insert(shared.clone(), vec![wd]);
+                    all_watched = self.watch_files(root, &shared, &mut errors);
                 }
                 // Removed meanwhile (its removal event follows), or not a directory.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
@@ -257,7 +262,7 @@ impl Tree {
     /// every one is watched. A file the directory lacks (its controller is not enabled there),
     /// a failure or the watch budget spent make it false: the collector then reads that
     /// cgroup's limits and events on a schedule.
-    fn watch_files(&mut self, root: usize, dir: &Path, errors: &mut Vec<Error>) -> bool {
+    fn watch_files(&mut self, root: usize, dir: &Arc<Path>, errors: &mut Vec<Error>) -> bool {
         for i in 0..self.files[root].len() {
             let file = self.files[root][i];
             if self.watches.len() >= self.file_watch_limit {
@@ -266,9 +271,11 @@ impl Tree {
             let path = dir.join(file);
             match self.inotify.watches().add(&path, file_watch_mask()) {
                 Ok(wd) => {
-                    self.watches
-                        .insert(wd.clone(), Watched::File(root, dir.to_path_buf(), file));
-                    if let Some(wds) = self.by_dir.get_mut(dir) {
+                    self.watches.insert(
+                        wd.get_watch_descriptor_id(),
+                        Watched::File(root as u8, dir.clone(), i as u8),
+                    );
+                    if let Some(wds) = self.by_dir.get_mut(&**dir) {
                         wds.push(wd);
                     }
                 }
@@ -287,7 +294,7 @@ impl Tree {
     /// Removes every watch of the directory `dir` (see `by_dir`).
     fn unwatch(&mut self, dir: &Path) {
         for wd in self.by_dir.remove(dir).unwrap_or_default() {
-            self.watches.remove(&wd);
+            self.watches.remove(&wd.get_watch_descriptor_id());
             // Already gone (tmpfs reports its removal itself): nothing to do.
             let _ = self.inotify.watches().remove(wd);
         }
@@ -301,16 +308,20 @@ impl Tree {
         }
         if mask.contains(EventMask::IGNORED) {
             // The watch is gone (its directory or file was removed, or unwatched here).
-            self.watches.remove(&wd);
+            self.watches.remove(&wd.get_watch_descriptor_id());
             return;
         }
-        let (root, dir) = match self.watches.get(&wd) {
-            Some(Watched::Dir(root, dir)) => (*root, dir.clone()),
+        let (root, dir) = match self.watches.get(&wd.get_watch_descriptor_id()) {
+            Some(Watched::Dir(root, dir)) => (usize::from(*root), dir.to_path_buf()),
             Some(Watched::File(root, dir, file)) => {
+                let (root, file) = (
+                    usize::from(*root),
+                    self.files[usize::from(*root)][usize::from(*file)],
+                );
                 if mask.contains(EventMask::MODIFY) {
-                    if let Some(n) = self.name_of(*root, dir) {
+                    if let Some(n) = self.name_of(root, dir) {
                         let mut ch = self.changes();
-                        if V2_EVENT_FILES.contains(file) {
+                        if V2_EVENT_FILES.contains(&file) {
                             ch.events_changed.insert(n);
                         } else {
                             ch.limits_changed.insert(n);
