@@ -350,7 +350,7 @@ impl Collector {
                 prev_cpu: None,
                 spec: Spec::default(),
                 spec_forced: true,
-                spec_slot: (self.stats.containers_added % u64::from(SPEC_EVERY_WATCHED)) as u8,
+                spec_slot: slot_of(name),
                 files_watched: None,
                 events_stale: true,
                 events: (None, None),
@@ -644,7 +644,7 @@ impl Collector {
             let pod_uid = pod_uid.clone();
             // A pod without a process is looked at again every sixth pass, in its own slot so
             // that no pass looks at every such pod.
-            let retry_empty = (self.stats.passes + i as u64).is_multiple_of(6);
+            let retry_empty = self.in_slot(&samples[i].name, 6);
             let mut result = None;
             for attempt in 0..2 {
                 let pid = match self.pod_pids.get(&pod_uid) {
@@ -695,6 +695,15 @@ impl Collector {
             live.insert(pod_uid);
         }
         self.pod_pids.retain(|k, _| live.contains(k));
+    }
+
+    /// Whether this pass is the cgroup `name`'s turn in a cycle of `every` passes: work done
+    /// every few passes for each cgroup is spread over the passes by the cgroup's slot, so that
+    /// no pass does it for every cgroup.
+    fn in_slot(&self, name: &str, every: u64) -> bool {
+        self.tracked
+            .get(name)
+            .is_none_or(|t| (self.stats.passes + u64::from(t.spec_slot)).is_multiple_of(every))
     }
 
     /// Pod uid → the cgroup directories of its containers, the sandbox first.
@@ -756,7 +765,6 @@ impl Collector {
     /// with statvfs, read for a new pod and then every sixth pass (their usage under the node
     /// filesystem comes from the incremental walk in `collect_fs_usage`).
     fn collect_volumes(&mut self, samples: &mut [ContainerSample]) {
-        let refresh = self.stats.passes.is_multiple_of(6);
         let pods_dir = self.config.kubelet_root.join("pods");
         let mut live = HashSet::new();
         let mut listed = Vec::new();
@@ -765,7 +773,7 @@ impl Collector {
                 continue;
             };
             live.insert(pod_uid.clone());
-            if refresh || !self.volumes.contains_key(pod_uid) {
+            if !self.volumes.contains_key(pod_uid) || self.in_slot(&s.name, 6) {
                 let volumes = pods_dir.join(pod_uid).join("volumes");
                 match crate::proc::fs::pod_volume_dirs(&volumes) {
                     Ok(d) => {
@@ -993,6 +1001,15 @@ fn read_chunk(
     }
     out.files_read = reader.files_read - files_before;
     out
+}
+
+/// A cgroup's slot (0..SPEC_EVERY_WATCHED) for work done every few passes: from a hash of its
+/// name, so that pods, their containers and any cycle length up to 60 spread evenly.
+fn slot_of(name: &str) -> u8 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() % u64::from(SPEC_EVERY_WATCHED)) as u8
 }
 
 /// CPU cores used between two samples of a cumulative nanosecond counter, in nanocores; `None`
