@@ -111,7 +111,7 @@ pub struct Config {
     #[serde(default = "default_open_files_per_cgroup")]
     pub open_files_per_cgroup: usize,
     /// Cgroup files kept open across all cgroups (beyond it, files are opened each pass): at
-    /// ~4.6 KiB each on cgroupfs, the default 16,384 bounds that kernel memory at ~73 MiB
+    /// ~4.6 KiB each on cgroupfs, the default 16,384 bounds that kernel memory at ~72 MiB
     /// (1,000 containers in 500 pods need ~15,000). Also bounded by RLIMIT_NOFILE.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,

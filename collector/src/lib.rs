@@ -77,7 +77,7 @@ pub struct Args {
     /// kernel memory (0: none) [default: 12, every file read each pass].
     #[arg(long)]
     pub open_files_per_cgroup: Option<usize>,
-    /// Cgroup files kept open in all, at most [default: 16384, ~73 MiB of kernel memory].
+    /// Cgroup files kept open in all, at most [default: 16384, ~72 MiB of kernel memory].
     #[arg(long)]
     pub max_open_files: Option<usize>,
     /// The kubelet's root directory, for pod volume figures [default: /var/lib/kubelet].
