@@ -644,7 +644,7 @@ impl Collector {
             let pod_uid = pod_uid.clone();
             // A pod without a process is looked at again every sixth pass, in its own slot so
             // that no pass looks at every such pod.
-            let retry_empty = self.in_slot(&samples[i].name, 6);
+
             let mut result = None;
             for attempt in 0..2 {
                 let pid = match self.pod_pids.get(&pod_uid) {
@@ -654,7 +654,7 @@ impl Collector {
                         Some(*p)
                     }
                     // No process last time: look again only every sixth pass.
-                    Some(None) if !retry_empty => None,
+                    Some(None) if !self.in_slot(&samples[i].name, 6) => None,
                     _ => dirs
                         .get_or_insert_with(|| self.container_dirs(samples))
                         .get(&pod_uid)
@@ -701,9 +701,7 @@ impl Collector {
     /// every few passes for each cgroup is spread over the passes by the cgroup's slot, so that
     /// no pass does it for every cgroup.
     fn in_slot(&self, name: &str, every: u64) -> bool {
-        self.tracked
-            .get(name)
-            .is_none_or(|t| (self.stats.passes + u64::from(t.spec_slot)).is_multiple_of(every))
+        (self.stats.passes + u64::from(slot_of(name))).is_multiple_of(every)
     }
 
     /// Pod uid → the cgroup directories of its containers, the sandbox first.

@@ -473,6 +473,10 @@ pub struct Reader {
     /// Directory and file of the last load, for error messages.
     last_dir: PathBuf,
     last_file: &'static str,
+    /// Address and length of the last directory argument (see `load`).
+    last_dir_key: (usize, usize),
+    /// Its index in `handles.dirs`, once looked up (`None`: not looked up or not kept).
+    last_kept_dir: Option<usize>,
     /// A directory opened for this cgroup only (no budget, or the budget is spent).
     transient: Option<(PathBuf, rustix::fd::OwnedFd)>,
     /// The descriptors of the cgroup being read (swapped in by `read_stats`).
@@ -580,18 +584,35 @@ impl Reader {
         self.files_read += 1;
         self.len = 0;
         // Remembered for error messages; the directory is copied only when it changes (a
-        // cgroup's files are read one after the other).
-        if self.last_dir.as_os_str() != dir.as_os_str() {
-            let d = self.last_dir.as_mut_os_string();
-            d.clear();
-            d.push(dir.as_os_str());
+        // cgroup's files are read one after the other, from the same `CgroupPaths`: the same
+        // address and length is the same directory, without comparing the bytes).
+        let key = (
+            dir.as_os_str().as_encoded_bytes().as_ptr() as usize,
+            dir.as_os_str().len(),
+        );
+        if key != self.last_dir_key {
+            if self.last_dir.as_os_str() != dir.as_os_str() {
+                let d = self.last_dir.as_mut_os_string();
+                d.clear();
+                d.push(dir.as_os_str());
+            }
+            self.last_dir_key = key;
+            self.last_kept_dir = None;
         }
         self.last_file = file;
         if self.buf.is_empty() {
             self.buf = vec![0; 16 * 1024];
         }
         // A kept file: one pread at offset 0.
-        if let Some(d) = self.handles.dir_index(dir) {
+        let kept_dir = match self.last_kept_dir {
+            Some(d) => Some(d),
+            None => {
+                let d = self.handles.dir_index(dir);
+                self.last_kept_dir = d;
+                d
+            }
+        };
+        if let Some(d) = kept_dir {
             if let Some(i) = self.handles.file_index_from(d, file, self.file_hint) {
                 match read_all(&self.handles.files[i].fd, &mut self.buf, &mut self.len) {
                     Ok(()) => {
@@ -643,6 +664,7 @@ impl Reader {
                             return Ok(false);
                         }
                         self.handles.drop_dir(*i);
+                        self.last_kept_dir = None;
                         retried = true;
                         continue;
                     }
@@ -692,6 +714,8 @@ impl Reader {
     ) -> Result<Stats, Error> {
         self.transient = None;
         self.file_hint = 0;
+        self.last_kept_dir = None;
+        self.last_dir_key = (0, 0);
         std::mem::swap(&mut self.handles, handles);
         let r = self.read_stats_inner(paths, opts, errors);
         std::mem::swap(&mut self.handles, handles);
