@@ -792,6 +792,7 @@ pub(crate) mod tests {
         ApiAccess {
             api_url: url.into(),
             token: Some(token.into()),
+            token_file: None,
             ca_pem: None,
         }
     }

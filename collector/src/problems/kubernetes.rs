@@ -44,6 +44,9 @@ pub struct ApiAccess {
     pub api_url: String,
     /// Bearer token (the service account's).
     pub token: Option<String>,
+    /// Where the token comes from: re-read for every request, as the kubelet rotates bound
+    /// service account tokens (about hourly); `token` is kept when a re-read fails.
+    pub token_file: Option<PathBuf>,
     /// PEM CA bundle that signs the API server's certificate.
     pub ca_pem: Option<Vec<u8>>,
 }
@@ -78,6 +81,7 @@ impl ApiAccess {
         Ok(ApiAccess {
             api_url: format!("https://{host}:{port}"),
             token: Some(token),
+            token_file: Some(sa_dir.join("token")),
             ca_pem: Some(ca),
         })
     }
@@ -97,9 +101,15 @@ impl ApiAccess {
         Ok(b.build()?)
     }
 
-    /// Adds the bearer token, if any.
+    /// Adds the bearer token, if any: the token file's current content when there is one.
     pub fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
+        let fresh = self
+            .token_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        match fresh.as_ref().or(self.token.as_ref()) {
             Some(t) => req.bearer_auth(t),
             None => req,
         }
@@ -335,6 +345,19 @@ mod tests {
             (cfg.api.api_url.as_str(), cfg.api.token.as_deref()),
             ("https://10.96.0.1:443", Some("tok"))
         );
+        // A rotated token is used from the next request on; a missing file keeps the last one.
+        let bearer = |api: &ApiAccess| {
+            let req = api.auth(reqwest::Client::new().get("http://127.0.0.1:1/"));
+            req.build().unwrap().headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(bearer(&cfg.api), "Bearer tok");
+        std::fs::write(d.path().join("token"), "rotated\n").unwrap();
+        assert_eq!(bearer(&cfg.api), "Bearer rotated");
+        std::fs::remove_file(d.path().join("token")).unwrap();
+        assert_eq!(bearer(&cfg.api), "Bearer tok");
         let e = Reporter::new(cfg, Arc::new(Store::default()))
             .err()
             .expect("an invalid CA is refused");
@@ -417,6 +440,7 @@ mod tests {
             api: ApiAccess {
                 api_url: format!("http://{addr}"),
                 token: Some("secret".into()),
+                token_file: None,
                 ca_pem: None,
             },
             node_name: "node-1".into(),
