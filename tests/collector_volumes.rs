@@ -10,7 +10,6 @@ mod promtool;
 use collector_support::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const UID: &str = "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901";
@@ -164,19 +163,15 @@ fn pvc_volume_is_named_after_the_spec_with_pvc_ref_and_kubelet_volume_stats() {
 
 #[test]
 fn kubernetes_pvc_lookup_needs_the_kubelet_and_credentials() {
+    let v2 = testdata("cgroup-v2-systemd");
     let fails = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("collector")
-            .args(["--listen", "127.0.0.1:0", "--cgroup-root"])
-            .arg(testdata("cgroup-v2-systemd"))
-            .args(args)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run vigil");
-        assert!(!out.status.success(), "expected a start-up failure");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let base = [
+            "--listen",
+            "127.0.0.1:0",
+            "--cgroup-root",
+            v2.to_str().unwrap(),
+        ];
+        collector_fails(&[&base[..], args].concat())
     };
     let err = fails(&["--kubernetes-pvc-lookup"]);
     assert!(
