@@ -465,6 +465,54 @@ mod tests {
     }
 
     #[test]
+    fn validate_rejects_out_of_range_cost_knobs() {
+        for (c, key) in [
+            (
+                Config {
+                    collection_threads: 0,
+                    ..Default::default()
+                },
+                "collection_threads",
+            ),
+            (
+                Config {
+                    collection_threads: 17,
+                    ..Default::default()
+                },
+                "collection_threads",
+            ),
+            (
+                Config {
+                    open_files_per_cgroup: 33,
+                    ..Default::default()
+                },
+                "open_files_per_cgroup",
+            ),
+            (
+                Config {
+                    max_open_files: (1 << 20) + 1,
+                    ..Default::default()
+                },
+                "max_open_files",
+            ),
+        ] {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let err = Config::from_yaml("max_open_files: lots\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_open_files"), "{err}");
+        let defaults = Config::default();
+        assert!(defaults.validate().is_ok());
+        assert_eq!(
+            (defaults.open_files_per_cgroup, defaults.max_open_files),
+            (12, 16_384)
+        );
+        assert!((1..=2).contains(&defaults.collection_threads));
+    }
+
+    #[test]
     fn validate_rejects_pod_labels_that_sanitize_to_the_same_name() {
         let mut c = Config {
             pod_labels: vec![
