@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_collector::config::Config;
-use vigil_collector::cgroup::V2_LIMIT_FILES;
+use vigil_collector::cgroup::v2_watched_files;
 use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, pass_files};
 use vigil_collector::housekeeping::Collector;
 
@@ -80,7 +80,9 @@ fn bench(c: &mut Criterion) {
         }
         let mut collector = Collector::new(config(&t.0)).expect("collector");
         // The floor: open and read the same files a pass reads (memory.swap.current only on a
-        // node with swap; the limit files of one cgroup in 60, as the watched pass reads them).
+        // node with swap; the limit and event files of one cgroup in 60, as the watched pass
+        // reads them).
+        let watched: Vec<&str> = ["cpu", "memory", "pids"].iter().flat_map(|c| v2_watched_files(c)).copied().collect();
         let files = pass_files();
         let mut buf = String::with_capacity(4096);
         let mut iter = 0u64;
@@ -89,7 +91,7 @@ fn bench(c: &mut Criterion) {
                 iter += 1;
                 let mut bytes = 0;
                 for (i, d) in dirs.iter().enumerate() {
-                    let spec: &[&str] = if (iter + i as u64).is_multiple_of(60) { &V2_LIMIT_FILES } else { &[] };
+                    let spec: &[&str] = if (iter + i as u64).is_multiple_of(60) { &watched } else { &[] };
                     for f in files.iter().chain(spec.iter()) {
                         buf.clear();
                         if let Ok(mut file) = std::fs::File::open(d.join(f)) {

@@ -116,7 +116,7 @@ pub fn cgroup_dirs(root: &Path) -> Vec<PathBuf> {
 
 /// The files a regular pass reads in each v2 cgroup directory on a node with swap (without
 /// swap, memory.swap.current is not read: see `pass_files`). The limit files
-/// (`cgroup::V2_LIMIT_FILES`) and memory.events are read when inotify reports a write, and the
+/// and memory.events (`cgroup::v2_watched_files`) are read when inotify reports a write, and the
 /// limits also every 60th pass (every 6th without watches).
 pub const PASS_FILES: [&str; 10] = [
     "cpu.stat",

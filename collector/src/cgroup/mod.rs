@@ -194,22 +194,28 @@ impl Layout {
     }
 }
 
-/// Limit files of a v2 cgroup (its spec): a write to one (the kubelet or systemd changing a
-/// limit) raises an inotify IN_MODIFY on it, so the pass re-reads the spec when told so.
-pub const V2_LIMIT_FILES: [&str; 6] = [
-    "cpu.max",
-    "cpu.weight",
-    "memory.max",
-    "memory.min",
-    "memory.swap.max",
-    "pids.max",
-];
+/// The watched files of a v2 controller: its limit files (the spec; a write to one, the kubelet
+/// or systemd changing a limit, raises an inotify IN_MODIFY on it, so the pass re-reads the
+/// spec when told so) and its event files (`V2_EVENT_FILES`).
+pub fn v2_watched_files(controller: &str) -> &'static [&'static str] {
+    match controller {
+        "cpu" => &["cpu.max", "cpu.weight"],
+        "memory" => &[
+            "memory.max",
+            "memory.min",
+            "memory.swap.max",
+            "memory.events",
+        ],
+        "pids" => &["pids.max"],
+        _ => &[],
+    }
+}
 
 /// v2 files the kernel itself notifies (IN_MODIFY on every change of a count, as the cgroup v2
 /// documentation promises for memory.events): read only when they change.
 pub const V2_EVENT_FILES: [&str; 1] = ["memory.events"];
 
-/// Limit files of the v1 controllers (see `V2_LIMIT_FILES`).
+/// Limit files of the v1 controllers (see `v2_watched_files`).
 fn v1_limit_files(c: Controller) -> &'static [&'static str] {
     match c {
         Controller::Cpu => &["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
@@ -242,17 +248,7 @@ impl Layout {
             let controllers =
                 std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
             for c in controllers.split_ascii_whitespace() {
-                files.extend_from_slice(match c {
-                    "cpu" => &["cpu.max", "cpu.weight"][..],
-                    "memory" => &[
-                        "memory.max",
-                        "memory.min",
-                        "memory.swap.max",
-                        "memory.events",
-                    ],
-                    "pids" => &["pids.max"],
-                    _ => &[],
-                });
+                files.extend_from_slice(v2_watched_files(c));
             }
         }
         files.dedup();
