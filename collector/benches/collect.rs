@@ -12,8 +12,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use vigil_collector::config::Config;
 use vigil_collector::cgroup::v2_watched_files;
+use vigil_collector::config::Config;
 use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, pass_files};
 use vigil_collector::housekeeping::Collector;
 
@@ -25,7 +25,11 @@ impl Drop for Tree {
 }
 
 fn tree(n: usize) -> Tree {
-    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
     let root = base.join(format!("vigil-bench-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     generate_v2_tree(&root, n).expect("generate tree");
@@ -60,13 +64,19 @@ fn config_with(root: &Path, variant: Option<(usize, usize)>) -> Arc<Config> {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("collector");
-    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(20);
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
     for n in [100usize, 1000, 5000] {
         let t = tree(n);
         let dirs = cgroup_dirs(&t.0);
         let mut c = collector(config(&t.0));
         let first = c.pass();
-        assert!(first.containers.len() > n, "{} cgroups for {n} containers", first.containers.len());
+        assert!(
+            first.containers.len() > n,
+            "{} cgroups for {n} containers",
+            first.containers.len()
+        );
         g.bench_with_input(BenchmarkId::new("pass", n), &n, |b, _| b.iter(|| c.pass()));
         drop(c);
         if n == 1000 {
@@ -82,7 +92,11 @@ fn bench(c: &mut Criterion) {
         // The floor: open and read the same files a pass reads (memory.swap.current only on a
         // node with swap; the limit and event files of one cgroup in 60, as the watched pass
         // reads them).
-        let watched: Vec<&str> = ["cpu", "memory", "pids"].iter().flat_map(|c| v2_watched_files(c)).copied().collect();
+        let watched: Vec<&str> = ["cpu", "memory", "pids"]
+            .iter()
+            .flat_map(|c| v2_watched_files(c))
+            .copied()
+            .collect();
         let files = pass_files();
         let mut buf = String::with_capacity(4096);
         let mut iter = 0u64;
@@ -91,7 +105,11 @@ fn bench(c: &mut Criterion) {
                 iter += 1;
                 let mut bytes = 0;
                 for (i, d) in dirs.iter().enumerate() {
-                    let spec: &[&str] = if (iter + i as u64).is_multiple_of(60) { &watched } else { &[] };
+                    let spec: &[&str] = if (iter + i as u64).is_multiple_of(60) {
+                        &watched
+                    } else {
+                        &[]
+                    };
                     for f in files.iter().chain(spec.iter()) {
                         buf.clear();
                         if let Ok(mut file) = std::fs::File::open(d.join(f)) {
@@ -113,7 +131,9 @@ fn bench(c: &mut Criterion) {
             })
         });
         g.bench_with_input(BenchmarkId::new("render_summary", n), &n, |b, _| {
-            b.iter(|| serde_json::to_vec(&vigil_collector::http::summary::build(&snap)).map(|v| v.len()))
+            b.iter(|| {
+                serde_json::to_vec(&vigil_collector::http::summary::build(&snap)).map(|v| v.len())
+            })
         });
     }
     g.finish();

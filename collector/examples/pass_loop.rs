@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() != 4 && !(args.len() == 5 && args[4] == "watch") {
-        eprintln!("usage: pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch]");
+        eprintln!(
+            "usage: pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch]"
+        );
         std::process::exit(2);
     }
     let num = |i: usize| -> usize {

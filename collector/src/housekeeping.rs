@@ -7,7 +7,7 @@ use crate::discovery::metadata::{Metadata, PodList};
 use crate::discovery::naming::{classify, Kind};
 use crate::discovery::{self, Watcher};
 use crate::proc::fs::{FsInfo, IncrementalDu, StatvfsError, StatvfsPool, Usage};
-use crate::proc::{self, Interface, Node};
+use crate::proc::{self, pod_net, pod_net::PodNet, Interface, Node};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -146,6 +146,8 @@ struct Tracked {
     /// Writable layer directory, once found from a process's mountinfo.
     rootfs_dir: Option<PathBuf>,
     rootfs_probed: bool,
+    /// A pod-level cgroup's network source (read by the thread that reads the cgroup).
+    net: PodNet,
 }
 
 impl Tracked {
@@ -180,8 +182,6 @@ pub struct Collector {
     fs_devices: HashMap<PathBuf, Option<String>>,
     /// pod uid → its volumes as last read.
     volumes: HashMap<String, Vec<PodVolume>>,
-    /// pod uid → a pid in its network namespace (`None`: no process found; retried every sixth pass).
-    pod_pids: HashMap<String, Option<u32>>,
     prev_node_cpu: Option<(Instant, u64)>,
     stats: SelfStats,
     logged: HashSet<String>,
@@ -238,7 +238,6 @@ impl Collector {
             last_kubelet: None,
             du: IncrementalDu::new(),
             statvfs: StatvfsPool::new(STATVFS_WORKERS),
-            pod_pids: HashMap::new(),
             volumes: HashMap::new(),
             fs_devices: HashMap::new(),
             prev_node_cpu: None,
@@ -357,6 +356,7 @@ impl Collector {
                 handles: cgroup::Handles::default(),
                 rootfs_dir: None,
                 rootfs_probed: false,
+                net: PodNet::default(),
             },
         );
     }
@@ -366,6 +366,17 @@ impl Collector {
             self.stats.containers_removed += 1;
             if let Some(d) = &t.rootfs_dir {
                 self.du.untrack(d);
+            }
+        }
+        self.forget_net_source(name);
+    }
+
+    /// A container cgroup was removed or re-created: its pod's network descriptor, if opened
+    /// through its process, is closed (see `proc::pod_net`).
+    fn forget_net_source(&mut self, name: &str) {
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            if let Some(pod) = self.tracked.get_mut(parent) {
+                pod.net.forget(name);
             }
         }
     }
@@ -383,6 +394,7 @@ impl Collector {
                 t.paths = self.layout.paths_of(n);
                 t.handles = cgroup::Handles::default();
                 t.forget_files();
+                self.forget_net_source(n);
             }
         }
         if rescan_due || changes.rescan {
@@ -466,20 +478,33 @@ impl Collector {
         // The cgroups are split into one contiguous chunk per reader (worker thread); results are
         // joined in the map's order, so a pass is deterministic whatever the thread count.
         let mut entries: Vec<(&String, &mut Tracked)> = self.tracked.iter_mut().collect();
+        let proc_root = self.config.proc_root.clone();
+        let net = self.config.enabled("network").then_some(pod_net::Lookup {
+            proc_root: &proc_root,
+            budget: self.readers[0].budget(),
+        });
         let workers = self.readers.len().min(entries.len()).max(1);
         let chunk = entries.len().div_ceil(workers).max(1);
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(workers);
         if workers == 1 {
-            outcomes.push(read_chunk(&mut self.readers[0], &mut entries, opts, pass));
+            outcomes.push(read_chunk(
+                &mut self.readers[0],
+                &mut entries,
+                opts,
+                pass,
+                net,
+            ));
         } else {
             // The first chunk is read on this thread, the others on scoped threads.
             std::thread::scope(|scope| {
                 let mut parts = entries.chunks_mut(chunk).zip(self.readers.iter_mut());
                 let (first, first_reader) = parts.next().expect("at least one chunk");
                 let handles: Vec<_> = parts
-                    .map(|(part, reader)| scope.spawn(move || read_chunk(reader, part, opts, pass)))
+                    .map(|(part, reader)| {
+                        scope.spawn(move || read_chunk(reader, part, opts, pass, net))
+                    })
                     .collect();
-                outcomes.push(read_chunk(first_reader, first, opts, pass));
+                outcomes.push(read_chunk(first_reader, first, opts, pass, net));
                 for h in handles {
                     outcomes.push(h.join().expect("collection worker panicked"));
                 }
@@ -488,15 +513,20 @@ impl Collector {
         let mut errors: Vec<cgroup::Error> = Vec::new();
         let mut samples: Vec<ContainerSample> = Vec::with_capacity(self.tracked.len());
         let mut gone: Vec<String> = Vec::new();
+        let mut net_errors: Vec<proc::Error> = Vec::new();
         for o in outcomes {
             samples.extend(o.samples);
             errors.extend(o.errors);
+            net_errors.extend(o.net_errors);
             gone.extend(o.gone);
             self.stats.files_read += o.files_read;
         }
         for e in errors {
             let kind = e.kind();
             self.count_error(kind, &e.to_string());
+        }
+        for e in net_errors {
+            self.count_error(e.kind(), &e.to_string());
         }
         for g in gone {
             *self
@@ -508,9 +538,6 @@ impl Collector {
             self.remove(&g);
         }
         self.identify(&mut samples);
-        if self.config.enabled("network") {
-            self.collect_network(&mut samples);
-        }
         if self.config.enabled("disk") {
             self.collect_volumes(&mut samples);
             self.collect_fs_usage(&mut samples);
@@ -630,73 +657,6 @@ impl Collector {
             .collect()
     }
 
-    /// One /proc/<pid>/net/dev read per pod, attached to the pod-level cgroup.
-    fn collect_network(&mut self, samples: &mut [ContainerSample]) {
-        // pod uid → its container cgroup directories (sandbox first), built only when a pod
-        // needs a process looked up.
-        let mut dirs: Option<HashMap<String, Vec<PathBuf>>> = None;
-        let proc_root = self.config.proc_root.clone();
-        let mut live = HashSet::new();
-        for i in 0..samples.len() {
-            let Kind::Pod { pod_uid, .. } = &samples[i].kind else {
-                continue;
-            };
-            let pod_uid = pod_uid.clone();
-            // A pod without a process is looked at again every sixth pass, in its own slot so
-            // that no pass looks at every such pod.
-
-            let mut result = None;
-            for attempt in 0..2 {
-                let pid = match self.pod_pids.get(&pod_uid) {
-                    // A cached pid may have exited and been reused by a process of another pod
-                    // or of the host: use it only while it is still in this pod's cgroup.
-                    Some(Some(p)) if attempt == 0 && pid_in_pod(&proc_root, *p, &pod_uid) => {
-                        Some(*p)
-                    }
-                    // No process last time: look again only every sixth pass.
-                    Some(None) if !self.in_slot(&samples[i].name, 6) => None,
-                    _ => dirs
-                        .get_or_insert_with(|| self.container_dirs(samples))
-                        .get(&pod_uid)
-                        .and_then(|ds| {
-                            ds.iter().find_map(|d| {
-                                cgroup::read_procs(d).ok().and_then(|p| p.first().copied())
-                            })
-                        }),
-                };
-                let Some(pid) = pid else {
-                    if !matches!(self.pod_pids.get(&pod_uid), Some(None)) {
-                        self.pod_pids.insert(pod_uid.clone(), None);
-                    }
-                    break;
-                };
-                match proc::read_net_dev(&proc_root.join(pid.to_string()).join("net/dev")) {
-                    Ok(ifs) => {
-                        self.pod_pids.insert(pod_uid.clone(), Some(pid));
-                        result = Some(
-                            ifs.into_iter()
-                                .filter(|i| proc::is_container_interface(&i.name))
-                                .collect(),
-                        );
-                        break;
-                    }
-                    Err(proc::Error::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        self.pod_pids.remove(&pod_uid);
-                    }
-                    Err(e) => {
-                        self.count_error(e.kind(), &e.to_string());
-                        break;
-                    }
-                }
-            }
-            samples[i].network = result;
-            live.insert(pod_uid);
-        }
-        self.pod_pids.retain(|k, _| live.contains(k));
-    }
-
     /// Whether this pass is the cgroup `name`'s turn in a cycle of `every` passes: work done
     /// every few passes for each cgroup is spread over the passes by the cgroup's slot, so that
     /// no pass does it for every cgroup.
@@ -704,25 +664,6 @@ impl Collector {
         (self.stats.passes + u64::from(slot_of(name))).is_multiple_of(every)
     }
 
-    /// Pod uid → the cgroup directories of its containers, the sandbox first.
-    fn container_dirs(&self, samples: &[ContainerSample]) -> HashMap<String, Vec<PathBuf>> {
-        let mut dirs: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for s in samples {
-            if let Kind::Container { pod_uid, .. } = &s.kind {
-                if let Some(d) = self.tracked.get(&s.name).and_then(|t| t.paths.any_dir()) {
-                    let v = dirs.entry(pod_uid.clone()).or_default();
-                    if s.identity.sandbox {
-                        v.insert(0, d.to_path_buf());
-                    } else {
-                        v.push(d.to_path_buf());
-                    }
-                }
-            }
-        }
-        dirs
-    }
-
-    /// statvfs of a node filesystem, with its device (mount source) from mountinfo.
     fn node_fs(
         &mut self,
         path: &Path,
@@ -917,6 +858,7 @@ impl Collector {
 struct Outcome {
     samples: Vec<ContainerSample>,
     errors: Vec<cgroup::Error>,
+    net_errors: Vec<proc::Error>,
     gone: Vec<String>,
     files_read: u64,
 }
@@ -927,11 +869,14 @@ fn read_chunk(
     part: &mut [(&String, &mut Tracked)],
     template: ReadOptions,
     pass: u64,
+    net: Option<pod_net::Lookup<'_>>,
 ) -> Outcome {
     let files_before = reader.files_read;
+    let mut net_buf = Vec::new();
     let mut out = Outcome {
         samples: Vec::with_capacity(part.len()),
         errors: Vec::new(),
+        net_errors: Vec::new(),
         gone: Vec::new(),
         files_read: 0,
     };
@@ -979,13 +924,27 @@ fn read_chunk(
                     // (a zero baseline would turn lifetime CPU into one interval's rate).
                     t.prev_cpu = None;
                 }
+                // The pod's network: one read per pod, on its pod-level cgroup.
+                let network = match (&t.kind, net, t.paths.any_dir()) {
+                    (Kind::Pod { pod_uid, .. }, Some(lookup), Some(dir)) => {
+                        let retry =
+                            (pass + u64::from(t.spec_slot)).is_multiple_of(pod_net::RETRY_EVERY);
+                        t.net
+                            .read(name, dir, pod_uid, lookup, retry, &mut net_buf)
+                            .unwrap_or_else(|e| {
+                                out.net_errors.push(e);
+                                None
+                            })
+                    }
+                    _ => None,
+                };
                 out.samples.push(ContainerSample {
                     name: (*name).clone(),
                     kind: t.kind.clone(),
                     identity: Identity::default(),
                     stats,
                     usage_nano_cores,
-                    network: None,
+                    network,
                     start_time: t.start_time,
                     rootfs: None,
                     logs: None,
@@ -1058,16 +1017,6 @@ fn fill_root_from_proc(samples: &mut [ContainerSample], node: &Node, network: bo
 
 /// Whether `/proc/<pid>/cgroup` places the process in the pod with this uid (cgroupfs driver:
 /// `pod<uid>`; systemd driver: `pod<uid with _ for ->`). An unreadable file means no.
-fn pid_in_pod(proc_root: &Path, pid: u32, pod_uid: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")) else {
-        return false;
-    };
-    let dashed = format!("pod{pod_uid}");
-    let underscored = format!("pod{}", pod_uid.replace('-', "_"));
-    text.lines()
-        .any(|l| l.contains(&dashed) || l.contains(&underscored))
-}
-
 fn pod_log_dir(root: &Path, id: &Identity) -> PathBuf {
     root.join(format!("{}_{}_{}", id.namespace, id.pod, id.pod_uid))
         .join(&id.container)
@@ -1567,23 +1516,29 @@ mod tests {
         assert!(r > 0 && r <= 200_000_000, "{r}");
     }
 
-    /// Finding #25: a cached pod pid that exited and was reused by a process outside the pod is
-    /// not read; the pod's pid is looked up again from its cgroup.procs.
+    /// A pod's network comes from net/dev of one of its processes, opened once through a
+    /// container cgroup: a pid whose /proc entry is not in the pod (exited and reused) is
+    /// skipped; the descriptor is re-read without looking the pid up again; when its container is
+    /// removed, another container's process is looked up.
     #[test]
-    fn reused_pod_pid_is_not_trusted() {
+    fn pod_network_is_read_through_a_container_process() {
         let tmp = tempfile::tempdir().unwrap();
         let cg = tmp.path().join("cg");
         let proc_root = tmp.path().join("proc");
         let uid = "11111111-2222-3333-4444-555555555555";
         std::fs::create_dir_all(&cg).unwrap();
         std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
-        let ctr = cg.join(format!("kubepods/burstable/pod{uid}/{}", "c".repeat(64)));
-        std::fs::create_dir_all(&ctr).unwrap();
-        std::fs::write(ctr.join("cpu.stat"), "usage_usec 10\n").unwrap();
-        std::fs::write(ctr.join("cgroup.procs"), "100\n").unwrap();
+        let pod_rel = format!("kubepods/burstable/pod{uid}");
+        let container = |c: char, procs: &str| {
+            let d = cg.join(&pod_rel).join(c.to_string().repeat(64));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cpu.stat"), "usage_usec 10\n").unwrap();
+            std::fs::write(d.join("cgroup.procs"), procs).unwrap();
+            d
+        };
         let net = |rx: u64| {
             format!(
-                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: {rx} 10 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n"
+                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo: 7 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n  eth0: {rx} 10 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n"
             )
         };
         let write_pid = |pid: u32, cgroup: &str, rx: u64| {
@@ -1592,41 +1547,89 @@ mod tests {
             std::fs::write(d.join("cgroup"), cgroup).unwrap();
             std::fs::write(d.join("net/dev"), net(rx)).unwrap();
         };
-        let pod_cg = format!("0::/kubepods/burstable/pod{uid}/{}\n", "c".repeat(64));
-        write_pid(100, &pod_cg, 1000);
-        let mut cfg = (*fixture_config("x")).clone();
-        cfg.cgroup_root = cg.clone();
-        cfg.proc_root = proc_root.clone();
-        let mut c = Collector::new(Arc::new(cfg)).unwrap();
+        let in_pod = |c: char| format!("0::/{pod_rel}/{}\n", c.to_string().repeat(64));
+        // Container a lists pid 100, which is a host process now (exited and reused).
+        let a = container('a', "100\n");
+        write_pid(100, "0::/system.slice/cron.service\n", 999_999_999);
+        let mut c = collector_at(&cg, |cfg| {
+            cfg.proc_root = proc_root.clone();
+            cfg.rescan_interval = Duration::ZERO;
+        });
         let rx = |snap: &Snapshot| {
             let pod = snap
                 .containers
                 .iter()
-                .find(|s| s.name == format!("/kubepods/burstable/pod{uid}"))
+                .find(|s| s.name == format!("/{pod_rel}"))
                 .expect("pod sample");
-            let n = pod.network.as_ref().expect("pod network");
-            n.iter().find(|i| i.name == "eth0").unwrap().rx_bytes
+            let n = pod.network.as_ref()?;
+            assert!(
+                n.iter().all(|i| i.name != "lo"),
+                "lo is not a pod interface"
+            );
+            Some(n.iter().find(|i| i.name == "eth0").unwrap().rx_bytes)
         };
-        assert_eq!(rx(&c.pass()), 1000);
-        // pid 100 exits and is reused by a host process (another netns); the pod now runs pid 200.
-        write_pid(100, "0::/system.slice/cron.service\n", 999_999_999);
-        write_pid(200, &pod_cg, 2000);
-        std::fs::write(ctr.join("cgroup.procs"), "200\n").unwrap();
-        assert_eq!(rx(&c.pass()), 2000);
-        // The systemd driver's underscored uid also counts as the pod's.
-        assert!(pid_in_pod(
-            &proc_root,
-            200,
-            "11111111-2222-3333-4444-555555555555"
-        ));
-        write_pid(
-            300,
-            "0::/kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice/x\n",
-            1,
-        );
-        assert!(pid_in_pod(&proc_root, 300, uid));
-        assert!(!pid_in_pod(&proc_root, 100, uid));
-        assert!(!pid_in_pod(&proc_root, 400, uid));
+        assert_eq!(rx(&c.pass()), None, "a pid outside the pod is not read");
+        // Container b starts with pid 200, in the pod: found within the retry cycle.
+        container('b', "200\n");
+        write_pid(200, &in_pod('b'), 2000);
+        let found = (0..pod_net::RETRY_EVERY).find_map(|_| rx(&c.pass()));
+        assert_eq!(found, Some(2000));
+        // The kept descriptor is re-read; cgroup.procs is not looked at again.
+        write_pid(200, &in_pod('b'), 2500);
+        std::fs::write(
+            cg.join(&pod_rel).join("b".repeat(64)).join("cgroup.procs"),
+            "300\n",
+        )
+        .unwrap();
+        write_pid(300, &in_pod('b'), 3000);
+        assert_eq!(rx(&c.pass()), Some(2500));
+        // Container b is removed: the pod's network is looked up again, in container a, whose
+        // pid 100 is now the pod's.
+        std::fs::remove_dir_all(cg.join(&pod_rel).join("b".repeat(64))).unwrap();
+        write_pid(100, &in_pod('a'), 1000);
+        assert_eq!(rx(&c.pass()), Some(1000));
+        drop(a);
+    }
+
+    /// cgroup v2's `populated 0` in a pod's cgroup.events spares the look at its containers.
+    #[test]
+    fn unpopulated_pod_has_no_network_until_populated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = tmp.path().join("cg");
+        let proc_root = tmp.path().join("proc");
+        let uid = "11111111-2222-3333-4444-666666666666";
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let pod = cg.join(format!("kubepods/pod{uid}"));
+        let ctr = pod.join("d".repeat(64));
+        std::fs::create_dir_all(&ctr).unwrap();
+        std::fs::write(ctr.join("cgroup.procs"), "400\n").unwrap();
+        std::fs::write(pod.join("cgroup.events"), "populated 0\nfrozen 0\n").unwrap();
+        let d = proc_root.join("400");
+        std::fs::create_dir_all(d.join("net")).unwrap();
+        std::fs::write(
+            d.join("cgroup"),
+            format!("0::/kubepods/pod{uid}/{}\n", "d".repeat(64)),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("net/dev"),
+            "h1\nh2\n  eth0: 42 1 0 0 0 0 0 0 8 1 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        let mut c = collector_at(&cg, |cfg| cfg.proc_root = proc_root.clone());
+        let net = |snap: &Snapshot| {
+            snap.containers
+                .iter()
+                .find(|s| s.name == format!("/kubepods/pod{uid}"))
+                .and_then(|s| s.network.clone())
+        };
+        for _ in 0..pod_net::RETRY_EVERY {
+            assert_eq!(net(&c.pass()), None, "populated 0: not looked at");
+        }
+        std::fs::write(pod.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let found = (0..pod_net::RETRY_EVERY).find_map(|_| net(&c.pass()));
+        assert_eq!(found.expect("found once populated")[0].rx_bytes, 42);
     }
 
     fn v2_dir(root: &Path, rel: &str, usage_usec: u64) -> PathBuf {

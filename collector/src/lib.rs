@@ -100,7 +100,10 @@ pub struct Args {
 impl Args {
     /// The collector's options for `vigil up`: defaults, listening on `listen`.
     pub fn for_up(listen: SocketAddr) -> Self {
-        Args { listen: Some(listen), ..Default::default() }
+        Args {
+            listen: Some(listen),
+            ..Default::default()
+        }
     }
 
     /// The effective configuration: the file (if any), then the flags on top, validated.
@@ -115,7 +118,22 @@ impl Args {
         macro_rules! set_opt {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = Some(v.clone()); } )* };
         }
-        set!(listen, cgroup_root, proc_root, pod_log_root, housekeeping_interval, rescan_interval, disable_metrics, pod_labels, root_fs_path, fs_walk_budget, collection_threads, open_files_per_cgroup, max_open_files, kubelet_root);
+        set!(
+            listen,
+            cgroup_root,
+            proc_root,
+            pod_log_root,
+            housekeeping_interval,
+            rescan_interval,
+            disable_metrics,
+            pod_labels,
+            root_fs_path,
+            fs_walk_budget,
+            collection_threads,
+            open_files_per_cgroup,
+            max_open_files,
+            kubelet_root
+        );
         set_opt!(container_log_root, kubelet_url, node_name, image_fs_path);
         for p in &self.problem_detector_config {
             if !c.problem_detector_config.contains(p) {
@@ -147,7 +165,10 @@ pub enum Error {
     #[error("PersistentVolumeClaim lookup (--kubernetes-pvc-lookup): {0}")]
     PvcLookup(problems::kubernetes::KubernetesError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("http server: {0}")]
     Serve(std::io::Error),
 }
@@ -159,13 +180,21 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
 }
 
 /// Runs the collector with a resolved configuration.
-pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn run_with_config(
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
     // The problem detector loads first: a bad monitor config stops start-up with its message.
     let detector = if config.problem_detector_config.is_empty() {
         None
     } else {
-        let d = Arc::new(problems::ProblemDetector::load(&config.problem_detector_config)?);
-        tracing::info!(configs = config.problem_detector_config.len(), "problem detector loaded");
+        let d = Arc::new(problems::ProblemDetector::load(
+            &config.problem_detector_config,
+        )?);
+        tracing::info!(
+            configs = config.problem_detector_config.len(),
+            "problem detector loaded"
+        );
         // Kubernetes reporting: credentials are checked before anything runs.
         let reporter = if config.problem_detector_kubernetes {
             let cfg = problems::kubernetes::KubernetesConfig::in_cluster(&config.node_name())?;
@@ -194,7 +223,8 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
     };
     let mut collector = Collector::new(config.clone())?;
     collector.start_watcher();
-    let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(Snapshot::empty(config.node_name()))));
+    let snapshot: SharedSnapshot =
+        Arc::new(RwLock::new(Arc::new(Snapshot::empty(config.node_name()))));
 
     if let Some(url) = config.kubelet_url.clone() {
         let slot = collector.kubelet_pods_slot();
@@ -202,7 +232,10 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
         let mut stop = shutdown.clone();
         let claims = claims.clone();
         tokio::spawn(async move {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client");
             loop {
                 match discovery::metadata::fetch_pod_list(&client, &url).await {
                     Ok(mut list) => {
@@ -227,22 +260,24 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
     let interval = config.housekeeping_interval;
     let housekeeping = std::thread::Builder::new()
         .name("housekeeping".into())
-        .spawn(move || {
-            loop {
-                let started = Instant::now();
-                let snap = collector.pass();
-                tracing::debug!(containers = snap.containers.len(), duration_ms = snap.self_stats.last_duration.as_millis() as u64, "collection pass");
-                *hk_snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
-                let deadline = started + interval;
-                while Instant::now() < deadline {
-                    if *hk_shutdown.borrow() {
-                        return;
-                    }
-                    std::thread::sleep((deadline - Instant::now()).min(Duration::from_millis(100)));
-                }
+        .spawn(move || loop {
+            let started = Instant::now();
+            let snap = collector.pass();
+            tracing::debug!(
+                containers = snap.containers.len(),
+                duration_ms = snap.self_stats.last_duration.as_millis() as u64,
+                "collection pass"
+            );
+            *hk_snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+            let deadline = started + interval;
+            while Instant::now() < deadline {
                 if *hk_shutdown.borrow() {
                     return;
                 }
+                std::thread::sleep((deadline - Instant::now()).min(Duration::from_millis(100)));
+            }
+            if *hk_shutdown.borrow() {
+                return;
             }
         })
         .expect("spawn housekeeping thread");
@@ -265,7 +300,10 @@ pub async fn run_with_config(config: Arc<Config>, mut shutdown: watch::Receiver<
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
     tracing::info!(listen = %config.listen, "collector listening");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -505,6 +505,11 @@ impl Reader {
         }
     }
 
+    /// The budget this reader keeps descriptors in, if any.
+    pub fn budget(&self) -> Option<&'static FdBudget> {
+        self.budget
+    }
+
     /// A reader that keeps directories and up to `keep_files` files per cgroup open between
     /// passes, within `budget`.
     pub fn with_budget(budget: &'static FdBudget, keep_files: usize) -> Self {

@@ -107,7 +107,10 @@ async fn summary_handler(State(st): State<AppState>) -> Response {
     // node (several MB) never sits in memory whole, nor is it copied while a buffer grows.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
-        let mut out = ChunkWriter { buf: Vec::with_capacity(metrics::CHUNK_BYTES), tx };
+        let mut out = ChunkWriter {
+            buf: Vec::with_capacity(metrics::CHUNK_BYTES),
+            tx,
+        };
         let doc = summary::build(&snap);
         // An error here means the client went away: nothing is left to tell.
         if serde_json::to_writer(&mut out, &doc).is_ok() {
@@ -300,7 +303,11 @@ mod tests {
         let mut c = crate::housekeeping::Collector::new(Arc::new(config)).unwrap();
         let snap = c.pass();
         let expected = serde_json::to_string(&summary::build(&snap)).unwrap();
-        assert!(expected.len() > 3 * metrics::CHUNK_BYTES, "{} bytes", expected.len());
+        assert!(
+            expected.len() > 3 * metrics::CHUNK_BYTES,
+            "{} bytes",
+            expected.len()
+        );
         let (s, body) = status(&state(snap), "/stats/summary").await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(body, expected);

@@ -1,6 +1,7 @@
 //! Node-wide figures from /proc (stat, meminfo, net/dev, diskstats, loadavg, uptime) and filesystems (statvfs).
 
 pub mod fs;
+pub mod pod_net;
 
 use std::path::{Path, PathBuf};
 
