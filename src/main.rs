@@ -18,7 +18,10 @@ fn allocator_env() -> [(&'static str, &'static str); 2] {
         !a.starts_with('-') && a != "text" && a != "json"
     });
     let busy = subcommand.is_some_and(|a| a == "aggregator" || a == "log-shipper");
-    [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", if busy { "1000" } else { "0" })]
+    [
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+        ("MIMALLOC_PURGE_DELAY", if busy { "1000" } else { "0" }),
+    ]
 }
 
 /// Starts this program again with `allocator_env()` in its environment when any of it is
@@ -29,7 +32,9 @@ fn with_allocator_env() {
     if wanted.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     let mut cmd = std::process::Command::new(exe);
     cmd.args(std::env::args_os().skip(1));
     for (k, v) in wanted {
@@ -38,7 +43,9 @@ fn with_allocator_env() {
         }
     }
     let err = std::os::unix::process::CommandExt::exec(&mut cmd);
-    eprintln!("vigil: could not restart with the allocator settings ({err}); going on without them");
+    eprintln!(
+        "vigil: could not restart with the allocator settings ({err}); going on without them"
+    );
 }
 
 use anyhow::Result;
@@ -47,7 +54,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod up;
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil", version, about = "Monitoring and logging for Kubernetes")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Monitoring and logging for Kubernetes"
+)]
 struct Cli {
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, global = true, value_enum, default_value = "text")]

@@ -85,15 +85,38 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
     )?;
 
     println!("vigil is up:");
-    println!("  collector   http://{}/metrics  /stats/summary  /healthz", args.collector_listen);
-    println!("  aggregator  http://{}/api/v1/model/metrics/  /apis/metrics.k8s.io/v1beta1/nodes", args.aggregator_listen);
-    println!("  log shipper http://{}/metrics  ({} -> {})", args.log_shipper_listen, args.pod_log_root.display(), shipped.display());
+    println!(
+        "  collector   http://{}/metrics  /stats/summary  /healthz",
+        args.collector_listen
+    );
+    println!(
+        "  aggregator  http://{}/api/v1/model/metrics/  /apis/metrics.k8s.io/v1beta1/nodes",
+        args.aggregator_listen
+    );
+    println!(
+        "  log shipper http://{}/metrics  ({} -> {})",
+        args.log_shipper_listen,
+        args.pod_log_root.display(),
+        shipped.display()
+    );
     println!("  state in {}", data.display());
 
     tokio::try_join!(
-        async { vigil_collector::run(collector, shutdown.clone()).await.context("collector") },
-        async { vigil_aggregator::run(aggregator, shutdown.clone()).await.context("aggregator") },
-        async { vigil_log_shipper::run(log_shipper, shutdown.clone()).await.context("log shipper") },
+        async {
+            vigil_collector::run(collector, shutdown.clone())
+                .await
+                .context("collector")
+        },
+        async {
+            vigil_aggregator::run(aggregator, shutdown.clone())
+                .await
+                .context("aggregator")
+        },
+        async {
+            vigil_log_shipper::run(log_shipper, shutdown.clone())
+                .await
+                .context("log shipper")
+        },
     )?;
     Ok(())
 }

@@ -8,7 +8,12 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_api_is_served_over_https_with_a_self_signed_pair() {
-    let sim = Sim::new(Shape { nodes: 1, pods_per_node: 2, containers_per_pod: 2, namespaces: 1 });
+    let sim = Sim::new(Shape {
+        nodes: 1,
+        pods_per_node: 2,
+        containers_per_pod: 2,
+        namespaces: 1,
+    });
     let mut node = SimNode::start(&sim, 0, "127.0.0.1", 0).await;
     let dir = tempfile::tempdir().unwrap();
     let secure = format!("127.0.0.1:{}", free_port());
@@ -38,7 +43,10 @@ async fn metrics_api_is_served_over_https_with_a_self_signed_pair() {
         .unwrap();
     let https = format!("https://{secure}");
     let nodes = until("NodeMetrics over HTTPS", Duration::from_secs(30), || {
-        let (client, url) = (client.clone(), format!("{https}/apis/metrics.k8s.io/v1beta1/nodes"));
+        let (client, url) = (
+            client.clone(),
+            format!("{https}/apis/metrics.k8s.io/v1beta1/nodes"),
+        );
         async move {
             let v: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
             (v["items"].as_array()?.len() == 1).then_some(v)
@@ -47,12 +55,24 @@ async fn metrics_api_is_served_over_https_with_a_self_signed_pair() {
     .await;
     assert_eq!(nodes["kind"], "NodeMetricsList");
     // The same answer as over plain HTTP, which keeps working beside it.
-    let discovery: serde_json::Value =
-        client.get(format!("{https}/apis/metrics.k8s.io/v1beta1")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(discovery, get_json(&format!("{}/apis/metrics.k8s.io/v1beta1", agg.base)).await);
+    let discovery: serde_json::Value = client
+        .get(format!("{https}/apis/metrics.k8s.io/v1beta1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery,
+        get_json(&format!("{}/apis/metrics.k8s.io/v1beta1", agg.base)).await
+    );
     // Plain HTTP on the TLS port gets no answer.
     let (status, _) = get(&format!("http://{secure}/healthz")).await;
-    assert_eq!(status, 0, "plain HTTP must not be answered on the HTTPS port");
+    assert_eq!(
+        status, 0,
+        "plain HTTP must not be answered on the HTTPS port"
+    );
     // A client that trusts another CA is refused.
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let wrong = reqwest::Client::builder()
@@ -72,7 +92,12 @@ fn tls_flags_without_their_partner_are_named() {
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
             .arg("aggregator")
-            .args(["--nodes", "127.0.0.1:9", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--nodes",
+                "127.0.0.1:9",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .args(args)
             .output()
             .unwrap();
@@ -81,9 +106,27 @@ fn tls_flags_without_their_partner_are_named() {
     };
     let secure = format!("127.0.0.1:{}", free_port());
     let e = run(&["--tls-cert-file", crt.to_str().unwrap()]);
-    assert!(e.contains("--tls-cert-file") && e.contains("without --secure-listen"), "{e}");
-    let e = run(&["--secure-listen", &secure, "--tls-cert-file", crt.to_str().unwrap()]);
+    assert!(
+        e.contains("--tls-cert-file") && e.contains("without --secure-listen"),
+        "{e}"
+    );
+    let e = run(&[
+        "--secure-listen",
+        &secure,
+        "--tls-cert-file",
+        crt.to_str().unwrap(),
+    ]);
     assert!(e.contains("go together"), "{e}");
-    let e = run(&["--secure-listen", &secure, "--tls-cert-file", crt.to_str().unwrap(), "--tls-private-key-file", crt.to_str().unwrap()]);
-    assert!(e.contains("tls.crt") && e.contains("no PEM CERTIFICATE"), "{e}");
+    let e = run(&[
+        "--secure-listen",
+        &secure,
+        "--tls-cert-file",
+        crt.to_str().unwrap(),
+        "--tls-private-key-file",
+        crt.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("tls.crt") && e.contains("no PEM CERTIFICATE"),
+        "{e}"
+    );
 }

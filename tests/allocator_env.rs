@@ -22,7 +22,10 @@ fn environ_of(args: &[&str], extra_env: &[(&str, &str)]) -> String {
         if env.contains("MIMALLOC_PURGE_DELAY=") && env.contains("MIMALLOC_ARENA_EAGER_COMMIT=") {
             break env;
         }
-        assert!(Instant::now() < deadline, "vigil {args:?} did not restart with its allocator settings");
+        assert!(
+            Instant::now() < deadline,
+            "vigil {args:?} did not restart with its allocator settings"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let _ = child.kill();
@@ -39,15 +42,37 @@ fn port() -> String {
 fn allocator_settings_per_subcommand_and_user_settings_kept() {
     let dir = tempfile::tempdir().unwrap();
     let collector = environ_of(
-        &["--log-format", "json", "collector", "--listen", &port(), "--cgroup-root", dir.path().to_str().unwrap()],
+        &[
+            "--log-format",
+            "json",
+            "collector",
+            "--listen",
+            &port(),
+            "--cgroup-root",
+            dir.path().to_str().unwrap(),
+        ],
         &[],
     );
-    assert!(collector.contains("MIMALLOC_ARENA_EAGER_COMMIT=0\n") && collector.contains("MIMALLOC_PURGE_DELAY=0\n"), "{collector}");
-    let aggregator = environ_of(&["aggregator", "--listen", &port(), "--nodes", "127.0.0.1:9"], &[]);
-    assert!(aggregator.contains("MIMALLOC_PURGE_DELAY=1000\n"), "{aggregator}");
+    assert!(
+        collector.contains("MIMALLOC_ARENA_EAGER_COMMIT=0\n")
+            && collector.contains("MIMALLOC_PURGE_DELAY=0\n"),
+        "{collector}"
+    );
+    let aggregator = environ_of(
+        &["aggregator", "--listen", &port(), "--nodes", "127.0.0.1:9"],
+        &[],
+    );
+    assert!(
+        aggregator.contains("MIMALLOC_PURGE_DELAY=1000\n"),
+        "{aggregator}"
+    );
     let mine = environ_of(
         &["aggregator", "--listen", &port(), "--nodes", "127.0.0.1:9"],
         &[("MIMALLOC_PURGE_DELAY", "250")],
     );
-    assert!(mine.contains("MIMALLOC_PURGE_DELAY=250\n") && mine.contains("MIMALLOC_ARENA_EAGER_COMMIT=0\n"), "{mine}");
+    assert!(
+        mine.contains("MIMALLOC_PURGE_DELAY=250\n")
+            && mine.contains("MIMALLOC_ARENA_EAGER_COMMIT=0\n"),
+        "{mine}"
+    );
 }

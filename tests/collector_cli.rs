@@ -392,38 +392,74 @@ fn kubelet_pods_give_images_and_opt_in_labels() {
 #[test]
 fn daemonset_binds_the_node_ip_through_the_environment() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/collector-daemonset.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let spec = &doc["spec"]["template"]["spec"];
-    assert_eq!(spec["hostNetwork"], serde_yaml::Value::Bool(true), "the node IP is only bindable on the host network");
+    assert_eq!(
+        spec["hostNetwork"],
+        serde_yaml::Value::Bool(true),
+        "the node IP is only bindable on the host network"
+    );
     let c = &spec["containers"][0];
-    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert!(!args.iter().any(|a| a.starts_with("--listen")), "a --listen flag would override the environment: {args:?}");
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--listen")),
+        "a --listen flag would override the environment: {args:?}"
+    );
     // Expand the env list as the kubelet does: $(VAR) of a variable defined earlier.
     let mut env: Vec<(String, String)> = Vec::new();
     for e in c["env"].as_sequence().unwrap() {
         let name = e["name"].as_str().unwrap().to_string();
-        let value = match (e["value"].as_str(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str()) {
-            (Some(v), _) => env.iter().fold(v.to_string(), |v, (k, x)| v.replace(&format!("$({k})"), x)),
+        let value = match (
+            e["value"].as_str(),
+            e["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        ) {
+            (Some(v), _) => env
+                .iter()
+                .fold(v.to_string(), |v, (k, x)| v.replace(&format!("$({k})"), x)),
             (None, Some("status.hostIP")) => "127.0.0.1".to_string(),
             (None, Some("spec.nodeName")) => "manifest-node".to_string(),
             other => panic!("unexpected env source {other:?}"),
         };
         env.push((name, value));
     }
-    let listen = env.iter().find(|(k, _)| k == "VIGIL_COLLECTOR_LISTEN").map(|(_, v)| v.clone()).expect("VIGIL_COLLECTOR_LISTEN");
+    let listen = env
+        .iter()
+        .find(|(k, _)| k == "VIGIL_COLLECTOR_LISTEN")
+        .map(|(_, v)| v.clone())
+        .expect("VIGIL_COLLECTOR_LISTEN");
     assert_eq!(listen, "127.0.0.1:4194");
     // The binary honours the variable (on a free port rather than 4194).
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["collector", "--cgroup-root", &fixture("cgroup-v2-systemd"), "--pod-log-root", &fixture("logs/pods")])
-        .env("VIGIL_COLLECTOR_LISTEN", listen.replace(":4194", &format!(":{port}")))
+        .args([
+            "collector",
+            "--cgroup-root",
+            &fixture("cgroup-v2-systemd"),
+            "--pod-log-root",
+            &fixture("logs/pods"),
+        ])
+        .env(
+            "VIGIL_COLLECTOR_LISTEN",
+            listen.replace(":4194", &format!(":{port}")),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let _proc = Proc { child, name: "vigil".into() };
-    until("collector on the address from VIGIL_COLLECTOR_LISTEN", Duration::from_secs(30), || {
-        (get(&format!("http://127.0.0.1:{port}/healthz")).0 == 200).then_some(())
-    });
+    let _proc = Proc {
+        child,
+        name: "vigil".into(),
+    };
+    until(
+        "collector on the address from VIGIL_COLLECTOR_LISTEN",
+        Duration::from_secs(30),
+        || (get(&format!("http://127.0.0.1:{port}/healthz")).0 == 200).then_some(()),
+    );
 }

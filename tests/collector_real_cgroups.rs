@@ -1,7 +1,8 @@
 //! End to end on this machine's real cgroups: on a hybrid host (v1 controllers and the v2
 //! hierarchy at /sys/fs/cgroup/unified) one container in each, on a pure cgroup v2 host both in
 //! /sys/fs/cgroup. Containers appear through inotify, CPU and memory match what the processes
-//! inside do, names come from the kubelet log layout, and removal is seen.
+//! inside do, names come from the kubelet log layout, and removal is seen. A pod's network is
+//! read from its own network namespace.
 
 mod collector_support;
 
@@ -239,6 +240,145 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
         Duration::from_secs(10),
         || (inotify_watches(c.proc.pid()) <= watches_before).then_some(()),
     );
+}
+
+/// A pod's network is its own namespace's, read through a process of one of its containers: a
+/// process in a new network namespace with a veth pair `pod0`/`peer0` sends 1,000 UDP datagrams
+/// out of `pod0`; the pod reports these two interfaces only (not `lo`, not the host's), with the
+/// bytes the namespace itself counts (142 bytes per datagram on the wire). When the pod is removed, the collector closes the namespace's net/dev (an
+/// open one would keep the namespace alive).
+#[test]
+fn real_pod_network_is_read_from_its_namespace() {
+    require("unshare");
+    require("ip");
+    let root = Path::new("/sys/fs/cgroup");
+    let layout = detect_layout(root);
+    let h = unique_hex(32);
+    let uid = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    let id = unique_hex(64);
+    let c = Collector::start(&["--housekeeping-interval", "1s"]);
+    let hierarchies = match &layout {
+        Layout::Hybrid { v1, .. } => v1.clone(),
+        Layout::PureV2 { root } => vec![root.clone()],
+    };
+    let mut cg = TestCgroup::create(&hierarchies, &uid, &id);
+    let pod_name = cg.name.rsplit_once('/').unwrap().0.to_string();
+    // Two bursts of 500 datagrams of 100 bytes; the second once the test creates `go`.
+    let go = tempfile::tempdir().unwrap();
+    let go = go.path().join("go");
+    let pid = cg.spawn_python_in(
+        "unshare -n",
+        // No IPv6 (its router solicitations would add packets); a static neighbour, so that
+        // every datagram leaves pod0 (for peer0, its veth peer, in the same namespace).
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 && \
+         ip link add pod0 type veth peer name peer0 && ip addr add 10.77.0.1/24 dev pod0 && \
+         ip link set peer0 up && ip link set pod0 up && \
+         ip neigh add 10.77.0.2 lladdr 02:00:00:00:00:02 dev pod0",
+        &format!(
+            "import os, socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             def burst():\n    for _ in range(500):\n        s.sendto(b'x' * 100, ('10.77.0.2', 9))\n\
+             burst()\nwhile not os.path.exists({go:?}):\n    time.sleep(0.05)\nburst()\ntime.sleep(600)"
+        ),
+    );
+    // pod0's transmitted bytes as the namespace counts them, once `packets` have left.
+    let own = |packets: u64| {
+        until(
+            &format!("{packets} datagrams sent"),
+            Duration::from_secs(20),
+            || {
+                let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+                let line = text.lines().find(|l| l.trim_start().starts_with("pod0:"))?;
+                let f: Vec<u64> = line
+                    .split_once(':')?
+                    .1
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                (f.get(9) == Some(&packets)).then(|| f[8])
+            },
+        )
+    };
+    let pod_network = |tx: u64| {
+        until(
+            &format!("the pod's network with pod0's {tx} bytes"),
+            Duration::from_secs(20),
+            || {
+                let d = c.containers();
+                let n = find(&d, &pod_name)?["network"].as_array()?.clone();
+                n.iter()
+                    .any(|i| i["name"] == "pod0" && i["txBytes"].as_u64() == Some(tx))
+                    .then_some(n)
+            },
+        )
+    };
+    let first = own(500);
+    assert_eq!(
+        first, 71_000,
+        "100 bytes of payload + UDP, IPv4 and Ethernet headers"
+    );
+    pod_network(first);
+    let net_dev_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", c.proc.pid()))
+            .map(|fds| {
+                fds.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|l| {
+                        l.to_string_lossy()
+                            .starts_with(&format!("/proc/{pid}/net/dev"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(net_dev_fds(), 1, "the pod's net/dev is kept open");
+    // The kept descriptor shows the second burst.
+    std::fs::write(&go, "").unwrap();
+    let own = own(1000);
+    let net = pod_network(own);
+    assert_eq!(net_dev_fds(), 1, "still the same descriptor");
+    let mut names: Vec<&str> = net.iter().filter_map(|i| i["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["peer0", "pod0"],
+        "only the namespace's interfaces (lo is left out)"
+    );
+    let peer_rx = net.iter().find(|i| i["name"] == "peer0").unwrap()["rxBytes"].as_u64();
+    assert_eq!(peer_rx, Some(own), "peer0 received what pod0 sent");
+    let samples = parse_exposition(&c.metrics());
+    let tx = samples
+        .iter()
+        .find(|s| {
+            s.name == "container_network_transmit_bytes_total"
+                && s.label("id") == Some(pod_name.as_str())
+                && s.label("interface") == Some("pod0")
+        })
+        .expect("container_network_transmit_bytes_total of the pod");
+    assert_eq!(tx.value, own as f64);
+    let net_dev_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", c.proc.pid()))
+            .map(|fds| {
+                fds.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|l| {
+                        l.to_string_lossy()
+                            .starts_with(&format!("/proc/{pid}/net/dev"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    cg.remove();
+    until("the pod's net/dev closed", Duration::from_secs(20), || {
+        (find(&c.containers(), &pod_name).is_none() && net_dev_fds() == 0).then_some(())
+    });
 }
 
 /// The inotify watches a process holds (`inotify wd:` lines in the fdinfo of its descriptors).

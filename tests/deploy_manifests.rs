@@ -7,13 +7,19 @@ use std::process::Command;
 
 fn container_args(doc: &serde_yaml::Value) -> Vec<(String, Vec<String>)> {
     let containers = &doc["spec"]["template"]["spec"]["containers"];
-    let Some(list) = containers.as_sequence() else { return Vec::new() };
+    let Some(list) = containers.as_sequence() else {
+        return Vec::new();
+    };
     list.iter()
         .map(|c| {
             let name = c["name"].as_str().unwrap_or("?").to_string();
             let args = c["args"]
                 .as_sequence()
-                .map(|a| a.iter().map(|v| v.as_str().expect("string arg").to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().expect("string arg").to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             (name, args)
         })
@@ -34,7 +40,11 @@ fn every_manifest_container_uses_flags_the_binary_accepts() {
             let doc = serde_yaml::Value::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{}: not valid YAML: {e}", path.display()));
             for (name, args) in container_args(&doc) {
-                assert!(!args.is_empty(), "{}: container {name} has no args", path.display());
+                assert!(
+                    !args.is_empty(),
+                    "{}: container {name} has no args",
+                    path.display()
+                );
                 let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
                     .args(&args)
                     .arg("--help")
@@ -51,7 +61,10 @@ fn every_manifest_container_uses_flags_the_binary_accepts() {
             }
         }
     }
-    assert!(checked >= 3, "expected the collector, log shipper and aggregator containers, checked {checked}");
+    assert!(
+        checked >= 3,
+        "expected the collector, log shipper and aggregator containers, checked {checked}"
+    );
 }
 
 #[test]

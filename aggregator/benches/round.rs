@@ -16,7 +16,6 @@ use vigil_aggregator::processors::{Decoder, Processor};
 use vigil_aggregator::sim::{self, Shape, Sim};
 use vigil_aggregator::store::Store;
 
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("aggregator_round");
     g.sample_size(10)

@@ -82,13 +82,20 @@ pub fn pod_ref(shape: &Shape, n: usize, p: usize) -> (String, String) {
 impl Shape {
     /// Heapster's design target per node: 30 pods × 2 containers, in 20 namespaces.
     pub fn heapster(nodes: usize) -> Shape {
-        Shape { nodes, pods_per_node: 30, containers_per_pod: 2, namespaces: 20 }
+        Shape {
+            nodes,
+            pods_per_node: 30,
+            containers_per_pod: 2,
+            namespaces: 20,
+        }
     }
 }
 
 /// Every node's Summary document at `at`, serialized as a node would send it.
 pub fn bodies(sim: &Sim, at: DateTime<Utc>) -> Vec<Vec<u8>> {
-    (0..sim.shape.nodes).map(|i| serde_json::to_vec(&sim.summary(i, at)).expect("serialize")).collect()
+    (0..sim.shape.nodes)
+        .map(|i| serde_json::to_vec(&sim.summary(i, at)).expect("serialize"))
+        .collect()
 }
 
 /// The documents decoded as a live round decodes them (8 cores per node); `decoder` keeps each

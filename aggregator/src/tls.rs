@@ -26,11 +26,22 @@ pub enum Error {
     #[error("--tls-cert-file and --tls-private-key-file go together: only {given} was given")]
     Incomplete { given: &'static str },
     #[error("{flag} {path}: {source}")]
-    Read { flag: &'static str, path: PathBuf, source: std::io::Error },
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{flag} {path}: {message}")]
-    Pem { flag: &'static str, path: PathBuf, message: String },
+    Pem {
+        flag: &'static str,
+        path: PathBuf,
+        message: String,
+    },
     #[error("--cert-dir {path}: {source}")]
-    CertDir { path: PathBuf, source: std::io::Error },
+    CertDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot make a self-signed certificate: {0}")]
     SelfSigned(String),
     #[error("TLS configuration rejected: {0}")]
@@ -51,9 +62,20 @@ pub struct TlsOptions {
 /// Builds the rustls server configuration; `hosts` are the names the self-signed certificate covers.
 pub fn server_config(opts: &TlsOptions, hosts: &[String]) -> Result<Arc<ServerConfig>, Error> {
     let (certs, key) = match (&opts.cert_file, &opts.key_file) {
-        (Some(c), Some(k)) => (read_certs(c, "--tls-cert-file")?, read_key(k, "--tls-private-key-file")?),
-        (Some(_), None) => return Err(Error::Incomplete { given: "--tls-cert-file" }),
-        (None, Some(_)) => return Err(Error::Incomplete { given: "--tls-private-key-file" }),
+        (Some(c), Some(k)) => (
+            read_certs(c, "--tls-cert-file")?,
+            read_key(k, "--tls-private-key-file")?,
+        ),
+        (Some(_), None) => {
+            return Err(Error::Incomplete {
+                given: "--tls-cert-file",
+            })
+        }
+        (None, Some(_)) => {
+            return Err(Error::Incomplete {
+                given: "--tls-private-key-file",
+            })
+        }
         (None, None) => self_signed(opts.cert_dir.as_deref(), hosts)?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -66,38 +88,66 @@ pub fn server_config(opts: &TlsOptions, hosts: &[String]) -> Result<Arc<ServerCo
 }
 
 fn read_certs(path: &Path, flag: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read { flag, path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        flag,
+        path: path.into(),
+        source,
+    })?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem { flag, path: path.into(), message: e.to_string() })?;
+        .map_err(|e| Error::Pem {
+            flag,
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(Error::Pem { flag, path: path.into(), message: "no PEM CERTIFICATE block".into() });
+        return Err(Error::Pem {
+            flag,
+            path: path.into(),
+            message: "no PEM CERTIFICATE block".into(),
+        });
     }
     Ok(certs)
 }
 
 fn read_key(path: &Path, flag: &'static str) -> Result<PrivateKeyDer<'static>, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read { flag, path: path.into(), source })?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| Error::Pem { flag, path: path.into(), message: format!("no usable private key: {e}") })
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        flag,
+        path: path.into(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| Error::Pem {
+        flag,
+        path: path.into(),
+        message: format!("no usable private key: {e}"),
+    })
 }
 
 /// A self-signed pair: reused from `dir` when both files are there, else made (and saved to `dir`).
-fn self_signed(dir: Option<&Path>, hosts: &[String]) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+fn self_signed(
+    dir: Option<&Path>,
+    hosts: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
     if let Some(dir) = dir {
         let (c, k) = (dir.join(SELF_SIGNED_CERT), dir.join(SELF_SIGNED_KEY));
         if c.exists() && k.exists() {
             return Ok((read_certs(&c, "--cert-dir")?, read_key(&k, "--cert-dir")?));
         }
     }
-    let made = rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| Error::SelfSigned(e.to_string()))?;
+    let made = rcgen::generate_simple_self_signed(hosts.to_vec())
+        .map_err(|e| Error::SelfSigned(e.to_string()))?;
     let (cert_pem, key_pem) = (made.cert.pem(), made.key_pair.serialize_pem());
     if let Some(dir) = dir {
-        let io = |source| Error::CertDir { path: dir.into(), source };
+        let io = |source| Error::CertDir {
+            path: dir.into(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         std::fs::write(dir.join(SELF_SIGNED_CERT), &cert_pem).map_err(io)?;
         write_private(&dir.join(SELF_SIGNED_KEY), key_pem.as_bytes()).map_err(io)?;
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| Error::SelfSigned(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| Error::SelfSigned(e.to_string()))?;
     Ok((vec![made.cert.der().clone()], key))
 }
 
@@ -105,13 +155,23 @@ fn self_signed(dir: Option<&Path>, hosts: &[String]) -> Result<(Vec<CertificateD
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` turns true; open connections finish their
 /// requests before it returns.
-pub async fn serve(listener: TcpListener, router: axum::Router, config: Arc<ServerConfig>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    config: Arc<ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stop = async move {
@@ -140,8 +200,10 @@ pub async fn serve(listener: TcpListener, router: axum::Router, config: Arc<Serv
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
             }
@@ -157,13 +219,21 @@ mod tests {
     fn client(ca_pem: Option<&str>) -> reqwest::Client {
         let mut b = reqwest::Client::builder().use_rustls_tls();
         match ca_pem {
-            Some(pem) => b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()),
+            Some(pem) => {
+                b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+            }
             None => b = b.danger_accept_invalid_certs(true),
         }
         b.build().unwrap()
     }
 
-    async fn start(config: Arc<ServerConfig>) -> (std::net::SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    async fn start(
+        config: Arc<ServerConfig>,
+    ) -> (
+        std::net::SocketAddr,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
@@ -175,25 +245,47 @@ mod tests {
     #[tokio::test]
     async fn self_signed_pair_is_saved_reused_and_serves_https() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = TlsOptions { cert_dir: Some(dir.path().into()), ..Default::default() };
+        let opts = TlsOptions {
+            cert_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
         let hosts = vec!["localhost".to_string()];
         let config = server_config(&opts, &hosts).unwrap();
         let cert_pem = std::fs::read_to_string(dir.path().join(SELF_SIGNED_CERT)).unwrap();
         let mode = std::fs::metadata(dir.path().join(SELF_SIGNED_KEY)).unwrap();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
         // A second start reuses the pair instead of making a new one.
         server_config(&opts, &hosts).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join(SELF_SIGNED_CERT)).unwrap(), cert_pem);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(SELF_SIGNED_CERT)).unwrap(),
+            cert_pem
+        );
 
         let (addr, stop, task) = start(config).await;
         let url = format!("https://localhost:{}/healthz", addr.port());
-        let body = client(Some(&cert_pem)).get(&url).send().await.unwrap().text().await.unwrap();
+        let body = client(Some(&cert_pem))
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(body, "ok");
         // Plain HTTP on the TLS port is refused, not answered.
         let plain = reqwest::get(format!("http://127.0.0.1:{}/healthz", addr.port())).await;
-        assert!(plain.is_err(), "plain HTTP must not be served on the TLS port: {plain:?}");
+        assert!(
+            plain.is_err(),
+            "plain HTTP must not be served on the TLS port: {plain:?}"
+        );
         stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns after shutdown").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap();
     }
 
     #[tokio::test]
@@ -203,12 +295,28 @@ mod tests {
         let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
         std::fs::write(&c, made.cert.pem()).unwrap();
         std::fs::write(&k, made.key_pair.serialize_pem()).unwrap();
-        let opts = TlsOptions { cert_file: Some(c), key_file: Some(k), cert_dir: None };
+        let opts = TlsOptions {
+            cert_file: Some(c),
+            key_file: Some(k),
+            cert_dir: None,
+        };
         let (addr, stop, _task) = start(server_config(&opts, &[]).unwrap()).await;
         let url = format!("https://localhost:{}/healthz", addr.port());
-        assert_eq!(client(Some(&made.cert.pem())).get(&url).send().await.unwrap().status(), 200);
+        assert_eq!(
+            client(Some(&made.cert.pem()))
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let err = client(Some(&other.cert.pem())).get(&url).send().await.unwrap_err();
+        let err = client(Some(&other.cert.pem()))
+            .get(&url)
+            .send()
+            .await
+            .unwrap_err();
         assert!(err.is_connect(), "{err:?}");
         // With verification off (what an APIService with insecureSkipTLSVerify does) it answers.
         assert_eq!(client(None).get(&url).send().await.unwrap().status(), 200);
@@ -220,12 +328,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a pem file\n").unwrap();
-        let only_cert = TlsOptions { cert_file: Some(junk.clone()), ..Default::default() };
-        assert!(server_config(&only_cert, &[]).unwrap_err().to_string().contains("only --tls-cert-file was given"));
-        let both_junk = TlsOptions { cert_file: Some(junk.clone()), key_file: Some(junk.clone()), cert_dir: None };
+        let only_cert = TlsOptions {
+            cert_file: Some(junk.clone()),
+            ..Default::default()
+        };
+        assert!(server_config(&only_cert, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("only --tls-cert-file was given"));
+        let both_junk = TlsOptions {
+            cert_file: Some(junk.clone()),
+            key_file: Some(junk.clone()),
+            cert_dir: None,
+        };
         let e = server_config(&both_junk, &[]).unwrap_err().to_string();
-        assert!(e.starts_with("--tls-cert-file ") && e.contains("junk.pem") && e.contains("no PEM CERTIFICATE"), "{e}");
-        let missing = TlsOptions { cert_file: Some(dir.path().join("nope.crt")), key_file: Some(junk), cert_dir: None };
+        assert!(
+            e.starts_with("--tls-cert-file ")
+                && e.contains("junk.pem")
+                && e.contains("no PEM CERTIFICATE"),
+            "{e}"
+        );
+        let missing = TlsOptions {
+            cert_file: Some(dir.path().join("nope.crt")),
+            key_file: Some(junk),
+            cert_dir: None,
+        };
         let e = server_config(&missing, &[]).unwrap_err().to_string();
         assert!(e.contains("nope.crt") && e.contains("No such file"), "{e}");
     }

@@ -387,7 +387,11 @@ impl PodCache {
         drop(g);
         if found.is_none() {
             metrics.metadata_misses.inc_by(1);
-            let key = if uid.is_empty() { format!("{namespace}/{name}") } else { uid.to_string() };
+            let key = if uid.is_empty() {
+                format!("{namespace}/{name}")
+            } else {
+                uid.to_string()
+            };
             let mut missed = self.missed.lock().expect("missed pods lock");
             if missed.len() >= MISSED_REMEMBERED {
                 missed.clear();
@@ -696,7 +700,11 @@ mod tests {
     #[tokio::test]
     async fn a_missed_pod_brings_the_next_refresh_forward() {
         // A kubelet whose pod list is empty until the pod is created.
-        let full = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/podlist.json")).unwrap();
+        let full = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/podlist.json"
+        ))
+        .unwrap();
         let created = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (c2, list) = (created.clone(), Arc::new(full));
         let app = axum::Router::new().route(
@@ -733,7 +741,10 @@ mod tests {
         // Known well before the 10-minute interval: after MIN_REFRESH_GAP.
         let deadline = asked + MIN_REFRESH_GAP + Duration::from_secs(10);
         while cache.lookup(uid, "", "", &metrics).is_none() {
-            assert!(Instant::now() < deadline, "the miss did not bring the refresh forward");
+            assert!(
+                Instant::now() < deadline,
+                "the miss did not bring the refresh forward"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(asked.elapsed() >= MIN_REFRESH_GAP);

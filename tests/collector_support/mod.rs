@@ -287,11 +287,33 @@ impl TestCgroup {
 
     /// Runs `python3 -c <code>` inside the cgroup: a shell joins every hierarchy, then execs python.
     pub fn spawn_python(&mut self, code: &str) -> u32 {
+        self.spawn_python_after(code, "")
+    }
+
+    /// Like `spawn_python`, with `exec <prefix> sh -c '<setup> && exec python3 -c "$0"'` after
+    /// joining the cgroup: e.g. `unshare -n` and the setup of the new network namespace (`setup`
+    /// must not contain single quotes).
+    pub fn spawn_python_in(&mut self, prefix: &str, setup: &str, code: &str) -> u32 {
+        assert!(
+            !setup.contains('\''),
+            "setup must not contain single quotes"
+        );
+        self.spawn_python_after(
+            code,
+            &format!("{prefix} sh -c '{setup} && exec python3 -c \"$0\"'"),
+        )
+    }
+
+    fn spawn_python_after(&mut self, code: &str, wrapper: &str) -> u32 {
         let mut script = String::new();
         for d in &self.leaf_dirs {
             script.push_str(&format!("echo $$ > {}/cgroup.procs && ", d.display()));
         }
-        script.push_str("exec python3 -c \"$0\"");
+        if wrapper.is_empty() {
+            script.push_str("exec python3 -c \"$0\"");
+        } else {
+            script.push_str(&format!("exec {wrapper} \"$0\""));
+        }
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)

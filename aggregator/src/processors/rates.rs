@@ -175,7 +175,8 @@ impl Rates {
 
     /// Drops the state of sets not seen since `now_ms - forget_after_ms`.
     pub fn forget(&mut self, now_ms: i64, forget_after_ms: i64) {
-        self.prev.retain(|_, p| p.seen_ms >= now_ms - forget_after_ms);
+        self.prev
+            .retain(|_, p| p.seen_ms >= now_ms - forget_after_ms);
     }
 
     pub fn tracked(&self) -> usize {

@@ -214,7 +214,10 @@ impl Scraper {
                 let slots = &slots;
                 async move {
                     tokio::time::sleep(jitter(&t.url, max_jitter)).await;
-                    let _slot = slots.acquire().await.expect("the semaphore is never closed");
+                    let _slot = slots
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
                     let start = Instant::now();
                     let r = self.fetch(&t).await;
                     (t, r, start.elapsed())
@@ -338,7 +341,10 @@ mod tests {
         assert!(docs.is_empty());
         assert_eq!(s.node_states().len(), 8);
         let took = t0.elapsed();
-        assert!(took < Duration::from_millis(2500), "{took:?} (jitters add up to {sum:?})");
+        assert!(
+            took < Duration::from_millis(2500),
+            "{took:?} (jitters add up to {sum:?})"
+        );
     }
 
     /// A loopback server answering every connection with a chunked body (no Content-Length)
