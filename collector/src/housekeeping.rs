@@ -35,7 +35,8 @@ pub struct ContainerSample {
     /// The cgroup path (cAdvisor's `id`).
     pub name: String,
     pub kind: Kind,
-    pub identity: Identity,
+    /// Shared with the cgroup's state until its metadata changes.
+    pub identity: Arc<Identity>,
     pub stats: Stats,
     pub usage_nano_cores: Option<u64>,
     /// Network counters of the pod (on the pod-level cgroup only; one read per pod).
@@ -46,7 +47,7 @@ pub struct ContainerSample {
     /// Pod volumes (on the pod-level cgroup only).
     pub volumes: Vec<PodVolume>,
     /// The exposition label set, escaped, without braces: `container="…",id="…",…`.
-    pub label_str: String,
+    pub label_str: Arc<str>,
 }
 
 /// One pod volume's filesystem figures (the Summary API's `volume[]`).
@@ -148,6 +149,9 @@ struct Tracked {
     rootfs_probed: bool,
     /// A pod-level cgroup's network source (read by the thread that reads the cgroup).
     net: PodNet,
+    /// Names and labels (see `Collector::describe`).
+    identity: Arc<Identity>,
+    label_str: Arc<str>,
 }
 
 impl Tracked {
@@ -183,6 +187,8 @@ pub struct Collector {
     /// pod uid → its volumes as last read.
     volumes: HashMap<String, Vec<PodVolume>>,
     prev_node_cpu: Option<(Instant, u64)>,
+    /// Whether every tracked cgroup's names and labels are up to date (see `describe`).
+    described: bool,
     stats: SelfStats,
     logged: HashSet<String>,
     node_name: String,
@@ -241,6 +247,7 @@ impl Collector {
             volumes: HashMap::new(),
             fs_devices: HashMap::new(),
             prev_node_cpu: None,
+            described: false,
             stats: SelfStats::default(),
             logged: HashSet::new(),
             opts_template,
@@ -318,6 +325,7 @@ impl Collector {
         }
         self.last_kubelet = kubelet;
         self.metadata = meta;
+        self.described = false;
     }
 
     fn add(&mut self, name: &str) {
@@ -340,6 +348,7 @@ impl Collector {
             (None, _) => SystemTime::now(),
         };
         self.stats.containers_added += 1;
+        self.described = false;
         self.tracked.insert(
             name.to_string(),
             Tracked {
@@ -357,6 +366,8 @@ impl Collector {
                 rootfs_dir: None,
                 rootfs_probed: false,
                 net: PodNet::default(),
+                identity: Arc::default(),
+                label_str: Arc::from(""),
             },
         );
     }
@@ -364,6 +375,7 @@ impl Collector {
     fn remove(&mut self, name: &str) {
         if let Some(t) = self.tracked.remove(name) {
             self.stats.containers_removed += 1;
+            self.described = false;
             if let Some(d) = &t.rootfs_dir {
                 self.du.untrack(d);
             }
@@ -467,6 +479,7 @@ impl Collector {
         let now_wall = SystemTime::now();
         self.discover();
         self.refresh_metadata();
+        self.describe();
         // /proc first: a node without swap (meminfo read and SwapTotal 0) spares every v2
         // cgroup's memory.swap.current, which is then necessarily 0.
         let mut node_errors = Vec::new();
@@ -485,40 +498,48 @@ impl Collector {
         });
         let workers = self.readers.len().min(entries.len()).max(1);
         let chunk = entries.len().div_ceil(workers).max(1);
+        // The first chunk is read on this thread, straight into the snapshot's vector (the
+        // other chunks' samples are appended to it: one copy of them, none of the first's).
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(workers);
+        outcomes.push(Outcome::with_capacity(entries.len()));
         if workers == 1 {
-            outcomes.push(read_chunk(
+            read_chunk(
                 &mut self.readers[0],
                 &mut entries,
                 opts,
                 pass,
                 net,
-            ));
+                &mut outcomes[0],
+            );
         } else {
-            // The first chunk is read on this thread, the others on scoped threads.
             std::thread::scope(|scope| {
                 let mut parts = entries.chunks_mut(chunk).zip(self.readers.iter_mut());
                 let (first, first_reader) = parts.next().expect("at least one chunk");
                 let handles: Vec<_> = parts
                     .map(|(part, reader)| {
-                        scope.spawn(move || read_chunk(reader, part, opts, pass, net))
+                        scope.spawn(move || {
+                            let mut out = Outcome::with_capacity(part.len());
+                            read_chunk(reader, part, opts, pass, net, &mut out);
+                            out
+                        })
                     })
                     .collect();
-                outcomes.push(read_chunk(first_reader, first, opts, pass, net));
+                read_chunk(first_reader, first, opts, pass, net, &mut outcomes[0]);
                 for h in handles {
                     outcomes.push(h.join().expect("collection worker panicked"));
                 }
             });
         }
-        let mut errors: Vec<cgroup::Error> = Vec::new();
-        let mut samples: Vec<ContainerSample> = Vec::with_capacity(self.tracked.len());
-        let mut gone: Vec<String> = Vec::new();
-        let mut net_errors: Vec<proc::Error> = Vec::new();
-        for o in outcomes {
-            samples.extend(o.samples);
-            errors.extend(o.errors);
-            net_errors.extend(o.net_errors);
-            gone.extend(o.gone);
+        let mut outcomes = outcomes.into_iter();
+        let first = outcomes.next().expect("the first chunk's outcome");
+        let (mut samples, mut errors, mut net_errors, mut gone) =
+            (first.samples, first.errors, first.net_errors, first.gone);
+        self.stats.files_read += first.files_read;
+        for mut o in outcomes {
+            samples.append(&mut o.samples);
+            errors.append(&mut o.errors);
+            net_errors.append(&mut o.net_errors);
+            gone.append(&mut o.gone);
             self.stats.files_read += o.files_read;
         }
         for e in errors {
@@ -537,13 +558,9 @@ impl Collector {
             tracing::debug!(cgroup = %g, "container removed during the pass");
             self.remove(&g);
         }
-        self.identify(&mut samples);
         if self.config.enabled("disk") {
             self.collect_volumes(&mut samples);
             self.collect_fs_usage(&mut samples);
-        }
-        for s in &mut samples {
-            s.label_str = label_string(s, &self.config.pod_labels);
         }
 
         for e in node_errors {
@@ -585,76 +602,35 @@ impl Collector {
         }
     }
 
-    /// Fills pod/container names, images and the sandbox flag.
-    fn identify(&self, samples: &mut [ContainerSample]) {
-        // Container ids per pod uid present in this pass, to tell the sandbox apart.
+    /// Pod and container names, images, the sandbox flag and the exposition label string of
+    /// every tracked cgroup. They change only with the metadata or the set of cgroups (a pod's
+    /// container count tells its sandbox apart), so they are computed again only then
+    /// (`described` false), not in every pass; samples share them.
+    fn describe(&mut self) {
+        if self.described {
+            return;
+        }
+        self.described = true;
         let mut per_pod: HashMap<&str, usize> = HashMap::new();
-        for s in samples.iter() {
-            if let Kind::Container { pod_uid, .. } = &s.kind {
+        for t in self.tracked.values() {
+            if let Kind::Container { pod_uid, .. } = &t.kind {
                 *per_pod.entry(pod_uid.as_str()).or_default() += 1;
             }
         }
-        let per_pod: HashMap<String, usize> = per_pod
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        for s in samples.iter_mut() {
-            match &s.kind {
-                Kind::Container { pod_uid, id, .. } => {
-                    let mut idn = Identity {
-                        pod_uid: pod_uid.clone(),
-                        container_id: id.clone(),
-                        ..Default::default()
-                    };
-                    if let Some(pod) = self.metadata.pods.get(pod_uid) {
-                        idn.pod = pod.name.clone();
-                        idn.namespace = pod.namespace.clone();
-                        idn.labels = self.selected_labels(&pod.labels);
-                        match pod.containers.get(id) {
-                            Some(c) => {
-                                idn.container = c.name.clone();
-                                idn.image = c.image.clone();
-                            }
-                            None if per_pod.get(pod_uid).copied().unwrap_or(0) > 1 => {
-                                // In the pod's cgroup but not in its logs or the kubelet's list:
-                                // the sandbox (pause) container.
-                                idn.sandbox = true;
-                                idn.container = "POD".to_string();
-                            }
-                            None => {
-                                // A single unnamed container: if the pod has exactly one named
-                                // container in its log dir, it is that one.
-                                if pod.container_names.len() == 1 && pod.containers.is_empty() {
-                                    idn.container = pod.container_names[0].clone();
-                                }
-                            }
-                        }
-                    }
-                    s.identity = idn;
-                }
-                Kind::Pod { pod_uid, .. } => {
-                    let mut idn = Identity {
-                        pod_uid: pod_uid.clone(),
-                        ..Default::default()
-                    };
-                    if let Some(pod) = self.metadata.pods.get(pod_uid) {
-                        idn.pod = pod.name.clone();
-                        idn.namespace = pod.namespace.clone();
-                        idn.labels = self.selected_labels(&pod.labels);
-                    }
-                    s.identity = idn;
-                }
-                _ => {}
+        let mut described = Vec::with_capacity(self.tracked.len());
+        for (name, t) in &self.tracked {
+            let idn = identity_of(&t.kind, &self.metadata, &per_pod, &self.config.pod_labels);
+            let labels = label_string(name, &idn, &self.config.pod_labels);
+            described.push((idn, labels));
+        }
+        for (t, (idn, labels)) in self.tracked.values_mut().zip(described) {
+            if *t.identity != idn {
+                t.identity = Arc::new(idn);
+            }
+            if *t.label_str != *labels {
+                t.label_str = labels.into();
             }
         }
-    }
-
-    fn selected_labels(&self, labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
-        self.config
-            .pod_labels
-            .iter()
-            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
-            .collect()
     }
 
     /// Whether this pass is the cgroup `name`'s turn in a cycle of `every` passes: work done
@@ -863,23 +839,29 @@ struct Outcome {
     files_read: u64,
 }
 
-/// Reads a contiguous share of the tracked cgroups with one reader (one worker thread).
+impl Outcome {
+    fn with_capacity(samples: usize) -> Self {
+        Outcome {
+            samples: Vec::with_capacity(samples),
+            errors: Vec::new(),
+            net_errors: Vec::new(),
+            gone: Vec::new(),
+            files_read: 0,
+        }
+    }
+}
+
+/// Reads a contiguous share of the tracked cgroups with one reader (one worker thread), into `out`.
 fn read_chunk(
     reader: &mut cgroup::Reader,
     part: &mut [(&String, &mut Tracked)],
     template: ReadOptions,
     pass: u64,
     net: Option<pod_net::Lookup<'_>>,
-) -> Outcome {
+    out: &mut Outcome,
+) {
     let files_before = reader.files_read;
     let mut net_buf = Vec::new();
-    let mut out = Outcome {
-        samples: Vec::with_capacity(part.len()),
-        errors: Vec::new(),
-        net_errors: Vec::new(),
-        gone: Vec::new(),
-        files_read: 0,
-    };
     for (name, t) in part.iter_mut() {
         let mut opts = template;
         // Limit and event files are read when they change only if every one is watched.
@@ -941,7 +923,7 @@ fn read_chunk(
                 out.samples.push(ContainerSample {
                     name: (*name).clone(),
                     kind: t.kind.clone(),
-                    identity: Identity::default(),
+                    identity: t.identity.clone(),
                     stats,
                     usage_nano_cores,
                     network,
@@ -949,15 +931,14 @@ fn read_chunk(
                     rootfs: None,
                     logs: None,
                     volumes: Vec::new(),
-                    label_str: String::new(),
+                    label_str: t.label_str.clone(),
                 });
             }
             Err(cgroup::Error::Gone { .. }) => out.gone.push((*name).clone()),
             Err(e) => out.errors.push(e),
         }
     }
-    out.files_read = reader.files_read - files_before;
-    out
+    out.files_read += reader.files_read - files_before;
 }
 
 /// A cgroup's slot (0..SPEC_EVERY_WATCHED) for work done every few passes: from a hash of its
@@ -1068,19 +1049,77 @@ pub fn escape_label(v: &str, out: &mut String) {
 }
 
 /// The kubelet's label set (container, id, image, name, namespace, pod) plus opt-in pod labels.
-fn label_string(s: &ContainerSample, pod_labels: &[String]) -> String {
-    let mut out = String::with_capacity(160);
-    let i = &s.identity;
-    let name = if i.container_id.is_empty() {
-        ""
-    } else {
-        i.container_id.as_str()
+/// Pod/container names, image and sandbox flag of a cgroup of kind `kind`; `per_pod`: the
+/// number of container cgroups of each pod.
+fn identity_of(
+    kind: &Kind,
+    metadata: &Metadata,
+    per_pod: &HashMap<&str, usize>,
+    pod_labels: &[String],
+) -> Identity {
+    let selected = |labels: &BTreeMap<String, String>| -> Vec<(String, String)> {
+        pod_labels
+            .iter()
+            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
     };
+    match kind {
+        Kind::Container { pod_uid, id, .. } => {
+            let mut idn = Identity {
+                pod_uid: pod_uid.clone(),
+                container_id: id.clone(),
+                ..Default::default()
+            };
+            if let Some(pod) = metadata.pods.get(pod_uid) {
+                idn.pod = pod.name.clone();
+                idn.namespace = pod.namespace.clone();
+                idn.labels = selected(&pod.labels);
+                match pod.containers.get(id) {
+                    Some(c) => {
+                        idn.container = c.name.clone();
+                        idn.image = c.image.clone();
+                    }
+                    None if per_pod.get(pod_uid.as_str()).copied().unwrap_or(0) > 1 => {
+                        // In the pod's cgroup but not in its logs or the kubelet's list: the
+                        // sandbox (pause) container.
+                        idn.sandbox = true;
+                        idn.container = "POD".to_string();
+                    }
+                    None => {
+                        // A single unnamed container: if the pod has exactly one named
+                        // container in its log dir, it is that one.
+                        if pod.container_names.len() == 1 && pod.containers.is_empty() {
+                            idn.container = pod.container_names[0].clone();
+                        }
+                    }
+                }
+            }
+            idn
+        }
+        Kind::Pod { pod_uid, .. } => {
+            let mut idn = Identity {
+                pod_uid: pod_uid.clone(),
+                ..Default::default()
+            };
+            if let Some(pod) = metadata.pods.get(pod_uid) {
+                idn.pod = pod.name.clone();
+                idn.namespace = pod.namespace.clone();
+                idn.labels = selected(&pod.labels);
+            }
+            idn
+        }
+        _ => Identity::default(),
+    }
+}
+
+/// The exposition label set of cgroup `name` (see `ContainerSample::label_str`).
+fn label_string(name: &str, i: &Identity, pod_labels: &[String]) -> String {
+    let mut out = String::with_capacity(160);
     for (k, v) in [
         ("container", i.container.as_str()),
-        ("id", s.name.as_str()),
+        ("id", name),
         ("image", i.image.as_str()),
-        ("name", name),
+        ("name", i.container_id.as_str()),
         ("namespace", i.namespace.as_str()),
         ("pod", i.pod.as_str()),
     ] {
@@ -1591,6 +1630,56 @@ mod tests {
         drop(a);
     }
 
+    /// Names and labels are kept between passes, and follow the metadata (log directories
+    /// appearing) and the cgroups (a second container in the pod makes the unnamed one its
+    /// sandbox).
+    #[test]
+    fn names_and_labels_follow_metadata_and_new_cgroups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = tmp.path().join("cg");
+        let (pods, containers) = (tmp.path().join("pods"), tmp.path().join("containers"));
+        std::fs::create_dir_all(&pods).unwrap();
+        std::fs::create_dir_all(&containers).unwrap();
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let uid = "11111111-2222-3333-4444-777777777777";
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let pod_dir = cg.join(format!("kubepods/pod{uid}"));
+        std::fs::create_dir_all(pod_dir.join(&a)).unwrap();
+        let mut c = collector_at(&cg, |cfg| {
+            cfg.pod_log_root = pods.clone();
+            cfg.container_log_root = Some(containers.clone());
+            cfg.rescan_interval = Duration::ZERO;
+        });
+        let snap = c.pass();
+        let s = find(&snap, &a);
+        assert_eq!(s.identity.pod, "");
+        assert!(s.label_str.contains("pod=\"\""), "{}", s.label_str);
+        // The kubelet's log directories appear: the container is named in the next pass.
+        std::fs::create_dir_all(pods.join(format!("ns1_web-0_{uid}/app"))).unwrap();
+        std::fs::write(containers.join(format!("web-0_ns1_app-{a}.log")), "").unwrap();
+        let snap = c.pass();
+        let s = find(&snap, &a);
+        assert_eq!(
+            (s.identity.pod.as_str(), s.identity.container.as_str()),
+            ("web-0", "app")
+        );
+        assert!(s.label_str.contains("container=\"app\"") && s.label_str.contains("pod=\"web-0\""));
+        let pod = find(&snap, &format!("pod{uid}"));
+        assert!(
+            pod.label_str.contains("namespace=\"ns1\""),
+            "{}",
+            pod.label_str
+        );
+        // A second, unnamed container in the pod: the sandbox.
+        std::fs::create_dir_all(pod_dir.join(&b)).unwrap();
+        let snap = c.pass();
+        let s = find(&snap, &b);
+        assert!(s.identity.sandbox);
+        assert!(s.label_str.contains("container=\"POD\""), "{}", s.label_str);
+        assert_eq!(find(&snap, &a).identity.container, "app");
+    }
+
     /// cgroup v2's `populated 0` in a pod's cgroup.events spares the look at its containers.
     #[test]
     fn unpopulated_pod_has_no_network_until_populated() {
@@ -1834,7 +1923,7 @@ mod tests {
             let mut errors = snap.self_stats.errors_by_kind.clone();
             // The missing /proc is counted once per pass whatever the settings.
             errors.remove("proc_io");
-            let v: Vec<(String, Stats, String)> = snap
+            let v: Vec<(String, Stats, Arc<str>)> = snap
                 .containers
                 .iter()
                 .map(|s| (s.name.clone(), s.stats.clone(), s.label_str.clone()))

@@ -187,7 +187,7 @@ fn family_multi<F>(
 {
     header(out, name, typ, help);
     for c in &snap.containers {
-        let labels = c.label_str.as_str();
+        let labels: &str = &c.label_str;
         let mut emit = |vals: &[&str], v: f64| line_kv(out, name, labels, keys, vals, v, ts);
         f(c, &mut emit);
     }
