@@ -20,6 +20,8 @@ fn write(dir: &Path, file: &str, text: &str) -> io::Result<()> {
 fn write_cgroup(dir: &Path, seed: u64) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     write(dir, "cgroup.procs", "")?;
+    // No process anywhere in a generated tree.
+    write(dir, "cgroup.events", "populated 0\nfrozen 0\n")?;
     write(dir, "cpu.stat", &format!(
         "usage_usec {}\nuser_usec {}\nsystem_usec {}\nnr_periods {}\nnr_throttled {}\nthrottled_usec {}\nnr_bursts 0\nburst_usec 0\n",
         seed * 1000 + 7, seed * 600, seed * 400 + 7, seed, seed / 10, seed * 3
