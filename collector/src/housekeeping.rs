@@ -145,8 +145,11 @@ struct Tracked {
     /// Descriptors kept open between passes (closed when the cgroup is dropped).
     handles: cgroup::Handles,
     /// Writable layer directory, once found from a process's mountinfo.
-    rootfs_dir: Option<PathBuf>,
+    rootfs_dir: Option<Arc<Path>>,
     rootfs_probed: bool,
+    /// The container's log directory (`<pod log root>/<ns>_<pod>_<uid>/<container>`), once
+    /// named (see `Collector::describe`).
+    log_dir: Option<Arc<Path>>,
     /// A pod-level cgroup's network source (read by the thread that reads the cgroup).
     net: PodNet,
     /// Names and labels (see `Collector::describe`).
@@ -189,6 +192,9 @@ pub struct Collector {
     prev_node_cpu: Option<(Instant, u64)>,
     /// Whether every tracked cgroup's names and labels are up to date (see `describe`).
     described: bool,
+    /// Whether the set of trees the incremental walk follows may have changed (writable layers,
+    /// log directories, volumes): it is then rebuilt, else left as it is.
+    du_dirty: bool,
     stats: SelfStats,
     logged: HashSet<String>,
     node_name: String,
@@ -248,6 +254,7 @@ impl Collector {
             fs_devices: HashMap::new(),
             prev_node_cpu: None,
             described: false,
+            du_dirty: true,
             stats: SelfStats::default(),
             logged: HashSet::new(),
             opts_template,
@@ -365,6 +372,7 @@ impl Collector {
                 handles: cgroup::Handles::default(),
                 rootfs_dir: None,
                 rootfs_probed: false,
+                log_dir: None,
                 net: PodNet::default(),
                 identity: Arc::default(),
                 label_str: Arc::from(""),
@@ -376,6 +384,7 @@ impl Collector {
         if let Some(t) = self.tracked.remove(name) {
             self.stats.containers_removed += 1;
             self.described = false;
+            self.du_dirty = true;
             if let Some(d) = &t.rootfs_dir {
                 self.du.untrack(d);
             }
@@ -496,6 +505,13 @@ impl Collector {
             proc_root: &proc_root,
             budget: self.readers[0].budget(),
         });
+        let rootfs_probe = self.config.enabled("disk").then_some(proc_root.as_path());
+        let cx = PassContext {
+            opts,
+            pass,
+            net,
+            rootfs_probe,
+        };
         let workers = self.readers.len().min(entries.len()).max(1);
         let chunk = entries.len().div_ceil(workers).max(1);
         // The first chunk is read on this thread, straight into the snapshot's vector (the
@@ -503,14 +519,7 @@ impl Collector {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(workers);
         outcomes.push(Outcome::with_capacity(entries.len()));
         if workers == 1 {
-            read_chunk(
-                &mut self.readers[0],
-                &mut entries,
-                opts,
-                pass,
-                net,
-                &mut outcomes[0],
-            );
+            read_chunk(&mut self.readers[0], &mut entries, cx, &mut outcomes[0]);
         } else {
             std::thread::scope(|scope| {
                 let mut parts = entries.chunks_mut(chunk).zip(self.readers.iter_mut());
@@ -519,12 +528,12 @@ impl Collector {
                     .map(|(part, reader)| {
                         scope.spawn(move || {
                             let mut out = Outcome::with_capacity(part.len());
-                            read_chunk(reader, part, opts, pass, net, &mut out);
+                            read_chunk(reader, part, cx, &mut out);
                             out
                         })
                     })
                     .collect();
-                read_chunk(first_reader, first, opts, pass, net, &mut outcomes[0]);
+                read_chunk(first_reader, first, cx, &mut outcomes[0]);
                 for h in handles {
                     outcomes.push(h.join().expect("collection worker panicked"));
                 }
@@ -532,10 +541,18 @@ impl Collector {
         }
         let mut outcomes = outcomes.into_iter();
         let first = outcomes.next().expect("the first chunk's outcome");
-        let (mut samples, mut errors, mut net_errors, mut gone) =
-            (first.samples, first.errors, first.net_errors, first.gone);
+        let (mut samples, mut errors, mut net_errors, mut gone, mut du_dirs) = (
+            first.samples,
+            first.errors,
+            first.net_errors,
+            first.gone,
+            first.du_dirs,
+        );
         self.stats.files_read += first.files_read;
+        self.du_dirty |= first.rootfs_found > 0;
         for mut o in outcomes {
+            self.du_dirty |= o.rootfs_found > 0;
+            du_dirs.append(&mut o.du_dirs);
             samples.append(&mut o.samples);
             errors.append(&mut o.errors);
             net_errors.append(&mut o.net_errors);
@@ -560,7 +577,7 @@ impl Collector {
         }
         if self.config.enabled("disk") {
             self.collect_volumes(&mut samples);
-            self.collect_fs_usage(&mut samples);
+            self.collect_fs_usage(&mut samples, &du_dirs);
         }
 
         for e in node_errors {
@@ -611,6 +628,7 @@ impl Collector {
             return;
         }
         self.described = true;
+        self.du_dirty = true;
         let mut per_pod: HashMap<&str, usize> = HashMap::new();
         for t in self.tracked.values() {
             if let Kind::Container { pod_uid, .. } = &t.kind {
@@ -623,7 +641,13 @@ impl Collector {
             let labels = label_string(name, &idn, &self.config.pod_labels);
             described.push((idn, labels));
         }
+        let log_root = &self.config.pod_log_root;
         for (t, (idn, labels)) in self.tracked.values_mut().zip(described) {
+            let log_dir = (!idn.container.is_empty() && !idn.sandbox && !idn.pod.is_empty())
+                .then(|| pod_log_dir(log_root, &idn));
+            if t.log_dir.as_deref() != log_dir.as_deref() {
+                t.log_dir = log_dir.map(Arc::from);
+            }
             if *t.identity != idn {
                 t.identity = Arc::new(idn);
             }
@@ -741,6 +765,13 @@ impl Collector {
                     None => {}
                 }
             }
+            // The walk follows volumes on the node's filesystem: a change of them changes its trees.
+            let walked = |vs: &[PodVolume]| -> Vec<PathBuf> {
+                vs.iter().filter(|v| !v.dir.mounted).map(|v| v.dir.path.clone()).collect()
+            };
+            if walked(&before) != walked(&vols) {
+                self.du_dirty = true;
+            }
             self.volumes.insert(uid, vols);
         }
         for s in samples.iter_mut() {
@@ -753,71 +784,31 @@ impl Collector {
         self.volumes.retain(|k, _| live.contains(k));
     }
 
-    /// Writable-layer and log sizes through the incremental walk (bounded entries per pass).
-    fn collect_fs_usage(&mut self, samples: &mut [ContainerSample]) {
-        let proc_root = self.config.proc_root.clone();
-        for s in samples.iter() {
-            if !matches!(s.kind, Kind::Container { .. }) || s.identity.sandbox {
-                continue;
-            }
-            let Some(t) = self.tracked.get_mut(&s.name) else {
-                continue;
-            };
-            if t.rootfs_probed {
-                continue;
-            }
-            t.rootfs_probed = true;
-            let pid = t
-                .paths
-                .any_dir()
-                .and_then(|d| cgroup::read_procs(d).ok())
-                .and_then(|p| p.first().copied());
-            if let Some(pid) = pid {
-                if let Some(upper) =
-                    overlay_upperdir(&proc_root.join(pid.to_string()).join("mountinfo"))
-                {
-                    self.du.track(&upper);
-                    t.rootfs_dir = Some(upper);
+    /// Writable-layer, log and volume sizes through the incremental walk (bounded entries per
+    /// pass). `dirs`: each sample's writable layer and log directory (see `read_chunk`).
+    fn collect_fs_usage(&mut self, samples: &mut [ContainerSample], dirs: &[DuDirs]) {
+        if self.du_dirty {
+            self.du_dirty = false;
+            let mut live: HashSet<&Path> = HashSet::new();
+            for t in self.tracked.values() {
+                for d in [&t.rootfs_dir, &t.log_dir].into_iter().flatten() {
+                    self.du.track(d);
+                    live.insert(d);
                 }
             }
+            for s in samples.iter() {
+                for v in s.volumes.iter().filter(|v| !v.dir.mounted) {
+                    self.du.track(&v.dir.path);
+                    live.insert(&v.dir.path);
+                }
+            }
+            // Forget trees of containers and volumes that are gone.
+            self.du.retain(|d| live.contains(d));
         }
-        let log_root = self.config.pod_log_root.clone();
-        for s in samples.iter() {
-            if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
-            {
-                self.du.track(&pod_log_dir(&log_root, &s.identity));
-            }
-            for v in s.volumes.iter().filter(|v| !v.dir.mounted) {
-                self.du.track(&v.dir.path);
-            }
-        }
-        // Forget trees of containers that are gone (writable layers and log directories).
-        let mut live: HashSet<PathBuf> = self
-            .tracked
-            .values()
-            .filter_map(|t| t.rootfs_dir.clone())
-            .collect();
-        for s in samples.iter() {
-            if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
-            {
-                live.insert(pod_log_dir(&log_root, &s.identity));
-            }
-            for v in s.volumes.iter().filter(|v| !v.dir.mounted) {
-                live.insert(v.dir.path.clone());
-            }
-        }
-        self.du.retain(|d| live.contains(d));
         self.du.advance(self.config.fs_walk_budget);
-        for s in samples.iter_mut() {
-            if let Some(t) = self.tracked.get(&s.name) {
-                if let Some(d) = &t.rootfs_dir {
-                    s.rootfs = self.du.usage(d);
-                }
-            }
-            if !s.identity.container.is_empty() && !s.identity.sandbox && !s.identity.pod.is_empty()
-            {
-                s.logs = self.du.usage(&pod_log_dir(&log_root, &s.identity));
-            }
+        for (s, (rootfs, log)) in samples.iter_mut().zip(dirs) {
+            s.rootfs = rootfs.as_deref().and_then(|d| self.du.usage(d));
+            s.logs = log.as_deref().and_then(|d| self.du.usage(d));
             for v in s.volumes.iter_mut().filter(|v| !v.dir.mounted) {
                 v.usage = self.du.usage(&v.dir.path);
             }
@@ -837,7 +828,25 @@ struct Outcome {
     net_errors: Vec<proc::Error>,
     gone: Vec<String>,
     files_read: u64,
+    /// Each sample's writable layer and log directory, in the samples' order.
+    du_dirs: Vec<DuDirs>,
+    /// Writable layers found in this pass.
+    rootfs_found: usize,
 }
+
+/// What every reading thread needs for one pass.
+#[derive(Clone, Copy)]
+struct PassContext<'a> {
+    opts: ReadOptions,
+    pass: u64,
+    /// Where pods' processes are looked up, when network figures are collected.
+    net: Option<pod_net::Lookup<'a>>,
+    /// The /proc of containers' processes, when writable layers are looked for.
+    rootfs_probe: Option<&'a Path>,
+}
+
+/// A sample's writable-layer and log directories (the incremental walk's trees).
+type DuDirs = (Option<Arc<Path>>, Option<Arc<Path>>);
 
 impl Outcome {
     fn with_capacity(samples: usize) -> Self {
@@ -847,6 +856,8 @@ impl Outcome {
             net_errors: Vec::new(),
             gone: Vec::new(),
             files_read: 0,
+            du_dirs: Vec::with_capacity(samples),
+            rootfs_found: 0,
         }
     }
 }
@@ -855,11 +866,15 @@ impl Outcome {
 fn read_chunk(
     reader: &mut cgroup::Reader,
     part: &mut [(&String, &mut Tracked)],
-    template: ReadOptions,
-    pass: u64,
-    net: Option<pod_net::Lookup<'_>>,
+    cx: PassContext<'_>,
     out: &mut Outcome,
 ) {
+    let PassContext {
+        opts: template,
+        pass,
+        net,
+        rootfs_probe,
+    } = cx;
     let files_before = reader.files_read;
     let mut net_buf = Vec::new();
     for (name, t) in part.iter_mut() {
@@ -920,6 +935,16 @@ fn read_chunk(
                     }
                     _ => None,
                 };
+                // A container's writable layer, looked for once (from the mountinfo of one of its
+                // processes), when disk figures are collected.
+                if let (Some(proc_root), Kind::Container { .. }) = (rootfs_probe, &t.kind) {
+                    if !t.rootfs_probed && !t.identity.sandbox {
+                        t.rootfs_probed = true;
+                        t.rootfs_dir = probe_rootfs(&t.paths, proc_root).map(Arc::from);
+                        out.rootfs_found += usize::from(t.rootfs_dir.is_some());
+                    }
+                }
+                out.du_dirs.push((t.rootfs_dir.clone(), t.log_dir.clone()));
                 out.samples.push(ContainerSample {
                     name: (*name).clone(),
                     kind: t.kind.clone(),
@@ -1011,6 +1036,15 @@ fn is_conmon(name: &str) -> bool {
 }
 
 /// The `upperdir=` of the overlay mounted at `/` in a process's mount namespace.
+/// The writable layer of a container: the overlay upperdir of a process in `paths`.
+fn probe_rootfs(paths: &CgroupPaths, proc_root: &Path) -> Option<PathBuf> {
+    let pid = paths
+        .any_dir()
+        .and_then(|d| cgroup::read_procs(d).ok())
+        .and_then(|p| p.first().copied())?;
+    overlay_upperdir(&proc_root.join(pid.to_string()).join("mountinfo"))
+}
+
 pub fn overlay_upperdir(mountinfo: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(mountinfo).ok()?;
     for line in text.lines() {
@@ -1678,6 +1712,87 @@ mod tests {
         assert!(s.identity.sandbox);
         assert!(s.label_str.contains("container=\"POD\""), "{}", s.label_str);
         assert_eq!(find(&snap, &a).identity.container, "app");
+    }
+
+    /// A container's writable layer (the overlay upperdir of one of its processes) and its log
+    /// directory are sized by the incremental walk, `du`'s way; when the container goes, their
+    /// walks stop.
+    #[test]
+    fn writable_layer_and_logs_are_sized_and_forgotten() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = tmp.path().join("cg");
+        let proc_root = tmp.path().join("proc");
+        let (pods, containers) = (tmp.path().join("pods"), tmp.path().join("containers"));
+        let upper = tmp.path().join("snapshots/9/fs");
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("data"), vec![7u8; 20_000]).unwrap();
+        std::fs::write(upper.join("etc/conf"), "x=1\n").unwrap();
+        let uid = "11111111-2222-3333-4444-888888888888";
+        let id = "c".repeat(64);
+        let log_dir = pods.join(format!("ns1_web-0_{uid}/app"));
+        std::fs::create_dir_all(&log_dir).unwrap();
+        std::fs::write(log_dir.join("0.log"), vec![b'l'; 9_000]).unwrap();
+        std::fs::create_dir_all(&containers).unwrap();
+        std::fs::write(containers.join(format!("web-0_ns1_app-{id}.log")), "").unwrap();
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let ctr = cg.join(format!("kubepods/pod{uid}/{id}"));
+        std::fs::create_dir_all(&ctr).unwrap();
+        std::fs::write(ctr.join("cgroup.procs"), "500\n").unwrap();
+        std::fs::create_dir_all(proc_root.join("500")).unwrap();
+        std::fs::write(
+            proc_root.join("500/mountinfo"),
+            format!(
+                "1 0 0:50 / / rw - overlay overlay rw,lowerdir=/l,upperdir={},workdir=/w\n",
+                upper.display()
+            ),
+        )
+        .unwrap();
+        // What `du` counts under a directory: every entry's blocks × 512.
+        let du = |root: &Path| {
+            let mut u = Usage::default();
+            let mut pending = vec![root.to_path_buf()];
+            while let Some(d) = pending.pop() {
+                for e in std::fs::read_dir(&d).unwrap().flatten() {
+                    let md = e.metadata().unwrap();
+                    u.bytes += md.blocks() * 512;
+                    u.inodes += 1;
+                    if md.is_dir() {
+                        pending.push(e.path());
+                    }
+                }
+            }
+            u
+        };
+        let mut c = collector_at(&cg, |cfg| {
+            cfg.proc_root = proc_root.clone();
+            cfg.pod_log_root = pods.clone();
+            cfg.container_log_root = Some(containers.clone());
+            cfg.rescan_interval = Duration::ZERO;
+        });
+        let sized = (0..5)
+            .map(|_| c.pass())
+            .find(|snap| {
+                let s = find(snap, &id);
+                s.rootfs.is_some() && s.logs.is_some()
+            })
+            .expect("writable layer and logs sized within 5 passes");
+        let s = find(&sized, &id);
+        assert_eq!(s.rootfs, Some(du(&upper)));
+        assert_eq!(s.rootfs.unwrap().inodes, 3);
+        assert_eq!(s.logs, Some(du(&log_dir)));
+        assert!(s.logs.unwrap().bytes >= 9_000);
+        assert_eq!(c.du.len(), 2);
+        // More data in the layer: the next complete walk has it.
+        std::fs::write(upper.join("more"), vec![1u8; 50_000]).unwrap();
+        let grown = (0..5)
+            .map(|_| find(&c.pass(), &id).rootfs)
+            .find(|u| *u == Some(du(&upper)));
+        assert!(grown.is_some(), "the layer's new size within 5 passes");
+        std::fs::remove_dir_all(&ctr).unwrap();
+        c.pass();
+        assert_eq!(c.du.len(), 0, "the walks of a removed container stop");
     }
 
     /// cgroup v2's `populated 0` in a pod's cgroup.events spares the look at its containers.
