@@ -34,7 +34,8 @@ pub struct Identity {
 pub struct ContainerSample {
     /// The cgroup path (cAdvisor's `id`).
     pub name: String,
-    pub kind: Kind,
+    /// Shared with the cgroup's state (it never changes for a name).
+    pub kind: Arc<Kind>,
     /// Shared with the cgroup's state until its metadata changes.
     pub identity: Arc<Identity>,
     pub stats: Stats,
@@ -124,7 +125,7 @@ pub type SharedSnapshot = Arc<RwLock<Arc<Snapshot>>>;
 #[derive(Debug)]
 struct Tracked {
     paths: CgroupPaths,
-    kind: Kind,
+    kind: Arc<Kind>,
     start_time: SystemTime,
     prev_cpu: Option<(Instant, u64)>,
     spec: Spec,
@@ -360,7 +361,7 @@ impl Collector {
             name.to_string(),
             Tracked {
                 paths,
-                kind,
+                kind: Arc::new(kind),
                 start_time,
                 prev_cpu: None,
                 spec: Spec::default(),
@@ -654,7 +655,7 @@ impl Collector {
         self.du_dirty = true;
         let mut per_pod: HashMap<&str, usize> = HashMap::new();
         for t in self.tracked.values() {
-            if let Kind::Container { pod_uid, .. } = &t.kind {
+            if let Kind::Container { pod_uid, .. } = &*t.kind {
                 *per_pod.entry(pod_uid.as_str()).or_default() += 1;
             }
         }
@@ -728,13 +729,20 @@ impl Collector {
     /// filesystem comes from the incremental walk in `collect_fs_usage`).
     fn collect_volumes(&mut self, samples: &mut [ContainerSample]) {
         let pods_dir = self.config.kubelet_root.join("pods");
-        let mut live = HashSet::new();
+        // Forget the volumes of pods that are gone.
+        let live: HashSet<&str> = samples
+            .iter()
+            .filter_map(|s| match &*s.kind {
+                Kind::Pod { pod_uid, .. } => Some(pod_uid.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.volumes.retain(|k, _| live.contains(k.as_str()));
         let mut listed = Vec::new();
         for s in samples.iter() {
-            let Kind::Pod { pod_uid, .. } = &s.kind else {
+            let Kind::Pod { pod_uid, .. } = &*s.kind else {
                 continue;
             };
-            live.insert(pod_uid.clone());
             if !self.volumes.contains_key(pod_uid) || self.in_slot(&s.name, 6) {
                 let volumes = pods_dir.join(pod_uid).join("volumes");
                 match crate::proc::fs::pod_volume_dirs(&volumes) {
@@ -801,13 +809,12 @@ impl Collector {
             self.volumes.insert(uid, vols);
         }
         for s in samples.iter_mut() {
-            if let Kind::Pod { pod_uid, .. } = &s.kind {
+            if let Kind::Pod { pod_uid, .. } = &*s.kind {
                 if let Some(v) = self.volumes.get(pod_uid) {
                     s.volumes = v.clone();
                 }
             }
         }
-        self.volumes.retain(|k, _| live.contains(k));
     }
 
     /// Writable-layer, log and volume sizes through the incremental walk (bounded entries per
@@ -955,7 +962,7 @@ fn read_chunk(
                     t.prev_cpu = None;
                 }
                 // The pod's network: one read per pod, on its pod-level cgroup.
-                let network = match (&t.kind, net, t.paths.any_dir()) {
+                let network = match (&*t.kind, net, t.paths.any_dir()) {
                     (Kind::Pod { pod_uid, .. }, Some(lookup), Some(dir)) => {
                         let retry =
                             (pass + u64::from(t.spec_slot)).is_multiple_of(pod_net::RETRY_EVERY);
@@ -970,7 +977,7 @@ fn read_chunk(
                 };
                 // A container's writable layer, looked for once (from the mountinfo of one of its
                 // processes), when disk figures are collected.
-                if let (Some(proc_root), Kind::Container { .. }) = (rootfs_probe, &t.kind) {
+                if let (Some(proc_root), Kind::Container { .. }) = (rootfs_probe, &*t.kind) {
                     if !t.rootfs_probed && !t.identity.sandbox {
                         t.rootfs_probed = true;
                         t.rootfs_dir = probe_rootfs(&t.paths, proc_root).map(Arc::from);
@@ -1330,7 +1337,7 @@ mod tests {
             .iter()
             .any(|c| c.name.contains("crio-conmon")));
         assert_eq!(
-            find(&snap, "/system.slice/kubelet.service").kind,
+            *find(&snap, "/system.slice/kubelet.service").kind,
             Kind::System("kubelet")
         );
         // The pod-level cgroup is a pod.
@@ -1338,7 +1345,7 @@ mod tests {
             &snap,
             "kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice",
         );
-        assert!(matches!(pod.kind, Kind::Pod { .. }));
+        assert!(matches!(*pod.kind, Kind::Pod { .. }));
         assert_eq!(pod.identity.pod, "web-0");
     }
 

@@ -183,7 +183,7 @@ async fn containers(State(st): State<AppState>) -> Response {
         .containers
         .iter()
         .map(|c| {
-            let kind = match &c.kind {
+            let kind = match &*c.kind {
                 Kind::Container { .. } if c.identity.sandbox => "sandbox".to_string(),
                 Kind::Container { runtime, .. } => format!("container ({runtime})"),
                 Kind::Pod { qos, .. } => format!("pod ({qos})"),

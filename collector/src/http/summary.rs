@@ -152,7 +152,7 @@ pub fn build(snap: &Snapshot) -> Summary {
         system_containers: snap
             .containers
             .iter()
-            .filter_map(|c| match c.kind {
+            .filter_map(|c| match *c.kind {
                 Kind::System(n) => Some(container_stats(n.to_string(), c, snap, t)),
                 _ => None,
             })
@@ -216,7 +216,7 @@ pub fn build(snap: &Snapshot) -> Summary {
         }
     };
     for c in &snap.containers {
-        match &c.kind {
+        match &*c.kind {
             Kind::Pod { pod_uid, .. } => {
                 let p = pods.entry(pod_uid.clone()).or_insert_with(|| pod_entry(c));
                 p.start_time = Some(time(c.start_time));

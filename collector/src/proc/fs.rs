@@ -120,9 +120,10 @@ impl StatvfsPool {
         let (reply, results) = mpsc::channel();
         let mut out: Vec<Option<Result<FsInfo, StatvfsError>>> = vec![None; paths.len()];
         let mut pending = 0;
+        let mut seen: std::collections::HashSet<&Path> = std::collections::HashSet::new();
         for (index, path) in paths.iter().enumerate() {
             // The same path twice in one call is asked once.
-            if paths[..index].contains(path) {
+            if !seen.insert(path) {
                 continue;
             }
             let fresh = self
