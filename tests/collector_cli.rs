@@ -400,6 +400,11 @@ fn daemonset_binds_the_node_ip_through_the_environment() {
         serde_yaml::Value::Bool(true),
         "the node IP is only bindable on the host network"
     );
+    assert_eq!(
+        spec["hostPID"],
+        serde_yaml::Value::Bool(true),
+        "cgroup.procs shows other pid namespaces' pids as 0: pod network needs the host's pids"
+    );
     let c = &spec["containers"][0];
     let args: Vec<&str> = c["args"]
         .as_sequence()

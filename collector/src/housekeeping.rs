@@ -32,8 +32,8 @@ pub struct Identity {
 /// One container's sample in a snapshot.
 #[derive(Debug, Clone)]
 pub struct ContainerSample {
-    /// The cgroup path (cAdvisor's `id`).
-    pub name: String,
+    /// The cgroup path (cAdvisor's `id`), shared with the cgroup's state.
+    pub name: Arc<str>,
     /// Shared with the cgroup's state (it never changes for a name).
     pub kind: Arc<Kind>,
     /// Shared with the cgroup's state until its metadata changes.
@@ -174,7 +174,7 @@ impl Tracked {
 pub struct Collector {
     config: Arc<Config>,
     layout: Layout,
-    tracked: BTreeMap<String, Tracked>,
+    tracked: BTreeMap<Arc<str>, Tracked>,
     /// One reader per collection worker thread.
     readers: Vec<cgroup::Reader>,
     watcher: Option<Watcher>,
@@ -358,7 +358,7 @@ impl Collector {
         self.stats.containers_added += 1;
         self.described = false;
         self.tracked.insert(
-            name.to_string(),
+            Arc::from(name),
             Tracked {
                 paths,
                 kind: Arc::new(kind),
@@ -410,7 +410,7 @@ impl Collector {
         };
         let changes = self.watcher.as_ref().map(|w| w.drain()).unwrap_or_default();
         for n in &changes.created {
-            if let Some(t) = self.tracked.get_mut(n) {
+            if let Some(t) = self.tracked.get_mut(n.as_str()) {
                 // Created again (or in another hierarchy): kept descriptors may point at the
                 // removed directory, and its limits and counts are the new cgroup's.
                 t.paths = self.layout.paths_of(n);
@@ -425,10 +425,10 @@ impl Collector {
             for e in errors {
                 self.count_error(e.kind(), &e.to_string());
             }
-            let gone: Vec<String> = self
+            let gone: Vec<Arc<str>> = self
                 .tracked
                 .keys()
-                .filter(|k| !names.contains(*k))
+                .filter(|k| !names.contains(&***k))
                 .cloned()
                 .collect();
             for g in gone {
@@ -443,7 +443,7 @@ impl Collector {
                 // A removal in one hierarchy: drop it only when it is gone from all.
                 if self.layout.paths_of(n).is_empty() {
                     self.remove(n);
-                } else if let Some(t) = self.tracked.get_mut(n) {
+                } else if let Some(t) = self.tracked.get_mut(n.as_str()) {
                     t.paths = self.layout.paths_of(n);
                     t.handles = cgroup::Handles::default();
                     t.forget_files();
@@ -455,22 +455,22 @@ impl Collector {
         }
         // What the watcher knows of the files, for cgroups tracked now (a new one was just added).
         for n in &changes.files_watched {
-            if let Some(t) = self.tracked.get_mut(n) {
+            if let Some(t) = self.tracked.get_mut(n.as_str()) {
                 t.files_watched.get_or_insert(true);
             }
         }
         for n in &changes.files_unwatched {
-            if let Some(t) = self.tracked.get_mut(n) {
+            if let Some(t) = self.tracked.get_mut(n.as_str()) {
                 t.files_watched = Some(false);
             }
         }
         for n in &changes.limits_changed {
-            if let Some(t) = self.tracked.get_mut(n) {
+            if let Some(t) = self.tracked.get_mut(n.as_str()) {
                 t.spec_forced = true;
             }
         }
         for n in &changes.events_changed {
-            if let Some(t) = self.tracked.get_mut(n) {
+            if let Some(t) = self.tracked.get_mut(n.as_str()) {
                 t.events_stale = true;
             }
         }
@@ -859,7 +859,7 @@ struct Outcome {
     samples: Vec<ContainerSample>,
     errors: Vec<cgroup::Error>,
     net_errors: Vec<proc::Error>,
-    gone: Vec<String>,
+    gone: Vec<Arc<str>>,
     files_read: u64,
     /// Each sample's writable layer and log directory, in the samples' order.
     du_dirs: Vec<DuDirs>,
@@ -868,7 +868,7 @@ struct Outcome {
 }
 
 /// A tracked cgroup as the reading threads get it.
-type Entry<'a> = (&'a String, &'a mut Tracked);
+type Entry<'a> = (&'a Arc<str>, &'a mut Tracked);
 
 /// Cgroups per block of a pass's reading (see `Collector::pass`): small enough to balance the
 /// threads, large enough that taking a block costs nothing next to reading it (~0.2 ms).
@@ -1026,7 +1026,7 @@ fn rate_nano_cores(prev_at: Instant, prev_ns: u64, now: Instant, ns: u64) -> Opt
 /// where the root has no memory.current): CPU from /proc/stat, memory from /proc/meminfo, and
 /// the node's interfaces.
 fn fill_root_from_proc(samples: &mut [ContainerSample], node: &Node, network: bool) {
-    let Some(root) = samples.iter_mut().find(|s| s.name == "/") else {
+    let Some(root) = samples.iter_mut().find(|s| &*s.name == "/") else {
         return;
     };
     if root.stats.cpu.is_none() && node.cpu.usage_ns > 0 {
@@ -1468,14 +1468,14 @@ mod tests {
         assert!(first
             .containers
             .iter()
-            .any(|s| s.name == "/kubepods/podaa/0123"));
+            .any(|s| &*s.name == "/kubepods/podaa/0123"));
         std::fs::remove_dir_all(&dir).unwrap();
         // No watcher and no rescan due: the read finds the directory gone.
         let second = c.pass();
         assert!(!second
             .containers
             .iter()
-            .any(|s| s.name == "/kubepods/podaa/0123"));
+            .any(|s| &*s.name == "/kubepods/podaa/0123"));
         assert_eq!(
             second.self_stats.errors_by_kind.get("container_gone"),
             Some(&1)
@@ -1494,7 +1494,7 @@ mod tests {
         let s = snap
             .containers
             .iter()
-            .find(|s| s.name == "/kubepods/podaa/0123")
+            .find(|s| &*s.name == "/kubepods/podaa/0123")
             .unwrap();
         assert!(s.stats.cpu.is_none());
         assert_eq!(s.stats.memory.as_ref().unwrap().usage, 4096);
@@ -1521,7 +1521,7 @@ mod tests {
             first
                 .containers
                 .iter()
-                .find(|s| s.name == "/kubepods/podaa/0123")
+                .find(|s| &*s.name == "/kubepods/podaa/0123")
                 .unwrap()
                 .usage_nano_cores,
             None
@@ -1533,7 +1533,7 @@ mod tests {
         let r = second
             .containers
             .iter()
-            .find(|s| s.name == "/kubepods/podaa/0123")
+            .find(|s| &*s.name == "/kubepods/podaa/0123")
             .unwrap()
             .usage_nano_cores
             .unwrap();
@@ -1585,7 +1585,7 @@ mod tests {
         let s = snap
             .containers
             .iter()
-            .find(|s| s.name == "/kubepods/podaa/0123")
+            .find(|s| &*s.name == "/kubepods/podaa/0123")
             .unwrap();
         assert_eq!(s.stats.memory.as_ref().unwrap().usage, 4096);
     }
@@ -1601,7 +1601,7 @@ mod tests {
         let s = first
             .containers
             .iter()
-            .find(|s| s.name == "/kubepods/podaa/0123")
+            .find(|s| &*s.name == "/kubepods/podaa/0123")
             .unwrap();
         assert!(s.stats.cpu.is_none());
         std::thread::sleep(Duration::from_millis(50));
@@ -1611,7 +1611,7 @@ mod tests {
         let s = second
             .containers
             .iter()
-            .find(|s| s.name == "/kubepods/podaa/0123")
+            .find(|s| &*s.name == "/kubepods/podaa/0123")
             .unwrap();
         assert_eq!(s.stats.cpu.as_ref().unwrap().usage_ns, 3_600_000_000_000);
         assert_eq!(s.usage_nano_cores, None);
@@ -1622,7 +1622,7 @@ mod tests {
         let r = third
             .containers
             .iter()
-            .find(|s| s.name == "/kubepods/podaa/0123")
+            .find(|s| &*s.name == "/kubepods/podaa/0123")
             .unwrap()
             .usage_nano_cores
             .unwrap();
@@ -1672,7 +1672,7 @@ mod tests {
             let pod = snap
                 .containers
                 .iter()
-                .find(|s| s.name == format!("/{pod_rel}"))
+                .find(|s| *s.name == *format!("/{pod_rel}"))
                 .expect("pod sample");
             let n = pod.network.as_ref()?;
             assert!(
@@ -1887,7 +1887,7 @@ mod tests {
         let net = |snap: &Snapshot| {
             snap.containers
                 .iter()
-                .find(|s| s.name == format!("/kubepods/pod{uid}"))
+                .find(|s| *s.name == *format!("/kubepods/pod{uid}"))
                 .and_then(|s| s.network.clone())
         };
         for _ in 0..pod_net::RETRY_EVERY {
@@ -1927,7 +1927,7 @@ mod tests {
         let swap_of = |snap: &Snapshot| {
             snap.containers
                 .iter()
-                .find(|s| s.name == "/kubepods/podaa/0123")
+                .find(|s| &*s.name == "/kubepods/podaa/0123")
                 .and_then(|s| s.stats.memory.as_ref().map(|m| m.swap))
         };
         meminfo(0);
@@ -1969,7 +1969,7 @@ mod tests {
         c.start_watcher();
         let name = "/kubepods/podaa/0123";
         let figures = |snap: &Snapshot| {
-            let s = snap.containers.iter().find(|s| s.name == name).unwrap();
+            let s = snap.containers.iter().find(|s| &*s.name == name).unwrap();
             let m = s.stats.memory.as_ref().unwrap();
             (s.stats.spec.memory_limit, m.oom_kills)
         };
@@ -2017,7 +2017,7 @@ mod tests {
         c.start_watcher();
         let name = "/kubepods/podaa/0123";
         let ooms = |snap: &Snapshot| {
-            let s = snap.containers.iter().find(|s| s.name == name).unwrap();
+            let s = snap.containers.iter().find(|s| &*s.name == name).unwrap();
             s.stats.memory.as_ref().unwrap().oom_kills
         };
         assert_eq!(ooms(&c.pass()), Some(0));
@@ -2032,7 +2032,7 @@ mod tests {
     fn usage_of(snap: &Snapshot, name: &str) -> Option<u64> {
         snap.containers
             .iter()
-            .find(|s| s.name == name)
+            .find(|s| &*s.name == name)
             .and_then(|s| s.stats.cpu.as_ref().map(|c| c.usage_ns))
     }
 
@@ -2082,7 +2082,7 @@ mod tests {
         v2_dir(root, "kubepods/podaa/0123", 77);
         let snap = c.pass();
         assert_eq!(usage_of(&snap, name), Some(77_000));
-        let s = snap.containers.iter().find(|s| s.name == name).unwrap();
+        let s = snap.containers.iter().find(|s| &*s.name == name).unwrap();
         assert_eq!(s.stats.memory.as_ref().unwrap().usage, 154);
     }
 
@@ -2100,7 +2100,7 @@ mod tests {
             let mut errors = snap.self_stats.errors_by_kind.clone();
             // The missing /proc is counted once per pass whatever the settings.
             errors.remove("proc_io");
-            let v: Vec<(String, Stats, Arc<str>)> = snap
+            let v: Vec<(Arc<str>, Stats, Arc<str>)> = snap
                 .containers
                 .iter()
                 .map(|s| (s.name.clone(), s.stats.clone(), s.label_str.clone()))

@@ -488,7 +488,7 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 "Number of bytes that are consumed by the container on this filesystem.",
                 &["device"],
                 |c, emit| {
-                    if c.name == "/" {
+                    if &*c.name == "/" {
                         if let Some(f) = &snap.root_fs {
                             emit(&[&root_dev], f.used as f64);
                         }
@@ -506,7 +506,7 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 "Number of bytes that can be consumed by the container on this filesystem.",
                 &["device"],
                 |c, emit| {
-                    if c.name == "/" {
+                    if &*c.name == "/" {
                         if let Some(f) = &snap.root_fs {
                             emit(&[&root_dev], f.capacity as f64);
                         }

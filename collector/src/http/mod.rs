@@ -192,7 +192,7 @@ async fn containers(State(st): State<AppState>) -> Response {
             };
             let s = &c.stats;
             serde_json::json!({
-                "id": c.name,
+                "id": &*c.name,
                 "kind": kind,
                 "pod": c.identity.pod,
                 "namespace": c.identity.namespace,
