@@ -362,19 +362,6 @@ fn real_pod_network_is_read_from_its_namespace() {
         })
         .expect("container_network_transmit_bytes_total of the pod");
     assert_eq!(tx.value, own as f64);
-    let net_dev_fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", c.proc.pid()))
-            .map(|fds| {
-                fds.flatten()
-                    .filter_map(|e| std::fs::read_link(e.path()).ok())
-                    .filter(|l| {
-                        l.to_string_lossy()
-                            .starts_with(&format!("/proc/{pid}/net/dev"))
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
-    };
     cg.remove();
     until("the pod's net/dev closed", Duration::from_secs(20), || {
         (find(&c.containers(), &pod_name).is_none() && net_dev_fds() == 0).then_some(())
