@@ -64,6 +64,9 @@ pub struct SpecVolume {
     /// The PersistentVolume the claim is bound to (the claim's `spec.volumeName`), when the
     /// API server lookup (`kubernetes_pvc_lookup`) has answered.
     pub bound_volume: Option<String>,
+    /// The kubelet's plugin directory of the volume's kind, for the kinds that always have one
+    /// (`kubernetes.io~configmap`, `~secret`, `~empty-dir`, `~projected`, `~downward-api`).
+    pub plugin: Option<&'static str>,
 }
 
 /// Every pod's metadata, by uid.
@@ -178,6 +181,7 @@ impl Metadata {
                         name: v.name.clone(),
                         claim,
                         bound_volume,
+                        plugin: v.plugin(),
                     }
                 })
                 .collect();
@@ -324,9 +328,33 @@ pub struct Volume {
     /// A generic ephemeral volume: its claim is `<pod>-<volume>` (only presence matters).
     #[serde(default)]
     pub ephemeral: Option<serde::de::IgnoredAny>,
+    /// Kinds whose plugin directory is known (only presence matters).
+    #[serde(rename = "configMap", default)]
+    pub config_map: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub secret: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "emptyDir", default)]
+    pub empty_dir: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub projected: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "downwardAPI", default)]
+    pub downward_api: Option<serde::de::IgnoredAny>,
 }
 
 impl Volume {
+    /// The kubelet's plugin directory for this volume's kind, when the kind has a fixed one.
+    pub fn plugin(&self) -> Option<&'static str> {
+        [
+            (self.config_map.is_some(), "kubernetes.io~configmap"),
+            (self.secret.is_some(), "kubernetes.io~secret"),
+            (self.empty_dir.is_some(), "kubernetes.io~empty-dir"),
+            (self.projected.is_some(), "kubernetes.io~projected"),
+            (self.downward_api.is_some(), "kubernetes.io~downward-api"),
+        ]
+        .into_iter()
+        .find_map(|(is, plugin)| is.then_some(plugin))
+    }
+
     /// The claim behind the volume in pod `pod_name`: `persistentVolumeClaim.claimName`, or
     /// `<pod>-<volume>` for a generic ephemeral volume (the kubelet's
     /// `ephemeral.VolumeClaimName`); `None` for any other kind of volume.

@@ -161,12 +161,16 @@ pub fn identify(
         }
         pv.push(entry);
     }
-    // 1. The directory is named after the spec volume (every plugin but a PV's).
+    // 1. The directory is named after the spec volume (every plugin but a PV's), under the
+    //    plugin of the volume's kind when that is known: a PV directory that happens to carry a
+    //    configMap's or an emptyDir's name is not that volume.
     for (i, d) in dirs.iter().enumerate() {
         if pv[i].1 {
             continue;
         }
-        if let Some(s) = (0..spec.len()).find(|&s| !spec_used[s] && spec[s].name == d.name) {
+        if let Some(s) = (0..spec.len()).find(|&s| {
+            !spec_used[s] && spec[s].name == d.name && spec[s].plugin.is_none_or(|p| p == d.plugin)
+        }) {
             take(i, s, &mut out, &mut spec_used, &mut done);
         }
     }
@@ -548,6 +552,7 @@ pub(crate) mod tests {
             name: name.into(),
             claim: claim.map(str::to_string),
             bound_volume: bound.map(str::to_string),
+            plugin: None,
         }
     }
 
@@ -621,6 +626,62 @@ pub(crate) mod tests {
             read_vol_data(&web_root().join("kubernetes.io~configmap/config")).unwrap(),
             None
         );
+    }
+
+    /// A hand-named PV directory carrying the name of a configMap volume of the same pod, under
+    /// a plugin that sorts first (`kubernetes.io~cephfs`), is not taken for the configMap: the
+    /// configMap's own directory is, and the PV goes to the claim by elimination.
+    #[test]
+    fn a_pv_named_like_a_configmap_volume_is_not_that_volume() {
+        let t = tempfile::tempdir().unwrap();
+        for plugin in ["kubernetes.io~cephfs", "kubernetes.io~configmap"] {
+            std::fs::create_dir_all(t.path().join(plugin).join("data")).unwrap();
+        }
+        let mut config = spec("data", None, None);
+        config.plugin = Some("kubernetes.io~configmap");
+        let p = pod(vec![config, spec("storage", Some("storage-web-0"), None)]);
+        let (rows, errors) = run(t.path(), Some(&p));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            rows,
+            vec![
+                row("data", "storage", Some("storage-web-0")),
+                row("data", "data", None)
+            ]
+        );
+        let dirs = pod_volume_dirs(t.path()).unwrap();
+        assert_eq!(dirs[0].plugin, "kubernetes.io~cephfs");
+        // The plugin of each kind, from the pod spec as the kubelet's /pods gives it.
+        for (json, plugin) in [
+            (
+                r#"{"name":"a","configMap":{"name":"c"}}"#,
+                Some("kubernetes.io~configmap"),
+            ),
+            (
+                r#"{"name":"a","secret":{"secretName":"s"}}"#,
+                Some("kubernetes.io~secret"),
+            ),
+            (
+                r#"{"name":"a","emptyDir":{}}"#,
+                Some("kubernetes.io~empty-dir"),
+            ),
+            (
+                r#"{"name":"a","projected":{"sources":[]}}"#,
+                Some("kubernetes.io~projected"),
+            ),
+            (
+                r#"{"name":"a","downwardAPI":{"items":[]}}"#,
+                Some("kubernetes.io~downward-api"),
+            ),
+            (
+                r#"{"name":"a","persistentVolumeClaim":{"claimName":"c"}}"#,
+                None,
+            ),
+            (r#"{"name":"a","nfs":{"server":"s","path":"/"}}"#, None),
+        ] {
+            let v: crate::discovery::metadata::Volume = serde_json::from_str(json).unwrap();
+            assert_eq!(v.plugin(), plugin, "{json}");
+        }
     }
 
     #[test]
