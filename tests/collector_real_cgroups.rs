@@ -30,18 +30,10 @@ fn proc_cpu_seconds(pid: u32) -> f64 {
 fn real_cgroups_are_discovered_measured_named_and_removed() {
     let root = Path::new("/sys/fs/cgroup");
     let layout = detect_layout(root);
-    let h = unique_hex(32);
-    let uid = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let uid = unique_pod_uid();
     let id1 = unique_hex(64);
     let id2: String = id1.chars().rev().collect();
-    let (ns, pod) = ("e2e", format!("burner-{}", &h[0..6]));
+    let (ns, pod) = ("e2e", format!("burner-{}", &uid[0..6]));
 
     // The kubelet's log layout names the containers.
     let logs = tempfile::tempdir().unwrap();
@@ -253,15 +245,7 @@ fn real_pod_network_is_read_from_its_namespace() {
     require("ip");
     let root = Path::new("/sys/fs/cgroup");
     let layout = detect_layout(root);
-    let h = unique_hex(32);
-    let uid = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let uid = unique_pod_uid();
     let id = unique_hex(64);
     let c = Collector::start(&["--housekeeping-interval", "1s"]);
     let hierarchies = match &layout {
@@ -366,6 +350,19 @@ fn real_pod_network_is_read_from_its_namespace() {
     until("the pod's net/dev closed", Duration::from_secs(20), || {
         (find(&c.containers(), &pod_name).is_none() && net_dev_fds() == 0).then_some(())
     });
+}
+
+/// A pod uid (8-4-4-4-12 hex digits) no other run uses.
+fn unique_pod_uid() -> String {
+    let h = unique_hex(32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The inotify watches a process holds (`inotify wd:` lines in the fdinfo of its descriptors).
