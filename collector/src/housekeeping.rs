@@ -1258,6 +1258,14 @@ mod tests {
         }
     }
 
+    /// An empty cgroup v2 root (cpu and memory) at `<dir>/cg`.
+    fn v2_root_in(dir: &Path) -> PathBuf {
+        let cg = dir.join("cg");
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        cg
+    }
+
     /// A collector on the cgroup root `root` with the fixture config, adjusted by `tweak`.
     fn collector_at(root: &Path, tweak: impl FnOnce(&mut Config)) -> Collector {
         let mut cfg = (*fixture_config("x")).clone();
@@ -1636,11 +1644,9 @@ mod tests {
     #[test]
     fn pod_network_is_read_through_a_container_process() {
         let tmp = tempfile::tempdir().unwrap();
-        let cg = tmp.path().join("cg");
+        let cg = v2_root_in(tmp.path());
         let proc_root = tmp.path().join("proc");
         let uid = "11111111-2222-3333-4444-555555555555";
-        std::fs::create_dir_all(&cg).unwrap();
-        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
         let pod_rel = format!("kubepods/burstable/pod{uid}");
         let container = |c: char, procs: &str| {
             let d = cg.join(&pod_rel).join(c.to_string().repeat(64));
@@ -1710,12 +1716,10 @@ mod tests {
     #[test]
     fn names_and_labels_follow_metadata_and_new_cgroups() {
         let tmp = tempfile::tempdir().unwrap();
-        let cg = tmp.path().join("cg");
+        let cg = v2_root_in(tmp.path());
         let (pods, containers) = (tmp.path().join("pods"), tmp.path().join("containers"));
         std::fs::create_dir_all(&pods).unwrap();
         std::fs::create_dir_all(&containers).unwrap();
-        std::fs::create_dir_all(&cg).unwrap();
-        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
         let uid = "11111111-2222-3333-4444-777777777777";
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let pod_dir = cg.join(format!("kubepods/pod{uid}"));
@@ -1761,7 +1765,7 @@ mod tests {
     fn writable_layer_and_logs_are_sized_and_forgotten() {
         use std::os::unix::fs::MetadataExt;
         let tmp = tempfile::tempdir().unwrap();
-        let cg = tmp.path().join("cg");
+        let cg = v2_root_in(tmp.path());
         let proc_root = tmp.path().join("proc");
         let (pods, containers) = (tmp.path().join("pods"), tmp.path().join("containers"));
         let upper = tmp.path().join("snapshots/9/fs");
@@ -1775,8 +1779,6 @@ mod tests {
         std::fs::write(log_dir.join("0.log"), vec![b'l'; 9_000]).unwrap();
         std::fs::create_dir_all(&containers).unwrap();
         std::fs::write(containers.join(format!("web-0_ns1_app-{id}.log")), "").unwrap();
-        std::fs::create_dir_all(&cg).unwrap();
-        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
         let ctr = cg.join(format!("kubepods/pod{uid}/{id}"));
         std::fs::create_dir_all(&ctr).unwrap();
         std::fs::write(ctr.join("cgroup.procs"), "500\n").unwrap();
@@ -1861,11 +1863,9 @@ mod tests {
     #[test]
     fn unpopulated_pod_has_no_network_until_populated() {
         let tmp = tempfile::tempdir().unwrap();
-        let cg = tmp.path().join("cg");
+        let cg = v2_root_in(tmp.path());
         let proc_root = tmp.path().join("proc");
         let uid = "11111111-2222-3333-4444-666666666666";
-        std::fs::create_dir_all(&cg).unwrap();
-        std::fs::write(cg.join("cgroup.controllers"), "cpu memory\n").unwrap();
         let pod = cg.join(format!("kubepods/pod{uid}"));
         let ctr = pod.join("d".repeat(64));
         std::fs::create_dir_all(&ctr).unwrap();

@@ -827,7 +827,7 @@ fn same_dir(fd: &rustix::fd::OwnedFd, path: &Path) -> bool {
 
 /// Reads a whole file from offset 0 with `pread` (one call for a kernfs or tmpfs file that fits the
 /// buffer: a short read is its end); the buffer grows for larger files.
-fn read_all(
+pub(crate) fn read_all(
     fd: &rustix::fd::OwnedFd,
     buf: &mut Vec<u8>,
     len: &mut usize,

@@ -191,27 +191,13 @@ pub fn cgroup_file_in_pod(text: &str, pod_uid: &str) -> bool {
         .any(|l| l.contains(&dashed) || l.contains(&underscored))
 }
 
-/// Reads the whole file at offset 0 into `buf`, which then holds exactly the content. One
-/// `pread` when the content fits: a short read is the end (seq_files fill the buffer they are
-/// given until their last record).
+/// Reads the whole file at offset 0 into `buf`, which then holds exactly the content (the
+/// cgroup reader's `read_all`: one `pread` when the content fits).
 fn pread_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> Result<(), rustix::io::Errno> {
     let cap = buf.capacity().max(4096);
     buf.resize(cap, 0);
     let mut len = 0;
-    let result = loop {
-        match rustix::io::pread(fd, &mut buf[len..], len as u64) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                len += n;
-                if len < buf.len() {
-                    break Ok(());
-                }
-                buf.resize(buf.len() * 2, 0);
-            }
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => break Err(e),
-        }
-    };
+    let result = crate::cgroup::read_all(fd, buf, &mut len);
     buf.truncate(len);
     result
 }
