@@ -41,7 +41,10 @@ pub fn main() {
     let started = Instant::now();
     let mut containers = 0;
     for _ in 0..passes {
-        containers = collector.pass().containers.len();
+        // As `vigil collector` does: the snapshot goes back to the collector once replaced.
+        let snap = Arc::new(collector.pass());
+        containers = snap.containers.len();
+        collector.recycle(snap);
     }
     let per = started.elapsed() / passes.max(1) as u32;
     let cpu1 = cpu_times();

@@ -196,6 +196,12 @@ pub struct Collector {
     /// Whether the set of trees the incremental walk follows may have changed (writable layers,
     /// log directories, volumes): it is then rebuilt, else left as it is.
     du_dirty: bool,
+    /// The samples vector of the snapshot before last, emptied (see `recycle`): the next pass
+    /// fills it instead of a fresh allocation, whose pages the kernel would have to fault in
+    /// and zero again (the allocator gives freed memory back at once, to keep RSS low).
+    spare: Vec<ContainerSample>,
+    /// Each sample's writable layer and log directory during a pass (kept for its allocation).
+    du_slots: Vec<DuDirs>,
     stats: SelfStats,
     logged: HashSet<String>,
     node_name: String,
@@ -256,6 +262,8 @@ impl Collector {
             prev_node_cpu: None,
             described: false,
             du_dirty: true,
+            spare: Vec::new(),
+            du_slots: Vec::new(),
             stats: SelfStats::default(),
             logged: HashSet::new(),
             opts_template,
@@ -484,6 +492,17 @@ impl Collector {
     }
 
     /// One collection pass; returns the new snapshot.
+    /// Takes back a snapshot of this collector once it is no longer served: its samples are
+    /// freed here and their vector is filled again by the next pass (see `spare`). A snapshot
+    /// still in use (a scrape holds it) is just let go.
+    pub fn recycle(&mut self, snapshot: Arc<Snapshot>) {
+        if let Ok(s) = Arc::try_unwrap(snapshot) {
+            let mut v = s.containers;
+            v.clear();
+            self.spare = v;
+        }
+    }
+
     pub fn pass(&mut self) -> Snapshot {
         let started = Instant::now();
         let now_wall = SystemTime::now();
@@ -498,12 +517,17 @@ impl Collector {
         let mut opts = self.opts_template;
         opts.swap = !(node.memory.total > 0 && node.memory.swap_total == 0);
         let pass = self.stats.passes;
-        // The cgroups are read in blocks: this thread takes them from the front, straight into
-        // the snapshot's vector, and the other readers (threads) from the back, so that the work
-        // balances itself (a thread starts late, or is descheduled) and only the back blocks'
-        // samples are copied, once, when they are appended in block order. A pass is
-        // deterministic (the map's order) whatever the thread count.
+        // The cgroups are read in blocks of the map's order, each with its slots in the
+        // snapshot's vector: this thread takes blocks from the front and the other readers
+        // (threads) from the back, so that the work balances itself (a thread starts late, or is
+        // descheduled), and every sample is written once, in its place. A pass is deterministic
+        // (the map's order) whatever the thread count.
         let mut entries: Vec<Entry<'_>> = self.tracked.iter_mut().collect();
+        let n = entries.len();
+        let mut slots = slots_from(std::mem::take(&mut self.spare), n);
+        let mut du_slots = std::mem::take(&mut self.du_slots);
+        du_slots.clear();
+        du_slots.resize(n, (None, None));
         let proc_root = self.config.proc_root.clone();
         let net = self.config.enabled("network").then_some(pod_net::Lookup {
             proc_root: &proc_root,
@@ -516,17 +540,17 @@ impl Collector {
             net,
             rootfs_probe,
         };
-        let workers = self
-            .readers
-            .len()
-            .min(entries.len().div_ceil(READ_BLOCK))
-            .max(1);
-        let mut outcomes: Vec<Outcome> = vec![Outcome::with_capacity(entries.len())];
-        if workers == 1 {
-            read_chunk(&mut self.readers[0], &mut entries, cx, &mut outcomes[0]);
-        } else {
-            let blocks: Mutex<VecDeque<(usize, &mut [Entry<'_>])>> =
-                Mutex::new(entries.chunks_mut(READ_BLOCK).enumerate().collect());
+        let workers = self.readers.len().min(n.div_ceil(READ_BLOCK)).max(1);
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(workers);
+        {
+            let blocks: Mutex<VecDeque<Block<'_, '_>>> = Mutex::new(
+                entries
+                    .chunks_mut(READ_BLOCK)
+                    .zip(slots.chunks_mut(READ_BLOCK))
+                    .zip(du_slots.chunks_mut(READ_BLOCK))
+                    .map(|((e, s), d)| (e, s, d))
+                    .collect(),
+            );
             let take = |front: bool| {
                 let mut q = blocks.lock().unwrap_or_else(|p| p.into_inner());
                 if front {
@@ -535,49 +559,39 @@ impl Collector {
                     q.pop_back()
                 }
             };
-            let mut back: Vec<(usize, Outcome)> = Vec::new();
+            let (first_reader, others) = self.readers.split_first_mut().expect("a reader");
             std::thread::scope(|scope| {
-                let (first_reader, others) = self.readers.split_first_mut().expect("a reader");
                 let handles: Vec<_> = others
                     .iter_mut()
                     .take(workers - 1)
                     .map(|reader| {
                         scope.spawn(|| {
-                            let mut done = Vec::new();
-                            while let Some((i, part)) = take(false) {
-                                let mut out = Outcome::with_capacity(part.len());
-                                read_chunk(reader, part, cx, &mut out);
-                                done.push((i, out));
+                            let mut out = Outcome::default();
+                            while let Some(block) = take(false) {
+                                read_chunk(reader, block, cx, &mut out);
                             }
-                            done
+                            out
                         })
                     })
                     .collect();
-                while let Some((_, part)) = take(true) {
-                    read_chunk(first_reader, part, cx, &mut outcomes[0]);
+                let mut out = Outcome::default();
+                while let Some(block) = take(true) {
+                    read_chunk(first_reader, block, cx, &mut out);
                 }
+                outcomes.push(out);
                 for h in handles {
-                    back.extend(h.join().expect("collection worker panicked"));
+                    outcomes.push(h.join().expect("collection worker panicked"));
                 }
             });
-            back.sort_by_key(|(i, _)| *i);
-            outcomes.extend(back.into_iter().map(|(_, o)| o));
         }
-        let mut outcomes = outcomes.into_iter();
-        let first = outcomes.next().expect("the first chunk's outcome");
-        let (mut samples, mut errors, mut net_errors, mut gone, mut du_dirs) = (
-            first.samples,
-            first.errors,
-            first.net_errors,
-            first.gone,
-            first.du_dirs,
-        );
-        self.stats.files_read += first.files_read;
-        self.du_dirty |= first.rootfs_found > 0;
+        drop(entries);
+        // Cgroups found gone leave an empty slot: the samples close up, in place.
+        let mut present = slots.iter().map(Option::is_some);
+        du_slots.retain(|_| present.next().unwrap_or(false));
+        let mut samples = samples_from(slots);
+        let (mut errors, mut net_errors, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         for mut o in outcomes {
             self.du_dirty |= o.rootfs_found > 0;
-            du_dirs.append(&mut o.du_dirs);
-            samples.append(&mut o.samples);
             errors.append(&mut o.errors);
             net_errors.append(&mut o.net_errors);
             gone.append(&mut o.gone);
@@ -601,8 +615,10 @@ impl Collector {
         }
         if self.config.enabled("disk") {
             self.collect_volumes(&mut samples);
-            self.collect_fs_usage(&mut samples, &du_dirs);
+            self.collect_fs_usage(&mut samples, &du_slots);
         }
+        du_slots.clear();
+        self.du_slots = du_slots;
 
         for e in node_errors {
             self.count_error(e.kind(), &e.to_string());
@@ -854,21 +870,48 @@ impl Collector {
     }
 }
 
-/// What one worker read from its share of the cgroups.
+/// What one reading thread met besides the samples (which go straight to their slots).
+#[derive(Default)]
 struct Outcome {
-    samples: Vec<ContainerSample>,
     errors: Vec<cgroup::Error>,
     net_errors: Vec<proc::Error>,
     gone: Vec<Arc<str>>,
     files_read: u64,
-    /// Each sample's writable layer and log directory, in the samples' order.
-    du_dirs: Vec<DuDirs>,
     /// Writable layers found in this pass.
     rootfs_found: usize,
 }
 
 /// A tracked cgroup as the reading threads get it.
 type Entry<'a> = (&'a Arc<str>, &'a mut Tracked);
+
+/// A block of the pass: tracked cgroups, their sample slots, their writable-layer and log
+/// directory slots (a cgroup found gone leaves its slots empty).
+type Block<'e, 'a> = (
+    &'e mut [Entry<'a>],
+    &'e mut [Option<ContainerSample>],
+    &'e mut [DuDirs],
+);
+
+/// `n` empty sample slots in the allocation of `spare` (an emptied samples vector) when it is
+/// large enough. `Option<ContainerSample>` has the size and alignment of `ContainerSample` (the
+/// `Arc`s are never null), so the standard library's in-place collection keeps the allocation.
+fn slots_from(mut spare: Vec<ContainerSample>, n: usize) -> Vec<Option<ContainerSample>> {
+    spare.clear();
+    if spare.capacity() > 2 * n + 64 {
+        // Far more containers than now: not worth holding on to.
+        spare = Vec::new();
+    }
+    let mut slots: Vec<Option<ContainerSample>> = spare.into_iter().map(Some).collect();
+    slots.resize_with(n, || None);
+    slots
+}
+
+/// The filled slots, closed up in place (the same in-place collection as `slots_from`).
+fn samples_from(slots: Vec<Option<ContainerSample>>) -> Vec<ContainerSample> {
+    // `flatten` would do the same but allocates a new vector.
+    #[allow(clippy::filter_map_identity)]
+    slots.into_iter().filter_map(|s| s).collect()
+}
 
 /// Cgroups per block of a pass's reading (see `Collector::pass`): small enough to balance the
 /// threads, large enough that taking a block costs nothing next to reading it (~0.2 ms).
@@ -888,27 +931,15 @@ struct PassContext<'a> {
 /// A sample's writable-layer and log directories (the incremental walk's trees).
 type DuDirs = (Option<Arc<Path>>, Option<Arc<Path>>);
 
-impl Outcome {
-    fn with_capacity(samples: usize) -> Self {
-        Outcome {
-            samples: Vec::with_capacity(samples),
-            errors: Vec::new(),
-            net_errors: Vec::new(),
-            gone: Vec::new(),
-            files_read: 0,
-            du_dirs: Vec::with_capacity(samples),
-            rootfs_found: 0,
-        }
-    }
-}
-
-/// Reads a contiguous share of the tracked cgroups with one reader (one worker thread), into `out`.
+/// Reads a block of the tracked cgroups with one reader (one thread) into its slots; what else
+/// it meets goes to `out`.
 fn read_chunk(
     reader: &mut cgroup::Reader,
-    part: &mut [Entry<'_>],
+    block: Block<'_, '_>,
     cx: PassContext<'_>,
     out: &mut Outcome,
 ) {
+    let (part, slots, du_slots) = block;
     let PassContext {
         opts: template,
         pass,
@@ -917,7 +948,7 @@ fn read_chunk(
     } = cx;
     let files_before = reader.files_read;
     let mut net_buf = Vec::new();
-    for (name, t) in part.iter_mut() {
+    for (((name, t), slot), du_slot) in part.iter_mut().zip(slots).zip(du_slots) {
         let mut opts = template;
         // Limit and event files are read when they change only if every one is watched.
         let watched = t.files_watched == Some(true);
@@ -984,8 +1015,8 @@ fn read_chunk(
                         out.rootfs_found += usize::from(t.rootfs_dir.is_some());
                     }
                 }
-                out.du_dirs.push((t.rootfs_dir.clone(), t.log_dir.clone()));
-                out.samples.push(ContainerSample {
+                *du_slot = (t.rootfs_dir.clone(), t.log_dir.clone());
+                *slot = Some(ContainerSample {
                     name: (*name).clone(),
                     kind: t.kind.clone(),
                     identity: t.identity.clone(),
@@ -1857,6 +1888,67 @@ mod tests {
         assert!(one.windows(2).all(|w| w[0].0 < w[1].0), "in name order");
         assert_eq!(run(2), one);
         assert_eq!(run(3), one);
+    }
+
+    /// A pass fills the vector of the snapshot handed back (`recycle`), and cgroups found gone
+    /// while it reads leave no hole: the others close up, in order. A snapshot still shared
+    /// is not taken.
+    #[test]
+    fn recycled_samples_are_refilled_in_place_and_close_up_over_gone_cgroups() {
+        let tmp = tempfile::tempdir().unwrap();
+        crate::fixture::generate_v2_tree(tmp.path(), 60).unwrap();
+        let mut c = collector_at(tmp.path(), |cfg| cfg.collection_threads = 2);
+        let first = c.pass();
+        let names: Vec<Arc<str>> = first.containers.iter().map(|s| s.name.clone()).collect();
+        let at = first.containers.as_ptr();
+        c.recycle(Arc::new(first));
+        // Containers in several blocks (never a pod: its containers go with it).
+        let gone: Vec<&Arc<str>> = names
+            .iter()
+            .filter(|n| n.ends_with(".scope"))
+            .step_by(9)
+            .collect();
+        assert!(gone.len() >= 5, "{} removed", gone.len());
+        for n in &gone {
+            std::fs::remove_dir_all(tmp.path().join(n.trim_start_matches('/'))).unwrap();
+        }
+        // No watcher and no rescan due: the reads find them gone.
+        let second = c.pass();
+        assert_eq!(
+            second.containers.as_ptr(),
+            at,
+            "the recycled vector is filled"
+        );
+        let left: Vec<&Arc<str>> = names.iter().filter(|n| !gone.contains(n)).collect();
+        let got: Vec<&Arc<str>> = second.containers.iter().map(|s| &s.name).collect();
+        assert_eq!(got, left);
+        assert_eq!(
+            second.self_stats.errors_by_kind.get("container_gone"),
+            Some(&(gone.len() as u64))
+        );
+        // Each sample is its own cgroup's (the slots were not shifted).
+        for s in &second.containers {
+            let usage = std::fs::read_to_string(
+                tmp.path()
+                    .join(s.name.trim_start_matches('/'))
+                    .join("cpu.stat"),
+            )
+            .unwrap();
+            let usec: u64 = usage.lines().next().unwrap()[11..].parse().unwrap();
+            assert_eq!(
+                s.stats.cpu.as_ref().unwrap().usage_ns,
+                usec * 1000,
+                "{}",
+                s.name
+            );
+        }
+        // A snapshot a scrape still holds is left alone.
+        let second = Arc::new(second);
+        let held = second.clone();
+        c.recycle(second);
+        let third = c.pass();
+        assert_ne!(third.containers.as_ptr(), held.containers.as_ptr());
+        assert_eq!(held.containers.len(), left.len());
     }
 
     /// cgroup v2's `populated 0` in a pod's cgroup.events spares the look at its containers.

@@ -269,12 +269,13 @@ pub async fn run_with_config(
                 "collection pass"
             );
             // The previous snapshot is freed after the lock is released (readers wait on the
-            // write lock; freeing 1,000 containers' samples takes about a millisecond).
+            // write lock; freeing 1,000 containers' samples takes about a millisecond), and its
+            // samples' vector goes back to the collector for the next pass.
             let previous = std::mem::replace(
                 &mut *hk_snapshot.write().unwrap_or_else(|p| p.into_inner()),
                 Arc::new(snap),
             );
-            drop(previous);
+            collector.recycle(previous);
             let deadline = started + interval;
             while Instant::now() < deadline {
                 if *hk_shutdown.borrow() {
