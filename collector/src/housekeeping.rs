@@ -128,7 +128,7 @@ struct Tracked {
     kind: Arc<Kind>,
     start_time: SystemTime,
     prev_cpu: Option<(Instant, u64)>,
-    spec: Spec,
+    spec: Arc<Spec>,
     /// Read the spec (limits) in the next pass: a new or re-created cgroup, or a limit file
     /// written. Otherwise it is read in the passes where `(pass + spec_slot)` is a multiple of
     /// the interval (`SPEC_EVERY_WATCHED` or `SPEC_EVERY`): staggered over the cgroups, so that
@@ -372,7 +372,7 @@ impl Collector {
                 kind: Arc::new(kind),
                 start_time,
                 prev_cpu: None,
-                spec: Spec::default(),
+                spec: Arc::default(),
                 spec_forced: true,
                 spec_slot: slot_of(name),
                 files_watched: None,

@@ -9,6 +9,7 @@ pub use fds::{FdBudget, Handles};
 
 use crate::summary::PsiStats;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Errors while reading one container's cgroup files.
 #[derive(Debug, thiserror::Error)]
@@ -410,7 +411,9 @@ pub struct Stats {
     pub io: Option<Vec<IoDevice>>,
     pub pids: Option<Pids>,
     pub pressure: Pressure,
-    pub spec: Spec,
+    /// Shared with the cgroup's state and the samples of the passes that did not read it (limits
+    /// are read when they change): a sample carries a pointer, not a copy.
+    pub spec: Arc<Spec>,
 }
 
 impl Stats {
@@ -730,7 +733,15 @@ impl Reader {
         opts: ReadOptions,
         errors: &mut Vec<Error>,
     ) -> Result<Stats, Error> {
-        let mut stats = Stats::default();
+        // Without the spec (read below, or the caller's): `Stats::default` would allocate one.
+        let mut stats = Stats {
+            cpu: None,
+            memory: None,
+            io: None,
+            pids: None,
+            pressure: Pressure::default(),
+            spec: NO_SPEC.with(Arc::clone),
+        };
         let name = paths.name.as_str();
         self.keep_now = true;
         macro_rules! soft {
@@ -809,11 +820,16 @@ impl Reader {
                     spec.pids_max = soft!(read_pids_max(self, dir, name));
                 }
             }
-            stats.spec = spec;
+            stats.spec = Arc::new(spec);
             stats.apply_spec_limits();
         }
         Ok(stats)
     }
+}
+
+thread_local! {
+    /// The empty spec of samples read without theirs (one per reading thread: no shared count).
+    static NO_SPEC: Arc<Spec> = Arc::default();
 }
 
 /// Whether the directory descriptor `fd` is still the directory at `path` (not a removed one
