@@ -106,6 +106,21 @@ fn bench(c: &mut Criterion) {
                     took
                 })
             });
+            // The same after 300 ms idle, as between the collector's passes (10 s by default):
+            // the caches have gone cold, and the pool thread is asleep.
+            g.bench_with_input(BenchmarkId::new("pass_after_idle", n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    let mut took = Duration::ZERO;
+                    for _ in 0..iters {
+                        std::thread::sleep(Duration::from_millis(300));
+                        let started = std::time::Instant::now();
+                        let snap = c.pass();
+                        took += started.elapsed();
+                        c.recycle(Arc::new(snap));
+                    }
+                    took
+                })
+            });
         }
         drop(c);
         if n == 1000 {

@@ -1,14 +1,26 @@
-//! Runs collection passes over an existing tree, for profiling: `pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch]`
-//! (`watch`: with the inotify watches of `vigil collector`).
+//! Runs collection passes over an existing tree, for profiling: `pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch] [pause=<ms>]`
+//! (`watch`: with the inotify watches of `vigil collector`; `pause`: idle time between passes,
+//! as between the collector's passes, not counted in the time per pass).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let pause = match args.last().and_then(|a| a.strip_prefix("pause=")) {
+        Some(ms) => {
+            let ms = ms.parse().unwrap_or_else(|_| {
+                eprintln!("pause=<milliseconds>, got {ms:?}");
+                std::process::exit(2);
+            });
+            args.pop();
+            Some(Duration::from_millis(ms))
+        }
+        None => None,
+    };
     if args.len() != 4 && !(args.len() == 5 && args[4] == "watch") {
         eprintln!(
-            "usage: pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch]"
+            "usage: pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch] [pause=<ms>]"
         );
         std::process::exit(2);
     }
@@ -38,15 +50,20 @@ pub fn main() {
     collector.pass();
     let passes = num(1);
     let cpu0 = cpu_times();
-    let started = Instant::now();
+    let mut took = Duration::ZERO;
     let mut containers = 0;
     for _ in 0..passes {
-        // As `vigil collector` does: the snapshot goes back to the collector once replaced.
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
+        let started = Instant::now();
         let snap = Arc::new(collector.pass());
+        took += started.elapsed();
         containers = snap.containers.len();
+        // As `vigil collector` does: the snapshot goes back to the collector once replaced.
         collector.recycle(snap);
     }
-    let per = started.elapsed() / passes.max(1) as u32;
+    let per = took / passes.max(1) as u32;
     let cpu1 = cpu_times();
     let ms = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e3 / passes.max(1) as f64;
     // CPU time is less sensitive than wall time to other processes on a shared machine.
