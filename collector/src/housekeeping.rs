@@ -509,7 +509,6 @@ impl Collector {
         }
     }
 
-    /// One collection pass; returns the new snapshot.
     /// Takes back a snapshot of this collector once it is no longer served: its samples are
     /// freed here and their vector is filled again by the next pass (see `spare`). A snapshot
     /// still in use (a scrape holds it) is just let go.
@@ -521,6 +520,7 @@ impl Collector {
         }
     }
 
+    /// One collection pass; returns the new snapshot.
     pub fn pass(&mut self) -> Snapshot {
         let started = Instant::now();
         let now_wall = SystemTime::now();
