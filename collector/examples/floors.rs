@@ -1,5 +1,7 @@
 //! Floors of the read mechanisms over the files of one pass of a generated v2 tree:
 //! `floors <cgroup-root> <iterations>` prints the median time per pass of each mechanism.
+//! With `PAUSE_MS=<ms>` in the environment, each timed pass comes after that much idle time (as
+//! `pass_loop … pause=<ms>`).
 //!
 //! What a pass cannot go below, whatever it parses: `open+read` (std, full path), `openat+read`
 //! (relative to a kept directory descriptor), and `pread` of kept descriptors (1 and 2 threads).
@@ -24,9 +26,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn time(iters: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
+    let pause = std::env::var("PAUSE_MS").ok().map(|ms| {
+        Duration::from_millis(
+            ms.parse()
+                .expect("PAUSE_MS must be a number of milliseconds"),
+        )
+    });
     let mut bytes = f();
     let mut t = Vec::with_capacity(iters);
     for _ in 0..iters {
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
         let s = Instant::now();
         bytes = f();
         t.push(s.elapsed());

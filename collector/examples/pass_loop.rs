@@ -50,7 +50,7 @@ pub fn main() {
     collector.pass();
     let passes = num(1);
     let cpu0 = cpu_times();
-    let mut took = Duration::ZERO;
+    let mut took = Vec::with_capacity(passes);
     let mut containers = 0;
     for _ in 0..passes {
         if let Some(p) = pause {
@@ -58,17 +58,19 @@ pub fn main() {
         }
         let started = Instant::now();
         let snap = Arc::new(collector.pass());
-        took += started.elapsed();
+        took.push(started.elapsed());
         containers = snap.containers.len();
         // As `vigil collector` does: the snapshot goes back to the collector once replaced.
         collector.recycle(snap);
     }
-    let per = took / passes.max(1) as u32;
+    let per = took.iter().sum::<Duration>() / passes.max(1) as u32;
+    took.sort();
+    let median = took.get(took.len() / 2).copied().unwrap_or_default();
     let cpu1 = cpu_times();
     let ms = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e3 / passes.max(1) as f64;
     // CPU time is less sensitive than wall time to other processes on a shared machine.
     println!(
-        "{containers} cgroups, {passes} passes, {per:?} per pass (CPU per pass: user {:.1} ms, system {:.1} ms)",
+        "{containers} cgroups, {passes} passes, {per:?} per pass, median {median:?} (CPU per pass: user {:.1} ms, system {:.1} ms)",
         ms(cpu0.0, cpu1.0),
         ms(cpu0.1, cpu1.1)
     );
