@@ -4,7 +4,7 @@ use crate::summary::{PsiData, PsiStats};
 
 /// A single unsigned number (`"1234\n"`).
 pub fn parse_u64(text: &str) -> Option<u64> {
-    text.trim().parse().ok()
+    text.trim_ascii().parse().ok()
 }
 
 /// A limit: a number, or `max` (v2) meaning unlimited. Values ≥ 2^62 (v1's "unlimited"
@@ -93,16 +93,16 @@ pub fn to_ns(key: &str, v: u64, by: u64) -> Result<u64, String> {
 /// A PSI file: `some avg10=0.00 avg60=0.00 avg300=0.00 total=123` and the same for `full`.
 /// A file without a `full` line (cpu on older kernels) gets zeros for `full`.
 pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
+    if let Some(p) = psi_fast(text.as_bytes()) {
+        return Ok(p);
+    }
     let mut out = PsiStats::default();
     let mut seen_some = false;
     for line in text.split('\n') {
-        if line.is_empty() || line.trim().is_empty() {
+        if line.trim().is_empty() {
             continue;
         }
-        let (full, data) = match psi_line_fast(line) {
-            Some(v) => v,
-            None => psi_line(line)?,
-        };
+        let (full, data) = psi_line(line)?;
         if full {
             out.full = data;
         } else {
@@ -116,39 +116,61 @@ pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
     Ok(out)
 }
 
-/// A PSI line as the kernel writes it (`some|full avg10=… avg60=… avg300=… total=…`, single
-/// spaces), read in one pass over its bytes; `None` for any other shape, which `psi_line` then
-/// reads or rejects with the reason.
-fn psi_line_fast(line: &str) -> Option<(bool, PsiData)> {
-    let (full, rest) = match line.strip_prefix("some ") {
-        Some(r) => (false, r),
-        None => (true, line.strip_prefix("full ")?),
-    };
-    let b = rest.as_bytes();
-    let mut data = PsiData::default();
-    let mut i = 0;
-    while i < b.len() {
-        let key_start = i;
-        while i < b.len() && b[i] != b'=' {
-            i += 1;
+/// A PSI file exactly as the kernel writes it: `some avg10=… avg60=… avg300=… total=…` lines
+/// (then `full …`), single spaces, each ending with a newline, averages as `<int>.<two
+/// digits>`. It is read in one pass over its bytes, without the float parser. Any other shape
+/// gives `None`, and `psi_line` then reads it or rejects it with the reason.
+fn psi_fast(mut b: &[u8]) -> Option<PsiStats> {
+    let mut out = PsiStats::default();
+    let mut seen_some = false;
+    while !b.is_empty() {
+        let (full, rest) = match b.strip_prefix(b"some avg10=") {
+            Some(r) => (false, r),
+            None => (true, b.strip_prefix(b"full avg10=")?),
+        };
+        let (avg10, rest) = avg_prefix(rest)?;
+        let (avg60, rest) = avg_prefix(rest.strip_prefix(b" avg60=")?)?;
+        let (avg300, rest) = avg_prefix(rest.strip_prefix(b" avg300=")?)?;
+        let rest = rest.strip_prefix(b" total=")?;
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        // Up to 19 digits cannot overflow a u64.
+        if digits == 0 || digits > 19 || rest.get(digits) != Some(&b'\n') {
+            return None;
         }
-        let key = &b[key_start..i];
-        let value_start = i + 1;
-        i = value_start;
-        while i < b.len() && b[i] != b' ' {
-            i += 1;
-        }
-        let value = rest.get(value_start..i)?;
-        i += 1;
-        match key {
-            b"avg10" => data.avg10 = parse_avg(value)?,
-            b"avg60" => data.avg60 = parse_avg(value)?,
-            b"avg300" => data.avg300 = parse_avg(value)?,
-            b"total" => data.total = value.parse().ok()?,
-            _ => return None,
+        let total = rest[..digits]
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        b = &rest[digits + 1..];
+        let data = PsiData {
+            total,
+            avg10,
+            avg60,
+            avg300,
+        };
+        if full {
+            out.full = data;
+        } else {
+            out.some = data;
+            seen_some = true;
         }
     }
-    Some((full, data))
+    seen_some.then_some(out)
+}
+
+/// A PSI average at the start of `b` as the kernel writes it (1–9 digits, a dot, two digits),
+/// and the bytes after it.
+fn avg_prefix(b: &[u8]) -> Option<(f64, &[u8])> {
+    let int = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    match b.get(int..int + 3)? {
+        [b'.', f1, f2] if (1..=9).contains(&int) && f1.is_ascii_digit() && f2.is_ascii_digit() => {
+            let n = b[..int]
+                .iter()
+                .chain([f1, f2])
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            Some((n as f64 / 100.0, &b[int + 3..]))
+        }
+        _ => None,
+    }
 }
 
 /// One PSI line, whatever its spacing; an error names what is wrong in it.
@@ -281,31 +303,59 @@ mod tests {
         assert!(parse_psi("").is_err());
     }
 
+    /// Whole files: the byte-level fast path and the line parser agree, and shapes the fast
+    /// path does not take still parse (or fail) through the line parser.
     #[test]
     fn psi_fast_path_agrees_with_the_general_parser() {
-        for line in [
-            "some avg10=1.50 avg60=0.25 avg300=10.07 total=123",
-            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0",
-            "some avg10=99.99 avg60=100.00 avg300=0.01 total=18446744073709551615",
-            "some avg10=1.5 avg60=0 avg300=2e1 total=7",
-            "some avg10=1.50 avg60=0.00 avg300=0.00 total=1 extra=3",
-            "some  avg10=1.50   avg60=0.00 avg300=0.00 total=1",
-        ] {
-            let general = psi_line(line).unwrap();
-            if let Some(fast) = psi_line_fast(line) {
-                assert_eq!(fast, general, "{line}");
+        let general = |text: &str| -> Option<PsiStats> {
+            let mut out = PsiStats::default();
+            let mut some = false;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let (full, d) = psi_line(line).ok()?;
+                if full {
+                    out.full = d;
+                } else {
+                    out.some = d;
+                    some = true;
+                }
             }
+            some.then_some(out)
+        };
+        let fast_taken = [
+            "some avg10=1.50 avg60=0.25 avg300=10.07 total=123\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            "some avg10=99.99 avg60=100.00 avg300=0.01 total=9999999999999999999\n",
+            "some avg10=123456789.99 avg60=0.00 avg300=0.00 total=1\n",
+            "full avg10=1.50 avg60=0.00 avg300=0.00 total=1\nsome avg10=2.00 avg60=0.00 avg300=0.00 total=2\n",
+        ];
+        for text in fast_taken {
+            let fast = psi_fast(text.as_bytes()).expect(text);
+            assert_eq!(Some(fast.clone()), general(text), "{text}");
+            assert_eq!(parse_psi(text), Ok(fast));
         }
-        assert!(psi_line_fast("some avg10=1.50 avg60=0.00 avg300=0.00 total=1").is_some());
-        for bad in [
-            "some avg10=x avg60=0.00 avg300=0.00 total=1",
-            "some avg10=1.00 avg60=0.00 avg300=0.00 total=-1",
-            "some avg10",
-            "some avg10=1.00 total=18446744073709551616",
-            "half avg10=1.00",
+        // Other shapes: not the fast path's, same answer as the line parser.
+        for text in [
+            "some avg10=1.5 avg60=0 avg300=2e1 total=7\n",
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=1 extra=3\n",
+            "some  avg10=1.50   avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=1",
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=1\r\n",
+            "\nsome avg10=1.50 avg60=0.00 avg300=0.00 total=1\n\n",
+            "some avg10=1234567890.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=1.00 avg60=0.00 avg300=0.00 total=18446744073709551615\n",
+            "some avg10=1.00 avg60=0.00 avg300=0.00 total=99999999999999999999\n",
         ] {
-            assert!(psi_line_fast(bad).is_none(), "{bad}");
-            assert!(psi_line(bad).is_err(), "{bad}");
+            assert_eq!(psi_fast(text.as_bytes()), None, "{text:?}");
+            assert_eq!(parse_psi(text).ok(), general(text), "{text:?}");
+        }
+        for bad in [
+            "some avg10=x avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=1.00 avg60=0.00 avg300=0.00 total=-1\n",
+            "some avg10\n",
+            "some avg10=1.00 total=18446744073709551616\n",
+            "half avg10=1.00\n",
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+        ] {
+            assert_eq!(psi_fast(bad.as_bytes()), None, "{bad}");
             assert!(parse_psi(bad).is_err(), "{bad}");
         }
     }
