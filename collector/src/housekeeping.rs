@@ -1168,7 +1168,6 @@ pub fn escape_label(v: &str, out: &mut String) {
     }
 }
 
-/// The kubelet's label set (container, id, image, name, namespace, pod) plus opt-in pod labels.
 /// Pod/container names, image and sandbox flag of a cgroup of kind `kind`; `per_pod`: the
 /// number of container cgroups of each pod.
 fn identity_of(
@@ -1177,23 +1176,29 @@ fn identity_of(
     per_pod: &HashMap<&str, usize>,
     pod_labels: &[String],
 ) -> Identity {
-    let selected = |labels: &BTreeMap<String, String>| -> Vec<(String, String)> {
-        pod_labels
-            .iter()
-            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
-            .collect()
+    // What a pod's cgroups and its containers' share: the pod's uid, and its name, namespace
+    // and selected labels when the metadata knows the pod.
+    let of_pod = |pod_uid: &String| {
+        let mut idn = Identity {
+            pod_uid: pod_uid.clone(),
+            ..Default::default()
+        };
+        let pod = metadata.pods.get(pod_uid);
+        if let Some(pod) = pod {
+            idn.pod = pod.name.clone();
+            idn.namespace = pod.namespace.clone();
+            idn.labels = pod_labels
+                .iter()
+                .filter_map(|k| pod.labels.get(k).map(|v| (k.clone(), v.clone())))
+                .collect();
+        }
+        (idn, pod)
     };
     match kind {
         Kind::Container { pod_uid, id, .. } => {
-            let mut idn = Identity {
-                pod_uid: pod_uid.clone(),
-                container_id: id.clone(),
-                ..Default::default()
-            };
-            if let Some(pod) = metadata.pods.get(pod_uid) {
-                idn.pod = pod.name.clone();
-                idn.namespace = pod.namespace.clone();
-                idn.labels = selected(&pod.labels);
+            let (mut idn, pod) = of_pod(pod_uid);
+            idn.container_id = id.clone();
+            if let Some(pod) = pod {
                 match pod.containers.get(id) {
                     Some(c) => {
                         idn.container = c.name.clone();
@@ -1216,23 +1221,13 @@ fn identity_of(
             }
             idn
         }
-        Kind::Pod { pod_uid, .. } => {
-            let mut idn = Identity {
-                pod_uid: pod_uid.clone(),
-                ..Default::default()
-            };
-            if let Some(pod) = metadata.pods.get(pod_uid) {
-                idn.pod = pod.name.clone();
-                idn.namespace = pod.namespace.clone();
-                idn.labels = selected(&pod.labels);
-            }
-            idn
-        }
+        Kind::Pod { pod_uid, .. } => of_pod(pod_uid).0,
         _ => Identity::default(),
     }
 }
 
-/// The exposition label set of cgroup `name` (see `ContainerSample::label_str`).
+/// The exposition label set of cgroup `name` (see `ContainerSample::label_str`): the kubelet's
+/// labels (container, id, image, name, namespace, pod) plus the opt-in pod labels.
 fn label_string(name: &str, i: &Identity, pod_labels: &[String]) -> String {
     let mut out = String::with_capacity(160);
     for (k, v) in [

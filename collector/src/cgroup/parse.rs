@@ -93,9 +93,14 @@ pub fn to_ns(key: &str, v: u64, by: u64) -> Result<u64, String> {
 /// A PSI file: `some avg10=0.00 avg60=0.00 avg300=0.00 total=123` and the same for `full`.
 /// A file without a `full` line (cpu on older kernels) gets zeros for `full`.
 pub fn parse_psi(text: &str) -> Result<PsiStats, String> {
-    if let Some(p) = psi_fast(text.as_bytes()) {
-        return Ok(p);
+    match psi_fast(text.as_bytes()) {
+        Some(p) => Ok(p),
+        None => psi_lines(text),
     }
+}
+
+/// A PSI file line by line, whatever its spacing and blank lines (see `psi_line`).
+fn psi_lines(text: &str) -> Result<PsiStats, String> {
     let mut out = PsiStats::default();
     let mut seen_some = false;
     for line in text.split('\n') {
@@ -307,20 +312,7 @@ mod tests {
     /// path does not take still parse (or fail) through the line parser.
     #[test]
     fn psi_fast_path_agrees_with_the_general_parser() {
-        let general = |text: &str| -> Option<PsiStats> {
-            let mut out = PsiStats::default();
-            let mut some = false;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let (full, d) = psi_line(line).ok()?;
-                if full {
-                    out.full = d;
-                } else {
-                    out.some = d;
-                    some = true;
-                }
-            }
-            some.then_some(out)
-        };
+        let general = |text: &str| psi_lines(text).ok();
         let fast_taken = [
             "some avg10=1.50 avg60=0.25 avg300=10.07 total=123\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
             "some avg10=99.99 avg60=100.00 avg300=0.01 total=9999999999999999999\n",
