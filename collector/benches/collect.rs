@@ -57,6 +57,19 @@ fn pass_and_recycle(c: &mut Collector) -> usize {
     n
 }
 
+/// The time of `iters` passes alone, each after `idle`, the snapshot handed back untimed.
+fn passes_alone(c: &mut Collector, iters: u64, idle: Duration) -> Duration {
+    let mut took = Duration::ZERO;
+    for _ in 0..iters {
+        std::thread::sleep(idle);
+        let started = std::time::Instant::now();
+        let snap = c.pass();
+        took += started.elapsed();
+        c.recycle(Arc::new(snap));
+    }
+    took
+}
+
 /// The default config, or `(collection_threads, open_files_per_cgroup)`.
 fn config_with(root: &Path, variant: Option<(usize, usize)>) -> Arc<Config> {
     let mut c = Config::default();
@@ -95,31 +108,12 @@ fn bench(c: &mut Criterion) {
             // vigil_collector_collection_duration_seconds: the previous snapshot is handed back
             // after the lock is released, outside that duration.
             g.bench_with_input(BenchmarkId::new("pass_drop_excluded", n), &n, |b, _| {
-                b.iter_custom(|iters| {
-                    let mut took = Duration::ZERO;
-                    for _ in 0..iters {
-                        let started = std::time::Instant::now();
-                        let snap = c.pass();
-                        took += started.elapsed();
-                        c.recycle(Arc::new(snap));
-                    }
-                    took
-                })
+                b.iter_custom(|iters| passes_alone(&mut c, iters, Duration::ZERO))
             });
             // The same after 300 ms idle, as between the collector's passes (10 s by default):
             // the caches have gone cold, and the pool thread is asleep.
             g.bench_with_input(BenchmarkId::new("pass_after_idle", n), &n, |b, _| {
-                b.iter_custom(|iters| {
-                    let mut took = Duration::ZERO;
-                    for _ in 0..iters {
-                        std::thread::sleep(Duration::from_millis(300));
-                        let started = std::time::Instant::now();
-                        let snap = c.pass();
-                        took += started.elapsed();
-                        c.recycle(Arc::new(snap));
-                    }
-                    took
-                })
+                b.iter_custom(|iters| passes_alone(&mut c, iters, Duration::from_millis(300)))
             });
         }
         drop(c);
