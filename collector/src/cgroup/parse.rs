@@ -206,17 +206,10 @@ fn psi_line(line: &str) -> Result<(bool, PsiData), String> {
 /// A PSI average: the kernel writes `<int>.<two digits>` (read exactly, without the float
 /// parser); any other decimal form goes through `f64::from_str`.
 fn parse_avg(v: &str) -> Option<f64> {
-    let b = v.as_bytes();
-    if let [int @ .., b'.', f1, f2] = b {
-        if !int.is_empty() && int.len() <= 9 && int.iter().chain([f1, f2]).all(u8::is_ascii_digit) {
-            let n = int
-                .iter()
-                .chain([f1, f2])
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            return Some(n as f64 / 100.0);
-        }
+    match avg_prefix(v.as_bytes()) {
+        Some((x, [])) => Some(x),
+        _ => v.parse().ok().filter(|x: &f64| x.is_finite()),
     }
-    v.parse().ok().filter(|x: &f64| x.is_finite())
 }
 
 /// `MAJ:MIN` of a block device.
