@@ -1,6 +1,10 @@
 //! Runs collection passes over an existing tree, for profiling: `pass_loop <cgroup-root> <passes> <threads> <files-kept-per-cgroup> [watch] [pause=<ms>]`
 //! (`watch`: with the inotify watches of `vigil collector`; `pause`: idle time between passes,
 //! as between the collector's passes, not counted in the time per pass).
+//!
+//! `PAUSE_MODE` says how the pause is spent, to tell what an idle host costs a pass:
+//! `sleep` (the default, as the collector), `spin` (the main thread busy-waits without touching
+//! any data, so its CPU never idles) or `warm` (sleep, then both threads busy-wait 3 ms).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,12 +53,17 @@ pub fn main() {
     }
     collector.pass();
     let passes = num(1);
+    let mode = std::env::var("PAUSE_MODE").ok();
+    if !matches!(mode.as_deref(), None | Some("sleep" | "spin" | "warm")) {
+        eprintln!("PAUSE_MODE must be sleep, spin or warm, got {mode:?}");
+        std::process::exit(2);
+    }
     let cpu0 = cpu_times();
     let mut took = Vec::with_capacity(passes);
     let mut containers = 0;
     for _ in 0..passes {
         if let Some(p) = pause {
-            std::thread::sleep(p);
+            idle(p, mode.as_deref());
         }
         let started = Instant::now();
         let snap = Arc::new(collector.pass());
@@ -74,6 +83,29 @@ pub fn main() {
         ms(cpu0.0, cpu1.0),
         ms(cpu0.1, cpu1.1)
     );
+}
+
+/// Spends `pause` between passes as `PAUSE_MODE` says (see the top of this file).
+fn idle(pause: Duration, mode: Option<&str>) {
+    let spin_for = |d: Duration| {
+        let t = Instant::now();
+        while t.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    };
+    match mode {
+        None | Some("sleep") => std::thread::sleep(pause),
+        Some("spin") => spin_for(pause),
+        Some("warm") => {
+            std::thread::sleep(pause);
+            let warm = Duration::from_millis(3);
+            std::thread::scope(|s| {
+                s.spawn(move || spin_for(warm));
+                spin_for(warm);
+            });
+        }
+        Some(other) => unreachable!("PAUSE_MODE {other:?} is checked at the start"),
+    }
 }
 
 /// (user, system) CPU time of this process so far (/proc/self/stat, clock ticks of 10 ms).
