@@ -2,11 +2,11 @@
 //! exposition, and node-level figures agree with prometheus-node-exporter's.
 
 mod collector_support;
+#[path = "sinks_support/promtool.rs"]
+mod promtool;
 
 use collector_support::*;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn fixture(name: &str) -> String {
@@ -15,32 +15,6 @@ fn fixture(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn promtool_check(body: &str) -> (bool, String) {
-    let bin = require("promtool");
-    let mut child = Command::new(bin)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]
@@ -59,23 +33,9 @@ fn prometheus_scrapes_the_collector_and_promtool_accepts_it() {
         "--node-name",
         "fixture-node",
     ]);
-    // The one lint finding we accept on purpose: cAdvisor names this counter without `_total`
-    // and dashboards query it by that name, so we keep cAdvisor's name and type (finding #15).
-    // promtool then exits 3 (lint problems); any other finding or exit status fails the test.
-    const ALLOWED: &str = "container_memory_failcnt counter metrics should have \"_total\" suffix";
+    // Only the findings kept on purpose for cAdvisor's names; any other fails.
     for c in [&real, &fix] {
-        let body = c.metrics();
-        let (ok, out) = promtool_check(&body);
-        let others: Vec<&str> = out
-            .lines()
-            .filter(|l| !l.trim().is_empty() && l.trim() != ALLOWED)
-            .collect();
-        assert!(others.is_empty(), "promtool check metrics: {out}");
-        let has_failcnt = body.contains("\ncontainer_memory_failcnt{");
-        assert!(
-            ok || has_failcnt,
-            "promtool failed without a finding to explain it: {out}"
-        );
+        promtool::check_metrics(&c.metrics(), &CADVISOR_LINT_FINDINGS);
     }
     let fix_body = fix.metrics();
     for family in [
@@ -209,6 +169,45 @@ fn node_figures_agree_with_node_exporter() {
         .filter(|s| s.name == "node_cpu_seconds_total" && s.label("mode") == Some("idle"))
         .count() as f64;
     assert_eq!(cores, ne_cores);
+    // The root filesystem (statvfs of "/", both): size and inodes are fixed, exactly equal; free
+    // inodes move with other work on the machine between the two reads: 1 % of the total.
+    let on_root = |name: &str| {
+        theirs
+            .iter()
+            .find(|s| s.name == name && s.label("mountpoint") == Some("/"))
+            .map(|s| (s.label("device").unwrap().to_string(), s.value))
+            .unwrap_or_else(|| panic!("node_exporter has no {name} for /"))
+    };
+    let (dev, size) = on_root("node_filesystem_size_bytes");
+    let ours_fs = |name: &str| value(&ours, name, &[("id", "/"), ("device", &dev)]);
+    assert_eq!(ours_fs("container_fs_limit_bytes"), Some(size));
+    let (_, files) = on_root("node_filesystem_files");
+    assert_eq!(ours_fs("container_fs_inodes_total"), Some(files));
+    let (_, files_free) = on_root("node_filesystem_files_free");
+    let ours_free = ours_fs("container_fs_inodes_free").expect("container_fs_inodes_free on /");
+    assert!(
+        (ours_free - files_free).abs() <= files * 0.01,
+        "free inodes {ours_free} vs node_exporter {files_free}"
+    );
+
+    // Topology: node_exporter's node_cpu_info has each CPU's package and core, from the same
+    // /proc/cpuinfo: distinct packages are sockets, distinct (package, core) physical cores.
+    let info: Vec<_> = theirs
+        .iter()
+        .filter(|s| s.name == "node_cpu_info")
+        .map(|s| (s.label("package").unwrap(), s.label("core").unwrap()))
+        .collect();
+    assert_eq!(info.len() as f64, ne_cores, "node_cpu_info per CPU");
+    let packages: std::collections::BTreeSet<_> = info.iter().map(|(p, _)| p).collect();
+    let physical: std::collections::BTreeSet<_> = info.iter().collect();
+    assert_eq!(
+        value(&ours, "machine_cpu_sockets", &[]),
+        Some(packages.len() as f64)
+    );
+    assert_eq!(
+        value(&ours, "machine_cpu_physical_cores", &[]),
+        Some(physical.len() as f64)
+    );
 
     // Network: every interface node_exporter reports (but lo) has the same counters on the root
     // container; traffic between the reads is small here (loopback is excluded): 1 MiB + 1 %.

@@ -154,11 +154,8 @@ fn pvc_volume_is_named_after_the_spec_with_pvc_ref_and_kubelet_volume_stats() {
             "{family}"
         );
     }
-    // promtool: only the accepted cAdvisor naming finding (see collector_prometheus.rs).
-    promtool::check_metrics(
-        &body,
-        &["container_memory_failcnt counter metrics should have \"_total\" suffix"],
-    );
+    // promtool: only the findings kept on purpose for cAdvisor's names.
+    promtool::check_metrics(&body, &CADVISOR_LINT_FINDINGS);
 }
 
 #[test]

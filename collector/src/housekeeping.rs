@@ -213,6 +213,8 @@ pub struct Collector {
     opts_template: ReadOptions,
     /// The node's boot time (`btime` of /proc/stat), read at start.
     boot_time: Option<SystemTime>,
+    /// The node's CPU sockets and physical cores (/proc/cpuinfo), read at start.
+    topology: Option<proc::Topology>,
 }
 
 /// How long a pass waits for the statvfs calls of one step (node filesystems, volumes).
@@ -286,12 +288,17 @@ impl Collector {
             logged: HashSet::new(),
             opts_template,
             boot_time: None,
+            topology: None,
         };
         c.boot_time = std::fs::read_to_string(c.config.proc_root.join("stat"))
             .ok()
             .and_then(|t| proc::parse_stat(&t, 1).ok())
             .filter(|cpu| cpu.boot_time > 0)
             .map(|cpu| SystemTime::UNIX_EPOCH + Duration::from_secs(cpu.boot_time));
+        match proc::read_topology(&c.config.proc_root) {
+            Ok(t) => c.topology = t,
+            Err(e) => c.count_error(e.kind(), &e.to_string()),
+        }
         if c.layout.mode != Mode::V2 {
             for ctrl in cgroup::Controller::ALL {
                 if c.layout.v1_root(ctrl).is_none() {
@@ -530,7 +537,8 @@ impl Collector {
         // /proc first: a node without swap (meminfo read and SwapTotal 0) spares every v2
         // cgroup's memory.swap.current, which is then necessarily 0.
         let mut node_errors = Vec::new();
-        let node = proc::read_node(&self.config.proc_root, &mut node_errors);
+        let mut node = proc::read_node(&self.config.proc_root, &mut node_errors);
+        node.topology = self.topology;
         let node_read_at = Instant::now();
         let mut opts = self.opts_template;
         opts.swap = !(node.memory.total > 0 && node.memory.swap_total == 0);

@@ -515,6 +515,37 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                     }
                 },
             );
+            // Inodes of the filesystem the figures above are on, as cAdvisor reports them: the
+            // node's root filesystem for "/", the image filesystem for a writable layer.
+            for (name, help, get) in [
+                (
+                    "container_fs_inodes_free",
+                    "Number of available Inodes",
+                    (|f: &FsInfo| f.inodes_free) as fn(&FsInfo) -> u64,
+                ),
+                ("container_fs_inodes_total", "Number of Inodes", |f| {
+                    f.inodes
+                }),
+            ] {
+                family_multi(
+                    out,
+                    snap,
+                    ts,
+                    name,
+                    "gauge",
+                    help,
+                    &["device"],
+                    |c, emit| {
+                        if &*c.name == "/" {
+                            if let Some(f) = &snap.root_fs {
+                                emit(&[&root_dev], get(f) as f64);
+                            }
+                        } else if let (Some(_), Some(f)) = (c.rootfs, &snap.image_fs) {
+                            emit(&[&image_dev], get(f) as f64);
+                        }
+                    },
+                );
+            }
         }
         if config.enabled("volume_stats") {
             volume_stats(out, snap, ts);
@@ -663,6 +694,28 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
             "Number of logical CPU cores.",
         );
         line_nolabels(out, "machine_cpu_cores", snap.node.cpu.cores as f64, ts);
+        // Unknown (no `physical id` in /proc/cpuinfo): left out rather than reported as 0.
+        if let Some(t) = snap.node.topology {
+            header(
+                out,
+                "machine_cpu_physical_cores",
+                "gauge",
+                "Number of physical CPU cores.",
+            );
+            line_nolabels(
+                out,
+                "machine_cpu_physical_cores",
+                t.physical_cores as f64,
+                ts,
+            );
+            header(
+                out,
+                "machine_cpu_sockets",
+                "gauge",
+                "Number of CPU sockets.",
+            );
+            line_nolabels(out, "machine_cpu_sockets", t.sockets as f64, ts);
+        }
         header(
             out,
             "machine_memory_bytes",

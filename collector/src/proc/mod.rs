@@ -259,6 +259,76 @@ pub struct Node {
     /// Number of processes and threads (loadavg's 4th field denominator).
     pub threads: u64,
     pub pid_max: Option<u64>,
+    /// Read once when the collector starts (`read_topology`), not by `read_node`.
+    pub topology: Option<Topology>,
+}
+
+/// The node's CPU topology, as cAdvisor's `machine_cpu_sockets` and `machine_cpu_physical_cores`
+/// count it from /proc/cpuinfo: distinct `physical id`s, and distinct (`physical id`, `core id`)
+/// pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub sockets: u64,
+    pub physical_cores: u64,
+}
+
+/// Parses /proc/cpuinfo. `None` when it names no `physical id`/`core id` at all (some
+/// architectures and hypervisors leave them out): the topology is then unknown, not zero. A
+/// processor with only one of the two, or a value that is not a number, is an error naming it.
+pub fn parse_cpuinfo(text: &str) -> Result<Option<Topology>, String> {
+    use std::collections::BTreeSet;
+    let mut sockets = BTreeSet::new();
+    let mut cores = BTreeSet::new();
+    // One processor's block: (`processor` line's value, physical id, core id).
+    let mut block: (Option<&str>, Option<u64>, Option<u64>) = (None, None, None);
+    let mut finish = |block: &mut (Option<&str>, Option<u64>, Option<u64>)| -> Result<(), String> {
+        match std::mem::take(block) {
+            (_, Some(p), Some(c)) => {
+                sockets.insert(p);
+                cores.insert((p, c));
+                Ok(())
+            }
+            (_, None, None) => Ok(()),
+            (cpu, _, _) => Err(format!(
+                "processor {} has only one of \"physical id\" and \"core id\"",
+                cpu.unwrap_or("?")
+            )),
+        }
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            if line.trim().is_empty() {
+                finish(&mut block)?;
+            }
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("expected a number in line {line:?}"))
+        };
+        match key {
+            "processor" => {
+                finish(&mut block)?;
+                block.0 = Some(value);
+            }
+            "physical id" => block.1 = Some(number()?),
+            "core id" => block.2 = Some(number()?),
+            _ => {}
+        }
+    }
+    finish(&mut block)?;
+    Ok((!sockets.is_empty()).then(|| Topology {
+        sockets: sockets.len() as u64,
+        physical_cores: cores.len() as u64,
+    }))
+}
+
+/// Reads `proc_root`/cpuinfo (see `parse_cpuinfo`).
+pub fn read_topology(proc_root: &Path) -> Result<Option<Topology>, Error> {
+    let p = proc_root.join("cpuinfo");
+    parse_cpuinfo(&read(&p)?).map_err(|detail| Error::Parse { path: p, detail })
 }
 
 /// Reads the node's figures under `proc_root`; a file that fails is reported and the rest is kept.
@@ -352,6 +422,51 @@ mod tests {
                 .join(p),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn cpuinfo_topology() {
+        // 8 processors: physical id 0 and 1, core id 0 and 1 in each, two threads per core.
+        assert_eq!(
+            parse_cpuinfo(&testdata("cpuinfo")).unwrap(),
+            Some(Topology {
+                sockets: 2,
+                physical_cores: 4
+            })
+        );
+        // Core ids repeat across sockets: the pair counts, not the core id alone.
+        let one_socket = "processor : 0\nphysical id : 0\ncore id : 0\n\nprocessor : 1\nphysical id : 0\ncore id : 0\n";
+        assert_eq!(
+            parse_cpuinfo(one_socket).unwrap(),
+            Some(Topology {
+                sockets: 1,
+                physical_cores: 1
+            })
+        );
+        // arm64 has no topology lines: unknown, not zero.
+        let arm = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\n\nprocessor\t: 1\nBogoMIPS\t: 50.00\n";
+        assert_eq!(parse_cpuinfo(arm).unwrap(), None);
+        assert_eq!(parse_cpuinfo("").unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_cpuinfo_names_the_line_or_processor() {
+        let e = parse_cpuinfo("processor : 0\nphysical id : zero\ncore id : 0\n").unwrap_err();
+        assert!(e.contains("physical id : zero"), "{e}");
+        let e = parse_cpuinfo(
+            "processor : 0\nphysical id : 0\ncore id : 0\n\nprocessor : 1\nphysical id : 0\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("processor 1 has only one"), "{e}");
+        // Through the reader: the error names the file.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cpuinfo"), "processor : 0\ncore id : x\n").unwrap();
+        let e = read_topology(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("cpuinfo") && e.contains("core id : x"), "{e}");
+        assert!(matches!(
+            read_topology(&tmp.path().join("absent")),
+            Err(Error::Io { .. })
+        ));
     }
 
     #[test]
