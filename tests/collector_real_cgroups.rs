@@ -56,6 +56,9 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
         "1s",
         "--rescan-interval",
         "600s",
+        // Processes and their descriptors counted in every pass (30 s by default).
+        "--process-stats-interval",
+        "1s",
         "--pod-log-root",
         pods_dir.to_str().unwrap(),
         "--container-log-root",
@@ -88,6 +91,9 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
     let burner1 = cg1.spawn_python("while True: pass");
     let alloc = cg1.spawn_python("import time\nb = b'x' * (64 << 20)\ntime.sleep(600)");
     let burner2 = cg2.spawn_python("while True: pass");
+    let sockets = cg2.spawn_python(
+        "import socket, time\ns = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]\ntime.sleep(600)",
+    );
     let name1 = cg1.name.clone();
     let name2 = cg2.name.clone();
 
@@ -194,6 +200,40 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
         .iter()
         .any(|s| s.name == "container_pressure_cpu_waiting_seconds_total"
             && s.label("id") == Some(name2.as_str())));
+
+    // Processes, descriptors and sockets, as cAdvisor counts them: the cgroup's own processes,
+    // and the entries of their /proc/<pid>/fd, read here by the test at the same time.
+    let fds_of = |pids: &[u32]| -> f64 {
+        pids.iter()
+            .map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).unwrap().count() as f64)
+            .sum()
+    };
+    let gauge = |samples: &[Sample], name: &str, id: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.label("id") == Some(id))
+            .map(|s| s.value)
+    };
+    let (mut ours, mut theirs) = (None, 0.0);
+    let counted = (0..100).any(|_| {
+        let samples = parse_exposition(&c.metrics());
+        theirs = fds_of(&[burner2, sockets]);
+        ours = (
+            gauge(&samples, "container_processes", &name2),
+            gauge(&samples, "container_sockets", &name2),
+            gauge(&samples, "container_file_descriptors", &name2),
+        )
+            .into();
+        std::thread::sleep(Duration::from_millis(200));
+        ours == Some((Some(2.0), Some(3.0), Some(theirs)))
+    });
+    assert!(
+        counted,
+        "container 2: (processes, sockets, descriptors) {ours:?}, expected 2, 3 and {theirs}"
+    );
+    let samples = parse_exposition(&c.metrics());
+    assert_eq!(gauge(&samples, "container_processes", &name1), Some(2.0));
+    assert_eq!(gauge(&samples, "container_sockets", &name1), Some(0.0));
 
     // The summary has the pod with both containers.
     let (s, body) = get(&format!("{}/stats/summary", c.base));

@@ -84,6 +84,12 @@ pub struct Config {
     /// Time between full rescans of the cgroup hierarchies (inotify covers the time between).
     #[serde(default = "default_rescan", with = "duration_str")]
     pub rescan_interval: Duration,
+    /// Time between counts of each cgroup's processes, open descriptors and sockets
+    /// (`container_processes`, `container_file_descriptors`, `container_sockets`): a readlink
+    /// per descriptor, so not in every pass at a short housekeeping interval. At or below the
+    /// housekeeping interval: every pass.
+    #[serde(default = "default_process_stats", with = "duration_str")]
+    pub process_stats_interval: Duration,
     /// Metric groups not to collect or expose, with cAdvisor's names (cpu, memory, network, disk, diskIO, process, pressure, oom_event, ...).
     #[serde(default)]
     pub disable_metrics: Vec<String>,
@@ -150,6 +156,9 @@ fn default_housekeeping() -> Duration {
 }
 fn default_rescan() -> Duration {
     Duration::from_secs(60)
+}
+fn default_process_stats() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_root_fs() -> PathBuf {
     PathBuf::from("/")
@@ -256,6 +265,12 @@ impl Config {
                     "{:?} is below the minimum of 1s",
                     self.housekeeping_interval
                 ),
+            });
+        }
+        if self.process_stats_interval.is_zero() {
+            return Err(Error::Invalid {
+                key: "process_stats_interval",
+                message: "must be longer than 0s".into(),
             });
         }
         if self.rescan_interval < self.housekeeping_interval {
@@ -422,6 +437,19 @@ mod tests {
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.housekeeping_interval, Duration::from_secs(2));
         assert!(!c.enabled("network") && c.enabled("cpu"));
+    }
+
+    #[test]
+    fn process_stats_interval_defaults_to_30s_and_zero_is_refused() {
+        assert_eq!(
+            Config::default().process_stats_interval,
+            Duration::from_secs(30)
+        );
+        let c = Config::from_yaml("process_stats_interval: 1m\n", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.process_stats_interval, Duration::from_secs(60));
+        let c = Config::from_yaml("process_stats_interval: 0s\n", Path::new("c.yaml")).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("process_stats_interval"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::discovery::metadata::{Metadata, PodList};
 use crate::discovery::naming::{classify, Kind};
 use crate::discovery::{self, Watcher};
 use crate::proc::fs::{FsInfo, IncrementalDu, StatvfsError, StatvfsPool, Usage};
+use crate::proc::processes::{self, ProcessCounts};
 use crate::proc::{self, pod_net, pod_net::PodNet, Interface, Node};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ pub struct ContainerSample {
     pub logs: Option<Usage>,
     /// Pod volumes (on the pod-level cgroup only).
     pub volumes: Vec<PodVolume>,
+    /// Processes of the cgroup and their descriptors, counted every `process_stats_interval` at most
+    /// (the last count in between); `None` before the first or with the `process` group off.
+    pub processes: Option<ProcessCounts>,
     /// The exposition label set, escaped, without braces: `container="…",id="…",…`.
     pub label_str: Arc<str>,
 }
@@ -156,6 +160,10 @@ struct Tracked {
     /// Names and labels (see `Collector::describe`).
     identity: Arc<Identity>,
     label_str: Arc<str>,
+    /// The last count of its processes and their descriptors, and whether one was tried (a
+    /// count that failed is tried again when due, not in every pass).
+    processes: Option<ProcessCounts>,
+    processes_tried: bool,
 }
 
 impl Tracked {
@@ -167,6 +175,7 @@ impl Tracked {
         self.events_stale = true;
         self.events = (None, None);
         self.files_watched = None;
+        self.processes_tried = false;
     }
 }
 
@@ -410,6 +419,8 @@ impl Collector {
                 net: PodNet::default(),
                 identity: Arc::default(),
                 label_str: Arc::from(""),
+                processes: None,
+                processes_tried: false,
             },
         );
     }
@@ -560,9 +571,16 @@ impl Collector {
             budget: self.readers[0].budget(),
         });
         let rootfs_probe = self.config.enabled("disk").then_some(proc_root.as_path());
+        // Processes are counted every `process_stats_interval` (a readlink per descriptor): at
+        // the default 30 s and a 10 s interval, in every third pass.
+        let processes_every = (self.config.process_stats_interval)
+            .as_millis()
+            .div_ceil(self.config.housekeeping_interval.as_millis().max(1))
+            .max(1) as u64;
         let cx = PassContext {
             opts,
             pass,
+            processes: opts.pids.then_some((proc_root.as_path(), processes_every)),
             net,
             rootfs_probe,
         };
@@ -612,11 +630,11 @@ impl Collector {
         let mut present = slots.iter().map(Option::is_some);
         du_slots.retain(|_| present.next().unwrap_or(false));
         let mut samples = samples_from(slots);
-        let (mut errors, mut net_errors, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut errors, mut proc_errors, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         for mut o in outcomes {
             self.du_dirty |= o.rootfs_found > 0;
             errors.append(&mut o.errors);
-            net_errors.append(&mut o.net_errors);
+            proc_errors.append(&mut o.proc_errors);
             gone.append(&mut o.gone);
             self.stats.files_read += o.files_read;
         }
@@ -624,7 +642,7 @@ impl Collector {
             let kind = e.kind();
             self.count_error(kind, &e.to_string());
         }
-        for e in net_errors {
+        for e in proc_errors {
             self.count_error(e.kind(), &e.to_string());
         }
         for g in gone {
@@ -897,7 +915,8 @@ impl Collector {
 #[derive(Default)]
 struct Outcome {
     errors: Vec<cgroup::Error>,
-    net_errors: Vec<proc::Error>,
+    /// Errors reading /proc: pods' network, processes' descriptors.
+    proc_errors: Vec<proc::Error>,
     gone: Vec<Arc<str>>,
     files_read: u64,
     /// Writable layers found in this pass.
@@ -945,6 +964,9 @@ const READ_BLOCK: usize = 16;
 struct PassContext<'a> {
     opts: ReadOptions,
     pass: u64,
+    /// The /proc where a cgroup's processes are counted, and every how many passes, when the
+    /// `process` group is on.
+    processes: Option<(&'a Path, u64)>,
     /// Where pods' processes are looked up, when network figures are collected.
     net: Option<pod_net::Lookup<'a>>,
     /// The /proc of containers' processes, when writable layers are looked for.
@@ -966,6 +988,7 @@ fn read_chunk(
     let PassContext {
         opts: template,
         pass,
+        processes: count_processes,
         net,
         rootfs_probe,
     } = cx;
@@ -1023,7 +1046,7 @@ fn read_chunk(
                         t.net
                             .read(name, dir, pod_uid, lookup, retry, &mut net_buf)
                             .unwrap_or_else(|e| {
-                                out.net_errors.push(e);
+                                out.proc_errors.push(e);
                                 None
                             })
                     }
@@ -1036,6 +1059,28 @@ fn read_chunk(
                         t.rootfs_probed = true;
                         t.rootfs_dir = probe_rootfs(&t.paths, proc_root).map(Arc::from);
                         out.rootfs_found += usize::from(t.rootfs_dir.is_some());
+                    }
+                }
+                if let Some((proc_root, every)) = count_processes {
+                    let due = (pass + u64::from(t.spec_slot)).is_multiple_of(every);
+                    if !t.processes_tried || due {
+                        t.processes_tried = true;
+                        match reader.read_procs_of(&t.paths, &mut t.handles) {
+                            Ok(Some(pids)) => match processes::count(proc_root, &pids) {
+                                Ok(c) => t.processes = Some(c),
+                                Err(e) => {
+                                    t.processes = None;
+                                    out.proc_errors.push(e);
+                                }
+                            },
+                            // No cgroup.procs, or gone since its figures were read (then
+                            // dropped in the next pass).
+                            Ok(None) | Err(cgroup::Error::Gone { .. }) => t.processes = None,
+                            Err(e) => {
+                                t.processes = None;
+                                out.errors.push(e);
+                            }
+                        }
                     }
                 }
                 *du_slot = (t.rootfs_dir.clone(), t.log_dir.clone());
@@ -1051,6 +1096,7 @@ fn read_chunk(
                     logs: None,
                     volumes: Vec::new(),
                     label_str: t.label_str.clone(),
+                    processes: t.processes,
                 });
             }
             Err(cgroup::Error::Gone { .. }) => out.gone.push((*name).clone()),
@@ -2017,6 +2063,80 @@ mod tests {
         dir
     }
 
+    /// cgroup.procs and each listed process's /proc/<pid>/fd: processes, descriptors and
+    /// sockets, counted when first seen, then every `process_stats_interval` (every third pass at
+    /// the defaults); a process that exited is left out; a bad cgroup.procs is a parse error.
+    #[test]
+    fn processes_descriptors_and_sockets_are_counted_every_few_passes() {
+        let node = tmp_node("cpu memory pids");
+        v2_dir(&node.root, "kubepods/podaa/0123", 10);
+        std::fs::write(node.dir.join("cgroup.procs"), "500\n501\n4000000\n").unwrap();
+        let proc_tmp = tempfile::tempdir().unwrap();
+        let fd_links = |pid: u32, links: &[&str]| {
+            let fd = proc_tmp.path().join(pid.to_string()).join("fd");
+            let _ = std::fs::remove_dir_all(&fd);
+            std::fs::create_dir_all(&fd).unwrap();
+            for (i, l) in links.iter().enumerate() {
+                std::os::unix::fs::symlink(l, fd.join(i.to_string())).unwrap();
+            }
+        };
+        fd_links(
+            500,
+            &["/dev/null", "socket:[123]", "pipe:[7]", "socket:[124]"],
+        );
+        fd_links(501, &["/var/log/app.log", "anon_inode:[eventpoll]"]);
+        // pid 4000000 has no /proc entry: exited since cgroup.procs was read.
+        let mut c = collector_at(&node.root, |cfg| cfg.proc_root = proc_tmp.path().into());
+        let counts = |snap: &Snapshot| find(snap, "/0123").processes;
+        let first = ProcessCounts {
+            processes: 3,
+            fds: 6,
+            sockets: 2,
+        };
+        assert_eq!(counts(&c.pass()), Some(first));
+        let mut out = String::new();
+        let snap = c.pass();
+        crate::http::metrics::render(&snap, &c.config, &mut out);
+        for (name, v) in [
+            ("container_processes{", "3"),
+            ("container_file_descriptors{", "6"),
+            ("container_sockets{", "2"),
+        ] {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(name) && l.contains("id=\"/kubepods/podaa/0123\""))
+                .unwrap_or_else(|| panic!("no {name}"));
+            assert_eq!(line.rsplit(' ').nth(1), Some(v), "{line}");
+        }
+        // One socket more: seen within three passes (10 s interval), and the count in between
+        // is the last one, not a missing figure.
+        fd_links(
+            501,
+            &["/var/log/app.log", "anon_inode:[eventpoll]", "socket:[9]"],
+        );
+        let seen: Vec<_> = (0..3).map(|_| counts(&c.pass())).collect();
+        assert!(seen.iter().all(Option::is_some), "{seen:?}");
+        assert_eq!(
+            seen.last().unwrap().unwrap(),
+            ProcessCounts {
+                processes: 3,
+                fds: 7,
+                sockets: 3
+            },
+            "{seen:?}"
+        );
+        // A line that is not a pid: no figure, and a parse error naming the file.
+        std::fs::write(node.dir.join("cgroup.procs"), "500\nfive\n").unwrap();
+        let before = c.stats.errors_by_kind.get("parse").copied().unwrap_or(0);
+        let seen: Vec<_> = (0..3).map(|_| counts(&c.pass())).collect();
+        assert_eq!(seen.last().unwrap(), &None, "{seen:?}");
+        assert!(c.stats.errors_by_kind.get("parse").copied().unwrap_or(0) > before);
+        assert!(c
+            .logged
+            .iter()
+            .any(|m| m.contains("cgroup.procs") && m.contains("five")));
+    }
+
     /// memory.swap.current is read only when the node has swap: with `SwapTotal: 0` in the
     /// pass's /proc/meminfo it is 0 without a read; with swap, or when meminfo cannot be read,
     /// the file's value is reported.
@@ -2075,7 +2195,11 @@ mod tests {
             std::fs::write(d.join("memory.events"), "max 0\noom_kill 0\n").unwrap();
         }
         std::fs::write(node.dir.join("memory.current"), "8192\n").unwrap();
-        let mut c = collector_at(&node.root, |_| {});
+        // At a 30 s interval processes are counted in every pass (cgroup.procs is read in
+        // every pass, like the figures), so the files read per pass do not vary with that.
+        let mut c = collector_at(&node.root, |cfg| {
+            cfg.housekeeping_interval = Duration::from_secs(30)
+        });
         c.start_watcher();
         let name = "/kubepods/podaa/0123";
         let figures = |snap: &Snapshot| {

@@ -55,6 +55,10 @@ pub struct Args {
     /// Time between full cgroup rescans [default: 60s].
     #[arg(long, value_parser = config::parse_duration)]
     pub rescan_interval: Option<Duration>,
+    /// Time between counts of each cgroup's processes, descriptors and sockets (a readlink per
+    /// descriptor); at or below the housekeeping interval, every pass [default: 30s].
+    #[arg(long, value_parser = config::parse_duration)]
+    pub process_stats_interval: Option<Duration>,
     /// Comma-separated metric groups to switch off (cAdvisor names: cpu, memory, network, disk, diskIO, process, pressure, oom_event, ...).
     #[arg(long, value_delimiter = ',')]
     pub disable_metrics: Option<Vec<String>>,
@@ -125,6 +129,7 @@ impl Args {
             pod_log_root,
             housekeeping_interval,
             rescan_interval,
+            process_stats_interval,
             disable_metrics,
             pod_labels,
             root_fs_path,

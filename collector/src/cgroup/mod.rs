@@ -727,6 +727,36 @@ impl Reader {
         r
     }
 
+    /// The pids of the cgroup's `cgroup.procs`, in `any_dir` (the v1 cpu controller's first, as
+    /// cAdvisor). `None` when the file is absent. Read every few passes: its descriptor is not
+    /// kept. A line that is not a pid is a parse error naming the file.
+    pub fn read_procs_of(
+        &mut self,
+        paths: &CgroupPaths,
+        handles: &mut Handles,
+    ) -> Result<Option<Vec<u32>>, Error> {
+        let Some(dir) = paths.any_dir() else {
+            return Ok(None);
+        };
+        self.transient = None;
+        self.file_hint = 0;
+        self.last_kept_dir = None;
+        self.last_dir_key = (0, 0);
+        std::mem::swap(&mut self.handles, handles);
+        let keep = std::mem::replace(&mut self.keep_now, false);
+        let r = match self.load(dir, "cgroup.procs", &paths.name) {
+            Ok(true) => crate::proc::processes::parse_procs(self.text())
+                .map(Some)
+                .map_err(|e| self.parse_err(e)),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.keep_now = keep;
+        std::mem::swap(&mut self.handles, handles);
+        self.transient = None;
+        r
+    }
+
     fn read_stats_inner(
         &mut self,
         paths: &CgroupPaths,

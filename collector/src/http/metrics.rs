@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::housekeeping::{ContainerSample, Snapshot};
 use crate::proc::fs::FsInfo;
+use crate::proc::processes::ProcessCounts;
 use axum::body::Bytes;
 
 /// Size of the chunks a streamed exposition is sent in.
@@ -569,6 +570,27 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 "Maximum number of threads allowed inside the container, infinity if value is zero",
                 |c| c.stats.pids.as_ref().map(|p| p.max.unwrap_or(0) as f64),
             );
+            for (name, help, get) in [
+                (
+                    "container_processes",
+                    "Number of processes running inside the container.",
+                    (|p: &ProcessCounts| p.processes) as fn(&ProcessCounts) -> u64,
+                ),
+                (
+                    "container_file_descriptors",
+                    "Number of open file descriptors for the container.",
+                    |p| p.fds,
+                ),
+                (
+                    "container_sockets",
+                    "Number of open sockets for the container.",
+                    |p| p.sockets,
+                ),
+            ] {
+                family(out, snap, ts, name, "gauge", help, |c| {
+                    c.processes.as_ref().map(|p| get(p) as f64)
+                });
+            }
         }
         if config.enabled("pressure") {
             for (res, get) in [

@@ -205,6 +205,7 @@ async fn containers(State(st): State<AppState>) -> Response {
                 "cpu": s.cpu.as_ref().map(|x| serde_json::json!({"usageNs": x.usage_ns, "userNs": x.user_ns, "systemNs": x.system_ns, "periods": x.periods, "throttledPeriods": x.throttled_periods, "throttledNs": x.throttled_ns})),
                 "memory": s.memory.as_ref().map(|m| serde_json::json!({"usage": m.usage, "workingSet": m.working_set, "rss": m.rss, "cache": m.cache, "swap": m.swap, "mappedFile": m.mapped_file, "pgfault": m.pgfault, "pgmajfault": m.pgmajfault, "failcnt": m.failcnt, "oomKills": m.oom_kills})),
                 "pids": s.pids.as_ref().map(|p| serde_json::json!({"current": p.current, "max": p.max})),
+                "processes": c.processes.as_ref().map(|p| serde_json::json!({"processes": p.processes, "fileDescriptors": p.fds, "sockets": p.sockets})),
                 "spec": {"cpuShares": s.spec.cpu_shares, "cpuQuotaUs": s.spec.cpu_quota_us, "cpuPeriodUs": s.spec.cpu_period_us, "memoryLimit": s.spec.memory_limit},
                 "network": c.network.as_ref().map(|n| n.iter().map(|i| serde_json::json!({"name": i.name, "rxBytes": i.rx_bytes, "txBytes": i.tx_bytes})).collect::<Vec<_>>()),
                 "rootfsBytes": c.rootfs.map(|u| u.bytes),

@@ -2,6 +2,7 @@
 
 pub mod fs;
 pub mod pod_net;
+pub mod processes;
 
 use std::path::{Path, PathBuf};
 
@@ -319,7 +320,7 @@ pub fn parse_cpuinfo(text: &str) -> Result<Option<Topology>, String> {
         }
     }
     finish(&mut block)?;
-    Ok((!sockets.is_empty()).then(|| Topology {
+    Ok((!sockets.is_empty()).then_some(Topology {
         sockets: sockets.len() as u64,
         physical_cores: cores.len() as u64,
     }))
