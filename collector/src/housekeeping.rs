@@ -573,7 +573,9 @@ impl Collector {
         let rootfs_probe = self.config.enabled("disk").then_some(proc_root.as_path());
         // Processes are counted every `process_stats_interval` (a readlink per descriptor): at
         // the default 30 s and a 10 s interval, in every third pass.
-        let processes_every = (self.config.process_stats_interval)
+        let processes_every = self
+            .config
+            .process_stats_interval
             .as_millis()
             .div_ceil(self.config.housekeeping_interval.as_millis().max(1))
             .max(1) as u64;

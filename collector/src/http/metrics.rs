@@ -977,6 +977,94 @@ mod tests {
         assert_eq!(value("container_memory_failcnt{", ""), "2");
     }
 
+    /// A container's writable layer is on the image filesystem: usage from the layer, limit and
+    /// inodes from that filesystem, under its device; the root container has the root's.
+    #[test]
+    fn writable_layer_figures_are_on_the_image_filesystem() {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let c = Config {
+            cgroup_root: base.join("cgroup-v1-cgroupfs"),
+            proc_root: base.join("proc-root-absent"),
+            pod_log_root: base.join("logs/pods"),
+            node_name: Some("fixture-node".into()),
+            ..Default::default()
+        };
+        let mut col = crate::housekeeping::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
+        let mut snap = col.pass();
+        let fs = |device: &str, capacity, inodes, inodes_free| FsInfo {
+            path: "/x".into(),
+            device: Some(device.into()),
+            capacity,
+            available: 0,
+            used: 0,
+            inodes,
+            inodes_free,
+        };
+        snap.root_fs = Some(fs("/dev/root", 1000, 50, 20));
+        snap.image_fs = Some(fs("/dev/images", 9000, 700, 300));
+        let id = "b".repeat(64);
+        let ctr = snap
+            .containers
+            .iter_mut()
+            .find(|s| s.name.ends_with(&id))
+            .unwrap();
+        ctr.rootfs = Some(crate::proc::fs::Usage {
+            bytes: 4096,
+            inodes: 3,
+        });
+        let mut out = String::new();
+        render(&snap, &c, &mut out);
+        let value = |name: &str, which: &str| -> Option<String> {
+            out.lines()
+                .find(|l| {
+                    l.starts_with(&format!("{name}{{"))
+                        && (if which == "/" {
+                            l.contains("id=\"/\"")
+                        } else {
+                            l.contains(which)
+                        })
+                })
+                .map(|l| {
+                    let (labels, rest) = l.split_once('}').unwrap();
+                    let dev = labels
+                        .rsplit("device=\"")
+                        .next()
+                        .unwrap()
+                        .trim_end_matches('"');
+                    format!("{dev} {}", rest.split_whitespace().next().unwrap())
+                })
+        };
+        for (name, root, layer) in [
+            (
+                "container_fs_usage_bytes",
+                "/dev/root 0",
+                "/dev/images 4096",
+            ),
+            (
+                "container_fs_limit_bytes",
+                "/dev/root 1000",
+                "/dev/images 9000",
+            ),
+            (
+                "container_fs_inodes_total",
+                "/dev/root 50",
+                "/dev/images 700",
+            ),
+            (
+                "container_fs_inodes_free",
+                "/dev/root 20",
+                "/dev/images 300",
+            ),
+        ] {
+            assert_eq!(value(name, "/").as_deref(), Some(root), "{name} on /");
+            assert_eq!(
+                value(name, &id).as_deref(),
+                Some(layer),
+                "{name} on the layer"
+            );
+        }
+    }
+
     #[test]
     fn numbers_are_prometheus_floats() {
         let mut s = Out::string(String::new());
