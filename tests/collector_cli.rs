@@ -406,6 +406,11 @@ fn daemonset_binds_the_node_ip_through_the_environment() {
         "cgroup.procs shows other pid namespaces' pids as 0: pod network needs the host's pids"
     );
     let c = &spec["containers"][0];
+    assert_eq!(
+        c["securityContext"]["capabilities"]["add"],
+        serde_yaml::from_str::<serde_yaml::Value>("[SYS_PTRACE]").unwrap(),
+        "other processes' descriptor links (container_sockets) need CAP_SYS_PTRACE"
+    );
     let args: Vec<&str> = c["args"]
         .as_sequence()
         .unwrap()

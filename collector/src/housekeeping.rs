@@ -1073,7 +1073,20 @@ fn read_chunk(
                         t.processes_tried = true;
                         match reader.read_procs_of(&t.paths, &mut t.handles) {
                             Ok(Some(pids)) => match processes::count(proc_root, &pids) {
-                                Ok(c) => t.processes = Some(c),
+                                Ok(c) => {
+                                    if c.sockets.is_none() {
+                                        out.proc_errors.push(proc::Error::Io {
+                                            path: proc_root.to_path_buf(),
+                                            source: std::io::Error::new(
+                                                std::io::ErrorKind::PermissionDenied,
+                                                "permission denied reading descriptor \
+                                                 links (other processes' need CAP_SYS_PTRACE): \
+                                                 container_sockets is left out",
+                                            ),
+                                        });
+                                    }
+                                    t.processes = Some(c);
+                                }
                                 Err(e) => {
                                     t.processes = None;
                                     out.proc_errors.push(e);
@@ -2097,7 +2110,7 @@ mod tests {
         let first = ProcessCounts {
             processes: 3,
             fds: 6,
-            sockets: 2,
+            sockets: Some(2),
         };
         assert_eq!(counts(&c.pass()), Some(first));
         let mut out = String::new();
@@ -2127,7 +2140,7 @@ mod tests {
             ProcessCounts {
                 processes: 3,
                 fds: 7,
-                sockets: 3
+                sockets: Some(3)
             },
             "{seen:?}"
         );

@@ -574,12 +574,12 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 (
                     "container_processes",
                     "Number of processes running inside the container.",
-                    (|p: &ProcessCounts| p.processes) as fn(&ProcessCounts) -> u64,
+                    (|p: &ProcessCounts| Some(p.processes)) as fn(&ProcessCounts) -> Option<u64>,
                 ),
                 (
                     "container_file_descriptors",
                     "Number of open file descriptors for the container.",
-                    |p| p.fds,
+                    |p| Some(p.fds),
                 ),
                 (
                     "container_sockets",
@@ -588,7 +588,7 @@ pub fn render_to(snap: &Snapshot, config: &Config, out: &mut Out) {
                 ),
             ] {
                 family(out, snap, ts, name, "gauge", help, |c| {
-                    c.processes.as_ref().map(|p| get(p) as f64)
+                    c.processes.as_ref().and_then(get).map(|v| v as f64)
                 });
             }
         }

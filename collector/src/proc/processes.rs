@@ -14,8 +14,9 @@ pub struct ProcessCounts {
     pub processes: u64,
     /// Their open descriptors (entries of `/proc/<pid>/fd`).
     pub fds: u64,
-    /// Those descriptors that are sockets (the link reads `socket:[<inode>]`).
-    pub sockets: u64,
+    /// Those descriptors that are sockets (the link reads `socket:[<inode>]`); `None` when the
+    /// links could not be read (see `count`).
+    pub sockets: Option<u64>,
 }
 
 /// `cgroup.procs`: one pid per line. A line that is not a pid is an error naming it.
@@ -32,12 +33,15 @@ pub fn parse_procs(text: &str) -> Result<Vec<u32>, String> {
 
 /// Counts the open descriptors and sockets of `pids` under `proc_root`. A process that exits
 /// during the count, or a descriptor closed during it, is left out, as cAdvisor does. A
-/// descriptor table that cannot be listed for another reason (permissions: the collector
-/// needs root, or CAP_SYS_PTRACE, to see other users' descriptors) is an error naming it.
+/// descriptor table that cannot be listed for another reason (permissions: another user's
+/// table needs root) is an error naming it. Reading another process's links needs
+/// CAP_SYS_PTRACE as well: without it the descriptors are still counted, and `sockets` is
+/// `None`.
 pub fn count(proc_root: &Path, pids: &[u32]) -> Result<ProcessCounts, Error> {
     let mut out = ProcessCounts {
         processes: pids.len() as u64,
-        ..Default::default()
+        fds: 0,
+        sockets: Some(0),
     };
     let mut path = proc_root.to_path_buf();
     // Enough for `socket:[`, the only thing read from the link.
@@ -72,13 +76,22 @@ pub fn count(proc_root: &Path, pids: &[u32]) -> Result<ProcessCounts, Error> {
                     if name == b"." || name == b".." {
                         continue;
                     }
+                    let Some(sockets) = &mut out.sockets else {
+                        out.fds += 1;
+                        continue;
+                    };
                     match rustix::fs::readlinkat_raw(&fd, entry.file_name(), &mut link[..]) {
                         Ok(n) => {
                             out.fds += 1;
-                            out.sockets += u64::from(link[..n.min(link.len())] == *b"socket:[");
+                            *sockets += u64::from(link[..n.min(link.len())] == *b"socket:[");
                         }
                         // Closed between the listing and the read.
                         Err(Errno::NOENT) => {}
+                        // Listed but not readable: no CAP_SYS_PTRACE.
+                        Err(Errno::ACCESS | Errno::PERM) => {
+                            out.fds += 1;
+                            out.sockets = None;
+                        }
                         Err(e) => return Err(io_err(&path, e)),
                     }
                 }
@@ -119,7 +132,7 @@ mod tests {
             let after = count(proc_root, &[me]).unwrap();
             assert_eq!(during.processes, 1);
             if during.fds == before.fds + 2
-                && during.sockets == before.sockets + 1
+                && during.sockets == before.sockets.map(|s| s + 1)
                 && after == before
             {
                 assert!(before.fds >= 3, "{before:?}");
@@ -127,6 +140,48 @@ mod tests {
             }
         }
         panic!("descriptor counts never matched the two opened and closed here");
+    }
+
+    /// Without CAP_SYS_PTRACE (dropped in one thread: capabilities are per thread), another
+    /// root process's table is listed but its links cannot be read (its capabilities are not a
+    /// subset of the reader's): descriptors are counted, sockets are unknown. Needs root, as
+    /// the collector.
+    #[test]
+    fn without_ptrace_descriptors_are_counted_and_sockets_are_unknown() {
+        use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Until exec, the child holds the test process's descriptors (other threads' too).
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "sleep\n" {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The exec closes the inherited descriptors just after renaming the process.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let with_all = count(Path::new("/proc"), &[pid]).unwrap();
+        let without = std::thread::spawn(move || {
+            let mut caps = capabilities(None).unwrap();
+            caps.effective.remove(CapabilitySet::SYS_PTRACE);
+            caps.permitted.remove(CapabilitySet::SYS_PTRACE);
+            set_capabilities(None, caps).unwrap();
+            count(Path::new("/proc"), &[pid]).unwrap()
+        })
+        .join()
+        .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(with_all.sockets, Some(0), "{with_all:?}");
+        assert!(with_all.fds >= 3, "{with_all:?}");
+        assert_eq!(
+            without,
+            ProcessCounts {
+                sockets: None,
+                ..with_all
+            }
+        );
     }
 
     #[test]
@@ -139,7 +194,7 @@ mod tests {
             ProcessCounts {
                 processes: 1,
                 fds: 0,
-                sockets: 0
+                sockets: Some(0)
             }
         );
         // A `fd` that is not a directory cannot be listed: an error naming it.
