@@ -716,12 +716,17 @@ impl Reader {
         opts: ReadOptions,
         errors: &mut Vec<Error>,
     ) -> Result<Stats, Error> {
+        self.with_handles(handles, |r| r.read_stats_inner(paths, opts, errors))
+    }
+
+    /// Runs `read` with the descriptors kept for one cgroup (`handles`), and puts them back.
+    fn with_handles<T>(&mut self, handles: &mut Handles, read: impl FnOnce(&mut Self) -> T) -> T {
         self.transient = None;
         self.file_hint = 0;
         self.last_kept_dir = None;
         self.last_dir_key = (0, 0);
         std::mem::swap(&mut self.handles, handles);
-        let r = self.read_stats_inner(paths, opts, errors);
+        let r = read(self);
         std::mem::swap(&mut self.handles, handles);
         self.transient = None;
         r
@@ -739,23 +744,15 @@ impl Reader {
         let Some(dir) = paths.any_dir() else {
             return Ok(None);
         };
-        self.transient = None;
-        self.file_hint = 0;
-        self.last_kept_dir = None;
-        self.last_dir_key = (0, 0);
-        std::mem::swap(&mut self.handles, handles);
-        let keep = std::mem::replace(&mut self.keep_now, true);
-        let r = match self.load(dir, "cgroup.procs", &paths.name) {
-            Ok(true) => crate::proc::processes::parse_procs(self.text())
+        self.with_handles(handles, |r| {
+            r.keep_now = true;
+            if !r.load(dir, "cgroup.procs", &paths.name)? {
+                return Ok(None);
+            }
+            crate::proc::processes::parse_procs(r.text())
                 .map(Some)
-                .map_err(|e| self.parse_err(e)),
-            Ok(false) => Ok(None),
-            Err(e) => Err(e),
-        };
-        self.keep_now = keep;
-        std::mem::swap(&mut self.handles, handles);
-        self.transient = None;
-        r
+                .map_err(|e| r.parse_err(e))
+        })
     }
 
     fn read_stats_inner(

@@ -929,8 +929,8 @@ mod tests {
 
     /// v1: `scope="container"` from memory.stat's local keys, `scope="hierarchy"` from `total_*`;
     /// container_memory_failcnt with cAdvisor's name and type.
-    #[test]
-    fn v1_page_fault_scopes_and_failcnt() {
+    /// The v1 cgroupfs fixture's configuration and one pass over it.
+    fn v1_fixture_pass() -> (Config, Snapshot) {
         let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
         let c = Config {
             cgroup_root: base.join("cgroup-v1-cgroupfs"),
@@ -942,6 +942,12 @@ mod tests {
         };
         let mut col = crate::housekeeping::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
         let snap = col.pass();
+        (c, snap)
+    }
+
+    #[test]
+    fn v1_page_fault_scopes_and_failcnt() {
+        let (c, snap) = v1_fixture_pass();
         let mut out = String::new();
         render(&snap, &c, &mut out);
         let id = "b".repeat(64);
@@ -981,16 +987,7 @@ mod tests {
     /// inodes from that filesystem, under its device; the root container has the root's.
     #[test]
     fn writable_layer_figures_are_on_the_image_filesystem() {
-        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let c = Config {
-            cgroup_root: base.join("cgroup-v1-cgroupfs"),
-            proc_root: base.join("proc-root-absent"),
-            pod_log_root: base.join("logs/pods"),
-            node_name: Some("fixture-node".into()),
-            ..Default::default()
-        };
-        let mut col = crate::housekeeping::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
-        let mut snap = col.pass();
+        let (c, mut snap) = v1_fixture_pass();
         let fs = |device: &str, capacity, inodes, inodes_free| FsInfo {
             path: "/x".into(),
             device: Some(device.into()),
