@@ -1,2 +1,11 @@
-//! Alerting: threshold, baseline and host-comparison rules, their state machine, and notifiers.
-//! Not built yet; see the open issues.
+//! Alerting: rules (threshold, recording, baseline, outlier) evaluated through the [`Query`]
+//! interface this crate defines, their state machine, and the notifier (routing, grouping,
+//! inhibition, silences, receivers). Rules hand alerts to the notifier through [`Notify`].
+
+pub mod alert;
+pub mod notify;
+pub mod query;
+pub mod rules;
+
+pub use alert::{Alert, Notify};
+pub use query::{Query, QueryError, RangeSeries, Sample};

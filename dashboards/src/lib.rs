@@ -1,2 +1,3 @@
-//! Dashboards: charts, the web UI and the Grafana dashboards.
-//! Not built yet; see the open issues.
+//! Dashboards: charts drawn on the server (`chart`), the web UI, and the Grafana dashboards.
+
+pub mod chart;

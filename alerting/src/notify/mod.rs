@@ -1,0 +1,1 @@
+//! The notifier: Alertmanager-format routing, grouping, inhibition, silences and receivers.

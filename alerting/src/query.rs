@@ -1,0 +1,38 @@
+//! The query interface rules are evaluated through: the in-process PromQL engine (adapter in
+//! the aggregator) or a remote Prometheus-compatible API (`--rule-query-url`).
+//! Synchronous: rule groups and notifiers call it from their own threads.
+
+use std::collections::BTreeMap;
+
+/// One sample of an instant query's vector (a scalar result comes as one sample with no labels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// One series of a range query: points `(t_ms, value)` oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Why a query failed; the message is shown in `/api/v1/rules` as `lastError`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+/// What rules and notifiers need from a metrics store.
+pub trait Query: Send + Sync {
+    /// Evaluates `expr` at `time_ms`.
+    fn instant(&self, expr: &str, time_ms: i64) -> Result<Vec<Sample>, QueryError>;
+    /// Evaluates `expr` at each step from `start_ms` to `end_ms`.
+    fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<RangeSeries>, QueryError>;
+}

@@ -1,0 +1,1 @@
+//! Rule files (Prometheus format plus baseline and outlier rules), evaluation, state.
