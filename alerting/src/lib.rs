@@ -3,6 +3,7 @@
 //! inhibition, silences, receivers). Rules hand alerts to the notifier through [`Notify`].
 
 pub mod alert;
+pub mod anomaly;
 pub mod notify;
 pub mod query;
 pub mod rules;
