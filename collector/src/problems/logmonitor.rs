@@ -34,6 +34,7 @@ pub(crate) fn initial_conditions(
 pub(crate) fn initialize(store: &Store, cfg: &SystemLogConfig) {
     store.register(&cfg.source, initial_conditions(&cfg.conditions, Utc::now()));
     store.line_counter(&cfg.source);
+    store.watch_stats(&cfg.source);
     if cfg.metrics_reporting.unwrap_or(true) {
         for rule in &cfg.rules {
             if rule.kind == RuleKind::Permanent {
@@ -156,6 +157,7 @@ pub(crate) async fn run(
     store: Arc<Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let stats = store.watch_stats(&cfg.source);
     let mut monitor = match LogMonitor::new(&cfg, slot, store) {
         Ok(m) => m,
         Err(e) => {
@@ -170,6 +172,7 @@ pub(crate) async fn run(
     let common = Common {
         start: watchers::start_time(now, uptime, lookback, delay),
         skip_list: cfg.skip_list.clone(),
+        stats,
     };
     let (tx, mut rx) = mpsc::channel::<LogLine>(1024);
     let path = PathBuf::from(&cfg.log_path);

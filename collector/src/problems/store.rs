@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::watch::WatchStats;
+
 /// How many events are kept for `/problems/events`.
 pub const EVENT_CAPACITY: usize = 4096;
 
@@ -92,6 +94,8 @@ struct Inner {
     lines: BTreeMap<String, Arc<AtomicU64>>,
     /// Self-metrics: plugin runs per (source, result).
     plugin_runs: BTreeMap<(String, &'static str), u64>,
+    /// Self-metrics: each log monitor's watcher health.
+    watchers: BTreeMap<String, Arc<WatchStats>>,
 }
 
 /// The detector's shared state; every monitor writes, HTTP and metrics read.
@@ -228,6 +232,15 @@ impl Store {
             .clone()
     }
 
+    /// The health counters of a log monitor's watcher (shared with the watcher).
+    pub fn watch_stats(&self, source: &str) -> Arc<WatchStats> {
+        self.lock()
+            .watchers
+            .entry(source.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Counts one plugin run with its result (`ok`, `nonok`, `unknown`).
     pub fn count_plugin_run(&self, source: &str, result: &'static str) {
         *self
@@ -260,6 +273,33 @@ impl Store {
         );
         for ((source, result), n) in &g.plugin_runs {
             set(&runs, &[("result", result), ("source", source)], *n);
+        }
+        let errors = counter_family(
+            &mut r,
+            "vigil_problem_detector_log_read_errors",
+            "Failed attempts to open or read a log monitor's source (retried with backoff)",
+        );
+        let truncated = counter_family(
+            &mut r,
+            "vigil_problem_detector_log_lines_truncated",
+            "Log lines cut at the maximum line length (8 KiB)",
+        );
+        let failing = prometheus_client::metrics::family::Family::<
+            crate::self_metrics::Labels,
+            prometheus_client::metrics::gauge::Gauge,
+        >::default();
+        r.register(
+            "vigil_problem_detector_log_source_failing",
+            "1 while a log monitor's source cannot be opened or read",
+            failing.clone(),
+        );
+        for (source, w) in &g.watchers {
+            let l = [("source", source.as_str())];
+            set(&errors, &l, w.errors.load(Ordering::Relaxed));
+            set(&truncated, &l, w.truncated.load(Ordering::Relaxed));
+            failing
+                .get_or_create(&vec![("source".to_string(), source.clone())])
+                .set(i64::from(w.failing.load(Ordering::Relaxed)));
         }
         encode(&r, out);
         out.push_str(

@@ -609,6 +609,7 @@ fn skip_list_and_pattern_suffix() {
     let common = watch::Common {
         start: chrono::Utc::now(),
         skip_list: vec!["audit:".into(), "UFW".into()],
+        stats: Default::default(),
     };
     assert!(common.skipped("audit: type=1400"));
     assert!(common.skipped("[UFW BLOCK] IN=eth0"));

@@ -5,6 +5,7 @@
 use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use regex::Regex;
@@ -12,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, watch};
 
 use super::gotime::GoLayout;
-use super::{Common, POLL};
+use super::{Common, LineSplitter, Retry, MAX_LINE, POLL};
 use crate::problems::matcher::{translate_go_regex, LogLine};
 
 /// Turns a raw line into a `LogLine` (node-problem-detector's filelog translator).
@@ -54,6 +55,11 @@ impl Translator {
 }
 
 /// Tails `path` until shutdown, sending every translated line logged at or after `common.start`.
+///
+/// A source that cannot be opened or read (missing, a directory, permission denied, an I/O
+/// error) is retried with exponential backoff up to [`MAX_BACKOFF`](super::MAX_BACKOFF), logged
+/// once when it starts failing and once when it recovers, and shown in `common.stats`. Lines
+/// longer than [`MAX_LINE`](super::MAX_LINE) are cut and counted.
 pub async fn run(
     path: PathBuf,
     translator: Translator,
@@ -61,54 +67,58 @@ pub async fn run(
     tx: mpsc::Sender<LogLine>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut missing_logged = false;
+    let mut retry = Retry::new(common.stats.clone());
+    let mut truncation_logged = false;
     'open: loop {
         if *shutdown.borrow() {
             return;
         }
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
+        let opened = match tokio::fs::File::open(&path).await {
+            Ok(f) => f.metadata().await.map(|m| (f, m.ino())),
+            Err(e) => Err(e),
+        };
+        let (mut file, ino) = match opened {
+            Ok(o) => o,
             Err(e) => {
-                if !missing_logged {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot open log file; retrying");
-                    missing_logged = true;
-                }
-                if sleep_or_stop(&mut shutdown).await {
+                let wait = retry.failed(&path, "cannot open log file", &e);
+                if sleep_or_stop_for(&mut shutdown, wait).await {
                     return;
                 }
                 continue 'open;
             }
         };
-        missing_logged = false;
-        let ino = match file.metadata().await {
-            Ok(m) => m.ino(),
-            Err(_) => continue 'open,
-        };
-        tracing::info!(path = %path.display(), "watching log file");
+        tracing::debug!(path = %path.display(), "watching log file");
         let mut pos: u64 = 0;
-        let mut pending: Vec<u8> = Vec::new();
+        let mut lines = LineSplitter::default();
         let mut buf = vec![0u8; 64 * 1024];
         let mut draining = false;
         loop {
             let n = match file.read(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "read failed; reopening");
+                    // e.g. EISDIR: reopening at once would spin; wait, longer each time.
+                    let wait = retry.failed(&path, "cannot read log file", &e);
+                    if sleep_or_stop_for(&mut shutdown, wait).await {
+                        return;
+                    }
                     continue 'open;
                 }
             };
+            retry.ok(&path);
             if n > 0 {
                 pos += n as u64;
-                pending.extend_from_slice(&buf[..n]);
-                let mut start = 0;
-                while let Some(nl) = memchr_newline(&pending[start..]) {
-                    let raw = &pending[start..start + nl];
-                    start += nl + 1;
-                    let line = String::from_utf8_lossy(raw);
-                    if common.skipped(&line) {
+                for line in lines.push(&buf[..n]) {
+                    if line.truncated {
+                        common.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                        if !truncation_logged {
+                            truncation_logged = true;
+                            tracing::warn!(path = %path.display(), max_bytes = MAX_LINE, "log line longer than the maximum; cut (counted, logged once)");
+                        }
+                    }
+                    if common.skipped(&line.text) {
                         continue;
                     }
-                    match translator.translate(&line) {
+                    match translator.translate(&line.text) {
                         Ok(l) if l.timestamp >= common.start => {
                             if tx.send(l).await.is_err() {
                                 return;
@@ -120,7 +130,6 @@ pub async fn run(
                         }
                     }
                 }
-                pending.drain(..start);
                 continue;
             }
             if draining {
@@ -140,7 +149,7 @@ pub async fn run(
                 Ok(m) if m.len() < pos => {
                     tracing::info!(path = %path.display(), "log file truncated; reading from the start");
                     pos = 0;
-                    pending.clear();
+                    lines.clear();
                     if file.seek(SeekFrom::Start(0)).await.is_err() {
                         continue 'open;
                     }
@@ -155,19 +164,23 @@ pub async fn run(
     }
 }
 
-fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
-}
-
-/// Sleeps one poll interval; true when shutdown was requested.
-pub(crate) async fn sleep_or_stop(shutdown: &mut watch::Receiver<bool>) -> bool {
+/// Sleeps `wait`; true when shutdown was requested.
+pub(crate) async fn sleep_or_stop_for(
+    shutdown: &mut watch::Receiver<bool>,
+    wait: std::time::Duration,
+) -> bool {
     if *shutdown.borrow() {
         return true;
     }
     tokio::select! {
-        _ = tokio::time::sleep(POLL) => *shutdown.borrow(),
+        _ = tokio::time::sleep(wait) => *shutdown.borrow(),
         r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
     }
+}
+
+/// Sleeps one poll interval; true when shutdown was requested.
+pub(crate) async fn sleep_or_stop(shutdown: &mut watch::Receiver<bool>) -> bool {
+    sleep_or_stop_for(shutdown, POLL).await
 }
 
 #[cfg(test)]

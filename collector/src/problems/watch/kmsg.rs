@@ -4,12 +4,13 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
-use super::filelog::sleep_or_stop;
-use super::Common;
+use super::filelog::{sleep_or_stop, sleep_or_stop_for};
+use super::{Common, Retry, MAX_LINE, POLL};
 use crate::problems::matcher::LogLine;
 
 /// One parsed kmsg record.
@@ -47,7 +48,7 @@ pub async fn run(
     tx: mpsc::Sender<LogLine>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut logged = false;
+    let mut retry = Retry::new(common.stats.clone());
     loop {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -56,24 +57,22 @@ pub async fn run(
         let mut file = match file {
             Ok(f) => f,
             Err(e) => {
-                if !logged {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot open kmsg; retrying");
-                    logged = true;
-                }
-                if sleep_or_stop(&mut shutdown).await {
+                let wait = retry.failed(&path, "cannot open kmsg", &e);
+                if sleep_or_stop_for(&mut shutdown, wait).await {
                     return;
                 }
                 continue;
             }
         };
-        logged = false;
-        tracing::info!(path = %path.display(), "watching kernel messages");
+        tracing::debug!(path = %path.display(), "watching kernel messages");
+        let mut wait = POLL;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             // Non-blocking: one record per read; EAGAIN when there is nothing new.
             let n = match file.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    retry.ok(&path);
                     if sleep_or_stop(&mut shutdown).await {
                         return;
                     }
@@ -82,18 +81,28 @@ pub async fn run(
                 // Records were overwritten before we read them: carry on with the next.
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "kmsg read failed; reopening");
+                    // e.g. EISDIR or EIO: reopen after a wait that grows while it persists.
+                    wait = retry.failed(&path, "cannot read kmsg", &e);
                     break;
                 }
             };
+            retry.ok(&path);
             if n == 0 {
                 break;
             }
             let raw = String::from_utf8_lossy(&buf[..n]);
-            let Some(rec) = parse_record(&raw) else {
+            let Some(mut rec) = parse_record(&raw) else {
                 tracing::debug!(record = %raw, "unparsable kmsg record");
                 continue;
             };
+            if rec.message.len() > MAX_LINE {
+                let mut end = MAX_LINE;
+                while !rec.message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                rec.message.truncate(end);
+                common.stats.truncated.fetch_add(1, Ordering::Relaxed);
+            }
             let timestamp = boot + chrono::Duration::microseconds(rec.ts_usec as i64);
             if timestamp < common.start || common.skipped(&rec.message) {
                 continue;
@@ -109,7 +118,7 @@ pub async fn run(
                 return;
             }
         }
-        if sleep_or_stop(&mut shutdown).await {
+        if sleep_or_stop_for(&mut shutdown, wait).await {
             return;
         }
     }

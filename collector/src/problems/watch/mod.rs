@@ -5,17 +5,139 @@ pub mod gotime;
 pub mod journald;
 pub mod kmsg;
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// What every watcher shares: where reading starts and which lines are dropped.
+/// What every watcher shares: where reading starts, which lines are dropped, and the counters
+/// it reports its health in.
 #[derive(Debug, Clone)]
 pub struct Common {
     /// Lines logged before this are discarded (node-problem-detector's start time).
     pub start: DateTime<Utc>,
     /// Lines containing one of these substrings are dropped.
     pub skip_list: Vec<String>,
+    /// The watcher's health: read errors, whether it is failing now, truncated lines.
+    pub stats: Arc<WatchStats>,
+}
+
+/// A watcher's health, shown on `/metrics` by the monitor's source.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    /// Failed attempts to open or read the log source.
+    pub errors: AtomicU64,
+    /// True while the source cannot be read (set at the first error, cleared by a good read).
+    pub failing: AtomicBool,
+    /// Lines longer than [`MAX_LINE`] that were cut.
+    pub truncated: AtomicU64,
+    /// The last error, while failing.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// The longest line a watcher keeps, in bytes: the rest of a longer line, up to its newline,
+/// is dropped unread and the line counted as truncated. 8 KiB is what node-problem-detector's
+/// kmsg reader takes per record (go-kmsg-parser reads into an 8192-byte buffer) and rsyslog's
+/// default `maxMessageSize`, so no real kernel or syslog line is cut.
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// Longest wait between two attempts to read a source that keeps failing.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Retries a failing source with exponential backoff (from [`POLL`] up to [`MAX_BACKOFF`]),
+/// logging once when it starts failing and once when it recovers, never per attempt.
+#[derive(Debug)]
+pub struct Retry {
+    delay: Duration,
+    stats: Arc<WatchStats>,
+}
+
+impl Retry {
+    pub fn new(stats: Arc<WatchStats>) -> Self {
+        Retry { delay: POLL, stats }
+    }
+
+    /// Records a failed attempt and returns how long to wait before the next one.
+    pub fn failed(&mut self, path: &Path, what: &str, error: &dyn std::fmt::Display) -> Duration {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.stats.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(path = %path.display(), error = %error, max_retry_interval = ?MAX_BACKOFF, "{what}; retrying with backoff (logged once until it recovers)");
+        }
+        *self.stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(format!("{what}: {error}"));
+        let wait = self.delay;
+        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+        wait
+    }
+
+    /// Records a good read: ends a failing spell (logged) and resets the backoff.
+    pub fn ok(&mut self, path: &Path) {
+        self.delay = POLL;
+        if self.stats.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(path = %path.display(), "log source readable again");
+            *self.stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes, looking at each byte once
+/// (a line without a newline is neither kept whole nor scanned again on every read).
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+    /// The pending line passed [`MAX_LINE`]: its rest is being skipped.
+    cut: bool,
+}
+
+/// One complete line from a [`LineSplitter`] (without its newline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitLine {
+    /// The line, invalid UTF-8 replaced, at most [`MAX_LINE`] bytes of the original.
+    pub text: String,
+    /// The original line was longer and was cut.
+    pub truncated: bool,
+}
+
+impl LineSplitter {
+    /// Feeds the next bytes; returns the lines they complete.
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<SplitLine> {
+        let mut out = Vec::new();
+        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+            self.keep(&data[..nl]);
+            out.push(SplitLine {
+                text: String::from_utf8_lossy(&self.pending).into_owned(),
+                truncated: self.cut,
+            });
+            self.pending.clear();
+            self.cut = false;
+            data = &data[nl + 1..];
+        }
+        self.keep(data);
+        out
+    }
+
+    fn keep(&mut self, part: &[u8]) {
+        let room = MAX_LINE - self.pending.len();
+        if part.len() > room {
+            self.pending.extend_from_slice(&part[..room]);
+            self.cut = true;
+        } else {
+            self.pending.extend_from_slice(part);
+        }
+    }
+
+    /// Forgets the incomplete line (the file was truncated or replaced).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.cut = false;
+    }
+
+    /// Bytes held for the incomplete line (at most [`MAX_LINE`]).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 impl Common {
@@ -74,5 +196,43 @@ mod tests {
             now + chrono::Duration::seconds(40)
         );
         assert_eq!(start_time(now, m(3600), m(0), m(0)), now);
+    }
+
+    #[test]
+    fn lines_are_split_and_capped() {
+        let mut s = LineSplitter::default();
+        assert!(s.push(b"abc").is_empty());
+        let l = s.push(b"def\nxy\n\nz");
+        let texts: Vec<&str> = l.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["abcdef", "xy", ""]);
+        assert!(l.iter().all(|l| !l.truncated));
+        // A line far over the cap, fed in pieces: only MAX_LINE bytes are ever held.
+        let big = vec![b'x'; 3 * MAX_LINE];
+        for _ in 0..10 {
+            assert!(s.push(&big).is_empty());
+            assert_eq!(s.pending_len(), MAX_LINE);
+        }
+        let l = s.push(b"tail\nnext\n");
+        assert_eq!(l.len(), 2);
+        assert!(l[0].truncated && l[0].text.len() == MAX_LINE && l[0].text.starts_with("zx"));
+        assert_eq!(l[1], SplitLine { text: "next".into(), truncated: false });
+    }
+
+    #[test]
+    fn retry_backs_off_and_recovers() {
+        let stats = Arc::new(WatchStats::default());
+        let mut r = Retry::new(stats.clone());
+        let p = Path::new("/x");
+        let waits: Vec<Duration> = (0..10).map(|_| r.failed(p, "read failed", &"EISDIR")).collect();
+        assert_eq!(waits[0], POLL);
+        assert_eq!(waits[1], POLL * 2);
+        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+        assert!(stats.failing.load(Ordering::Relaxed));
+        assert_eq!(stats.errors.load(Ordering::Relaxed), 10);
+        assert!(stats.last_error.lock().unwrap().as_deref().unwrap().contains("EISDIR"));
+        r.ok(p);
+        assert!(!stats.failing.load(Ordering::Relaxed));
+        assert!(stats.last_error.lock().unwrap().is_none());
+        assert_eq!(r.failed(p, "again", &"e"), POLL);
     }
 }
