@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::http::{classify, transport_error, SendError};
 use super::queue::Payload;
-use super::{is_cumulative, Error};
+use super::Error;
 use crate::batch::{set_type, Batch, MetricSet, MetricValue};
 
 /// remote_write 1.0 `WriteRequest` (prometheus/prompb/remote.proto; metadata, field 3, unused).
@@ -46,68 +46,8 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// Prometheus metric name for a Heapster one: `cpu/usage_rate` → `cpu_usage_rate`; cumulative
-/// metrics (counters) get Prometheus' `_total` suffix: `network/rx` → `network_rx_total`.
-pub fn metric_name(name: &str) -> String {
-    let mut s = sanitize_metric_name(name);
-    if is_cumulative(name) {
-        s.push_str("_total");
-    }
-    s
-}
-
-fn sanitize_metric_name(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.as_bytes()[0].is_ascii_digit() {
-        s.insert(0, '_');
-    }
-    s
-}
-
-/// Prometheus label name for a Heapster label key.
-pub fn label_name(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.as_bytes()[0].is_ascii_digit() {
-        s.insert(0, '_');
-    }
-    s
-}
-
-/// A set's labels as Prometheus labels: sanitized names, empty values left out, sorted.
-fn set_labels(set: &MetricSet, cluster_name: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = set
-        .labels
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (label_name(k), v.clone()))
-        .filter(|(k, _)| k != "__name__")
-        .collect();
-    if !cluster_name.is_empty() {
-        v.retain(|(k, _)| k != "cluster_name");
-        v.push(("cluster_name".into(), cluster_name.into()));
-    }
-    v.sort();
-    v.dedup_by(|a, b| a.0 == b.0);
-    v
-}
+pub use crate::store::names::{label_name, metric_name};
+use crate::store::names::{help_text, metric_type, set_pairs, with_own};
 
 fn varint_len(v: u64) -> usize {
     prost::encoding::encoded_len_varint(v)
@@ -182,19 +122,6 @@ fn put_sample(buf: &mut Vec<u8>, sample_len: usize, v: f64, ts: i64) {
     }
 }
 
-/// `label_name` without allocating when the name is already valid.
-fn label_name_cow(name: &str) -> Cow<'_, str> {
-    let b = name.as_bytes();
-    if !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-    {
-        Cow::Borrowed(name)
-    } else {
-        Cow::Owned(label_name(name))
-    }
-}
-
 /// Encodes batches as snappy-compressed remote_write requests of at most `batch_size` samples.
 #[derive(Debug, Clone)]
 pub struct RemoteWriteEncoder {
@@ -255,22 +182,7 @@ impl RemoteWriteEncoder {
         let mut block: Vec<u8> = Vec::with_capacity(1024);
         for set in batch.sets.values() {
             // The set's labels, sorted, encoded once.
-            pairs.clear();
-            for (k, v) in set.labels.iter() {
-                if v.is_empty() {
-                    continue;
-                }
-                let k = label_name_cow(k);
-                if k == "__name__" || (!self.cluster_name.is_empty() && k == "cluster_name") {
-                    continue;
-                }
-                pairs.push((k, v));
-            }
-            if !self.cluster_name.is_empty() {
-                pairs.push((Cow::Borrowed("cluster_name"), &self.cluster_name));
-            }
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            pairs.dedup_by(|a, b| a.0 == b.0);
+            set_pairs(&set.labels, &self.cluster_name, &mut pairs);
             block.clear();
             let mut split = 0;
             for (k, v) in &pairs {
@@ -308,24 +220,7 @@ impl RemoteWriteEncoder {
                 }
             }
             for lm in &set.labeled {
-                all.clear();
-                for (k, v) in lm.labels.iter().filter(|(_, v)| !v.is_empty()) {
-                    let k = label_name_cow(k);
-                    if k != "__name__" {
-                        all.push((k, v));
-                    }
-                }
-                all.sort_by(|a, b| a.0.cmp(&b.0));
-                all.dedup_by(|a, b| a.0 == b.0);
-                let own = all.len();
-                for (k, v) in &pairs {
-                    if all[..own]
-                        .binary_search_by(|x| x.0.as_ref().cmp(k.as_ref()))
-                        .is_err()
-                    {
-                        all.push((k.clone(), v));
-                    }
-                }
+                with_own(&lm.labels, &pairs, &mut all);
                 all.push((Cow::Borrowed("__name__"), labeled_names[lm.name].as_str()));
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 let v = lm.value.as_f64();
@@ -429,82 +324,6 @@ impl RemoteWrite {
     }
 }
 
-/// Heapster's description of a metric, for `# HELP`.
-fn help(name: &str) -> &'static str {
-    match name {
-        "uptime" => "Number of milliseconds since the container was started (Heapster uptime)",
-        "cpu/usage" => "Cumulative CPU usage on all cores in nanoseconds (Heapster cpu/usage)",
-        "cpu/usage_rate" => "CPU usage on all cores in millicores (Heapster cpu/usage_rate)",
-        "cpu/load" => "CPU load average (Heapster cpu/load)",
-        "cpu/limit" => "CPU hard limit in millicores (Heapster cpu/limit)",
-        "cpu/request" => {
-            "CPU request (the guaranteed amount of resources) in millicores (Heapster cpu/request)"
-        }
-        "cpu/node_capacity" => "CPU capacity of a node in millicores (Heapster cpu/node_capacity)",
-        "cpu/node_allocatable" => {
-            "CPU allocatable of a node in millicores (Heapster cpu/node_allocatable)"
-        }
-        "cpu/node_utilization" => {
-            "CPU utilization as a share of node allocatable (Heapster cpu/node_utilization)"
-        }
-        "cpu/node_reservation" => {
-            "Share of CPU reserved on the node allocatable (Heapster cpu/node_reservation)"
-        }
-        "memory/usage" => "Total memory usage in bytes (Heapster memory/usage)",
-        "memory/working_set" => "Total working set usage in bytes (Heapster memory/working_set)",
-        "memory/rss" => "RSS memory usage in bytes (Heapster memory/rss)",
-        "memory/cache" => "Cache memory usage in bytes (Heapster memory/cache)",
-        "memory/limit" => "Memory hard limit in bytes (Heapster memory/limit)",
-        "memory/request" => "Memory request in bytes (Heapster memory/request)",
-        "memory/page_faults" => "Number of page faults (Heapster memory/page_faults)",
-        "memory/major_page_faults" => {
-            "Number of major page faults (Heapster memory/major_page_faults)"
-        }
-        "memory/page_faults_rate" => "Page faults per second (Heapster memory/page_faults_rate)",
-        "memory/major_page_faults_rate" => {
-            "Major page faults per second (Heapster memory/major_page_faults_rate)"
-        }
-        "memory/node_capacity" => {
-            "Memory capacity of a node in bytes (Heapster memory/node_capacity)"
-        }
-        "memory/node_allocatable" => {
-            "Memory allocatable of a node in bytes (Heapster memory/node_allocatable)"
-        }
-        "memory/node_utilization" => {
-            "Memory utilization as a share of memory allocatable (Heapster memory/node_utilization)"
-        }
-        "memory/node_reservation" => {
-            "Share of memory reserved on the node allocatable (Heapster memory/node_reservation)"
-        }
-        "network/rx" => "Cumulative bytes received over the network (Heapster network/rx)",
-        "network/rx_errors" => {
-            "Cumulative errors while receiving over the network (Heapster network/rx_errors)"
-        }
-        "network/tx" => "Cumulative bytes sent over the network (Heapster network/tx)",
-        "network/tx_errors" => {
-            "Cumulative errors while sending over the network (Heapster network/tx_errors)"
-        }
-        "network/rx_rate" => {
-            "Bytes received over the network per second (Heapster network/rx_rate)"
-        }
-        "network/rx_errors_rate" => "Receive errors per second (Heapster network/rx_errors_rate)",
-        "network/tx_rate" => "Bytes sent over the network per second (Heapster network/tx_rate)",
-        "network/tx_errors_rate" => "Send errors per second (Heapster network/tx_errors_rate)",
-        "filesystem/usage" => "Total bytes consumed on a filesystem (Heapster filesystem/usage)",
-        "filesystem/limit" => "Total size of a filesystem in bytes (Heapster filesystem/limit)",
-        "filesystem/available" => "Bytes available on a filesystem (Heapster filesystem/available)",
-        "filesystem/inodes" => {
-            "Total number of inodes on a filesystem (Heapster filesystem/inodes)"
-        }
-        "filesystem/inodes_free" => "Free inodes on a filesystem (Heapster filesystem/inodes_free)",
-        "ephemeral_storage/usage" => {
-            "Ephemeral storage usage in bytes (Heapster ephemeral_storage/usage)"
-        }
-        "restart_count" => "Number of container restarts (Heapster restart_count)",
-        _ => "",
-    }
-}
-
 fn escape_help(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
@@ -569,12 +388,14 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
             Some(set_type::POD | set_type::NAMESPACE | set_type::NODE | set_type::CLUSTER) => {}
             _ => continue,
         }
-        let labels = set_labels(set, "");
+        let mut labels = Vec::new();
+        set_pairs(&set.labels, "", &mut labels);
         let metrics = set.values.iter().map(|(k, v)| (*k, *v, None)).chain(
             set.labeled
                 .iter()
                 .map(|m| (m.name, m.value, Some(&*m.labels))),
         );
+        let mut all = Vec::new();
         for (name, value, own) in metrics {
             let fam = metric_name(name);
             let entry = families
@@ -582,17 +403,12 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
                 .or_insert_with(|| (name, String::new()));
             let lines = &mut entry.1;
             lines.push_str(&fam);
-            let mut all: Vec<(String, &str)> = labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str()))
-                .collect();
-            if let Some(own) = own {
-                for (k, v) in own.iter().filter(|(_, v)| !v.is_empty()) {
-                    let k = label_name(k);
-                    all.retain(|(x, _)| *x != k);
-                    all.push((k, v));
+            match own {
+                Some(own) => {
+                    with_own(own, &labels, &mut all);
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
                 }
-                all.sort();
+                None => all.clone_from(&labels),
             }
             if !all.is_empty() {
                 lines.push('{');
@@ -613,25 +429,12 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
         }
     }
     for (fam, (name, lines)) in &families {
-        let h = help(name);
         out.push_str("# HELP ");
         out.push_str(fam);
         out.push(' ');
-        if h.is_empty() {
-            escape_help(&format!("Heapster metric {name}"), out);
-        } else {
-            escape_help(h, out);
-        }
+        escape_help(&help_text(name), out);
         out.push('\n');
-        let _ = writeln!(
-            out,
-            "# TYPE {fam} {}",
-            if is_cumulative(name) {
-                "counter"
-            } else {
-                "gauge"
-            }
-        );
+        let _ = writeln!(out, "# TYPE {fam} {}", metric_type(name));
         out.push_str(lines);
     }
 }

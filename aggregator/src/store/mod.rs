@@ -1,6 +1,8 @@
 //! The bounded in-memory window of every series: sharded entities, interned names and label
 //! sets, compressed series, a series limit, and snapshots to `--data-dir`.
 
+pub mod index;
+pub mod names;
 pub mod series;
 pub mod snapshot;
 
@@ -24,6 +26,10 @@ pub type Labels = Arc<BTreeMap<String, String>>;
 pub enum Error {
     #[error("series limit {limit} reached: {rejected} new series refused in this batch (raise --max-series)")]
     SeriesLimit { limit: usize, rejected: u64 },
+    #[error("series {labels}: {message}")]
+    InvalidSeries { labels: String, message: String },
+    #[error("series {labels}: sample at {t_ms} ms is not newer than the last one")]
+    OutOfOrder { labels: String, t_ms: i64 },
     #[error("snapshot {path}: {source}")]
     SnapshotIo {
         path: String,
@@ -74,6 +80,10 @@ pub struct Entity {
     /// Interval between the two samples behind the newest rates (metrics.k8s.io `window`).
     pub rate_window_ms: Option<i64>,
     slots: Vec<Slot>,
+    /// The entity's id in the label index.
+    id: u32,
+    /// Written by [`Store::append`]: names are Prometheus names, used as they are.
+    raw: bool,
 }
 
 #[derive(Default)]
@@ -97,6 +107,8 @@ pub struct Store {
     shards: Vec<RwLock<Shard>>,
     names: RwLock<Arc<Interner<Arc<str>>>>,
     label_sets: RwLock<Arc<Interner<BTreeMap<String, String>>>>,
+    /// Label name → value → entities (see `index`). Lock order: a shard, then the index.
+    index: RwLock<index::Index>,
     retention_ms: i64,
     max_series: usize,
     pub stats: StoreStats,
@@ -118,6 +130,91 @@ fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// The index pairs of a set's labels (Prometheus names, as the sink writes them).
+fn set_label_pairs(labels: &BTreeMap<String, String>) -> Vec<index::Pair> {
+    let mut pairs = Vec::new();
+    names::set_pairs(labels, "", &mut pairs);
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v.to_string()))
+        .collect()
+}
+
+/// The Prometheus name of a stored metric: Heapster names are mapped, `append`'s kept.
+fn prom_name(raw: bool, name: &str) -> String {
+    if raw {
+        name.to_string()
+    } else {
+        names::metric_name(name)
+    }
+}
+
+/// The index pairs a series adds to its entity's: `__name__` and its own labels.
+fn slot_pairs(
+    raw: bool,
+    metric: u32,
+    labels: u32,
+    names: &Interner<Arc<str>>,
+    label_sets: &Interner<BTreeMap<String, String>>,
+    out: &mut Vec<index::Pair>,
+) {
+    out.push((
+        "__name__".to_string(),
+        prom_name(raw, &names.items[metric as usize]),
+    ));
+    if labels != 0 {
+        for (k, v) in &label_sets.items[(labels - 1) as usize] {
+            if !v.is_empty() {
+                let k = names::label_name(k);
+                if k != "__name__" {
+                    out.push((k, v.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Every index pair of an entity, sorted and unique.
+fn entity_pairs(
+    e: &Entity,
+    names: &Interner<Arc<str>>,
+    label_sets: &Interner<BTreeMap<String, String>>,
+) -> Vec<index::Pair> {
+    let mut out = set_label_pairs(&e.labels);
+    for s in &e.slots {
+        slot_pairs(e.raw, s.metric, s.labels, names, label_sets, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The key of an entity written by [`Store::append`]: a prefix no Heapster key has.
+fn raw_key(labels: &BTreeMap<String, String>) -> String {
+    let mut key = String::from("prometheus:");
+    for (k, v) in labels {
+        key.push_str(k);
+        key.push('=');
+        key.push_str(&v.replace('\\', "\\\\").replace(',', "\\,"));
+        key.push(',');
+    }
+    key
+}
+
+fn valid_label_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+fn valid_metric_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+}
+
 impl Store {
     /// A store keeping `retention_ms` of every series and at most `max_series` series.
     pub fn new(retention_ms: i64, max_series: usize) -> Store {
@@ -125,6 +222,7 @@ impl Store {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             names: RwLock::new(Arc::new(Interner::default())),
             label_sets: RwLock::new(Arc::new(Interner::default())),
+            index: RwLock::new(index::Index::default()),
             retention_ms,
             max_series,
             stats: StoreStats::default(),
@@ -206,31 +304,40 @@ impl Store {
         // Pass 2: one shard at a time, so readers wait for one shard's share at most.
         let cutoff = now - self.retention_ms;
         let trim_below = cutoff - self.retention_ms / 4;
+        let names_cur = self.names.read().unwrap().clone();
+        let label_sets_cur = self.label_sets.read().unwrap().clone();
         let mut rejected = 0u64;
         let mut appended = 0u64;
         let mut out_of_order = 0u64;
         for (i, sets) in per_shard.into_iter().enumerate() {
             let mut shard = self.shards[i].write().unwrap();
+            let mut changes = index::Changes::default();
             for (key, set, range) in sets {
                 let entity = match shard.entities.get_mut(key) {
                     Some(e) => e,
                     None => {
                         self.stats.entities.fetch_add(1, Ordering::Relaxed);
-                        shard
-                            .entities
-                            .entry(Arc::from(key))
-                            .or_insert_with(|| Entity {
-                                labels: set.labels.clone(),
-                                create_time_ms: None,
-                                last_seen_ms: ts,
-                                rate_window_ms: None,
-                                slots: Vec::new(),
-                            })
+                        let key: Arc<str> = Arc::from(key);
+                        let id = self.index.write().unwrap().alloc(key.clone(), i);
+                        changes.adds.push((id, set_label_pairs(&set.labels)));
+                        shard.entities.entry(key).or_insert_with(|| Entity {
+                            labels: set.labels.clone(),
+                            create_time_ms: None,
+                            last_seen_ms: ts,
+                            rate_window_ms: None,
+                            slots: Vec::new(),
+                            id,
+                            raw: false,
+                        })
                     }
                 };
                 // The processor shares unchanged label maps across rounds: this is a pointer
-                // copy, never a map copy.
+                // copy, never a map copy. Changed labels re-index the entity.
+                let mut relabeled = None;
                 if !Arc::ptr_eq(&entity.labels, &set.labels) {
+                    if *entity.labels != *set.labels {
+                        relabeled = Some(entity_pairs(entity, &names_cur, &label_sets_cur));
+                    }
                     entity.labels = set.labels.clone();
                 }
                 entity.create_time_ms = set.create_time.map(ms);
@@ -271,6 +378,9 @@ impl Store {
                                 continue;
                             }
                             self.stats.series.fetch_add(1, Ordering::Relaxed);
+                            let mut pairs = Vec::new();
+                            slot_pairs(false, metric, labels, &names_cur, &label_sets_cur, &mut pairs);
+                            changes.adds.push((entity.id, pairs));
                             entity.slots.push(Slot {
                                 metric,
                                 labels,
@@ -281,25 +391,48 @@ impl Store {
                         }
                     }
                 }
+                if let Some(before) = relabeled {
+                    let after = entity_pairs(entity, &names_cur, &label_sets_cur);
+                    let gone: Vec<index::Pair> =
+                        before.into_iter().filter(|p| after.binary_search(p).is_err()).collect();
+                    changes.removes.push((entity.id, gone));
+                    changes.adds.push((entity.id, after));
+                }
                 // Series are added in the first rounds only: do not keep doubling's slack.
                 if entity.slots.capacity() > entity.slots.len() + 2 {
                     entity.slots.shrink_to_fit();
                 }
             }
-            // Expire entities and series that fell out of the window.
+            // Expire entities and series that fell out of the window, and their index entries.
             let mut dropped_series = 0usize;
             let mut dropped_entities = 0usize;
             shard.entities.retain(|_, e| {
                 if e.last_seen_ms < cutoff {
                     dropped_series += e.slots.len();
                     dropped_entities += 1;
+                    changes
+                        .removes
+                        .push((e.id, entity_pairs(e, &names_cur, &label_sets_cur)));
+                    changes.freed.push(e.id);
                     return false;
                 }
-                let before = e.slots.len();
+                if e.slots.iter().all(|s| s.series.last_ts() >= cutoff) {
+                    return true;
+                }
+                let before = entity_pairs(e, &names_cur, &label_sets_cur);
+                let n = e.slots.len();
                 e.slots.retain(|s| s.series.last_ts() >= cutoff);
-                dropped_series += before - e.slots.len();
+                dropped_series += n - e.slots.len();
+                let after = entity_pairs(e, &names_cur, &label_sets_cur);
+                let gone: Vec<index::Pair> =
+                    before.into_iter().filter(|p| after.binary_search(p).is_err()).collect();
+                changes.removes.push((e.id, gone));
                 true
             });
+            if !changes.is_empty() {
+                self.index.write().unwrap().apply(changes);
+            }
+            drop(shard);
             self.stats
                 .series
                 .fetch_sub(dropped_series, Ordering::Relaxed);
@@ -323,6 +456,232 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Writes one sample of a series named the Prometheus way, for subsystems that produce
+    /// series of their own: alerting's recording rules and its `ALERTS` / `ALERTS_FOR_STATE`
+    /// series, node problems. `labels` holds the metric name as `__name__` and the other labels
+    /// (valid Prometheus names; empty values are dropped, as Prometheus drops them).
+    ///
+    /// The series is queryable at once through PromQL (`Storage::select`, the `/api/v1/*`
+    /// routes) under exactly these labels, counts toward `--max-series`, and expires with the
+    /// window like any other series (`--retention` after its last sample, at the next round).
+    /// Samples must come in time order: one not newer than the series' last is refused with
+    /// [`Error::OutOfOrder`]. A staleness marker (`vigil_promql::STALE_NAN_BITS`) is kept bit
+    /// for bit and ends the series for lookback purposes, as in Prometheus.
+    pub fn append(&self, labels: &BTreeMap<String, String>, t_ms: i64, value: f64) -> Result<(), Error> {
+        let describe = || {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let invalid = |message: String| Error::InvalidSeries {
+            labels: format!("{{{}}}", describe()),
+            message,
+        };
+        let name = match labels.get("__name__") {
+            Some(n) if valid_metric_name(n) => n.clone(),
+            Some(n) => return Err(invalid(format!("invalid metric name {n:?}"))),
+            None => return Err(invalid("no __name__ label".into())),
+        };
+        let mut set: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in labels {
+            if k == "__name__" || v.is_empty() {
+                continue;
+            }
+            if !valid_label_name(k) || k.starts_with("__") {
+                return Err(invalid(format!("invalid label name {k:?}")));
+            }
+            set.insert(k.clone(), v.clone());
+        }
+        let metric = {
+            let names = self.names.read().unwrap().clone();
+            match names.get(&Arc::from(name.as_str())) {
+                Some(id) => id,
+                None => {
+                    let mut w = self.names.write().unwrap();
+                    let mut next = (**w).clone();
+                    let id = next.intern(Arc::from(name.as_str()));
+                    *w = Arc::new(next);
+                    id
+                }
+            }
+        };
+        let key = raw_key(&set);
+        let i = shard_of(&key);
+        let mut shard = self.shards[i].write().unwrap();
+        let v = MetricValue::Float(value);
+        if let Some(e) = shard.entities.get_mut(key.as_str()) {
+            e.last_seen_ms = e.last_seen_ms.max(t_ms);
+            if let Some(slot) = e.slots.first_mut() {
+                if !slot.series.push(t_ms, v) {
+                    self.stats.points_out_of_order.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::OutOfOrder {
+                        labels: format!("{{{}}}", describe()),
+                        t_ms,
+                    });
+                }
+                self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        if self.stats.series.load(Ordering::Relaxed) >= self.max_series {
+            self.stats.series_rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::SeriesLimit {
+                limit: self.max_series,
+                rejected: 1,
+            });
+        }
+        let key: Arc<str> = Arc::from(key);
+        let mut pairs = set_label_pairs(&set);
+        pairs.push(("__name__".to_string(), name));
+        let mut index = self.index.write().unwrap();
+        let id = index.alloc(key.clone(), i);
+        index.apply(index::Changes {
+            adds: vec![(id, pairs)],
+            ..Default::default()
+        });
+        drop(index);
+        shard.entities.insert(
+            key,
+            Entity {
+                labels: Arc::new(set),
+                create_time_ms: None,
+                last_seen_ms: t_ms,
+                rate_window_ms: None,
+                slots: vec![Slot {
+                    metric,
+                    labels: 0,
+                    series: Series::new(t_ms, v),
+                }],
+                id,
+                raw: true,
+            },
+        );
+        self.stats.series.fetch_add(1, Ordering::Relaxed);
+        self.stats.entities.fetch_add(1, Ordering::Relaxed);
+        self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every series whose Prometheus labels satisfy all `matchers`, found through the label
+    /// index. With `range`, each series comes with its samples in `[start, end]` (as f64) and
+    /// series without any are left out; without, samples are empty. `budget` is called with
+    /// each series' sample count and stops the selection when it returns an error.
+    pub fn select_series<E>(
+        &self,
+        matchers: &[vigil_promql::Matcher],
+        range: Option<(i64, i64)>,
+        mut budget: impl FnMut(usize) -> Result<(), E>,
+    ) -> Result<Vec<vigil_promql::Series>, E> {
+        let ids = match self.index.read().unwrap().candidates(matchers) {
+            index::Candidates::All => self.index.read().unwrap().all_ids(),
+            index::Candidates::Ids(ids) => ids,
+        };
+        let mut by_shard: Vec<Vec<(u32, Arc<str>)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        {
+            let index = self.index.read().unwrap();
+            for id in ids {
+                if let Some((key, shard)) = index.key(id) {
+                    by_shard[*shard as usize].push((id, key.clone()));
+                }
+            }
+        }
+        let names = self.names.read().unwrap().clone();
+        let label_sets = self.label_sets.read().unwrap().clone();
+        // Prometheus names of every stored metric name, mapped once per selection.
+        let mapped: Vec<String> = names.items.iter().map(|n| names::metric_name(n)).collect();
+        let value_of = |pairs: &[(std::borrow::Cow<'_, str>, &str)], name: &str| -> String {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for (i, keys) in by_shard.iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            let shard = self.shards[i].read().unwrap();
+            let mut set_pairs = Vec::new();
+            let mut all = Vec::new();
+            for (id, key) in keys {
+                let Some(e) = shard.entities.get(&**key) else {
+                    continue;
+                };
+                if e.id != *id {
+                    continue;
+                }
+                names::set_pairs(&e.labels, "", &mut set_pairs);
+                for slot in &e.slots {
+                    let name: &str = if e.raw {
+                        &names.items[slot.metric as usize]
+                    } else {
+                        &mapped[slot.metric as usize]
+                    };
+                    let own = (slot.labels != 0).then(|| &label_sets.items[(slot.labels - 1) as usize]);
+                    let pairs: &[(std::borrow::Cow<'_, str>, &str)] = match own {
+                        Some(own) => {
+                            names::with_own(own, &set_pairs, &mut all);
+                            &all
+                        }
+                        None => &set_pairs,
+                    };
+                    let ok = matchers.iter().all(|m| {
+                        if m.name == "__name__" {
+                            m.matches(name)
+                        } else {
+                            m.matches(&value_of(pairs, &m.name))
+                        }
+                    });
+                    if !ok {
+                        continue;
+                    }
+                    let mut samples = Vec::new();
+                    if let Some((start, end)) = range {
+                        if slot.series.last_ts() < start || slot.series.first_ts() > end {
+                            continue;
+                        }
+                        slot.series.for_each(|t, v| {
+                            if t >= start && t <= end {
+                                samples.push((t, v.as_f64()));
+                            }
+                        });
+                        if samples.is_empty() {
+                            continue;
+                        }
+                        budget(samples.len())?;
+                    } else {
+                        budget(1)?;
+                    }
+                    let mut labels: vigil_promql::Labels = pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    labels.insert("__name__".into(), name.to_string());
+                    out.push(vigil_promql::Series { labels, samples });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every label name in the index (of all series), sorted.
+    pub fn label_names(&self) -> Vec<String> {
+        self.index.read().unwrap().label_names()
+    }
+
+    /// Every value of label `name` in the index (of all series), sorted.
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        self.index.read().unwrap().label_values(name)
+    }
+
+    /// Approximate heap bytes of the label index.
+    pub fn index_heap_bytes(&self) -> usize {
+        self.index.read().unwrap().heap_bytes()
     }
 
     /// Points of one series between `start_ms` and `end_ms` (inclusive). `None` when the entity
@@ -410,9 +769,9 @@ impl Store {
             out.extend(
                 shard
                     .entities
-                    .keys()
-                    .filter(|k| filter(k))
-                    .map(|k| k.to_string()),
+                    .iter()
+                    .filter(|(k, e)| !e.raw && filter(k))
+                    .map(|(k, _)| k.to_string()),
             );
         }
         out.sort();
@@ -446,7 +805,7 @@ impl Store {
         let label_sets = self.label_sets.read().unwrap().clone();
         for shard in &self.shards {
             let shard = shard.read().unwrap();
-            for (key, e) in &shard.entities {
+            for (key, e) in shard.entities.iter().filter(|(_, e)| !e.raw) {
                 let series = e
                     .slots
                     .iter()
