@@ -15,6 +15,7 @@ need victoria-metrics victoria-metrics
 need prometheus-alertmanager prometheus-alertmanager
 need rsyslogd rsyslog
 need protoc protobuf-compiler
+need python3 python3  # NAB's score.py (alerting/tests/anomaly_nab.rs)
 need chromium chromium
 # Debian's package installs for Debian's python3, which a pyenv or venv python3 on PATH may hide.
 debian_python=/usr/bin/python3; [ -x "$debian_python" ] || debian_python=python3
