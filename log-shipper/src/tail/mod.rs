@@ -1298,9 +1298,14 @@ mod tests {
         stop: tokio::sync::watch::Sender<bool>,
         handle: Option<std::thread::JoinHandle<Result<(), TailError>>>,
         _wake: mpsc::Sender<watcher::Wake>,
+        metrics: Arc<Metrics>,
     }
 
     fn start(root: &std::path::Path, data: &std::path::Path) -> Running {
+        start_with(root, data, 1 << 30)
+    }
+
+    fn start_with(root: &std::path::Path, data: &std::path::Path, deleted_max: u64) -> Running {
         std::fs::create_dir_all(data).unwrap();
         let discovery = Discovery::new(DiscoveryConfig {
             roots: vec![root.to_path_buf()],
@@ -1322,9 +1327,10 @@ mod tests {
             checkpoint_interval: Duration::from_millis(10),
             buffers: Default::default(),
             pod_metadata: None,
-            deleted_files_max_bytes: 1 << 30,
+            deleted_files_max_bytes: deleted_max,
         };
-        let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let reader = Reader::new(cfg, metrics.clone()).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let (ack, ack_rx) = mpsc::channel();
         let (wake, wake_rx) = mpsc::channel();
@@ -1336,6 +1342,7 @@ mod tests {
             stop,
             handle: Some(handle),
             _wake: wake,
+            metrics,
         }
     }
 
@@ -1368,6 +1375,37 @@ mod tests {
                 }
             }
             out
+        }
+        /// Collects the documents of `n` records (gap records included), acknowledging every batch.
+        fn take_docs(&mut self, n: usize) -> Vec<serde_json::Value> {
+            let mut out = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while out.len() < n {
+                assert!(Instant::now() < deadline, "only {} of {n} records: {out:?}", out.len());
+                match self.rx.try_recv() {
+                    Ok(b) => {
+                        for it in &b.items {
+                            let a: serde_json::Value =
+                                serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
+                            let mut d: serde_json::Value =
+                                serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
+                            d["_id"] = a["create"]["_id"].clone();
+                            out.push(d);
+                        }
+                        self.ack.send(b.seq).unwrap();
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            out
+        }
+        /// Nothing more arrives within `wait`.
+        fn quiet(&mut self, wait: Duration) {
+            std::thread::sleep(wait);
+            while let Ok(b) = self.rx.try_recv() {
+                assert!(b.items.is_empty(), "unexpected records: {}", String::from_utf8_lossy(&b.buf));
+                self.ack.send(b.seq).unwrap();
+            }
         }
         fn stop(mut self) {
             self.stop.send(true).unwrap();
@@ -1509,6 +1547,198 @@ mod tests {
         );
         assert_eq!(rest[1].1, "b1");
         assert!(rest[1].0.ends_with("-0"));
+        r.stop();
+    }
+
+    fn gzip_file(p: &std::path::Path) -> std::path::PathBuf {
+        let data = std::fs::read(p).unwrap();
+        let gz = std::path::PathBuf::from(format!("{}.gz", p.display()));
+        let tmp = std::path::PathBuf::from(format!("{}.tmp", p.display()));
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tmp).unwrap(),
+            flate2::Compression::fast(),
+        );
+        e.write_all(&data).unwrap();
+        e.finish().unwrap();
+        std::fs::rename(&tmp, &gz).unwrap();
+        std::fs::remove_file(p).unwrap();
+        gz
+    }
+
+    fn messages(docs: &[serde_json::Value]) -> Vec<String> {
+        docs.iter()
+            .map(|d| d["message"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_file_compressed_while_down_resumes_in_the_decompressed_stream() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let data = tmp.path().join("data");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        append(&log, &(line(1, "a1") + &line(2, "a2") + &line(3, "a3")));
+        let mut r = start(&root, &data);
+        let first = r.take(3);
+        r.stop();
+        // While the shipper is down: more lines, rotation, a newer file, compression of the rotated one.
+        append(&log, &(line(4, "a4") + &line(5, "a5")));
+        let rotated = dir.join("0.log.20261122-100000");
+        std::fs::rename(&log, &rotated).unwrap();
+        append(&log, &line(6, "b1"));
+        let gz = gzip_file(&rotated);
+        let mut r = start(&root, &data);
+        let docs = r.take_docs(3);
+        assert_eq!(messages(&docs), vec!["a4", "a5", "b1"], "in order, nothing again");
+        let gen = |id: &str| id.split('-').next().unwrap().to_string();
+        assert_eq!(gen(docs[0]["_id"].as_str().unwrap()), gen(&first[0].0), "same ids as the plain file");
+        assert_eq!(docs[0]["log"]["offset"], line(1, "a1").len() * 3);
+        r.quiet(Duration::from_millis(300));
+        r.stop();
+        // The checkpoint keeps the compressed file, read to its end, by its own inode.
+        let cp = Store::new(&data).load().unwrap();
+        let p = cp.values().find(|p| p.compressed).expect("compressed position");
+        assert_eq!(p.offset, p.size);
+        assert_eq!(p.path, gz.to_string_lossy());
+        // A third start reads nothing again (and does not decompress the finished file).
+        let mut r = start(&root, &data);
+        r.quiet(Duration::from_millis(400));
+        append(&log, &line(7, "b2"));
+        assert_eq!(messages(&r.take_docs(1)), vec!["b2"]);
+        r.stop();
+    }
+
+    #[test]
+    fn files_first_seen_compressed_are_read_in_full_oldest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Oldest compressed (with a CRI partial line joined inside it and a last line without `\n`), then an older
+        // compressed one listed after it by name, then the newest rotated plain file, then the live file.
+        let old = dir.join("0.log.20261122-090000");
+        append(
+            &old,
+            &(line(1, "x1")
+                + "2026-11-22T10:00:00.000000002Z stdout P x2-part-\n"
+                + &line(3, "x2-end")
+                + "2026-11-22T10:00:00.000000004Z stdout F x3-no-newline"),
+        );
+        gzip_file(&old);
+        let mid = dir.join("0.log.20261122-091000");
+        append(&mid, &(line(5, "y1") + &line(6, "y2")));
+        gzip_file(&mid);
+        append(&dir.join("0.log.20261122-092000"), &line(7, "z1"));
+        append(&dir.join("0.log"), &line(8, "live1"));
+        let mut r = start(&root, &tmp.path().join("data"));
+        let docs = r.take_docs(7);
+        assert_eq!(
+            messages(&docs),
+            vec!["x1", "x2-part-x2-end", "x3-no-newline", "y1", "y2", "z1", "live1"]
+        );
+        r.quiet(Duration::from_millis(300));
+        r.stop();
+    }
+
+    #[test]
+    fn a_file_deleted_while_down_is_reported_lost_with_a_gap_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let data = tmp.path().join("data");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        let gone = dir.join("0.log.20261122-090000.gz");
+        Store::new(&data)
+            .save(&[Position {
+                dev: 1,
+                ino: 424242,
+                generation: 0xabc,
+                offset: 100,
+                size: 1000,
+                path: gone.to_string_lossy().into_owned(),
+                compressed: true,
+                line_bytes: 50,
+            }])
+            .unwrap();
+        append(&dir.join("0.log"), &line(1, "after"));
+        let mut r = start(&root, &data);
+        let mut docs = r.take_docs(2);
+        docs.sort_by_key(|d| d["stream"] == "gap");
+        assert_eq!(docs[0]["message"], "after");
+        let gap = &docs[1];
+        assert_eq!(gap["stream"], "gap");
+        assert_eq!(gap["log_gap"]["bytes"], 900);
+        assert_eq!(gap["log_gap"]["lines"], 18);
+        assert_eq!(gap["log_gap"]["file"], gone.to_string_lossy().as_ref());
+        assert_eq!(gap["kubernetes"]["container_name"], "c");
+        assert_eq!(gap["kubernetes"]["pod_name"], "p");
+        assert_eq!(gap["_id"], "0000000000000abc-64-gap");
+        let text = r.metrics.render();
+        assert!(
+            text.contains("vigil_log_shipper_lost_bytes_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 900"),
+            "{text}"
+        );
+        assert!(text.contains("vigil_log_shipper_lost_lines_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 18"));
+        r.stop();
+        // Reported once: the position is gone from the checkpoint.
+        let cp = Store::new(&data).load().unwrap();
+        assert!(cp.values().all(|p| p.ino != 424242));
+    }
+
+    #[test]
+    fn deleted_files_past_the_cap_are_let_go_and_the_loss_counted_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rotated = dir.join("0.log.20261122-090000");
+        let total = 40_000u64;
+        let mut text = String::new();
+        for n in 0..total {
+            text.push_str(&line(n, &format!("seq {n:06} {}", "x".repeat((n % 50) as usize))));
+        }
+        append(&rotated, &text);
+        append(&dir.join("0.log"), &line(total, "live"));
+        // Cap 0: a deleted file is let go at once. The sink is not read, so the reader blocks after two batches.
+        let mut r = start_with(&root, &tmp.path().join("data"), 0);
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::remove_file(&rotated).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got = Vec::new();
+        let mut gap = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gap.is_none() || !got.iter().any(|m: &String| m == "live") {
+            assert!(Instant::now() < deadline, "no gap record or no live line");
+            for d in r.take_docs(1) {
+                if d["stream"] == "gap" {
+                    gap = Some(d);
+                } else {
+                    got.push(d["message"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        let gap = gap.unwrap();
+        let shipped: HashSet<u64> = got
+            .iter()
+            .filter_map(|m| m.strip_prefix("seq ")?.get(..6)?.parse().ok())
+            .collect();
+        let lost: Vec<u64> = (0..total).filter(|n| !shipped.contains(n)).collect();
+        assert!(!lost.is_empty() && lost.len() < total as usize, "{} lost", lost.len());
+        // The lost lines are exactly the end of the file, and the counters say exactly how much.
+        assert_eq!(lost[0] + lost.len() as u64, total);
+        let lost_bytes: u64 = lost
+            .iter()
+            .map(|&n| line(n, &format!("seq {n:06} {}", "x".repeat((n % 50) as usize))).len() as u64)
+            .sum();
+        assert_eq!(gap["log_gap"]["bytes"], lost_bytes);
+        assert_eq!(gap["log_gap"]["lines"], lost.len());
+        let text = r.metrics.render();
+        assert!(text.contains(&format!(
+            "vigil_log_shipper_lost_bytes_total{{namespace=\"ns\",pod=\"p\",container=\"c\"}} {lost_bytes}\n"
+        )));
         r.stop();
     }
 }
