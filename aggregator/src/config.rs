@@ -149,6 +149,22 @@ pub struct Args {
     /// made at the first start and reused after; unset: made in memory at every start.
     #[arg(long)]
     pub cert_dir: Option<PathBuf>,
+    /// PromQL queries (/api/v1/query, query_range) running longer fail with 503 `timeout`
+    /// (Prometheus's --query.timeout) [default: 2m].
+    #[arg(long)]
+    pub query_timeout: Option<String>,
+    /// Most samples one query may load; beyond, it fails with 422 `execution`
+    /// (Prometheus's --query.max-samples) [default: 50000000].
+    #[arg(long)]
+    pub query_max_samples: Option<usize>,
+    /// Queries evaluated at once; more wait for a slot (Prometheus's --query.max-concurrency)
+    /// [default: 4].
+    #[arg(long)]
+    pub query_max_concurrency: Option<usize>,
+    /// How far back an instant selector looks for a sample (Prometheus's
+    /// --query.lookback-delta) [default: 5m].
+    #[arg(long)]
+    pub query_lookback_delta: Option<String>,
     /// Sinks from the config file's `sinks:` (set by `with_config_file`).
     #[arg(skip)]
     pub config_sinks: Vec<SinkConfig>,
@@ -194,6 +210,14 @@ pub struct FileConfig {
     pub tls_private_key_file: Option<PathBuf>,
     /// Directory of the self-signed pair when no certificate files are given.
     pub cert_dir: Option<PathBuf>,
+    /// PromQL query timeout, e.g. `2m`.
+    pub query_timeout: Option<String>,
+    /// Most samples one query may load.
+    pub query_max_samples: Option<usize>,
+    /// Queries evaluated at once.
+    pub query_max_concurrency: Option<usize>,
+    /// Lookback of instant selectors, e.g. `5m`.
+    pub query_lookback_delta: Option<String>,
     /// Sinks in their YAML form (`type: influxdb`, ...), see `vigil_aggregator::sinks::SinksConfig`.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
@@ -240,6 +264,10 @@ impl Args {
         self.tls_cert_file = self.tls_cert_file.or(f.tls_cert_file);
         self.tls_private_key_file = self.tls_private_key_file.or(f.tls_private_key_file);
         self.cert_dir = self.cert_dir.or(f.cert_dir);
+        self.query_timeout = self.query_timeout.or(f.query_timeout);
+        self.query_max_samples = self.query_max_samples.or(f.query_max_samples);
+        self.query_max_concurrency = self.query_max_concurrency.or(f.query_max_concurrency);
+        self.query_lookback_delta = self.query_lookback_delta.or(f.query_lookback_delta);
         self.config_sinks = f.sinks;
         Ok(self)
     }
@@ -259,6 +287,8 @@ pub struct Settings {
     pub disable_export: bool,
     /// The HTTPS address and where its certificate comes from (None: HTTP only).
     pub secure_listen: Option<(SocketAddr, crate::tls::TlsOptions)>,
+    /// Limits of the PromQL query API.
+    pub query: crate::query::QueryLimits,
 }
 
 /// The collectors' refresh interval the aggregator assumes: the kubelet's cAdvisor
@@ -381,6 +411,7 @@ impl Args {
             };
             (addr, tls)
         });
+        let query = self.query_limits()?;
         crate::sinks::SinksConfig {
             sinks: self.config_sinks.clone(),
         }
@@ -400,6 +431,39 @@ impl Args {
             snapshot_interval,
             disable_export: self.disable_export,
             secure_listen,
+            query,
+        })
+    }
+
+    /// The `--query-*` options, checked.
+    fn query_limits(&self) -> Result<crate::query::QueryLimits, Error> {
+        let d = crate::query::QueryLimits::default();
+        let timeout = match &self.query_timeout {
+            Some(v) => parse_duration("query-timeout", v)?,
+            None => d.timeout,
+        };
+        let lookback_delta = match &self.query_lookback_delta {
+            Some(v) => parse_duration("query-lookback-delta", v)?,
+            None => d.lookback_delta,
+        };
+        for (option, zero) in [
+            ("query-timeout", timeout.is_zero()),
+            ("query-lookback-delta", lookback_delta.as_millis() == 0),
+            ("query-max-samples", self.query_max_samples == Some(0)),
+            ("query-max-concurrency", self.query_max_concurrency == Some(0)),
+        ] {
+            if zero {
+                return Err(Error::Invalid {
+                    option,
+                    message: "must be above zero".into(),
+                });
+            }
+        }
+        Ok(crate::query::QueryLimits {
+            timeout,
+            max_samples: self.query_max_samples.unwrap_or(d.max_samples),
+            max_concurrency: self.query_max_concurrency.unwrap_or(d.max_concurrency),
+            lookback_delta,
         })
     }
 }

@@ -127,6 +127,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             Arc::new(move |out: &mut String| s.write_metrics(out))
         }),
         federate: Some(sinks::render_exposition),
+        query: Arc::new(query::QueryService::new(store.clone(), settings.query.clone())),
     });
     let sinks_task = sink_set
         .clone()

@@ -3,6 +3,7 @@
 
 pub mod heapster;
 pub mod metrics_k8s;
+pub mod prometheus;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub disable_export: bool,
     pub extra_metrics: Option<MetricsWriter>,
     pub federate: Option<BatchRenderer>,
+    /// PromQL over the store: the `/api/v1/query*` routes, alerting and the UI run through it.
+    pub query: Arc<crate::query::QueryService>,
 }
 
 impl AppState {
@@ -78,7 +81,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The whole router; tests call it without a socket.
+/// The whole router; tests call it without a socket. Each API adds its routes with one
+/// `.merge(<module>::routes())` line.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(heapster::healthz))
@@ -86,6 +90,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/federate", get(federate))
         .merge(heapster::routes())
         .merge(metrics_k8s::routes())
+        .merge(prometheus::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!("no route {}", uri.path()))
         })
@@ -177,6 +182,10 @@ mod tests {
         };
         store.ingest(&batch).unwrap();
         Arc::new(AppState {
+            query: Arc::new(crate::query::QueryService::new(
+                store.clone(),
+                crate::query::QueryLimits::default(),
+            )),
             store,
             latest: RwLock::new(Some(Arc::new(batch))),
             scraper: Arc::new(Scraper::new(Duration::from_secs(1), 1)),

@@ -679,6 +679,20 @@ impl Store {
         self.index.read().unwrap().label_values(name)
     }
 
+    /// The Heapster metric names the store has held (for `/api/v1/metadata`): names with a `/`
+    /// or with Heapster's help text, i.e. not the Prometheus names of [`Store::append`].
+    pub fn heapster_metric_names(&self) -> Vec<String> {
+        let names = self.names.read().unwrap().clone();
+        let mut out: Vec<String> = names
+            .items
+            .iter()
+            .filter(|n| n.contains('/') || !names::help(n).is_empty())
+            .map(|n| n.to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Approximate heap bytes of the label index.
     pub fn index_heap_bytes(&self) -> usize {
         self.index.read().unwrap().heap_bytes()
