@@ -2,11 +2,19 @@
 //! 3.x semantics for float samples over any [`Storage`]. The aggregator's query API, alerting and
 //! the web UI are its clients; it depends on none of them.
 
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+mod parse;
+mod range;
 pub mod storage;
+pub mod testing;
 
+pub use parse::{format_query, Query};
 pub use storage::{is_stale, Labels, MatchOp, Matcher, Series, Storage, StorageError, STALE_NAN_BITS};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Limits and defaults of query evaluation (Prometheus's `--query.*` flags).
 #[derive(Debug, Clone)]
@@ -100,8 +108,7 @@ impl Engine {
         query: &str,
         time_ms: i64,
     ) -> Result<QueryResult, Error> {
-        let _ = (storage, query, time_ms);
-        unimplemented!("engine: being written")
+        self.instant_query(storage, &Query::parse(query)?, time_ms)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (`/api/v1/query_range`); the
@@ -114,7 +121,171 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, Error> {
-        let _ = (storage, query, start_ms, end_ms, step_ms);
-        unimplemented!("engine: being written")
+        self.range_query(storage, &Query::parse(query)?, start_ms, end_ms, step_ms)
     }
+
+    /// [`Engine::instant`] for a query parsed once (e.g. a rule evaluated every interval).
+    pub fn instant_query(
+        &self,
+        storage: &dyn Storage,
+        query: &Query,
+        time_ms: i64,
+    ) -> Result<QueryResult, Error> {
+        let mut ev = self.evaluator(time_ms, time_ms, 0);
+        ev.load(storage, &query.expr)?;
+        let value = match ev.eval(&query.expr, time_ms)? {
+            eval::Val::Scalar(v) => Value::Scalar { t_ms: time_ms, value: v },
+            eval::Val::Str(s) => Value::String { t_ms: time_ms, value: s },
+            eval::Val::Vector(v) => {
+                let mut names = NameDropper::default();
+                let mut seen = std::collections::HashSet::with_capacity(v.len());
+                let mut out = Vec::with_capacity(v.len());
+                for e in v {
+                    let labels = names.finish(&e.labels, e.drop_name);
+                    if !seen.insert(labels.clone()) {
+                        return Err(Error::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    out.push(Sample { labels: (*labels).clone(), t_ms: time_ms, value: e.value });
+                }
+                Value::Vector(out)
+            }
+            eval::Val::Matrix(m) => {
+                let mut names = NameDropper::default();
+                let mut out: Vec<Series> = m
+                    .series
+                    .into_iter()
+                    .map(|s| Series {
+                        labels: (*names.finish(&s.labels, s.drop_name)).clone(),
+                        samples: s.samples.into_owned(),
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(out)
+            }
+        };
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings.into_inner().into_iter().collect(),
+            samples_loaded: ev.samples_loaded,
+        })
+    }
+
+    /// [`Engine::range`] for a query parsed once.
+    pub fn range_query(
+        &self,
+        storage: &dyn Storage,
+        query: &Query,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, Error> {
+        if step_ms <= 0 {
+            return Err(Error::Execution(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(Error::Execution("end timestamp must not be before start time".into()));
+        }
+        let points = (end_ms - start_ms) / step_ms + 1;
+        if points > self.options.max_points_per_series as i64 {
+            return Err(Error::Execution(format!(
+                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                thousands(self.options.max_points_per_series)
+            )));
+        }
+        let mut ev = self.evaluator(start_ms, end_ms, step_ms);
+        ev.load(storage, &query.expr)?;
+        let mut names = NameDropper::default();
+        let mut out = eval::SeriesCollector::default();
+        let mut total = 0usize;
+        let empty = std::sync::Arc::new(Labels::new());
+        let mut ts = start_ms;
+        while ts <= end_ms {
+            ev.check_deadline()?;
+            ev.reset_step();
+            ev.hold(total)?;
+            match ev.eval(&query.expr, ts)? {
+                eval::Val::Scalar(v) => {
+                    out.push(&empty, false, ts, v);
+                    total += 1;
+                }
+                eval::Val::Vector(v) => {
+                    total += v.len();
+                    for e in v {
+                        let labels = names.finish(&e.labels, e.drop_name);
+                        if !out.push(&labels, false, ts, e.value) {
+                            return Err(Error::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(Error::Execution(format!(
+                        "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+                        other.type_name()
+                    )))
+                }
+            }
+            ts += step_ms;
+        }
+        let mut series: Vec<Series> = out
+            .series
+            .into_iter()
+            .map(|(labels, _, samples)| Series { labels: (*labels).clone(), samples })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult {
+            value: Value::Matrix(series),
+            warnings: ev.warnings.into_inner().into_iter().collect(),
+            samples_loaded: ev.samples_loaded,
+        })
+    }
+
+    fn evaluator(&self, start: i64, end: i64, step: i64) -> eval::Evaluator {
+        eval::Evaluator::new(
+            start,
+            end,
+            step,
+            self.options.lookback_delta_ms,
+            Instant::now() + self.options.timeout,
+            self.options.max_samples,
+        )
+    }
+}
+
+/// Applies delayed `__name__` removal, once per distinct label set.
+#[derive(Default)]
+struct NameDropper {
+    cache: std::collections::HashMap<usize, (std::sync::Arc<Labels>, std::sync::Arc<Labels>)>,
+}
+
+impl NameDropper {
+    fn finish(&mut self, l: &std::sync::Arc<Labels>, drop: bool) -> std::sync::Arc<Labels> {
+        if !drop || !l.contains_key(eval::NAME) {
+            return l.clone();
+        }
+        let key = std::sync::Arc::as_ptr(l) as usize;
+        self.cache
+            .entry(key)
+            .or_insert_with(|| (l.clone(), std::sync::Arc::new(eval::without_name(l))))
+            .1
+            .clone()
+    }
+}
+
+/// `11000` as `11,000`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -1,0 +1,564 @@
+//! Evaluation of a parsed expression at one instant, over selectors loaded once per query.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use crate::storage::{is_stale, Labels, MatchOp, Matcher, Storage};
+use crate::{aggregate, binary, functions, Error};
+
+pub(crate) const NAME: &str = "__name__";
+
+/// One element of an instant vector. `drop_name` marks a result whose `__name__` goes at the end
+/// of evaluation (Prometheus's delayed name removal).
+#[derive(Debug, Clone)]
+pub(crate) struct Elem {
+    pub labels: Arc<Labels>,
+    pub value: f64,
+    pub drop_name: bool,
+}
+
+/// One series of a range vector: samples oldest first, borrowed from the loaded selector data
+/// where possible.
+#[derive(Debug, Clone)]
+pub(crate) struct RSeries<'a> {
+    pub labels: Arc<Labels>,
+    pub samples: Cow<'a, [(i64, f64)]>,
+    pub drop_name: bool,
+}
+
+/// A range vector with the window it was taken over (`(start, end]`, ms).
+#[derive(Debug, Clone)]
+pub(crate) struct Matrix<'a> {
+    pub series: Vec<RSeries<'a>>,
+    pub range_start: i64,
+    pub range_end: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Val<'a> {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<Elem>),
+    Matrix(Matrix<'a>),
+}
+
+impl Val<'_> {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Matrix(_) => "range vector",
+        }
+    }
+}
+
+/// A selector's series, loaded once for the whole query.
+struct Loaded {
+    labels: Arc<Labels>,
+    samples: Vec<(i64, f64)>,
+}
+
+/// State of one query's evaluation.
+pub(crate) struct Evaluator {
+    /// The query's start and end (`@ start()`, `@ end()`), ms.
+    pub start: i64,
+    pub end: i64,
+    /// The query's step (0 for an instant query), ms.
+    pub step: i64,
+    pub lookback: i64,
+    data: HashMap<usize, Vec<Loaded>>,
+    deadline: Instant,
+    max_samples: usize,
+    /// Samples held by the step being evaluated.
+    current_samples: Cell<usize>,
+    pub samples_loaded: usize,
+    pub warnings: RefCell<BTreeSet<String>>,
+    /// Cache of grouping signatures per (node, label set), see [`Evaluator::signature`].
+    sig_cache: RefCell<HashMap<(usize, usize), (Arc<Labels>, u64)>>,
+    /// Cache of binary operators' result labels per (node, left, right) label sets.
+    pair_cache: RefCell<PairCache>,
+}
+
+type PairCache = HashMap<(usize, usize, usize), (Arc<Labels>, Arc<Labels>, Arc<Labels>)>;
+
+pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// Go's integer division (truncating toward zero), as Prometheus aligns subquery steps with it.
+fn go_div(a: i64, b: i64) -> i64 {
+    a / b
+}
+
+/// The timestamps a subquery evaluates its expression at, for an outer evaluation at `base`
+/// (already moved by `@`): every multiple of `step` in `(base - offset - range, base - offset]`.
+pub(crate) fn subquery_steps(base: i64, offset: i64, range: i64, step: i64) -> (i64, i64) {
+    let lo = base - offset - range;
+    let mut first = step * go_div(lo, step);
+    if first <= lo {
+        first += step;
+    }
+    (first, base - offset)
+}
+
+impl Evaluator {
+    pub fn new(
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: i64,
+        deadline: Instant,
+        max_samples: usize,
+    ) -> Evaluator {
+        Evaluator {
+            start,
+            end,
+            step,
+            lookback,
+            data: HashMap::new(),
+            deadline,
+            max_samples,
+            current_samples: Cell::new(0),
+            samples_loaded: 0,
+            warnings: RefCell::new(BTreeSet::new()),
+            sig_cache: RefCell::new(HashMap::new()),
+            pair_cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn warn(&self, msg: String) {
+        self.warnings.borrow_mut().insert(msg);
+    }
+
+    pub fn check_deadline(&self) -> Result<(), Error> {
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout);
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more samples held by the current step; fails past the limit.
+    pub fn hold(&self, n: usize) -> Result<(), Error> {
+        let c = self.current_samples.get() + n;
+        self.current_samples.set(c);
+        if c > self.max_samples {
+            return Err(Error::TooManySamples { limit: self.max_samples });
+        }
+        Ok(())
+    }
+
+    pub fn reset_step(&self) {
+        self.current_samples.set(0);
+    }
+
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.start),
+            Some(AtModifier::End) => Some(self.end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    /// Loads every selector of `expr` once, over the union of the times the evaluation from
+    /// `start` to `end` will look at.
+    pub fn load(&mut self, storage: &dyn Storage, expr: &Expr) -> Result<(), Error> {
+        let mut ranges: HashMap<usize, (i64, i64, &VectorSelector, bool)> = HashMap::new();
+        self.collect_ranges(expr, self.start, self.end, &mut ranges);
+        for (key, (lo, hi, vs, is_range)) in ranges {
+            self.check_deadline()?;
+            let loaded = select(storage, vs, lo, hi, is_range)?;
+            let n: usize = loaded.iter().map(|l| l.samples.len()).sum();
+            self.samples_loaded += n;
+            self.data.insert(key, loaded);
+        }
+        Ok(())
+    }
+
+    fn collect_ranges<'e>(
+        &self,
+        expr: &'e Expr,
+        start: i64,
+        end: i64,
+        out: &mut HashMap<usize, (i64, i64, &'e VectorSelector, bool)>,
+    ) {
+        let mut add = |vs: &'e VectorSelector, range: Option<i64>| {
+            let (s, e) = match self.at_ms(&vs.at) {
+                Some(a) => (a, a),
+                None => (start, end),
+            };
+            let off = offset_ms(&vs.offset);
+            let back = range.unwrap_or(self.lookback);
+            let (lo, hi) = (s - off - back, e - off);
+            let key = vs as *const VectorSelector as usize;
+            let entry = out.entry(key).or_insert((lo, hi, vs, range.is_some()));
+            entry.0 = entry.0.min(lo);
+            entry.1 = entry.1.max(hi);
+        };
+        match expr {
+            Expr::VectorSelector(vs) => add(vs, None),
+            Expr::MatrixSelector(ms) => add(&ms.vs, Some(ms.range.as_millis() as i64)),
+            Expr::Subquery(sq) => {
+                let (s, e) = match self.at_ms(&sq.at) {
+                    Some(a) => (a, a),
+                    None => (start, end),
+                };
+                let off = offset_ms(&sq.offset);
+                let range = sq.range.as_millis() as i64;
+                self.collect_ranges(&sq.expr, s - off - range, e - off, out);
+            }
+            Expr::Aggregate(a) => {
+                self.collect_ranges(&a.expr, start, end, out);
+                if let Some(p) = &a.param {
+                    self.collect_ranges(p, start, end, out);
+                }
+            }
+            Expr::Unary(u) => self.collect_ranges(&u.expr, start, end, out),
+            Expr::Binary(b) => {
+                self.collect_ranges(&b.lhs, start, end, out);
+                self.collect_ranges(&b.rhs, start, end, out);
+            }
+            Expr::Paren(p) => self.collect_ranges(&p.expr, start, end, out),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.collect_ranges(a, start, end, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn loaded(&self, vs: &VectorSelector) -> &[Loaded] {
+        self.data
+            .get(&(vs as *const VectorSelector as usize))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The time a selector or subquery reads at, for an evaluation at `t`.
+    pub fn ref_time(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        self.at_ms(at).unwrap_or(t) - offset_ms(offset)
+    }
+
+    /// Evaluates `expr` at `t`.
+    pub fn eval<'s>(&'s self, expr: &Expr, t: i64) -> Result<Val<'s>, Error> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(mut v) => {
+                    for e in &mut v {
+                        e.value = -e.value;
+                        e.drop_name = true;
+                    }
+                    Ok(Val::Vector(v))
+                }
+                other => Err(Error::Execution(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.instant_selector(vs, t, false)?)),
+            Expr::MatrixSelector(ms) => {
+                let range = ms.range.as_millis() as i64;
+                let end = self.ref_time(&ms.vs.at, &ms.vs.offset, t);
+                let start = end - range;
+                let mut series = Vec::new();
+                let mut held = 0;
+                for l in self.loaded(&ms.vs) {
+                    let lo = l.samples.partition_point(|s| s.0 <= start);
+                    let hi = l.samples.partition_point(|s| s.0 <= end);
+                    if lo < hi {
+                        held += hi - lo;
+                        series.push(RSeries {
+                            labels: l.labels.clone(),
+                            samples: Cow::Borrowed(&l.samples[lo..hi]),
+                            drop_name: false,
+                        });
+                    }
+                }
+                self.hold(held)?;
+                Ok(Val::Matrix(Matrix { series, range_start: start, range_end: end }))
+            }
+            Expr::Subquery(sq) => {
+                let base = self.at_ms(&sq.at).unwrap_or(t);
+                let off = offset_ms(&sq.offset);
+                let range = sq.range.as_millis() as i64;
+                let step = match sq.step {
+                    Some(s) if !s.is_zero() => s.as_millis() as i64,
+                    _ => 60_000,
+                };
+                let (first, last) = subquery_steps(base, off, range, step);
+                let series = self.eval_steps(&sq.expr, first, last, step)?;
+                let held = series.iter().map(|s| s.samples.len()).sum();
+                self.hold(held)?;
+                Ok(Val::Matrix(Matrix {
+                    series,
+                    range_start: base - off - range,
+                    range_end: base - off,
+                }))
+            }
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Call(c) => functions::call(self, c, t),
+            Expr::Extension(_) => {
+                Err(Error::Execution("extension expressions are not supported".into()))
+            }
+        }
+    }
+
+    /// The instant vector a selector gives at `t`; with `timestamps`, each value is the
+    /// timestamp (seconds) of the sample found instead of its value.
+    pub fn instant_selector(
+        &self,
+        vs: &VectorSelector,
+        t: i64,
+        timestamps: bool,
+    ) -> Result<Vec<Elem>, Error> {
+        self.check_deadline()?;
+        let r = self.ref_time(&vs.at, &vs.offset, t);
+        let mut out = Vec::new();
+        for l in self.loaded(vs) {
+            let i = l.samples.partition_point(|s| s.0 <= r);
+            if i == 0 {
+                continue;
+            }
+            let (st, sv) = l.samples[i - 1];
+            if st <= r - self.lookback || is_stale(sv) {
+                continue;
+            }
+            out.push(Elem {
+                labels: l.labels.clone(),
+                value: if timestamps { st as f64 / 1000.0 } else { sv },
+                drop_name: false,
+            });
+        }
+        self.hold(out.len())?;
+        Ok(out)
+    }
+
+    /// Evaluates `expr` at `first, first + step, …, last` and gathers the results by series.
+    pub fn eval_steps<'s>(
+        &'s self,
+        expr: &Expr,
+        first: i64,
+        last: i64,
+        step: i64,
+    ) -> Result<Vec<RSeries<'s>>, Error> {
+        let mut out = SeriesCollector::default();
+        let mut ts = first;
+        while ts <= last {
+            self.check_deadline()?;
+            match self.eval(expr, ts)? {
+                Val::Scalar(v) => {
+                    out.push(&Arc::new(Labels::new()), false, ts, v);
+                }
+                Val::Vector(v) => {
+                    for e in v {
+                        out.push(&e.labels, e.drop_name, ts, e.value);
+                    }
+                }
+                other => {
+                    return Err(Error::Execution(format!(
+                        "subquery is only allowed on instant vector, got {} instead",
+                        other.type_name()
+                    )))
+                }
+            }
+            ts += step;
+        }
+        Ok(out
+            .series
+            .into_iter()
+            .map(|(labels, drop_name, samples)| RSeries {
+                labels,
+                samples: Cow::Owned(samples),
+                drop_name,
+            })
+            .collect())
+    }
+
+    /// A signature of `labels` for grouping or matching, cached per (node, label set) so that a
+    /// range query hashes each series once.
+    pub fn signature(
+        &self,
+        node: usize,
+        labels: &Arc<Labels>,
+        f: impl FnOnce(&Labels) -> u64,
+    ) -> u64 {
+        let key = (node, Arc::as_ptr(labels) as usize);
+        if let Some((_, sig)) = self.sig_cache.borrow().get(&key) {
+            return *sig;
+        }
+        let sig = f(labels);
+        self.sig_cache.borrow_mut().insert(key, (labels.clone(), sig));
+        sig
+    }
+}
+
+impl Evaluator {
+    /// Labels derived from a pair of label sets, computed once per (node, pair) in a query.
+    pub fn pair_labels(
+        &self,
+        node: usize,
+        a: &Arc<Labels>,
+        b: &Arc<Labels>,
+        f: impl FnOnce() -> Labels,
+    ) -> Arc<Labels> {
+        let key = (node, Arc::as_ptr(a) as usize, Arc::as_ptr(b) as usize);
+        if let Some((_, _, l)) = self.pair_cache.borrow().get(&key) {
+            return l.clone();
+        }
+        let l = Arc::new(f());
+        self.pair_cache.borrow_mut().insert(key, (a.clone(), b.clone(), l.clone()));
+        l
+    }
+}
+
+/// Gathers per-step results into series, keyed by label set (pointer first, then content).
+#[derive(Default)]
+pub(crate) struct SeriesCollector {
+    by_ptr: HashMap<(usize, bool), usize>,
+    by_labels: HashMap<(Arc<Labels>, bool), usize>,
+    pub series: Vec<(Arc<Labels>, bool, Vec<(i64, f64)>)>,
+}
+
+impl SeriesCollector {
+    /// Adds a point; false if the series already has a point at `t` (two series of one step
+    /// with the same labels).
+    pub fn push(&mut self, labels: &Arc<Labels>, drop_name: bool, t: i64, v: f64) -> bool {
+        let pk = (Arc::as_ptr(labels) as usize, drop_name);
+        let idx = match self.by_ptr.get(&pk) {
+            Some(&i) => i,
+            None => {
+                let i = match self.by_labels.get(&(labels.clone(), drop_name)) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.series.len();
+                        self.series.push((labels.clone(), drop_name, Vec::new()));
+                        self.by_labels.insert((labels.clone(), drop_name), i);
+                        i
+                    }
+                };
+                // The pointer is kept alive by `series` or `by_labels` only if it is the first
+                // Arc seen for these labels; keep this one alive too.
+                if Arc::ptr_eq(&self.series[i].0, labels) {
+                    self.by_ptr.insert(pk, i);
+                }
+                i
+            }
+        };
+        let samples = &mut self.series[idx].2;
+        if samples.last().is_some_and(|s| s.0 == t) {
+            return false;
+        }
+        samples.push((t, v));
+        true
+    }
+}
+
+/// Converts a parser matcher to a storage matcher.
+pub(crate) fn to_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, Error> {
+    let (op, value) = match &m.op {
+        PMatchOp::Equal => (MatchOp::Equal, m.value.as_str()),
+        PMatchOp::NotEqual => (MatchOp::NotEqual, m.value.as_str()),
+        PMatchOp::Re(_) => (MatchOp::Regex, m.value.as_str()),
+        PMatchOp::NotRe(_) => (MatchOp::NotRegex, m.value.as_str()),
+    };
+    Matcher::new(op, &m.name, value)
+        .map_err(|e| Error::Execution(format!("invalid regular expression {:?}: {e}", m.value)))
+}
+
+/// The conjunctions of matchers a selector stands for (several with `or` inside braces).
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Error> {
+    let mut base = Vec::new();
+    if let Some(name) = &vs.name {
+        base.push(Matcher::new(MatchOp::Equal, NAME, name).expect("equality matcher"));
+    }
+    let mut sets = Vec::new();
+    if vs.matchers.or_matchers.is_empty() {
+        let mut set = base.clone();
+        for m in &vs.matchers.matchers {
+            set.push(to_matcher(m)?);
+        }
+        sets.push(set);
+    } else {
+        for alt in &vs.matchers.or_matchers {
+            let mut set = base.clone();
+            for m in alt {
+                set.push(to_matcher(m)?);
+            }
+            sets.push(set);
+        }
+    }
+    Ok(sets)
+}
+
+fn select(
+    storage: &dyn Storage,
+    vs: &VectorSelector,
+    lo: i64,
+    hi: i64,
+    is_range: bool,
+) -> Result<Vec<Loaded>, Error> {
+    let sets = selector_matchers(vs)?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<Labels, ()> = HashMap::new();
+    let several = sets.len() > 1;
+    for set in sets {
+        for s in storage.select(&set, lo, hi)? {
+            if several && seen.insert(s.labels.clone(), ()).is_some() {
+                continue;
+            }
+            let mut samples = s.samples;
+            if is_range {
+                // Range selectors never return staleness markers.
+                samples.retain(|x| !is_stale(x.1));
+            }
+            out.push(Loaded { labels: Arc::new(s.labels), samples });
+        }
+    }
+    Ok(out)
+}
+
+/// Labels without `__name__`.
+pub(crate) fn without_name(l: &Labels) -> Labels {
+    let mut l = l.clone();
+    l.remove(NAME);
+    l
+}
+
+/// Formats a label set as Prometheus does (`{a="b", c="d"}`).
+pub(crate) fn format_labels(l: &Labels) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in l.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(&format!("{v:?}"));
+    }
+    s.push('}');
+    s
+}

@@ -1,0 +1,184 @@
+//! An in-memory [`Storage`] with a postings index by label, for tests, benches and examples.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::storage::{Labels, MatchOp, Matcher, Series, Storage, StorageError};
+
+/// Series held in memory, answered through an inverted index (label name → value → series ids).
+#[derive(Debug, Default)]
+pub struct MemStorage {
+    series: Vec<Series>,
+    by_labels: HashMap<Labels, usize>,
+    /// name → value → sorted series ids.
+    postings: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
+}
+
+impl MemStorage {
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// Appends one sample; samples of a series must come in time order (a sample at the same time
+    /// replaces the previous one).
+    pub fn add(&mut self, labels: &Labels, t_ms: i64, value: f64) {
+        let id = match self.by_labels.get(labels) {
+            Some(&id) => id,
+            None => {
+                let id = self.series.len();
+                self.series.push(Series { labels: labels.clone(), samples: Vec::new() });
+                self.by_labels.insert(labels.clone(), id);
+                for (n, v) in labels {
+                    self.postings
+                        .entry(n.clone())
+                        .or_default()
+                        .entry(v.clone())
+                        .or_default()
+                        .push(id);
+                }
+                id
+            }
+        };
+        let samples = &mut self.series[id].samples;
+        match samples.last_mut() {
+            Some(last) if last.0 == t_ms => last.1 = value,
+            Some(last) if last.0 > t_ms => {
+                let at = samples.partition_point(|s| s.0 < t_ms);
+                if samples[at].0 == t_ms {
+                    samples[at].1 = value;
+                } else {
+                    samples.insert(at, (t_ms, value));
+                }
+            }
+            _ => samples.push((t_ms, value)),
+        }
+    }
+
+    /// Number of series held.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Ids of the series a matcher selects, or `None` when it selects by absence (matches "").
+    fn postings_for(&self, m: &Matcher) -> Option<BTreeSet<usize>> {
+        if m.matches_empty() {
+            return None;
+        }
+        let mut ids = BTreeSet::new();
+        if let Some(values) = self.postings.get(&m.name) {
+            if m.op == MatchOp::Equal {
+                if let Some(p) = values.get(&m.value) {
+                    ids.extend(p.iter().copied());
+                }
+            } else {
+                for (v, p) in values {
+                    if m.matches(v) {
+                        ids.extend(p.iter().copied());
+                    }
+                }
+            }
+        }
+        Some(ids)
+    }
+
+    fn matching(&self, matchers: &[Matcher]) -> Vec<usize> {
+        let mut candidates: Option<BTreeSet<usize>> = None;
+        for m in matchers {
+            if let Some(ids) = self.postings_for(m) {
+                candidates = Some(match candidates {
+                    None => ids,
+                    Some(c) => c.intersection(&ids).copied().collect(),
+                });
+            }
+        }
+        // Only matchers that match the empty string: every series is a candidate, as in Prometheus.
+        let candidates: Vec<usize> = match candidates {
+            Some(c) => c.into_iter().collect(),
+            None => (0..self.series.len()).collect(),
+        };
+        candidates
+            .into_iter()
+            .filter(|&id| {
+                let l = &self.series[id].labels;
+                matchers
+                    .iter()
+                    .all(|m| m.matches(l.get(&m.name).map(String::as_str).unwrap_or("")))
+            })
+            .collect()
+    }
+
+    fn in_range(&self, id: usize, start_ms: i64, end_ms: i64) -> bool {
+        let s = &self.series[id].samples;
+        let lo = s.partition_point(|x| x.0 < start_ms);
+        lo < s.len() && s[lo].0 <= end_ms
+    }
+
+    fn selected(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> BTreeSet<usize> {
+        let mut ids = BTreeSet::new();
+        if selectors.is_empty() {
+            ids.extend(0..self.series.len());
+        }
+        for sel in selectors {
+            ids.extend(self.matching(sel));
+        }
+        ids.retain(|&id| self.in_range(id, start_ms, end_ms));
+        ids
+    }
+}
+
+impl Storage for MemStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, StorageError> {
+        let mut out = Vec::new();
+        for id in self.matching(matchers) {
+            let s = &self.series[id];
+            let lo = s.samples.partition_point(|x| x.0 < start_ms);
+            let hi = s.samples.partition_point(|x| x.0 <= end_ms);
+            if lo < hi {
+                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
+            }
+        }
+        Ok(out)
+    }
+
+    fn label_names(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut names = BTreeSet::new();
+        for id in self.selected(selectors, start_ms, end_ms) {
+            names.extend(self.series[id].labels.keys().cloned());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut values = BTreeSet::new();
+        for id in self.selected(selectors, start_ms, end_ms) {
+            if let Some(v) = self.series[id].labels.get(name) {
+                values.insert(v.clone());
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}
