@@ -116,6 +116,10 @@ pub struct Args {
     /// How many nodes are pulled at the same time [default: 64].
     #[arg(long)]
     pub scrape_concurrency: Option<usize>,
+    /// Largest Summary document accepted from a node, in bytes after gzip decoding; a larger
+    /// body is refused while it streams in and counted as too_large [default: 8388608].
+    #[arg(long)]
+    pub max_document_bytes: Option<usize>,
     /// How long the in-memory store keeps every series [default: 15m].
     #[arg(long)]
     pub retention: Option<String>,
@@ -192,6 +196,8 @@ pub struct FileConfig {
     pub scrape_timeout: Option<String>,
     /// How many nodes are pulled at the same time.
     pub scrape_concurrency: Option<usize>,
+    /// Largest Summary document accepted from a node (bytes, decompressed).
+    pub max_document_bytes: Option<usize>,
     /// How long the in-memory store keeps every series.
     pub retention: Option<String>,
     /// Upper bound on stored series.
@@ -255,6 +261,7 @@ impl Args {
         self.source = self.source.or(f.source);
         self.scrape_timeout = self.scrape_timeout.or(f.scrape_timeout);
         self.scrape_concurrency = self.scrape_concurrency.or(f.scrape_concurrency);
+        self.max_document_bytes = self.max_document_bytes.or(f.max_document_bytes);
         self.retention = self.retention.or(f.retention);
         self.max_series = self.max_series.or(f.max_series);
         self.data_dir = self.data_dir.or(f.data_dir);

@@ -99,7 +99,19 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             }
         }
     }
-    let mut scraper = Scraper::new(settings.scrape_timeout, settings.scrape_concurrency);
+    let max_document = args
+        .max_document_bytes
+        .unwrap_or(scrape::DEFAULT_MAX_DOCUMENT);
+    if max_document == 0 {
+        return Err(config::Error::Invalid {
+            option: "max-document-bytes",
+            message: "must be at least 1".into(),
+        }
+        .into());
+    }
+    let mut scraper = Scraper::new(settings.scrape_timeout, settings.scrape_concurrency)
+        .with_max_document(max_document)
+        .with_round_deadline(scrape::round_deadline(settings.resolution));
     if let Some(k) = discoveries.iter().find_map(|d| d.kube_source()) {
         scraper = scraper
             .with_kubelet_tls(k.insecure, k.ca_pem.as_deref())

@@ -215,12 +215,21 @@ impl SelfMetrics {
         set(&snapshots, &[("result", "ok")], c(&self.snapshots_written));
         set(&snapshots, &[("result", "error")], c(&self.snapshot_errors));
 
+        r.counter(
+            "duplicate_pod_names",
+            "Pods dropped because an earlier pod in the same node document had the same namespace and name.",
+            scraper.duplicate_pods(),
+        );
         let nodes = scraper.node_states();
         let up = r.gauges(
             "node_up",
             "1 when the node's last pull succeeded, 0 when the node is stale.",
         );
         let failures = r.counters("node_scrape_failures", "Failed pulls per node.");
+        let late = r.counters(
+            "node_scrape_late",
+            "Rounds the node missed because it had not answered by the round's deadline.",
+        );
         let durations = r.gauges_f64(
             "node_scrape_duration_seconds",
             "Duration of the node's last Summary request.",
@@ -229,16 +238,17 @@ impl SelfMetrics {
             let l = labels(&[("node", &n.name), ("url", url)]);
             up.get_or_create(&l).set(i64::from(n.up));
             failures.get_or_create(&l).inc_by(n.failures);
+            late.get_or_create(&l).inc_by(n.late);
             durations
                 .get_or_create(&l)
                 .set(n.last_duration.as_secs_f64());
         }
         let by_reason = r.counters(
             "scrape_failures",
-            "Failed pulls by reason (transport, timeout, status, malformed, too_large).",
+            "Failed pulls by reason (transport, timeout, status, malformed, too_large, late).",
         );
         let counted = scraper.failures_by_reason();
-        for reason in ["transport", "timeout", "status", "malformed", "too_large"] {
+        for reason in crate::scrape::FAILURE_REASONS {
             let n = counted
                 .iter()
                 .find(|(r, _)| *r == reason)

@@ -58,6 +58,9 @@ pub fn pod_container_key(ns: &str, pod: &str, container: &str) -> String {
 pub struct NodeCache {
     node: String,
     labels: FxHashMap<String, (String, SetLabels)>,
+    /// Pod keys (`namespace/name`) the previous document listed more than once: a duplicate is
+    /// logged when it appears, not again while it persists.
+    duplicated: rustc_hash::FxHashSet<String>,
 }
 
 /// One document's use of a [`NodeCache`]: entries found move from `old` to `new`; what is left
@@ -388,6 +391,8 @@ fn pod(
 pub struct NodeSets {
     pub node_name: String,
     pub sets: Vec<(String, MetricSet)>,
+    /// Pods dropped because an earlier pod of the document had the same namespace and name.
+    pub duplicate_pods: u64,
 }
 
 /// Decodes one node's document. `fallback_name` names the node when the document does not;
@@ -417,13 +422,32 @@ pub fn decode_document(
     let mut sets =
         Vec::with_capacity(1 + doc.node.system_containers.len() + doc.pods.len() + containers);
     let mut times = Times::default();
+    // Two pods with the same namespace and name would write the same set keys, the second
+    // silently replacing the first (and their counters alternating in the rates): the first
+    // pod of the document wins, the others are counted and logged once.
+    let mut pods_seen: rustc_hash::FxHashMap<(&str, &str), &str> = Default::default();
+    let mut duplicated = rustc_hash::FxHashSet::default();
+    let mut duplicate_pods = 0;
     let r = (|| {
         node(&mut sets, &mut labels, &mut times, name, &doc.node)?;
         for p in &doc.pods {
+            let r = &p.pod_ref;
+            let id = (r.namespace.as_ref(), r.name.as_ref());
+            if let Some(kept) = pods_seen.insert(id, r.uid.as_ref()) {
+                pods_seen.insert(id, kept);
+                duplicate_pods += 1;
+                let key = format!("{}/{}", r.namespace, r.name);
+                if !cache.duplicated.contains(&key) && !duplicated.contains(&key) {
+                    tracing::warn!(node = %name, pod = %key, kept_uid = %kept, dropped_uid = %r.uid, "two pods with the same namespace and name in one node's document; keeping the first (logged once while it lasts)");
+                }
+                duplicated.insert(key);
+                continue;
+            }
             pod(&mut sets, &mut labels, &mut times, name, p)?;
         }
         Ok(())
     })();
+    cache.duplicated = duplicated;
     // Keep what was found even when the document is refused half-way; a refused document's
     // sets are not used.
     cache.labels = labels.new;
@@ -433,6 +457,7 @@ pub fn decode_document(
     r.map(|()| NodeSets {
         node_name: name.to_string(),
         sets,
+        duplicate_pods,
     })
 }
 
@@ -684,6 +709,34 @@ mod tests {
             sets_of(&n)["node:node-1"].create_time,
             Some("2024-01-01T00:00:00Z".parse().unwrap())
         );
+    }
+
+    /// Regression (#19, item 6): two pods with the same namespace/name in one document no
+    /// longer overwrite each other: the first is kept, the second counted every document and
+    /// remembered so it is logged once while it lasts.
+    #[test]
+    fn duplicate_pod_names_keep_the_first_and_are_counted() {
+        let mut v = testdata();
+        let mut second = v["pods"][0].clone();
+        second["podRef"]["uid"] = "other-uid".into();
+        second["containers"][0]["memory"]["workingSetBytes"] = 1.into();
+        v["pods"].as_array_mut().unwrap().push(second);
+        let body = serde_json::to_vec(&v).unwrap();
+        let mut cache = NodeCache::default();
+        let n = decode_document(&body, "f", &mut cache).unwrap();
+        assert_eq!(n.duplicate_pods, 1);
+        let web = "namespace:default/pod:web-0/container:web";
+        assert_eq!(n.sets.iter().filter(|(k, _)| k == web).count(), 1);
+        let sets = sets_of(&n);
+        assert_eq!(sets[web].labels["pod_id"], "0a1b");
+        assert_ne!(sets[web].values[MEMORY_WORKING_SET], MetricValue::Int(1));
+        assert!(cache.duplicated.contains("default/web-0"));
+        // The next document still has it: counted again (the log is not repeated).
+        assert_eq!(decode_document(&body, "f", &mut cache).unwrap().duplicate_pods, 1);
+        // Gone: forgotten, so a later duplicate is logged again.
+        let clean = serde_json::to_vec(&testdata()).unwrap();
+        assert_eq!(decode_document(&clean, "f", &mut cache).unwrap().duplicate_pods, 0);
+        assert!(cache.duplicated.is_empty());
     }
 
     fn with_vigil_spec(spec: serde_json::Value) -> Vec<u8> {

@@ -33,6 +33,8 @@ pub struct NodeDoc {
 #[derive(Default)]
 pub struct Decoder {
     caches: Mutex<HashMap<String, decode::NodeCache>>,
+    /// Pods dropped because an earlier pod of the same document had the same namespace/name.
+    duplicate_pods: std::sync::atomic::AtomicU64,
 }
 
 impl Decoder {
@@ -58,12 +60,20 @@ impl Decoder {
             .unwrap_or_else(|e| e.into_inner())
             .insert(url.to_string(), cache);
         let n = r?;
+        self.duplicate_pods
+            .fetch_add(n.duplicate_pods, std::sync::atomic::Ordering::Relaxed);
         Ok(NodeDoc {
             url: url.to_string(),
             node_name: n.node_name,
             sets: n.sets,
             cpu_cores,
         })
+    }
+
+    /// Pods dropped so far because their document listed the same namespace/name earlier.
+    pub fn duplicate_pods(&self) -> u64 {
+        self.duplicate_pods
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Forgets the caches of targets `keep` refuses (targets no longer discovered).

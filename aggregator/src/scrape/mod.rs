@@ -1,5 +1,22 @@
-//! Pulls `/stats/summary` from every node each round: per-node jitter, a timeout, bounded
-//! concurrency, gzip; failed nodes are marked stale, counted and retried next round.
+//! Pulls `/stats/summary` from every node each round: per-node jitter, a timeout, a round
+//! deadline, bounded concurrency, gzip, a cap on the decompressed body; failed and late nodes
+//! are marked stale, counted and retried next round.
+//!
+//! A hung or dripping node must not delay the others. Like Heapster's source manager, a round
+//! has a deadline ([`round_deadline`]: three quarters of the resolution, leaving the last
+//! quarter to processing and storing): the nodes that answered by then are the round, and a
+//! pull still running at the deadline is dropped (its connection closed), counted as `late`
+//! and tried again next round. The round is thus never longer than the deadline, whatever
+//! `--scrape-timeout` says, so the next one starts on its boundary and healthy nodes get every
+//! point. Rates stay right across a missed round: they are computed from each document's own
+//! sample times and the last counters seen, so the next rate covers the real interval.
+//! (Per-target loops as in Prometheus would also work, but the processor builds one batch per
+//! round at the round's boundary; a deadline keeps that model.) A hung node holds one of the
+//! `concurrency` pull slots until the deadline; the others go on in the remaining slots.
+//!
+//! A node's body is read chunk by chunk after gzip decoding and refused as soon as it passes
+//! the document limit ([`DEFAULT_MAX_DOCUMENT`], `--max-document-bytes`), so an endless body,
+//! a gzip bomb or a huge document costs at most the limit per pull in flight.
 
 pub mod discovery;
 pub mod kubernetes;
@@ -25,8 +42,10 @@ pub enum Error {
     Status { node: String, status: u16 },
     #[error("node {node}: malformed Summary document: {message}")]
     Malformed { node: String, message: String },
-    #[error("node {node}: document larger than {limit} bytes")]
+    #[error("node {node}: document larger than {limit} bytes (decompressed; raise --max-document-bytes if real)")]
     TooLarge { node: String, limit: usize },
+    #[error("node {node}: no answer by the round's deadline ({deadline:?} after the round began); missed this round")]
+    Late { node: String, deadline: Duration },
 }
 
 impl Error {
@@ -37,11 +56,32 @@ impl Error {
             Error::Status { .. } => "status",
             Error::Malformed { .. } => "malformed",
             Error::TooLarge { .. } => "too_large",
+            Error::Late { .. } => "late",
         }
     }
 }
 
-const MAX_DOCUMENT: usize = 256 << 20;
+/// The failure reasons counted in `vigil_aggregator_scrape_failures_total{reason}`.
+pub const FAILURE_REASONS: [&str; 6] = [
+    "transport",
+    "timeout",
+    "status",
+    "malformed",
+    "too_large",
+    "late",
+];
+
+/// The largest decompressed Summary document accepted by default: 8 MiB. A simulated node at
+/// the kubelet's 110-pod maximum with 2 containers per pod sends 178 KB (288 KB pretty-printed,
+/// as a kubelet indents it; the test `default_document_limit_has_headroom_over_a_110_pod_node`
+/// measures it), so this leaves more than 25× for larger pods, volumes and extra fields, while
+/// 64 pulls in flight hold at most 512 MiB even if every node is hostile.
+pub const DEFAULT_MAX_DOCUMENT: usize = 8 << 20;
+
+/// The round deadline for a resolution: three quarters of it (the rest is for processing).
+pub fn round_deadline(resolution: Duration) -> Duration {
+    resolution * 3 / 4
+}
 
 /// What the aggregator knows of one node's pulls.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +93,8 @@ pub struct NodeState {
     pub successes: u64,
     pub last_error: Option<String>,
     pub last_duration: Duration,
+    /// Rounds this node missed because it had not answered by the round's deadline.
+    pub late: u64,
 }
 
 /// The pulling half of the aggregator.
@@ -61,6 +103,8 @@ pub struct Scraper {
     timeout: Duration,
     concurrency: usize,
     max_document: usize,
+    /// When set, pulls still running this long after a round began are dropped as late.
+    round_deadline: Option<Duration>,
     /// Client for the Kubernetes source's kubelets (its `insecure` and CA settings).
     kubelet_client: Option<reqwest::Client>,
     nodes: Mutex<HashMap<String, NodeState>>,
@@ -94,7 +138,8 @@ impl Scraper {
             client,
             timeout,
             concurrency,
-            max_document: MAX_DOCUMENT,
+            max_document: DEFAULT_MAX_DOCUMENT,
+            round_deadline: None,
             kubelet_client: None,
             nodes: Mutex::new(HashMap::new()),
             failures_by_reason: Mutex::new(HashMap::new()),
@@ -102,9 +147,17 @@ impl Scraper {
         }
     }
 
-    /// Overrides the largest accepted (decompressed) document, 256 MiB by default.
+    /// Overrides the largest accepted (decompressed) document, [`DEFAULT_MAX_DOCUMENT`] by
+    /// default.
     pub fn with_max_document(mut self, bytes: usize) -> Scraper {
         self.max_document = bytes;
+        self
+    }
+
+    /// Ends every round `deadline` after it began (see the module doc): pulls still running
+    /// then are dropped and counted as late. Without it a round waits for every pull's timeout.
+    pub fn with_round_deadline(mut self, deadline: Duration) -> Scraper {
+        self.round_deadline = Some(deadline);
         self
     }
 
@@ -165,8 +218,10 @@ impl Scraper {
         if resp.content_length().is_some_and(|l| l as usize > limit) {
             return Err(Error::TooLarge { node, limit });
         }
-        // Read chunk by chunk: with chunked transfer or gzip there is no Content-Length, and a
-        // broken or hostile node must not make us buffer more than `limit` bytes.
+        // Read chunk by chunk (decompressed): with chunked transfer or gzip there is no
+        // Content-Length, and a broken or hostile node must not make us hold more than `limit`
+        // bytes. The buffer grows by doubling but never past `limit` (a plain `extend` could
+        // double a buffer just under the limit to twice it).
         let mut body: Vec<u8> = Vec::with_capacity(
             resp.content_length()
                 .map_or(64 << 10, |l| l as usize)
@@ -187,8 +242,13 @@ impl Scraper {
                 }
             })?;
             let Some(chunk) = chunk else { break };
-            if body.len() + chunk.len() > limit {
+            let need = body.len() + chunk.len();
+            if need > limit {
                 return Err(Error::TooLarge { node, limit });
+            }
+            if need > body.capacity() {
+                let want = (body.capacity() * 2).max(need).min(limit);
+                body.reserve_exact(want - body.len());
             }
             body.extend_from_slice(&chunk);
         }
@@ -201,8 +261,10 @@ impl Scraper {
     }
 
     /// Pulls every target (at most `concurrency` at once, each delayed by its jitter) and returns
-    /// the documents that arrived. Failures are logged, counted and leave the node stale.
+    /// the documents that arrived by the round deadline. Failures and late nodes are logged,
+    /// counted and leave the node stale.
     pub async fn round(&self, targets: &[Target], max_jitter: Duration) -> Vec<NodeDoc> {
+        let began = tokio::time::Instant::now();
         // Each pull waits for its jitter first and only then for one of the `concurrency`
         // slots: a jitter that held a slot would serialize the delays (1,000 nodes, 64 slots and
         // up to 4 s of jitter made a round's fetch last ~30 s, twice the resolution).
@@ -213,14 +275,26 @@ impl Scraper {
             .map(|t| {
                 let slots = &slots;
                 async move {
-                    tokio::time::sleep(jitter(&t.url, max_jitter)).await;
-                    let _slot = slots
-                        .acquire()
-                        .await
-                        .expect("the semaphore is never closed");
-                    let start = Instant::now();
-                    let r = self.fetch(&t).await;
-                    (t, r, start.elapsed())
+                    let pull = async {
+                        tokio::time::sleep(jitter(&t.url, max_jitter)).await;
+                        let _slot = slots
+                            .acquire()
+                            .await
+                            .expect("the semaphore is never closed");
+                        let start = Instant::now();
+                        let r = self.fetch(&t).await;
+                        (r, start.elapsed())
+                    };
+                    let (r, took) = match self.round_deadline {
+                        None => pull.await,
+                        Some(deadline) => tokio::time::timeout_at(began + deadline, pull)
+                            .await
+                            .unwrap_or_else(|_| {
+                                let node = t.name.clone();
+                                (Err(Error::Late { node, deadline }), deadline)
+                            }),
+                    };
+                    (t, r, took)
                 }
             })
             .collect::<futures_util::stream::FuturesUnordered<_>>()
@@ -253,6 +327,9 @@ impl Scraper {
                     st.up = false;
                     st.consecutive_failures += 1;
                     st.failures += 1;
+                    if matches!(e, Error::Late { .. }) {
+                        st.late += 1;
+                    }
                     tracing::warn!(node = %t.name, url = %t.url, reason = e.reason(), consecutive = st.consecutive_failures, error = %e, "node pull failed; node is stale");
                     st.last_error = Some(e.to_string());
                     *self
@@ -278,6 +355,11 @@ impl Scraper {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// Pods dropped from node documents that listed the same namespace/name twice.
+    pub fn duplicate_pods(&self) -> u64 {
+        self.decoder.duplicate_pods()
     }
 
     pub fn failures_by_reason(&self) -> Vec<(&'static str, u64)> {
@@ -535,6 +617,64 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("CA file"), "{err}");
+    }
+
+    /// A simulated node at the kubelet's 110-pod maximum (2 containers per pod) is far below
+    /// the default document limit.
+    #[test]
+    fn default_document_limit_has_headroom_over_a_110_pod_node() {
+        let sim = crate::sim::Sim::new(crate::sim::Shape {
+            nodes: 1,
+            pods_per_node: 110,
+            containers_per_pod: 2,
+            namespaces: 10,
+        });
+        let body = serde_json::to_vec(&sim.summary(0, chrono::Utc::now())).unwrap();
+        let pretty = serde_json::to_vec_pretty(&sim.summary(0, chrono::Utc::now())).unwrap();
+        eprintln!(
+            "110-pod Summary: {} bytes compact, {} bytes pretty",
+            body.len(),
+            pretty.len()
+        );
+        assert!(
+            pretty.len() * 25 < DEFAULT_MAX_DOCUMENT,
+            "{} bytes",
+            pretty.len()
+        );
+    }
+
+    /// A loopback server that accepts connections and never answers (a hung node).
+    async fn hung_server() -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        addr
+    }
+
+    /// A pull still running at the round deadline is dropped and counted as late; the round
+    /// ends at the deadline, not at the node's (longer) timeout.
+    #[tokio::test]
+    async fn hung_node_is_late_at_the_round_deadline() {
+        let hung = discovery::parse_entry(&hung_server().await.to_string()).unwrap();
+        let s = Scraper::new(Duration::from_secs(30), 4)
+            .with_round_deadline(Duration::from_millis(400));
+        let t0 = Instant::now();
+        let docs = s.round(std::slice::from_ref(&hung), Duration::ZERO).await;
+        let took = t0.elapsed();
+        assert!(docs.is_empty());
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let st = &s.node_states()[0].1;
+        assert_eq!((st.up, st.late, st.failures), (false, 1, 1));
+        let err = st.last_error.as_ref().unwrap();
+        assert!(err.contains("round's deadline") && err.contains("missed"), "{err}");
+        assert_eq!(s.failures_by_reason(), vec![("late", 1)]);
+        let _ = s.round(&[hung], Duration::ZERO).await;
+        assert_eq!(s.node_states()[0].1.late, 2);
     }
 
     #[tokio::test]
