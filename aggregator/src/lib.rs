@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod processors;
 pub mod query;
+pub mod render;
 pub mod scrape;
 #[doc(hidden)]
 pub mod sim;

@@ -91,6 +91,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(heapster::routes())
         .merge(metrics_k8s::routes())
         .merge(prometheus::routes())
+        .merge(crate::render::routes(&state))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!("no route {}", uri.path()))
         })
