@@ -85,6 +85,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
     )?;
 
     println!("vigil is up:");
+    println!("  web UI      http://{}/", args.aggregator_listen);
     println!(
         "  collector   http://{}/metrics  /stats/summary  /healthz",
         args.collector_listen
