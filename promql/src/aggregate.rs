@@ -228,7 +228,7 @@ pub(crate) fn eval<'s>(ev: &'s Evaluator, a: &AggregateExpr, t: i64) -> Result<V
         "topk" | "bottomk" | "limitk" => {
             let k = scalar_param(&op)?;
             if k.is_nan() {
-                return Err(Error::Execution(format!("Parameter value is NaN for {op}")));
+                return Err(Error::Execution("Parameter value is NaN".to_string()));
             }
             if k >= 9.223372036854776e18 || k < -9.223372036854776e18 {
                 return Err(Error::Execution(format!("Scalar value {k} overflows int64")));
@@ -240,7 +240,7 @@ pub(crate) fn eval<'s>(ev: &'s Evaluator, a: &AggregateExpr, t: i64) -> Result<V
     let ratio = if op == "limit_ratio" {
         let r = scalar_param(&op)?;
         if r.is_nan() {
-            return Err(Error::Execution(format!("Ratio value is NaN for {op}")));
+            return Err(Error::Execution("Ratio value is NaN".to_string()));
         }
         if !(-1.0..=1.0).contains(&r) {
             ev.warn(format!("PromQL warning: ratio value should be between -1 and 1, got {r}, capping to {}", r.clamp(-1.0, 1.0)));

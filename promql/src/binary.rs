@@ -218,17 +218,12 @@ fn vector_vector(
         let Some(&ri) = one_sigs.get(&s) else { continue };
         let re = &one[ri];
         let (fl, fr) = if one_to_many { (re.value, le.value) } else { (le.value, re.value) };
-        let (mut value, keep) = apply(op, fl, fr)?;
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
-            continue;
-        }
         let labels = if reuse_labels {
             le.labels.clone()
         } else {
             result_labels(ev, node, &le.labels, &re.labels, m)
         };
+        // Matching errors count even for pairs a comparison then filters out.
         if one_to_one {
             if matched.insert(s, HashSet::new()).is_some() {
                 return Err(Error::Execution(
@@ -243,6 +238,12 @@ fn vector_vector(
                     "multiple matches for labels: grouping labels must ensure unique matches".into(),
                 ));
             }
+        }
+        let (mut value, keep) = apply(op, fl, fr)?;
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
         }
         let drop_name = le.drop_name || !cmp || return_bool;
         out.push(Elem { labels, value, drop_name });

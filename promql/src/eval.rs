@@ -541,10 +541,12 @@ fn select(
     Ok(out)
 }
 
-/// Labels without `__name__`.
+/// Labels without `__name__` (and the `__type__`/`__unit__` labels that describe it).
 pub(crate) fn without_name(l: &Labels) -> Labels {
     let mut l = l.clone();
     l.remove(NAME);
+    l.remove("__type__");
+    l.remove("__unit__");
     l
 }
 

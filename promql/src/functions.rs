@@ -392,9 +392,10 @@ fn classic_histograms(
                 continue;
             }
         };
+        // The name stays until the end (delayed removal), so that two histograms differing
+        // only by name give "vector cannot contain metrics with the same labelset".
         let mut key = (*e.labels).clone();
         key.remove("le");
-        key.remove(NAME);
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
@@ -403,7 +404,7 @@ fn classic_histograms(
     }
     groups
         .into_iter()
-        .map(|(labels, mut b)| Elem { labels: Arc::new(labels), value: f(&mut b), drop_name: false })
+        .map(|(labels, mut b)| Elem { labels: Arc::new(labels), value: f(&mut b), drop_name: true })
         .collect()
 }
 
@@ -531,12 +532,19 @@ pub(crate) fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<Bucket>) -> f6
     let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
     let (mut lower_set, mut upper_set) = (false, false);
     for (i, x) in b.iter().enumerate() {
-        let lb = if i > 0 { b[i - 1].upper } else { f64::NEG_INFINITY };
+        // The first bucket starts at 0 when its upper bound is positive, else at -Inf.
+        let lb = if i > 0 {
+            b[i - 1].upper
+        } else if x.upper > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
         let ub = x.upper;
         let interp = |v: f64| {
+            // No interpolation in a bucket of infinite width: it counts as a whole.
             if lb == f64::NEG_INFINITY {
-                // The first bucket has no lower bound: all its observations sit at its upper bound.
-                return if v < ub { rank } else { x.count };
+                return x.count;
             }
             if ub == f64::INFINITY {
                 return rank;

@@ -18,9 +18,15 @@ impl MemStorage {
         MemStorage::default()
     }
 
-    /// Appends one sample; samples of a series must come in time order (a sample at the same time
+    /// Appends one sample (labels with empty values are left out); samples of a series must come in time order (a sample at the same time
     /// replaces the previous one).
     pub fn add(&mut self, labels: &Labels, t_ms: i64, value: f64) {
+        if labels.values().any(String::is_empty) {
+            // A label with an empty value is no label, as Prometheus stores it.
+            let mut l = labels.clone();
+            l.retain(|_, v| !v.is_empty());
+            return self.add(&l, t_ms, value);
+        }
         let id = match self.by_labels.get(labels) {
             Some(&id) => id,
             None => {
