@@ -216,7 +216,7 @@ pub(crate) fn eval<'s>(ev: &'s Evaluator, a: &AggregateExpr, t: i64) -> Result<V
             Some(Val::Str(s)) => s.clone(),
             _ => return Err(Error::Execution("count_values: expected a string parameter".into())),
         };
-        if !valid_label_name(&l) {
+        if !valid_label_name(&l) || ev.invalid_utf8.contains(&l) {
             return Err(Error::Execution(format!("invalid label name {l:?}")));
         }
         Some(l)

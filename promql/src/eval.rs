@@ -80,6 +80,8 @@ pub(crate) struct Evaluator {
     current_samples: Cell<usize>,
     pub samples_loaded: usize,
     pub warnings: RefCell<BTreeSet<String>>,
+    /// String literals that are invalid UTF-8 in Prometheus (see `Query`).
+    pub invalid_utf8: Vec<String>,
     /// Cache of grouping signatures per (node, label set), see [`Evaluator::signature`].
     sig_cache: RefCell<HashMap<(usize, usize), (Arc<Labels>, u64)>>,
     /// Cache of binary operators' result labels per (node, left, right) label sets.
@@ -139,6 +141,7 @@ impl Evaluator {
             current_samples: Cell::new(0),
             samples_loaded: 0,
             warnings: RefCell::new(BTreeSet::new()),
+            invalid_utf8: Vec::new(),
             sig_cache: RefCell::new(HashMap::new()),
             pair_cache: RefCell::new(HashMap::new()),
         }

@@ -160,7 +160,7 @@ pub(crate) fn call<'s>(ev: &'s Evaluator, c: &Call, t: i64) -> Result<Val<'s>, E
             let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
                 Error::Execution(format!("invalid regular expression in label_replace(): {re_src}: {e}"))
             })?;
-            if dst.is_empty() {
+            if dst.is_empty() || ev.invalid_utf8.contains(&dst) {
                 return Err(Error::Execution(format!(
                     "invalid destination label name in label_replace(): {dst}"
                 )));
@@ -195,7 +195,7 @@ pub(crate) fn call<'s>(ev: &'s Evaluator, c: &Call, t: i64) -> Result<Val<'s>, E
             for i in 3..args.len() {
                 srcs.push(string_arg(i)?);
             }
-            if dst.is_empty() {
+            if dst.is_empty() || ev.invalid_utf8.contains(&dst) {
                 return Err(Error::Execution(format!(
                     "invalid destination label name in label_join(): {dst}"
                 )));

@@ -132,6 +132,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, Error> {
         let mut ev = self.evaluator(time_ms, time_ms, 0);
+        ev.invalid_utf8 = query.invalid_utf8.clone();
         ev.load(storage, &query.expr)?;
         let value = match ev.eval(&query.expr, time_ms)? {
             eval::Val::Scalar(v) => Value::Scalar { t_ms: time_ms, value: v },
@@ -197,6 +198,7 @@ impl Engine {
             )));
         }
         let mut ev = self.evaluator(start_ms, end_ms, step_ms);
+        ev.invalid_utf8 = query.invalid_utf8.clone();
         ev.load(storage, &query.expr)?;
         let mut names = NameDropper::default();
         let mut out = eval::SeriesCollector::default();

@@ -9,6 +9,9 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct Query {
     pub(crate) expr: Expr,
+    /// String literals whose escapes make invalid UTF-8 in Prometheus (e.g. `"\xff"`), as the
+    /// parser decoded them: they are no valid label names.
+    pub(crate) invalid_utf8: Vec<String>,
 }
 
 impl Query {
@@ -27,7 +30,7 @@ impl Query {
             }
         };
         check(&expr)?;
-        Ok(Query { expr })
+        Ok(Query { expr, invalid_utf8: invalid_utf8_literals(text) })
     }
 
     /// The type of the query's result: `scalar`, `string`, `vector` or `matrix`.
@@ -55,6 +58,58 @@ impl std::fmt::Display for Query {
 /// The query reformatted as Prometheus's `/api/v1/format_query` prints it.
 pub fn format_query(text: &str) -> Result<String, Error> {
     Ok(Query::parse(text)?.expr.prettify())
+}
+
+/// The string literals of `text` that Go would decode to invalid UTF-8, decoded as the parser
+/// decodes them (`\xNN` and octal escapes as the character U+00NN).
+fn invalid_utf8_literals(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' && c != '\'' {
+            continue;
+        }
+        let (mut go, mut ours) = (Vec::<u8>::new(), String::new());
+        while let Some(d) = chars.next() {
+            if d == c {
+                break;
+            }
+            if d != '\\' {
+                let mut buf = [0; 4];
+                go.extend_from_slice(d.encode_utf8(&mut buf).as_bytes());
+                ours.push(d);
+                continue;
+            }
+            let Some(e) = chars.next() else { break };
+            let byte_escape = |chars: &mut std::iter::Peekable<std::str::Chars>, radix: u32, n: usize, first: Option<char>| {
+                let mut digits: String = first.into_iter().collect();
+                while digits.len() < n {
+                    match chars.next() {
+                        Some(x) => digits.push(x),
+                        None => break,
+                    }
+                }
+                u8::from_str_radix(&digits, radix).ok()
+            };
+            let b = match e {
+                'x' => byte_escape(&mut chars, 16, 2, None),
+                '0'..='7' => byte_escape(&mut chars, 8, 3, Some(e)),
+                _ => {
+                    ours.push(e);
+                    go.push(e as u8);
+                    continue;
+                }
+            };
+            if let Some(b) = b {
+                go.push(b);
+                ours.push(char::from(b));
+            }
+        }
+        if std::str::from_utf8(&go).is_err() {
+            out.push(ours);
+        }
+    }
+    out
 }
 
 /// Replaces duration expressions inside `[…]` (range and subquery step) and after `offset`
