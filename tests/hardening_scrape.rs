@@ -344,3 +344,67 @@ async fn endless_body_gzip_bomb_and_huge_body_are_refused_at_the_cap() {
         assert!(peak < 128.0, "{what}: peak RSS {peak:.1} MiB");
     }
 }
+
+/// Regression (#19, item 6): two pods with the same namespace/name in one node's document
+/// silently overwrote each other (their counters alternating in the rates). Now the first is
+/// kept, every drop is counted and the pair is logged once, not every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_pod_names_keep_the_first_and_are_logged_once() {
+    let sim = Sim::new(small_shape());
+    let doubled = {
+        let sim = sim.clone();
+        node(move |mut s| {
+            let sim = sim.clone();
+            async move {
+                if !read_head(&mut s).await {
+                    return;
+                }
+                let mut doc = serde_json::to_value(sim.summary(0, Utc::now())).unwrap();
+                let mut twin = doc["pods"][0].clone();
+                twin["podRef"]["uid"] = "twin-uid".into();
+                for c in twin["containers"].as_array_mut().unwrap() {
+                    c["memory"]["workingSetBytes"] = 1.into();
+                }
+                doc["pods"].as_array_mut().unwrap().push(twin);
+                answer(&mut s, "", &serde_json::to_vec(&doc).unwrap()).await;
+            }
+        })
+        .await
+    };
+    let d = tempfile::tempdir().unwrap();
+    let stderr = d.path().join("stderr.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--nodes", &doubled, "--metric-resolution", "1s", "--allow-short-resolution"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let counted = until("duplicates counted over 4 rounds", WAIT, || async {
+        sample(&metrics(&base).await, "vigil_aggregator_duplicate_pod_names_total")
+            .filter(|n| *n >= 4.0)
+    })
+    .await;
+    let (pod, ns) = sim::pod_ref(&sim.shape, 0, 0);
+    let ws = get_json(&format!(
+        "{base}/api/v1/model/namespaces/{ns}/pods/{pod}/containers/c0/metrics/memory/working_set"
+    ))
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(counted >= 4.0);
+    let values: Vec<f64> = points(&ws).into_iter().map(|(_, v)| v).collect();
+    assert!(!values.is_empty());
+    assert!(
+        values.iter().all(|v| *v == sim::container_working_set(0, 0) as f64),
+        "the twin's values leaked in: {values:?}"
+    );
+    let logged = std::fs::read_to_string(&stderr).unwrap();
+    assert_eq!(
+        logged.lines().filter(|l| l.contains("same namespace and name")).count(),
+        1,
+        "{logged}"
+    );
+}
