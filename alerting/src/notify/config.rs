@@ -357,7 +357,8 @@ pub struct InhibitRuleConfig {
     pub equal: Vec<String>,
 }
 
-/// Builds the matchers of `match`, `match_re` and `matchers`, as Alertmanager's routes do.
+/// Builds the matchers of `match`, `match_re` and `matchers`, as Alertmanager's routes and
+/// inhibition rules do.
 pub fn build_matchers(
     eq: &BTreeMap<String, String>,
     re: &BTreeMap<String, String>,
@@ -374,7 +375,9 @@ pub fn build_matchers(
         if !valid_label_name(k) {
             return Err(format!("invalid label name {k:?}"));
         }
-        out.push(Matcher::new(MatchType::Regexp, k, v)?);
+        // Alertmanager keeps the compiled, anchored form (`^(?:re)$`) as the matcher's value,
+        // and so in group keys.
+        out.push(Matcher::new(MatchType::Regexp, k, &format!("^(?:{v})$"))?);
     }
     for m in ms {
         out.extend(parse_matchers(m).map_err(|e| format!("matchers {m:?}: {e}"))?);

@@ -196,6 +196,9 @@ impl Email {
                         "timeout"
                     } else if e.is_transient() {
                         "server_error"
+                    } else if e.is_client() || e.is_tls() {
+                        // e.g. STARTTLS required but not offered; retried as Alertmanager does.
+                        "error"
                     } else {
                         "connection_error"
                     },
