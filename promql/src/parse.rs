@@ -33,6 +33,13 @@ impl Query {
         Ok(Query { expr, invalid_utf8: invalid_utf8_literals(text) })
     }
 
+    /// The query with its expression changed by `f` (e.g. `@` set on its selectors).
+    pub fn map_expr(mut self, f: impl FnOnce(&mut Expr)) -> Result<Query, Error> {
+        f(&mut self.expr);
+        check(&self.expr)?;
+        Ok(self)
+    }
+
     /// The type of the query's result: `scalar`, `string`, `vector` or `matrix`.
     pub fn result_type(&self) -> &'static str {
         match self.expr.value_type() {

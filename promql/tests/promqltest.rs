@@ -7,8 +7,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use promql_parser::parser::{AtModifier, Expr};
 use vigil_promql::testing::MemStorage;
-use vigil_promql::{Engine, EngineOptions, Labels, Value, STALE_NAN_BITS};
+use vigil_promql::{Engine, EngineOptions, Labels, Query, QueryResult, Sample, Value, STALE_NAN_BITS};
 
 fn fixtures_dir() -> PathBuf {
     match std::env::var("VIGIL_SHARED_DIR") {
@@ -390,6 +393,125 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// Functions whose result depends on the evaluation time itself (Prometheus's
+/// `AtModifierUnsafeFunctions`): no `@` variants for expressions calling them.
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour", "minute", "month",
+    "year", "predict_linear", "time", "timestamp", "start", "end", "range", "step",
+];
+
+/// Sets `@ at` on every selector and subquery without one, outside subqueries (as promqltest's
+/// `atModifierTestCases`); true if the expression calls an `@`-unsafe function.
+fn add_at(e: &mut Expr, at: SystemTime) -> bool {
+    match e {
+        Expr::VectorSelector(vs) => {
+            vs.at.get_or_insert(AtModifier::At(at));
+            false
+        }
+        Expr::MatrixSelector(ms) => {
+            ms.vs.at.get_or_insert(AtModifier::At(at));
+            false
+        }
+        Expr::Subquery(sq) => {
+            sq.at.get_or_insert(AtModifier::At(at));
+            false
+        }
+        Expr::Call(c) => {
+            let mut unsafe_ = AT_UNSAFE.contains(&c.func.name);
+            for a in c.args.args.iter_mut() {
+                unsafe_ |= add_at(a, at);
+            }
+            unsafe_
+        }
+        Expr::Aggregate(a) => {
+            let mut u = add_at(&mut a.expr, at);
+            if let Some(p) = a.param.as_mut() {
+                u |= add_at(p, at);
+            }
+            u
+        }
+        Expr::Unary(u) => add_at(&mut u.expr, at),
+        Expr::Binary(b) => add_at(&mut b.lhs, at) | add_at(&mut b.rhs, at),
+        Expr::Paren(p) => add_at(&mut p.expr, at),
+        _ => false,
+    }
+}
+
+fn time_of(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis((-ms) as u64)
+    }
+}
+
+/// Runs one eval as promqltest does: an instant eval also with `@` set on its selectors at
+/// several times, and each of those as a range query around the time (its middle point).
+fn run_eval(engine: &Engine, storage: &MemStorage, kind: &Kind, expr: &str, exp: &Expect) -> Result<(), String> {
+    let t = match kind {
+        Kind::Range { start, end, step } => {
+            return check(kind, exp, engine.range(storage, expr, *start, *end, *step));
+        }
+        Kind::Instant(t) => *t,
+    };
+    let mut cases: Vec<(Result<Query, vigil_promql::Error>, i64, String)> =
+        vec![(Query::parse(expr), t, "".to_string())];
+    if let Ok(q) = Query::parse(expr) {
+        let mut unsafe_ = false;
+        let q = q.map_expr(|e| unsafe_ = add_at(e, time_of(t)));
+        if !unsafe_ {
+            let times = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+            for et in times {
+                let q = match &q {
+                    Ok(q) => Ok(q.clone()),
+                    Err(e) => Err(vigil_promql::Error::Parse(e.to_string())),
+                };
+                cases.push((q, et, format!(" [with @ {t}ms, evaluated at {et}ms]")));
+            }
+        }
+    }
+    let no_range = exp.ordered
+        || exp.range_vector.is_some()
+        || exp.string.is_some()
+        || ["start()", "end()", "range()", "step()"].iter().any(|f| expr.to_lowercase().contains(f));
+    for (q, at, what) in cases {
+        let q = match q {
+            Ok(q) => q,
+            Err(e) => return check(kind, exp, Err(e)).map_err(|m| format!("{m}{what}")),
+        };
+        let res = engine.instant_query(storage, &q, at);
+        let ok = res.is_ok();
+        check(kind, exp, res).map_err(|m| format!("{m}{what}"))?;
+        if !ok || no_range || exp.fail.is_some() {
+            continue;
+        }
+        // The same as a range query from at-1m to at+1m, compared at `at`.
+        let r = engine
+            .range_query(storage, &q, at - 60_000, at + 60_000, 60_000)
+            .map_err(|e| format!("range variant error: {e}{what}"))?;
+        let Value::Matrix(m) = r.value else { return Err("range variant: no matrix".into()) };
+        let mut labels: Vec<&Labels> = m.iter().map(|s| &s.labels).collect();
+        if labels.windows(2).any(|w| w[0] >= w[1]) {
+            labels.sort();
+            return Err(format!("range variant: matrix not sorted by labels{what}"));
+        }
+        let vec: Vec<Sample> = m
+            .iter()
+            .filter_map(|s| {
+                s.samples.iter().find(|p| p.0 == at).map(|p| Sample { labels: s.labels.clone(), t_ms: at, value: p.1 })
+            })
+            .collect();
+        let value = if exp.scalar.is_some() {
+            Value::Scalar { t_ms: at, value: vec.first().map(|s| s.value).unwrap_or(f64::NAN) }
+        } else {
+            Value::Vector(vec)
+        };
+        let res = QueryResult { value, warnings: Vec::new(), samples_loaded: 0 };
+        check(kind, exp, Ok(res)).map_err(|m| format!("range variant: {m}{what}"))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn promqltest() {
     let dir = fixtures_dir();
@@ -538,11 +660,7 @@ fn promqltest() {
                 skipped += 1;
                 continue;
             }
-            let got = match kind {
-                Kind::Instant(t) => engine.instant(&storage, &expr, t),
-                Kind::Range { start, end, step } => engine.range(&storage, &expr, start, end, step),
-            };
-            match check(&kind, &exp, got) {
+            match run_eval(&engine, &storage, &kind, &expr, &exp) {
                 Ok(()) => passed += 1,
                 Err(why) => {
                     failed += 1;
