@@ -51,6 +51,7 @@ fn with_allocator_env() {
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod rules;
 mod up;
 
 #[derive(Parser, Debug)]
@@ -83,6 +84,8 @@ enum Command {
     LogShipper(vigil_log_shipper::Args),
     /// Everything on this machine with embedded defaults.
     Up(up::Args),
+    /// Rule tooling: check rule files, run their unit tests, replay them over a CSV.
+    Rules(rules::Args),
 }
 
 fn init_logging(format: LogFormat) {
@@ -101,16 +104,22 @@ fn main() -> Result<()> {
     with_allocator_env();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let command = match cli.command {
+        // Rule tooling is synchronous (blocking HTTP for remote queries): no runtime.
+        Command::Rules(args) => std::process::exit(rules::run(args)),
+        command => command,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal();
-        match cli.command {
+        match command {
             Command::Collector(args) => vigil_collector::run(args, shutdown).await?,
             Command::Aggregator(args) => vigil_aggregator::run(args, shutdown).await?,
             Command::LogShipper(args) => vigil_log_shipper::run(args, shutdown).await?,
             Command::Up(args) => up::run(args, shutdown).await?,
+            Command::Rules(_) => unreachable!("handled before the runtime starts"),
         }
         Ok(())
     })

@@ -1,1 +1,8 @@
 //! Rule files (Prometheus format plus baseline and outlier rules), evaluation, state.
+
+pub mod eval;
+pub mod file;
+pub mod template;
+
+pub use eval::{EvalOptions, GroupState, SeriesWriter, State};
+pub use file::{load_file, load_patterns, parse_duration, FileError, Group, LoadError, Rule, RuleFile, RuleKind};
