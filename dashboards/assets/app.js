@@ -318,7 +318,7 @@ async function overview(page) {
     tile('namespaces', v.namespaces ?? 0);
     tile('pods', v.pods ?? 0);
     tile('containers', v.containers ?? 0);
-    tile('CPU in use', v.cpu === undefined ? '–' : `${formatValue(v.cpu, 'cores')} cores`);
+    tile('CPU in use (cores)', v.cpu === undefined ? '–' : formatValue(v.cpu, 'cores'));
     tile('memory in use', formatValue(v.memory, 'bytes'));
     if (!rows.length) tiles.append(el('p', { class: 'empty' }, 'No node has reported yet: the aggregator has no samples (check its --nodes / --source and the collectors).'));
   });
@@ -357,7 +357,7 @@ async function overview(page) {
     { key: 'age', label: 'status', num: false, sort: (r) => r.age ?? 1e12, fmt: (r) => (r.age === undefined ? el('span', { class: 'status-bad' }, 'no samples')
       : r.age > stale ? el('span', { class: 'status-stale' }, `stale since ${fmtAgo(r.age)} ago`) : el('span', { class: 'status-ok' }, 'reporting')) },
     { key: 'cpu', label: 'CPU', num: true, fmt: (r) => `${formatValue(r.cpu, 'cores')}${r.cpucap ? ` / ${formatValue(r.cpucap, 'cores')}` : ''}` },
-    { key: 'spark', label: `CPU, last ${currentRange().label}`, sort: (r) => r.cpu, fmt: (r) => el('span', { class: 'sparkcell', 'data-node': r.labels.nodename }) },
+    { key: 'spark', label: currentRange().relative ? `CPU, last ${currentRange().label}` : 'CPU trend', sort: (r) => r.cpu, fmt: (r) => el('span', { class: 'sparkcell', 'data-node': r.labels.nodename }) },
     { key: 'mem', label: 'memory', num: true, fmt: (r) => formatValue(r.mem, 'bytes') },
     { key: 'memfrac', label: 'of capacity', sort: (r) => (r.memcap ? r.mem / r.memcap : -1), fmt: (r) => (r.memcap ? bar(r.mem / r.memcap) : '–') },
     { key: 'fsfrac', label: 'filesystem', sort: (r) => (r.fslim ? r.fs / r.fslim : -1), fmt: (r) => (r.fslim ? bar(r.fs / r.fslim) : '–') },

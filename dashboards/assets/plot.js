@@ -96,6 +96,11 @@ export function drawChart(el, lines, { unit = '', height = 220, startSec, endSec
     ],
     legend: { live: true },
     cursor: { focus: { prox: 16 } },
+    // Without the pointer over the chart, the legend shows the newest values.
+    hooks: {
+      ready: [(u) => u.setLegend({ idx: lastIndex(data) })],
+      setCursor: [(u) => { if (u.cursor.idx == null) u.setLegend({ idx: lastIndex(data) }); }],
+    },
   };
   // eslint-disable-next-line no-undef
   const u = new uPlot(opts, data, el);
@@ -108,6 +113,14 @@ export function drawChart(el, lines, { unit = '', height = 220, startSec, endSec
   el.dataset.series = String(lines.length);
   el.dataset.points = String(lines.reduce((n, l) => n + l.points.length, 0));
   return u;
+}
+
+/** The last x index at which any series has a value. */
+function lastIndex(data) {
+  for (let i = data[0].length - 1; i >= 0; i--) {
+    for (let k = 1; k < data.length; k++) if (data[k][i] !== null) return i;
+  }
+  return data[0].length - 1;
 }
 
 /** A small inline SVG line of `points` ([[t, v]...]). */
