@@ -255,7 +255,8 @@ async fn peak_rss_against(hostile: String, rounds: f64) -> f64 {
 
 /// Regression (#19, item 5): an endless body peaked at 552 MiB, a 250 KB gzip bomb at 536 MiB
 /// and a 200 MB body was accepted (218 MiB), per node. Now each is refused as it streams in,
-/// at the 8 MiB document limit, and the aggregator stays small.
+/// at the 8 MiB document limit, and the aggregator stays small. A document under the limit
+/// made of 95,000 tiny pods (785 MiB once parsed and built) is refused while it parses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_body_gzip_bomb_and_huge_body_are_refused_at_the_cap() {
     // Endless: a chunked body that never ends, 64 KiB chunks as fast as they are read.
@@ -327,8 +328,34 @@ async fn endless_body_gzip_bomb_and_huge_body_are_refused_at_the_cap() {
         })
         .await
     };
+    // Under 8 MiB, but 95,000 minimal pods: each would become a few KB of structs and sets.
+    let mut tiny = String::from(r#"{"node":{"nodeName":"amp"},"pods":["#);
+    for i in 0..95_000 {
+        if i > 0 {
+            tiny.push(',');
+        }
+        tiny.push_str(&format!(
+            r#"{{"podRef":{{"name":"p{i}","namespace":"n","uid":"u{i}"}},"containers":[{{"name":"c"}}]}}"#
+        ));
+    }
+    tiny.push_str("]}");
+    assert!(tiny.len() < 8 << 20, "{}", tiny.len());
+    let tiny = Arc::new(tiny.into_bytes());
+    let pods = {
+        let tiny = tiny.clone();
+        node(move |mut s| {
+            let tiny = tiny.clone();
+            async move {
+                if read_head(&mut s).await {
+                    answer(&mut s, "", &tiny).await;
+                }
+            }
+        })
+        .await
+    };
     let mut report = Vec::new();
     for (what, addr) in [
+        ("7.6 MB document of 95,000 minimal pods", pods),
         ("endless body", endless),
         ("gzip bomb", gzip),
         ("200 MB body with Content-Length", sized),

@@ -24,7 +24,20 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error("{field} is not an RFC 3339 time: {value:?}")]
     Time { field: &'static str, value: String },
+    #[error("{sets} metric sets (node, system containers, pods, containers), more than the {limit} a node may report")]
+    TooManySets { sets: usize, limit: usize },
+    #[error("more than {limit} list entries (pods, containers, volumes, ...), more than a node may report")]
+    TooManyEntries { limit: usize },
 }
+
+/// The most list entries (pods, containers, system containers, volumes, accelerators, custom
+/// metrics) one document may hold, counted while it parses.
+pub const MAX_ENTRIES_PER_DOCUMENT: usize = 2 * MAX_SETS_PER_DOCUMENT;
+
+/// The most metric sets one node's document may yield: 10,000 is 8× a node at the kubelet's
+/// 110-pod maximum with 10 containers a pod. Each set costs a few KB once decoded, rated and
+/// stored, so without it an 8 MiB document of 95,000 minimal pods cost 785 MiB.
+pub const MAX_SETS_PER_DOCUMENT: usize = 10_000;
 
 /// Heapster's legacy names of the kubelet's system containers.
 pub fn system_container_name(name: &str) -> &str {
@@ -403,7 +416,15 @@ pub fn decode_document(
     fallback_name: &str,
     cache: &mut NodeCache,
 ) -> Result<NodeSets, Error> {
-    let doc: wire::Summary = serde_json::from_slice(body)?;
+    let (doc, exhausted) = wire::with_entry_budget(MAX_ENTRIES_PER_DOCUMENT, || {
+        serde_json::from_slice::<wire::Summary>(body)
+    });
+    if exhausted {
+        return Err(Error::TooManyEntries {
+            limit: MAX_ENTRIES_PER_DOCUMENT,
+        });
+    }
+    let doc = doc?;
     let name: &str = if doc.node.node_name.is_empty() {
         fallback_name
     } else {
@@ -419,8 +440,14 @@ pub fn decode_document(
         old,
     };
     let containers: usize = doc.pods.iter().map(|p| p.containers.len()).sum();
-    let mut sets =
-        Vec::with_capacity(1 + doc.node.system_containers.len() + doc.pods.len() + containers);
+    let n_sets = 1 + doc.node.system_containers.len() + doc.pods.len() + containers;
+    if n_sets > MAX_SETS_PER_DOCUMENT {
+        return Err(Error::TooManySets {
+            sets: n_sets,
+            limit: MAX_SETS_PER_DOCUMENT,
+        });
+    }
+    let mut sets = Vec::with_capacity(n_sets);
     let mut times = Times::default();
     // Two pods with the same namespace and name would write the same set keys, the second
     // silently replacing the first (and their counters alternating in the rates): the first
@@ -737,6 +764,51 @@ mod tests {
         let clean = serde_json::to_vec(&testdata()).unwrap();
         assert_eq!(decode_document(&clean, "f", &mut cache).unwrap().duplicate_pods, 0);
         assert!(cache.duplicated.is_empty());
+    }
+
+    /// A document yielding more sets than a node may report is refused before any set is
+    /// built (a small document of minimal pods must not cost hundreds of MB).
+    #[test]
+    fn too_many_sets_are_refused() {
+        let mut v = testdata();
+        let pod = v["pods"][0].clone();
+        let pods: Vec<serde_json::Value> = (0..MAX_SETS_PER_DOCUMENT / 2)
+            .map(|i| {
+                let mut p = pod.clone();
+                p["podRef"]["name"] = format!("p{i}").into();
+                p
+            })
+            .collect();
+        v["pods"] = pods.clone().into();
+        let e = decode_document(
+            &serde_json::to_vec(&v).unwrap(),
+            "f",
+            &mut NodeCache::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("more than the 10000"), "{e}");
+        // Far more entries than that: refused while parsing, before they are all built.
+        let many: Vec<serde_json::Value> = (0..MAX_ENTRIES_PER_DOCUMENT + 1)
+            .map(|i| serde_json::json!({"podRef": {"name": format!("p{i}"), "namespace": "n", "uid": "u"}}))
+            .collect();
+        v["pods"] = many.into();
+        let e = decode_document(
+            &serde_json::to_vec(&v).unwrap(),
+            "f",
+            &mut NodeCache::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("more than 20000 list entries"), "{e}");
+        // A big but real node (1,000 pods with a container each) is accepted.
+        v["pods"] = pods[..1000].to_vec().into();
+        assert!(decode_document(
+            &serde_json::to_vec(&v).unwrap(),
+            "f",
+            &mut NodeCache::default()
+        )
+        .is_ok());
     }
 
     fn with_vigil_spec(spec: serde_json::Value) -> Vec<u8> {

@@ -7,16 +7,70 @@
 
 use std::borrow::Cow;
 
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use vigil_collector::summary::{AcceleratorStats, UserDefinedMetric, VigilSpec};
 
-/// Go writes a nil slice as `null`: accept it as an empty list.
+thread_local! {
+    /// List entries the document being parsed on this thread may still have.
+    static ENTRIES_LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Parses with at most `limit` list entries (pods, containers, volumes, ...) in the whole
+/// document: a small body of many tiny entries would otherwise parse into structs hundreds of
+/// times its size before anything could count them. Returns the result and whether the budget
+/// ran out.
+pub fn with_entry_budget<T>(limit: usize, parse: impl FnOnce() -> T) -> (T, bool) {
+    let previous = ENTRIES_LEFT.replace(limit);
+    let r = parse();
+    let exhausted = ENTRIES_LEFT.replace(previous) == 0;
+    (r, exhausted)
+}
+
+/// Go writes a nil slice as `null`: accept it as an empty list. Every entry is taken from the
+/// document's budget ([`with_entry_budget`]).
 fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    struct List<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut v = Vec::new();
+            loop {
+                let left = ENTRIES_LEFT.get();
+                if left == 0 {
+                    return Err(A::Error::custom("too many list entries in the document"));
+                }
+                ENTRIES_LEFT.set(left - 1);
+                match seq.next_element()? {
+                    Some(x) => v.push(x),
+                    None => {
+                        ENTRIES_LEFT.set(left);
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+    }
+    d.deserialize_option(List(PhantomData))
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,8 @@ pub enum Error {
     Malformed { node: String, message: String },
     #[error("node {node}: document larger than {limit} bytes (decompressed; raise --max-document-bytes if real)")]
     TooLarge { node: String, limit: usize },
+    #[error("node {node}: document refused as too large: {message}")]
+    TooManySets { node: String, message: String },
     #[error("node {node}: no answer by the round's deadline ({deadline:?} after the round began); missed this round")]
     Late { node: String, deadline: Duration },
 }
@@ -55,7 +57,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Status { .. } => "status",
             Error::Malformed { .. } => "malformed",
-            Error::TooLarge { .. } => "too_large",
+            Error::TooLarge { .. } | Error::TooManySets { .. } => "too_large",
             Error::Late { .. } => "late",
         }
     }
@@ -254,9 +256,16 @@ impl Scraper {
         }
         self.decoder
             .decode(&target.url, &target.name, target.cpu_cores, &body)
-            .map_err(|e| Error::Malformed {
-                node,
-                message: e.to_string(),
+            .map_err(|e| match e {
+                crate::processors::decode::Error::TooManySets { .. }
+                | crate::processors::decode::Error::TooManyEntries { .. } => Error::TooManySets {
+                    node,
+                    message: e.to_string(),
+                },
+                e => Error::Malformed {
+                    node,
+                    message: e.to_string(),
+                },
             })
     }
 
