@@ -297,8 +297,9 @@ impl QueryService {
         }
     }
 
-    /// Runs a metadata request (series, labels, values) on a blocking thread under the same
-    /// slots and limits; `f` gets the store bounded like a query.
+    /// Runs a metadata request (series, labels, values) on a blocking thread, bounded in time
+    /// and samples like a query but not waiting for a query slot: the editor's label lists stay
+    /// quick while dashboards' queries queue.
     pub async fn metadata<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
@@ -307,14 +308,8 @@ impl QueryService {
         let deadline = Instant::now() + timeout;
         let store = self.store.clone();
         let max_samples = self.limits.max_samples;
-        let permits = self.permits.clone();
         let work = async move {
-            let permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|e| QueryError::Internal(e.to_string()))?;
             tokio::task::spawn_blocking(move || {
-                let _permit = permit;
                 let storage = Limited {
                     store: &store,
                     max_samples,

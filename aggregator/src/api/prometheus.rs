@@ -83,6 +83,13 @@ impl From<QueryError> for PromError {
             QueryError::Engine(vigil_promql::Error::Parse(_)) => {
                 return PromError::param("query", &e);
             }
+            // Prometheus rejects a range query over a string or range vector before running
+            // it (engine.go NewRangeQuery): a parameter error, not an execution one.
+            QueryError::Engine(vigil_promql::Error::Execution(m))
+                if m.starts_with("invalid expression type") =>
+            {
+                return PromError::param("query", m);
+            }
             QueryError::Engine(vigil_promql::Error::Timeout) | QueryError::Timeout => "timeout",
             QueryError::Engine(_) | QueryError::TooManySamples { .. } => "execution",
             QueryError::Internal(_) => "internal",
