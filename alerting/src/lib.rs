@@ -9,4 +9,4 @@ pub mod query;
 pub mod rules;
 
 pub use alert::{Alert, Notify};
-pub use query::{Query, QueryError, RangeSeries, Sample};
+pub use query::{Query, QueryError, RangeSeries, RemoteQuery, Sample};

@@ -36,3 +36,6 @@ pub trait Query: Send + Sync {
         step_ms: i64,
     ) -> Result<Vec<RangeSeries>, QueryError>;
 }
+
+pub mod remote;
+pub use remote::RemoteQuery;

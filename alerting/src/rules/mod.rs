@@ -2,7 +2,9 @@
 
 pub mod eval;
 pub mod file;
+pub mod manager;
 pub mod template;
 
 pub use eval::{EvalOptions, GroupState, SeriesWriter, State};
+pub use manager::{Manager, ManagerConfig};
 pub use file::{load_file, load_patterns, parse_duration, FileError, Group, LoadError, Rule, RuleFile, RuleKind};
