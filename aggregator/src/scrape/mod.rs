@@ -16,7 +16,10 @@
 //!
 //! A node's body is read chunk by chunk after gzip decoding and refused as soon as it passes
 //! the document limit ([`DEFAULT_MAX_DOCUMENT`], `--max-document-bytes`), so an endless body,
-//! a gzip bomb or a huge document costs at most the limit per pull in flight.
+//! a gzip bomb or a huge document costs at most the limit per pull in flight; the decoder then
+//! refuses a document with more list entries or metric sets than a node may report
+//! ([`crate::processors::decode::MAX_SETS_PER_DOCUMENT`]). A failing node is logged when it
+//! starts failing, fails differently or answers again, not every round.
 
 pub mod discovery;
 pub mod kubernetes;
@@ -97,6 +100,8 @@ pub struct NodeState {
     pub last_duration: Duration,
     /// Rounds this node missed because it had not answered by the round's deadline.
     pub late: u64,
+    /// Why the last failed pull failed (a [`FAILURE_REASONS`] entry).
+    pub last_reason: Option<&'static str>,
 }
 
 /// The pulling half of the aggregator.
@@ -323,10 +328,14 @@ impl Scraper {
                     if st.name != doc.node_name {
                         st.name = doc.node_name.clone();
                     }
+                    if st.consecutive_failures > 0 {
+                        tracing::info!(node = %st.name, url = %t.url, missed = st.consecutive_failures, "node answers again");
+                    }
                     st.up = true;
                     st.consecutive_failures = 0;
                     st.successes += 1;
                     st.last_error = None;
+                    st.last_reason = None;
                     docs.push(doc);
                 }
                 Err(e) => {
@@ -339,8 +348,17 @@ impl Scraper {
                     if matches!(e, Error::Late { .. }) {
                         st.late += 1;
                     }
-                    tracing::warn!(node = %t.name, url = %t.url, reason = e.reason(), consecutive = st.consecutive_failures, error = %e, "node pull failed; node is stale");
-                    st.last_error = Some(e.to_string());
+                    // Logged when a node starts failing or fails differently, not every round
+                    // while it stays down (the counters and node_up say that).
+                    let error = e.to_string();
+                    let same = st.consecutive_failures > 1 && st.last_reason == Some(e.reason());
+                    st.last_reason = Some(e.reason());
+                    if same {
+                        tracing::debug!(node = %st.name, url = %t.url, reason = e.reason(), consecutive = st.consecutive_failures, error = %e, "node pull failed again");
+                    } else {
+                        tracing::warn!(node = %st.name, url = %t.url, reason = e.reason(), consecutive = st.consecutive_failures, error = %e, "node pull failed; node is stale (logged again when it answers or fails differently)");
+                    }
+                    st.last_error = Some(error);
                     *self
                         .failures_by_reason
                         .lock()
