@@ -1,4 +1,5 @@
-//! HTTP endpoints of the problem detector: `/conditions` and `/problems/events`.
+//! HTTP endpoints of the problem detector: `/conditions`, `/problems/events` and
+//! `/problems/sources` (each system log monitor's source health).
 
 use std::sync::Arc;
 
@@ -31,7 +32,12 @@ pub fn app(store: Arc<Store>) -> Router {
     Router::new()
         .route("/conditions", get(conditions))
         .route("/problems/events", get(events))
+        .route("/problems/sources", get(sources))
         .with_state(store)
+}
+
+async fn sources(State(store): State<Arc<Store>>) -> Response {
+    Json(store.source_health()).into_response()
 }
 
 async fn conditions(State(store): State<Arc<Store>>) -> Response {
@@ -105,5 +111,28 @@ mod tests {
         let (s, v) = get_json(app(store), "/problems/events?since=abc").await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_eq!(v["status"], "error");
+    }
+
+    /// A failing log source shows its error until it recovers.
+    #[tokio::test]
+    async fn source_health_is_served() {
+        let store = Arc::new(Store::default());
+        let stats = store.watch_stats("kernel-monitor");
+        let mut retry = crate::problems::watch::Retry::new(stats);
+        let path = std::path::Path::new("/var/log/kern.log");
+        retry.failed(path, "cannot read log file", &"Is a directory (os error 21)");
+        let (s, v) = get_json(app(store.clone()), "/problems/sources").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            v,
+            serde_json::json!([{
+                "source": "kernel-monitor", "failing": true, "readErrors": 1, "linesTruncated": 0,
+                "lastError": "cannot read log file: Is a directory (os error 21)"
+            }])
+        );
+        retry.ok(path);
+        let (_, v) = get_json(app(store), "/problems/sources").await;
+        assert_eq!(v[0]["failing"], false);
+        assert!(v[0].get("lastError").is_none());
     }
 }

@@ -81,6 +81,23 @@ pub struct Event {
     pub message: String,
 }
 
+/// A system log monitor's source health, as `/problems/sources` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceHealth {
+    /// The monitor's `source`.
+    pub source: String,
+    /// The log source cannot be opened or read now (retried with backoff).
+    pub failing: bool,
+    /// Failed attempts to open or read it so far.
+    pub read_errors: u64,
+    /// Lines cut at the 8 KiB maximum so far.
+    pub lines_truncated: u64,
+    /// What failed, while failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Conditions per monitor, in registration order.
@@ -239,6 +256,25 @@ impl Store {
             .entry(source.to_string())
             .or_default()
             .clone()
+    }
+
+    /// The health of every system log monitor's source, by source name.
+    pub fn source_health(&self) -> Vec<SourceHealth> {
+        self.lock()
+            .watchers
+            .iter()
+            .map(|(source, w)| SourceHealth {
+                source: source.clone(),
+                failing: w.failing.load(Ordering::Relaxed),
+                read_errors: w.errors.load(Ordering::Relaxed),
+                lines_truncated: w.truncated.load(Ordering::Relaxed),
+                last_error: w
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            })
+            .collect()
     }
 
     /// Counts one plugin run with its result (`ok`, `nonok`, `unknown`).
