@@ -576,7 +576,16 @@ mod tests {
         let ctx = FileContext::new(meta(), "/var/log/pods/shop_web-0_u1/nginx/2.log");
         let mut out = Vec::new();
         let file = "/var/log/pods/shop_web-0_u1/nginx/2.log.20261122-101500.gz";
-        enc.encode_gap(&ctx, 0xabc, 0x200, 5000, 42, file, "2026-11-23T01:02:03Z", &mut out);
+        enc.encode_gap(
+            &ctx,
+            0xabc,
+            0x200,
+            5000,
+            42,
+            file,
+            "2026-11-23T01:02:03Z",
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
         let action: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -588,11 +597,16 @@ mod tests {
         assert_eq!(doc["log_gap"]["lines"], 42);
         assert_eq!(doc["log_gap"]["file"], file);
         assert_eq!(doc["kubernetes"]["container_name"], "nginx");
-        assert!(doc["message"].as_str().unwrap().contains("5000 bytes (42 lines)"));
+        assert!(doc["message"]
+            .as_str()
+            .unwrap()
+            .contains("5000 bytes (42 lines)"));
         // The index cache is not confused by the gap record.
         let mut out = Vec::new();
         enc.encode(&entry(b"x"), &ctx, 1, "2026-11-23T00:00:00Z", &mut out);
-        assert!(String::from_utf8(out).unwrap().contains("logs-shop-2026.11.22"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("logs-shop-2026.11.22"));
     }
 
     fn lines_bytes(text: &str, n: usize) -> &[u8] {

@@ -101,6 +101,9 @@ struct Inner {
     auto_id: u64,
     whole_request_status: Option<u16>,
     request_error_marker: bool,
+    /// For each `_id`, the rank of the first item carrying it over all requests (failed attempts included): the
+    /// order in which the client first sent its records.
+    first_sent: HashMap<String, u64>,
 }
 
 /// A hasher for keys that are already 64-bit hashes.
@@ -148,6 +151,7 @@ impl EsServer {
                 auto_id: 0,
                 whole_request_status: None,
                 request_error_marker: false,
+                first_sent: HashMap::new(),
             }),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -235,6 +239,12 @@ impl EsServer {
 
     pub fn stats(&self) -> Stats {
         self.shared.inner.lock().unwrap().stats.clone()
+    }
+
+    /// For each `_id` seen, the rank of the first item that carried it (in request order; failed attempts and
+    /// requests refused as a whole while down do not count, items answered 429 do).
+    pub fn first_sent(&self) -> HashMap<String, u64> {
+        self.shared.inner.lock().unwrap().first_sent.clone()
     }
 
     /// Documents of one index in arrival order.
@@ -697,6 +707,10 @@ fn bulk(
     let mut errors = false;
     for op in ops {
         g.stats.items += 1;
+        if let Some(id) = &op.id {
+            let rank = g.stats.items;
+            g.first_sent.entry(id.clone()).or_insert(rank);
+        }
         let item_err = |status: u16, kind: &str, reason: String, id: &Option<String>| json!({op.action.clone(): {"_index": op.index, "_id": id, "status": status, "error": {"type": kind, "reason": reason}}});
         // Injected failures first (as a loaded cluster would answer).
         let r = next_f64(&mut g.rng);

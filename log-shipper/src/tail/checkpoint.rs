@@ -133,7 +133,7 @@ mod tests {
             offset,
             path: format!("/p/{ino}"),
             size: offset + 5,
-            compressed: ino % 2 == 0,
+            compressed: ino.is_multiple_of(2),
             line_bytes: 100,
         }
     }

@@ -63,10 +63,15 @@ pub const SKIP_STEP: u64 = 4 << 20;
 
 impl GzReader {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        Ok(GzReader {
-            dec: MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, File::open(path)?)),
+        Ok(Self::from_file(File::open(path)?))
+    }
+
+    /// Reads a file already open (held since it was found, so the kubelet deleting it loses nothing).
+    pub fn from_file(file: File) -> Self {
+        GzReader {
+            dec: MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, file)),
             pos: 0,
-        })
+        }
     }
 
     /// Offset of the next byte.
@@ -104,10 +109,8 @@ mod tests {
     use std::io::Write;
 
     fn gz(path: &Path, data: &[u8]) {
-        let mut e = flate2::write::GzEncoder::new(
-            File::create(path).unwrap(),
-            flate2::Compression::fast(),
-        );
+        let mut e =
+            flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
         e.write_all(data).unwrap();
         e.finish().unwrap();
     }

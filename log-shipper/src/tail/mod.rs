@@ -74,6 +74,9 @@ const DORMANT_AFTER: Duration = Duration::from_secs(3);
 /// Line length assumed for a lost-lines estimate when nothing is known of the file.
 const DEFAULT_LINE_BYTES: u64 = 200;
 
+/// A `.gz` holding a tracked plain file's content: its path, (dev, inode), and (size, mtime).
+type GzCopy = (PathBuf, (u64, u64), (u64, i64));
+
 /// Where a file stands among the files of its container: restart count, then rotated files by their stamp, then
 /// the live file.
 type OrderKey = (u32, bool, String);
@@ -89,10 +92,12 @@ struct Tracked {
     generation: Option<u64>,
     /// The identity is a gzip file: `path`, `dev` and `ino` are the `.gz`'s and offsets are in its decompressed stream.
     compressed: bool,
-    /// The decompressing reader of a compressed file read without its original.
+    /// A compressed file's handle, held from when it is found until it is read to its end...
+    gz_file: Option<File>,
+    /// ...and its decompressing reader once reading began (a compressed file read without its original).
     gz: Option<gz::GzReader>,
     /// A `.gz` holding this (still existing, plain) file's content: its path, (dev, inode), and (size, mtime).
-    gz_copy: Option<(PathBuf, (u64, u64), (u64, i64))>,
+    gz_copy: Option<GzCopy>,
     /// (size, mtime) of the `.gz` of a compressed slot (a changed one means the inode was reused).
     gz_stat: (u64, i64),
     /// A compressed file with nothing more to read.
@@ -144,7 +149,16 @@ impl Tracked {
     }
     /// Whether the file is held open (by a plain handle or a gzip reader).
     fn held(&self) -> bool {
-        self.file.is_some() || self.gz.is_some()
+        self.file.is_some() || self.gz.is_some() || self.gz_file.is_some()
+    }
+    /// Whether the inode the slot is known by is held open (so its number cannot have been reused). A compressed
+    /// slot still read through its original's handle does not hold the `.gz`.
+    fn holds_identity(&self) -> bool {
+        if self.compressed {
+            self.gz.is_some() || self.gz_file.is_some()
+        } else {
+            self.file.is_some()
+        }
     }
 }
 
@@ -424,9 +438,21 @@ impl Reader {
         // Slots seen under their own identity, and slots whose `.gz` copy was seen.
         let mut seen: HashSet<u64> = HashSet::new();
         let mut seen_gz: HashSet<u64> = HashSet::new();
-        for f in found {
-            let Ok(md) = std::fs::metadata(&f.path) else {
-                continue;
+        for mut f in found {
+            let md = match std::fs::metadata(&f.path) {
+                Ok(md) => md,
+                Err(_) if !gz::is_gz(&f.path) => {
+                    // Compressed between the listing and now: its `.gz` stands in its place.
+                    let gz_path = PathBuf::from(format!("{}.gz", f.path.display()));
+                    match std::fs::metadata(&gz_path) {
+                        Ok(md) => {
+                            f.path = gz_path;
+                            md
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                Err(_) => continue,
             };
             if !md.is_file() {
                 continue;
@@ -451,7 +477,7 @@ impl Reader {
                     // A closed (dormant) file's inode may have been freed and reused by a new file: same inode,
                     // different content. Open files cannot be reused (we hold them), so only closed ones are checked;
                     // a `.gz` is written once, so its size and mtime tell.
-                    let reused = !t.held()
+                    let reused = !t.holds_identity()
                         && if t.compressed {
                             t.gz_stat != (md.len(), md.mtime())
                         } else {
@@ -463,6 +489,17 @@ impl Reader {
                         };
                     if !reused {
                         seen.insert(slot);
+                        if t.generation.is_none() {
+                            // Identify it now, even if reading is held up (backpressure, older files first): a
+                            // `.gz` of it must be recognised, and a checkpoint must name it.
+                            let head = t.file.as_ref().map(fingerprint::read_head);
+                            if let Some(Ok(Some(h))) = head {
+                                let g =
+                                    fingerprint::generation(&t.ctx.meta.dir, &t.ctx.meta.base, &h);
+                                self.identified(slot, g);
+                            }
+                        }
+                        let t = self.files.get_mut(&slot).expect("indexed");
                         if t.path != f.path {
                             tracing::debug!(from = %t.path.display(), to = %f.path.display(), "file renamed");
                             t.path = f.path.clone();
@@ -483,13 +520,10 @@ impl Reader {
                         }
                         continue;
                     }
-                    tracing::debug!(path = %f.path.display(), "inode reused by a new file");
-                    let t = self.files.remove(&slot).expect("indexed");
-                    self.by_inode.remove(&(t.dev, t.ino));
-                    if let Some((_, k, _)) = t.gz_copy {
-                        self.by_inode.remove(&k);
-                    }
-                    self.groups_dirty = true;
+                    // The old slot keeps what it still holds (a deleted file read through another handle) and
+                    // is forgotten like any deleted file; only its inode number goes to the new file.
+                    tracing::debug!(path = %f.path.display(), "inode number reused by a new file");
+                    self.by_inode.remove(&key);
                 }
             }
             // A new file: identify it by its head (of the decompressed stream for a `.gz`).
@@ -548,6 +582,7 @@ impl Reader {
                 slot,
                 path: f.path.clone(),
                 ctx: FileContext::new(f.meta, &path_str),
+                gz_file: is_gz.then(|| file.try_clone().ok()).flatten(),
                 file: (!is_gz).then_some(file),
                 dev: key.0,
                 ino: key.1,
@@ -593,7 +628,9 @@ impl Reader {
                 // The original is gone; its `.gz` carries the identity from now on (same content, same offsets).
                 let (path, key, stat) = t.gz_copy.take().expect("seen through its copy");
                 tracing::debug!(path = %path.display(), "original of a compressed file removed");
-                self.by_inode.remove(&(t.dev, t.ino));
+                if self.by_inode.get(&(t.dev, t.ino)) == Some(slot) {
+                    self.by_inode.remove(&(t.dev, t.ino));
+                }
                 (t.dev, t.ino) = key;
                 t.path = path;
                 t.gz_stat = stat;
@@ -612,11 +649,7 @@ impl Reader {
             }
         }
         for slot in gone {
-            let t = self.files.remove(&slot).expect("listed");
-            self.by_inode.remove(&(t.dev, t.ino));
-            if let Some((_, k, _)) = t.gz_copy {
-                self.by_inode.remove(&k);
-            }
+            self.forget(slot);
             self.checkpoint_dirty = true;
             self.groups_dirty = true;
         }
@@ -625,6 +658,21 @@ impl Reader {
             self.report_lost_saved();
         }
         self.enforce_deleted_cap();
+    }
+
+    /// Drops a slot and the inode numbers that still point to it (a number reused by another file stays with it).
+    fn forget(&mut self, slot: u64) {
+        let Some(t) = self.files.remove(&slot) else {
+            return;
+        };
+        let mut keys = vec![(t.dev, t.ino)];
+        keys.extend(t.gz_copy.map(|(_, k, _)| k));
+        for k in keys {
+            if self.by_inode.get(&k) == Some(&slot) {
+                self.by_inode.remove(&k);
+            }
+        }
+        self.groups_dirty = true;
     }
 
     /// A file's generation is known: resume from its saved position (found by inode, else by generation: a file
@@ -648,8 +696,11 @@ impl Reader {
         if t.compressed || p.offset <= t.size {
             t.read_offset = p.offset;
             t.committed = p.offset;
-            // A compressed file read to its end before: nothing to decompress.
+            // A compressed file read to its end before: nothing to decompress (and nothing to hold).
             t.done = t.compressed && t.size > 0 && p.offset >= t.size;
+            if t.done {
+                t.gz_file = None;
+            }
             if let Some(file) = &t.file {
                 t.near = fingerprint::near_hash(file, p.offset).unwrap_or(0);
             }
@@ -662,9 +713,11 @@ impl Reader {
     /// Saved positions whose file no longer exists (deleted while the shipper was down): their unread bytes are lost.
     fn report_lost_saved(&mut self) {
         let lost: Vec<Position> = self.saved.drain().map(|(_, p)| p).collect();
+        // The same content under another inode (a copytruncate copy of a file that was then truncated) is not lost.
+        let tracked: HashSet<u64> = self.files.values().filter_map(|t| t.generation).collect();
         for p in lost {
             let bytes = p.size.saturating_sub(p.offset);
-            if bytes == 0 {
+            if bytes == 0 || tracked.contains(&p.generation) {
                 continue;
             }
             let path = PathBuf::from(&p.path);
@@ -724,11 +777,20 @@ impl Reader {
         let g = fingerprint::hash64(0x67, &[path.as_bytes()]);
         t.generation = Some(g);
         t.done = true;
+        t.gz_file = None;
         t.lost_from = Some(0);
         let bytes = t.size;
         let ctx = t.ctx.clone();
         if bytes > 0 {
-            self.report_loss(&ctx, g, 0, bytes, bytes.div_ceil(DEFAULT_LINE_BYTES), &path, true);
+            self.report_loss(
+                &ctx,
+                g,
+                0,
+                bytes,
+                bytes.div_ceil(DEFAULT_LINE_BYTES),
+                &path,
+                true,
+            );
         }
     }
 
@@ -755,7 +817,22 @@ impl Reader {
     fn let_go(&mut self, slot: u64) {
         let max = self.cfg.deleted_files_max_bytes;
         let t = self.files.get_mut(&slot).expect("present");
+        if t.generation.is_none() {
+            // Never identified (no full first line was ever seen): the gap record's id comes from the path.
+            t.generation = Some(fingerprint::hash64(
+                0x67,
+                &[t.path.to_string_lossy().as_bytes()],
+            ));
+        }
         let from = t.consumed();
+        if t.file.is_none() && t.gz.is_none() {
+            // A compressed file held but not read yet: decompress up to where reading stopped.
+            if let Some(f) = t.gz_file.take() {
+                let mut r = gz::GzReader::from_file(f);
+                while r.pos() < t.read_offset && r.skip_towards(t.read_offset).unwrap_or(false) {}
+                t.gz = Some(r);
+            }
+        }
         // Count the lines that will not be read from the file still held (a last line without `\n` counts too).
         let mut lines = 0u64;
         let mut end = from;
@@ -797,6 +874,7 @@ impl Reader {
         tracing::warn!(path = %t.path.display(), max_bytes = max, "deleted files held past deleted_files_max_bytes: letting go of the oldest");
         t.file = None;
         t.gz = None;
+        t.gz_file = None;
         t.done = true;
         t.carry.clear();
         t.skip_from = None;
@@ -892,6 +970,9 @@ impl Reader {
         self.by_inode.insert((t.dev, t.ino), new_slot);
         self.files.insert(new_slot, t);
         self.groups_dirty = true;
+        // A copytruncate copy of the old content may have just appeared: find it before reading the new content, so
+        // the copy (an older file of the container) is read first.
+        self.last_scan = Instant::now() - self.cfg.rescan_interval;
     }
 
     fn poll_file(&mut self, slot: u64, now: Instant) -> bool {
@@ -992,7 +1073,11 @@ impl Reader {
             return false;
         }
         if t.gz.is_none() {
-            match gz::GzReader::open(&t.path) {
+            let opened = match t.gz_file.take() {
+                Some(f) => Ok(gz::GzReader::from_file(f)),
+                None => gz::GzReader::open(&t.path),
+            };
+            match opened {
                 Ok(r) => t.gz = Some(r),
                 Err(e) => {
                     tracing::warn!(path = %t.path.display(), error = %e, "cannot open compressed file");
@@ -1033,15 +1118,32 @@ impl Reader {
                 let end = t.read_offset;
                 if let Some(skip_start) = t.skip_from.take() {
                     let kept = std::mem::take(&mut t.kept);
-                    over_long(&mut t.parser, self.cfg.over_long, &kept, skip_start, end, now, &mut self.entries);
+                    over_long(
+                        &mut t.parser,
+                        self.cfg.over_long,
+                        &kept,
+                        skip_start,
+                        end,
+                        now,
+                        &mut self.entries,
+                    );
                 } else if !t.carry.is_empty() {
                     let line = std::mem::take(&mut t.carry);
                     let start = end - line.len() as u64;
                     let max = self.cfg.max_line_bytes;
                     if line.len() > max {
-                        over_long(&mut t.parser, self.cfg.over_long, &line[..max], start, end, now, &mut self.entries);
+                        over_long(
+                            &mut t.parser,
+                            self.cfg.over_long,
+                            &line[..max],
+                            start,
+                            end,
+                            now,
+                            &mut self.entries,
+                        );
                     } else {
-                        t.parser.push_line(&line, start, end, false, now, &mut self.entries);
+                        t.parser
+                            .push_line(&line, start, end, false, now, &mut self.entries);
                     }
                     self.metrics.lines_read.inc_by(1);
                 }
@@ -1072,7 +1174,11 @@ impl Reader {
                 t.parser.flush_all(&mut self.entries);
                 self.emit(slot);
                 let t = self.files.get(&slot).expect("present");
-                let (ctx, g, path) = (t.ctx.clone(), t.generation.unwrap_or(0), t.path.to_string_lossy().into_owned());
+                let (ctx, g, path) = (
+                    t.ctx.clone(),
+                    t.generation.unwrap_or(0),
+                    t.path.to_string_lossy().into_owned(),
+                );
                 if bytes > 0 {
                     self.report_loss(&ctx, g, from, bytes, lines, &path, true);
                 }
@@ -1164,11 +1270,7 @@ impl Reader {
             if t.deleted {
                 if t.committed >= t.read_offset {
                     tracing::info!(path = %t.path.display(), "deleted file fully shipped; released");
-                    let t = self.files.remove(&slot).expect("present");
-                    self.by_inode.remove(&(t.dev, t.ino));
-                    if let Some((_, k, _)) = t.gz_copy {
-                        self.by_inode.remove(&k);
-                    }
+                    self.forget(slot);
                     self.checkpoint_dirty = true;
                     self.groups_dirty = true;
                 }
@@ -1381,7 +1483,11 @@ mod tests {
             let mut out = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(10);
             while out.len() < n {
-                assert!(Instant::now() < deadline, "only {} of {n} records: {out:?}", out.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} of {n} records: {out:?}",
+                    out.len()
+                );
                 match self.rx.try_recv() {
                     Ok(b) => {
                         for it in &b.items {
@@ -1403,7 +1509,11 @@ mod tests {
         fn quiet(&mut self, wait: Duration) {
             std::thread::sleep(wait);
             while let Ok(b) = self.rx.try_recv() {
-                assert!(b.items.is_empty(), "unexpected records: {}", String::from_utf8_lossy(&b.buf));
+                assert!(
+                    b.items.is_empty(),
+                    "unexpected records: {}",
+                    String::from_utf8_lossy(&b.buf)
+                );
                 self.ack.send(b.seq).unwrap();
             }
         }
@@ -1591,15 +1701,26 @@ mod tests {
         let gz = gzip_file(&rotated);
         let mut r = start(&root, &data);
         let docs = r.take_docs(3);
-        assert_eq!(messages(&docs), vec!["a4", "a5", "b1"], "in order, nothing again");
+        assert_eq!(
+            messages(&docs),
+            vec!["a4", "a5", "b1"],
+            "in order, nothing again"
+        );
         let gen = |id: &str| id.split('-').next().unwrap().to_string();
-        assert_eq!(gen(docs[0]["_id"].as_str().unwrap()), gen(&first[0].0), "same ids as the plain file");
+        assert_eq!(
+            gen(docs[0]["_id"].as_str().unwrap()),
+            gen(&first[0].0),
+            "same ids as the plain file"
+        );
         assert_eq!(docs[0]["log"]["offset"], line(1, "a1").len() * 3);
         r.quiet(Duration::from_millis(300));
         r.stop();
         // The checkpoint keeps the compressed file, read to its end, by its own inode.
         let cp = Store::new(&data).load().unwrap();
-        let p = cp.values().find(|p| p.compressed).expect("compressed position");
+        let p = cp
+            .values()
+            .find(|p| p.compressed)
+            .expect("compressed position");
         assert_eq!(p.offset, p.size);
         assert_eq!(p.path, gz.to_string_lossy());
         // A third start reads nothing again (and does not decompress the finished file).
@@ -1636,7 +1757,15 @@ mod tests {
         let docs = r.take_docs(7);
         assert_eq!(
             messages(&docs),
-            vec!["x1", "x2-part-x2-end", "x3-no-newline", "y1", "y2", "z1", "live1"]
+            vec![
+                "x1",
+                "x2-part-x2-end",
+                "x3-no-newline",
+                "y1",
+                "y2",
+                "z1",
+                "live1"
+            ]
         );
         r.quiet(Duration::from_millis(300));
         r.stop();
@@ -1681,7 +1810,9 @@ mod tests {
             text.contains("vigil_log_shipper_lost_bytes_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 900"),
             "{text}"
         );
-        assert!(text.contains("vigil_log_shipper_lost_lines_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 18"));
+        assert!(text.contains(
+            "vigil_log_shipper_lost_lines_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 18"
+        ));
         r.stop();
         // Reported once: the position is gone from the checkpoint.
         let cp = Store::new(&data).load().unwrap();
@@ -1698,7 +1829,10 @@ mod tests {
         let total = 40_000u64;
         let mut text = String::new();
         for n in 0..total {
-            text.push_str(&line(n, &format!("seq {n:06} {}", "x".repeat((n % 50) as usize))));
+            text.push_str(&line(
+                n,
+                &format!("seq {n:06} {}", "x".repeat((n % 50) as usize)),
+            ));
         }
         append(&rotated, &text);
         append(&dir.join("0.log"), &line(total, "live"));
@@ -1726,12 +1860,18 @@ mod tests {
             .filter_map(|m| m.strip_prefix("seq ")?.get(..6)?.parse().ok())
             .collect();
         let lost: Vec<u64> = (0..total).filter(|n| !shipped.contains(n)).collect();
-        assert!(!lost.is_empty() && lost.len() < total as usize, "{} lost", lost.len());
+        assert!(
+            !lost.is_empty() && lost.len() < total as usize,
+            "{} lost",
+            lost.len()
+        );
         // The lost lines are exactly the end of the file, and the counters say exactly how much.
         assert_eq!(lost[0] + lost.len() as u64, total);
         let lost_bytes: u64 = lost
             .iter()
-            .map(|&n| line(n, &format!("seq {n:06} {}", "x".repeat((n % 50) as usize))).len() as u64)
+            .map(|&n| {
+                line(n, &format!("seq {n:06} {}", "x".repeat((n % 50) as usize))).len() as u64
+            })
             .sum();
         assert_eq!(gap["log_gap"]["bytes"], lost_bytes);
         assert_eq!(gap["log_gap"]["lines"], lost.len());
@@ -1739,6 +1879,39 @@ mod tests {
         assert!(text.contains(&format!(
             "vigil_log_shipper_lost_bytes_total{{namespace=\"ns\",pod=\"p\",container=\"c\"}} {lost_bytes}\n"
         )));
+        r.stop();
+    }
+
+    #[test]
+    fn a_file_compressed_and_deleted_while_the_sink_is_blocked_is_read_once_through_its_handle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pods");
+        let dir = root.join("ns_p_u/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        let total = 30_000u64;
+        let text: String = (0..total).map(|n| line(n, &format!("seq {n:06}"))).collect();
+        append(&log, &text);
+        // The sink is not read: the reader blocks after two batches, scanning on.
+        let mut r = start(&root, &tmp.path().join("data"));
+        std::thread::sleep(Duration::from_millis(300));
+        let rotated = dir.join("0.log.20261122-100000");
+        std::fs::rename(&log, &rotated).unwrap();
+        append(&log, &line(total, "live"));
+        std::thread::sleep(Duration::from_millis(200));
+        let gz = gzip_file(&rotated);
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::remove_file(&gz).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let docs = r.take_docs(total as usize + 1);
+        let msgs = messages(&docs);
+        assert_eq!(msgs.len(), total as usize + 1);
+        for (n, m) in msgs.iter().take(total as usize).enumerate() {
+            assert_eq!(m, &format!("seq {n:06}"));
+        }
+        assert_eq!(msgs[total as usize], "live");
+        r.quiet(Duration::from_millis(300));
+        assert!(!r.metrics.render().contains("lost_bytes_total{"));
         r.stop();
     }
 }
