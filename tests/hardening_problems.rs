@@ -127,10 +127,19 @@ fn events(base: &str) -> Vec<Value> {
 /// CPU seconds (user + system) the process has used, from /proc/<pid>/stat.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     let hz = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    ticks / String::from_utf8_lossy(&hz.stdout).trim().parse::<f64>().unwrap()
+    ticks
+        / String::from_utf8_lossy(&hz.stdout)
+            .trim()
+            .parse::<f64>()
+            .unwrap()
 }
 
 /// Peak resident memory (VmHWM), MiB.
@@ -159,26 +168,55 @@ fn filelog_directory_log_path_backs_off_instead_of_spinning() {
     let metrics = || get(&format!("{base}/metrics"));
     poll("the source reported failing", || {
         let t = metrics()?;
-        (sample(&t, &format!("vigil_problem_detector_log_source_failing{SOURCE}"))? == 1.0)
+        (sample(
+            &t,
+            &format!("vigil_problem_detector_log_source_failing{SOURCE}"),
+        )? == 1.0)
             .then_some(())
     });
     let cpu0 = cpu_seconds(vigil.0.id());
     std::thread::sleep(Duration::from_secs(5));
     let cpu = cpu_seconds(vigil.0.id()) - cpu0;
     let t = metrics().unwrap();
-    let errors = sample(&t, &format!("vigil_problem_detector_log_read_errors_total{SOURCE}")).unwrap();
+    let errors = sample(
+        &t,
+        &format!("vigil_problem_detector_log_read_errors_total{SOURCE}"),
+    )
+    .unwrap();
     let logged = std::fs::read_to_string(&stderr).unwrap();
-    let error_lines = logged.lines().filter(|l| l.contains("cannot read log file")).count();
+    let error_lines = logged
+        .lines()
+        .filter(|l| l.contains("cannot read log file"))
+        .count();
     eprintln!("directory as logPath: {errors} read attempts, {error_lines} log lines, {cpu:.2} s CPU in ~5 s");
     // 200 ms, 400 ms, 800 ms... up to 10 s between attempts: a handful, not thousands.
     assert!((2.0..=15.0).contains(&errors), "{errors} read errors\n{t}");
     assert_eq!(error_lines, 1, "{logged}");
     assert!(cpu < 2.0, "{cpu} s of CPU in 5 s");
+    // The error itself is served.
+    let sources: Value =
+        serde_json::from_str(&get(&format!("{base}/problems/sources")).unwrap()).unwrap();
+    let kernel = &sources.as_array().unwrap()[0];
+    assert_eq!(kernel["source"], "kernel-monitor");
+    assert_eq!(kernel["failing"], true);
+    assert!(
+        kernel["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("Is a directory"),
+        "{sources}"
+    );
 
     // Fixed: the directory becomes a log file; it is read and the failure clears (logged).
     std::fs::remove_dir(&log).unwrap();
-    append(&log, kern_line("Out of memory: Kill process 1 (x) score 1 or sacrifice child").as_bytes());
-    append(&log, kern_line("Killed process 1 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB").as_bytes());
+    append(
+        &log,
+        kern_line("Out of memory: Kill process 1 (x) score 1 or sacrifice child").as_bytes(),
+    );
+    append(
+        &log,
+        kern_line("Killed process 1 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB").as_bytes(),
+    );
     poll("OOMKilling after the fix", || {
         events(&base)
             .iter()
@@ -187,7 +225,10 @@ fn filelog_directory_log_path_backs_off_instead_of_spinning() {
     });
     let t = metrics().unwrap();
     assert_eq!(
-        sample(&t, &format!("vigil_problem_detector_log_source_failing{SOURCE}")),
+        sample(
+            &t,
+            &format!("vigil_problem_detector_log_source_failing{SOURCE}")
+        ),
         Some(0.0),
         "{t}"
     );
@@ -215,14 +256,22 @@ fn kernel_log_line_without_newline_is_capped() {
         append(&log, &mib);
     }
     append(&log, b"\n");
-    append(&log, kern_line("Out of memory: Kill process 7 (y) score 1 or sacrifice child").as_bytes());
-    append(&log, kern_line("Killed process 7 (y) total-vm:1kB, anon-rss:1kB, file-rss:0kB").as_bytes());
+    append(
+        &log,
+        kern_line("Out of memory: Kill process 7 (y) score 1 or sacrifice child").as_bytes(),
+    );
+    append(
+        &log,
+        kern_line("Killed process 7 (y) total-vm:1kB, anon-rss:1kB, file-rss:0kB").as_bytes(),
+    );
     poll("OOMKilling after the long line", || {
         events(&base)
             .iter()
             .any(|e| {
                 e["reason"] == "OOMKilling"
-                    && e["message"].as_str().is_some_and(|m| m.contains("process 7"))
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("process 7"))
             })
             .then_some(())
     });
@@ -230,9 +279,14 @@ fn kernel_log_line_without_newline_is_capped() {
     let cpu = cpu_seconds(pid) - cpu0;
     let peak = peak_rss_mib(pid);
     let t = get(&format!("{base}/metrics")).unwrap();
-    eprintln!("100 MB line: matched the next line after {took:?}, {cpu:.2} s CPU, peak RSS {peak:.1} MiB");
+    eprintln!(
+        "100 MB line: matched the next line after {took:?}, {cpu:.2} s CPU, peak RSS {peak:.1} MiB"
+    );
     assert_eq!(
-        sample(&t, &format!("vigil_problem_detector_log_lines_truncated_total{SOURCE}")),
+        sample(
+            &t,
+            &format!("vigil_problem_detector_log_lines_truncated_total{SOURCE}")
+        ),
         Some(1.0),
         "{t}"
     );
@@ -240,7 +294,10 @@ fn kernel_log_line_without_newline_is_capped() {
     assert!(peak < 100.0, "peak RSS {peak} MiB");
     let logged = std::fs::read_to_string(&stderr).unwrap();
     assert_eq!(
-        logged.lines().filter(|l| l.contains("log line longer than the maximum")).count(),
+        logged
+            .lines()
+            .filter(|l| l.contains("log line longer than the maximum"))
+            .count(),
         1,
         "{logged}"
     );

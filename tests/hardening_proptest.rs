@@ -174,7 +174,11 @@ fn check_decode(body: &[u8]) -> Result<(), TestCaseError> {
             prop_assert!(!n.node_name.is_empty());
             prop_assert_eq!(&n.sets[0].0, &format!("node:{}", n.node_name));
             for (k, _) in &n.sets {
-                prop_assert!(k.starts_with("node:") || k.starts_with("namespace:"), "{}", k);
+                prop_assert!(
+                    k.starts_with("node:") || k.starts_with("namespace:"),
+                    "{}",
+                    k
+                );
             }
         }
     }

@@ -181,9 +181,20 @@ async fn hung_node_does_not_delay_healthy_nodes() {
         assert!(late >= 8.0, "{addr}: late {late}\n{t}");
         assert_eq!(by_url(&t, "vigil_aggregator_node_up", addr), Some(0.0));
     }
-    assert!(sample(&t, "vigil_aggregator_scrape_failures_total{reason=\"late\"}").unwrap() >= 16.0);
+    assert!(
+        sample(
+            &t,
+            "vigil_aggregator_scrape_failures_total{reason=\"late\"}"
+        )
+        .unwrap()
+            >= 16.0
+    );
     // Every round took less than its 2 s: fetch ended at the 1.5 s deadline.
-    let fetch = sample(&t, "vigil_aggregator_last_round_phase_seconds{phase=\"fetch\"}").unwrap();
+    let fetch = sample(
+        &t,
+        "vigil_aggregator_last_round_phase_seconds{phase=\"fetch\"}",
+    )
+    .unwrap();
     assert!(fetch < 1.9, "fetch {fetch}s\n{t}");
 
     // The flaky node missed about every other round; each rate it got is exact, over the
@@ -195,11 +206,16 @@ async fn hung_node_does_not_delay_healthy_nodes() {
             .sum::<u64>();
     assert!(flaky_rates.len() >= 2, "{flaky_rates:?}");
     assert!(
-        flaky_rates.windows(2).any(|w| (w[1].0 - w[0].0).num_seconds() >= 4),
+        flaky_rates
+            .windows(2)
+            .any(|w| (w[1].0 - w[0].0).num_seconds() >= 4),
         "the flaky node missed no round: {flaky_rates:?}"
     );
     for (t, v) in &flaky_rates {
-        assert!((v - want as f64).abs() <= 1.0, "rate {v} at {t}, want {want}: {flaky_rates:?}");
+        assert!(
+            (v - want as f64).abs() <= 1.0,
+            "rate {v} at {t}, want {want}: {flaky_rates:?}"
+        );
     }
 }
 
@@ -248,8 +264,16 @@ async fn peak_rss_against(hostile: String, rounds: f64) -> f64 {
     .await;
     assert!(refused >= rounds);
     let t = metrics(&b).await;
-    assert_eq!(by_url(&t, "vigil_aggregator_node_up", &healthy.addr), Some(1.0), "{t}");
-    assert_eq!(by_url(&t, "vigil_aggregator_node_up", &hostile), Some(0.0), "{t}");
+    assert_eq!(
+        by_url(&t, "vigil_aggregator_node_up", &healthy.addr),
+        Some(1.0),
+        "{t}"
+    );
+    assert_eq!(
+        by_url(&t, "vigil_aggregator_node_up", &hostile),
+        Some(0.0),
+        "{t}"
+    );
     peak_rss_mib(agg.child.id())
 }
 
@@ -404,14 +428,23 @@ async fn duplicate_pod_names_keep_the_first_and_are_logged_once() {
     let base = format!("http://127.0.0.1:{port}");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--nodes", &doubled, "--metric-resolution", "1s", "--allow-short-resolution"])
+        .args([
+            "--nodes",
+            &doubled,
+            "--metric-resolution",
+            "1s",
+            "--allow-short-resolution",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
     let counted = until("duplicates counted over 4 rounds", WAIT, || async {
-        sample(&metrics(&base).await, "vigil_aggregator_duplicate_pod_names_total")
-            .filter(|n| *n >= 4.0)
+        sample(
+            &metrics(&base).await,
+            "vigil_aggregator_duplicate_pod_names_total",
+        )
+        .filter(|n| *n >= 4.0)
     })
     .await;
     let (pod, ns) = sim::pod_ref(&sim.shape, 0, 0);
@@ -425,12 +458,17 @@ async fn duplicate_pod_names_keep_the_first_and_are_logged_once() {
     let values: Vec<f64> = points(&ws).into_iter().map(|(_, v)| v).collect();
     assert!(!values.is_empty());
     assert!(
-        values.iter().all(|v| *v == sim::container_working_set(0, 0) as f64),
+        values
+            .iter()
+            .all(|v| *v == sim::container_working_set(0, 0) as f64),
         "the twin's values leaked in: {values:?}"
     );
     let logged = std::fs::read_to_string(&stderr).unwrap();
     assert_eq!(
-        logged.lines().filter(|l| l.contains("same namespace and name")).count(),
+        logged
+            .lines()
+            .filter(|l| l.contains("same namespace and name"))
+            .count(),
         1,
         "{logged}"
     );

@@ -759,10 +759,20 @@ mod tests {
         assert_ne!(sets[web].values[MEMORY_WORKING_SET], MetricValue::Int(1));
         assert!(cache.duplicated.contains("default/web-0"));
         // The next document still has it: counted again (the log is not repeated).
-        assert_eq!(decode_document(&body, "f", &mut cache).unwrap().duplicate_pods, 1);
+        assert_eq!(
+            decode_document(&body, "f", &mut cache)
+                .unwrap()
+                .duplicate_pods,
+            1
+        );
         // Gone: forgotten, so a later duplicate is logged again.
         let clean = serde_json::to_vec(&testdata()).unwrap();
-        assert_eq!(decode_document(&clean, "f", &mut cache).unwrap().duplicate_pods, 0);
+        assert_eq!(
+            decode_document(&clean, "f", &mut cache)
+                .unwrap()
+                .duplicate_pods,
+            0
+        );
         assert!(cache.duplicated.is_empty());
     }
 

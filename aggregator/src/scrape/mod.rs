@@ -698,7 +698,10 @@ mod tests {
         let st = &s.node_states()[0].1;
         assert_eq!((st.up, st.late, st.failures), (false, 1, 1));
         let err = st.last_error.as_ref().unwrap();
-        assert!(err.contains("round's deadline") && err.contains("missed"), "{err}");
+        assert!(
+            err.contains("round's deadline") && err.contains("missed"),
+            "{err}"
+        );
         assert_eq!(s.failures_by_reason(), vec![("late", 1)]);
         let _ = s.round(&[hung], Duration::ZERO).await;
         assert_eq!(s.node_states()[0].1.late, 2);

@@ -120,7 +120,11 @@ mod tests {
         let stats = store.watch_stats("kernel-monitor");
         let mut retry = crate::problems::watch::Retry::new(stats);
         let path = std::path::Path::new("/var/log/kern.log");
-        retry.failed(path, "cannot read log file", &"Is a directory (os error 21)");
+        retry.failed(
+            path,
+            "cannot read log file",
+            &"Is a directory (os error 21)",
+        );
         let (s, v) = get_json(app(store.clone()), "/problems/sources").await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(

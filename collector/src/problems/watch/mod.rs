@@ -65,8 +65,11 @@ impl Retry {
         if !self.stats.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(path = %path.display(), error = %error, max_retry_interval = ?MAX_BACKOFF, "{what}; retrying with backoff (logged once until it recovers)");
         }
-        *self.stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(format!("{what}: {error}"));
+        *self
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(format!("{what}: {error}"));
         let wait = self.delay;
         self.delay = (self.delay * 2).min(MAX_BACKOFF);
         wait
@@ -77,7 +80,11 @@ impl Retry {
         self.delay = POLL;
         if self.stats.failing.swap(false, Ordering::Relaxed) {
             tracing::info!(path = %path.display(), "log source readable again");
-            *self.stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *self
+                .stats
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 }
@@ -215,7 +222,13 @@ mod tests {
         let l = s.push(b"tail\nnext\n");
         assert_eq!(l.len(), 2);
         assert!(l[0].truncated && l[0].text.len() == MAX_LINE && l[0].text.starts_with("zx"));
-        assert_eq!(l[1], SplitLine { text: "next".into(), truncated: false });
+        assert_eq!(
+            l[1],
+            SplitLine {
+                text: "next".into(),
+                truncated: false
+            }
+        );
     }
 
     #[test]
@@ -223,13 +236,21 @@ mod tests {
         let stats = Arc::new(WatchStats::default());
         let mut r = Retry::new(stats.clone());
         let p = Path::new("/x");
-        let waits: Vec<Duration> = (0..10).map(|_| r.failed(p, "read failed", &"EISDIR")).collect();
+        let waits: Vec<Duration> = (0..10)
+            .map(|_| r.failed(p, "read failed", &"EISDIR"))
+            .collect();
         assert_eq!(waits[0], POLL);
         assert_eq!(waits[1], POLL * 2);
         assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
         assert!(stats.failing.load(Ordering::Relaxed));
         assert_eq!(stats.errors.load(Ordering::Relaxed), 10);
-        assert!(stats.last_error.lock().unwrap().as_deref().unwrap().contains("EISDIR"));
+        assert!(stats
+            .last_error
+            .lock()
+            .unwrap()
+            .as_deref()
+            .unwrap()
+            .contains("EISDIR"));
         r.ok(p);
         assert!(!stats.failing.load(Ordering::Relaxed));
         assert!(stats.last_error.lock().unwrap().is_none());
