@@ -169,6 +169,9 @@ pub struct Args {
     /// --query.lookback-delta) [default: 5m].
     #[arg(long)]
     pub query_lookback_delta: Option<String>,
+    /// Rules and notifications (--rule-file, --notify-config, --rule-query-url, ...).
+    #[command(flatten)]
+    pub alerting: crate::alerting::AlertingArgs,
     /// Sinks from the config file's `sinks:` (set by `with_config_file`).
     #[arg(skip)]
     pub config_sinks: Vec<SinkConfig>,

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod sinks;
 
+pub mod alerting;
 pub mod api;
 pub mod config;
 pub mod metrics;
@@ -47,6 +48,8 @@ pub enum Error {
     Sinks(String),
     #[error("--secure-listen: {0}")]
     Tls(#[from] tls::Error),
+    #[error(transparent)]
+    Alerting(#[from] alerting::Error),
 }
 
 /// The next multiple of `resolution` after `now`.
@@ -129,6 +132,14 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores in the
     // background after they change: a round only takes the latest one.
     let info_source = discoveries.iter().find_map(|d| d.info_source());
+    let query_service = Arc::new(query::QueryService::new(store.clone(), settings.query.clone()));
+    let alerting = Arc::new(alerting::Alerting::start(
+        &args.alerting,
+        store.clone(),
+        &query_service,
+        settings.data_dir.clone(),
+        shutdown.clone(),
+    )?);
     let state = Arc::new(api::AppState {
         store: store.clone(),
         latest: RwLock::new(None),
@@ -136,11 +147,17 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         metrics: self_metrics.clone(),
         resolution: settings.resolution,
         disable_export: settings.disable_export,
-        extra_metrics: sink_set.clone().map(|s| -> api::MetricsWriter {
-            Arc::new(move |out: &mut String| s.write_metrics(out))
-        }),
+        extra_metrics: {
+            let (sinks, alerting) = (sink_set.clone(), alerting.clone());
+            Some(Arc::new(move |out: &mut String| {
+                if let Some(s) = &sinks {
+                    s.write_metrics(out);
+                }
+                alerting.write_metrics(out);
+            }) as api::MetricsWriter)
+        },
         federate: Some(sinks::render_exposition),
-        query: Arc::new(query::QueryService::new(store.clone(), settings.query.clone())),
+        query: query_service,
     });
     let sinks_task = sink_set
         .clone()
@@ -153,7 +170,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         })?;
     tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
     let mut server_shutdown = shutdown.clone();
-    let router = api::app(state.clone());
+    let router = api::app(state.clone()).merge(alerting.router());
     // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
     let secure_server = match &settings.secure_listen {
         Some((addr, opts)) => {

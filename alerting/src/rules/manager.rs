@@ -290,6 +290,9 @@ fn fnv(s: &str) -> u64 {
 }
 
 fn write_atomic(path: &std::path::Path, saved: &SavedState) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(saved)?)?;
     std::fs::rename(tmp, path)

@@ -1,0 +1,295 @@
+//! Alerting inside the aggregator: the rule flags, `Query` over the in-process PromQL engine and
+//! the store (or a remote API), recorded and `ALERTS` series written into the store, the
+//! notifier, `/api/v1/rules`, `/api/v1/alerts`, `POST /-/reload` and SIGHUP.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use tokio::sync::watch;
+use vigil_alerting::notify::Notifier;
+use vigil_alerting::query::{QueryError, RangeSeries, Sample};
+use vigil_alerting::rules::eval::{Labels, SeriesWriter};
+use vigil_alerting::rules::{EvalOptions, Manager, ManagerConfig};
+use vigil_alerting::{Notify, Query, RemoteQuery};
+use vigil_promql::{Engine, EngineOptions, Value};
+
+use crate::query::QueryService;
+use crate::store::Store;
+
+/// Rule and notification flags of `vigil aggregator` (and `vigil up`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AlertingArgs {
+    /// Prometheus rule file (path or glob; repeatable): alerting and recording rules evaluated
+    /// over the store (or --rule-query-url). Reloaded on SIGHUP and `POST /-/reload`.
+    #[arg(long = "rule-file")]
+    pub rule_files: Vec<String>,
+    /// Alertmanager-format configuration (route, receivers, inhibit_rules): alerts go to its
+    /// receivers and `/api/v2/*` (silences, alerts, status) is served.
+    #[arg(long)]
+    pub notify_config: Option<PathBuf>,
+    /// Evaluate rules through this Prometheus-compatible API (Prometheus, VictoriaMetrics,
+    /// Thanos) instead of the aggregator's own store, as vmalert's -datasource.url.
+    #[arg(long)]
+    pub rule_query_url: Option<String>,
+    /// Interval of rule groups that set none (Prometheus's evaluation_interval) [default: 1m].
+    #[arg(long)]
+    pub rule_evaluation_interval: Option<String>,
+    /// Shortest `for` whose pending state is restored after a restart
+    /// (Prometheus's --rules.alert.for-grace-period) [default: 10m].
+    #[arg(long)]
+    pub rule_for_grace_period: Option<String>,
+    /// URL this server is reached at, for alerts' generatorURL and templates' $externalURL.
+    #[arg(long)]
+    pub external_url: Option<String>,
+    /// Label added to alerts sent (`name=value`, repeatable), as Prometheus's external_labels.
+    #[arg(long = "external-label")]
+    pub external_labels: Vec<String>,
+}
+
+/// Why alerting could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+    #[error("rule files: {0}")]
+    Rules(#[from] vigil_alerting::rules::LoadError),
+    #[error("--notify-config {path}: {message}")]
+    Notify { path: String, message: String },
+}
+
+/// `Query` over the in-process engine and the store.
+pub struct StoreQuery {
+    pub store: Arc<Store>,
+    pub engine: Engine,
+}
+
+impl Query for StoreQuery {
+    fn instant(&self, expr: &str, time_ms: i64) -> Result<Vec<Sample>, QueryError> {
+        let r = self
+            .engine
+            .instant(&*self.store, expr, time_ms)
+            .map_err(|e| QueryError(e.to_string()))?;
+        match r.value {
+            Value::Vector(v) => Ok(v
+                .into_iter()
+                .map(|s| Sample {
+                    labels: s.labels,
+                    value: s.value,
+                })
+                .collect()),
+            Value::Scalar { value, .. } => Ok(vec![Sample {
+                labels: BTreeMap::new(),
+                value,
+            }]),
+            other => Err(QueryError(format!(
+                "rule queries must return a vector or a scalar, got {}",
+                match other {
+                    Value::String { .. } => "a string",
+                    _ => "a range vector",
+                }
+            ))),
+        }
+    }
+
+    fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<RangeSeries>, QueryError> {
+        let r = self
+            .engine
+            .range(&*self.store, expr, start_ms, end_ms, step_ms)
+            .map_err(|e| QueryError(e.to_string()))?;
+        match r.value {
+            Value::Matrix(m) => Ok(m
+                .into_iter()
+                .map(|s| RangeSeries {
+                    labels: s.labels,
+                    points: s.samples,
+                })
+                .collect()),
+            _ => Err(QueryError("range query did not return a matrix".into())),
+        }
+    }
+}
+
+/// Writes recorded and `ALERTS` series into the store.
+pub struct StoreWriter(pub Arc<Store>);
+
+impl SeriesWriter for StoreWriter {
+    fn write(&self, samples: Vec<(Labels, i64, f64)>) -> Result<(), String> {
+        let mut first_err = None;
+        for (labels, t, v) in samples {
+            if let Err(e) = self.0.append(&labels, t, v) {
+                first_err.get_or_insert(e.to_string());
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+fn duration_flag(flag: &'static str, v: &Option<String>, default: Duration) -> Result<Duration, Error> {
+    match v {
+        None => Ok(default),
+        Some(s) => vigil_alerting::rules::parse_duration(s).map_err(|message| Error::Flag { flag, message }),
+    }
+}
+
+/// Running alerting: the rule manager and the notifier, if configured.
+pub struct Alerting {
+    pub manager: Option<Arc<Manager>>,
+    pub notifier: Option<Arc<Notifier>>,
+}
+
+impl Alerting {
+    /// Starts what the flags ask for: nothing without rule files or a notify config.
+    pub fn start(
+        args: &AlertingArgs,
+        store: Arc<Store>,
+        query: &QueryService,
+        data_dir: Option<PathBuf>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Alerting, Error> {
+        let rule_query: Arc<dyn Query> = match &args.rule_query_url {
+            Some(url) => Arc::new(
+                RemoteQuery::new(url, Duration::from_secs(30)).map_err(|e| Error::Flag {
+                    flag: "rule-query-url",
+                    message: e.0,
+                })?,
+            ),
+            None => Arc::new(StoreQuery {
+                store: store.clone(),
+                engine: Engine::new(EngineOptions {
+                    lookback_delta_ms: query.limits.lookback_delta.as_millis() as i64,
+                    timeout: query.limits.timeout,
+                    max_samples: query.limits.max_samples,
+                    ..EngineOptions::default()
+                }),
+            }),
+        };
+        let notifier = match &args.notify_config {
+            None => None,
+            Some(path) => {
+                let fail = |message: String| Error::Notify {
+                    path: path.display().to_string(),
+                    message,
+                };
+                let config = vigil_alerting::notify::NotifyConfig::load(path).map_err(|e| fail(e.to_string()))?;
+                let n = Notifier::new(
+                    config,
+                    data_dir.as_ref().map(|d| d.join("notify")),
+                    Some(rule_query.clone()),
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                let n = Arc::new(n);
+                tokio::spawn(n.clone().run(shutdown.clone()));
+                Some(n)
+            }
+        };
+        if args.rule_files.is_empty() {
+            return Ok(Alerting {
+                manager: None,
+                notifier,
+            });
+        }
+        let mut external_labels = BTreeMap::new();
+        for l in &args.external_labels {
+            let (k, v) = l.split_once('=').ok_or_else(|| Error::Flag {
+                flag: "external-label",
+                message: format!("{l:?} is not name=value"),
+            })?;
+            external_labels.insert(k.to_string(), v.to_string());
+        }
+        let eval = EvalOptions {
+            default_interval: duration_flag("rule-evaluation-interval", &args.rule_evaluation_interval, Duration::from_secs(60))?,
+            for_grace_period: duration_flag("rule-for-grace-period", &args.rule_for_grace_period, Duration::from_secs(600))?,
+            external_labels,
+            external_url: args.external_url.clone().unwrap_or_default(),
+            ..EvalOptions::default()
+        };
+        let writer: Arc<dyn SeriesWriter> = if args.rule_query_url.is_some() {
+            Arc::new(vigil_alerting::rules::eval::NoWriter)
+        } else {
+            Arc::new(StoreWriter(store))
+        };
+        let config = ManagerConfig {
+            patterns: args.rule_files.clone(),
+            eval,
+            data_dir: data_dir.clone(),
+        };
+        let notify = notifier.clone().map(|n| n as Arc<dyn Notify>);
+        let manager = Manager::new(config, rule_query, writer, notify)?;
+        manager.start()?;
+        let m = manager.clone();
+        query.set_rules_hook(Arc::new(move |params| {
+            m.rules_json(params).unwrap_or_else(|e| serde_json::json!({"groups": [], "error": e}))
+        }));
+        let m = manager.clone();
+        query.set_alerts_hook(Arc::new(move || m.alerts_json()));
+        // SIGHUP reloads the rule files; stopping the aggregator stops the groups.
+        let m = manager.clone();
+        let mut stop = shutdown;
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::error!("cannot install the SIGHUP handler: reload with POST /-/reload");
+                let _ = stop.wait_for(|s| *s).await;
+                m.stop();
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        let m = m.clone();
+                        let _ = tokio::task::spawn_blocking(move || m.reload()).await;
+                    }
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                }
+            }
+            m.stop();
+        });
+        Ok(Alerting {
+            manager: Some(manager),
+            notifier,
+        })
+    }
+
+    /// `POST /-/reload` and, with a notifier, its `/api/v2/*`.
+    pub fn router(&self) -> Router {
+        let mut r = Router::new();
+        if let Some(m) = &self.manager {
+            r = r.route("/-/reload", post(reload).with_state(m.clone()));
+        }
+        if let Some(n) = &self.notifier {
+            r = r.merge(n.clone().router());
+        }
+        r
+    }
+
+    /// The rules' self-metrics for `/metrics`.
+    pub fn write_metrics(&self, out: &mut String) {
+        if let Some(m) = &self.manager {
+            out.push_str(&m.metrics_text());
+        }
+    }
+}
+
+async fn reload(State(m): State<Arc<Manager>>) -> Response {
+    match tokio::task::spawn_blocking(move || m.reload()).await {
+        Ok(Ok(())) => (StatusCode::OK, "rules reloaded\n").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload rules, the previous rules keep running: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

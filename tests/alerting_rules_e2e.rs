@@ -1,0 +1,187 @@
+//! Rules in the real `vigil aggregator` over simulated nodes: an alert fires and is seen in
+//! `/api/v1/alerts`, `/api/v1/rules`, as `ALERTS` through PromQL and by a webhook through the
+//! notifier; a recording rule's series is queryable; `POST /-/reload` with a broken file keeps
+//! the old rules; a restart during `pending` restores the `for` state.
+
+mod alerting_notify_support;
+mod query_support;
+
+use std::time::Duration;
+
+use alerting_notify_support::WebhookServer;
+use query_support::aggregator_support::{try_json, until};
+use query_support::*;
+use serde_json::Value;
+
+fn shape() -> Shape {
+    Shape {
+        nodes: 2,
+        pods_per_node: 2,
+        containers_per_pod: 1,
+        namespaces: 1,
+    }
+}
+
+const RULES: &str = r#"
+groups:
+  - name: e2e
+    interval: 1s
+    rules:
+      - record: cluster:memory_working_set:count
+        expr: count(memory_working_set)
+      - alert: MemorySeen
+        expr: cluster:memory_working_set:count > 0
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $value }} series of memory"
+"#;
+
+async fn json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_fires_in_the_api_promql_and_a_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let hook = WebhookServer::start().await;
+    let notify = dir.path().join("notify.yml");
+    std::fs::write(
+        &notify,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}/alerts\n",
+            hook.base
+        ),
+    )
+    .unwrap();
+    let c = Cluster::start(
+        shape(),
+        &[
+            "--rule-file",
+            rules.to_str().unwrap(),
+            "--notify-config",
+            notify.to_str().unwrap(),
+            "--external-url",
+            "http://vigil.test",
+        ],
+    )
+    .await;
+    let b = c.base().to_string();
+
+    let alerts = until("the alert in /api/v1/alerts", Duration::from_secs(60), || {
+        let url = format!("{b}/api/v1/alerts");
+        async move {
+            let v = try_json(&url).await?;
+            let a = v["data"]["alerts"].as_array()?.first()?.clone();
+            (a["state"] == "firing").then_some(a)
+        }
+    })
+    .await;
+    assert_eq!(alerts["labels"]["alertname"], "MemorySeen");
+    assert_eq!(alerts["labels"]["severity"], "page");
+    assert!(alerts["annotations"]["summary"].as_str().unwrap().ends_with("series of memory"));
+
+    let rules_json = json(&format!("{b}/api/v1/rules")).await;
+    let group = &rules_json["data"]["groups"][0];
+    assert_eq!(group["name"], "e2e");
+    assert_eq!(group["rules"][0]["type"], "recording");
+    assert_eq!(group["rules"][0]["health"], "ok", "{group}");
+    assert_eq!(group["rules"][1]["state"], "firing");
+
+    // ALERTS and the recorded series are in the store, through PromQL.
+    let q = json(&format!("{b}/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D")).await;
+    assert_eq!(q["data"]["result"][0]["metric"]["alertname"], "MemorySeen", "{q}");
+    let q = json(&format!("{b}/api/v1/query?query=cluster:memory_working_set:count")).await;
+    assert!(q["data"]["result"][0]["value"][1].as_str().unwrap().parse::<f64>().unwrap() > 0.0, "{q}");
+
+    // The notifier delivered it to the webhook with Alertmanager's v4 payload.
+    let got = hook.wait("/alerts", 1, Duration::from_secs(30)).await;
+    let body = &got[0].body;
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "MemorySeen");
+    assert!(body["alerts"][0]["generatorURL"].as_str().unwrap().starts_with("http://vigil.test/graph?g0.expr="));
+    // ... and /api/v2/alerts is served.
+    let v2 = json(&format!("{b}/api/v2/alerts")).await;
+    assert_eq!(v2[0]["labels"]["alertname"], "MemorySeen", "{v2}");
+
+    // A broken file: reload fails with the reason and the old rules keep running.
+    std::fs::write(&rules, "groups:\n- name: e2e\n  rules:\n  - alert: X\n    expr: 'sum('\n").unwrap();
+    let resp = reqwest::Client::new().post(format!("{b}/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("could not parse expression") && text.contains("rules.yml"), "{text}");
+    let metrics = reqwest::get(format!("{b}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("vigil_rules_last_reload_successful 0"), "{metrics}");
+    assert!(metrics.contains("vigil_rule_evaluation_failures_total{rule_group="));
+    let still = json(&format!("{b}/api/v1/rules")).await;
+    assert_eq!(still["data"]["groups"][0]["rules"].as_array().unwrap().len(), 2);
+    // A good file through SIGHUP... here through the same endpoint: the new rule set runs.
+    std::fs::write(&rules, RULES.replace("MemorySeen", "MemoryCounted")).unwrap();
+    let resp = reqwest::Client::new().post(format!("{b}/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let renamed = json(&format!("{b}/api/v1/rules")).await;
+    assert_eq!(renamed["data"]["groups"][0]["rules"][1]["name"], "MemoryCounted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_during_pending_restores_the_for_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES.replace("    rules:\n      - record", "    rules:\n      - record").replace("        labels:\n          severity: page", "        for: 1h\n        labels:\n          severity: page")).unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--rule-file",
+        rules.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--rule-for-grace-period",
+        "1s",
+    ];
+    let pending = |b: String| async move {
+        until("a pending alert", Duration::from_secs(60), || {
+            let url = format!("{b}/api/v1/alerts");
+            async move {
+                let v = try_json(&url).await?;
+                let a = v["data"]["alerts"].as_array()?.first()?.clone();
+                (a["state"] == "pending").then_some(a)
+            }
+        })
+        .await
+    };
+    let mut c = Cluster::start(shape(), &args).await;
+    let before = pending(c.base().to_string()).await;
+    let active_before = chrono::DateTime::parse_from_rfc3339(before["activeAt"].as_str().unwrap()).unwrap();
+    // Let it stay pending a few seconds, then restart.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.agg.terminate();
+    let down_at = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.agg = Aggregator::start(&[
+        "--nodes",
+        &c.nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(","),
+        "--metric-resolution",
+        "1s",
+        "--allow-short-resolution",
+        args[0], args[1], args[2], args[3], args[4], args[5],
+    ]);
+    let b = c.base().to_string();
+    // Restored after the second evaluation: activeAt moves later by the downtime only, so it
+    // lies before the restart (a fresh alert's would lie after it).
+    let restored = until("the restored activeAt", Duration::from_secs(60), || {
+        let url = format!("{b}/api/v1/alerts");
+        async move {
+            let v = try_json(&url).await?;
+            let a = v["data"]["alerts"].as_array()?.first()?.clone();
+            let t = chrono::DateTime::parse_from_rfc3339(a["activeAt"].as_str()?).ok()?;
+            (t < down_at).then_some(t)
+        }
+    })
+    .await;
+    assert!(restored > active_before, "the downtime does not count toward for");
+    let held = (down_at - active_before.with_timezone(&chrono::Utc)).num_milliseconds();
+    let now_pending = (chrono::Utc::now() - restored.with_timezone(&chrono::Utc)).num_milliseconds();
+    assert!(now_pending >= held - 2000, "pending {now_pending} ms, had {held} ms before the restart");
+}
