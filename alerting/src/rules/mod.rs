@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod file;
 pub mod manager;
+pub mod offline;
 pub mod template;
 
 pub use eval::{EvalOptions, GroupState, SeriesWriter, State};

@@ -1,0 +1,313 @@
+//! Rules in virtual time over an in-memory store: `vigil rules replay` (a CSV series
+//! evaluated at each sample's time, printing alert state changes).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use vigil_promql::testing::MemStorage;
+use vigil_promql::{Engine, Value};
+
+use crate::query::{Query, QueryError, RangeSeries, Sample};
+
+use super::eval::{EvalOptions, GroupState, Labels, SeriesWriter, State};
+use super::file::RuleFile;
+use super::template::Env;
+
+/// An in-memory store the PromQL engine reads and rules write back into.
+pub struct MemQuery {
+    pub storage: RwLock<MemStorage>,
+    pub engine: Engine,
+}
+
+impl Default for MemQuery {
+    fn default() -> Self {
+        MemQuery {
+            storage: RwLock::new(MemStorage::new()),
+            engine: Engine::default(),
+        }
+    }
+}
+
+impl MemQuery {
+    pub fn add(&self, labels: &Labels, t_ms: i64, value: f64) {
+        self.storage.write().unwrap().add(labels, t_ms, value);
+    }
+}
+
+impl Query for MemQuery {
+    fn instant(&self, expr: &str, time_ms: i64) -> Result<Vec<Sample>, QueryError> {
+        let storage = self.storage.read().unwrap();
+        let r = self
+            .engine
+            .instant(&*storage, expr, time_ms)
+            .map_err(|e| QueryError(e.to_string()))?;
+        match r.value {
+            Value::Vector(v) => Ok(v
+                .into_iter()
+                .map(|s| Sample {
+                    labels: s.labels,
+                    value: s.value,
+                })
+                .collect()),
+            Value::Scalar { value, .. } => Ok(vec![Sample {
+                labels: BTreeMap::new(),
+                value,
+            }]),
+            _ => Err(QueryError(
+                "rule queries must return a vector or a scalar".into(),
+            )),
+        }
+    }
+
+    fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<RangeSeries>, QueryError> {
+        let storage = self.storage.read().unwrap();
+        let r = self
+            .engine
+            .range(&*storage, expr, start_ms, end_ms, step_ms)
+            .map_err(|e| QueryError(e.to_string()))?;
+        match r.value {
+            Value::Matrix(m) => Ok(m
+                .into_iter()
+                .map(|s| RangeSeries {
+                    labels: s.labels,
+                    points: s.samples,
+                })
+                .collect()),
+            _ => Err(QueryError("range query did not return a matrix".into())),
+        }
+    }
+}
+
+impl SeriesWriter for MemQuery {
+    fn write(&self, samples: Vec<(Labels, i64, f64)>) -> Result<(), String> {
+        let mut s = self.storage.write().unwrap();
+        for (l, t, v) in samples {
+            s.add(&l, t, v);
+        }
+        Ok(())
+    }
+}
+
+/// Why a CSV could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("{file}:{line}: {message}")]
+    Line {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+}
+
+/// Parses a timestamp: `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or unix seconds.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    let s = s.trim().trim_matches('"');
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+        return Ok(t.and_utc().timestamp_millis());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok((v * 1000.0).round() as i64),
+        _ => Err(format!(
+            "timestamp {s:?} is neither YYYY-MM-DD HH:MM:SS, RFC 3339 nor unix seconds"
+        )),
+    }
+}
+
+/// Reads `timestamp,value` lines (a header line is skipped) in time order.
+pub fn read_csv(file: &str, text: &str) -> Result<Vec<(i64, f64)>, CsvError> {
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |message: String| CsvError::Line {
+            file: file.to_string(),
+            line: i + 1,
+            message,
+        };
+        let (t, v) = line
+            .split_once(',')
+            .ok_or_else(|| err("expected timestamp,value".into()))?;
+        if i == 0 && parse_timestamp(t).is_err() {
+            continue; // header
+        }
+        let t = parse_timestamp(t).map_err(err)?;
+        let v: f64 = v
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .map_err(|_| err(format!("value {:?} is not a number", v.trim())))?;
+        if let Some((last, _)) = out.last() {
+            if t <= *last {
+                return Err(err(format!(
+                    "timestamp {} is not after the previous line's",
+                    t
+                )));
+            }
+        }
+        out.push((t, v));
+    }
+    if out.is_empty() {
+        return Err(CsvError::File {
+            file: file.to_string(),
+            message: "no samples".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// One alert state change in a replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub t_ms: i64,
+    pub alertname: String,
+    /// The alert's labels without `alertname`.
+    pub labels: Labels,
+    pub firing: bool,
+}
+
+impl std::fmt::Display for Change {
+    /// `<RFC 3339 time> <alertname> {labels} firing|resolved`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        write!(
+            f,
+            "{} {} {{{}}} {}",
+            super::eval::ms_to_time(self.t_ms).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            self.alertname,
+            labels.join(", "),
+            if self.firing { "firing" } else { "resolved" }
+        )
+    }
+}
+
+/// Replays `samples` as series `metric` and evaluates every group of `files` at each sample's
+/// time (online: a sample is in the store only from its own time on), returning each change
+/// of an alert to firing or from firing to resolved.
+pub fn replay(
+    files: &[RuleFile],
+    metric: &str,
+    samples: &[(i64, f64)],
+    opts: &EvalOptions,
+) -> Vec<Change> {
+    let store = MemQuery::default();
+    let labels: Labels = [("__name__".to_string(), metric.to_string())].into();
+    let mut groups: Vec<GroupState> = files
+        .iter()
+        .flat_map(|f| f.groups.iter().cloned().map(GroupState::new))
+        .collect();
+    let mut firing: BTreeMap<(usize, usize, Labels), ()> = BTreeMap::new();
+    let mut changes = Vec::new();
+    for &(t, v) in samples {
+        store.add(&labels, t, v);
+        for (gi, g) in groups.iter_mut().enumerate() {
+            let env = Env {
+                time_ms: t,
+                external_labels: opts.external_labels.clone(),
+                external_url: opts.external_url.clone(),
+                query: None,
+            };
+            g.eval(t, &store, &store, opts, &env);
+            for (ri, r) in g.rules.iter().enumerate() {
+                for a in r.alerts.values() {
+                    let key = (gi, ri, a.labels.clone());
+                    let now = a.state == State::Firing;
+                    let was = firing.contains_key(&key);
+                    if now != was {
+                        let mut labels = a.labels.clone();
+                        let alertname = labels.remove("alertname").unwrap_or_default();
+                        changes.push(Change {
+                            t_ms: t,
+                            alertname,
+                            labels,
+                            firing: now,
+                        });
+                        if now {
+                            firing.insert(key, ());
+                        } else {
+                            firing.remove(&key);
+                        }
+                    }
+                }
+            }
+            // Alerts that vanished while firing (dropped on a limit error) resolve too.
+            let gone: Vec<_> = firing
+                .keys()
+                .filter(|(g2, ri, l)| *g2 == gi && !g.rules[*ri].alerts.contains_key(l))
+                .cloned()
+                .collect();
+            for key in gone {
+                firing.remove(&key);
+                let mut labels = key.2.clone();
+                let alertname = labels.remove("alertname").unwrap_or_default();
+                changes.push(Change {
+                    t_ms: t,
+                    alertname,
+                    labels,
+                    firing: false,
+                });
+            }
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_three_forms() {
+        assert_eq!(parse_timestamp("2014-02-14 14:30:00").unwrap(), 1_392_388_200_000);
+        assert_eq!(parse_timestamp("2014-02-14T14:30:00Z").unwrap(), 1_392_388_200_000);
+        assert_eq!(parse_timestamp("1392388200").unwrap(), 1_392_388_200_000);
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn csv_errors_name_the_line() {
+        assert_eq!(read_csv("f", "timestamp,value\n1,2\n2,3\n").unwrap(), vec![(1000, 2.0), (2000, 3.0)]);
+        let e = read_csv("f.csv", "timestamp,value\n1,2\n1,3\n").unwrap_err().to_string();
+        assert!(e.starts_with("f.csv:3: "), "{e}");
+        let e = read_csv("f.csv", "1,x\n").unwrap_err().to_string();
+        assert!(e.contains("f.csv:1: value \"x\" is not a number"), "{e}");
+    }
+
+    #[test]
+    fn threshold_rule_replayed_in_virtual_time() {
+        let f = super::super::file::parse(
+            "r.yml",
+            "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: value > 10\n    for: 10m\n    labels: {severity: page}\n",
+        )
+        .unwrap();
+        // One sample every 5 minutes: high from 20m to 40m.
+        let samples: Vec<(i64, f64)> = (0..12)
+            .map(|i| (i * 300_000, if (4..=8).contains(&i) { 20.0 } else { 1.0 }))
+            .collect();
+        let changes = replay(&[f], "value", &samples, &EvalOptions::default());
+        let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "1970-01-01T00:30:00Z High {severity=\"page\"} firing",
+                "1970-01-01T00:45:00Z High {severity=\"page\"} resolved",
+            ]
+        );
+    }
+}
