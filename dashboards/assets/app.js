@@ -204,8 +204,9 @@ function chartGroup(page, parent, charts) {
       }
       const missingRefs = (b.c.refsNote && !lines.some((l) => l.ref)) ? b.c.refsNote : '';
       const first = Math.min(...lines.flatMap((l) => (l.points.length ? [l.points[0][0]] : [])));
-      const coverage = Number.isFinite(first) && first - r.start > 2 * r.step
-        ? `Data from ${new Date(first * 1000).toLocaleTimeString()}: the aggregator keeps ${fmtDuration(cfg.retention_ms / 1000)} (--retention).` : '';
+      const late = Number.isFinite(first) && first - r.start > 2 * r.step;
+      const beyond = (r.end - r.start) * 1000 > cfg.retention_ms;
+      const coverage = !late ? '' : `No data before ${new Date(first * 1000).toLocaleTimeString()}${beyond ? `: the aggregator keeps ${fmtDuration(cfg.retention_ms / 1000)} (--retention)` : ''}.`;
       b.note.textContent = [missingRefs, coverage].filter(Boolean).join(' ');
     });
   });
@@ -352,6 +353,7 @@ async function overview(page) {
   lower.append(nodesCard);
   const stale = 3 * cfg.resolution_ms / 1000;
   let sparkRows = [];
+  let sparks = Promise.resolve();
   const table = dataTable(nodesCard, [
     { key: 'nodename', label: 'node', fmt: (r) => el('a', { href: link(`/node/${r.labels.nodename}`) }, r.labels.nodename) },
     { key: 'age', label: 'status', num: false, sort: (r) => r.age ?? 1e12, fmt: (r) => (r.age === undefined ? el('span', { class: 'status-bad' }, 'no samples')
@@ -362,7 +364,7 @@ async function overview(page) {
     { key: 'memfrac', label: 'of capacity', sort: (r) => (r.memcap ? r.mem / r.memcap : -1), fmt: (r) => (r.memcap ? bar(r.mem / r.memcap) : '–') },
     { key: 'fsfrac', label: 'filesystem', sort: (r) => (r.fslim ? r.fs / r.fslim : -1), fmt: (r) => (r.fslim ? bar(r.fs / r.fslim) : '–') },
     { key: 'pods', label: 'pods', num: true },
-  ], { pageSize: 25, filterLabel: 'Filter nodes', sortKey: 'cpu', onPage: (shown) => { sparkRows = shown; loadSparks(); },
+  ], { pageSize: 25, filterLabel: 'Filter nodes', sortKey: 'cpu', onPage: (shown) => { sparkRows = shown; sparks = loadSparks().catch((e) => console.warn(e)); },
     empty: 'No nodes: none has reported to this aggregator yet.' });
   const by = (e) => `max by (nodename) (${e})`;
   page.add(async () => {
@@ -377,6 +379,7 @@ async function overview(page) {
       [by('time() - timestamp(memory_working_set{type="node"})'), 'age'],
     ], ['nodename']);
     table.set(rows.filter((r) => r.labels.nodename));
+    await sparks;
   });
   async function loadSparks() {
     const names = sparkRows.map((r) => r.labels.nodename);
@@ -386,7 +389,6 @@ async function overview(page) {
     const byNode = new Map(res.map((s) => [s.metric.nodename, s.values.map(([t, v]) => [t, Number(v)])]));
     for (const cell of nodesCard.querySelectorAll('.sparkcell')) cell.innerHTML = sparkline(byNode.get(cell.dataset.node));
   }
-  page.add(async () => { await new Promise((ok) => setTimeout(ok, 0)); if (sparkRows.length) await loadSparks(); });
 
   const top = card('Top pods');
   lower.append(top);
@@ -600,14 +602,20 @@ async function explore(page) {
     ['graph', 'table'].map((t) => el('button', { type: 'button', role: 'tab', 'aria-selected': String(t === tab), onclick: () => setParams({ tab: t }) }, t)));
   const out = el('div', { class: 'card', role: 'tabpanel' });
   const render = el('a', { href: '#', class: 'note' }, 'as an image (/render)');
+  const unit = UNITS.includes(params.get('unit')) ? params.get('unit') : guessUnit(expr);
+  const unitSel = el('select', { 'aria-label': 'Unit', onchange: (e) => setParams({ unit: e.target.value }) },
+    UNITS.map((u) => el('option', { value: u, selected: u === unit ? true : undefined }, u === '' ? 'no unit' : u)));
   main.append(el('div', { class: 'explore' }, box, el('div', { class: 'bar2' },
-    el('button', { type: 'button', class: 'btn', onclick: run }, 'Run'), el('span', { class: 'note' }, 'Enter runs, Shift+Enter adds a line.'), render), tabs, out));
+    el('button', { type: 'button', class: 'btn', onclick: run }, 'Run'), el('span', { class: 'note' }, 'Enter runs, Shift+Enter adds a line.'),
+    el('label', { class: 'note' }, 'unit ', unitSel), render), tabs, out));
   if (!expr) {
     out.append(el('p', { class: 'empty' }, 'Type a PromQL expression and press Enter. Metric names: cpu_usage_rate, memory_working_set, network_rx_rate, filesystem_usage, … with labels type, nodename, namespace_name, pod_name, container_name.'));
     return;
   }
   const r0 = currentRange();
-  render.href = `render?${new URLSearchParams({ query: expr, start: r0.start, end: r0.end, step: r0.step, width: 1000, height: 400 })}`;
+  const renderParams = new URLSearchParams({ query: expr, start: r0.start, end: r0.end, step: r0.step, width: 1000, height: 400 });
+  if (['bytes', 'cores', 'percent', 'seconds'].includes(unit)) renderParams.set('unit', unit);
+  render.href = `render?${renderParams}`;
   if (tab === 'graph') {
     const chartEl = el('div', { class: 'chart', 'data-chart': 'explore' });
     out.append(chartEl);
@@ -619,7 +627,7 @@ async function explore(page) {
       if (plot) { plot.vigilObserver.disconnect(); plot.destroy(); plot = null; }
       if (!res.length) { showMsg(chartEl, 'The query returned no series in this time range.'); chartEl.dataset.series = '0'; return; }
       const shown = res.slice(0, 50);
-      plot = drawChart(chartEl, shown.map((s) => ({ label: metricText(s.metric), points: s.values.map(([t, v]) => [t, Number(v)]) })), { startSec: r.start, endSec: r.end, height: 320 });
+      plot = drawChart(chartEl, shown.map((s) => ({ label: metricText(s.metric), points: s.values.map(([t, v]) => [t, Number(v)]) })), { unit, startSec: r.start, endSec: r.end, height: 320 });
       if (res.length > shown.length) out.append(el('p', { class: 'note' }, `Showing 50 of ${res.length} series: aggregate (sum by, topk) to see them all.`));
     });
   } else {
@@ -639,6 +647,16 @@ async function explore(page) {
       if (rows.length > 1000) body.append(el('p', { class: 'note' }, `Showing 1000 of ${rows.length} series.`));
     });
   }
+}
+
+const UNITS = ['', 'bytes', 'bytes/s', 'cores', 'percent', 'seconds'];
+
+/** The unit vigil's metric names imply (Heapster's units: bytes, bytes/s; CPU in millicores has none). */
+function guessUnit(expr) {
+  if (/network_[a-z]*_rate|_bytes_per_second/.test(expr)) return 'bytes/s';
+  if (/memory_(working_set|usage|rss|node_)|filesystem_(usage|limit|available)|ephemeral_storage|_bytes\b/.test(expr)) return 'bytes';
+  if (/_seconds\b/.test(expr)) return 'seconds';
+  return '';
 }
 
 function metricText(m) {
@@ -884,6 +902,8 @@ async function route() {
   await page.loadAll();
   if (page !== current) return;
   window.vigil.renderMs = performance.now() - started;
+  // From the navigation's start (performance.timeOrigin) to the first page fully drawn.
+  if (window.vigil.firstReadyMs === null) window.vigil.firstReadyMs = performance.now();
   window.vigil.loads++;
   document.body.dataset.ready = '1';
   stamp();
@@ -910,7 +930,7 @@ function schedule() {
   }, Math.max(5000, cfg.resolution_ms));
 }
 
-window.vigil = { stats, renderMs: null, loads: 0 };
+window.vigil = { stats, renderMs: null, firstReadyMs: null, loads: 0 };
 
 async function start() {
   cfg = await config();
