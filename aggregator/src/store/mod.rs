@@ -593,13 +593,15 @@ impl Store {
         let label_sets = self.label_sets.read().unwrap().clone();
         // Prometheus names of every stored metric name, mapped once per selection.
         let mapped: Vec<String> = names.items.iter().map(|n| names::metric_name(n)).collect();
-        let value_of = |pairs: &[(std::borrow::Cow<'_, str>, &str)], name: &str| -> String {
+        fn value_of<'p>(pairs: &'p [(std::borrow::Cow<'_, str>, &str)], name: &str) -> &'p str {
             pairs
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default()
-        };
+                .map_or("", |(_, v)| *v)
+        }
+        // The metric-name matchers first: they reject most series without a label lookup.
+        let mut matchers: Vec<&vigil_promql::Matcher> = matchers.iter().collect();
+        matchers.sort_by_key(|m| m.name != "__name__");
         let mut out = Vec::new();
         for (i, keys) in by_shard.iter().enumerate() {
             if keys.is_empty() {
@@ -634,7 +636,7 @@ impl Store {
                         if m.name == "__name__" {
                             m.matches(name)
                         } else {
-                            m.matches(&value_of(pairs, &m.name))
+                            m.matches(value_of(pairs, &m.name))
                         }
                     });
                     if !ok {
