@@ -473,3 +473,37 @@ async fn duplicate_pod_names_keep_the_first_and_are_logged_once() {
         "{logged}"
     );
 }
+
+/// A document limit of 0 or not a number stops start-up with the option named; the YAML key
+/// `max_document_bytes` is read too.
+#[test]
+fn bad_document_limit_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("aggregator.yaml");
+    std::fs::write(&yaml, "nodes: [127.0.0.1:1]\nmax_document_bytes: 0\n").unwrap();
+    let yaml = yaml.display().to_string();
+    for (args, want) in [
+        (
+            vec!["--nodes", "127.0.0.1:1", "--max-document-bytes", "0"],
+            "--max-document-bytes: must be at least 1",
+        ),
+        (
+            vec!["--nodes", "127.0.0.1:1", "--max-document-bytes", "8MiB"],
+            "--max-document-bytes",
+        ),
+        (
+            vec!["--config", yaml.as_str()],
+            "--max-document-bytes: must be at least 1",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("aggregator")
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
