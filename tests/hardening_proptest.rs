@@ -232,7 +232,7 @@ proptest! {
     /// Log lines split from any chunking of any stream equal the reference split, each cut at
     /// MAX_LINE bytes and flagged when it was longer.
     #[test]
-    fn log_lines_are_split_capped_and_never_rescanned(
+    fn log_lines_are_split_and_capped_like_the_reference_split(
         parts in prop::collection::vec(
             prop_oneof![
                 "[ab\n]{0,64}".prop_map(String::into_bytes),
