@@ -28,6 +28,13 @@ pub struct Args {
     /// How often the aggregator pulls the collector.
     #[arg(long, default_value = "15s")]
     metric_resolution: String,
+    /// Prometheus rule file (path or glob; repeatable) [default: vigil's default rules, written
+    /// to <data-dir>/rules/default.yml].
+    #[arg(long)]
+    rule_file: Vec<String>,
+    /// Alertmanager-format notification config (routes, receivers, inhibit_rules).
+    #[arg(long)]
+    notify_config: Option<PathBuf>,
     /// How much history the aggregator keeps for PromQL and dashboards (the Deployment keeps
     /// Heapster's 15m); a node's ~1,500 series hold about 21 MB a day at 15s (2.4 B a point).
     #[arg(long, default_value = "24h")]
@@ -68,16 +75,26 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
         "collector",
         &[format!("--listen={}", args.collector_listen)],
     )?;
-    let aggregator: vigil_aggregator::Args = sub(
-        "aggregator",
-        &[
-            format!("--listen={}", args.aggregator_listen),
-            format!("--nodes={}", args.collector_listen),
-            format!("--metric-resolution={}", args.metric_resolution),
-            format!("--retention={}", args.retention),
-            format!("--data-dir={}", data.join("aggregator").display()),
-        ],
-    )?;
+    let mut rule_files = args.rule_file.clone();
+    if rule_files.is_empty() {
+        let default = data.join("rules/default.yml");
+        std::fs::create_dir_all(data.join("rules"))
+            .and_then(|_| std::fs::write(&default, vigil_alerting::rules::DEFAULT_RULES))
+            .with_context(|| format!("writing {}", default.display()))?;
+        rule_files.push(default.display().to_string());
+    }
+    let mut aggregator_flags = vec![
+        format!("--listen={}", args.aggregator_listen),
+        format!("--nodes={}", args.collector_listen),
+        format!("--metric-resolution={}", args.metric_resolution),
+        format!("--retention={}", args.retention),
+        format!("--data-dir={}", data.join("aggregator").display()),
+    ];
+    aggregator_flags.extend(rule_files.iter().map(|f| format!("--rule-file={f}")));
+    if let Some(n) = &args.notify_config {
+        aggregator_flags.push(format!("--notify-config={}", n.display()));
+    }
+    let aggregator: vigil_aggregator::Args = sub("aggregator", &aggregator_flags)?;
     let shipped = data.join("logs/records.ndjson");
     let log_shipper: vigil_log_shipper::Args = sub(
         "log-shipper",
@@ -104,6 +121,11 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
         args.log_shipper_listen,
         args.pod_log_root.display(),
         shipped.display()
+    );
+    println!(
+        "  alerting    http://{}/api/v1/alerts  /api/v1/rules  ({})",
+        args.aggregator_listen,
+        rule_files.join(", ")
     );
     println!("  state in {}", data.display());
 

@@ -195,3 +195,13 @@ fn duplicate_rules_are_a_lint_finding_as_in_promtool() {
         assert!(String::from_utf8_lossy(&ours.stderr).contains(want));
     }
 }
+
+#[test]
+fn default_rule_file_passes_promtool_and_vigil() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerting/rules/default.yml");
+    let theirs = run("promtool", &["check", "rules"], &file);
+    assert_eq!(theirs.status.code(), Some(0), "{}", String::from_utf8_lossy(&theirs.stderr));
+    let ours = run(env!("CARGO_BIN_EXE_vigil"), &["rules", "check"], &file);
+    assert_eq!(ours.status.code(), Some(0), "{}", String::from_utf8_lossy(&ours.stderr));
+    assert_eq!(String::from_utf8_lossy(&theirs.stdout), String::from_utf8_lossy(&ours.stdout));
+}

@@ -1,5 +1,9 @@
 //! Rule files (Prometheus format plus baseline and outlier rules), evaluation, state.
 
+/// The default rule file (`alerting/rules/default.yml`), loaded by `vigil up` when no
+/// `--rule-file` is given.
+pub const DEFAULT_RULES: &str = include_str!("../../rules/default.yml");
+
 pub mod eval;
 pub mod file;
 pub mod manager;
