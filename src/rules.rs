@@ -24,6 +24,13 @@ enum Command {
         #[arg(long)]
         lint_fatal: bool,
     },
+    /// Runs rule unit tests in promtool's format (`rule_files`, `input_series`,
+    /// `alert_rule_test`, `promql_expr_test`); exit 1 if any fails.
+    Test {
+        /// Unit-test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Backtesting: evaluates the rules in virtual time at each sample of a CSV series and
     /// prints one line per alert state change (`<time> <alertname> <labels> firing|resolved`).
     Replay {
@@ -54,6 +61,7 @@ pub fn run(args: Args) -> i32 {
             lint,
             lint_fatal,
         } => check(&files, lint, lint_fatal),
+        Command::Test { files } => test(&files),
         Command::Replay {
             rule_files,
             csv,
@@ -133,4 +141,29 @@ fn replay(patterns: &[String], csv: &std::path::Path, metric: &str) -> i32 {
         }
     }
     0
+}
+
+/// promtool's `test rules`: "Unit Testing:  <file>", then SUCCESS or FAILED with each failure.
+fn test(files: &[PathBuf]) -> i32 {
+    let mut failed = false;
+    for f in files {
+        println!("Unit Testing:  {}", f.display());
+        match vigil_alerting::rules::unittest::run_file(f) {
+            Ok(failures) if failures.is_empty() => println!("  SUCCESS"),
+            Ok(failures) => {
+                failed = true;
+                eprintln!("  FAILED:");
+                for e in failures {
+                    eprintln!("{e}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("  FAILED:");
+                eprintln!("    {e}");
+            }
+        }
+        println!();
+    }
+    i32::from(failed)
 }

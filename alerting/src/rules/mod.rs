@@ -9,6 +9,7 @@ pub mod file;
 pub mod manager;
 pub mod offline;
 pub mod template;
+pub mod unittest;
 
 pub use eval::{EvalOptions, GroupState, SeriesWriter, State};
 pub use manager::{Manager, ManagerConfig};

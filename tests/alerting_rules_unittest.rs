@@ -1,0 +1,100 @@
+//! `vigil rules test` against the real `promtool test rules` on the same unit-test files:
+//! the same verdict on passing and failing tests.
+
+use std::path::Path;
+use std::process::Command;
+
+const RULES: &str = r#"
+groups:
+  - name: g
+    rules:
+      - record: job:requests:rate5m
+        expr: sum by (job) (rate(requests_total[5m]))
+      - alert: InstanceDown
+        expr: up == 0
+        for: 5m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.instance }} of {{ $labels.job }} down"
+          value: "{{ $value }}"
+      - alert: HighRate
+        expr: job:requests:rate5m > 1
+        annotations:
+          rate: "{{ humanize $value }}"
+"#;
+
+const PASSING: &str = r#"
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'up{job="api", instance="a"}'
+        values: '1 1 0 0 0 0 0 0 0 0 0'
+      - series: 'up{job="api", instance="b"}'
+        values: '1x10'
+      - series: 'requests_total{job="api", instance="a"}'
+        values: '0+120x10'
+      - series: 'requests_total{job="api", instance="b"}'
+        values: '0+30x4 _ stale'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: InstanceDown
+      - eval_time: 8m
+        alertname: InstanceDown
+        exp_alerts:
+          - exp_labels: {severity: page, job: api, instance: a}
+            exp_annotations: {summary: "a of api down", value: "0"}
+      - eval_time: 3m
+        alertname: HighRate
+        exp_alerts:
+          - exp_labels: {job: api}
+            exp_annotations: {rate: "1.5"}
+    promql_expr_test:
+      - expr: job:requests:rate5m
+        eval_time: 3m
+        exp_samples:
+          - labels: 'job:requests:rate5m{job="api"}'
+            value: 1.5000000000000002
+      - expr: up == 0
+        eval_time: 10m
+        exp_samples:
+          - labels: 'up{job="api", instance="a"}'
+            value: 0
+"#;
+
+fn run(program: &str, args: &[&str], file: &Path) -> (Option<i32>, String) {
+    let o = Command::new(program)
+        .args(args)
+        .arg(file)
+        .current_dir(file.parent().unwrap())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (scripts/test.sh installs it): {e}"));
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn same_verdicts_as_promtool_test_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
+    let cases = [
+        ("passing", PASSING.to_string(), Some(0)),
+        ("wrong labels", PASSING.replace("{severity: page, job: api, instance: a}", "{severity: ticket, job: api, instance: a}"), Some(1)),
+        ("not firing yet", PASSING.replace("eval_time: 8m", "eval_time: 6m"), Some(1)),
+        ("wrong annotation", PASSING.replace("{rate: \"1.5\"}", "{rate: \"3\"}"), Some(1)),
+        ("wrong value", PASSING.replace("value: 1.5000000000000002", "value: 1.5"), Some(1)),
+        ("missing sample", PASSING.replace("eval_time: 10m", "eval_time: 1m"), Some(1)),
+        ("bad notation", PASSING.replace("'1x10'", "'1x'"), Some(1)),
+        ("unknown key", PASSING.replace("tests:", "testz:"), Some(1)),
+    ];
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    for (name, text, want) in cases {
+        let file = dir.path().join(format!("{}.test.yml", name.replace(' ', "_")));
+        std::fs::write(&file, text).unwrap();
+        let (theirs, their_out) = run("promtool", &["test", "rules"], &file);
+        let (ours, our_out) = run(vigil, &["rules", "test"], &file);
+        assert_eq!(theirs, want, "{name}: promtool said {their_out}");
+        assert_eq!(ours, want, "{name}: vigil said {our_out} (promtool: {their_out})");
+    }
+}
