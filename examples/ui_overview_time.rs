@@ -29,7 +29,10 @@ fn main() {
         let requests = page.eval("window.vigil.stats.requests").as_u64().unwrap();
         let rows = page.eval("document.querySelectorAll('main tbody tr').length").as_u64().unwrap();
         let nodes = page.eval("document.querySelector('.tile .v')?.textContent").to_string();
-        println!("load {i}: ready {ready:.0} ms after navigation start (wall {:.0} ms), {requests} API requests, {rows} table rows, nodes tile {nodes}", wall.as_secs_f64() * 1000.0);
+        let slowest = page.eval(
+            "performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/')).map(e => [Math.round(e.duration), decodeURIComponent(e.name.split('query=')[1] || e.name).slice(0, 60)]).sort((a, b) => b[0] - a[0]).slice(0, 3)",
+        );
+        println!("load {i}: ready {ready:.0} ms after navigation start (wall {:.0} ms), {requests} API requests, {rows} table rows, nodes tile {nodes}; slowest API requests (ms, query): {slowest}", wall.as_secs_f64() * 1000.0);
         assert!(page.problems.is_empty(), "problems: {:?}", page.problems);
         times.push(ready);
     }

@@ -232,11 +232,12 @@ fn render_draws_live_series_and_refuses_bad_requests() {
         let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         (status, ctype, r.bytes().unwrap().to_vec())
     };
-    let (s, ctype, png) = get(&[("query", "sum by (nodename) (cpu_usage_rate{type=\"node\",nodename=~\"node-.*\"}) / 1000"), ("unit", "cores"), ("title", "CPU"), ("start", &(now() - 300).to_string()), ("threshold", "0.5")]);
+    let (s, ctype, png) = get(&[("query", "cpu_usage_rate{type=\"pod_container\",nodename=\"node-0000\",namespace_name=\"ns-0\"} / 1000"), ("unit", "cores"), ("title", "CPU"), ("start", &(now() - 300).to_string()), ("threshold", "0.02")]);
     assert_eq!((s, ctype.as_str()), (200, "image/png"), "{}", String::from_utf8_lossy(&png));
     std::fs::create_dir_all(screenshot_dir()).unwrap();
     std::fs::write(screenshot_dir().join("render.png"), &png).unwrap();
-    // The three simulated nodes' lines, in the first three palette colours.
+    // Four containers at 10, 13, 24 and 27 millicores (the simulator's figures): four lines
+    // apart from each other, the first three checked by their palette colours.
     let decoder = png::Decoder::new(std::io::Cursor::new(&png));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];

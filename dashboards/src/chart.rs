@@ -208,10 +208,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Res
     let mut builder = ChartBuilder::on(&plot_area);
     builder.margin(if small { 2 } else { 8 });
     if !small {
+        // Room for half of the last time label, which is centred on the right edge.
+        builder.margin_right((font_px * 3.0) as u32);
+    }
+    if !small {
         if !chart.title.is_empty() {
             builder.caption(&chart.title, text(font_px * 1.2));
         }
-        builder.x_label_area_size((font_px * 1.8) as u32).y_label_area_size(y_label_w as u32);
+        builder.x_label_area_size((font_px * 2.8) as u32).y_label_area_size(y_label_w as u32);
     }
     let mut cc = builder
         .build_cartesian_2d((t0..t1).with_key_points(x_ticks), TickedAxis { range: y0..y1, ticks: y_ticks })
@@ -225,7 +229,6 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Res
             .x_label_formatter(&|t| format_time(*t, span_ms))
             .y_label_formatter(&|v| format_value(*v, chart.unit))
             .y_desc(unit_desc)
-            .x_desc(if span_ms > 0 { "UTC" } else { "" })
             .label_style(text(font_px * 0.85))
             .axis_desc_style(text(font_px * 0.85))
             .bold_line_style(RGBColor(225, 225, 225))
@@ -272,6 +275,13 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Res
                 .draw(&Text::new(label, (at.0 + 4, at.1 - font_px as i32 - 2), text(font_px * 0.8).color(&THRESHOLD_COLOR)))
                 .map_err(draw_err)?;
         }
+    }
+
+    if !small {
+        // The time axis is in UTC: say so in the bottom-right corner, under the last time label.
+        let (pw, ph) = plot_area.dim_in_pixel();
+        let at = (pw as i32 - (font_px * 2.4) as i32, ph as i32 - (font_px * 1.1) as i32);
+        plot_area.draw(&Text::new("UTC", at, text(font_px * 0.8))).map_err(draw_err)?;
     }
 
     if !has_points && !small {

@@ -97,7 +97,8 @@ mod tests {
         assert_eq!((s, ctype.as_str()), (StatusCode::OK, "image/svg+xml"));
         let svg = String::from_utf8(body).unwrap();
         assert!(svg.contains("Ramps"), "{svg}");
-        assert!(svg.contains("ramp{i=&quot;1&quot;}") || svg.contains("ramp{i=\"1\"}"), "legend names the series: {svg}");
+        // The legend keeps what tells the lines apart (`i`), not the shared `__name__`.
+        assert!(svg.contains("{i=&quot;1&quot;}") || svg.contains("{i=\"1\"}"), "legend names the series: {svg}");
     }
 
     #[tokio::test]

@@ -248,6 +248,25 @@ pub fn series_label(labels: &BTreeMap<String, String>) -> String {
     }
 }
 
+/// Legend texts: each series' labels without those every series shares (so the legend shows
+/// what tells the lines apart), as Prometheus writes a series; all of them for a single series.
+pub fn legend_labels(series: &[Series]) -> Vec<String> {
+    if series.len() < 2 {
+        return series.iter().map(|(l, _)| series_label(l)).collect();
+    }
+    let first = &series[0].0;
+    let common: Vec<&String> =
+        first.keys().filter(|k| series.iter().all(|(l, _)| l.get(*k) == first.get(*k))).collect();
+    series
+        .iter()
+        .map(|(l, _)| {
+            let own: BTreeMap<String, String> =
+                l.iter().filter(|(k, _)| !common.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            series_label(&own)
+        })
+        .collect()
+}
+
 /// The handler: parse, query (with a deadline), draw (on a blocking thread).
 pub async fn render(
     q: Arc<dyn RangeQuery>,
@@ -268,7 +287,8 @@ pub async fn render(
         )));
     }
     let mut chart = req.chart;
-    chart.lines = series.iter().map(|(labels, points)| Line { label: series_label(labels), points: points.clone() }).collect();
+    let labels = legend_labels(&series);
+    chart.lines = series.into_iter().zip(labels).map(|((_, points), label)| Line { label, points }).collect();
     let svg = req.svg;
     let drawn = tokio::task::spawn_blocking(move || {
         if svg {
@@ -346,5 +366,11 @@ mod tests {
             [("__name__", "cpu_usage_rate"), ("type", "node"), ("nodename", "n1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(series_label(&l), "cpu_usage_rate{nodename=\"n1\", type=\"node\"}");
         assert_eq!(series_label(&BTreeMap::new()), "{}");
+        let s = |pod: &str| -> Series {
+            let l = [("__name__", "cpu_usage_rate"), ("type", "pod"), ("pod_name", pod)];
+            (l.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(), vec![])
+        };
+        assert_eq!(legend_labels(&[s("a"), s("b")]), ["{pod_name=\"a\"}", "{pod_name=\"b\"}"]);
+        assert_eq!(legend_labels(&[s("a")]), ["cpu_usage_rate{pod_name=\"a\", type=\"pod\"}"]);
     }
 }
