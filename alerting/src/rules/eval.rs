@@ -128,6 +128,8 @@ pub struct RuleState {
     pub failures: u64,
     /// Series written by the previous evaluation (for stale markers).
     written: HashSet<Labels>,
+    /// `baseline:` rules: one model per series (labels without `__name__`).
+    pub models: HashMap<Labels, crate::anomaly::Baseline>,
 }
 
 impl RuleState {
@@ -142,6 +144,7 @@ impl RuleState {
             evaluations: 0,
             failures: 0,
             written: HashSet::new(),
+            models: HashMap::new(),
         }
     }
 
@@ -302,7 +305,43 @@ fn eval_rule(
             hold,
             keep_firing_for,
             annotations,
+            baseline,
         } => {
+            let mut bands = Vec::new();
+            let samples = match baseline {
+                None => samples,
+                Some(config) => {
+                    let mut anomalous = Vec::new();
+                    for Sample { mut labels, value } in samples {
+                        labels.remove("__name__");
+                        if !value.is_finite() {
+                            continue;
+                        }
+                        let model = r
+                            .models
+                            .entry(labels.clone())
+                            .or_insert_with(|| crate::anomaly::Baseline::new(config));
+                        let verdict = match model.update(query_ts, value) {
+                            Ok(v) => v,
+                            // A sample not newer than the model's last (a restart replaying
+                            // the same point) teaches it nothing.
+                            Err(crate::anomaly::AnomalyError::OutOfOrder { .. }) => continue,
+                            Err(e) => return Err(format!("baseline {labels:?}: {e}")),
+                        };
+                        for (suffix, v) in [("lower", verdict.lower), ("upper", verdict.upper)] {
+                            if v.is_finite() {
+                                let mut l = labels.clone();
+                                l.insert("__name__".into(), format!("{name}_baseline_{suffix}"));
+                                bands.push((l, query_ts, v));
+                            }
+                        }
+                        if verdict.anomalous {
+                            anomalous.push(Sample { labels, value });
+                        }
+                    }
+                    anomalous
+                }
+            };
             let hold_ms = hold.as_millis() as i64;
             let keep_ms = keep_firing_for.as_millis() as i64;
             let env = Env {
@@ -416,6 +455,7 @@ fn eval_rule(
                 ));
             }
             let _ = opts;
+            out.extend(bands);
             Ok(out)
         }
     }

@@ -69,6 +69,8 @@ pub enum RuleKind {
         hold: Duration,
         keep_firing_for: Duration,
         annotations: BTreeMap<String, String>,
+        /// A `baseline:` rule: the alert fires for samples outside their series' learned band.
+        baseline: Option<crate::anomaly::BaselineConfig>,
     },
     Recording {
         name: String,
@@ -308,16 +310,43 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
         (None, None) => errors.push("one of 'record' or 'alert' must be set".into()),
         _ => {}
     }
-    if r.baseline.is_some() || r.outlier.is_some() {
-        errors.push(
-            "'baseline' and 'outlier' rules are not implemented yet in this version of vigil"
-                .into(),
-        );
+    if r.outlier.is_some() {
+        errors.push("'outlier' rules are not implemented yet in this version of vigil".into());
     }
-    if expr.is_empty() {
+    let mut baseline = None;
+    let had_baseline = r.baseline.is_some();
+    if let Some(b) = r.baseline {
+        if record.is_some() {
+            errors.push("invalid field 'baseline' in recording rule".into());
+        }
+        if !expr.is_empty() {
+            errors.push("a baseline rule takes its expression from 'baseline.expr', not 'expr'".into());
+        }
+        if r.hold.is_some() || r.keep_firing_for.is_some() {
+            errors.push("a baseline rule sets 'for' and 'keep_firing_for' inside 'baseline:'".into());
+        }
+        if let Some(name) = &alert {
+            if !is_metric_name(name) {
+                errors.push(format!(
+                    "baseline rule name {name:?} must be a valid metric name: its bands are the series {name}_baseline_lower/upper"
+                ));
+            }
+        }
+        match serde_yaml::from_value::<crate::anomaly::BaselineConfig>(b) {
+            Err(e) => errors.push(format!("baseline: {e}")),
+            Ok(c) => match c.validate() {
+                Err(e) => errors.push(e.to_string()),
+                Ok(()) => baseline = Some(c),
+            },
+        }
+    }
+    let expr = baseline.as_ref().map_or(expr, |b| b.expr.clone());
+    if expr.is_empty() && !had_baseline {
         errors.push("field 'expr' must be set in rule".into());
-    } else if let Err(e) = promql_parser::parser::parse(&expr) {
-        errors.push(format!("could not parse expression: {}", e.trim()));
+    } else if !expr.is_empty() {
+        if let Err(e) = promql_parser::parser::parse(&expr) {
+            errors.push(format!("could not parse expression: {}", e.trim()));
+        }
     }
     if record.is_some() {
         if !r.annotations.is_empty() {
@@ -377,9 +406,10 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
         (Some(name), None) => RuleKind::Recording { name },
         (None, Some(name)) => RuleKind::Alerting {
             name,
-            hold,
-            keep_firing_for,
+            hold: baseline.as_ref().map_or(hold, |b| b.hold),
+            keep_firing_for: baseline.as_ref().map_or(keep_firing_for, |b| b.keep_firing_for),
             annotations,
+            baseline,
         },
         _ => unreachable!("checked above"),
     };
@@ -493,6 +523,11 @@ groups:
             ("groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n", "groupname: \"g\" is repeated in the same file"),
             ("groups:\n- rules: []\n", "Groupname must not be empty"),
             ("groups:\n- name: g\n  rulez: []\n", "unknown field `rulez`"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    expr: up\n    baseline: {expr: up}\n", "takes its expression from 'baseline.expr'"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    baseline: {expr: up, sigma: 3}\n", "baseline: unknown field `sigma`"),
+            ("groups:\n- name: g\n  rules:\n  - alert: 'a b'\n    baseline: {expr: up}\n", "must be a valid metric name"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    baseline: {expr: 'up +'}\n", "could not parse expression"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up}\n", "'outlier' rules are not implemented yet"),
         ];
         for (text, want) in cases {
             let e = errors(text);

@@ -351,6 +351,7 @@ fn group_json(g: &GroupState, opts: &EvalOptions, want_alert: bool, want_record:
                 hold,
                 keep_firing_for,
                 annotations,
+                ..
             } => {
                 if !want_alert {
                     continue;

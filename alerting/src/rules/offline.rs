@@ -290,6 +290,33 @@ mod tests {
     }
 
     #[test]
+    fn baseline_rule_with_defaults_fires_on_a_spike_and_writes_bands() {
+        let f = super::super::file::parse("r.yml", "groups:\n- name: g\n  rules:\n  - alert: Anomaly\n    baseline: {expr: value}\n").unwrap();
+        // Two days every 5 minutes around 10 with small noise, one spike to 40 on day 2.
+        let spike = 2 * 288 - 20;
+        let samples: Vec<(i64, f64)> = (0..2 * 288)
+            .map(|i: i64| (i * 300_000, if i == spike { 40.0 } else { 10.0 + ((i * 7919) % 11) as f64 / 10.0 }))
+            .collect();
+        let changes = replay(&[f.clone()], "value", &samples, &EvalOptions::default());
+        assert!(!changes.is_empty());
+        assert_eq!(changes[0].t_ms, spike * 300_000, "{changes:?}");
+        assert!(changes[0].firing);
+        assert_eq!(changes[0].alertname, "Anomaly");
+        // The bands are series in the store.
+        let store = MemQuery::default();
+        let mut g = GroupState::new(f.groups[0].clone());
+        let label: Labels = [("__name__".to_string(), "value".to_string())].into();
+        for (t, v) in &samples[..300] {
+            store.add(&label, *t, *v);
+            g.eval(*t, &store, &store, &EvalOptions::default(), &Env::default());
+        }
+        let upper = store.instant("Anomaly_baseline_upper", samples[299].0).unwrap();
+        let lower = store.instant("Anomaly_baseline_lower", samples[299].0).unwrap();
+        assert!(upper[0].value > 11.0 && lower[0].value < 10.0, "{upper:?} {lower:?}");
+        assert!(g.rules[0].models.len() == 1);
+    }
+
+    #[test]
     fn threshold_rule_replayed_in_virtual_time() {
         let f = super::super::file::parse(
             "r.yml",
