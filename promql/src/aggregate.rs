@@ -1,11 +1,11 @@
 //! Aggregation operators (`sum`, `avg`, …, `topk`, `quantile`, `count_values`, `limitk`).
 
-use std::collections::HashMap;
+
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use rustc_hash::FxHasher;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::eval::{Elem, Evaluator, Val, NAME};
 use crate::storage::Labels;
@@ -260,7 +260,7 @@ pub(crate) fn eval<'s>(ev: &'s Evaluator, a: &AggregateExpr, t: i64) -> Result<V
     };
 
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut index: FxHashMap<u64, usize> = FxHashMap::default();
     for e in input {
         let sig = ev.signature(node, &e.labels, |l| grouping.signature(l));
         let (sig, value_label) = match &count_label {

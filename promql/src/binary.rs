@@ -10,7 +10,7 @@ use promql_parser::parser::token::{
     T_MUL, T_NEQ, T_POW, T_SUB,
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
-use rustc_hash::FxHasher;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::eval::{format_labels, Elem, Evaluator, Val, NAME};
 use crate::storage::Labels;
@@ -192,7 +192,7 @@ fn vector_vector(
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     let sig = |e: &Elem| ev.signature(node, &e.labels, |l| m.signature(l));
 
-    let mut one_sigs: HashMap<u64, usize> = HashMap::with_capacity(one.len());
+    let mut one_sigs: FxHashMap<u64, usize> = FxHashMap::default();
     for (i, e) in one.iter().enumerate() {
         let s = sig(e);
         if let Some(&j) = one_sigs.get(&s) {

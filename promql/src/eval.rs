@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,7 +75,7 @@ pub(crate) struct Evaluator {
     /// The query's step (0 for an instant query), ms.
     pub step: i64,
     pub lookback: i64,
-    data: HashMap<usize, Vec<Loaded>>,
+    data: FxHashMap<usize, Vec<Loaded>>,
     deadline: Instant,
     max_samples: usize,
     /// Samples held by the step being evaluated.
@@ -83,12 +85,12 @@ pub(crate) struct Evaluator {
     /// String literals that are invalid UTF-8 in Prometheus (see `Query`).
     pub invalid_utf8: Vec<String>,
     /// Cache of grouping signatures per (node, label set), see [`Evaluator::signature`].
-    sig_cache: RefCell<HashMap<(usize, usize), (Arc<Labels>, u64)>>,
+    sig_cache: RefCell<FxHashMap<(usize, usize), (Arc<Labels>, u64)>>,
     /// Cache of binary operators' result labels per (node, left, right) label sets.
     pair_cache: RefCell<PairCache>,
 }
 
-type PairCache = HashMap<(usize, usize, usize), (Arc<Labels>, Arc<Labels>, Arc<Labels>)>;
+type PairCache = FxHashMap<(usize, usize, usize), (Arc<Labels>, Arc<Labels>, Arc<Labels>)>;
 
 pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -135,15 +137,15 @@ impl Evaluator {
             end,
             step,
             lookback,
-            data: HashMap::new(),
+            data: FxHashMap::default(),
             deadline,
             max_samples,
             current_samples: Cell::new(0),
             samples_loaded: 0,
             warnings: RefCell::new(BTreeSet::new()),
             invalid_utf8: Vec::new(),
-            sig_cache: RefCell::new(HashMap::new()),
-            pair_cache: RefCell::new(HashMap::new()),
+            sig_cache: RefCell::new(FxHashMap::default()),
+            pair_cache: RefCell::new(FxHashMap::default()),
         }
     }
 
@@ -441,8 +443,8 @@ impl Evaluator {
 /// Gathers per-step results into series, keyed by label set (pointer first, then content).
 #[derive(Default)]
 pub(crate) struct SeriesCollector {
-    by_ptr: HashMap<(usize, bool), usize>,
-    by_labels: HashMap<(Arc<Labels>, bool), usize>,
+    by_ptr: FxHashMap<(usize, bool), usize>,
+    by_labels: FxHashMap<(Arc<Labels>, bool), usize>,
     pub series: Vec<(Arc<Labels>, bool, Vec<(i64, f64)>)>,
 }
 

@@ -291,3 +291,132 @@ fn thousands(n: usize) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemStorage;
+
+    fn storage() -> MemStorage {
+        let mut s = MemStorage::new();
+        for (i, pod) in ["a", "b", "c"].iter().enumerate() {
+            let mut l = Labels::new();
+            l.insert("__name__".into(), "cpu_usage_rate".into());
+            l.insert("pod_name".into(), pod.to_string());
+            l.insert("namespace_name".into(), "ns".into());
+            for t in 0..20 {
+                s.add(&l, t * 15_000, (i * 10 + t as usize) as f64);
+            }
+        }
+        s
+    }
+
+    fn err(e: &Engine, q: &str) -> String {
+        e.instant(&storage(), q, 150_000).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn instant_and_range() {
+        let e = Engine::default();
+        let r = e.instant(&storage(), "sum by (namespace_name) (cpu_usage_rate)", 150_000).unwrap();
+        let Value::Vector(v) = r.value else { panic!() };
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].value, 10.0 + 20.0 + 30.0);
+        assert_eq!(v[0].labels.get("namespace_name").unwrap(), "ns");
+        let r = e.range(&storage(), "cpu_usage_rate{pod_name=\"b\"} * 2", 0, 60_000, 15_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!() };
+        assert_eq!(m.len(), 1);
+        assert!(!m[0].labels.contains_key("__name__"));
+        assert_eq!(m[0].samples, vec![(0, 20.0), (15_000, 22.0), (30_000, 24.0), (45_000, 26.0), (60_000, 28.0)]);
+        assert!(r.samples_loaded > 0);
+    }
+
+    #[test]
+    fn scalars_and_strings() {
+        let e = Engine::default();
+        let r = e.instant(&storage(), "1 + 2 * 3", 1000).unwrap();
+        assert_eq!(r.value, Value::Scalar { t_ms: 1000, value: 7.0 });
+        let r = e.instant(&storage(), "\"hi\"", 1000).unwrap();
+        assert_eq!(r.value, Value::String { t_ms: 1000, value: "hi".into() });
+    }
+
+    #[test]
+    fn limits() {
+        let mut e = Engine::default();
+        e.options.max_samples = 10;
+        assert!(matches!(
+            e.instant(&storage(), "cpu_usage_rate[5m]", 285_000),
+            Err(Error::TooManySamples { limit: 10 })
+        ));
+        let e = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
+        assert!(matches!(e.instant(&storage(), "cpu_usage_rate", 1000), Err(Error::Timeout)));
+        let e = Engine::default();
+        let m = e.range(&storage(), "cpu_usage_rate", 0, 11_000_000, 1000).unwrap_err().to_string();
+        assert_eq!(m, "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
+        assert!(e.range(&storage(), "1", 0, 1000, 0).unwrap_err().to_string().contains("zero or negative"));
+        assert!(e.range(&storage(), "1", 1000, 0, 10).unwrap_err().to_string().contains("end timestamp"));
+        assert!(e.range(&storage(), "cpu_usage_rate[1m]", 0, 1000, 10).unwrap_err().to_string().contains("range query"));
+    }
+
+    #[test]
+    fn bad_queries() {
+        let e = Engine::default();
+        assert!(err(&e, "sum(").starts_with("1:"));
+        assert!(err(&e, "nope(cpu_usage_rate)").contains("nope"));
+        assert!(err(&e, "abs()").contains("parse error"));
+        assert!(err(&e, "abs(\"x\")").contains("parse error"));
+        assert!(matches!(e.instant(&storage(), "rate(", 0), Err(Error::Parse(_))));
+        // Matching errors as Prometheus words them.
+        let m = err(&e, "cpu_usage_rate + on(namespace_name) cpu_usage_rate");
+        assert!(m.contains("many-to-many matching not allowed"), "{m}");
+        let m = err(&e, "sum by (namespace_name) (cpu_usage_rate) + on(namespace_name) group_right cpu_usage_rate + on(namespace_name) cpu_usage_rate");
+        assert!(m.contains("matching"), "{m}");
+        let m = err(&e, "label_replace(cpu_usage_rate, \"pod_name\", \"x\", \"pod_name\", \"(\")");
+        assert!(m.contains("invalid regular expression"), "{m}");
+        let m = err(&e, "topk(0/0, cpu_usage_rate)");
+        assert_eq!(m, "Parameter value is NaN");
+        let m = err(&e, "info(cpu_usage_rate)");
+        assert!(m.contains("not supported"), "{m}");
+        let m = err(&e, "cpu_usage_rate + fill(0) cpu_usage_rate");
+        assert!(!m.is_empty());
+    }
+
+    #[test]
+    fn annotations() {
+        let e = Engine::default();
+        let r = e.instant(&storage(), "rate(cpu_usage_rate[1m])", 150_000).unwrap();
+        assert_eq!(
+            r.warnings,
+            vec!["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"cpu_usage_rate\"".to_string()]
+        );
+    }
+
+    #[test]
+    fn same_labelset_after_name_removal() {
+        let mut s = storage();
+        let mut l = Labels::new();
+        l.insert("__name__".into(), "other".into());
+        l.insert("pod_name".into(), "a".into());
+        l.insert("namespace_name".into(), "ns".into());
+        s.add(&l, 0, 1.0);
+        let e = Engine::default();
+        let m = e
+            .instant(&s, "abs({__name__=~\"cpu_usage_rate|other\", pod_name=\"a\"})", 0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(m, "vector cannot contain metrics with the same labelset");
+    }
+
+    #[test]
+    fn parsed_queries_run_many_times() {
+        let e = Engine::default();
+        let q = Query::parse("count(cpu_usage_rate > 15)").unwrap();
+        assert_eq!(q.result_type(), "vector");
+        let at = |t| match e.instant_query(&storage(), &q, t).unwrap().value {
+            Value::Vector(v) => v.first().map(|s| s.value),
+            _ => None,
+        };
+        assert_eq!(at(0), Some(1.0));
+        assert_eq!(at(285_000), Some(3.0));
+    }
+}

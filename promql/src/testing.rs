@@ -9,7 +9,7 @@ use crate::storage::{Labels, MatchOp, Matcher, Series, Storage, StorageError};
 pub struct MemStorage {
     series: Vec<Series>,
     by_labels: HashMap<Labels, usize>,
-    /// name → value → sorted series ids.
+    /// name → value → series ids, ascending.
     postings: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
 }
 
@@ -68,42 +68,39 @@ impl MemStorage {
         self.series.is_empty()
     }
 
-    /// Ids of the series a matcher selects, or `None` when it selects by absence (matches "").
-    fn postings_for(&self, m: &Matcher) -> Option<BTreeSet<usize>> {
+    /// Ids (ascending) of the series a matcher selects, or `None` when it also selects by
+    /// absence (it matches ""): such matchers only filter.
+    fn postings_for(&self, m: &Matcher) -> Option<Vec<usize>> {
         if m.matches_empty() {
             return None;
         }
-        let mut ids = BTreeSet::new();
-        if let Some(values) = self.postings.get(&m.name) {
-            if m.op == MatchOp::Equal {
-                if let Some(p) = values.get(&m.value) {
-                    ids.extend(p.iter().copied());
-                }
-            } else {
-                for (v, p) in values {
-                    if m.matches(v) {
-                        ids.extend(p.iter().copied());
-                    }
-                }
-            }
+        let Some(values) = self.postings.get(&m.name) else {
+            return Some(Vec::new());
+        };
+        if m.op == MatchOp::Equal {
+            return Some(values.get(&m.value).cloned().unwrap_or_default());
         }
+        let mut ids: Vec<usize> = values
+            .iter()
+            .filter(|(v, _)| m.matches(v))
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        ids.sort_unstable();
         Some(ids)
     }
 
     fn matching(&self, matchers: &[Matcher]) -> Vec<usize> {
-        let mut candidates: Option<BTreeSet<usize>> = None;
-        for m in matchers {
-            if let Some(ids) = self.postings_for(m) {
-                candidates = Some(match candidates {
-                    None => ids,
-                    Some(c) => c.intersection(&ids).copied().collect(),
-                });
-            }
-        }
-        // Only matchers that match the empty string: every series is a candidate, as in Prometheus.
-        let candidates: Vec<usize> = match candidates {
-            Some(c) => c.into_iter().collect(),
+        let mut lists: Vec<Vec<usize>> = matchers.iter().filter_map(|m| self.postings_for(m)).collect();
+        lists.sort_by_key(Vec::len);
+        // Intersect from the shortest list; only matchers that match the empty string leave
+        // every series a candidate, as in Prometheus.
+        let candidates: Vec<usize> = match lists.split_first() {
             None => (0..self.series.len()).collect(),
+            Some((first, rest)) => first
+                .iter()
+                .copied()
+                .filter(|id| rest.iter().all(|l| l.binary_search(id).is_ok()))
+                .collect(),
         };
         candidates
             .into_iter()
