@@ -121,6 +121,8 @@ impl Manager {
                 let mut state = GroupState::new(group);
                 if let Some(o) = old.iter().find(|o| o.key() == state.key()) {
                     state.copy_state(o);
+                } else if let Some(dir) = &self.config.data_dir {
+                    load_models(&mut state, dir);
                 }
                 running.push(self.spawn(state));
             }
@@ -130,9 +132,16 @@ impl Manager {
         Ok(())
     }
 
-    /// Stops every group.
+    /// Stops every group and saves the baseline models.
     pub fn stop(&self) {
-        self.running.lock().unwrap().clear();
+        let running: Vec<Running> = self.running.lock().unwrap().drain(..).collect();
+        if let Some(dir) = &self.config.data_dir {
+            for r in &running {
+                if let Err(e) = save_models(&r.group.lock().unwrap(), dir) {
+                    tracing::warn!(error = %e, "could not save the baseline models");
+                }
+            }
+        }
     }
 
     fn spawn(self: &Arc<Self>, state: GroupState) -> Running {
@@ -193,6 +202,11 @@ impl Manager {
             n.send(alerts);
         }
         if let Some(dir) = &self.config.data_dir {
+            if g.iterations % MODEL_SAVE_EVERY == 0 {
+                if let Err(e) = save_models(&g, dir) {
+                    tracing::warn!(group = %g.group.name, error = %e, "could not save the baseline models");
+                }
+            }
             let mut saved = self.saved.lock().unwrap();
             saved.saved_at_ms = ts_ms;
             g.save_into(&mut saved);
@@ -277,6 +291,81 @@ impl Manager {
     pub fn last_reload_error(&self) -> Option<String> {
         self.last_reload.read().unwrap().clone().err()
     }
+}
+
+/// Baseline models are saved every this many evaluations of their group, and at shutdown.
+const MODEL_SAVE_EVERY: u64 = 10;
+
+fn models_path(g: &GroupState, dir: &std::path::Path) -> PathBuf {
+    dir.join("baselines").join(format!("{:016x}.bin", fnv(&g.key())))
+}
+
+/// Writes the group's baseline models: per rule `name`, per series `labels` (JSON) and the
+/// model's bytes, each length-prefixed (u32, little endian).
+fn save_models(g: &GroupState, dir: &std::path::Path) -> std::io::Result<()> {
+    if g.rules.iter().all(|r| r.models.is_empty()) {
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    let put = |b: &[u8], out: &mut Vec<u8>| {
+        out.extend((b.len() as u32).to_le_bytes());
+        out.extend(b);
+    };
+    for r in g.rules.iter().filter(|r| !r.models.is_empty()) {
+        put(r.rule.name().as_bytes(), &mut out);
+        put(&(r.models.len() as u32).to_le_bytes(), &mut out);
+        for (labels, m) in &r.models {
+            put(&serde_json::to_vec(labels)?, &mut out);
+            put(&m.to_bytes(), &mut out);
+        }
+    }
+    let path = models_path(g, dir);
+    std::fs::create_dir_all(path.parent().expect("baselines dir"))?;
+    let tmp = path.with_extension("bin.tmp");
+    std::fs::write(&tmp, out)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Loads models saved by [`save_models`] into the group's baseline rules of the same name; a
+/// model saved under another configuration or unreadable is dropped (it is learned again).
+fn load_models(g: &mut GroupState, dir: &std::path::Path) {
+    let Ok(bytes) = std::fs::read(models_path(g, dir)) else {
+        return;
+    };
+    let mut pos = 0;
+    let take = |pos: &mut usize| -> Option<Vec<u8>> {
+        let n = u32::from_le_bytes(bytes.get(*pos..*pos + 4)?.try_into().ok()?) as usize;
+        let v = bytes.get(*pos + 4..*pos + 4 + n)?.to_vec();
+        *pos += 4 + n;
+        Some(v)
+    };
+    let mut loaded = 0;
+    while pos < bytes.len() {
+        let (Some(name), Some(count)) = (take(&mut pos), take(&mut pos)) else {
+            break;
+        };
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let count = u32::from_le_bytes(count.try_into().unwrap_or([0; 4]));
+        let mut rule = g.rules.iter_mut().find(|r| r.rule.name() == name);
+        for _ in 0..count {
+            let (Some(labels), Some(model)) = (take(&mut pos), take(&mut pos)) else {
+                break;
+            };
+            let Some(r) = rule.as_deref_mut() else { continue };
+            let RuleKind::Alerting { baseline: Some(config), .. } = &r.rule.kind else {
+                continue;
+            };
+            let (Ok(labels), Ok(m)) = (
+                serde_json::from_slice(&labels),
+                crate::anomaly::Baseline::from_bytes(config, &model),
+            ) else {
+                continue;
+            };
+            r.models.insert(labels, m);
+            loaded += 1;
+        }
+    }
+    tracing::info!(group = %g.group.name, models = loaded, "baseline models loaded");
 }
 
 fn escape(s: &str) -> String {
@@ -424,6 +513,28 @@ fn labels_with_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn baseline_models_survive_a_restart() {
+        use crate::rules::offline::MemQuery;
+        let f = crate::rules::file::parse("r.yml", "groups:\n- name: g\n  rules:\n  - alert: A\n    baseline: {expr: value}\n").unwrap();
+        let store = MemQuery::default();
+        let mut g = GroupState::new(f.groups[0].clone());
+        for i in 0..50i64 {
+            for (inst, v) in [("a", 1.0), ("b", 5.0)] {
+                store.add(&[("__name__".to_string(), "value".to_string()), ("i".to_string(), inst.to_string())].into(), i * 60_000, v + (i % 3) as f64);
+            }
+            g.eval(i * 60_000, &store, &store, &EvalOptions::default(), &Env::default());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        save_models(&g, dir.path()).unwrap();
+        let mut fresh = GroupState::new(f.groups[0].clone());
+        load_models(&mut fresh, dir.path());
+        assert_eq!(fresh.rules[0].models.len(), 2);
+        for (l, m) in &g.rules[0].models {
+            assert_eq!(fresh.rules[0].models[l].to_bytes(), m.to_bytes());
+        }
+    }
 
     #[test]
     fn values_as_go_formats_them() {
