@@ -88,6 +88,16 @@ pub(crate) struct Evaluator {
     sig_cache: RefCell<FxHashMap<(usize, usize), (Arc<Labels>, u64)>>,
     /// Cache of binary operators' result labels per (node, left, right) label sets.
     pair_cache: RefCell<PairCache>,
+    /// A subquery's inner results per (node, time): consecutive steps of a range query (or of
+    /// an outer subquery) share most of their inner timestamps, which are aligned to the step.
+    subquery_cache: RefCell<FxHashMap<(usize, i64), Step>>,
+}
+
+/// One cached evaluation of a subquery's expression.
+#[derive(Clone)]
+enum Step {
+    Scalar(f64),
+    Vector(std::rc::Rc<Vec<Elem>>),
 }
 
 type PairCache = FxHashMap<(usize, usize, usize), (Arc<Labels>, Arc<Labels>, Arc<Labels>)>;
@@ -146,6 +156,7 @@ impl Evaluator {
             invalid_utf8: Vec::new(),
             sig_cache: RefCell::new(FxHashMap::default()),
             pair_cache: RefCell::new(FxHashMap::default()),
+            subquery_cache: RefCell::new(FxHashMap::default()),
         }
     }
 
@@ -371,23 +382,37 @@ impl Evaluator {
         step: i64,
     ) -> Result<Vec<RSeries<'s>>, Error> {
         let mut out = SeriesCollector::default();
+        let node = expr as *const Expr as usize;
+        let empty = Arc::new(Labels::new());
         let mut ts = first;
         while ts <= last {
             self.check_deadline()?;
-            match self.eval(expr, ts)? {
-                Val::Scalar(v) => {
-                    out.push(&Arc::new(Labels::new()), false, ts, v);
+            let cached = self.subquery_cache.borrow().get(&(node, ts)).cloned();
+            let res = match cached {
+                Some(s) => s,
+                None => {
+                    let s = match self.eval(expr, ts)? {
+                        Val::Scalar(v) => Step::Scalar(v),
+                        Val::Vector(v) => Step::Vector(std::rc::Rc::new(v)),
+                        other => {
+                            return Err(Error::Execution(format!(
+                                "subquery is only allowed on instant vector, got {} instead",
+                                other.type_name()
+                            )))
+                        }
+                    };
+                    self.subquery_cache.borrow_mut().insert((node, ts), s.clone());
+                    s
                 }
-                Val::Vector(v) => {
-                    for e in v {
+            };
+            match res {
+                Step::Scalar(v) => {
+                    out.push(&empty, false, ts, v);
+                }
+                Step::Vector(v) => {
+                    for e in v.iter() {
                         out.push(&e.labels, e.drop_name, ts, e.value);
                     }
-                }
-                other => {
-                    return Err(Error::Execution(format!(
-                        "subquery is only allowed on instant vector, got {} instead",
-                        other.type_name()
-                    )))
                 }
             }
             ts += step;

@@ -274,11 +274,9 @@ pub(crate) fn call<'s>(ev: &'s Evaluator, c: &Call, t: i64) -> Result<Val<'s>, E
             Ok(Val::Vector(classic_histograms(ev, v, |b| bucket_fraction(lo, hi, b))))
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => {
-            // These read native histograms only; float samples give no result.
-            let _ = vector_arg(0)?;
-            Ok(Val::Vector(Vec::new()))
-        }
+        | "histogram_stdvar" | "histogram_quantiles" => Err(Error::Execution(format!(
+            "{name}() reads native histograms, which vigil does not store (classic histograms: histogram_quantile and histogram_fraction over _bucket series with an le label)"
+        ))),
         other => Err(Error::Execution(format!(
             "function {other:?} is not supported (native histograms and some experimental functions are out of scope)"
         ))),
