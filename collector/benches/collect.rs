@@ -15,7 +15,7 @@ use std::time::Duration;
 use vigil_collector::cgroup::v2_watched_files;
 use vigil_collector::config::Config;
 use vigil_collector::fixture::{cgroup_dirs, generate_v2_tree, pass_files};
-use vigil_collector::housekeeping::Collector;
+use vigil_collector::pass::Collector;
 
 struct Tree(PathBuf);
 impl Drop for Tree {

@@ -40,7 +40,7 @@ pub fn main() {
     c.node_name = Some("profile".into());
     c.collection_threads = num(2);
     c.open_files_per_cgroup = num(3);
-    let mut collector = match vigil_collector::housekeeping::Collector::new(Arc::new(c)) {
+    let mut collector = match vigil_collector::pass::Collector::new(Arc::new(c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -88,7 +88,7 @@ pub struct Config {
     /// (`container_processes`, `container_file_descriptors`, `container_sockets`): a readlink
     /// per descriptor, so not in every pass at a short housekeeping interval. At or below the
     /// housekeeping interval: every pass. Longer on a node whose counts would exceed ~5,000
-    /// descriptors per pass (see `housekeeping::PROCESS_STATS_BUDGET`).
+    /// descriptors per pass (see `pass::tracked::PROCESS_STATS_BUDGET`).
     #[serde(default = "default_process_stats", with = "duration_str")]
     pub process_stats_interval: Duration,
     /// Metric groups not to collect or expose, with cAdvisor's names (cpu, memory, network, disk, diskIO, process, pressure, oom_event, ...).

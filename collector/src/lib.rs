@@ -5,15 +5,17 @@ pub mod cgroup;
 pub mod config;
 pub mod discovery;
 pub mod fixture;
-pub mod housekeeping;
 pub mod http;
+pub mod pass;
 pub mod problems;
 pub mod proc;
 pub mod self_metrics;
+pub mod snapshot;
 pub mod summary;
 
 use config::Config;
-use housekeeping::{Collector, SharedSnapshot, Snapshot};
+use pass::Collector;
+use snapshot::{SharedSnapshot, Snapshot};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -162,7 +164,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] config::Error),
     #[error(transparent)]
-    Start(#[from] housekeeping::Error),
+    Start(#[from] pass::Error),
     #[error("problem detector: {0}")]
     Problems(#[from] problems::Error),
     #[error("problem detector (--problem-detector-kubernetes): {0}")]

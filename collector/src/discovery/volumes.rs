@@ -962,7 +962,7 @@ pub(crate) mod tests {
         );
     }
 
-    fn fixture_collector() -> (crate::housekeeping::Collector, crate::config::Config) {
+    fn fixture_collector() -> (crate::pass::Collector, crate::config::Config) {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
         let cfg = crate::config::Config {
             cgroup_root: base.join("cgroup-v2-systemd"),
@@ -974,14 +974,14 @@ pub(crate) mod tests {
             ..Default::default()
         };
         (
-            crate::housekeeping::Collector::new(Arc::new(cfg.clone())).unwrap(),
+            crate::pass::Collector::new(Arc::new(cfg.clone())).unwrap(),
             cfg,
         )
     }
 
     /// The volumes of the fixture pod in the Summary document, as (name, pvcRef).
     fn summary_volumes(
-        snap: &crate::housekeeping::Snapshot,
+        snap: &crate::snapshot::Snapshot,
     ) -> Vec<(String, Option<(String, String)>)> {
         let summary = crate::http::summary::build(snap);
         let pod = summary

@@ -1,9 +1,9 @@
 //! The Prometheus text exposition: cAdvisor's metric names, the kubelet's labels, explicit timestamps.
 
 use crate::config::Config;
-use crate::housekeeping::{ContainerSample, Snapshot};
 use crate::proc::fs::FsInfo;
 use crate::proc::processes::ProcessCounts;
+use crate::snapshot::{ContainerSample, Snapshot};
 use axum::body::Bytes;
 
 /// Size of the chunks a streamed exposition is sent in.
@@ -113,7 +113,7 @@ fn push_label(out: &mut String, first: bool, k: &str, v: &str) {
     }
     out.push_str(k);
     out.push_str("=\"");
-    crate::housekeeping::escape_label(v, out);
+    crate::pass::escape_label(v, out);
     out.push('"');
 }
 
@@ -940,7 +940,7 @@ mod tests {
             node_name: Some("fixture-node".into()),
             ..Default::default()
         };
-        let mut col = crate::housekeeping::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
+        let mut col = crate::pass::Collector::new(std::sync::Arc::new(c.clone())).unwrap();
         let snap = col.pass();
         (c, snap)
     }

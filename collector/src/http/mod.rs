@@ -5,7 +5,7 @@ pub mod summary;
 
 use crate::config::Config;
 use crate::discovery::naming::Kind;
-use crate::housekeeping::{SharedSnapshot, Snapshot};
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -301,7 +301,7 @@ mod tests {
             node_name: Some("stream-node".into()),
             ..Default::default()
         };
-        let mut c = crate::housekeeping::Collector::new(Arc::new(config)).unwrap();
+        let mut c = crate::pass::Collector::new(Arc::new(config)).unwrap();
         let snap = c.pass();
         let expected = serde_json::to_string(&summary::build(&snap)).unwrap();
         assert!(

@@ -1,9 +1,9 @@
 //! Builds the kubelet Summary API document (`/stats/summary`) from a snapshot.
 
 use crate::discovery::naming::Kind;
-use crate::housekeeping::{ContainerSample, Snapshot};
 use crate::proc::fs::{FsInfo, Usage};
 use crate::proc::Interface;
+use crate::snapshot::{ContainerSample, Snapshot};
 use crate::summary::*;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -105,7 +105,7 @@ fn container_stats(name: String, c: &ContainerSample, snap: &Snapshot, t: Time) 
 /// A pod volume as the kubelet reports it: the filesystem's capacity, free space and inodes, and
 /// the usage under the volume (its own filesystem's usage when it is a mount), under its pod spec
 /// name with the claim behind it.
-pub(crate) fn volume_stats(v: &crate::housekeeping::PodVolume) -> VolumeStats {
+pub(crate) fn volume_stats(v: &crate::snapshot::PodVolume) -> VolumeStats {
     let f = &v.fs;
     let (used, inodes_used) = if v.dir.mounted {
         (Some(f.used), Some(f.inodes.saturating_sub(f.inodes_free)))

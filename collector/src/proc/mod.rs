@@ -1,6 +1,7 @@
 //! Node-wide figures from /proc (stat, meminfo, net/dev, diskstats, loadavg, uptime) and filesystems (statvfs).
 
 pub mod fs;
+pub mod mountinfo;
 pub mod pod_net;
 pub mod processes;
 
