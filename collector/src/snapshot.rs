@@ -57,7 +57,7 @@ pub struct PodVolume {
     pub dir: crate::proc::fs::VolumeDir,
     /// The pod spec name and claim the kubelet reports the volume under (discovery::volumes).
     pub id: crate::discovery::volumes::VolumeIdentity,
-    /// When `fs` was read (volumes are read every sixth pass).
+    /// When `fs` was read (volumes are read every few passes, see `pass::filesystems`).
     pub time: SystemTime,
     /// statvfs of the volume's filesystem.
     pub fs: FsInfo,

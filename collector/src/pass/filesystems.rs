@@ -15,6 +15,14 @@ pub(super) const STATVFS_TIMEOUT: Duration = Duration::from_secs(1);
 /// statvfs worker threads (a hung mount holds one until its call returns).
 pub(super) const STATVFS_WORKERS: usize = 4;
 
+/// A pod's volumes are listed and their statvfs read again every this many passes, each pod in
+/// its slot (and at once for a new pod). A schedule of its own, though equal to `SPEC_EVERY`.
+const VOLUMES_EVERY: u64 = 6;
+
+/// The devices of the node filesystems are looked up in mountinfo again every this many passes
+/// (mounts change rarely).
+pub(super) const FS_DEVICES_EVERY: u64 = 6;
+
 impl Collector {
     pub(super) fn node_fs(
         &mut self,
@@ -55,8 +63,8 @@ impl Collector {
     }
 
     /// Pod volumes: the directories under `<kubelet root>/pods/<uid>/volumes/<plugin>/`, each
-    /// with statvfs, read for a new pod and then every sixth pass (their usage under the node
-    /// filesystem comes from the incremental walk in `collect_fs_usage`).
+    /// with statvfs, read for a new pod and then every `VOLUMES_EVERY` passes (their usage under
+    /// the node filesystem comes from the incremental walk in `collect_fs_usage`).
     pub(super) fn collect_volumes(&mut self, samples: &mut [ContainerSample]) {
         let pods_dir = self.config.kubelet_root.join("pods");
         // Forget the volumes of pods that are gone.
@@ -73,7 +81,7 @@ impl Collector {
             let Kind::Pod { pod_uid, .. } = &*s.kind else {
                 continue;
             };
-            if !self.volumes.contains_key(pod_uid) || self.in_slot(&s.name, 6) {
+            if !self.volumes.contains_key(pod_uid) || self.in_slot(&s.name, VOLUMES_EVERY) {
                 let volumes = pods_dir.join(pod_uid).join("volumes");
                 match crate::proc::fs::pod_volume_dirs(&volumes) {
                     Ok(d) => {

@@ -22,7 +22,7 @@ use crate::snapshot::{ContainerSample, PodVolume, SelfStats, Snapshot};
 use blocks::{
     read_chunk, samples_from, slots_from, Block, DuDirs, Entry, Outcome, PassContext, READ_BLOCK,
 };
-use filesystems::{STATVFS_TIMEOUT, STATVFS_WORKERS};
+use filesystems::{FS_DEVICES_EVERY, STATVFS_TIMEOUT, STATVFS_WORKERS};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,8 @@ pub struct Collector {
     du: IncrementalDu,
     /// statvfs of node filesystems and volumes, off this thread (a hung mount must not stall a pass).
     statvfs: StatvfsPool,
-    /// Node filesystem path → its device from mountinfo (refreshed every sixth pass).
+    /// Node filesystem path → its device from mountinfo (looked up again every
+    /// `FS_DEVICES_EVERY` passes).
     fs_devices: HashMap<PathBuf, Option<String>>,
     /// pod uid → its volumes as last read.
     volumes: HashMap<String, Vec<PodVolume>>,
@@ -343,8 +344,8 @@ impl Collector {
             }
             self.prev_node_cpu = Some((now, node.cpu.usage_ns));
         }
-        if self.stats.passes.is_multiple_of(6) {
-            // Mounts change rarely: the device names are looked up again every sixth pass.
+        if self.stats.passes.is_multiple_of(FS_DEVICES_EVERY) {
+            // Mounts change rarely: the device names are looked up again now and then.
             self.fs_devices.clear();
         }
         let root_path = self.config.root_fs_path.clone();
