@@ -317,7 +317,7 @@ async fn amtool_manages_silences_on_vigil_and_they_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let text = format!(
-        "route: {{receiver: hook, group_wait: 200ms, group_interval: 500ms}}\nreceivers: [{{name: hook, webhook_configs: [{{url: '{}/hook'}}]}}]\n",
+        "route: {{receiver: hook, group_wait: 200ms, group_interval: 500ms}}\nreceivers: [{{name: hook, webhook_configs: [{{url: '{}/hook', http_config: {{basic_auth: {{username: ops, password: pw}}}}}}]}}]\n",
         hooks.base
     );
     let vigil = Vigil::start(Notifier::new(load_config(dir.path(), &text), Some(data.clone()), None).unwrap()).await;
@@ -359,6 +359,7 @@ async fn amtool_manages_silences_on_vigil_and_they_survive_a_restart() {
     let got = hooks.wait("/hook", 1, Duration::from_secs(10)).await;
     let names: Vec<&str> = got[0].body["alerts"].as_array().unwrap().iter().map(|a| a["labels"]["instance"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["web-1"], "{}", got[0].body);
+    assert_eq!(got[0].headers["authorization"], "Basic b3BzOnB3", "http_config.basic_auth");
     let all: Value = reqwest::get(format!("{url}/api/v2/alerts")).await.unwrap().json().await.unwrap();
     let muted = all.as_array().unwrap().iter().find(|a| a["labels"]["alertname"] == "Muted").unwrap();
     assert_eq!(muted["status"]["state"], "suppressed");

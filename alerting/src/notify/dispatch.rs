@@ -128,6 +128,9 @@ fn needs_update(
     e.at < now - chrono::Duration::from_std(repeat).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The notification log's key: group key, receiver, integration and its index.
+type LogKey = (String, String, &'static str, usize);
+
 /// A compiled inhibition rule.
 struct InhibitRule {
     source: Vec<Matcher>,
@@ -153,7 +156,7 @@ pub struct Dispatcher {
     inhibit: Vec<InhibitRule>,
     pub alerts: AlertStore,
     pub silences: Silences,
-    nflog: Mutex<HashMap<(String, String, &'static str, usize), LogEntry>>,
+    nflog: Mutex<HashMap<LogKey, LogEntry>>,
     groups: Mutex<HashMap<(usize, u64), Arc<Group>>>,
     pub metrics: Metrics,
     pub external_url: String,

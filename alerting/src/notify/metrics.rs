@@ -38,7 +38,7 @@ impl Default for Metrics {
             attempts: Family::default(),
             alerts_received: Family::default(),
             latency: Histogram::new(
-                [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0].into_iter(),
+                [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
             ),
         }
     }
