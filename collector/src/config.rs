@@ -213,7 +213,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("expected a non-negative duration, got {s:?}"));
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    Duration::try_from_secs_f64(v * mult)
+        .map_err(|_| format!("duration {s:?} is too large"))
 }
 
 mod duration_str {
@@ -228,7 +229,9 @@ mod duration_str {
         }
         match Raw::deserialize(d)? {
             Raw::S(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
-            Raw::N(n) if n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+            Raw::N(n) if n >= 0.0 => Duration::try_from_secs_f64(n).map_err(|_| {
+                serde::de::Error::custom(format!("duration {n} seconds is too large"))
+            }),
             Raw::N(n) => Err(serde::de::Error::custom(format!(
                 "expected a non-negative duration, got {n}"
             ))),
@@ -473,6 +476,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("housekeeping_interval"), "{err}");
+    }
+
+    #[test]
+    fn huge_duration_is_an_error_naming_the_key_not_a_panic() {
+        // Regression (#19 item 1): `Duration::from_secs_f64` panicked on overflow.
+        assert!(parse_duration("99999999999999999999999s")
+            .unwrap_err()
+            .contains("too large"));
+        for yaml in [
+            "housekeeping_interval: 99999999999999999999999s\n",
+            "housekeeping_interval: 1e300\n",
+        ] {
+            let err = Config::from_yaml(yaml, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("housekeeping_interval") && err.contains("too large"), "{err}");
+        }
     }
 
     #[test]

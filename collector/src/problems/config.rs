@@ -265,7 +265,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         };
         total += value * scale;
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| format!("duration {s:?} is too large"))
 }
 
 fn invalid(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {

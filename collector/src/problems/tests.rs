@@ -636,3 +636,10 @@ fn skip_list_and_pattern_suffix() {
         "disk sda failed; see https://example.invalid/runbook"
     );
 }
+
+#[test]
+fn huge_go_duration_is_an_error_not_a_panic() {
+    // Regression (#19 item 1): `Duration::from_secs_f64` panicked on overflow.
+    let err = super::config::parse_go_duration("99999999999999999999999h").unwrap_err();
+    assert!(err.contains("too large"), "{err}");
+}
