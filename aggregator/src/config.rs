@@ -55,7 +55,10 @@ pub fn parse_duration(option: &'static str, value: &str) -> Result<Duration, Err
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(number * scale);
+        total = Duration::try_from_secs_f64(number * scale)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(bad)?;
     }
     Ok(total)
 }
@@ -460,7 +463,10 @@ impl Args {
             ("query-timeout", timeout.is_zero()),
             ("query-lookback-delta", lookback_delta.as_millis() == 0),
             ("query-max-samples", self.query_max_samples == Some(0)),
-            ("query-max-concurrency", self.query_max_concurrency == Some(0)),
+            (
+                "query-max-concurrency",
+                self.query_max_concurrency == Some(0),
+            ),
         ] {
             if zero {
                 return Err(Error::Invalid {
@@ -480,6 +486,21 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn huge_duration_is_an_error_naming_the_option_not_a_panic() {
+        // Regression (#19 item 1): `Duration::from_secs_f64` panicked on overflow.
+        for v in [
+            "99999999999999999999h",
+            "1e300s",
+            "9999999999999999999h9999999999999999999h",
+        ] {
+            let err = super::parse_duration("metric-resolution", v)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--metric-resolution"), "{err}");
+        }
+    }
 
     #[test]
     fn a_resolution_not_above_housekeeping_is_warned_about() {

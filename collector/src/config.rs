@@ -213,8 +213,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("expected a non-negative duration, got {s:?}"));
     }
-    Duration::try_from_secs_f64(v * mult)
-        .map_err(|_| format!("duration {s:?} is too large"))
+    Duration::try_from_secs_f64(v * mult).map_err(|_| format!("duration {s:?} is too large"))
 }
 
 mod duration_str {
@@ -491,7 +490,10 @@ mod tests {
             let err = Config::from_yaml(yaml, Path::new("c.yaml"))
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("housekeeping_interval") && err.contains("too large"), "{err}");
+            assert!(
+                err.contains("housekeeping_interval") && err.contains("too large"),
+                "{err}"
+            );
         }
     }
 
