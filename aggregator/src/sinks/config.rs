@@ -293,18 +293,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration (expected e.g. 250ms, 20s, 5m, 1h)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => {
             return Err(format!(
                 "`{s}` is not a duration (expected e.g. 250ms, 20s, 5m, 1h)"
             ))
         }
     };
-    Ok(d)
+    secs.map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is too large a duration"))
 }
 
 fn format_duration(d: Duration) -> String {
@@ -760,6 +761,13 @@ fn is_influx_duration(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn huge_duration_is_an_error_not_an_overflow() {
+        // Regression (#19 item 1): `n * 3600` overflowed u64.
+        let err = super::parse_duration("99999999999999999h").unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+    }
     use super::*;
 
     #[test]
