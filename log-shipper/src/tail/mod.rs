@@ -1890,7 +1890,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("0.log");
         let total = 30_000u64;
-        let text: String = (0..total).map(|n| line(n, &format!("seq {n:06}"))).collect();
+        let text: String = (0..total)
+            .map(|n| line(n, &format!("seq {n:06}")))
+            .collect();
         append(&log, &text);
         // The sink is not read: the reader blocks after two batches, scanning on.
         let mut r = start(&root, &tmp.path().join("data"));
