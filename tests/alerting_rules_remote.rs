@@ -144,7 +144,11 @@ fn rules_through_a_real_prometheus() {
     let theirs = wait_for("Prometheus's own rules to evaluate", Duration::from_secs(20), || {
         let v: serde_json::Value = reqwest::blocking::get(format!("{url}/api/v1/rules")).ok()?.json().ok()?;
         let rules = v["data"]["groups"][0]["rules"].as_array()?.clone();
-        rules.iter().all(|r| r["health"] != "unknown").then_some(v["data"].clone())
+        // Evaluated, and past its first evaluations (which may precede the first scrape).
+        let ready = rules.iter().all(|r| r["health"] != "unknown")
+            && rules.iter().any(|r| r["name"] == "PrometheusUp" && r["state"] == "firing")
+            && rules.iter().any(|r| r["name"] == "Waiting" && r["state"] == "pending");
+        ready.then_some(v["data"].clone())
     });
     let ours = manager.rules_json(&[]).unwrap();
     let (tg, og) = (&theirs["groups"][0], &ours["groups"][0]);
