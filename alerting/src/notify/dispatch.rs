@@ -304,7 +304,8 @@ impl Dispatcher {
     /// Inhibition and silences, then every integration of the route's receiver at once.
     async fn pipeline(self: &Arc<Self>, g: &Arc<Group>, alerts: Vec<StoredAlert>, deadline: Instant) -> bool {
         let now = Utc::now();
-        let all = self.alerts.list();
+        // Source alerts for inhibition: the whole store, only when there are rules.
+        let all = if self.inhibit.is_empty() { Vec::new() } else { self.alerts.list() };
         let alerts: Vec<StoredAlert> = alerts
             .into_iter()
             .filter(|a| self.inhibited_by(&a.labels, &all, now).is_none())
