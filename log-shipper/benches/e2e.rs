@@ -273,7 +273,10 @@ fn footprint(rt: &tokio::runtime::Runtime) {
 
 fn reqwest_free_get(port: u16, path: &str) -> String {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Empty while the shipper's listener is not up yet.
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
