@@ -268,6 +268,9 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|_| format!("duration {s:?} is too large"))
 }
 
+/// The largest `bufferSize` accepted (node-problem-detector's shipped configs use 10).
+pub const MAX_BUFFER_LINES: usize = 100_000;
+
 fn invalid(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         file: file.to_path_buf(),
@@ -418,6 +421,17 @@ impl SystemLogConfig {
         }
         parse_go_duration(&self.lookback).map_err(|e| invalid(file, "lookback", e))?;
         parse_go_duration(&self.delay).map_err(|e| invalid(file, "delay", e))?;
+        if self.buffer_size > MAX_BUFFER_LINES {
+            // The matcher keeps one slot per line: an absurd size would abort on allocation.
+            return Err(invalid(
+                file,
+                "bufferSize",
+                format!(
+                    "{} lines is more than the {MAX_BUFFER_LINES} vigil allows",
+                    self.buffer_size
+                ),
+            ));
+        }
         for (idx, rule) in self.rules.iter().enumerate() {
             if rule.pattern.is_empty() {
                 return Err(invalid(

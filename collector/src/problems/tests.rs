@@ -140,6 +140,12 @@ fn bad_configs_are_rejected_with_file_and_key() {
     let e =
         load_err(r#"{"plugin":"kmsg","rules":[{"type":"sometimes","reason":"R","pattern":"x"}]}"#);
     assert!(e.contains("rules[0].type"), "{e}");
+    // Regression (found by tests/hardening_proptest.rs): a huge bufferSize aborted on allocation.
+    let e = load_err(r#"{"plugin":"kmsg","bufferSize":8744585108571799280}"#);
+    assert!(
+        e.contains("`bufferSize`") || e.contains("bufferSize"),
+        "{e}"
+    );
     let e = load_err(r#"{"plugin":"kmsg","lookback":"5 minutes"}"#);
     assert!(e.contains("`lookback`"), "{e}");
     let e = load_err(
