@@ -1,10 +1,8 @@
-//! Tailing: the reader loop that follows every discovered file (plain or gzip-compressed), reads the files of each
-//! container in order, parses new lines into batches, advances checkpoints only when the sink has acknowledged
-//! everything before them, and reports log data deleted before it could be read.
+//! Tailing: the reader loop that follows every discovered file, parses new lines into batches, and advances
+//! checkpoints only when the sink has acknowledged everything before them.
 
 pub mod checkpoint;
 pub mod fingerprint;
-pub mod gz;
 pub mod watcher;
 
 use crate::discovery::{Discovery, FileMeta};
@@ -58,9 +56,6 @@ pub struct ReaderConfig {
     pub buffers: crate::sinks::BufferPool,
     /// Pod labels and annotations, filled in the background (`None`: path metadata only).
     pub pod_metadata: Option<Arc<crate::metadata::PodCache>>,
-    /// Deleted files not yet read to the end are held open up to this many bytes on disk together; past it the
-    /// oldest is let go and its unread bytes are counted as lost.
-    pub deleted_files_max_bytes: u64,
 }
 
 /// Read at most this much from one file per pass, so one busy file cannot starve the others.
@@ -71,47 +66,15 @@ const SPARE_ENTRIES: usize = 4096;
 const SPARE_MESSAGE_BYTES: usize = 4096;
 /// A rotated file read to its end and unchanged for this long is closed (and reopened if it grows).
 const DORMANT_AFTER: Duration = Duration::from_secs(3);
-/// Line length assumed for a lost-lines estimate when nothing is known of the file.
-const DEFAULT_LINE_BYTES: u64 = 200;
-
-/// A `.gz` holding a tracked plain file's content: its path, (dev, inode), and (size, mtime).
-type GzCopy = (PathBuf, (u64, u64), (u64, i64));
-
-/// Where a file stands among the files of its container: restart count, then rotated files by their stamp, then
-/// the live file.
-type OrderKey = (u32, bool, String);
 
 struct Tracked {
     slot: u64,
     path: PathBuf,
     ctx: FileContext,
-    /// The plain file's handle (for a compressed slot: its original, while still being read through it).
     file: Option<File>,
     dev: u64,
     ino: u64,
     generation: Option<u64>,
-    /// The identity is a gzip file: `path`, `dev` and `ino` are the `.gz`'s and offsets are in its decompressed stream.
-    compressed: bool,
-    /// A compressed file's handle, held from when it is found until it is read to its end...
-    gz_file: Option<File>,
-    /// ...and its decompressing reader once reading began (a compressed file read without its original).
-    gz: Option<gz::GzReader>,
-    /// A `.gz` holding this (still existing, plain) file's content: its path, (dev, inode), and (size, mtime).
-    gz_copy: Option<GzCopy>,
-    /// (size, mtime) of the `.gz` of a compressed slot (a changed one means the inode was reused).
-    gz_stat: (u64, i64),
-    /// A compressed file with nothing more to read.
-    done: bool,
-    /// Last known size (of the decompressed stream when compressed).
-    size: u64,
-    /// Bytes on disk this file holds (the `.gz`'s size when read through gzip).
-    disk: u64,
-    /// Bytes from this offset on were already counted as lost.
-    lost_from: Option<u64>,
-    /// Lines and bytes split so far (for the average line length of lost-lines estimates).
-    lines_seen: u64,
-    bytes_seen: u64,
-    order: OrderKey,
     /// Offset of the next byte to read.
     read_offset: u64,
     /// Bytes of an incomplete line (they start at `read_offset - carry.len()` unless skipping).
@@ -124,6 +87,7 @@ struct Tracked {
     near: u64,
     parser: FileParser,
     committed: u64,
+    resume: Option<Position>,
     deleted: bool,
     last_data: Instant,
 }
@@ -141,51 +105,6 @@ impl Tracked {
             .map(|n| n.to_string_lossy() != self.ctx.meta.base)
             .unwrap_or(false)
     }
-    fn line_bytes(&self) -> u64 {
-        self.bytes_seen
-            .checked_div(self.lines_seen)
-            .unwrap_or(DEFAULT_LINE_BYTES)
-            .max(1)
-    }
-    /// Whether the file is held open (by a plain handle or a gzip reader).
-    fn held(&self) -> bool {
-        self.file.is_some() || self.gz.is_some() || self.gz_file.is_some()
-    }
-    /// Whether the inode the slot is known by is held open (so its number cannot have been reused). A compressed
-    /// slot still read through its original's handle does not hold the `.gz`.
-    fn holds_identity(&self) -> bool {
-        if self.compressed {
-            self.gz.is_some() || self.gz_file.is_some()
-        } else {
-            self.file.is_some()
-        }
-    }
-}
-
-/// The order of a file among its container's files, and the container it belongs to.
-fn order_of(meta: &FileMeta, path: &std::path::Path) -> (String, OrderKey) {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stamp = name
-        .strip_prefix(meta.base.as_str())
-        .unwrap_or(&name)
-        .trim_start_matches('.');
-    let stamp = stamp.strip_suffix(".gz").unwrap_or(stamp);
-    let group = match meta.restart_count {
-        Some(_) => meta.dir.clone(),
-        // /var/log/containers links: one file per container in one directory.
-        None => format!("{}/{}", meta.dir, meta.base),
-    };
-    (
-        group,
-        (
-            meta.restart_count.unwrap_or(0),
-            stamp.is_empty(),
-            stamp.to_string(),
-        ),
-    )
 }
 
 /// The reader: owns the files, the parsers, the batch being built and the checkpoints.
@@ -195,11 +114,6 @@ pub struct Reader {
     files: BTreeMap<u64, Tracked>,
     by_inode: HashMap<(u64, u64), u64>,
     saved: HashMap<(u64, u64), Position>,
-    /// Saved positions no file matched are reported lost once, after the first scan that found a log root.
-    saved_checked: bool,
-    /// The files of each container in reading order (rebuilt when files come, go or are renamed).
-    groups: Vec<Vec<u64>>,
-    groups_dirty: bool,
     next_slot: u64,
     next_seq: u64,
     batch: Batch,
@@ -215,8 +129,7 @@ pub struct Reader {
     spare: Vec<Entry>,
     now_str: String,
     acks: Option<mpsc::Receiver<u64>>,
-    poll_cursor: usize,
-    last_scan: Instant,
+    poll_cursor: u64,
     last_checkpoint: Instant,
     last_lag: Instant,
 }
@@ -226,16 +139,12 @@ impl Reader {
     /// into non-Elasticsearch sinks and hide the problem).
     pub fn new(cfg: ReaderConfig, metrics: Arc<Metrics>) -> Result<Self, TailError> {
         let saved = cfg.store.load()?;
-        let last_scan = Instant::now() - cfg.rescan_interval;
         Ok(Reader {
             cfg,
             metrics,
             files: BTreeMap::new(),
             by_inode: HashMap::new(),
             saved,
-            saved_checked: false,
-            groups: Vec::new(),
-            groups_dirty: true,
             next_slot: 1,
             next_seq: 0,
             batch: Batch::default(),
@@ -250,7 +159,6 @@ impl Reader {
             now_str: String::new(),
             acks: None,
             poll_cursor: 0,
-            last_scan,
             last_checkpoint: Instant::now(),
             last_lag: Instant::now(),
         })
@@ -264,6 +172,7 @@ impl Reader {
         wake: mpsc::Receiver<watcher::Wake>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), TailError> {
+        let mut last_scan = Instant::now() - self.cfg.rescan_interval;
         self.metrics.checkpoint_written(SystemTime::now());
         self.acks = Some(acks);
         let mut sink_gone = false;
@@ -272,14 +181,18 @@ impl Reader {
                 break;
             }
             self.drain_acks();
-            let mut rescan = self.last_scan.elapsed() >= self.cfg.rescan_interval;
+            let mut rescan = last_scan.elapsed() >= self.cfg.rescan_interval;
+            let mut woke = false;
             while let Ok(w) = wake.try_recv() {
+                woke = true;
                 rescan |= w == watcher::Wake::Rescan;
             }
             if rescan {
                 self.scan();
+                last_scan = Instant::now();
             }
             let progressed = self.poll_all();
+            let _ = woke;
             if self.batch_ready() && !self.send(&tx, &stop) {
                 sink_gone = true;
                 break;
@@ -293,7 +206,7 @@ impl Reader {
                 match wake.recv_timeout(timeout.max(Duration::from_millis(5))) {
                     Ok(w) => {
                         if w == watcher::Wake::Rescan {
-                            self.last_scan = Instant::now() - self.cfg.rescan_interval;
+                            last_scan = Instant::now() - self.cfg.rescan_interval;
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -373,13 +286,16 @@ impl Reader {
                 generation,
                 offset: t.committed,
                 path: t.path.to_string_lossy().into_owned(),
-                size: t.lost_from.unwrap_or(t.size.max(t.read_offset)),
-                compressed: t.compressed,
-                line_bytes: t.line_bytes(),
             });
         }
-        // Saved positions not matched yet (before the first scan that found a root) are kept.
-        positions.extend(self.saved.values().cloned());
+        // Files opened but not yet identified keep their old checkpoint.
+        for t in self.files.values() {
+            if t.generation.is_none() {
+                if let Some(p) = &t.resume {
+                    positions.push(p.clone());
+                }
+            }
+        }
         match self.cfg.store.save(&positions) {
             Ok(()) => {
                 self.checkpoint_dirty = false;
@@ -394,23 +310,17 @@ impl Reader {
 
     fn publish_lag(&self) {
         let mut lags = Vec::with_capacity(self.files.len());
-        let mut held = 0u64;
         for t in self.files.values() {
-            let known = t.compressed.then_some(t.size.max(t.committed));
-            lags.push((t.path.to_string_lossy().into_owned(), t.committed, known));
-            if t.deleted && t.held() {
-                held += t.disk;
-            }
+            lags.push((t.path.to_string_lossy().into_owned(), t.committed));
         }
         // The metric stats each file when scraped, so the lag is current even while the reader waits on the sink.
         self.metrics.set_positions(lags);
         self.metrics
             .open_files
-            .set((self.files.values().filter(|t| t.held()).count() as u64) as i64);
+            .set((self.files.values().filter(|t| t.file.is_some()).count() as u64) as i64);
         self.metrics
             .tracked_files
             .set((self.files.len() as u64) as i64);
-        self.metrics.deleted_held_bytes.set(held as i64);
     }
 
     fn parser_config(&self, meta: &FileMeta) -> ParserConfig {
@@ -430,103 +340,53 @@ impl Reader {
         }
     }
 
-    /// Discovers new, renamed, compressed and deleted files; reports saved positions whose file is gone; lets go
-    /// of the oldest deleted files past the held-bytes cap.
+    /// Discovers new, renamed and deleted files.
     fn scan(&mut self) {
-        self.last_scan = Instant::now();
         let found = self.cfg.discovery.scan();
-        // Slots seen under their own identity, and slots whose `.gz` copy was seen.
         let mut seen: HashSet<u64> = HashSet::new();
-        let mut seen_gz: HashSet<u64> = HashSet::new();
-        for mut f in found {
-            let md = match std::fs::metadata(&f.path) {
-                Ok(md) => md,
-                Err(_) if !gz::is_gz(&f.path) => {
-                    // Compressed between the listing and now: its `.gz` stands in its place.
-                    let gz_path = PathBuf::from(format!("{}.gz", f.path.display()));
-                    match std::fs::metadata(&gz_path) {
-                        Ok(md) => {
-                            f.path = gz_path;
-                            md
-                        }
-                        Err(_) => continue,
-                    }
-                }
-                Err(_) => continue,
+        for f in found {
+            let Ok(md) = std::fs::metadata(&f.path) else {
+                continue;
             };
             if !md.is_file() {
                 continue;
             }
             let key = (md.dev(), md.ino());
-            let is_gz = gz::is_gz(&f.path);
             if let Some(&slot) = self.by_inode.get(&key) {
                 if seen.contains(&slot) {
                     continue;
                 }
                 let t = self.files.get_mut(&slot).expect("indexed");
-                if t.gz_copy.as_ref().is_some_and(|(_, k, _)| *k == key) {
-                    let stat = (md.len(), md.mtime());
-                    if t.gz_copy.as_ref().is_some_and(|(_, _, s)| *s == stat) {
-                        seen_gz.insert(slot);
-                        continue;
+                // A closed (dormant) file's inode may have been freed and reused by a new file: same inode,
+                // different content. Open files cannot be reused (we hold them), so only dormant ones are checked.
+                let reused = t.file.is_none() && {
+                    let g = File::open(&f.path)
+                        .ok()
+                        .and_then(|file| fingerprint::read_head(&file).ok().flatten())
+                        .map(|h| fingerprint::generation(&f.meta.dir, &f.meta.base, &h));
+                    g != t.generation
+                };
+                if !reused {
+                    seen.insert(slot);
+                    if t.path != f.path {
+                        tracing::debug!(from = %t.path.display(), to = %f.path.display(), "file renamed");
+                        t.path = f.path.clone();
                     }
-                    // The copy's inode now holds something else: forget the link and look at it as a new file.
-                    t.gz_copy = None;
-                    self.by_inode.remove(&key);
-                } else {
-                    // A closed (dormant) file's inode may have been freed and reused by a new file: same inode,
-                    // different content. Open files cannot be reused (we hold them), so only closed ones are checked;
-                    // a `.gz` is written once, so its size and mtime tell.
-                    let reused = !t.holds_identity()
-                        && if t.compressed {
-                            t.gz_stat != (md.len(), md.mtime())
-                        } else {
-                            let g = File::open(&f.path)
-                                .ok()
-                                .and_then(|file| fingerprint::read_head(&file).ok().flatten())
-                                .map(|h| fingerprint::generation(&f.meta.dir, &f.meta.base, &h));
-                            g != t.generation
-                        };
-                    if !reused {
-                        seen.insert(slot);
-                        if t.generation.is_none() {
-                            // Identify it now, even if reading is held up (backpressure, older files first): a
-                            // `.gz` of it must be recognised, and a checkpoint must name it.
-                            let head = t.file.as_ref().map(fingerprint::read_head);
-                            if let Some(Ok(Some(h))) = head {
-                                let g =
-                                    fingerprint::generation(&t.ctx.meta.dir, &t.ctx.meta.base, &h);
-                                self.identified(slot, g);
+                    t.deleted = false;
+                    if t.file.is_none() && md.len() != t.read_offset {
+                        match File::open(&f.path) {
+                            Ok(file) => t.file = Some(file),
+                            Err(e) => {
+                                tracing::warn!(path = %f.path.display(), error = %e, "reopening failed")
                             }
                         }
-                        let t = self.files.get_mut(&slot).expect("indexed");
-                        if t.path != f.path {
-                            tracing::debug!(from = %t.path.display(), to = %f.path.display(), "file renamed");
-                            t.path = f.path.clone();
-                            self.groups_dirty = true;
-                        }
-                        t.deleted = false;
-                        if !t.compressed {
-                            t.size = md.len();
-                            t.disk = md.len();
-                        }
-                        if !t.held() && !t.compressed && md.len() != t.read_offset {
-                            match File::open(&f.path) {
-                                Ok(file) => t.file = Some(file),
-                                Err(e) => {
-                                    tracing::warn!(path = %f.path.display(), error = %e, "reopening failed")
-                                }
-                            }
-                        }
-                        continue;
                     }
-                    // The old slot keeps what it still holds (a deleted file read through another handle) and
-                    // is forgotten like any deleted file; only its inode number goes to the new file.
-                    tracing::debug!(path = %f.path.display(), "inode number reused by a new file");
-                    self.by_inode.remove(&key);
+                    continue;
                 }
+                tracing::debug!(path = %f.path.display(), "inode reused by a new file");
+                self.files.remove(&slot);
+                self.by_inode.remove(&key);
             }
-            // A new file: identify it by its head (of the decompressed stream for a `.gz`).
             let file = match File::open(&f.path) {
                 Ok(file) => file,
                 Err(e) => {
@@ -534,70 +394,18 @@ impl Reader {
                     continue;
                 }
             };
-            let head = if is_gz {
-                gz::read_head(&f.path)
-            } else {
-                fingerprint::read_head(&file)
-            };
-            let generation = match head {
-                Ok(h) => h.map(|h| fingerprint::generation(&f.meta.dir, &f.meta.base, &h)),
-                Err(e) => {
-                    tracing::warn!(path = %f.path.display(), error = %e, "reading the file's head failed");
-                    None
-                }
-            };
-            // A `.gz` is complete when it appears: one that cannot be decompressed never will be.
-            let broken_gz = is_gz && generation.is_none();
-            if is_gz {
-                // The compressed copy of a file being tracked: the slot goes on (through its open handle if any)
-                // and takes the `.gz` as its identity once the original is gone.
-                let original = generation.and_then(|g| {
-                    self.files
-                        .iter()
-                        .find(|(_, t)| {
-                            t.generation == Some(g) && !t.compressed && t.gz_copy.is_none()
-                        })
-                        .map(|(s, _)| *s)
-                });
-                if let Some(slot) = original {
-                    let t = self.files.get_mut(&slot).expect("found");
-                    tracing::debug!(path = %t.path.display(), gz = %f.path.display(), "file compressed");
-                    t.gz_copy = Some((f.path.clone(), key, (md.len(), md.mtime())));
-                    self.by_inode.insert(key, slot);
-                    seen_gz.insert(slot);
-                    continue;
-                }
-            }
             let slot = self.next_slot;
             self.next_slot += 1;
             let pc = self.parser_config(&f.meta);
             let path_str = f.path.to_string_lossy().into_owned();
-            let (_, order) = order_of(&f.meta, &f.path);
-            let size = if is_gz {
-                gz::trailer_size(&file).unwrap_or(0)
-            } else {
-                md.len()
-            };
             let t = Tracked {
                 slot,
                 path: f.path.clone(),
                 ctx: FileContext::new(f.meta, &path_str),
-                gz_file: is_gz.then(|| file.try_clone().ok()).flatten(),
-                file: (!is_gz).then_some(file),
+                file: Some(file),
                 dev: key.0,
                 ino: key.1,
                 generation: None,
-                compressed: is_gz,
-                gz: None,
-                gz_copy: None,
-                gz_stat: (md.len(), md.mtime()),
-                done: false,
-                size,
-                disk: md.len(),
-                lost_from: None,
-                lines_seen: 0,
-                bytes_seen: 0,
-                order,
                 read_offset: 0,
                 carry: Vec::new(),
                 skip_from: None,
@@ -605,6 +413,7 @@ impl Reader {
                 near: 0,
                 parser: FileParser::new(pc),
                 committed: 0,
+                resume: self.saved.remove(&key),
                 deleted: false,
                 last_data: Instant::now(),
             };
@@ -612,334 +421,39 @@ impl Reader {
             seen.insert(slot);
             self.by_inode.insert(key, slot);
             self.files.insert(slot, t);
-            self.groups_dirty = true;
-            if let Some(g) = generation {
-                self.identified(slot, g);
-            } else if broken_gz {
-                self.unreadable_gz(slot);
-            }
         }
         let mut gone = Vec::new();
         for (slot, t) in self.files.iter_mut() {
-            if seen.contains(slot) {
-                continue;
-            }
-            if seen_gz.contains(slot) {
-                // The original is gone; its `.gz` carries the identity from now on (same content, same offsets).
-                let (path, key, stat) = t.gz_copy.take().expect("seen through its copy");
-                tracing::debug!(path = %path.display(), "original of a compressed file removed");
-                if self.by_inode.get(&(t.dev, t.ino)) == Some(slot) {
-                    self.by_inode.remove(&(t.dev, t.ino));
+            if !seen.contains(slot) {
+                t.deleted = true;
+                if t.file.is_none() {
+                    // Closed, fully shipped and now deleted: forget it.
+                    gone.push((*slot, (t.dev, t.ino)));
                 }
-                (t.dev, t.ino) = key;
-                t.path = path;
-                t.gz_stat = stat;
-                t.compressed = true;
-                t.deleted = false;
-                // Finished through the original handle: nothing left to decompress.
-                t.done = t.file.is_none();
-                self.groups_dirty = true;
-                self.checkpoint_dirty = true;
-                continue;
-            }
-            t.deleted = true;
-            if !t.held() && (t.committed >= t.read_offset || t.generation.is_none()) {
-                // Closed, fully shipped and now deleted: forget it.
-                gone.push(*slot);
             }
         }
-        for slot in gone {
-            self.forget(slot);
+        for (slot, key) in gone {
+            self.files.remove(&slot);
+            self.by_inode.remove(&key);
             self.checkpoint_dirty = true;
-            self.groups_dirty = true;
-        }
-        if !self.saved_checked && !self.cfg.discovery.watch_roots().is_empty() {
-            self.saved_checked = true;
-            self.report_lost_saved();
-        }
-        self.enforce_deleted_cap();
-    }
-
-    /// Drops a slot and the inode numbers that still point to it (a number reused by another file stays with it).
-    fn forget(&mut self, slot: u64) {
-        let Some(t) = self.files.remove(&slot) else {
-            return;
-        };
-        let mut keys = vec![(t.dev, t.ino)];
-        keys.extend(t.gz_copy.map(|(_, k, _)| k));
-        for k in keys {
-            if self.by_inode.get(&k) == Some(&slot) {
-                self.by_inode.remove(&k);
-            }
-        }
-        self.groups_dirty = true;
-    }
-
-    /// A file's generation is known: resume from its saved position (found by inode, else by generation: a file
-    /// compressed or renamed while the shipper was down has a new inode but the same first line).
-    fn identified(&mut self, slot: u64, g: u64) {
-        let t = self.files.get_mut(&slot).expect("present");
-        t.generation = Some(g);
-        let key = (t.dev, t.ino);
-        let by_inode = self.saved.get(&key).is_some_and(|p| p.generation == g);
-        let saved_key = if by_inode {
-            Some(key)
-        } else {
-            self.saved
-                .iter()
-                .find(|(_, p)| p.generation == g)
-                .map(|(k, _)| *k)
-        };
-        let Some(p) = saved_key.and_then(|k| self.saved.remove(&k)) else {
-            return;
-        };
-        if t.compressed || p.offset <= t.size {
-            t.read_offset = p.offset;
-            t.committed = p.offset;
-            // A compressed file read to its end before: nothing to decompress (and nothing to hold).
-            t.done = t.compressed && t.size > 0 && p.offset >= t.size;
-            if t.done {
-                t.gz_file = None;
-            }
-            if let Some(file) = &t.file {
-                t.near = fingerprint::near_hash(file, p.offset).unwrap_or(0);
-            }
-            tracing::info!(path = %t.path.display(), offset = p.offset, compressed = t.compressed, "resuming from checkpoint");
-        } else {
-            tracing::warn!(path = %t.path.display(), offset = p.offset, size = t.size, "checkpoint beyond the end of the file; reading from offset 0");
         }
     }
 
-    /// Saved positions whose file no longer exists (deleted while the shipper was down): their unread bytes are lost.
-    fn report_lost_saved(&mut self) {
-        let lost: Vec<Position> = self.saved.drain().map(|(_, p)| p).collect();
-        // The same content under another inode (a copytruncate copy of a file that was then truncated) is not lost.
-        let tracked: HashSet<u64> = self.files.values().filter_map(|t| t.generation).collect();
-        for p in lost {
-            let bytes = p.size.saturating_sub(p.offset);
-            if bytes == 0 || tracked.contains(&p.generation) {
-                continue;
-            }
-            let path = PathBuf::from(&p.path);
-            let Some(meta) = self.cfg.discovery.meta_of(&path) else {
-                tracing::warn!(path = %p.path, bytes, "a checkpointed file outside the log roots is gone; its unread bytes are lost");
-                continue;
-            };
-            let lines = bytes.div_ceil(p.line_bytes.max(1));
-            let ctx = FileContext::new(meta, &p.path);
-            self.report_loss(&ctx, p.generation, p.offset, bytes, lines, &p.path, true);
-        }
-        self.checkpoint_dirty = true;
-    }
-
-    /// Logs, counts and records (a gap record in the output) bytes of a file that can no longer be shipped.
-    #[allow(clippy::too_many_arguments)]
-    fn report_loss(
-        &mut self,
-        ctx: &FileContext,
-        generation: u64,
-        offset: u64,
-        bytes: u64,
-        lines: u64,
-        file: &str,
-        estimated: bool,
-    ) {
-        let m = &ctx.meta;
-        tracing::warn!(
-            namespace = %m.namespace, pod = %m.pod, container = %m.container, file, offset, bytes, lines,
-            lines_estimated = estimated,
-            "log data deleted before it was shipped: lost"
-        );
-        self.metrics
-            .lost(&m.namespace, &m.pod, &m.container, bytes, lines);
-        if self.batch_started.is_none() {
-            self.batch_started = Some(Instant::now());
-        }
-        self.now_str = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let item = self.cfg.encoder.encode_gap(
-            ctx,
-            generation,
-            offset,
-            bytes,
-            lines,
-            file,
-            &self.now_str,
-            &mut self.batch.buf,
-        );
-        self.batch.items.push(item);
-    }
-
-    /// A `.gz` that cannot be decompressed (or holds no full line): its content is unknown, so the loss is its
-    /// trailer's size and the lines are estimated. It stays tracked (by inode) so this is reported once.
-    fn unreadable_gz(&mut self, slot: u64) {
-        let t = self.files.get_mut(&slot).expect("present");
-        let path = t.path.to_string_lossy().into_owned();
-        let g = fingerprint::hash64(0x67, &[path.as_bytes()]);
-        t.generation = Some(g);
-        t.done = true;
-        t.gz_file = None;
-        t.lost_from = Some(0);
-        let bytes = t.size;
-        let ctx = t.ctx.clone();
-        if bytes > 0 {
-            self.report_loss(
-                &ctx,
-                g,
-                0,
-                bytes,
-                bytes.div_ceil(DEFAULT_LINE_BYTES),
-                &path,
-                true,
-            );
-        }
-    }
-
-    /// Past the cap on bytes held in deleted files, lets go of the oldest (their unread rest is lost and reported).
-    fn enforce_deleted_cap(&mut self) {
-        loop {
-            let mut held = 0u64;
-            let mut oldest = None;
-            for (slot, t) in &self.files {
-                if t.deleted && t.held() {
-                    held += t.disk;
-                    oldest.get_or_insert(*slot);
-                }
-            }
-            if held <= self.cfg.deleted_files_max_bytes {
-                return;
-            }
-            let Some(slot) = oldest else { return };
-            self.let_go(slot);
-        }
-    }
-
-    /// Closes a deleted file before its end: pending records are shipped as they are, the rest is lost.
-    fn let_go(&mut self, slot: u64) {
-        let max = self.cfg.deleted_files_max_bytes;
-        let t = self.files.get_mut(&slot).expect("present");
-        if t.generation.is_none() {
-            // Never identified (no full first line was ever seen): the gap record's id comes from the path.
-            t.generation = Some(fingerprint::hash64(
-                0x67,
-                &[t.path.to_string_lossy().as_bytes()],
-            ));
-        }
-        let from = t.consumed();
-        if t.file.is_none() && t.gz.is_none() {
-            // A compressed file held but not read yet: decompress up to where reading stopped.
-            if let Some(f) = t.gz_file.take() {
-                let mut r = gz::GzReader::from_file(f);
-                while r.pos() < t.read_offset && r.skip_towards(t.read_offset).unwrap_or(false) {}
-                t.gz = Some(r);
-            }
-        }
-        // Count the lines that will not be read from the file still held (a last line without `\n` counts too).
-        let mut lines = 0u64;
-        let mut end = from;
-        let mut last = b'\n';
-        let buf = &mut self.read_buf;
-        buf.resize(CHUNK, 0);
-        if let Some(file) = &t.file {
-            loop {
-                match file.read_at(buf, end) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-                        last = buf[n - 1];
-                        end += n as u64;
-                    }
-                }
-            }
-        } else if let Some(r) = &mut t.gz {
-            // The gzip reader is at `read_offset`; the carried (or skipped) bytes before it count too.
-            end = t.read_offset;
-            if end > from {
-                last = 0;
-            }
-            loop {
-                match r.read(buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-                        last = buf[n - 1];
-                        end += n as u64;
-                    }
-                }
-            }
-        }
-        if last != b'\n' && end > from {
-            lines += 1;
-        }
-        let bytes = end - from;
-        tracing::warn!(path = %t.path.display(), max_bytes = max, "deleted files held past deleted_files_max_bytes: letting go of the oldest");
-        t.file = None;
-        t.gz = None;
-        t.gz_file = None;
-        t.done = true;
-        t.carry.clear();
-        t.skip_from = None;
-        t.kept.clear();
-        t.read_offset = end;
-        t.size = end;
-        t.lost_from = Some(from);
-        self.entries.clear();
-        t.parser.flush_all(&mut self.entries);
-        self.emit(slot);
-        let t = self.files.get(&slot).expect("present");
-        let (ctx, generation, path) = (
-            t.ctx.clone(),
-            t.generation.unwrap_or(0),
-            t.path.to_string_lossy().into_owned(),
-        );
-        if bytes > 0 {
-            self.report_loss(&ctx, generation, from, bytes, lines, &path, false);
-        }
-        self.checkpoint_dirty = true;
-    }
-
-    /// The files of each container in reading order.
-    fn rebuild_groups(&mut self) {
-        let mut by_group: BTreeMap<String, Vec<(OrderKey, u64)>> = BTreeMap::new();
-        for (slot, t) in &mut self.files {
-            let (group, order) = order_of(&t.ctx.meta, &t.path);
-            t.order = order.clone();
-            by_group.entry(group).or_default().push((order, *slot));
-        }
-        self.groups = by_group
-            .into_values()
-            .map(|mut v| {
-                v.sort();
-                v.into_iter().map(|(_, s)| s).collect()
-            })
-            .collect();
-        self.groups_dirty = false;
-    }
-
-    /// One pass over every container: its files are read oldest first (older rotations, newer rotations, the live
-    /// file), a newer one only while every older one has nothing to read. Returns whether any data was read.
+    /// One pass over every open file. Returns whether any data was read.
     fn poll_all(&mut self) -> bool {
-        if self.groups_dirty {
-            self.rebuild_groups();
-        }
-        let n = self.groups.len();
-        if n == 0 {
-            return false;
-        }
+        let mut slots: Vec<u64> = self.files.keys().copied().collect();
+        // Start after the file polled last, so a full batch never starves the files after it.
+        let start = slots
+            .iter()
+            .position(|&s| s > self.poll_cursor)
+            .unwrap_or(0);
+        slots.rotate_left(start);
         let mut progressed = false;
         let now = Instant::now();
         self.now_str = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        // Start after the container polled last, so a full batch never starves the containers after it.
-        let start = (self.poll_cursor + 1) % n;
-        for i in 0..n {
-            let g = (start + i) % n;
-            self.poll_cursor = g;
-            for j in 0..self.groups.get(g).map_or(0, Vec::len) {
-                let slot = self.groups[g][j];
-                if self.poll_file(slot, now) {
-                    progressed = true;
-                    break;
-                }
-            }
+        for slot in slots {
+            self.poll_cursor = slot;
+            progressed |= self.poll_file(slot, now);
             if self.batch.buf.len() >= self.cfg.batch_bytes {
                 break;
             }
@@ -965,37 +479,34 @@ impl Reader {
         t.near = 0;
         t.parser = FileParser::new(pc);
         t.committed = 0;
-        t.lost_from = None;
-        t.gz_copy = None;
+        t.resume = None;
         self.by_inode.insert((t.dev, t.ino), new_slot);
         self.files.insert(new_slot, t);
-        self.groups_dirty = true;
-        // A copytruncate copy of the old content may have just appeared: find it before reading the new content, so
-        // the copy (an older file of the container) is read first.
-        self.last_scan = Instant::now() - self.cfg.rescan_interval;
     }
 
     fn poll_file(&mut self, slot: u64, now: Instant) -> bool {
         let Some(t) = self.files.get_mut(&slot) else {
             return false;
         };
-        if t.file.is_none() {
-            let more = t.compressed && !t.done;
-            return more && self.poll_gz(slot, now);
-        }
-        let file = t.file.as_ref().expect("checked");
+        let Some(file) = &t.file else { return false };
         let size = match file.metadata() {
             Ok(m) => m.len(),
             Err(_) => return false,
         };
-        t.size = size;
-        t.disk = size;
-        // Identity of a file whose first line was not complete when it was found (or after truncation): its head.
+        // Identity of a file seen for the first time (or after truncation): its head.
         if t.generation.is_none() {
             match fingerprint::read_head(file) {
                 Ok(Some(head)) => {
                     let g = fingerprint::generation(&t.ctx.meta.dir, &t.ctx.meta.base, &head);
-                    self.identified(slot, g);
+                    t.generation = Some(g);
+                    if let Some(p) = t.resume.take() {
+                        if p.generation == g && p.offset <= size {
+                            t.read_offset = p.offset;
+                            t.committed = p.offset;
+                            t.near = fingerprint::near_hash(file, p.offset).unwrap_or(0);
+                            tracing::info!(path = %t.path.display(), offset = p.offset, "resuming from checkpoint");
+                        }
+                    }
                 }
                 Ok(None) => return false,
                 Err(e) => {
@@ -1004,8 +515,6 @@ impl Reader {
                 }
             }
         }
-        let t = self.files.get_mut(&slot).expect("present");
-        let file = t.file.as_ref().expect("checked");
         if size < t.read_offset {
             self.reset(slot, "size shrank");
             return true;
@@ -1062,136 +571,6 @@ impl Reader {
         } else {
             fingerprint::near_hash(file, t.read_offset).unwrap_or(0)
         };
-        self.split(slot, base, n, now);
-        true
-    }
-
-    /// Reads the next chunk of a compressed file's decompressed stream (after decompressing up to a resumed offset).
-    fn poll_gz(&mut self, slot: u64, now: Instant) -> bool {
-        let t = self.files.get_mut(&slot).expect("present");
-        if t.generation.is_none() {
-            return false;
-        }
-        if t.gz.is_none() {
-            let opened = match t.gz_file.take() {
-                Some(f) => Ok(gz::GzReader::from_file(f)),
-                None => gz::GzReader::open(&t.path),
-            };
-            match opened {
-                Ok(r) => t.gz = Some(r),
-                Err(e) => {
-                    tracing::warn!(path = %t.path.display(), error = %e, "cannot open compressed file");
-                    return false;
-                }
-            }
-        }
-        let r = t.gz.as_mut().expect("opened");
-        let result = if r.pos() < t.read_offset {
-            match r.skip_towards(t.read_offset) {
-                Ok(true) => return true,
-                Ok(false) => {
-                    tracing::warn!(path = %t.path.display(), offset = t.read_offset, size = r.pos(), "compressed file shorter than its checkpoint; nothing more to read");
-                    Ok(0)
-                }
-                Err(e) => Err(e),
-            }
-        } else {
-            let buf = &mut self.read_buf;
-            buf.clear();
-            if t.skip_from.is_none() {
-                buf.extend_from_slice(&t.carry);
-            }
-            let carry_len = buf.len();
-            buf.resize(carry_len + CHUNK, 0);
-            let got = r.read(&mut buf[carry_len..]);
-            buf.truncate(carry_len + *got.as_ref().unwrap_or(&0));
-            got
-        };
-        match result {
-            Ok(0) => {
-                // The end of a compressed file: nothing will ever follow, so a last line without `\n` and pending
-                // partial lines are shipped as they are.
-                t.gz = None;
-                t.done = true;
-                t.size = t.read_offset;
-                self.entries.clear();
-                let end = t.read_offset;
-                if let Some(skip_start) = t.skip_from.take() {
-                    let kept = std::mem::take(&mut t.kept);
-                    over_long(
-                        &mut t.parser,
-                        self.cfg.over_long,
-                        &kept,
-                        skip_start,
-                        end,
-                        now,
-                        &mut self.entries,
-                    );
-                } else if !t.carry.is_empty() {
-                    let line = std::mem::take(&mut t.carry);
-                    let start = end - line.len() as u64;
-                    let max = self.cfg.max_line_bytes;
-                    if line.len() > max {
-                        over_long(
-                            &mut t.parser,
-                            self.cfg.over_long,
-                            &line[..max],
-                            start,
-                            end,
-                            now,
-                            &mut self.entries,
-                        );
-                    } else {
-                        t.parser
-                            .push_line(&line, start, end, false, now, &mut self.entries);
-                    }
-                    self.metrics.lines_read.inc_by(1);
-                }
-                t.parser.flush_all(&mut self.entries);
-                tracing::info!(path = %t.path.display(), bytes = end, "compressed file read to its end");
-                self.emit(slot);
-                true
-            }
-            Ok(n) => {
-                let base = t.read_offset - (self.read_buf.len() - n) as u64;
-                t.read_offset += n as u64;
-                self.split(slot, base, n, now);
-                true
-            }
-            Err(e) => {
-                // Corrupt or cut: what could not be decompressed is lost.
-                tracing::warn!(path = %t.path.display(), error = %e, "decompressing failed");
-                let from = t.consumed();
-                let bytes = t.size.saturating_sub(from);
-                let lines = bytes.div_ceil(t.line_bytes());
-                t.gz = None;
-                t.done = true;
-                t.carry.clear();
-                t.skip_from = None;
-                t.read_offset = t.size.max(from);
-                t.lost_from = Some(from);
-                self.entries.clear();
-                t.parser.flush_all(&mut self.entries);
-                self.emit(slot);
-                let t = self.files.get(&slot).expect("present");
-                let (ctx, g, path) = (
-                    t.ctx.clone(),
-                    t.generation.unwrap_or(0),
-                    t.path.to_string_lossy().into_owned(),
-                );
-                if bytes > 0 {
-                    self.report_loss(&ctx, g, from, bytes, lines, &path, true);
-                }
-                true
-            }
-        }
-    }
-
-    /// Splits `self.read_buf` (the carried incomplete line, then `n` new bytes; it starts at file offset `base`)
-    /// into lines for the slot's parser and emits the entries.
-    fn split(&mut self, slot: u64, base: u64, n: usize, now: Instant) {
-        let t = self.files.get_mut(&slot).expect("present");
-        let buf = &self.read_buf;
         t.last_data = now;
         self.metrics.bytes_read.inc_by(n as u64);
         t.carry.clear();
@@ -1242,12 +621,11 @@ impl Reader {
                 t.carry.extend_from_slice(rest);
             }
         }
-        t.lines_seen += lines;
-        t.bytes_seen += pos as u64;
         t.parser.flush_expired(now, entries);
         std::mem::swap(&mut t.parser.spare, &mut self.spare);
         self.metrics.lines_read.inc_by(lines);
         self.emit(slot);
+        true
     }
 
     /// Nothing new in the file: flush timed-out multiline records, finish rotated or deleted files.
@@ -1270,14 +648,14 @@ impl Reader {
             if t.deleted {
                 if t.committed >= t.read_offset {
                     tracing::info!(path = %t.path.display(), "deleted file fully shipped; released");
-                    self.forget(slot);
+                    let key = (t.dev, t.ino);
+                    self.files.remove(&slot);
+                    self.by_inode.remove(&key);
                     self.checkpoint_dirty = true;
-                    self.groups_dirty = true;
                 }
             } else if t.committed >= t.read_offset {
-                // Rotated and fully shipped: close it; a rescan reopens it if it grows (a compressed one never does).
+                // Rotated and fully shipped: close it; a rescan reopens it if it grows.
                 t.file = None;
-                t.done = t.compressed;
             }
         }
         had
@@ -1327,8 +705,7 @@ impl Reader {
     }
 
     /// Sends the open batch, waiting while the sink is busy (backpressure: no more reading meanwhile, but
-    /// acknowledgements, checkpoints, metrics and rescans go on: new files are opened, so the kubelet deleting them
-    /// later does not lose them). False if the sink is gone or `stop` fired.
+    /// acknowledgements, checkpoints and metrics go on). False if the sink is gone or `stop` fired.
     fn send(
         &mut self,
         tx: &tokio::sync::mpsc::Sender<Batch>,
@@ -1361,9 +738,6 @@ impl Reader {
                         .map(|a| a.recv_timeout(Duration::from_millis(1)));
                     if let Some(Ok(seq)) = got {
                         self.ack(seq);
-                    }
-                    if self.last_scan.elapsed() >= self.cfg.rescan_interval {
-                        self.scan();
                     }
                     self.housekeeping();
                 }
@@ -1400,14 +774,9 @@ mod tests {
         stop: tokio::sync::watch::Sender<bool>,
         handle: Option<std::thread::JoinHandle<Result<(), TailError>>>,
         _wake: mpsc::Sender<watcher::Wake>,
-        metrics: Arc<Metrics>,
     }
 
     fn start(root: &std::path::Path, data: &std::path::Path) -> Running {
-        start_with(root, data, 1 << 30)
-    }
-
-    fn start_with(root: &std::path::Path, data: &std::path::Path, deleted_max: u64) -> Running {
         std::fs::create_dir_all(data).unwrap();
         let discovery = Discovery::new(DiscoveryConfig {
             roots: vec![root.to_path_buf()],
@@ -1429,10 +798,8 @@ mod tests {
             checkpoint_interval: Duration::from_millis(10),
             buffers: Default::default(),
             pod_metadata: None,
-            deleted_files_max_bytes: deleted_max,
         };
-        let metrics = Arc::new(Metrics::default());
-        let reader = Reader::new(cfg, metrics.clone()).unwrap();
+        let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let (ack, ack_rx) = mpsc::channel();
         let (wake, wake_rx) = mpsc::channel();
@@ -1444,7 +811,6 @@ mod tests {
             stop,
             handle: Some(handle),
             _wake: wake,
-            metrics,
         }
     }
 
@@ -1477,45 +843,6 @@ mod tests {
                 }
             }
             out
-        }
-        /// Collects the documents of `n` records (gap records included), acknowledging every batch.
-        fn take_docs(&mut self, n: usize) -> Vec<serde_json::Value> {
-            let mut out = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while out.len() < n {
-                assert!(
-                    Instant::now() < deadline,
-                    "only {} of {n} records: {out:?}",
-                    out.len()
-                );
-                match self.rx.try_recv() {
-                    Ok(b) => {
-                        for it in &b.items {
-                            let a: serde_json::Value =
-                                serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
-                            let mut d: serde_json::Value =
-                                serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
-                            d["_id"] = a["create"]["_id"].clone();
-                            out.push(d);
-                        }
-                        self.ack.send(b.seq).unwrap();
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            out
-        }
-        /// Nothing more arrives within `wait`.
-        fn quiet(&mut self, wait: Duration) {
-            std::thread::sleep(wait);
-            while let Ok(b) = self.rx.try_recv() {
-                assert!(
-                    b.items.is_empty(),
-                    "unexpected records: {}",
-                    String::from_utf8_lossy(&b.buf)
-                );
-                self.ack.send(b.seq).unwrap();
-            }
         }
         fn stop(mut self) {
             self.stop.send(true).unwrap();
@@ -1657,263 +984,6 @@ mod tests {
         );
         assert_eq!(rest[1].1, "b1");
         assert!(rest[1].0.ends_with("-0"));
-        r.stop();
-    }
-
-    fn gzip_file(p: &std::path::Path) -> std::path::PathBuf {
-        let data = std::fs::read(p).unwrap();
-        let gz = std::path::PathBuf::from(format!("{}.gz", p.display()));
-        let tmp = std::path::PathBuf::from(format!("{}.tmp", p.display()));
-        let mut e = flate2::write::GzEncoder::new(
-            std::fs::File::create(&tmp).unwrap(),
-            flate2::Compression::fast(),
-        );
-        e.write_all(&data).unwrap();
-        e.finish().unwrap();
-        std::fs::rename(&tmp, &gz).unwrap();
-        std::fs::remove_file(p).unwrap();
-        gz
-    }
-
-    fn messages(docs: &[serde_json::Value]) -> Vec<String> {
-        docs.iter()
-            .map(|d| d["message"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn a_file_compressed_while_down_resumes_in_the_decompressed_stream() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let data = tmp.path().join("data");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("0.log");
-        append(&log, &(line(1, "a1") + &line(2, "a2") + &line(3, "a3")));
-        let mut r = start(&root, &data);
-        let first = r.take(3);
-        r.stop();
-        // While the shipper is down: more lines, rotation, a newer file, compression of the rotated one.
-        append(&log, &(line(4, "a4") + &line(5, "a5")));
-        let rotated = dir.join("0.log.20261122-100000");
-        std::fs::rename(&log, &rotated).unwrap();
-        append(&log, &line(6, "b1"));
-        let gz = gzip_file(&rotated);
-        let mut r = start(&root, &data);
-        let docs = r.take_docs(3);
-        assert_eq!(
-            messages(&docs),
-            vec!["a4", "a5", "b1"],
-            "in order, nothing again"
-        );
-        let gen = |id: &str| id.split('-').next().unwrap().to_string();
-        assert_eq!(
-            gen(docs[0]["_id"].as_str().unwrap()),
-            gen(&first[0].0),
-            "same ids as the plain file"
-        );
-        assert_eq!(docs[0]["log"]["offset"], line(1, "a1").len() * 3);
-        r.quiet(Duration::from_millis(300));
-        r.stop();
-        // The checkpoint keeps the compressed file, read to its end, by its own inode.
-        let cp = Store::new(&data).load().unwrap();
-        let p = cp
-            .values()
-            .find(|p| p.compressed)
-            .expect("compressed position");
-        assert_eq!(p.offset, p.size);
-        assert_eq!(p.path, gz.to_string_lossy());
-        // A third start reads nothing again (and does not decompress the finished file).
-        let mut r = start(&root, &data);
-        r.quiet(Duration::from_millis(400));
-        append(&log, &line(7, "b2"));
-        assert_eq!(messages(&r.take_docs(1)), vec!["b2"]);
-        r.stop();
-    }
-
-    #[test]
-    fn files_first_seen_compressed_are_read_in_full_oldest_first() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        // Oldest compressed (with a CRI partial line joined inside it and a last line without `\n`), then an older
-        // compressed one listed after it by name, then the newest rotated plain file, then the live file.
-        let old = dir.join("0.log.20261122-090000");
-        append(
-            &old,
-            &(line(1, "x1")
-                + "2026-11-22T10:00:00.000000002Z stdout P x2-part-\n"
-                + &line(3, "x2-end")
-                + "2026-11-22T10:00:00.000000004Z stdout F x3-no-newline"),
-        );
-        gzip_file(&old);
-        let mid = dir.join("0.log.20261122-091000");
-        append(&mid, &(line(5, "y1") + &line(6, "y2")));
-        gzip_file(&mid);
-        append(&dir.join("0.log.20261122-092000"), &line(7, "z1"));
-        append(&dir.join("0.log"), &line(8, "live1"));
-        let mut r = start(&root, &tmp.path().join("data"));
-        let docs = r.take_docs(7);
-        assert_eq!(
-            messages(&docs),
-            vec![
-                "x1",
-                "x2-part-x2-end",
-                "x3-no-newline",
-                "y1",
-                "y2",
-                "z1",
-                "live1"
-            ]
-        );
-        r.quiet(Duration::from_millis(300));
-        r.stop();
-    }
-
-    #[test]
-    fn a_file_deleted_while_down_is_reported_lost_with_a_gap_record() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let data = tmp.path().join("data");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(&data).unwrap();
-        let gone = dir.join("0.log.20261122-090000.gz");
-        Store::new(&data)
-            .save(&[Position {
-                dev: 1,
-                ino: 424242,
-                generation: 0xabc,
-                offset: 100,
-                size: 1000,
-                path: gone.to_string_lossy().into_owned(),
-                compressed: true,
-                line_bytes: 50,
-            }])
-            .unwrap();
-        append(&dir.join("0.log"), &line(1, "after"));
-        let mut r = start(&root, &data);
-        let mut docs = r.take_docs(2);
-        docs.sort_by_key(|d| d["stream"] == "gap");
-        assert_eq!(docs[0]["message"], "after");
-        let gap = &docs[1];
-        assert_eq!(gap["stream"], "gap");
-        assert_eq!(gap["log_gap"]["bytes"], 900);
-        assert_eq!(gap["log_gap"]["lines"], 18);
-        assert_eq!(gap["log_gap"]["file"], gone.to_string_lossy().as_ref());
-        assert_eq!(gap["kubernetes"]["container_name"], "c");
-        assert_eq!(gap["kubernetes"]["pod_name"], "p");
-        assert_eq!(gap["_id"], "0000000000000abc-64-gap");
-        let text = r.metrics.render();
-        assert!(
-            text.contains("vigil_log_shipper_lost_bytes_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 900"),
-            "{text}"
-        );
-        assert!(text.contains(
-            "vigil_log_shipper_lost_lines_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 18"
-        ));
-        r.stop();
-        // Reported once: the position is gone from the checkpoint.
-        let cp = Store::new(&data).load().unwrap();
-        assert!(cp.values().all(|p| p.ino != 424242));
-    }
-
-    #[test]
-    fn deleted_files_past_the_cap_are_let_go_and_the_loss_counted_exactly() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        let rotated = dir.join("0.log.20261122-090000");
-        let total = 40_000u64;
-        let mut text = String::new();
-        for n in 0..total {
-            text.push_str(&line(
-                n,
-                &format!("seq {n:06} {}", "x".repeat((n % 50) as usize)),
-            ));
-        }
-        append(&rotated, &text);
-        append(&dir.join("0.log"), &line(total, "live"));
-        // Cap 0: a deleted file is let go at once. The sink is not read, so the reader blocks after two batches.
-        let mut r = start_with(&root, &tmp.path().join("data"), 0);
-        std::thread::sleep(Duration::from_millis(300));
-        std::fs::remove_file(&rotated).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let mut got = Vec::new();
-        let mut gap = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while gap.is_none() || !got.iter().any(|m: &String| m == "live") {
-            assert!(Instant::now() < deadline, "no gap record or no live line");
-            for d in r.take_docs(1) {
-                if d["stream"] == "gap" {
-                    gap = Some(d);
-                } else {
-                    got.push(d["message"].as_str().unwrap().to_string());
-                }
-            }
-        }
-        let gap = gap.unwrap();
-        let shipped: HashSet<u64> = got
-            .iter()
-            .filter_map(|m| m.strip_prefix("seq ")?.get(..6)?.parse().ok())
-            .collect();
-        let lost: Vec<u64> = (0..total).filter(|n| !shipped.contains(n)).collect();
-        assert!(
-            !lost.is_empty() && lost.len() < total as usize,
-            "{} lost",
-            lost.len()
-        );
-        // The lost lines are exactly the end of the file, and the counters say exactly how much.
-        assert_eq!(lost[0] + lost.len() as u64, total);
-        let lost_bytes: u64 = lost
-            .iter()
-            .map(|&n| {
-                line(n, &format!("seq {n:06} {}", "x".repeat((n % 50) as usize))).len() as u64
-            })
-            .sum();
-        assert_eq!(gap["log_gap"]["bytes"], lost_bytes);
-        assert_eq!(gap["log_gap"]["lines"], lost.len());
-        let text = r.metrics.render();
-        assert!(text.contains(&format!(
-            "vigil_log_shipper_lost_bytes_total{{namespace=\"ns\",pod=\"p\",container=\"c\"}} {lost_bytes}\n"
-        )));
-        r.stop();
-    }
-
-    #[test]
-    fn a_file_compressed_and_deleted_while_the_sink_is_blocked_is_read_once_through_its_handle() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("0.log");
-        let total = 30_000u64;
-        let text: String = (0..total)
-            .map(|n| line(n, &format!("seq {n:06}")))
-            .collect();
-        append(&log, &text);
-        // The sink is not read: the reader blocks after two batches, scanning on.
-        let mut r = start(&root, &tmp.path().join("data"));
-        std::thread::sleep(Duration::from_millis(300));
-        let rotated = dir.join("0.log.20261122-100000");
-        std::fs::rename(&log, &rotated).unwrap();
-        append(&log, &line(total, "live"));
-        std::thread::sleep(Duration::from_millis(200));
-        let gz = gzip_file(&rotated);
-        std::thread::sleep(Duration::from_millis(200));
-        std::fs::remove_file(&gz).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        let docs = r.take_docs(total as usize + 1);
-        let msgs = messages(&docs);
-        assert_eq!(msgs.len(), total as usize + 1);
-        for (n, m) in msgs.iter().take(total as usize).enumerate() {
-            assert_eq!(m, &format!("seq {n:06}"));
-        }
-        assert_eq!(msgs[total as usize], "live");
-        r.quiet(Duration::from_millis(300));
-        assert!(!r.metrics.render().contains("lost_bytes_total{"));
         r.stop();
     }
 }
