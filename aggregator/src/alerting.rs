@@ -18,7 +18,7 @@ use vigil_alerting::query::{QueryError, RangeSeries, Sample};
 use vigil_alerting::rules::eval::{Labels, SeriesWriter};
 use vigil_alerting::rules::{EvalOptions, Manager, ManagerConfig};
 use vigil_alerting::{Notify, Query, RemoteQuery};
-use vigil_promql::{Engine, EngineOptions, Value};
+use vigil_promql::{Engine, EngineOptions};
 
 use crate::query::QueryService;
 use crate::store::Store;
@@ -72,30 +72,7 @@ pub struct StoreQuery {
 
 impl Query for StoreQuery {
     fn instant(&self, expr: &str, time_ms: i64) -> Result<Vec<Sample>, QueryError> {
-        let r = self
-            .engine
-            .instant(&*self.store, expr, time_ms)
-            .map_err(|e| QueryError(e.to_string()))?;
-        match r.value {
-            Value::Vector(v) => Ok(v
-                .into_iter()
-                .map(|s| Sample {
-                    labels: s.labels,
-                    value: s.value,
-                })
-                .collect()),
-            Value::Scalar { value, .. } => Ok(vec![Sample {
-                labels: BTreeMap::new(),
-                value,
-            }]),
-            other => Err(QueryError(format!(
-                "rule queries must return a vector or a scalar, got {}",
-                match other {
-                    Value::String { .. } => "a string",
-                    _ => "a range vector",
-                }
-            ))),
-        }
+        vigil_alerting::query::engine_instant(&self.engine, &*self.store, expr, time_ms)
     }
 
     fn range(
@@ -105,20 +82,14 @@ impl Query for StoreQuery {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<Vec<RangeSeries>, QueryError> {
-        let r = self
-            .engine
-            .range(&*self.store, expr, start_ms, end_ms, step_ms)
-            .map_err(|e| QueryError(e.to_string()))?;
-        match r.value {
-            Value::Matrix(m) => Ok(m
-                .into_iter()
-                .map(|s| RangeSeries {
-                    labels: s.labels,
-                    points: s.samples,
-                })
-                .collect()),
-            _ => Err(QueryError("range query did not return a matrix".into())),
-        }
+        vigil_alerting::query::engine_range(
+            &self.engine,
+            &*self.store,
+            expr,
+            start_ms,
+            end_ms,
+            step_ms,
+        )
     }
 }
 
@@ -137,10 +108,15 @@ impl SeriesWriter for StoreWriter {
     }
 }
 
-fn duration_flag(flag: &'static str, v: &Option<String>, default: Duration) -> Result<Duration, Error> {
+fn duration_flag(
+    flag: &'static str,
+    v: &Option<String>,
+    default: Duration,
+) -> Result<Duration, Error> {
     match v {
         None => Ok(default),
-        Some(s) => vigil_alerting::rules::parse_duration(s).map_err(|message| Error::Flag { flag, message }),
+        Some(s) => vigil_alerting::rules::parse_duration(s)
+            .map_err(|message| Error::Flag { flag, message }),
     }
 }
 
@@ -160,12 +136,12 @@ impl Alerting {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Alerting, Error> {
         let rule_query: Arc<dyn Query> = match &args.rule_query_url {
-            Some(url) => Arc::new(
-                RemoteQuery::new(url, Duration::from_secs(30)).map_err(|e| Error::Flag {
+            Some(url) => Arc::new(RemoteQuery::new(url, Duration::from_secs(30)).map_err(|e| {
+                Error::Flag {
                     flag: "rule-query-url",
                     message: e.0,
-                })?,
-            ),
+                }
+            })?),
             None => Arc::new(StoreQuery {
                 store: store.clone(),
                 engine: Engine::new(EngineOptions {
@@ -183,7 +159,8 @@ impl Alerting {
                     path: path.display().to_string(),
                     message,
                 };
-                let config = vigil_alerting::notify::NotifyConfig::load(path).map_err(|e| fail(e.to_string()))?;
+                let config = vigil_alerting::notify::NotifyConfig::load(path)
+                    .map_err(|e| fail(e.to_string()))?;
                 let n = Notifier::new(
                     config,
                     data_dir.as_ref().map(|d| d.join("notify")),
@@ -210,8 +187,16 @@ impl Alerting {
             external_labels.insert(k.to_string(), v.to_string());
         }
         let eval = EvalOptions {
-            default_interval: duration_flag("rule-evaluation-interval", &args.rule_evaluation_interval, Duration::from_secs(60))?,
-            for_grace_period: duration_flag("rule-for-grace-period", &args.rule_for_grace_period, Duration::from_secs(600))?,
+            default_interval: duration_flag(
+                "rule-evaluation-interval",
+                &args.rule_evaluation_interval,
+                Duration::from_secs(60),
+            )?,
+            for_grace_period: duration_flag(
+                "rule-for-grace-period",
+                &args.rule_for_grace_period,
+                Duration::from_secs(600),
+            )?,
             external_labels,
             external_url: args.external_url.clone().unwrap_or_default(),
             ..EvalOptions::default()
@@ -231,7 +216,8 @@ impl Alerting {
         manager.start()?;
         let m = manager.clone();
         query.set_rules_hook(Arc::new(move |params| {
-            m.rules_json(params).unwrap_or_else(|e| serde_json::json!({"groups": [], "error": e}))
+            m.rules_json(params)
+                .unwrap_or_else(|e| serde_json::json!({"groups": [], "error": e}))
         }));
         let m = manager.clone();
         query.set_alerts_hook(Arc::new(move || m.alerts_json()));
@@ -239,7 +225,9 @@ impl Alerting {
         let m = manager.clone();
         let mut stop = shutdown;
         tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
                 tracing::error!("cannot install the SIGHUP handler: reload with POST /-/reload");
                 let _ = stop.wait_for(|s| *s).await;
                 m.stop();

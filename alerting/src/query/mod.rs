@@ -39,3 +39,59 @@ pub trait Query: Send + Sync {
 
 pub mod remote;
 pub use remote::RemoteQuery;
+
+/// Runs an instant query on the in-process engine over `storage`: the one conversion of engine
+/// results into rule samples, shared by the aggregator's store and the offline (test, replay) store.
+pub fn engine_instant(
+    engine: &vigil_promql::Engine,
+    storage: &dyn vigil_promql::Storage,
+    expr: &str,
+    time_ms: i64,
+) -> Result<Vec<Sample>, QueryError> {
+    let r = engine
+        .instant(storage, expr, time_ms)
+        .map_err(|e| QueryError(e.to_string()))?;
+    match r.value {
+        vigil_promql::Value::Vector(v) => Ok(v
+            .into_iter()
+            .map(|s| Sample {
+                labels: s.labels,
+                value: s.value,
+            })
+            .collect()),
+        vigil_promql::Value::Scalar { value, .. } => Ok(vec![Sample {
+            labels: BTreeMap::new(),
+            value,
+        }]),
+        vigil_promql::Value::String { .. } => Err(QueryError(
+            "rule queries must return a vector or a scalar, got a string".into(),
+        )),
+        vigil_promql::Value::Matrix(_) => Err(QueryError(
+            "rule queries must return a vector or a scalar, got a range vector".into(),
+        )),
+    }
+}
+
+/// Runs a range query on the in-process engine over `storage` (see [`engine_instant`]).
+pub fn engine_range(
+    engine: &vigil_promql::Engine,
+    storage: &dyn vigil_promql::Storage,
+    expr: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+) -> Result<Vec<RangeSeries>, QueryError> {
+    let r = engine
+        .range(storage, expr, start_ms, end_ms, step_ms)
+        .map_err(|e| QueryError(e.to_string()))?;
+    match r.value {
+        vigil_promql::Value::Matrix(m) => Ok(m
+            .into_iter()
+            .map(|s| RangeSeries {
+                labels: s.labels,
+                points: s.samples,
+            })
+            .collect()),
+        _ => Err(QueryError("range query did not return a matrix".into())),
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use vigil_promql::testing::MemStorage;
-use vigil_promql::{Engine, Value};
+use vigil_promql::Engine;
 
 use crate::query::{Query, QueryError, RangeSeries, Sample};
 
@@ -37,26 +37,7 @@ impl MemQuery {
 impl Query for MemQuery {
     fn instant(&self, expr: &str, time_ms: i64) -> Result<Vec<Sample>, QueryError> {
         let storage = self.storage.read().unwrap();
-        let r = self
-            .engine
-            .instant(&*storage, expr, time_ms)
-            .map_err(|e| QueryError(e.to_string()))?;
-        match r.value {
-            Value::Vector(v) => Ok(v
-                .into_iter()
-                .map(|s| Sample {
-                    labels: s.labels,
-                    value: s.value,
-                })
-                .collect()),
-            Value::Scalar { value, .. } => Ok(vec![Sample {
-                labels: BTreeMap::new(),
-                value,
-            }]),
-            _ => Err(QueryError(
-                "rule queries must return a vector or a scalar".into(),
-            )),
-        }
+        crate::query::engine_instant(&self.engine, &*storage, expr, time_ms)
     }
 
     fn range(
@@ -67,20 +48,7 @@ impl Query for MemQuery {
         step_ms: i64,
     ) -> Result<Vec<RangeSeries>, QueryError> {
         let storage = self.storage.read().unwrap();
-        let r = self
-            .engine
-            .range(&*storage, expr, start_ms, end_ms, step_ms)
-            .map_err(|e| QueryError(e.to_string()))?;
-        match r.value {
-            Value::Matrix(m) => Ok(m
-                .into_iter()
-                .map(|s| RangeSeries {
-                    labels: s.labels,
-                    points: s.samples,
-                })
-                .collect()),
-            _ => Err(QueryError("range query did not return a matrix".into())),
-        }
+        crate::query::engine_range(&self.engine, &*storage, expr, start_ms, end_ms, step_ms)
     }
 }
 
@@ -274,16 +242,27 @@ mod tests {
 
     #[test]
     fn timestamps_in_three_forms() {
-        assert_eq!(parse_timestamp("2014-02-14 14:30:00").unwrap(), 1_392_388_200_000);
-        assert_eq!(parse_timestamp("2014-02-14T14:30:00Z").unwrap(), 1_392_388_200_000);
+        assert_eq!(
+            parse_timestamp("2014-02-14 14:30:00").unwrap(),
+            1_392_388_200_000
+        );
+        assert_eq!(
+            parse_timestamp("2014-02-14T14:30:00Z").unwrap(),
+            1_392_388_200_000
+        );
         assert_eq!(parse_timestamp("1392388200").unwrap(), 1_392_388_200_000);
         assert!(parse_timestamp("yesterday").is_err());
     }
 
     #[test]
     fn csv_errors_name_the_line() {
-        assert_eq!(read_csv("f", "timestamp,value\n1,2\n2,3\n").unwrap(), vec![(1000, 2.0), (2000, 3.0)]);
-        let e = read_csv("f.csv", "timestamp,value\n1,2\n1,3\n").unwrap_err().to_string();
+        assert_eq!(
+            read_csv("f", "timestamp,value\n1,2\n2,3\n").unwrap(),
+            vec![(1000, 2.0), (2000, 3.0)]
+        );
+        let e = read_csv("f.csv", "timestamp,value\n1,2\n1,3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f.csv:3: "), "{e}");
         let e = read_csv("f.csv", "1,x\n").unwrap_err().to_string();
         assert!(e.contains("f.csv:1: value \"x\" is not a number"), "{e}");
@@ -291,11 +270,24 @@ mod tests {
 
     #[test]
     fn baseline_rule_with_defaults_fires_on_a_spike_and_writes_bands() {
-        let f = super::super::file::parse("r.yml", "groups:\n- name: g\n  rules:\n  - alert: Anomaly\n    baseline: {expr: value}\n").unwrap();
+        let f = super::super::file::parse(
+            "r.yml",
+            "groups:\n- name: g\n  rules:\n  - alert: Anomaly\n    baseline: {expr: value}\n",
+        )
+        .unwrap();
         // Two days every 5 minutes around 10 with small noise, one spike to 40 on day 2.
         let spike = 2 * 288 - 20;
         let samples: Vec<(i64, f64)> = (0..2 * 288)
-            .map(|i: i64| (i * 300_000, if i == spike { 40.0 } else { 10.0 + ((i * 7919) % 11) as f64 / 10.0 }))
+            .map(|i: i64| {
+                (
+                    i * 300_000,
+                    if i == spike {
+                        40.0
+                    } else {
+                        10.0 + ((i * 7919) % 11) as f64 / 10.0
+                    },
+                )
+            })
             .collect();
         let changes = replay(&[f.clone()], "value", &samples, &EvalOptions::default());
         assert!(!changes.is_empty());
@@ -310,9 +302,16 @@ mod tests {
             store.add(&label, *t, *v);
             g.eval(*t, &store, &store, &EvalOptions::default(), &Env::default());
         }
-        let upper = store.instant("Anomaly_baseline_upper", samples[299].0).unwrap();
-        let lower = store.instant("Anomaly_baseline_lower", samples[299].0).unwrap();
-        assert!(upper[0].value > 11.0 && lower[0].value < 10.0, "{upper:?} {lower:?}");
+        let upper = store
+            .instant("Anomaly_baseline_upper", samples[299].0)
+            .unwrap();
+        let lower = store
+            .instant("Anomaly_baseline_lower", samples[299].0)
+            .unwrap();
+        assert!(
+            upper[0].value > 11.0 && lower[0].value < 10.0,
+            "{upper:?} {lower:?}"
+        );
         assert!(g.rules[0].models.len() == 1);
     }
 
