@@ -45,7 +45,7 @@ pub fn pods(batch: &mut Batch) {
             .entry((ns.as_str(), pod.as_str()))
             .or_insert_with(|| (BTreeMap::new(), &set.labels));
         for (name, v) in &set.values {
-            if !is_cumulative(name) {
+            if !skipped_by_pod_sum(name) {
                 add(&mut entry.0, name, *v);
             }
         }

@@ -83,21 +83,32 @@ pub const LABELED_RATES: [(&str, &str); 2] = [
     (DISK_IO_WRITE_BYTES, DISK_IO_WRITE_BYTES_RATE),
 ];
 
-/// Cumulative metrics: never summed into a pod, and exported with start = creation time.
+/// Heapster's cumulative metrics (type `cumulative`): typed `counter` by the sinks (and left out by
+/// `disable_counter_metrics`), named `*_total` in Prometheus, exported with start = creation time.
+pub const CUMULATIVE: [&str; 11] = [
+    UPTIME,
+    CPU_USAGE,
+    MEMORY_PAGE_FAULTS,
+    MEMORY_MAJOR_PAGE_FAULTS,
+    NETWORK_RX,
+    NETWORK_RX_ERRORS,
+    NETWORK_TX,
+    NETWORK_TX_ERRORS,
+    DISK_IO_READ_BYTES,
+    DISK_IO_WRITE_BYTES,
+    RESTART_COUNT,
+];
+
+/// Whether a Heapster metric is cumulative.
 pub fn is_cumulative(name: &str) -> bool {
-    matches!(
-        name,
-        UPTIME
-            | CPU_USAGE
-            | MEMORY_PAGE_FAULTS
-            | MEMORY_MAJOR_PAGE_FAULTS
-            | NETWORK_RX
-            | NETWORK_RX_ERRORS
-            | NETWORK_TX
-            | NETWORK_TX_ERRORS
-            | DISK_IO_READ_BYTES
-            | DISK_IO_WRITE_BYTES
-    )
+    CUMULATIVE.contains(&name)
+}
+
+/// Whether the pod aggregator leaves a container metric out of the pod's sum: Heapster skips the
+/// cumulative metrics of its standard set, but sums `restart_count` (an additional metric, read
+/// from the pod status) into the pod.
+pub fn skipped_by_pod_sum(name: &str) -> bool {
+    is_cumulative(name) && name != RESTART_COUNT
 }
 
 /// What namespaces, nodes and the cluster sum (heapster's namespace/cluster aggregators).

@@ -7,7 +7,8 @@ use bytes::Bytes;
 
 use super::http::{classify, snippet, transport_error, SendError};
 use super::queue::Payload;
-use super::{is_cumulative, Error};
+use super::Error;
+use crate::processors::names::is_cumulative;
 use crate::batch::{Batch, MetricValue};
 
 /// Set labels Heapster never writes to InfluxDB.

@@ -49,26 +49,6 @@ pub enum Error {
     Queue { sink: String, source: QueueError },
 }
 
-/// Heapster's cumulative metrics (typed `counter`; left out by `disable_counter_metrics`).
-const CUMULATIVE: [&str; 11] = [
-    "uptime",
-    "cpu/usage",
-    "memory/page_faults",
-    "memory/major_page_faults",
-    "network/rx",
-    "network/rx_errors",
-    "network/tx",
-    "network/tx_errors",
-    "disk/io_read_bytes",
-    "disk/io_write_bytes",
-    "restart_count",
-];
-
-/// Whether a Heapster metric is cumulative.
-pub fn is_cumulative(name: &str) -> bool {
-    CUMULATIVE.contains(&name)
-}
-
 enum Encoder {
     Line(influxdb::LineProtocol),
     RemoteWrite(prometheus::RemoteWriteEncoder),

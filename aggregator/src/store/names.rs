@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::sinks::is_cumulative;
+use crate::processors::names::is_cumulative;
 
 /// Prometheus metric name for a Heapster one: `cpu/usage_rate` → `cpu_usage_rate`; cumulative
 /// metrics (counters) get Prometheus' `_total` suffix: `network/rx` → `network_rx_total`.
