@@ -3,7 +3,8 @@
 use super::{Parsed, Stream};
 use std::borrow::Cow;
 
-/// Parses one CRI line (without its newline). The error names what is wrong.
+/// Parses one CRI line (without its newline). The error names what is wrong. A line whose first field is shaped like
+/// a timestamp but is not a real one (`2024-13-45T99:99:99Z`) is kept, with `time_error` set.
 pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
     let sp1 = memchr::memchr(b' ', line).ok_or("cri: missing fields")?;
     let time = &line[..sp1];
@@ -30,8 +31,16 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
     };
     // The timestamp was checked to be ASCII.
     let time = std::str::from_utf8(time).map_err(|_| "cri: bad timestamp")?;
+    let (time, time_error) = match super::check_time(time) {
+        Some(t) => (t, None),
+        None => (
+            Cow::Borrowed(""),
+            Some("cri: invalid timestamp (read time used)"),
+        ),
+    };
     Ok(Parsed {
-        time: Cow::Borrowed(time),
+        time,
+        time_error,
         stream,
         message: Cow::Borrowed(message),
         partial,
@@ -71,6 +80,31 @@ mod tests {
         assert_eq!(&*p.message, b"part ");
         let p = parse(b"2016-10-06T00:17:09.669794202Z stdout F").unwrap();
         assert_eq!(&*p.message, b"");
+    }
+
+    #[test]
+    fn an_impossible_timestamp_is_flagged_and_the_line_kept() {
+        for t in [
+            "2024-13-45T99:99:99Z",
+            "2024-02-30T00:00:00Z",
+            "2024-01-01T23:59:60Z",
+            "2024-01-01T00:00:00.1234567891Z",
+            "2024-01-01T00:00:00+19:00",
+            "2024-01-01T00:00:00Q0000",
+        ] {
+            let line = format!("{t} stderr F kept");
+            let p = parse(line.as_bytes()).unwrap();
+            assert_eq!(p.time, "", "{t}");
+            assert_eq!(
+                p.time_error,
+                Some("cri: invalid timestamp (read time used)")
+            );
+            assert_eq!(p.stream, Stream::Stderr);
+            assert_eq!(&*p.message, b"kept");
+        }
+        let p = parse(b"2016-10-06t00:17:09.669794202z stdout F x").unwrap();
+        assert_eq!(p.time, "2016-10-06T00:17:09.669794202Z");
+        assert_eq!(p.time_error, None);
     }
 
     #[test]

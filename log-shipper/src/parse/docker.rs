@@ -23,7 +23,28 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
         Some("stderr") => Stream::Stderr,
         _ => return Err("docker: unknown stream"),
     };
-    let time = l.time.ok_or("docker: missing \"time\"")?;
+    // Like Fluent Bit, a record whose time cannot be read keeps its fields and takes the read time; it is marked.
+    let (time, time_error) = match l.time {
+        None => (
+            Cow::Borrowed(""),
+            Some("docker: missing \"time\" (read time used)"),
+        ),
+        Some(t) => {
+            // Some(None): usable as written; Some(Some(s)): usable once put in the canonical form `s`.
+            let checked = super::check_time(&t).map(|c| match c {
+                Cow::Owned(fixed) => Some(fixed),
+                Cow::Borrowed(_) => None,
+            });
+            match checked {
+                Some(None) => (t, None),
+                Some(Some(fixed)) => (Cow::Owned(fixed), None),
+                None => (
+                    Cow::Borrowed(""),
+                    Some("docker: invalid \"time\" (read time used)"),
+                ),
+            }
+        }
+    };
     let (message, partial) = match log {
         Cow::Borrowed(s) => match s.strip_suffix('\n') {
             Some(m) => (Cow::Borrowed(m.as_bytes()), false),
@@ -39,6 +60,7 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
     };
     Ok(Parsed {
         time,
+        time_error,
         stream,
         message,
         partial,
@@ -75,6 +97,32 @@ mod tests {
         assert_eq!(
             parse(br#"{"log":"x","stream":"tty","time":"x"}"#).unwrap_err(),
             "docker: unknown stream"
+        );
+    }
+
+    #[test]
+    fn garbage_or_missing_time_is_flagged_and_the_record_kept() {
+        let p = parse(br#"{"log":"x\n","stream":"stdout","time":"garbage"}"#).unwrap();
+        assert_eq!(
+            (p.time.as_ref(), p.time_error),
+            ("", Some("docker: invalid \"time\" (read time used)"))
+        );
+        assert_eq!(&*p.message, b"x");
+        let p = parse(br#"{"log":"x\n","stream":"stdout","time":"2024-13-45T99:99:99Z"}"#).unwrap();
+        assert_eq!(
+            p.time_error,
+            Some("docker: invalid \"time\" (read time used)")
+        );
+        let p = parse(br#"{"log":"x\n","stream":"stdout"}"#).unwrap();
+        assert_eq!(
+            p.time_error,
+            Some("docker: missing \"time\" (read time used)")
+        );
+        let p = parse(br#"{"log":"x\n","stream":"stdout","time":"2016-10-20T18:39:20.5+02:00"}"#)
+            .unwrap();
+        assert_eq!(
+            (p.time.as_ref(), p.time_error),
+            ("2016-10-20T18:39:20.5+02:00", None)
         );
     }
 }

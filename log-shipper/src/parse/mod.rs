@@ -87,11 +87,37 @@ pub struct Entry {
 /// One line as parsed by a format parser, before joining.
 #[derive(Debug, PartialEq)]
 pub struct Parsed<'a> {
+    /// The runtime's timestamp, checked by [`check_time`]; empty when it was unusable (see `time_error`).
     pub time: std::borrow::Cow<'a, str>,
+    /// Why the line's timestamp was unusable: the record is kept with the read time and marked `parse_error`.
+    pub time_error: Option<&'static str>,
     pub stream: Stream,
     pub message: std::borrow::Cow<'a, [u8]>,
     /// More of this line follows in the next line of the same stream.
     pub partial: bool,
+}
+
+/// Checks a runtime timestamp and puts it in the form Elasticsearch's `strict_date_optional_time` reads (upper-case
+/// `T` and `Z`); `None` when it is not a real instant. Shape alone is not enough: `2024-13-45T99:99:99Z` looks right
+/// but Elasticsearch rejects the document. Refused as well: leap seconds (`:60`), more than 9 fraction digits and
+/// offsets beyond ±18:00, which `java.time` (and so Elasticsearch) does not accept.
+pub fn check_time(t: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use chrono::Timelike;
+    let d = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    if d.nanosecond() >= 1_000_000_000 || d.offset().local_minus_utc().abs() > 18 * 3600 {
+        return None;
+    }
+    if let Some(dot) = t.find('.') {
+        let digits = t[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 9 {
+            return None;
+        }
+    }
+    if t.bytes().any(|b| matches!(b, b't' | b'z' | b' ')) {
+        let fixed = t.replace(' ', "T").to_ascii_uppercase();
+        return Some(std::borrow::Cow::Owned(fixed));
+    }
+    Some(std::borrow::Cow::Borrowed(t))
 }
 
 /// Per-file parser settings.
@@ -206,7 +232,12 @@ impl FileParser {
                     }
                     None => {
                         let mut e = self.fresh(p.stream, start, end);
+                        // An unusable time leaves `time` empty: the encoder then dates the record by the read time.
                         e.time.push_str(&p.time);
+                        if p.time_error.is_some() {
+                            self.counts.parse_errors += 1;
+                            e.parse_error = p.time_error;
+                        }
                         let keep = p.message.len().min(self.config.max_bytes);
                         e.message.extend_from_slice(&p.message[..keep]);
                         e.truncated = cut || keep < p.message.len();
@@ -238,8 +269,9 @@ impl FileParser {
     }
 
     fn finish(&mut self, entry: Entry, now: std::time::Instant, out: &mut Vec<Entry>) {
-        if entry.parse_error.is_some() {
-            // A malformed line is shipped on its own, never glued into a multiline record.
+        if entry.stream == Stream::Unknown {
+            // A line that could not be parsed is shipped on its own, never glued into a multiline record (a parsed
+            // line with an unusable time joins as usual; only a record's first line gives its time).
             self.multiline
                 .flush_stream(entry.stream, out, &mut self.counts);
             if entry.truncated {
@@ -409,6 +441,64 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].message, b"latin1 caf\xe9 and \xff\xfe bytes");
         assert_eq!(out[0].parse_error, None);
+    }
+
+    #[test]
+    fn an_unusable_time_keeps_the_record_with_an_empty_time_and_a_mark() {
+        let data = b"2024-13-45T99:99:99Z stdout P joined \n2016-10-06T00:17:09Z stdout F parts\n";
+        let (out, counts) = parse_file(data, cfg(1 << 20));
+        assert_eq!(counts.parse_errors, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].message, b"joined parts");
+        assert_eq!(out[0].time, "");
+        assert_eq!(out[0].stream, Stream::Stdout);
+        assert_eq!(
+            out[0].parse_error,
+            Some("cri: invalid timestamp (read time used)")
+        );
+        let docker = br#"{"log":"a\n","stream":"stderr","time":"garbage"}
+{"log":"b\n","stream":"stderr","time":"2016-10-20T18:39:20Z"}
+"#;
+        let (out, counts) = parse_file(docker, cfg(1 << 20));
+        assert_eq!(counts.parse_errors, 1);
+        assert_eq!((out[0].time.as_str(), out[0].stream), ("", Stream::Stderr));
+        assert_eq!(
+            out[0].parse_error,
+            Some("docker: invalid \"time\" (read time used)")
+        );
+        assert_eq!(
+            (out[1].time.as_str(), out[1].parse_error),
+            ("2016-10-20T18:39:20Z", None)
+        );
+    }
+
+    #[test]
+    fn check_time_accepts_real_instants_only() {
+        for ok in [
+            "2016-10-06T00:17:09.669794202Z",
+            "2016-10-06T00:17:09Z",
+            "2016-10-06T00:17:09.1-18:00",
+            "2024-02-29T23:59:59+05:30",
+        ] {
+            assert_eq!(check_time(ok).as_deref(), Some(ok), "{ok}");
+        }
+        assert_eq!(
+            check_time("2016-10-06 00:17:09z").as_deref(),
+            Some("2016-10-06T00:17:09Z")
+        );
+        for bad in [
+            "",
+            "garbage",
+            "2024-13-45T99:99:99Z",
+            "2023-02-29T00:00:00Z",
+            "2016-10-06T24:00:00Z",
+            "2016-10-06T23:59:60Z",
+            "2016-10-06T00:00:00.0000000001Z",
+            "2016-10-06T00:00:00+18:01",
+            "2016-10-06T00:00:00",
+        ] {
+            assert_eq!(check_time(bad), None, "{bad}");
+        }
     }
 
     #[test]
