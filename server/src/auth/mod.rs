@@ -1,0 +1,580 @@
+//! Who may talk to a vigil listener: authentication (static tokens, TokenReview, client and front-proxy certificates) and authorization (token access, SubjectAccessReview), as one axum layer.
+//!
+//! Off by default (`vigil up` on loopback). Turned on by any of `--token-auth-file`,
+//! `--authentication-kubeconfig`, `--client-ca-file`, `--requestheader-client-ca-file`; then every
+//! request but `--authorization-always-allow-paths` needs credentials:
+//! - no or unknown credentials: 401 with `WWW-Authenticate: Bearer` and a body saying why;
+//! - authenticated but not allowed: 403 with `Forbidden (user=…, verb=…, path=…)`;
+//! - the API server unreachable: 401 when a token cannot be reviewed, 500 when a request cannot
+//!   be authorized (kube-rbac-proxy's answers); the listener keeps serving.
+//!
+//! Over TLS, the serving code builds its rustls config with [`Auth::client_cert_verifier`] and
+//! puts the connection's [`PeerCertificates`] into every request's extensions.
+
+pub mod attributes;
+mod cache;
+pub mod delegated;
+pub mod token_file;
+pub mod x509;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{header, StatusCode};
+use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
+use serde::Deserialize;
+
+pub use attributes::Attributes;
+use delegated::{AccessReviewer, TokenReviewer};
+use token_file::{Access, TokenFile};
+use x509::{ClientCa, FrontProxy, FrontProxyResult, RequestHeaderNames};
+
+/// Errors setting up authentication; each names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    TokenFile(#[from] token_file::Error),
+    #[error(transparent)]
+    Ca(#[from] x509::Error),
+    #[error(transparent)]
+    Delegated(#[from] delegated::Error),
+    #[error("--{flag}: invalid duration {value:?} (use e.g. 10s, 2m)")]
+    Duration { flag: &'static str, value: String },
+    #[error("--{flag}: {message}")]
+    Invalid { flag: &'static str, message: String },
+    #[error(
+        "{flag} {addr} is not a loopback address and {routes} accept writes: turn on authentication \
+         with --token-auth-file, --authentication-kubeconfig or --client-ca-file, or listen on 127.0.0.1"
+    )]
+    WritesNeedAuth {
+        flag: String,
+        addr: SocketAddr,
+        routes: String,
+    },
+}
+
+/// Authentication and authorization options, the same for every listener (flags, or the
+/// `auth:` section of a config file with the same snake_case names).
+#[derive(clap::Args, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// YAML file of static bearer tokens (`tokens: [{token, user, groups, access: read|write}]`),
+    /// for use outside a cluster.
+    #[arg(long)]
+    #[serde(default)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Check bearer tokens with the API server's TokenReview: `in-cluster` (the pod's service
+    /// account) or a kubeconfig path.
+    #[arg(long)]
+    #[serde(default)]
+    pub authentication_kubeconfig: Option<String>,
+    /// Authorize requests with the API server's SubjectAccessReview: `in-cluster` or a
+    /// kubeconfig path [default: --authentication-kubeconfig].
+    #[arg(long)]
+    #[serde(default)]
+    pub authorization_kubeconfig: Option<String>,
+    /// PEM CA bundle: a TLS client certificate it signed authenticates as its CN (user) and O
+    /// entries (groups).
+    #[arg(long)]
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// PEM CA bundle of the kube-apiserver's front-proxy client certificate (the
+    /// extension-apiserver-authentication ConfigMap's requestheader-client-ca-file).
+    #[arg(long)]
+    #[serde(default)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names allowed for the front-proxy certificate, comma-separated [default: any].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub requestheader_allowed_names: Vec<String>,
+    /// Headers holding the user name [default: X-Remote-User].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub requestheader_username_headers: Vec<String>,
+    /// Headers holding the groups [default: X-Remote-Group].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub requestheader_group_headers: Vec<String>,
+    /// Header prefixes of extra user attributes [default: X-Remote-Extra-].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+    /// How long a TokenReview answer is kept [default: 10s, metrics-server's].
+    #[arg(long)]
+    #[serde(default)]
+    pub authentication_token_webhook_cache_ttl: Option<String>,
+    /// How long an allowing SubjectAccessReview answer is kept [default: 10s].
+    #[arg(long)]
+    #[serde(default)]
+    pub authorization_webhook_cache_authorized_ttl: Option<String>,
+    /// How long a denying SubjectAccessReview answer is kept [default: 10s].
+    #[arg(long)]
+    #[serde(default)]
+    pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
+    /// Paths served without credentials, comma-separated [default: /healthz,/readyz,/livez].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub authorization_always_allow_paths: Vec<String>,
+}
+
+impl Args {
+    /// Flags win over the config file's `auth:` section, option by option.
+    pub fn or(self, file: Args) -> Args {
+        fn v(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+            if a.is_empty() {
+                b
+            } else {
+                a
+            }
+        }
+        Args {
+            token_auth_file: self.token_auth_file.or(file.token_auth_file),
+            authentication_kubeconfig: self
+                .authentication_kubeconfig
+                .or(file.authentication_kubeconfig),
+            authorization_kubeconfig: self
+                .authorization_kubeconfig
+                .or(file.authorization_kubeconfig),
+            client_ca_file: self.client_ca_file.or(file.client_ca_file),
+            requestheader_client_ca_file: self
+                .requestheader_client_ca_file
+                .or(file.requestheader_client_ca_file),
+            requestheader_allowed_names: v(
+                self.requestheader_allowed_names,
+                file.requestheader_allowed_names,
+            ),
+            requestheader_username_headers: v(
+                self.requestheader_username_headers,
+                file.requestheader_username_headers,
+            ),
+            requestheader_group_headers: v(
+                self.requestheader_group_headers,
+                file.requestheader_group_headers,
+            ),
+            requestheader_extra_headers_prefix: v(
+                self.requestheader_extra_headers_prefix,
+                file.requestheader_extra_headers_prefix,
+            ),
+            authentication_token_webhook_cache_ttl: self
+                .authentication_token_webhook_cache_ttl
+                .or(file.authentication_token_webhook_cache_ttl),
+            authorization_webhook_cache_authorized_ttl: self
+                .authorization_webhook_cache_authorized_ttl
+                .or(file.authorization_webhook_cache_authorized_ttl),
+            authorization_webhook_cache_unauthorized_ttl: self
+                .authorization_webhook_cache_unauthorized_ttl
+                .or(file.authorization_webhook_cache_unauthorized_ttl),
+            authorization_always_allow_paths: v(
+                self.authorization_always_allow_paths,
+                file.authorization_always_allow_paths,
+            ),
+        }
+    }
+}
+
+/// An authenticated identity, put into the request's extensions for the handlers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// The TLS client's certificate chain (leaf first), inserted by the TLS server into every
+/// request of the connection.
+#[derive(Debug, Clone)]
+pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+
+/// How an identity was established: it decides how the request is authorized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Method {
+    StaticToken(Access),
+    Delegated,
+}
+
+/// Everything the layer needs; built once at start-up.
+pub struct Auth {
+    tokens: Option<TokenFile>,
+    token_review: Option<TokenReviewer>,
+    access_review: Option<AccessReviewer>,
+    client_ca: Option<ClientCa>,
+    front_proxy: Option<FrontProxy>,
+    /// Roots of both CA files, for the TLS handshake.
+    client_roots: Option<rustls::RootCertStore>,
+    always_allow: Vec<String>,
+}
+
+fn duration(flag: &'static str, value: &Option<String>) -> Result<Duration, Error> {
+    match value {
+        None => Ok(Duration::from_secs(10)),
+        Some(v) => humantime::parse_duration(v).map_err(|_| Error::Duration {
+            flag,
+            value: v.clone(),
+        }),
+    }
+}
+
+impl Auth {
+    /// Off: every request passes (the default, loopback listeners).
+    pub fn disabled() -> Self {
+        Auth {
+            tokens: None,
+            token_review: None,
+            access_review: None,
+            client_ca: None,
+            front_proxy: None,
+            client_roots: None,
+            always_allow: Vec::new(),
+        }
+    }
+
+    /// Reads the files and connects the API server clients the options name.
+    pub async fn new(args: &Args) -> Result<Self, Error> {
+        let authn_ttl = duration(
+            "authentication-token-webhook-cache-ttl",
+            &args.authentication_token_webhook_cache_ttl,
+        )?;
+        let allow_ttl = duration(
+            "authorization-webhook-cache-authorized-ttl",
+            &args.authorization_webhook_cache_authorized_ttl,
+        )?;
+        let deny_ttl = duration(
+            "authorization-webhook-cache-unauthorized-ttl",
+            &args.authorization_webhook_cache_unauthorized_ttl,
+        )?;
+        let tokens = args
+            .token_auth_file
+            .as_deref()
+            .map(TokenFile::load)
+            .transpose()?;
+        let token_review = match &args.authentication_kubeconfig {
+            Some(src) => Some(TokenReviewer::new(
+                delegated::client("--authentication-kubeconfig", src).await?,
+                authn_ttl,
+            )),
+            None => None,
+        };
+        let access_review = match args
+            .authorization_kubeconfig
+            .as_ref()
+            .or(args.authentication_kubeconfig.as_ref())
+        {
+            Some(src) => Some(AccessReviewer::new(
+                delegated::client("--authorization-kubeconfig", src).await?,
+                allow_ttl,
+                deny_ttl,
+            )),
+            None => None,
+        };
+        let mut client_roots = rustls::RootCertStore::empty();
+        let client_ca = match &args.client_ca_file {
+            Some(p) => {
+                let roots = x509::load_roots("--client-ca-file", p)?;
+                client_roots.roots.extend(roots.roots.iter().cloned());
+                Some(ClientCa::new(roots))
+            }
+            None => None,
+        };
+        let header_defaults = |v: &Vec<String>, d: &str| {
+            if v.is_empty() {
+                vec![d.to_string()]
+            } else {
+                v.clone()
+            }
+        };
+        let front_proxy = match &args.requestheader_client_ca_file {
+            Some(p) => {
+                let roots = x509::load_roots("--requestheader-client-ca-file", p)?;
+                client_roots.roots.extend(roots.roots.iter().cloned());
+                Some(FrontProxy::new(
+                    roots,
+                    args.requestheader_allowed_names.clone(),
+                    RequestHeaderNames {
+                        username: header_defaults(
+                            &args.requestheader_username_headers,
+                            "X-Remote-User",
+                        ),
+                        group: header_defaults(&args.requestheader_group_headers, "X-Remote-Group"),
+                        extra_prefix: header_defaults(
+                            &args.requestheader_extra_headers_prefix,
+                            "X-Remote-Extra-",
+                        ),
+                    },
+                ))
+            }
+            None => {
+                for (flag, set) in [
+                    (
+                        "requestheader-allowed-names",
+                        &args.requestheader_allowed_names,
+                    ),
+                    (
+                        "requestheader-username-headers",
+                        &args.requestheader_username_headers,
+                    ),
+                    (
+                        "requestheader-group-headers",
+                        &args.requestheader_group_headers,
+                    ),
+                    (
+                        "requestheader-extra-headers-prefix",
+                        &args.requestheader_extra_headers_prefix,
+                    ),
+                ] {
+                    if !set.is_empty() {
+                        return Err(Error::Invalid {
+                            flag,
+                            message: "has no effect without --requestheader-client-ca-file".into(),
+                        });
+                    }
+                }
+                None
+            }
+        };
+        let always_allow = if args.authorization_always_allow_paths.is_empty() {
+            ["/healthz", "/readyz", "/livez"].map(String::from).to_vec()
+        } else {
+            args.authorization_always_allow_paths.clone()
+        };
+        for p in &always_allow {
+            if !p.starts_with('/') {
+                return Err(Error::Invalid {
+                    flag: "authorization-always-allow-paths",
+                    message: format!("{p:?} is not a path (it must start with /)"),
+                });
+            }
+        }
+        Ok(Auth {
+            tokens,
+            token_review,
+            access_review,
+            client_ca,
+            front_proxy,
+            client_roots: (!client_roots.is_empty()).then_some(client_roots),
+            always_allow,
+        })
+    }
+
+    /// True when any authentication method is configured.
+    pub fn enabled(&self) -> bool {
+        self.tokens.is_some()
+            || self.token_review.is_some()
+            || self.client_ca.is_some()
+            || self.front_proxy.is_some()
+    }
+
+    /// Refuses a listener that is not on loopback, serves `write_routes` and has no authentication.
+    /// `flag` names the listen option (e.g. `--listen`).
+    pub fn check_listener(
+        &self,
+        flag: &str,
+        addr: SocketAddr,
+        write_routes: &[&str],
+    ) -> Result<(), Error> {
+        if addr.ip().is_loopback() || write_routes.is_empty() || self.enabled() {
+            return Ok(());
+        }
+        Err(Error::WritesNeedAuth {
+            flag: flag.to_string(),
+            addr,
+            routes: write_routes.join(", "),
+        })
+    }
+
+    /// For the TLS server config: asks for a client certificate (optional) signed by
+    /// `--client-ca-file` or `--requestheader-client-ca-file`; `None` when neither is set.
+    pub fn client_cert_verifier(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        self.client_roots.clone().map(x509::verifier)
+    }
+
+    /// Wraps `router` (every route and the fallback) in the check.
+    pub fn layer<S: Clone + Send + Sync + 'static>(
+        self: &Arc<Self>,
+        router: Router<S>,
+    ) -> Router<S> {
+        if !self.enabled() {
+            return router;
+        }
+        router.layer(axum::middleware::from_fn_with_state(self.clone(), check))
+    }
+
+    /// Who sent `req`: `Ok(None)` when it carries no usable credentials.
+    async fn authenticate(
+        &self,
+        certs: Option<PeerCertificates>,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<(User, Method)>, Rejection> {
+        if let Some(certs) = certs {
+            if let Some(fp) = &self.front_proxy {
+                match fp.authenticate(&certs.0, headers) {
+                    FrontProxyResult::User(u) => return Ok(Some((u, Method::Delegated))),
+                    FrontProxyResult::NameNotAllowed(cn) => {
+                        return Err(Rejection::unauthorized(format!(
+                            "front-proxy client certificate CN {cn:?} is not in --requestheader-allowed-names"
+                        )))
+                    }
+                    FrontProxyResult::NotApplicable => {}
+                }
+            }
+            if let Some(u) = self
+                .client_ca
+                .as_ref()
+                .and_then(|ca| ca.authenticate(&certs.0))
+            {
+                return Ok(Some((u, Method::Delegated)));
+            }
+        }
+        let Some(auth) = headers.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let token = auth
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Rejection::unauthorized("the Authorization header is not `Bearer <token>`".into())
+            })?;
+        if let Some((u, access)) = self.tokens.as_ref().and_then(|t| t.lookup(token)) {
+            return Ok(Some((u.clone(), Method::StaticToken(*access))));
+        }
+        if let Some(tr) = &self.token_review {
+            return match tr.review(token).await {
+                Ok(Some(u)) => Ok(Some((u, Method::Delegated))),
+                Ok(None) => Err(Rejection::unauthorized(
+                    "the API server did not authenticate the token".into(),
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check a bearer token");
+                    Err(Rejection::unauthorized(format!(
+                        "the token could not be checked: {e}"
+                    )))
+                }
+            };
+        }
+        Err(Rejection::unauthorized("unknown bearer token".into()))
+    }
+
+    /// Whether `user` may do `attrs`.
+    async fn authorize(
+        &self,
+        user: &User,
+        method: Method,
+        attrs: &Attributes,
+    ) -> Result<(), Rejection> {
+        let forbidden = |reason: &str| {
+            let mut m = format!("Forbidden (user={}, {})", user.name, attrs.describe());
+            if !reason.is_empty() {
+                m.push_str(": ");
+                m.push_str(reason);
+            }
+            Rejection {
+                status: StatusCode::FORBIDDEN,
+                message: m,
+            }
+        };
+        match method {
+            Method::StaticToken(Access::Write) => Ok(()),
+            Method::StaticToken(Access::Read) if !attrs.write => Ok(()),
+            Method::StaticToken(Access::Read) => Err(forbidden("the token's access is read")),
+            Method::Delegated => match &self.access_review {
+                // Without SubjectAccessReview, a certificate from the configured CA is trusted.
+                None => Ok(()),
+                Some(ar) => match ar.review(user, attrs).await {
+                    Ok(d) if d.allowed => Ok(()),
+                    Ok(d) => Err(forbidden(&d.reason)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, user = %user.name, "cannot authorize a request");
+                        Err(Rejection {
+                            status: StatusCode::INTERNAL_SERVER_ERROR,
+                            message: format!(
+                                "Authorization error (user={}, {}): {e}",
+                                user.name,
+                                attrs.describe()
+                            ),
+                        })
+                    }
+                },
+            },
+        }
+    }
+}
+
+/// A refused request: its status and the body saying why.
+struct Rejection {
+    status: StatusCode,
+    message: String,
+}
+
+impl Rejection {
+    fn unauthorized(message: String) -> Self {
+        Rejection {
+            status: StatusCode::UNAUTHORIZED,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let body = format!("{}\n", self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            return (
+                self.status,
+                [
+                    (header::WWW_AUTHENTICATE, r#"Bearer realm="vigil""#),
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                ],
+                format!("Unauthorized: {body}"),
+            )
+                .into_response();
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// The middleware: authenticate, authorize, then hand the request (with its [`User`]) on.
+async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if auth.always_allow.iter().any(|p| p == path) {
+        return next.run(req).await;
+    }
+    let attrs = Attributes::of(req.method(), path);
+    let certs = req.extensions().get::<PeerCertificates>().cloned();
+    let (user, method) = match auth.authenticate(certs, req.headers()).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Rejection::unauthorized(
+                "no credentials: send `Authorization: Bearer <token>` or a client certificate"
+                    .into(),
+            )
+            .into_response()
+        }
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = auth.authorize(&user, method, &attrs).await {
+        return r.into_response();
+    }
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests;
