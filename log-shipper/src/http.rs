@@ -8,13 +8,15 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct State {
     pub metrics: Arc<Metrics>,
+    /// Sinks that cannot write (shown by `/healthz`).
+    pub health: crate::sinks::Health,
 }
 
 /// The router (tests call it without a socket).
 pub fn app(state: State) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .with_state(state)
 }
 
@@ -23,4 +25,12 @@ async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> impl I
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         s.metrics.render(),
     )
+}
+
+/// 200 `ok` while every sink writes; 503 with one line per failing sink (its error and for how long) otherwise.
+async fn healthz(axum::extract::State(s): axum::extract::State<State>) -> axum::response::Response {
+    match s.health.report() {
+        None => "ok\n".into_response(),
+        Some(problems) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, problems).into_response(),
+    }
 }

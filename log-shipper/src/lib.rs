@@ -255,8 +255,10 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         })?;
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "log shipper started");
     let mut sd = shutdown.clone();
+    let health = sinks::Health::default();
     let app = http::app(http::State {
         metrics: metrics.clone(),
+        health: health.clone(),
     });
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -291,6 +293,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         metrics.clone(),
         concurrency,
         buffers,
+        health,
     ));
     let stop = shutdown.clone();
     let reader_task =

@@ -61,6 +61,62 @@ impl BufferPool {
     }
 }
 
+/// What is wrong with the sinks right now, for `/healthz`: a sink that cannot write says so until it writes again.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    problems: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, Problem>>>,
+}
+
+#[derive(Debug)]
+struct Problem {
+    error: String,
+    since: std::time::Instant,
+    attempts: u64,
+}
+
+impl Health {
+    /// Records a failed attempt of `sink` (the error replaces the previous one; the first failure's time is kept).
+    pub fn failing(&self, sink: &'static str, error: String) {
+        let mut p = self.problems.lock().expect("health lock");
+        let e = p.entry(sink).or_insert_with(|| Problem {
+            error: String::new(),
+            since: std::time::Instant::now(),
+            attempts: 0,
+        });
+        e.error = error;
+        e.attempts += 1;
+    }
+
+    /// `sink` wrote again.
+    pub fn recovered(&self, sink: &'static str) {
+        self.problems.lock().expect("health lock").remove(sink);
+    }
+
+    /// One line per failing sink (`None` when all are healthy).
+    pub fn report(&self) -> Option<String> {
+        let p = self.problems.lock().expect("health lock");
+        if p.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for (sink, pr) in p.iter() {
+            out.push_str(&format!(
+                "{sink} sink failing for {}s ({} attempts, retrying with backoff; reading is paused): {}\n",
+                pr.since.elapsed().as_secs(),
+                pr.attempts,
+                pr.error
+            ));
+        }
+        Some(out)
+    }
+}
+
+/// Retry delays of a sink that cannot write: 200 ms doubling to 10 s, with jitter (as the problem detector's sources).
+fn retry_delay(attempt: u32) -> std::time::Duration {
+    let d = 200u64.saturating_mul(1 << attempt.min(10)).min(10_000);
+    std::time::Duration::from_millis(d / 2 + fastrand::u64(0..=d / 2))
+}
+
 /// A configured sink.
 pub enum Sink {
     Elasticsearch(Arc<elasticsearch::ElasticsearchSink>),
@@ -69,6 +125,7 @@ pub enum Sink {
 }
 
 /// Receives batches until the reader closes the channel or shutdown fires; acknowledges each on `acks`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     sink: Sink,
     mut rx: mpsc::Receiver<Batch>,
@@ -77,6 +134,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     concurrency: usize,
     buffers: BufferPool,
+    health: Health,
 ) {
     match sink {
         Sink::Elasticsearch(es) => {
@@ -110,22 +168,45 @@ pub async fn run(
             rx.close();
             while tasks.join_next().await.is_some() {}
         }
-        Sink::File(mut f) => {
-            while let Some(batch) = rx.recv().await {
+        Sink::File(mut f) => loop {
+            let batch = tokio::select! {
+                b = rx.recv() => match b { Some(b) => b, None => break },
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            // Retried until it is written: unacknowledged, the batch holds the reader back (the log files are the
+            // buffer), and a failed attempt leaves the output as it was, so nothing is lost or written twice.
+            let mut attempt = 0u32;
+            loop {
                 match f.write_batch(&batch) {
-                    Ok(()) => {
-                        metrics.records_shipped.inc_by(batch.items.len() as u64);
+                    Ok(w) => {
+                        if attempt > 0 {
+                            tracing::info!(attempts = attempt, "file sink writes again");
+                            health.recovered("file");
+                        }
+                        metrics.records_shipped.inc_by(w.written + w.duplicates);
+                        metrics.records_duplicate.inc_by(w.duplicates);
                         let _ = acks.send(batch.seq);
                         buffers.give(batch.buf);
+                        break;
                     }
                     Err(e) => {
-                        // Not acknowledged: the checkpoint stays before these records, so a restart re-reads them.
-                        tracing::error!(error = %e, "file sink write failed; stopping the sink");
-                        break;
+                        let error = e.to_string();
+                        if attempt == 0 {
+                            tracing::error!(error = %error, records = batch.items.len(), "file sink write failed; retrying with backoff, reading is paused meanwhile");
+                        }
+                        metrics.records_retried.inc_by(batch.items.len() as u64);
+                        health.failing("file", error);
+                        let d = retry_delay(attempt);
+                        attempt = attempt.saturating_add(1);
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {},
+                            // Not acknowledged: the checkpoint stays before these records, so a restart re-reads them.
+                            _ = shutdown.wait_for(|s| *s) => return,
+                        }
                     }
                 }
             }
-        }
+        },
         Sink::Stdout => {
             use std::io::Write;
             while let Some(batch) = rx.recv().await {
