@@ -23,6 +23,7 @@
 
 pub mod discovery;
 pub mod kubernetes;
+pub mod problems;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
