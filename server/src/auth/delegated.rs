@@ -52,6 +52,50 @@ pub async fn client(flag: &'static str, source: &str) -> Result<kube::Client, Er
     kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
 }
 
+/// Where the kube-apiserver publishes its client and front-proxy CAs for extension API servers.
+pub const AUTH_CONFIGMAP: (&str, &str) = ("kube-system", "extension-apiserver-authentication");
+
+/// What that ConfigMap holds (keys named as the kube-apiserver's flags).
+#[derive(Debug, Default, PartialEq)]
+pub struct Published {
+    pub client_ca: Option<String>,
+    pub requestheader_ca: Option<String>,
+    pub allowed_names: Vec<String>,
+    pub username_headers: Vec<String>,
+    pub group_headers: Vec<String>,
+    pub extra_prefixes: Vec<String>,
+}
+
+/// Reads `kube-system/extension-apiserver-authentication`, as metrics-server does at start.
+pub async fn published(client: &kube::Client) -> Result<Published, Error> {
+    let (ns, name) = AUTH_CONFIGMAP;
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+    let bad = |message: String| Error::Review {
+        review: "reading ConfigMap kube-system/extension-apiserver-authentication",
+        message,
+    };
+    let cm = tokio::time::timeout(REVIEW_TIMEOUT, api.get(name))
+        .await
+        .map_err(|_| bad("timed out".into()))?
+        .map_err(|e| bad(e.to_string()))?;
+    let data = cm.data.unwrap_or_default();
+    let list = |key: &str| -> Result<Vec<String>, Error> {
+        match data.get(key) {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_str(v)
+                .map_err(|e| bad(format!("{key}: not a JSON list of strings: {e}"))),
+        }
+    };
+    Ok(Published {
+        client_ca: data.get("client-ca-file").cloned(),
+        requestheader_ca: data.get("requestheader-client-ca-file").cloned(),
+        allowed_names: list("requestheader-allowed-names")?,
+        username_headers: list("requestheader-username-headers")?,
+        group_headers: list("requestheader-group-headers")?,
+        extra_prefixes: list("requestheader-extra-headers-prefix")?,
+    })
+}
+
 /// A decision and the API server's reason for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

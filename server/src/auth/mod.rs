@@ -19,7 +19,7 @@ pub mod x509;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,12 @@ pub enum Error {
     Ca(#[from] x509::Error),
     #[error(transparent)]
     Delegated(#[from] delegated::Error),
+    #[error(
+        "--authentication-kubeconfig: {0}; let vigil's service account read it (the \
+         extension-apiserver-authentication-reader RoleBinding in deploy/auth.yaml) or pass \
+         --authentication-skip-lookup"
+    )]
+    Lookup(delegated::Error),
     #[error("--{flag}: invalid duration {value:?} (use e.g. 10s, 2m)")]
     Duration { flag: &'static str, value: String },
     #[error("--{flag}: {message}")]
@@ -107,6 +113,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub requestheader_extra_headers_prefix: Vec<String>,
+    /// Do not read the client and front-proxy CAs the kube-apiserver publishes in
+    /// kube-system/extension-apiserver-authentication (read by default with
+    /// --authentication-kubeconfig, as metrics-server does).
+    #[arg(long)]
+    #[serde(default)]
+    pub authentication_skip_lookup: bool,
     /// How long a TokenReview answer is kept [default: 10s, metrics-server's].
     #[arg(long)]
     #[serde(default)]
@@ -143,6 +155,8 @@ impl Args {
             authorization_kubeconfig: self
                 .authorization_kubeconfig
                 .or(file.authorization_kubeconfig),
+            authentication_skip_lookup: self.authentication_skip_lookup
+                || file.authentication_skip_lookup,
             client_ca_file: self.client_ca_file.or(file.client_ca_file),
             requestheader_client_ca_file: self
                 .requestheader_client_ca_file
@@ -256,13 +270,18 @@ impl Auth {
             .as_deref()
             .map(TokenFile::load)
             .transpose()?;
-        let token_review = match &args.authentication_kubeconfig {
-            Some(src) => Some(TokenReviewer::new(
-                delegated::client("--authentication-kubeconfig", src).await?,
-                authn_ttl,
-            )),
+        let authn_client = match &args.authentication_kubeconfig {
+            Some(src) => Some(delegated::client("--authentication-kubeconfig", src).await?),
             None => None,
         };
+        let published = match &authn_client {
+            Some(c) if !args.authentication_skip_lookup => {
+                delegated::published(c).await.map_err(Error::Lookup)?
+            }
+            _ => delegated::Published::default(),
+        };
+        let configmap = Path::new("configmap kube-system/extension-apiserver-authentication");
+        let token_review = authn_client.map(|c| TokenReviewer::new(c, authn_ttl));
         let access_review = match args
             .authorization_kubeconfig
             .as_ref()
@@ -276,36 +295,67 @@ impl Auth {
             None => None,
         };
         let mut client_roots = rustls::RootCertStore::empty();
-        let client_ca = match &args.client_ca_file {
-            Some(p) => {
-                let roots = x509::load_roots("--client-ca-file", p)?;
-                client_roots.roots.extend(roots.roots.iter().cloned());
-                Some(ClientCa::new(roots))
-            }
-            None => None,
+        let client_ca_roots = match (&args.client_ca_file, &published.client_ca) {
+            (Some(p), _) => Some(x509::load_roots("--client-ca-file", p)?),
+            (None, Some(pem)) => Some(x509::parse_roots(
+                "--client-ca-file",
+                configmap,
+                pem.as_bytes(),
+            )?),
+            (None, None) => None,
         };
-        let header_defaults = |v: &Vec<String>, d: &str| {
-            if v.is_empty() {
-                vec![d.to_string()]
+        let client_ca = client_ca_roots.map(|roots| {
+            client_roots.roots.extend(roots.roots.iter().cloned());
+            ClientCa::new(roots)
+        });
+        // A flag wins, then the published value, then metrics-server's default.
+        let pick = |flag: &Vec<String>, published: &Vec<String>, d: &str| {
+            if !flag.is_empty() {
+                flag.clone()
+            } else if !published.is_empty() {
+                published.clone()
+            } else if d.is_empty() {
+                Vec::new()
             } else {
-                v.clone()
+                vec![d.to_string()]
             }
         };
-        let front_proxy = match &args.requestheader_client_ca_file {
-            Some(p) => {
-                let roots = x509::load_roots("--requestheader-client-ca-file", p)?;
+        let front_proxy_roots = match (
+            &args.requestheader_client_ca_file,
+            &published.requestheader_ca,
+        ) {
+            (Some(p), _) => Some(x509::load_roots("--requestheader-client-ca-file", p)?),
+            (None, Some(pem)) => Some(x509::parse_roots(
+                "--requestheader-client-ca-file",
+                configmap,
+                pem.as_bytes(),
+            )?),
+            (None, None) => None,
+        };
+        let front_proxy = match front_proxy_roots {
+            Some(roots) => {
                 client_roots.roots.extend(roots.roots.iter().cloned());
                 Some(FrontProxy::new(
                     roots,
-                    args.requestheader_allowed_names.clone(),
+                    pick(
+                        &args.requestheader_allowed_names,
+                        &published.allowed_names,
+                        "",
+                    ),
                     RequestHeaderNames {
-                        username: header_defaults(
+                        username: pick(
                             &args.requestheader_username_headers,
+                            &published.username_headers,
                             "X-Remote-User",
                         ),
-                        group: header_defaults(&args.requestheader_group_headers, "X-Remote-Group"),
-                        extra_prefix: header_defaults(
+                        group: pick(
+                            &args.requestheader_group_headers,
+                            &published.group_headers,
+                            "X-Remote-Group",
+                        ),
+                        extra_prefix: pick(
                             &args.requestheader_extra_headers_prefix,
+                            &published.extra_prefixes,
                             "X-Remote-Extra-",
                         ),
                     },

@@ -28,6 +28,9 @@ struct Fake {
     tokens: HashMap<String, (String, Vec<String>)>,
     /// (user, verb, path-or-resource) allowed
     allow: Vec<(String, String, String)>,
+    /// `data` of kube-system/extension-apiserver-authentication; `None`: 404.
+    published: Option<Value>,
+    configmap_reads: AtomicUsize,
 }
 
 fn violation(f: &Fake, what: String) {
@@ -130,6 +133,32 @@ async fn access_review(
     (StatusCode::CREATED, Json(answer))
 }
 
+async fn auth_configmap(State(f): State<Arc<Fake>>, h: HeaderMap) -> (StatusCode, Json<Value>) {
+    f.configmap_reads.fetch_add(1, Ordering::SeqCst);
+    if h.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SA_TOKEN}")) {
+        violation(
+            &f,
+            "ConfigMap read without the service account token".into(),
+        );
+    }
+    match &f.published {
+        Some(data) => (
+            StatusCode::OK,
+            Json(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+                "data": data})),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "message": "configmaps \"extension-apiserver-authentication\" not found",
+                "reason": "NotFound", "code": 404}),
+            ),
+        ),
+    }
+}
+
 /// A fake API server on loopback; stopped (port closed) when dropped or by `stop`.
 struct FakeApi {
     addr: SocketAddr,
@@ -149,6 +178,10 @@ impl FakeApi {
             .route(
                 "/apis/authorization.k8s.io/v1/subjectaccessreviews",
                 post(access_review),
+            )
+            .route(
+                "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
+                get(auth_configmap),
             )
             .fallback(|uri: http::Uri| async move {
                 (
@@ -383,6 +416,8 @@ fn delegated_fake() -> Fake {
             ("bob".into(), "get".into(), "/api/v1/query".into()),
             ("alice".into(), "list".into(), "nodes".into()),
         ],
+        // What a cluster without a front proxy publishes: the client CA only.
+        published: Some(json!({"client-ca-file": ca("cluster-ca").cert.pem()})),
         ..Default::default()
     }
 }
@@ -843,4 +878,83 @@ async fn certificate_users_are_authorized_with_subject_access_review() {
     assert_eq!(api.state.token_reviews.load(Ordering::SeqCst), 0);
     assert_eq!(api.state.access_reviews.load(Ordering::SeqCst), 4);
     assert!(api.violations().is_empty(), "{:?}", api.violations());
+}
+
+#[tokio::test]
+async fn the_front_proxy_ca_published_by_the_api_server_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = ca("front-proxy-ca");
+    let api = FakeApi::start(Fake {
+        published: Some(json!({
+            "requestheader-client-ca-file": front.cert.pem(),
+            "requestheader-allowed-names": "[\"front-proxy-client\"]",
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        })),
+        ..delegated_fake()
+    })
+    .await;
+    let args = Args {
+        authentication_kubeconfig: Some(api.kubeconfig(dir.path())),
+        ..Default::default()
+    };
+    let (s, server_pem) = serve_tls(Auth::new(&args).await.unwrap()).await;
+    assert_eq!(api.state.configmap_reads.load(Ordering::SeqCst), 1);
+    let q = format!("{}/api/v1/query", s.url);
+    let fp = tls_client(
+        &server_pem,
+        Some(client_identity(&front, "front-proxy-client", &[])),
+    );
+    let resp = fp
+        .get(q.clone())
+        .header("X-Remote-User", "bob")
+        .header("X-Remote-Group", "devs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "user=bob groups=devs");
+    let other = tls_client(&server_pem, Some(client_identity(&front, "mallory", &[])));
+    let resp = other
+        .get(q)
+        .header("X-Remote-User", "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(api.violations().is_empty(), "{:?}", api.violations());
+}
+
+#[tokio::test]
+async fn an_unreadable_authentication_configmap_says_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApi::start(Fake {
+        published: None,
+        ..delegated_fake()
+    })
+    .await;
+    let kubeconfig = api.kubeconfig(dir.path());
+    let e = Auth::new(&Args {
+        authentication_kubeconfig: Some(kubeconfig.clone()),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("extension-apiserver-authentication")
+            && e.contains("--authentication-skip-lookup")
+            && e.contains("not found"),
+        "{e}"
+    );
+    let args = Args {
+        authentication_kubeconfig: Some(kubeconfig),
+        authentication_skip_lookup: true,
+        ..Default::default()
+    };
+    let auth = Auth::new(&args).await.unwrap();
+    assert!(auth.enabled() && auth.client_cert_verifier().is_none());
+    assert_eq!(api.state.configmap_reads.load(Ordering::SeqCst), 1);
 }

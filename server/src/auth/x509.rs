@@ -26,13 +26,22 @@ pub enum Error {
 
 /// The certificates a CA file holds, as a root store.
 pub fn load_roots(flag: &'static str, path: &Path) -> Result<RootCertStore, Error> {
-    let bad = |message: String| Error::Ca {
+    let pem = std::fs::read(path).map_err(|e| Error::Ca {
         flag,
         path: path.into(),
+        message: e.to_string(),
+    })?;
+    parse_roots(flag, path, &pem)
+}
+
+/// The certificates of PEM text (`source` names where it came from, for errors).
+pub fn parse_roots(flag: &'static str, source: &Path, pem: &[u8]) -> Result<RootCertStore, Error> {
+    let bad = |message: String| Error::Ca {
+        flag,
+        path: source.into(),
         message,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
