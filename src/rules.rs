@@ -31,18 +31,33 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Backtesting: evaluates the rules in virtual time at each sample of a CSV series and
-    /// prints one line per alert state change (`<time> <alertname> <labels> firing|resolved`).
+    /// Backtesting: evaluates the rules in virtual time, at each sample of a CSV series
+    /// (`--csv`) or at each group interval from `--from` to `--to` over a query API, and prints
+    /// one line per alert state change (`<time> <alertname> <labels> firing|resolved`).
     Replay {
         /// Rule file (path or glob; repeatable).
         #[arg(long = "rule-file", required = true)]
         rule_files: Vec<String>,
         /// CSV of `timestamp,value` (YYYY-MM-DD HH:MM:SS UTC, RFC 3339 or unix seconds).
-        #[arg(long)]
-        csv: PathBuf,
+        #[arg(long, required_unless_present = "from", conflicts_with_all = ["from", "to", "rule_query_url"])]
+        csv: Option<PathBuf>,
         /// Name of the series the CSV becomes.
-        #[arg(long, default_value = "value")]
+        #[arg(long, default_value = "value", conflicts_with = "from")]
         metric: String,
+        /// Start of the history replayed over the query API (RFC 3339, YYYY-MM-DD HH:MM:SS UTC or
+        /// unix seconds).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// End of the history replayed (same forms as --from).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Prometheus-compatible API the history is read from: the aggregator's store (its
+        /// PromQL API), Prometheus, VictoriaMetrics, Thanos.
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        rule_query_url: String,
+        /// Interval of rule groups that set none [default: 1m].
+        #[arg(long, default_value = "1m")]
+        rule_evaluation_interval: String,
     },
 }
 
@@ -66,7 +81,24 @@ pub fn run(args: Args) -> i32 {
             rule_files,
             csv,
             metric,
-        } => replay(&rule_files, &csv, &metric),
+            from,
+            to,
+            rule_query_url,
+            rule_evaluation_interval,
+        } => match (csv, from, to) {
+            (Some(csv), _, _) => replay(&rule_files, &csv, &metric),
+            (None, Some(from), Some(to)) => replay_range(
+                &rule_files,
+                &from,
+                &to,
+                &rule_query_url,
+                &rule_evaluation_interval,
+            ),
+            _ => {
+                eprintln!("replay needs --csv, or --from and --to");
+                2
+            }
+        },
     }
 }
 
@@ -141,6 +173,71 @@ fn replay(patterns: &[String], csv: &std::path::Path, metric: &str) -> i32 {
         }
     }
     0
+}
+
+/// `replay --from --to`: the groups evaluated over history in a query API; state changes on
+/// stdout, failed evaluations on stderr (exit 1 if any).
+fn replay_range(patterns: &[String], from: &str, to: &str, url: &str, interval: &str) -> i32 {
+    use vigil_alerting::rules::offline;
+    let time = |flag: &str, v: &str| {
+        offline::parse_timestamp(v).map_err(|e| format!("--{flag}: {e}"))
+    };
+    let interval = vigil_alerting::rules::parse_duration(interval)
+        .map_err(|e| format!("--rule-evaluation-interval: {e}"))
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("--rule-evaluation-interval: must be longer than 0s".to_string())
+            } else {
+                Ok(d)
+            }
+        });
+    let (from_ms, to_ms, interval) = match (time("from", from), time("to", to), interval) {
+        (Ok(f), Ok(t), Ok(i)) if f <= t => (f, t, i),
+        (Ok(_), Ok(_), Ok(_)) => {
+            eprintln!("--from {from} is after --to {to}");
+            return 2;
+        }
+        (f, t, i) => {
+            for e in [f.err(), t.err(), i.err()].into_iter().flatten() {
+                eprintln!("{e}");
+            }
+            return 2;
+        }
+    };
+    let files = match vigil_alerting::rules::load_patterns(patterns) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let query = match vigil_alerting::RemoteQuery::new(url, std::time::Duration::from_secs(30)) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let opts = vigil_alerting::rules::EvalOptions {
+        default_interval: interval,
+        ..Default::default()
+    };
+    let (changes, failures) = offline::replay_range(&files, &query, from_ms, to_ms, &opts);
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for change in changes {
+        if writeln!(out, "{change}").is_err() {
+            return 1;
+        }
+    }
+    // A peer that is down fails every evaluation: the first few say why.
+    for f in failures.iter().take(10) {
+        eprintln!("{f}");
+    }
+    if failures.len() > 10 {
+        eprintln!("... {} failed evaluations in all", failures.len());
+    }
+    i32::from(!failures.is_empty())
 }
 
 /// promtool's `test rules`: "Unit Testing:  <file>", then SUCCESS or FAILED with each failure.

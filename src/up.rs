@@ -35,6 +35,9 @@ pub struct Args {
     /// Alertmanager-format notification config (routes, receivers, inhibit_rules).
     #[arg(long)]
     notify_config: Option<PathBuf>,
+    /// Also send the rules' alerts to this Alertmanager (base URL; repeatable).
+    #[arg(long = "alertmanager-url")]
+    alertmanager_url: Vec<String>,
     /// How much history the aggregator keeps for PromQL and dashboards (the Deployment keeps
     /// Heapster's 15m); a node's ~1,500 series hold about 21 MB a day at 15s (2.4 B a point).
     #[arg(long, default_value = "24h")]
@@ -94,6 +97,11 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
     if let Some(n) = &args.notify_config {
         aggregator_flags.push(format!("--notify-config={}", n.display()));
     }
+    aggregator_flags.extend(
+        args.alertmanager_url
+            .iter()
+            .map(|u| format!("--alertmanager-url={u}")),
+    );
     let aggregator: vigil_aggregator::Args = sub("aggregator", &aggregator_flags)?;
     let shipped = data.join("logs/records.ndjson");
     let log_shipper: vigil_log_shipper::Args = sub(

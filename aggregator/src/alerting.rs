@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use tokio::sync::watch;
-use vigil_alerting::notify::Notifier;
+use vigil_alerting::notify::{Forwarder, Notifier};
 use vigil_alerting::query::{QueryError, RangeSeries, Sample};
 use vigil_alerting::rules::eval::{Labels, SeriesWriter};
 use vigil_alerting::rules::{EvalOptions, Manager, ManagerConfig};
-use vigil_alerting::{Notify, Query, RemoteQuery};
+use vigil_alerting::{Fanout, Notify, Query, RemoteQuery};
 use vigil_promql::{Engine, EngineOptions};
 
 use crate::query::QueryService;
@@ -51,6 +51,10 @@ pub struct AlertingArgs {
     /// Label added to alerts sent (`name=value`, repeatable), as Prometheus's external_labels.
     #[arg(long = "external-label")]
     pub external_labels: Vec<String>,
+    /// Also send the rules' alerts to this Alertmanager (base URL, repeatable), as Prometheus's
+    /// --alertmanager.url: POST /api/v2/alerts, re-sent while firing, resolved when they end.
+    #[arg(long = "alertmanager-url")]
+    pub alertmanager_urls: Vec<String>,
 }
 
 /// Why alerting could not start.
@@ -62,6 +66,8 @@ pub enum Error {
     Rules(#[from] vigil_alerting::rules::LoadError),
     #[error("--notify-config {path}: {message}")]
     Notify { path: String, message: String },
+    #[error("--alertmanager-url: {0}")]
+    Alertmanager(String),
 }
 
 /// `Query` over the in-process engine and the store.
@@ -124,6 +130,9 @@ fn duration_flag(
 pub struct Alerting {
     pub manager: Option<Arc<Manager>>,
     pub notifier: Option<Arc<Notifier>>,
+    /// `--alertmanager-url`s' forwarder and the notifiers' metrics (`vigil_notify_*`).
+    pub forwarder: Option<Arc<Forwarder>>,
+    registry: prometheus_client::registry::Registry,
 }
 
 impl Alerting {
@@ -172,10 +181,28 @@ impl Alerting {
                 Some(n)
             }
         };
+        let forwarder = if args.alertmanager_urls.is_empty() {
+            None
+        } else {
+            let f = Forwarder::new(args.alertmanager_urls.clone())
+                .map_err(|e| Error::Alertmanager(e.to_string()))?;
+            let f = Arc::new(f);
+            tokio::spawn(f.clone().run(shutdown.clone()));
+            Some(f)
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        if let Some(n) = &notifier {
+            n.register_metrics(&mut registry);
+        }
+        if let Some(f) = &forwarder {
+            f.register_metrics(&mut registry);
+        }
         if args.rule_files.is_empty() {
             return Ok(Alerting {
                 manager: None,
                 notifier,
+                forwarder,
+                registry,
             });
         }
         let mut external_labels = BTreeMap::new();
@@ -211,7 +238,12 @@ impl Alerting {
             eval,
             data_dir: data_dir.clone(),
         };
-        let notify = notifier.clone().map(|n| n as Arc<dyn Notify>);
+        let notify: Vec<Arc<dyn Notify>> = notifier
+            .iter()
+            .map(|n| n.clone() as Arc<dyn Notify>)
+            .chain(forwarder.iter().map(|f| f.clone() as Arc<dyn Notify>))
+            .collect();
+        let notify = (!notify.is_empty()).then(|| Arc::new(Fanout(notify)) as Arc<dyn Notify>);
         let manager = Manager::new(config, rule_query, writer, notify)?;
         manager.start()?;
         let m = manager.clone();
@@ -247,6 +279,8 @@ impl Alerting {
         Ok(Alerting {
             manager: Some(manager),
             notifier,
+            forwarder,
+            registry,
         })
     }
 
@@ -262,10 +296,13 @@ impl Alerting {
         r
     }
 
-    /// The rules' self-metrics for `/metrics`.
+    /// The rules' and notifiers' self-metrics for `/metrics`.
     pub fn write_metrics(&self, out: &mut String) {
         if let Some(m) = &self.manager {
             out.push_str(&m.metrics_text());
+        }
+        if let Err(e) = prometheus_client::encoding::text::encode_registry(out, &self.registry) {
+            tracing::warn!(error = %e, "encoding the notifier's metrics failed");
         }
     }
 }

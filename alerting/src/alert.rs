@@ -24,3 +24,17 @@ pub struct Alert {
 pub trait Notify: Send + Sync {
     fn send(&self, alerts: Vec<Alert>);
 }
+
+/// Hands the same alerts to several notifiers (the built-in notifier and `--alertmanager-url`).
+pub struct Fanout(pub Vec<std::sync::Arc<dyn Notify>>);
+
+impl Notify for Fanout {
+    fn send(&self, alerts: Vec<Alert>) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for n in rest {
+                n.send(alerts.clone());
+            }
+            last.send(alerts);
+        }
+    }
+}

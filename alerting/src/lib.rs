@@ -8,5 +8,5 @@ pub mod notify;
 pub mod query;
 pub mod rules;
 
-pub use alert::{Alert, Notify};
+pub use alert::{Alert, Fanout, Notify};
 pub use query::{Query, QueryError, RangeSeries, RemoteQuery, Sample};

@@ -97,11 +97,96 @@ impl Integration {
 }
 
 /// What was last notified for a group and integration (Alertmanager's nflog entry).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct LogEntry {
     firing: HashSet<u64>,
     resolved: HashSet<u64>,
     at: DateTime<Utc>,
+}
+
+/// How long notification log entries are kept (Alertmanager's `--data.retention`, 120h).
+const NFLOG_RETENTION_HOURS: i64 = 120;
+
+/// One entry of `nflog.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedEntry {
+    group_key: String,
+    receiver: String,
+    integration: String,
+    idx: usize,
+    #[serde(flatten)]
+    entry: LogEntry,
+}
+
+/// The notification log, kept in `nflog.json` when there is a data directory so that a
+/// restart neither repeats a notification before `repeat_interval` nor a resolved one.
+struct NfLog {
+    path: Option<std::path::PathBuf>,
+    entries: HashMap<LogKey, LogEntry>,
+}
+
+impl NfLog {
+    /// Reads `dir/nflog.json`; entries older than the retention, or of an integration kind
+    /// this version does not have, are dropped. An unreadable file is an error naming it.
+    fn open(dir: Option<&std::path::Path>, now: DateTime<Utc>) -> Result<NfLog, String> {
+        let path = dir.map(|d| d.join("nflog.json"));
+        let mut entries = HashMap::new();
+        if let Some(p) = &path {
+            match std::fs::read(p) {
+                Ok(bytes) => {
+                    let saved: Vec<SavedEntry> = serde_json::from_slice(&bytes)
+                        .map_err(|e| format!("{}: {e}", p.display()))?;
+                    for s in saved {
+                        let kind = match s.integration.as_str() {
+                            "webhook" => "webhook",
+                            "email" => "email",
+                            _ => continue,
+                        };
+                        if s.entry.at > now - chrono::Duration::hours(NFLOG_RETENTION_HOURS) {
+                            entries.insert((s.group_key, s.receiver, kind, s.idx), s.entry);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", p.display())),
+            }
+        }
+        Ok(NfLog { path, entries })
+    }
+
+    fn get(&self, key: &LogKey) -> Option<LogEntry> {
+        self.entries.get(key).cloned()
+    }
+
+    /// Records a notification and rewrites the file (atomically) if there is one.
+    fn insert(&mut self, key: LogKey, entry: LogEntry) {
+        self.entries.insert(key, entry);
+        let Some(path) = &self.path else { return };
+        let saved: Vec<SavedEntry> = self
+            .entries
+            .iter()
+            .map(|((g, r, i, idx), e)| SavedEntry {
+                group_key: g.clone(),
+                receiver: r.clone(),
+                integration: i.to_string(),
+                idx: *idx,
+                entry: e.clone(),
+            })
+            .collect();
+        let tmp = path.with_extension("json.tmp");
+        let res = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|b| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&tmp, b)
+            })
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = res {
+            tracing::warn!(path = %path.display(), error = %e, "could not save the notification log");
+        }
+    }
 }
 
 /// `DedupStage.needsUpdate`.
@@ -156,7 +241,7 @@ pub struct Dispatcher {
     inhibit: Vec<InhibitRule>,
     pub alerts: AlertStore,
     pub silences: Silences,
-    nflog: Mutex<HashMap<LogKey, LogEntry>>,
+    nflog: Mutex<NfLog>,
     groups: Mutex<HashMap<(usize, u64), Arc<Group>>>,
     pub metrics: Metrics,
     pub external_url: String,
@@ -165,11 +250,14 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// `data_dir` keeps the notification log (`nflog.json`) across restarts.
     pub fn new(
         cfg: &NotifyConfig,
         silences: Silences,
         query: Option<Arc<dyn Query>>,
+        data_dir: Option<&std::path::Path>,
     ) -> Result<Dispatcher, Error> {
+        let nflog = NfLog::open(data_dir, Utc::now()).map_err(Error::NotificationLog)?;
         let routes = RouteTree::new(cfg.root()).map_err(Error::Invalid)?;
         let mut receivers = BTreeMap::new();
         for r in &cfg.receivers {
@@ -203,7 +291,7 @@ impl Dispatcher {
             inhibit,
             alerts: AlertStore::default(),
             silences,
-            nflog: Mutex::new(HashMap::new()),
+            nflog: Mutex::new(nflog),
             groups: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             external_url: cfg.external_url.clone(),
@@ -346,7 +434,7 @@ impl Dispatcher {
         let firing_fps: HashSet<u64> = firing.iter().map(|a| a.fingerprint).collect();
         let resolved_fps: HashSet<u64> = resolved.iter().map(|a| a.fingerprint).collect();
         let key = (g.key.clone(), i.receiver.clone(), i.name(), i.idx);
-        let entry = self.nflog.lock().unwrap().get(&key).cloned();
+        let entry = self.nflog.lock().unwrap().get(&key);
         if !needs_update(entry.as_ref(), &firing_fps, &resolved_fps, i.send_resolved(), repeat, now) {
             return true;
         }
@@ -445,5 +533,23 @@ mod tests {
         assert!(needs_update(Some(&old), &set(&[1]), &set(&[]), false, h, now));
         let none_firing = LogEntry { firing: set(&[]), resolved: set(&[1]), at: now };
         assert!(!needs_update(Some(&none_firing), &set(&[]), &set(&[1]), true, h, now));
+    }
+
+    #[test]
+    fn notification_log_survives_a_restart_and_forgets_old_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mut log = NfLog::open(Some(dir.path()), now).unwrap();
+        let entry = LogEntry { firing: set(&[1]), resolved: set(&[2]), at: now };
+        let key: LogKey = ("{}:{alertname=\"A\"}".into(), "hook".into(), "webhook", 0);
+        log.insert(key.clone(), entry.clone());
+        let old: LogKey = ("{}:{alertname=\"B\"}".into(), "hook".into(), "email", 1);
+        log.insert(old.clone(), LogEntry { at: now - chrono::Duration::hours(121), ..entry.clone() });
+        let again = NfLog::open(Some(dir.path()), now).unwrap();
+        assert_eq!(again.get(&key), Some(entry));
+        assert_eq!(again.get(&old), None);
+        std::fs::write(dir.path().join("nflog.json"), "[{").unwrap();
+        let e = NfLog::open(Some(dir.path()), now).err().unwrap();
+        assert!(e.contains("nflog.json: "), "{e}");
     }
 }

@@ -52,6 +52,8 @@ pub enum Error {
     },
     #[error("silences: {0}")]
     Silences(String),
+    #[error("notification log: {0}")]
+    NotificationLog(String),
     #[error("forwarding: {0}")]
     Forward(String),
 }
@@ -115,8 +117,8 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Builds the notifier from a validated configuration. Silences are kept in
-    /// `data_dir/silences.json` when a data directory is given; `query` fetches the series the
+    /// Builds the notifier from a validated configuration. Silences and the notification log
+    /// are kept in `data_dir/silences.json` and `nflog.json` when a data directory is given; `query` fetches the series the
     /// e-mail charts show.
     pub fn new(
         config: NotifyConfig,
@@ -124,8 +126,8 @@ impl Notifier {
         query: Option<Arc<dyn Query>>,
     ) -> Result<Notifier, Error> {
         config.validate().map_err(Error::Invalid)?;
-        let silences = Silences::open(data_dir).map_err(Error::Silences)?;
-        let d = Arc::new(Dispatcher::new(&config, silences, query)?);
+        let silences = Silences::open(data_dir.clone()).map_err(Error::Silences)?;
+        let d = Arc::new(Dispatcher::new(&config, silences, query, data_dir.as_deref())?);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Notifier {
             d,

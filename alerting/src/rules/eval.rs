@@ -10,6 +10,7 @@ use crate::alert::Alert;
 use crate::query::{Query, Sample};
 
 use super::file::{Group, Rule, RuleKind};
+use super::models;
 use super::template::{self, Env};
 
 /// A sample with its full labels (`__name__` included) to write into the store.
@@ -225,7 +226,7 @@ impl GroupState {
         let mut to_send = Vec::new();
         for r in &mut self.rules {
             let rule_started = Instant::now();
-            let result = eval_rule(r, &self.group, ts_ms, query_ts, query, opts, env);
+            let result = eval_rule(r, &self.group, ts_ms, query_ts, interval, query, env);
             let (samples, err) = match result {
                 Ok(samples) => (samples, None),
                 Err(e) => (Vec::new(), Some(e)),
@@ -269,13 +270,13 @@ fn eval_rule(
     group: &Group,
     ts_ms: i64,
     query_ts: i64,
+    interval: Duration,
     query: &dyn Query,
-    opts: &EvalOptions,
     env: &Env,
 ) -> Result<Vec<(Labels, i64, f64)>, String> {
-    let samples = query.instant(&r.rule.expr, query_ts).map_err(|e| e.0)?;
     match &r.rule.kind {
         RuleKind::Recording { name } => {
+            let samples = query.instant(&r.rule.expr, query_ts).map_err(|e| e.0)?;
             let mut seen = HashSet::new();
             let mut out = Vec::with_capacity(samples.len());
             for Sample { mut labels, value } in samples {
@@ -306,41 +307,20 @@ fn eval_rule(
             keep_firing_for,
             annotations,
             baseline,
+            outlier,
         } => {
-            let mut bands = Vec::new();
-            let samples = match baseline {
-                None => samples,
-                Some(config) => {
-                    let mut anomalous = Vec::new();
-                    for Sample { mut labels, value } in samples {
-                        labels.remove("__name__");
-                        if !value.is_finite() {
-                            continue;
-                        }
-                        let model = r
-                            .models
-                            .entry(labels.clone())
-                            .or_insert_with(|| crate::anomaly::Baseline::new(config));
-                        let verdict = match model.update(query_ts, value) {
-                            Ok(v) => v,
-                            // A sample not newer than the model's last (a restart replaying
-                            // the same point) teaches it nothing.
-                            Err(crate::anomaly::AnomalyError::OutOfOrder { .. }) => continue,
-                            Err(e) => return Err(format!("baseline {labels:?}: {e}")),
-                        };
-                        for (suffix, v) in [("lower", verdict.lower), ("upper", verdict.upper)] {
-                            if v.is_finite() {
-                                let mut l = labels.clone();
-                                l.insert("__name__".into(), format!("{name}_baseline_{suffix}"));
-                                bands.push((l, query_ts, v));
-                            }
-                        }
-                        if verdict.anomalous {
-                            anomalous.push(Sample { labels, value });
-                        }
-                    }
-                    anomalous
+            // Series the models write besides ALERTS (bands, scores).
+            let mut model_series = Vec::new();
+            let samples = match (baseline, outlier) {
+                (Some(config), _) => {
+                    let samples = query.instant(&r.rule.expr, query_ts).map_err(|e| e.0)?;
+                    let series = &mut model_series;
+                    models::baseline(config, name, &mut r.models, samples, query_ts, series)?
                 }
+                (None, Some(config)) => {
+                    models::outlier(config, name, query, query_ts, interval, &mut model_series)?
+                }
+                (None, None) => query.instant(&r.rule.expr, query_ts).map_err(|e| e.0)?,
             };
             let hold_ms = hold.as_millis() as i64;
             let keep_ms = keep_firing_for.as_millis() as i64;
@@ -454,8 +434,7 @@ fn eval_rule(
                     group.limit, active
                 ));
             }
-            let _ = opts;
-            out.extend(bands);
+            out.extend(model_series);
             Ok(out)
         }
     }

@@ -71,6 +71,8 @@ pub enum RuleKind {
         annotations: BTreeMap<String, String>,
         /// A `baseline:` rule: the alert fires for samples outside their series' learned band.
         baseline: Option<crate::anomaly::BaselineConfig>,
+        /// An `outlier:` rule: the alert fires for members that deviate from their peer group.
+        outlier: Option<crate::anomaly::OutlierConfig>,
     },
     Recording {
         name: String,
@@ -310,28 +312,39 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
         (None, None) => errors.push("one of 'record' or 'alert' must be set".into()),
         _ => {}
     }
-    if r.outlier.is_some() {
-        errors.push("'outlier' rules are not implemented yet in this version of vigil".into());
+    if r.baseline.is_some() && r.outlier.is_some() {
+        errors.push("only one of 'baseline' and 'outlier' may be set".into());
     }
-    let mut baseline = None;
-    let had_baseline = r.baseline.is_some();
-    if let Some(b) = r.baseline {
+    let had_model = r.baseline.is_some() || r.outlier.is_some();
+    // Both kinds: an alerting rule with its expression, `for` and `keep_firing_for` inside the
+    // map, named so that the series it writes (`<name>_baseline_*`, `<name>_outlier_score`) are valid.
+    let model_rule = |kind: &str, series: &str| {
+        let mut errors = Vec::new();
         if record.is_some() {
-            errors.push("invalid field 'baseline' in recording rule".into());
+            errors.push(format!("invalid field '{kind}' in recording rule"));
         }
         if !expr.is_empty() {
-            errors.push("a baseline rule takes its expression from 'baseline.expr', not 'expr'".into());
+            errors.push(format!(
+                "a {kind} rule takes its expression from '{kind}.expr', not 'expr'"
+            ));
         }
         if r.hold.is_some() || r.keep_firing_for.is_some() {
-            errors.push("a baseline rule sets 'for' and 'keep_firing_for' inside 'baseline:'".into());
+            errors.push(format!(
+                "a {kind} rule sets 'for' and 'keep_firing_for' inside '{kind}:'"
+            ));
         }
         if let Some(name) = &alert {
             if !is_metric_name(name) {
                 errors.push(format!(
-                    "baseline rule name {name:?} must be a valid metric name: its bands are the series {name}_baseline_lower/upper"
+                    "{kind} rule name {name:?} must be a valid metric name: it writes the series {name}_{series}"
                 ));
             }
         }
+        errors
+    };
+    let mut baseline = None;
+    if let Some(b) = r.baseline {
+        errors.extend(model_rule("baseline", "baseline_lower/upper"));
         match serde_yaml::from_value::<crate::anomaly::BaselineConfig>(b) {
             Err(e) => errors.push(format!("baseline: {e}")),
             Ok(c) => match c.validate() {
@@ -340,8 +353,23 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
             },
         }
     }
-    let expr = baseline.as_ref().map_or(expr, |b| b.expr.clone());
-    if expr.is_empty() && !had_baseline {
+    let mut outlier = None;
+    if let Some(o) = r.outlier {
+        errors.extend(model_rule("outlier", "outlier_score"));
+        match serde_yaml::from_value::<crate::anomaly::OutlierConfig>(o) {
+            Err(e) => errors.push(format!("outlier: {e}")),
+            Ok(c) => match c.validate() {
+                Err(e) => errors.push(e.to_string()),
+                Ok(()) => outlier = Some(c),
+            },
+        }
+    }
+    let expr = baseline
+        .as_ref()
+        .map(|b| b.expr.clone())
+        .or_else(|| outlier.as_ref().map(|o| o.expr.clone()))
+        .unwrap_or(expr);
+    if expr.is_empty() && !had_model {
         errors.push("field 'expr' must be set in rule".into());
     } else if !expr.is_empty() {
         if let Err(e) = promql_parser::parser::parse(&expr) {
@@ -406,10 +434,19 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
         (Some(name), None) => RuleKind::Recording { name },
         (None, Some(name)) => RuleKind::Alerting {
             name,
-            hold: baseline.as_ref().map_or(hold, |b| b.hold),
-            keep_firing_for: baseline.as_ref().map_or(keep_firing_for, |b| b.keep_firing_for),
+            hold: baseline
+                .as_ref()
+                .map(|b| b.hold)
+                .or(outlier.as_ref().map(|o| o.hold))
+                .unwrap_or(hold),
+            keep_firing_for: baseline
+                .as_ref()
+                .map(|b| b.keep_firing_for)
+                .or(outlier.as_ref().map(|o| o.keep_firing_for))
+                .unwrap_or(keep_firing_for),
             annotations,
             baseline,
+            outlier,
         },
         _ => unreachable!("checked above"),
     };
@@ -527,7 +564,16 @@ groups:
             ("groups:\n- name: g\n  rules:\n  - alert: a\n    baseline: {expr: up, sigma: 3}\n", "baseline: unknown field `sigma`"),
             ("groups:\n- name: g\n  rules:\n  - alert: 'a b'\n    baseline: {expr: up}\n", "must be a valid metric name"),
             ("groups:\n- name: g\n  rules:\n  - alert: a\n    baseline: {expr: 'up +'}\n", "could not parse expression"),
-            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up}\n", "'outlier' rules are not implemented yet"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up}\n", "outlier: missing field `by`"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up, by: []}\n", "outlier: by: must name at least one label"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up, by: [n], min_members: 2}\n", "outlier: min_members: must be at least 3"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up, by: [n], window: 5x}\n", "outlier: not a valid duration string"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up, by: [n], sigma: 3}\n", "outlier: unknown field `sigma`"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: 'up +', by: [n]}\n", "could not parse expression"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    expr: up\n    outlier: {expr: up, by: [n]}\n", "takes its expression from 'outlier.expr'"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up, by: [n]}\n    for: 5m\n", "sets 'for' and 'keep_firing_for' inside 'outlier:'"),
+            ("groups:\n- name: g\n  rules:\n  - record: a\n    outlier: {expr: up, by: [n]}\n", "invalid field 'outlier' in recording rule"),
+            ("groups:\n- name: g\n  rules:\n  - alert: a\n    outlier: {expr: up, by: [n]}\n    baseline: {expr: up}\n", "only one of 'baseline' and 'outlier' may be set"),
         ];
         for (text, want) in cases {
             let e = errors(text);

@@ -7,6 +7,7 @@ pub const DEFAULT_RULES: &str = include_str!("../../rules/default.yml");
 pub mod eval;
 pub mod file;
 pub mod manager;
+pub mod models;
 pub mod offline;
 pub mod template;
 pub mod unittest;

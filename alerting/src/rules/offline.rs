@@ -1,7 +1,8 @@
-//! Rules in virtual time over an in-memory store: `vigil rules replay` (a CSV series
-//! evaluated at each sample's time, printing alert state changes).
+//! Rules in virtual time: `vigil rules replay` over a CSV series in an in-memory store
+//! (evaluated at each sample's time) or over history in a query API (`--from/--to`), returning
+//! alert state changes.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::RwLock;
 
 use vigil_promql::testing::MemStorage;
@@ -165,6 +166,71 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// Follows alerts across evaluations and notes each change to firing or from firing.
+#[derive(Default)]
+struct Changes {
+    /// (group index, rule index, labels) of the alerts firing now.
+    firing: BTreeSet<(usize, usize, Labels)>,
+    out: Vec<Change>,
+}
+
+impl Changes {
+    fn push(&mut self, t_ms: i64, mut labels: Labels, firing: bool) {
+        let alertname = labels.remove("alertname").unwrap_or_default();
+        self.out.push(Change {
+            t_ms,
+            alertname,
+            labels,
+            firing,
+        });
+    }
+
+    /// Notes the changes of group `gi` after its evaluation at `t`.
+    fn observe(&mut self, gi: usize, g: &GroupState, t: i64) {
+        for (ri, r) in g.rules.iter().enumerate() {
+            for a in r.alerts.values() {
+                let key = (gi, ri, a.labels.clone());
+                let now = a.state == State::Firing;
+                if now != self.firing.contains(&key) {
+                    self.push(t, a.labels.clone(), now);
+                    if now {
+                        self.firing.insert(key);
+                    } else {
+                        self.firing.remove(&key);
+                    }
+                }
+            }
+        }
+        // Alerts that vanished while firing (dropped on a limit error) resolve too.
+        let gone: Vec<_> = self
+            .firing
+            .iter()
+            .filter(|(g2, ri, l)| *g2 == gi && !g.rules[*ri].alerts.contains_key(l))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.firing.remove(&key);
+            self.push(t, key.2, false);
+        }
+    }
+}
+
+fn env_at(t: i64, opts: &EvalOptions) -> Env {
+    Env {
+        time_ms: t,
+        external_labels: opts.external_labels.clone(),
+        external_url: opts.external_url.clone(),
+        query: None,
+    }
+}
+
+fn group_states(files: &[RuleFile]) -> Vec<GroupState> {
+    files
+        .iter()
+        .flat_map(|f| f.groups.iter().cloned().map(GroupState::new))
+        .collect()
+}
+
 /// Replays `samples` as series `metric` and evaluates every group of `files` at each sample's
 /// time (online: a sample is in the store only from its own time on), returning each change
 /// of an alert to firing or from firing to resolved.
@@ -176,64 +242,80 @@ pub fn replay(
 ) -> Vec<Change> {
     let store = MemQuery::default();
     let labels: Labels = [("__name__".to_string(), metric.to_string())].into();
-    let mut groups: Vec<GroupState> = files
-        .iter()
-        .flat_map(|f| f.groups.iter().cloned().map(GroupState::new))
-        .collect();
-    let mut firing: BTreeMap<(usize, usize, Labels), ()> = BTreeMap::new();
-    let mut changes = Vec::new();
+    let mut groups = group_states(files);
+    let mut changes = Changes::default();
     for &(t, v) in samples {
         store.add(&labels, t, v);
         for (gi, g) in groups.iter_mut().enumerate() {
-            let env = Env {
-                time_ms: t,
-                external_labels: opts.external_labels.clone(),
-                external_url: opts.external_url.clone(),
-                query: None,
-            };
-            g.eval(t, &store, &store, opts, &env);
-            for (ri, r) in g.rules.iter().enumerate() {
-                for a in r.alerts.values() {
-                    let key = (gi, ri, a.labels.clone());
-                    let now = a.state == State::Firing;
-                    let was = firing.contains_key(&key);
-                    if now != was {
-                        let mut labels = a.labels.clone();
-                        let alertname = labels.remove("alertname").unwrap_or_default();
-                        changes.push(Change {
-                            t_ms: t,
-                            alertname,
-                            labels,
-                            firing: now,
-                        });
-                        if now {
-                            firing.insert(key, ());
-                        } else {
-                            firing.remove(&key);
-                        }
-                    }
-                }
-            }
-            // Alerts that vanished while firing (dropped on a limit error) resolve too.
-            let gone: Vec<_> = firing
-                .keys()
-                .filter(|(g2, ri, l)| *g2 == gi && !g.rules[*ri].alerts.contains_key(l))
-                .cloned()
-                .collect();
-            for key in gone {
-                firing.remove(&key);
-                let mut labels = key.2.clone();
-                let alertname = labels.remove("alertname").unwrap_or_default();
-                changes.push(Change {
-                    t_ms: t,
-                    alertname,
-                    labels,
-                    firing: false,
-                });
-            }
+            g.eval(t, &store, &store, opts, &env_at(t, opts));
+            changes.observe(gi, g, t);
         }
     }
-    changes
+    changes.out
+}
+
+/// A rule evaluation that failed during [`replay_range`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalFailure {
+    pub t_ms: i64,
+    pub group: String,
+    pub rule: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for EvalFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} group {:?}, rule {:?}: {}",
+            super::eval::ms_to_time(self.t_ms).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            self.group,
+            self.rule,
+            self.error
+        )
+    }
+}
+
+/// Backfill-style replay over history, as vmalert's replay mode and `promtool tsdb
+/// create-blocks-from rules` do: each group is evaluated through `query` at every multiple of
+/// its interval from `from_ms` to `to_ms`, in virtual time. Recorded and `ALERTS` series are
+/// not written anywhere (a later rule does not see an earlier rule's recorded series). Returns
+/// the alert state changes in time order and every failed evaluation.
+pub fn replay_range(
+    files: &[RuleFile],
+    query: &dyn Query,
+    from_ms: i64,
+    to_ms: i64,
+    opts: &EvalOptions,
+) -> (Vec<Change>, Vec<EvalFailure>) {
+    let mut changes = Changes::default();
+    let mut failures = Vec::new();
+    for (gi, mut g) in group_states(files).into_iter().enumerate() {
+        let step = g.interval(opts).as_millis().max(1) as i64;
+        let mut t = from_ms.div_euclid(step) * step;
+        if t < from_ms {
+            t += step;
+        }
+        while t <= to_ms {
+            g.eval(t, query, &super::eval::NoWriter, opts, &env_at(t, opts));
+            changes.observe(gi, &g, t);
+            for r in &g.rules {
+                if let (super::eval::Health::Err, Some(e)) = (r.health, &r.last_error) {
+                    failures.push(EvalFailure {
+                        t_ms: t,
+                        group: g.group.name.clone(),
+                        rule: r.rule.name().to_string(),
+                        error: e.clone(),
+                    });
+                }
+            }
+            t += step;
+        }
+    }
+    // Groups were replayed one after the other: merge them in time (stable: a group's own
+    // order is kept).
+    changes.out.sort_by_key(|c| c.t_ms);
+    (changes.out, failures)
 }
 
 #[cfg(test)]
@@ -335,5 +417,34 @@ mod tests {
                 "1970-01-01T00:45:00Z High {severity=\"page\"} resolved",
             ]
         );
+    }
+
+    #[test]
+    fn replay_range_over_a_store_reports_changes_and_failures() {
+        let f = super::super::file::parse(
+            "r.yml",
+            "groups:\n- name: g\n  interval: 1m\n  rules:\n  - alert: High\n    expr: value > 10\n    for: 10m\n  - alert: Broken\n    expr: '{__name__=~\"value|other\"} * on() vector(1)'\n",
+        )
+        .unwrap();
+        let store = MemQuery::default();
+        for i in 0..=60i64 {
+            let v = if (20..=40).contains(&i) { 20.0 } else { 1.0 };
+            store.add(&[("__name__".to_string(), "value".to_string())].into(), i * 60_000, v);
+            store.add(&[("__name__".to_string(), "other".to_string())].into(), i * 60_000, v);
+        }
+        // From 30 s: the first evaluation is at the next whole minute.
+        let (changes, failures) = replay_range(&[f], &store, 30_000, 60 * 60_000, &EvalOptions::default());
+        let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "1970-01-01T00:30:00Z High {} firing",
+                "1970-01-01T00:41:00Z High {} resolved",
+            ]
+        );
+        assert_eq!(failures.len(), 60, "{failures:?}");
+        assert_eq!(failures[0].t_ms, 60_000);
+        assert_eq!(failures[0].rule, "Broken");
+        assert!(failures[0].to_string().starts_with("1970-01-01T00:01:00Z group \"g\", rule \"Broken\": "), "{}", failures[0]);
     }
 }
