@@ -1,7 +1,12 @@
 //! End-to-end throughput: log files → `vigil log-shipper` (in process) → the strict `_bulk` test server,
 //! and rsyslog's imfile → omfile on the same files in the same run (the peer). Prints MiB/s for both.
 //!
-//! Run: `cargo bench -p vigil-log-shipper --bench e2e` (release). Set `E2E_MIB` to change the data size.
+//! Then the same amount of data again with a kubelet-like compressed backlog: per container three gzip-compressed
+//! rotated files, one plain rotated file and the live file (rsyslog cannot read `.gz`, so it has no figure there).
+//!
+//! Run: `cargo bench -p vigil-log-shipper --bench e2e` (release). Set `E2E_MIB` to change the data size,
+//! `E2E_GZ=0` to skip the compressed run. `E2E_OUTAGE_SECS=30` measures instead what an Elasticsearch outage costs
+//! (memory, deleted files held open, loss) while kubelet-rotated containers write.
 
 #[path = "../../tests/es_bulk_server/mod.rs"]
 #[allow(unused_imports)]
@@ -31,6 +36,53 @@ fn write_files(root: &Path, total: usize) -> (usize, usize) {
         lines += n;
     }
     (bytes, lines)
+}
+
+/// The same data split like the kubelet leaves it: `0.log.<stamp>.gz` ×3, `0.log.<stamp>`, `0.log`.
+/// Returns (decompressed bytes, lines, bytes on disk).
+fn write_files_with_backlog(root: &Path, total: usize) -> (usize, usize, u64) {
+    use std::io::Write;
+    let (mut bytes, mut lines, mut disk) = (0, 0, 0u64);
+    for f in 0..FILES {
+        let dir = root.join(format!("ns_pod-{f}_uid-{f}/app"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (s, n) = support::cri_lines(total / FILES, &format!("f{f} "));
+        bytes += s.len();
+        lines += n;
+        // Five parts cut at line ends.
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for p in 1..=5 {
+            let end = if p == 5 {
+                s.len()
+            } else {
+                let at = s.len() * p / 5;
+                at + s[at..].find('\n').unwrap() + 1
+            };
+            parts.push(&s[start..end]);
+            start = end;
+        }
+        for (i, part) in parts.iter().enumerate() {
+            let name = match i {
+                0..=2 => format!("0.log.20261122-10000{i}.gz"),
+                3 => "0.log.20261122-100003".to_string(),
+                _ => "0.log".to_string(),
+            };
+            let path = dir.join(&name);
+            if name.ends_with(".gz") {
+                let mut gz = flate2::write::GzEncoder::new(
+                    std::fs::File::create(&path).unwrap(),
+                    flate2::Compression::default(),
+                );
+                gz.write_all(part.as_bytes()).unwrap();
+                gz.finish().unwrap();
+            } else {
+                std::fs::write(&path, part).unwrap();
+            }
+            disk += std::fs::metadata(&path).unwrap().len();
+        }
+    }
+    (bytes, lines, disk)
 }
 
 fn count_lines(path: &Path) -> usize {
@@ -228,8 +280,208 @@ fn reqwest_free_get(port: u16, path: &str) -> String {
     out
 }
 
+/// Ships every line under `root` with the in-process shipper; (wall, CPU in all, test server CPU, shipper CPU).
+fn run_vigil(
+    rt: &tokio::runtime::Runtime,
+    es: &es_bulk_server::EsServer,
+    root: &Path,
+    data_dir: &Path,
+    es_cfg: &Path,
+    lines: usize,
+) -> Option<(Duration, f64, f64, f64)> {
+    let created0 = es.stats().created as usize;
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let args = vigil_log_shipper::Args {
+            roots: vec![root.to_path_buf()],
+            data_dir: Some(data_dir.to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            sink: None,
+            config: Some(es_cfg.to_path_buf()),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let cpu0 = cpu_seconds("self");
+        let (srv0, main0) = thread_cpu();
+        let h = tokio::spawn(vigil_log_shipper::run(args, rx));
+        let deadline = start + Duration::from_secs(300);
+        let mut done = None;
+        while Instant::now() < deadline {
+            if es.stats().created as usize - created0 >= lines {
+                let total = cpu_seconds("self") - cpu0;
+                let (srv, main) = thread_cpu();
+                let server = srv - srv0;
+                done = Some((
+                    start.elapsed(),
+                    total,
+                    server,
+                    total - server - (main - main0),
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tx.send(true);
+        let _ = h.await;
+        assert_eq!(es.stats().conflicts, 0);
+        done
+    })
+}
+
+/// One kubelet rotation (`rotateLog`): drop `.tmp` leftovers and originals that have a `.gz`, delete the oldest
+/// rotated files down to 3, gzip the uncompressed rotated ones, rename `0.log`. Returns the files deleted.
+fn kubelet_rotate(dir: &Path, stamp: &str) -> usize {
+    use std::io::Write;
+    let mut logs: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("0.log."))
+        .collect();
+    logs.sort();
+    let all = logs.clone();
+    logs.retain(|l| {
+        let unused = l.ends_with(".tmp") || all.contains(&format!("{l}.gz"));
+        if unused {
+            let _ = std::fs::remove_file(dir.join(l));
+        }
+        !unused
+    });
+    let mut deleted = 0;
+    while logs.len() > 3 {
+        std::fs::remove_file(dir.join(logs.remove(0))).unwrap();
+        deleted += 1;
+    }
+    for l in logs.iter().filter(|l| !l.ends_with(".gz")) {
+        let src = dir.join(l);
+        let tmp = dir.join(format!("{l}.tmp"));
+        let data = std::fs::read(&src).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tmp).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&data).unwrap();
+        gz.finish().unwrap();
+        std::fs::rename(&tmp, dir.join(format!("{l}.gz"))).unwrap();
+        std::fs::remove_file(&src).unwrap();
+    }
+    std::fs::rename(dir.join("0.log"), dir.join(format!("0.log.{stamp}"))).unwrap();
+    deleted
+}
+
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Elasticsearch unreachable while 20 kubelet-rotated containers write: what the shipper holds (memory, deleted files
+/// kept open) and loses, with the default cap and a small one.
+fn outage(rt: &tokio::runtime::Runtime, secs: u64, cap: Option<u64>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    const CONTAINERS: usize = 20;
+    const RATE: usize = 512 * 1024;
+    const ROTATE: u64 = 2 << 20;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dirs: Vec<_> = (0..CONTAINERS)
+        .map(|k| {
+            let d = root.join(format!("ns_pod-{k}_uid-{k}/app"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("0.log"), "").unwrap();
+            d
+        })
+        .collect();
+    let rss0 = rss_kib("VmRSS:");
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let args = vigil_log_shipper::Args {
+            roots: vec![root.clone()],
+            data_dir: Some(tmp.path().join("data")),
+            listen: Some(format!("127.0.0.1:{port}")),
+            sink: Some(format!("es:http://127.0.0.1:{closed}")),
+            deleted_files_max_bytes: cap,
+            ..Default::default()
+        };
+        let h = tokio::spawn(vigil_log_shipper::run(args, rx));
+        let (mut written, mut deleted, mut rot, mut seq) = (0usize, 0usize, 0u32, 0u64);
+        let (mut peak_rss, mut peak_held) = (0u64, 0f64);
+        let start = Instant::now();
+        let pad = "x".repeat(100);
+        while start.elapsed() < Duration::from_secs(secs) {
+            for d in &dirs {
+                let mut chunk = String::new();
+                while chunk.len() < RATE / 10 {
+                    chunk.push_str(&format!("2026-11-22T10:00:00.{seq:09}Z stdout F seq {seq:010} {pad}\n"));
+                    seq += 1;
+                }
+                use std::io::Write;
+                std::fs::OpenOptions::new().append(true).open(d.join("0.log")).unwrap().write_all(chunk.as_bytes()).unwrap();
+                written += chunk.len();
+                if std::fs::metadata(d.join("0.log")).unwrap().len() >= ROTATE {
+                    rot += 1;
+                    deleted += kubelet_rotate(d, &format!("20261122-{rot:06}"));
+                    std::fs::write(d.join("0.log"), "").unwrap();
+                }
+            }
+            let m = reqwest_free_get(port, "/metrics");
+            peak_held = peak_held.max(metric_sum(&m, "vigil_log_shipper_deleted_held_bytes"));
+            peak_rss = peak_rss.max(rss_kib("VmRSS:"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let m = reqwest_free_get(port, "/metrics");
+        let kept: u64 = dirs
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        println!(
+            "outage: {secs} s, Elasticsearch unreachable, {CONTAINERS} containers x {} KiB/s, rotation at {} MiB (kubelet: gzip, 5 files): \
+             {:.1} MiB written, {deleted} files deleted by the \"kubelet\"; cap {}: peak held in deleted files {:.1} MiB, \
+             lost {:.1} MiB ({} lines) counted; files kept by the kubelet {:.1} MiB on disk; process RSS peak {:.1} MiB (before start {:.1} MiB)",
+            RATE / 1024,
+            ROTATE >> 20,
+            written as f64 / 1048576.0,
+            cap.map_or("1 GiB (default)".to_string(), |c| format!("{} MiB", c >> 20)),
+            peak_held / 1048576.0,
+            metric_sum(&m, "vigil_log_shipper_lost_bytes_total") / 1048576.0,
+            metric_sum(&m, "vigil_log_shipper_lost_lines_total"),
+            kept as f64 / 1048576.0,
+            peak_rss as f64 / 1024.0,
+            rss0 as f64 / 1024.0,
+        );
+        let _ = tx.send(true);
+        let _ = h.await;
+    });
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(secs) = std::env::var("E2E_OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        // Only the outage figures.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        outage(&rt, secs, None);
+        outage(&rt, secs, Some(16 << 20));
         return;
     }
     if std::env::var("E2E_FOOTPRINT").as_deref() != Ok("0") {
@@ -246,7 +498,8 @@ fn main() {
         .unwrap_or(256);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("pods");
-    let (bytes, lines) = write_files(&root, mib << 20);
+    let mib_total = mib << 20;
+    let (bytes, lines) = write_files(&root, mib_total);
     println!(
         "e2e: {FILES} files, {:.1} MiB, {lines} CRI lines of 100-200 bytes",
         bytes as f64 / 1048576.0
@@ -286,42 +539,7 @@ fn main() {
         "e2e: shipper config: {}",
         std::fs::read_to_string(&es_cfg).unwrap().trim()
     );
-    let vigil = rt.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let args = vigil_log_shipper::Args {
-            roots: vec![root.clone()],
-            data_dir: Some(tmp.path().join("data")),
-            listen: Some("127.0.0.1:0".into()),
-            sink: None,
-            config: Some(es_cfg.clone()),
-            ..Default::default()
-        };
-        let start = Instant::now();
-        let cpu0 = cpu_seconds("self");
-        let (srv0, main0) = thread_cpu();
-        let h = tokio::spawn(vigil_log_shipper::run(args, rx));
-        let deadline = start + Duration::from_secs(300);
-        let mut done = None;
-        while Instant::now() < deadline {
-            if es.stats().created as usize >= lines {
-                let total = cpu_seconds("self") - cpu0;
-                let (srv, main) = thread_cpu();
-                let server = srv - srv0;
-                done = Some((
-                    start.elapsed(),
-                    total,
-                    server,
-                    total - server - (main - main0),
-                ));
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let _ = tx.send(true);
-        let _ = h.await;
-        assert_eq!(es.stats().conflicts, 0);
-        done
-    });
+    let vigil = run_vigil(&rt, &es, &root, &tmp.path().join("data"), &es_cfg, lines);
     let mibs = |d: Duration| bytes as f64 / 1048576.0 / d.as_secs_f64();
     let mib = bytes as f64 / 1048576.0;
     match vigil {
@@ -351,5 +569,25 @@ fn main() {
             p.as_secs_f64() / v.as_secs_f64(),
             pc / vc
         );
+    }
+    if std::env::var("E2E_GZ").as_deref() != Ok("0") {
+        let root_gz = tmp.path().join("pods-gz");
+        let (gz_bytes, gz_lines, disk) = write_files_with_backlog(&root_gz, mib_total);
+        let gz_mib = gz_bytes as f64 / 1048576.0;
+        println!(
+            "e2e: with compressed backlog: {FILES} containers, each 3 .gz + 1 plain rotated + the live file; \
+             {gz_mib:.1} MiB ({:.1} MiB on disk), {gz_lines} lines",
+            disk as f64 / 1048576.0
+        );
+        match run_vigil(&rt, &es, &root_gz, &tmp.path().join("data-gz"), &es_cfg, gz_lines) {
+            Some((d, cpu, server, shipper)) => println!(
+                "e2e: vigil, compressed backlog -> _bulk test server: {:.2} s, {:.1} MiB/s wall (decompressed); \
+                 {cpu:.2} CPU-s in all; the shipper {shipper:.2} CPU-s = {:.1} MiB per shipper CPU-second, the test server {server:.2} CPU-s",
+                d.as_secs_f64(),
+                gz_mib / d.as_secs_f64(),
+                gz_mib / shipper
+            ),
+            None => println!("e2e: vigil (compressed backlog) did not finish in 300 s"),
+        }
     }
 }

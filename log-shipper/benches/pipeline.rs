@@ -53,6 +53,7 @@ pub fn read_all(root: &Path, data_dir: &Path, lines: usize) -> usize {
         checkpoint_interval: Duration::from_secs(60),
         buffers: buffers.clone(),
         pod_metadata: None,
+        deleted_files_max_bytes: 1 << 30,
     };
     let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);

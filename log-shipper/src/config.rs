@@ -58,6 +58,11 @@ pub struct Config {
     /// How often changed checkpoints are written, in milliseconds.
     #[serde(default = "default_checkpoint_ms")]
     pub checkpoint_interval_ms: u64,
+    /// Deleted log files not yet read to the end (the kubelet keeps 5 per container) are held open, so that an
+    /// Elasticsearch outage loses nothing, up to this many bytes on disk together; past it the oldest is let go and
+    /// its unread bytes are counted in `vigil_log_shipper_lost_bytes_total`.
+    #[serde(default = "default_deleted_max")]
+    pub deleted_files_max_bytes: u64,
 }
 
 fn default_listen() -> String {
@@ -72,6 +77,9 @@ fn default_poll_ms() -> u64 {
 fn default_checkpoint_ms() -> u64 {
     1000
 }
+fn default_deleted_max() -> u64 {
+    1 << 30
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -85,6 +93,7 @@ impl Default for Config {
             sink: None,
             poll_interval_ms: default_poll_ms(),
             checkpoint_interval_ms: default_checkpoint_ms(),
+            deleted_files_max_bytes: default_deleted_max(),
         }
     }
 }

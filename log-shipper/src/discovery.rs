@@ -25,7 +25,8 @@ pub struct DiscoveryConfig {
     /// Globs relative to a root of the files to tail (`*` does not cross `/`, `**` does).
     #[serde(default = "default_include")]
     pub include: Vec<String>,
-    /// Globs relative to a root of files never tailed (`.gz` and `.tmp` files are always skipped).
+    /// Globs relative to a root of files never tailed (`.tmp` files, the kubelet's half-written compressed copies, are
+    /// always skipped; `<n>.log.<stamp>.gz` files are read through gzip).
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Directory of `<pod>_<ns>_<container>-<id>.log` symlinks used when no root exists.
@@ -196,7 +197,7 @@ impl Discovery {
                 continue;
             };
             let rel = rel.to_string_lossy();
-            if rel.ends_with(".gz") || rel.ends_with(".tmp") {
+            if rel.ends_with(".tmp") {
                 continue;
             }
             if !self.include.iter().any(|r| r.is_match(&rel))
@@ -212,7 +213,19 @@ impl Discovery {
     }
 }
 
-/// Metadata from `<ns>_<pod>_<uid>/<container>/<n>.log[.<timestamp>]` (or the older `<uid>/<container>/...`).
+impl Discovery {
+    /// The metadata of a path under one of the roots (e.g. a checkpointed file that no longer exists).
+    pub fn meta_of(&self, path: &Path) -> Option<FileMeta> {
+        if let Some(root) = self.config.roots.iter().find(|r| path.starts_with(r)) {
+            let rel = path.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+            return Some(meta_from_pods_path(root, &rel));
+        }
+        let dir = path.parent()?;
+        meta_from_containers_name(dir, &path.file_name()?.to_string_lossy())
+    }
+}
+
+/// Metadata from `<ns>_<pod>_<uid>/<container>/<n>.log[.<timestamp>[.gz]]` (or the older `<uid>/<container>/...`).
 pub fn meta_from_pods_path(root: &Path, rel: &str) -> FileMeta {
     let parts: Vec<&str> = rel.split('/').collect();
     let mut meta = FileMeta::default();
@@ -310,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn scan_includes_rotated_and_skips_gz_tmp_and_excluded() {
+    fn scan_includes_rotated_and_compressed_and_skips_tmp_and_excluded() {
         let dir = tempfile::tempdir().unwrap();
         let c = dir.path().join("ns_pod_uid/app");
         std::fs::create_dir_all(&c).unwrap();
@@ -336,8 +349,19 @@ mod tests {
             .iter()
             .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec!["0.log", "0.log.20261122-101500"]);
+        assert_eq!(
+            names,
+            vec!["0.log", "0.log.20261122-101000.gz", "0.log.20261122-101500"]
+        );
         assert_eq!(found[1].meta.base, "0.log");
+        assert_eq!(found[2].meta.base, "0.log");
+        let d = Discovery::new(DiscoveryConfig {
+            roots: vec![dir.path().to_path_buf()],
+            ..Default::default()
+        })
+        .unwrap();
+        let m = d.meta_of(&c.join("0.log.20261122-090000")).unwrap();
+        assert_eq!((m.pod.as_str(), m.container.as_str()), ("pod", "app"));
     }
 
     #[test]

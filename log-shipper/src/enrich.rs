@@ -324,6 +324,58 @@ impl Encoder {
         }
     }
 
+    /// Appends a record marking a gap: `bytes` bytes (`lines` lines) of `file`, from `offset` on, that were deleted
+    /// before they could be read. It carries the container's `kubernetes` fields, `stream: "gap"` and a `log_gap`
+    /// object; its `_id` (`<generation>-<offset>-gap`) makes a repeated notice after a restart a duplicate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_gap(
+        &mut self,
+        ctx: &FileContext,
+        generation: u64,
+        offset: u64,
+        bytes: u64,
+        lines: u64,
+        file: &str,
+        now_rfc3339: &str,
+        out: &mut Vec<u8>,
+    ) -> Item {
+        let date = utc_date(now_rfc3339).unwrap_or(std::borrow::Cow::Borrowed("1970-01-01"));
+        self.index.render(&date, &ctx.meta, &mut self.index_buf);
+        self.index_key = None;
+        crate::tail::fingerprint::record_id(generation, offset, &mut self.id_buf);
+        self.id_buf.push_str("-gap");
+        let action = out.len();
+        out.extend_from_slice(b"{\"create\":{\"_index\":");
+        write_json_str(out, self.index_buf.as_bytes());
+        out.extend_from_slice(b",\"_id\":\"");
+        out.extend_from_slice(self.id_buf.as_bytes());
+        out.extend_from_slice(b"\"}}\n");
+        let doc = out.len();
+        out.extend_from_slice(b"{\"@timestamp\":");
+        write_json_str(out, now_rfc3339.as_bytes());
+        out.extend_from_slice(b",\"stream\":\"gap\",\"message\":");
+        let msg = format!(
+            "vigil log-shipper: {bytes} bytes ({lines} lines) of {file} were deleted before they were shipped"
+        );
+        write_json_str(out, msg.as_bytes());
+        out.extend_from_slice(b",\"log_gap\":{\"bytes\":");
+        push_u64(out, bytes);
+        out.extend_from_slice(b",\"lines\":");
+        push_u64(out, lines);
+        out.extend_from_slice(b",\"file\":");
+        write_json_str(out, file.as_bytes());
+        out.extend_from_slice(b"},");
+        out.extend_from_slice(ctx.fragment.as_bytes());
+        out.extend_from_slice(b",\"offset\":");
+        push_u64(out, offset);
+        out.extend_from_slice(b"}}\n");
+        Item {
+            action,
+            doc,
+            end: out.len(),
+        }
+    }
+
     fn merge(&self, message: &[u8], out: &mut Vec<u8>) {
         let trimmed = message.trim_ascii();
         if !trimmed.starts_with(b"{") {
@@ -513,6 +565,48 @@ mod tests {
         assert_eq!(doc["kubernetes"]["restart_count"], 2);
         assert_eq!(doc["log"]["offset"], 4096);
         assert_eq!(&out[item.doc..item.end], lines_bytes(&text, 1));
+    }
+
+    #[test]
+    fn gap_record_names_the_container_and_the_loss() {
+        let mut enc = Encoder::new(
+            IndexPattern::parse("logs-{namespace}-%Y.%m.%d").unwrap(),
+            RecordConfig::default(),
+        );
+        let ctx = FileContext::new(meta(), "/var/log/pods/shop_web-0_u1/nginx/2.log");
+        let mut out = Vec::new();
+        let file = "/var/log/pods/shop_web-0_u1/nginx/2.log.20261122-101500.gz";
+        enc.encode_gap(
+            &ctx,
+            0xabc,
+            0x200,
+            5000,
+            42,
+            file,
+            "2026-11-23T01:02:03Z",
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        let action: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(action["create"]["_index"], "logs-shop-2026.11.23");
+        assert_eq!(action["create"]["_id"], "0000000000000abc-200-gap");
+        let doc: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(doc["stream"], "gap");
+        assert_eq!(doc["log_gap"]["bytes"], 5000);
+        assert_eq!(doc["log_gap"]["lines"], 42);
+        assert_eq!(doc["log_gap"]["file"], file);
+        assert_eq!(doc["kubernetes"]["container_name"], "nginx");
+        assert!(doc["message"]
+            .as_str()
+            .unwrap()
+            .contains("5000 bytes (42 lines)"));
+        // The index cache is not confused by the gap record.
+        let mut out = Vec::new();
+        enc.encode(&entry(b"x"), &ctx, 1, "2026-11-23T00:00:00Z", &mut out);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("logs-shop-2026.11.22"));
     }
 
     fn lines_bytes(text: &str, n: usize) -> &[u8] {

@@ -28,6 +28,9 @@ pub struct Args {
     /// Directory for checkpoints and the dead-letter file [default: /var/lib/vigil/log-shipper].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Bytes of deleted, not yet shipped log files held open at most [default: 1 GiB] (config deleted_files_max_bytes).
+    #[arg(long)]
+    pub deleted_files_max_bytes: Option<u64>,
     /// A directory laid out like /var/log/pods (repeatable; replaces discovery.roots).
     #[arg(long = "root")]
     pub roots: Vec<PathBuf>,
@@ -108,6 +111,9 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
     }
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
+    }
+    if let Some(b) = args.deleted_files_max_bytes {
+        cfg.deleted_files_max_bytes = b;
     }
     if !args.roots.is_empty() {
         cfg.discovery.roots = args.roots.clone();
@@ -243,6 +249,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
             checkpoint_interval: Duration::from_millis(cfg.checkpoint_interval_ms),
             buffers: buffers.clone(),
             pod_metadata,
+            deleted_files_max_bytes: cfg.deleted_files_max_bytes,
         },
         metrics.clone(),
     )?;

@@ -39,12 +39,18 @@ pub struct Metrics {
     pub metadata_pods: Gauge,
     pub open_files: Gauge,
     pub tracked_files: Gauge,
+    /// Bytes of log files deleted (or dropped past `deleted_files_max_bytes`) before they were shipped, per container.
+    lost_bytes: Family<Vec<(String, String)>, Counter>,
+    /// Lines in those bytes (counted when the shipper still held the file, else estimated from its average line).
+    lost_lines: Family<Vec<(String, String)>, Counter>,
+    /// Bytes held in deleted log files the shipper keeps open because it has not read them to the end yet.
+    pub deleted_held_bytes: Gauge,
     /// Seconds since checkpoints were last written (set when scraped).
     checkpoint_age: Gauge<f64, AtomicU64>,
     /// Unacknowledged bytes per file (refilled when scraped).
     file_lag: Family<Vec<(String, String)>, Gauge>,
     checkpoint_written_ms: AtomicU64,
-    lags: Mutex<Vec<(String, u64)>>,
+    lags: Mutex<Vec<(String, u64, Option<u64>)>>,
     registry: Registry,
 }
 
@@ -73,6 +79,9 @@ impl Default for Metrics {
             metadata_pods: Gauge::default(),
             open_files: Gauge::default(),
             tracked_files: Gauge::default(),
+            lost_bytes: Family::default(),
+            lost_lines: Family::default(),
+            deleted_held_bytes: Gauge::default(),
             checkpoint_age: Gauge::default(),
             file_lag: Family::default(),
             checkpoint_written_ms: AtomicU64::new(0),
@@ -187,6 +196,21 @@ impl Default for Metrics {
             m.tracked_files.clone(),
         );
         r.register(
+            "lost_bytes",
+            "Bytes of log files deleted before they were shipped (never read)",
+            m.lost_bytes.clone(),
+        );
+        r.register(
+            "lost_lines",
+            "Lines in the lost bytes (exact while the file was held, else estimated from its average line length)",
+            m.lost_lines.clone(),
+        );
+        r.register(
+            "deleted_held_bytes",
+            "Bytes of deleted log files held open until they are read to the end",
+            m.deleted_held_bytes.clone(),
+        );
+        r.register(
             "checkpoint_age_seconds",
             "Seconds since checkpoints were last written",
             m.checkpoint_age.clone(),
@@ -214,6 +238,17 @@ impl Metrics {
         }
     }
 
+    /// Counts bytes and lines of a container's log that can no longer be shipped.
+    pub fn lost(&self, namespace: &str, pod: &str, container: &str, bytes: u64, lines: u64) {
+        let labels = vec![
+            ("namespace".to_string(), namespace.to_string()),
+            ("pod".to_string(), pod.to_string()),
+            ("container".to_string(), container.to_string()),
+        ];
+        self.lost_bytes.get_or_create(&labels).inc_by(bytes);
+        self.lost_lines.get_or_create(&labels).inc_by(lines);
+    }
+
     pub fn checkpoint_written(&self, at: SystemTime) {
         let ms = at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -222,8 +257,9 @@ impl Metrics {
         self.checkpoint_written_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Sets the acknowledged offset of every tracked file; the lag is the file size minus it, taken at scrape time.
-    pub fn set_positions(&self, positions: Vec<(String, u64)>) {
+    /// Sets the acknowledged offset of every tracked file and, for compressed files, the decompressed size; the lag is
+    /// that size (or the file's size, taken at scrape time) minus the offset.
+    pub fn set_positions(&self, positions: Vec<(String, u64, Option<u64>)>) {
         *self.lags.lock().expect("lags lock") = positions;
     }
 
@@ -238,10 +274,12 @@ impl Metrics {
             .set(now.saturating_sub(written) as f64 / 1000.0);
         // Files stop being reported once no longer tracked: the family is rebuilt at every scrape.
         self.file_lag.clear();
-        for (path, committed) in self.lags.lock().expect("lags lock").iter() {
-            let size = std::fs::metadata(path)
-                .map(|m| m.len())
-                .unwrap_or(*committed);
+        for (path, committed, known) in self.lags.lock().expect("lags lock").iter() {
+            let size = known.unwrap_or_else(|| {
+                std::fs::metadata(path)
+                    .map(|m| m.len())
+                    .unwrap_or(*committed)
+            });
             self.file_lag
                 .get_or_create(&vec![("path".to_string(), path.clone())])
                 .set(size.saturating_sub(*committed) as i64);
@@ -265,9 +303,11 @@ mod tests {
         let file = dir.path().join("0.log");
         std::fs::write(&file, [b'x'; 100]).unwrap();
         m.set_positions(vec![
-            ("/nonexistent/a\"b/0.log".into(), 42),
-            (file.to_string_lossy().into_owned(), 42),
+            ("/nonexistent/a\"b/0.log".into(), 42, None),
+            (file.to_string_lossy().into_owned(), 42, None),
+            ("/p/0.log.1.gz".into(), 10, Some(25)),
         ]);
+        m.lost("ns", "p", "c", 100, 3);
         m.checkpoint_written(SystemTime::now());
         let text = m.render();
         assert!(
@@ -290,6 +330,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE vigil_log_shipper_checkpoint_age_seconds gauge"));
+        assert!(text.contains("vigil_log_shipper_file_lag_bytes{path=\"/p/0.log.1.gz\"} 15\n"));
+        assert!(
+            text.contains(
+                "vigil_log_shipper_lost_bytes_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 100\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "vigil_log_shipper_lost_lines_total{namespace=\"ns\",pod=\"p\",container=\"c\"} 3\n"
+        ));
         assert!(text.ends_with("# EOF\n"));
         // A file no longer tracked disappears from the lag family.
         m.set_positions(vec![]);

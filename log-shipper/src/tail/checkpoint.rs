@@ -34,6 +34,16 @@ pub struct Position {
     pub offset: u64,
     /// Path when last seen (informational; identity is dev + inode + generation).
     pub path: String,
+    /// Bytes of the file (of its decompressed stream when compressed) known to exist and not yet counted as lost:
+    /// a restart that finds no file of this generation counts `size - offset` bytes as lost.
+    #[serde(default)]
+    pub size: u64,
+    /// The file is gzip-compressed; `offset` and `size` are in its decompressed stream.
+    #[serde(default)]
+    pub compressed: bool,
+    /// Average line length read from the file (for the lost-lines estimate).
+    #[serde(default)]
+    pub line_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -122,6 +132,9 @@ mod tests {
             generation: u64::MAX - ino,
             offset,
             path: format!("/p/{ino}"),
+            size: offset + 5,
+            compressed: ino.is_multiple_of(2),
+            line_bytes: 100,
         }
     }
 
@@ -137,6 +150,19 @@ mod tests {
         assert_eq!(m[&(1, 1)], pos(1, 30));
         // No temp file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn old_checkpoints_without_size_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path());
+        std::fs::write(
+            s.path(),
+            br#"{"version":1,"files":[{"dev":1,"ino":2,"generation":3,"offset":4,"path":"/p"}]}"#,
+        )
+        .unwrap();
+        let p = &s.load().unwrap()[&(1, 2)];
+        assert_eq!((p.offset, p.size, p.compressed), (4, 0, false));
     }
 
     #[test]

@@ -1,9 +1,16 @@
-//! Tailing: the reader loop that follows every discovered file, parses new lines into batches, and advances
-//! checkpoints only when the sink has acknowledged everything before them.
+//! Tailing: the reader loop that follows every discovered file (plain or gzip-compressed), reads the files of each
+//! container in order, parses new lines into batches, advances checkpoints only when the sink has acknowledged
+//! everything before them, and reports log data deleted before it could be read.
 
 pub mod checkpoint;
 pub mod fingerprint;
+pub mod gz;
 pub mod watcher;
+mod loss;
+mod read;
+mod scan;
+#[cfg(test)]
+mod tests;
 
 use crate::discovery::{Discovery, FileMeta};
 use crate::enrich::{Encoder, FileContext};
@@ -56,6 +63,9 @@ pub struct ReaderConfig {
     pub buffers: crate::sinks::BufferPool,
     /// Pod labels and annotations, filled in the background (`None`: path metadata only).
     pub pod_metadata: Option<Arc<crate::metadata::PodCache>>,
+    /// Deleted files not yet read to the end are held open up to this many bytes on disk together; past it the
+    /// oldest is let go and its unread bytes are counted as lost.
+    pub deleted_files_max_bytes: u64,
 }
 
 /// Read at most this much from one file per pass, so one busy file cannot starve the others.
@@ -66,15 +76,47 @@ const SPARE_ENTRIES: usize = 4096;
 const SPARE_MESSAGE_BYTES: usize = 4096;
 /// A rotated file read to its end and unchanged for this long is closed (and reopened if it grows).
 const DORMANT_AFTER: Duration = Duration::from_secs(3);
+/// Line length assumed for a lost-lines estimate when nothing is known of the file.
+const DEFAULT_LINE_BYTES: u64 = 200;
+
+/// A `.gz` holding a tracked plain file's content: its path, (dev, inode), and (size, mtime).
+type GzCopy = (PathBuf, (u64, u64), (u64, i64));
+
+/// Where a file stands among the files of its container: restart count, then rotated files by their stamp, then
+/// the live file.
+type OrderKey = (u32, bool, String);
 
 struct Tracked {
     slot: u64,
     path: PathBuf,
     ctx: FileContext,
+    /// The plain file's handle (for a compressed slot: its original, while still being read through it).
     file: Option<File>,
     dev: u64,
     ino: u64,
     generation: Option<u64>,
+    /// The identity is a gzip file: `path`, `dev` and `ino` are the `.gz`'s and offsets are in its decompressed stream.
+    compressed: bool,
+    /// A compressed file's handle, held from when it is found until it is read to its end...
+    gz_file: Option<File>,
+    /// ...and its decompressing reader once reading began (a compressed file read without its original).
+    gz: Option<gz::GzReader>,
+    /// A `.gz` holding this (still existing, plain) file's content: its path, (dev, inode), and (size, mtime).
+    gz_copy: Option<GzCopy>,
+    /// (size, mtime) of the `.gz` of a compressed slot (a changed one means the inode was reused).
+    gz_stat: (u64, i64),
+    /// A compressed file with nothing more to read.
+    done: bool,
+    /// Last known size (of the decompressed stream when compressed).
+    size: u64,
+    /// Bytes on disk this file holds (the `.gz`'s size when read through gzip).
+    disk: u64,
+    /// Bytes from this offset on were already counted as lost.
+    lost_from: Option<u64>,
+    /// Lines and bytes split so far (for the average line length of lost-lines estimates).
+    lines_seen: u64,
+    bytes_seen: u64,
+    order: OrderKey,
     /// Offset of the next byte to read.
     read_offset: u64,
     /// Bytes of an incomplete line (they start at `read_offset - carry.len()` unless skipping).
@@ -87,7 +129,6 @@ struct Tracked {
     near: u64,
     parser: FileParser,
     committed: u64,
-    resume: Option<Position>,
     deleted: bool,
     last_data: Instant,
 }
@@ -105,6 +146,51 @@ impl Tracked {
             .map(|n| n.to_string_lossy() != self.ctx.meta.base)
             .unwrap_or(false)
     }
+    fn line_bytes(&self) -> u64 {
+        self.bytes_seen
+            .checked_div(self.lines_seen)
+            .unwrap_or(DEFAULT_LINE_BYTES)
+            .max(1)
+    }
+    /// Whether the file is held open (by a plain handle or a gzip reader).
+    fn held(&self) -> bool {
+        self.file.is_some() || self.gz.is_some() || self.gz_file.is_some()
+    }
+    /// Whether the inode the slot is known by is held open (so its number cannot have been reused). A compressed
+    /// slot still read through its original's handle does not hold the `.gz`.
+    fn holds_identity(&self) -> bool {
+        if self.compressed {
+            self.gz.is_some() || self.gz_file.is_some()
+        } else {
+            self.file.is_some()
+        }
+    }
+}
+
+/// The order of a file among its container's files, and the container it belongs to.
+fn order_of(meta: &FileMeta, path: &std::path::Path) -> (String, OrderKey) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = name
+        .strip_prefix(meta.base.as_str())
+        .unwrap_or(&name)
+        .trim_start_matches('.');
+    let stamp = stamp.strip_suffix(".gz").unwrap_or(stamp);
+    let group = match meta.restart_count {
+        Some(_) => meta.dir.clone(),
+        // /var/log/containers links: one file per container in one directory.
+        None => format!("{}/{}", meta.dir, meta.base),
+    };
+    (
+        group,
+        (
+            meta.restart_count.unwrap_or(0),
+            stamp.is_empty(),
+            stamp.to_string(),
+        ),
+    )
 }
 
 /// The reader: owns the files, the parsers, the batch being built and the checkpoints.
@@ -114,6 +200,11 @@ pub struct Reader {
     files: BTreeMap<u64, Tracked>,
     by_inode: HashMap<(u64, u64), u64>,
     saved: HashMap<(u64, u64), Position>,
+    /// Saved positions no file matched are reported lost once, after the first scan that found a log root.
+    saved_checked: bool,
+    /// The files of each container in reading order (rebuilt when files come, go or are renamed).
+    groups: Vec<Vec<u64>>,
+    groups_dirty: bool,
     next_slot: u64,
     next_seq: u64,
     batch: Batch,
@@ -123,13 +214,17 @@ pub struct Reader {
     acked: HashSet<u64>,
     next_commit: u64,
     checkpoint_dirty: bool,
+    /// The last checkpoint write failed: no more reading until one succeeds (reading on would ship records that a
+    /// restart ships again).
+    checkpoint_failed: bool,
     read_buf: Vec<u8>,
     entries: Vec<Entry>,
     /// Encoded entries kept for reuse (their buffers keep their capacity), lent to the parser being fed.
     spare: Vec<Entry>,
     now_str: String,
     acks: Option<mpsc::Receiver<u64>>,
-    poll_cursor: u64,
+    poll_cursor: usize,
+    last_scan: Instant,
     last_checkpoint: Instant,
     last_lag: Instant,
 }
@@ -139,12 +234,16 @@ impl Reader {
     /// into non-Elasticsearch sinks and hide the problem).
     pub fn new(cfg: ReaderConfig, metrics: Arc<Metrics>) -> Result<Self, TailError> {
         let saved = cfg.store.load()?;
+        let last_scan = Instant::now() - cfg.rescan_interval;
         Ok(Reader {
             cfg,
             metrics,
             files: BTreeMap::new(),
             by_inode: HashMap::new(),
             saved,
+            saved_checked: false,
+            groups: Vec::new(),
+            groups_dirty: true,
             next_slot: 1,
             next_seq: 0,
             batch: Batch::default(),
@@ -153,12 +252,14 @@ impl Reader {
             acked: HashSet::new(),
             next_commit: 0,
             checkpoint_dirty: false,
+            checkpoint_failed: false,
             read_buf: Vec::with_capacity(CHUNK + 64 * 1024),
             entries: Vec::new(),
             spare: Vec::new(),
             now_str: String::new(),
             acks: None,
             poll_cursor: 0,
+            last_scan,
             last_checkpoint: Instant::now(),
             last_lag: Instant::now(),
         })
@@ -172,7 +273,6 @@ impl Reader {
         wake: mpsc::Receiver<watcher::Wake>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), TailError> {
-        let mut last_scan = Instant::now() - self.cfg.rescan_interval;
         self.metrics.checkpoint_written(SystemTime::now());
         self.acks = Some(acks);
         let mut sink_gone = false;
@@ -181,18 +281,14 @@ impl Reader {
                 break;
             }
             self.drain_acks();
-            let mut rescan = last_scan.elapsed() >= self.cfg.rescan_interval;
-            let mut woke = false;
+            let mut rescan = self.last_scan.elapsed() >= self.cfg.rescan_interval;
             while let Ok(w) = wake.try_recv() {
-                woke = true;
                 rescan |= w == watcher::Wake::Rescan;
             }
             if rescan {
                 self.scan();
-                last_scan = Instant::now();
             }
-            let progressed = self.poll_all();
-            let _ = woke;
+            let progressed = !self.checkpoint_failed && self.poll_all();
             if self.batch_ready() && !self.send(&tx, &stop) {
                 sink_gone = true;
                 break;
@@ -206,7 +302,7 @@ impl Reader {
                 match wake.recv_timeout(timeout.max(Duration::from_millis(5))) {
                     Ok(w) => {
                         if w == watcher::Wake::Rescan {
-                            last_scan = Instant::now() - self.cfg.rescan_interval;
+                            self.last_scan = Instant::now() - self.cfg.rescan_interval;
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -286,41 +382,51 @@ impl Reader {
                 generation,
                 offset: t.committed,
                 path: t.path.to_string_lossy().into_owned(),
+                size: t.lost_from.unwrap_or(t.size.max(t.read_offset)),
+                compressed: t.compressed,
+                line_bytes: t.line_bytes(),
             });
         }
-        // Files opened but not yet identified keep their old checkpoint.
-        for t in self.files.values() {
-            if t.generation.is_none() {
-                if let Some(p) = &t.resume {
-                    positions.push(p.clone());
-                }
-            }
-        }
+        // Saved positions not matched yet (before the first scan that found a root) are kept.
+        positions.extend(self.saved.values().cloned());
         match self.cfg.store.save(&positions) {
             Ok(()) => {
                 self.checkpoint_dirty = false;
+                if self.checkpoint_failed {
+                    tracing::info!("checkpoints written again; reading resumes");
+                }
+                self.checkpoint_failed = false;
                 self.metrics.checkpoint_written(SystemTime::now());
             }
             Err(e) => {
                 self.metrics.checkpoint_errors.inc_by(1);
-                tracing::error!(error = %e, "writing checkpoints failed; will retry");
+                if !self.checkpoint_failed {
+                    tracing::error!(error = %e, "writing checkpoints failed: reading stops until they can be written; retrying");
+                }
+                self.checkpoint_failed = true;
             }
         }
     }
 
     fn publish_lag(&self) {
         let mut lags = Vec::with_capacity(self.files.len());
+        let mut held = 0u64;
         for t in self.files.values() {
-            lags.push((t.path.to_string_lossy().into_owned(), t.committed));
+            let known = t.compressed.then_some(t.size.max(t.committed));
+            lags.push((t.path.to_string_lossy().into_owned(), t.committed, known));
+            if t.deleted && t.held() {
+                held += t.disk;
+            }
         }
         // The metric stats each file when scraped, so the lag is current even while the reader waits on the sink.
         self.metrics.set_positions(lags);
         self.metrics
             .open_files
-            .set((self.files.values().filter(|t| t.file.is_some()).count() as u64) as i64);
+            .set((self.files.values().filter(|t| t.held()).count() as u64) as i64);
         self.metrics
             .tracked_files
             .set((self.files.len() as u64) as i64);
+        self.metrics.deleted_held_bytes.set(held as i64);
     }
 
     fn parser_config(&self, meta: &FileMeta) -> ParserConfig {
@@ -340,361 +446,7 @@ impl Reader {
         }
     }
 
-    /// Discovers new, renamed and deleted files.
-    fn scan(&mut self) {
-        let found = self.cfg.discovery.scan();
-        let mut seen: HashSet<u64> = HashSet::new();
-        for f in found {
-            let Ok(md) = std::fs::metadata(&f.path) else {
-                continue;
-            };
-            if !md.is_file() {
-                continue;
-            }
-            let key = (md.dev(), md.ino());
-            if let Some(&slot) = self.by_inode.get(&key) {
-                if seen.contains(&slot) {
-                    continue;
-                }
-                let t = self.files.get_mut(&slot).expect("indexed");
-                // A closed (dormant) file's inode may have been freed and reused by a new file: same inode,
-                // different content. Open files cannot be reused (we hold them), so only dormant ones are checked.
-                let reused = t.file.is_none() && {
-                    let g = File::open(&f.path)
-                        .ok()
-                        .and_then(|file| fingerprint::read_head(&file).ok().flatten())
-                        .map(|h| fingerprint::generation(&f.meta.dir, &f.meta.base, &h));
-                    g != t.generation
-                };
-                if !reused {
-                    seen.insert(slot);
-                    if t.path != f.path {
-                        tracing::debug!(from = %t.path.display(), to = %f.path.display(), "file renamed");
-                        t.path = f.path.clone();
-                    }
-                    t.deleted = false;
-                    if t.file.is_none() && md.len() != t.read_offset {
-                        match File::open(&f.path) {
-                            Ok(file) => t.file = Some(file),
-                            Err(e) => {
-                                tracing::warn!(path = %f.path.display(), error = %e, "reopening failed")
-                            }
-                        }
-                    }
-                    continue;
-                }
-                tracing::debug!(path = %f.path.display(), "inode reused by a new file");
-                self.files.remove(&slot);
-                self.by_inode.remove(&key);
-            }
-            let file = match File::open(&f.path) {
-                Ok(file) => file,
-                Err(e) => {
-                    tracing::warn!(path = %f.path.display(), error = %e, "cannot open log file");
-                    continue;
-                }
-            };
-            let slot = self.next_slot;
-            self.next_slot += 1;
-            let pc = self.parser_config(&f.meta);
-            let path_str = f.path.to_string_lossy().into_owned();
-            let t = Tracked {
-                slot,
-                path: f.path.clone(),
-                ctx: FileContext::new(f.meta, &path_str),
-                file: Some(file),
-                dev: key.0,
-                ino: key.1,
-                generation: None,
-                read_offset: 0,
-                carry: Vec::new(),
-                skip_from: None,
-                kept: Vec::new(),
-                near: 0,
-                parser: FileParser::new(pc),
-                committed: 0,
-                resume: self.saved.remove(&key),
-                deleted: false,
-                last_data: Instant::now(),
-            };
-            tracing::info!(path = %f.path.display(), "tailing");
-            seen.insert(slot);
-            self.by_inode.insert(key, slot);
-            self.files.insert(slot, t);
-        }
-        let mut gone = Vec::new();
-        for (slot, t) in self.files.iter_mut() {
-            if !seen.contains(slot) {
-                t.deleted = true;
-                if t.file.is_none() {
-                    // Closed, fully shipped and now deleted: forget it.
-                    gone.push((*slot, (t.dev, t.ino)));
-                }
-            }
-        }
-        for (slot, key) in gone {
-            self.files.remove(&slot);
-            self.by_inode.remove(&key);
-            self.checkpoint_dirty = true;
-        }
-    }
-
-    /// One pass over every open file. Returns whether any data was read.
-    fn poll_all(&mut self) -> bool {
-        let mut slots: Vec<u64> = self.files.keys().copied().collect();
-        // Start after the file polled last, so a full batch never starves the files after it.
-        let start = slots
-            .iter()
-            .position(|&s| s > self.poll_cursor)
-            .unwrap_or(0);
-        slots.rotate_left(start);
-        let mut progressed = false;
-        let now = Instant::now();
-        self.now_str = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        for slot in slots {
-            self.poll_cursor = slot;
-            progressed |= self.poll_file(slot, now);
-            if self.batch.buf.len() >= self.cfg.batch_bytes {
-                break;
-            }
-        }
-        progressed
-    }
-
-    fn reset(&mut self, slot: u64, why: &str) {
-        let Some(mut t) = self.files.remove(&slot) else {
-            return;
-        };
-        tracing::info!(path = %t.path.display(), reason = why, "file truncated or replaced; reading from offset 0");
-        self.metrics.truncations.inc_by(1);
-        let new_slot = self.next_slot;
-        self.next_slot += 1;
-        let pc = self.parser_config(&t.ctx.meta);
-        t.slot = new_slot;
-        t.generation = None;
-        t.read_offset = 0;
-        t.carry.clear();
-        t.skip_from = None;
-        t.kept.clear();
-        t.near = 0;
-        t.parser = FileParser::new(pc);
-        t.committed = 0;
-        t.resume = None;
-        self.by_inode.insert((t.dev, t.ino), new_slot);
-        self.files.insert(new_slot, t);
-    }
-
-    fn poll_file(&mut self, slot: u64, now: Instant) -> bool {
-        let Some(t) = self.files.get_mut(&slot) else {
-            return false;
-        };
-        let Some(file) = &t.file else { return false };
-        let size = match file.metadata() {
-            Ok(m) => m.len(),
-            Err(_) => return false,
-        };
-        // Identity of a file seen for the first time (or after truncation): its head.
-        if t.generation.is_none() {
-            match fingerprint::read_head(file) {
-                Ok(Some(head)) => {
-                    let g = fingerprint::generation(&t.ctx.meta.dir, &t.ctx.meta.base, &head);
-                    t.generation = Some(g);
-                    if let Some(p) = t.resume.take() {
-                        if p.generation == g && p.offset <= size {
-                            t.read_offset = p.offset;
-                            t.committed = p.offset;
-                            t.near = fingerprint::near_hash(file, p.offset).unwrap_or(0);
-                            tracing::info!(path = %t.path.display(), offset = p.offset, "resuming from checkpoint");
-                        }
-                    }
-                }
-                Ok(None) => return false,
-                Err(e) => {
-                    tracing::warn!(path = %t.path.display(), error = %e, "reading file head failed");
-                    return false;
-                }
-            }
-        }
-        if size < t.read_offset {
-            self.reset(slot, "size shrank");
-            return true;
-        }
-        if size > t.read_offset && t.read_offset > 0 {
-            // Copytruncate refilled past the read position? The first line (it starts with a timestamp) tells
-            // generations apart even when the bytes before the read position repeat (padded, fixed-width lines).
-            if let Ok(Some(head)) = fingerprint::read_head(file) {
-                if Some(fingerprint::generation(
-                    &t.ctx.meta.dir,
-                    &t.ctx.meta.base,
-                    &head,
-                )) != t.generation
-                {
-                    self.reset(slot, "first line changed");
-                    return true;
-                }
-            }
-            match fingerprint::near_hash(file, t.read_offset) {
-                Ok(h) if h != t.near => {
-                    self.reset(slot, "content before the read position changed");
-                    return true;
-                }
-                _ => {}
-            }
-        }
-        if size == t.read_offset {
-            return self.idle(slot, now);
-        }
-        // Read a chunk behind the carried incomplete line.
-        let buf = &mut self.read_buf;
-        buf.clear();
-        if t.skip_from.is_none() {
-            buf.extend_from_slice(&t.carry);
-        }
-        let carry_len = buf.len();
-        let want = CHUNK.min((size - t.read_offset) as usize);
-        buf.resize(carry_len + want, 0);
-        let n = match file.read_at(&mut buf[carry_len..], t.read_offset) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(path = %t.path.display(), error = %e, "read failed");
-                return false;
-            }
-        };
-        buf.truncate(carry_len + n);
-        if n == 0 {
-            return false;
-        }
-        let base = t.read_offset - carry_len as u64;
-        t.read_offset += n as u64;
-        t.near = if n >= fingerprint::NEAR_BYTES as usize {
-            fingerprint::near_hash_of(buf)
-        } else {
-            fingerprint::near_hash(file, t.read_offset).unwrap_or(0)
-        };
-        t.last_data = now;
-        self.metrics.bytes_read.inc_by(n as u64);
-        t.carry.clear();
-        let max = self.cfg.max_line_bytes;
-        let policy = self.cfg.over_long;
-        let mut pos = 0usize;
-        let mut lines = 0u64;
-        let entries = &mut self.entries;
-        entries.clear();
-        std::mem::swap(&mut t.parser.spare, &mut self.spare);
-        while pos < buf.len() {
-            let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
-                break;
-            };
-            let line = &buf[pos..pos + nl];
-            let start = base + pos as u64;
-            let end = start + nl as u64 + 1;
-            lines += 1;
-            if let Some(skip_start) = t.skip_from.take() {
-                // The end of an over-long line whose first part was kept in `kept`.
-                let kept = std::mem::take(&mut t.kept);
-                over_long(&mut t.parser, policy, &kept, skip_start, end, now, entries);
-            } else if line.len() > max {
-                over_long(
-                    &mut t.parser,
-                    policy,
-                    &line[..max],
-                    start,
-                    end,
-                    now,
-                    entries,
-                );
-            } else {
-                t.parser.push_line(line, start, end, false, now, entries);
-            }
-            pos += nl + 1;
-        }
-        // The incomplete rest: carried to the next read, or the start of an over-long line.
-        let rest = &buf[pos..];
-        if t.skip_from.is_none() {
-            if rest.len() > max {
-                t.kept.clear();
-                if policy == OverLong::Truncate {
-                    t.kept.extend_from_slice(&rest[..max]);
-                }
-                t.skip_from = Some(base + pos as u64);
-            } else {
-                t.carry.extend_from_slice(rest);
-            }
-        }
-        t.parser.flush_expired(now, entries);
-        std::mem::swap(&mut t.parser.spare, &mut self.spare);
-        self.metrics.lines_read.inc_by(lines);
-        self.emit(slot);
-        true
-    }
-
-    /// Nothing new in the file: flush timed-out multiline records, finish rotated or deleted files.
-    fn idle(&mut self, slot: u64, now: Instant) -> bool {
-        let t = self.files.get_mut(&slot).expect("present");
-        self.entries.clear();
-        t.parser.flush_expired(now, &mut self.entries);
-        let finished =
-            (t.deleted || t.rotated()) && now.duration_since(t.last_data) >= DORMANT_AFTER;
-        if finished {
-            // No more data will come: pending partial lines are shipped as they are.
-            t.parser.flush_all(&mut self.entries);
-        }
-        let had = !self.entries.is_empty();
-        if had {
-            self.emit(slot);
-        }
-        let t = self.files.get_mut(&slot).expect("present");
-        if finished && t.carry.is_empty() && t.skip_from.is_none() {
-            if t.deleted {
-                if t.committed >= t.read_offset {
-                    tracing::info!(path = %t.path.display(), "deleted file fully shipped; released");
-                    let key = (t.dev, t.ino);
-                    self.files.remove(&slot);
-                    self.by_inode.remove(&key);
-                    self.checkpoint_dirty = true;
-                }
-            } else if t.committed >= t.read_offset {
-                // Rotated and fully shipped: close it; a rescan reopens it if it grows.
-                t.file = None;
-            }
-        }
-        had
-    }
-
-    /// Encodes the parsed entries of `slot` into the batch and records its safe position.
-    fn emit(&mut self, slot: u64) {
-        let t = self.files.get_mut(&slot).expect("present");
-        let generation = t.generation.expect("identified before reading");
-        if let Some(cache) = &self.cfg.pod_metadata {
-            t.ctx.refresh_metadata(cache, &self.metrics);
-        }
-        if self.batch_started.is_none() {
-            self.batch_started = Some(Instant::now());
-        }
-        for e in &self.entries {
-            let item =
-                self.cfg
-                    .encoder
-                    .encode(e, &t.ctx, generation, &self.now_str, &mut self.batch.buf);
-            self.batch.items.push(item);
-        }
-        // Keep the entries' buffers for the next lines (not those grown by huge records, and not without bound).
-        for e in self.entries.drain(..) {
-            if self.spare.len() < SPARE_ENTRIES && e.message.capacity() <= SPARE_MESSAGE_BYTES {
-                self.spare.push(e);
-            }
-        }
-        let c = t.parser.counts;
-        self.metrics.add_parse_counts(c);
-        t.parser.counts = Default::default();
-        let safe = t.parser.safe_offset(t.consumed());
-        match self.batch.positions.last_mut() {
-            Some((s, off)) if *s == slot => *off = safe,
-            _ => self.batch.positions.push((slot, safe)),
-        }
-    }
-
-    fn batch_ready(&self) -> bool {
+    pub(super) fn batch_ready(&self) -> bool {
         if self.batch.items.is_empty() && self.batch.positions.is_empty() {
             return false;
         }
@@ -705,7 +457,8 @@ impl Reader {
     }
 
     /// Sends the open batch, waiting while the sink is busy (backpressure: no more reading meanwhile, but
-    /// acknowledgements, checkpoints and metrics go on). False if the sink is gone or `stop` fired.
+    /// acknowledgements, checkpoints, metrics and rescans go on: new files are opened, so the kubelet deleting them
+    /// later does not lose them). False if the sink is gone or `stop` fired.
     fn send(
         &mut self,
         tx: &tokio::sync::mpsc::Sender<Batch>,
@@ -739,251 +492,12 @@ impl Reader {
                     if let Some(Ok(seq)) = got {
                         self.ack(seq);
                     }
+                    if self.last_scan.elapsed() >= self.cfg.rescan_interval {
+                        self.scan();
+                    }
                     self.housekeeping();
                 }
             }
         }
-    }
-}
-
-fn over_long(
-    parser: &mut FileParser,
-    policy: OverLong,
-    kept: &[u8],
-    start: u64,
-    end: u64,
-    now: Instant,
-    entries: &mut Vec<Entry>,
-) {
-    match policy {
-        OverLong::Truncate => parser.push_line(kept, start, end, true, now, entries),
-        OverLong::Drop => parser.dropped_line(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::discovery::DiscoveryConfig;
-    use crate::enrich::{IndexPattern, RecordConfig};
-    use std::io::Write;
-
-    struct Running {
-        rx: tokio::sync::mpsc::Receiver<Batch>,
-        ack: mpsc::Sender<u64>,
-        stop: tokio::sync::watch::Sender<bool>,
-        handle: Option<std::thread::JoinHandle<Result<(), TailError>>>,
-        _wake: mpsc::Sender<watcher::Wake>,
-    }
-
-    fn start(root: &std::path::Path, data: &std::path::Path) -> Running {
-        std::fs::create_dir_all(data).unwrap();
-        let discovery = Discovery::new(DiscoveryConfig {
-            roots: vec![root.to_path_buf()],
-            rescan_interval_ms: 50,
-            ..Default::default()
-        })
-        .unwrap();
-        let cfg = ReaderConfig {
-            discovery,
-            max_line_bytes: 1 << 16,
-            over_long: OverLong::Truncate,
-            multiline: Vec::new(),
-            encoder: Encoder::new(IndexPattern::parse("i").unwrap(), RecordConfig::default()),
-            batch_bytes: 1 << 20,
-            batch_timeout: Duration::from_millis(10),
-            poll_interval: Duration::from_millis(10),
-            rescan_interval: Duration::from_millis(50),
-            store: Store::new(data),
-            checkpoint_interval: Duration::from_millis(10),
-            buffers: Default::default(),
-            pod_metadata: None,
-        };
-        let reader = Reader::new(cfg, Arc::new(Metrics::default())).unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let (ack, ack_rx) = mpsc::channel();
-        let (wake, wake_rx) = mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let handle = std::thread::spawn(move || reader.run(tx, ack_rx, wake_rx, stop_rx));
-        Running {
-            rx,
-            ack,
-            stop,
-            handle: Some(handle),
-            _wake: wake,
-        }
-    }
-
-    impl Running {
-        /// Collects (id, message) of `n` records, acknowledging every batch.
-        fn take(&mut self, n: usize) -> Vec<(String, String)> {
-            let mut out = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while out.len() < n {
-                assert!(
-                    Instant::now() < deadline,
-                    "only {} of {n} records",
-                    out.len()
-                );
-                match self.rx.try_recv() {
-                    Ok(b) => {
-                        for it in &b.items {
-                            let a: serde_json::Value =
-                                serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
-                            let d: serde_json::Value =
-                                serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
-                            out.push((
-                                a["create"]["_id"].as_str().unwrap().to_string(),
-                                d["message"].as_str().unwrap().to_string(),
-                            ));
-                        }
-                        self.ack.send(b.seq).unwrap();
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            out
-        }
-        fn stop(mut self) {
-            self.stop.send(true).unwrap();
-            while let Some(b) = self.rx.blocking_recv() {
-                let _ = self.ack.send(b.seq);
-            }
-            self.handle.take().unwrap().join().unwrap().unwrap();
-        }
-    }
-
-    fn line(n: u64, msg: &str) -> String {
-        format!("2026-11-22T10:00:00.{n:09}Z stdout F {msg}\n")
-    }
-
-    fn append(p: &std::path::Path, s: &str) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .unwrap()
-            .write_all(s.as_bytes())
-            .unwrap();
-    }
-
-    #[test]
-    fn truncation_restarts_at_zero_with_a_new_generation() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("0.log");
-        append(&log, &(line(1, "a1") + &line(2, "a2") + &line(3, "a3")));
-        let mut r = start(&root, &tmp.path().join("data"));
-        let first = r.take(3);
-        assert_eq!(
-            first.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
-            vec!["a1", "a2", "a3"]
-        );
-        // Copytruncate that shrinks the file.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-        append(&log, &line(4, "b1"));
-        let second = r.take(1);
-        assert_eq!(second[0].1, "b1");
-        assert!(
-            second[0].0.ends_with("-0"),
-            "read from offset 0: {}",
-            second[0].0
-        );
-        assert_ne!(
-            second[0].0.split('-').next(),
-            first[0].0.split('-').next(),
-            "new generation"
-        );
-        // Truncate and refill past the read position before the reader looks: caught by the fingerprint
-        // of the bytes before the read position.
-        std::thread::sleep(Duration::from_millis(100));
-        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
-        f.set_len(0).unwrap();
-        append(&log, &(line(5, "c1-longer-than-before") + &line(6, "c2")));
-        let third = r.take(2);
-        assert_eq!(
-            third.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
-            vec!["c1-longer-than-before", "c2"]
-        );
-        assert!(third[0].0.ends_with("-0"));
-        r.stop();
-        // The checkpoint is at the end of the current content.
-        let cp = Store::new(&tmp.path().join("data")).load().unwrap();
-        assert_eq!(
-            cp.values().next().unwrap().offset,
-            std::fs::metadata(&log).unwrap().len()
-        );
-    }
-
-    /// Regression: with fixed-width padded lines the bytes before the read position are the same in the old
-    /// and the new content, so only the first line shows that copytruncate refilled the file.
-    #[test]
-    fn copytruncate_refill_with_identical_line_tails_is_detected() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("0.log");
-        let pad = "p".repeat(100);
-        let gen = |from: u64| {
-            (from..from + 3)
-                .map(|n| line(n, &format!("seq {n:06} {pad}")))
-                .collect::<String>()
-        };
-        append(&log, &gen(0));
-        let mut r = start(&root, &tmp.path().join("data"));
-        let first = r.take(3);
-        // Truncate and refill in one step (same inode), so the reader never sees the short file.
-        std::fs::write(&log, gen(10) + &gen(13)).unwrap();
-        let next = r.take(6);
-        let msgs: Vec<&str> = next.iter().map(|(_, m)| &m[..10]).collect();
-        assert_eq!(
-            msgs,
-            vec![
-                "seq 000010",
-                "seq 000011",
-                "seq 000012",
-                "seq 000013",
-                "seq 000014",
-                "seq 000015"
-            ]
-        );
-        assert_ne!(next[0].0.split('-').next(), first[0].0.split('-').next());
-        r.stop();
-    }
-
-    #[test]
-    fn a_renamed_file_keeps_its_ids_and_is_finished() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("pods");
-        let dir = root.join("ns_p_u/c");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("0.log");
-        append(&log, &line(1, "a1"));
-        let mut r = start(&root, &tmp.path().join("data"));
-        let first = r.take(1);
-        // Kubelet rotation: rename, the runtime's last write lands in the renamed file, a new 0.log starts.
-        let rotated = dir.join("0.log.20261122-100000");
-        std::fs::rename(&log, &rotated).unwrap();
-        append(&rotated, &line(2, "a2"));
-        append(&log, &line(3, "b1"));
-        let mut rest = r.take(2);
-        rest.sort_by(|a, b| a.1.cmp(&b.1));
-        assert_eq!(rest[0].1, "a2");
-        assert_eq!(
-            rest[0].0.split('-').next(),
-            first[0].0.split('-').next(),
-            "same generation after rename"
-        );
-        assert_eq!(rest[1].1, "b1");
-        assert!(rest[1].0.ends_with("-0"));
-        r.stop();
     }
 }
