@@ -52,8 +52,12 @@ pub enum Error {
          --authentication-skip-lookup"
     )]
     Lookup(delegated::Error),
-    #[error("--{flag}: invalid duration {value:?} (use e.g. 10s, 2m)")]
-    Duration { flag: &'static str, value: String },
+    #[error("--{flag} {value:?}: {reason}")]
+    Duration {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("--{flag}: {message}")]
     Invalid { flag: &'static str, message: String },
     #[error(
@@ -230,9 +234,10 @@ pub struct Auth {
 fn duration(flag: &'static str, value: &Option<String>) -> Result<Duration, Error> {
     match value {
         None => Ok(Duration::from_secs(10)),
-        Some(v) => humantime::parse_duration(v).map_err(|_| Error::Duration {
+        Some(v) => vigil_common::duration::parse_std(v.trim()).map_err(|e| Error::Duration {
             flag,
             value: v.clone(),
+            reason: e.to_string(),
         }),
     }
 }
