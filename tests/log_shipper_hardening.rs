@@ -3,6 +3,8 @@
 //! docker line parsers. The full-disk test mounts a real tmpfs (needs root, as the test environment is) and fails,
 //! never skips, when it cannot.
 
+#[path = "es_bulk_server/mod.rs"]
+mod es_bulk_server;
 #[path = "es_bulk_server/harness.rs"]
 mod harness;
 
@@ -12,7 +14,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use vigil_log_shipper::parse::{check_time, cri, docker, FileParser, OverLong, ParserConfig};
+use vigil_log_shipper::parse::{
+    check_time, cri, docker, FileParser, OverLong, ParserConfig, TimeCache,
+};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -194,6 +198,55 @@ async fn file_sink_on_a_full_disk_retries_reports_unhealthy_and_resumes_without_
         "{}",
         sh.stderr()
     );
+}
+
+/// Issue 19 item 9 ("health must say what is wrong"), for the Elasticsearch sink: a refused bulk request holds the
+/// records and retries; meanwhile /healthz names the sink, its URL and the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_sink_refused_requests_make_healthz_name_the_sink_until_it_writes_again() {
+    let es = es_bulk_server::EsServer::start(es_bulk_server::Options::default()).await;
+    es.set_whole_request_status(Some(401));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pods");
+    let c = container_dir(&root, "shop", "web-0", "uid-1", "app");
+    append(
+        &c.join("0.log"),
+        &stdout_lines(1_000, (0..50).map(|i| format!("es line {i}"))),
+    );
+    let sh = Shipper::start(
+        &root,
+        &tmp.path().join("data"),
+        &["--sink", &format!("es:{}", es.url())],
+    );
+    let mut seen = None;
+    for _ in 0..600 {
+        if let Some((503, body)) = healthz(&sh).await {
+            seen = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = seen.unwrap_or_else(|| {
+        panic!(
+            "/healthz stayed 200 while requests were refused:\n{}",
+            sh.stderr()
+        )
+    });
+    assert!(
+        body.contains("elasticsearch sink") && body.contains(&es.url()) && body.contains("401"),
+        "{body}"
+    );
+    es.set_whole_request_status(None);
+    wait_for("50 documents", T, || (es.doc_count() >= 50).then_some(())).await;
+    let mut healthy = false;
+    for _ in 0..200 {
+        if healthz(&sh).await == Some((200, "ok\n".to_string())) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "{:?}", healthz(&sh).await);
 }
 
 /// Issue 19 item 10: with checkpoints not saved, a graceful restart re-shipped 200 of 200 lines into the file.
@@ -408,7 +461,7 @@ proptest! {
     /// CRI: any bytes give a line or an error naming the format.
     #[test]
     fn cri_lines_of_any_bytes_never_panic(line in prop::collection::vec(any::<u8>(), 0..160)) {
-        match cri::parse(&line) {
+        match cri::parse(&line, &mut TimeCache::default()) {
             Ok(p) => time_is_checked_or_flagged(&p.time, p.time_error)?,
             Err(e) => prop_assert!(e.starts_with("cri: "), "{}", e),
         }
@@ -421,7 +474,7 @@ proptest! {
         stream in "stdout|stderr", tag in "[PF](:[a-z]{0,3})?", msg in "\\PC{0,40}",
     ) {
         let line = format!("{ts} {stream} {tag} {msg}");
-        let p = cri::parse(line.as_bytes()).unwrap();
+        let p = cri::parse(line.as_bytes(), &mut TimeCache::default()).unwrap();
         time_is_checked_or_flagged(&p.time, p.time_error)?;
         prop_assert_eq!(p.message.as_ref(), msg.as_bytes());
         prop_assert_eq!(p.partial, tag.starts_with('P'));
@@ -430,7 +483,7 @@ proptest! {
     /// Docker: any bytes give a line or an error naming the format.
     #[test]
     fn docker_lines_of_any_bytes_never_panic(line in prop::collection::vec(any::<u8>(), 0..160)) {
-        match docker::parse(&line) {
+        match docker::parse(&line, &mut TimeCache::default()) {
             Ok(p) => time_is_checked_or_flagged(&p.time, p.time_error)?,
             Err(e) => prop_assert!(e.starts_with("docker: "), "{}", e),
         }
@@ -446,9 +499,21 @@ proptest! {
             obj["time"] = Value::from(t.as_str());
         }
         let line = serde_json::to_vec(&obj).unwrap();
-        let p = docker::parse(&line).unwrap();
+        let p = docker::parse(&line, &mut TimeCache::default()).unwrap();
         time_is_checked_or_flagged(&p.time, p.time_error)?;
         prop_assert_eq!(p.partial, !log.ends_with('\n'));
+    }
+
+    /// One file's time cache gives the answer of the full check for any sequence of nearby times.
+    #[test]
+    fn the_time_cache_agrees_with_the_full_check(
+        times in prop::collection::vec(
+            "2016-10-06[Tt ]00:17:(09|10|60|9)(\\.[0-9a]{0,11})?([Zz]|[+-]1[89]:[0-9]{2})?", 1..20)
+    ) {
+        let mut cache = TimeCache::default();
+        for t in &times {
+            prop_assert_eq!(cache.check(t), check_time(t), "{}", t);
+        }
     }
 
     /// A whole file of mixed, broken and partial lines: no panic, entries within the input, times checked or flagged.

@@ -1,11 +1,11 @@
 //! The CRI log line format: `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <message>`.
 
-use super::{Parsed, Stream};
+use super::{Parsed, Stream, TimeCache};
 use std::borrow::Cow;
 
 /// Parses one CRI line (without its newline). The error names what is wrong. A line whose first field is shaped like
 /// a timestamp but is not a real one (`2024-13-45T99:99:99Z`) is kept, with `time_error` set.
-pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
+pub fn parse<'a>(line: &'a [u8], times: &mut TimeCache) -> Result<Parsed<'a>, &'static str> {
     let sp1 = memchr::memchr(b' ', line).ok_or("cri: missing fields")?;
     let time = &line[..sp1];
     if !looks_like_rfc3339(time) {
@@ -31,7 +31,7 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
     };
     // The timestamp was checked to be ASCII.
     let time = std::str::from_utf8(time).map_err(|_| "cri: bad timestamp")?;
-    let (time, time_error) = match super::check_time(time) {
+    let (time, time_error) = match times.check(time) {
         Some(t) => (t, None),
         None => (
             Cow::Borrowed(""),
@@ -62,6 +62,11 @@ fn looks_like_rfc3339(t: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses with a fresh time cache.
+    fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
+        super::parse(line, &mut TimeCache::default())
+    }
 
     #[test]
     fn parses_the_documented_example() {

@@ -1,6 +1,6 @@
 //! Docker's json-file log line: `{"log":"...\n","stream":"stdout","time":"..."}`; no trailing `\n` means partial.
 
-use super::{Parsed, Stream};
+use super::{Parsed, Stream, TimeCache};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -15,7 +15,7 @@ struct Line<'a> {
 }
 
 /// Parses one json-file line (without its newline). The error names what is wrong.
-pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
+pub fn parse<'a>(line: &'a [u8], times: &mut TimeCache) -> Result<Parsed<'a>, &'static str> {
     let l: Line<'_> = serde_json::from_slice(line).map_err(|_| "docker: invalid json")?;
     let log = l.log.ok_or("docker: missing \"log\"")?;
     let stream = match l.stream.as_deref() {
@@ -31,7 +31,7 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
         ),
         Some(t) => {
             // Some(None): usable as written; Some(Some(s)): usable once put in the canonical form `s`.
-            let checked = super::check_time(&t).map(|c| match c {
+            let checked = times.check(&t).map(|c| match c {
                 Cow::Owned(fixed) => Some(fixed),
                 Cow::Borrowed(_) => None,
             });
@@ -70,6 +70,11 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses with a fresh time cache.
+    fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
+        super::parse(line, &mut TimeCache::default())
+    }
 
     #[test]
     fn parses_full_and_partial() {

@@ -348,11 +348,13 @@ impl ElasticsearchSink {
 
     /// Sends every item of `batch`; returns true once each is stored or dead-lettered, false if shutdown came first.
     /// `buf` is the batch's encoded records (`batch.buf` handed over as `Bytes`, so a whole batch is sent without a copy).
+    /// Whole-request failures are reported to `health` (for `/healthz`) until a request succeeds again.
     pub async fn send_batch(
         &self,
         batch: &Batch,
         buf: &bytes::Bytes,
         mut shutdown: watch::Receiver<bool>,
+        health: &super::Health,
     ) -> bool {
         let mut queue: VecDeque<Vec<usize>> = VecDeque::new();
         if !batch.items.is_empty() {
@@ -366,6 +368,9 @@ impl ElasticsearchSink {
             };
             let wait = match outcome {
                 Outcome::Done => {
+                    if attempt > 0 {
+                        health.recovered("elasticsearch");
+                    }
                     attempt = 0;
                     continue;
                 }
@@ -395,6 +400,7 @@ impl ElasticsearchSink {
                     self.metrics.bulk_request_errors.inc_by(1);
                     self.metrics.records_retried.inc_by(group.len() as u64);
                     tracing::warn!(url = %self.bulk_url, attempt, reason = %reason, records = group.len(), "bulk request failed; retrying");
+                    health.failing("elasticsearch", format!("{}: {reason}", self.cfg.url));
                     queue.push_front(group);
                     true
                 }
@@ -404,6 +410,7 @@ impl ElasticsearchSink {
                     tracing::error!(url = %self.bulk_url, status, attempt, reason = %reason, records = group.len(),
                         "bulk request refused as a whole (check the URL, proxy, credentials and content type); \
                          holding the records and retrying, reading is paused meanwhile");
+                    health.failing("elasticsearch", format!("{}: {reason}", self.cfg.url));
                     queue.push_front(group);
                     true
                 }

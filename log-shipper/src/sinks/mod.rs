@@ -153,10 +153,11 @@ pub async fn run(
                 let acks = acks.clone();
                 let sd = shutdown.clone();
                 let buffers = buffers.clone();
+                let health = health.clone();
                 tasks.spawn(async move {
                     let mut batch = batch;
                     let buf = bytes::Bytes::from(std::mem::take(&mut batch.buf));
-                    if es.send_batch(&batch, &buf, sd).await {
+                    if es.send_batch(&batch, &buf, sd, &health).await {
                         let _ = acks.send(batch.seq);
                     }
                     buffers.give_bytes(buf);
