@@ -75,6 +75,8 @@ pub enum Error {
 /// `auth:` section of a config file with the same snake_case names).
 #[derive(clap::Args, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[group(id = "auth")]
+#[command(next_help_heading = "Authentication and authorization")]
 pub struct Args {
     /// YAML file of static bearer tokens (`tokens: [{token, user, groups, access: read|write}]`),
     /// for use outside a cluster.
@@ -633,3 +635,49 @@ async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> R
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod flag_tests {
+    use clap::{CommandFactory, Parser};
+
+    /// A component's flags with the auth flags flattened in, as the binaries do.
+    #[derive(clap::Parser, Debug)]
+    struct Args {
+        #[arg(long)]
+        listen: Option<String>,
+        #[command(flatten)]
+        auth: super::Args,
+    }
+
+    #[test]
+    fn flags_flatten_into_a_component_named_args() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from([
+            "x",
+            "--token-auth-file",
+            "t.yaml",
+            "--requestheader-allowed-names",
+            "a,b",
+            "--authentication-skip-lookup",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.auth.token_auth_file.as_deref(),
+            Some(std::path::Path::new("t.yaml"))
+        );
+        assert_eq!(a.auth.requestheader_allowed_names, ["a", "b"]);
+        assert!(a.auth.authentication_skip_lookup);
+        let file: super::Args =
+            serde_yaml::from_str("client_ca_file: ca.pem\ntoken_auth_file: f.yaml\n").unwrap();
+        let merged = a.auth.or(file);
+        assert_eq!(
+            merged.token_auth_file.as_deref(),
+            Some(std::path::Path::new("t.yaml"))
+        );
+        assert_eq!(
+            merged.client_ca_file.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert!(serde_yaml::from_str::<super::Args>("token_file: x\n").is_err());
+    }
+}
