@@ -223,13 +223,20 @@ fn start_writers(root: &Path, n: usize, cfg: impl Fn(usize) -> WriterCfg) -> Con
 }
 
 impl Containers {
-    fn finish(self) -> Vec<Arc<Written>> {
+    fn finish(mut self) -> Vec<Arc<Written>> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             t.join().unwrap();
         }
-        let _ = self.root;
-        self.written
+        let _ = &self.root;
+        self.written.clone()
+    }
+}
+
+/// A failing test stops its writers too (they would write into a removed directory until the process ends).
+impl Drop for Containers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

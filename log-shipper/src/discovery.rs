@@ -35,6 +35,11 @@ pub struct DiscoveryConfig {
     /// Interval of the full rescan that backs up inotify, in milliseconds.
     #[serde(default = "default_rescan_ms")]
     pub rescan_interval_ms: u64,
+    /// Directories outside the roots that a log file symlink may point into (docker's json-file logs, which the
+    /// kubelet links from /var/log/pods). A link resolving anywhere else is not followed, so a host file never
+    /// ends up in the output.
+    #[serde(default = "default_link_targets")]
+    pub link_targets: Vec<PathBuf>,
 }
 
 fn default_roots() -> Vec<PathBuf> {
@@ -49,6 +54,9 @@ fn default_containers_dir() -> PathBuf {
 fn default_rescan_ms() -> u64 {
     500
 }
+fn default_link_targets() -> Vec<PathBuf> {
+    vec![PathBuf::from("/var/lib/docker/containers")]
+}
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
@@ -58,6 +66,7 @@ impl Default for DiscoveryConfig {
             exclude: Vec::new(),
             containers_dir: default_containers_dir(),
             rescan_interval_ms: default_rescan_ms(),
+            link_targets: default_link_targets(),
         }
     }
 }
@@ -102,6 +111,8 @@ pub struct Discovery {
     config: DiscoveryConfig,
     include: Vec<Regex>,
     exclude: Vec<Regex>,
+    /// Symlinks not followed (out of the roots), each warned about once.
+    refused_links: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// One discovered file.
@@ -131,6 +142,7 @@ impl Discovery {
             config,
             include,
             exclude,
+            refused_links: Default::default(),
         })
     }
 
@@ -165,7 +177,7 @@ impl Discovery {
                 for e in rd.flatten() {
                     let path = e.path();
                     let name = e.file_name().to_string_lossy().into_owned();
-                    if !name.ends_with(".log") {
+                    if !name.ends_with(".log") || !self.link_allowed(&path) {
                         continue;
                     }
                     if let Some(meta) =
@@ -193,6 +205,9 @@ impl Discovery {
                 }
                 continue;
             }
+            if ft.is_symlink() && !self.link_allowed(&path) {
+                continue;
+            }
             let Ok(rel) = path.strip_prefix(root) else {
                 continue;
             };
@@ -214,6 +229,33 @@ impl Discovery {
 }
 
 impl Discovery {
+    /// Whether `path` may be read: not a symlink, or one resolving inside a log root or `link_targets`. A refused
+    /// link is logged once.
+    fn link_allowed(&self, path: &Path) -> bool {
+        if !path.is_symlink() {
+            return true;
+        }
+        let target = std::fs::canonicalize(path);
+        let inside = |t: &Path| {
+            self.config
+                .roots
+                .iter()
+                .chain(&self.config.link_targets)
+                .any(|r| t.starts_with(std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())))
+        };
+        if target.as_deref().is_ok_and(inside) {
+            return true;
+        }
+        let mut refused = self.refused_links.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.len() < 10_000 && refused.insert(path.to_path_buf()) {
+            match &target {
+                Ok(t) => tracing::warn!(path = %path.display(), target = %t.display(), "symlink points out of the log roots and discovery.link_targets; not followed"),
+                Err(e) => tracing::debug!(path = %path.display(), error = %e, "dangling symlink skipped"),
+            }
+        }
+        false
+    }
+
     /// The metadata of a path under one of the roots (e.g. a checkpointed file that no longer exists).
     pub fn meta_of(&self, path: &Path) -> Option<FileMeta> {
         if let Some(root) = self.config.roots.iter().find(|r| path.starts_with(r)) {
@@ -377,5 +419,49 @@ mod tests {
         let found = Discovery::new(cfg).unwrap().scan();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].meta.container, "c");
+    }
+
+    /// Regression (issue 19 item 12): a `0.log` symlink to a host file outside `--root` was followed and the host
+    /// file shipped.
+    #[test]
+    fn a_0_log_symlink_out_of_the_roots_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pods");
+        let host = dir.path().join("host-secret");
+        let docker = dir.path().join("docker-containers");
+        std::fs::create_dir_all(&docker).unwrap();
+        std::fs::write(&host, b"root:x:0:0\n").unwrap();
+        std::fs::write(docker.join("abc-json.log"), b"").unwrap();
+        let out = root.join("ns_evil_uid/app");
+        let ok = root.join("ns_docker_uid/app");
+        let inside = root.join("ns_moved_uid/app");
+        for d in [&out, &ok, &inside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::os::unix::fs::symlink(&host, out.join("0.log")).unwrap();
+        std::os::unix::fs::symlink(docker.join("abc-json.log"), ok.join("0.log")).unwrap();
+        std::fs::write(inside.join("1.log"), b"").unwrap();
+        std::os::unix::fs::symlink(inside.join("1.log"), inside.join("0.log")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("missing"), inside.join("2.log")).unwrap();
+        let d = Discovery::new(DiscoveryConfig {
+            roots: vec![root.clone()],
+            link_targets: vec![docker.clone()],
+            ..Default::default()
+        })
+        .unwrap();
+        let found: Vec<PathBuf> = d.scan().into_iter().map(|f| f.path).collect();
+        assert_eq!(
+            found,
+            vec![ok.join("0.log"), inside.join("0.log"), inside.join("1.log")],
+            "links out of the roots are not followed"
+        );
+        // Without the docker directory among the link targets, its link is refused too.
+        let d = Discovery::new(DiscoveryConfig {
+            roots: vec![root],
+            link_targets: Vec::new(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!d.scan().iter().any(|f| f.path == ok.join("0.log")));
     }
 }
