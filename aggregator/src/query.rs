@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use vigil_promql::{Engine, EngineOptions, Matcher, QueryResult, Series, Storage, StorageError};
+use vigil_promql::{
+    Engine, EngineOptions, Hints, Matcher, QueryResult, Selected, Storage, StorageError,
+};
 
 use crate::store::Store;
 
@@ -15,8 +17,9 @@ impl Storage for Store {
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<Series>, StorageError> {
-        self.select_series(matchers, Some((start_ms, end_ms)), |_| Ok(()))
+        hints: &Hints,
+    ) -> Result<Vec<Selected>, StorageError> {
+        self.select_hinted(matchers, Some((start_ms, end_ms)), hints, |_| Ok(()))
     }
 
     fn label_names(
@@ -53,8 +56,10 @@ fn label_names(
     }
     let mut out = std::collections::BTreeSet::new();
     for sel in selectors {
-        for s in store.select_series(sel, Some((start_ms, end_ms)), &mut *budget)? {
-            out.extend(s.labels.into_keys());
+        // Only whether a series has a sample in the range matters: its newest one will do.
+        let hints = Hints { last_only: true, labels: None };
+        for s in store.select_hinted(sel, Some((start_ms, end_ms)), &hints, &mut *budget)? {
+            out.extend(s.labels.keys().cloned());
         }
     }
     Ok(out.into_iter().collect())
@@ -73,7 +78,8 @@ fn label_values(
     }
     let mut out = std::collections::BTreeSet::new();
     for sel in selectors {
-        for s in store.select_series(sel, Some((start_ms, end_ms)), &mut *budget)? {
+        let hints = Hints { last_only: true, labels: Some(vec![name.to_string()]) };
+        for s in store.select_hinted(sel, Some((start_ms, end_ms)), &hints, &mut *budget)? {
             if let Some(v) = s.labels.get(name) {
                 out.insert(v.clone());
             }
@@ -117,9 +123,10 @@ impl Storage for Limited<'_> {
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<Series>, StorageError> {
+        hints: &Hints,
+    ) -> Result<Vec<Selected>, StorageError> {
         self.store
-            .select_series(matchers, Some((start_ms, end_ms)), |n| self.budget(n))
+            .select_hinted(matchers, Some((start_ms, end_ms)), hints, |n| self.budget(n))
     }
 
     fn label_names(
@@ -379,7 +386,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 mod tests {
     use super::*;
     use crate::batch::{Batch, LabeledMetric, MetricSet, MetricValue};
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use vigil_promql::MatchOp;
 
     fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
@@ -426,6 +433,7 @@ mod tests {
                 ],
                 0,
                 i64::MAX,
+                &Hints::default(),
             )
             .unwrap();
         assert_eq!(got.len(), 1);
@@ -438,11 +446,37 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        assert_eq!(got[0].labels, want);
+        assert_eq!(*got[0].labels, want);
         assert_eq!(got[0].samples.len(), 3);
         assert_eq!(got[0].samples[2], (1_030_000, 100.0));
+        // Hints: only the newest sample at or before the end (from the header, or decoded when
+        // the end is in the past), and projected label sets shared between series.
+        let cpu = [m(MatchOp::Equal, "__name__", "cpu_usage_rate")];
+        let last = Hints { last_only: true, labels: None };
+        let got = store.select(&cpu, 0, i64::MAX, &last).unwrap();
+        assert_eq!(got.len(), 2);
+        let only = |got: &[Selected], t: i64| {
+            got.iter().all(|s| {
+                let want = if s.labels["pod_name"] == "p1" { 100.0 } else { 101.0 };
+                s.samples == vec![(t, want)]
+            })
+        };
+        assert!(only(&got, 1_030_000), "{got:?}");
+        let got = store.select(&cpu, 0, 1_020_000, &last).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(only(&got, 1_015_000), "{got:?}");
+        let by_type = Hints { last_only: false, labels: Some(vec!["type".into(), "nodename".into()]) };
+        let got = store.select(&cpu, 0, i64::MAX, &by_type).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels.iter().collect::<Vec<_>>(), vec![(&"type".to_string(), &"pod".to_string())]);
+        assert!(Arc::ptr_eq(&got[0].labels, &got[1].labels), "one shared set per projection");
+        assert_eq!(got[0].samples.len(), 3);
+        let by_pod = Hints { last_only: false, labels: Some(vec!["pod_name".into()]) };
+        let got = store.select(&cpu, 0, i64::MAX, &by_pod).unwrap();
+        let pods: BTreeSet<&str> = got.iter().map(|s| s.labels["pod_name"].as_str()).collect();
+        assert_eq!(pods, BTreeSet::from(["p1", "p2"]));
         let rx = store
-            .select(&[m(MatchOp::Regex, "__name__", "network_rx.*")], 1_015_000, 1_030_000)
+            .select(&[m(MatchOp::Regex, "__name__", "network_rx.*")], 1_015_000, 1_030_000, &Hints::default())
             .unwrap();
         assert_eq!(rx.len(), 2);
         assert!(rx.iter().all(|s| s.samples.len() == 2 && s.labels["__name__"] == "network_rx_total"));
@@ -454,6 +488,7 @@ mod tests {
                 ],
                 0,
                 i64::MAX,
+                &Hints::default(),
             )
             .unwrap();
         assert_eq!(fs.len(), 1);
@@ -493,7 +528,7 @@ mod tests {
             vec!["b"]
         );
         let alerts = store
-            .select(&[m(MatchOp::Equal, "__name__", "ALERTS")], 0, i64::MAX)
+            .select(&[m(MatchOp::Equal, "__name__", "ALERTS")], 0, i64::MAX, &Hints::default())
             .unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].labels["alertstate"], "firing");
@@ -501,7 +536,7 @@ mod tests {
         // Appended series expire with the window too.
         store.ingest(&batch(1_200_000, &[("b", "p2")])).unwrap();
         assert!(store
-            .select(&[m(MatchOp::Equal, "__name__", "ALERTS")], 0, i64::MAX)
+            .select(&[m(MatchOp::Equal, "__name__", "ALERTS")], 0, i64::MAX, &Hints::default())
             .unwrap()
             .is_empty());
         assert!(!Storage::label_names(&store, &[], 0, i64::MAX)
@@ -529,7 +564,7 @@ mod tests {
         let stale = f64::from_bits(vigil_promql::STALE_NAN_BITS);
         store.append(&ok, 2000, stale).unwrap();
         let s = store
-            .select(&[m(MatchOp::Equal, "__name__", "job:cpu:sum")], 0, i64::MAX)
+            .select(&[m(MatchOp::Equal, "__name__", "job:cpu:sum")], 0, i64::MAX, &Hints::default())
             .unwrap();
         assert!(vigil_promql::is_stale(s[0].samples[1].1));
         // Appended series stay out of Heapster's model API.

@@ -62,7 +62,8 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("promql");
     g.sample_size(10);
     g.bench_function("memstorage_select_30k_series_15m", |b| {
-        b.iter(|| vigil_promql::Storage::select(&s, &m, start - 300_000, END_MS).unwrap())
+        let hints = vigil_promql::Hints::default();
+        b.iter(|| vigil_promql::Storage::select(&s, &m, start - 300_000, END_MS, &hints).unwrap())
     });
     g.sample_size(10);
     g.bench_function("sum_by_namespace_instant_30k_series", |b| {

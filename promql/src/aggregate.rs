@@ -2,9 +2,10 @@
 
 
 use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 use std::sync::Arc;
 
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier, VectorSelector};
 use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::eval::{Elem, Evaluator, Val, NAME};
@@ -186,8 +187,142 @@ impl<'a> Grouping<'a> {
     }
 }
 
+/// The aggregations that reduce each group to one number as it streams by.
+#[derive(Clone, Copy, PartialEq)]
+enum Simple {
+    Sum,
+    Avg,
+    Count,
+    Min,
+    Max,
+    Group,
+}
+
+impl Simple {
+    fn of(op: &str) -> Option<Simple> {
+        Some(match op {
+            "sum" => Simple::Sum,
+            "avg" => Simple::Avg,
+            "count" => Simple::Count,
+            "min" => Simple::Min,
+            "max" => Simple::Max,
+            "group" => Simple::Group,
+            _ => return None,
+        })
+    }
+}
+
+/// Groups of `op by (…) (selector)`: the group of each loaded series, and each group's labels.
+pub(crate) struct SelectorGroups {
+    of: Vec<u32>,
+    labels: Vec<Arc<Labels>>,
+}
+
+/// A simple aggregation right over a selector: groups are assigned once per query, and each step
+/// folds the selector's samples straight into them, without building the instant vector.
+/// Same order of groups and of additions as the general path, so the same results.
+fn over_selector<'s>(
+    ev: &'s Evaluator,
+    a: &AggregateExpr,
+    kind: Simple,
+    vs: &VectorSelector,
+    t: i64,
+) -> Result<Val<'s>, Error> {
+    let node = a as *const AggregateExpr as usize;
+    let cached = ev.group_cache.borrow().get(&node).cloned();
+    let groups = match cached {
+        Some(g) => g,
+        None => {
+            let grouping = Grouping::new(&a.modifier);
+            let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+            let mut g = SelectorGroups { of: Vec::new(), labels: Vec::new() };
+            for l in ev.selector_labels(vs) {
+                let sig = ev.signature(node, l, |l| grouping.signature(l));
+                let id = match index.get(&sig) {
+                    Some(&id) => id,
+                    None => {
+                        g.labels.push(Arc::new(grouping.labels(l)));
+                        let id = (g.labels.len() - 1) as u32;
+                        index.insert(sig, id);
+                        id
+                    }
+                };
+                g.of.push(id);
+            }
+            let g = Rc::new(g);
+            ev.group_cache.borrow_mut().insert(node, g.clone());
+            g
+        }
+    };
+    #[derive(Clone, Default)]
+    struct Acc {
+        seen: bool,
+        value: f64,
+        c: f64,
+        count: f64,
+        mean: Mean,
+    }
+    let mut acc = vec![Acc::default(); groups.labels.len()];
+    let mut order = Vec::new();
+    ev.each_instant(vs, t, |i, f| {
+        let gi = groups.of[i] as usize;
+        let g = &mut acc[gi];
+        if !g.seen {
+            g.seen = true;
+            order.push(gi);
+            g.value = if kind == Simple::Group { 1.0 } else { f };
+            g.count = 1.0;
+            g.mean.add(f);
+            return;
+        }
+        g.count += 1.0;
+        match kind {
+            Simple::Sum => {
+                let (s, c) = kahan_inc(f, g.value, g.c);
+                g.value = s;
+                g.c = c;
+            }
+            Simple::Avg => g.mean.add(f),
+            Simple::Max => {
+                if g.value < f || g.value.is_nan() {
+                    g.value = f
+                }
+            }
+            Simple::Min => {
+                if g.value > f || g.value.is_nan() {
+                    g.value = f
+                }
+            }
+            Simple::Count | Simple::Group => {}
+        }
+    })?;
+    let out = order
+        .into_iter()
+        .map(|gi| {
+            let g = &acc[gi];
+            let value = match kind {
+                Simple::Sum => g.value + g.c,
+                Simple::Avg => g.mean.value(),
+                Simple::Count => g.count,
+                Simple::Min | Simple::Max | Simple::Group => g.value,
+            };
+            Elem { labels: groups.labels[gi].clone(), value, drop_name: false }
+        })
+        .collect();
+    Ok(Val::Vector(out))
+}
+
 pub(crate) fn eval<'s>(ev: &'s Evaluator, a: &AggregateExpr, t: i64) -> Result<Val<'s>, Error> {
     let op = a.op.to_string().to_lowercase();
+    if let (None, Some(kind)) = (&a.param, Simple::of(&op)) {
+        let mut inner: &Expr = &a.expr;
+        while let Expr::Paren(p) = inner {
+            inner = &p.expr;
+        }
+        if let Expr::VectorSelector(vs) = inner {
+            return over_selector(ev, a, kind, vs, t);
+        }
+    }
     let param = match &a.param {
         Some(p) => Some(ev.eval(p, t)?),
         None => None,

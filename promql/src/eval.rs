@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
-use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, LabelModifier, Offset, VectorSelector};
 
-use crate::storage::{is_stale, Labels, MatchOp, Matcher, Storage};
+use crate::storage::{is_stale, Hints, Labels, MatchOp, Matcher, Storage};
 use crate::{aggregate, binary, functions, Error};
 
 pub(crate) const NAME: &str = "__name__";
@@ -88,6 +88,8 @@ pub(crate) struct Evaluator {
     sig_cache: RefCell<FxHashMap<(usize, usize), (Arc<Labels>, u64)>>,
     /// Cache of binary operators' result labels per (node, left, right) label sets.
     pair_cache: RefCell<PairCache>,
+    /// Groups of each aggregation right over a selector, assigned once per query.
+    pub group_cache: RefCell<FxHashMap<usize, std::rc::Rc<aggregate::SelectorGroups>>>,
     /// A subquery's inner results per (node, time): consecutive steps of a range query (or of
     /// an outer subquery) share most of their inner timestamps, which are aligned to the step.
     subquery_cache: RefCell<FxHashMap<(usize, i64), Step>>,
@@ -156,6 +158,7 @@ impl Evaluator {
             invalid_utf8: Vec::new(),
             sig_cache: RefCell::new(FxHashMap::default()),
             pair_cache: RefCell::new(FxHashMap::default()),
+            group_cache: RefCell::new(FxHashMap::default()),
             subquery_cache: RefCell::new(FxHashMap::default()),
         }
     }
@@ -199,9 +202,16 @@ impl Evaluator {
     pub fn load(&mut self, storage: &dyn Storage, expr: &Expr) -> Result<(), Error> {
         let mut ranges: HashMap<usize, (i64, i64, &VectorSelector, bool)> = HashMap::new();
         self.collect_ranges(expr, self.start, self.end, &mut ranges);
+        let mut projected = HashMap::new();
+        projections(expr, &mut projected);
         for (key, (lo, hi, vs, is_range)) in ranges {
             self.check_deadline()?;
-            let loaded = select(storage, vs, lo, hi, is_range)?;
+            let hints = Hints {
+                // Read at one time only: every use spans exactly one lookback window.
+                last_only: !is_range && hi - lo == self.lookback,
+                labels: projected.remove(&key),
+            };
+            let loaded = select(storage, vs, lo, hi, is_range, &hints)?;
             let n: usize = loaded.iter().map(|l| l.samples.len()).sum();
             self.samples_loaded += n;
             self.data.insert(key, loaded);
@@ -371,6 +381,38 @@ impl Evaluator {
         }
         self.hold(out.len())?;
         Ok(out)
+    }
+
+    /// The labels of a selector's loaded series, in the order [`Evaluator::each_instant`] visits
+    /// them.
+    pub fn selector_labels(&self, vs: &VectorSelector) -> impl Iterator<Item = &Arc<Labels>> {
+        self.loaded(vs).iter().map(|l| &l.labels)
+    }
+
+    /// [`Evaluator::instant_selector`] without building the vector: `f(i, value)` for each loaded
+    /// series `i` (see [`Evaluator::selector_labels`]) with a sample at `t`, in the same order.
+    pub fn each_instant(
+        &self,
+        vs: &VectorSelector,
+        t: i64,
+        mut f: impl FnMut(usize, f64),
+    ) -> Result<(), Error> {
+        self.check_deadline()?;
+        let r = self.ref_time(&vs.at, &vs.offset, t);
+        let mut n = 0;
+        for (i, l) in self.loaded(vs).iter().enumerate() {
+            let j = l.samples.partition_point(|s| s.0 <= r);
+            if j == 0 {
+                continue;
+            }
+            let (st, sv) = l.samples[j - 1];
+            if st <= r - self.lookback || is_stale(sv) {
+                continue;
+            }
+            f(i, sv);
+            n += 1;
+        }
+        self.hold(n)
     }
 
     /// Evaluates `expr` at `first, first + step, …, last` and gathers the results by series.
@@ -550,13 +592,17 @@ fn select(
     lo: i64,
     hi: i64,
     is_range: bool,
+    hints: &Hints,
 ) -> Result<Vec<Loaded>, Error> {
     let sets = selector_matchers(vs)?;
     let mut out = Vec::new();
-    let mut seen: HashMap<Labels, ()> = HashMap::new();
+    let mut seen: HashMap<Arc<Labels>, ()> = HashMap::new();
     let several = sets.len() > 1;
+    // Several conjunctions are merged by full label set: projecting would merge distinct series.
+    let no_projection = Hints { labels: None, ..hints.clone() };
+    let hints = if several { &no_projection } else { hints };
     for set in sets {
-        for s in storage.select(&set, lo, hi)? {
+        for s in storage.select(&set, lo, hi, hints)? {
             if several && seen.insert(s.labels.clone(), ()).is_some() {
                 continue;
             }
@@ -565,10 +611,67 @@ fn select(
                 // Range selectors never return staleness markers.
                 samples.retain(|x| !is_stale(x.1));
             }
-            out.push(Loaded { labels: Arc::new(s.labels), samples });
+            out.push(Loaded { labels: s.labels, samples });
         }
     }
     Ok(out)
+}
+
+/// The selectors whose labels are read only through an aggregation's `by (…)` right above them
+/// (`sum by (a) (x)`, `count(x)`): selector key → the labels the aggregation groups by.
+fn projections(expr: &Expr, out: &mut HashMap<usize, Vec<String>>) {
+    use promql_parser::parser::token;
+    fn inner(mut e: &Expr) -> &Expr {
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        e
+    }
+    match expr {
+        Expr::Aggregate(a) => {
+            let groups_only = matches!(
+                a.op.id(),
+                token::T_SUM
+                    | token::T_AVG
+                    | token::T_MIN
+                    | token::T_MAX
+                    | token::T_COUNT
+                    | token::T_GROUP
+                    | token::T_STDDEV
+                    | token::T_STDVAR
+                    | token::T_QUANTILE
+            );
+            let by = match &a.modifier {
+                None => Some(Vec::new()),
+                Some(LabelModifier::Include(l)) => Some(l.labels.clone()),
+                Some(LabelModifier::Exclude(_)) => None,
+            };
+            if let (true, Some(by), Expr::VectorSelector(vs)) = (groups_only, by, inner(&a.expr)) {
+                out.insert(vs as *const VectorSelector as usize, by);
+            }
+            projections(&a.expr, out);
+            if let Some(p) = &a.param {
+                projections(p, out);
+            }
+        }
+        Expr::Unary(u) => projections(&u.expr, out),
+        Expr::Binary(b) => {
+            projections(&b.lhs, out);
+            projections(&b.rhs, out);
+        }
+        Expr::Paren(p) => projections(&p.expr, out),
+        Expr::Subquery(s) => projections(&s.expr, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                projections(a, out);
+            }
+        }
+        Expr::MatrixSelector(_)
+        | Expr::VectorSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => {}
+    }
 }
 
 /// Labels without `__name__` (and the `__type__`/`__unit__` labels that describe it).

@@ -12,7 +12,9 @@ pub mod storage;
 pub mod testing;
 
 pub use parse::{format_query, Query};
-pub use storage::{is_stale, Labels, MatchOp, Matcher, Series, Storage, StorageError, STALE_NAN_BITS};
+pub use storage::{
+    is_stale, Hints, Labels, MatchOp, Matcher, Selected, Series, Storage, StorageError, STALE_NAN_BITS,
+};
 
 use std::time::{Duration, Instant};
 

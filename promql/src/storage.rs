@@ -3,6 +3,7 @@
 //! implements it; the engine knows nothing else about where samples live.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A series' labels, the metric name included as `__name__`.
 pub type Labels = BTreeMap<String, String>;
@@ -79,6 +80,26 @@ pub struct Series {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// One series as [`Storage::select`] returns it: labels shared (a store may hand the same set to
+/// several series when [`Hints::labels`] projects them), samples oldest first, timestamps in ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    pub labels: Arc<Labels>,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// What the engine will read of a selection (as Prometheus's `SelectHints`): a store may use
+/// them to do less work, and must return what a plain selection would where they do not apply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hints {
+    /// Only each series' newest sample at or before `end_ms` is read (an instant selector
+    /// evaluated at one time): a store may return just that sample.
+    pub last_only: bool,
+    /// Only these labels are read (an aggregation `by (…)` right over the selector): a store may
+    /// return each series with just these of its labels. `None`: every label.
+    pub labels: Option<Vec<String>>,
+}
+
 /// Errors a storage may return; the engine passes them on as execution errors.
 #[derive(Debug, thiserror::Error)]
 #[error("storage: {0}")]
@@ -88,13 +109,15 @@ pub struct StorageError(pub String);
 pub trait Storage: Send + Sync {
     /// Every series whose labels satisfy all `matchers` (a conjunction), with its samples in
     /// `[start_ms, end_ms]` (both inclusive). Series with no sample in the range may be left out.
-    /// Stores answer through a label index, never by scanning every series.
+    /// Stores answer through a label index, never by scanning every series. `hints` say what
+    /// the engine will read (see [`Hints`]).
     fn select(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<Series>, StorageError>;
+        hints: &Hints,
+    ) -> Result<Vec<Selected>, StorageError>;
 
     /// Label names of the series matched by any of `selectors` (each a conjunction of matchers;
     /// none means every series) with samples in the range, sorted and unique.

@@ -1,8 +1,9 @@
 //! An in-memory [`Storage`] with a postings index by label, for tests, benches and examples.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use crate::storage::{Labels, MatchOp, Matcher, Series, Storage, StorageError};
+use crate::storage::{Hints, Labels, MatchOp, Matcher, Selected, Series, Storage, StorageError};
 
 /// Series held in memory, answered through an inverted index (label name → value → series ids).
 #[derive(Debug, Default)]
@@ -138,19 +139,34 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    /// Follows `hints` as a real store may (only the newest sample, projected labels), so the
+    /// engine's tests check that the engine asks only for what it reads.
     fn select(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<Series>, StorageError> {
+        hints: &Hints,
+    ) -> Result<Vec<Selected>, StorageError> {
         let mut out = Vec::new();
         for id in self.matching(matchers) {
             let s = &self.series[id];
-            let lo = s.samples.partition_point(|x| x.0 < start_ms);
+            let mut lo = s.samples.partition_point(|x| x.0 < start_ms);
             let hi = s.samples.partition_point(|x| x.0 <= end_ms);
             if lo < hi {
-                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
+                if hints.last_only {
+                    lo = hi - 1;
+                }
+                let labels = match &hints.labels {
+                    Some(keep) => s
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| keep.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    None => s.labels.clone(),
+                };
+                out.push(Selected { labels: Arc::new(labels), samples: s.samples[lo..hi].to_vec() });
             }
         }
         Ok(out)

@@ -7,6 +7,7 @@ pub mod series;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -566,16 +567,30 @@ impl Store {
         Ok(())
     }
 
-    /// Every series whose Prometheus labels satisfy all `matchers`, found through the label
-    /// index. With `range`, each series comes with its samples in `[start, end]` (as f64) and
-    /// series without any are left out; without, samples are empty. `budget` is called with
-    /// each series' sample count and stops the selection when it returns an error.
+    /// [`Store::select_hinted`] without hints: every label, every sample in the range.
     pub fn select_series<E>(
         &self,
         matchers: &[vigil_promql::Matcher],
         range: Option<(i64, i64)>,
+        budget: impl FnMut(usize) -> Result<(), E>,
+    ) -> Result<Vec<vigil_promql::Selected>, E> {
+        self.select_hinted(matchers, range, &vigil_promql::Hints::default(), budget)
+    }
+
+    /// Every series whose Prometheus labels satisfy all `matchers`, found through the label
+    /// index. With `range`, each series comes with its samples in `[start, end]` (as f64) and
+    /// series without any are left out; without, samples are empty. `hints` (see
+    /// [`vigil_promql::Hints`]): `last_only` returns just the newest sample in the range (read
+    /// from the series' header, without decoding, when it is the series' last); `labels`
+    /// returns only those labels, one shared set per distinct projection. `budget` is called
+    /// with each series' sample count and stops the selection when it returns an error.
+    pub fn select_hinted<E>(
+        &self,
+        matchers: &[vigil_promql::Matcher],
+        range: Option<(i64, i64)>,
+        hints: &vigil_promql::Hints,
         mut budget: impl FnMut(usize) -> Result<(), E>,
-    ) -> Result<Vec<vigil_promql::Series>, E> {
+    ) -> Result<Vec<vigil_promql::Selected>, E> {
         let ids = match self.index.read().unwrap().candidates(matchers) {
             index::Candidates::All => self.index.read().unwrap().all_ids(),
             index::Candidates::Ids(ids) => ids,
@@ -599,9 +614,12 @@ impl Store {
                 .find(|(k, _)| k == name)
                 .map_or("", |(_, v)| *v)
         }
-        // The metric-name matchers first: they reject most series without a label lookup.
-        let mut matchers: Vec<&vigil_promql::Matcher> = matchers.iter().collect();
-        matchers.sort_by_key(|m| m.name != "__name__");
+        // The metric-name matchers first: they reject most series before any label is mapped.
+        let (by_name, by_label): (Vec<&vigil_promql::Matcher>, Vec<&vigil_promql::Matcher>) =
+            matchers.iter().partition(|m| m.name == "__name__");
+        // Projected label sets, shared: key = the projected values, each prefixed by its length.
+        let mut projected: FxHashMap<String, Arc<vigil_promql::Labels>> = FxHashMap::default();
+        let mut key = String::new();
         let mut out = Vec::new();
         for (i, keys) in by_shard.iter().enumerate() {
             if keys.is_empty() {
@@ -610,20 +628,27 @@ impl Store {
             let shard = self.shards[i].read().unwrap();
             let mut set_pairs = Vec::new();
             let mut all = Vec::new();
-            for (id, key) in keys {
-                let Some(e) = shard.entities.get(&**key) else {
+            for (id, key_of) in keys {
+                let Some(e) = shard.entities.get(&**key_of) else {
                     continue;
                 };
                 if e.id != *id {
                     continue;
                 }
-                names::set_pairs(&e.labels, "", &mut set_pairs);
+                let mut mapped_set = false;
                 for slot in &e.slots {
                     let name: &str = if e.raw {
                         &names.items[slot.metric as usize]
                     } else {
                         &mapped[slot.metric as usize]
                     };
+                    if !by_name.iter().all(|m| m.matches(name)) {
+                        continue;
+                    }
+                    if !mapped_set {
+                        names::set_pairs(&e.labels, "", &mut set_pairs);
+                        mapped_set = true;
+                    }
                     let own = (slot.labels != 0).then(|| &label_sets.items[(slot.labels - 1) as usize]);
                     let pairs: &[(std::borrow::Cow<'_, str>, &str)] = match own {
                         Some(own) => {
@@ -632,26 +657,27 @@ impl Store {
                         }
                         None => &set_pairs,
                     };
-                    let ok = matchers.iter().all(|m| {
-                        if m.name == "__name__" {
-                            m.matches(name)
-                        } else {
-                            m.matches(value_of(pairs, &m.name))
-                        }
-                    });
-                    if !ok {
+                    if !by_label.iter().all(|m| m.matches(value_of(pairs, &m.name))) {
                         continue;
                     }
                     let mut samples = Vec::new();
                     if let Some((start, end)) = range {
-                        if slot.series.last_ts() < start || slot.series.first_ts() > end {
+                        let (first, last) = (slot.series.first_ts(), slot.series.last_ts());
+                        if last < start || first > end {
                             continue;
                         }
-                        slot.series.for_each(|t, v| {
-                            if t >= start && t <= end {
-                                samples.push((t, v.as_f64()));
+                        if hints.last_only && last <= end {
+                            samples.push((last, slot.series.last().1.as_f64()));
+                        } else {
+                            slot.series.for_each(|t, v| {
+                                if t >= start && t <= end {
+                                    samples.push((t, v.as_f64()));
+                                }
+                            });
+                            if hints.last_only && samples.len() > 1 {
+                                samples.drain(..samples.len() - 1);
                             }
-                        });
+                        }
                         if samples.is_empty() {
                             continue;
                         }
@@ -659,12 +685,38 @@ impl Store {
                     } else {
                         budget(1)?;
                     }
-                    let mut labels: vigil_promql::Labels = pairs
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                    labels.insert("__name__".into(), name.to_string());
-                    out.push(vigil_promql::Series { labels, samples });
+                    let labels = match &hints.labels {
+                        None => {
+                            let mut labels: vigil_promql::Labels = pairs
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect();
+                            labels.insert("__name__".into(), name.to_string());
+                            Arc::new(labels)
+                        }
+                        Some(keep) => {
+                            let value = |k: &str| if k == "__name__" { name } else { value_of(pairs, k) };
+                            key.clear();
+                            for k in keep {
+                                let v = value(k);
+                                let _ = write!(key, "{}:{v}", v.len());
+                            }
+                            match projected.get(key.as_str()) {
+                                Some(l) => l.clone(),
+                                None => {
+                                    let l: vigil_promql::Labels = keep
+                                        .iter()
+                                        .map(|k| (k.clone(), value(k).to_string()))
+                                        .filter(|(_, v)| !v.is_empty())
+                                        .collect();
+                                    let l = Arc::new(l);
+                                    projected.insert(key.clone(), l.clone());
+                                    l
+                                }
+                            }
+                        }
+                    };
+                    out.push(vigil_promql::Selected { labels, samples });
                 }
             }
         }
