@@ -111,12 +111,12 @@ impl Default for Metrics {
         );
         r.register(
             "records_duplicate",
-            "Records the sink already had (409 on create)",
+            "Records the sink already had (409 on create; re-sent records already in the file sink's output)",
             m.records_duplicate.clone(),
         );
         r.register(
             "records_retried",
-            "Record retries after 429/5xx item or request failures",
+            "Record retries after 429/5xx item or request failures, or failed file sink writes",
             m.records_retried.clone(),
         );
         r.register(
@@ -126,7 +126,7 @@ impl Default for Metrics {
         );
         r.register(
             "parse_errors",
-            "Lines that could not be parsed (shipped raw with parse_error)",
+            "Lines that could not be parsed (shipped raw) or whose time was unusable (read time used), marked parse_error",
             m.parse_errors.clone(),
         );
         r.register(
