@@ -1,6 +1,7 @@
 //! The notifier against the real Alertmanager 0.25 and amtool: configuration verdicts, the webhook
 //! payload (byte for byte the same JSON as Alertmanager's for the same alerts and routes),
-//! forwarding, and silences managed with amtool, surviving a restart.
+//! forwarding, silences managed with amtool, surviving a restart, and the notification log
+//! across restarts.
 
 mod alerting_notify_support;
 
@@ -441,4 +442,67 @@ async fn api_answers_bad_input_with_clear_errors_and_keeps_working() {
     let rs: Value = c.get(format!("{}/api/v2/receivers", vigil.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(rs, json!([{"name": "r"}]));
     vigil.stop().await;
+}
+
+/// Alertmanager's notification log across restarts: a restarted notifier does not notify again
+/// an alert it already notified (before `repeat_interval`), its resolution is notified once and
+/// not again after another restart; without the log (a fresh data directory) it would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_log_survives_restarts() {
+    let hooks = WebhookServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = format!(
+        "route: {{receiver: hook, group_by: [alertname], group_wait: 200ms, group_interval: 500ms, repeat_interval: 1h}}\nreceivers: [{{name: hook, webhook_configs: [{{url: '{}/hook'}}]}}]\n",
+        hooks.base
+    );
+    let start = |data: std::path::PathBuf| {
+        let cfg = load_config(dir.path(), &text);
+        async move { Vigil::start(Notifier::new(cfg, Some(data), None).unwrap()).await }
+    };
+    // Waits until the log differs from `before` (it is written after the receiver answered).
+    let logged = |before: Vec<u8>| {
+        let path = data.join("nflog.json");
+        until("the notification log written", Duration::from_secs(10), move || {
+            let now = std::fs::read(&path).unwrap_or_default();
+            let changed = now != before;
+            async move { changed.then_some(now) }
+        })
+    };
+    let now = Utc::now();
+    let firing = alert(&[("alertname", "Restarted"), ("instance", "a")], now, now + chrono::Duration::minutes(4));
+
+    let v = start(data.clone()).await;
+    v.notifier.send(vec![firing.clone()]);
+    let got = hooks.wait("/hook", 1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].body["status"], "firing");
+    let log = logged(Vec::new()).await;
+    v.stop().await;
+
+    // Restarted; the rules re-send the firing alert: nothing new before repeat_interval.
+    let v = start(data.clone()).await;
+    v.notifier.send(vec![firing.clone()]);
+    tokio::time::sleep(Duration::from_secs(2)).await; // group_wait + 3 group_intervals
+    assert_eq!(hooks.at("/hook").len(), 1, "notified again after a restart");
+    // It resolves: notified once.
+    let resolved = Alert { ends_at: Utc::now(), ..firing.clone() };
+    v.notifier.send(vec![resolved.clone()]);
+    let got = hooks.wait("/hook", 2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].body["status"], "resolved");
+    logged(log).await;
+    v.stop().await;
+
+    // Restarted again; the rules re-send the resolved alert (they do for 15 minutes): not notified.
+    let v = start(data.clone()).await;
+    v.notifier.send(vec![resolved.clone()]);
+    v.notifier.send(vec![resolved]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hooks.at("/hook").len(), 2, "the resolution notified twice");
+    v.stop().await;
+
+    // The control: a notifier without that log notifies the firing alert again.
+    let v = start(dir.path().join("fresh")).await;
+    v.notifier.send(vec![firing]);
+    hooks.wait("/hook", 3, Duration::from_secs(10)).await;
+    v.stop().await;
 }

@@ -1,6 +1,7 @@
 //! E-mail notifications through a real SMTP server (aiosmtpd) with STARTTLS and AUTH: the MIME
 //! structure, the default subject, the text and HTML parts, and the inline PNG chart of the
-//! alert's series over the last hour, decoded and checked for the drawn line and threshold.
+//! alert's series over the last hour, decoded and checked for the drawn line and threshold, and
+//! a baseline alert's band.
 
 mod alerting_notify_support;
 
@@ -162,5 +163,97 @@ receivers:
     assert!(line_cols > (x1 - x0) * 7 / 10, "the series spans the plot: {line_cols} of {} columns", x1 - x0);
     assert!(line_rows.len() > 20, "the series varies in height: {} rows", line_rows.len());
     assert!(threshold_px > (x1 - x0) / 2, "threshold line drawn: {threshold_px} pixels");
+    vigil.stop().await;
+}
+
+/// A store holding a baseline rule's series `value{host}` and its bands (±2 for a, ±100 for b)
+/// `Anomaly_baseline_lower/upper{host}` (as the rule engine writes them) for two hosts.
+struct BandStore {
+    asked: Mutex<Vec<String>>,
+}
+
+impl Query for BandStore {
+    fn instant(&self, _expr: &str, _t: i64) -> Result<Vec<Sample>, QueryError> {
+        Err(QueryError("not used".into()))
+    }
+    fn range(&self, expr: &str, start: i64, end: i64, step: i64) -> Result<Vec<RangeSeries>, QueryError> {
+        self.asked.lock().unwrap().push(expr.to_string());
+        let level = match expr {
+            "value" => 0.0,
+            "Anomaly_baseline_lower" => -1.0,
+            "Anomaly_baseline_upper" => 1.0,
+            _ => return Err(QueryError(format!("unknown series {expr}"))),
+        };
+        let series = |host: &str, width: f64| RangeSeries {
+            labels: [("__name__", expr), ("host", host)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            points: (0..)
+                .map(|i| start + i * step)
+                .take_while(|t| *t <= end)
+                // The series wanders inside its band, then leaves it in the last ten minutes.
+                .map(|t| {
+                    let v = if level == 0.0 && end - t < 600_000 { 25.0 } else { 10.0 + 0.5 * ((t - start) as f64 / 300_000.0).sin() };
+                    (t, v + level * width)
+                })
+                .collect(),
+        };
+        // Host b's band is far wider: drawn by mistake it would fill the plot's height.
+        Ok(vec![series("b", 100.0), series("a", 2.0)])
+    }
+}
+
+/// A baseline alert's e-mail chart draws the band of its own series (not another host's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_alert_email_chart_draws_the_band() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(&[]);
+    let text = format!(
+        "global: {{smtp_smarthost: '127.0.0.1:{}', smtp_from: 'vigil@example.org', smtp_require_tls: false}}\nroute: {{receiver: ops, group_wait: 100ms}}\nreceivers: [{{name: ops, email_configs: [{{to: ops@example.org}}]}}]\n",
+        smtp.port
+    );
+    let store = Arc::new(BandStore { asked: Mutex::new(Vec::new()) });
+    let vigil = Vigil::start(Notifier::new(load_config(dir.path(), &text), None, Some(store.clone())).unwrap()).await;
+    let now = Utc::now();
+    vigil.notifier.send(vec![Alert {
+        labels: [("alertname", "Anomaly"), ("host", "a")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        annotations: BTreeMap::new(),
+        starts_at: now,
+        ends_at: now + chrono::Duration::hours(1),
+        generator_url: "http://vigil.test/graph?g0.expr=value&g0.tab=1".into(),
+    }]);
+    let msgs = until("the e-mail", Duration::from_secs(20), || {
+        let m = smtp.messages();
+        async move { (!m.is_empty()).then_some(m) }
+    })
+    .await;
+    assert_eq!(*store.asked.lock().unwrap(), ["value", "Anomaly_baseline_lower", "Anomaly_baseline_upper"]);
+    let msg = MessageParser::default().parse(&msgs[0].0).expect("a MIME message");
+    let png_part = msg
+        .attachments()
+        .find(|p| p.content_type().is_some_and(|c| c.ctype() == "image" && c.subtype() == Some("png")))
+        .expect("an image/png part");
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_part.contents().to_vec()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let channels = info.line_size / w;
+    let px = |x: usize, y: usize| {
+        let i = y * info.line_size + x * channels;
+        (buf[i] as i32, buf[i + 1] as i32, buf[i + 2] as i32)
+    };
+    // The band: the line colour at 15 % over white, (221, 235, 244), in most columns of the
+    // plot, a few rows high each (8..12 on a 0..27 axis: about a quarter of the plot's height).
+    const BAND: (i32, i32, i32) = (221, 235, 244);
+    let near = |a: (i32, i32, i32)| (a.0 - BAND.0).abs() < 6 && (a.1 - BAND.1).abs() < 6 && (a.2 - BAND.2).abs() < 6;
+    let (x0, x1, y0, y1) = (w / 10, w * 9 / 10, h / 8, h * 7 / 8);
+    let mut band_cols = 0;
+    let mut tallest = 0;
+    for x in x0..x1 {
+        let rows = (y0..y1).filter(|&y| near(px(x, y))).count();
+        band_cols += (rows > 0) as usize;
+        tallest = tallest.max(rows);
+    }
+    assert!(band_cols > (x1 - x0) * 7 / 10, "the band spans the plot: {band_cols} of {} columns", x1 - x0);
+    assert!(tallest > 10 && tallest < (y1 - y0) / 2, "the band is its own host's, not the whole plot: {tallest} rows");
     vigil.stop().await;
 }

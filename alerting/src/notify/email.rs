@@ -283,15 +283,53 @@ fn chart_png(q: &dyn Query, expr: &str, alert: &DataAlert, now: DateTime<Utc>) -
         return Err(format!("query {series_expr:?}: no series of this alert in the last hour"));
     }
     let title = alert.labels.get("alertname").cloned().unwrap_or_default();
+    // A baseline alert has no threshold: its band is the rule's `<alertname>_baseline_lower`
+    // and `_upper` series, where the store keeps them.
+    let band = match threshold {
+        Some(_) => None,
+        None => baseline_band(q, &title, start, end, &mine),
+    };
     let c = Chart {
         title,
         lines,
         threshold,
+        band,
         width: 720,
         height: 300,
         ..Chart::default()
     };
     chart::render_png(&c).map_err(|e| format!("chart: {e}"))
+}
+
+/// The baseline band of alert `name` from its `_baseline_lower/upper` series (the first pair
+/// of the alert's series); `None` when the store has none (not a baseline alert, a remote store).
+fn baseline_band(
+    q: &dyn Query,
+    name: &str,
+    start: i64,
+    end: i64,
+    mine: &dyn Fn(&Labels) -> bool,
+) -> Option<Vec<(i64, f64, f64)>> {
+    if !crate::rules::file::is_metric_name(name) {
+        return None;
+    }
+    let bound = |suffix: &str| -> Option<Vec<(i64, f64)>> {
+        let expr = format!("{name}_baseline_{suffix}");
+        match q.range(&expr, start, end, 15_000) {
+            Ok(series) => series.into_iter().find(|s| mine(&s.labels)).map(|s| s.points),
+            Err(e) => {
+                tracing::debug!(query = %expr, error = %e, "no baseline band for the chart");
+                None
+            }
+        }
+    };
+    let lower = bound("lower")?;
+    let upper: std::collections::HashMap<i64, f64> = bound("upper")?.into_iter().collect();
+    let band: Vec<(i64, f64, f64)> = lower
+        .into_iter()
+        .filter_map(|(t, lo)| upper.get(&t).map(|hi| (t, lo, *hi)))
+        .collect();
+    (!band.is_empty()).then_some(band)
 }
 
 fn series_label(l: &Labels) -> String {
