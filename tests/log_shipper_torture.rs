@@ -1,6 +1,6 @@
 //! The torture test: containers (CRI and docker formats) written continuously; half rotate like the kubelet
 //! (rename, then at each rotation gzip every older rotated file through `.tmp` and delete beyond 5 files), half
-//! by copytruncate; the real `vigil log-shipper` is SIGKILLed and kept down for several rotations, three times;
+//! by copytruncate (older copies gzipped at the next rotation, as logrotate's `compress` + `delaycompress`); the real `vigil log-shipper` is SIGKILLed and kept down for several rotations, three times;
 //! the `_bulk` test server fails 10% of items with 429 and is down long enough for rotated files to be compressed
 //! and deleted meanwhile. At the end every line is in the index exactly once, first sent in order per container
 //! (per file for copytruncate), with the right metadata. The variant deletes files during the outage past a small held-bytes cap: exactly the
@@ -99,6 +99,28 @@ fn kubelet_rotate(dir: &Path, stamp: &str, w: &Written) {
     std::fs::rename(dir.join("0.log"), dir.join(format!("0.log.{stamp}"))).unwrap();
 }
 
+/// Gzips every uncompressed rotated copy (through `.tmp`, then the copy is removed), as logrotate's `compress` does.
+fn gzip_older_copies(dir: &Path, w: &Written) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("0.log.") || name.ends_with(".gz") || name.ends_with(".tmp") {
+            continue;
+        }
+        let src = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let data = std::fs::read(&src).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tmp).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&data).unwrap();
+        gz.finish().unwrap();
+        std::fs::rename(&tmp, dir.join(format!("{name}.gz"))).unwrap();
+        std::fs::remove_file(&src).unwrap();
+        w.compressed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Appends numbered lines to `<dir>/0.log` until `stop`, rotating as configured.
 fn writer(k: usize, dir: PathBuf, cfg: WriterCfg, stop: Arc<AtomicBool>, w: Arc<Written>) {
     let log = dir.join("0.log");
@@ -145,6 +167,9 @@ fn writer(k: usize, dir: PathBuf, cfg: WriterCfg, stop: Arc<AtomicBool>, w: Arc<
             match cfg.rotation {
                 Rotation::Kubelet => kubelet_rotate(&dir, &stamp, &w),
                 Rotation::CopyTruncate => {
+                    // logrotate's `copytruncate` with `compress` + `delaycompress`: older copies are gzipped (never
+                    // deleted here) at the next rotation, so a copy may be compressed before it was read.
+                    gzip_older_copies(&dir, &w);
                     std::fs::copy(&log, dir.join(format!("0.log.{stamp}"))).unwrap();
                     let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
                     f.set_len(0).unwrap();
