@@ -9,8 +9,12 @@ use crate::sinks::SinkConfig;
 /// Errors in the aggregator's options; each names the option.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Error {
-    #[error("--{option}: invalid duration {value:?} (use e.g. 500ms, 15s, 2m, 1h)")]
-    Duration { option: &'static str, value: String },
+    #[error("--{option}: {reason}")]
+    Duration {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("--metric-resolution {0:?} is below the 5s minimum (add --allow-short-resolution for tests)")]
     ResolutionTooShort(String),
     #[error("--{option}: {message}")]
@@ -22,45 +26,18 @@ pub enum Error {
     NoSource,
     #[error("--config {path}: {message}")]
     File { path: String, message: String },
+    /// Reading or parsing `--config` (the message names the file and the key).
+    #[error("--config: {0}")]
+    Load(String),
 }
 
-/// Parses `500ms`, `15s`, `2m`, `1h` (and Go-style compounds like `1m30s`).
+/// Parses a Prometheus duration (`500ms`, `15s`, `1m30s`, `1h`, `1d`) given as `--<option>`.
 pub fn parse_duration(option: &'static str, value: &str) -> Result<Duration, Error> {
-    let bad = || Error::Duration {
+    vigil_common::duration::parse_std(value.trim()).map_err(|e| Error::Duration {
         option,
         value: value.to_string(),
-    };
-    let mut rest = value.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = Duration::try_from_secs_f64(number * scale)
-            .ok()
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+        reason: e.to_string(),
+    })
 }
 
 fn default_listen() -> SocketAddr {
@@ -175,6 +152,9 @@ pub struct Args {
     /// Rules and notifications (--rule-file, --notify-config, --rule-query-url, ...).
     #[command(flatten)]
     pub alerting: crate::alerting::AlertingArgs,
+    /// Who may call the API: tokens, client certificates, TokenReview/SubjectAccessReview.
+    #[command(flatten)]
+    pub auth: vigil_server::auth::Args,
     /// Sinks from the config file's `sinks:` (set by `with_config_file`).
     #[arg(skip)]
     pub config_sinks: Vec<SinkConfig>,
@@ -233,20 +213,17 @@ pub struct FileConfig {
     /// Sinks in their YAML form (`type: influxdb`, ...), see `vigil_aggregator::sinks::SinksConfig`.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Authentication and authorization (`token_auth_file`, `client_ca_file`, ...), see
+    /// `vigil_server::auth::Args`.
+    #[serde(default)]
+    pub auth: Option<vigil_server::auth::Args>,
 }
 
 impl FileConfig {
-    /// Reads and parses a config file; errors name the file and, from serde, the key.
+    /// Reads and parses a config file (size-capped, depth-bounded); errors name the file and,
+    /// from serde, the key. An empty file is the defaults.
     pub fn load(path: &std::path::Path) -> Result<FileConfig, Error> {
-        let bad = |message: String| Error::File {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        if text.trim().is_empty() {
-            return Ok(FileConfig::default());
-        }
-        serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))
+        vigil_common::config::load_yaml(path).map_err(|e| Error::Load(e.to_string()))
     }
 }
 
@@ -282,6 +259,7 @@ impl Args {
         self.query_max_concurrency = self.query_max_concurrency.or(f.query_max_concurrency);
         self.query_lookback_delta = self.query_lookback_delta.or(f.query_lookback_delta);
         self.config_sinks = f.sinks;
+        self.auth = std::mem::take(&mut self.auth).or(f.auth.unwrap_or_default());
         Ok(self)
     }
 }

@@ -8,17 +8,9 @@ use std::time::Duration;
 /// Configuration errors; each names the key and, for the file, where it is.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: key `{key}`: {message}")]
-    Parse {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    /// Reading or parsing the file (the message names the file and the key).
+    #[error(transparent)]
+    Load(#[from] vigil_common::config::LoadError),
     #[error("invalid `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
 }
@@ -79,17 +71,17 @@ pub struct Config {
     #[serde(default)]
     pub node_name: Option<String>,
     /// Time between collection passes, e.g. `10s` (minimum 1s).
-    #[serde(default = "default_housekeeping", with = "duration_str")]
+    #[serde(default = "default_housekeeping", with = "vigil_common::duration::serde_std")]
     pub housekeeping_interval: Duration,
     /// Time between full rescans of the cgroup hierarchies (inotify covers the time between).
-    #[serde(default = "default_rescan", with = "duration_str")]
+    #[serde(default = "default_rescan", with = "vigil_common::duration::serde_std")]
     pub rescan_interval: Duration,
     /// Time between counts of each cgroup's processes, open descriptors and sockets
     /// (`container_processes`, `container_file_descriptors`, `container_sockets`): a readlink
     /// per descriptor, so not in every pass at a short housekeeping interval. At or below the
     /// housekeeping interval: every pass. Longer on a node whose counts would exceed ~5,000
     /// descriptors per pass (see `pass::tracked::PROCESS_STATS_BUDGET`).
-    #[serde(default = "default_process_stats", with = "duration_str")]
+    #[serde(default = "default_process_stats", with = "vigil_common::duration::serde_std")]
     pub process_stats_interval: Duration,
     /// Metric groups not to collect or expose, with cAdvisor's names (cpu, memory, network, disk, diskIO, process, pressure, oom_event, ...).
     #[serde(default)]
@@ -188,75 +180,22 @@ fn default_kubelet_root() -> PathBuf {
 
 impl Default for Config {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults deserialize")
+        vigil_common::config::from_yaml("{}", Path::new("(defaults)")).expect("defaults deserialize")
     }
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` (or a bare number of seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a duration like 10s or 500ms, got {s:?}"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("expected a non-negative duration, got {s:?}"));
-    }
-    Duration::try_from_secs_f64(v * mult).map_err(|_| format!("duration {s:?} is too large"))
-}
-
-mod duration_str {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(f64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::S(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
-            Raw::N(n) if n >= 0.0 => Duration::try_from_secs_f64(n).map_err(|_| {
-                serde::de::Error::custom(format!("duration {n} seconds is too large"))
-            }),
-            Raw::N(n) => Err(serde::de::Error::custom(format!(
-                "expected a non-negative duration, got {n}"
-            ))),
-        }
-    }
-}
+/// The flags' duration parser: Prometheus's syntax (`10s`, `1m30s`, `500ms`, `1d`), range-checked.
+pub use vigil_common::duration::parse_std as parse_duration;
 
 impl Config {
-    /// Reads a YAML file; errors name the file and the key.
+    /// Reads a YAML file (size-capped, depth-bounded); errors name the file and the key.
     pub fn from_file(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_yaml(&text, path)
+        Ok(vigil_common::config::load_yaml(path)?)
     }
 
     /// Parses YAML text (`path` is only for messages).
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, Error> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            key: e.path().to_string(),
-            message: e.into_inner().to_string(),
-        })
+        Ok(vigil_common::config::from_yaml(text, path)?)
     }
 
     /// Checks values that serde cannot; pure.
@@ -480,9 +419,10 @@ mod tests {
     #[test]
     fn huge_duration_is_an_error_naming_the_key_not_a_panic() {
         // Regression (#19 item 1): `Duration::from_secs_f64` panicked on overflow.
-        assert!(parse_duration("99999999999999999999999s")
+        assert!(vigil_common::duration::parse_std("99999999999999999999999s")
             .unwrap_err()
-            .contains("too large"));
+            .to_string()
+            .contains("out of range"));
         for yaml in [
             "housekeeping_interval: 99999999999999999999999s\n",
             "housekeeping_interval: 1e300\n",
@@ -491,7 +431,8 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.contains("housekeeping_interval") && err.contains("too large"),
+                err.contains("housekeeping_interval")
+                    && (err.contains("out of range") || err.contains("has no unit")),
                 "{err}"
             );
         }
@@ -612,10 +553,17 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("-1s").is_err());
+    fn durations_are_prometheus_durations() {
+        let c = Config::from_yaml(
+            "housekeeping_interval: 500ms\nrescan_interval: 1m30s\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.housekeeping_interval, Duration::from_millis(500));
+        assert_eq!(c.rescan_interval, Duration::from_secs(90));
+        for bad in ["housekeeping_interval: 3\n", "housekeeping_interval: -1s\n"] {
+            let err = Config::from_yaml(bad, Path::new("c.yaml")).unwrap_err().to_string();
+            assert!(err.contains("key `housekeeping_interval`"), "{err}");
+        }
     }
 }

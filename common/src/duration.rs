@@ -210,6 +210,27 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// [`Duration::parse`] into the standard library's type: a clap `value_parser` for flags.
+pub fn parse_std(s: &str) -> Result<std::time::Duration, DurationError> {
+    Duration::parse(s).map(Duration::get)
+}
+
+/// `#[serde(with = "vigil_common::duration::serde_std")]` on a `std::time::Duration` field:
+/// read and written as a [`Duration`].
+pub mod serde_std {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        super::Duration::deserialize(d).map(super::Duration::get)
+    }
+
+    pub fn serialize<S: Serializer>(v: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        super::Duration::try_from(*v)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
+}
+
 impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -12,16 +12,9 @@ use std::path::{Path, PathBuf};
 /// Errors loading or validating the configuration; each names the key (and the file).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_yaml::Error,
-    },
+    /// Reading or parsing the file (size-capped, depth-bounded; names the file and the key).
+    #[error(transparent)]
+    Load(#[from] vigil_common::config::LoadError),
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -232,16 +225,9 @@ impl SinkConfig {
 }
 
 impl Config {
-    /// Reads a YAML file.
+    /// Reads a YAML file (size-capped, depth-bounded).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.into(),
-            source,
-        })
+        Ok(vigil_common::config::load_yaml(path)?)
     }
 
     /// Checks the configuration without I/O. `origin` names where it came from (the file, or flags).
@@ -308,11 +294,14 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, vigil_common::config::LoadError> {
+        vigil_common::config::from_yaml(text, std::path::Path::new("test.yaml"))
+    }
     use super::*;
 
     #[test]
     fn full_yaml_parses_and_validates() {
-        let c: Config = serde_yaml::from_str(
+        let c: Config = yaml(
             r#"
 listen: 127.0.0.1:2020
 data_dir: /tmp/x
@@ -333,11 +322,11 @@ sink:
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
-        let e = serde_yaml::from_str::<Config>("sink: {stdout: true}\nlisten_addr: x\n")
+        let e = yaml::<Config>("sink: {stdout: true}\nlisten_addr: x\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen_addr"), "{e}");
-        let mut c: Config = serde_yaml::from_str(
+        let mut c: Config = yaml(
             "sink: {stdout: true}\nparse: {multiline: [{start_pattern: '('}]}\n",
         )
         .unwrap();
@@ -350,16 +339,16 @@ sink:
         c.kubernetes_metadata = Some(MetadataConfig::new(crate::metadata::Source::Kubelet, None));
         let e = c.validate("f.yaml").unwrap_err().to_string();
         assert!(e.starts_with("f.yaml: kubernetes_metadata.url"), "{e}");
-        let e = serde_yaml::from_str::<Config>("kubernetes_metadata: {source: kubelet, url: 'https://127.0.0.1:10250', label: false}\n")
+        let e = yaml::<Config>("kubernetes_metadata: {source: kubelet, url: 'https://127.0.0.1:10250', label: false}\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("label"), "{e}");
-        let e = serde_yaml::from_str::<Config>("kubernetes_metadata: {source: etcd}\n")
+        let e = yaml::<Config>("kubernetes_metadata: {source: etcd}\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("etcd"), "{e}");
         let c: Config =
-            serde_yaml::from_str("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n")
+            yaml("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n")
                 .unwrap();
         assert!(c
             .validate("f")
@@ -373,7 +362,7 @@ sink:
             .to_string()
             .contains("no sink"));
         let c: Config =
-            serde_yaml::from_str("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
+            yaml("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
         assert!(c
             .validate("f")
             .unwrap_err()

@@ -285,27 +285,9 @@ fn default_max_pending_batches() -> usize {
     8
 }
 
-/// Parses `250ms`, `20s`, `5m`, `1h`.
+/// Parses a Prometheus duration: `250ms`, `20s`, `5m`, `1h30m`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (expected e.g. 250ms, 20s, 5m, 1h)"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        _ => {
-            return Err(format!(
-                "`{s}` is not a duration (expected e.g. 250ms, 20s, 5m, 1h)"
-            ))
-        }
-    };
-    secs.map(Duration::from_secs)
-        .ok_or_else(|| format!("`{s}` is too large a duration"))
+    vigil_common::duration::parse_std(s.trim()).map_err(|e| e.to_string())
 }
 
 fn format_duration(d: Duration) -> String {
@@ -766,7 +748,7 @@ mod tests {
     fn huge_duration_is_an_error_not_an_overflow() {
         // Regression (#19 item 1): `n * 3600` overflowed u64.
         let err = super::parse_duration("99999999999999999h").unwrap_err();
-        assert!(err.contains("too large"), "{err}");
+        assert!(err.contains("out of range"), "{err}");
     }
     use super::*;
 
@@ -848,7 +830,7 @@ mod tests {
     #[test]
     fn yaml_form_parses_and_rejects_unknown_keys() {
         let y = "sinks:\n  - type: influxdb\n    url: http://127.0.0.1:8086\n    db: k8s\n    with_fields: true\n    delivery:\n      retry_max: 5s\n      max_disk_bytes: 1048576\n  - type: prometheus-remote-write\n    url: http://127.0.0.1:9090/api/v1/write\n  - type: log\n";
-        let c: SinksConfig = serde_yaml::from_str(y).unwrap();
+        let c: SinksConfig = vigil_common::config::from_yaml(y, std::path::Path::new("t.yaml")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.sinks.len(), 3);
         let SinkConfig::Influxdb(i) = &c.sinks[0] else {
@@ -857,12 +839,12 @@ mod tests {
         assert!(i.with_fields);
         assert_eq!(i.delivery.retry_max, Duration::from_secs(5));
         let bad = "sinks:\n  - type: influxdb\n    url: http://h:8086\n    colour: red\n";
-        let e = serde_yaml::from_str::<SinksConfig>(bad)
+        let e = vigil_common::config::from_yaml::<SinksConfig>(bad, std::path::Path::new("t.yaml"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("colour"), "{e}");
         let dup = "sinks:\n  - type: log\n  - type: log\n";
-        let c: SinksConfig = serde_yaml::from_str(dup).unwrap();
+        let c: SinksConfig = vigil_common::config::from_yaml(dup, std::path::Path::new("t.yaml")).unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("sinks[1]") && e.contains("named"), "{e}");
     }

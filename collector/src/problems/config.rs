@@ -9,12 +9,9 @@ use serde::Deserialize;
 /// Errors found while reading or validating one monitor config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    /// The file cannot be read, is too large (`/dev/zero`) or not UTF-8; the message names it.
+    #[error(transparent)]
+    Read(#[from] vigil_common::config::LoadError),
     /// The file is not JSON (line and column in the message).
     #[error("{file}: invalid JSON: {source}")]
     Json {
@@ -279,12 +276,9 @@ fn invalid(file: &Path, key: impl Into<String>, message: impl Into<String>) -> C
     }
 }
 
-/// Reads and parses one config file (no validation).
+/// Reads (size-capped) and parses one config file (no validation).
 pub fn parse_file(file: &Path) -> Result<MonitorConfig, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text = vigil_common::config::read_capped(file)?;
     parse_str(file, &text)
 }
 
