@@ -236,11 +236,13 @@ pub struct Auth {
 fn duration(flag: &'static str, value: &Option<String>) -> Result<Duration, Error> {
     match value {
         None => Ok(Duration::from_secs(10)),
-        Some(v) => vigil_common::duration::parse_std(v.trim()).map_err(|e| Error::Duration {
-            flag,
-            value: v.clone(),
-            reason: e.to_string(),
-        }),
+        Some(v) => vigil_common::duration::Duration::parse(v.trim())
+            .map(|d| d.get())
+            .map_err(|e| Error::Duration {
+                flag,
+                value: v.clone(),
+                reason: e.to_string(),
+            }),
     }
 }
 
