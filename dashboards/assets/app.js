@@ -814,29 +814,48 @@ function parseDur(s) {
 async function problemsTable({ node, compact = false } = {}) {
   const r = currentRange();
   const m = node ? `{nodename=${str(node)}}` : '';
-  const span = fmtDuration(Math.max(60, Math.round(r.end - r.start)));
+  const span = fmtDuration(Math.max(60, Math.round((r.end - r.start) / 60) * 60));
   let rows;
   try {
+    // The aggregator pulls each collector's /conditions and /problems/events into
+    // node-problem-detector's series: problem_gauge{type,reason,nodename} (1 while the condition
+    // is True with that reason) and problem_counter{reason,nodename} (events).
     rows = await vector(tagged([
       [`problem_gauge${m} > 0`, 'condition'],
       [`increase(problem_counter${m}[${span}]) > 0`, 'events'],
       [`count(problem_gauge${m}) or count(problem_counter${m})`, 'known'],
+      ...(node ? [[`max by (type) (problem_gauge${m})`, 'types']] : []),
     ]));
   } catch (e) {
     return el('p', { class: 'err' }, `Problems query failed: ${errorText(e)}`);
   }
   const known = rows.some((x) => x.metric.series === 'known');
-  const list = rows.filter((x) => x.metric.series !== 'known');
+  const list = rows.filter((x) => x.metric.series === 'condition' || x.metric.series === 'events');
   if (!known) {
-    return el('p', { class: 'empty' }, `No node problem series reach this aggregator${node ? ` for ${node}` : ''}: the collectors' problem detector exports problem_gauge and problem_counter on their own /metrics, /conditions and /problems/events.`);
+    return el('p', { class: 'empty' }, `No node problem detector reports to this aggregator${node ? ` for ${node}` : ''} in the last 5 minutes: run the collectors with --problem-detector-config (node-problem-detector's monitor files); the aggregator pulls their /conditions and /problems/events every round.`);
   }
-  if (!list.length) return el('p', { class: 'empty' }, `No node reports a problem condition or event in the last ${span}.`);
+  const out = el('div');
+  if (node) {
+    // Every condition type the node's detector watches, problem or not.
+    const types = rows.filter((x) => x.metric.series === 'types').sort((a, b) => a.metric.type.localeCompare(b.metric.type));
+    out.append(el('p', { class: 'conditions' }, 'Conditions: ', ...types.flatMap((x, i) => [i ? ', ' : '',
+      el('span', { class: x.value > 0 ? 'status-bad' : 'status-ok' }, `${x.metric.type} ${x.value > 0 ? 'True' : 'False'}`)])));
+  }
+  if (!list.length) {
+    out.append(el('p', { class: 'empty' }, `No node reports a problem condition or event in the last ${span}.`));
+    return out;
+  }
+  list.sort((a, b) => (a.metric.series === b.metric.series ? 0 : a.metric.series === 'condition' ? -1 : 1) || (a.metric.nodename || '').localeCompare(b.metric.nodename || ''));
   const shown = compact ? list.slice(0, 10) : list;
-  return el('div', { class: 'tablewrap' }, el('table', {}, el('thead', {}, el('tr', {}, ['node', 'kind', 'type', 'reason', 'value'].map((t) => el('th', {}, t)))),
+  // A node's page leaves its own name out.
+  const head = node ? ['kind', 'type', 'reason', 'value'] : ['node', 'kind', 'type', 'reason', 'value'];
+  out.append(el('div', { class: 'tablewrap' }, el('table', { class: 'problems' }, el('thead', {}, el('tr', {}, head.map((t) => el('th', {}, t)))),
     el('tbody', {}, shown.map((x) => el('tr', {},
-      el('td', {}, x.metric.nodename ? el('a', { href: link(`/node/${x.metric.nodename}`) }, x.metric.nodename) : '–'),
+      node ? null : el('td', {}, x.metric.nodename ? el('a', { href: link(`/node/${x.metric.nodename}`) }, x.metric.nodename) : '–'),
       el('td', {}, x.metric.series === 'condition' ? el('span', { class: 'status-bad' }, 'condition') : `events in ${span}`),
-      el('td', {}, x.metric.type || ''), el('td', {}, x.metric.reason || ''), el('td', { class: 'num' }, formatValue(x.value, '')))))));
+      el('td', {}, x.metric.type || ''), el('td', {}, x.metric.reason || ''), el('td', { class: 'num' }, formatValue(x.value, ''))))))));
+  if (compact && list.length > shown.length) out.append(el('p', { class: 'note' }, el('a', { href: link('/problems') }, `${list.length - shown.length} more on the problems page`)));
+  return out;
 }
 
 async function problemsPage(page) {
