@@ -50,6 +50,8 @@ pub enum Error {
     Tls(#[from] tls::Error),
     #[error(transparent)]
     Alerting(#[from] alerting::Error),
+    #[error(transparent)]
+    Auth(#[from] vigil_server::auth::Error),
 }
 
 /// The next multiple of `resolution` after `now`.
@@ -162,6 +164,19 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     let sinks_task = sink_set
         .clone()
         .map(|s| tokio::spawn(s.run(shutdown.clone())));
+    // Who may call the API; writes on a non-loopback listener need authentication.
+    let auth = Arc::new(vigil_server::auth::Auth::new(&args.auth).await?);
+    let mut writes = Vec::new();
+    if alerting.manager.is_some() {
+        writes.push("/-/reload");
+    }
+    if alerting.notifier.is_some() {
+        writes.extend(["/api/v2/silences", "/api/v2/alerts"]);
+    }
+    auth.check_listener("--listen", settings.listen, &writes)?;
+    if let Some((addr, _)) = &settings.secure_listen {
+        auth.check_listener("--secure-listen", *addr, &writes)?;
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -170,7 +185,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         })?;
     tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
     let mut server_shutdown = shutdown.clone();
-    let router = api::app(state.clone()).merge(alerting.router());
+    let router = auth.layer(api::app(state.clone()).merge(alerting.router()));
     // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
     let secure_server = match &settings.secure_listen {
         Some((addr, opts)) => {
