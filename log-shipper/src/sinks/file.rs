@@ -74,7 +74,7 @@ const MARKS_MAX: usize = 20_000;
 #[serde(deny_unknown_fields)]
 struct Mark {
     generation: u64,
-    /// 0 stdout, 1 stderr, 2 unknown (unparsed lines).
+    /// 0 stdout, 1 stderr, 2 unknown (unparsed lines), 3 gap records.
     stream: u8,
     start: u64,
     /// End offset from a multiline record's id, else 0.
@@ -130,8 +130,9 @@ fn record_key(action: &[u8], doc: &[u8]) -> Option<((u64, u8), (u64, u64))> {
     let generation = hex(parts.next())?;
     let start = hex(parts.next())?;
     let end = match parts.next() {
+        // A gap record (`<generation>-<offset>-gap`, stream "gap") marks lost data at an offset.
+        Some(b"gap") | None => 0,
         Some(e) => hex(Some(e))?,
-        None => 0,
     };
     if parts.next().is_some() {
         return None;
@@ -140,6 +141,7 @@ fn record_key(action: &[u8], doc: &[u8]) -> Option<((u64, u8), (u64, u64))> {
     let stream = match json_value_after(doc, b"\"stream\":\"")? {
         b"stdout" => 0,
         b"stderr" => 1,
+        b"gap" => 3,
         _ => 2,
     };
     Some(((generation, stream), (start, end)))
@@ -538,6 +540,17 @@ mod tests {
             let it = enc.encode(&e, &ctx, 0xfeed, "2026-01-02T00:00:00.5Z", &mut b.buf);
             b.items.push(it);
         }
+        let gap = enc.encode_gap(
+            &ctx,
+            0xfeed,
+            0xa0,
+            5000,
+            42,
+            "/d/0.log",
+            "2026-01-02T00:00:00.5Z",
+            &mut b.buf,
+        );
+        b.items.push(gap);
         let keys: Vec<_> = b
             .items
             .iter()
@@ -549,6 +562,7 @@ mod tests {
                 Some(((0xfeed, 1), (0x1f, 0))),
                 Some(((0xfeed, 0), (0x40, 0x90))),
                 Some(((0xfeed, 2), (0x90, 0))),
+                Some(((0xfeed, 3), (0xa0, 0))),
             ]
         );
     }
