@@ -50,8 +50,6 @@ pub enum Error {
     Tls(#[from] tls::Error),
     #[error(transparent)]
     Alerting(#[from] alerting::Error),
-    #[error(transparent)]
-    Auth(#[from] vigil_server::auth::Error),
 }
 
 /// The next multiple of `resolution` after `now`.
@@ -164,19 +162,6 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     let sinks_task = sink_set
         .clone()
         .map(|s| tokio::spawn(s.run(shutdown.clone())));
-    // Who may call the API; writes on a non-loopback listener need authentication.
-    let auth = Arc::new(vigil_server::auth::Auth::new(&args.auth).await?);
-    let mut writes = Vec::new();
-    if alerting.manager.is_some() {
-        writes.push("/-/reload");
-    }
-    if alerting.notifier.is_some() {
-        writes.extend(["/api/v2/silences", "/api/v2/alerts"]);
-    }
-    auth.check_listener("--listen", settings.listen, &writes)?;
-    if let Some((addr, _)) = &settings.secure_listen {
-        auth.check_listener("--secure-listen", *addr, &writes)?;
-    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -184,8 +169,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             source,
         })?;
     tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
-    let mut server_shutdown = shutdown.clone();
-    let router = auth.layer(api::app(state.clone()).merge(alerting.router()));
+    let router = api::app(state.clone()).merge(alerting.router());
     // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
     let secure_server = match &settings.secure_listen {
         Some((addr, opts)) => {
@@ -201,22 +185,21 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
                     source,
                 })?;
             tracing::info!(listen = %addr, "aggregator listening over HTTPS");
-            Some(tokio::spawn(tls::serve(
+            Some(tokio::spawn(vigil_server::serve(
                 listener,
                 router.clone(),
-                config,
+                vigil_server::Options::default().with_tls(config),
                 shutdown.clone(),
             )))
         }
         None => None,
     };
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(vigil_server::serve(
+        listener,
+        router,
+        vigil_server::Options::default(),
+        shutdown.clone(),
+    ));
 
     let mut processor = Some(Processor::new(settings.retention));
     let mut last_snapshot = Instant::now();
@@ -324,7 +307,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     if let Some(t) = secure_server {
         let _ = t.await;
     }
-    server.await.ok().transpose().map_err(Error::Serve)?;
+    let _ = server.await;
     Ok(())
 }
 

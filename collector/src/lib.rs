@@ -189,7 +189,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
 /// Runs the collector with a resolved configuration.
 pub async fn run_with_config(
     config: Arc<Config>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     // The problem detector loads first: a bad monitor config stops start-up with its message.
     let detector = if config.problem_detector_config.is_empty() {
@@ -319,12 +319,7 @@ pub async fn run_with_config(
             source,
         })?;
     tracing::info!(listen = %config.listen, "collector listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .map_err(Error::Serve);
+    vigil_server::serve(listener, app, vigil_server::Options::default(), shutdown).await;
     let _ = tokio::task::spawn_blocking(move || housekeeping.join()).await;
-    served
+    Ok(())
 }

@@ -20,11 +20,14 @@ pub fn app(state: State) -> Router {
         .with_state(state)
 }
 
+/// The shipper's metrics, then the HTTP listener's (connections, timeouts), before `# EOF`.
 async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        s.metrics.render(),
-    )
+    let mut text = s.metrics.render();
+    let end = text.rfind("# EOF\n").unwrap_or(text.len());
+    let mut server = String::new();
+    vigil_server::write_metrics(&mut server, true);
+    text.insert_str(end, &server);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }
 
 /// 200 `ok` while every sink writes; 503 with one line per failing sink (its error and for how long) otherwise.

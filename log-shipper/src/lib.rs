@@ -261,19 +261,17 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
             source,
         })?;
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "log shipper started");
-    let mut sd = shutdown.clone();
     let health = sinks::Health::default();
     let app = http::app(http::State {
         metrics: metrics.clone(),
         health: health.clone(),
     });
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = sd.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    let server = tokio::spawn(vigil_server::serve(
+        listener,
+        app,
+        vigil_server::Options::default(),
+        shutdown.clone(),
+    ));
 
     // In-flight batches get a grace period after shutdown to be acknowledged, then are abandoned
     // (their records are re-sent after the restart and deduplicated by id).

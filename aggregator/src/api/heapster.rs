@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
-use crate::batch::{set_type, MetricValue};
+use crate::batch::{set_type, Batch, MetricSet, MetricValue};
 use crate::processors::decode::{
     namespace_key, node_container_key, node_key, pod_container_key, pod_key,
 };
@@ -139,8 +139,8 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/v1/metric-export-schema/",
             get(|| async { Json(schema()) }),
         )
-        .route("/api/v1/metric-export", get(export))
-        .route("/api/v1/metric-export/", get(export));
+        .route("/api/v1/metric-export", get(super::stream::export))
+        .route("/api/v1/metric-export/", get(super::stream::export));
     // Each listing answers with and without the trailing slash, as go-restful does.
     let lists: [(&str, axum::routing::MethodRouter<Arc<AppState>>); 6] = [
         ("/nodes", get(list_nodes)),
@@ -636,66 +636,57 @@ fn json_value(v: MetricValue) -> serde_json::Value {
     }
 }
 
-async fn export(State(st): St) -> Json<Vec<Timeseries>> {
-    if st.disable_export {
-        return Json(Vec::new());
-    }
-    let Some(batch) = st.latest() else {
-        return Json(Vec::new());
-    };
+/// One set as Heapster's export `Timeseries` (None for the kinds Heapster does not export).
+pub fn export_timeseries(batch: &Batch, set: &MetricSet) -> Option<Timeseries> {
     let at = go_time(batch.timestamp);
-    let mut out = Vec::new();
-    for set in batch.sets.values() {
-        let kind = set.labels.get("type").map(|s| s.as_str()).unwrap_or("");
-        if !matches!(
-            kind,
-            set_type::NODE | set_type::POD | set_type::POD_CONTAINER | set_type::SYS_CONTAINER
-        ) {
-            continue;
-        }
-        let mut labels: BTreeMap<String, String> = set
-            .labels
-            .iter()
-            .filter(|(k, _)| EXPORT_LABELS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match kind {
-            set_type::NODE => {
-                labels.insert("container_name".into(), "machine".into());
-            }
-            set_type::POD => {
-                labels.insert("container_name".into(), "/pod".into());
-            }
-            _ => {}
-        }
-        let created = set.create_time.map(go_time).unwrap_or_else(|| at.clone());
-        let start = |name: &str| {
-            if is_cumulative(name) {
-                created.clone()
-            } else {
-                at.clone()
-            }
-        };
-        let mut metrics: BTreeMap<String, Vec<Point>> = BTreeMap::new();
-        for (name, v) in set.values.iter().filter(|(n, _)| in_schema(n)) {
-            metrics.entry(name.to_string()).or_default().push(Point {
-                start: start(name),
-                end: at.clone(),
-                labels: None,
-                value: json_value(*v),
-            });
-        }
-        for m in set.labeled.iter().filter(|m| in_schema(&m.name)) {
-            metrics.entry(m.name.to_string()).or_default().push(Point {
-                start: start(&m.name),
-                end: at.clone(),
-                labels: Some((*m.labels).clone()),
-                value: json_value(m.value),
-            });
-        }
-        out.push(Timeseries { metrics, labels });
+    let kind = set.labels.get("type").map(|s| s.as_str()).unwrap_or("");
+    if !matches!(
+        kind,
+        set_type::NODE | set_type::POD | set_type::POD_CONTAINER | set_type::SYS_CONTAINER
+    ) {
+        return None;
     }
-    Json(out)
+    let mut labels: BTreeMap<String, String> = set
+        .labels
+        .iter()
+        .filter(|(k, _)| EXPORT_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    match kind {
+        set_type::NODE => {
+            labels.insert("container_name".into(), "machine".into());
+        }
+        set_type::POD => {
+            labels.insert("container_name".into(), "/pod".into());
+        }
+        _ => {}
+    }
+    let created = set.create_time.map(go_time).unwrap_or_else(|| at.clone());
+    let start = |name: &str| {
+        if is_cumulative(name) {
+            created.clone()
+        } else {
+            at.clone()
+        }
+    };
+    let mut metrics: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+    for (name, v) in set.values.iter().filter(|(n, _)| in_schema(n)) {
+        metrics.entry(name.to_string()).or_default().push(Point {
+            start: start(name),
+            end: at.clone(),
+            labels: None,
+            value: json_value(*v),
+        });
+    }
+    for m in set.labeled.iter().filter(|m| in_schema(&m.name)) {
+        metrics.entry(m.name.to_string()).or_default().push(Point {
+            start: start(&m.name),
+            end: at.clone(),
+            labels: Some((*m.labels).clone()),
+            value: json_value(m.value),
+        });
+    }
+    Some(Timeseries { metrics, labels })
 }
 
 /// Heapster's freshness check: a batch exists, it is younger than 3 minutes and it has sets.

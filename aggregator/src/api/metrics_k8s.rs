@@ -167,24 +167,32 @@ fn node_metrics(st: &AppState, name: &str) -> Option<Value> {
 
 fn pod_metrics(st: &AppState, ns: &str, name: &str) -> Option<Value> {
     let key = pod_key(ns, name);
-    let (_, _, last_seen) = st.store.entity(&key)?;
     let prefix = format!("{key}/container:");
+    let container_keys = st.store.keys(|k| k.starts_with(&prefix));
+    pod_metrics_of(st, ns, name, &container_keys)
+}
+
+/// A pod's metrics from its container keys (`<pod key>/container:<name>`).
+fn pod_metrics_of(st: &AppState, ns: &str, name: &str, keys: &[String]) -> Option<Value> {
+    let key = pod_key(ns, name);
+    let (_, _, last_seen) = st.store.entity(&key)?;
+    let prefix_len = key.len() + "/container:".len();
     let mut containers = Vec::new();
     let mut container_keys = Vec::new();
     let mut newest = i64::MIN;
-    for ck in st.store.keys(|k| k.starts_with(&prefix)) {
+    for ck in keys {
         // A container seen in an older round than its pod is gone.
         if st
             .store
-            .entity(&ck)
+            .entity(ck)
             .is_some_and(|(_, _, seen)| seen < last_seen)
         {
             continue;
         }
-        let (cpu, mem, t) = usage(st, &ck)?;
+        let (cpu, mem, t) = usage(st, ck)?;
         newest = newest.max(t);
-        containers.push(json!({"name": &ck[prefix.len()..], "usage": {"cpu": cpu, "memory": mem}}));
-        container_keys.push(ck);
+        containers.push(json!({"name": &ck[prefix_len..], "usage": {"cpu": cpu, "memory": mem}}));
+        container_keys.push(ck.clone());
     }
     if containers.is_empty() {
         return None;
@@ -229,33 +237,69 @@ async fn node(State(st): St, Path(name): Path<String>) -> Result<Json<Value>, Ap
         .ok_or_else(|| not_found("nodemetrics", &name))
 }
 
+/// Every pod's metrics (of namespace `ns` only, when given): one pass over the store's keys groups
+/// containers by pod (a scan of all keys per pod took 0.79 s at 5,000 pods).
 fn pods_in(st: &AppState, ns: Option<&str>) -> Vec<Value> {
-    let keys = st.store.keys(|k| {
-        k.starts_with("namespace:") && k.matches('/').count() == 1 && k.contains("/pod:")
-    });
-    keys.iter()
-        .filter_map(|k| {
-            let (n, p) = k["namespace:".len()..].split_once("/pod:")?;
-            if ns.is_some_and(|want| want != n) {
-                return None;
+    let prefix = match ns {
+        Some(ns) => format!("namespace:{ns}/pod:"),
+        None => "namespace:".to_string(),
+    };
+    let keys = st
+        .store
+        .keys(|k| k.starts_with(&prefix) && k.contains("/pod:"));
+    // pod key → its containers' keys
+    let mut pods: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for k in &keys {
+        match k.find("/container:") {
+            Some(i) if !k[i + 1..].contains('/') => {
+                pods.entry(&k[..i]).or_default().push(k.clone());
             }
-            pod_metrics(st, n, p)
+            None if k.matches('/').count() == 1 => {
+                pods.entry(k.as_str()).or_default();
+            }
+            _ => {}
+        }
+    }
+    pods.iter()
+        .filter_map(|(pod, containers)| {
+            let (n, p) = pod["namespace:".len()..].split_once("/pod:")?;
+            pod_metrics_of(st, n, p, containers)
         })
         .collect()
 }
 
-async fn all_pods(State(st): St, Query(q): Params) -> Result<Json<Value>, ApiError> {
-    check_selector(&q)?;
-    Ok(list("PodMetricsList", pods_in(&st, None)))
+/// Pod lists at once, at most: each walks the whole store.
+const POD_LISTS_AT_ONCE: usize = 4;
+
+/// A pod list, computed on a blocking thread under the concurrency bound.
+async fn pod_list(st: Arc<AppState>, ns: Option<String>) -> Result<Json<Value>, axum::response::Response> {
+    static GATE: std::sync::OnceLock<vigil_server::Gate> = std::sync::OnceLock::new();
+    let gate = GATE.get_or_init(|| vigil_server::Gate::new("the metrics.k8s.io pod list", POD_LISTS_AT_ONCE));
+    let _permit = gate.enter()?;
+    let items = tokio::task::spawn_blocking(move || pods_in(&st, ns.as_deref()))
+        .await
+        .unwrap_or_default();
+    Ok(list("PodMetricsList", items))
+}
+
+async fn all_pods(State(st): St, Query(q): Params) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(e) = check_selector(&q) {
+        return e.into_response();
+    }
+    pod_list(st, None).await.into_response()
 }
 
 async fn ns_pods(
     State(st): St,
     Path(ns): Path<String>,
     Query(q): Params,
-) -> Result<Json<Value>, ApiError> {
-    check_selector(&q)?;
-    Ok(list("PodMetricsList", pods_in(&st, Some(&ns))))
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(e) = check_selector(&q) {
+        return e.into_response();
+    }
+    pod_list(st, Some(ns)).await.into_response()
 }
 
 async fn pod(

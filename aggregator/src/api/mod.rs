@@ -4,6 +4,7 @@
 pub mod heapster;
 pub mod metrics_k8s;
 pub mod prometheus;
+pub mod stream;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -87,7 +88,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(heapster::healthz))
         .route("/metrics", get(self_metrics))
-        .route("/federate", get(federate))
+        .route("/federate", get(stream::federate))
         .merge(heapster::routes())
         .merge(metrics_k8s::routes())
         .merge(prometheus::routes())
@@ -104,6 +105,7 @@ async fn self_metrics(axum::extract::State(st): axum::extract::State<Arc<AppStat
     if let Some(extra) = &st.extra_metrics {
         extra(&mut out);
     }
+    vigil_server::write_metrics(&mut out, false);
     (
         [(
             header::CONTENT_TYPE,
@@ -114,27 +116,6 @@ async fn self_metrics(axum::extract::State(st): axum::extract::State<Arc<AppStat
         .into_response()
 }
 
-async fn federate(
-    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
-) -> Result<Response, ApiError> {
-    let Some(render) = st.federate else {
-        return Err(ApiError::NotFound(
-            "/federate needs the sinks module (not built into this aggregator)".into(),
-        ));
-    };
-    let mut out = String::new();
-    if let Some(b) = st.latest() {
-        render(&b, &mut out);
-    }
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response())
-}
 
 #[cfg(test)]
 mod tests {

@@ -74,10 +74,11 @@ async fn metrics_handler(State(st): State<AppState>) -> Response {
     tokio::task::spawn_blocking(move || {
         let mut out = metrics::Out::streaming(tx);
         metrics::render_to(&snap, &config, &mut out);
+        let text: &mut String = &mut out;
         if let Some(extra) = &extra {
-            let text: &mut String = &mut out;
             extra(text);
         }
+        vigil_server::write_metrics(text, false);
         out.finish();
     });
     (
