@@ -361,6 +361,9 @@ fn write_endpoints_on_a_non_loopback_listener_without_auth_refuse_to_start() {
     assert!(err.contains("--token-auth-file") && err.contains("tokens.yml") && err.contains("entry 0"), "{err}");
     let err = start_fails(&["--listen", &format!("127.0.0.1:{port}"), "--nodes", "127.0.0.1:9", "--authentication-kubeconfig", "/nonexistent/kubeconfig"]);
     assert!(err.contains("--authentication-kubeconfig /nonexistent/kubeconfig"), "{err}");
+    // Client certificates are not asked for by the HTTPS listener yet: an error, not a silent no-op.
+    let err = start_fails(&["--listen", &format!("127.0.0.1:{port}"), "--nodes", "127.0.0.1:9", "--client-ca-file", tokens.to_str().unwrap()]);
+    assert!(err.contains("--client-ca-file") && err.contains("not") && err.contains("bearer tokens"), "{err}");
     let err = start_fails(&["--listen", &format!("127.0.0.1:{port}"), "--nodes", "127.0.0.1:9", "--authentication-token-webhook-cache-ttl", "soon"]);
     assert!(err.contains("--authentication-token-webhook-cache-ttl") && err.contains("soon"), "{err}");
 }

@@ -50,6 +50,8 @@ pub enum Error {
     Tls(#[from] tls::Error),
     #[error(transparent)]
     Alerting(#[from] alerting::Error),
+    #[error(transparent)]
+    Auth(#[from] vigil_server::auth::Error),
 }
 
 /// The next multiple of `resolution` after `now`.
@@ -162,6 +164,29 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     let sinks_task = sink_set
         .clone()
         .map(|s| tokio::spawn(s.run(shutdown.clone())));
+    // Who may call the API; writes on a non-loopback listener need authentication.
+    if args.auth.client_ca_file.is_some() || args.auth.requestheader_client_ca_file.is_some() {
+        return Err(config::Error::Invalid {
+            option: "client-ca-file",
+            message: "client certificates (--client-ca-file, --requestheader-client-ca-file) are not \
+                      asked for by the HTTPS listener yet; authenticate with bearer tokens \
+                      (--token-auth-file, --authentication-kubeconfig)"
+                .into(),
+        }
+        .into());
+    }
+    let auth = Arc::new(vigil_server::auth::Auth::new(&args.auth).await?);
+    let mut writes = Vec::new();
+    if alerting.manager.is_some() {
+        writes.push("/-/reload");
+    }
+    if alerting.notifier.is_some() {
+        writes.extend(["/api/v2/silences", "/api/v2/alerts"]);
+    }
+    auth.check_listener("--listen", settings.listen, &writes)?;
+    if let Some((addr, _)) = &settings.secure_listen {
+        auth.check_listener("--secure-listen", *addr, &writes)?;
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -169,7 +194,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             source,
         })?;
     tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
-    let router = api::app(state.clone()).merge(alerting.router());
+    let router = auth.layer(api::app(state.clone()).merge(alerting.router()));
     // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
     let secure_server = match &settings.secure_listen {
         Some((addr, opts)) => {
