@@ -127,6 +127,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             })?;
     }
     let scraper = Arc::new(scraper);
+    let problems = Arc::new(scrape::problems::ProblemPuller::new());
     let self_metrics = Arc::new(SelfMetrics {
         kube_watch: discoveries.iter().find_map(|d| d.watch_stats()),
         ..Default::default()
@@ -150,12 +151,13 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         resolution: settings.resolution,
         disable_export: settings.disable_export,
         extra_metrics: {
-            let (sinks, alerting) = (sink_set.clone(), alerting.clone());
+            let (sinks, alerting, problems) = (sink_set.clone(), alerting.clone(), problems.clone());
             Some(Arc::new(move |out: &mut String| {
                 if let Some(s) = &sinks {
                     s.write_metrics(out);
                 }
                 alerting.write_metrics(out);
+                problems.write_metrics(out);
             }) as api::MetricsWriter)
         },
         federate: Some(sinks::render_exposition),
@@ -249,12 +251,14 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         }
         targets.sort_by(|a, b| a.url.cmp(&b.url));
         targets.dedup_by(|a, b| a.url == b.url);
-        let docs = scraper
-            .round(
+        // The node problem detectors are pulled beside the Summaries, within the same deadline.
+        let (docs, pulled) = tokio::join!(
+            scraper.round(
                 &targets,
                 scrape::max_jitter(targets.len(), settings.resolution),
-            )
-            .await;
+            ),
+            problems.pull(&scraper, &targets),
+        );
         let fetched = started.elapsed();
         let mut proc = processor.take().expect("processor is returned every round");
         let st = store.clone();
@@ -288,6 +292,11 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             .duplicate_nodes
             .store(proc.duplicate_nodes(), Ordering::Relaxed);
         processor = Some(proc);
+        let (pr, sc, st) = (problems.clone(), scraper.clone(), store.clone());
+        let t_ms = boundary.timestamp_millis();
+        tokio::task::spawn_blocking(move || pr.apply_round(pulled, &sc, t_ms, &st))
+            .await
+            .expect("storing node problems does not panic");
         if let Some(e) = store_err {
             self_metrics.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "store refused series");
