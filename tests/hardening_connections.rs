@@ -448,17 +448,25 @@ async fn sixteen_concurrent_federates_are_bounded_in_rss() {
             .and_then(|(n, p)| Some((n.parse::<usize>().ok()? * 250 + p.parse::<usize>().ok()?) % 10));
         assert_eq!(ns, Some(1), "{}", &t.to_string()[..200.min(t.to_string().len())]);
     }
-    // metrics.k8s.io's pod list: one pass over the store, timed for BENCHMARKS.md.
-    let t0 = Instant::now();
-    let r = client
-        .get(format!("{base}/apis/metrics.k8s.io/v1beta1/pods"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
-    let pods = v["items"].as_array().map_or(0, |a| a.len());
-    assert_eq!(pods, 1000, "pods listed");
-    eprintln!("figure: metrics.k8s.io pod list of {pods} pods: {:?}", t0.elapsed());
+    // metrics.k8s.io's pod list (pods appear once their CPU rate exists, after two rounds): one
+    // pass over the store, timed for BENCHMARKS.md.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t0 = Instant::now();
+        let r = client
+            .get(format!("{base}/apis/metrics.k8s.io/v1beta1/pods"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        let pods = v["items"].as_array().map_or(0, |a| a.len());
+        if pods == 1000 {
+            eprintln!("figure: metrics.k8s.io pod list of {pods} pods: {:?}", t0.elapsed());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pods} of 1000 pods listed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(nodes);
 }
