@@ -1,5 +1,6 @@
 //! PromQL over the store at 1,000 nodes × 30 pods × 2 containers with the full 15-minute window
-//! (60 rounds, 15 s apart): the four queries of issue 14 through the engine (criterion), and the
+//! (60 rounds, 15 s apart): the four queries of issue 14 and the web UI overview's three instant
+//! queries (issue 17) through the engine (criterion), and the
 //! same queries, same data, same run, on a real Prometheus filled through remote_write by the
 //! aggregator's own encoder (median of its HTTP API's answer time).
 //!
@@ -155,6 +156,15 @@ mod blocking {
     }
 }
 
+/// The UI's `tagged()`: each expression labelled with its name, joined with `or`.
+fn tagged(tag: &str, parts: &[(&str, &str)]) -> String {
+    parts
+        .iter()
+        .map(|(e, n)| format!("label_replace({e}, \"{tag}\", \"{n}\", \"\", \"\")"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 struct Query {
     name: &'static str,
     expr: String,
@@ -238,6 +248,52 @@ fn bench(c: &mut Criterion) {
         Query {
             name: "topk10_rate_network_rx_5m",
             expr: "topk(10, rate(network_rx_total{type=\"pod\"}[5m]))".into(),
+            range: false,
+        },
+        // The web UI overview's three instant queries over every pod (issue 17), as
+        // dashboards/assets/app.js builds them at 15 s resolution.
+        Query {
+            name: "overview_tiles",
+            expr: tagged(
+                "series",
+                &[
+                    ("count(memory_working_set{type=\"node\"})", "nodes"),
+                    ("count(memory_working_set{type=\"pod\"})", "pods"),
+                    ("count(count by (namespace_name) (memory_working_set{type=\"pod\"}))", "namespaces"),
+                    ("count(memory_working_set{type=\"pod_container\"})", "containers"),
+                    ("count(time() - timestamp(memory_working_set{type=\"node\"}) > 45)", "stale"),
+                    ("sum(cpu_usage_rate{type=\"node\"}) / 1000", "cpu"),
+                    ("sum(memory_working_set{type=\"node\"})", "memory"),
+                ],
+            ),
+            range: false,
+        },
+        Query {
+            name: "overview_node_table",
+            expr: tagged(
+                "__vigil_col",
+                &[
+                    ("max by (nodename) (cpu_usage_rate{type=\"node\"} / 1000)", "cpu"),
+                    ("max by (nodename) (cpu_node_capacity{type=\"node\"} / 1000)", "cpucap"),
+                    ("max by (nodename) (memory_working_set{type=\"node\"})", "mem"),
+                    ("max by (nodename) (memory_node_capacity{type=\"node\"})", "memcap"),
+                    ("max by (nodename) (filesystem_usage{type=\"node\"})", "fs"),
+                    ("max by (nodename) (filesystem_limit{type=\"node\"})", "fslim"),
+                    ("count by (nodename) (memory_working_set{type=\"pod\"})", "pods"),
+                    ("max by (nodename) (time() - timestamp(memory_working_set{type=\"node\"}))", "age"),
+                ],
+            ),
+            range: false,
+        },
+        Query {
+            name: "overview_top_pods",
+            expr: tagged(
+                "series",
+                &[
+                    ("topk(10, cpu_usage_rate{type=\"pod\"}) / 1000", "cpu"),
+                    ("topk(10, memory_working_set{type=\"pod\"})", "mem"),
+                ],
+            ),
             range: false,
         },
     ];
