@@ -151,7 +151,8 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         resolution: settings.resolution,
         disable_export: settings.disable_export,
         extra_metrics: {
-            let (sinks, alerting, problems) = (sink_set.clone(), alerting.clone(), problems.clone());
+            let (sinks, alerting, problems) =
+                (sink_set.clone(), alerting.clone(), problems.clone());
             Some(Arc::new(move |out: &mut String| {
                 if let Some(s) = &sinks {
                     s.write_metrics(out);
