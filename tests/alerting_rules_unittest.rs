@@ -98,3 +98,34 @@ fn same_verdicts_as_promtool_test_rules() {
         assert_eq!(ours, want, "{name}: vigil said {our_out} (promtool: {their_out})");
     }
 }
+
+/// `outlier:` rules (vigil's own kind, which promtool does not know) go through `vigil rules
+/// check` and `vigil rules test`: the drifting host is the expected alert, the others are not.
+#[test]
+fn outlier_rules_are_checked_and_unit_tested() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: fleet\n    rules:\n      - alert: HostOutlier\n        outlier: {expr: load, by: [host], window: 10m, for: 2m}\n        labels: {severity: ticket}\n",
+    )
+    .unwrap();
+    let test = |exp: &str| {
+        format!(
+            "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - {{series: 'load{{host=\"a\"}}', values: '1x30'}}\n      - {{series: 'load{{host=\"b\"}}', values: '1.1x30'}}\n      - {{series: 'load{{host=\"c\"}}', values: '0.9x30'}}\n      - {{series: 'load{{host=\"d\"}}', values: '1x10 1+1x20'}}\n    alert_rule_test:\n      - {{eval_time: 10m, alertname: HostOutlier}}\n      - eval_time: 25m\n        alertname: HostOutlier\n        exp_alerts: [{{exp_labels: {exp}}}]\n"
+        )
+    };
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let (code, out) = run(vigil, &["rules", "check"], &dir.path().join("rules.yml"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("SUCCESS: 1 rules found"), "{out}");
+    for (exp, want) in [("{severity: ticket, host: d}", Some(0)), ("{severity: ticket, host: a}", Some(1))] {
+        let file = dir.path().join("outlier.test.yml");
+        std::fs::write(&file, test(exp)).unwrap();
+        let (code, out) = run(vigil, &["rules", "test"], &file);
+        assert_eq!(code, want, "expecting {exp}: {out}");
+    }
+    std::fs::write(dir.path().join("bad.yml"), "groups:\n  - name: g\n    rules:\n      - alert: A\n        outlier: {expr: load, by: [host], share: 2}\n").unwrap();
+    let (code, out) = run(vigil, &["rules", "check"], &dir.path().join("bad.yml"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("group \"g\", rule 1, \"A\": outlier: share: must be in (0, 1], got 2"), "{out}");
+}
