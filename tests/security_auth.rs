@@ -401,3 +401,105 @@ async fn config_file_auth_section_and_loopback_without_auth() {
     let (s, _, body) = call(&c, reqwest::Method::POST, &format!("{}/-/reload", agg.base), None, None).await;
     assert_eq!(s, 200, "{body}");
 }
+
+/// A `vigil <sub>` process on a loopback port, killed when dropped.
+struct Proc {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Proc {
+    fn start(sub: &str, args: &[&str]) -> Proc {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg(sub)
+            .arg("--listen")
+            .arg(&listen)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Proc { child, base: format!("http://{listen}") }
+    }
+
+    async fn ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base)).await {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("exited at start-up: {st}");
+            }
+            assert!(Instant::now() < deadline, "/healthz not answering after 60s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_and_log_shipper_take_the_same_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.yml");
+    std::fs::write(&tokens, TOKENS).unwrap();
+    let logs = dir.path().join("pods");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut collector = Proc::start("collector", &["--token-auth-file", tokens.to_str().unwrap()]);
+    let mut shipper = Proc::start(
+        "log-shipper",
+        &[
+            "--root",
+            logs.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--sink",
+            &format!("file:{}", out.display()),
+            "--token-auth-file",
+            tokens.to_str().unwrap(),
+        ],
+    );
+    collector.ready().await;
+    shipper.ready().await;
+    let c = reqwest::Client::new();
+    for base in [&collector.base, &shipper.base] {
+        let (s, www, body) = call(&c, reqwest::Method::GET, &format!("{base}/metrics"), None, None).await;
+        assert_eq!((s, www.is_some()), (401, true), "{base}: {body}");
+        let (s, _, body) = call(&c, reqwest::Method::GET, &format!("{base}/metrics"), Some("grafana-read-0123456789"), None).await;
+        assert_eq!(s, 200, "{base}: {body}");
+    }
+    drop(collector);
+    // Client certificates cannot reach a plain-HTTP listener: refused at start, saying why.
+    let err = start_fails_sub("collector", &["--listen", &format!("127.0.0.1:{}", free_port()), "--client-ca-file", tokens.to_str().unwrap()]);
+    assert!(err.contains("--client-ca-file") && err.contains("bearer tokens"), "{err}");
+}
+
+fn start_fails_sub(sub: &str, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil")).arg(sub).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vigil {sub} {args:?} still running after 30s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    err
+}

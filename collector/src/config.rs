@@ -51,6 +51,10 @@ pub struct Config {
     /// Address to serve /metrics, /stats/summary, /healthz and /api/v1/containers on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Who may call the endpoints (`token_auth_file`, `authentication_kubeconfig`, ...), see
+    /// `vigil_server::auth::Args`.
+    #[serde(default)]
+    pub auth: vigil_server::auth::Args,
     /// Where the cgroup hierarchies are mounted (v2 root, or the parent of v1 controller mounts).
     #[serde(default = "default_cgroup_root")]
     pub cgroup_root: PathBuf,

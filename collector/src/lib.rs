@@ -101,6 +101,9 @@ pub struct Args {
     /// [default: off].
     #[arg(long)]
     pub kubernetes_pvc_lookup: bool,
+    /// Who may call the endpoints: tokens, TokenReview/SubjectAccessReview [default: anyone].
+    #[command(flatten)]
+    pub auth: vigil_server::auth::Args,
 }
 
 impl Args {
@@ -153,6 +156,7 @@ impl Args {
         if self.kubernetes_pvc_lookup {
             c.kubernetes_pvc_lookup = true;
         }
+        c.auth = self.auth.clone().or(std::mem::take(&mut c.auth));
         c.validate()?;
         Ok(c)
     }
@@ -178,6 +182,10 @@ pub enum Error {
     },
     #[error("http server: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] vigil_server::auth::Error),
+    #[error("--client-ca-file, --requestheader-client-ca-file: the collector serves plain HTTP, no client certificate can reach it; authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
+    ClientCertificates,
 }
 
 /// Runs the collector until `shutdown` fires.
@@ -312,6 +320,12 @@ pub async fn run_with_config(
     if let Some(d) = detector {
         app = app.merge(d.router());
     }
+    // Who may call the endpoints (off unless an auth option is set).
+    if config.auth.client_ca_file.is_some() || config.auth.requestheader_client_ca_file.is_some() {
+        return Err(Error::ClientCertificates);
+    }
+    let auth = Arc::new(vigil_server::auth::Auth::new(&config.auth).await?);
+    let app = auth.layer(app);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -26,6 +26,10 @@ pub struct Config {
     /// Address of the HTTP server (`/metrics`, `/healthz`).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Who may call `/metrics` (`token_auth_file`, `authentication_kubeconfig`, ...), see
+    /// `vigil_server::auth::Args`.
+    #[serde(default)]
+    pub auth: vigil_server::auth::Args,
     /// Directory for checkpoints and the dead-letter file.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -78,6 +82,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
+            auth: Default::default(),
             data_dir: default_data_dir(),
             discovery: DiscoveryConfig::default(),
             kubernetes_metadata: None,

@@ -28,6 +28,9 @@ pub struct Args {
     /// Directory for checkpoints and the dead-letter file [default: /var/lib/vigil/log-shipper].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Who may call /metrics: tokens, TokenReview/SubjectAccessReview [default: anyone].
+    #[command(flatten)]
+    pub auth: vigil_server::auth::Args,
     /// Bytes of deleted, not yet shipped log files held open at most [default: 1 GiB] (config deleted_files_max_bytes).
     #[arg(long)]
     pub deleted_files_max_bytes: Option<u64>,
@@ -86,6 +89,10 @@ pub enum Error {
     },
     #[error("the reader thread panicked")]
     ReaderPanicked,
+    #[error(transparent)]
+    Auth(#[from] vigil_server::auth::Error),
+    #[error("--client-ca-file, --requestheader-client-ca-file: the log shipper serves plain HTTP, no client certificate can reach it; authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
+    ClientCertificates,
 }
 
 /// An error and its sources, joined with `: ` (reqwest hides the useful part, e.g. a certificate error, in the chain).
@@ -112,6 +119,7 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
     }
+    cfg.auth = args.auth.clone().or(std::mem::take(&mut cfg.auth));
     if let Some(b) = args.deleted_files_max_bytes {
         cfg.deleted_files_max_bytes = b;
     }
@@ -254,6 +262,11 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         metrics.clone(),
     )?;
 
+    // Who may call /metrics (off unless an auth option is set).
+    if cfg.auth.client_ca_file.is_some() || cfg.auth.requestheader_client_ca_file.is_some() {
+        return Err(Error::ClientCertificates);
+    }
+    let auth = Arc::new(vigil_server::auth::Auth::new(&cfg.auth).await?);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -262,10 +275,10 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         })?;
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "log shipper started");
     let health = sinks::Health::default();
-    let app = http::app(http::State {
+    let app = auth.layer(http::app(http::State {
         metrics: metrics.clone(),
         health: health.clone(),
-    });
+    }));
     let server = tokio::spawn(vigil_server::serve(
         listener,
         app,
