@@ -27,18 +27,26 @@ struct Failed {
 /// without end (item 2); a bounded one answers in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs `vigil <args>` and expects it to exit non-zero before [`DEADLINE`].
+/// Runs `vigil <args>` and expects it to exit non-zero before [`DEADLINE`]; `stderr` holds
+/// both output streams (`vigil rules` reports on stdout, as promtool).
 fn run_failing(args: &[&str]) -> Failed {
     let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
+    let (mut reader, writer) = std::io::pipe().expect("pipe");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vigil");
+        .stdout(writer.try_clone().expect("pipe"))
+        .stderr(writer);
+    let child = cmd.spawn().expect("start vigil");
+    // Our copies of the write end must go, or the reader never sees the end.
+    drop(cmd);
     let mut guard = Guard(child);
+    let output = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = reader.read_to_string(&mut text);
+        text
+    });
     let status = loop {
         if let Some(status) = guard.0.try_wait().expect("wait for vigil") {
             break status;
@@ -50,14 +58,7 @@ fn run_failing(args: &[&str]) -> Failed {
         std::thread::sleep(Duration::from_millis(20));
     };
     let took = start.elapsed();
-    let mut stderr = String::new();
-    guard
-        .0
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let stderr = output.join().expect("output reader");
     assert!(
         !status.success() && status.code() != Some(101),
         "vigil {args:?} should fail with an error, not succeed or panic: {status}\n{stderr}"
@@ -176,5 +177,54 @@ fn config_bad_duration_names_the_key() {
         args.extend(&extra);
         let f = run_failing(&args);
         assert!(f.stderr.contains(key), "{sub} {yaml}: {}", f.stderr);
+    }
+}
+
+/// Rule files (`vigil rules check`, the aggregator's `--rule-file`) and unit-test files go
+/// through the same size cap and depth budget.
+#[test]
+fn rule_files_dev_zero_and_nested_yaml_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = run_failing(&["rules", "check", "/dev/zero"]);
+    assert!(
+        f.stderr.contains("/dev/zero") && f.stderr.contains("larger than the limit"),
+        "{}",
+        f.stderr
+    );
+    let deep = dir.path().join("deep.rules.yaml");
+    std::fs::write(&deep, "groups: ".to_string() + &"[".repeat(100_000)).unwrap();
+    let deep = deep.display().to_string();
+    for args in [vec!["rules", "check", &deep], vec!["rules", "test", &deep]] {
+        let f = run_failing(&args);
+        assert!(
+            f.stderr.contains(&deep) && f.stderr.contains("limit"),
+            "{args:?}: {}",
+            f.stderr
+        );
+    }
+}
+
+/// The Alertmanager-format notifier config (`vigil aggregator --notify-config`).
+#[test]
+fn notify_config_dev_zero_and_nested_yaml_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("deep.notify.yaml");
+    std::fs::write(&deep, "route: ".to_string() + &"[".repeat(100_000)).unwrap();
+    let deep = deep.display().to_string();
+    for (file, says) in [("/dev/zero", "larger than the limit"), (deep.as_str(), "limit")] {
+        let flag = format!("--notify-config={file}");
+        let f = run_failing(&[
+            "aggregator",
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes",
+            "127.0.0.1:1",
+            &flag,
+        ]);
+        assert!(
+            f.stderr.contains(file) && f.stderr.contains(says),
+            "{file}: {}",
+            f.stderr
+        );
     }
 }

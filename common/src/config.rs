@@ -85,6 +85,19 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Load
     })
 }
 
+/// Checks that YAML text stays within the depth and node budget without building anything
+/// (linear time), for a caller that still parses with a parser of its own.
+pub fn check_yaml(text: &str, path: &Path) -> Result<(), LoadError> {
+    let text = if is_blank(text) { "{}" } else { text };
+    serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(text, options())
+        .map(|_| ())
+        .map_err(|e| LoadError::Parse {
+            path: path.to_path_buf(),
+            key: String::new(),
+            message: e.to_string(),
+        })
+}
+
 /// [`read_capped`] then [`from_yaml`].
 pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     from_yaml(&read_capped(path)?, path)
@@ -204,6 +217,14 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn check_yaml_bounds_depth_only() {
+        check_yaml("groups:\n  - name: a\n    rules: []\n", Path::new("r.yaml")).unwrap();
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let e = check_yaml(&deep, Path::new("r.yaml")).unwrap_err().to_string();
+        assert!(e.contains("r.yaml") && e.contains("limit"), "{e}");
     }
 
     proptest! {

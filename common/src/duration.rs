@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 pub enum DurationError {
     #[error("empty duration string")]
     Empty,
-    #[error("not a valid duration string: {0:?} (expected e.g. 500ms, 10s, 1m30s, 1h, 1d)")]
+    /// Prometheus's own wording (promtool and amtool print it).
+    #[error("not a valid duration string: {0:?}")]
     Invalid(String),
     #[error("duration out of range: {0:?}")]
     OutOfRange(String),

@@ -17,47 +17,9 @@ pub struct Dur(pub Duration);
 impl Dur {
     /// Parses Prometheus's duration syntax: `((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?` or `0`.
     pub fn parse(s: &str) -> Result<Dur, String> {
-        if s == "0" {
-            return Ok(Dur(Duration::ZERO));
-        }
-        let units: [(&str, u64); 7] = [
-            ("y", 365 * 86_400_000),
-            ("w", 7 * 86_400_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-            ("ms", 1),
-        ];
-        let bad = || format!("not a valid duration string: {s:?}");
-        let mut rest = s;
-        let mut total: u64 = 0;
-        let mut next_unit = 0;
-        if rest.is_empty() {
-            return Err(bad());
-        }
-        while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-            if digits == 0 {
-                return Err(bad());
-            }
-            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let unit = &rest[..unit_len];
-            let pos = units[next_unit..]
-                .iter()
-                .position(|(u, _)| *u == unit)
-                .ok_or_else(bad)?;
-            total = total
-                .checked_add(n.checked_mul(units[next_unit + pos].1).ok_or_else(bad)?)
-                .ok_or_else(bad)?;
-            next_unit += pos + 1;
-            rest = &rest[unit_len..];
-        }
-        Ok(Dur(Duration::from_millis(total)))
+        vigil_common::duration::parse_std(s)
+            .map(Dur)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -389,9 +351,13 @@ impl NotifyConfig {
     /// Reads and validates an Alertmanager configuration file.
     pub fn load(path: impl AsRef<Path>) -> Result<NotifyConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = vigil_common::config::read_capped(path).map_err(|e| ConfigError::Invalid {
             path: path.display().to_string(),
-            source,
+            msg: e.to_string(),
+        })?;
+        vigil_common::config::check_yaml(&text, path).map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            msg: e.to_string(),
         })?;
         Self::parse(&text).map_err(|msg| ConfigError::Invalid {
             path: path.display().to_string(),

@@ -12,23 +12,16 @@ pub type Labels = BTreeMap<String, String>;
 /// Alertmanager's fingerprint of a label set (prometheus/common `LabelSet.Fingerprint`): FNV-1a
 /// 64 over the names sorted bytewise, each followed by 0xFF, its value and 0xFF.
 pub fn fingerprint(labels: &Labels) -> u64 {
-    const OFFSET: u64 = 14695981039346656037;
-    const PRIME: u64 = 1099511628211;
-    let mut h = OFFSET;
-    let mut add = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(PRIME);
-        }
-    };
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
     // BTreeMap<String, _> iterates in bytewise order of the names, as Go's sort.Strings.
     for (name, value) in labels {
-        add(name.as_bytes());
-        add(&[0xff]);
-        add(value.as_bytes());
-        add(&[0xff]);
+        h.write(name.as_bytes());
+        h.write(&[0xff]);
+        h.write(value.as_bytes());
+        h.write(&[0xff]);
     }
-    h
+    h.finish()
 }
 
 /// The fingerprint as Alertmanager prints it (`%016x`).

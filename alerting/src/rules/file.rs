@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -156,47 +155,7 @@ struct RuleYaml {
 
 /// Parses a Prometheus duration (`model.ParseDuration`): `1h30m`, `5m`, `90s`, `500ms`, `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    static RE: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(
-            r"^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$",
-        )
-        .expect("duration regex")
-    });
-    if s.is_empty() {
-        return Err("empty duration string".into());
-    }
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let caps = RE
-        .captures(s)
-        .ok_or_else(|| format!("not a valid duration string: {s:?}"))?;
-    const UNIT_MS: [u64; 7] = [
-        365 * 86_400_000,
-        7 * 86_400_000,
-        86_400_000,
-        3_600_000,
-        60_000,
-        1000,
-        1,
-    ];
-    let mut ms: u64 = 0;
-    for (i, unit) in UNIT_MS.iter().enumerate() {
-        if let Some(m) = caps.get(i + 1) {
-            let n: u64 = m
-                .as_str()
-                .parse()
-                .map_err(|_| format!("invalid value {:?} in duration {s:?}", m.as_str()))?;
-            ms = n
-                .checked_mul(*unit)
-                .and_then(|v| v.checked_add(ms))
-                .ok_or_else(|| format!("duration out of range: {s:?}"))?;
-        }
-    }
-    if ms > i64::MAX as u64 / 1_000_000 {
-        return Err(format!("duration out of range: {s:?}"));
-    }
-    Ok(Duration::from_millis(ms))
+    vigil_common::duration::parse_std(s).map_err(|e| e.to_string())
 }
 
 /// Whether `s` is a valid metric (recording rule) name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -216,9 +175,9 @@ pub fn is_label_name(s: &str) -> bool {
 /// Reads and validates one rule file.
 pub fn load_file(path: &Path) -> Result<RuleFile, FileError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    let text = vigil_common::config::read_capped(path).map_err(|e| FileError {
         file: file.clone(),
-        errors: vec![format!("{file}: {e}")],
+        errors: vec![e.to_string()],
     })?;
     parse(&file, &text)
 }
@@ -229,6 +188,11 @@ pub fn parse(file: &str, text: &str) -> Result<RuleFile, FileError> {
         file: file.to_string(),
         errors: errors.into_iter().map(|e| format!("{file}: {e}")).collect(),
     };
+    // Depth and size first, in linear time (a YAML bomb of nested lists is an error at once).
+    vigil_common::config::check_yaml(text, Path::new(file)).map_err(|e| FileError {
+        file: file.to_string(),
+        errors: vec![e.to_string()],
+    })?;
     let yaml: FileYaml = if text.trim().is_empty() {
         FileYaml { groups: Vec::new() }
     } else {

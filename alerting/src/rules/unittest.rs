@@ -175,7 +175,8 @@ fn duration(what: &str, s: &str) -> Result<Duration, String> {
 /// Runs one unit-test file; `Ok(failures)` lists every failed check (empty = success).
 pub fn run_file(path: &Path) -> Result<Vec<String>, String> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    let text = vigil_common::config::read_capped(path).map_err(|e| e.to_string())?;
+    vigil_common::config::check_yaml(&text, path).map_err(|e| e.to_string())?;
     let tf: TestFile = serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let patterns: Vec<String> = tf
