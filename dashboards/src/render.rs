@@ -125,33 +125,8 @@ pub fn parse_duration(name: &'static str, s: &str) -> Result<i64, RenderError> {
         }
         return Ok((secs * 1000.0).round() as i64);
     }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        total = n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    let ms = vigil_common::Duration::parse(s).map_err(|_| bad())?.as_millis();
+    i64::try_from(ms).map_err(|_| bad())
 }
 
 fn parse_size(name: &'static str, s: Option<&str>, default: u32) -> Result<u32, RenderError> {

@@ -251,7 +251,6 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 /// Prometheus's `parseDuration`: float seconds or a duration such as `5m`, `1h30m`, `1d`, `1w`,
 /// `1y`, `500ms`; milliseconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("cannot parse {s:?} to a valid duration");
     if let Ok(f) = s.parse::<f64>() {
         let ms = (f * 1000.0).round();
         if !ms.is_finite() || ms.abs() > 9.2e18 {
@@ -259,36 +258,9 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         return Ok(ms as i64);
     }
-    let mut rest = s;
-    let mut total: i64 = 0;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if n == 0 {
-            return Err(bad());
-        }
-        let num: i64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let scale: i64 = match &rest[..u] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[u..];
-        total = num
-            .checked_mul(scale)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+    vigil_common::Duration::parse(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }
 
 /// Appends a JSON string.
