@@ -103,11 +103,19 @@ pub async fn serve(
             let _open = OpenGuard::new();
             let started = Instant::now();
             match acceptor {
-                None => connection(tcp, router, &opts, started, stop).await,
+                None => connection(tcp, router, &opts, started, stop, None).await,
                 Some(acceptor) => {
                     let handshake = acceptor.accept(tcp);
                     match tokio::time::timeout(opts.header_read_timeout, handshake).await {
-                        Ok(Ok(tls)) => connection(tls, router, &opts, started, stop).await,
+                        Ok(Ok(tls)) => {
+                            // The client's verified chain, for authentication by certificate.
+                            let peer = tls.get_ref().1.peer_certificates().map(|chain| {
+                                crate::auth::PeerCertificates(Arc::new(
+                                    chain.iter().map(|c| c.clone().into_owned()).collect(),
+                                ))
+                            });
+                            connection(tls, router, &opts, started, stop, peer).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => {
                             STATS.header_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -164,13 +172,15 @@ fn millis(base: Instant) -> u64 {
     base.elapsed().as_millis() as u64
 }
 
-/// Serves one connection (plain or after the handshake) until it ends, times out or shutdown.
+/// Serves one connection (plain or after the handshake) until it ends, times out or shutdown;
+/// `peer` (a TLS client's certificate chain) goes into every request's extensions.
 async fn connection<I>(
     io: I,
     router: Router,
     opts: &Options,
     started: Instant,
     stop: watch::Receiver<bool>,
+    peer: Option<crate::auth::PeerCertificates>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -183,10 +193,16 @@ async fn connection<I>(
         pending: None,
     };
     let counted = requests.clone();
-    let service = tower::ServiceExt::map_request(router, move |req: http::Request<hyper::body::Incoming>| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        req
-    });
+    let service = tower::ServiceExt::map_request(
+        router,
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = &peer {
+                req.extensions_mut().insert(p.clone());
+            }
+            req
+        },
+    );
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

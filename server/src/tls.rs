@@ -55,6 +55,17 @@ pub struct TlsOptions {
 
 /// Builds the rustls server configuration; `hosts` are the names the self-signed certificate covers.
 pub fn server_config(opts: &TlsOptions, hosts: &[String]) -> Result<Arc<ServerConfig>, Error> {
+    server_config_with(opts, hosts, None)
+}
+
+/// As [`server_config`], asking clients for a certificate checked by `clients` when given (see
+/// `auth::Auth::client_cert_verifier`); `serve` then puts the chain into each request as
+/// `auth::PeerCertificates`.
+pub fn server_config_with(
+    opts: &TlsOptions,
+    hosts: &[String],
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, Error> {
     let (certs, key) = match (&opts.cert_file, &opts.key_file) {
         (Some(c), Some(k)) => (
             read_certs(c, "--tls-cert-file")?,
@@ -73,10 +84,12 @@ pub fn server_config(opts: &TlsOptions, hosts: &[String]) -> Result<Arc<ServerCo
         (None, None) => self_signed(opts.cert_dir.as_deref(), hosts)?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
+    let builder = match clients {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -250,3 +250,83 @@ async fn shutdown_returns_and_closes_idle_connections() {
         .expect("serve returns after shutdown")
         .unwrap();
 }
+
+/// Over TLS with a client-certificate verifier, the client's chain reaches the handler as
+/// `auth::PeerCertificates` (what certificate authentication reads); without one, nothing.
+#[tokio::test]
+async fn tls_client_certificate_chain_reaches_the_request() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["front-proxy".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .allow_unauthenticated()
+    .build()
+    .unwrap();
+    let config = vigil_server::tls::server_config_with(
+        &Default::default(),
+        &["localhost".into()],
+        Some(verifier),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = watch::channel(false);
+    let app = Router::new().route(
+        "/who",
+        get(|req: axum::extract::Request| async move {
+            let n = req
+                .extensions()
+                .get::<vigil_server::auth::PeerCertificates>()
+                .map_or(0, |p| p.0.len());
+            format!("certs={n}\n")
+        }),
+    );
+    let _srv = Server {
+        addr,
+        stop,
+        task: Some(tokio::spawn(vigil_server::serve(
+            listener,
+            app,
+            quick(8).with_tls(config),
+            rx,
+        ))),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    for with_cert in [true, false] {
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert));
+        let cfg = if with_cert {
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into());
+            builder
+                .with_client_auth_cert(vec![client.der().clone()], key)
+                .unwrap()
+        } else {
+            builder.with_no_client_auth()
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (text, _) = read_to_close(&mut tls).await;
+        let want = if with_cert { "certs=1" } else { "certs=0" };
+        assert!(text.contains(want), "with_cert={with_cert}: {text}");
+    }
+}
