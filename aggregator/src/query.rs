@@ -570,4 +570,32 @@ mod tests {
         // Appended series stay out of Heapster's model API.
         assert!(store.keys(|_| true).is_empty());
     }
+
+    #[test]
+    fn appended_series_with_one_label_set_and_two_names_stay_apart() {
+        // Two recording rules over `sum(...)`: the same (empty) label set, two names.
+        let store = Store::new(60_000, 1000);
+        let named = |n: &str| -> BTreeMap<String, String> {
+            [("__name__".to_string(), n.to_string())].into()
+        };
+        for (t, a, b) in [(1000, 1.0, 10.0), (2000, 2.0, 20.0)] {
+            store.append(&named("a:sum"), t, a).unwrap();
+            store.append(&named("b:sum"), t, b).unwrap();
+        }
+        let get = |n: &str| {
+            store
+                .select(&[m(MatchOp::Equal, "__name__", n)], 0, i64::MAX, &Hints::default())
+                .unwrap()
+        };
+        let (a, b) = (get("a:sum"), get("b:sum"));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].samples, vec![(1000, 1.0), (2000, 2.0)]);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].samples, vec![(1000, 10.0), (2000, 20.0)]);
+        assert_eq!(b[0].labels["__name__"], "b:sum");
+        assert_eq!(
+            Storage::label_values(&store, "__name__", &[], 0, i64::MAX).unwrap(),
+            vec!["a:sum", "b:sum"]
+        );
+    }
 }

@@ -514,9 +514,10 @@ impl Store {
         let i = shard_of(&key);
         let mut shard = self.shards[i].write().unwrap();
         let v = MetricValue::Float(value);
+        // An entity holds every appended series with this label set, one slot per name (two
+        // recording rules over `sum(...)` share the empty label set but not their series).
         if let Some(e) = shard.entities.get_mut(key.as_str()) {
-            e.last_seen_ms = e.last_seen_ms.max(t_ms);
-            if let Some(slot) = e.slots.first_mut() {
+            if let Some(slot) = e.slots.iter_mut().find(|s| s.metric == metric) {
                 if !slot.series.push(t_ms, v) {
                     self.stats.points_out_of_order.fetch_add(1, Ordering::Relaxed);
                     return Err(Error::OutOfOrder {
@@ -524,6 +525,7 @@ impl Store {
                         t_ms,
                     });
                 }
+                e.last_seen_ms = e.last_seen_ms.max(t_ms);
                 self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
@@ -534,6 +536,21 @@ impl Store {
                 limit: self.max_series,
                 rejected: 1,
             });
+        }
+        if let Some(e) = shard.entities.get_mut(key.as_str()) {
+            e.last_seen_ms = e.last_seen_ms.max(t_ms);
+            e.slots.push(Slot {
+                metric,
+                labels: 0,
+                series: Series::new(t_ms, v),
+            });
+            self.index.write().unwrap().apply(index::Changes {
+                adds: vec![(e.id, vec![("__name__".to_string(), name)])],
+                ..Default::default()
+            });
+            self.stats.series.fetch_add(1, Ordering::Relaxed);
+            self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         let key: Arc<str> = Arc::from(key);
         let mut pairs = set_label_pairs(&set);
