@@ -361,9 +361,6 @@ fn write_endpoints_on_a_non_loopback_listener_without_auth_refuse_to_start() {
     assert!(err.contains("--token-auth-file") && err.contains("tokens.yml") && err.contains("entry 0"), "{err}");
     let err = start_fails(&["--listen", &format!("127.0.0.1:{port}"), "--nodes", "127.0.0.1:9", "--authentication-kubeconfig", "/nonexistent/kubeconfig"]);
     assert!(err.contains("--authentication-kubeconfig /nonexistent/kubeconfig"), "{err}");
-    // Client certificates are not asked for by the HTTPS listener yet: an error, not a silent no-op.
-    let err = start_fails(&["--listen", &format!("127.0.0.1:{port}"), "--nodes", "127.0.0.1:9", "--client-ca-file", tokens.to_str().unwrap()]);
-    assert!(err.contains("--client-ca-file") && err.contains("not") && err.contains("bearer tokens"), "{err}");
     let err = start_fails(&["--listen", &format!("127.0.0.1:{port}"), "--nodes", "127.0.0.1:9", "--authentication-token-webhook-cache-ttl", "soon"]);
     assert!(err.contains("--authentication-token-webhook-cache-ttl") && err.contains("soon"), "{err}");
 }
@@ -502,4 +499,43 @@ fn start_fails_sub(sub: &str, args: &[&str]) -> String {
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregator_https_listener_authenticates_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, "client-ca");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = p.self_signed(&ca_key).unwrap();
+    let ca_file = dir.path().join("client-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    let identity = reqwest::Identity::from_pem(format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes()).unwrap();
+    let secure = format!("127.0.0.1:{}", free_port());
+    let mut agg = Aggregator::start(&["--nodes", "127.0.0.1:9", "--secure-listen", &secure, "--client-ca-file", ca_file.to_str().unwrap()]);
+    wait_ready(&mut agg).await;
+    let q = format!("https://{secure}/api/v1/query?query=vector(1)");
+    // The aggregator's serving certificate is self-signed: only the client side is under test.
+    let with = reqwest::Client::builder().use_rustls_tls().danger_accept_invalid_certs(true).identity(identity).build().unwrap();
+    let without = reqwest::Client::builder().use_rustls_tls().danger_accept_invalid_certs(true).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (s, _, body) = loop {
+        match tokio::time::timeout(Duration::from_secs(10), with.get(&q).send()).await {
+            Ok(Ok(r)) => {
+                let s = r.status().as_u16();
+                break (s, (), r.text().await.unwrap());
+            }
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            other => panic!("HTTPS listener not answering: {other:?}"),
+        }
+    };
+    assert_eq!(s, 200, "{body}");
+    let (s, www, body) = call(&without, reqwest::Method::GET, &q, None, None).await;
+    assert_eq!((s, www.is_some()), (401, true), "{body}");
 }

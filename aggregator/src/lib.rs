@@ -168,16 +168,6 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         .clone()
         .map(|s| tokio::spawn(s.run(shutdown.clone())));
     // Who may call the API; writes on a non-loopback listener need authentication.
-    if args.auth.client_ca_file.is_some() || args.auth.requestheader_client_ca_file.is_some() {
-        return Err(config::Error::Invalid {
-            option: "client-ca-file",
-            message: "client certificates (--client-ca-file, --requestheader-client-ca-file) are not \
-                      asked for by the HTTPS listener yet; authenticate with bearer tokens \
-                      (--token-auth-file, --authentication-kubeconfig)"
-                .into(),
-        }
-        .into());
-    }
     let auth = Arc::new(vigil_server::auth::Auth::new(&args.auth).await?);
     let mut writes = Vec::new();
     if alerting.manager.is_some() {
@@ -205,7 +195,10 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             if !addr.ip().is_unspecified() {
                 hosts.push(addr.ip().to_string());
             }
-            let config = tls::server_config(opts, &hosts)?;
+            // Client certificates (--client-ca-file, the kube-apiserver's front proxy) are asked
+            // for here and checked by the auth layer.
+            let config =
+                vigil_server::tls::server_config_with(opts, &hosts, auth.client_cert_verifier())?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| Error::Bind {
