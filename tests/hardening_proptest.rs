@@ -1,7 +1,8 @@
-//! Property tests (#19, "keep it so") for the parsers that take outside input in the
-//! aggregator's scrape path and the problem detector: Summary JSON documents, kernel log
-//! records and lines, node-problem-detector monitor configs. None may panic, and every
-//! rejection is an error value. 256 cases per property keep CI fast.
+//! Property tests (#19, "keep it so") for the parsers that take outside input: Summary JSON
+//! documents, kernel log records and lines, node-problem-detector monitor configs, PromQL
+//! (parsed and evaluated), rule files, cgroup and /proc files. None may panic, and every
+//! rejection is an error value. 256 cases per property keep CI fast. (YAML config files and
+//! durations: `common/`; CRI and docker lines: `tests/log_shipper_hardening.rs`.)
 
 use std::path::Path;
 use std::sync::Arc;
@@ -329,5 +330,149 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+// ---- PromQL, rule files, cgroup and /proc files (#19, "keep it so", as they landed) ----
+
+/// Queries of the shapes users and Grafana send, to mutate.
+const QUERIES: &[&str] = &[
+    r#"sum by (namespace_name) (cpu_usage_rate{type="pod"})"#,
+    r#"topk(10, rate(network_rx_total{type="pod"}[5m]))"#,
+    r#"histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))"#,
+    r#"memory_working_set{pod_name=~"a.*", namespace_name!="b"} offset 1m @ 100"#,
+    r#"max_over_time(deriv(m[10m])[30m:1m]) > bool 3"#,
+    r#"label_replace(up, "a", "$1", "job", "(.*)") or on (job) group_left vector(1)"#,
+    r#"count_values("v", m) / ignoring (x) group_right m unless absent(n)"#,
+    r#"quantile_over_time(0.5, m[1h]) - predict_linear(m[15m], 3600) * -1e3 ^ 2 % 7"#,
+];
+
+/// A small store the evaluated queries read from.
+fn promql_storage() -> vigil_promql::testing::MemStorage {
+    let mut s = vigil_promql::testing::MemStorage::new();
+    for (i, name) in ["m", "up", "cpu_usage_rate", "x_bucket"].iter().enumerate() {
+        for le in ["0.1", "1", "+Inf"] {
+            let labels: vigil_promql::Labels = [
+                ("__name__", *name),
+                ("job", "j"),
+                ("type", "pod"),
+                ("le", le),
+                ("namespace_name", "ns"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            for t in 0..40 {
+                s.add(&labels, t * 15_000, (t as f64) * (i as f64 + 1.0));
+            }
+        }
+    }
+    s
+}
+
+/// `base` with a few characters inserted, removed or replaced.
+fn text_mutated(base: &'static str) -> impl Strategy<Value = String> {
+    let edits = prop::collection::vec((any::<Index>(), 0u8..3, "[ -~]"), 1..4);
+    edits.prop_map(move |edits| {
+        let mut chars: Vec<char> = base.chars().collect();
+        for (at, kind, c) in edits {
+            let c = c.chars().next().unwrap_or(' ');
+            let i = at.index(chars.len() + 1);
+            match kind {
+                0 => chars.insert(i, c),
+                1 if i < chars.len() => {
+                    chars.remove(i);
+                }
+                _ if i < chars.len() => chars[i] = c,
+                _ => chars.push(c),
+            }
+        }
+        chars.into_iter().collect()
+    })
+}
+
+fn check_promql(query: &str) -> Result<(), TestCaseError> {
+    let engine = vigil_promql::Engine::new(vigil_promql::EngineOptions {
+        timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
+    });
+    let storage = promql_storage();
+    match vigil_promql::Query::parse(query) {
+        Err(e) => prop_assert!(!e.to_string().is_empty()),
+        Ok(_) => {
+            // Evaluation may fail (types, limits), never panic.
+            let _ = engine.instant(&storage, query, 300_000);
+            let _ = engine.range(&storage, query, 0, 600_000, 15_000);
+        }
+    }
+    Ok(())
+}
+
+/// A rule file users write, to mutate.
+const RULE_FILE: &str = r#"groups:
+  - name: g
+    interval: 30s
+    rules:
+      - record: job:m:sum
+        expr: sum by (job) (m)
+      - alert: High
+        expr: job:m:sum > 10
+        for: 5m
+        labels: {severity: page}
+        annotations: {summary: "{{ $labels.job }} is {{ $value | humanize }}"}
+"#;
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// PromQL: any printable text is parsed or rejected with an error value.
+    #[test]
+    fn promql_of_any_text_never_panics(query in "[ -~]{0,80}") {
+        check_promql(&query)?;
+    }
+
+    /// PromQL: real queries with a few characters changed parse or fail, and evaluate or fail,
+    /// without a panic.
+    #[test]
+    fn promql_mutated_queries_never_panic(
+        query in prop::sample::select(QUERIES).prop_flat_map(text_mutated)
+    ) {
+        check_promql(&query)?;
+    }
+
+    /// Rule files: any text, and a real file with characters changed, load or fail with an
+    /// error value naming the file.
+    #[test]
+    fn rule_files_of_any_text_never_panic(text in "(\\PC|\n){0,200}") {
+        if let Err(e) = vigil_alerting::rules::file::parse("any.yml", &text) {
+            prop_assert!(e.to_string().contains("any.yml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn rule_files_mutated_never_panic(text in text_mutated(RULE_FILE)) {
+        if let Err(e) = vigil_alerting::rules::file::parse("rules.yml", &text) {
+            prop_assert!(e.to_string().contains("rules.yml"), "{e}");
+        }
+    }
+
+    /// cgroup files (v1 and v2 formats) and /proc files: any text is parsed or rejected.
+    #[test]
+    fn cgroup_and_proc_parsers_never_panic(text in "([0-9a-z_ :.=/+-]|\n){0,200}") {
+        use vigil_collector::cgroup::parse;
+        use vigil_collector::proc;
+        let _ = parse::parse_u64(&text);
+        let _ = parse::parse_limit(&text);
+        for entry in parse::flat_keyed(&text).take(1000) {
+            let _ = entry;
+        }
+        let _ = parse::parse_psi(&text);
+        let _ = parse::parse_dev(&text);
+        let _ = proc::parse_net_dev(&text);
+        let _ = proc::parse_stat(&text, 10_000_000);
+        let _ = proc::parse_meminfo(&text);
+        let _ = proc::parse_diskstats(&text);
+        let _ = proc::parse_cpuinfo(&text);
+        let _ = vigil_collector::proc::mountinfo::mount_device(&text, Path::new("/var/lib/kubelet"), Some((8, 1)));
     }
 }
