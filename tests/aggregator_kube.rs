@@ -695,6 +695,22 @@ async fn node_watch_follows_added_not_ready_and_gone_resource_versions() {
         },
     )
     .await;
+    // Its Ready condition is a series, as kube-state-metrics writes it, so a rule finds it.
+    let ready = format!(
+        "{}/api/v1/query?query={}",
+        agg.base, "kube_node_status_condition%7Bcondition%3D%22Ready%22%2Cstatus%3D%22true%22%7D"
+    );
+    until("node 0 Ready=0 and node 1 Ready=1 as series", WAIT, || async {
+        let v = try_json(&ready).await?;
+        let value = |i: usize| {
+            v["data"]["result"].as_array()?.iter().find_map(|r| {
+                (r["metric"]["node"] == sim::node_name(i).as_str())
+                    .then(|| r["value"][1].as_str().map(str::to_string))?
+            })
+        };
+        (value(0)? == "0" && value(1)? == "1").then_some(())
+    })
+    .await;
     assert_eq!(
         api.requests("nodes", false).len(),
         1,

@@ -129,3 +129,44 @@ fn outlier_rules_are_checked_and_unit_tested() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("group \"g\", rule 1, \"A\": outlier: share: must be in (0, 1], got 2"), "{out}");
 }
+
+/// The shipped default rule for a node whose Kubernetes Ready condition is not True, unit-tested
+/// with the same file by promtool and by vigil (the series as the aggregator writes it from the
+/// node watch, with kube-state-metrics' name and labels).
+#[test]
+fn default_node_not_ready_rule_fires_after_five_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerting/rules/default.yml");
+    std::fs::copy(&rules, dir.path().join("default.yml")).unwrap();
+    let test = r#"
+rule_files: [default.yml]
+evaluation_interval: 30s
+tests:
+  - interval: 30s
+    input_series:
+      - series: 'kube_node_status_condition{node="n1",condition="Ready",status="true"}'
+        values: '1 1 0x20'
+      - series: 'kube_node_status_condition{node="n2",condition="Ready",status="true"}'
+        values: '1x22'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: NodeNotReady
+      - eval_time: 6m
+        alertname: NodeNotReady
+        exp_alerts:
+          - exp_labels: {severity: warning, node: n1, condition: Ready, status: "true"}
+            exp_annotations:
+              summary: "Node n1 is not Ready"
+              description: "The kubelet of n1 reports its Ready condition as not True: the aggregator no longer pulls it and its pods may be evicted."
+"#;
+    let file = dir.path().join("default.test.yml");
+    std::fs::write(&file, test).unwrap();
+    let (theirs, their_out) = run("promtool", &["test", "rules"], &file);
+    assert_eq!(theirs, Some(0), "promtool said {their_out}");
+    let (ours, our_out) = run(env!("CARGO_BIN_EXE_vigil"), &["rules", "test"], &file);
+    assert_eq!(ours, Some(0), "vigil said {our_out}");
+    // The same file with the alert expected too early fails in both.
+    std::fs::write(&file, test.replace("eval_time: 6m", "eval_time: 3m")).unwrap();
+    assert_eq!(run("promtool", &["test", "rules"], &file).0, Some(1));
+    assert_eq!(run(env!("CARGO_BIN_EXE_vigil"), &["rules", "test"], &file).0, Some(1));
+}

@@ -135,7 +135,10 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores in the
     // background after they change: a round only takes the latest one.
     let info_source = discoveries.iter().find_map(|d| d.info_source());
-    let query_service = Arc::new(query::QueryService::new(store.clone(), settings.query.clone()));
+    let query_service = Arc::new(query::QueryService::new(
+        store.clone(),
+        settings.query.clone(),
+    ));
     let alerting = Arc::new(alerting::Alerting::start(
         &args.alerting,
         store.clone(),
@@ -191,14 +194,9 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
     let secure_server = match &settings.secure_listen {
         Some((addr, opts)) => {
-            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-            if !addr.ip().is_unspecified() {
-                hosts.push(addr.ip().to_string());
-            }
             // Client certificates (--client-ca-file, the kube-apiserver's front proxy) are asked
             // for here and checked by the auth layer.
-            let config =
-                vigil_server::tls::server_config_with(opts, &hosts, auth.client_cert_verifier())?;
+            let config = vigil_server::tls::listener_config(opts, *addr, &auth)?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| Error::Bind {
@@ -288,9 +286,20 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         processor = Some(proc);
         let (pr, sc, st) = (problems.clone(), scraper.clone(), store.clone());
         let t_ms = boundary.timestamp_millis();
-        tokio::task::spawn_blocking(move || pr.apply_round(pulled, &sc, t_ms, &st))
-            .await
-            .expect("storing node problems does not panic");
+        let conditions: Vec<_> = discoveries
+            .iter()
+            .filter_map(|d| d.node_conditions())
+            .flatten()
+            .collect();
+        let refused = tokio::task::spawn_blocking(move || {
+            pr.apply_round(pulled, &sc, t_ms, &st);
+            scrape::kubernetes::store_node_conditions(&conditions, t_ms, &st)
+        })
+        .await
+        .expect("storing node problems does not panic");
+        if refused > 0 {
+            self_metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(e) = store_err {
             self_metrics.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "store refused series");

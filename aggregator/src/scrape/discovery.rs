@@ -446,6 +446,14 @@ impl Discovery {
         }
     }
 
+    /// The watched nodes' conditions (node, type, status); `None` without a Kubernetes source.
+    pub fn node_conditions(&self) -> Option<Vec<(String, String, String)>> {
+        match self {
+            Discovery::Kubernetes { watch, .. } => Some(watch.node_conditions()),
+            _ => None,
+        }
+    }
+
     /// The current targets. On a failed refresh the previous list stays and the error is returned
     /// alongside it.
     pub async fn targets(&mut self) -> (Vec<Target>, Option<Error>) {

@@ -176,6 +176,20 @@ impl KubeWatch {
         )
     }
 
+    /// Every watched node's conditions as `(node, condition type, status)`, for
+    /// [`store_node_conditions`].
+    pub fn node_conditions(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for n in self.shared.nodes.state() {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
+            for c in conditions.into_iter().flatten() {
+                out.push((name.clone(), c.type_.clone(), c.status.clone()));
+            }
+        }
+        out
+    }
+
     /// A handle that builds the enrichment view.
     pub fn info_source(&self) -> InfoSource {
         InfoSource(self.shared.clone())
@@ -351,6 +365,39 @@ async fn rebuild_info(shared: Arc<Shared>) {
         }
         tokio::time::sleep(INFO_DEBOUNCE).await;
     }
+}
+
+/// Writes the nodes' conditions into the store as kube-state-metrics does:
+/// `kube_node_status_condition{node, condition, status="true"|"false"|"unknown"}`, 1 for the
+/// node's status and 0 for the two others, so `…{condition="Ready",status="true"} == 0` finds a
+/// node that is not Ready. A node gone from the watch gets no more samples (its series end
+/// with the lookback). Returns how many samples the store refused.
+pub fn store_node_conditions(
+    conditions: &[(String, String, String)],
+    t_ms: i64,
+    store: &crate::store::Store,
+) -> usize {
+    let mut refused = 0;
+    for (node, condition, status) in conditions {
+        let status = status.to_ascii_lowercase();
+        for s in ["true", "false", "unknown"] {
+            let labels: std::collections::BTreeMap<String, String> = [
+                ("__name__", "kube_node_status_condition"),
+                ("node", node.as_str()),
+                ("condition", condition.as_str()),
+                ("status", s),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let v = if status == s { 1.0 } else { 0.0 };
+            if let Err(e) = store.append(&labels, t_ms, v) {
+                refused += 1;
+                tracing::debug!(error = %e, "node condition not stored");
+            }
+        }
+    }
+    refused
 }
 
 /// Keeps a node's name, addresses, Ready-style conditions (type and status) and capacity.
