@@ -135,10 +135,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores in the
     // background after they change: a round only takes the latest one.
     let info_source = discoveries.iter().find_map(|d| d.info_source());
-    let query_service = Arc::new(query::QueryService::new(
-        store.clone(),
-        settings.query.clone(),
-    ));
+    let query_service = Arc::new(query::QueryService::new(store.clone(), settings.query.clone()));
     let alerting = Arc::new(alerting::Alerting::start(
         &args.alerting,
         store.clone(),

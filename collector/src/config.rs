@@ -55,6 +55,13 @@ pub struct Config {
     /// `vigil_server::auth::Args`.
     #[serde(default)]
     pub auth: vigil_server::auth::Args,
+    /// PEM certificate (chain) of the listener: with `tls_private_key_file`, it serves HTTPS
+    /// only (and client certificates can authenticate); without, plain HTTP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_private_key_file: Option<PathBuf>,
     /// Where the cgroup hierarchies are mounted (v2 root, or the parent of v1 controller mounts).
     #[serde(default = "default_cgroup_root")]
     pub cgroup_root: PathBuf,
@@ -300,6 +307,19 @@ impl Config {
                 ),
             });
         }
+        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
+            let (key, missing) = if self.tls_cert_file.is_some() {
+                ("tls_cert_file", "tls_private_key_file")
+            } else {
+                ("tls_private_key_file", "tls_cert_file")
+            };
+            return Err(Error::Invalid {
+                key,
+                message: format!(
+                    "--tls-cert-file and --tls-private-key-file go together: {missing} is missing"
+                ),
+            });
+        }
         if self.fs_walk_budget == 0 {
             return Err(Error::Invalid {
                 key: "fs_walk_budget",
@@ -307,6 +327,18 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The listener's certificate files when it serves HTTPS (`tls_cert_file` and
+    /// `tls_private_key_file`, checked by `validate`), else `None` (plain HTTP).
+    pub fn tls(&self) -> Option<vigil_server::tls::TlsOptions> {
+        (self.tls_cert_file.is_some() || self.tls_private_key_file.is_some()).then(|| {
+            vigil_server::tls::TlsOptions {
+                cert_file: self.tls_cert_file.clone(),
+                key_file: self.tls_private_key_file.clone(),
+                cert_dir: None,
+            }
+        })
     }
 
     /// Whether a metric group is enabled.
@@ -554,6 +586,32 @@ mod tests {
         )
         .unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_files_go_together_and_turn_on_https() {
+        assert!(Config::default().tls().is_none());
+        let c = Config::from_yaml(
+            "tls_cert_file: /etc/vigil/tls.crt\ntls_private_key_file: /etc/vigil/tls.key\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let t = c.tls().unwrap();
+        assert_eq!(
+            (t.cert_file.unwrap(), t.key_file.unwrap()),
+            (
+                PathBuf::from("/etc/vigil/tls.crt"),
+                PathBuf::from("/etc/vigil/tls.key")
+            )
+        );
+        let c =
+            Config::from_yaml("tls_cert_file: /etc/vigil/tls.crt\n", Path::new("c.yaml")).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--tls-private-key-file") && e.contains("tls_private_key_file is missing"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -101,7 +101,15 @@ pub struct Args {
     /// [default: off].
     #[arg(long)]
     pub kubernetes_pvc_lookup: bool,
-    /// Who may call the endpoints: tokens, TokenReview/SubjectAccessReview [default: anyone].
+    /// PEM certificate (chain): the listener serves HTTPS only (with --tls-private-key-file)
+    /// [default: plain HTTP].
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Who may call the endpoints: tokens, client certificates (with --tls-cert-file),
+    /// TokenReview/SubjectAccessReview [default: anyone].
     #[command(flatten)]
     pub auth: vigil_server::auth::Args,
 }
@@ -144,7 +152,14 @@ impl Args {
             max_open_files,
             kubelet_root
         );
-        set_opt!(container_log_root, kubelet_url, node_name, image_fs_path);
+        set_opt!(
+            container_log_root,
+            kubelet_url,
+            node_name,
+            image_fs_path,
+            tls_cert_file,
+            tls_private_key_file
+        );
         for p in &self.problem_detector_config {
             if !c.problem_detector_config.contains(p) {
                 c.problem_detector_config.push(p.clone());
@@ -184,8 +199,10 @@ pub enum Error {
     Serve(std::io::Error),
     #[error(transparent)]
     Auth(#[from] vigil_server::auth::Error),
-    #[error("--client-ca-file, --requestheader-client-ca-file: the collector serves plain HTTP, no client certificate can reach it; authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
+    #[error("--client-ca-file, --requestheader-client-ca-file: the collector serves plain HTTP without --tls-cert-file/--tls-private-key-file, no client certificate can reach it; serve HTTPS with those, or authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
     ClientCertificates,
+    #[error(transparent)]
+    Tls(#[from] vigil_server::tls::Error),
 }
 
 /// Runs the collector until `shutdown` fires.
@@ -320,11 +337,22 @@ pub async fn run_with_config(
     if let Some(d) = detector {
         app = app.merge(d.router());
     }
-    // Who may call the endpoints (off unless an auth option is set).
-    if config.auth.client_ca_file.is_some() || config.auth.requestheader_client_ca_file.is_some() {
+    // Who may call the endpoints (off unless an auth option is set); client certificates only
+    // reach an HTTPS listener.
+    let tls = config.tls();
+    if tls.is_none()
+        && (config.auth.client_ca_file.is_some()
+            || config.auth.requestheader_client_ca_file.is_some())
+    {
         return Err(Error::ClientCertificates);
     }
     let auth = Arc::new(vigil_server::auth::Auth::new(&config.auth).await?);
+    let options = match &tls {
+        Some(opts) => vigil_server::Options::default().with_tls(
+            vigil_server::tls::listener_config(opts, config.listen, &auth)?,
+        ),
+        None => vigil_server::Options::default(),
+    };
     let app = auth.layer(app);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -332,8 +360,8 @@ pub async fn run_with_config(
             addr: config.listen,
             source,
         })?;
-    tracing::info!(listen = %config.listen, "collector listening");
-    vigil_server::serve(listener, app, vigil_server::Options::default(), shutdown).await;
+    tracing::info!(listen = %config.listen, https = tls.is_some(), "collector listening");
+    vigil_server::serve(listener, app, options, shutdown).await;
     let _ = tokio::task::spawn_blocking(move || housekeeping.join()).await;
     Ok(())
 }

@@ -30,6 +30,13 @@ pub struct Config {
     /// `vigil_server::auth::Args`.
     #[serde(default)]
     pub auth: vigil_server::auth::Args,
+    /// PEM certificate (chain) of the listener: with `tls_private_key_file`, it serves HTTPS only
+    /// (and client certificates can authenticate); without, plain HTTP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_private_key_file: Option<PathBuf>,
     /// Directory for checkpoints and the dead-letter file.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -83,6 +90,8 @@ impl Default for Config {
         Config {
             listen: default_listen(),
             auth: Default::default(),
+            tls_cert_file: None,
+            tls_private_key_file: None,
             data_dir: default_data_dir(),
             discovery: DiscoveryConfig::default(),
             kubernetes_metadata: None,
@@ -230,6 +239,18 @@ impl SinkConfig {
 }
 
 impl Config {
+    /// The listener's certificate files when it serves HTTPS (`tls_cert_file` and
+    /// `tls_private_key_file`, checked by `validate`), else `None` (plain HTTP).
+    pub fn tls(&self) -> Option<vigil_server::tls::TlsOptions> {
+        (self.tls_cert_file.is_some() || self.tls_private_key_file.is_some()).then(|| {
+            vigil_server::tls::TlsOptions {
+                cert_file: self.tls_cert_file.clone(),
+                key_file: self.tls_private_key_file.clone(),
+                cert_dir: None,
+            }
+        })
+    }
+
     /// Reads a YAML file (size-capped, depth-bounded).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Ok(vigil_common::config::load_yaml(path)?)
@@ -248,6 +269,16 @@ impl Config {
             return Err(bad(format!(
                 "listen {:?}: not an address such as 0.0.0.0:2020",
                 self.listen
+            )));
+        }
+        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
+            let missing = if self.tls_cert_file.is_some() {
+                "tls_private_key_file"
+            } else {
+                "tls_cert_file"
+            };
+            return Err(bad(format!(
+                "--tls-cert-file and --tls-private-key-file go together: {missing} is missing"
             )));
         }
         if self.discovery.roots.is_empty() {
@@ -373,6 +404,28 @@ sink:
             .unwrap_err()
             .to_string()
             .contains("only one"));
+    }
+
+    #[test]
+    fn tls_files_go_together_and_turn_on_https() {
+        let c: Config = yaml("sink: {stdout: true}\n").unwrap();
+        assert!(c.tls().is_none());
+        let c: Config = yaml(
+            "sink: {stdout: true}\ntls_cert_file: /etc/vigil/tls.crt\ntls_private_key_file: /etc/vigil/tls.key\n",
+        )
+        .unwrap();
+        c.validate("f.yaml").unwrap();
+        assert!(c
+            .tls()
+            .is_some_and(|t| t.key_file.as_deref() == Some(Path::new("/etc/vigil/tls.key"))));
+        let c: Config = yaml("sink: {stdout: true}\ntls_private_key_file: /k\n").unwrap();
+        let e = c.validate("f.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "f.yaml: --tls-cert-file and --tls-private-key-file go together: tls_cert_file"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,7 +28,15 @@ pub struct Args {
     /// Directory for checkpoints and the dead-letter file [default: /var/lib/vigil/log-shipper].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Who may call /metrics: tokens, TokenReview/SubjectAccessReview [default: anyone].
+    /// PEM certificate (chain): the listener serves HTTPS only (with --tls-private-key-file)
+    /// [default: plain HTTP] (config tls_cert_file).
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file (config tls_private_key_file).
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Who may call /metrics: tokens, client certificates (with --tls-cert-file),
+    /// TokenReview/SubjectAccessReview [default: anyone].
     #[command(flatten)]
     pub auth: vigil_server::auth::Args,
     /// Bytes of deleted, not yet shipped log files held open at most [default: 1 GiB] (config deleted_files_max_bytes).
@@ -91,8 +99,10 @@ pub enum Error {
     ReaderPanicked,
     #[error(transparent)]
     Auth(#[from] vigil_server::auth::Error),
-    #[error("--client-ca-file, --requestheader-client-ca-file: the log shipper serves plain HTTP, no client certificate can reach it; authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
+    #[error("--client-ca-file, --requestheader-client-ca-file: the log shipper serves plain HTTP without --tls-cert-file/--tls-private-key-file, no client certificate can reach it; serve HTTPS with those, or authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
     ClientCertificates,
+    #[error(transparent)]
+    Tls(#[from] vigil_server::tls::Error),
 }
 
 /// An error and its sources, joined with `: ` (reqwest hides the useful part, e.g. a certificate error, in the chain).
@@ -118,6 +128,12 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
     }
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
+    }
+    if let Some(p) = &args.tls_cert_file {
+        cfg.tls_cert_file = Some(p.clone());
+    }
+    if let Some(p) = &args.tls_private_key_file {
+        cfg.tls_private_key_file = Some(p.clone());
     }
     cfg.auth = args.auth.clone().or(std::mem::take(&mut cfg.auth));
     if let Some(b) = args.deleted_files_max_bytes {
@@ -262,18 +278,30 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         metrics.clone(),
     )?;
 
-    // Who may call /metrics (off unless an auth option is set).
-    if cfg.auth.client_ca_file.is_some() || cfg.auth.requestheader_client_ca_file.is_some() {
+    // Who may call /metrics (off unless an auth option is set); client certificates only reach
+    // an HTTPS listener.
+    let tls = cfg.tls();
+    if tls.is_none()
+        && (cfg.auth.client_ca_file.is_some() || cfg.auth.requestheader_client_ca_file.is_some())
+    {
         return Err(Error::ClientCertificates);
     }
     let auth = Arc::new(vigil_server::auth::Auth::new(&cfg.auth).await?);
+    let options = match &tls {
+        Some(opts) => {
+            let addr = cfg.listen.parse().expect("validated");
+            vigil_server::Options::default()
+                .with_tls(vigil_server::tls::listener_config(opts, addr, &auth)?)
+        }
+        None => vigil_server::Options::default(),
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|source| Error::Listen {
             addr: cfg.listen.clone(),
             source,
         })?;
-    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "log shipper started");
+    tracing::info!(listen = %cfg.listen, https = tls.is_some(), data_dir = %cfg.data_dir.display(), "log shipper started");
     let health = sinks::Health::default();
     let app = auth.layer(http::app(http::State {
         metrics: metrics.clone(),
@@ -282,7 +310,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
     let server = tokio::spawn(vigil_server::serve(
         listener,
         app,
-        vigil_server::Options::default(),
+        options,
         shutdown.clone(),
     ));
 

@@ -94,6 +94,24 @@ pub fn server_config_with(
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of a listener on `addr` whose requests go through `auth`: the
+/// certificate from `opts` (a self-signed one covers localhost, 127.0.0.1 and `addr`'s IP), and
+/// clients are asked for a certificate when `auth` has client CAs (`--client-ca-file`, the
+/// kube-apiserver's front proxy), which the auth layer then checks. Every HTTPS listener (the
+/// aggregator's `--secure-listen`, the collector's and log shipper's `--listen` with
+/// `--tls-cert-file`) is configured by this.
+pub fn listener_config(
+    opts: &TlsOptions,
+    addr: std::net::SocketAddr,
+    auth: &crate::auth::Auth,
+) -> Result<Arc<ServerConfig>, Error> {
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.ip().to_string());
+    }
+    server_config_with(opts, &hosts, auth.client_cert_verifier())
+}
+
 fn read_certs(path: &Path, flag: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read {
         flag,
