@@ -486,6 +486,23 @@ async fn kubernetes_watchers_feed_targets_requests_and_labels() {
     })
     .await;
     assert_eq!(c, 100.0);
+    // The pod page's request line is this PromQL query (dashboards/assets/app.js, podPage): the
+    // same figure reaches the UI, by container, in cores.
+    let ui_request = format!(
+        "{}/api/v1/query?query={}",
+        agg.base,
+        format!(
+            "cpu_request%7Btype%3D%22pod_container%22%2Cnamespace_name%3D%22{ns}%22%2Cpod_name%3D%22{pod1}%22%7D%20%2F%201000"
+        )
+    );
+    let v = get_json(&ui_request).await;
+    let c1 = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"]["container_name"] == "c1")
+        .unwrap_or_else(|| panic!("no c1 request line for the UI: {v}"));
+    assert_eq!(c1["value"][1], "0.1", "{v}");
     let limit = until("pod cpu/limit", WAIT, || {
         req(format!("{m}/namespaces/{ns}/pods/{pod1}/metrics/cpu/limit"))
     })

@@ -83,9 +83,14 @@ fn problems_page_and_node_page_show_a_real_collectors_problems() {
     page.pump(Duration::from_millis(300));
     page.screenshot(&screenshot_dir().join("node-problems.png"), true);
 
-    // The overview's card shows it too.
+    // The overview's card shows it too (wait for the overview's own rows, which carry the node
+    // column: the node page's rows may still be in the document right after the navigation).
     page.navigate(&format!("{base}/#/"));
-    ready(&mut page, "overview", "document.querySelectorAll('table.problems tbody tr').length >= 1");
+    ready(
+        &mut page,
+        "overview",
+        &format!("[...document.querySelectorAll('table.problems tbody tr')].some(r => r.cells.length === 5 && r.cells[0].textContent === '{n}')"),
+    );
     assert!(problem_rows(&mut page).contains(&format!("{n}|condition|KernelDeadlock|DockerHung")));
 
     page.pump(Duration::from_millis(300));
