@@ -493,6 +493,10 @@ async fn every_dashboard_query_returns_data() {
     })
     .await;
 
+    // Range queries end at the last step boundary (as Grafana aligns them): wait until that
+    // boundary lies after the data above began, or a rate() over the first seconds of
+    // scrapes has one sample at the end step and no data (failed once under load).
+    tokio::time::sleep(Duration::from_secs((STEP_S - now() % STEP_S + 1) as u64)).await;
     let agg_api = Api { client: reqwest::Client::new(), base: agg.base.clone() };
     let prom_api = Api { client: reqwest::Client::new(), base: prom.base.clone() };
     let mut total = 0;
