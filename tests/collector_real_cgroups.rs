@@ -26,8 +26,17 @@ fn proc_cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// The tests share /sys/fs/cgroup/…/kubepods/burstable and each collector watches all of it
+/// (one test's cgroups would count in another's inotify watches): they run one at a time.
+static CGROUP_TREE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    CGROUP_TREE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn real_cgroups_are_discovered_measured_named_and_removed() {
+    let _tree = one_at_a_time();
     let root = Path::new("/sys/fs/cgroup");
     let layout = detect_layout(root);
     let uid = unique_pod_uid();
@@ -281,6 +290,7 @@ fn real_cgroups_are_discovered_measured_named_and_removed() {
 /// open one would keep the namespace alive).
 #[test]
 fn real_pod_network_is_read_from_its_namespace() {
+    let _tree = one_at_a_time();
     require("unshare");
     require("ip");
     let root = Path::new("/sys/fs/cgroup");
@@ -499,6 +509,7 @@ fn chrono_secs(rfc3339: &str) -> f64 {
 /// the PSI files exist in every v2 cgroup.
 #[test]
 fn v2_reader_with_kept_files_on_real_kernfs() {
+    let _tree = one_at_a_time();
     let root = match detect_layout(Path::new("/sys/fs/cgroup")) {
         Layout::Hybrid { unified, .. } => unified,
         Layout::PureV2 { root } => root,

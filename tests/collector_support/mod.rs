@@ -277,10 +277,11 @@ impl TestCgroup {
             let mut p = h.clone();
             for seg in rel.split('/') {
                 p.push(seg);
-                if !p.is_dir() {
-                    std::fs::create_dir(&p)
-                        .unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-                    dirs.push(p.clone());
+                match std::fs::create_dir(&p) {
+                    Ok(()) => dirs.push(p.clone()),
+                    // Left by an earlier run or made by another test: not ours to remove.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => panic!("mkdir {}: {e}", p.display()),
                 }
             }
             leaf_dirs.push(p);
