@@ -1,10 +1,12 @@
 //! What every vigil crate shares, so that each is done one way: the [`Duration`] type of every
 //! config key, flag and rule file (Prometheus's syntax), config-file loading with a size cap and
-//! a YAML depth/size budget ([`config`]), and the retry [`Backoff`].
+//! a YAML depth/size budget ([`config`]), the retry [`Backoff`], and Prometheus exposition text
+//! ([`exposition`]).
 
 pub mod backoff;
 pub mod config;
 pub mod duration;
+pub mod exposition;
 
 pub use backoff::Backoff;
 pub use duration::{Duration, DurationError};
