@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use vigil_collector::summary::*;
+use vigil_summary::*;
 
 /// How a node answers.
 #[derive(Debug, Clone, PartialEq)]

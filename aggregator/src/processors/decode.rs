@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
-use vigil_collector::summary::VigilSpec;
+use vigil_summary::VigilSpec;
 
 use super::names::*;
 use super::wire;

@@ -1,7 +1,7 @@
 //! The part of a kubelet Summary document the aggregator reads, deserialized straight from the
 //! response body with borrowed strings (no owned `Summary` tree per node per round).
 //!
-//! Field names and required fields are those of `vigil_collector::summary` (the kubelet's
+//! Field names and required fields are those of `vigil_summary` (the kubelet's
 //! `stats/v1alpha1`); fields Heapster does not read (`usageNanoCores`, `psi`, `swap`, `rlimit`,
 //! `runtime`, `interfaces`, `process_stats`, filesystem times) are skipped unparsed.
 
@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use vigil_collector::summary::{AcceleratorStats, UserDefinedMetric, VigilSpec};
+use vigil_summary::{AcceleratorStats, UserDefinedMetric, VigilSpec};
 
 thread_local! {
     /// List entries the document being parsed on this thread may still have.

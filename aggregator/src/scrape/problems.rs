@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Deserialize;
+use vigil_summary::problems::{Condition, Event, EventPage, Severity, Status};
 
 use super::{Scraper, Target};
 use crate::store::Store;
@@ -97,32 +97,6 @@ impl Error {
             Error::Late { .. } => "late",
         }
     }
-}
-
-/// A condition as `/conditions` serves it (Kubernetes' `NodeCondition`; other fields ignored).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    pub reason: String,
-}
-
-/// An event as `/problems/events` serves it (other fields ignored).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub severity: String,
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-}
-
-/// One page of `/problems/events`.
-#[derive(Debug, Deserialize)]
-struct EventPage {
-    events: Vec<Event>,
-    last: u64,
 }
 
 /// What one node's detector answered this round.
@@ -507,14 +481,13 @@ fn update(n: &mut NodeProblems, a: &Answer, w: &mut Writer<'_>) {
                 *v = 0.0;
             }
         }
-        let v = if c.status == "True" { 1.0 } else { 0.0 };
+        let v = if c.status == Status::True { 1.0 } else { 0.0 };
         n.gauges.insert((c.kind.clone(), c.reason.clone()), v);
     }
     for e in &a.events {
-        let counts = match e.severity.as_str() {
-            "warn" => true,
-            "info" => is_true_transition(&e.message),
-            _ => false,
+        let counts = match e.severity {
+            Severity::Warn => true,
+            Severity::Info => is_true_transition(&e.message),
         };
         if !counts {
             continue;

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::store::Store;
+use super::store::{EventPage, Store};
 
 /// Largest page of events one request returns.
 pub const MAX_EVENTS_PER_PAGE: usize = 1000;
@@ -63,8 +63,12 @@ async fn events(
         .unwrap_or(MAX_EVENTS_PER_PAGE)
         .clamp(1, MAX_EVENTS_PER_PAGE);
     let (events, last, truncated) = store.events_since(q.since, limit);
-    Json(serde_json::json!({"events": events, "last": last, "truncated": truncated}))
-        .into_response()
+    Json(EventPage {
+        events,
+        last,
+        truncated,
+    })
+    .into_response()
 }
 
 #[cfg(test)]

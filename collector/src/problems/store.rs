@@ -13,73 +13,8 @@ use super::watch::WatchStats;
 /// How many events are kept for `/problems/events`.
 pub const EVENT_CAPACITY: usize = 4096;
 
-/// A node condition status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Status {
-    /// The problem is present.
-    True,
-    /// The problem is absent (the default).
-    False,
-    /// A plugin could not tell.
-    Unknown,
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Status::True => "True",
-            Status::False => "False",
-            Status::Unknown => "Unknown",
-        })
-    }
-}
-
-/// A node condition in the Kubernetes `NodeCondition` shape, as `/conditions` serves it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Condition {
-    /// Condition type, e.g. `KernelDeadlock`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// True, False or Unknown.
-    pub status: Status,
-    /// When the condition was last reported (the time of the request).
-    #[serde(rename = "lastHeartbeatTime")]
-    pub last_heartbeat_time: DateTime<Utc>,
-    /// When status or reason last changed.
-    #[serde(rename = "lastTransitionTime")]
-    pub last_transition_time: DateTime<Utc>,
-    /// Short CamelCase reason.
-    pub reason: String,
-    /// Human-readable detail (the matched log lines or the plugin output).
-    pub message: String,
-}
-
-/// Event severity (node-problem-detector: `warn` for problems, `info` for condition changes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Condition changes.
-    Info,
-    /// Problems (Kubernetes event type Warning).
-    Warn,
-}
-
-/// A problem event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    /// Monotonic sequence number (starts at 1).
-    pub seq: u64,
-    /// The monitor's `source`.
-    pub source: String,
-    /// info (condition change) or warn (problem).
-    pub severity: Severity,
-    /// When the problem was logged (first matched line) or detected.
-    pub timestamp: DateTime<Utc>,
-    /// The rule's reason.
-    pub reason: String,
-    /// The matched text or plugin output.
-    pub message: String,
-}
+/// `/conditions` and `/problems/events` documents (shared with the aggregator, which pulls them).
+pub use vigil_summary::problems::{Condition, Event, EventPage, Severity, Status};
 
 /// A system log monitor's source health, as `/problems/sources` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
