@@ -32,6 +32,8 @@ pub struct Metrics {
     pub bulk_splits: Counter,
     pub truncations: Counter,
     pub checkpoint_errors: Counter,
+    /// Opens refused: the path led out of the log roots, or to another file than discovery saw.
+    pub files_refused: Counter,
     pub metadata_lookups: Counter,
     pub metadata_misses: Counter,
     pub metadata_errors: Counter,
@@ -72,6 +74,7 @@ impl Default for Metrics {
             bulk_splits: Counter::default(),
             truncations: Counter::default(),
             checkpoint_errors: Counter::default(),
+            files_refused: Counter::default(),
             metadata_lookups: Counter::default(),
             metadata_misses: Counter::default(),
             metadata_errors: Counter::default(),
@@ -163,6 +166,11 @@ impl Default for Metrics {
             "checkpoint_errors",
             "Failed checkpoint writes",
             m.checkpoint_errors.clone(),
+        );
+        r.register(
+            "files_refused",
+            "Log file opens refused: the path led out of the log roots and discovery.link_targets, or to another file than discovery saw",
+            m.files_refused.clone(),
         );
         r.register(
             "metadata_lookups",
