@@ -67,6 +67,18 @@ impl Error {
     }
 }
 
+/// How a bounded GET ([`Scraper::get_bounded`]) failed; each caller wraps it in its own error,
+/// which names the node (and the URL).
+#[derive(Debug)]
+enum Fetch {
+    Timeout,
+    Transport(String),
+    /// Any status but 2xx.
+    Status(u16),
+    /// The body passed the caller's limit.
+    TooLarge,
+}
+
 /// The failure reasons counted in `vigil_aggregator_scrape_failures_total{reason}`.
 pub const FAILURE_REASONS: [&str; 6] = [
     "transport",
@@ -191,40 +203,36 @@ impl Scraper {
         Ok(self)
     }
 
-    /// Pulls one target and decodes its document into the node's sets as soon as the body is
-    /// in (the body is dropped then; no parsed document tree is kept for the round).
-    async fn fetch(&self, target: &Target) -> Result<NodeDoc, Error> {
-        let node = target.name.clone();
+    /// GETs `url` with `target`'s client and bearer token and reads the (gzip-decoded) body,
+    /// refusing it as soon as it passes `limit` bytes: the one bounded read of the Summary
+    /// pull and the problem pull. A status other than 2xx is [`Fetch::Status`].
+    async fn get_bounded(
+        &self,
+        target: &Target,
+        url: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, Fetch> {
         let client = match (&self.kubelet_client, target.kubelet) {
             (Some(k), true) => k,
             _ => &self.client,
         };
-        let mut req = client.get(&target.url).header("Accept", "application/json");
+        let mut req = client.get(url).header("Accept", "application/json");
         if let Some(t) = &target.bearer_token {
             req = req.bearer_auth(t);
         }
-        let mut resp = req.send().await.map_err(|e| {
+        let failed = |e: reqwest::Error| {
             if e.is_timeout() {
-                Error::Timeout {
-                    node: node.clone(),
-                    timeout: self.timeout,
-                }
+                Fetch::Timeout
             } else {
-                Error::Transport {
-                    node: node.clone(),
-                    message: e.to_string(),
-                }
+                Fetch::Transport(e.to_string())
             }
-        })?;
+        };
+        let mut resp = req.send().await.map_err(failed)?;
         if !resp.status().is_success() {
-            return Err(Error::Status {
-                node,
-                status: resp.status().as_u16(),
-            });
+            return Err(Fetch::Status(resp.status().as_u16()));
         }
-        let limit = self.max_document;
         if resp.content_length().is_some_and(|l| l as usize > limit) {
-            return Err(Error::TooLarge { node, limit });
+            return Err(Fetch::TooLarge);
         }
         // Read chunk by chunk (decompressed): with chunked transfer or gzip there is no
         // Content-Length, and a broken or hostile node must not make us hold more than `limit`
@@ -235,24 +243,10 @@ impl Scraper {
                 .map_or(64 << 10, |l| l as usize)
                 .min(limit),
         );
-        loop {
-            let chunk = resp.chunk().await.map_err(|e| {
-                if e.is_timeout() {
-                    Error::Timeout {
-                        node: node.clone(),
-                        timeout: self.timeout,
-                    }
-                } else {
-                    Error::Transport {
-                        node: node.clone(),
-                        message: e.to_string(),
-                    }
-                }
-            })?;
-            let Some(chunk) = chunk else { break };
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
             let need = body.len() + chunk.len();
             if need > limit {
-                return Err(Error::TooLarge { node, limit });
+                return Err(Fetch::TooLarge);
             }
             if need > body.capacity() {
                 let want = (body.capacity() * 2).max(need).min(limit);
@@ -260,6 +254,35 @@ impl Scraper {
             }
             body.extend_from_slice(&chunk);
         }
+        Ok(body)
+    }
+
+    /// Pulls one target and decodes its document into the node's sets as soon as the body is
+    /// in (the body is dropped then; no parsed document tree is kept for the round).
+    async fn fetch(&self, target: &Target) -> Result<NodeDoc, Error> {
+        let node = target.name.clone();
+        let limit = self.max_document;
+        let body = self
+            .get_bounded(target, &target.url, limit)
+            .await
+            .map_err(|e| match e {
+                Fetch::Timeout => Error::Timeout {
+                    node: node.clone(),
+                    timeout: self.timeout,
+                },
+                Fetch::Transport(message) => Error::Transport {
+                    node: node.clone(),
+                    message,
+                },
+                Fetch::Status(status) => Error::Status {
+                    node: node.clone(),
+                    status,
+                },
+                Fetch::TooLarge => Error::TooLarge {
+                    node: node.clone(),
+                    limit,
+                },
+            })?;
         self.decoder
             .decode(&target.url, &target.name, target.cpu_cores, &body)
             .map_err(|e| match e {

@@ -39,7 +39,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use vigil_summary::problems::{Condition, Event, EventPage, Severity, Status};
 
-use super::{Scraper, Target};
+use super::{Fetch, Scraper, Target};
 use crate::store::Store;
 
 /// The largest answer accepted from `/conditions` or one page of `/problems/events`.
@@ -167,63 +167,34 @@ impl ProblemPuller {
         ProblemPuller::default()
     }
 
-    /// GETs `url` with the scraper's client for `target`, reading at most [`MAX_ANSWER_BYTES`].
-    /// `Ok(None)` on 404.
+    /// GETs `url` with the Summary pull's bounded read ([`Scraper::get_bounded`]), reading at
+    /// most [`MAX_ANSWER_BYTES`]. `Ok(None)` on 404.
     async fn get(scraper: &Scraper, target: &Target, url: &str) -> Result<Option<Vec<u8>>, Error> {
-        let node = || target.name.clone();
-        let client = match (&scraper.kubelet_client, target.kubelet) {
-            (Some(k), true) => k,
-            _ => &scraper.client,
-        };
-        let mut req = client.get(url).header("Accept", "application/json");
-        if let Some(t) = &target.bearer_token {
-            req = req.bearer_auth(t);
+        let (node, url_) = (target.name.clone(), url.to_string());
+        match scraper.get_bounded(target, url, MAX_ANSWER_BYTES).await {
+            Ok(body) => Ok(Some(body)),
+            Err(Fetch::Status(404)) => Ok(None),
+            Err(Fetch::Status(status)) => Err(Error::Status {
+                node,
+                url: url_,
+                status,
+            }),
+            Err(Fetch::Timeout) => Err(Error::Timeout {
+                node,
+                url: url_,
+                timeout: scraper.timeout,
+            }),
+            Err(Fetch::Transport(message)) => Err(Error::Transport {
+                node,
+                url: url_,
+                message,
+            }),
+            Err(Fetch::TooLarge) => Err(Error::TooLarge {
+                node,
+                url: url_,
+                limit: MAX_ANSWER_BYTES,
+            }),
         }
-        let failed = |e: reqwest::Error| {
-            if e.is_timeout() {
-                Error::Timeout {
-                    node: node(),
-                    url: url.to_string(),
-                    timeout: scraper.timeout,
-                }
-            } else {
-                Error::Transport {
-                    node: node(),
-                    url: url.to_string(),
-                    message: e.to_string(),
-                }
-            }
-        };
-        let mut resp = req.send().await.map_err(failed)?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(Error::Status {
-                node: node(),
-                url: url.to_string(),
-                status: resp.status().as_u16(),
-            });
-        }
-        let too_large = || Error::TooLarge {
-            node: node(),
-            url: url.to_string(),
-            limit: MAX_ANSWER_BYTES,
-        };
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_ANSWER_BYTES)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Some(body))
     }
 
     /// Pulls one node's conditions and the events after `since`.
