@@ -7,6 +7,11 @@ use vigil_alerting::anomaly::outlier::{evaluate, OutlierConfig};
 use vigil_alerting::anomaly::AnomalyError;
 use vigil_alerting::RangeSeries;
 
+/// A rule file's map as vigil reads it (serde-saphyr within the config budget).
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, vigil_common::config::LoadError> {
+    vigil_common::config::from_yaml(text, std::path::Path::new("rule.yaml"))
+}
+
 const STEP_MS: i64 = 15_000;
 /// 15 minutes at a 15 s step.
 const POINTS: i64 = 60;
@@ -217,11 +222,11 @@ fn instants_with_too_few_members_and_nan_points_are_skipped() {
 
 #[test]
 fn config_from_a_rule_file_map_with_defaults_and_bad_keys() {
-    let c: OutlierConfig = serde_yaml::from_str("{expr: 'node_load1', by: [nodename]}").unwrap();
+    let c: OutlierConfig = parse_yaml("{expr: 'node_load1', by: [nodename]}").unwrap();
     assert_eq!(c, OutlierConfig::new("node_load1", &["nodename"]));
     assert_eq!(c.window, std::time::Duration::from_secs(900));
     c.validate().unwrap();
-    let c: OutlierConfig = serde_yaml::from_str(
+    let c: OutlierConfig = parse_yaml(
         "{expr: x, by: [pod], window: 1h30m, deviations: 4, direction: above, share: 0.8, \
           min_members: 5, for: 5m, keep_firing_for: 10m}",
     )
@@ -231,18 +236,18 @@ fn config_from_a_rule_file_map_with_defaults_and_bad_keys() {
     c.validate().unwrap();
 
     let err =
-        serde_yaml::from_str::<OutlierConfig>("{expr: x, by: [a], tolerance: 3}").unwrap_err();
+        parse_yaml::<OutlierConfig>("{expr: x, by: [a], tolerance: 3}").unwrap_err();
     assert!(
         err.to_string().contains("unknown field `tolerance`"),
         "{err}"
     );
     let err =
-        serde_yaml::from_str::<OutlierConfig>("{expr: x, by: [a], window: 5 minutes}").unwrap_err();
+        parse_yaml::<OutlierConfig>("{expr: x, by: [a], window: 5 minutes}").unwrap_err();
     assert!(err.to_string().contains("not a valid duration"), "{err}");
-    let err = serde_yaml::from_str::<OutlierConfig>("{expr: x}").unwrap_err();
+    let err = parse_yaml::<OutlierConfig>("{expr: x}").unwrap_err();
     assert!(err.to_string().contains("missing field `by`"), "{err}");
 
-    let key = |yaml: &str| match serde_yaml::from_str::<OutlierConfig>(yaml)
+    let key = |yaml: &str| match parse_yaml::<OutlierConfig>(yaml)
         .unwrap()
         .validate()
     {

@@ -38,6 +38,17 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The message without the file name, for a caller that names the file itself (a rule
+    /// file's errors are `<file>: <detail>`, as promtool prints them).
+    pub fn detail(&self) -> String {
+        match self {
+            LoadError::Parse { key, message, .. } => format!("{}{message}", key_prefix(key)),
+            other => other.to_string(),
+        }
+    }
+}
+
 fn key_prefix(key: &str) -> String {
     if key.is_empty() || key == "." {
         String::new()
@@ -86,7 +97,8 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Load
 }
 
 /// Checks that YAML text stays within the depth and node budget without building anything
-/// (linear time), for a caller that still parses with a parser of its own.
+/// (linear time), so that a loader reports a YAML bomb as one even where its typed parse would
+/// stop earlier at a type mismatch.
 pub fn check_yaml(text: &str, path: &Path) -> Result<(), LoadError> {
     let text = if is_blank(text) { "{}" } else { text };
     serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(text, options())
@@ -96,6 +108,128 @@ pub fn check_yaml(text: &str, path: &Path) -> Result<(), LoadError> {
             key: String::new(),
             message: e.to_string(),
         })
+}
+
+/// A key that was an integer count of milliseconds and is now a [`Duration`](crate::Duration)
+/// (`rescan_interval_ms: 500` is now `rescan_interval: 500ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct RenamedKey {
+    /// Where both keys live: map keys joined by `.`, `[]` for every element of a list
+    /// (`parse.multiline[]`); empty at the top level.
+    pub parent: &'static str,
+    /// The old key, counted in milliseconds.
+    pub old: &'static str,
+    /// The new key, a duration.
+    pub new: &'static str,
+}
+
+/// [`from_yaml`] for a file that may still use old keys (`renamed`): each old key found is
+/// read as its new key (the milliseconds written as a duration) and named in one deprecation
+/// warning, returned for the caller to log; an old key set beside its new key is an error
+/// naming both. A file without old keys is read exactly as [`from_yaml`] reads it; one with old
+/// keys goes through a JSON value, where a number is not read as a string field (quote it).
+pub fn from_yaml_renamed<T: DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    renamed: &[RenamedKey],
+) -> Result<(T, Vec<String>), LoadError> {
+    let direct = match from_yaml(text, path) {
+        Ok(v) => return Ok((v, Vec::new())),
+        Err(e) => e,
+    };
+    // Only an unknown-key error can come from an old key.
+    let Ok(mut value) = from_yaml::<serde_json::Value>(text, path) else {
+        return Err(direct);
+    };
+    let mut warnings = Vec::new();
+    for r in renamed {
+        let parent: Vec<&str> = r.parent.split('.').filter(|p| !p.is_empty()).collect();
+        rename_in(&mut value, &parent, String::new(), r, &mut warnings).map_err(
+            |(key, message)| LoadError::Parse {
+                path: path.to_path_buf(),
+                key,
+                message,
+            },
+        )?;
+    }
+    if warnings.is_empty() {
+        return Err(direct);
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let v = T::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(
+        |e| LoadError::Parse {
+            path: path.to_path_buf(),
+            key: track.path().to_string(),
+            message: e.to_string(),
+        },
+    )?;
+    let file = path.display();
+    Ok((
+        v,
+        warnings
+            .into_iter()
+            .map(|w| format!("config file {file}: {w}"))
+            .collect(),
+    ))
+}
+
+/// Renames `r.old` to `r.new` under `parent` of `v` (`at` is the path walked so far).
+fn rename_in(
+    v: &mut serde_json::Value,
+    parent: &[&str],
+    at: String,
+    r: &RenamedKey,
+    warnings: &mut Vec<String>,
+) -> Result<(), (String, String)> {
+    let join = |key: &str| if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
+    match parent.split_first() {
+        Some((step, rest)) => {
+            let (name, each) = match step.strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (*step, false),
+            };
+            let Some(child) = v.get_mut(name) else {
+                return Ok(());
+            };
+            if !each {
+                return rename_in(child, rest, join(name), r, warnings);
+            }
+            if let Some(items) = child.as_array_mut() {
+                for (i, item) in items.iter_mut().enumerate() {
+                    rename_in(item, rest, format!("{}[{i}]", join(name)), r, warnings)?;
+                }
+            }
+            Ok(())
+        }
+        None => {
+            let Some(map) = v.as_object_mut() else {
+                return Ok(());
+            };
+            let Some(old) = map.remove(r.old) else {
+                return Ok(());
+            };
+            let (old_key, new_key) = (join(r.old), join(r.new));
+            if map.contains_key(r.new) {
+                return Err((
+                    old_key,
+                    format!("`{}` is the deprecated spelling of `{}` and both are set: keep only `{}`", r.old, r.new, r.new),
+                ));
+            }
+            let ms = old.as_u64().ok_or_else(|| {
+                (
+                    old_key.clone(),
+                    format!("expected a whole number of milliseconds, got {old}; better, write `{}` as a duration such as 500ms", r.new),
+                )
+            })?;
+            let d = crate::Duration::try_from(std::time::Duration::from_millis(ms))
+                .map_err(|e| (old_key.clone(), e.to_string()))?;
+            warnings.push(format!(
+                "key `{old_key}` is deprecated and will be removed: write `{new_key}: {d}`"
+            ));
+            map.insert(r.new.to_string(), serde_json::Value::String(d.to_string()));
+            Ok(())
+        }
+    }
 }
 
 /// [`read_capped`] then [`from_yaml`].
@@ -167,8 +301,9 @@ mod tests {
         assert!(e.contains("urk"), "{e}");
         let e = p("interval: 99999999999999999999999s\n").unwrap_err().to_string();
         assert!(e.contains("key `interval`") && e.contains("out of range"), "{e}");
-        let e = p("on: yes\n").unwrap_err().to_string();
-        assert!(e.contains("key `on`"), "{e}");
+        let e = p("on: yes\n").unwrap_err();
+        assert!(e.to_string().contains("key `on`"), "{e}");
+        assert!(e.detail().starts_with("key `on`: "), "{}", e.detail());
     }
 
     #[test]
@@ -225,6 +360,69 @@ mod tests {
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         let e = check_yaml(&deep, Path::new("r.yaml")).unwrap_err().to_string();
         assert!(e.contains("r.yaml") && e.contains("limit"), "{e}");
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Renamed {
+        #[serde(default)]
+        poll: Option<crate::Duration>,
+        #[serde(default)]
+        rules: Vec<RenamedItem>,
+        #[serde(default)]
+        name: String,
+    }
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct RenamedItem {
+        flush: crate::Duration,
+    }
+    const RENAMED: &[RenamedKey] = &[
+        RenamedKey { parent: "", old: "poll_ms", new: "poll" },
+        RenamedKey { parent: "rules[]", old: "flush_ms", new: "flush" },
+    ];
+
+    fn renamed(s: &str) -> Result<(Renamed, Vec<String>), LoadError> {
+        from_yaml_renamed(s, Path::new("r.yaml"), RENAMED)
+    }
+
+    #[test]
+    fn old_millisecond_keys_are_read_with_one_warning_each() {
+        let (c, w) = renamed("poll_ms: 250\nrules: [{flush_ms: 1500}, {flush: 2s}]\nname: '007'\n").unwrap();
+        assert_eq!(c.poll, Some(crate::Duration::from_millis(250)));
+        assert_eq!(c.rules[0].flush, crate::Duration::from_millis(1500));
+        assert_eq!(c.rules[1].flush, crate::Duration::from_secs(2));
+        assert_eq!(c.name, "007");
+        assert_eq!(
+            w,
+            [
+                "config file r.yaml: key `poll_ms` is deprecated and will be removed: write `poll: 250ms`",
+                "config file r.yaml: key `rules[0].flush_ms` is deprecated and will be removed: write `rules[0].flush: 1s500ms`",
+            ]
+        );
+        // New keys only: the direct path, no warning.
+        let (c, w) = renamed("poll: 1s\nname: 7\n").unwrap();
+        assert_eq!((c.poll, c.name.as_str(), w.len()), (Some(crate::Duration::from_secs(1)), "7", 0));
+    }
+
+    #[test]
+    fn old_and_new_key_together_or_a_bad_old_value_are_errors_naming_the_key() {
+        let e = renamed("poll_ms: 250\npoll: 1s\n").unwrap_err().to_string();
+        assert!(e.contains("key `poll_ms`") && e.contains("keep only `poll`"), "{e}");
+        let e = renamed("rules: [{flush: 1s}, {flush_ms: 5, flush: 2s}]\n").unwrap_err().to_string();
+        assert!(e.contains("key `rules[1].flush_ms`"), "{e}");
+        let e = renamed("poll_ms: soon\n").unwrap_err().to_string();
+        assert!(e.contains("key `poll_ms`") && e.contains("whole number of milliseconds"), "{e}");
+        let e = renamed("poll_ms: -5\n").unwrap_err().to_string();
+        assert!(e.contains("key `poll_ms`"), "{e}");
+        // A bare number under the new key is not milliseconds: it is refused, naming the key.
+        let e = renamed("poll: 10\n").unwrap_err().to_string();
+        assert!(e.contains("key `poll`") && e.contains("has no unit"), "{e}");
+        // Other errors keep their key, with or without old keys beside them.
+        let e = renamed("poll_ms: 5\nrules: [{flush: x}]\n").unwrap_err().to_string();
+        assert!(e.contains("key `rules[0].flush`"), "{e}");
+        let e = renamed("pol: 5\n").unwrap_err().to_string();
+        assert!(e.contains("pol"), "{e}");
     }
 
     proptest! {

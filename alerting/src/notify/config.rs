@@ -6,9 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_yaml::Value;
 
 use super::labels::{parse_matchers, valid_label_name, MatchType, Matcher};
+
+/// A value vigil only checks for presence (settings of what it does not support).
+type Value = serde::de::IgnoredAny;
 
 /// A duration written as Prometheus writes them (`30s`, `1h30m`, `1d`, `100ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +120,7 @@ pub struct GlobalConfig {
 
 impl Default for GlobalConfig {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("empty global config")
+        vigil_common::config::from_yaml("{}", Path::new("(defaults)")).expect("empty global config")
     }
 }
 
@@ -355,6 +357,7 @@ impl NotifyConfig {
             path: path.display().to_string(),
             msg: e.to_string(),
         })?;
+        // The depth budget first: a YAML bomb is reported as one, whatever its shape.
         vigil_common::config::check_yaml(&text, path).map_err(|e| ConfigError::Invalid {
             path: path.display().to_string(),
             msg: e.to_string(),
@@ -367,7 +370,8 @@ impl NotifyConfig {
 
     /// Parses and validates the text of a configuration file.
     pub fn parse(text: &str) -> Result<NotifyConfig, String> {
-        let mut cfg: NotifyConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let mut cfg: NotifyConfig =
+            vigil_common::config::from_yaml(text, Path::new("")).map_err(|e| e.detail())?;
         cfg.original = text.to_string();
         cfg.validate()?;
         Ok(cfg)

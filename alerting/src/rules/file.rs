@@ -86,31 +86,15 @@ impl Rule {
     }
 }
 
-/// A YAML scalar read as text, as Go's yaml.v3 reads a scalar into a string (`expr: 1` is `"1"`).
+/// A YAML scalar read as text, as Go's yaml.v3 reads a scalar into a string (`expr: 1` is `"1"`,
+/// an empty value is `""`).
 #[derive(Debug, Clone, Default)]
 struct Text(String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        use serde::de::Error;
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::String(s) => Ok(Text(s)),
-            serde_yaml::Value::Number(n) => Ok(Text(n.to_string())),
-            serde_yaml::Value::Bool(b) => Ok(Text(b.to_string())),
-            serde_yaml::Value::Null => Ok(Text(String::new())),
-            other => Err(D::Error::custom(format!(
-                "cannot unmarshal {} into a string",
-                kind_of(&other)
-            ))),
-        }
-    }
-}
-
-fn kind_of(v: &serde_yaml::Value) -> &'static str {
-    match v {
-        serde_yaml::Value::Sequence(_) => "!!seq",
-        serde_yaml::Value::Mapping(_) => "!!map",
-        _ => "!!scalar",
+        // serde-saphyr hands any non-null scalar to a string as its text.
+        Option::<String>::deserialize(d).map(|s| Text(s.unwrap_or_default()))
     }
 }
 
@@ -149,8 +133,9 @@ struct RuleYaml {
     labels: BTreeMap<String, Text>,
     #[serde(default)]
     annotations: BTreeMap<String, Text>,
-    baseline: Option<serde_yaml::Value>,
-    outlier: Option<serde_yaml::Value>,
+    // Kept as values and read per rule, so that a bad model names its group and rule.
+    baseline: Option<serde_json::Value>,
+    outlier: Option<serde_json::Value>,
 }
 
 /// Parses a Prometheus duration (`model.ParseDuration`): `1h30m`, `5m`, `90s`, `500ms`, `0`.
@@ -188,16 +173,14 @@ pub fn parse(file: &str, text: &str) -> Result<RuleFile, FileError> {
         file: file.to_string(),
         errors: errors.into_iter().map(|e| format!("{file}: {e}")).collect(),
     };
-    // Depth and size first, in linear time (a YAML bomb of nested lists is an error at once).
+    // Depth and size first, in linear time (a YAML bomb of nested lists is an error at once,
+    // reported as one); a blank file has no groups.
     vigil_common::config::check_yaml(text, Path::new(file)).map_err(|e| FileError {
         file: file.to_string(),
         errors: vec![e.to_string()],
     })?;
-    let yaml: FileYaml = if text.trim().is_empty() {
-        FileYaml { groups: Vec::new() }
-    } else {
-        serde_yaml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?
-    };
+    let yaml: FileYaml = vigil_common::config::from_yaml(text, Path::new(file))
+        .map_err(|e| fail(vec![e.detail()]))?;
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     let mut groups = Vec::new();
@@ -309,7 +292,7 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
     let mut baseline = None;
     if let Some(b) = r.baseline {
         errors.extend(model_rule("baseline", "baseline_lower/upper"));
-        match serde_yaml::from_value::<crate::anomaly::BaselineConfig>(b) {
+        match serde_json::from_value::<crate::anomaly::BaselineConfig>(b) {
             Err(e) => errors.push(format!("baseline: {e}")),
             Ok(c) => match c.validate() {
                 Err(e) => errors.push(e.to_string()),
@@ -320,7 +303,7 @@ fn check_rule(r: RuleYaml) -> Result<Rule, Vec<String>> {
     let mut outlier = None;
     if let Some(o) = r.outlier {
         errors.extend(model_rule("outlier", "outlier_score"));
-        match serde_yaml::from_value::<crate::anomaly::OutlierConfig>(o) {
+        match serde_json::from_value::<crate::anomaly::OutlierConfig>(o) {
             Err(e) => errors.push(format!("outlier: {e}")),
             Ok(c) => match c.validate() {
                 Err(e) => errors.push(e.to_string()),

@@ -176,8 +176,10 @@ fn duration(what: &str, s: &str) -> Result<Duration, String> {
 pub fn run_file(path: &Path) -> Result<Vec<String>, String> {
     let name = path.display().to_string();
     let text = vigil_common::config::read_capped(path).map_err(|e| e.to_string())?;
+    // The depth budget first: a YAML bomb is reported as one, whatever its shape.
     vigil_common::config::check_yaml(&text, path).map_err(|e| e.to_string())?;
-    let tf: TestFile = serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    let tf: TestFile = vigil_common::config::from_yaml(&text, path)
+        .map_err(|e| format!("{name}: {}", e.detail()))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let patterns: Vec<String> = tf
         .rule_files

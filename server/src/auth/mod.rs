@@ -52,12 +52,6 @@ pub enum Error {
          --authentication-skip-lookup"
     )]
     Lookup(delegated::Error),
-    #[error("--{flag} {value:?}: {reason}")]
-    Duration {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
     #[error("--{flag}: {message}")]
     Invalid { flag: &'static str, message: String },
     #[error(
@@ -128,15 +122,15 @@ pub struct Args {
     /// How long a TokenReview answer is kept [default: 10s, metrics-server's].
     #[arg(long)]
     #[serde(default)]
-    pub authentication_token_webhook_cache_ttl: Option<String>,
+    pub authentication_token_webhook_cache_ttl: Option<vigil_common::Duration>,
     /// How long an allowing SubjectAccessReview answer is kept [default: 10s].
     #[arg(long)]
     #[serde(default)]
-    pub authorization_webhook_cache_authorized_ttl: Option<String>,
+    pub authorization_webhook_cache_authorized_ttl: Option<vigil_common::Duration>,
     /// How long a denying SubjectAccessReview answer is kept [default: 10s].
     #[arg(long)]
     #[serde(default)]
-    pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
+    pub authorization_webhook_cache_unauthorized_ttl: Option<vigil_common::Duration>,
     /// Paths served without credentials, comma-separated [default: /healthz,/readyz,/livez].
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
@@ -233,17 +227,9 @@ pub struct Auth {
     always_allow: Vec<String>,
 }
 
-fn duration(flag: &'static str, value: &Option<String>) -> Result<Duration, Error> {
-    match value {
-        None => Ok(Duration::from_secs(10)),
-        Some(v) => vigil_common::duration::Duration::parse(v.trim())
-            .map(|d| d.get())
-            .map_err(|e| Error::Duration {
-                flag,
-                value: v.clone(),
-                reason: e.to_string(),
-            }),
-    }
+/// A cache TTL option's value, or the 10 s default (metrics-server's).
+fn ttl(value: Option<vigil_common::Duration>) -> Duration {
+    value.map_or(Duration::from_secs(10), vigil_common::Duration::get)
 }
 
 impl Auth {
@@ -262,18 +248,9 @@ impl Auth {
 
     /// Reads the files and connects the API server clients the options name.
     pub async fn new(args: &Args) -> Result<Self, Error> {
-        let authn_ttl = duration(
-            "authentication-token-webhook-cache-ttl",
-            &args.authentication_token_webhook_cache_ttl,
-        )?;
-        let allow_ttl = duration(
-            "authorization-webhook-cache-authorized-ttl",
-            &args.authorization_webhook_cache_authorized_ttl,
-        )?;
-        let deny_ttl = duration(
-            "authorization-webhook-cache-unauthorized-ttl",
-            &args.authorization_webhook_cache_unauthorized_ttl,
-        )?;
+        let authn_ttl = ttl(args.authentication_token_webhook_cache_ttl);
+        let allow_ttl = ttl(args.authorization_webhook_cache_authorized_ttl);
+        let deny_ttl = ttl(args.authorization_webhook_cache_unauthorized_ttl);
         let tokens = args
             .token_auth_file
             .as_deref()
@@ -670,7 +647,7 @@ mod flag_tests {
         assert_eq!(a.auth.requestheader_allowed_names, ["a", "b"]);
         assert!(a.auth.authentication_skip_lookup);
         let file: super::Args =
-            serde_yaml::from_str("client_ca_file: ca.pem\ntoken_auth_file: f.yaml\n").unwrap();
+            vigil_common::config::from_yaml("client_ca_file: ca.pem\ntoken_auth_file: f.yaml\n", std::path::Path::new("c.yaml")).unwrap();
         let merged = a.auth.or(file);
         assert_eq!(
             merged.token_auth_file.as_deref(),
@@ -680,6 +657,6 @@ mod flag_tests {
             merged.client_ca_file.as_deref(),
             Some(std::path::Path::new("ca.pem"))
         );
-        assert!(serde_yaml::from_str::<super::Args>("token_file: x\n").is_err());
+        assert!(vigil_common::config::from_yaml::<super::Args>("token_file: x\n", std::path::Path::new("c.yaml")).is_err());
     }
 }

@@ -500,8 +500,8 @@ async fn zero_ttls_ask_the_api_server_every_time() {
     let api = FakeApi::start(delegated_fake()).await;
     let args = Args {
         authentication_kubeconfig: Some(api.kubeconfig(dir.path())),
-        authentication_token_webhook_cache_ttl: Some("0s".into()),
-        authorization_webhook_cache_authorized_ttl: Some("0s".into()),
+        authentication_token_webhook_cache_ttl: Some(vigil_common::Duration::ZERO),
+        authorization_webhook_cache_authorized_ttl: Some(vigil_common::Duration::ZERO),
         ..Default::default()
     };
     let s = serve_plain(Auth::new(&args).await.unwrap()).await;
@@ -522,16 +522,34 @@ async fn zero_ttls_ask_the_api_server_every_time() {
 
 #[tokio::test]
 async fn bad_options_are_errors_naming_the_flag() {
-    let e = Auth::new(&Args {
-        authentication_token_webhook_cache_ttl: Some("ten".into()),
-        ..Default::default()
-    })
-    .await
+    // A TTL is a duration where it is read: a flag or a config key.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: Args,
+    }
+    let e = <Cli as clap::Parser>::try_parse_from([
+        "vigil",
+        "--authentication-token-webhook-cache-ttl",
+        "ten",
+    ])
     .err()
     .unwrap()
     .to_string();
     assert!(
         e.contains("--authentication-token-webhook-cache-ttl") && e.contains("ten"),
+        "{e}"
+    );
+    let ok = <Cli as clap::Parser>::try_parse_from(["vigil", "--authorization-webhook-cache-authorized-ttl", "1m30s"]).unwrap();
+    assert_eq!(ok.auth.authorization_webhook_cache_authorized_ttl, Some(vigil_common::Duration::from_secs(90)));
+    let e = vigil_common::config::from_yaml::<Args>(
+        "authorization_webhook_cache_unauthorized_ttl: 10\n",
+        std::path::Path::new("c.yaml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("key `authorization_webhook_cache_unauthorized_ttl`") && e.contains("no unit"),
         "{e}"
     );
     let e = Auth::new(&Args {

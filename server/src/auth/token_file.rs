@@ -90,9 +90,9 @@ impl TokenFile {
 
     /// Parses the YAML text of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Error> {
-        let file: File = serde_yaml::from_str(text).map_err(|e| Error::Parse {
+        let file: File = vigil_common::config::from_yaml(text, path).map_err(|e| Error::Parse {
             path: path.into(),
-            message: e.to_string(),
+            message: e.detail(),
         })?;
         let mut tokens = HashMap::new();
         for (index, e) in file.tokens.into_iter().enumerate() {

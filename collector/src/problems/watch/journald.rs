@@ -94,7 +94,10 @@ pub async fn run(
     let log_path = log_path.to_string_lossy().into_owned();
     let mut cursor: Option<String> = None;
     // Restart backoff: 1 s doubling to 30 s while journalctl keeps failing without output.
-    let mut backoff = std::time::Duration::from_secs(1);
+    let mut backoff = vigil_common::Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
     loop {
         let args = journalctl_args(&log_path, &source, common.start, cursor.as_deref());
         let child = tokio::process::Command::new("journalctl")
@@ -107,8 +110,9 @@ pub async fn run(
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot start journalctl");
-                if wait_or_stop(&mut shutdown, &mut backoff).await {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot start journalctl");
+                if wait_or_stop(&mut shutdown, wait).await {
                     return;
                 }
                 continue;
@@ -122,7 +126,7 @@ pub async fn run(
                 l = lines.next_line() => match l {
                     Ok(Some(l)) => match parse_entry(&l) {
                         Ok(e) => {
-                            backoff = std::time::Duration::from_secs(1);
+                            backoff.reset();
                             if e.cursor.is_some() {
                                 cursor = e.cursor;
                             }
@@ -141,20 +145,16 @@ pub async fn run(
             }
         }
         let status = child.wait().await;
-        tracing::warn!(?status, retry_in = ?backoff, "journalctl exited; restarting");
-        if wait_or_stop(&mut shutdown, &mut backoff).await {
+        let wait = backoff.next_delay();
+        tracing::warn!(?status, retry_in = ?wait, "journalctl exited; restarting");
+        if wait_or_stop(&mut shutdown, wait).await {
             return;
         }
     }
 }
 
-/// Waits `backoff` (then doubles it, up to 30 s); true when shutdown was requested.
-async fn wait_or_stop(
-    shutdown: &mut watch::Receiver<bool>,
-    backoff: &mut std::time::Duration,
-) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(std::time::Duration::from_secs(30));
+/// Waits `wait`; true when shutdown was requested.
+async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, wait: std::time::Duration) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(wait) => false,
         _ = shutdown.wait_for(|s| *s) => true,

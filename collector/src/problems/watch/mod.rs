@@ -46,17 +46,20 @@ pub const MAX_LINE: usize = 8 * 1024;
 /// Longest wait between two attempts to read a source that keeps failing.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Retries a failing source with exponential backoff (from [`POLL`] up to [`MAX_BACKOFF`]),
-/// logging once when it starts failing and once when it recovers, never per attempt.
+/// Retries a failing source with exponential backoff (from [`POLL`] up to [`MAX_BACKOFF`],
+/// with jitter), logging once when it starts failing and once when it recovers, never per attempt.
 #[derive(Debug)]
 pub struct Retry {
-    delay: Duration,
+    backoff: vigil_common::Backoff,
     stats: Arc<WatchStats>,
 }
 
 impl Retry {
     pub fn new(stats: Arc<WatchStats>) -> Self {
-        Retry { delay: POLL, stats }
+        Retry {
+            backoff: vigil_common::Backoff::new(POLL, MAX_BACKOFF),
+            stats,
+        }
     }
 
     /// Records a failed attempt and returns how long to wait before the next one.
@@ -70,14 +73,12 @@ impl Retry {
             .last_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(format!("{what}: {error}"));
-        let wait = self.delay;
-        self.delay = (self.delay * 2).min(MAX_BACKOFF);
-        wait
+        self.backoff.next_delay()
     }
 
     /// Records a good read: ends a failing spell (logged) and resets the backoff.
     pub fn ok(&mut self, path: &Path) {
-        self.delay = POLL;
+        self.backoff.reset();
         if self.stats.failing.swap(false, Ordering::Relaxed) {
             tracing::info!(path = %path.display(), "log source readable again");
             *self
@@ -239,9 +240,11 @@ mod tests {
         let waits: Vec<Duration> = (0..10)
             .map(|_| r.failed(p, "read failed", &"EISDIR"))
             .collect();
-        assert_eq!(waits[0], POLL);
-        assert_eq!(waits[1], POLL * 2);
-        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+        // Each wait is drawn from [d/2, d] of a delay d doubling from POLL to MAX_BACKOFF.
+        let within = |w: Duration, d: Duration| w >= d / 2 && w <= d;
+        assert!(within(waits[0], POLL), "{waits:?}");
+        assert!(within(waits[1], POLL * 2), "{waits:?}");
+        assert!(within(*waits.last().unwrap(), MAX_BACKOFF), "{waits:?}");
         assert!(stats.failing.load(Ordering::Relaxed));
         assert_eq!(stats.errors.load(Ordering::Relaxed), 10);
         assert!(stats
@@ -254,6 +257,6 @@ mod tests {
         r.ok(p);
         assert!(!stats.failing.load(Ordering::Relaxed));
         assert!(stats.last_error.lock().unwrap().is_none());
-        assert_eq!(r.failed(p, "again", &"e"), POLL);
+        assert!(within(r.failed(p, "again", &"e"), POLL));
     }
 }
