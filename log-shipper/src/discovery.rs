@@ -236,14 +236,7 @@ impl Discovery {
             return true;
         }
         let target = std::fs::canonicalize(path);
-        let inside = |t: &Path| {
-            self.config
-                .roots
-                .iter()
-                .chain(&self.config.link_targets)
-                .any(|r| t.starts_with(std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())))
-        };
-        if target.as_deref().is_ok_and(inside) {
+        if target.as_deref().is_ok_and(|t| self.allows(t)) {
             return true;
         }
         let mut refused = self.refused_links.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,6 +247,15 @@ impl Discovery {
             }
         }
         false
+    }
+
+    /// Whether a resolved path (no symlinks in it) lies inside a log root or a directory of `link_targets`.
+    pub fn allows(&self, target: &Path) -> bool {
+        self.config
+            .roots
+            .iter()
+            .chain(&self.config.link_targets)
+            .any(|r| target.starts_with(std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())))
     }
 
     /// The metadata of a path under one of the roots (e.g. a checkpointed file that no longer exists).

@@ -84,6 +84,37 @@ pub struct Entry {
     pub multiline: bool,
 }
 
+/// A record cut by a rotation and continued in the next file of its container (the kubelet rotates between a CRI `P`
+/// line and its `F` line, or inside a multiline record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// Generation of the file the record began in: with [`Entry::start`] (an offset there) it makes the record's id.
+    pub generation: u64,
+    /// Offset in the file now holding the record where its part of it begins (that file's safe offset meanwhile).
+    pub here: u64,
+    /// The older files with earlier parts of the record (the reader's slots, oldest first) and the offset in each that
+    /// must not be committed past until the record is shipped.
+    pub holds: Vec<(u64, u64)>,
+}
+
+impl Carried {
+    /// Takes in the holds of another record joined into this one.
+    pub fn merge(&mut self, other: &Carried) {
+        self.here = self.here.min(other.here);
+        for &(slot, off) in &other.holds {
+            match self.holds.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, o)) => *o = (*o).min(off),
+                None => self.holds.push((slot, off)),
+            }
+        }
+    }
+}
+
+/// Where a restart must read from in the current file to get a pending entry back.
+pub(crate) fn resume_at(e: &Entry, carried: Option<&Carried>) -> u64 {
+    carried.map_or(e.start, |c| c.here)
+}
+
 /// One line as parsed by a format parser, before joining.
 #[derive(Debug, PartialEq)]
 pub struct Parsed<'a> {
@@ -178,13 +209,18 @@ pub struct ParseCounts {
 pub struct FileParser {
     config: ParserConfig,
     format: Option<Format>,
-    /// Partial lines waiting for their final part, per stream.
+    /// Partial lines waiting for their final part, per stream...
     partial: [Option<Entry>; 3],
+    /// ...and for those that began in an older file of the container, where.
+    partial_carried: [Option<Box<Carried>>; 3],
     multiline: multiline::Joiner,
     times: TimeCache,
     pub counts: ParseCounts,
     /// Emptied entries to fill instead of allocating new ones (lent by the reader while it feeds this parser).
     pub spare: Vec<Entry>,
+    /// For each entry put out that began in an older file: its index in the output and where it began. The reader
+    /// takes these with the entries.
+    pub carried_out: Vec<(usize, Box<Carried>)>,
 }
 
 impl FileParser {
@@ -194,10 +230,12 @@ impl FileParser {
             config,
             format: None,
             partial: [None, None, None],
+            partial_carried: [None, None, None],
             multiline,
             times: TimeCache::default(),
             counts: ParseCounts::default(),
             spare: Vec::new(),
+            carried_out: Vec::new(),
         }
     }
 
@@ -253,6 +291,7 @@ impl FileParser {
         match parsed {
             Ok(p) => {
                 let slot = p.stream.slot();
+                let carried = self.partial_carried[slot].take();
                 let entry = match self.partial[slot].take() {
                     Some(mut e) => {
                         let room = self.config.max_bytes.saturating_sub(e.message.len());
@@ -282,8 +321,9 @@ impl FileParser {
                 };
                 if p.partial {
                     self.partial[slot] = Some(entry);
+                    self.partial_carried[slot] = carried;
                 } else {
-                    self.finish(entry, now, out);
+                    self.finish(entry, carried, now, out);
                 }
             }
             Err(reason) => {
@@ -294,7 +334,7 @@ impl FileParser {
                     .extend_from_slice(&raw[..raw.len().min(self.config.max_bytes)]);
                 entry.truncated = cut;
                 entry.parse_error = Some(reason);
-                self.finish(entry, now, out);
+                self.finish(entry, None, now, out);
             }
         }
     }
@@ -304,48 +344,149 @@ impl FileParser {
         self.counts.dropped += 1;
     }
 
-    fn finish(&mut self, entry: Entry, now: std::time::Instant, out: &mut Vec<Entry>) {
+    fn out<'a>(
+        out: &'a mut Vec<Entry>,
+        carried: &'a mut Vec<(usize, Box<Carried>)>,
+        counts: &'a mut ParseCounts,
+    ) -> multiline::Out<'a> {
+        multiline::Out {
+            entries: out,
+            carried,
+            counts,
+        }
+    }
+
+    fn finish(
+        &mut self,
+        entry: Entry,
+        carried: Option<Box<Carried>>,
+        now: std::time::Instant,
+        out: &mut Vec<Entry>,
+    ) {
+        let mut out = Self::out(out, &mut self.carried_out, &mut self.counts);
         if entry.stream == Stream::Unknown {
             // A line that could not be parsed is shipped on its own, never glued into a multiline record (a parsed
             // line with an unusable time joins as usual; only a record's first line gives its time).
-            self.multiline
-                .flush_stream(entry.stream, out, &mut self.counts);
-            if entry.truncated {
-                self.counts.truncated += 1;
-            }
-            out.push(entry);
+            self.multiline.flush_stream(entry.stream, &mut out);
+            out.emit(entry, carried);
             return;
         }
-        self.multiline.push(entry, now, out, &mut self.counts);
+        self.multiline.push(entry, carried, now, &mut out);
     }
 
     /// Emits multiline records older than their flush timeout.
     pub fn flush_expired(&mut self, now: std::time::Instant, out: &mut Vec<Entry>) {
-        self.multiline.flush_expired(now, out, &mut self.counts);
+        let mut out = Self::out(out, &mut self.carried_out, &mut self.counts);
+        self.multiline.flush_expired(now, &mut out);
+    }
+
+    /// Ends the pending partial lines as they are (their final part never came): they go on as complete lines (to
+    /// the multiline joiner, if any).
+    pub fn flush_partials(&mut self, out: &mut Vec<Entry>) {
+        let mut out = Self::out(out, &mut self.carried_out, &mut self.counts);
+        for slot in 0..3 {
+            if let Some(e) = self.partial[slot].take() {
+                let c = self.partial_carried[slot].take();
+                self.multiline
+                    .push(e, c, std::time::Instant::now(), &mut out);
+            }
+        }
     }
 
     /// Emits everything pending (partial lines as they are), e.g. once a rotated file is finished.
     pub fn flush_all(&mut self, out: &mut Vec<Entry>) {
+        self.flush_partials(out);
+        let mut out = Self::out(out, &mut self.carried_out, &mut self.counts);
+        self.multiline.flush_all(&mut out);
+    }
+
+    /// Emits, as they are, the pending entries that began in an older file (this file's content is being replaced).
+    pub fn flush_carried(&mut self, out: &mut Vec<Entry>) {
+        let mut out = Self::out(out, &mut self.carried_out, &mut self.counts);
         for slot in 0..3 {
-            if let Some(e) = self.partial[slot].take() {
-                self.multiline
-                    .push(e, std::time::Instant::now(), out, &mut self.counts);
+            if self.partial_carried[slot].is_some() {
+                let c = self.partial_carried[slot].take();
+                if let Some(e) = self.partial[slot].take() {
+                    out.emit(e, c);
+                }
             }
         }
-        self.multiline.flush_all(out, &mut self.counts);
+        self.multiline.flush_carried(&mut out);
     }
 
     /// The smallest file offset a restart must read from so that nothing pending is lost:
     /// the start of the oldest pending entry, or `consumed` when nothing is pending.
     pub fn safe_offset(&self, consumed: u64) -> u64 {
         let mut safe = consumed;
-        for e in self.partial.iter().flatten() {
-            safe = safe.min(e.start);
+        for (e, c) in self.partial.iter().zip(&self.partial_carried) {
+            if let Some(e) = e {
+                safe = safe.min(resume_at(e, c.as_deref()));
+            }
         }
         if let Some(s) = self.multiline.oldest_start() {
             safe = safe.min(s);
         }
         safe
+    }
+
+    /// Whether a partial line or a multiline record is waiting for more lines.
+    pub fn has_pending(&self) -> bool {
+        self.partial.iter().any(Option::is_some) || self.multiline.has_pending()
+    }
+
+    /// Whether a partial line is waiting for its final part.
+    pub fn has_partial(&self) -> bool {
+        self.partial.iter().any(Option::is_some)
+    }
+
+    /// Moves the pending entries to `next`, the parser of the container's next file, which continues them from its
+    /// offset `at` (a record cut by a rotation). `generation` and `slot` name this file. Returns the smallest offset
+    /// of this file that must not be committed past until they are shipped; `None` when nothing moved. A stream in
+    /// which `next` has pending entries of its own keeps its entries here.
+    pub fn hand_over(
+        &mut self,
+        next: &mut FileParser,
+        generation: u64,
+        slot: u64,
+        at: u64,
+    ) -> Option<u64> {
+        let mut held: Option<u64> = None;
+        let mut carry = |e: &Entry, c: &mut Option<Box<Carried>>| {
+            let from = resume_at(e, c.as_deref());
+            let c = c.get_or_insert_with(|| {
+                Box::new(Carried {
+                    generation,
+                    here: at,
+                    holds: Vec::new(),
+                })
+            });
+            c.holds.push((slot, from));
+            c.here = at;
+            held = Some(held.map_or(from, |h| h.min(from)));
+        };
+        for s in 0..3 {
+            if next.partial[s].is_some() {
+                continue;
+            }
+            if let Some(e) = self.partial[s].take() {
+                let mut c = self.partial_carried[s].take();
+                carry(&e, &mut c);
+                next.partial[s] = Some(e);
+                next.partial_carried[s] = c;
+            }
+        }
+        self.multiline.hand_over(&mut next.multiline, &mut carry);
+        held
+    }
+
+    /// The holds on older files of the pending entries that began in them.
+    pub fn carried_holds(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.partial_carried
+            .iter()
+            .flatten()
+            .map(|c| &**c)
+            .chain(self.multiline.carried())
+            .flat_map(|c| c.holds.iter().copied())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Multiline joining: lines that do not match a start pattern are glued to the record before them (stack traces).
 
-use super::{Entry, ParseCounts, Stream};
+use super::{resume_at, Carried, Entry, ParseCounts, Stream};
 use std::time::{Duration, Instant};
 
 /// A compiled multiline rule.
@@ -12,12 +12,42 @@ pub struct Rule {
     pub flush_timeout: Duration,
 }
 
+/// A record waiting for its continuation lines.
+#[derive(Debug)]
+struct Open {
+    entry: Entry,
+    /// When its last line arrived.
+    at: Instant,
+    /// Set when the record began in an older file of the container.
+    carried: Option<Box<Carried>>,
+}
+
+/// Where finished records go: the entries, a note for each that began in an older file (its index in `entries`),
+/// and the counters.
+pub struct Out<'a> {
+    pub entries: &'a mut Vec<Entry>,
+    pub carried: &'a mut Vec<(usize, Box<Carried>)>,
+    pub counts: &'a mut ParseCounts,
+}
+
+impl Out<'_> {
+    pub fn emit(&mut self, e: Entry, carried: Option<Box<Carried>>) {
+        if e.truncated {
+            self.counts.truncated += 1;
+        }
+        if let Some(c) = carried {
+            self.carried.push((self.entries.len(), c));
+        }
+        self.entries.push(e);
+    }
+}
+
 /// The pending multiline records of one file, one per stream.
 #[derive(Debug)]
 pub struct Joiner {
     rule: Option<Rule>,
     max_bytes: usize,
-    pending: [Option<(Entry, Instant)>; 3],
+    pending: [Option<Open>; 3],
 }
 
 fn slot(s: Stream) -> usize {
@@ -26,13 +56,6 @@ fn slot(s: Stream) -> usize {
         Stream::Stderr => 1,
         Stream::Unknown => 2,
     }
-}
-
-fn emit(e: Entry, out: &mut Vec<Entry>, counts: &mut ParseCounts) {
-    if e.truncated {
-        counts.truncated += 1;
-    }
-    out.push(e);
 }
 
 impl Joiner {
@@ -44,28 +67,40 @@ impl Joiner {
         }
     }
 
-    /// Adds one (already partial-joined) entry; complete records go to `out`.
+    /// Adds one (already partial-joined) entry; complete records go to `out`. `carried` is set when the entry began in
+    /// an older file of the container.
     pub fn push(
         &mut self,
         entry: Entry,
+        carried: Option<Box<Carried>>,
         now: Instant,
-        out: &mut Vec<Entry>,
-        counts: &mut ParseCounts,
+        out: &mut Out<'_>,
     ) {
         let Some(rule) = &self.rule else {
-            emit(entry, out, counts);
+            out.emit(entry, carried);
             return;
         };
         let s = slot(entry.stream);
-        if rule.start.is_match(&entry.message) {
-            if let Some((p, _)) = self.pending[s].take() {
-                emit(p, out, counts);
+        // A record that began in an older file never continues one of this file (it is older than all of them).
+        let starts = rule.start.is_match(&entry.message)
+            || (carried.is_some() && self.pending[s].as_ref().is_some_and(|p| p.carried.is_none()));
+        if starts {
+            if let Some(p) = self.pending[s].take() {
+                out.emit(p.entry, p.carried);
             }
-            self.pending[s] = Some((entry, now));
+            self.pending[s] = Some(Open {
+                entry,
+                at: now,
+                carried,
+            });
             return;
         }
         match &mut self.pending[s] {
-            Some((p, at)) => {
+            Some(Open {
+                entry: p,
+                at,
+                carried: pc,
+            }) => {
                 let room = self.max_bytes.saturating_sub(p.message.len());
                 if room > entry.message.len() {
                     p.message.push(b'\n');
@@ -81,50 +116,99 @@ impl Joiner {
                 p.end = entry.end;
                 p.multiline = true;
                 *at = now;
+                // Both began in older files: the joined record holds back what either held.
+                if let (Some(pc), Some(c)) = (pc.as_mut(), carried) {
+                    pc.merge(&c);
+                }
             }
-            None => self.pending[s] = Some((entry, now)),
+            None => {
+                self.pending[s] = Some(Open {
+                    entry,
+                    at: now,
+                    carried,
+                })
+            }
         }
     }
 
     /// Emits the pending record of one stream.
-    pub fn flush_stream(&mut self, stream: Stream, out: &mut Vec<Entry>, counts: &mut ParseCounts) {
-        if let Some((p, _)) = self.pending[slot(stream)].take() {
-            emit(p, out, counts);
+    pub fn flush_stream(&mut self, stream: Stream, out: &mut Out<'_>) {
+        if let Some(p) = self.pending[slot(stream)].take() {
+            out.emit(p.entry, p.carried);
         }
     }
 
     /// Emits pending records older than the flush timeout.
-    pub fn flush_expired(&mut self, now: Instant, out: &mut Vec<Entry>, counts: &mut ParseCounts) {
+    pub fn flush_expired(&mut self, now: Instant, out: &mut Out<'_>) {
         let Some(rule) = &self.rule else { return };
         let timeout = rule.flush_timeout;
-        let mut expired: Vec<Entry> = Vec::new();
+        let mut expired: Vec<Open> = Vec::new();
         for p in self.pending.iter_mut() {
-            if matches!(p, Some((_, at)) if now.duration_since(*at) >= timeout) {
-                expired.push(p.take().map(|(e, _)| e).expect("checked"));
+            if p.as_ref().is_some_and(|p| now.duration_since(p.at) >= timeout) {
+                expired.extend(p.take());
             }
         }
-        expired.sort_by_key(|e| e.start);
-        for e in expired {
-            emit(e, out, counts);
-        }
+        Self::emit_in_order(expired, out);
     }
 
     /// Emits everything pending.
-    pub fn flush_all(&mut self, out: &mut Vec<Entry>, counts: &mut ParseCounts) {
-        let mut all: Vec<Entry> = self
+    pub fn flush_all(&mut self, out: &mut Out<'_>) {
+        let all: Vec<Open> = self.pending.iter_mut().filter_map(Option::take).collect();
+        Self::emit_in_order(all, out);
+    }
+
+    /// Emits the pending records that began in an older file.
+    pub fn flush_carried(&mut self, out: &mut Out<'_>) {
+        let carried: Vec<Open> = self
             .pending
             .iter_mut()
-            .filter_map(|p| p.take().map(|(e, _)| e))
+            .filter(|p| p.as_ref().is_some_and(|p| p.carried.is_some()))
+            .filter_map(Option::take)
             .collect();
-        all.sort_by_key(|e| e.start);
-        for e in all {
-            emit(e, out, counts);
+        Self::emit_in_order(carried, out);
+    }
+
+    fn emit_in_order(mut records: Vec<Open>, out: &mut Out<'_>) {
+        records.sort_by_key(|p| resume_at(&p.entry, p.carried.as_deref()));
+        for p in records {
+            out.emit(p.entry, p.carried);
         }
     }
 
-    /// The start offset of the oldest pending record.
+    /// The offset in this file a restart must read from for the oldest pending record.
     pub fn oldest_start(&self) -> Option<u64> {
-        self.pending.iter().flatten().map(|(e, _)| e.start).min()
+        self.pending
+            .iter()
+            .flatten()
+            .map(|p| resume_at(&p.entry, p.carried.as_deref()))
+            .min()
+    }
+
+    /// Whether a record is pending.
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(Option::is_some)
+    }
+
+    /// Moves the pending records to `next` (the joiner of the container's next file) where it has none in the same
+    /// stream; `carry` marks each one as continued there.
+    pub fn hand_over(
+        &mut self,
+        next: &mut Joiner,
+        mut carry: impl FnMut(&Entry, &mut Option<Box<Carried>>),
+    ) {
+        for (mine, theirs) in self.pending.iter_mut().zip(next.pending.iter_mut()) {
+            if theirs.is_none() {
+                if let Some(mut p) = mine.take() {
+                    carry(&p.entry, &mut p.carried);
+                    *theirs = Some(p);
+                }
+            }
+        }
+    }
+
+    /// The older files' holds of the pending records that began in them.
+    pub fn carried(&self) -> impl Iterator<Item = &Carried> {
+        self.pending.iter().flatten().filter_map(|p| p.carried.as_deref())
     }
 }
 

@@ -7,6 +7,21 @@ use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+/// Reads a file with positional reads from an offset (the descriptor's own offset, shared with its duplicates, is
+/// left alone).
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Whether a path names a gzip-compressed rotated file.
 pub fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
@@ -14,8 +29,8 @@ pub fn is_gz(path: &Path) -> bool {
 
 /// The head of the decompressed stream (see [`super::fingerprint::read_head`]): its first line, cut at
 /// `HEAD_BYTES`. `None` when the stream has neither a full line nor `HEAD_BYTES` bytes.
-pub fn read_head(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let mut dec = MultiGzDecoder::new(BufReader::with_capacity(8192, File::open(path)?));
+pub fn read_head(file: &File) -> std::io::Result<Option<Vec<u8>>> {
+    let mut dec = MultiGzDecoder::new(BufReader::with_capacity(8192, ReadAt { file, pos: 0 }));
     let mut buf = vec![0u8; super::fingerprint::HEAD_BYTES];
     let mut n = 0;
     while n < buf.len() {
@@ -62,10 +77,6 @@ pub struct GzReader {
 pub const SKIP_STEP: u64 = 4 << 20;
 
 impl GzReader {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        Ok(Self::from_file(File::open(path)?))
-    }
-
     /// Reads a file already open (held since it was found, so the kubelet deleting it loses nothing).
     pub fn from_file(file: File) -> Self {
         GzReader {
@@ -124,12 +135,18 @@ mod tests {
             .collect();
         gz(&p, &data);
         assert!(is_gz(&p) && !is_gz(&dir.path().join("0.log.20261122-101500")));
-        assert_eq!(read_head(&p).unwrap().unwrap(), b"line 0\n");
+        let f = File::open(&p).unwrap();
+        assert_eq!(read_head(&f).unwrap().unwrap(), b"line 0\n");
+        // The head is read without moving the descriptor's offset: a reader made from it starts at 0.
+        let mut all = Vec::new();
+        GzReader::from_file(f).dec.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data);
         assert_eq!(
             trailer_size(&File::open(&p).unwrap()).unwrap(),
             data.len() as u64
         );
-        let mut r = GzReader::open(&p).unwrap();
+        let open = || GzReader::from_file(File::open(&p).unwrap());
+        let mut r = open();
         while r.pos() < 1000 {
             assert!(r.skip_towards(1000).unwrap());
         }
@@ -138,7 +155,7 @@ mod tests {
         assert_eq!(&rest[..n], &data[1000..]);
         assert_eq!(r.read(&mut rest).unwrap(), 0);
         // Skipping past the end reports the end.
-        let mut r = GzReader::open(&p).unwrap();
+        let mut r = open();
         assert!(!r.skip_towards(data.len() as u64 + 10).unwrap());
     }
 
@@ -147,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.gz");
         std::fs::write(&p, b"\x1f\x8b\x08\x00garbage that is not deflate").unwrap();
-        let mut r = GzReader::open(&p).unwrap();
+        let mut r = GzReader::from_file(File::open(&p).unwrap());
         let mut buf = [0u8; 64];
         assert!(r.read(&mut buf).is_err());
     }

@@ -6,7 +6,9 @@ pub mod checkpoint;
 pub mod fingerprint;
 pub mod gz;
 pub mod watcher;
+mod join;
 mod loss;
+pub mod open;
 mod read;
 mod scan;
 #[cfg(test)]
@@ -129,6 +131,9 @@ struct Tracked {
     near: u64,
     parser: FileParser,
     committed: u64,
+    /// Records that began here are continued in the container's next file: this file is not committed past this
+    /// offset until they are shipped.
+    lent: Option<u64>,
     deleted: bool,
     last_data: Instant,
 }
@@ -145,6 +150,12 @@ impl Tracked {
             .file_name()
             .map(|n| n.to_string_lossy() != self.ctx.meta.base)
             .unwrap_or(false)
+    }
+    /// The offset a restart must read from so that no record read so far is lost.
+    fn safe(&self) -> u64 {
+        self.parser
+            .safe_offset(self.consumed())
+            .min(self.lent.unwrap_or(u64::MAX))
     }
     fn line_bytes(&self) -> u64 {
         self.bytes_seen
@@ -202,6 +213,8 @@ pub struct Reader {
     saved: HashMap<(u64, u64), Position>,
     /// Saved positions no file matched are reported lost once, after the first scan that found a log root.
     saved_checked: bool,
+    /// Paths whose open was refused (each logged once).
+    refused: HashSet<PathBuf>,
     /// The files of each container in reading order (rebuilt when files come, go or are renamed).
     groups: Vec<Vec<u64>>,
     groups_dirty: bool,
@@ -242,6 +255,7 @@ impl Reader {
             by_inode: HashMap::new(),
             saved,
             saved_checked: false,
+            refused: HashSet::new(),
             groups: Vec::new(),
             groups_dirty: true,
             next_slot: 1,

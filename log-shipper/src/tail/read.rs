@@ -42,6 +42,10 @@ impl Reader {
             self.poll_cursor = g;
             for j in 0..self.groups.get(g).map_or(0, Vec::len) {
                 let slot = self.groups[g][j];
+                // A record cut by a rotation goes on in the next file (before an idle file would ship it as it is).
+                if let Some(&next) = self.groups[g].get(j + 1) {
+                    self.carry_over(slot, next);
+                }
                 if self.poll_file(slot, now) {
                     progressed = true;
                     break;
@@ -55,6 +59,14 @@ impl Reader {
     }
 
     pub(super) fn reset(&mut self, slot: u64, why: &str) {
+        // Records carried in from an older file are shipped as they are (their older parts are not read again).
+        if let Some(t) = self.files.get_mut(&slot) {
+            if t.parser.carried_holds().next().is_some() {
+                self.entries.clear();
+                t.parser.flush_carried(&mut self.entries);
+                self.emit(slot);
+            }
+        }
         let Some(mut t) = self.files.remove(&slot) else {
             return;
         };
@@ -72,6 +84,7 @@ impl Reader {
         t.near = 0;
         t.parser = FileParser::new(pc);
         t.committed = 0;
+        t.lent = None;
         t.lost_from = None;
         // The new content has no compressed copy; the old content's copy (if any) is a file of its own now.
         if let Some((_, key, _)) = t.gz_copy.take() {
@@ -92,8 +105,11 @@ impl Reader {
             return false;
         };
         if t.file.is_none() {
-            let more = t.compressed && !t.done;
-            return more && self.poll_gz(slot, now);
+            if t.compressed && !t.done {
+                return self.poll_gz(slot, now);
+            }
+            // A compressed file read to its end may still hold records waiting for the container's next file.
+            return t.parser.has_pending() && self.idle(slot, now);
         }
         let file = t.file.as_ref().expect("checked");
         let size = match file.metadata() {
@@ -188,9 +204,11 @@ impl Reader {
             return false;
         }
         if t.gz.is_none() {
+            let discovery = &self.cfg.discovery;
             let opened = match t.gz_file.take() {
                 Some(f) => Ok(gz::GzReader::from_file(f)),
-                None => gz::GzReader::open(&t.path),
+                None => open::open(&t.path, Some((t.dev, t.ino)), |p| discovery.allows(p))
+                    .map(gz::GzReader::from_file),
             };
             match opened {
                 Ok(r) => t.gz = Some(r),
@@ -224,8 +242,9 @@ impl Reader {
         };
         match result {
             Ok(0) => {
-                // The end of a compressed file: nothing will ever follow, so a last line without `\n` and pending
-                // partial lines are shipped as they are.
+                // The end of a compressed file: nothing will ever follow, so a last line without `\n` is shipped as it
+                // is. Pending partial lines and multiline records wait for the container's next file (`carry_over`),
+                // or are shipped as they are once the file is dormant (`idle`).
                 t.gz = None;
                 t.done = true;
                 t.size = t.read_offset;
@@ -262,7 +281,6 @@ impl Reader {
                     }
                     self.metrics.lines_read.inc_by(1);
                 }
-                t.parser.flush_all(&mut self.entries);
                 tracing::info!(path = %t.path.display(), bytes = end, "compressed file read to its end");
                 self.emit(slot);
                 true
@@ -370,11 +388,15 @@ impl Reader {
         let t = self.files.get_mut(&slot).expect("present");
         self.entries.clear();
         t.parser.flush_expired(now, &mut self.entries);
-        let finished =
-            (t.deleted || t.rotated()) && now.duration_since(t.last_data) >= DORMANT_AFTER;
+        let dormant = now.duration_since(t.last_data) >= DORMANT_AFTER;
+        let finished = (t.deleted || t.rotated()) && dormant;
         if finished {
-            // No more data will come: pending partial lines are shipped as they are.
+            // No more data will come (and no next file took the pending records): they are shipped as they are.
             t.parser.flush_all(&mut self.entries);
+        } else if dormant && t.parser.has_partial() {
+            // A partial line whose final part has not come for this long (the container died mid-line) is shipped
+            // as it is, not held forever.
+            t.parser.flush_partials(&mut self.entries);
         }
         let had = !self.entries.is_empty();
         if had {
@@ -398,36 +420,49 @@ impl Reader {
         had
     }
 
-    /// Encodes the parsed entries of `slot` into the batch and records its safe position.
+    /// Encodes the parsed entries of `slot` into the batch and records its safe position. A record that began in an
+    /// older file of the container keeps that file's id and path, and lets that file be committed again.
     pub(super) fn emit(&mut self, slot: u64) {
         let t = self.files.get_mut(&slot).expect("present");
-        let generation = t.generation.expect("identified before reading");
         if let Some(cache) = &self.cfg.pod_metadata {
             t.ctx.refresh_metadata(cache, &self.metrics);
         }
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
         }
-        for e in &self.entries {
+        let mut notes = std::mem::take(&mut t.parser.carried_out).into_iter().peekable();
+        let mut released = Vec::new();
+        let t = &self.files[&slot];
+        for (i, e) in self.entries.iter().enumerate() {
+            let (ctx, generation) = match notes.next_if(|(at, _)| *at == i) {
+                Some((_, c)) => {
+                    released.extend(c.holds.iter().map(|&(s, _)| s));
+                    let origin = c.holds.first().and_then(|&(s, _)| self.files.get(&s));
+                    (origin.map_or(&t.ctx, |o| &o.ctx), c.generation)
+                }
+                None => (&t.ctx, t.generation.expect("identified before reading")),
+            };
             let item =
                 self.cfg
                     .encoder
-                    .encode(e, &t.ctx, generation, &self.now_str, &mut self.batch.buf);
+                    .encode(e, ctx, generation, &self.now_str, &mut self.batch.buf);
             self.batch.items.push(item);
         }
+        debug_assert!(notes.next().is_none(), "a carried-record note without its entry");
         // Keep the entries' buffers for the next lines (not those grown by huge records, and not without bound).
         for e in self.entries.drain(..) {
             if self.spare.len() < SPARE_ENTRIES && e.message.capacity() <= SPARE_MESSAGE_BYTES {
                 self.spare.push(e);
             }
         }
+        let t = self.files.get_mut(&slot).expect("present");
         let c = t.parser.counts;
         self.metrics.add_parse_counts(c);
         t.parser.counts = Default::default();
-        let safe = t.parser.safe_offset(t.consumed());
-        match self.batch.positions.last_mut() {
-            Some((s, off)) if *s == slot => *off = safe,
-            _ => self.batch.positions.push((slot, safe)),
+        let safe = t.safe();
+        self.push_position(slot, safe);
+        if !released.is_empty() {
+            self.release(released);
         }
     }
 }

@@ -66,7 +66,8 @@ impl Reader {
                         && if t.compressed {
                             t.gz_stat != (md.len(), md.mtime())
                         } else {
-                            let g = File::open(&f.path)
+                            let discovery = &self.cfg.discovery;
+                            let g = open::open(&f.path, Some(key), |p| discovery.allows(p))
                                 .ok()
                                 .and_then(|file| fingerprint::read_head(&file).ok().flatten())
                                 .map(|h| fingerprint::generation(&f.meta.dir, &f.meta.base, &h));
@@ -96,11 +97,10 @@ impl Reader {
                             t.disk = md.len();
                         }
                         if !t.held() && !t.compressed && md.len() != t.read_offset {
-                            match File::open(&f.path) {
+                            let discovery = &self.cfg.discovery;
+                            match open::open(&f.path, Some(key), |p| discovery.allows(p)) {
                                 Ok(file) => t.file = Some(file),
-                                Err(e) => {
-                                    tracing::warn!(path = %f.path.display(), error = %e, "reopening failed")
-                                }
+                                Err(e) => refused(&self.metrics, &mut self.refused, &f.path, &e),
                             }
                         }
                         continue;
@@ -216,15 +216,16 @@ impl Reader {
     ) {
         let is_gz = gz::is_gz(&f.path);
         // A new file: identify it by its head (of the decompressed stream for a `.gz`).
-        let file = match File::open(&f.path) {
+        let discovery = &self.cfg.discovery;
+        let file = match open::open(&f.path, Some(key), |p| discovery.allows(p)) {
             Ok(file) => file,
             Err(e) => {
-                tracing::warn!(path = %f.path.display(), error = %e, "cannot open log file");
+                refused(&self.metrics, &mut self.refused, &f.path, &e);
                 return;
             }
         };
         let head = if is_gz {
-            gz::read_head(&f.path)
+            gz::read_head(&file)
         } else {
             fingerprint::read_head(&file)
         };
@@ -287,6 +288,7 @@ impl Reader {
             near: 0,
             parser: FileParser::new(pc),
             committed: 0,
+            lent: None,
             deleted: false,
             last_data: Instant::now(),
         };
@@ -323,5 +325,23 @@ impl Reader {
             }
         }
         renamed
+    }
+}
+
+/// Logs a file that could not be opened; one refused on purpose (see [`open::OpenError::refused`]) is counted, and
+/// logged once per path.
+fn refused(
+    metrics: &Metrics,
+    seen: &mut HashSet<PathBuf>,
+    path: &std::path::Path,
+    e: &open::OpenError,
+) {
+    if !e.refused() {
+        tracing::warn!(path = %path.display(), error = %e, "cannot open log file");
+        return;
+    }
+    metrics.files_refused.inc();
+    if seen.len() < 10_000 && seen.insert(path.to_path_buf()) {
+        tracing::warn!(error = %e, "log file refused");
     }
 }

@@ -5,6 +5,8 @@ use crate::discovery::DiscoveryConfig;
 use crate::enrich::{IndexPattern, RecordConfig};
 use std::io::Write;
 
+mod join;
+
 struct Running {
     rx: tokio::sync::mpsc::Receiver<Batch>,
     ack: mpsc::Sender<u64>,
@@ -19,6 +21,15 @@ fn start(root: &std::path::Path, data: &std::path::Path) -> Running {
 }
 
 fn start_with(root: &std::path::Path, data: &std::path::Path, deleted_max: u64) -> Running {
+    start_full(root, data, deleted_max, Vec::new())
+}
+
+fn start_full(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    deleted_max: u64,
+    multiline: Vec<MultilineSelector>,
+) -> Running {
     std::fs::create_dir_all(data).unwrap();
     let discovery = Discovery::new(DiscoveryConfig {
         roots: vec![root.to_path_buf()],
@@ -30,7 +41,7 @@ fn start_with(root: &std::path::Path, data: &std::path::Path, deleted_max: u64) 
         discovery,
         max_line_bytes: 1 << 16,
         over_long: OverLong::Truncate,
-        multiline: Vec::new(),
+        multiline,
         encoder: Encoder::new(IndexPattern::parse("i").unwrap(), RecordConfig::default()),
         batch_bytes: 1 << 20,
         batch_timeout: Duration::from_millis(10),
