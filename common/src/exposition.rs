@@ -136,13 +136,29 @@ pub fn label(out: &mut String, first: bool, k: &str, v: &str) {
     out.push('"');
 }
 
-/// Appends the end of a sample line after its labels: ` value`, ` timestamp` when given (ms), newline.
-pub fn value_line<V: Value>(out: &mut String, value: V, timestamp_ms: Option<i64>) {
+/// A sample's timestamp (milliseconds since the epoch), formatted once for the many lines that
+/// carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timestamp(String);
+
+impl Timestamp {
+    pub fn from_millis(ms: i64) -> Timestamp {
+        Timestamp(itoa::Buffer::new().format(ms).to_string())
+    }
+
+    /// The milliseconds as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Appends the end of a sample line after its labels: ` value`, ` timestamp` when given, newline.
+pub fn value_line<V: Value>(out: &mut String, value: V, timestamp: Option<&Timestamp>) {
     out.push(' ');
     value.write(out);
-    if let Some(ts) = timestamp_ms {
+    if let Some(ts) = timestamp {
         out.push(' ');
-        ts.write(out);
+        out.push_str(&ts.0);
     }
     out.push('\n');
 }
@@ -153,7 +169,7 @@ pub fn sample<V: Value>(
     name: &str,
     labels: &[(&str, &str)],
     value: V,
-    timestamp_ms: Option<i64>,
+    timestamp: Option<&Timestamp>,
 ) {
     out.push_str(name);
     if !labels.is_empty() {
@@ -163,7 +179,7 @@ pub fn sample<V: Value>(
         }
         out.push('}');
     }
-    value_line(out, value, timestamp_ms);
+    value_line(out, value, timestamp);
 }
 
 /// Writes a subsystem's self-metrics family by family, in one [`Format`], without timestamps
@@ -207,7 +223,13 @@ impl<'a> Writer<'a> {
     }
 
     /// A counter family from a [`CounterFamily`], series in label-value order.
-    pub fn counters(&mut self, name: &str, help: &str, label_names: &[&str], family: &CounterFamily) {
+    pub fn counters(
+        &mut self,
+        name: &str,
+        help: &str,
+        label_names: &[&str],
+        family: &CounterFamily,
+    ) {
         self.header(name, Kind::Counter, help);
         for (values, n) in family.series() {
             let labels: Vec<(&str, &str)> = label_names

@@ -366,23 +366,22 @@ impl ClaimCache {
 
     /// The lookup's self-metrics in the Prometheus text format.
     pub fn write_metrics(&self, out: &mut String) {
-        let mut r = prometheus_client::registry::Registry::default();
-        let f = crate::self_metrics::counter_family(
-            &mut r,
-            "vigil_collector_pvc_lookups",
-            "PersistentVolumeClaim lookups on the API server by answer (bound, pending, not_found, error)",
+        use vigil_common::exposition::{Format, Kind, Writer};
+        let mut w = Writer::new(out, Format::Text);
+        let name = "vigil_collector_pvc_lookups_total";
+        w.header(
+            name,
+            Kind::Counter,
+            "PersistentVolumeClaim lookups on the API server by answer (bound, pending, not_found, error).",
         );
         for (answer, n) in self.lookups() {
-            crate::self_metrics::set(&f, &[("answer", answer)], n);
+            w.sample(name, &[("answer", answer)], n);
         }
-        let cached = self.lock().len() as f64;
-        crate::self_metrics::const_gauge(
-            &mut r,
+        w.gauge(
             "vigil_collector_pvc_claims",
-            "Claims of pods on this node the lookup keeps",
-            cached,
+            "Claims of pods on this node the lookup keeps.",
+            self.lock().len() as u64,
         );
-        crate::self_metrics::encode(&r, out);
     }
 }
 

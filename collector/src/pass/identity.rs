@@ -8,6 +8,7 @@ use crate::snapshot::Identity;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vigil_common::exposition::label;
 
 impl Collector {
     /// Pod and container names, images, the sandbox flag and the exposition label string of
@@ -54,22 +55,6 @@ impl Collector {
 fn pod_log_dir(root: &Path, id: &Identity) -> PathBuf {
     root.join(format!("{}_{}_{}", id.namespace, id.pod, id.pod_uid))
         .join(&id.container)
-}
-
-/// Escapes a label value for the text exposition.
-pub fn escape_label(v: &str, out: &mut String) {
-    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        out.push_str(v);
-        return;
-    }
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// Pod/container names, image and sandbox flag of a cgroup of kind `kind`; `per_pod`: the
@@ -134,21 +119,18 @@ fn identity_of(
 /// labels (container, id, image, name, namespace, pod) plus the opt-in pod labels.
 fn label_string(name: &str, i: &Identity, pod_labels: &[String]) -> String {
     let mut out = String::with_capacity(160);
-    for (k, v) in [
+    for (n, (k, v)) in [
         ("container", i.container.as_str()),
         ("id", name),
         ("image", i.image.as_str()),
         ("name", i.container_id.as_str()),
         ("namespace", i.namespace.as_str()),
         ("pod", i.pod.as_str()),
-    ] {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label(v, &mut out);
-        out.push('"');
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        label(&mut out, n == 0, k, v);
     }
     for k in pod_labels {
         let v = i
@@ -157,11 +139,7 @@ fn label_string(name: &str, i: &Identity, pod_labels: &[String]) -> String {
             .find(|(lk, _)| lk == k)
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
-        out.push(',');
-        out.push_str(&crate::config::pod_label_name(k));
-        out.push_str("=\"");
-        escape_label(v, &mut out);
-        out.push('"');
+        label(&mut out, false, &crate::config::pod_label_name(k), v);
     }
     out
 }

@@ -10,7 +10,6 @@ mod identity;
 mod tests;
 mod tracked;
 
-pub use identity::escape_label;
 
 use crate::cgroup::{self, Layout, Mode, ReadOptions};
 use crate::config::Config;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::watch::WatchStats;
+use vigil_common::exposition::{Format, Kind, Writer};
 
 /// How many events are kept for `/problems/events`.
 pub const EVENT_CAPACITY: usize = 4096;
@@ -221,88 +222,82 @@ impl Store {
             .or_insert(0) += 1;
     }
 
-    /// Appends the metrics in the Prometheus text format: the detector's own counters through
-    /// prometheus-client, then node-problem-detector's `problem_counter` / `problem_gauge` under
-    /// NPD's exact names (prometheus-client would rename a counter to `problem_counter_total`).
+    /// Appends the metrics in the Prometheus text format: the detector's own counters, then
+    /// node-problem-detector's `problem_counter` / `problem_gauge` under NPD's exact names (a
+    /// counter without `_total`, as NPD exports it).
     pub fn write_metrics(&self, out: &mut String) {
-        use crate::self_metrics::{counter_family, encode, set};
-        use std::fmt::Write;
         let g = self.lock();
-        let mut r = prometheus_client::registry::Registry::default();
-        let lines = counter_family(
-            &mut r,
-            "vigil_problem_detector_log_lines",
-            "Log lines read by each system log monitor",
+        let mut w = Writer::new(out, Format::Text);
+        let lines = "vigil_problem_detector_log_lines_total";
+        w.header(
+            lines,
+            Kind::Counter,
+            "Log lines read by each system log monitor.",
         );
         for (source, n) in &g.lines {
-            set(&lines, &[("source", source)], n.load(Ordering::Relaxed));
+            w.sample(lines, &[("source", source)], n.load(Ordering::Relaxed));
         }
-        let runs = counter_family(
-            &mut r,
-            "vigil_problem_detector_plugin_runs",
-            "Custom plugin runs by result",
-        );
+        let runs = "vigil_problem_detector_plugin_runs_total";
+        w.header(runs, Kind::Counter, "Custom plugin runs by result.");
         for ((source, result), n) in &g.plugin_runs {
-            set(&runs, &[("result", result), ("source", source)], *n);
+            w.sample(runs, &[("result", result), ("source", source)], *n);
         }
-        let errors = counter_family(
-            &mut r,
-            "vigil_problem_detector_log_read_errors",
-            "Failed attempts to open or read a log monitor's source (retried with backoff)",
-        );
-        let truncated = counter_family(
-            &mut r,
-            "vigil_problem_detector_log_lines_truncated",
-            "Log lines cut at the maximum line length (8 KiB)",
-        );
-        let failing = prometheus_client::metrics::family::Family::<
-            crate::self_metrics::Labels,
-            prometheus_client::metrics::gauge::Gauge,
-        >::default();
-        r.register(
-            "vigil_problem_detector_log_source_failing",
-            "1 while a log monitor's source cannot be opened or read",
-            failing.clone(),
-        );
-        for (source, w) in &g.watchers {
-            let l = [("source", source.as_str())];
-            set(&errors, &l, w.errors.load(Ordering::Relaxed));
-            set(&truncated, &l, w.truncated.load(Ordering::Relaxed));
-            failing
-                .get_or_create(&vec![("source".to_string(), source.clone())])
-                .set(i64::from(w.failing.load(Ordering::Relaxed)));
+        type Get = fn(&WatchStats) -> u64;
+        let watch: [(&str, Kind, &str, Get); 3] = [
+            (
+                "vigil_problem_detector_log_read_errors_total",
+                Kind::Counter,
+                "Failed attempts to open or read a log monitor's source (retried with backoff).",
+                |w| w.errors.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_problem_detector_log_lines_truncated_total",
+                Kind::Counter,
+                "Log lines cut at the maximum line length (8 KiB).",
+                |w| w.truncated.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_problem_detector_log_source_failing",
+                Kind::Gauge,
+                "1 while a log monitor's source cannot be opened or read.",
+                |w| u64::from(w.failing.load(Ordering::Relaxed)),
+            ),
+        ];
+        for (name, kind, help, get) in watch {
+            w.header(name, kind, help);
+            for (source, stats) in &g.watchers {
+                w.sample(name, &[("source", source)], get(stats));
+            }
         }
-        encode(&r, out);
-        out.push_str(
-            "# HELP problem_counter Number of times a specific type of problem have occurred.\n",
+        w.header(
+            "problem_counter",
+            Kind::Counter,
+            "Number of times a specific type of problem have occurred.",
         );
-        out.push_str("# TYPE problem_counter counter\n");
         for (reason, n) in &g.counters {
-            let _ = writeln!(
-                out,
-                "problem_counter{{reason=\"{}\"}} {n}",
-                escape_label(reason)
-            );
+            w.sample("problem_counter", &[("reason", reason)], *n);
         }
-        out.push_str("# HELP problem_gauge Whether a specific type of problem is affecting the node or not.\n");
-        out.push_str("# TYPE problem_gauge gauge\n");
+        w.header(
+            "problem_gauge",
+            Kind::Gauge,
+            "Whether a specific type of problem is affecting the node or not.",
+        );
         for ((kind, reason), v) in &g.gauges {
-            let _ = writeln!(
-                out,
-                "problem_gauge{{reason=\"{}\",type=\"{}\"}} {}",
-                escape_label(reason),
-                escape_label(kind),
-                u8::from(*v)
+            w.sample(
+                "problem_gauge",
+                &[("reason", reason), ("type", kind)],
+                u64::from(*v),
             );
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl Store {
-    /// A store for tests: kernel-monitor with the KernelDeadlock condition False and one
+    /// A store for tests (here and in the aggregator's problem pull tests, through the
+    /// `testing` feature): kernel-monitor with the KernelDeadlock condition False and one
     /// OOMKilling warning at `now`.
-    pub(crate) fn kernel_monitor_sample(now: chrono::DateTime<chrono::Utc>) -> Arc<Store> {
+    pub fn kernel_monitor_sample(now: chrono::DateTime<chrono::Utc>) -> Arc<Store> {
         let store = Arc::new(Store::default());
         store.register(
             "kernel-monitor",
@@ -324,13 +319,6 @@ impl Store {
         );
         store
     }
-}
-
-/// Escapes a Prometheus label value.
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

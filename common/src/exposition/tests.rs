@@ -41,7 +41,10 @@ fn label_values_escape_backslash_quote_and_newline_only() {
     assert_eq!(label_of("\\\"\n"), r#"\\\"\n"#);
     // Tabs, carriage returns, UTF-8 and braces are written as they are.
     assert_eq!(label_of("tab\tcr\r"), "tab\tcr\r");
-    assert_eq!(label_of("ünïcødé ✓ 🚀 {x=\"1\"}"), "ünïcødé ✓ 🚀 {x=\\\"1\\\"}");
+    assert_eq!(
+        label_of("ünïcødé ✓ 🚀 {x=\"1\"}"),
+        "ünïcødé ✓ 🚀 {x=\\\"1\\\"}"
+    );
     assert_eq!(label_of(""), "");
 }
 
@@ -101,8 +104,21 @@ proptest! {
 fn sample_lines_with_and_without_labels_and_timestamps() {
     let mut s = String::new();
     sample(&mut s, "up", &[], 1.0, None);
-    sample(&mut s, "x_total", &[("a", "1"), ("b", "q\"")], 7u64, Some(1_700_000_000_123));
-    sample(&mut s, "neg", &[("le", "+Inf")], -2i64, Some(-5));
+    let ts = Timestamp::from_millis(1_700_000_000_123);
+    sample(
+        &mut s,
+        "x_total",
+        &[("a", "1"), ("b", "q\"")],
+        7u64,
+        Some(&ts),
+    );
+    sample(
+        &mut s,
+        "neg",
+        &[("le", "+Inf")],
+        -2i64,
+        Some(&Timestamp::from_millis(-5)),
+    );
     assert_eq!(
         s,
         "up 1\nx_total{a=\"1\",b=\"q\\\"\"} 7 1700000000123\nneg{le=\"+Inf\"} -2 -5\n"
@@ -201,10 +217,22 @@ fn promtool_parses_the_edge_cases() {
     f.inc(&["a\\b\"c\nd ünï 🚀"]);
     let mut out = String::new();
     let mut w = Writer::new(&mut out, Format::Text);
-    w.header("vigil_edge_values", Kind::Gauge, "Edge values with \\ and \n in HELP.");
-    for (i, v) in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e-300, 1e300, 0.1]
-        .into_iter()
-        .enumerate()
+    w.header(
+        "vigil_edge_values",
+        Kind::Gauge,
+        "Edge values with \\ and \n in HELP.",
+    );
+    for (i, v) in [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        1e-300,
+        1e300,
+        0.1,
+    ]
+    .into_iter()
+    .enumerate()
     {
         w.sample("vigil_edge_values", &[("i", &i.to_string())], v);
     }
@@ -249,10 +277,18 @@ fn promtool_check(text: &str) -> (bool, String) {
         if let Some(status) = child.0.try_wait().expect("wait for promtool") {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "promtool did not finish in 30 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "promtool did not finish in 30 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    let _ = child.0.stderr.take().expect("stderr").read_to_string(&mut stderr);
+    let _ = child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
     (status.success(), stderr)
 }
