@@ -127,7 +127,7 @@ pub struct RenamedKey {
 /// read as its new key (the milliseconds written as a duration) and named in one deprecation
 /// warning, returned for the caller to log; an old key set beside its new key is an error
 /// naming both. A file without old keys is read exactly as [`from_yaml`] reads it; one with old
-/// keys goes through a JSON value, where a number is not read as a string field (quote it).
+/// keys is rewritten as JSON first (an unquoted `007` then reads as `7`).
 pub fn from_yaml_renamed<T: DeserializeOwned>(
     text: &str,
     path: &Path,
@@ -155,14 +155,10 @@ pub fn from_yaml_renamed<T: DeserializeOwned>(
     if warnings.is_empty() {
         return Err(direct);
     }
-    let mut track = serde_path_to_error::Track::new();
-    let v = T::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(
-        |e| LoadError::Parse {
-            path: path.to_path_buf(),
-            key: track.path().to_string(),
-            message: e.to_string(),
-        },
-    )?;
+    // Back to text (JSON is YAML) for the one typed parser: a scalar reads into a string field
+    // as in the file (`password: 123456`), and errors keep their key.
+    let text = serde_json::to_string(&value).expect("a JSON value serializes");
+    let v = from_yaml(&text, path)?;
     let file = path.display();
     Ok((
         v,
@@ -401,6 +397,8 @@ mod tests {
             ]
         );
         // New keys only: the direct path, no warning.
+        let (c, _) = renamed("poll_ms: 5\nname: 123456\n").unwrap();
+        assert_eq!(c.name, "123456", "a number reads into a string field on both paths");
         let (c, w) = renamed("poll: 1s\nname: 7\n").unwrap();
         assert_eq!((c.poll, c.name.as_str(), w.len()), (Some(crate::Duration::from_secs(1)), "7", 0));
     }

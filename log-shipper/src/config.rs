@@ -8,6 +8,8 @@ use crate::sinks::elasticsearch::EsConfig;
 use crate::sinks::file::FileSinkConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vigil_common::config::RenamedKey;
 
 /// Errors loading or validating the configuration; each names the key (and the file).
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +58,12 @@ pub struct Config {
     /// Where records go.
     #[serde(default)]
     pub sink: Option<SinkSection>,
-    /// How often open files are checked for growth without an inotify event, in milliseconds.
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
-    /// How often changed checkpoints are written, in milliseconds.
-    #[serde(default = "default_checkpoint_ms")]
-    pub checkpoint_interval_ms: u64,
+    /// How often open files are checked for growth without an inotify event, e.g. `250ms`.
+    #[serde(default = "default_poll", with = "vigil_common::duration::serde_std")]
+    pub poll_interval: Duration,
+    /// How often changed checkpoints are written, e.g. `1s`.
+    #[serde(default = "default_checkpoint", with = "vigil_common::duration::serde_std")]
+    pub checkpoint_interval: Duration,
     /// Deleted log files not yet read to the end (the kubelet keeps 5 per container) are held open, so that an
     /// Elasticsearch outage loses nothing, up to this many bytes on disk together; past it the oldest is let go and
     /// its unread bytes are counted in `vigil_log_shipper_lost_bytes_total`.
@@ -75,11 +77,11 @@ fn default_listen() -> String {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/vigil/log-shipper")
 }
-fn default_poll_ms() -> u64 {
-    250
+fn default_poll() -> Duration {
+    Duration::from_millis(250)
 }
-fn default_checkpoint_ms() -> u64 {
-    1000
+fn default_checkpoint() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_deleted_max() -> u64 {
     1 << 30
@@ -98,8 +100,8 @@ impl Default for Config {
             parse: ParseConfig::default(),
             record: RecordConfig::default(),
             sink: None,
-            poll_interval_ms: default_poll_ms(),
-            checkpoint_interval_ms: default_checkpoint_ms(),
+            poll_interval: default_poll(),
+            checkpoint_interval: default_checkpoint(),
             deleted_files_max_bytes: default_deleted_max(),
         }
     }
@@ -146,14 +148,30 @@ pub struct MultilineConfig {
     pub container: Option<String>,
     /// Regex a record's first line matches; other lines are appended to the record.
     pub start_pattern: String,
-    /// Emit a pending record after this many milliseconds without a new line.
-    #[serde(default = "default_flush_ms")]
-    pub flush_timeout_ms: u64,
+    /// Emit a pending record after this long without a new line, e.g. `1s`.
+    #[serde(default = "default_flush", with = "vigil_common::duration::serde_std")]
+    pub flush_timeout: Duration,
 }
 
-fn default_flush_ms() -> u64 {
-    1000
+fn default_flush() -> Duration {
+    Duration::from_secs(1)
 }
+
+/// The keys that counted milliseconds before they became durations (`poll_interval_ms: 250` is
+/// `poll_interval: 250ms`): still read, with a deprecation warning naming the new key.
+pub const RENAMED_KEYS: &[RenamedKey] = &[
+    RenamedKey { parent: "", old: "poll_interval_ms", new: "poll_interval" },
+    RenamedKey { parent: "", old: "checkpoint_interval_ms", new: "checkpoint_interval" },
+    RenamedKey { parent: "discovery", old: "rescan_interval_ms", new: "rescan_interval" },
+    RenamedKey { parent: "parse.multiline[]", old: "flush_timeout_ms", new: "flush_timeout" },
+    RenamedKey { parent: "kubernetes_metadata", old: "refresh_interval_ms", new: "refresh_interval" },
+    RenamedKey { parent: "kubernetes_metadata", old: "cache_ttl_ms", new: "cache_ttl" },
+    RenamedKey { parent: "kubernetes_metadata", old: "request_timeout_ms", new: "request_timeout" },
+    RenamedKey { parent: "sink.elasticsearch", old: "batch_timeout_ms", new: "batch_timeout" },
+    RenamedKey { parent: "sink.elasticsearch", old: "request_timeout_ms", new: "request_timeout" },
+    RenamedKey { parent: "sink.elasticsearch", old: "backoff_initial_ms", new: "backoff_initial" },
+    RenamedKey { parent: "sink.elasticsearch", old: "backoff_max_ms", new: "backoff_max" },
+];
 
 /// The `sink` section: set exactly one of its keys.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -251,9 +269,21 @@ impl Config {
         })
     }
 
-    /// Reads a YAML file (size-capped, depth-bounded).
+    /// Reads a YAML file (size-capped, depth-bounded); an old `_ms` key is read as its new key
+    /// and logged once as deprecated.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Ok(vigil_common::config::load_yaml(path)?)
+        let text = vigil_common::config::read_capped(path)?;
+        let (config, warnings) = Self::from_yaml(&text, path)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(config)
+    }
+
+    /// Parses YAML text (`path` names it in messages), with the deprecation warnings of the old
+    /// keys it uses.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        Ok(vigil_common::config::from_yaml_renamed(text, path, RENAMED_KEYS)?)
     }
 
     /// Checks the configuration without I/O. `origin` names where it came from (the file, or flags).
@@ -287,10 +317,13 @@ impl Config {
         if self.discovery.include.is_empty() {
             return Err(bad("discovery.include: at least one glob is needed".into()));
         }
-        if self.discovery.rescan_interval_ms == 0 || self.poll_interval_ms == 0 {
-            return Err(bad(
-                "discovery.rescan_interval_ms and poll_interval_ms must be > 0".into(),
-            ));
+        for (key, d) in [
+            ("discovery.rescan_interval", self.discovery.rescan_interval),
+            ("poll_interval", self.poll_interval),
+        ] {
+            if d.is_zero() {
+                return Err(bad(format!("{key}: must be longer than 0s")));
+            }
         }
         if self.parse.max_line_bytes < 64 {
             return Err(bad(format!(
@@ -302,9 +335,9 @@ impl Config {
             if let Err(e) = regex::bytes::Regex::new(&m.start_pattern) {
                 return Err(bad(format!("parse.multiline[{i}].start_pattern: {e}")));
             }
-            if m.flush_timeout_ms == 0 {
+            if m.flush_timeout.is_zero() {
                 return Err(bad(format!(
-                    "parse.multiline[{i}].flush_timeout_ms: must be > 0"
+                    "parse.multiline[{i}].flush_timeout: must be longer than 0s"
                 )));
             }
         }
@@ -345,7 +378,7 @@ discovery: {roots: [/var/log/pods], exclude: ["kube-system_*/**"]}
 parse:
   max_line_bytes: 65536
   over_long: drop
-  multiline: [{namespace: shop, start_pattern: '^\d{4}-', flush_timeout_ms: 500}]
+  multiline: [{namespace: shop, start_pattern: '^\d{4}-', flush_timeout: 500ms}]
 record: {merge_log: true}
 sink:
   elasticsearch: {url: "http://127.0.0.1:9200", index: "logs-{namespace}-%Y.%m.%d", gzip: true, concurrency: 4}
@@ -354,6 +387,86 @@ sink:
         .unwrap();
         c.validate("test.yaml").unwrap();
         assert_eq!(c.parse.over_long, OverLong::Drop);
+        assert_eq!(c.parse.multiline[0].flush_timeout, Duration::from_millis(500));
+    }
+
+    fn load(text: &str) -> Result<(Config, Vec<String>), String> {
+        Config::from_yaml(text, Path::new("f.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn durations_are_written_with_units() {
+        let (c, w) = load(
+            "poll_interval: 100ms\ncheckpoint_interval: 2s\ndiscovery: {rescan_interval: 1m}\n\
+             kubernetes_metadata: {source: apiserver, refresh_interval: 10s, cache_ttl: 1h, request_timeout: 3s}\n\
+             sink: {elasticsearch: {url: 'http://h:9200', batch_timeout: 250ms, request_timeout: 1m30s, backoff_initial: 50ms, backoff_max: 5s}}\n",
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (c.poll_interval, c.checkpoint_interval, c.discovery.rescan_interval),
+            (Duration::from_millis(100), Duration::from_secs(2), Duration::from_secs(60))
+        );
+        let m = c.kubernetes_metadata.as_ref().unwrap();
+        assert_eq!(
+            (m.refresh_interval, m.cache_ttl, m.request_timeout),
+            (Duration::from_secs(10), Duration::from_secs(3600), Duration::from_secs(3))
+        );
+        let es = c.sink.as_ref().unwrap().elasticsearch.as_ref().unwrap();
+        assert_eq!(
+            (es.batch_timeout, es.request_timeout, es.backoff_initial, es.backoff_max),
+            (
+                Duration::from_millis(250),
+                Duration::from_secs(90),
+                Duration::from_millis(50),
+                Duration::from_secs(5)
+            )
+        );
+        // A bare number has no unit: refused, naming the key.
+        for (text, key) in [
+            ("discovery: {rescan_interval: 10}\n", "key `discovery.rescan_interval`"),
+            ("poll_interval: 250\n", "key `poll_interval`"),
+            ("sink: {elasticsearch: {url: 'http://h:9200', backoff_max: 1.5}}\n", "key `sink.elasticsearch.backoff_max`"),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(e.starts_with("config file f.yaml: ") && e.contains(key) && e.contains("no unit"), "{e}");
+        }
+        let (c, _) = load("sink: {stdout: true}\ndiscovery: {rescan_interval: 0s}\n").unwrap();
+        let e = c.validate("f.yaml").unwrap_err().to_string();
+        assert!(e.contains("discovery.rescan_interval: must be longer than 0s"), "{e}");
+    }
+
+    #[test]
+    fn old_millisecond_keys_still_work_with_one_warning_each() {
+        let (c, w) = load(
+            "poll_interval_ms: 100\ncheckpoint_interval_ms: 2000\ndiscovery: {rescan_interval_ms: 50}\n\
+             parse: {multiline: [{start_pattern: x, flush_timeout_ms: 300}]}\n\
+             kubernetes_metadata: {source: apiserver, refresh_interval_ms: 200, cache_ttl_ms: 60000, request_timeout_ms: 1500}\n\
+             sink: {elasticsearch: {url: 'http://h:9200', batch_timeout_ms: 100, request_timeout_ms: 30000, backoff_initial_ms: 20, backoff_max_ms: 100}}\n",
+        )
+        .unwrap();
+        assert_eq!(w.len(), RENAMED_KEYS.len(), "{w:?}");
+        assert!(
+            w.contains(&"config file f.yaml: key `discovery.rescan_interval_ms` is deprecated and will be removed: write `discovery.rescan_interval: 50ms`".to_string()),
+            "{w:?}"
+        );
+        assert!(w.iter().any(|w| w.contains("`parse.multiline[0].flush_timeout: 300ms`")), "{w:?}");
+        assert_eq!(c.discovery.rescan_interval, Duration::from_millis(50));
+        assert_eq!(c.parse.multiline[0].flush_timeout, Duration::from_millis(300));
+        assert_eq!(c.kubernetes_metadata.as_ref().unwrap().cache_ttl, Duration::from_secs(60));
+        let es = c.sink.as_ref().unwrap().elasticsearch.as_ref().unwrap();
+        assert_eq!((es.backoff_initial, es.backoff_max), (Duration::from_millis(20), Duration::from_millis(100)));
+        assert_eq!(c.poll_interval, Duration::from_millis(100));
+        c.validate("f.yaml").unwrap();
+
+        // Old and new spelling of one key: an error naming both.
+        let e = load("discovery: {rescan_interval_ms: 50, rescan_interval: 1s}\n").unwrap_err();
+        assert!(
+            e.contains("key `discovery.rescan_interval_ms`") && e.contains("keep only `rescan_interval`"),
+            "{e}"
+        );
+        let e = load("sink: {elasticsearch: {url: 'http://h:9200', backoff_max_ms: 1s}}\n").unwrap_err();
+        assert!(e.contains("key `sink.elasticsearch.backoff_max_ms`") && e.contains("milliseconds"), "{e}");
     }
 
     #[test]

@@ -32,9 +32,9 @@ pub struct DiscoveryConfig {
     /// Directory of `<pod>_<ns>_<container>-<id>.log` symlinks used when no root exists.
     #[serde(default = "default_containers_dir")]
     pub containers_dir: PathBuf,
-    /// Interval of the full rescan that backs up inotify, in milliseconds.
-    #[serde(default = "default_rescan_ms")]
-    pub rescan_interval_ms: u64,
+    /// Interval of the full rescan that backs up inotify, e.g. `500ms`.
+    #[serde(default = "default_rescan", with = "vigil_common::duration::serde_std")]
+    pub rescan_interval: std::time::Duration,
     /// Directories outside the roots that a log file symlink may point into (docker's json-file logs, which the
     /// kubelet links from /var/log/pods). A link resolving anywhere else is not followed, so a host file never
     /// ends up in the output.
@@ -51,8 +51,8 @@ fn default_include() -> Vec<String> {
 fn default_containers_dir() -> PathBuf {
     PathBuf::from("/var/log/containers")
 }
-fn default_rescan_ms() -> u64 {
-    500
+fn default_rescan() -> std::time::Duration {
+    std::time::Duration::from_millis(500)
 }
 fn default_link_targets() -> Vec<PathBuf> {
     vec![PathBuf::from("/var/lib/docker/containers")]
@@ -65,7 +65,7 @@ impl Default for DiscoveryConfig {
             include: default_include(),
             exclude: Vec::new(),
             containers_dir: default_containers_dir(),
-            rescan_interval_ms: default_rescan_ms(),
+            rescan_interval: default_rescan(),
             link_targets: default_link_targets(),
         }
     }

@@ -54,8 +54,11 @@ pub struct Args {
     /// Elasticsearch batch size in bytes [default: 5 MiB].
     #[arg(long)]
     pub batch_bytes: Option<usize>,
-    /// Elasticsearch batch timeout in milliseconds [default: 1000].
-    #[arg(long)]
+    /// Elasticsearch batch timeout, e.g. 500ms [default: 1s].
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub batch_timeout: Option<Duration>,
+    /// Deprecated: --batch-timeout in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "batch_timeout")]
     pub batch_timeout_ms: Option<u64>,
     /// Pod labels, annotations and images from this kubelet's `/pods` (e.g. https://127.0.0.1:10250), with the
     /// service-account token when present (sets kubernetes_metadata.source=kubelet).
@@ -167,14 +170,24 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
             es.batch_bytes = b;
         }
         if let Some(t) = args.batch_timeout_ms {
-            es.batch_timeout_ms = t;
+            tracing::warn!(
+                "--batch-timeout-ms is deprecated and will be removed: write --batch-timeout {}",
+                vigil_common::Duration::from_millis(t)
+            );
+            es.batch_timeout = Duration::from_millis(t);
         }
-    } else if args.index.is_some() || args.batch_bytes.is_some() || args.batch_timeout_ms.is_some()
+        if let Some(t) = args.batch_timeout {
+            es.batch_timeout = t;
+        }
+    } else if args.index.is_some()
+        || args.batch_bytes.is_some()
+        || args.batch_timeout.is_some()
+        || args.batch_timeout_ms.is_some()
     {
         return Err(ConfigError::Invalid {
             origin: "flags".into(),
             message:
-                "--index, --batch-bytes and --batch-timeout-ms apply to the elasticsearch sink only"
+                "--index, --batch-bytes and --batch-timeout apply to the elasticsearch sink only"
                     .into(),
         }
         .into());
@@ -202,7 +215,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         SinkConfig::Elasticsearch(es) => (
             es.target().to_string(),
             es.batch_bytes,
-            Duration::from_millis(es.batch_timeout_ms),
+            es.batch_timeout,
             es.concurrency,
         ),
         _ => (
@@ -247,7 +260,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
             container: m.container.clone(),
             rule: parse::multiline::Rule {
                 start: regex::bytes::Regex::new(&m.start_pattern).expect("validated"),
-                flush_timeout: Duration::from_millis(m.flush_timeout_ms),
+                flush_timeout: m.flush_timeout,
             },
         })
         .collect();
@@ -267,10 +280,10 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
             encoder,
             batch_bytes,
             batch_timeout,
-            poll_interval: Duration::from_millis(cfg.poll_interval_ms),
-            rescan_interval: Duration::from_millis(cfg.discovery.rescan_interval_ms),
+            poll_interval: cfg.poll_interval,
+            rescan_interval: cfg.discovery.rescan_interval,
             store: tail::checkpoint::Store::new(&cfg.data_dir),
-            checkpoint_interval: Duration::from_millis(cfg.checkpoint_interval_ms),
+            checkpoint_interval: cfg.checkpoint_interval,
             buffers: buffers.clone(),
             pod_metadata,
             deleted_files_max_bytes: cfg.deleted_files_max_bytes,

@@ -77,15 +77,15 @@ pub struct MetadataConfig {
     /// This node's name (API server source). Default: the `NODE_NAME` environment variable.
     #[serde(default)]
     pub node_name: Option<String>,
-    /// Time between refreshes, in milliseconds.
-    #[serde(default = "default_refresh_ms")]
-    pub refresh_interval_ms: u64,
-    /// A pod no longer listed keeps its metadata this long (its last lines are still being read), in milliseconds.
-    #[serde(default = "default_ttl_ms")]
-    pub cache_ttl_ms: u64,
-    /// Timeout of one request, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
-    pub request_timeout_ms: u64,
+    /// Time between refreshes, e.g. `30s`.
+    #[serde(default = "default_refresh", with = "vigil_common::duration::serde_std")]
+    pub refresh_interval: Duration,
+    /// A pod no longer listed keeps its metadata this long (its last lines are still being read).
+    #[serde(default = "default_ttl", with = "vigil_common::duration::serde_std")]
+    pub cache_ttl: Duration,
+    /// Timeout of one request.
+    #[serde(default = "default_timeout", with = "vigil_common::duration::serde_std")]
+    pub request_timeout: Duration,
     /// Add `kubernetes.labels`.
     #[serde(default = "default_true")]
     pub labels: bool,
@@ -100,14 +100,14 @@ pub struct MetadataConfig {
     pub exclude_annotations: Vec<String>,
 }
 
-fn default_refresh_ms() -> u64 {
-    30_000
+fn default_refresh() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_ttl_ms() -> u64 {
-    300_000
+fn default_ttl() -> Duration {
+    Duration::from_secs(300)
 }
-fn default_timeout_ms() -> u64 {
-    5_000
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_true() -> bool {
     true
@@ -127,9 +127,9 @@ impl MetadataConfig {
             ca_file: None,
             insecure_skip_tls_verify: false,
             node_name: None,
-            refresh_interval_ms: default_refresh_ms(),
-            cache_ttl_ms: default_ttl_ms(),
-            request_timeout_ms: default_timeout_ms(),
+            refresh_interval: default_refresh(),
+            cache_ttl: default_ttl(),
+            request_timeout: default_timeout(),
             labels: true,
             annotations: true,
             include_annotations: Vec::new(),
@@ -151,10 +151,11 @@ impl MetadataConfig {
                 ));
             }
         }
-        if self.refresh_interval_ms == 0 || self.request_timeout_ms == 0 {
-            return Err(
-                "kubernetes_metadata.refresh_interval_ms and request_timeout_ms must be > 0".into(),
-            );
+        if self.refresh_interval.is_zero() {
+            return Err("kubernetes_metadata.refresh_interval: must be longer than 0s".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("kubernetes_metadata.request_timeout: must be longer than 0s".into());
         }
         if self.insecure_skip_tls_verify && self.ca_file.is_some() {
             return Err(
@@ -488,8 +489,8 @@ impl Refresher {
                 .then_some(ca)
         });
         let mut b = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.request_timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.request_timeout_ms));
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout);
         if let Some(ca) = &ca_file {
             let pem = std::fs::read(ca).map_err(|e| MetadataError::Ca {
                 path: ca.clone(),
@@ -558,14 +559,14 @@ impl Refresher {
         })?;
         Ok(self.cache.update(
             pods,
-            Duration::from_millis(self.cfg.cache_ttl_ms),
+            self.cfg.cache_ttl,
             Instant::now(),
         ))
     }
 
     /// Refreshes until `shutdown` fires. Failures are counted and logged; the cache keeps what it had.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let every = Duration::from_millis(self.cfg.refresh_interval_ms);
+        let every = self.cfg.refresh_interval;
         loop {
             let outcome = tokio::select! {
                 r = self.refresh() => r,
@@ -724,7 +725,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let mut c = MetadataConfig::new(Source::Kubelet, Some(url));
-        c.refresh_interval_ms = 600_000;
+        c.refresh_interval = Duration::from_secs(600);
         let metrics = Arc::new(Metrics::default());
         let refresher = Refresher::new(c, metrics.clone()).unwrap();
         let cache = refresher.cache();

@@ -56,9 +56,9 @@ pub struct EsConfig {
     /// A batch is sent once it holds this many bytes.
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
-    /// A batch is sent at the latest this long after its first record, in milliseconds.
-    #[serde(default = "default_batch_timeout_ms")]
-    pub batch_timeout_ms: u64,
+    /// A batch is sent at the latest this long after its first record, e.g. `1s`.
+    #[serde(default = "default_batch_timeout", with = "vigil_common::duration::serde_std")]
+    pub batch_timeout: Duration,
     /// Bulk requests in flight at once (memory: up to this many batches of `batch_bytes` are held while unacknowledged).
     /// 4 keeps both the encoder and Elasticsearch busy; 2 left the end-to-end benchmark waiting on round trips.
     #[serde(default = "default_concurrency")]
@@ -78,15 +78,15 @@ pub struct EsConfig {
     /// PEM file of a CA to trust for `https` URLs (in addition to the built-in roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Timeout of one bulk request, in milliseconds.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// First retry delay, in milliseconds (doubles up to `backoff_max_ms`, with jitter).
-    #[serde(default = "default_backoff_initial_ms")]
-    pub backoff_initial_ms: u64,
-    /// Largest retry delay, in milliseconds.
-    #[serde(default = "default_backoff_max_ms")]
-    pub backoff_max_ms: u64,
+    /// Timeout of one bulk request.
+    #[serde(default = "default_request_timeout", with = "vigil_common::duration::serde_std")]
+    pub request_timeout: Duration,
+    /// First retry delay (doubles up to `backoff_max`, with jitter).
+    #[serde(default = "default_backoff_initial", with = "vigil_common::duration::serde_std")]
+    pub backoff_initial: Duration,
+    /// Largest retry delay.
+    #[serde(default = "default_backoff_max", with = "vigil_common::duration::serde_std")]
+    pub backoff_max: Duration,
 }
 
 fn default_index() -> String {
@@ -95,20 +95,20 @@ fn default_index() -> String {
 fn default_batch_bytes() -> usize {
     5 << 20
 }
-fn default_batch_timeout_ms() -> u64 {
-    1000
+fn default_batch_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_concurrency() -> usize {
     4
 }
-fn default_request_timeout_ms() -> u64 {
-    30_000
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_backoff_initial_ms() -> u64 {
-    100
+fn default_backoff_initial() -> Duration {
+    Duration::from_millis(100)
 }
-fn default_backoff_max_ms() -> u64 {
-    10_000
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl EsConfig {
@@ -118,16 +118,16 @@ impl EsConfig {
             index: default_index(),
             data_stream: None,
             batch_bytes: default_batch_bytes(),
-            batch_timeout_ms: default_batch_timeout_ms(),
+            batch_timeout: default_batch_timeout(),
             concurrency: default_concurrency(),
             gzip: false,
             username: None,
             password: None,
             api_key: None,
             ca_file: None,
-            request_timeout_ms: default_request_timeout_ms(),
-            backoff_initial_ms: default_backoff_initial_ms(),
-            backoff_max_ms: default_backoff_max_ms(),
+            request_timeout: default_request_timeout(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
         }
     }
 
@@ -153,11 +153,13 @@ impl EsConfig {
                 "sink.elasticsearch: set either api_key or username/password, not both".into(),
             );
         }
-        if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
+        if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
             return Err(
-                "sink.elasticsearch.backoff_initial_ms/backoff_max_ms: need 0 < initial <= max"
-                    .into(),
+                "sink.elasticsearch.backoff_initial/backoff_max: need 0s < initial <= max".into(),
             );
+        }
+        if self.request_timeout.is_zero() {
+            return Err("sink.elasticsearch.request_timeout: must be longer than 0s".into());
         }
         Ok(())
     }
@@ -298,7 +300,7 @@ impl ElasticsearchSink {
         metrics: Arc<Metrics>,
     ) -> Result<Self, EsError> {
         let mut b = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            .timeout(cfg.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(cfg.concurrency);
         if let Some(ca) = &cfg.ca_file {
@@ -335,17 +337,6 @@ impl ElasticsearchSink {
         })
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let max = self.cfg.backoff_max_ms;
-        let d = self
-            .cfg
-            .backoff_initial_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(max);
-        // Jitter: somewhere in [d/2, d].
-        Duration::from_millis(d / 2 + fastrand::u64(0..=d / 2))
-    }
-
     /// Sends every item of `batch`; returns true once each is stored or dead-lettered, false if shutdown came first.
     /// `buf` is the batch's encoded records (`batch.buf` handed over as `Bytes`, so a whole batch is sent without a copy).
     /// Whole-request failures are reported to `health` (for `/healthz`) until a request succeeds again.
@@ -361,6 +352,7 @@ impl ElasticsearchSink {
             queue.push_back((0..batch.items.len()).collect());
         }
         let mut attempt = 0u32;
+        let mut backoff = vigil_common::Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max);
         while let Some(group) = queue.pop_front() {
             let outcome = tokio::select! {
                 o = self.send_group(batch, buf, &group) => o,
@@ -372,6 +364,7 @@ impl ElasticsearchSink {
                         health.recovered("elasticsearch");
                     }
                     attempt = 0;
+                    backoff.reset();
                     continue;
                 }
                 Outcome::Retry(items) => {
@@ -416,7 +409,7 @@ impl ElasticsearchSink {
                 }
             };
             if wait {
-                let d = self.backoff(attempt);
+                let d = backoff.next_delay();
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
                     _ = tokio::time::sleep(d) => {},

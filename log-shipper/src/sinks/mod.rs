@@ -111,11 +111,12 @@ impl Health {
     }
 }
 
-/// Retry delays of a sink that cannot write: 200 ms doubling to 10 s, with jitter (as the problem detector's sources).
-fn retry_delay(attempt: u32) -> std::time::Duration {
-    let d = 200u64.saturating_mul(1 << attempt.min(10)).min(10_000);
-    std::time::Duration::from_millis(d / 2 + fastrand::u64(0..=d / 2))
-}
+/// First and longest retry delay of the file sink when it cannot write (with jitter, see
+/// [`vigil_common::Backoff`]).
+const FILE_RETRY: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_secs(10),
+);
 
 /// A configured sink.
 pub enum Sink {
@@ -177,6 +178,7 @@ pub async fn run(
             // Retried until it is written: unacknowledged, the batch holds the reader back (the log files are the
             // buffer), and a failed attempt leaves the output as it was, so nothing is lost or written twice.
             let mut attempt = 0u32;
+            let mut backoff = vigil_common::Backoff::new(FILE_RETRY.0, FILE_RETRY.1);
             loop {
                 match f.write_batch(&batch) {
                     Ok(w) => {
@@ -197,7 +199,7 @@ pub async fn run(
                         }
                         metrics.records_retried.inc_by(batch.items.len() as u64);
                         health.failing("file", error);
-                        let d = retry_delay(attempt);
+                        let d = backoff.next_delay();
                         attempt = attempt.saturating_add(1);
                         tokio::select! {
                             _ = tokio::time::sleep(d) => {},

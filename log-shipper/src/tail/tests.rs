@@ -33,7 +33,7 @@ fn start_full(
     std::fs::create_dir_all(data).unwrap();
     let discovery = Discovery::new(DiscoveryConfig {
         roots: vec![root.to_path_buf()],
-        rescan_interval_ms: 50,
+        rescan_interval: std::time::Duration::from_millis(50),
         ..Default::default()
     })
     .unwrap();
