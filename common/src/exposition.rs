@@ -55,6 +55,7 @@ impl Kind {
 
 /// Appends a label value escaped for the exposition: `\` → `\\`, `"` → `\"`, newline → `\n`;
 /// everything else (UTF-8 included) as is.
+#[inline]
 pub fn escape_label(v: &str, out: &mut String) {
     escape(v, out, true);
 }
@@ -64,6 +65,7 @@ pub fn escape_help(v: &str, out: &mut String) {
     escape(v, out, false);
 }
 
+#[inline]
 fn escape(v: &str, out: &mut String, quote: bool) {
     let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
     if !v.bytes().any(special) {
@@ -87,6 +89,7 @@ pub trait Value: Copy {
 }
 
 impl Value for f64 {
+    #[inline]
     fn write(self, out: &mut String) {
         if self.is_nan() {
             out.push_str("NaN");
@@ -101,12 +104,14 @@ impl Value for f64 {
 }
 
 impl Value for u64 {
+    #[inline]
     fn write(self, out: &mut String) {
         out.push_str(itoa::Buffer::new().format(self));
     }
 }
 
 impl Value for i64 {
+    #[inline]
     fn write(self, out: &mut String) {
         out.push_str(itoa::Buffer::new().format(self));
     }
@@ -126,6 +131,7 @@ pub fn header(out: &mut String, name: &str, kind: Kind, help: &str) {
 }
 
 /// Appends one `k="v"` pair, preceded by a comma unless it is the first inside the braces.
+#[inline]
 pub fn label(out: &mut String, first: bool, k: &str, v: &str) {
     if !first {
         out.push(',');
@@ -153,6 +159,7 @@ impl Timestamp {
 }
 
 /// Appends the end of a sample line after its labels: ` value`, ` timestamp` when given, newline.
+#[inline]
 pub fn value_line<V: Value>(out: &mut String, value: V, timestamp: Option<&Timestamp>) {
     out.push(' ');
     value.write(out);
