@@ -1,5 +1,5 @@
 //! Development server: the UI and /render from this crate, the PromQL API proxied to a real
-//! Prometheus. cargo run -p vigil-dashboards --example ui_dev -- 127.0.0.1:18090 http://127.0.0.1:19090
+//! Prometheus. cargo run -p vigil-dashboards --features perf --example ui_dev -- 127.0.0.1:18090 http://127.0.0.1:19090
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
