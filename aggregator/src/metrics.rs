@@ -1,14 +1,9 @@
-//! The aggregator's own metrics on /metrics (rounds, durations, node pulls, rates, store, snapshots, Kubernetes watches), encoded with prometheus-client.
+//! The aggregator's own metrics on /metrics (rounds, durations, node pulls, rates, store, snapshots, Kubernetes watches), written with `vigil_common::exposition`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
-use vigil_collector::self_metrics::{counter_family, encode, set, Labels};
+use vigil_common::exposition::{Format, Histogram, Kind, Writer};
 
 use crate::scrape::kubernetes::{WatchStats, RESOURCES};
 use crate::scrape::Scraper;
@@ -45,7 +40,7 @@ impl Default for SelfMetrics {
             rounds: AtomicU64::new(0),
             last_round_seconds: Mutex::new(0.0),
             // 50 ms to 25.6 s.
-            round_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 10)),
+            round_seconds: Histogram::exponential(0.05, 2.0, 10),
             last_fetch_seconds: Mutex::new(0.0),
             last_process_seconds: Mutex::new(0.0),
             last_store_seconds: Mutex::new(0.0),
@@ -65,48 +60,6 @@ impl Default for SelfMetrics {
     }
 }
 
-/// prometheus-client adds the final period of HELP texts itself.
-fn help(text: &str) -> &str {
-    text.strip_suffix('.').unwrap_or(text)
-}
-
-/// A registry under construction, named with the `vigil_aggregator_` prefix and without the
-/// `_total` of counters (prometheus-client adds it).
-struct Reg(Registry);
-
-impl Reg {
-    fn counter(&mut self, name: &str, text: &str, v: u64) {
-        self.0.register(name, help(text), ConstCounter::new(v));
-    }
-    fn gauge(&mut self, name: &str, text: &str, v: i64) {
-        self.0.register(name, help(text), ConstGauge::new(v));
-    }
-    fn counters(
-        &mut self,
-        name: &str,
-        text: &str,
-    ) -> Family<Labels, prometheus_client::metrics::counter::Counter> {
-        counter_family(&mut self.0, name, help(text))
-    }
-    fn gauges(&mut self, name: &str, text: &str) -> Family<Labels, Gauge> {
-        let f = Family::<Labels, Gauge>::default();
-        self.0.register(name, help(text), f.clone());
-        f
-    }
-    fn gauges_f64(&mut self, name: &str, text: &str) -> Family<Labels, Gauge<f64, AtomicU64>> {
-        let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        self.0.register(name, help(text), f.clone());
-        f
-    }
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 impl SelfMetrics {
     pub fn set(m: &Mutex<f64>, v: f64) {
         *m.lock().unwrap() = v;
@@ -116,135 +69,155 @@ impl SelfMetrics {
     pub fn render(&self, out: &mut String, store: &Store, scraper: &Scraper) {
         let g = |m: &Mutex<f64>| *m.lock().unwrap();
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let i = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-        let mut r = Reg(Registry::with_prefix("vigil_aggregator"));
-        r.counter("rounds", "Scrape rounds completed.", c(&self.rounds));
-        r.0.register(
-            "round_duration_seconds",
-            "Wall time of scrape rounds (fetch, process, store)",
-            self.round_seconds.clone(),
+        let mut w = Writer::new(out, Format::Text);
+        w.counter(
+            "vigil_aggregator_rounds_total",
+            "Scrape rounds completed.",
+            c(&self.rounds),
         );
-        let phases = r.gauges_f64(
-            "last_round_phase_seconds",
-            "Wall time of the last round's phases.",
+        w.histogram(
+            "vigil_aggregator_round_duration_seconds",
+            "Wall time of scrape rounds (fetch, process, store).",
+            &self.round_seconds,
         );
+        let phases = "vigil_aggregator_last_round_phase_seconds";
+        w.header(phases, Kind::Gauge, "Wall time of the last round's phases.");
         for (phase, v) in [
             ("total", &self.last_round_seconds),
             ("fetch", &self.last_fetch_seconds),
             ("process", &self.last_process_seconds),
             ("store", &self.last_store_seconds),
         ] {
-            phases.get_or_create(&labels(&[("phase", phase)])).set(g(v));
+            w.sample(phases, &[("phase", phase)], g(v));
         }
-        r.gauge(
-            "batch_metric_sets",
+        w.gauge(
+            "vigil_aggregator_batch_metric_sets",
             "Metric sets in the newest batch.",
-            i(&self.last_batch_sets),
+            c(&self.last_batch_sets),
         );
-        r.gauge(
-            "batch_timestamp_seconds",
+        w.gauge(
+            "vigil_aggregator_batch_timestamp_seconds",
             "Time of the newest batch.",
-            i(&self.last_batch_timestamp_seconds),
+            c(&self.last_batch_timestamp_seconds),
         );
-        r.counter(
-            "discovery_errors",
-            "Failed node-list refreshes (the previous list is kept).",
-            c(&self.discovery_errors),
-        );
-        r.counter(
-            "rates_computed",
-            "Rates derived from counters.",
-            c(&self.rates_computed),
-        );
-        r.counter(
-            "counter_resets",
-            "Counters that went backwards (no rate emitted).",
-            c(&self.counter_resets),
-        );
-        r.counter(
-            "container_restarts",
-            "Container start-time changes seen.",
-            c(&self.container_restarts),
-        );
-        r.counter(
-            "duplicate_node_names",
-            "Node documents dropped because another target in the same round reported the same node name.",
-            c(&self.duplicate_nodes),
-        );
-        r.gauge(
-            "rate_state_sets",
+        for (name, help, v) in [
+            (
+                "vigil_aggregator_discovery_errors_total",
+                "Failed node-list refreshes (the previous list is kept).",
+                &self.discovery_errors,
+            ),
+            (
+                "vigil_aggregator_rates_computed_total",
+                "Rates derived from counters.",
+                &self.rates_computed,
+            ),
+            (
+                "vigil_aggregator_counter_resets_total",
+                "Counters that went backwards (no rate emitted).",
+                &self.counter_resets,
+            ),
+            (
+                "vigil_aggregator_container_restarts_total",
+                "Container start-time changes seen.",
+                &self.container_restarts,
+            ),
+            (
+                "vigil_aggregator_duplicate_node_names_total",
+                "Node documents dropped because another target in the same round reported the same node name.",
+                &self.duplicate_nodes,
+            ),
+        ] {
+            w.counter(name, help, c(v));
+        }
+        w.gauge(
+            "vigil_aggregator_rate_state_sets",
             "Metric sets whose previous counters are remembered.",
-            i(&self.rate_state_sets),
+            c(&self.rate_state_sets),
         );
 
         let s = &store.stats;
-        r.gauge(
-            "store_series",
+        w.gauge(
+            "vigil_aggregator_store_series",
             "Series in the in-memory window.",
-            s.series.load(Ordering::Relaxed) as i64,
+            s.series.load(Ordering::Relaxed) as u64,
         );
-        r.gauge(
-            "store_entities",
+        w.gauge(
+            "vigil_aggregator_store_entities",
             "Metric sets (containers, pods, namespaces, nodes, cluster) in the store.",
-            s.entities.load(Ordering::Relaxed) as i64,
+            s.entities.load(Ordering::Relaxed) as u64,
         );
-        r.counter(
-            "store_points_appended",
+        w.counter(
+            "vigil_aggregator_store_points_appended_total",
             "Points added to the store.",
             s.points_appended.load(Ordering::Relaxed) as u64,
         );
-        r.counter(
-            "store_series_rejected",
+        w.counter(
+            "vigil_aggregator_store_series_rejected_total",
             "New series refused because --max-series was reached.",
             s.series_rejected.load(Ordering::Relaxed) as u64,
         );
-        r.counter(
-            "store_points_out_of_order",
+        w.counter(
+            "vigil_aggregator_store_points_out_of_order_total",
             "Points not newer than their series' last point (dropped).",
             s.points_out_of_order.load(Ordering::Relaxed) as u64,
         );
-        r.gauge(
-            "store_points_bytes",
+        w.gauge(
+            "vigil_aggregator_store_points_bytes",
             "Heap bytes of encoded points at the last round.",
-            s.heap_bytes.load(Ordering::Relaxed) as i64,
+            s.heap_bytes.load(Ordering::Relaxed) as u64,
         );
-        let snapshots = r.counters(
-            "snapshots",
+        let snapshots = "vigil_aggregator_snapshots_total";
+        w.header(
+            snapshots,
+            Kind::Counter,
             "Store snapshots written to --data-dir, by result.",
         );
-        set(&snapshots, &[("result", "ok")], c(&self.snapshots_written));
-        set(&snapshots, &[("result", "error")], c(&self.snapshot_errors));
+        w.sample(snapshots, &[("result", "ok")], c(&self.snapshots_written));
+        w.sample(snapshots, &[("result", "error")], c(&self.snapshot_errors));
 
-        r.counter(
-            "duplicate_pod_names",
+        w.counter(
+            "vigil_aggregator_duplicate_pod_names_total",
             "Pods dropped because an earlier pod in the same node document had the same namespace and name.",
             scraper.duplicate_pods(),
         );
         let nodes = scraper.node_states();
-        let up = r.gauges(
-            "node_up",
+        let up = "vigil_aggregator_node_up";
+        w.header(
+            up,
+            Kind::Gauge,
             "1 when the node's last pull succeeded, 0 when the node is stale.",
         );
-        let failures = r.counters("node_scrape_failures", "Failed pulls per node.");
-        let late = r.counters(
-            "node_scrape_late",
+        for (url, n) in &nodes {
+            w.sample(up, &[("node", &n.name), ("url", url)], u64::from(n.up));
+        }
+        let failures = "vigil_aggregator_node_scrape_failures_total";
+        w.header(failures, Kind::Counter, "Failed pulls per node.");
+        for (url, n) in &nodes {
+            w.sample(failures, &[("node", &n.name), ("url", url)], n.failures);
+        }
+        let late = "vigil_aggregator_node_scrape_late_total";
+        w.header(
+            late,
+            Kind::Counter,
             "Rounds the node missed because it had not answered by the round's deadline.",
         );
-        let durations = r.gauges_f64(
-            "node_scrape_duration_seconds",
+        for (url, n) in &nodes {
+            w.sample(late, &[("node", &n.name), ("url", url)], n.late);
+        }
+        let durations = "vigil_aggregator_node_scrape_duration_seconds";
+        w.header(
+            durations,
+            Kind::Gauge,
             "Duration of the node's last Summary request.",
         );
         for (url, n) in &nodes {
-            let l = labels(&[("node", &n.name), ("url", url)]);
-            up.get_or_create(&l).set(i64::from(n.up));
-            failures.get_or_create(&l).inc_by(n.failures);
-            late.get_or_create(&l).inc_by(n.late);
-            durations
-                .get_or_create(&l)
-                .set(n.last_duration.as_secs_f64());
+            let labels = [("node", n.name.as_str()), ("url", url.as_str())];
+            w.sample(durations, &labels, n.last_duration.as_secs_f64());
         }
-        let by_reason = r.counters(
-            "scrape_failures",
+        let by_reason = "vigil_aggregator_scrape_failures_total";
+        w.header(
+            by_reason,
+            Kind::Counter,
             "Failed pulls by reason (transport, timeout, status, malformed, too_large, late).",
         );
         let counted = scraper.failures_by_reason();
@@ -254,45 +227,44 @@ impl SelfMetrics {
                 .find(|(r, _)| *r == reason)
                 .map(|(_, n)| *n)
                 .unwrap_or(0);
-            set(&by_reason, &[("reason", reason)], n);
+            w.sample(by_reason, &[("reason", reason)], n);
         }
 
-        if let Some(w) = &self.kube_watch {
-            let errors = r.counters(
-                "kubernetes_watch_errors",
-                "Failed Kubernetes list or watch requests and ERROR events, by resource (each retried with backoff).",
-            );
-            let lists = r.counters(
-                "kubernetes_lists",
-                "Full Kubernetes lists by resource: the first one and each relist (after a 410 or an expired watch).",
-            );
-            let events = r.counters(
-                "kubernetes_watch_events",
-                "Objects added, modified or deleted by Kubernetes watch events, by resource.",
-            );
-            let objects = r.gauges(
-                "kubernetes_objects",
-                "Objects in the Kubernetes reflector store, by resource.",
-            );
-            for (k, name) in RESOURCES.iter().enumerate() {
-                let res = [("resource", *name)];
-                set(&errors, &res, c(&w.errors[k]));
-                set(&lists, &res, c(&w.lists[k]));
-                set(&events, &res, c(&w.events[k]));
-                objects.get_or_create(&labels(&res)).set(i(&w.objects[k]));
+        if let Some(watch) = &self.kube_watch {
+            type Get = fn(&WatchStats, usize) -> u64;
+            let families: [(&str, Kind, &str, Get); 4] = [
+                (
+                    "vigil_aggregator_kubernetes_watch_errors_total",
+                    Kind::Counter,
+                    "Failed Kubernetes list or watch requests and ERROR events, by resource (each retried with backoff).",
+                    |w, k| w.errors[k].load(Ordering::Relaxed),
+                ),
+                (
+                    "vigil_aggregator_kubernetes_lists_total",
+                    Kind::Counter,
+                    "Full Kubernetes lists by resource: the first one and each relist (after a 410 or an expired watch).",
+                    |w, k| w.lists[k].load(Ordering::Relaxed),
+                ),
+                (
+                    "vigil_aggregator_kubernetes_watch_events_total",
+                    Kind::Counter,
+                    "Objects added, modified or deleted by Kubernetes watch events, by resource.",
+                    |w, k| w.events[k].load(Ordering::Relaxed),
+                ),
+                (
+                    "vigil_aggregator_kubernetes_objects",
+                    Kind::Gauge,
+                    "Objects in the Kubernetes reflector store, by resource.",
+                    |w, k| w.objects[k].load(Ordering::Relaxed),
+                ),
+            ];
+            for (name, kind, help, get) in families {
+                w.header(name, kind, help);
+                for (k, resource) in RESOURCES.iter().enumerate() {
+                    w.sample(name, &[("resource", resource)], get(watch, k));
+                }
             }
         }
-        encode_text(&r.0, out);
-    }
-}
-
-/// Appends a registry in the Prometheus text format (0.0.4) without OpenMetrics' end marker:
-/// /metrics is the aggregator's families followed by the sinks'.
-pub(crate) fn encode_text(registry: &Registry, out: &mut String) {
-    let start = out.len();
-    encode(registry, out);
-    if out[start..].ends_with("# EOF\n") {
-        out.truncate(out.len() - "# EOF\n".len());
     }
 }
 
@@ -328,5 +300,6 @@ mod tests {
             assert!(out.contains(want), "{want:?} missing in:\n{out}");
         }
         assert!(!out.contains("# EOF") && !out.contains(".."), "{out}");
+        assert!(out.contains("vigil_aggregator_round_duration_seconds_bucket{le=\"0.4\"} 1\n"), "{out}");
     }
 }

@@ -402,44 +402,38 @@ impl ProblemPuller {
 
     /// Appends the problem pull's own metrics to a Prometheus exposition.
     pub fn write_metrics(&self, out: &mut String) {
-        use vigil_collector::self_metrics::{
-            const_counter, const_gauge, counter_family, encode, set,
-        };
+        use vigil_common::exposition::{Format, Kind, Writer as Exposition};
         let s = self.stats.lock().unwrap();
-        let mut r = prometheus_client::registry::Registry::default();
-        let pulls = counter_family(
-            &mut r,
-            "vigil_aggregator_problem_pulls",
-            "Pulls of the nodes' problem detectors (/conditions, /problems/events) by outcome: ok, no_detector (404), or why they failed",
+        let mut w = Exposition::new(out, Format::Text);
+        let pulls = "vigil_aggregator_problem_pulls_total";
+        w.header(
+            pulls,
+            Kind::Counter,
+            "Pulls of the nodes' problem detectors (/conditions, /problems/events) by outcome: ok, no_detector (404), or why they failed.",
         );
         for (outcome, n) in &s.pulls {
-            set(&pulls, &[("outcome", outcome)], *n);
+            w.sample(pulls, &[("outcome", outcome)], *n);
         }
-        const_counter(
-            &mut r,
-            "vigil_aggregator_problem_events",
-            "Problem events received from the nodes' detectors",
+        w.counter(
+            "vigil_aggregator_problem_events_total",
+            "Problem events received from the nodes' detectors.",
             s.events,
         );
-        const_counter(
-            &mut r,
-            "vigil_aggregator_problem_events_lost",
-            "Problem events a collector's bounded log dropped before the aggregator pulled them",
+        w.counter(
+            "vigil_aggregator_problem_events_lost_total",
+            "Problem events a collector's bounded log dropped before the aggregator pulled them.",
             s.events_lost,
         );
-        const_counter(
-            &mut r,
-            "vigil_aggregator_problem_store_errors",
-            "problem_gauge / problem_counter samples the store refused",
+        w.counter(
+            "vigil_aggregator_problem_store_errors_total",
+            "problem_gauge / problem_counter samples the store refused.",
             s.store_errors,
         );
-        const_gauge(
-            &mut r,
+        w.gauge(
             "vigil_aggregator_problem_series",
-            "problem_gauge and problem_counter series written in the last round",
-            s.series as f64,
+            "problem_gauge and problem_counter series written in the last round.",
+            s.series,
         );
-        encode(&r, out);
     }
 }
 

@@ -31,6 +31,7 @@ pub use prometheus::render_exposition;
 use crate::batch::Batch;
 use http::SendError;
 use queue::{Entry, Payload, Queue, QueueError, QueueStats};
+use vigil_common::exposition::{Format, Kind, Writer};
 
 /// Errors of the sinks.
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +107,7 @@ pub struct SinkStats {
     pub queue: QueueStats,
 }
 
-/// One self-metric family: name (without `vigil_sink_` and a counter's `_total`), help, and its
-/// series: an extra label and how to read the value.
+/// One self-metric family: name, help, and its series: an extra label and how to read the value.
 type Family = (
     &'static str,
     &'static str,
@@ -311,43 +311,41 @@ impl SinkSet {
             .collect()
     }
 
-    /// Per-sink self-metrics (prometheus-client, Prometheus text format) for the aggregator's /metrics.
+    /// Per-sink self-metrics (Prometheus text format) for the aggregator's /metrics.
     pub fn write_metrics(&self, out: &mut String) {
-        use prometheus_client::metrics::family::Family as Series;
-        use prometheus_client::metrics::gauge::Gauge;
         if self.sinks.is_empty() {
             return;
         }
         let stats = self.stats();
-        let counters: [Family; 7] = [
+        let counters: [Family; 8] = [
             (
-                "points_sent",
-                "Points delivered to the sink",
+                "vigil_sink_points_sent_total",
+                "Points delivered to the sink.",
                 &[(None, |s| s.points_sent as f64)],
             ),
             (
-                "payloads_sent",
-                "Requests (payloads) the sink accepted",
+                "vigil_sink_payloads_sent_total",
+                "Requests (payloads) the sink accepted.",
                 &[(None, |s| s.payloads_sent as f64)],
             ),
             (
-                "requests_failed",
-                "Requests that failed (each is retried or, when rejected, dropped)",
+                "vigil_sink_requests_failed_total",
+                "Requests that failed (each is retried or, when rejected, dropped).",
                 &[(None, |s| s.requests_failed as f64)],
             ),
             (
-                "retries",
-                "Requests sent again after a failure",
+                "vigil_sink_retries_total",
+                "Requests sent again after a failure.",
                 &[(None, |s| s.retries as f64)],
             ),
             (
-                "payloads_rejected",
-                "Payloads the server rejected for good (4xx) and that were dropped",
+                "vigil_sink_payloads_rejected_total",
+                "Payloads the server rejected for good (4xx) and that were dropped.",
                 &[(None, |s| s.payloads_rejected as f64)],
             ),
             (
-                "points_dropped",
-                "Points dropped, by reason",
+                "vigil_sink_points_dropped_total",
+                "Points dropped, by reason.",
                 &[
                     (Some(("reason", "rejected")), |s| s.points_rejected as f64),
                     (Some(("reason", "queue_full")), |s| {
@@ -359,20 +357,20 @@ impl SinkSet {
                 ],
             ),
             (
-                "payloads_dropped",
-                "Payloads dropped because the queue (memory, or disk under the data dir) was full",
+                "vigil_sink_payloads_dropped_total",
+                "Payloads dropped because the queue (memory, or disk under the data dir) was full.",
                 &[(None, |s| s.queue.dropped_payloads as f64)],
             ),
+            (
+                "vigil_sink_batches_dropped_total",
+                "Batches dropped by push because the sink's backlog of batches to encode was full.",
+                &[(None, |s| s.batches_dropped as f64)],
+            ),
         ];
-        let batches: Family = (
-            "batches_dropped",
-            "Batches dropped by push because the sink's backlog of batches to encode was full",
-            &[(None, |s| s.batches_dropped as f64)],
-        );
         let gauges: [Family; 3] = [
             (
-                "queue_payloads",
-                "Payloads waiting for delivery, by place",
+                "vigil_sink_queue_payloads",
+                "Payloads waiting for delivery, by place.",
                 &[
                     (Some(("place", "memory")), |s| {
                         s.queue.memory_payloads as f64
@@ -381,58 +379,34 @@ impl SinkSet {
                 ],
             ),
             (
-                "queue_bytes",
-                "Bytes waiting for delivery, by place",
+                "vigil_sink_queue_bytes",
+                "Bytes waiting for delivery, by place.",
                 &[
                     (Some(("place", "memory")), |s| s.queue.memory_bytes as f64),
                     (Some(("place", "disk")), |s| s.queue.disk_bytes as f64),
                 ],
             ),
             (
-                "last_success_timestamp_seconds",
-                "When the sink last accepted a payload (0: never)",
+                "vigil_sink_last_success_timestamp_seconds",
+                "When the sink last accepted a payload (0: never).",
                 &[(None, |s| s.last_success_ms as f64 / 1000.0)],
             ),
         ];
-        let labels = |s: &SinkStats, extra: Option<(&str, &str)>| -> Vec<(String, String)> {
-            let mut l = vec![
-                ("sink".to_string(), s.name.clone()),
-                ("kind".to_string(), s.kind.to_string()),
-            ];
-            l.extend(extra.map(|(k, v)| (k.to_string(), v.to_string())));
-            l
-        };
-        let mut r = prometheus_client::registry::Registry::with_prefix("vigil_sink");
-        for (name, help, series) in counters.iter().chain([&batches]) {
-            let f = vigil_collector::self_metrics::counter_family(&mut r, name, help);
+        let mut w = Writer::new(out, Format::Text);
+        let families = counters
+            .iter()
+            .map(|f| (Kind::Counter, f))
+            .chain(gauges.iter().map(|f| (Kind::Gauge, f)));
+        for (kind, (name, help, series)) in families {
+            w.header(name, kind, help);
             for s in &stats {
                 for (extra, get) in series.iter() {
-                    f.get_or_create(&labels(s, *extra)).inc_by(get(s) as u64);
+                    let mut labels = vec![("sink", s.name.as_str()), ("kind", s.kind)];
+                    labels.extend(*extra);
+                    w.sample(name, &labels, get(s));
                 }
             }
         }
-        // Counts of payloads and bytes are integers; the timestamp has milliseconds.
-        for (name, help, series) in &gauges {
-            let whole = Series::<Vec<(String, String)>, Gauge>::default();
-            let float = Series::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
-            let integral = !name.ends_with("_seconds");
-            if integral {
-                r.register(*name, *help, whole.clone());
-            } else {
-                r.register(*name, *help, float.clone());
-            }
-            for s in &stats {
-                for (extra, get) in series.iter() {
-                    let l = labels(s, *extra);
-                    if integral {
-                        whole.get_or_create(&l).set(get(s) as i64);
-                    } else {
-                        float.get_or_create(&l).set(get(s));
-                    }
-                }
-            }
-        }
-        crate::metrics::encode_text(&r, out);
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use bytes::Bytes;
 
@@ -11,6 +10,7 @@ use super::http::{classify, transport_error, SendError};
 use super::queue::Payload;
 use super::Error;
 use crate::batch::{set_type, Batch, MetricSet, MetricValue};
+use vigil_common::exposition::{self, Kind, Timestamp};
 
 /// remote_write 1.0 `WriteRequest` (prometheus/prompb/remote.proto; metadata, field 3, unused).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -324,39 +324,6 @@ impl RemoteWrite {
     }
 }
 
-fn escape_help(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn escape_label_value(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-}
-
-fn fmt_value(v: MetricValue, out: &mut String) {
-    match v {
-        MetricValue::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        MetricValue::Float(f) if f.is_nan() => out.push_str("NaN"),
-        MetricValue::Float(f) if f == f64::INFINITY => out.push_str("+Inf"),
-        MetricValue::Float(f) if f == f64::NEG_INFINITY => out.push_str("-Inf"),
-        MetricValue::Float(f) => out.push_str(ryu::Buffer::new().format_finite(f)),
-    }
-}
-
 fn set_kind<'a>(key: &str, set: &'a MetricSet) -> Option<&'a str> {
     if let Some(t) = set.labels.get("type") {
         return Some(t.as_str());
@@ -380,7 +347,7 @@ fn set_kind<'a>(key: &str, set: &'a MetricSet) -> Option<&'a str> {
 /// labels, empty ones left out, each sample stamped with the batch time. Cumulative metrics are
 /// typed `counter` and named with `_total`, the others `gauge`; each family's lines are contiguous.
 pub fn render_exposition(batch: &Batch, out: &mut String) {
-    let ts = batch.timestamp.timestamp_millis();
+    let ts = Timestamp::from_millis(batch.timestamp.timestamp_millis());
     // family name → (Heapster name, lines)
     let mut families: BTreeMap<String, (&str, String)> = BTreeMap::new();
     for (key, set) in &batch.sets {
@@ -413,28 +380,23 @@ pub fn render_exposition(batch: &Batch, out: &mut String) {
             if !all.is_empty() {
                 lines.push('{');
                 for (i, (k, v)) in all.iter().enumerate() {
-                    if i > 0 {
-                        lines.push(',');
-                    }
-                    lines.push_str(k);
-                    lines.push_str("=\"");
-                    escape_label_value(v, lines);
-                    lines.push('"');
+                    exposition::label(lines, i == 0, k, v);
                 }
                 lines.push('}');
             }
-            lines.push(' ');
-            fmt_value(value, lines);
-            let _ = writeln!(lines, " {ts}");
+            match value {
+                MetricValue::Int(i) => exposition::value_line(lines, i, Some(&ts)),
+                MetricValue::Float(f) => exposition::value_line(lines, f, Some(&ts)),
+            }
         }
     }
     for (fam, (name, lines)) in &families {
-        out.push_str("# HELP ");
-        out.push_str(fam);
-        out.push(' ');
-        escape_help(&help_text(name), out);
-        out.push('\n');
-        let _ = writeln!(out, "# TYPE {fam} {}", metric_type(name));
+        let kind = if metric_type(name) == "counter" {
+            Kind::Counter
+        } else {
+            Kind::Gauge
+        };
+        exposition::header(out, fam, kind, &help_text(name));
         out.push_str(lines);
     }
 }
