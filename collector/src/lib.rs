@@ -9,7 +9,6 @@ pub mod http;
 pub mod pass;
 pub mod problems;
 pub mod proc;
-pub mod self_metrics;
 pub mod snapshot;
 pub mod summary;
 
