@@ -218,85 +218,64 @@ pub(crate) struct SelectorGroups {
     labels: Vec<Arc<Labels>>,
 }
 
-/// A simple aggregation right over a selector: groups are assigned once per query, and each step
-/// folds the selector's samples straight into them, without building the instant vector.
-/// Same order of groups and of additions as the general path, so the same results.
-fn over_selector<'s>(
-    ev: &'s Evaluator,
-    a: &AggregateExpr,
-    kind: Simple,
-    vs: &VectorSelector,
-    t: i64,
-) -> Result<Val<'s>, Error> {
-    let node = a as *const AggregateExpr as usize;
-    let cached = ev.group_cache.borrow().get(&node).cloned();
-    let groups = match cached {
-        Some(g) => g,
-        None => {
-            let grouping = Grouping::new(&a.modifier);
-            let mut index: FxHashMap<u64, u32> = FxHashMap::default();
-            let mut g = SelectorGroups { of: Vec::new(), labels: Vec::new() };
-            for l in ev.selector_labels(vs) {
-                let sig = ev.signature(node, l, |l| grouping.signature(l));
-                let id = match index.get(&sig) {
-                    Some(&id) => id,
-                    None => {
-                        g.labels.push(Arc::new(grouping.labels(l)));
-                        let id = (g.labels.len() - 1) as u32;
-                        index.insert(sig, id);
-                        id
-                    }
-                };
-                g.of.push(id);
-            }
-            let g = Rc::new(g);
-            ev.group_cache.borrow_mut().insert(node, g.clone());
-            g
-        }
-    };
-    #[derive(Clone, Default)]
-    struct Acc {
-        seen: bool,
-        value: f64,
-        c: f64,
-        count: f64,
-        mean: Mean,
+/// A range query's results of one simple aggregation over a selector, every step at once:
+/// each step's output and how many samples it read.
+pub(crate) struct StepResults {
+    out: Vec<Vec<Elem>>,
+    samples: Vec<usize>,
+}
+
+/// Most (step, group) accumulators a range query's aggregation computes at once (~80 bytes
+/// each); beyond it, steps are computed one at a time.
+const MAX_STEP_CELLS: usize = 1 << 18;
+
+/// One group's running value.
+#[derive(Clone, Default)]
+struct Acc {
+    seen: bool,
+    value: f64,
+    c: f64,
+    count: f64,
+    mean: Mean,
+}
+
+/// Adds `f` to group `gi` of one step (`acc`, the order groups were first seen in `order`).
+/// The same order of groups and of additions as the general path, so the same results.
+fn fold(acc: &mut [Acc], order: &mut Vec<usize>, kind: Simple, gi: usize, f: f64) {
+    let g = &mut acc[gi];
+    if !g.seen {
+        g.seen = true;
+        order.push(gi);
+        g.value = if kind == Simple::Group { 1.0 } else { f };
+        g.count = 1.0;
+        g.mean.add(f);
+        return;
     }
-    let mut acc = vec![Acc::default(); groups.labels.len()];
-    let mut order = Vec::new();
-    ev.each_instant(vs, t, |i, f| {
-        let gi = groups.of[i] as usize;
-        let g = &mut acc[gi];
-        if !g.seen {
-            g.seen = true;
-            order.push(gi);
-            g.value = if kind == Simple::Group { 1.0 } else { f };
-            g.count = 1.0;
-            g.mean.add(f);
-            return;
+    g.count += 1.0;
+    match kind {
+        Simple::Sum => {
+            let (s, c) = kahan_inc(f, g.value, g.c);
+            g.value = s;
+            g.c = c;
         }
-        g.count += 1.0;
-        match kind {
-            Simple::Sum => {
-                let (s, c) = kahan_inc(f, g.value, g.c);
-                g.value = s;
-                g.c = c;
+        Simple::Avg => g.mean.add(f),
+        Simple::Max => {
+            if g.value < f || g.value.is_nan() {
+                g.value = f
             }
-            Simple::Avg => g.mean.add(f),
-            Simple::Max => {
-                if g.value < f || g.value.is_nan() {
-                    g.value = f
-                }
-            }
-            Simple::Min => {
-                if g.value > f || g.value.is_nan() {
-                    g.value = f
-                }
-            }
-            Simple::Count | Simple::Group => {}
         }
-    })?;
-    let out = order
+        Simple::Min => {
+            if g.value > f || g.value.is_nan() {
+                g.value = f
+            }
+        }
+        Simple::Count | Simple::Group => {}
+    }
+}
+
+/// One step's output: its groups in the order they were first seen.
+fn finish(acc: &[Acc], order: Vec<usize>, kind: Simple, groups: &SelectorGroups) -> Vec<Elem> {
+    order
         .into_iter()
         .map(|gi| {
             let g = &acc[gi];
@@ -308,8 +287,97 @@ fn over_selector<'s>(
             };
             Elem { labels: groups.labels[gi].clone(), value, drop_name: false }
         })
-        .collect();
-    Ok(Val::Vector(out))
+        .collect()
+}
+
+/// The groups of `op by (…) (selector)`, assigned once per query.
+fn selector_groups(ev: &Evaluator, a: &AggregateExpr, vs: &VectorSelector) -> Rc<SelectorGroups> {
+    let node = a as *const AggregateExpr as usize;
+    if let Some(g) = ev.group_cache.borrow().get(&node) {
+        return g.clone();
+    }
+    let grouping = Grouping::new(&a.modifier);
+    let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut g = SelectorGroups { of: Vec::new(), labels: Vec::new() };
+    for l in ev.selector_labels(vs) {
+        let sig = ev.signature(node, l, |l| grouping.signature(l));
+        let id = match index.get(&sig) {
+            Some(&id) => id,
+            None => {
+                g.labels.push(Arc::new(grouping.labels(l)));
+                let id = (g.labels.len() - 1) as u32;
+                index.insert(sig, id);
+                id
+            }
+        };
+        g.of.push(id);
+    }
+    let g = Rc::new(g);
+    ev.group_cache.borrow_mut().insert(node, g.clone());
+    g
+}
+
+/// Every step of the range query being evaluated, series by series (see
+/// [`Evaluator::each_step`]); `None` when that would hold too many accumulators.
+fn all_steps(
+    ev: &Evaluator,
+    a: &AggregateExpr,
+    kind: Simple,
+    vs: &VectorSelector,
+    groups: &SelectorGroups,
+) -> Result<Option<Rc<StepResults>>, Error> {
+    let node = a as *const AggregateExpr as usize;
+    if let Some(r) = ev.step_cache.borrow().get(&node) {
+        return Ok(r.clone());
+    }
+    let steps = ((ev.end - ev.start) / ev.step + 1) as usize;
+    let n = groups.labels.len().max(1);
+    let results = if steps.saturating_mul(n) > MAX_STEP_CELLS {
+        None
+    } else {
+        let mut acc = vec![Acc::default(); steps * n];
+        let mut orders = vec![Vec::new(); steps];
+        let mut samples = vec![0; steps];
+        ev.each_step(vs, (ev.start, ev.step), &mut samples, |i, k, f| {
+            let gi = groups.of[i] as usize;
+            fold(&mut acc[k * n..(k + 1) * n], &mut orders[k], kind, gi, f);
+        })?;
+        let out = orders
+            .into_iter()
+            .enumerate()
+            .map(|(k, order)| finish(&acc[k * n..(k + 1) * n], order, kind, groups))
+            .collect();
+        Some(Rc::new(StepResults { out, samples }))
+    };
+    ev.step_cache.borrow_mut().insert(node, results.clone());
+    Ok(results)
+}
+
+/// A simple aggregation right over a selector: groups are assigned once per query, and samples
+/// are folded straight into them, without building the instant vector. In a range query, every
+/// step is computed at the first one (the selector's series walked once each) and handed out
+/// step by step; elsewhere (instant queries, subqueries' own steps) one step at a time.
+fn over_selector<'s>(
+    ev: &'s Evaluator,
+    a: &AggregateExpr,
+    kind: Simple,
+    vs: &VectorSelector,
+    t: i64,
+) -> Result<Val<'s>, Error> {
+    let groups = selector_groups(ev, a, vs);
+    let on_grid = ev.step > 0 && t >= ev.start && t <= ev.end && (t - ev.start) % ev.step == 0;
+    if on_grid {
+        if let Some(r) = all_steps(ev, a, kind, vs, &groups)? {
+            ev.check_deadline()?;
+            let k = ((t - ev.start) / ev.step) as usize;
+            ev.hold(r.samples[k])?;
+            return Ok(Val::Vector(r.out[k].clone()));
+        }
+    }
+    let mut acc = vec![Acc::default(); groups.labels.len()];
+    let mut order = Vec::new();
+    ev.each_instant(vs, t, |i, f| fold(&mut acc, &mut order, kind, groups.of[i] as usize, f))?;
+    Ok(Val::Vector(finish(&acc, order, kind, &groups)))
 }
 
 pub(crate) fn eval<'s>(ev: &'s Evaluator, a: &AggregateExpr, t: i64) -> Result<Val<'s>, Error> {

@@ -90,6 +90,9 @@ pub(crate) struct Evaluator {
     pair_cache: RefCell<PairCache>,
     /// Groups of each aggregation right over a selector, assigned once per query.
     pub group_cache: RefCell<FxHashMap<usize, std::rc::Rc<aggregate::SelectorGroups>>>,
+    /// Every step's result of each aggregation right over a selector, in a range query (`None`:
+    /// too many to hold, computed step by step).
+    pub step_cache: RefCell<FxHashMap<usize, Option<std::rc::Rc<aggregate::StepResults>>>>,
     /// A subquery's inner results per (node, time): consecutive steps of a range query (or of
     /// an outer subquery) share most of their inner timestamps, which are aligned to the step.
     subquery_cache: RefCell<FxHashMap<(usize, i64), Step>>,
@@ -159,6 +162,7 @@ impl Evaluator {
             sig_cache: RefCell::new(FxHashMap::default()),
             pair_cache: RefCell::new(FxHashMap::default()),
             group_cache: RefCell::new(FxHashMap::default()),
+            step_cache: RefCell::new(FxHashMap::default()),
             subquery_cache: RefCell::new(FxHashMap::default()),
         }
     }
@@ -413,6 +417,47 @@ impl Evaluator {
             n += 1;
         }
         self.hold(n)
+    }
+
+    /// [`Evaluator::each_instant`] at every step `first, first + step, …` at once, series
+    /// by series: `f(i, k, value)` for each loaded series `i` with a sample at step `k`. Each
+    /// series' samples are walked once with a cursor (no search per step), and a series is
+    /// visited while its samples are in cache. `per_step[k]` (one per step) counts the series
+    /// with a sample at step `k`.
+    pub fn each_step(
+        &self,
+        vs: &VectorSelector,
+        (first, step): (i64, i64),
+        per_step: &mut [usize],
+        mut f: impl FnMut(usize, usize, f64),
+    ) -> Result<(), Error> {
+        let refs: Vec<i64> = (0..per_step.len() as i64)
+            .map(|k| self.ref_time(&vs.at, &vs.offset, first + k * step))
+            .collect();
+        for (i, l) in self.loaded(vs).iter().enumerate() {
+            if i % 4096 == 0 {
+                self.check_deadline()?;
+            }
+            let s = &l.samples;
+            // `s[..j]` are the samples at or before the step's reference time (which never
+            // decreases from one step to the next).
+            let mut j = 0;
+            for (k, &r) in refs.iter().enumerate() {
+                while j < s.len() && s[j].0 <= r {
+                    j += 1;
+                }
+                if j == 0 {
+                    continue;
+                }
+                let (st, sv) = s[j - 1];
+                if st <= r - self.lookback || is_stale(sv) {
+                    continue;
+                }
+                per_step[k] += 1;
+                f(i, k, sv);
+            }
+        }
+        Ok(())
     }
 
     /// Evaluates `expr` at `first, first + step, …, last` and gathers the results by series.

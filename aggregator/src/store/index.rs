@@ -6,8 +6,6 @@
 //! series (about 16 each), so one posting entry stands for them all. A list is thus a superset
 //! of the matching series; the store checks each candidate series' full labels afterwards.
 
-use std::sync::Arc;
-
 use rustc_hash::FxHashMap;
 use vigil_promql::{MatchOp, Matcher};
 
@@ -35,8 +33,8 @@ impl Changes {
 #[derive(Default)]
 pub struct Index {
     postings: FxHashMap<Box<str>, FxHashMap<Box<str>, Vec<u32>>>,
-    /// id → (entity key, shard); `None` when the id is free.
-    keys: Vec<Option<(Arc<str>, u8)>>,
+    /// id → (shard, position in the shard); `None` when the id is free.
+    keys: Vec<Option<(u8, u32)>>,
     free: Vec<u32>,
 }
 
@@ -48,15 +46,15 @@ pub enum Candidates {
 }
 
 impl Index {
-    /// A new id for an entity.
-    pub fn alloc(&mut self, key: Arc<str>, shard: usize) -> u32 {
+    /// A new id for the entity at position `pos` of shard `shard`.
+    pub fn alloc(&mut self, shard: usize, pos: u32) -> u32 {
         match self.free.pop() {
             Some(id) => {
-                self.keys[id as usize] = Some((key, shard as u8));
+                self.keys[id as usize] = Some((shard as u8, pos));
                 id
             }
             None => {
-                self.keys.push(Some((key, shard as u8)));
+                self.keys.push(Some((shard as u8, pos)));
                 (self.keys.len() - 1) as u32
             }
         }
@@ -111,9 +109,9 @@ impl Index {
         }
     }
 
-    /// The entity key and shard of an id.
-    pub fn key(&self, id: u32) -> Option<&(Arc<str>, u8)> {
-        self.keys.get(id as usize).and_then(|k| k.as_ref())
+    /// The shard and position in it of an id's entity.
+    pub fn key(&self, id: u32) -> Option<(u8, u32)> {
+        self.keys.get(id as usize).copied().flatten()
     }
 
     /// Every live id.
@@ -192,7 +190,7 @@ impl Index {
 
     /// Heap bytes of the index, approximately (for the benchmarks and /metrics).
     pub fn heap_bytes(&self) -> usize {
-        let mut total = self.keys.capacity() * std::mem::size_of::<Option<(Arc<str>, u8)>>()
+        let mut total = self.keys.capacity() * std::mem::size_of::<Option<(u8, u32)>>()
             + self.free.capacity() * 4;
         for (name, values) in &self.postings {
             total += name.len() + values.capacity() * (16 + 24 + 1);
@@ -215,8 +213,8 @@ mod tests {
     #[test]
     fn postings_intersect_and_shrink_on_removal() {
         let mut idx = Index::default();
-        let a = idx.alloc("a".into(), 0);
-        let b = idx.alloc("b".into(), 1);
+        let a = idx.alloc(0, 0);
+        let b = idx.alloc(1, 0);
         idx.apply(Changes {
             adds: vec![
                 (a, pairs(&[("__name__", "x"), ("type", "pod")])),
@@ -249,6 +247,7 @@ mod tests {
         });
         assert_eq!(idx.label_values("type"), vec!["pod"]);
         assert_eq!(idx.all_ids(), vec![a]);
-        assert_eq!(idx.alloc("c".into(), 2), b, "a freed id is reused");
+        assert_eq!(idx.alloc(2, 5), b, "a freed id is reused");
+        assert_eq!(idx.key(b), Some((2, 5)));
     }
 }

@@ -1,13 +1,16 @@
 //! The bounded in-memory window of every series: sharded entities, interned names and label
 //! sets, compressed series, a series limit, and snapshots to `--data-dir`.
 
+mod append;
+mod entity;
 pub mod index;
 pub mod names;
+mod select;
 pub mod series;
+mod shard;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,7 +18,10 @@ use std::sync::{Arc, RwLock};
 use rustc_hash::FxHashMap;
 
 use crate::batch::{Batch, MetricValue};
+use entity::{entity_pairs, set_label_pairs, slot_pairs, SlotKey, Slots};
+pub use entity::Entity;
 pub use series::{Kind, Series};
+use shard::Shard;
 
 const SHARDS: usize = 64;
 
@@ -66,31 +72,6 @@ impl<T: Eq + Hash + Clone> Interner<T> {
     }
 }
 
-struct Slot {
-    metric: u32,
-    /// Index into the label-set interner plus one; 0 for an unlabeled metric.
-    labels: u32,
-    series: Series,
-}
-
-/// One metric set's history: its labels and series.
-pub struct Entity {
-    pub labels: Labels,
-    pub create_time_ms: Option<i64>,
-    pub last_seen_ms: i64,
-    /// Interval between the two samples behind the newest rates (metrics.k8s.io `window`).
-    pub rate_window_ms: Option<i64>,
-    slots: Vec<Slot>,
-    /// The entity's id in the label index.
-    id: u32,
-    /// Written by [`Store::append`]: names are Prometheus names, used as they are.
-    raw: bool,
-}
-
-#[derive(Default)]
-struct Shard {
-    entities: FxHashMap<Arc<str>, Entity>,
-}
 
 /// Counters the store exposes on /metrics.
 #[derive(Debug, Default)]
@@ -129,91 +110,6 @@ fn shard_of(key: &str) -> usize {
 
 fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-/// The index pairs of a set's labels (Prometheus names, as the sink writes them).
-fn set_label_pairs(labels: &BTreeMap<String, String>) -> Vec<index::Pair> {
-    let mut pairs = Vec::new();
-    names::set_pairs(labels, "", &mut pairs);
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.into_owned(), v.to_string()))
-        .collect()
-}
-
-/// The Prometheus name of a stored metric: Heapster names are mapped, `append`'s kept.
-fn prom_name(raw: bool, name: &str) -> String {
-    if raw {
-        name.to_string()
-    } else {
-        names::metric_name(name)
-    }
-}
-
-/// The index pairs a series adds to its entity's: `__name__` and its own labels.
-fn slot_pairs(
-    raw: bool,
-    metric: u32,
-    labels: u32,
-    names: &Interner<Arc<str>>,
-    label_sets: &Interner<BTreeMap<String, String>>,
-    out: &mut Vec<index::Pair>,
-) {
-    out.push((
-        "__name__".to_string(),
-        prom_name(raw, &names.items[metric as usize]),
-    ));
-    if labels != 0 {
-        for (k, v) in &label_sets.items[(labels - 1) as usize] {
-            if !v.is_empty() {
-                let k = names::label_name(k);
-                if k != "__name__" {
-                    out.push((k, v.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// Every index pair of an entity, sorted and unique.
-fn entity_pairs(
-    e: &Entity,
-    names: &Interner<Arc<str>>,
-    label_sets: &Interner<BTreeMap<String, String>>,
-) -> Vec<index::Pair> {
-    let mut out = set_label_pairs(&e.labels);
-    for s in &e.slots {
-        slot_pairs(e.raw, s.metric, s.labels, names, label_sets, &mut out);
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The key of an entity written by [`Store::append`]: a prefix no Heapster key has.
-fn raw_key(labels: &BTreeMap<String, String>) -> String {
-    let mut key = String::from("prometheus:");
-    for (k, v) in labels {
-        key.push_str(k);
-        key.push('=');
-        key.push_str(&v.replace('\\', "\\\\").replace(',', "\\,"));
-        key.push(',');
-    }
-    key
-}
-
-fn valid_label_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-}
-
-fn valid_metric_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 impl Store {
@@ -314,22 +210,14 @@ impl Store {
             let mut shard = self.shards[i].write().unwrap();
             let mut changes = index::Changes::default();
             for (key, set, range) in sets {
-                let entity = match shard.entities.get_mut(key) {
+                let entity = match shard.get_mut(key) {
                     Some(e) => e,
                     None => {
                         self.stats.entities.fetch_add(1, Ordering::Relaxed);
-                        let key: Arc<str> = Arc::from(key);
-                        let id = self.index.write().unwrap().alloc(key.clone(), i);
+                        let id = self.index.write().unwrap().alloc(i, shard.next_pos());
                         changes.adds.push((id, set_label_pairs(&set.labels)));
-                        shard.entities.entry(key).or_insert_with(|| Entity {
-                            labels: set.labels.clone(),
-                            create_time_ms: None,
-                            last_seen_ms: ts,
-                            rate_window_ms: None,
-                            slots: Vec::new(),
-                            id,
-                            raw: false,
-                        })
+                        let e = Entity::new(set.labels.clone(), ts, Slots::default(), id, false);
+                        shard.insert(Arc::from(key), e)
                     }
                 };
                 // The processor shares unchanged label maps across rounds: this is a pointer
@@ -338,8 +226,10 @@ impl Store {
                 if !Arc::ptr_eq(&entity.labels, &set.labels) {
                     if *entity.labels != *set.labels {
                         relabeled = Some(entity_pairs(entity, &names_cur, &label_sets_cur));
+                        entity.set_labels(set.labels.clone());
+                    } else {
+                        entity.labels = set.labels.clone();
                     }
-                    entity.labels = set.labels.clone();
                 }
                 entity.create_time_ms = set.create_time.map(ms);
                 if set.rate_window_ms.is_some() {
@@ -348,28 +238,17 @@ impl Store {
                 entity.last_seen_ms = entity.last_seen_ms.max(ts);
                 let mut hint = 0usize;
                 for &(metric, labels, v) in &vals[range] {
-                    let found = if entity
-                        .slots
-                        .get(hint)
-                        .is_some_and(|s| s.metric == metric && s.labels == labels)
-                    {
-                        Some(hint)
-                    } else {
-                        entity
-                            .slots
-                            .iter()
-                            .position(|s| s.metric == metric && s.labels == labels)
-                    };
-                    match found {
+                    let slot = SlotKey { metric, labels };
+                    match entity.slots.position(slot, hint) {
                         Some(pos) => {
-                            let slot = &mut entity.slots[pos];
-                            if slot.series.push(ts, v) {
+                            let series = entity.slots.series_mut(pos);
+                            if series.push(ts, v) {
                                 appended += 1;
                             } else {
                                 out_of_order += 1;
                             }
-                            if slot.series.first_ts() < trim_below {
-                                slot.series.trim(cutoff);
+                            if series.first_ts() < trim_below {
+                                series.trim(cutoff);
                             }
                             hint = pos + 1;
                         }
@@ -380,13 +259,9 @@ impl Store {
                             }
                             self.stats.series.fetch_add(1, Ordering::Relaxed);
                             let mut pairs = Vec::new();
-                            slot_pairs(false, metric, labels, &names_cur, &label_sets_cur, &mut pairs);
+                            slot_pairs(false, slot, &names_cur, &label_sets_cur, &mut pairs);
                             changes.adds.push((entity.id, pairs));
-                            entity.slots.push(Slot {
-                                metric,
-                                labels,
-                                series: Series::new(ts, v),
-                            });
+                            entity.slots.push(slot, Series::new(ts, v));
                             appended += 1;
                             hint = entity.slots.len();
                         }
@@ -399,15 +274,12 @@ impl Store {
                     changes.removes.push((entity.id, gone));
                     changes.adds.push((entity.id, after));
                 }
-                // Series are added in the first rounds only: do not keep doubling's slack.
-                if entity.slots.capacity() > entity.slots.len() + 2 {
-                    entity.slots.shrink_to_fit();
-                }
+                entity.slots.shrink();
             }
             // Expire entities and series that fell out of the window, and their index entries.
             let mut dropped_series = 0usize;
             let mut dropped_entities = 0usize;
-            shard.entities.retain(|_, e| {
+            shard.retain(|e| {
                 if e.last_seen_ms < cutoff {
                     dropped_series += e.slots.len();
                     dropped_entities += 1;
@@ -417,13 +289,11 @@ impl Store {
                     changes.freed.push(e.id);
                     return false;
                 }
-                if e.slots.iter().all(|s| s.series.last_ts() >= cutoff) {
+                if e.slots.series().iter().all(|s| s.last_ts() >= cutoff) {
                     return true;
                 }
                 let before = entity_pairs(e, &names_cur, &label_sets_cur);
-                let n = e.slots.len();
-                e.slots.retain(|s| s.series.last_ts() >= cutoff);
-                dropped_series += n - e.slots.len();
+                dropped_series += e.slots.retain(|s| s.last_ts() >= cutoff);
                 let after = entity_pairs(e, &names_cur, &label_sets_cur);
                 let gone: Vec<index::Pair> =
                     before.into_iter().filter(|p| after.binary_search(p).is_err()).collect();
@@ -457,287 +327,6 @@ impl Store {
             });
         }
         Ok(())
-    }
-
-    /// Writes one sample of a series named the Prometheus way, for subsystems that produce
-    /// series of their own: alerting's recording rules and its `ALERTS` / `ALERTS_FOR_STATE`
-    /// series, node problems. `labels` holds the metric name as `__name__` and the other labels
-    /// (valid Prometheus names; empty values are dropped, as Prometheus drops them).
-    ///
-    /// The series is queryable at once through PromQL (`Storage::select`, the `/api/v1/*`
-    /// routes) under exactly these labels, counts toward `--max-series`, and expires with the
-    /// window like any other series (`--retention` after its last sample, at the next round).
-    /// Samples must come in time order: one not newer than the series' last is refused with
-    /// [`Error::OutOfOrder`]. A staleness marker (`vigil_promql::STALE_NAN_BITS`) is kept bit
-    /// for bit and ends the series for lookback purposes, as in Prometheus.
-    pub fn append(&self, labels: &BTreeMap<String, String>, t_ms: i64, value: f64) -> Result<(), Error> {
-        let describe = || {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let invalid = |message: String| Error::InvalidSeries {
-            labels: format!("{{{}}}", describe()),
-            message,
-        };
-        let name = match labels.get("__name__") {
-            Some(n) if valid_metric_name(n) => n.clone(),
-            Some(n) => return Err(invalid(format!("invalid metric name {n:?}"))),
-            None => return Err(invalid("no __name__ label".into())),
-        };
-        let mut set: BTreeMap<String, String> = BTreeMap::new();
-        for (k, v) in labels {
-            if k == "__name__" || v.is_empty() {
-                continue;
-            }
-            if !valid_label_name(k) || k.starts_with("__") {
-                return Err(invalid(format!("invalid label name {k:?}")));
-            }
-            set.insert(k.clone(), v.clone());
-        }
-        let metric = {
-            let names = self.names.read().unwrap().clone();
-            match names.get(&Arc::from(name.as_str())) {
-                Some(id) => id,
-                None => {
-                    let mut w = self.names.write().unwrap();
-                    let mut next = (**w).clone();
-                    let id = next.intern(Arc::from(name.as_str()));
-                    *w = Arc::new(next);
-                    id
-                }
-            }
-        };
-        let key = raw_key(&set);
-        let i = shard_of(&key);
-        let mut shard = self.shards[i].write().unwrap();
-        let v = MetricValue::Float(value);
-        // An entity holds every appended series with this label set, one slot per name (two
-        // recording rules over `sum(...)` share the empty label set but not their series).
-        if let Some(e) = shard.entities.get_mut(key.as_str()) {
-            if let Some(slot) = e.slots.iter_mut().find(|s| s.metric == metric) {
-                if !slot.series.push(t_ms, v) {
-                    self.stats.points_out_of_order.fetch_add(1, Ordering::Relaxed);
-                    return Err(Error::OutOfOrder {
-                        labels: format!("{{{}}}", describe()),
-                        t_ms,
-                    });
-                }
-                e.last_seen_ms = e.last_seen_ms.max(t_ms);
-                self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-        }
-        if self.stats.series.load(Ordering::Relaxed) >= self.max_series {
-            self.stats.series_rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::SeriesLimit {
-                limit: self.max_series,
-                rejected: 1,
-            });
-        }
-        if let Some(e) = shard.entities.get_mut(key.as_str()) {
-            e.last_seen_ms = e.last_seen_ms.max(t_ms);
-            e.slots.push(Slot {
-                metric,
-                labels: 0,
-                series: Series::new(t_ms, v),
-            });
-            self.index.write().unwrap().apply(index::Changes {
-                adds: vec![(e.id, vec![("__name__".to_string(), name)])],
-                ..Default::default()
-            });
-            self.stats.series.fetch_add(1, Ordering::Relaxed);
-            self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let key: Arc<str> = Arc::from(key);
-        let mut pairs = set_label_pairs(&set);
-        pairs.push(("__name__".to_string(), name));
-        let mut index = self.index.write().unwrap();
-        let id = index.alloc(key.clone(), i);
-        index.apply(index::Changes {
-            adds: vec![(id, pairs)],
-            ..Default::default()
-        });
-        drop(index);
-        shard.entities.insert(
-            key,
-            Entity {
-                labels: Arc::new(set),
-                create_time_ms: None,
-                last_seen_ms: t_ms,
-                rate_window_ms: None,
-                slots: vec![Slot {
-                    metric,
-                    labels: 0,
-                    series: Series::new(t_ms, v),
-                }],
-                id,
-                raw: true,
-            },
-        );
-        self.stats.series.fetch_add(1, Ordering::Relaxed);
-        self.stats.entities.fetch_add(1, Ordering::Relaxed);
-        self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// [`Store::select_hinted`] without hints: every label, every sample in the range.
-    pub fn select_series<E>(
-        &self,
-        matchers: &[vigil_promql::Matcher],
-        range: Option<(i64, i64)>,
-        budget: impl FnMut(usize) -> Result<(), E>,
-    ) -> Result<Vec<vigil_promql::Selected>, E> {
-        self.select_hinted(matchers, range, &vigil_promql::Hints::default(), budget)
-    }
-
-    /// Every series whose Prometheus labels satisfy all `matchers`, found through the label
-    /// index. With `range`, each series comes with its samples in `[start, end]` (as f64) and
-    /// series without any are left out; without, samples are empty. `hints` (see
-    /// [`vigil_promql::Hints`]): `last_only` returns just the newest sample in the range (read
-    /// from the series' header, without decoding, when it is the series' last); `labels`
-    /// returns only those labels, one shared set per distinct projection. `budget` is called
-    /// with each series' sample count and stops the selection when it returns an error.
-    pub fn select_hinted<E>(
-        &self,
-        matchers: &[vigil_promql::Matcher],
-        range: Option<(i64, i64)>,
-        hints: &vigil_promql::Hints,
-        mut budget: impl FnMut(usize) -> Result<(), E>,
-    ) -> Result<Vec<vigil_promql::Selected>, E> {
-        let ids = match self.index.read().unwrap().candidates(matchers) {
-            index::Candidates::All => self.index.read().unwrap().all_ids(),
-            index::Candidates::Ids(ids) => ids,
-        };
-        let mut by_shard: Vec<Vec<(u32, Arc<str>)>> = (0..SHARDS).map(|_| Vec::new()).collect();
-        {
-            let index = self.index.read().unwrap();
-            for id in ids {
-                if let Some((key, shard)) = index.key(id) {
-                    by_shard[*shard as usize].push((id, key.clone()));
-                }
-            }
-        }
-        let names = self.names.read().unwrap().clone();
-        let label_sets = self.label_sets.read().unwrap().clone();
-        // Prometheus names of every stored metric name, mapped once per selection.
-        let mapped: Vec<String> = names.items.iter().map(|n| names::metric_name(n)).collect();
-        fn value_of<'p>(pairs: &'p [(std::borrow::Cow<'_, str>, &str)], name: &str) -> &'p str {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or("", |(_, v)| *v)
-        }
-        // The metric-name matchers first: they reject most series before any label is mapped.
-        let (by_name, by_label): (Vec<&vigil_promql::Matcher>, Vec<&vigil_promql::Matcher>) =
-            matchers.iter().partition(|m| m.name == "__name__");
-        // Projected label sets, shared: key = the projected values, each prefixed by its length.
-        let mut projected: FxHashMap<String, Arc<vigil_promql::Labels>> = FxHashMap::default();
-        let mut key = String::new();
-        let mut out = Vec::new();
-        for (i, keys) in by_shard.iter().enumerate() {
-            if keys.is_empty() {
-                continue;
-            }
-            let shard = self.shards[i].read().unwrap();
-            let mut set_pairs = Vec::new();
-            let mut all = Vec::new();
-            for (id, key_of) in keys {
-                let Some(e) = shard.entities.get(&**key_of) else {
-                    continue;
-                };
-                if e.id != *id {
-                    continue;
-                }
-                let mut mapped_set = false;
-                for slot in &e.slots {
-                    let name: &str = if e.raw {
-                        &names.items[slot.metric as usize]
-                    } else {
-                        &mapped[slot.metric as usize]
-                    };
-                    if !by_name.iter().all(|m| m.matches(name)) {
-                        continue;
-                    }
-                    if !mapped_set {
-                        names::set_pairs(&e.labels, "", &mut set_pairs);
-                        mapped_set = true;
-                    }
-                    let own = (slot.labels != 0).then(|| &label_sets.items[(slot.labels - 1) as usize]);
-                    let pairs: &[(std::borrow::Cow<'_, str>, &str)] = match own {
-                        Some(own) => {
-                            names::with_own(own, &set_pairs, &mut all);
-                            &all
-                        }
-                        None => &set_pairs,
-                    };
-                    if !by_label.iter().all(|m| m.matches(value_of(pairs, &m.name))) {
-                        continue;
-                    }
-                    let mut samples = Vec::new();
-                    if let Some((start, end)) = range {
-                        let (first, last) = (slot.series.first_ts(), slot.series.last_ts());
-                        if last < start || first > end {
-                            continue;
-                        }
-                        if hints.last_only && last <= end {
-                            samples.push((last, slot.series.last().1.as_f64()));
-                        } else {
-                            slot.series.for_each(|t, v| {
-                                if t >= start && t <= end {
-                                    samples.push((t, v.as_f64()));
-                                }
-                            });
-                            if hints.last_only && samples.len() > 1 {
-                                samples.drain(..samples.len() - 1);
-                            }
-                        }
-                        if samples.is_empty() {
-                            continue;
-                        }
-                        budget(samples.len())?;
-                    } else {
-                        budget(1)?;
-                    }
-                    let labels = match &hints.labels {
-                        None => {
-                            let mut labels: vigil_promql::Labels = pairs
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                .collect();
-                            labels.insert("__name__".into(), name.to_string());
-                            Arc::new(labels)
-                        }
-                        Some(keep) => {
-                            let value = |k: &str| if k == "__name__" { name } else { value_of(pairs, k) };
-                            key.clear();
-                            for k in keep {
-                                let v = value(k);
-                                let _ = write!(key, "{}:{v}", v.len());
-                            }
-                            match projected.get(key.as_str()) {
-                                Some(l) => l.clone(),
-                                None => {
-                                    let l: vigil_promql::Labels = keep
-                                        .iter()
-                                        .map(|k| (k.clone(), value(k).to_string()))
-                                        .filter(|(_, v)| !v.is_empty())
-                                        .collect();
-                                    let l = Arc::new(l);
-                                    projected.insert(key.clone(), l.clone());
-                                    l
-                                }
-                            }
-                        }
-                    };
-                    out.push(vigil_promql::Selected { labels, samples });
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Every label name in the index (of all series), sorted.
@@ -782,12 +371,13 @@ impl Store {
         let names = self.names.read().unwrap().clone();
         let label_sets = self.label_sets.read().unwrap().clone();
         let shard = self.shards[shard_of(key)].read().unwrap();
-        let entity = shard.entities.get(key)?;
+        let entity = shard.get(key)?;
         let Some(metric_id) = names.ids.get(metric).copied() else {
             return Some(Vec::new());
         };
         let mut out = Vec::new();
-        for slot in entity.slots.iter().filter(|s| s.metric == metric_id) {
+        let slots = entity.slots.keys().iter().zip(entity.slots.series());
+        for (slot, series) in slots.filter(|(s, _)| s.metric == metric_id) {
             let wanted = match (labels, slot.labels) {
                 (None, 0) => true,
                 (None, _) | (Some(_), 0) => false,
@@ -797,13 +387,13 @@ impl Store {
                 continue;
             }
             let mut points = Vec::new();
-            slot.series.for_each(|ts, v| {
+            series.for_each(|ts, v| {
                 if ts >= start_ms && ts <= end_ms {
                     points.push((ts, v));
                 }
             });
             out.push(Points {
-                kind: slot.series.kind(),
+                kind: series.kind(),
                 points,
             });
         }
@@ -814,9 +404,10 @@ impl Store {
     pub fn metric_names(&self, key: &str) -> Option<Vec<String>> {
         let names = self.names.read().unwrap().clone();
         let shard = self.shards[shard_of(key)].read().unwrap();
-        let entity = shard.entities.get(key)?;
+        let entity = shard.get(key)?;
         let mut out: Vec<String> = entity
             .slots
+            .keys()
             .iter()
             .filter(|s| s.labels == 0)
             .map(|s| names.items[s.metric as usize].to_string())
@@ -835,7 +426,6 @@ impl Store {
     pub fn entity(&self, key: &str) -> Option<(Labels, Option<i64>, i64)> {
         let shard = self.shards[shard_of(key)].read().unwrap();
         shard
-            .entities
             .get(key)
             .map(|e| (e.labels.clone(), e.create_time_ms, e.last_seen_ms))
     }
@@ -843,7 +433,7 @@ impl Store {
     /// Milliseconds between the two samples behind an entity's newest rates, once known.
     pub fn rate_window_ms(&self, key: &str) -> Option<i64> {
         let shard = self.shards[shard_of(key)].read().unwrap();
-        shard.entities.get(key).and_then(|e| e.rate_window_ms)
+        shard.get(key).and_then(|e| e.rate_window_ms)
     }
 
     /// Every entity key accepted by `filter`, sorted.
@@ -853,7 +443,6 @@ impl Store {
             let shard = shard.read().unwrap();
             out.extend(
                 shard
-                    .entities
                     .iter()
                     .filter(|(k, e)| !e.raw && filter(k))
                     .map(|(k, _)| k.to_string()),
@@ -868,8 +457,8 @@ impl Store {
         let mut total = 0;
         for shard in &self.shards {
             let shard = shard.read().unwrap();
-            for e in shard.entities.values() {
-                total += e.slots.iter().map(|s| s.series.heap_bytes()).sum::<usize>();
+            for (_, e) in shard.iter() {
+                total += e.slots.series().iter().map(|s| s.heap_bytes()).sum::<usize>();
             }
         }
         self.stats.heap_bytes.store(total, Ordering::Relaxed);
@@ -890,17 +479,19 @@ impl Store {
         let label_sets = self.label_sets.read().unwrap().clone();
         for shard in &self.shards {
             let shard = shard.read().unwrap();
-            for (key, e) in shard.entities.iter().filter(|(_, e)| !e.raw) {
+            for (key, e) in shard.iter().filter(|(_, e)| !e.raw) {
                 let series = e
                     .slots
+                    .keys()
                     .iter()
-                    .map(|s| {
+                    .zip(e.slots.series())
+                    .map(|(s, series)| {
                         let labels = if s.labels == 0 {
                             None
                         } else {
                             Some(&label_sets.items[(s.labels - 1) as usize])
                         };
-                        (&*names.items[s.metric as usize], labels, &s.series)
+                        (&*names.items[s.metric as usize], labels, series)
                     })
                     .collect();
                 f(key, &e.labels, e.create_time_ms, series);
