@@ -306,8 +306,20 @@ fn run_vigil(
         let h = tokio::spawn(vigil_log_shipper::run(args, rx));
         let deadline = start + Duration::from_secs(300);
         let mut done = None;
+        // When each tenth of the records had arrived: the last one shows the final partial batch's wait for its
+        // batch timeout (1 s by default), which a finite backlog always ends with.
+        let mut marks = Vec::new();
         while Instant::now() < deadline {
-            if es.stats().created as usize - created0 >= lines {
+            let got = es.stats().created as usize - created0;
+            while marks.len() < 10 && got * 10 >= lines * (marks.len() + 1) {
+                marks.push(format!(
+                    "{}%@{:.2}s",
+                    (marks.len() + 1) * 10,
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            if got >= lines {
+                println!("e2e: records arrived {}", marks.join(" "));
                 let total = cpu_seconds("self") - cpu0;
                 let (srv, main) = thread_cpu();
                 let server = srv - srv0;
