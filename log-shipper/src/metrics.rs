@@ -1,21 +1,16 @@
-//! Self-metrics of the log shipper, kept in `prometheus-client` counters and gauges and exposed on `/metrics` in its
-//! OpenMetrics text encoding.
+//! Self-metrics of the log shipper: counters and gauges registered once in [`Metrics`], exposed on `/metrics` as OpenMetrics text written with `vigil_common::exposition`.
 
 use crate::parse::ParseCounts;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
+use vigil_common::exposition::{Counter, CounterFamily, Format, Gauge, Kind, Writer};
 
 /// The `Content-Type` of [`Metrics::render`].
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = vigil_common::exposition::OPENMETRICS_CONTENT_TYPE;
 
 /// Counters and gauges shared by the reader, the sink, the metadata refresher and the HTTP server.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     pub lines_read: Counter,
     pub bytes_read: Counter,
@@ -42,195 +37,14 @@ pub struct Metrics {
     pub open_files: Gauge,
     pub tracked_files: Gauge,
     /// Bytes of log files deleted (or dropped past `deleted_files_max_bytes`) before they were shipped, per container.
-    lost_bytes: Family<Vec<(String, String)>, Counter>,
+    lost_bytes: CounterFamily,
     /// Lines in those bytes (counted when the shipper still held the file, else estimated from its average line).
-    lost_lines: Family<Vec<(String, String)>, Counter>,
+    lost_lines: CounterFamily,
     /// Bytes held in deleted log files the shipper keeps open because it has not read them to the end yet.
     pub deleted_held_bytes: Gauge,
-    /// Seconds since checkpoints were last written (set when scraped).
-    checkpoint_age: Gauge<f64, AtomicU64>,
-    /// Unacknowledged bytes per file (refilled when scraped).
-    file_lag: Family<Vec<(String, String)>, Gauge>,
     checkpoint_written_ms: AtomicU64,
+    /// Per tracked file: path, acknowledged offset, decompressed size when known.
     lags: Mutex<Vec<(String, u64, Option<u64>)>>,
-    registry: Registry,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut m = Metrics {
-            lines_read: Counter::default(),
-            bytes_read: Counter::default(),
-            records_read: Counter::default(),
-            records_shipped: Counter::default(),
-            records_duplicate: Counter::default(),
-            records_retried: Counter::default(),
-            records_dead_lettered: Counter::default(),
-            parse_errors: Counter::default(),
-            lines_truncated: Counter::default(),
-            lines_dropped: Counter::default(),
-            bulk_requests: Counter::default(),
-            bulk_request_errors: Counter::default(),
-            bulk_splits: Counter::default(),
-            truncations: Counter::default(),
-            checkpoint_errors: Counter::default(),
-            files_refused: Counter::default(),
-            metadata_lookups: Counter::default(),
-            metadata_misses: Counter::default(),
-            metadata_errors: Counter::default(),
-            metadata_refreshes: Counter::default(),
-            metadata_pods: Gauge::default(),
-            open_files: Gauge::default(),
-            tracked_files: Gauge::default(),
-            lost_bytes: Family::default(),
-            lost_lines: Family::default(),
-            deleted_held_bytes: Gauge::default(),
-            checkpoint_age: Gauge::default(),
-            file_lag: Family::default(),
-            checkpoint_written_ms: AtomicU64::new(0),
-            lags: Mutex::new(Vec::new()),
-            registry: Registry::with_prefix("vigil_log_shipper"),
-        };
-        let mut r = std::mem::take(&mut m.registry);
-        r.register(
-            "lines_read",
-            "Raw lines read from log files",
-            m.lines_read.clone(),
-        );
-        r.register(
-            "bytes_read",
-            "Bytes read from log files",
-            m.bytes_read.clone(),
-        );
-        r.register(
-            "records_read",
-            "Records handed to the sink",
-            m.records_read.clone(),
-        );
-        r.register(
-            "records_shipped",
-            "Records acknowledged by the sink (including duplicates)",
-            m.records_shipped.clone(),
-        );
-        r.register(
-            "records_duplicate",
-            "Records the sink already had (409 on create; re-sent records already in the file sink's output)",
-            m.records_duplicate.clone(),
-        );
-        r.register(
-            "records_retried",
-            "Record retries after 429/5xx item or request failures, or failed file sink writes",
-            m.records_retried.clone(),
-        );
-        r.register(
-            "records_dead_lettered",
-            "Records rejected permanently and written to the dead-letter file",
-            m.records_dead_lettered.clone(),
-        );
-        r.register(
-            "parse_errors",
-            "Lines that could not be parsed (shipped raw) or whose time was unusable (read time used), marked parse_error",
-            m.parse_errors.clone(),
-        );
-        r.register(
-            "lines_truncated",
-            "Records cut at the maximum size",
-            m.lines_truncated.clone(),
-        );
-        r.register(
-            "lines_dropped",
-            "Over-long lines dropped (over_long: drop)",
-            m.lines_dropped.clone(),
-        );
-        r.register(
-            "bulk_requests",
-            "Bulk requests sent",
-            m.bulk_requests.clone(),
-        );
-        r.register(
-            "bulk_request_errors",
-            "Bulk requests that failed as a whole",
-            m.bulk_request_errors.clone(),
-        );
-        r.register(
-            "bulk_splits",
-            "Bulk requests split after a 413 or a whole-request 400",
-            m.bulk_splits.clone(),
-        );
-        r.register(
-            "file_truncations",
-            "Files found truncated or replaced (read again from 0)",
-            m.truncations.clone(),
-        );
-        r.register(
-            "checkpoint_errors",
-            "Failed checkpoint writes",
-            m.checkpoint_errors.clone(),
-        );
-        r.register(
-            "files_refused",
-            "Log file opens refused: the path led out of the log roots and discovery.link_targets, or to another file than discovery saw",
-            m.files_refused.clone(),
-        );
-        r.register(
-            "metadata_lookups",
-            "Pod metadata cache lookups (a file's pod looked up after the cache changed)",
-            m.metadata_lookups.clone(),
-        );
-        r.register(
-            "metadata_misses",
-            "Pod metadata cache lookups that found nothing (records carry path metadata only)",
-            m.metadata_misses.clone(),
-        );
-        r.register(
-            "metadata_errors",
-            "Failed pod metadata refreshes (unreachable, HTTP errors, malformed PodList)",
-            m.metadata_errors.clone(),
-        );
-        r.register(
-            "metadata_refreshes",
-            "Successful pod metadata refreshes",
-            m.metadata_refreshes.clone(),
-        );
-        r.register(
-            "metadata_pods",
-            "Pods in the metadata cache",
-            m.metadata_pods.clone(),
-        );
-        r.register("open_files", "Log files held open", m.open_files.clone());
-        r.register(
-            "tracked_files",
-            "Log files tracked (open or finished)",
-            m.tracked_files.clone(),
-        );
-        r.register(
-            "lost_bytes",
-            "Bytes of log files deleted before they were shipped (never read)",
-            m.lost_bytes.clone(),
-        );
-        r.register(
-            "lost_lines",
-            "Lines in the lost bytes (exact while the file was held, else estimated from its average line length)",
-            m.lost_lines.clone(),
-        );
-        r.register(
-            "deleted_held_bytes",
-            "Bytes of deleted log files held open until they are read to the end",
-            m.deleted_held_bytes.clone(),
-        );
-        r.register(
-            "checkpoint_age_seconds",
-            "Seconds since checkpoints were last written",
-            m.checkpoint_age.clone(),
-        );
-        r.register(
-            "file_lag_bytes",
-            "Bytes of a file not yet acknowledged by the sink",
-            m.file_lag.clone(),
-        );
-        m.registry = r;
-        m
-    }
 }
 
 impl Metrics {
@@ -248,13 +62,9 @@ impl Metrics {
 
     /// Counts bytes and lines of a container's log that can no longer be shipped.
     pub fn lost(&self, namespace: &str, pod: &str, container: &str, bytes: u64, lines: u64) {
-        let labels = vec![
-            ("namespace".to_string(), namespace.to_string()),
-            ("pod".to_string(), pod.to_string()),
-            ("container".to_string(), container.to_string()),
-        ];
-        self.lost_bytes.get_or_create(&labels).inc_by(bytes);
-        self.lost_lines.get_or_create(&labels).inc_by(lines);
+        let labels = [namespace, pod, container];
+        self.lost_bytes.inc_by(&labels, bytes);
+        self.lost_lines.inc_by(&labels, lines);
     }
 
     pub fn checkpoint_written(&self, at: SystemTime) {
@@ -273,27 +83,97 @@ impl Metrics {
 
     /// The OpenMetrics text exposition (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut w = Writer::new(&mut out, Format::OpenMetrics);
+        let counters: [(&str, &str, &Counter); 20] = [
+            ("vigil_log_shipper_lines_read_total", "Raw lines read from log files.", &self.lines_read),
+            ("vigil_log_shipper_bytes_read_total", "Bytes read from log files.", &self.bytes_read),
+            ("vigil_log_shipper_records_read_total", "Records handed to the sink.", &self.records_read),
+            ("vigil_log_shipper_records_shipped_total", "Records acknowledged by the sink (including duplicates).", &self.records_shipped),
+            ("vigil_log_shipper_records_duplicate_total", "Records the sink already had (409 on create; re-sent records already in the file sink's output).", &self.records_duplicate),
+            ("vigil_log_shipper_records_retried_total", "Record retries after 429/5xx item or request failures, or failed file sink writes.", &self.records_retried),
+            ("vigil_log_shipper_records_dead_lettered_total", "Records rejected permanently and written to the dead-letter file.", &self.records_dead_lettered),
+            ("vigil_log_shipper_parse_errors_total", "Lines that could not be parsed (shipped raw) or whose time was unusable (read time used), marked parse_error.", &self.parse_errors),
+            ("vigil_log_shipper_lines_truncated_total", "Records cut at the maximum size.", &self.lines_truncated),
+            ("vigil_log_shipper_lines_dropped_total", "Over-long lines dropped (over_long: drop).", &self.lines_dropped),
+            ("vigil_log_shipper_bulk_requests_total", "Bulk requests sent.", &self.bulk_requests),
+            ("vigil_log_shipper_bulk_request_errors_total", "Bulk requests that failed as a whole.", &self.bulk_request_errors),
+            ("vigil_log_shipper_bulk_splits_total", "Bulk requests split after a 413 or a whole-request 400.", &self.bulk_splits),
+            ("vigil_log_shipper_file_truncations_total", "Files found truncated or replaced (read again from 0).", &self.truncations),
+            ("vigil_log_shipper_checkpoint_errors_total", "Failed checkpoint writes.", &self.checkpoint_errors),
+            ("vigil_log_shipper_files_refused_total", "Log file opens refused: the path led out of the log roots and discovery.link_targets, or to another file than discovery saw.", &self.files_refused),
+            ("vigil_log_shipper_metadata_lookups_total", "Pod metadata cache lookups (a file's pod looked up after the cache changed).", &self.metadata_lookups),
+            ("vigil_log_shipper_metadata_misses_total", "Pod metadata cache lookups that found nothing (records carry path metadata only).", &self.metadata_misses),
+            ("vigil_log_shipper_metadata_errors_total", "Failed pod metadata refreshes (unreachable, HTTP errors, malformed PodList).", &self.metadata_errors),
+            ("vigil_log_shipper_metadata_refreshes_total", "Successful pod metadata refreshes.", &self.metadata_refreshes),
+        ];
+        for (name, help, c) in counters {
+            w.counter(name, help, c.get());
+        }
+        let gauges: [(&str, &str, &Gauge); 3] = [
+            (
+                "vigil_log_shipper_metadata_pods",
+                "Pods in the metadata cache.",
+                &self.metadata_pods,
+            ),
+            (
+                "vigil_log_shipper_open_files",
+                "Log files held open.",
+                &self.open_files,
+            ),
+            (
+                "vigil_log_shipper_tracked_files",
+                "Log files tracked (open or finished).",
+                &self.tracked_files,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            w.gauge(name, help, g.get());
+        }
+        let container = ["namespace", "pod", "container"];
+        w.counters(
+            "vigil_log_shipper_lost_bytes_total",
+            "Bytes of log files deleted before they were shipped (never read).",
+            &container,
+            &self.lost_bytes,
+        );
+        w.counters(
+            "vigil_log_shipper_lost_lines_total",
+            "Lines in the lost bytes (exact while the file was held, else estimated from its average line length).",
+            &container,
+            &self.lost_lines,
+        );
+        w.gauge(
+            "vigil_log_shipper_deleted_held_bytes",
+            "Bytes of deleted log files held open until they are read to the end.",
+            self.deleted_held_bytes.get(),
+        );
         let written = self.checkpoint_written_ms.load(Ordering::Relaxed);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        self.checkpoint_age
-            .set(now.saturating_sub(written) as f64 / 1000.0);
-        // Files stop being reported once no longer tracked: the family is rebuilt at every scrape.
-        self.file_lag.clear();
+        w.gauge(
+            "vigil_log_shipper_checkpoint_age_seconds",
+            "Seconds since checkpoints were last written.",
+            now.saturating_sub(written) as f64 / 1000.0,
+        );
+        // Only the files tracked now: the lag of each, with the size taken at this scrape.
+        let lag = "vigil_log_shipper_file_lag_bytes";
+        w.header(
+            lag,
+            Kind::Gauge,
+            "Bytes of a file not yet acknowledged by the sink.",
+        );
         for (path, committed, known) in self.lags.lock().expect("lags lock").iter() {
             let size = known.unwrap_or_else(|| {
                 std::fs::metadata(path)
                     .map(|m| m.len())
                     .unwrap_or(*committed)
             });
-            self.file_lag
-                .get_or_create(&vec![("path".to_string(), path.clone())])
-                .set(size.saturating_sub(*committed) as i64);
+            w.sample(lag, &[("path", path)], size.saturating_sub(*committed));
         }
-        let mut out = String::with_capacity(4096);
-        encode(&mut out, &self.registry).expect("writing to a String");
+        w.finish();
         out
     }
 }
