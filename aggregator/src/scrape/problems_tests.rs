@@ -14,30 +14,10 @@ async fn serve(router: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
-/// The collector's own problem endpoints over a detector store with kernel-monitor's
-/// KernelDeadlock condition (False) and one OOMKilling event.
+/// The collector's own sample detector store (kernel-monitor's KernelDeadlock condition False,
+/// one OOMKilling event), served through its problem endpoints.
 fn collector_store() -> Arc<npd::Store> {
-    let now = Utc::now();
-    let store = Arc::new(npd::Store::default());
-    store.register(
-        "kernel-monitor",
-        vec![npd::Condition {
-            kind: "KernelDeadlock".into(),
-            status: Status::False,
-            last_heartbeat_time: now,
-            last_transition_time: now,
-            reason: "KernelHasNoDeadlock".into(),
-            message: "kernel has no deadlock".into(),
-        }],
-    );
-    store.push_event(
-        "kernel-monitor",
-        Severity::Warn,
-        now,
-        "OOMKilling",
-        "Killed process 1",
-    );
-    store
+    npd::Store::kernel_monitor_sample(Utc::now())
 }
 
 fn deadlock(store: &npd::Store) {
