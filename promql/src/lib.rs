@@ -333,6 +333,68 @@ mod tests {
         assert!(r.samples_loaded > 0);
     }
 
+    /// A range query computes an aggregation over a selector at every step at once (each
+    /// series walked with a cursor): each step must equal the instant query at that time, with
+    /// gaps, staleness markers, `offset` and `@` in the data and the query.
+    #[test]
+    fn range_aggregation_over_a_selector_equals_each_instant() {
+        let mut s = MemStorage::new();
+        for i in 0..12u32 {
+            let mut l = Labels::new();
+            l.insert("__name__".into(), "x".into());
+            l.insert("ns".into(), format!("n{}", i % 3));
+            l.insert("pod".into(), format!("p{i}"));
+            for t in 0..80i64 {
+                // Gaps longer than the lookback, a few stale markers, NaN and negative values.
+                if (t + i as i64) % 17 < 4 && i % 2 == 0 {
+                    continue;
+                }
+                let v = match (t * 7 + i as i64) % 23 {
+                    0 => f64::from_bits(STALE_NAN_BITS),
+                    1 if i == 5 => f64::NAN,
+                    k => (k as f64 - 11.0) * (i as f64 + 0.5),
+                };
+                s.add(&l, t * 13_000 + i as i64 * 100, v);
+            }
+        }
+        let e = Engine::new(EngineOptions { lookback_delta_ms: 40_000, ..EngineOptions::default() });
+        for q in [
+            "sum by (ns) (x)",
+            "avg by (ns) (x)",
+            "min(x)",
+            "max without (pod) (x)",
+            "count by (ns) (x offset 1m)",
+            "group by (ns) (x @ 500)",
+            "sum by (ns) (x) / count by (ns) (x)",
+        ] {
+            let (start, end, step) = (30_000, 1_000_000, 7_000);
+            let Value::Matrix(m) = e.range(&s, q, start, end, step).unwrap().value else {
+                panic!("{q}")
+            };
+            let mut want: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
+            let mut t = start;
+            while t <= end {
+                if let Value::Vector(v) = e.instant(&s, q, t).unwrap().value {
+                    for x in v {
+                        want.entry(x.labels).or_default().push((t, x.value));
+                    }
+                }
+                t += step;
+            }
+            let got: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> =
+                m.into_iter().map(|s| (s.labels, s.samples)).collect();
+            assert_eq!(got.len(), want.len(), "{q}");
+            assert!(!got.is_empty(), "{q}");
+            for (l, w) in &want {
+                let g = &got[l];
+                assert_eq!(g.len(), w.len(), "{q} {l:?}");
+                for (a, b) in g.iter().zip(w) {
+                    assert!(a.0 == b.0 && a.1.to_bits() == b.1.to_bits(), "{q} {l:?}: {a:?} != {b:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn scalars_and_strings() {
         let e = Engine::default();

@@ -228,3 +228,112 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Batch, LabeledMetric, MetricSet, MetricValue};
+    use vigil_promql::MatchOp;
+
+    fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
+        Matcher::new(op, n, v).unwrap()
+    }
+
+    /// One plain entity and one whose Heapster label names are not Prometheus names (mapped
+    /// on selection), each with an unlabeled and a labeled metric.
+    fn store() -> Store {
+        let store = Store::new(60_000, 1000);
+        let mut sets = std::collections::BTreeMap::new();
+        for (key, extra) in [("pod:a", ("team", "x")), ("pod:b", ("app.kubernetes.io/name", "y"))] {
+            let mut s = MetricSet::default();
+            let l = Arc::make_mut(&mut s.labels);
+            l.insert("type".into(), "pod".into());
+            l.insert("pod_name".into(), key[4..].to_string());
+            l.insert("labels".into(), String::new());
+            l.insert(extra.0.into(), extra.1.into());
+            s.values.insert("cpu/usage_rate", MetricValue::Int(5));
+            s.labeled.push(LabeledMetric {
+                name: "filesystem/usage",
+                labels: crate::batch::resource_labels("/"),
+                value: MetricValue::Int(7),
+            });
+            sets.insert(key.to_string(), s);
+        }
+        let batch = Batch { timestamp: chrono::DateTime::from_timestamp_millis(1000).unwrap(), sets };
+        store.ingest(&batch).unwrap();
+        store
+    }
+
+    fn labels(s: &Selected) -> Vec<(String, String)> {
+        s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    #[test]
+    fn mapped_and_plain_entities_select_alike() {
+        let store = store();
+        let none = |_| Ok::<(), ()>(());
+        let got = store
+            .select_series(&[m(MatchOp::Equal, "app_kubernetes_io_name", "y")], Some((0, 2000)), none)
+            .unwrap();
+        assert_eq!(got.len(), 2, "both series of the mapped entity: {got:?}");
+        let mut names: Vec<String> = got.iter().map(|s| s.labels["__name__"].clone()).collect();
+        names.sort();
+        assert_eq!(names, ["cpu_usage_rate", "filesystem_usage"]);
+        let fs = got.iter().find(|s| s.labels["__name__"] == "filesystem_usage").unwrap();
+        assert_eq!(
+            labels(fs),
+            [
+                ("__name__", "filesystem_usage"),
+                ("app_kubernetes_io_name", "y"),
+                ("pod_name", "b"),
+                ("resource_id", "/"),
+                ("type", "pod"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        // The Heapster spelling is no Prometheus label; an empty value is no label.
+        let got = store
+            .select_series(&[m(MatchOp::Equal, "app.kubernetes.io/name", "y")], Some((0, 2000)), none)
+            .unwrap();
+        assert!(got.is_empty());
+        let got = store
+            .select_series(
+                &[m(MatchOp::Equal, "__name__", "cpu_usage_rate"), m(MatchOp::Equal, "labels", "")],
+                Some((0, 2000)),
+                none,
+            )
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|s| !s.labels.contains_key("labels")));
+        // Projections read plain and mapped labels, and own labels over the set's.
+        let hints = Hints {
+            last_only: true,
+            labels: Some(vec!["app_kubernetes_io_name".into(), "team".into(), "resource_id".into()]),
+        };
+        let got = store
+            .select_hinted(&[m(MatchOp::Regex, "type", "pod")], Some((0, 2000)), &hints, none)
+            .unwrap();
+        let mut seen: Vec<Vec<(String, String)>> = got.iter().map(labels).collect();
+        seen.sort();
+        let want: Vec<Vec<(String, String)>> = vec![
+            vec![("app_kubernetes_io_name", "y")],
+            vec![("app_kubernetes_io_name", "y"), ("resource_id", "/")],
+            vec![("resource_id", "/"), ("team", "x")],
+            vec![("team", "x")],
+        ]
+        .into_iter()
+        .map(|v| v.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .collect();
+        assert_eq!(seen, want);
+        // A matcher that matches the empty string also selects series without the label.
+        let got = store
+            .select_series(
+                &[m(MatchOp::Equal, "__name__", "cpu_usage_rate"), m(MatchOp::NotEqual, "team", "x")],
+                Some((0, 2000)),
+                none,
+            )
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].labels["pod_name"], "b");
+    }
+}
