@@ -1,22 +1,22 @@
-//! Command-line options of `vigil aggregator`, their defaults and their validation.
+//! The aggregator's configuration: YAML file (`--config`) plus flags (flags win), validated at start-up.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::sinks::SinkConfig;
 
-/// Errors in the aggregator's options; each names the option.
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Errors in the aggregator's settings; each names the option (a flag `--x-y` is the key
+/// `x_y` in the file).
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("--{option}: {reason}")]
-    Duration {
-        option: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error("--metric-resolution {0:?} is below the 5s minimum (add --allow-short-resolution for tests)")]
-    ResolutionTooShort(String),
+    /// Reading or parsing `--config` (the message names the file and the key).
+    #[error("--config: {0}")]
+    Load(#[from] vigil_common::config::LoadError),
+    #[error("--metric-resolution {0} is below the 5s minimum (add --allow-short-resolution for tests)")]
+    ResolutionTooShort(vigil_common::Duration),
     #[error("--{option}: {message}")]
     Invalid {
         option: &'static str,
@@ -24,47 +24,135 @@ pub enum Error {
     },
     #[error("no node source: give --nodes, --nodes-file or --source")]
     NoSource,
-    #[error("--config {path}: {message}")]
-    File { path: String, message: String },
-    /// Reading or parsing `--config` (the message names the file and the key).
-    #[error("--config: {0}")]
-    Load(String),
 }
 
-/// Parses a Prometheus duration (`500ms`, `15s`, `1m30s`, `1h`, `1d`) given as `--<option>`.
-pub fn parse_duration(option: &'static str, value: &str) -> Result<Duration, Error> {
-    vigil_common::duration::parse_std(value.trim()).map_err(|e| Error::Duration {
-        option,
-        value: value.to_string(),
-        reason: e.to_string(),
-    })
+/// The aggregator's settings. Every field can be set in the YAML file (`--config`); all but
+/// `sinks` and `auth`'s sections also as a flag of the same name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API (Heapster's port).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How often every node is pulled, e.g. `15s` (minimum 5s).
+    #[serde(default = "default_metric_resolution", with = "vigil_common::duration::serde_std")]
+    pub metric_resolution: Duration,
+    /// Allows a resolution below 5s (tests only).
+    #[serde(default)]
+    pub allow_short_resolution: bool,
+    /// Static node list: `host:port` or `http(s)://host:port[/path]`.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// File with one node per line, re-read when it changes.
+    #[serde(default)]
+    pub nodes_file: Option<PathBuf>,
+    /// Heapster's `--source` value (`kubernetes.summary_api:...`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Per-node request timeout.
+    #[serde(default = "default_scrape_timeout", with = "vigil_common::duration::serde_std")]
+    pub scrape_timeout: Duration,
+    /// How many nodes are pulled at the same time.
+    #[serde(default = "default_scrape_concurrency")]
+    pub scrape_concurrency: usize,
+    /// Largest Summary document accepted from a node, in bytes after gzip decoding.
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: usize,
+    /// How long the in-memory store keeps every series.
+    #[serde(default = "default_retention", with = "vigil_common::duration::serde_std")]
+    pub retention: Duration,
+    /// Upper bound on stored series; new series beyond it are refused and counted.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Directory for the store snapshot (loaded at start, written periodically and on shutdown).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// How often the snapshot is written when `data_dir` is set.
+    #[serde(default = "default_snapshot_interval", with = "vigil_common::duration::serde_std")]
+    pub snapshot_interval: Duration,
+    /// Makes /api/v1/metric-export answer an empty list (Heapster's --disable_export).
+    #[serde(default)]
+    pub disable_export: bool,
+    /// Also serve the API over HTTPS on this address (metrics.k8s.io is reached only over TLS).
+    #[serde(default)]
+    pub secure_listen: Option<SocketAddr>,
+    /// PEM certificate (chain) for `secure_listen`, with `tls_private_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `secure_listen`.
+    #[serde(default)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Directory of the self-signed pair when no certificate files are given.
+    #[serde(default)]
+    pub cert_dir: Option<PathBuf>,
+    /// PromQL queries running longer fail with 503 `timeout` (Prometheus's --query.timeout).
+    #[serde(default = "default_query_timeout", with = "vigil_common::duration::serde_std")]
+    pub query_timeout: Duration,
+    /// Most samples one query may load (Prometheus's --query.max-samples).
+    #[serde(default = "default_query_max_samples")]
+    pub query_max_samples: usize,
+    /// Queries evaluated at once (Prometheus's --query.max-concurrency).
+    #[serde(default = "default_query_max_concurrency")]
+    pub query_max_concurrency: usize,
+    /// How far back an instant selector looks for a sample (Prometheus's
+    /// --query.lookback-delta).
+    #[serde(default = "default_query_lookback_delta", with = "vigil_common::duration::serde_std")]
+    pub query_lookback_delta: Duration,
+    /// Sinks in their YAML form (`type: influxdb`, ...), then those of `--sink`.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+    /// Authentication and authorization (`token_auth_file`, `client_ca_file`, ...), see
+    /// `vigil_server::auth::Args`.
+    #[serde(default)]
+    pub auth: vigil_server::auth::Args,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8082))
 }
-fn default_metric_resolution() -> String {
-    "15s".into()
+fn default_metric_resolution() -> Duration {
+    Duration::from_secs(15)
 }
-fn default_scrape_timeout() -> String {
-    "10s".into()
+fn default_scrape_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_scrape_concurrency() -> usize {
     64
 }
-fn default_retention() -> String {
-    "15m".into()
+fn default_max_document_bytes() -> usize {
+    crate::scrape::DEFAULT_MAX_DOCUMENT
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 fn default_max_series() -> usize {
     6_000_000
 }
-fn default_snapshot_interval() -> String {
-    "5m".into()
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_query_timeout() -> Duration {
+    crate::query::QueryLimits::default().timeout
+}
+fn default_query_max_samples() -> usize {
+    crate::query::QueryLimits::default().max_samples
+}
+fn default_query_max_concurrency() -> usize {
+    crate::query::QueryLimits::default().max_concurrency
+}
+fn default_query_lookback_delta() -> Duration {
+    crate::query::QueryLimits::default().lookback_delta
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        vigil_common::config::from_yaml("{}", Path::new("(defaults)")).expect("defaults deserialize")
+    }
 }
 
 /// Command-line options of `vigil aggregator`. Options left unset come from `--config`, then
 /// from the defaults; an option given on the command line wins over the file.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct Args {
     /// YAML config file with the same settings (snake_case keys) and a `sinks:` list.
     #[arg(long)]
@@ -72,9 +160,9 @@ pub struct Args {
     /// Address of the HTTP API [default: 0.0.0.0:8082, Heapster's port].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// How often every node is pulled (minimum 5s) [default: 15s].
-    #[arg(long = "metric-resolution", alias = "metric_resolution")]
-    pub metric_resolution: Option<String>,
+    /// How often every node is pulled, e.g. 15s (minimum 5s) [default: 15s].
+    #[arg(long = "metric-resolution", alias = "metric_resolution", value_parser = vigil_common::duration::parse_std)]
+    pub metric_resolution: Option<Duration>,
     /// Allows a resolution below 5s (tests only).
     #[arg(long, hide = true)]
     pub allow_short_resolution: bool,
@@ -91,8 +179,8 @@ pub struct Args {
     #[arg(long)]
     pub source: Option<String>,
     /// Per-node request timeout [default: 10s].
-    #[arg(long)]
-    pub scrape_timeout: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub scrape_timeout: Option<Duration>,
     /// How many nodes are pulled at the same time [default: 64].
     #[arg(long)]
     pub scrape_concurrency: Option<usize>,
@@ -101,8 +189,8 @@ pub struct Args {
     #[arg(long)]
     pub max_document_bytes: Option<usize>,
     /// How long the in-memory store keeps every series [default: 15m].
-    #[arg(long)]
-    pub retention: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub retention: Option<Duration>,
     /// Upper bound on stored series; new series beyond it are refused and counted [default: 6000000].
     #[arg(long)]
     pub max_series: Option<usize>,
@@ -110,8 +198,8 @@ pub struct Args {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// How often the snapshot is written when --data-dir is set [default: 5m].
-    #[arg(long)]
-    pub snapshot_interval: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub snapshot_interval: Option<Duration>,
     /// Sink URIs in Heapster's syntax (repeatable), e.g. `influxdb:http://127.0.0.1:8086?db=k8s`;
     /// added to the config file's `sinks:`.
     #[arg(long)]
@@ -135,8 +223,8 @@ pub struct Args {
     pub cert_dir: Option<PathBuf>,
     /// PromQL queries (/api/v1/query, query_range) running longer fail with 503 `timeout`
     /// (Prometheus's --query.timeout) [default: 2m].
-    #[arg(long)]
-    pub query_timeout: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub query_timeout: Option<Duration>,
     /// Most samples one query may load; beyond, it fails with 422 `execution`
     /// (Prometheus's --query.max-samples) [default: 50000000].
     #[arg(long)]
@@ -147,139 +235,69 @@ pub struct Args {
     pub query_max_concurrency: Option<usize>,
     /// How far back an instant selector looks for a sample (Prometheus's
     /// --query.lookback-delta) [default: 5m].
-    #[arg(long)]
-    pub query_lookback_delta: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub query_lookback_delta: Option<Duration>,
     /// Rules and notifications (--rule-file, --notify-config, --rule-query-url, ...).
     #[command(flatten)]
     pub alerting: crate::alerting::AlertingArgs,
     /// Who may call the API: tokens, client certificates, TokenReview/SubjectAccessReview.
     #[command(flatten)]
     pub auth: vigil_server::auth::Args,
-    /// Sinks from the config file's `sinks:` (set by `with_config_file`).
-    #[arg(skip)]
-    pub config_sinks: Vec<SinkConfig>,
-}
-
-/// The aggregator's YAML config file: the command-line settings by their snake_case names, plus
-/// the sinks in their YAML form.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Address of the HTTP API.
-    pub listen: Option<SocketAddr>,
-    /// How often every node is pulled, e.g. `15s`.
-    pub metric_resolution: Option<String>,
-    /// Allows a resolution below 5s (tests only).
-    pub allow_short_resolution: Option<bool>,
-    /// Static node list (`host:port` or URLs).
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    /// File with one node per line, re-read when it changes.
-    pub nodes_file: Option<PathBuf>,
-    /// Heapster's `--source` value.
-    pub source: Option<String>,
-    /// Per-node request timeout.
-    pub scrape_timeout: Option<String>,
-    /// How many nodes are pulled at the same time.
-    pub scrape_concurrency: Option<usize>,
-    /// Largest Summary document accepted from a node (bytes, decompressed).
-    pub max_document_bytes: Option<usize>,
-    /// How long the in-memory store keeps every series.
-    pub retention: Option<String>,
-    /// Upper bound on stored series.
-    pub max_series: Option<usize>,
-    /// Directory for the store snapshot.
-    pub data_dir: Option<PathBuf>,
-    /// How often the snapshot is written.
-    pub snapshot_interval: Option<String>,
-    /// Makes /api/v1/metric-export answer an empty list.
-    pub disable_export: Option<bool>,
-    /// Also serve the API over HTTPS on this address.
-    pub secure_listen: Option<SocketAddr>,
-    /// PEM certificate for `secure_listen`.
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key for `secure_listen`.
-    pub tls_private_key_file: Option<PathBuf>,
-    /// Directory of the self-signed pair when no certificate files are given.
-    pub cert_dir: Option<PathBuf>,
-    /// PromQL query timeout, e.g. `2m`.
-    pub query_timeout: Option<String>,
-    /// Most samples one query may load.
-    pub query_max_samples: Option<usize>,
-    /// Queries evaluated at once.
-    pub query_max_concurrency: Option<usize>,
-    /// Lookback of instant selectors, e.g. `5m`.
-    pub query_lookback_delta: Option<String>,
-    /// Sinks in their YAML form (`type: influxdb`, ...), see `vigil_aggregator::sinks::SinksConfig`.
-    #[serde(default)]
-    pub sinks: Vec<SinkConfig>,
-    /// Authentication and authorization (`token_auth_file`, `client_ca_file`, ...), see
-    /// `vigil_server::auth::Args`.
-    #[serde(default)]
-    pub auth: Option<vigil_server::auth::Args>,
-}
-
-impl FileConfig {
-    /// Reads and parses a config file (size-capped, depth-bounded); errors name the file and,
-    /// from serde, the key. An empty file is the defaults.
-    pub fn load(path: &std::path::Path) -> Result<FileConfig, Error> {
-        vigil_common::config::load_yaml(path).map_err(|e| Error::Load(e.to_string()))
-    }
 }
 
 impl Args {
-    /// Fills every option not given on the command line from `--config` (when set).
-    pub fn with_config_file(mut self) -> Result<Args, Error> {
-        let Some(path) = self.config.clone() else {
-            return Ok(self);
+    /// The effective configuration: the file (if any), then the flags on top (a list flag
+    /// replaces the file's list; `--sink` URIs are added to its sinks), validated.
+    pub fn resolve(&self) -> Result<Config, Error> {
+        let mut c = match &self.config {
+            Some(p) => vigil_common::config::load_yaml(p)?,
+            None => Config::default(),
         };
-        let f = FileConfig::load(&path)?;
-        self.listen = self.listen.or(f.listen);
-        self.metric_resolution = self.metric_resolution.or(f.metric_resolution);
-        self.allow_short_resolution |= f.allow_short_resolution.unwrap_or(false);
-        if self.nodes.iter().all(|n| n.trim().is_empty()) {
-            self.nodes = f.nodes;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
-        self.nodes_file = self.nodes_file.or(f.nodes_file);
-        self.source = self.source.or(f.source);
-        self.scrape_timeout = self.scrape_timeout.or(f.scrape_timeout);
-        self.scrape_concurrency = self.scrape_concurrency.or(f.scrape_concurrency);
-        self.max_document_bytes = self.max_document_bytes.or(f.max_document_bytes);
-        self.retention = self.retention.or(f.retention);
-        self.max_series = self.max_series.or(f.max_series);
-        self.data_dir = self.data_dir.or(f.data_dir);
-        self.snapshot_interval = self.snapshot_interval.or(f.snapshot_interval);
-        self.disable_export |= f.disable_export.unwrap_or(false);
-        self.secure_listen = self.secure_listen.or(f.secure_listen);
-        self.tls_cert_file = self.tls_cert_file.or(f.tls_cert_file);
-        self.tls_private_key_file = self.tls_private_key_file.or(f.tls_private_key_file);
-        self.cert_dir = self.cert_dir.or(f.cert_dir);
-        self.query_timeout = self.query_timeout.or(f.query_timeout);
-        self.query_max_samples = self.query_max_samples.or(f.query_max_samples);
-        self.query_max_concurrency = self.query_max_concurrency.or(f.query_max_concurrency);
-        self.query_lookback_delta = self.query_lookback_delta.or(f.query_lookback_delta);
-        self.config_sinks = f.sinks;
-        self.auth = std::mem::take(&mut self.auth).or(f.auth.unwrap_or_default());
-        Ok(self)
+        macro_rules! set_opt {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = Some(v.clone()); } )* };
+        }
+        set!(
+            listen,
+            metric_resolution,
+            scrape_timeout,
+            scrape_concurrency,
+            max_document_bytes,
+            retention,
+            max_series,
+            snapshot_interval,
+            query_timeout,
+            query_max_samples,
+            query_max_concurrency,
+            query_lookback_delta
+        );
+        set_opt!(
+            nodes_file,
+            source,
+            data_dir,
+            secure_listen,
+            tls_cert_file,
+            tls_private_key_file,
+            cert_dir
+        );
+        if self.nodes.iter().any(|n| !n.trim().is_empty()) {
+            c.nodes = self.nodes.clone();
+        }
+        c.allow_short_resolution |= self.allow_short_resolution;
+        c.disable_export |= self.disable_export;
+        for uri in &self.sink {
+            c.sinks
+                .push(SinkConfig::from_uri(uri).map_err(|e| Error::Invalid {
+                    option: "sink",
+                    message: e.to_string(),
+                })?);
+        }
+        c.auth = self.auth.clone().or(std::mem::take(&mut c.auth));
+        c.validate()?;
+        Ok(c)
     }
-}
-
-/// The validated settings the aggregator runs with.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen: SocketAddr,
-    pub resolution: Duration,
-    pub scrape_timeout: Duration,
-    pub scrape_concurrency: usize,
-    pub retention: Duration,
-    pub max_series: usize,
-    pub data_dir: Option<PathBuf>,
-    pub snapshot_interval: Duration,
-    pub disable_export: bool,
-    /// The HTTPS address and where its certificate comes from (None: HTTP only).
-    pub secure_listen: Option<(SocketAddr, crate::tls::TlsOptions)>,
-    /// Limits of the PromQL query API.
-    pub query: crate::query::QueryLimits,
 }
 
 /// The collectors' refresh interval the aggregator assumes: the kubelet's cAdvisor
@@ -301,68 +319,47 @@ pub fn resolution_warning(resolution: Duration) -> Option<String> {
     })
 }
 
-impl Args {
-    /// Checks every option without side effects; errors name the option.
-    pub fn validate(&self) -> Result<Settings, Error> {
-        let metric_resolution = self
-            .metric_resolution
-            .clone()
-            .unwrap_or_else(default_metric_resolution);
-        let scrape_timeout = self
-            .scrape_timeout
-            .clone()
-            .unwrap_or_else(default_scrape_timeout);
-        let scrape_concurrency = self
-            .scrape_concurrency
-            .unwrap_or_else(default_scrape_concurrency);
-        let retention = self.retention.clone().unwrap_or_else(default_retention);
-        let max_series = self.max_series.unwrap_or_else(default_max_series);
-        let snapshot_interval = self
-            .snapshot_interval
-            .clone()
-            .unwrap_or_else(default_snapshot_interval);
-        let resolution = parse_duration("metric-resolution", &metric_resolution)?;
+impl Config {
+    /// Checks what serde cannot; pure. Errors name the option.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |option: &'static str, message: &str| {
+            Err(Error::Invalid {
+                option,
+                message: message.into(),
+            })
+        };
+        let resolution = self.metric_resolution;
         if resolution < Duration::from_secs(5) && !self.allow_short_resolution {
-            return Err(Error::ResolutionTooShort(metric_resolution));
+            return Err(Error::ResolutionTooShort(
+                resolution.try_into().unwrap_or_default(),
+            ));
         }
         if resolution < Duration::from_millis(100) {
-            return Err(Error::Invalid {
-                option: "metric-resolution",
-                message: "must be at least 100ms".into(),
-            });
+            return invalid("metric-resolution", "must be at least 100ms");
         }
-        let scrape_timeout = parse_duration("scrape-timeout", &scrape_timeout)?;
-        if scrape_timeout.is_zero() {
-            return Err(Error::Invalid {
-                option: "scrape-timeout",
-                message: "must be above zero".into(),
-            });
+        if self.retention < resolution {
+            return invalid("retention", "must be at least one --metric-resolution");
         }
-        if scrape_concurrency == 0 {
-            return Err(Error::Invalid {
-                option: "scrape-concurrency",
-                message: "must be at least 1".into(),
-            });
+        for (option, zero) in [
+            ("scrape-timeout", self.scrape_timeout.is_zero()),
+            ("snapshot-interval", self.snapshot_interval.is_zero()),
+            ("query-timeout", self.query_timeout.is_zero()),
+            ("query-lookback-delta", self.query_lookback_delta.as_millis() == 0),
+        ] {
+            if zero {
+                return invalid(option, "must be above zero");
+            }
         }
-        let retention = parse_duration("retention", &retention)?;
-        if retention < resolution {
-            return Err(Error::Invalid {
-                option: "retention",
-                message: "must be at least one --metric-resolution".into(),
-            });
-        }
-        if max_series == 0 {
-            return Err(Error::Invalid {
-                option: "max-series",
-                message: "must be at least 1".into(),
-            });
-        }
-        let snapshot_interval = parse_duration("snapshot-interval", &snapshot_interval)?;
-        if snapshot_interval.is_zero() {
-            return Err(Error::Invalid {
-                option: "snapshot-interval",
-                message: "must be above zero".into(),
-            });
+        for (option, zero) in [
+            ("scrape-concurrency", self.scrape_concurrency == 0),
+            ("max-series", self.max_series == 0),
+            ("max-document-bytes", self.max_document_bytes == 0),
+            ("query-max-samples", self.query_max_samples == 0),
+            ("query-max-concurrency", self.query_max_concurrency == 0),
+        ] {
+            if zero {
+                return invalid(option, "must be at least 1");
+            }
         }
         if self.nodes.iter().all(|n| n.trim().is_empty())
             && self.nodes_file.is_none()
@@ -377,107 +374,86 @@ impl Args {
                 ("cert-dir", self.cert_dir.is_some()),
             ] {
                 if given {
-                    return Err(Error::Invalid {
-                        option,
-                        message: "has no effect without --secure-listen".into(),
-                    });
+                    return invalid(option, "has no effect without --secure-listen");
                 }
             }
         }
         if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
-            return Err(Error::Invalid {
-                option: if self.tls_cert_file.is_some() {
-                    "tls-cert-file"
-                } else {
-                    "tls-private-key-file"
-                },
-                message: "--tls-cert-file and --tls-private-key-file go together".into(),
-            });
+            let option = if self.tls_cert_file.is_some() {
+                "tls-cert-file"
+            } else {
+                "tls-private-key-file"
+            };
+            return invalid(option, "--tls-cert-file and --tls-private-key-file go together");
         }
-        let secure_listen = self.secure_listen.map(|addr| {
+        crate::sinks::SinksConfig {
+            sinks: self.sinks.clone(),
+        }
+        .validate()
+        .map_err(|e| Error::Invalid {
+            option: "config",
+            message: format!("sinks: {e}"),
+        })
+    }
+
+    /// The HTTPS address and where its certificate comes from (None: HTTP only).
+    pub fn secure_listen(&self) -> Option<(SocketAddr, crate::tls::TlsOptions)> {
+        self.secure_listen.map(|addr| {
             let tls = crate::tls::TlsOptions {
                 cert_file: self.tls_cert_file.clone(),
                 key_file: self.tls_private_key_file.clone(),
                 cert_dir: self.cert_dir.clone(),
             };
             (addr, tls)
-        });
-        let query = self.query_limits()?;
-        crate::sinks::SinksConfig {
-            sinks: self.config_sinks.clone(),
-        }
-        .validate()
-        .map_err(|e| Error::Invalid {
-            option: "config",
-            message: format!("sinks: {e}"),
-        })?;
-        Ok(Settings {
-            listen: self.listen.unwrap_or_else(default_listen),
-            resolution,
-            scrape_timeout,
-            scrape_concurrency,
-            retention,
-            max_series,
-            data_dir: self.data_dir.clone(),
-            snapshot_interval,
-            disable_export: self.disable_export,
-            secure_listen,
-            query,
         })
     }
 
-    /// The `--query-*` options, checked.
-    fn query_limits(&self) -> Result<crate::query::QueryLimits, Error> {
-        let d = crate::query::QueryLimits::default();
-        let timeout = match &self.query_timeout {
-            Some(v) => parse_duration("query-timeout", v)?,
-            None => d.timeout,
-        };
-        let lookback_delta = match &self.query_lookback_delta {
-            Some(v) => parse_duration("query-lookback-delta", v)?,
-            None => d.lookback_delta,
-        };
-        for (option, zero) in [
-            ("query-timeout", timeout.is_zero()),
-            ("query-lookback-delta", lookback_delta.as_millis() == 0),
-            ("query-max-samples", self.query_max_samples == Some(0)),
-            (
-                "query-max-concurrency",
-                self.query_max_concurrency == Some(0),
-            ),
-        ] {
-            if zero {
-                return Err(Error::Invalid {
-                    option,
-                    message: "must be above zero".into(),
-                });
-            }
+    /// Limits of the PromQL query API.
+    pub fn query_limits(&self) -> crate::query::QueryLimits {
+        crate::query::QueryLimits {
+            timeout: self.query_timeout,
+            max_samples: self.query_max_samples,
+            max_concurrency: self.query_max_concurrency,
+            lookback_delta: self.query_lookback_delta,
         }
-        Ok(crate::query::QueryLimits {
-            timeout,
-            max_samples: self.query_max_samples.unwrap_or(d.max_samples),
-            max_concurrency: self.query_max_concurrency.unwrap_or(d.max_concurrency),
-            lookback_delta,
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn try_args(extra: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut argv = vec!["agg"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|c| c.args)
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        try_args(extra).unwrap()
+    }
 
     #[test]
-    fn huge_duration_is_an_error_naming_the_option_not_a_panic() {
-        // Regression (#19 item 1): `Duration::from_secs_f64` panicked on overflow.
-        for v in [
-            "99999999999999999999h",
-            "1e300s",
-            "9999999999999999999h9999999999999999999h",
-        ] {
-            let err = super::parse_duration("metric-resolution", v)
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("--metric-resolution"), "{err}");
+    fn duration_flags_take_prometheus_durations_and_name_the_flag() {
+        let c = args(&["--nodes", "a:1", "--metric-resolution", "1m30s", "--query-timeout", "500ms"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.metric_resolution, Duration::from_secs(90));
+        assert_eq!(c.query_limits().timeout, Duration::from_millis(500));
+        // Regression (#19 item 1): an overflowing duration is an error naming the flag.
+        for bad in ["", "15", "s", "15x", "-1s", "1.2.3s", "99999999999999999999h", "1e300s"] {
+            let flag = format!("--metric-resolution={bad}");
+            let err = try_args(&[&flag]).err().unwrap().to_string();
+            assert!(err.contains("--metric-resolution"), "{bad}: {err}");
         }
+        let err = try_args(&["--snapshot-interval", "soon"]).err().unwrap().to_string();
+        assert!(err.contains("--snapshot-interval") && err.contains("soon"), "{err}");
     }
 
     #[test]
@@ -492,49 +468,13 @@ mod tests {
         assert!(resolution_warning(Duration::from_secs(5)).is_some());
     }
 
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("x", "15s").unwrap(), Duration::from_secs(15));
-        assert_eq!(
-            parse_duration("x", "500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_duration("x", "1m30s").unwrap(),
-            Duration::from_secs(90)
-        );
-        assert_eq!(
-            parse_duration("x", "2h").unwrap(),
-            Duration::from_secs(7200)
-        );
-        for bad in ["", "15", "s", "15x", "-1s", "1.2.3s"] {
-            let err = parse_duration("metric-resolution", bad)
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("--metric-resolution"), "{bad}: {err}");
-        }
-    }
-
-    fn args(extra: &[&str]) -> Args {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let mut argv = vec!["agg"];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).unwrap().args
-    }
-
     #[test]
     fn short_resolution_needs_the_flag() {
         let err = args(&["--nodes", "127.0.0.1:1", "--metric-resolution", "1s"])
-            .validate()
+            .resolve()
             .unwrap_err();
-        assert_eq!(err, Error::ResolutionTooShort("1s".into()));
+        assert!(matches!(err, Error::ResolutionTooShort(d) if d == vigil_common::Duration::from_secs(1)), "{err}");
+        assert!(err.to_string().starts_with("--metric-resolution 1s is below"), "{err}");
         let ok = args(&[
             "--nodes",
             "127.0.0.1:1",
@@ -542,25 +482,29 @@ mod tests {
             "1s",
             "--allow-short-resolution",
         ])
-        .validate()
+        .resolve()
         .unwrap();
-        assert_eq!(ok.resolution, Duration::from_secs(1));
+        assert_eq!(ok.metric_resolution, Duration::from_secs(1));
         assert_eq!(ok.listen.port(), 8082);
     }
 
     #[test]
     fn a_source_is_required_and_bad_values_are_named() {
-        assert_eq!(args(&[]).validate().unwrap_err(), Error::NoSource);
-        let err = args(&["--nodes", "a:1", "--scrape-concurrency", "0"])
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--scrape-concurrency"), "{err}");
-        let err = args(&["--nodes", "a:1", "--retention", "1s"])
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--retention"), "{err}");
+        assert!(matches!(args(&[]).resolve().unwrap_err(), Error::NoSource));
+        for (flags, option) in [
+            (&["--scrape-concurrency", "0"][..], "--scrape-concurrency"),
+            (&["--retention", "1s"][..], "--retention"),
+            (&["--max-document-bytes", "0"][..], "--max-document-bytes"),
+            (&["--query-max-samples", "0"][..], "--query-max-samples"),
+            (&["--scrape-timeout", "0s"][..], "--scrape-timeout"),
+            (&["--tls-cert-file", "c.pem"][..], "--tls-cert-file"),
+            (&["--sink", "kafka:x"][..], "--sink"),
+        ] {
+            let mut a = vec!["--nodes", "a:1"];
+            a.extend(flags);
+            let err = args(&a).resolve().unwrap_err().to_string();
+            assert!(err.starts_with(option), "{flags:?}: {err}");
+        }
     }
 
     fn testdata(name: &str) -> String {
@@ -569,39 +513,38 @@ mod tests {
 
     #[test]
     fn config_file_fills_unset_options_and_flags_win() {
-        let a = args(&["--config", &testdata("good.yaml"), "--retention", "2h"])
-            .with_config_file()
+        let c = args(&["--config", &testdata("good.yaml"), "--retention", "2h", "--sink", "log:?name=flags"])
+            .resolve()
             .unwrap();
-        let s = a.validate().unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:18082");
-        assert_eq!(s.resolution, Duration::from_secs(30));
-        assert_eq!(s.scrape_timeout, Duration::from_secs(5));
-        assert_eq!(s.scrape_concurrency, 8);
-        assert_eq!(s.retention, Duration::from_secs(7200), "the flag wins");
-        assert_eq!(s.max_series, 1000);
-        assert_eq!(s.snapshot_interval, Duration::from_secs(60));
-        assert!(s.disable_export);
-        assert_eq!(a.nodes.len(), 2);
-        assert_eq!(a.config_sinks.len(), 2);
-        assert!(matches!(&a.config_sinks[0], SinkConfig::Influxdb(i) if i.db == "k8s"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:18082");
+        assert_eq!(c.metric_resolution, Duration::from_secs(30));
+        assert_eq!(c.scrape_timeout, Duration::from_secs(5));
+        assert_eq!(c.scrape_concurrency, 8);
+        assert_eq!(c.retention, Duration::from_secs(7200), "the flag wins");
+        assert_eq!(c.max_series, 1000);
+        assert_eq!(c.snapshot_interval, Duration::from_secs(60));
+        assert!(c.disable_export);
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.sinks.len(), 3, "the file's two sinks, then --sink");
+        // A --sink whose name clashes with one of the file's is refused before start.
+        let e = args(&["--config", &testdata("good.yaml"), "--sink", "log"]).resolve().unwrap_err();
+        assert!(e.to_string().contains("two sinks are named `log`"), "{e}");
+        assert!(matches!(&c.sinks[0], SinkConfig::Influxdb(i) if i.db == "k8s"));
         // Flags given for a list replace the file's list; defaults apply without a file.
-        let a = args(&["--config", &testdata("good.yaml"), "--nodes", "127.0.0.9:1"])
-            .with_config_file()
+        let c = args(&["--config", &testdata("good.yaml"), "--nodes", "127.0.0.9:1"])
+            .resolve()
             .unwrap();
-        assert_eq!(a.nodes, vec!["127.0.0.9:1".to_string()]);
-        let s = args(&["--nodes", "a:1"])
-            .with_config_file()
-            .unwrap()
-            .validate()
-            .unwrap();
+        assert_eq!(c.nodes, vec!["127.0.0.9:1".to_string()]);
+        let c = args(&["--nodes", "a:1"]).resolve().unwrap();
         assert_eq!(
             (
-                s.listen.port(),
-                s.resolution,
-                s.scrape_concurrency,
-                s.max_series
+                c.listen.port(),
+                c.metric_resolution,
+                c.scrape_concurrency,
+                c.max_series,
+                c.max_document_bytes
             ),
-            (8082, Duration::from_secs(15), 64, 6_000_000)
+            (8082, Duration::from_secs(15), 64, 6_000_000, crate::scrape::DEFAULT_MAX_DOCUMENT)
         );
     }
 
@@ -609,8 +552,7 @@ mod tests {
     fn bad_config_files_name_the_file_and_the_key() {
         let load = |name: &str| {
             args(&["--config", &testdata(name)])
-                .with_config_file()
-                .and_then(|a| a.validate().map(|_| ()))
+                .resolve()
                 .unwrap_err()
                 .to_string()
         };
@@ -630,10 +572,16 @@ mod tests {
         assert!(e.contains("sinks") && e.contains("log"), "{e}");
         let e = load("bad-value.yaml");
         assert!(
-            e.contains("--metric-resolution") && e.contains("soon"),
+            e.contains("bad-value.yaml") && e.contains("key `metric_resolution`") && e.contains("soon"),
             "{e}"
         );
         let e = load("missing.yaml");
         assert!(e.contains("--config") && e.contains("missing.yaml"), "{e}");
+        // A bare number has no unit: refused, naming the key.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "nodes: [a:1]\nretention: 3600\n").unwrap();
+        let e = args(&["--config", f.to_str().unwrap()]).resolve().unwrap_err().to_string();
+        assert!(e.contains("key `retention`") && e.contains("no unit"), "{e}");
     }
 }

@@ -65,36 +65,31 @@ fn next_boundary(now: DateTime<Utc>, resolution: Duration) -> DateTime<Utc> {
 
 /// Runs the aggregator until `shutdown` fires.
 pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    let args = args.with_config_file()?;
-    let settings = args.validate()?;
-    if let Some(w) = config::resolution_warning(settings.resolution) {
-        tracing::warn!(resolution = ?settings.resolution, "{w}");
+    let cfg = args.resolve()?;
+    if let Some(w) = config::resolution_warning(cfg.metric_resolution) {
+        tracing::warn!(resolution = ?cfg.metric_resolution, "{w}");
     }
     let mut discoveries = Discovery::from_options(
-        &args.nodes,
-        args.nodes_file.as_ref(),
-        args.source.as_deref(),
+        &cfg.nodes,
+        cfg.nodes_file.as_ref(),
+        cfg.source.as_deref(),
     )
     .await?;
     // Sinks of the config file, then the --sink URIs.
-    let mut sink_configs = args.config_sinks.clone();
-    for uri in &args.sink {
-        sink_configs
-            .push(sinks::SinkConfig::from_uri(uri).map_err(|e| Error::Sinks(e.to_string()))?);
-    }
+    let sink_configs = &cfg.sinks;
     let sink_set = if sink_configs.is_empty() {
         None
     } else {
         Some(Arc::new(
-            sinks::SinkSet::from_configs(&sink_configs, settings.data_dir.as_deref())
+            sinks::SinkSet::from_configs(sink_configs, cfg.data_dir.as_deref())
                 .map_err(|e| Error::Sinks(e.to_string()))?,
         ))
     };
     let store = Arc::new(Store::new(
-        settings.retention.as_millis() as i64,
-        settings.max_series,
+        cfg.retention.as_millis() as i64,
+        cfg.max_series,
     ));
-    if let Some(dir) = &settings.data_dir {
+    if let Some(dir) = &cfg.data_dir {
         match store::snapshot::load(&store, dir, Utc::now().timestamp_millis()) {
             Ok(n) => tracing::info!(dir = %dir.display(), entities = n, "store snapshot loaded"),
             Err(e) => {
@@ -105,24 +100,15 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             }
         }
     }
-    let max_document = args
-        .max_document_bytes
-        .unwrap_or(scrape::DEFAULT_MAX_DOCUMENT);
-    if max_document == 0 {
-        return Err(config::Error::Invalid {
-            option: "max-document-bytes",
-            message: "must be at least 1".into(),
-        }
-        .into());
-    }
-    let mut scraper = Scraper::new(settings.scrape_timeout, settings.scrape_concurrency)
+    let max_document = cfg.max_document_bytes;
+    let mut scraper = Scraper::new(cfg.scrape_timeout, cfg.scrape_concurrency)
         .with_max_document(max_document)
-        .with_round_deadline(scrape::round_deadline(settings.resolution));
+        .with_round_deadline(scrape::round_deadline(cfg.metric_resolution));
     if let Some(k) = discoveries.iter().find_map(|d| d.kube_source()) {
         scraper = scraper
             .with_kubelet_tls(k.insecure, k.ca_pem.as_deref())
             .map_err(|e| scrape::discovery::Error::Source {
-                source_uri: args.source.clone().unwrap_or_default(),
+                source_uri: cfg.source.clone().unwrap_or_default(),
                 message: format!("kubelet client: {e}"),
             })?;
     }
@@ -135,12 +121,12 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     // The pods' and namespaces' enrichment view, rebuilt from the watchers' stores in the
     // background after they change: a round only takes the latest one.
     let info_source = discoveries.iter().find_map(|d| d.info_source());
-    let query_service = Arc::new(query::QueryService::new(store.clone(), settings.query.clone()));
+    let query_service = Arc::new(query::QueryService::new(store.clone(), cfg.query_limits()));
     let alerting = Arc::new(alerting::Alerting::start(
         &args.alerting,
         store.clone(),
         &query_service,
-        settings.data_dir.clone(),
+        cfg.data_dir.clone(),
         shutdown.clone(),
     )?);
     let state = Arc::new(api::AppState {
@@ -148,8 +134,8 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         latest: RwLock::new(None),
         scraper: scraper.clone(),
         metrics: self_metrics.clone(),
-        resolution: settings.resolution,
-        disable_export: settings.disable_export,
+        resolution: cfg.metric_resolution,
+        disable_export: cfg.disable_export,
         extra_metrics: {
             let (sinks, alerting, problems) =
                 (sink_set.clone(), alerting.clone(), problems.clone());
@@ -168,7 +154,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         .clone()
         .map(|s| tokio::spawn(s.run(shutdown.clone())));
     // Who may call the API; writes on a non-loopback listener need authentication.
-    let auth = Arc::new(vigil_server::auth::Auth::new(&args.auth).await?);
+    let auth = Arc::new(vigil_server::auth::Auth::new(&cfg.auth).await?);
     let mut writes = Vec::new();
     if alerting.manager.is_some() {
         writes.push("/-/reload");
@@ -176,20 +162,20 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     if alerting.notifier.is_some() {
         writes.extend(["/api/v2/silences", "/api/v2/alerts"]);
     }
-    auth.check_listener("--listen", settings.listen, &writes)?;
-    if let Some((addr, _)) = &settings.secure_listen {
+    auth.check_listener("--listen", cfg.listen, &writes)?;
+    if let Some((addr, _)) = &cfg.secure_listen() {
         auth.check_listener("--secure-listen", *addr, &writes)?;
     }
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| Error::Bind {
-            addr: settings.listen,
+            addr: cfg.listen,
             source,
         })?;
-    tracing::info!(listen = %settings.listen, resolution = ?settings.resolution, "aggregator listening");
+    tracing::info!(listen = %cfg.listen, resolution = ?cfg.metric_resolution, "aggregator listening");
     let router = auth.layer(api::app(state.clone()).merge(alerting.router()));
     // The same API over HTTPS, for the kube-apiserver's metrics.k8s.io APIService.
-    let secure_server = match &settings.secure_listen {
+    let secure_server = match &cfg.secure_listen() {
         Some((addr, opts)) => {
             // Client certificates (--client-ca-file, the kube-apiserver's front proxy) are asked
             // for here and checked by the auth layer.
@@ -217,10 +203,10 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         shutdown.clone(),
     ));
 
-    let mut processor = Some(Processor::new(settings.retention));
+    let mut processor = Some(Processor::new(cfg.retention));
     let mut last_snapshot = Instant::now();
     loop {
-        let boundary = next_boundary(Utc::now(), settings.resolution);
+        let boundary = next_boundary(Utc::now(), cfg.metric_resolution);
         let wait = (boundary - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -244,7 +230,7 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
         let (docs, pulled) = tokio::join!(
             scraper.round(
                 &targets,
-                scrape::max_jitter(targets.len(), settings.resolution),
+                scrape::max_jitter(targets.len(), cfg.metric_resolution),
             ),
             problems.pull(&scraper, &targets),
         );
@@ -325,14 +311,14 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
             seconds = total.as_secs_f64(),
             "round done"
         );
-        if let Some(dir) = &settings.data_dir {
-            if last_snapshot.elapsed() >= settings.snapshot_interval {
+        if let Some(dir) = &cfg.data_dir {
+            if last_snapshot.elapsed() >= cfg.snapshot_interval {
                 last_snapshot = Instant::now();
                 write_snapshot(&store, dir, &self_metrics).await;
             }
         }
     }
-    if let Some(dir) = &settings.data_dir {
+    if let Some(dir) = &cfg.data_dir {
         write_snapshot(&store, dir, &self_metrics).await;
     }
     if let Some(t) = sinks_task {

@@ -13,6 +13,9 @@ pub enum Error {
     Load(#[from] vigil_common::config::LoadError),
     #[error("invalid `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    /// The listener's certificate and authentication options (the message names the flags).
+    #[error("{0}")]
+    Listener(String),
 }
 
 /// cAdvisor's metric group names accepted by `disable_metrics`.
@@ -51,17 +54,11 @@ pub struct Config {
     /// Address to serve /metrics, /stats/summary, /healthz and /api/v1/containers on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Who may call the endpoints (`token_auth_file`, `authentication_kubeconfig`, ...), see
-    /// `vigil_server::auth::Args`.
-    #[serde(default)]
-    pub auth: vigil_server::auth::Args,
-    /// PEM certificate (chain) of the listener: with `tls_private_key_file`, it serves HTTPS
-    /// only (and client certificates can authenticate); without, plain HTTP.
-    #[serde(default)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of `tls_cert_file`.
-    #[serde(default)]
-    pub tls_private_key_file: Option<PathBuf>,
+    /// The listener's certificate (`tls_cert_file`, `tls_private_key_file`: HTTPS only, and
+    /// client certificates can authenticate; without, plain HTTP) and who may call the
+    /// endpoints (`auth:`), see `vigil_server::ListenerArgs`.
+    #[serde(flatten)]
+    pub listener: vigil_server::ListenerArgs,
     /// Where the cgroup hierarchies are mounted (v2 root, or the parent of v1 controller mounts).
     #[serde(default = "default_cgroup_root")]
     pub cgroup_root: PathBuf,
@@ -307,19 +304,7 @@ impl Config {
                 ),
             });
         }
-        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
-            let (key, missing) = if self.tls_cert_file.is_some() {
-                ("tls_cert_file", "tls_private_key_file")
-            } else {
-                ("tls_private_key_file", "tls_cert_file")
-            };
-            return Err(Error::Invalid {
-                key,
-                message: format!(
-                    "--tls-cert-file and --tls-private-key-file go together: {missing} is missing"
-                ),
-            });
-        }
+        self.listener.validate("collector").map_err(Error::Listener)?;
         if self.fs_walk_budget == 0 {
             return Err(Error::Invalid {
                 key: "fs_walk_budget",
@@ -327,18 +312,6 @@ impl Config {
             });
         }
         Ok(())
-    }
-
-    /// The listener's certificate files when it serves HTTPS (`tls_cert_file` and
-    /// `tls_private_key_file`, checked by `validate`), else `None` (plain HTTP).
-    pub fn tls(&self) -> Option<vigil_server::tls::TlsOptions> {
-        (self.tls_cert_file.is_some() || self.tls_private_key_file.is_some()).then(|| {
-            vigil_server::tls::TlsOptions {
-                cert_file: self.tls_cert_file.clone(),
-                key_file: self.tls_private_key_file.clone(),
-                cert_dir: None,
-            }
-        })
     }
 
     /// Whether a metric group is enabled.
@@ -590,14 +563,14 @@ mod tests {
 
     #[test]
     fn tls_files_go_together_and_turn_on_https() {
-        assert!(Config::default().tls().is_none());
+        assert!(Config::default().listener.tls().is_none());
         let c = Config::from_yaml(
             "tls_cert_file: /etc/vigil/tls.crt\ntls_private_key_file: /etc/vigil/tls.key\n",
             Path::new("c.yaml"),
         )
         .unwrap();
         c.validate().unwrap();
-        let t = c.tls().unwrap();
+        let t = c.listener.tls().unwrap();
         assert_eq!(
             (t.cert_file.unwrap(), t.key_file.unwrap()),
             (

@@ -100,17 +100,9 @@ pub struct Args {
     /// [default: off].
     #[arg(long)]
     pub kubernetes_pvc_lookup: bool,
-    /// PEM certificate (chain): the listener serves HTTPS only (with --tls-private-key-file)
-    /// [default: plain HTTP].
-    #[arg(long)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of --tls-cert-file.
-    #[arg(long)]
-    pub tls_private_key_file: Option<PathBuf>,
-    /// Who may call the endpoints: tokens, client certificates (with --tls-cert-file),
-    /// TokenReview/SubjectAccessReview [default: anyone].
+    /// HTTPS certificate and who may call the endpoints.
     #[command(flatten)]
-    pub auth: vigil_server::auth::Args,
+    pub listener: vigil_server::ListenerArgs,
 }
 
 impl Args {
@@ -155,9 +147,7 @@ impl Args {
             container_log_root,
             kubelet_url,
             node_name,
-            image_fs_path,
-            tls_cert_file,
-            tls_private_key_file
+            image_fs_path
         );
         for p in &self.problem_detector_config {
             if !c.problem_detector_config.contains(p) {
@@ -170,7 +160,7 @@ impl Args {
         if self.kubernetes_pvc_lookup {
             c.kubernetes_pvc_lookup = true;
         }
-        c.auth = self.auth.clone().or(std::mem::take(&mut c.auth));
+        c.listener = self.listener.clone().or(std::mem::take(&mut c.listener));
         c.validate()?;
         Ok(c)
     }
@@ -198,8 +188,6 @@ pub enum Error {
     Serve(std::io::Error),
     #[error(transparent)]
     Auth(#[from] vigil_server::auth::Error),
-    #[error("--client-ca-file, --requestheader-client-ca-file: the collector serves plain HTTP without --tls-cert-file/--tls-private-key-file, no client certificate can reach it; serve HTTPS with those, or authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
-    ClientCertificates,
     #[error(transparent)]
     Tls(#[from] vigil_server::tls::Error),
 }
@@ -336,16 +324,10 @@ pub async fn run_with_config(
     if let Some(d) = detector {
         app = app.merge(d.router());
     }
-    // Who may call the endpoints (off unless an auth option is set); client certificates only
-    // reach an HTTPS listener.
-    let tls = config.tls();
-    if tls.is_none()
-        && (config.auth.client_ca_file.is_some()
-            || config.auth.requestheader_client_ca_file.is_some())
-    {
-        return Err(Error::ClientCertificates);
-    }
-    let auth = Arc::new(vigil_server::auth::Auth::new(&config.auth).await?);
+    // Who may call the endpoints (off unless an auth option is set; `validate` checked that
+    // client certificates come with HTTPS).
+    let tls = config.listener.tls();
+    let auth = Arc::new(vigil_server::auth::Auth::new(&config.listener.auth).await?);
     let options = match &tls {
         Some(opts) => vigil_server::Options::default().with_tls(
             vigil_server::tls::listener_config(opts, config.listen, &auth)?,

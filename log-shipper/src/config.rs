@@ -28,17 +28,11 @@ pub struct Config {
     /// Address of the HTTP server (`/metrics`, `/healthz`).
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Who may call `/metrics` (`token_auth_file`, `authentication_kubeconfig`, ...), see
-    /// `vigil_server::auth::Args`.
-    #[serde(default)]
-    pub auth: vigil_server::auth::Args,
-    /// PEM certificate (chain) of the listener: with `tls_private_key_file`, it serves HTTPS only
-    /// (and client certificates can authenticate); without, plain HTTP.
-    #[serde(default)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of `tls_cert_file`.
-    #[serde(default)]
-    pub tls_private_key_file: Option<PathBuf>,
+    /// The listener's certificate (`tls_cert_file`, `tls_private_key_file`: HTTPS only, and
+    /// client certificates can authenticate; without, plain HTTP) and who may call `/metrics`
+    /// (`auth:`), see `vigil_server::ListenerArgs`.
+    #[serde(flatten)]
+    pub listener: vigil_server::ListenerArgs,
     /// Directory for checkpoints and the dead-letter file.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -91,9 +85,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
-            auth: Default::default(),
-            tls_cert_file: None,
-            tls_private_key_file: None,
+            listener: Default::default(),
             data_dir: default_data_dir(),
             discovery: DiscoveryConfig::default(),
             kubernetes_metadata: None,
@@ -257,18 +249,6 @@ impl SinkConfig {
 }
 
 impl Config {
-    /// The listener's certificate files when it serves HTTPS (`tls_cert_file` and
-    /// `tls_private_key_file`, checked by `validate`), else `None` (plain HTTP).
-    pub fn tls(&self) -> Option<vigil_server::tls::TlsOptions> {
-        (self.tls_cert_file.is_some() || self.tls_private_key_file.is_some()).then(|| {
-            vigil_server::tls::TlsOptions {
-                cert_file: self.tls_cert_file.clone(),
-                key_file: self.tls_private_key_file.clone(),
-                cert_dir: None,
-            }
-        })
-    }
-
     /// Reads a YAML file (size-capped, depth-bounded); an old `_ms` key is read as its new key
     /// and logged once as deprecated.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -301,16 +281,7 @@ impl Config {
                 self.listen
             )));
         }
-        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
-            let missing = if self.tls_cert_file.is_some() {
-                "tls_private_key_file"
-            } else {
-                "tls_cert_file"
-            };
-            return Err(bad(format!(
-                "--tls-cert-file and --tls-private-key-file go together: {missing} is missing"
-            )));
-        }
+        self.listener.validate("log shipper").map_err(bad)?;
         if self.discovery.roots.is_empty() {
             return Err(bad("discovery.roots: at least one root is needed".into()));
         }
@@ -522,13 +493,14 @@ sink:
     #[test]
     fn tls_files_go_together_and_turn_on_https() {
         let c: Config = yaml("sink: {stdout: true}\n").unwrap();
-        assert!(c.tls().is_none());
+        assert!(c.listener.tls().is_none());
         let c: Config = yaml(
             "sink: {stdout: true}\ntls_cert_file: /etc/vigil/tls.crt\ntls_private_key_file: /etc/vigil/tls.key\n",
         )
         .unwrap();
         c.validate("f.yaml").unwrap();
         assert!(c
+            .listener
             .tls()
             .is_some_and(|t| t.key_file.as_deref() == Some(Path::new("/etc/vigil/tls.key"))));
         let c: Config = yaml("sink: {stdout: true}\ntls_private_key_file: /k\n").unwrap();

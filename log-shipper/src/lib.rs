@@ -28,17 +28,9 @@ pub struct Args {
     /// Directory for checkpoints and the dead-letter file [default: /var/lib/vigil/log-shipper].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// PEM certificate (chain): the listener serves HTTPS only (with --tls-private-key-file)
-    /// [default: plain HTTP] (config tls_cert_file).
-    #[arg(long)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of --tls-cert-file (config tls_private_key_file).
-    #[arg(long)]
-    pub tls_private_key_file: Option<PathBuf>,
-    /// Who may call /metrics: tokens, client certificates (with --tls-cert-file),
-    /// TokenReview/SubjectAccessReview [default: anyone].
+    /// HTTPS certificate and who may call /metrics.
     #[command(flatten)]
-    pub auth: vigil_server::auth::Args,
+    pub listener: vigil_server::ListenerArgs,
     /// Bytes of deleted, not yet shipped log files held open at most [default: 1 GiB] (config deleted_files_max_bytes).
     #[arg(long)]
     pub deleted_files_max_bytes: Option<u64>,
@@ -102,8 +94,6 @@ pub enum Error {
     ReaderPanicked,
     #[error(transparent)]
     Auth(#[from] vigil_server::auth::Error),
-    #[error("--client-ca-file, --requestheader-client-ca-file: the log shipper serves plain HTTP without --tls-cert-file/--tls-private-key-file, no client certificate can reach it; serve HTTPS with those, or authenticate with bearer tokens (--token-auth-file, --authentication-kubeconfig)")]
-    ClientCertificates,
     #[error(transparent)]
     Tls(#[from] vigil_server::tls::Error),
 }
@@ -132,13 +122,7 @@ pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
     }
-    if let Some(p) = &args.tls_cert_file {
-        cfg.tls_cert_file = Some(p.clone());
-    }
-    if let Some(p) = &args.tls_private_key_file {
-        cfg.tls_private_key_file = Some(p.clone());
-    }
-    cfg.auth = args.auth.clone().or(std::mem::take(&mut cfg.auth));
+    cfg.listener = args.listener.clone().or(std::mem::take(&mut cfg.listener));
     if let Some(b) = args.deleted_files_max_bytes {
         cfg.deleted_files_max_bytes = b;
     }
@@ -291,15 +275,10 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
         metrics.clone(),
     )?;
 
-    // Who may call /metrics (off unless an auth option is set); client certificates only reach
-    // an HTTPS listener.
-    let tls = cfg.tls();
-    if tls.is_none()
-        && (cfg.auth.client_ca_file.is_some() || cfg.auth.requestheader_client_ca_file.is_some())
-    {
-        return Err(Error::ClientCertificates);
-    }
-    let auth = Arc::new(vigil_server::auth::Auth::new(&cfg.auth).await?);
+    // Who may call /metrics (off unless an auth option is set; `validate` checked that client
+    // certificates come with HTTPS).
+    let tls = cfg.listener.tls();
+    let auth = Arc::new(vigil_server::auth::Auth::new(&cfg.listener.auth).await?);
     let options = match &tls {
         Some(opts) => {
             let addr = cfg.listen.parse().expect("validated");

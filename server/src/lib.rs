@@ -10,9 +10,11 @@ pub mod auth;
 pub mod bodies;
 pub mod gate;
 pub mod limit;
+pub mod listener;
 mod serve;
 pub mod tls;
 
 pub use gate::Gate;
 pub use limit::{write_metrics, ConnectionLimit};
+pub use listener::ListenerArgs;
 pub use serve::{serve, Options, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
