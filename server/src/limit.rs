@@ -1,9 +1,9 @@
 //! Connection bounds: the descriptor limit raised at start, a per-process cap on open connections
 //! that keeps a reserve of descriptors for the process's own work, and the listeners' counters.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use vigil_common::exposition::{Format, Writer};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -109,7 +109,8 @@ pub static STATS: Stats = Stats {
 };
 
 /// Appends the listeners' counters as exposition text; `openmetrics` names counter families
-/// without `_total` in HELP/TYPE as OpenMetrics wants (the sample names keep it either way).
+/// without `_total` in HELP/TYPE as OpenMetrics wants (the sample names keep it either way),
+/// and writes no `# EOF`: the caller's exposition goes on or ends.
 pub fn write_metrics(out: &mut String, openmetrics: bool) {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let families: [(&str, &str, bool, u64); 7] = [
@@ -156,15 +157,18 @@ pub fn write_metrics(out: &mut String, openmetrics: bool) {
             get(&STATS.busy),
         ),
     ];
+    let format = if openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    };
+    let mut w = Writer::new(out, format);
     for (name, help, counter, value) in families {
-        let family = match (openmetrics, counter) {
-            (true, true) => name.trim_end_matches("_total"),
-            _ => name,
-        };
-        let kind = if counter { "counter" } else { "gauge" };
-        let _ = writeln!(out, "# HELP {family} {help}");
-        let _ = writeln!(out, "# TYPE {family} {kind}");
-        let _ = writeln!(out, "{name} {value}");
+        if counter {
+            w.counter(name, help, value);
+        } else {
+            w.gauge(name, help, value);
+        }
     }
 }
 
