@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use vigil_common::exposition::{Format, Kind, Writer};
 
 use crate::alert::Notify;
 use crate::query::Query;
 
-use super::eval::{EvalOptions, GroupState, Health, SavedState, SeriesWriter, State};
+use super::eval::{EvalOptions, GroupState, Health, RuleState, SavedState, SeriesWriter, State};
 use super::file::{load_patterns, LoadError, RuleKind};
 use super::template::Env;
 
@@ -261,29 +262,34 @@ impl Manager {
     /// Self-metrics in the Prometheus text format: evaluations and failures per rule, and
     /// whether the last reload worked.
     pub fn metrics_text(&self) -> String {
-        let mut out = String::from(
-            "# HELP vigil_rule_evaluations_total Rule evaluations.\n# TYPE vigil_rule_evaluations_total counter\n",
-        );
         let groups = self.groups();
-        let mut failures = String::from(
-            "# HELP vigil_rule_evaluation_failures_total Rule evaluations that failed.\n# TYPE vigil_rule_evaluation_failures_total counter\n",
-        );
-        for g in &groups {
-            for r in &g.rules {
-                let l = format!(
-                    "rule_group=\"{}\",rule=\"{}\"",
-                    escape(&g.key()),
-                    escape(r.rule.name())
-                );
-                out.push_str(&format!("vigil_rule_evaluations_total{{{l}}} {}\n", r.evaluations));
-                failures.push_str(&format!("vigil_rule_evaluation_failures_total{{{l}}} {}\n", r.failures));
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::Text);
+        type Get = fn(&RuleState) -> u64;
+        let families: [(&str, &str, Get); 2] = [
+            ("vigil_rule_evaluations_total", "Rule evaluations.", |r| r.evaluations),
+            (
+                "vigil_rule_evaluation_failures_total",
+                "Rule evaluations that failed.",
+                |r| r.failures,
+            ),
+        ];
+        for (name, help, get) in families {
+            w.header(name, Kind::Counter, help);
+            for g in &groups {
+                let group = g.key();
+                for r in &g.rules {
+                    let labels = [("rule_group", group.as_str()), ("rule", r.rule.name())];
+                    w.sample(name, &labels, get(r));
+                }
             }
         }
-        out.push_str(&failures);
-        let ok = self.last_reload.read().unwrap().is_ok() as u8;
-        out.push_str(&format!(
-            "# HELP vigil_rules_last_reload_successful Whether the last rule reload succeeded.\n# TYPE vigil_rules_last_reload_successful gauge\nvigil_rules_last_reload_successful {ok}\n"
-        ));
+        let ok = self.last_reload.read().unwrap().is_ok();
+        w.gauge(
+            "vigil_rules_last_reload_successful",
+            "Whether the last rule reload succeeded.",
+            u64::from(ok),
+        );
         out
     }
 
@@ -366,10 +372,6 @@ fn load_models(g: &mut GroupState, dir: &std::path::Path) {
         }
     }
     tracing::info!(group = %g.group.name, models = loaded, "baseline models loaded");
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// FNV-1a 64 of `s` (stable across builds: baseline file names and evaluation offsets).
