@@ -254,3 +254,84 @@ fn a_partial_line_never_continued_is_shipped_after_the_timeout() {
     let cp = Store::new(&data).load().unwrap();
     assert!(cp.values().all(|p| p.offset == std::fs::metadata(&p.path).unwrap().len()));
 }
+
+/// While the record's final part has not come, the older file stays committed at the record's start and the newer
+/// one at where its part begins, though records after them (another stream, even a late line in the older file) are
+/// acknowledged meanwhile.
+#[test]
+fn both_files_stay_committed_before_a_pending_record_until_it_is_shipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, dir, data) = container(&tmp);
+    let log = dir.join("0.log");
+    append(&log, &line(1, "a1"));
+    append(&log, "2026-11-22T10:00:00.000000002Z stdout P begun in the old file|\n");
+    let rotated = dir.join(STAMP);
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&log, "2026-11-22T10:00:00.000000003Z stderr F err1\n");
+    let mut r = start(&root, &data);
+    let first = r.take_docs(2);
+    assert_eq!(messages(&first), vec!["a1", "err1"]);
+    append(&rotated, "2026-11-22T10:00:00.000000005Z stderr F late\n");
+    assert_eq!(messages(&r.take_docs(1)), vec!["late"]);
+    r.quiet(Duration::from_millis(300));
+    r.stop();
+    let cp = Store::new(&data).load().unwrap();
+    let offset_of = |p: &std::path::Path| {
+        cp.values()
+            .find(|c| c.path == p.to_string_lossy())
+            .map(|c| c.offset)
+    };
+    assert_eq!(offset_of(&rotated), Some(line(1, "a1").len() as u64));
+    assert_eq!(offset_of(&log), Some(0));
+    // The final part comes; a restart reads both parts again and joins them; err1 is sent again under its id.
+    append(&log, "2026-11-22T10:00:00.000000004Z stdout F and ended in the new one\n");
+    let mut r = start(&root, &data);
+    let docs = r.take_docs(3);
+    assert_eq!(
+        messages(&docs),
+        vec!["late", "err1", "begun in the old file|and ended in the new one"]
+    );
+    assert_eq!(docs[1]["_id"], first[1]["_id"]);
+    assert_eq!(
+        docs[2]["_id"],
+        format!("{}-{:x}", generation_of(&first[0]), line(1, "a1").len())
+    );
+    r.quiet(Duration::from_millis(300));
+    r.stop();
+    let cp = Store::new(&data).load().unwrap();
+    assert!(cp
+        .values()
+        .all(|p| p.offset == std::fs::metadata(&p.path).unwrap().len()));
+}
+
+/// A record over three files (a rotated file holding only a middle part): one record, the oldest file's id.
+#[test]
+fn a_record_over_three_files_is_one_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, dir, data) = container(&tmp);
+    append(
+        &dir.join("0.log.20261122-090000"),
+        &(line(1, "a1") + "2026-11-22T10:00:00.000000002Z stdout P one|\n"),
+    );
+    append(
+        &dir.join("0.log.20261122-100000"),
+        "2026-11-22T10:00:00.000000003Z stdout P two|\n",
+    );
+    gzip_file(&dir.join("0.log.20261122-100000"));
+    append(
+        &dir.join("0.log"),
+        &("2026-11-22T10:00:00.000000004Z stdout F three\n".to_string() + &line(5, "b1")),
+    );
+    let mut r = start(&root, &data);
+    let docs = r.take_docs(3);
+    assert_eq!(messages(&docs), vec!["a1", "one|two|three", "b1"]);
+    assert_eq!(
+        docs[1]["_id"],
+        format!("{}-{:x}", generation_of(&docs[0]), line(1, "a1").len())
+    );
+    r.quiet(Duration::from_millis(300));
+    r.stop();
+    let cp = Store::new(&data).load().unwrap();
+    assert_eq!(cp.len(), 3);
+    assert!(cp.values().all(|p| p.offset == p.size), "{cp:?}");
+}
