@@ -109,7 +109,7 @@ async fn self_metrics(axum::extract::State(st): axum::extract::State<Arc<AppStat
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            vigil_common::exposition::TEXT_CONTENT_TYPE,
         )],
         out,
     )

@@ -83,7 +83,7 @@ pub async fn federate(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) 
         }
     });
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(header::CONTENT_TYPE, vigil_common::exposition::TEXT_CONTENT_TYPE)],
         body,
     )
         .into_response()

@@ -84,7 +84,7 @@ async fn metrics_handler(State(st): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            vigil_common::exposition::TEXT_CONTENT_TYPE,
         )],
         axum::body::Body::from_stream(ChunkStream(rx)),
     )
