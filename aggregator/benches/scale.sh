@@ -6,12 +6,12 @@
 #
 # A 5s resolution with a 5m retention holds 60 points per series, as 15s/15m does, in a
 # quarter of the wall time. Both programs are this crate's release examples: the simulator
-# (examples/sim_cluster.rs) and examples/aggregator.rs (= `vigil aggregator`, same `run`).
+# (perf/sim_cluster.rs) and perf/aggregator.rs (= `vigil aggregator`, same `run`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:?nodes}; ROUNDS=${2:-20}; RES=${3:-5s}; RET=${4:-5m}
 T=${CARGO_TARGET_DIR:-target}
-cargo build -q --release -p vigil-aggregator --examples
+cargo build -q --release -p vigil-aggregator --features perf --examples
 tmp=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 "$T/release/examples/sim_cluster" "$N" 127.0.0.1:0 "$tmp/nodes" 2>/dev/null & SIM=$!

@@ -1,7 +1,7 @@
 //! Serves a simulated cluster's Summary documents from one port (`/node/<name>/stats/summary`)
 //! and writes the node URL list for `--nodes-file`. Used by benches/scale.sh.
 //!
-//! cargo run --release -p vigil-aggregator --example sim_cluster -- <nodes> <listen> <nodes-file>
+//! cargo run --release -p vigil-aggregator --features perf --example sim_cluster -- <nodes> <listen> <nodes-file>
 
 use vigil_aggregator::sim::{node_name, Shape, Sim};
 

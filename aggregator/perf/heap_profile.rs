@@ -2,7 +2,7 @@
 //! each stage of a simulated round (documents parsed, batch built, stored, previous batch
 //! dropped) and the share of each long-lived part. Used for BENCHMARKS.md's memory profile.
 //!
-//! cargo run --release -p vigil-aggregator --example heap_profile -- <nodes> <rounds>
+//! cargo run --release -p vigil-aggregator --features perf --example heap_profile -- <nodes> <rounds>
 //!
 //! It also writes dhat-heap.json (allocation sites at the peak; view with dhat's viewer).
 

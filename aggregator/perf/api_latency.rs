@@ -1,7 +1,7 @@
 //! Sequential GETs of `/api/v1/model/namespaces/{ns}/pods/{pod}/metrics/cpu/usage_rate` for
 //! random pods of the simulated cluster; prints p50/p99/max latency. Used by benches/scale.sh.
 //!
-//! cargo run --release -p vigil-aggregator --example api_latency -- <base-url> <nodes> <requests>
+//! cargo run --release -p vigil-aggregator --features perf --example api_latency -- <base-url> <nodes> <requests>
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! the aggregator's part per round (generation and serialization excluded) and the process's
 //! resident memory at checkpoints. Used for BENCHMARKS.md.
 //!
-//! cargo run --release -p vigil-aggregator --example window_memory -- <nodes> <rounds>
+//! cargo run --release -p vigil-aggregator --features perf --example window_memory -- <nodes> <rounds>
 
 /// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
 /// with the binary's allocator settings in the environment:
