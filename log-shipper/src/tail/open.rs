@@ -148,7 +148,10 @@ mod tests {
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(d.host.join("secret"), &link).unwrap();
         let e = open(&link, Some(seen), inside).unwrap_err();
-        assert!(matches!(&e, OpenError::Outside { target, .. } if *target == d.host.join("secret")), "{e}");
+        assert!(
+            matches!(&e, OpenError::Outside { target, .. } if *target == d.host.join("secret")),
+            "{e}"
+        );
         assert!(e.refused());
         assert!(e.to_string().contains("discovery.link_targets"), "{e}");
         // Pointed at another file inside the roots: not the file discovery saw.
@@ -172,7 +175,10 @@ mod tests {
         let path = pod.join("c/0.log");
         assert!(!path.is_symlink());
         let e = open(&path, None, |p: &Path| p.starts_with(&d.root)).unwrap_err();
-        assert!(matches!(&e, OpenError::Outside { target, .. } if *target == d.host.join("c/0.log")), "{e}");
+        assert!(
+            matches!(&e, OpenError::Outside { target, .. } if *target == d.host.join("c/0.log")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ fn rotate(dir: &std::path::Path) -> std::path::PathBuf {
     rotated
 }
 
-fn container(tmp: &tempfile::TempDir) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn container(
+    tmp: &tempfile::TempDir,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let root = tmp.path().join("pods");
     let dir = root.join("ns_p_u/c");
     std::fs::create_dir_all(&dir).unwrap();
@@ -26,7 +28,13 @@ fn container(tmp: &tempfile::TempDir) -> (std::path::PathBuf, std::path::PathBuf
 }
 
 fn generation_of(doc: &serde_json::Value) -> String {
-    doc["_id"].as_str().unwrap().split('-').next().unwrap().to_string()
+    doc["_id"]
+        .as_str()
+        .unwrap()
+        .split('-')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 impl Running {
@@ -35,7 +43,11 @@ impl Running {
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while out.len() < n {
-            assert!(Instant::now() < deadline, "only {} of {n} records: {out:?}", out.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} records: {out:?}",
+                out.len()
+            );
             match self.rx.try_recv() {
                 Ok(b) => {
                     for it in &b.items {
@@ -95,7 +107,10 @@ fn a_partial_line_cut_by_a_rotation_is_one_record() {
     // The joined record is the rotated file's: its generation and the offset of the `P` line.
     assert_eq!(generation_of(&docs[0]), generation_of(&first[0]));
     assert_eq!(docs[0]["log"]["offset"], line(1, "a1").len());
-    assert_eq!(docs[0]["_id"], format!("{}-{:x}", generation_of(&first[0]), line(1, "a1").len()));
+    assert_eq!(
+        docs[0]["_id"],
+        format!("{}-{:x}", generation_of(&first[0]), line(1, "a1").len())
+    );
     assert_eq!(docs[1]["log"]["offset"], f_len);
     r.quiet(Duration::from_millis(300));
     r.stop();
@@ -107,8 +122,14 @@ fn a_partial_line_cut_by_a_rotation_is_one_record() {
             .find(|c| c.path == p.to_string_lossy())
             .map(|c| c.offset)
     };
-    assert_eq!(offset_of(&rotated), Some(line(1, "a1").len() as u64 + p_len));
-    assert_eq!(offset_of(&log), Some(std::fs::metadata(&log).unwrap().len()));
+    assert_eq!(
+        offset_of(&rotated),
+        Some(line(1, "a1").len() as u64 + p_len)
+    );
+    assert_eq!(
+        offset_of(&log),
+        Some(std::fs::metadata(&log).unwrap().len())
+    );
 }
 
 #[test]
@@ -133,8 +154,14 @@ fn a_partial_line_at_the_end_of_a_file_first_seen_compressed_is_joined() {
     r.stop();
     // Read to its end and committed there: a restart reads nothing again.
     let cp = Store::new(&data).load().unwrap();
-    let p = cp.values().find(|p| p.compressed).expect("compressed position");
-    assert_eq!((p.offset, p.path.as_str()), (p.size, &*gz.unwrap().to_string_lossy()));
+    let p = cp
+        .values()
+        .find(|p| p.compressed)
+        .expect("compressed position");
+    assert_eq!(
+        (p.offset, p.path.as_str()),
+        (p.size, &*gz.unwrap().to_string_lossy())
+    );
     let mut r = start(&root, &data);
     r.quiet(Duration::from_millis(400));
     r.stop();
@@ -157,7 +184,9 @@ fn a_multiline_record_cut_by_a_rotation_is_one_record() {
     let head = line(1, "2026-11-22 10:00:00 INFO a");
     append(
         &log,
-        &(head.clone() + &line(2, "2026-11-22 10:00:01 ERROR boom") + &line(3, "\tat x.y(Z.java:1)")),
+        &(head.clone()
+            + &line(2, "2026-11-22 10:00:01 ERROR boom")
+            + &line(3, "\tat x.y(Z.java:1)")),
     );
     let mut r = start_full(&root, &data, 1 << 30, vec![selector]);
     let first = r.take_docs(1);
@@ -217,7 +246,10 @@ fn a_restart_between_the_two_parts_ships_the_record_once() {
     let mut r = start(&root, &data);
     let again = r.take_docs(2);
     assert_eq!(messages(&again), vec![msg, "b1"]);
-    assert_eq!(again[0]["_id"], sent[0]["_id"], "the same record, the same id");
+    assert_eq!(
+        again[0]["_id"], sent[0]["_id"],
+        "the same record, the same id"
+    );
     assert_eq!(again[1]["_id"], sent[1]["_id"]);
     r.quiet(Duration::from_millis(300));
     r.stop();
@@ -252,7 +284,9 @@ fn a_partial_line_never_continued_is_shipped_after_the_timeout() {
     r.quiet(Duration::from_millis(300));
     r.stop();
     let cp = Store::new(&data).load().unwrap();
-    assert!(cp.values().all(|p| p.offset == std::fs::metadata(&p.path).unwrap().len()));
+    assert!(cp
+        .values()
+        .all(|p| p.offset == std::fs::metadata(&p.path).unwrap().len()));
 }
 
 /// While the record's final part has not come, the older file stays committed at the record's start and the newer
@@ -264,7 +298,10 @@ fn both_files_stay_committed_before_a_pending_record_until_it_is_shipped() {
     let (root, dir, data) = container(&tmp);
     let log = dir.join("0.log");
     append(&log, &line(1, "a1"));
-    append(&log, "2026-11-22T10:00:00.000000002Z stdout P begun in the old file|\n");
+    append(
+        &log,
+        "2026-11-22T10:00:00.000000002Z stdout P begun in the old file|\n",
+    );
     let rotated = dir.join(STAMP);
     std::fs::rename(&log, &rotated).unwrap();
     append(&log, "2026-11-22T10:00:00.000000003Z stderr F err1\n");
@@ -284,12 +321,19 @@ fn both_files_stay_committed_before_a_pending_record_until_it_is_shipped() {
     assert_eq!(offset_of(&rotated), Some(line(1, "a1").len() as u64));
     assert_eq!(offset_of(&log), Some(0));
     // The final part comes; a restart reads both parts again and joins them; err1 is sent again under its id.
-    append(&log, "2026-11-22T10:00:00.000000004Z stdout F and ended in the new one\n");
+    append(
+        &log,
+        "2026-11-22T10:00:00.000000004Z stdout F and ended in the new one\n",
+    );
     let mut r = start(&root, &data);
     let docs = r.take_docs(3);
     assert_eq!(
         messages(&docs),
-        vec!["late", "err1", "begun in the old file|and ended in the new one"]
+        vec![
+            "late",
+            "err1",
+            "begun in the old file|and ended in the new one"
+        ]
     );
     assert_eq!(docs[1]["_id"], first[1]["_id"]);
     assert_eq!(
