@@ -2,7 +2,7 @@
 # Alternates `pass_loop_mimalloc` builds on one tree, round after round, and prints each build's
 # median wall time per pass: on a noisy shared host, builds compared in the same minutes.
 # Usage: collector/benches/ab_pass_loop.sh <rounds> <tree> <pass_loop binary>...
-#   (build: cargo build --release -p vigil-collector --example pass_loop_mimalloc; copy the
+#   (build: cargo build --release -p vigil-collector --features perf --example pass_loop_mimalloc; copy the
 #    binary of each version aside; tree: target/release/examples/gen_tree /dev/shm/vp1000 1000)
 set -euo pipefail
 rounds=$1; tree=$2; shift 2

@@ -9,7 +9,7 @@ T="${CARGO_TARGET_DIR:-target}"
 VIGIL="$T/release/vigil"
 GEN="$T/release/examples/gen_tree"
 [ -x "$VIGIL" ] || { echo "build first: cargo build --release -p vigil"; exit 1; }
-[ -x "$GEN" ] || { echo "build first: cargo build --release -p vigil-collector --example gen_tree"; exit 1; }
+[ -x "$GEN" ] || { echo "build first: cargo build --release -p vigil-collector --features perf --example gen_tree"; exit 1; }
 ROOT="/dev/shm/vigil-measure-$$"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$ROOT"; }
