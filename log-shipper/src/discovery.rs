@@ -113,6 +113,9 @@ pub struct Discovery {
     exclude: Vec<Regex>,
     /// Symlinks not followed (out of the roots), each warned about once.
     refused_links: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    /// Tests only: (link, new target) pairs applied right after the next listing, as a swap racing the reader would.
+    #[cfg(test)]
+    pub(crate) swap_after_scan: std::sync::Mutex<Vec<(PathBuf, PathBuf)>>,
 }
 
 /// One discovered file.
@@ -143,6 +146,8 @@ impl Discovery {
             include,
             exclude,
             refused_links: Default::default(),
+            #[cfg(test)]
+            swap_after_scan: Default::default(),
         })
     }
 
@@ -189,6 +194,16 @@ impl Discovery {
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
+        #[cfg(test)]
+        for (link, target) in self
+            .swap_after_scan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link).expect("test swap");
+        }
         out
     }
 

@@ -6,6 +6,7 @@ use crate::enrich::{IndexPattern, RecordConfig};
 use std::io::Write;
 
 mod join;
+mod open;
 
 struct Running {
     rx: tokio::sync::mpsc::Receiver<Batch>,
@@ -30,29 +31,7 @@ fn start_full(
     deleted_max: u64,
     multiline: Vec<MultilineSelector>,
 ) -> Running {
-    std::fs::create_dir_all(data).unwrap();
-    let discovery = Discovery::new(DiscoveryConfig {
-        roots: vec![root.to_path_buf()],
-        rescan_interval: std::time::Duration::from_millis(50),
-        ..Default::default()
-    })
-    .unwrap();
-    let cfg = ReaderConfig {
-        discovery,
-        max_line_bytes: 1 << 16,
-        over_long: OverLong::Truncate,
-        multiline,
-        encoder: Encoder::new(IndexPattern::parse("i").unwrap(), RecordConfig::default()),
-        batch_bytes: 1 << 20,
-        batch_timeout: Duration::from_millis(10),
-        poll_interval: Duration::from_millis(10),
-        rescan_interval: Duration::from_millis(50),
-        store: Store::new(data),
-        checkpoint_interval: Duration::from_millis(10),
-        buffers: Default::default(),
-        pod_metadata: None,
-        deleted_files_max_bytes: deleted_max,
-    };
+    let cfg = reader_config(root, data, deleted_max, multiline);
     let metrics = Arc::new(Metrics::default());
     let reader = Reader::new(cfg, metrics.clone()).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(1);
@@ -67,6 +46,38 @@ fn start_full(
         handle: Some(handle),
         _wake: wake,
         metrics,
+    }
+}
+
+/// The reader's settings in these tests: fast rescans, polls, batches and checkpoints.
+fn reader_config(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    deleted_max: u64,
+    multiline: Vec<MultilineSelector>,
+) -> ReaderConfig {
+    std::fs::create_dir_all(data).unwrap();
+    let discovery = Discovery::new(DiscoveryConfig {
+        roots: vec![root.to_path_buf()],
+        rescan_interval: std::time::Duration::from_millis(50),
+        ..Default::default()
+    })
+    .unwrap();
+    ReaderConfig {
+        discovery,
+        max_line_bytes: 1 << 16,
+        over_long: OverLong::Truncate,
+        multiline,
+        encoder: Encoder::new(IndexPattern::parse("i").unwrap(), RecordConfig::default()),
+        batch_bytes: 1 << 20,
+        batch_timeout: Duration::from_millis(10),
+        poll_interval: Duration::from_millis(10),
+        rescan_interval: Duration::from_millis(50),
+        store: Store::new(data),
+        checkpoint_interval: Duration::from_millis(10),
+        buffers: Default::default(),
+        pod_metadata: None,
+        deleted_files_max_bytes: deleted_max,
     }
 }
 
