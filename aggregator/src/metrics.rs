@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use vigil_common::exposition::{Format, Histogram, Kind, Writer};
 
 use crate::scrape::kubernetes::{WatchStats, RESOURCES};
-use crate::scrape::Scraper;
+use crate::scrape::{NodeState, Scraper};
 use crate::store::Store;
 
 /// Counters and gauges updated by the run loop.
@@ -181,38 +181,39 @@ impl SelfMetrics {
             scraper.duplicate_pods(),
         );
         let nodes = scraper.node_states();
-        let up = "vigil_aggregator_node_up";
-        w.header(
-            up,
-            Kind::Gauge,
-            "1 when the node's last pull succeeded, 0 when the node is stale.",
-        );
-        for (url, n) in &nodes {
-            w.sample(up, &[("node", &n.name), ("url", url)], u64::from(n.up));
-        }
-        let failures = "vigil_aggregator_node_scrape_failures_total";
-        w.header(failures, Kind::Counter, "Failed pulls per node.");
-        for (url, n) in &nodes {
-            w.sample(failures, &[("node", &n.name), ("url", url)], n.failures);
-        }
-        let late = "vigil_aggregator_node_scrape_late_total";
-        w.header(
-            late,
-            Kind::Counter,
-            "Rounds the node missed because it had not answered by the round's deadline.",
-        );
-        for (url, n) in &nodes {
-            w.sample(late, &[("node", &n.name), ("url", url)], n.late);
-        }
-        let durations = "vigil_aggregator_node_scrape_duration_seconds";
-        w.header(
-            durations,
-            Kind::Gauge,
-            "Duration of the node's last Summary request.",
-        );
-        for (url, n) in &nodes {
-            let labels = [("node", n.name.as_str()), ("url", url.as_str())];
-            w.sample(durations, &labels, n.last_duration.as_secs_f64());
+        type PerNode = fn(&NodeState) -> f64;
+        let per_node: [(&str, Kind, &str, PerNode); 4] = [
+            (
+                "vigil_aggregator_node_up",
+                Kind::Gauge,
+                "1 when the node's last pull succeeded, 0 when the node is stale.",
+                |n| f64::from(u8::from(n.up)),
+            ),
+            (
+                "vigil_aggregator_node_scrape_failures_total",
+                Kind::Counter,
+                "Failed pulls per node.",
+                |n| n.failures as f64,
+            ),
+            (
+                "vigil_aggregator_node_scrape_late_total",
+                Kind::Counter,
+                "Rounds the node missed because it had not answered by the round's deadline.",
+                |n| n.late as f64,
+            ),
+            (
+                "vigil_aggregator_node_scrape_duration_seconds",
+                Kind::Gauge,
+                "Duration of the node's last Summary request.",
+                |n| n.last_duration.as_secs_f64(),
+            ),
+        ];
+        for (name, kind, help, get) in per_node {
+            w.header(name, kind, help);
+            for (url, n) in &nodes {
+                let labels = [("node", n.name.as_str()), ("url", url.as_str())];
+                w.sample(name, &labels, get(n));
+            }
         }
         let by_reason = "vigil_aggregator_scrape_failures_total";
         w.header(
@@ -300,6 +301,9 @@ mod tests {
             assert!(out.contains(want), "{want:?} missing in:\n{out}");
         }
         assert!(!out.contains("# EOF") && !out.contains(".."), "{out}");
-        assert!(out.contains("vigil_aggregator_round_duration_seconds_bucket{le=\"0.4\"} 1\n"), "{out}");
+        assert!(
+            out.contains("vigil_aggregator_round_duration_seconds_bucket{le=\"0.4\"} 1\n"),
+            "{out}"
+        );
     }
 }
