@@ -12,8 +12,9 @@ use crate::sinks::SinkConfig;
 /// `x_y` in the file).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or parsing `--config` (the message names the file and the key).
-    #[error("--config: {0}")]
+    /// Reading or parsing `--config` (the message names the file, the key and, for a key that
+    /// is also a flag, the flag).
+    #[error("--config: {}{}", .0, flag_of(.0))]
     Load(#[from] vigil_common::config::LoadError),
     #[error("--metric-resolution {0} is below the 5s minimum (add --allow-short-resolution for tests)")]
     ResolutionTooShort(vigil_common::Duration),
@@ -24,6 +25,18 @@ pub enum Error {
     },
     #[error("no node source: give --nodes, --nodes-file or --source")]
     NoSource,
+}
+
+/// ` (flag --x-y)` for an error in a top-level key `x_y` that is also a flag.
+fn flag_of(e: &vigil_common::config::LoadError) -> String {
+    match e {
+        vigil_common::config::LoadError::Parse { key, .. }
+            if !key.is_empty() && key != "sinks" && key != "auth" && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+        {
+            format!(" (flag --{})", key.replace('_', "-"))
+        }
+        _ => String::new(),
+    }
 }
 
 /// The aggregator's settings. Every field can be set in the YAML file (`--config`); all but
@@ -572,7 +585,10 @@ mod tests {
         assert!(e.contains("sinks") && e.contains("log"), "{e}");
         let e = load("bad-value.yaml");
         assert!(
-            e.contains("bad-value.yaml") && e.contains("key `metric_resolution`") && e.contains("soon"),
+            e.contains("bad-value.yaml")
+                && e.contains("key `metric_resolution`")
+                && e.contains("soon")
+                && e.ends_with("(flag --metric-resolution)"),
             "{e}"
         );
         let e = load("missing.yaml");

@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The service account's token and CA inside a pod.
-pub const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-pub const SA_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
 /// Errors setting up or running a metadata source.
 #[derive(Debug, thiserror::Error)]
@@ -459,11 +457,12 @@ impl Refresher {
             (None, Source::Kubelet) => {
                 return Err(MetadataError::Config("the kubelet source needs url".into()))
             }
-            (None, Source::Apiserver) => match (env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT")) {
-                (Some(h), Some(p)) if h.contains(':') => format!("https://[{h}]:{p}"),
-                (Some(h), Some(p)) => format!("https://{h}:{p}"),
-                _ => return Err(MetadataError::Config("the apiserver source needs url, or KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (in-cluster)".into())),
-            },
+            // The API server's list of this node's pods by hand (a GET per refresh), not
+            // kube's client: the cache, its refresh and the tests' fake servers speak plain
+            // reqwest; the in-cluster values come from the one shared reader.
+            (None, Source::Apiserver) => vigil_common::incluster::api_server_url(env).map_err(|missing| {
+                MetadataError::Config(format!("the apiserver source needs url, or KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (in-cluster): {missing} is not set"))
+            })?,
         };
         let url = match cfg.source {
             Source::Kubelet => format!("{base}/pods"),
@@ -478,13 +477,13 @@ impl Refresher {
                 u.to_string()
             }
         };
-        let sa_token = PathBuf::from(SA_TOKEN);
+        let sa_token = vigil_common::incluster::token_file();
         let token_file = cfg
             .token_file
             .clone()
             .or_else(|| sa_token.exists().then_some(sa_token));
         let ca_file = cfg.ca_file.clone().or_else(|| {
-            let ca = PathBuf::from(SA_CA);
+            let ca = vigil_common::incluster::ca_file();
             (cfg.source == Source::Apiserver && !cfg.insecure_skip_tls_verify && ca.exists())
                 .then_some(ca)
         });

@@ -69,7 +69,8 @@ pub struct SendError {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `deadline` passes; exponential backoff
-/// from 200 ms (×2, at most 10 s, ±20 % jitter). Each attempt's outcome goes to `count`.
+/// from 200 ms (×2, at most 10 s, with [`vigil_common::Backoff`]'s jitter). Each attempt's
+/// outcome goes to `count`.
 pub(crate) async fn retry<F, Fut>(
     deadline: Instant,
     count: impl Fn(&str),
@@ -79,7 +80,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), SendError>>,
 {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = vigil_common::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let res = match tokio::time::timeout_at(deadline, attempt()).await {
             Ok(r) => r,
@@ -96,14 +97,13 @@ where
             }
             Err(e) => {
                 count(e.outcome);
-                if !e.retry || Instant::now() + backoff >= deadline {
+                let wait = backoff.next_delay();
+                if !e.retry || Instant::now() + wait >= deadline {
                     return Err(e);
                 }
+                tokio::time::sleep(wait).await;
             }
         }
-        let jitter = 0.8 + 0.4 * fastrand::f64();
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

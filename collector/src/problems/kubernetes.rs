@@ -1,5 +1,8 @@
 //! Optional Kubernetes reporting (off by default): patches the node's status conditions and
 //! creates Events, as node-problem-detector's k8s exporter does, over the API server's REST API.
+//! The requests are made by hand with reqwest (a strategic-merge PATCH of `nodes/<name>/status`,
+//! a POST of an Event), the token re-read for each (it rotates), and the in-cluster address and
+//! credentials come from the shared reader, `vigil_common::incluster`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use tokio::sync::watch;
 use super::store::{Condition, Event, Severity, Store};
 
 /// Where the in-cluster service account credentials live.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub use vigil_common::incluster::SERVICE_ACCOUNT_DIR;
 
 /// Errors of the Kubernetes reporter.
 #[derive(Debug, thiserror::Error)]
@@ -63,23 +66,16 @@ impl ApiAccess {
         env: impl Fn(&str) -> Option<String>,
         sa_dir: &Path,
     ) -> Result<Self, KubernetesError> {
-        let host = env("KUBERNETES_SERVICE_HOST")
-            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_HOST"))?;
-        let port = env("KUBERNETES_SERVICE_PORT")
-            .ok_or(KubernetesError::NotInCluster("KUBERNETES_SERVICE_PORT"))?;
+        let api_url =
+            vigil_common::incluster::api_server_url(env).map_err(KubernetesError::NotInCluster)?;
         let read = |name: &str| {
             let path = sa_dir.join(name);
             std::fs::read(&path).map_err(|source| KubernetesError::Credentials { path, source })
         };
         let token = String::from_utf8_lossy(&read("token")?).trim().to_string();
         let ca = read("ca.crt")?;
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
         Ok(ApiAccess {
-            api_url: format!("https://{host}:{port}"),
+            api_url,
             token: Some(token),
             token_file: Some(sa_dir.join("token")),
             ca_pem: Some(ca),
