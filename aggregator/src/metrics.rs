@@ -149,17 +149,17 @@ impl SelfMetrics {
         w.counter(
             "vigil_aggregator_store_points_appended_total",
             "Points added to the store.",
-            s.points_appended.load(Ordering::Relaxed) as u64,
+            s.points_appended.load(Ordering::Relaxed),
         );
         w.counter(
             "vigil_aggregator_store_series_rejected_total",
             "New series refused because --max-series was reached.",
-            s.series_rejected.load(Ordering::Relaxed) as u64,
+            s.series_rejected.load(Ordering::Relaxed),
         );
         w.counter(
             "vigil_aggregator_store_points_out_of_order_total",
             "Points not newer than their series' last point (dropped).",
-            s.points_out_of_order.load(Ordering::Relaxed) as u64,
+            s.points_out_of_order.load(Ordering::Relaxed),
         );
         w.gauge(
             "vigil_aggregator_store_points_bytes",
