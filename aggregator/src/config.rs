@@ -16,7 +16,9 @@ pub enum Error {
     /// is also a flag, the flag).
     #[error("--config: {}{}", .0, flag_of(.0))]
     Load(#[from] vigil_common::config::LoadError),
-    #[error("--metric-resolution {0} is below the 5s minimum (add --allow-short-resolution for tests)")]
+    #[error(
+        "--metric-resolution {0} is below the 5s minimum (add --allow-short-resolution for tests)"
+    )]
     ResolutionTooShort(vigil_common::Duration),
     #[error("--{option}: {message}")]
     Invalid {
@@ -31,7 +33,10 @@ pub enum Error {
 fn flag_of(e: &vigil_common::config::LoadError) -> String {
     match e {
         vigil_common::config::LoadError::Parse { key, .. }
-            if !key.is_empty() && key != "sinks" && key != "auth" && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+            if !key.is_empty()
+                && key != "sinks"
+                && key != "auth"
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
         {
             format!(" (flag --{})", key.replace('_', "-"))
         }
@@ -48,7 +53,10 @@ pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// How often every node is pulled, e.g. `15s` (minimum 5s).
-    #[serde(default = "default_metric_resolution", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_metric_resolution",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub metric_resolution: Duration,
     /// Allows a resolution below 5s (tests only).
     #[serde(default)]
@@ -63,7 +71,10 @@ pub struct Config {
     #[serde(default)]
     pub source: Option<String>,
     /// Per-node request timeout.
-    #[serde(default = "default_scrape_timeout", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_scrape_timeout",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub scrape_timeout: Duration,
     /// How many nodes are pulled at the same time.
     #[serde(default = "default_scrape_concurrency")]
@@ -72,7 +83,10 @@ pub struct Config {
     #[serde(default = "default_max_document_bytes")]
     pub max_document_bytes: usize,
     /// How long the in-memory store keeps every series.
-    #[serde(default = "default_retention", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_retention",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub retention: Duration,
     /// Upper bound on stored series; new series beyond it are refused and counted.
     #[serde(default = "default_max_series")]
@@ -81,7 +95,10 @@ pub struct Config {
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     /// How often the snapshot is written when `data_dir` is set.
-    #[serde(default = "default_snapshot_interval", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_snapshot_interval",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub snapshot_interval: Duration,
     /// Makes /api/v1/metric-export answer an empty list (Heapster's --disable_export).
     #[serde(default)]
@@ -99,7 +116,10 @@ pub struct Config {
     #[serde(default)]
     pub cert_dir: Option<PathBuf>,
     /// PromQL queries running longer fail with 503 `timeout` (Prometheus's --query.timeout).
-    #[serde(default = "default_query_timeout", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_query_timeout",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub query_timeout: Duration,
     /// Most samples one query may load (Prometheus's --query.max-samples).
     #[serde(default = "default_query_max_samples")]
@@ -109,7 +129,10 @@ pub struct Config {
     pub query_max_concurrency: usize,
     /// How far back an instant selector looks for a sample (Prometheus's
     /// --query.lookback-delta).
-    #[serde(default = "default_query_lookback_delta", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_query_lookback_delta",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub query_lookback_delta: Duration,
     /// Sinks in their YAML form (`type: influxdb`, ...), then those of `--sink`.
     #[serde(default)]
@@ -159,7 +182,8 @@ fn default_query_lookback_delta() -> Duration {
 
 impl Default for Config {
     fn default() -> Self {
-        vigil_common::config::from_yaml("{}", Path::new("(defaults)")).expect("defaults deserialize")
+        vigil_common::config::from_yaml("{}", Path::new("(defaults)"))
+            .expect("defaults deserialize")
     }
 }
 
@@ -357,7 +381,10 @@ impl Config {
             ("scrape-timeout", self.scrape_timeout.is_zero()),
             ("snapshot-interval", self.snapshot_interval.is_zero()),
             ("query-timeout", self.query_timeout.is_zero()),
-            ("query-lookback-delta", self.query_lookback_delta.as_millis() == 0),
+            (
+                "query-lookback-delta",
+                self.query_lookback_delta.as_millis() == 0,
+            ),
         ] {
             if zero {
                 return invalid(option, "must be above zero");
@@ -397,7 +424,10 @@ impl Config {
             } else {
                 "tls-private-key-file"
             };
-            return invalid(option, "--tls-cert-file and --tls-private-key-file go together");
+            return invalid(
+                option,
+                "--tls-cert-file and --tls-private-key-file go together",
+            );
         }
         crate::sinks::SinksConfig {
             sinks: self.sinks.clone(),
@@ -454,19 +484,41 @@ mod tests {
 
     #[test]
     fn duration_flags_take_prometheus_durations_and_name_the_flag() {
-        let c = args(&["--nodes", "a:1", "--metric-resolution", "1m30s", "--query-timeout", "500ms"])
-            .resolve()
-            .unwrap();
+        let c = args(&[
+            "--nodes",
+            "a:1",
+            "--metric-resolution",
+            "1m30s",
+            "--query-timeout",
+            "500ms",
+        ])
+        .resolve()
+        .unwrap();
         assert_eq!(c.metric_resolution, Duration::from_secs(90));
         assert_eq!(c.query_limits().timeout, Duration::from_millis(500));
         // Regression (#19 item 1): an overflowing duration is an error naming the flag.
-        for bad in ["", "15", "s", "15x", "-1s", "1.2.3s", "99999999999999999999h", "1e300s"] {
+        for bad in [
+            "",
+            "15",
+            "s",
+            "15x",
+            "-1s",
+            "1.2.3s",
+            "99999999999999999999h",
+            "1e300s",
+        ] {
             let flag = format!("--metric-resolution={bad}");
             let err = try_args(&[&flag]).err().unwrap().to_string();
             assert!(err.contains("--metric-resolution"), "{bad}: {err}");
         }
-        let err = try_args(&["--snapshot-interval", "soon"]).err().unwrap().to_string();
-        assert!(err.contains("--snapshot-interval") && err.contains("soon"), "{err}");
+        let err = try_args(&["--snapshot-interval", "soon"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--snapshot-interval") && err.contains("soon"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -486,8 +538,15 @@ mod tests {
         let err = args(&["--nodes", "127.0.0.1:1", "--metric-resolution", "1s"])
             .resolve()
             .unwrap_err();
-        assert!(matches!(err, Error::ResolutionTooShort(d) if d == vigil_common::Duration::from_secs(1)), "{err}");
-        assert!(err.to_string().starts_with("--metric-resolution 1s is below"), "{err}");
+        assert!(
+            matches!(err, Error::ResolutionTooShort(d) if d == vigil_common::Duration::from_secs(1)),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("--metric-resolution 1s is below"),
+            "{err}"
+        );
         let ok = args(&[
             "--nodes",
             "127.0.0.1:1",
@@ -526,9 +585,16 @@ mod tests {
 
     #[test]
     fn config_file_fills_unset_options_and_flags_win() {
-        let c = args(&["--config", &testdata("good.yaml"), "--retention", "2h", "--sink", "log:?name=flags"])
-            .resolve()
-            .unwrap();
+        let c = args(&[
+            "--config",
+            &testdata("good.yaml"),
+            "--retention",
+            "2h",
+            "--sink",
+            "log:?name=flags",
+        ])
+        .resolve()
+        .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:18082");
         assert_eq!(c.metric_resolution, Duration::from_secs(30));
         assert_eq!(c.scrape_timeout, Duration::from_secs(5));
@@ -540,7 +606,9 @@ mod tests {
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.sinks.len(), 3, "the file's two sinks, then --sink");
         // A --sink whose name clashes with one of the file's is refused before start.
-        let e = args(&["--config", &testdata("good.yaml"), "--sink", "log"]).resolve().unwrap_err();
+        let e = args(&["--config", &testdata("good.yaml"), "--sink", "log"])
+            .resolve()
+            .unwrap_err();
         assert!(e.to_string().contains("two sinks are named `log`"), "{e}");
         assert!(matches!(&c.sinks[0], SinkConfig::Influxdb(i) if i.db == "k8s"));
         // Flags given for a list replace the file's list; defaults apply without a file.
@@ -557,7 +625,13 @@ mod tests {
                 c.max_series,
                 c.max_document_bytes
             ),
-            (8082, Duration::from_secs(15), 64, 6_000_000, crate::scrape::DEFAULT_MAX_DOCUMENT)
+            (
+                8082,
+                Duration::from_secs(15),
+                64,
+                6_000_000,
+                crate::scrape::DEFAULT_MAX_DOCUMENT
+            )
         );
     }
 
@@ -597,7 +671,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.yaml");
         std::fs::write(&f, "nodes: [a:1]\nretention: 3600\n").unwrap();
-        let e = args(&["--config", f.to_str().unwrap()]).resolve().unwrap_err().to_string();
-        assert!(e.contains("key `retention`") && e.contains("no unit"), "{e}");
+        let e = args(&["--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `retention`") && e.contains("no unit"),
+            "{e}"
+        );
     }
 }

@@ -177,7 +177,13 @@ fn rename_in(
     r: &RenamedKey,
     warnings: &mut Vec<String>,
 ) -> Result<(), (String, String)> {
-    let join = |key: &str| if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
     match parent.split_first() {
         Some((step, rest)) => {
             let (name, each) = match step.strip_suffix("[]") {
@@ -208,7 +214,10 @@ fn rename_in(
             if map.contains_key(r.new) {
                 return Err((
                     old_key,
-                    format!("`{}` is the deprecated spelling of `{}` and both are set: keep only `{}`", r.old, r.new, r.new),
+                    format!(
+                        "`{}` is the deprecated spelling of `{}` and both are set: keep only `{}`",
+                        r.old, r.new, r.new
+                    ),
                 ));
             }
             let ms = old.as_u64().ok_or_else(|| {
@@ -292,11 +301,18 @@ mod tests {
         let c = p("name: a\ninterval: 1m30s\nitems:\n  - url: x\non: true\n").unwrap();
         assert_eq!(c.interval, Some(crate::Duration::from_secs(90)));
         assert_eq!(c.items[0].url, "x");
-        let e = p("items:\n  - url: x\n  - urk: y\n").unwrap_err().to_string();
+        let e = p("items:\n  - url: x\n  - urk: y\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("config file c.yaml: key `items[1]"), "{e}");
         assert!(e.contains("urk"), "{e}");
-        let e = p("interval: 99999999999999999999999s\n").unwrap_err().to_string();
-        assert!(e.contains("key `interval`") && e.contains("out of range"), "{e}");
+        let e = p("interval: 99999999999999999999999s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `interval`") && e.contains("out of range"),
+            "{e}"
+        );
         let e = p("on: yes\n").unwrap_err();
         assert!(e.to_string().contains("key `on`"), "{e}");
         assert!(e.detail().starts_with("key `on`: "), "{}", e.detail());
@@ -332,7 +348,10 @@ mod tests {
         for doc in [
             "[".repeat(100_000) + &"]".repeat(100_000),
             "- ".repeat(100_000) + "x\n",
-            "a:\n".to_string() + &(1..200).map(|i| format!("{}b:\n", " ".repeat(i))).collect::<String>(),
+            "a:\n".to_string()
+                + &(1..200)
+                    .map(|i| format!("{}b:\n", " ".repeat(i)))
+                    .collect::<String>(),
         ] {
             let t = Instant::now();
             let e = from_yaml::<serde_json::Value>(&doc, Path::new("deep.yaml")).unwrap_err();
@@ -354,7 +373,9 @@ mod tests {
     fn check_yaml_bounds_depth_only() {
         check_yaml("groups:\n  - name: a\n    rules: []\n", Path::new("r.yaml")).unwrap();
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-        let e = check_yaml(&deep, Path::new("r.yaml")).unwrap_err().to_string();
+        let e = check_yaml(&deep, Path::new("r.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("r.yaml") && e.contains("limit"), "{e}");
     }
 
@@ -374,8 +395,16 @@ mod tests {
         flush: crate::Duration,
     }
     const RENAMED: &[RenamedKey] = &[
-        RenamedKey { parent: "", old: "poll_ms", new: "poll" },
-        RenamedKey { parent: "rules[]", old: "flush_ms", new: "flush" },
+        RenamedKey {
+            parent: "",
+            old: "poll_ms",
+            new: "poll",
+        },
+        RenamedKey {
+            parent: "rules[]",
+            old: "flush_ms",
+            new: "flush",
+        },
     ];
 
     fn renamed(s: &str) -> Result<(Renamed, Vec<String>), LoadError> {
@@ -384,7 +413,8 @@ mod tests {
 
     #[test]
     fn old_millisecond_keys_are_read_with_one_warning_each() {
-        let (c, w) = renamed("poll_ms: 250\nrules: [{flush_ms: 1500}, {flush: 2s}]\nname: '007'\n").unwrap();
+        let (c, w) =
+            renamed("poll_ms: 250\nrules: [{flush_ms: 1500}, {flush: 2s}]\nname: '007'\n").unwrap();
         assert_eq!(c.poll, Some(crate::Duration::from_millis(250)));
         assert_eq!(c.rules[0].flush, crate::Duration::from_millis(1500));
         assert_eq!(c.rules[1].flush, crate::Duration::from_secs(2));
@@ -398,26 +428,42 @@ mod tests {
         );
         // New keys only: the direct path, no warning.
         let (c, _) = renamed("poll_ms: 5\nname: 123456\n").unwrap();
-        assert_eq!(c.name, "123456", "a number reads into a string field on both paths");
+        assert_eq!(
+            c.name, "123456",
+            "a number reads into a string field on both paths"
+        );
         let (c, w) = renamed("poll: 1s\nname: 7\n").unwrap();
-        assert_eq!((c.poll, c.name.as_str(), w.len()), (Some(crate::Duration::from_secs(1)), "7", 0));
+        assert_eq!(
+            (c.poll, c.name.as_str(), w.len()),
+            (Some(crate::Duration::from_secs(1)), "7", 0)
+        );
     }
 
     #[test]
     fn old_and_new_key_together_or_a_bad_old_value_are_errors_naming_the_key() {
         let e = renamed("poll_ms: 250\npoll: 1s\n").unwrap_err().to_string();
-        assert!(e.contains("key `poll_ms`") && e.contains("keep only `poll`"), "{e}");
-        let e = renamed("rules: [{flush: 1s}, {flush_ms: 5, flush: 2s}]\n").unwrap_err().to_string();
+        assert!(
+            e.contains("key `poll_ms`") && e.contains("keep only `poll`"),
+            "{e}"
+        );
+        let e = renamed("rules: [{flush: 1s}, {flush_ms: 5, flush: 2s}]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `rules[1].flush_ms`"), "{e}");
         let e = renamed("poll_ms: soon\n").unwrap_err().to_string();
-        assert!(e.contains("key `poll_ms`") && e.contains("whole number of milliseconds"), "{e}");
+        assert!(
+            e.contains("key `poll_ms`") && e.contains("whole number of milliseconds"),
+            "{e}"
+        );
         let e = renamed("poll_ms: -5\n").unwrap_err().to_string();
         assert!(e.contains("key `poll_ms`"), "{e}");
         // A bare number under the new key is not milliseconds: it is refused, naming the key.
         let e = renamed("poll: 10\n").unwrap_err().to_string();
         assert!(e.contains("key `poll`") && e.contains("has no unit"), "{e}");
         // Other errors keep their key, with or without old keys beside them.
-        let e = renamed("poll_ms: 5\nrules: [{flush: x}]\n").unwrap_err().to_string();
+        let e = renamed("poll_ms: 5\nrules: [{flush: x}]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `rules[0].flush`"), "{e}");
         let e = renamed("pol: 5\n").unwrap_err().to_string();
         assert!(e.contains("pol"), "{e}");

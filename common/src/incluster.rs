@@ -46,10 +46,22 @@ mod tests {
                 _ => None,
             }
         };
-        assert_eq!(api_server_url(env("10.96.0.1", "443")), Ok("https://10.96.0.1:443".into()));
-        assert_eq!(api_server_url(env("fd00::1", "6443")), Ok("https://[fd00::1]:6443".into()));
-        assert_eq!(api_server_url(env("", "443")), Err("KUBERNETES_SERVICE_HOST"));
-        assert_eq!(api_server_url(env("10.96.0.1", "")), Err("KUBERNETES_SERVICE_PORT"));
+        assert_eq!(
+            api_server_url(env("10.96.0.1", "443")),
+            Ok("https://10.96.0.1:443".into())
+        );
+        assert_eq!(
+            api_server_url(env("fd00::1", "6443")),
+            Ok("https://[fd00::1]:6443".into())
+        );
+        assert_eq!(
+            api_server_url(env("", "443")),
+            Err("KUBERNETES_SERVICE_HOST")
+        );
+        assert_eq!(
+            api_server_url(env("10.96.0.1", "")),
+            Err("KUBERNETES_SERVICE_PORT")
+        );
         assert_eq!(api_server_url(|_| None), Err("KUBERNETES_SERVICE_HOST"));
         assert!(token_file().ends_with("serviceaccount/token"));
         assert!(ca_file().ends_with("serviceaccount/ca.crt"));

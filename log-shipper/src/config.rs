@@ -56,7 +56,10 @@ pub struct Config {
     #[serde(default = "default_poll", with = "vigil_common::duration::serde_std")]
     pub poll_interval: Duration,
     /// How often changed checkpoints are written, e.g. `1s`.
-    #[serde(default = "default_checkpoint", with = "vigil_common::duration::serde_std")]
+    #[serde(
+        default = "default_checkpoint",
+        with = "vigil_common::duration::serde_std"
+    )]
     pub checkpoint_interval: Duration,
     /// Deleted log files not yet read to the end (the kubelet keeps 5 per container) are held open, so that an
     /// Elasticsearch outage loses nothing, up to this many bytes on disk together; past it the oldest is let go and
@@ -152,17 +155,61 @@ fn default_flush() -> Duration {
 /// The keys that counted milliseconds before they became durations (`poll_interval_ms: 250` is
 /// `poll_interval: 250ms`): still read, with a deprecation warning naming the new key.
 pub const RENAMED_KEYS: &[RenamedKey] = &[
-    RenamedKey { parent: "", old: "poll_interval_ms", new: "poll_interval" },
-    RenamedKey { parent: "", old: "checkpoint_interval_ms", new: "checkpoint_interval" },
-    RenamedKey { parent: "discovery", old: "rescan_interval_ms", new: "rescan_interval" },
-    RenamedKey { parent: "parse.multiline[]", old: "flush_timeout_ms", new: "flush_timeout" },
-    RenamedKey { parent: "kubernetes_metadata", old: "refresh_interval_ms", new: "refresh_interval" },
-    RenamedKey { parent: "kubernetes_metadata", old: "cache_ttl_ms", new: "cache_ttl" },
-    RenamedKey { parent: "kubernetes_metadata", old: "request_timeout_ms", new: "request_timeout" },
-    RenamedKey { parent: "sink.elasticsearch", old: "batch_timeout_ms", new: "batch_timeout" },
-    RenamedKey { parent: "sink.elasticsearch", old: "request_timeout_ms", new: "request_timeout" },
-    RenamedKey { parent: "sink.elasticsearch", old: "backoff_initial_ms", new: "backoff_initial" },
-    RenamedKey { parent: "sink.elasticsearch", old: "backoff_max_ms", new: "backoff_max" },
+    RenamedKey {
+        parent: "",
+        old: "poll_interval_ms",
+        new: "poll_interval",
+    },
+    RenamedKey {
+        parent: "",
+        old: "checkpoint_interval_ms",
+        new: "checkpoint_interval",
+    },
+    RenamedKey {
+        parent: "discovery",
+        old: "rescan_interval_ms",
+        new: "rescan_interval",
+    },
+    RenamedKey {
+        parent: "parse.multiline[]",
+        old: "flush_timeout_ms",
+        new: "flush_timeout",
+    },
+    RenamedKey {
+        parent: "kubernetes_metadata",
+        old: "refresh_interval_ms",
+        new: "refresh_interval",
+    },
+    RenamedKey {
+        parent: "kubernetes_metadata",
+        old: "cache_ttl_ms",
+        new: "cache_ttl",
+    },
+    RenamedKey {
+        parent: "kubernetes_metadata",
+        old: "request_timeout_ms",
+        new: "request_timeout",
+    },
+    RenamedKey {
+        parent: "sink.elasticsearch",
+        old: "batch_timeout_ms",
+        new: "batch_timeout",
+    },
+    RenamedKey {
+        parent: "sink.elasticsearch",
+        old: "request_timeout_ms",
+        new: "request_timeout",
+    },
+    RenamedKey {
+        parent: "sink.elasticsearch",
+        old: "backoff_initial_ms",
+        new: "backoff_initial",
+    },
+    RenamedKey {
+        parent: "sink.elasticsearch",
+        old: "backoff_max_ms",
+        new: "backoff_max",
+    },
 ];
 
 /// The `sink` section: set exactly one of its keys.
@@ -263,7 +310,11 @@ impl Config {
     /// Parses YAML text (`path` names it in messages), with the deprecation warnings of the old
     /// keys it uses.
     pub fn from_yaml(text: &str, path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
-        Ok(vigil_common::config::from_yaml_renamed(text, path, RENAMED_KEYS)?)
+        Ok(vigil_common::config::from_yaml_renamed(
+            text,
+            path,
+            RENAMED_KEYS,
+        )?)
     }
 
     /// Checks the configuration without I/O. `origin` names where it came from (the file, or flags).
@@ -334,7 +385,9 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, vigil_common::config::LoadError> {
+    fn yaml<T: serde::de::DeserializeOwned>(
+        text: &str,
+    ) -> Result<T, vigil_common::config::LoadError> {
         vigil_common::config::from_yaml(text, std::path::Path::new("test.yaml"))
     }
     use super::*;
@@ -358,7 +411,10 @@ sink:
         .unwrap();
         c.validate("test.yaml").unwrap();
         assert_eq!(c.parse.over_long, OverLong::Drop);
-        assert_eq!(c.parse.multiline[0].flush_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.parse.multiline[0].flush_timeout,
+            Duration::from_millis(500)
+        );
     }
 
     fn load(text: &str) -> Result<(Config, Vec<String>), String> {
@@ -375,17 +431,34 @@ sink:
         .unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(
-            (c.poll_interval, c.checkpoint_interval, c.discovery.rescan_interval),
-            (Duration::from_millis(100), Duration::from_secs(2), Duration::from_secs(60))
+            (
+                c.poll_interval,
+                c.checkpoint_interval,
+                c.discovery.rescan_interval
+            ),
+            (
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            )
         );
         let m = c.kubernetes_metadata.as_ref().unwrap();
         assert_eq!(
             (m.refresh_interval, m.cache_ttl, m.request_timeout),
-            (Duration::from_secs(10), Duration::from_secs(3600), Duration::from_secs(3))
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(3600),
+                Duration::from_secs(3)
+            )
         );
         let es = c.sink.as_ref().unwrap().elasticsearch.as_ref().unwrap();
         assert_eq!(
-            (es.batch_timeout, es.request_timeout, es.backoff_initial, es.backoff_max),
+            (
+                es.batch_timeout,
+                es.request_timeout,
+                es.backoff_initial,
+                es.backoff_max
+            ),
             (
                 Duration::from_millis(250),
                 Duration::from_secs(90),
@@ -395,16 +468,28 @@ sink:
         );
         // A bare number has no unit: refused, naming the key.
         for (text, key) in [
-            ("discovery: {rescan_interval: 10}\n", "key `discovery.rescan_interval`"),
+            (
+                "discovery: {rescan_interval: 10}\n",
+                "key `discovery.rescan_interval`",
+            ),
             ("poll_interval: 250\n", "key `poll_interval`"),
-            ("sink: {elasticsearch: {url: 'http://h:9200', backoff_max: 1.5}}\n", "key `sink.elasticsearch.backoff_max`"),
+            (
+                "sink: {elasticsearch: {url: 'http://h:9200', backoff_max: 1.5}}\n",
+                "key `sink.elasticsearch.backoff_max`",
+            ),
         ] {
             let e = load(text).unwrap_err();
-            assert!(e.starts_with("config file f.yaml: ") && e.contains(key) && e.contains("no unit"), "{e}");
+            assert!(
+                e.starts_with("config file f.yaml: ") && e.contains(key) && e.contains("no unit"),
+                "{e}"
+            );
         }
         let (c, _) = load("sink: {stdout: true}\ndiscovery: {rescan_interval: 0s}\n").unwrap();
         let e = c.validate("f.yaml").unwrap_err().to_string();
-        assert!(e.contains("discovery.rescan_interval: must be longer than 0s"), "{e}");
+        assert!(
+            e.contains("discovery.rescan_interval: must be longer than 0s"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -421,23 +506,41 @@ sink:
             w.contains(&"config file f.yaml: key `discovery.rescan_interval_ms` is deprecated and will be removed: write `discovery.rescan_interval: 50ms`".to_string()),
             "{w:?}"
         );
-        assert!(w.iter().any(|w| w.contains("`parse.multiline[0].flush_timeout: 300ms`")), "{w:?}");
+        assert!(
+            w.iter()
+                .any(|w| w.contains("`parse.multiline[0].flush_timeout: 300ms`")),
+            "{w:?}"
+        );
         assert_eq!(c.discovery.rescan_interval, Duration::from_millis(50));
-        assert_eq!(c.parse.multiline[0].flush_timeout, Duration::from_millis(300));
-        assert_eq!(c.kubernetes_metadata.as_ref().unwrap().cache_ttl, Duration::from_secs(60));
+        assert_eq!(
+            c.parse.multiline[0].flush_timeout,
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            c.kubernetes_metadata.as_ref().unwrap().cache_ttl,
+            Duration::from_secs(60)
+        );
         let es = c.sink.as_ref().unwrap().elasticsearch.as_ref().unwrap();
-        assert_eq!((es.backoff_initial, es.backoff_max), (Duration::from_millis(20), Duration::from_millis(100)));
+        assert_eq!(
+            (es.backoff_initial, es.backoff_max),
+            (Duration::from_millis(20), Duration::from_millis(100))
+        );
         assert_eq!(c.poll_interval, Duration::from_millis(100));
         c.validate("f.yaml").unwrap();
 
         // Old and new spelling of one key: an error naming both.
         let e = load("discovery: {rescan_interval_ms: 50, rescan_interval: 1s}\n").unwrap_err();
         assert!(
-            e.contains("key `discovery.rescan_interval_ms`") && e.contains("keep only `rescan_interval`"),
+            e.contains("key `discovery.rescan_interval_ms`")
+                && e.contains("keep only `rescan_interval`"),
             "{e}"
         );
-        let e = load("sink: {elasticsearch: {url: 'http://h:9200', backoff_max_ms: 1s}}\n").unwrap_err();
-        assert!(e.contains("key `sink.elasticsearch.backoff_max_ms`") && e.contains("milliseconds"), "{e}");
+        let e = load("sink: {elasticsearch: {url: 'http://h:9200', backoff_max_ms: 1s}}\n")
+            .unwrap_err();
+        assert!(
+            e.contains("key `sink.elasticsearch.backoff_max_ms`") && e.contains("milliseconds"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -446,10 +549,8 @@ sink:
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen_addr"), "{e}");
-        let mut c: Config = yaml(
-            "sink: {stdout: true}\nparse: {multiline: [{start_pattern: '('}]}\n",
-        )
-        .unwrap();
+        let mut c: Config =
+            yaml("sink: {stdout: true}\nparse: {multiline: [{start_pattern: '('}]}\n").unwrap();
         let e = c.validate("f.yaml").unwrap_err().to_string();
         assert!(
             e.starts_with("f.yaml: parse.multiline[0].start_pattern"),
@@ -468,8 +569,7 @@ sink:
             .to_string();
         assert!(e.contains("etcd"), "{e}");
         let c: Config =
-            yaml("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n")
-                .unwrap();
+            yaml("sink: {elasticsearch: {url: 'http://h:9200', index: 'x-%H'}}\n").unwrap();
         assert!(c
             .validate("f")
             .unwrap_err()
@@ -481,8 +581,7 @@ sink:
             .unwrap_err()
             .to_string()
             .contains("no sink"));
-        let c: Config =
-            yaml("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
+        let c: Config = yaml("sink: {stdout: true, file: {path: /tmp/x}}\n").unwrap();
         assert!(c
             .validate("f")
             .unwrap_err()

@@ -110,79 +110,82 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Merges the config file and the flags; flags win.
-pub fn load_config(args: &Args) -> Result<(Config, String), Error> {
-    let (mut cfg, origin) = match &args.config {
-        Some(p) => (Config::load(p)?, p.display().to_string()),
-        None => (Config::default(), "flags".to_string()),
-    };
-    if let Some(l) = &args.listen {
-        cfg.listen = l.clone();
-    }
-    if let Some(d) = &args.data_dir {
-        cfg.data_dir = d.clone();
-    }
-    cfg.listener = args.listener.clone().or(std::mem::take(&mut cfg.listener));
-    if let Some(b) = args.deleted_files_max_bytes {
-        cfg.deleted_files_max_bytes = b;
-    }
-    if !args.roots.is_empty() {
-        cfg.discovery.roots = args.roots.clone();
-    }
-    if let Some(url) = &args.kubelet_url {
-        let mut m = MetadataConfig::new(metadata::Source::Kubelet, Some(url.clone()));
-        m.insecure_skip_tls_verify = args.kubelet_insecure_tls;
-        cfg.kubernetes_metadata = Some(m);
-    } else if args.kubelet_insecure_tls {
-        return Err(ConfigError::Invalid {
-            origin: "flags".into(),
-            message: "--kubelet-insecure-tls needs --kubelet-url".into(),
+impl Args {
+    /// The effective configuration and where it came from (the file, or `flags`): the file (if
+    /// any), then the flags on top, validated.
+    pub fn resolve(&self) -> Result<(Config, String), Error> {
+        let (mut cfg, origin) = match &self.config {
+            Some(p) => (Config::load(p)?, p.display().to_string()),
+            None => (Config::default(), "flags".to_string()),
+        };
+        if let Some(l) = &self.listen {
+            cfg.listen = l.clone();
         }
-        .into());
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        cfg.listener = self.listener.clone().or(std::mem::take(&mut cfg.listener));
+        if let Some(b) = self.deleted_files_max_bytes {
+            cfg.deleted_files_max_bytes = b;
+        }
+        if !self.roots.is_empty() {
+            cfg.discovery.roots = self.roots.clone();
+        }
+        if let Some(url) = &self.kubelet_url {
+            let mut m = MetadataConfig::new(metadata::Source::Kubelet, Some(url.clone()));
+            m.insecure_skip_tls_verify = self.kubelet_insecure_tls;
+            cfg.kubernetes_metadata = Some(m);
+        } else if self.kubelet_insecure_tls {
+            return Err(ConfigError::Invalid {
+                origin: "flags".into(),
+                message: "--kubelet-insecure-tls needs --kubelet-url".into(),
+            }
+            .into());
+        }
+        if self.kubernetes_api {
+            cfg.kubernetes_metadata = Some(MetadataConfig::new(metadata::Source::Apiserver, None));
+        }
+        if let Some(s) = &self.sink {
+            cfg.sink = Some(SinkConfig::from_flag(s)?.into());
+        }
+        if let Some(es) = cfg.sink.as_mut().and_then(|s| s.elasticsearch.as_mut()) {
+            if let Some(i) = &self.index {
+                es.index = i.clone();
+            }
+            if let Some(b) = self.batch_bytes {
+                es.batch_bytes = b;
+            }
+            if let Some(t) = self.batch_timeout_ms {
+                tracing::warn!(
+                    "--batch-timeout-ms is deprecated and will be removed: write --batch-timeout {}",
+                    vigil_common::Duration::from_millis(t)
+                );
+                es.batch_timeout = Duration::from_millis(t);
+            }
+            if let Some(t) = self.batch_timeout {
+                es.batch_timeout = t;
+            }
+        } else if self.index.is_some()
+            || self.batch_bytes.is_some()
+            || self.batch_timeout.is_some()
+            || self.batch_timeout_ms.is_some()
+        {
+            return Err(ConfigError::Invalid {
+                origin: "flags".into(),
+                message:
+                    "--index, --batch-bytes and --batch-timeout apply to the elasticsearch sink only"
+                        .into(),
+            }
+            .into());
+        }
+        cfg.validate(&origin)?;
+        Ok((cfg, origin))
     }
-    if args.kubernetes_api {
-        cfg.kubernetes_metadata = Some(MetadataConfig::new(metadata::Source::Apiserver, None));
-    }
-    if let Some(s) = &args.sink {
-        cfg.sink = Some(SinkConfig::from_flag(s)?.into());
-    }
-    if let Some(es) = cfg.sink.as_mut().and_then(|s| s.elasticsearch.as_mut()) {
-        if let Some(i) = &args.index {
-            es.index = i.clone();
-        }
-        if let Some(b) = args.batch_bytes {
-            es.batch_bytes = b;
-        }
-        if let Some(t) = args.batch_timeout_ms {
-            tracing::warn!(
-                "--batch-timeout-ms is deprecated and will be removed: write --batch-timeout {}",
-                vigil_common::Duration::from_millis(t)
-            );
-            es.batch_timeout = Duration::from_millis(t);
-        }
-        if let Some(t) = args.batch_timeout {
-            es.batch_timeout = t;
-        }
-    } else if args.index.is_some()
-        || args.batch_bytes.is_some()
-        || args.batch_timeout.is_some()
-        || args.batch_timeout_ms.is_some()
-    {
-        return Err(ConfigError::Invalid {
-            origin: "flags".into(),
-            message:
-                "--index, --batch-bytes and --batch-timeout apply to the elasticsearch sink only"
-                    .into(),
-        }
-        .into());
-    }
-    cfg.validate(&origin)?;
-    Ok((cfg, origin))
 }
 
 /// Runs the log shipper until `shutdown` fires (then flushes, waits briefly for the sink, writes checkpoints).
 pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
-    let (cfg, origin) = load_config(&args)?;
+    let (cfg, origin) = args.resolve()?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| Error::DataDir {
         path: cfg.data_dir.clone(),
         source,

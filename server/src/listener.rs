@@ -104,19 +104,37 @@ mod tests {
 
     #[test]
     fn flags_and_file_keys_merge_with_flags_winning() {
-        let flags = Cli::try_parse_from(["x", "--tls-cert-file", "/f/tls.crt", "--token-auth-file", "/f/t.yaml"])
-            .unwrap()
-            .listener;
+        let flags = Cli::try_parse_from([
+            "x",
+            "--tls-cert-file",
+            "/f/tls.crt",
+            "--token-auth-file",
+            "/f/t.yaml",
+        ])
+        .unwrap()
+        .listener;
         let f = file("listen: a\ntls_cert_file: /c/tls.crt\ntls_private_key_file: /c/tls.key\nauth: {client_ca_file: /c/ca.pem}\n")
             .unwrap();
         assert_eq!(f.listen, "a");
         let l = flags.or(f.listener);
         assert_eq!(l.tls_cert_file.as_deref(), Some(Path::new("/f/tls.crt")));
-        assert_eq!(l.tls_private_key_file.as_deref(), Some(Path::new("/c/tls.key")));
-        assert_eq!(l.auth.token_auth_file.as_deref(), Some(Path::new("/f/t.yaml")));
-        assert_eq!(l.auth.client_ca_file.as_deref(), Some(Path::new("/c/ca.pem")));
+        assert_eq!(
+            l.tls_private_key_file.as_deref(),
+            Some(Path::new("/c/tls.key"))
+        );
+        assert_eq!(
+            l.auth.token_auth_file.as_deref(),
+            Some(Path::new("/f/t.yaml"))
+        );
+        assert_eq!(
+            l.auth.client_ca_file.as_deref(),
+            Some(Path::new("/c/ca.pem"))
+        );
         l.validate("collector").unwrap();
-        assert_eq!(l.tls().unwrap().key_file.as_deref(), Some(Path::new("/c/tls.key")));
+        assert_eq!(
+            l.tls().unwrap().key_file.as_deref(),
+            Some(Path::new("/c/tls.key"))
+        );
     }
 
     #[test]
