@@ -8,9 +8,11 @@
 //! `E2E_GZ=0` to skip the compressed run. `E2E_OUTAGE_SECS=30` measures instead what an Elasticsearch outage costs
 //! (memory, deleted files held open, loss) while kubelet-rotated containers write.
 
-#[path = "../../tests/es_bulk_server/mod.rs"]
-#[allow(unused_imports)]
+#[path = "../../tests/support/es_bulk.rs"]
+#[allow(dead_code, unused_imports)]
 mod es_bulk_server;
+#[path = "../../tests/support/kubelet_logs.rs"]
+mod kubelet_logs;
 mod support;
 
 /// The allocator the `vigil` binary uses (src/main.rs), so the figures are the binary's; run
@@ -22,6 +24,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use kubelet_logs::kubelet_rotate;
 
 const FILES: usize = 8;
 
@@ -340,47 +344,6 @@ fn run_vigil(
     })
 }
 
-/// One kubelet rotation (`rotateLog`): drop `.tmp` leftovers and originals that have a `.gz`, delete the oldest
-/// rotated files down to 3, gzip the uncompressed rotated ones, rename `0.log`. Returns the files deleted.
-fn kubelet_rotate(dir: &Path, stamp: &str) -> usize {
-    use std::io::Write;
-    let mut logs: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("0.log."))
-        .collect();
-    logs.sort();
-    let all = logs.clone();
-    logs.retain(|l| {
-        let unused = l.ends_with(".tmp") || all.contains(&format!("{l}.gz"));
-        if unused {
-            let _ = std::fs::remove_file(dir.join(l));
-        }
-        !unused
-    });
-    let mut deleted = 0;
-    while logs.len() > 3 {
-        std::fs::remove_file(dir.join(logs.remove(0))).unwrap();
-        deleted += 1;
-    }
-    for l in logs.iter().filter(|l| !l.ends_with(".gz")) {
-        let src = dir.join(l);
-        let tmp = dir.join(format!("{l}.tmp"));
-        let data = std::fs::read(&src).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(&tmp).unwrap(),
-            flate2::Compression::default(),
-        );
-        gz.write_all(&data).unwrap();
-        gz.finish().unwrap();
-        std::fs::rename(&tmp, dir.join(format!("{l}.gz"))).unwrap();
-        std::fs::remove_file(&src).unwrap();
-    }
-    std::fs::rename(dir.join("0.log"), dir.join(format!("0.log.{stamp}"))).unwrap();
-    deleted
-}
-
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -442,7 +405,7 @@ fn outage(rt: &tokio::runtime::Runtime, secs: u64, cap: Option<u64>) {
                 written += chunk.len();
                 if std::fs::metadata(d.join("0.log")).unwrap().len() >= ROTATE {
                     rot += 1;
-                    deleted += kubelet_rotate(d, &format!("20261122-{rot:06}"));
+                    deleted += kubelet_rotate(d, &format!("20261122-{rot:06}"), 3).deleted as usize;
                     std::fs::write(d.join("0.log"), "").unwrap();
                 }
             }

@@ -1,5 +1,10 @@
 //! vigil-server against real sockets: timeouts, the connection limit, error bodies, TLS.
 
+// The root tests' TLS helpers (the client that accepts any certificate), one copy for both.
+#[path = "../../tests/support/tls.rs"]
+#[allow(dead_code)]
+mod tls;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -174,14 +179,7 @@ fn tls_config() -> Arc<rustls::ServerConfig> {
 async fn slow_partial_request_after_the_tls_handshake_is_closed_too() {
     let srv = start(quick(64).with_tls(tls_config())).await;
     // A client that accepts any certificate: the test is about timing, not trust.
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert))
-    .with_no_client_auth();
+    let client = tls::any_cert_client().with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let tcp = TcpStream::connect(srv.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -194,43 +192,6 @@ async fn slow_partial_request_after_the_tls_handshake_is_closed_too() {
     let mut raw = TcpStream::connect(srv.addr).await.unwrap();
     let (_, took) = read_to_close(&mut raw).await;
     assert!(took < Duration::from_secs(2), "no handshake: closed after {took:?}");
-}
-
-#[derive(Debug)]
-struct AnyCert;
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[tokio::test]
@@ -303,13 +264,8 @@ async fn tls_client_certificate_chain_reaches_the_request() {
             rx,
         ))),
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     for with_cert in [true, false] {
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert));
+        let builder = tls::any_cert_client();
         let cfg = if with_cert {
             let key = rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into());
             builder
