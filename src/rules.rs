@@ -56,8 +56,8 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8082")]
         rule_query_url: String,
         /// Interval of rule groups that set none [default: 1m].
-        #[arg(long, default_value = "1m")]
-        rule_evaluation_interval: String,
+        #[arg(long, default_value = "1m", value_parser = vigil_alerting::rules::parse_duration)]
+        rule_evaluation_interval: std::time::Duration,
     },
 }
 
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> i32 {
                 &from,
                 &to,
                 &rule_query_url,
-                &rule_evaluation_interval,
+                rule_evaluation_interval,
             ),
             _ => {
                 eprintln!("replay needs --csv, or --from and --to");
@@ -177,20 +177,22 @@ fn replay(patterns: &[String], csv: &std::path::Path, metric: &str) -> i32 {
 
 /// `replay --from --to`: the groups evaluated over history in a query API; state changes on
 /// stdout, failed evaluations on stderr (exit 1 if any).
-fn replay_range(patterns: &[String], from: &str, to: &str, url: &str, interval: &str) -> i32 {
+fn replay_range(
+    patterns: &[String],
+    from: &str,
+    to: &str,
+    url: &str,
+    interval: std::time::Duration,
+) -> i32 {
     use vigil_alerting::rules::offline;
     let time = |flag: &str, v: &str| {
         offline::parse_timestamp(v).map_err(|e| format!("--{flag}: {e}"))
     };
-    let interval = vigil_alerting::rules::parse_duration(interval)
-        .map_err(|e| format!("--rule-evaluation-interval: {e}"))
-        .and_then(|d| {
-            if d.is_zero() {
-                Err("--rule-evaluation-interval: must be longer than 0s".to_string())
-            } else {
-                Ok(d)
-            }
-        });
+    let interval = if interval.is_zero() {
+        Err("--rule-evaluation-interval: must be longer than 0s".to_string())
+    } else {
+        Ok(interval)
+    };
     let (from_ms, to_ms, interval) = match (time("from", from), time("to", to), interval) {
         (Ok(f), Ok(t), Ok(i)) if f <= t => (f, t, i),
         (Ok(_), Ok(_), Ok(_)) => {

@@ -26,8 +26,8 @@ pub struct Args {
     #[arg(long, default_value = "/var/log/pods")]
     pod_log_root: PathBuf,
     /// How often the aggregator pulls the collector.
-    #[arg(long, default_value = "15s")]
-    metric_resolution: String,
+    #[arg(long, default_value = "15s", value_parser = vigil_alerting::rules::parse_duration)]
+    metric_resolution: std::time::Duration,
     /// Prometheus rule file (path or glob; repeatable) [default: vigil's default rules, written
     /// to <data-dir>/rules/default.yml].
     #[arg(long)]
@@ -40,8 +40,8 @@ pub struct Args {
     alertmanager_url: Vec<String>,
     /// How much history the aggregator keeps for PromQL and dashboards (the Deployment keeps
     /// Heapster's 15m); a node's ~1,500 series hold about 21 MB a day at 15s (2.4 B a point).
-    #[arg(long, default_value = "24h")]
-    retention: String,
+    #[arg(long, default_value = "24h", value_parser = vigil_alerting::rules::parse_duration)]
+    retention: std::time::Duration,
 }
 
 /// Wraps a crate's `clap::Args` so `vigil up` builds it from the same flags a user would type.
@@ -89,8 +89,6 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
     let mut aggregator_flags = vec![
         format!("--listen={}", args.aggregator_listen),
         format!("--nodes={}", args.collector_listen),
-        format!("--metric-resolution={}", args.metric_resolution),
-        format!("--retention={}", args.retention),
         format!("--data-dir={}", data.join("aggregator").display()),
     ];
     aggregator_flags.extend(rule_files.iter().map(|f| format!("--rule-file={f}")));
@@ -102,7 +100,9 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
             .iter()
             .map(|u| format!("--alertmanager-url={u}")),
     );
-    let aggregator: vigil_aggregator::Args = sub("aggregator", &aggregator_flags)?;
+    let mut aggregator: vigil_aggregator::Args = sub("aggregator", &aggregator_flags)?;
+    aggregator.metric_resolution = Some(args.metric_resolution);
+    aggregator.retention = Some(args.retention);
     let shipped = data.join("logs/records.ndjson");
     let log_shipper: vigil_log_shipper::Args = sub(
         "log-shipper",

@@ -39,12 +39,12 @@ pub struct AlertingArgs {
     #[arg(long)]
     pub rule_query_url: Option<String>,
     /// Interval of rule groups that set none (Prometheus's evaluation_interval) [default: 1m].
-    #[arg(long)]
-    pub rule_evaluation_interval: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub rule_evaluation_interval: Option<Duration>,
     /// Shortest `for` whose pending state is restored after a restart
     /// (Prometheus's --rules.alert.for-grace-period) [default: 10m].
-    #[arg(long)]
-    pub rule_for_grace_period: Option<String>,
+    #[arg(long, value_parser = vigil_common::duration::parse_std)]
+    pub rule_for_grace_period: Option<Duration>,
     /// URL this server is reached at, for alerts' generatorURL and templates' $externalURL.
     #[arg(long)]
     pub external_url: Option<String>,
@@ -111,18 +111,6 @@ impl SeriesWriter for StoreWriter {
             }
         }
         first_err.map_or(Ok(()), Err)
-    }
-}
-
-fn duration_flag(
-    flag: &'static str,
-    v: &Option<String>,
-    default: Duration,
-) -> Result<Duration, Error> {
-    match v {
-        None => Ok(default),
-        Some(s) => vigil_alerting::rules::parse_duration(s)
-            .map_err(|message| Error::Flag { flag, message }),
     }
 }
 
@@ -214,16 +202,12 @@ impl Alerting {
             external_labels.insert(k.to_string(), v.to_string());
         }
         let eval = EvalOptions {
-            default_interval: duration_flag(
-                "rule-evaluation-interval",
-                &args.rule_evaluation_interval,
-                Duration::from_secs(60),
-            )?,
-            for_grace_period: duration_flag(
-                "rule-for-grace-period",
-                &args.rule_for_grace_period,
-                Duration::from_secs(600),
-            )?,
+            default_interval: args
+                .rule_evaluation_interval
+                .unwrap_or(Duration::from_secs(60)),
+            for_grace_period: args
+                .rule_for_grace_period
+                .unwrap_or(Duration::from_secs(600)),
             external_labels,
             external_url: args.external_url.clone().unwrap_or_default(),
             ..EvalOptions::default()
