@@ -122,6 +122,7 @@ impl Store {
                 adds: vec![(e.id, vec![("__name__".to_string(), name)])],
                 ..Default::default()
             });
+            self.generations[i].fetch_add(1, Ordering::Release);
             self.stats.series.fetch_add(1, Ordering::Relaxed);
             self.stats.points_appended.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -135,6 +136,7 @@ impl Store {
             ..Default::default()
         });
         drop(index);
+        self.generations[i].fetch_add(1, Ordering::Release);
         shard.insert(
             Arc::from(key),
             Entity::new(

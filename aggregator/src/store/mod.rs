@@ -91,6 +91,10 @@ pub struct Store {
     label_sets: RwLock<Arc<Interner<BTreeMap<String, String>>>>,
     /// Label name → value → entities (see `index`). Lock order: a shard, then the index.
     index: RwLock<index::Index>,
+    /// Per shard, bumped after each index change for its entities (under the shard's write
+    /// lock): a selection whose shard's count is unchanged since it asked the index knows the
+    /// index still describes that shard's entities.
+    generations: Vec<AtomicU64>,
     retention_ms: i64,
     max_series: usize,
     pub stats: StoreStats,
@@ -117,6 +121,7 @@ impl Store {
     pub fn new(retention_ms: i64, max_series: usize) -> Store {
         Store {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            generations: (0..SHARDS).map(|_| AtomicU64::new(0)).collect(),
             names: RwLock::new(Arc::new(Interner::default())),
             label_sets: RwLock::new(Arc::new(Interner::default())),
             index: RwLock::new(index::Index::default()),
@@ -302,6 +307,7 @@ impl Store {
             });
             if !changes.is_empty() {
                 self.index.write().unwrap().apply(changes);
+                self.generations[i].fetch_add(1, Ordering::Release);
             }
             drop(shard);
             self.stats

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -84,6 +85,8 @@ impl Store {
         hints: &Hints,
         mut budget: impl FnMut(usize) -> Result<(), E>,
     ) -> Result<Vec<Selected>, E> {
+        // Each shard's generation before the index answers (see `Store::generations`).
+        let asked: Vec<u64> = self.generations.iter().map(|g| g.load(Ordering::Acquire)).collect();
         let ids = match self.index.read().unwrap().candidates(matchers) {
             index::Candidates::All => self.index.read().unwrap().all_ids(),
             index::Candidates::Ids(ids) => ids,
@@ -103,6 +106,12 @@ impl Store {
         // (mapped for Heapster's series, as it is for appended ones), not once per series.
         let (by_name, by_label): (Vec<&Matcher>, Vec<&Matcher>) =
             matchers.iter().partition(|m| m.name == "__name__");
+        // Label matchers the index narrowed the candidates with (those not matching ""): each
+        // candidate entity holds a matching pair in its set labels or in a series' own labels.
+        // A series without own labels then matches without reading its labels, unless a series
+        // of the entity has its own label of that name (the pair may be that one's), or the
+        // shard's entities changed since the index answered.
+        let vouched: Vec<bool> = by_label.iter().map(|m| !m.matches_empty()).collect();
         let mapped: Vec<String> = names.items.iter().map(|n| names::metric_name(n)).collect();
         let name_ok = |n: &str| by_name.iter().all(|m| m.matches(n));
         let wanted: Vec<[bool; 2]> = names
@@ -120,6 +129,8 @@ impl Store {
                 continue;
             }
             let shard = self.shards[i].read().unwrap();
+            let fresh = by_label.len() <= 64
+                && self.generations[i].load(Ordering::Acquire) == asked[i];
             let mut own_pairs: Vec<Pair<'_>> = Vec::new();
             for &(id, pos) in keys {
                 // The entity may have gone (and its position been reused) since the index
@@ -129,6 +140,18 @@ impl Store {
                 };
                 let mut set = SetLabels::new(e);
                 let raw = usize::from(e.raw);
+                // Bit j: a series of the entity has its own label named as `by_label[j]`.
+                let mut overridden = 0u64;
+                if fresh {
+                    for k in e.slots.keys().iter().filter(|k| k.labels != 0) {
+                        let own = &label_sets.items[(k.labels - 1) as usize];
+                        for (j, m) in by_label.iter().enumerate() {
+                            if own.keys().any(|n| names::label_name_cow(n) == m.name.as_str()) {
+                                overridden |= 1 << j;
+                            }
+                        }
+                    }
+                }
                 for (slot, series) in e.slots.keys().iter().zip(e.slots.series()) {
                     if !wanted[slot.metric as usize][raw] {
                         continue;
@@ -144,11 +167,10 @@ impl Store {
                     if let Some(own) = own {
                         names::with_own(own, set.pairs(), &mut own_pairs);
                     }
-                    let matched = by_label.iter().all(|m| {
-                        m.matches(match own {
-                            Some(_) => value_of(&own_pairs, &m.name),
-                            None => set.get(&m.name),
-                        })
+                    let matched = by_label.iter().enumerate().all(|(j, m)| match own {
+                        Some(_) => m.matches(value_of(&own_pairs, &m.name)),
+                        None if fresh && vouched[j] && overridden & (1 << j) == 0 => true,
+                        None => m.matches(set.get(&m.name)),
                     });
                     if !matched {
                         continue;
@@ -262,6 +284,43 @@ mod tests {
         let batch = Batch { timestamp: chrono::DateTime::from_timestamp_millis(1000).unwrap(), sets };
         store.ingest(&batch).unwrap();
         store
+    }
+
+    /// The index holds an entity's pairs, not a series': a pair from one series' own labels
+    /// must not let the entity's other series match.
+    #[test]
+    fn a_pair_of_one_series_own_labels_does_not_select_the_others() {
+        let store = Store::new(60_000, 1000);
+        let mut s = MetricSet::default();
+        let l = Arc::make_mut(&mut s.labels);
+        l.insert("type".into(), "node".into());
+        l.insert("resource_id".into(), "set".into());
+        s.values.insert("cpu/usage_rate", MetricValue::Int(5));
+        s.labeled.push(LabeledMetric {
+            name: "filesystem/usage",
+            labels: crate::batch::resource_labels("/"),
+            value: MetricValue::Int(7),
+        });
+        let sets = [("node:a".to_string(), s)].into_iter().collect();
+        let batch = Batch { timestamp: chrono::DateTime::from_timestamp_millis(1000).unwrap(), sets };
+        store.ingest(&batch).unwrap();
+        let select = |ms: &[Matcher]| {
+            let got = store.select_series(ms, Some((0, 2000)), |_| Ok::<(), ()>(())).unwrap();
+            let mut names: Vec<String> = got.iter().map(|s| s.labels["__name__"].clone()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(select(&[m(MatchOp::Equal, "resource_id", "/")]), ["filesystem_usage"]);
+        assert_eq!(select(&[m(MatchOp::Equal, "resource_id", "set")]), ["cpu_usage_rate"]);
+        assert!(select(&[
+            m(MatchOp::Equal, "__name__", "cpu_usage_rate"),
+            m(MatchOp::Regex, "resource_id", "/|x")
+        ])
+        .is_empty());
+        assert_eq!(
+            select(&[m(MatchOp::Equal, "type", "node"), m(MatchOp::Regex, "resource_id", ".+")]),
+            ["cpu_usage_rate", "filesystem_usage"]
+        );
     }
 
     fn labels(s: &Selected) -> Vec<(String, String)> {
