@@ -57,28 +57,6 @@ fn put_varint(buf: &mut Vec<u8>, v: u64) {
     prost::encoding::encode_varint(v, buf);
 }
 
-/// FNV-1a, for the per-batch metric-name cache (short keys, no untrusted input).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
 /// Bytes of one `TimeSeries.labels` field (tag, length, Label message).
 fn label_field_len(name: &str, value: &str) -> usize {
     let inner = 1
@@ -159,17 +137,10 @@ impl RemoteWriteEncoder {
         let cap = (self.batch_size.min(100_000) * 320).max(4096);
         let mut buf: Vec<u8> = Vec::with_capacity(cap);
         let mut n = 0u32;
-        let mut name_cache: std::collections::HashMap<
-            &str,
-            Vec<u8>,
-            std::hash::BuildHasherDefault<Fnv>,
-        > = std::collections::HashMap::default();
+        // Per-batch caches of short, trusted keys: rustc-hash's fast hasher.
+        let mut name_cache: rustc_hash::FxHashMap<&str, Vec<u8>> = Default::default();
         // Names of labeled metrics, sanitized once per batch.
-        let mut labeled_names: std::collections::HashMap<
-            &str,
-            String,
-            std::hash::BuildHasherDefault<Fnv>,
-        > = std::collections::HashMap::default();
+        let mut labeled_names: rustc_hash::FxHashMap<&str, String> = Default::default();
         for set in batch.sets.values() {
             for lm in &set.labeled {
                 if !labeled_names.contains_key(lm.name) {
