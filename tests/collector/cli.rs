@@ -390,27 +390,27 @@ fn kubelet_pods_give_images_and_opt_in_labels() {
 #[test]
 fn daemonset_binds_the_node_ip_through_the_environment() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/collector-daemonset.yaml");
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let spec = &doc["spec"]["template"]["spec"];
     assert_eq!(
         spec["hostNetwork"],
-        serde_yaml::Value::Bool(true),
+        serde_json::Value::Bool(true),
         "the node IP is only bindable on the host network"
     );
     assert_eq!(
         spec["hostPID"],
-        serde_yaml::Value::Bool(true),
+        serde_json::Value::Bool(true),
         "cgroup.procs shows other pid namespaces' pids as 0: pod network needs the host's pids"
     );
     let c = &spec["containers"][0];
     assert_eq!(
         c["securityContext"]["capabilities"]["add"],
-        serde_yaml::from_str::<serde_yaml::Value>("[SYS_PTRACE]").unwrap(),
+        serde_json::json!(["SYS_PTRACE"]),
         "other processes' descriptor links (container_sockets) need CAP_SYS_PTRACE"
     );
     let args: Vec<&str> = c["args"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap())
@@ -421,7 +421,7 @@ fn daemonset_binds_the_node_ip_through_the_environment() {
     );
     // Expand the env list as the kubelet does: $(VAR) of a variable defined earlier.
     let mut env: Vec<(String, String)> = Vec::new();
-    for e in c["env"].as_sequence().unwrap() {
+    for e in c["env"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap().to_string();
         let value = match (
             e["value"].as_str(),
