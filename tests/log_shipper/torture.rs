@@ -3,7 +3,8 @@
 //! by copytruncate (older copies gzipped at the next rotation, as logrotate's `compress` + `delaycompress`); the real `vigil log-shipper` is SIGKILLed and kept down for several rotations, three times;
 //! the `_bulk` test server fails 10% of items with 429 and is down long enough for rotated files to be compressed
 //! and deleted meanwhile. At the end every line is in the index exactly once, first sent in order per container
-//! (per file for copytruncate), with the right metadata. The variant deletes files during the outage past a small held-bytes cap: exactly the
+//! (per file for copytruncate), with the right metadata; the kubelet-rotated CRI containers rotate in the middle
+//! of a `P`/`F` record each time, and each such record arrives whole, once. The variant deletes files during the outage past a small held-bytes cap: exactly the
 //! lines the lost-bytes counter and the gap records account for are missing, nothing more.
 //!
 //! Copytruncate note: lines written between the copy and the truncate are lost by ANY shipper (they are
@@ -14,6 +15,8 @@
 //! stop to 2–3 rotations, the variant shows the loss is counted.
 
 use crate::support::kubelet_logs::kubelet_rotate;
+#[path = "../../log-shipper/tests/support/rotation.rs"]
+mod rotation;
 use crate::support::es_bulk::{EsServer, Options};
 use crate::support::shipper::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -122,7 +125,25 @@ fn writer(k: usize, dir: PathBuf, cfg: WriterCfg, stop: Arc<AtomicBool>, w: Arc<
             let stamp = format!("20261122-{rot:06}");
             match cfg.rotation {
                 Rotation::Kubelet => {
-                    let r = kubelet_rotate(&dir, &stamp, MAX_FILES - 2);
+                    let mut r = Default::default();
+                    if cfg.partials && !cfg.docker {
+                        // The kubelet rotates in the middle of a record: its `P` line ends the rotated
+                        // file, its `F` line starts the new one; it must arrive as one record, once.
+                        let msg = format!("{} seq {seq:06} {pad}", container_name(k));
+                        let (p, f) = rotation::cri_record_across_rotation(
+                            &log,
+                            1_000_000 * seq + k as u64,
+                            "stdout",
+                            &msg,
+                            12,
+                            || r = kubelet_rotate(&dir, &stamp, MAX_FILES - 2),
+                        );
+                        w.lengths.lock().unwrap().push(p + f);
+                        seq += 1;
+                        w.lines.store(seq, Ordering::Relaxed);
+                    } else {
+                        r = kubelet_rotate(&dir, &stamp, MAX_FILES - 2);
+                    }
                     w.deleted.fetch_add(r.deleted, Ordering::Relaxed);
                     w.compressed.fetch_add(r.compressed, Ordering::Relaxed);
                 }
