@@ -46,3 +46,7 @@ fi
 
 # Two cores: build once, run test binaries with the default thread count.
 cargo test --workspace "$@"
+# The measurement programs (perf/, BENCHMARKS.md's commands) are not built by `cargo test`:
+# build them here so they cannot rot unnoticed.
+cargo build --workspace --examples \
+  --features vigil/perf,vigil-aggregator/perf,vigil-collector/perf,vigil-dashboards/perf
