@@ -40,29 +40,7 @@ fn generation_of(doc: &serde_json::Value) -> String {
 impl Running {
     /// Collects the documents of `n` records without acknowledging them (a shipper killed before the sink answered).
     fn take_unacked(&mut self, n: usize) -> Vec<serde_json::Value> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while out.len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} records: {out:?}",
-                out.len()
-            );
-            match self.rx.try_recv() {
-                Ok(b) => {
-                    for it in &b.items {
-                        let a: serde_json::Value =
-                            serde_json::from_slice(&b.buf[it.action..it.doc]).unwrap();
-                        let mut d: serde_json::Value =
-                            serde_json::from_slice(&b.buf[it.doc..it.end]).unwrap();
-                        d["_id"] = a["create"]["_id"].clone();
-                        out.push(d);
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        out
+        self.collect_docs(n, false)
     }
 
     /// Stops without acknowledging anything more: the checkpoints keep only what was acknowledged before.
