@@ -18,6 +18,7 @@ use vigil_alerting::query::{QueryError, RangeSeries, Sample};
 use vigil_alerting::rules::eval::{Labels, SeriesWriter};
 use vigil_alerting::rules::{EvalOptions, Manager, ManagerConfig};
 use vigil_alerting::{Fanout, Notify, Query, RemoteQuery};
+use vigil_common::exposition::{Format, Writer};
 use vigil_promql::{Engine, EngineOptions};
 
 use crate::query::QueryService;
@@ -120,7 +121,6 @@ pub struct Alerting {
     pub notifier: Option<Arc<Notifier>>,
     /// `--alertmanager-url`s' forwarder and the notifiers' metrics (`vigil_notify_*`).
     pub forwarder: Option<Arc<Forwarder>>,
-    registry: prometheus_client::registry::Registry,
 }
 
 impl Alerting {
@@ -178,19 +178,11 @@ impl Alerting {
             tokio::spawn(f.clone().run(shutdown.clone()));
             Some(f)
         };
-        let mut registry = prometheus_client::registry::Registry::default();
-        if let Some(n) = &notifier {
-            n.register_metrics(&mut registry);
-        }
-        if let Some(f) = &forwarder {
-            f.register_metrics(&mut registry);
-        }
         if args.rule_files.is_empty() {
             return Ok(Alerting {
                 manager: None,
                 notifier,
                 forwarder,
-                registry,
             });
         }
         let mut external_labels = BTreeMap::new();
@@ -264,7 +256,6 @@ impl Alerting {
             manager: Some(manager),
             notifier,
             forwarder,
-            registry,
         })
     }
 
@@ -285,8 +276,12 @@ impl Alerting {
         if let Some(m) = &self.manager {
             out.push_str(&m.metrics_text());
         }
-        if let Err(e) = prometheus_client::encoding::text::encode_registry(out, &self.registry) {
-            tracing::warn!(error = %e, "encoding the notifier's metrics failed");
+        let mut w = Writer::new(out, Format::Text);
+        if let Some(n) = &self.notifier {
+            n.write_metrics(&mut w);
+        }
+        if let Some(f) = &self.forwarder {
+            f.write_metrics(&mut w);
         }
     }
 }

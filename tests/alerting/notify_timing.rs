@@ -34,10 +34,11 @@ fn instances(v: &Value) -> Vec<String> {
 }
 
 fn metrics_text(n: &Notifier) -> String {
-    let mut r = prometheus_client::registry::Registry::default();
-    n.register_metrics(&mut r);
     let mut s = String::new();
-    prometheus_client::encoding::text::encode(&mut s, &r).unwrap();
+    n.write_metrics(&mut vigil_common::exposition::Writer::new(
+        &mut s,
+        vigil_common::exposition::Format::Text,
+    ));
     s
 }
 

@@ -1,4 +1,4 @@
-//! The log shipper's self-metrics (prometheus-client, OpenMetrics text) scraped by a real Prometheus.
+//! The log shipper's self-metrics (OpenMetrics text) scraped by a real Prometheus.
 
 use crate::support::collector::{get, until_blocking, Prometheus};
 use crate::support::shipper::{append, container_dir, cri_line, Shipper};

@@ -6,12 +6,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+use vigil_common::exposition::{Counter, CounterFamily, Writer};
 
-use super::metrics::AttemptLabels;
+use super::metrics::ATTEMPT_LABELS;
 use super::webhook::HttpClient;
 use super::{retry, SendError};
 use crate::alert::{Alert, Notify};
@@ -29,7 +27,7 @@ pub struct Forwarder {
     http: HttpClient,
     queue: Mutex<VecDeque<Alert>>,
     wake: tokio::sync::Notify,
-    attempts: Family<AttemptLabels, Counter>,
+    attempts: Arc<CounterFamily>,
     dropped: Counter,
 }
 
@@ -53,23 +51,23 @@ impl Forwarder {
             http,
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
-            attempts: Family::default(),
+            attempts: Arc::default(),
             dropped: Counter::default(),
         })
     }
 
-    /// Registers `vigil_notify_forward_attempts` and `vigil_notify_forward_dropped_alerts`.
-    pub fn register_metrics(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("vigil_notify_forward");
-        r.register(
-            "attempts",
+    /// Writes `vigil_notify_forward_attempts_total` and `vigil_notify_forward_dropped_alerts_total`.
+    pub fn write_metrics(&self, w: &mut Writer) {
+        w.counters(
+            "vigil_notify_forward_attempts_total",
             "POSTs of alert batches to Alertmanagers, by Alertmanager and outcome",
-            self.attempts.clone(),
+            &ATTEMPT_LABELS,
+            &self.attempts,
         );
-        r.register(
-            "dropped_alerts",
+        w.counter(
+            "vigil_notify_forward_dropped_alerts_total",
             "Alerts no Alertmanager accepted, or dropped from a full queue",
-            self.dropped.clone(),
+            self.dropped.get(),
         );
     }
 
@@ -103,13 +101,7 @@ impl Forwarder {
             tasks.spawn(async move {
                 let deadline = tokio::time::Instant::now() + TIMEOUT;
                 let res = retry(deadline, |outcome| {
-                    attempts
-                        .get_or_create(&AttemptLabels {
-                            receiver: url.clone(),
-                            integration: "alertmanager".into(),
-                            outcome: outcome.into(),
-                        })
-                        .inc();
+                    attempts.inc(&[url.as_str(), "alertmanager", outcome]);
                 }, || http.post_json(&url, body.clone()))
                 .await;
                 if let Err(SendError { msg, .. }) = &res {

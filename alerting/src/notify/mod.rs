@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -138,9 +137,9 @@ impl Notifier {
         })
     }
 
-    /// Registers the notifier's metrics (`vigil_notify_*`).
-    pub fn register_metrics(&self, registry: &mut Registry) {
-        self.d.metrics.register(registry);
+    /// Writes the notifier's metrics (`vigil_notify_*`).
+    pub fn write_metrics(&self, w: &mut vigil_common::exposition::Writer) {
+        self.d.metrics.write(w);
     }
 
     /// Dispatches alerts until `shutdown`; also drops old silences and resolved alerts.
@@ -200,8 +199,7 @@ impl Notifier {
         self.d
             .metrics
             .alerts_received
-            .get_or_create(&metrics::ResultLabels { result: result.into() })
-            .inc_by(n);
+            .inc_by(&[result], n);
     }
 }
 
