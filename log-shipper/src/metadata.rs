@@ -460,7 +460,7 @@ impl Refresher {
             // The API server's list of this node's pods by hand (a GET per refresh), not
             // kube's client: the cache, its refresh and the tests' fake servers speak plain
             // reqwest; the in-cluster values come from the one shared reader.
-            (None, Source::Apiserver) => vigil_common::incluster::api_server_url(env).map_err(|missing| {
+            (None, Source::Apiserver) => vigil_common::kubernetes::api_server_url(env).map_err(|missing| {
                 MetadataError::Config(format!("the apiserver source needs url, or KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (in-cluster): {missing} is not set"))
             })?,
         };
@@ -477,13 +477,13 @@ impl Refresher {
                 u.to_string()
             }
         };
-        let sa_token = vigil_common::incluster::token_file();
+        let sa_token = vigil_common::kubernetes::token_file();
         let token_file = cfg
             .token_file
             .clone()
             .or_else(|| sa_token.exists().then_some(sa_token));
         let ca_file = cfg.ca_file.clone().or_else(|| {
-            let ca = vigil_common::incluster::ca_file();
+            let ca = vigil_common::kubernetes::ca_file();
             (cfg.source == Source::Apiserver && !cfg.insecure_skip_tls_verify && ca.exists())
                 .then_some(ca)
         });

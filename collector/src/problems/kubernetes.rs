@@ -2,7 +2,7 @@
 //! creates Events, as node-problem-detector's k8s exporter does, over the API server's REST API.
 //! The requests are made by hand with reqwest (a strategic-merge PATCH of `nodes/<name>/status`,
 //! a POST of an Event), the token re-read for each (it rotates), and the in-cluster address and
-//! credentials come from the shared reader, `vigil_common::incluster`.
+//! credentials come from the shared reader, `vigil_common::kubernetes`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::store::{Condition, Event, Severity, Store};
 
 /// Where the in-cluster service account credentials live.
-pub use vigil_common::incluster::SERVICE_ACCOUNT_DIR;
+pub use vigil_common::kubernetes::SERVICE_ACCOUNT_DIR;
 
 /// Errors of the Kubernetes reporter.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ impl ApiAccess {
         sa_dir: &Path,
     ) -> Result<Self, KubernetesError> {
         let api_url =
-            vigil_common::incluster::api_server_url(env).map_err(KubernetesError::NotInCluster)?;
+            vigil_common::kubernetes::api_server_url(env).map_err(KubernetesError::NotInCluster)?;
         let read = |name: &str| {
             let path = sa_dir.join(name);
             std::fs::read(&path).map_err(|source| KubernetesError::Credentials { path, source })

@@ -33,23 +33,21 @@ pub enum Error {
 
 /// Where a client for the API server comes from: `in-cluster` (the pod's service account) or a kubeconfig path.
 pub async fn client(flag: &'static str, source: &str) -> Result<kube::Client, Error> {
-    let bad = |message: String| Error::Config {
-        flag,
-        source_name: source.to_string(),
-        message,
-    };
-    let mut config = if source == "in-cluster" {
-        kube::Config::incluster().map_err(|e| bad(e.to_string()))?
+    use vigil_common::kubernetes::{Access, Source};
+    let from = if source == "in-cluster" {
+        Source::InCluster
     } else {
-        let kc = kube::config::Kubeconfig::read_from(source).map_err(|e| bad(e.to_string()))?;
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| bad(e.to_string()))?
+        Source::Kubeconfig(source.into())
     };
-    config.connect_timeout = Some(REVIEW_TIMEOUT);
-    config.read_timeout = Some(REVIEW_TIMEOUT);
-    config.write_timeout = Some(REVIEW_TIMEOUT);
-    kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
+    Access::new(from)
+        .with_timeout(REVIEW_TIMEOUT)
+        .client()
+        .await
+        .map_err(|message| Error::Config {
+            flag,
+            source_name: source.to_string(),
+            message,
+        })
 }
 
 /// Where the kube-apiserver publishes its client and front-proxy CAs for extension API servers.

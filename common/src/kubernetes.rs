@@ -1,0 +1,220 @@
+//! How every vigil daemon reaches the Kubernetes API server: one [`kube::Config`] built from the
+//! pod's service account (`in-cluster`), a kubeconfig file or an explicit URL, with the token
+//! file, CA bundle, `insecure_skip_tls_verify` and timeout overrides the daemons' settings offer,
+//! and the [`kube::Client`] made from it. kube re-reads a token file (the kubelet rotates bound
+//! service account tokens) and a CA file about once a minute.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The service account's mount: `token`, `ca.crt`, `namespace`.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The service account's token file.
+pub fn token_file() -> PathBuf {
+    Path::new(SERVICE_ACCOUNT_DIR).join("token")
+}
+
+/// The service account's CA bundle (signs the API server's certificate).
+pub fn ca_file() -> PathBuf {
+    Path::new(SERVICE_ACCOUNT_DIR).join("ca.crt")
+}
+
+/// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` read through `env`, or the
+/// missing variable. TEMPORARY: for the hand-made clients being moved onto [`Access`].
+pub fn api_server_url(env: impl Fn(&str) -> Option<String>) -> Result<String, &'static str> {
+    let var = |name: &'static str| env(name).filter(|v| !v.is_empty()).ok_or(name);
+    let host = var("KUBERNETES_SERVICE_HOST")?;
+    let port = var("KUBERNETES_SERVICE_PORT")?;
+    Ok(if host.contains(':') { format!("https://[{host}]:{port}") } else { format!("https://{host}:{port}") })
+}
+
+/// Where the API server and the credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `KUBERNETES_SERVICE_HOST`/`_PORT` and the pod's service account (kube's `Config::incluster`).
+    InCluster,
+    /// A kubeconfig file's current context.
+    Kubeconfig(PathBuf),
+    /// An `http(s)://` URL; credentials only from [`Access::token_file`] and [`Access::ca_file`].
+    Url(String),
+}
+
+/// A [`Source`] and what a daemon's settings put over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub source: Source,
+    /// Replaces the source's server URL (e.g. a kubeconfig's).
+    pub url: Option<String>,
+    /// A bearer token file, re-read as it rotates.
+    pub token_file: Option<PathBuf>,
+    /// A PEM bundle that signs the API server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Do not check the API server's certificate.
+    pub insecure_skip_tls_verify: bool,
+    /// Bounds connecting, and each read and write of a request.
+    pub timeout: Option<Duration>,
+}
+
+impl Access {
+    /// The source alone, nothing put over it.
+    pub fn new(source: Source) -> Self {
+        Access {
+            source,
+            url: None,
+            token_file: None,
+            ca_file: None,
+            insecure_skip_tls_verify: false,
+            timeout: None,
+        }
+    }
+
+    /// With every request bounded by `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The client configuration; the error names what is wrong (a missing variable or file, a
+    /// malformed URL, kubeconfig or CA bundle), for the caller to prefix with its setting.
+    pub async fn config(&self) -> Result<kube::Config, String> {
+        let mut config = match &self.source {
+            Source::InCluster => kube::Config::incluster().map_err(|e| {
+                format!("in-cluster configuration (KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT and {SERVICE_ACCOUNT_DIR}): {e}")
+            })?,
+            Source::Kubeconfig(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+            }
+            Source::Url(url) => kube::Config::new(parse_url(url)?),
+        };
+        if let Some(url) = &self.url {
+            config.cluster_url = parse_url(url)?;
+        }
+        if let Some(f) = &self.token_file {
+            let token = std::fs::read_to_string(f)
+                .map_err(|e| format!("token file {}: {e}", f.display()))?;
+            if token.trim().is_empty() {
+                return Err(format!("token file {} is empty", f.display()));
+            }
+            config.auth_info.token = None;
+            config.auth_info.token_file = Some(f.display().to_string());
+        }
+        if let Some(f) = &self.ca_file {
+            let pem = std::fs::read(f).map_err(|e| format!("CA file {}: {e}", f.display()))?;
+            let ders = pem_certificates(&pem)
+                .map_err(|e| format!("CA file {} is not valid PEM: {e}", f.display()))?;
+            if ders.is_empty() {
+                return Err(format!("CA file {} holds no PEM certificate", f.display()));
+            }
+            config.root_cert = Some(ders);
+            config.root_cert_file = Some(f.clone());
+        }
+        if self.insecure_skip_tls_verify {
+            config.accept_invalid_certs = true;
+            config.root_cert = None;
+            config.root_cert_file = None;
+        }
+        if let Some(t) = self.timeout {
+            config.connect_timeout = Some(t);
+            config.read_timeout = Some(t);
+            config.write_timeout = Some(t);
+            config.reset_reader_on_write = true;
+        }
+        Ok(config)
+    }
+
+    /// A client made from [`Self::config`].
+    pub async fn client(&self) -> Result<kube::Client, String> {
+        kube::Client::try_from(self.config().await?).map_err(|e| format!("client: {e}"))
+    }
+}
+
+/// An `http(s)://` URL with a host.
+fn parse_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("URL {url:?}: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(uri),
+        _ => Err(format!("URL {url:?} is not an http(s):// URL with a host")),
+    }
+}
+
+/// The DER certificates of a PEM bundle.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn a_url_with_token_file_ca_and_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let mut a = Access::new(Source::Url("https://127.0.0.1:6443".into()))
+            .with_timeout(Duration::from_secs(3));
+        a.token_file = Some(write(dir.path(), "token", "abc\n"));
+        a.ca_file = Some(write(dir.path(), "ca.crt", &ca.cert.pem()));
+        let c = a.config().await.unwrap();
+        assert_eq!(c.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert_eq!(c.auth_info.token_file.as_deref(), a.token_file.as_ref().unwrap().to_str());
+        assert_eq!(c.root_cert.as_ref().map(Vec::len), Some(1));
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(3)));
+        assert!(!c.accept_invalid_certs);
+        a.insecure_skip_tls_verify = true;
+        let c = a.config().await.unwrap();
+        assert!(c.accept_invalid_certs && c.root_cert.is_none() && c.root_cert_file.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_with_the_url_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let kc = write(dir.path(), "kubeconfig", "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:8080'}\nusers:\n- name: u\n  user: {token: t0k}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n");
+        let mut a = Access::new(Source::Kubeconfig(kc));
+        let c = a.config().await.unwrap();
+        assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:8080/");
+        a.url = Some("http://127.0.0.2:9090".into());
+        let c = a.config().await.unwrap();
+        assert_eq!(c.cluster_url.to_string(), "http://127.0.0.2:9090/");
+        assert!(a.client().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bad_sources_and_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |a: Access| async move { a.config().await.unwrap_err() };
+        let e = err(Access::new(Source::Url("ftp://x".into()))).await;
+        assert!(e.contains("not an http(s):// URL"), "{e}");
+        let e = err(Access::new(Source::Url("not a url".into()))).await;
+        assert!(e.contains("\"not a url\""), "{e}");
+        let missing = dir.path().join("nope");
+        let e = err(Access::new(Source::Kubeconfig(missing.clone()))).await;
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+        let mut a = Access::new(Source::Url("http://127.0.0.1:1".into()));
+        a.token_file = Some(write(dir.path(), "empty", "  \n"));
+        assert!(err(a.clone()).await.contains("is empty"));
+        a.token_file = None;
+        a.ca_file = Some(write(dir.path(), "ca", "just text"));
+        assert!(err(a.clone()).await.contains("holds no PEM certificate"));
+        a.ca_file = Some(write(dir.path(), "ca2", "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"));
+        assert!(err(a.clone()).await.contains("not valid PEM"));
+        a.ca_file = Some(missing);
+        assert!(err(a).await.contains("CA file"));
+    }
+}
