@@ -203,6 +203,8 @@ pub async fn run_with_config(
     config: Arc<Config>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
+    // The one API server client (kube), made by the first part that needs it.
+    let mut api_client: Option<kube::Client> = None;
     // The problem detector loads first: a bad monitor config stops start-up with its message.
     let detector = if config.problem_detector_config.is_empty() {
         None
@@ -216,10 +218,11 @@ pub async fn run_with_config(
         );
         // Kubernetes reporting: credentials are checked before anything runs.
         let reporter = if config.problem_detector_kubernetes {
-            let cfg = problems::kubernetes::KubernetesConfig::in_cluster(&config.node_name())?;
-            let api = cfg.api.api_url.clone();
-            let r = d.kubernetes_reporter(cfg)?;
+            let cfg = problems::kubernetes::KubernetesConfig::new(&config.node_name())?;
+            let (client, api) = problems::kubernetes::in_cluster_client().await?;
             tracing::info!(api = %api, "problem detector reports to Kubernetes");
+            let r = d.kubernetes_reporter(cfg, client.clone());
+            api_client = Some(client);
             Some(r)
         } else {
             None
@@ -232,8 +235,17 @@ pub async fn run_with_config(
     };
     // Claim → PV lookup on the API server: credentials are checked before anything runs.
     let claims = if config.kubernetes_pvc_lookup {
-        let api = problems::kubernetes::ApiAccess::in_cluster().map_err(Error::PvcLookup)?;
-        let lookup = discovery::volumes::ClaimLookup::new(api).map_err(Error::PvcLookup)?;
+        let client = match api_client.take() {
+            Some(c) => c,
+            None => {
+                let (client, api) = problems::kubernetes::in_cluster_client()
+                    .await
+                    .map_err(Error::PvcLookup)?;
+                tracing::info!(api = %api, "PersistentVolumeClaim lookup on the API server");
+                client
+            }
+        };
+        let lookup = discovery::volumes::ClaimLookup::new(client);
         let cache = lookup.cache();
         tokio::spawn(lookup.run(shutdown.clone()));
         Some(cache)

@@ -1,122 +1,102 @@
 //! Optional Kubernetes reporting (off by default): patches the node's status conditions and
-//! creates Events, as node-problem-detector's k8s exporter does, over the API server's REST API.
-//! The requests are made by hand with reqwest (a strategic-merge PATCH of `nodes/<name>/status`,
-//! a POST of an Event), the token re-read for each (it rotates), and the in-cluster address and
-//! credentials come from the shared reader, `vigil_common::kubernetes`.
+//! creates Events, as node-problem-detector's k8s exporter does, through kube: a strategic-merge
+//! patch of `nodes/<name>/status` (`Api<Node>::patch_status`) and a POST of the Event object
+//! node-problem-detector writes (`event_object`, sent as is). Also makes the collector's one
+//! API server client (shared with the volume claim lookup) from the in-cluster service account
+//! through `vigil_common::kubernetes::Access`; kube re-reads the rotating token file.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
+use vigil_common::kubernetes::{Access, Source};
 
 use super::store::{Condition, Event, Severity, Store};
 
 /// Where the in-cluster service account credentials live.
 pub use vigil_common::kubernetes::SERVICE_ACCOUNT_DIR;
 
-/// Errors of the Kubernetes reporter.
+/// Bounds connecting to the API server and each read and write of the in-cluster client.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds each of the reporter's requests as a whole (kube's own retries of a 429, 503 or 504
+/// included); what is not done by then is retried on a later tick.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The variables that tell a pod where its API server is.
+const IN_CLUSTER_VARIABLES: [&str; 2] = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"];
+
+/// Errors of the Kubernetes reporter and of making the API server client.
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
     /// Enabled outside a cluster: no API server address in the environment.
     #[error("this is not running in a cluster: {0} is not set")]
     NotInCluster(&'static str),
-    /// The service account token or CA could not be read.
-    #[error("the service account credential {path} cannot be read: {source}")]
-    Credentials {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     /// The node name is needed to patch its status.
     #[error("Kubernetes reporting needs the node name")]
     NoNodeName,
-    /// The CA bundle holds no PEM certificate.
-    #[error("Kubernetes CA bundle contains no PEM certificate")]
-    EmptyCa,
-    /// The HTTP client could not be built (e.g. an invalid CA bundle).
+    /// The client could not be made: names the service account file, URL or setting that is
+    /// missing or malformed.
     #[error("Kubernetes client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(String),
 }
 
-/// How to reach the API server: its address and the in-cluster service account credentials
-/// (shared by the problem reporter and the volume claim lookup).
-#[derive(Debug, Clone)]
-pub struct ApiAccess {
-    /// API server base URL, e.g. `https://10.96.0.1:443`.
-    pub api_url: String,
-    /// Bearer token (the service account's).
-    pub token: Option<String>,
-    /// Where the token comes from: re-read for every request, as the kubelet rotates bound
-    /// service account tokens (about hourly); `token` is kept when a re-read fails.
-    pub token_file: Option<PathBuf>,
-    /// PEM CA bundle that signs the API server's certificate.
-    pub ca_pem: Option<Vec<u8>>,
+/// The first in-cluster variable that `env` lacks (or holds empty), if any.
+pub fn missing_in_cluster_variable(env: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
+    IN_CLUSTER_VARIABLES
+        .into_iter()
+        .find(|v| env(v).is_none_or(|x| x.is_empty()))
 }
 
-impl ApiAccess {
-    /// From `KUBERNETES_SERVICE_HOST`/`_PORT` and the service account; a clear error when
-    /// there are no credentials.
-    pub fn in_cluster() -> Result<Self, KubernetesError> {
-        Self::in_cluster_from(|k| std::env::var(k).ok(), Path::new(SERVICE_ACCOUNT_DIR))
-    }
+/// The collector's API server client from the pod's service account
+/// (`KUBERNETES_SERVICE_HOST`/`_PORT`, the token and CA under [`SERVICE_ACCOUNT_DIR`]), each
+/// connect, read and write bounded by [`CLIENT_TIMEOUT`], and the API server URL; a clear error
+/// naming what is missing.
+pub async fn in_cluster_client() -> Result<(kube::Client, String), KubernetesError> {
+    in_cluster_client_from(|k| std::env::var(k).ok()).await
+}
 
-    /// As `in_cluster`, with the environment and the service account directory given.
-    pub fn in_cluster_from(
-        env: impl Fn(&str) -> Option<String>,
-        sa_dir: &Path,
-    ) -> Result<Self, KubernetesError> {
-        let api_url =
-            vigil_common::kubernetes::api_server_url(env).map_err(KubernetesError::NotInCluster)?;
-        let read = |name: &str| {
-            let path = sa_dir.join(name);
-            std::fs::read(&path).map_err(|source| KubernetesError::Credentials { path, source })
-        };
-        let token = String::from_utf8_lossy(&read("token")?).trim().to_string();
-        let ca = read("ca.crt")?;
-        Ok(ApiAccess {
-            api_url,
-            token: Some(token),
-            token_file: Some(sa_dir.join("token")),
-            ca_pem: Some(ca),
-        })
+/// As [`in_cluster_client`], with the variables checked in `env` first (kube then reads the
+/// process environment itself).
+pub async fn in_cluster_client_from(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(kube::Client, String), KubernetesError> {
+    if let Some(missing) = missing_in_cluster_variable(env) {
+        return Err(KubernetesError::NotInCluster(missing));
     }
+    client(&Access::new(Source::InCluster).with_timeout(CLIENT_TIMEOUT)).await
+}
 
-    /// An HTTP client that trusts the CA bundle, each request bounded by `timeout`.
-    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, KubernetesError> {
-        let mut b = reqwest::Client::builder().timeout(timeout);
-        if let Some(ca) = &self.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(ca)?;
-            if certs.is_empty() {
-                return Err(KubernetesError::EmptyCa);
-            }
-            for cert in certs {
-                b = b.add_root_certificate(cert);
-            }
+/// A client made from `access`, and the URL of the API server it talks to (for the logs).
+pub async fn client(access: &Access) -> Result<(kube::Client, String), KubernetesError> {
+    let config = access.config().await.map_err(KubernetesError::Client)?;
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)
+        .map_err(|e| KubernetesError::Client(format!("client: {}", error_chain(&e))))?;
+    Ok((client, url))
+}
+
+/// An error and its sources, each once (kube's transport errors keep the cause, e.g. the
+/// refused connection, in a source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
         }
-        Ok(b.build()?)
+        next = cause.source();
     }
-
-    /// Adds the bearer token, if any: the token file's current content when there is one.
-    pub fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let fresh = self
-            .token_file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        match fresh.as_ref().or(self.token.as_ref()) {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
+    text
 }
 
-/// How to reach the API server and what to report as.
+/// What to report as.
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
-    /// The API server and credentials.
-    pub api: ApiAccess,
     /// The node whose status is patched and that Events are about.
     pub node_name: String,
     /// Namespace of the Events (node-problem-detector: `default`).
@@ -130,27 +110,13 @@ fn default_heartbeat() -> Duration {
 }
 
 impl KubernetesConfig {
-    /// In-cluster configuration from `KUBERNETES_SERVICE_HOST`/`_PORT` and the service account;
-    /// a clear error when there are no credentials.
-    pub fn in_cluster(node_name: &str) -> Result<Self, KubernetesError> {
-        Self::in_cluster_from(
-            node_name,
-            |k| std::env::var(k).ok(),
-            Path::new(SERVICE_ACCOUNT_DIR),
-        )
-    }
-
-    /// As `in_cluster`, with the environment and the service account directory given.
-    pub fn in_cluster_from(
-        node_name: &str,
-        env: impl Fn(&str) -> Option<String>,
-        sa_dir: &Path,
-    ) -> Result<Self, KubernetesError> {
+    /// node-problem-detector's defaults for `node_name`: Events in `default`, a heartbeat every
+    /// five minutes; an error without a node name.
+    pub fn new(node_name: &str) -> Result<Self, KubernetesError> {
         if node_name.is_empty() {
             return Err(KubernetesError::NoNodeName);
         }
         Ok(KubernetesConfig {
-            api: ApiAccess::in_cluster_from(env, sa_dir)?,
             node_name: node_name.to_string(),
             event_namespace: "default".to_string(),
             heartbeat: default_heartbeat(),
@@ -161,7 +127,7 @@ impl KubernetesConfig {
 /// Reports the detector's conditions and events to the API server.
 pub struct Reporter {
     cfg: KubernetesConfig,
-    client: reqwest::Client,
+    client: kube::Client,
     store: Arc<Store>,
 }
 
@@ -191,69 +157,64 @@ pub fn status_patch(conditions: &[Condition]) -> serde_json::Value {
 }
 
 impl Reporter {
-    /// Builds the HTTP client (the CA bundle is checked here).
-    pub fn new(cfg: KubernetesConfig, store: Arc<Store>) -> Result<Self, KubernetesError> {
-        Ok(Reporter {
-            client: cfg.api.client(Duration::from_secs(10))?,
-            cfg,
-            store,
-        })
+    /// Reports the store's conditions and events for `cfg` through `client`.
+    pub fn new(cfg: KubernetesConfig, client: kube::Client, store: Arc<Store>) -> Self {
+        Reporter { cfg, client, store }
     }
 
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        self.cfg.api.auth(req)
-    }
-
-    /// Creates one Event; Ok(true) when done or permanently rejected (4xx other than 429:
-    /// retrying cannot help), Ok(false) to retry later.
+    /// Creates one Event; true when done or permanently rejected (4xx other than 429:
+    /// retrying cannot help), false to retry later.
     async fn post_event(&self, e: &Event) -> bool {
-        let url = format!(
-            "{}/api/v1/namespaces/{}/events",
-            self.cfg.api.api_url, self.cfg.event_namespace
-        );
-        match self
-            .auth(self.client.post(&url))
-            .json(&event_object(&self.cfg, e))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => true,
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                tracing::warn!(status = %r.status(), reason = %e.reason, "API server rejected the event; dropped");
+        let path = format!("/api/v1/namespaces/{}/events", self.cfg.event_namespace);
+        // Sent as node-problem-detector writes it, not re-encoded through a typed Event.
+        let body = serde_json::to_vec(&event_object(&self.cfg, e)).unwrap_or_default();
+        let req = match kube::core::Request::new(&path).create(&PostParams::default(), body) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(error = %err, path = %path, reason = %e.reason, "the event request cannot be built; dropped");
+                return true;
+            }
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request_text(req)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(kube::Error::Api(s))) if (400..500).contains(&s.code) && s.code != 429 => {
+                tracing::warn!(status = s.code, message = %s.message, reason = %e.reason, "API server rejected the event; dropped");
                 true
             }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "creating event failed; will retry");
+            Ok(Err(err)) => {
+                tracing::warn!(error = %error_chain(&err), "creating event failed; will retry");
                 false
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "creating event failed; will retry");
+            Err(_) => {
+                tracing::warn!(timeout = ?REQUEST_TIMEOUT, "creating event got no answer in time; will retry");
                 false
             }
         }
     }
 
+    /// Patches the node status with `conditions`; true when the API server took it.
     async fn patch_status(&self, conditions: &[Condition]) -> bool {
-        let url = format!(
-            "{}/api/v1/nodes/{}/status",
-            self.cfg.api.api_url, self.cfg.node_name
-        );
-        let body = serde_json::to_vec(&status_patch(conditions)).unwrap_or_default();
-        let req = self
-            .auth(self.client.patch(&url))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/strategic-merge-patch+json",
-            )
-            .body(body);
-        match req.send().await {
-            Ok(r) if r.status().is_success() => true,
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), node = %self.cfg.node_name, "patching node status failed; will retry");
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let patch = Patch::Strategic(status_patch(conditions));
+        let node = &self.cfg.node_name;
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            nodes.patch_status(node, &PatchParams::default(), &patch),
+        )
+        .await
+        {
+            Ok(Ok(_)) => true,
+            // A success answer whose body is not a Node: the patch was applied all the same.
+            Ok(Err(kube::Error::SerdeError(err))) => {
+                tracing::debug!(error = %err, node = %node, "node status patched; the answer is not a Node");
+                true
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %error_chain(&err), node = %node, "patching node status failed; will retry");
                 false
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "patching node status failed; will retry");
+            Err(_) => {
+                tracing::warn!(timeout = ?REQUEST_TIMEOUT, node = %node, "patching node status got no answer in time; will retry");
                 false
             }
         }
@@ -313,58 +274,56 @@ mod tests {
     use axum::routing::{patch, post};
     use std::sync::Mutex;
 
-    #[test]
-    fn enabling_without_credentials_is_a_clear_error() {
-        let e = KubernetesConfig::in_cluster_from("node-1", |_| None, Path::new("/nonexistent"))
-            .unwrap_err();
+    #[tokio::test]
+    async fn enabling_outside_a_cluster_names_what_is_missing() {
+        let err = |env: fn(&str) -> Option<String>| async move {
+            in_cluster_client_from(env).await.err().expect("not in a cluster").to_string()
+        };
         assert_eq!(
-            e.to_string(),
+            err(|_| None).await,
             "this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
         );
-        let env = |k: &str| match k {
-            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
-            "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
-            _ => None,
-        };
-        let e = KubernetesConfig::in_cluster_from("node-1", env, Path::new("/nonexistent/sa"))
-            .unwrap_err();
+        assert_eq!(
+            err(|k| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.96.0.1".into())).await,
+            "this is not running in a cluster: KUBERNETES_SERVICE_PORT is not set"
+        );
+        // An empty variable is as good as none.
+        assert_eq!(
+            err(|k| Some(if k == "KUBERNETES_SERVICE_HOST" { "" } else { "443" }.into())).await,
+            "this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
+        );
+        assert_eq!(
+            missing_in_cluster_variable(|_| Some("1".into())),
+            None,
+            "both set"
+        );
+        assert!(matches!(KubernetesConfig::new(""), Err(KubernetesError::NoNodeName)));
+        // A credential that cannot be read is named.
+        let d = tempfile::tempdir().unwrap();
+        let mut access = Access::new(Source::Url("https://127.0.0.1:6443".into()));
+        access.token_file = Some(d.path().join("token"));
+        let e = client(&access).await.err().expect("no token file").to_string();
         assert!(
-            e.to_string()
-                .contains("/nonexistent/sa/token cannot be read"),
+            e.starts_with("Kubernetes client: token file ") && e.contains(&d.path().join("token").display().to_string()),
             "{e}"
         );
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("token"), "tok\n").unwrap();
         std::fs::write(d.path().join("ca.crt"), "not a certificate").unwrap();
-        let cfg = KubernetesConfig::in_cluster_from("node-1", env, d.path()).unwrap();
-        assert_eq!(
-            (cfg.api.api_url.as_str(), cfg.api.token.as_deref()),
-            ("https://10.96.0.1:443", Some("tok"))
-        );
-        // A rotated token is used from the next request on; a missing file keeps the last one.
-        let bearer = |api: &ApiAccess| {
-            let req = api.auth(reqwest::Client::new().get("http://127.0.0.1:1/"));
-            req.build().unwrap().headers()["authorization"]
-                .to_str()
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(bearer(&cfg.api), "Bearer tok");
-        std::fs::write(d.path().join("token"), "rotated\n").unwrap();
-        assert_eq!(bearer(&cfg.api), "Bearer rotated");
-        std::fs::remove_file(d.path().join("token")).unwrap();
-        assert_eq!(bearer(&cfg.api), "Bearer tok");
-        let e = Reporter::new(cfg, Arc::new(Store::default()))
-            .err()
-            .expect("an invalid CA is refused");
-        assert_eq!(
-            e.to_string(),
-            "Kubernetes CA bundle contains no PEM certificate"
-        );
-        assert!(matches!(
-            KubernetesConfig::in_cluster_from("", env, d.path()),
-            Err(KubernetesError::NoNodeName)
-        ));
+        access.token_file = None;
+        access.ca_file = Some(d.path().join("ca.crt"));
+        let e = client(&access).await.err().expect("an invalid CA is refused").to_string();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+    }
+
+    #[test]
+    fn an_error_chain_keeps_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed")]
+        struct Outer(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("service: {0}")]
+        struct Shown(#[source] Outer);
+        assert_eq!(error_chain(&Shown(Outer(io))), "service: connect failed: refused");
     }
 
     #[derive(Default)]
@@ -379,34 +338,40 @@ mod tests {
         State(seen): State<Arc<Mutex<Seen>>>,
         headers: HeaderMap,
         body: axum::Json<serde_json::Value>,
-    ) -> StatusCode {
+    ) -> (StatusCode, axum::Json<serde_json::Value>) {
         let mut s = seen.lock().unwrap();
         s.auth_ok = headers
             .get("authorization")
             .map(|v| v == "Bearer secret")
             .unwrap_or(false);
         if std::mem::take(&mut s.fail_next_event) {
-            return StatusCode::SERVICE_UNAVAILABLE;
+            // 500, not 503: kube itself retries 429, 503 and 504; this is the reporter's retry.
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500});
+            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(status));
         }
+        let mut created = body.0.clone();
+        created["metadata"]["name"] = json!(format!("node-1.{}", s.events.len()));
         s.events.push(body.0);
-        StatusCode::CREATED
+        (StatusCode::CREATED, axum::Json(created))
     }
 
+    /// Answers the patched Node, as the API server does.
     async fn fake_patch(
         State(seen): State<Arc<Mutex<Seen>>>,
         headers: HeaderMap,
         body: String,
-    ) -> StatusCode {
+    ) -> (StatusCode, axum::Json<serde_json::Value>) {
         let ct = headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        seen.lock()
-            .unwrap()
-            .patches
-            .push((ct, serde_json::from_str(&body).unwrap()));
-        StatusCode::OK
+        let patch: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
+            "status": patch["status"]});
+        seen.lock().unwrap().patches.push((ct, patch));
+        (StatusCode::OK, axum::Json(node))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,22 +397,19 @@ mod tests {
             "DockerHung",
             "Node condition KernelDeadlock is now: True",
         );
-        let cfg = KubernetesConfig {
-            api: ApiAccess {
-                api_url: format!("http://{addr}"),
-                token: Some("secret".into()),
-                token_file: None,
-                ca_pem: None,
-            },
-            node_name: "node-1".into(),
-            event_namespace: "default".into(),
-            heartbeat: default_heartbeat(),
-        };
+        // The bearer token comes from a token file, as in a pod; kube re-reads the file about
+        // once a minute (a rotated token is used from then on), which is longer than this test.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "secret").unwrap();
+        let mut access = Access::new(Source::Url(format!("http://{addr}")))
+            .with_timeout(Duration::from_secs(5));
+        access.token_file = Some(dir.path().join("token"));
+        let (client, url) = client(&access).await.unwrap();
+        assert_eq!(url, format!("http://{addr}/"));
+        let cfg = KubernetesConfig::new("node-1").unwrap();
         let (tx, rx) = watch::channel(false);
         let run = tokio::spawn(
-            Reporter::new(cfg, store.clone())
-                .unwrap()
-                .run(Duration::from_millis(50), rx),
+            Reporter::new(cfg, client, store.clone()).run(Duration::from_millis(50), rx),
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -459,8 +421,8 @@ mod tests {
         }
         {
             let s = seen.lock().unwrap();
-            assert!(s.auth_ok);
-            // The first attempt got 503: retried, in order, nothing lost or duplicated.
+            assert!(s.auth_ok, "the token file's bearer token arrives");
+            // The first attempt got 500: retried, in order, nothing lost or duplicated.
             assert_eq!(s.events[0]["reason"], "OOMKilling");
             assert_eq!(s.events[0]["type"], "Warning");
             assert_eq!(s.events[0]["involvedObject"]["kind"], "Node");
@@ -468,6 +430,12 @@ mod tests {
             assert_eq!(s.events[0]["source"]["component"], "kernel-monitor");
             assert_eq!(s.events[1]["reason"], "DockerHung");
             assert_eq!(s.events[1]["type"], "Normal");
+            // The body is node-problem-detector's Event object, as written.
+            let expected = event_object(
+                &KubernetesConfig::new("node-1").unwrap(),
+                &store.events_since(0, 100).0[1],
+            );
+            assert_eq!(s.events[1], expected);
             let (ct, p) = &s.patches[0];
             assert_eq!(ct, "application/strategic-merge-patch+json");
             assert_eq!(p["status"]["conditions"][0]["type"], "KernelDeadlock");

@@ -125,12 +125,14 @@ impl ProblemDetector {
     }
 
     /// The optional Kubernetes reporter (off unless the caller enables it): patches the node's
-    /// status conditions and creates Events. Run it with `Reporter::run(tick, shutdown)`.
+    /// status conditions and creates Events through `client`. Run it with
+    /// `Reporter::run(tick, shutdown)`.
     pub fn kubernetes_reporter(
         &self,
         config: kubernetes::KubernetesConfig,
-    ) -> Result<kubernetes::Reporter, kubernetes::KubernetesError> {
-        kubernetes::Reporter::new(config, self.store.clone())
+        client: kube::Client,
+    ) -> kubernetes::Reporter {
+        kubernetes::Reporter::new(config, client, self.store.clone())
     }
 
     /// Appends `problem_counter{reason}` and `problem_gauge{type,reason}` (with HELP/TYPE) to a Prometheus exposition.

@@ -1,11 +1,13 @@
 //! The API server lookup behind volume identity: which PersistentVolume each claim is bound to
-//! (`GET /api/v1/namespaces/{ns}/persistentvolumeclaims/{name}`), cached between the lookup task
-//! and the kubelet `/pods` fetcher so that a pass never waits on the network.
+//! (`GET /api/v1/namespaces/{ns}/persistentvolumeclaims/{name}` through kube's
+//! `Api<PersistentVolumeClaim>`), cached between the lookup task and the kubelet `/pods` fetcher
+//! so that a pass never waits on the network.
 
 use super::Error;
 use crate::discovery::metadata::PodList;
-use crate::problems::kubernetes::{ApiAccess, KubernetesError};
-use serde::Deserialize;
+use crate::problems::kubernetes::error_chain;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -187,52 +189,35 @@ impl ClaimCache {
 pub const BOUND_TTL: Duration = Duration::from_secs(600);
 /// Default: re-ask a pending, missing or failed claim after this long.
 pub const RETRY: Duration = Duration::from_secs(30);
-/// Each API request is bounded by this.
+/// Each API request is bounded by this as a whole (kube's own retries of a 429, 503 or 504
+/// included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The part of a PersistentVolumeClaim the lookup reads.
-#[derive(Debug, Deserialize)]
-struct Claim {
-    kind: String,
-    #[serde(default)]
-    spec: ClaimSpec,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ClaimSpec {
-    #[serde(rename = "volumeName", default)]
-    volume_name: String,
-}
 
 /// Asks the API server which PV each claim is bound to
 /// (`GET /api/v1/namespaces/<ns>/persistentvolumeclaims/<claim>`), in the background.
 pub struct ClaimLookup {
-    api: ApiAccess,
-    client: reqwest::Client,
+    client: kube::Client,
     cache: Arc<ClaimCache>,
+    timeout: Duration,
 }
 
 impl ClaimLookup {
-    /// Builds the client (the CA bundle is checked here) with the default intervals.
-    pub fn new(api: ApiAccess) -> Result<Self, KubernetesError> {
+    /// Asks through `client` with the default intervals and timeout.
+    pub fn new(client: kube::Client) -> Self {
         Self::with_cache(
-            api,
+            client,
             Arc::new(ClaimCache::new(BOUND_TTL, RETRY)),
             REQUEST_TIMEOUT,
         )
     }
 
     /// As `new`, with the cache and the per-request timeout given.
-    pub fn with_cache(
-        api: ApiAccess,
-        cache: Arc<ClaimCache>,
-        timeout: Duration,
-    ) -> Result<Self, KubernetesError> {
-        Ok(ClaimLookup {
-            client: api.client(timeout)?,
-            api,
+    pub fn with_cache(client: kube::Client, cache: Arc<ClaimCache>, timeout: Duration) -> Self {
+        ClaimLookup {
+            client,
             cache,
-        })
+            timeout,
+        }
     }
 
     /// The cache the kubelet `/pods` fetcher reads.
@@ -242,52 +227,49 @@ impl ClaimLookup {
 
     /// One GET of a claim.
     pub async fn get(&self, namespace: &str, claim: &str) -> (Answer, Option<Error>) {
-        let url = format!(
-            "{}/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}",
-            self.api.api_url.trim_end_matches('/')
-        );
         let fail = |message: String| {
             (
                 Answer::Failed,
                 Some(Error::Lookup {
-                    url: url.clone(),
+                    path: format!("/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"),
                     message,
                 }),
             )
         };
-        let resp = match self.api.auth(self.client.get(&url)).send().await {
-            Ok(r) => r,
-            Err(e) => return fail(e.to_string()),
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let answer = match tokio::time::timeout(self.timeout, claims.get(claim)).await {
+            Ok(a) => a,
+            Err(_) => return fail(format!("no answer within {:?}", self.timeout)),
         };
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return (Answer::NotFound, None);
-        }
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            let hint = if status == reqwest::StatusCode::FORBIDDEN {
-                " (the service account needs get on persistentvolumeclaims)"
-            } else {
-                ""
-            };
-            return fail(format!(
-                "answered {status}{hint}: {}",
-                body.chars().take(200).collect::<String>()
-            ));
-        }
-        match resp.json::<Claim>().await {
-            Ok(c) if c.kind != "PersistentVolumeClaim" => fail(format!(
-                "answered kind {:?}, not a PersistentVolumeClaim",
-                c.kind
-            )),
-            Ok(c) if c.spec.volume_name.is_empty() => (Answer::Pending, None),
-            Ok(c) => (Answer::Bound(c.spec.volume_name), None),
-            Err(e) => fail(format!("not a PersistentVolumeClaim: {e}")),
+        match answer {
+            Ok(c) => match c.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty()) {
+                Some(pv) => (Answer::Bound(pv), None),
+                None => (Answer::Pending, None),
+            },
+            // Any 404 (a Status without a known reason included) is "no such claim".
+            Err(kube::Error::Api(s)) if s.code == 404 || s.is_not_found() => {
+                (Answer::NotFound, None)
+            }
+            Err(kube::Error::Api(s)) => {
+                let hint = if s.code == 403 {
+                    " (the service account needs get on persistentvolumeclaims)"
+                } else {
+                    ""
+                };
+                fail(format!(
+                    "answered {} {}{hint}: {}",
+                    s.code,
+                    s.reason,
+                    s.message.chars().take(200).collect::<String>()
+                ))
+            }
+            Err(kube::Error::SerdeError(e)) => fail(format!("not a PersistentVolumeClaim: {e}")),
+            Err(e) => fail(error_chain(&e)),
         }
     }
 
     /// Asks about due claims when woken (a new claim) or every second, until shutdown. Requests
-    /// are sequential and each bounded by the client timeout; nothing here blocks a pass.
+    /// are sequential and each bounded by the lookup's timeout; nothing here blocks a pass.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut last: HashMap<(String, String), Answer> = HashMap::new();
         loop {
@@ -333,6 +315,7 @@ mod tests {
     use super::super::tests::*;
     use super::*;
     use std::path::Path;
+    use vigil_common::kubernetes::{Access, Source};
 
     use axum::extract::Path as UrlPath;
     use axum::http::{HeaderMap, StatusCode};
@@ -371,6 +354,8 @@ mod tests {
         match (ns.as_str(), name.as_str()) {
             ("shop", "data-web-0") => claim(Some(PV1)),
             ("shop", "pending-0") => claim(None),
+            ("shop", "not-a-claim") => axum::Json(serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
+                "metadata": {"name": name, "namespace": ns}, "data": {}})).into_response(),
             ("shop", "forbidden") => status(StatusCode::FORBIDDEN, "Forbidden", format!(
                 "persistentvolumeclaims \"{name}\" is forbidden: User \"system:serviceaccount:vigil:collector\" cannot get resource \"persistentvolumeclaims\" in API group \"\" in the namespace \"{ns}\"")),
             _ => status(StatusCode::NOT_FOUND, "NotFound", format!("persistentvolumeclaims \"{name}\" not found")),
@@ -388,13 +373,15 @@ mod tests {
         format!("http://{addr}")
     }
 
-    fn access(url: &str, token: &str) -> ApiAccess {
-        ApiAccess {
-            api_url: url.into(),
-            token: Some(token.into()),
-            token_file: None,
-            ca_pem: None,
-        }
+    /// A kube client of the API server at `url` whose bearer token comes from a token file (as
+    /// in a pod; kube re-reads it about once a minute), and the directory holding the file.
+    async fn client(url: &str, token: &str) -> (kube::Client, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), token).unwrap();
+        let mut access = Access::new(Source::Url(url.into())).with_timeout(Duration::from_secs(5));
+        access.token_file = Some(dir.path().join("token"));
+        let (client, _) = crate::problems::kubernetes::client(&access).await.unwrap();
+        (client, dir)
     }
 
     fn web_list() -> PodList {
@@ -405,8 +392,8 @@ mod tests {
     async fn lookup_follows_the_api_get_semantics() {
         let url = api_server().await;
         let cache = Arc::new(ClaimCache::new(BOUND_TTL, RETRY));
-        let l =
-            ClaimLookup::with_cache(access(&url, "tok"), cache, Duration::from_secs(5)).unwrap();
+        let (c, _token) = client(&url, "tok").await;
+        let l = ClaimLookup::with_cache(c, cache, Duration::from_secs(5));
         let (a, e) = l.get("shop", "data-web-0").await;
         assert_eq!((a, e.is_none()), (Answer::Bound(PV1.into()), true));
         let (a, e) = l.get("shop", "pending-0").await;
@@ -417,33 +404,44 @@ mod tests {
         assert_eq!(a, Answer::Failed);
         let msg = e.unwrap().to_string();
         assert!(
-            msg.contains("403")
+            msg.contains("answered 403 Forbidden")
                 && msg.contains("get on persistentvolumeclaims")
-                && msg.contains("/shop/persistentvolumeclaims/forbidden"),
+                && msg.contains("/shop/persistentvolumeclaims/forbidden")
+                && msg.contains("cannot get resource"),
             "{msg}"
         );
+        // An answer that is not a claim is an error, not a pending claim.
+        let (a, e) = l.get("shop", "not-a-claim").await;
+        assert_eq!(a, Answer::Failed);
+        let msg = e.unwrap().to_string();
+        assert!(msg.contains("not a PersistentVolumeClaim"), "{msg}");
         // A wrong token: 401, failed (never taken for "no such claim").
+        let (c, _token) = client(&url, "nope").await;
         let bad = ClaimLookup::with_cache(
-            access(&url, "nope"),
+            c,
             Arc::new(ClaimCache::new(BOUND_TTL, RETRY)),
             Duration::from_secs(5),
-        )
-        .unwrap();
+        );
         let (a, e) = bad.get("shop", "data-web-0").await;
         assert_eq!(a, Answer::Failed);
-        assert_eq!(e.unwrap().kind(), "pvc_lookup");
-        // Nothing listening.
+        let e = e.unwrap();
+        assert_eq!(e.kind(), "pvc_lookup");
+        assert!(e.to_string().contains("answered 401 Unauthorized"), "{e}");
+        // Nothing listening: the transport's cause is in the message.
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
+        let (c, _token) = client(&format!("http://{closed}"), "tok").await;
         let none = ClaimLookup::with_cache(
-            access(&format!("http://{closed}"), "tok"),
+            c,
             Arc::new(ClaimCache::new(BOUND_TTL, RETRY)),
             Duration::from_secs(5),
-        )
-        .unwrap();
-        assert_eq!(none.get("shop", "data-web-0").await.0, Answer::Failed);
+        );
+        let (a, e) = none.get("shop", "data-web-0").await;
+        assert_eq!(a, Answer::Failed);
+        let msg = e.unwrap().to_string();
+        assert!(msg.to_lowercase().contains("refused"), "{msg}");
     }
 
     #[test]
@@ -550,7 +548,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn looked_up_claims_name_volumes_in_the_summary_and_metrics() {
         let url = api_server().await;
-        let lookup = ClaimLookup::new(access(&url, "tok")).unwrap();
+        let (c, _token) = client(&url, "tok").await;
+        let lookup = ClaimLookup::new(c);
         let cache = lookup.cache();
         let (stop_tx, stop) = watch::channel(false);
         let run = tokio::spawn(lookup.run(stop));
@@ -652,12 +651,8 @@ mod tests {
         let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = hung.local_addr().unwrap();
         let cache = Arc::new(ClaimCache::new(BOUND_TTL, RETRY));
-        let lookup = ClaimLookup::with_cache(
-            access(&format!("http://{addr}"), "tok"),
-            cache.clone(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let (c, _token) = client(&format!("http://{addr}"), "tok").await;
+        let lookup = ClaimLookup::with_cache(c, cache.clone(), Duration::from_secs(5));
         let (stop_tx, stop) = watch::channel(false);
         let run = tokio::spawn(lookup.run(stop));
         let mut list = web_list();
@@ -692,7 +687,7 @@ mod tests {
             snap.self_stats.errors_by_kind.get("volume_unmapped"),
             Some(&2)
         );
-        // The hung request ends at the client timeout as a counted failure.
+        // The hung request ends at the lookup's timeout as a counted failure.
         let deadline = Instant::now() + Duration::from_secs(10);
         while cache.lookups()[3].1 == 0 {
             assert!(Instant::now() < deadline, "the hung lookup never timed out");

@@ -40,9 +40,10 @@ pub enum Error {
         dir: String,
         claims: Vec<String>,
     },
-    /// The API server could not be reached or answered something unusable.
-    #[error("GET {url}: {message}")]
-    Lookup { url: String, message: String },
+    /// The API server could not be reached or answered something unusable (`path`: the
+    /// request's path on the API server).
+    #[error("GET {path}: {message}")]
+    Lookup { path: String, message: String },
 }
 
 impl Error {
