@@ -444,6 +444,26 @@ mod tests {
         assert!(msg.to_lowercase().contains("refused"), "{msg}");
     }
 
+    /// The lookup's timeout bounds a request as a whole, whatever the client's own timeouts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_without_an_answer_fails_at_the_lookup_timeout() {
+        // Listening but never accepted: no byte of answer ever comes.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let access = Access::new(Source::Url(format!("http://{}", hung.local_addr().unwrap())));
+        let (c, _) = crate::problems::kubernetes::client(&access).await.unwrap();
+        let l = ClaimLookup::with_cache(
+            c,
+            Arc::new(ClaimCache::new(BOUND_TTL, RETRY)),
+            Duration::from_millis(300),
+        );
+        let t = Instant::now();
+        let (a, e) = l.get("shop", "data-web-0").await;
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(a, Answer::Failed);
+        let msg = e.unwrap().to_string();
+        assert!(msg.contains("no answer within 300ms"), "{msg}");
+    }
+
     #[test]
     fn cache_answers_expire_and_a_failure_keeps_a_binding() {
         let cache = ClaimCache::new(Duration::from_secs(600), Duration::from_secs(30));
