@@ -103,8 +103,12 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        // Some errors (kube's) already say their source: say it once.
+        let c_text = c.to_string();
+        if !s.contains(&c_text) {
+            s.push_str(": ");
+            s.push_str(&c_text);
+        }
         src = c.source();
     }
     s
@@ -226,7 +230,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Erro
 
     // Pod metadata: filled by a background task; the reader only looks into the cache (never waits for it).
     let refresher = match &cfg.kubernetes_metadata {
-        Some(m) => Some(metadata::Refresher::new(m.clone(), metrics.clone())?),
+        Some(m) => Some(metadata::Refresher::new(m.clone(), metrics.clone()).await?),
         None => None,
     };
     let pod_metadata = refresher.as_ref().map(|r| r.cache());
