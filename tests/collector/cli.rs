@@ -252,7 +252,7 @@ fn problem_detector_is_wired_into_the_collector() {
     assert!(metrics.contains("container_cpu_usage_seconds_total"));
 }
 
-/// `--problem-detector-kubernetes` outside a cluster (no KUBERNETES_SERVICE_HOST, no service
+/// `--problem-detector-kubernetes` outside a cluster (no KUBERNETES_SERVICE_HOST, or no service
 /// account) stops start-up with a message naming the flag and what is missing; without a
 /// monitor config it is a config error naming the key.
 #[test]
@@ -308,6 +308,29 @@ fn problem_detector_kubernetes_without_credentials_fails_start_up() {
         err.contains("problem_detector_kubernetes") && err.contains("problem_detector_config"),
         "{err}"
     );
+    // The variables set but no service account mounted (as on this machine, which is not a
+    // pod): the error names the service account directory kube reads.
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    if !Path::new(sa).exists() {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["collector", "--listen", "127.0.0.1:0", "--cgroup-root"])
+            .arg(fixture("cgroup-v1-cgroupfs"))
+            .args(["--problem-detector-config", monitor.to_str().unwrap()])
+            .arg("--problem-detector-kubernetes")
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run vigil");
+        assert!(!out.status.success(), "expected a start-up failure");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--problem-detector-kubernetes")
+                && err.contains("in-cluster configuration")
+                && err.contains(sa),
+            "{err}"
+        );
+    }
 }
 
 /// A one-route HTTP server on 127.0.0.1 answering `/pods` like the kubelet's read API.
