@@ -21,12 +21,17 @@ pub fn ca_file() -> PathBuf {
 }
 
 /// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` read through `env`, or the
-/// missing variable. TEMPORARY: for the hand-made clients being moved onto [`Access`].
+/// missing variable: for checking at start-up, with a message in the caller's terms, what
+/// [`Source::InCluster`] will need (the aggregator's Heapster source flags).
 pub fn api_server_url(env: impl Fn(&str) -> Option<String>) -> Result<String, &'static str> {
     let var = |name: &'static str| env(name).filter(|v| !v.is_empty()).ok_or(name);
     let host = var("KUBERNETES_SERVICE_HOST")?;
     let port = var("KUBERNETES_SERVICE_PORT")?;
-    Ok(if host.contains(':') { format!("https://[{host}]:{port}") } else { format!("https://{host}:{port}") })
+    Ok(if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    })
 }
 
 /// Where the API server and the credentials come from.
@@ -100,6 +105,10 @@ impl Access {
             if token.trim().is_empty() {
                 return Err(format!("token file {} is empty", f.display()));
             }
+            // kube sends the file as it is: a newline would make every request fail.
+            if token.trim() != token {
+                return Err(format!("token file {}: white space (a newline?) around the token; write the token alone (e.g. `kubectl create token ... | tr -d '\\n'`)", f.display()));
+            }
             config.auth_info.token = None;
             config.auth_info.token_file = Some(f.display().to_string());
         }
@@ -162,13 +171,30 @@ mod tests {
         p
     }
 
+    #[test]
+    fn the_in_cluster_address_comes_from_the_service_variables() {
+        let env = |host: &'static str, port: &'static str| {
+            move |k: &str| match k {
+                "KUBERNETES_SERVICE_HOST" => Some(host.to_string()),
+                "KUBERNETES_SERVICE_PORT" => Some(port.to_string()),
+                _ => None,
+            }
+        };
+        assert_eq!(api_server_url(env("10.96.0.1", "443")), Ok("https://10.96.0.1:443".into()));
+        assert_eq!(api_server_url(env("fd00::1", "6443")), Ok("https://[fd00::1]:6443".into()));
+        assert_eq!(api_server_url(env("", "443")), Err("KUBERNETES_SERVICE_HOST"));
+        assert_eq!(api_server_url(env("10.96.0.1", "")), Err("KUBERNETES_SERVICE_PORT"));
+        assert!(token_file().ends_with("serviceaccount/token"));
+        assert!(ca_file().ends_with("serviceaccount/ca.crt"));
+    }
+
     #[tokio::test]
     async fn a_url_with_token_file_ca_and_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let mut a = Access::new(Source::Url("https://127.0.0.1:6443".into()))
             .with_timeout(Duration::from_secs(3));
-        a.token_file = Some(write(dir.path(), "token", "abc\n"));
+        a.token_file = Some(write(dir.path(), "token", "abc"));
         a.ca_file = Some(write(dir.path(), "ca.crt", &ca.cert.pem()));
         let c = a.config().await.unwrap();
         assert_eq!(c.cluster_url.to_string(), "https://127.0.0.1:6443/");
@@ -209,6 +235,8 @@ mod tests {
         let mut a = Access::new(Source::Url("http://127.0.0.1:1".into()));
         a.token_file = Some(write(dir.path(), "empty", "  \n"));
         assert!(err(a.clone()).await.contains("is empty"));
+        a.token_file = Some(write(dir.path(), "nl", "abc\n"));
+        assert!(err(a.clone()).await.contains("a newline?"));
         a.token_file = None;
         a.ca_file = Some(write(dir.path(), "ca", "just text"));
         assert!(err(a.clone()).await.contains("holds no PEM certificate"));

@@ -13,7 +13,7 @@ fn es_config(dir: &std::path::Path, name: &str, url: &str, ca_pem: &str) -> Stri
     std::fs::write(
         &cfg,
         format!(
-            "sink:\n  elasticsearch: {{url: '{url}', ca_file: '{}', batch_timeout_ms: 100, backoff_initial_ms: 100, backoff_max_ms: 500}}\n",
+            "sink:\n  elasticsearch: {{url: '{url}', ca_file: '{}', batch_timeout: 100ms, backoff_initial: 100ms, backoff_max: 500ms}}\n",
             ca.display()
         ),
     )

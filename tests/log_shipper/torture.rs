@@ -187,7 +187,7 @@ fn config(dir: &Path, es: &EsServer) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "sink:\n  elasticsearch: {{url: \"{}\", index: \"logstash-%Y.%m.%d\", concurrency: 1, backoff_initial_ms: 5, backoff_max_ms: 200}}\n",
+            "sink:\n  elasticsearch: {{url: \"{}\", index: \"logstash-%Y.%m.%d\", concurrency: 1, backoff_initial: 5ms, backoff_max: 200ms}}\n",
             es.url()
         ),
     )

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Node;
+use vigil_common::kubernetes::{self, Access, Source};
 
 /// Errors of node discovery; each names the entry, file or option at fault.
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +111,6 @@ pub struct KubeSource {
     pub insecure: bool,
 }
 
-/// Where the service account's files are mounted in a pod.
-const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
 /// Parses Heapster's `kubernetes.summary_api:<master>?opts` (also `kubernetes:`).
 ///
 /// As in Heapster (common/kubernetes/configs.go): `inClusterConfig=true` (the default) uses the
@@ -178,21 +176,14 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
                 "auth=<kubeconfig> is read only with inClusterConfig=false (as Heapster)".into(),
             ));
         }
-        let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| bad("inClusterConfig=true but KUBERNETES_SERVICE_HOST is not set (not running in a pod?); pass inClusterConfig=false with an explicit master".into()))?;
-        let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+        let in_cluster_url = kubernetes::api_server_url(|k| std::env::var(k).ok()).map_err(|missing| bad(format!("inClusterConfig=true but {missing} is not set (not running in a pod?); pass inClusterConfig=false with an explicit master")))?;
         if s.master.is_empty() {
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host
-            };
-            s.master = format!("https://{host}:{port}");
+            s.master = in_cluster_url;
         }
-        token_file.get_or_insert_with(|| format!("{SERVICE_ACCOUNT_DIR}/token"));
-        if ca_file.is_none()
-            && std::path::Path::new(&format!("{SERVICE_ACCOUNT_DIR}/ca.crt")).exists()
-        {
-            ca_file = Some(format!("{SERVICE_ACCOUNT_DIR}/ca.crt"));
+        let sa = kubernetes::token_file();
+        token_file.get_or_insert_with(|| sa.display().to_string());
+        if ca_file.is_none() && kubernetes::ca_file().exists() {
+            ca_file = Some(kubernetes::ca_file().display().to_string());
         }
     } else if let Some(path) = &s.kubeconfig {
         kube::config::Kubeconfig::read_from(path)
@@ -207,7 +198,7 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
             .ok_or_else(|| bad(format!("master {:?} is not an http(s):// URL", s.master)))?;
     }
     if use_service_account {
-        token_file.get_or_insert_with(|| format!("{SERVICE_ACCOUNT_DIR}/token"));
+        token_file.get_or_insert_with(|| kubernetes::token_file().display().to_string());
     }
     if let Some(f) = token_file {
         let t = std::fs::read_to_string(&f).map_err(|e| bad(format!("token file {f}: {e}")))?;
@@ -220,7 +211,7 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
     }
     if let Some(f) = ca_file {
         let pem = std::fs::read(&f).map_err(|e| bad(format!("caFile={f}: {e}")))?;
-        if ca_ders(&pem)
+        if kubernetes::pem_certificates(&pem)
             .map_err(|e| bad(format!("the CA file {f} is not valid PEM: {e}")))?
             .is_empty()
         {
@@ -232,55 +223,26 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
     Ok(s)
 }
 
-/// The DER certificates of a PEM bundle.
-fn ca_ders(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    CertificateDer::pem_slice_iter(pem)
-        .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
-        .collect()
-}
-
 impl KubeSource {
     /// The API client's configuration: `Config::incluster()` in a pod, else the kubeconfig of
     /// `auth=`, else the master URL; then the master, token file, CA and `insecure` overrides.
     pub async fn kube_config(&self) -> Result<kube::Config, Error> {
-        let fail = |message: String| Error::Kubernetes {
+        let source = if self.in_cluster {
+            Source::InCluster
+        } else if let Some(path) = &self.kubeconfig {
+            Source::Kubeconfig(path.clone())
+        } else {
+            Source::Url(self.master.clone())
+        };
+        let mut access = Access::new(source);
+        access.url = (!self.master.is_empty()).then(|| self.master.clone());
+        access.token_file = self.token_file.clone();
+        access.ca_file = self.ca_file.clone();
+        access.insecure_skip_tls_verify = self.insecure;
+        access.config().await.map_err(|message| Error::Kubernetes {
             url: self.master.clone(),
             message,
-        };
-        let mut config = if self.in_cluster {
-            kube::Config::incluster().map_err(|e| fail(format!("in-cluster configuration: {e}")))?
-        } else if let Some(path) = &self.kubeconfig {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| fail(format!("auth={}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| fail(format!("auth={}: {e}", path.display())))?
-        } else {
-            kube::Config::new(
-                self.master
-                    .parse()
-                    .map_err(|e| fail(format!("master URL: {e}")))?,
-            )
-        };
-        if !self.master.is_empty() {
-            config.cluster_url = self
-                .master
-                .parse()
-                .map_err(|e| fail(format!("master URL: {e}")))?;
-        }
-        if let Some(f) = &self.token_file {
-            config.auth_info.token_file = Some(f.display().to_string());
-        }
-        if let (Some(pem), Some(f)) = (&self.ca_pem, &self.ca_file) {
-            config.root_cert = Some(ca_ders(pem).map_err(fail)?);
-            config.root_cert_file = Some(f.clone());
-        }
-        if self.insecure {
-            config.accept_invalid_certs = true;
-            config.root_cert_file = None;
-        }
-        Ok(config)
+        })
     }
 }
 

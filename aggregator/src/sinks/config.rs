@@ -87,6 +87,40 @@ pub struct InfluxdbConfig {
     /// Duration of the retention policy created with the database (`0` = keep forever), e.g. `7d`.
     #[serde(default = "default_retention")]
     pub retention: String,
+    /// How points are written: the options both InfluxDB sinks share.
+    #[serde(flatten)]
+    pub write: InfluxWrite,
+}
+
+/// Options of the InfluxDB 2.x sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Influxdb2Config {
+    /// Name in self-metrics, logs and the spill directory; defaults to `influxdb2-HOST-PORT-BUCKET`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL of the server, e.g. `http://influxdb:8086`.
+    pub url: String,
+    /// Organization (`org=`).
+    pub org: String,
+    /// Bucket (`bucket=`).
+    pub bucket: String,
+    /// File holding the API token; when absent the token comes from the variable named by `token_env`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the API token when no `token_file` is given.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// How points are written: the options both InfluxDB sinks share.
+    #[serde(flatten)]
+    pub write: InfluxWrite,
+}
+
+/// The write options of both InfluxDB sinks (YAML keys at the sink's level; URI options as
+/// Heapster named them). The sink structs flatten it: serde still refuses an unknown key there,
+/// as no field of either struct takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InfluxWrite {
     /// Heapster's `withfields`: measurement = text before the first `/`, field = the rest.
     #[serde(default)]
     pub with_fields: bool,
@@ -116,52 +150,45 @@ pub struct InfluxdbConfig {
     pub delivery: DeliveryConfig,
 }
 
-/// Options of the InfluxDB 2.x sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Influxdb2Config {
-    /// Name in self-metrics, logs and the spill directory; defaults to `influxdb2-HOST-PORT-BUCKET`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Base URL of the server, e.g. `http://influxdb:8086`.
-    pub url: String,
-    /// Organization (`org=`).
-    pub org: String,
-    /// Bucket (`bucket=`).
-    pub bucket: String,
-    /// File holding the API token; when absent the token comes from the variable named by `token_env`.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// Environment variable holding the API token when no `token_file` is given.
-    #[serde(default = "default_token_env")]
-    pub token_env: String,
-    /// Heapster's `withfields` schema.
-    #[serde(default)]
-    pub with_fields: bool,
-    /// Value of the `cluster_name` tag added to every point (empty: no tag).
-    #[serde(default = "default_cluster_name")]
-    pub cluster_name: String,
-    /// Leaves out cumulative metrics.
-    #[serde(default)]
-    pub disable_counter_metrics: bool,
-    /// Requests in flight at once.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Most points in one write request.
-    #[serde(default = "default_influx_batch")]
-    pub batch_size: usize,
-    /// Most bytes (before compression) in one write request.
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: u64,
-    /// Compresses request bodies with gzip.
-    #[serde(default)]
-    pub gzip: bool,
-    /// Accepts any TLS certificate.
-    #[serde(default)]
-    pub insecure_ssl: bool,
-    /// Queue, spill and retry settings.
-    #[serde(default)]
-    pub delivery: DeliveryConfig,
+impl Default for InfluxWrite {
+    fn default() -> Self {
+        InfluxWrite {
+            with_fields: false,
+            cluster_name: default_cluster_name(),
+            disable_counter_metrics: false,
+            concurrency: default_concurrency(),
+            batch_size: default_influx_batch(),
+            max_body_bytes: default_max_body_bytes(),
+            gzip: false,
+            insecure_ssl: false,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+impl InfluxWrite {
+    /// Applies one URI option; `Ok(false)` when the key is not one of these.
+    fn apply(&mut self, k: &str, v: &str) -> Result<bool, String> {
+        match k {
+            "withfields" => self.with_fields = parse_bool(k, v)?,
+            "cluster_name" => self.cluster_name = v.to_string(),
+            "disable_counter_metrics" => self.disable_counter_metrics = parse_bool(k, v)?,
+            "concurrency" => self.concurrency = parse_num(k, v)?,
+            "batch_size" => self.batch_size = parse_num(k, v)?,
+            "max_body_bytes" => {
+                self.max_body_bytes = parse_bytes(v).map_err(|e| format!("option `{k}`: {e}"))?
+            }
+            "gzip" => self.gzip = parse_bool(k, v)?,
+            "insecuressl" => self.insecure_ssl = parse_bool(k, v)?,
+            _ => return self.delivery.apply(k, v),
+        }
+        Ok(true)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_common(self.concurrency, self.batch_size, self.max_body_bytes)?;
+        self.delivery.validate()
+    }
 }
 
 /// Options of the Prometheus remote_write sink.
@@ -497,8 +524,7 @@ impl SinkConfig {
                         c.retention
                     ));
                 }
-                check_common(c.concurrency, c.batch_size, c.max_body_bytes)?;
-                c.delivery.validate()
+                c.write.validate()
             }
             SinkConfig::Influxdb2(c) => {
                 check_url(&c.url, "`url`")?;
@@ -511,8 +537,7 @@ impl SinkConfig {
                 if c.token_file.is_none() && c.token_env.is_empty() {
                     return Err("a token is needed: set `token_file` or `token_env`".into());
                 }
-                check_common(c.concurrency, c.batch_size, c.max_body_bytes)?;
-                c.delivery.validate()
+                c.write.validate()
             }
             SinkConfig::PrometheusRemoteWrite(c) => {
                 check_url(&c.url, "`url`")?;
@@ -568,15 +593,7 @@ impl SinkConfig {
                     db: default_db(),
                     rp: default_rp(),
                     retention: default_retention(),
-                    with_fields: false,
-                    cluster_name: default_cluster_name(),
-                    disable_counter_metrics: false,
-                    concurrency: default_concurrency(),
-                    batch_size: default_influx_batch(),
-                    max_body_bytes: default_max_body_bytes(),
-                    gzip: false,
-                    insecure_ssl: false,
-                    delivery: DeliveryConfig::default(),
+                    write: InfluxWrite::default(),
                 };
                 if !c.url.contains("://") {
                     c.url = format!("http://{}", c.url);
@@ -591,21 +608,9 @@ impl SinkConfig {
                         "db" => c.db = v.clone(),
                         "rp" => c.rp = v.clone(),
                         "retention" => c.retention = v.clone(),
-                        "withfields" => c.with_fields = parse_bool(k, v).map_err(bad)?,
-                        "cluster_name" => c.cluster_name = v.clone(),
-                        "disable_counter_metrics" => {
-                            c.disable_counter_metrics = parse_bool(k, v).map_err(bad)?
-                        }
-                        "concurrency" => c.concurrency = parse_num(k, v).map_err(bad)?,
-                        "batch_size" => c.batch_size = parse_num(k, v).map_err(bad)?,
-                        "max_body_bytes" => {
-                            c.max_body_bytes = parse_bytes(v).map_err(|e| bad(format!("option `{k}`: {e}")))?
-                        }
-                        "gzip" => c.gzip = parse_bool(k, v).map_err(bad)?,
                         "secure" => secure = parse_bool(k, v).map_err(bad)?,
-                        "insecuressl" => c.insecure_ssl = parse_bool(k, v).map_err(bad)?,
                         _ => {
-                            if !c.delivery.apply(k, v).map_err(bad)? {
+                            if !c.write.apply(k, v).map_err(bad)? {
                                 return Err(bad(unknown(k)));
                             }
                         }
@@ -627,15 +632,7 @@ impl SinkConfig {
                     bucket: String::new(),
                     token_file: None,
                     token_env: default_token_env(),
-                    with_fields: false,
-                    cluster_name: default_cluster_name(),
-                    disable_counter_metrics: false,
-                    concurrency: default_concurrency(),
-                    batch_size: default_influx_batch(),
-                    max_body_bytes: default_max_body_bytes(),
-                    gzip: false,
-                    insecure_ssl: false,
-                    delivery: DeliveryConfig::default(),
+                    write: InfluxWrite::default(),
                 };
                 for (k, v) in &opts {
                     let k = k.as_str();
@@ -650,20 +647,8 @@ impl SinkConfig {
                                 "option `token` is not accepted (a secret in a command line leaks); use token_file= or the INFLUX_TOKEN environment variable".into(),
                             ))
                         }
-                        "withfields" => c.with_fields = parse_bool(k, v).map_err(bad)?,
-                        "cluster_name" => c.cluster_name = v.clone(),
-                        "disable_counter_metrics" => {
-                            c.disable_counter_metrics = parse_bool(k, v).map_err(bad)?
-                        }
-                        "concurrency" => c.concurrency = parse_num(k, v).map_err(bad)?,
-                        "batch_size" => c.batch_size = parse_num(k, v).map_err(bad)?,
-                        "max_body_bytes" => {
-                            c.max_body_bytes = parse_bytes(v).map_err(|e| bad(format!("option `{k}`: {e}")))?
-                        }
-                        "gzip" => c.gzip = parse_bool(k, v).map_err(bad)?,
-                        "insecuressl" => c.insecure_ssl = parse_bool(k, v).map_err(bad)?,
                         _ => {
-                            if !c.delivery.apply(k, v).map_err(bad)? {
+                            if !c.write.apply(k, v).map_err(bad)? {
                                 return Err(bad(unknown(k)));
                             }
                         }
@@ -761,9 +746,9 @@ mod tests {
             (c.user.as_str(), c.pw.as_str(), c.db.as_str()),
             ("root", "root", "k8s")
         );
-        assert_eq!(c.cluster_name, "default");
-        assert!(!c.with_fields);
-        assert_eq!(c.batch_size, 10_000);
+        assert_eq!(c.write.cluster_name, "default");
+        assert!(!c.write.with_fields);
+        assert_eq!(c.write.batch_size, 10_000);
     }
 
     #[test]
@@ -776,10 +761,10 @@ mod tests {
         assert_eq!(c.url, "https://h:8086");
         assert_eq!(c.db, "m");
         assert_eq!(c.user, "");
-        assert!(c.with_fields && c.gzip);
-        assert_eq!(c.concurrency, 4);
-        assert_eq!(c.delivery.retry_max, Duration::from_secs(2));
-        assert_eq!(c.delivery.max_disk_bytes, 64 << 20);
+        assert!(c.write.with_fields && c.write.gzip);
+        assert_eq!(c.write.concurrency, 4);
+        assert_eq!(c.write.delivery.retry_max, Duration::from_secs(2));
+        assert_eq!(c.write.delivery.max_disk_bytes, 64 << 20);
         assert_eq!(c.retention, "7d");
     }
 
@@ -836,13 +821,25 @@ mod tests {
         let SinkConfig::Influxdb(i) = &c.sinks[0] else {
             panic!()
         };
-        assert!(i.with_fields);
-        assert_eq!(i.delivery.retry_max, Duration::from_secs(5));
+        assert!(i.write.with_fields);
+        assert_eq!(i.write.delivery.retry_max, Duration::from_secs(5));
         let bad = "sinks:\n  - type: influxdb\n    url: http://h:8086\n    colour: red\n";
         let e = vigil_common::config::from_yaml::<SinksConfig>(bad, std::path::Path::new("t.yaml"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("colour"), "{e}");
+        // The shared write options are flattened into each sink: a misspelt one is still refused.
+        let bad = "sinks:\n  - type: influxdb2\n    url: http://h:8086\n    org: o\n    bucket: b\n    batch_sise: 10\n";
+        let e = vigil_common::config::from_yaml::<SinksConfig>(bad, std::path::Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_sise") && e.contains("t.yaml"), "{e}");
+        let ok = "sinks:\n  - type: influxdb2\n    url: http://h:8086\n    org: o\n    bucket: b\n    batch_size: 10\n    gzip: true\n";
+        let c: SinksConfig = vigil_common::config::from_yaml(ok, std::path::Path::new("t.yaml")).unwrap();
+        let SinkConfig::Influxdb2(i) = &c.sinks[0] else {
+            panic!()
+        };
+        assert_eq!((i.write.batch_size, i.write.gzip), (10, true));
         let dup = "sinks:\n  - type: log\n  - type: log\n";
         let c: SinksConfig = vigil_common::config::from_yaml(dup, std::path::Path::new("t.yaml")).unwrap();
         let e = c.validate().unwrap_err().to_string();

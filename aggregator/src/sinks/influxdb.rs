@@ -31,6 +31,20 @@ pub struct LineProtocol {
     pub gzip: bool,
 }
 
+impl LineProtocol {
+    /// The encoder of a sink's write options.
+    pub fn new(w: &super::config::InfluxWrite) -> Self {
+        LineProtocol {
+            with_fields: w.with_fields,
+            cluster_name: w.cluster_name.clone(),
+            disable_counter_metrics: w.disable_counter_metrics,
+            batch_size: w.batch_size,
+            max_body_bytes: w.max_body_bytes,
+            gzip: w.gzip,
+        }
+    }
+}
+
 /// What encoding a batch produced.
 #[derive(Debug, Default)]
 pub struct Encoded {
@@ -268,7 +282,7 @@ fn endpoint(base: &str, path: &str) -> Result<url::Url, Error> {
 impl V1 {
     pub fn new(name: &str, c: &super::config::InfluxdbConfig) -> Result<V1, Error> {
         let client =
-            super::http::client(c.delivery.timeout, c.insecure_ssl).map_err(|e| Error::Client {
+            super::http::client(c.write.delivery.timeout, c.write.insecure_ssl).map_err(|e| Error::Client {
                 sink: name.into(),
                 reason: e.to_string(),
             })?;
@@ -300,7 +314,7 @@ impl V1 {
             auth: (!c.user.is_empty()).then(|| (c.user.clone(), c.pw.clone())),
             create_stmt,
             db_ready: AtomicBool::new(false),
-            gzip: c.gzip,
+            gzip: c.write.gzip,
             name: name.into(),
         })
     }
@@ -382,7 +396,7 @@ pub struct V2 {
 impl V2 {
     pub fn new(name: &str, c: &super::config::Influxdb2Config) -> Result<V2, Error> {
         let client =
-            super::http::client(c.delivery.timeout, c.insecure_ssl).map_err(|e| Error::Client {
+            super::http::client(c.write.delivery.timeout, c.write.insecure_ssl).map_err(|e| Error::Client {
                 sink: name.into(),
                 reason: e.to_string(),
             })?;
@@ -418,7 +432,7 @@ impl V2 {
             client,
             write_url,
             auth: format!("Token {token}"),
-            gzip: c.gzip,
+            gzip: c.write.gzip,
         })
     }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 pub use config::{
-    DeliveryConfig, Influxdb2Config, InfluxdbConfig, LogConfig, RemoteWriteConfig, SinkConfig,
+    DeliveryConfig, Influxdb2Config, InfluxWrite, InfluxdbConfig, LogConfig, RemoteWriteConfig, SinkConfig,
     SinksConfig,
 };
 pub use prometheus::render_exposition;
@@ -167,30 +167,16 @@ impl SinkSet {
                     1,
                 ),
                 SinkConfig::Influxdb(ic) => (
-                    Encoder::Line(influxdb::LineProtocol {
-                        with_fields: ic.with_fields,
-                        cluster_name: ic.cluster_name.clone(),
-                        disable_counter_metrics: ic.disable_counter_metrics,
-                        batch_size: ic.batch_size,
-                        max_body_bytes: ic.max_body_bytes,
-                        gzip: ic.gzip,
-                    }),
+                    Encoder::Line(influxdb::LineProtocol::new(&ic.write)),
                     Transport::V1(influxdb::V1::new(&name, ic)?),
-                    &ic.delivery,
-                    ic.concurrency,
+                    &ic.write.delivery,
+                    ic.write.concurrency,
                 ),
                 SinkConfig::Influxdb2(ic) => (
-                    Encoder::Line(influxdb::LineProtocol {
-                        with_fields: ic.with_fields,
-                        cluster_name: ic.cluster_name.clone(),
-                        disable_counter_metrics: ic.disable_counter_metrics,
-                        batch_size: ic.batch_size,
-                        max_body_bytes: ic.max_body_bytes,
-                        gzip: ic.gzip,
-                    }),
+                    Encoder::Line(influxdb::LineProtocol::new(&ic.write)),
                     Transport::V2(influxdb::V2::new(&name, ic)?),
-                    &ic.delivery,
-                    ic.concurrency,
+                    &ic.write.delivery,
+                    ic.write.concurrency,
                 ),
                 // One request at a time: receivers want each series' samples in time order.
                 SinkConfig::PrometheusRemoteWrite(rc) => (

@@ -48,52 +48,34 @@ pub(super) fn usage(out: &mut Out, snap: &Snapshot, config: &Config, ts: &Timest
             "Cumulative system cpu time consumed in seconds.",
             |c| c.stats.cpu.as_ref().map(|x| secs(x.system_ns)),
         );
-        let quota = |c: &ContainerSample| c.stats.spec.cpu_quota_us.is_some();
-        family(
-            out,
-            snap,
-            ts,
-            "container_cpu_cfs_periods_total",
-            Kind::Counter,
-            "Number of elapsed enforcement period intervals.",
-            |c| {
+        // The CFS figures only mean something under a quota (cAdvisor writes them only then).
+        type Cfs = fn(&crate::cgroup::Cpu) -> f64;
+        let cfs: [(&str, &str, Cfs); 3] = [
+            (
+                "container_cpu_cfs_periods_total",
+                "Number of elapsed enforcement period intervals.",
+                |x| x.periods as f64,
+            ),
+            (
+                "container_cpu_cfs_throttled_periods_total",
+                "Number of throttled period intervals.",
+                |x| x.throttled_periods as f64,
+            ),
+            (
+                "container_cpu_cfs_throttled_seconds_total",
+                "Total time duration the container has been throttled.",
+                |x| x.throttled_ns as f64 / 1e9,
+            ),
+        ];
+        for (name, help, get) in cfs {
+            family(out, snap, ts, name, Kind::Counter, help, |c| {
                 c.stats
                     .cpu
                     .as_ref()
-                    .filter(|_| quota(c))
-                    .map(|x| x.periods as f64)
-            },
-        );
-        family(
-            out,
-            snap,
-            ts,
-            "container_cpu_cfs_throttled_periods_total",
-            Kind::Counter,
-            "Number of throttled period intervals.",
-            |c| {
-                c.stats
-                    .cpu
-                    .as_ref()
-                    .filter(|_| quota(c))
-                    .map(|x| x.throttled_periods as f64)
-            },
-        );
-        family(
-            out,
-            snap,
-            ts,
-            "container_cpu_cfs_throttled_seconds_total",
-            Kind::Counter,
-            "Total time duration the container has been throttled.",
-            |c| {
-                c.stats
-                    .cpu
-                    .as_ref()
-                    .filter(|_| quota(c))
-                    .map(|x| secs(x.throttled_ns))
-            },
-        );
+                    .filter(|_| c.stats.spec.cpu_quota_us.is_some())
+                    .map(get)
+            });
+        }
     }
     if config.enabled("memory") {
         type Get = fn(&crate::cgroup::Memory) -> Option<u64>;
