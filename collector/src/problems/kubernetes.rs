@@ -277,7 +277,11 @@ mod tests {
     #[tokio::test]
     async fn enabling_outside_a_cluster_names_what_is_missing() {
         let err = |env: fn(&str) -> Option<String>| async move {
-            in_cluster_client_from(env).await.err().expect("not in a cluster").to_string()
+            in_cluster_client_from(env)
+                .await
+                .err()
+                .expect("not in a cluster")
+                .to_string()
         };
         assert_eq!(
             err(|_| None).await,
@@ -289,7 +293,15 @@ mod tests {
         );
         // An empty variable is as good as none.
         assert_eq!(
-            err(|k| Some(if k == "KUBERNETES_SERVICE_HOST" { "" } else { "443" }.into())).await,
+            err(|k| Some(
+                if k == "KUBERNETES_SERVICE_HOST" {
+                    ""
+                } else {
+                    "443"
+                }
+                .into()
+            ))
+            .await,
             "this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
         );
         assert_eq!(
@@ -297,20 +309,32 @@ mod tests {
             None,
             "both set"
         );
-        assert!(matches!(KubernetesConfig::new(""), Err(KubernetesError::NoNodeName)));
+        assert!(matches!(
+            KubernetesConfig::new(""),
+            Err(KubernetesError::NoNodeName)
+        ));
         // A credential that cannot be read is named.
         let d = tempfile::tempdir().unwrap();
         let mut access = Access::new(Source::Url("https://127.0.0.1:6443".into()));
         access.token_file = Some(d.path().join("token"));
-        let e = client(&access).await.err().expect("no token file").to_string();
+        let e = client(&access)
+            .await
+            .err()
+            .expect("no token file")
+            .to_string();
         assert!(
-            e.starts_with("Kubernetes client: token file ") && e.contains(&d.path().join("token").display().to_string()),
+            e.starts_with("Kubernetes client: token file ")
+                && e.contains(&d.path().join("token").display().to_string()),
             "{e}"
         );
         std::fs::write(d.path().join("ca.crt"), "not a certificate").unwrap();
         access.token_file = None;
         access.ca_file = Some(d.path().join("ca.crt"));
-        let e = client(&access).await.err().expect("an invalid CA is refused").to_string();
+        let e = client(&access)
+            .await
+            .err()
+            .expect("an invalid CA is refused")
+            .to_string();
         assert!(e.contains("holds no PEM certificate"), "{e}");
     }
 
@@ -323,7 +347,10 @@ mod tests {
         #[derive(Debug, thiserror::Error)]
         #[error("service: {0}")]
         struct Shown(#[source] Outer);
-        assert_eq!(error_chain(&Shown(Outer(io))), "service: connect failed: refused");
+        assert_eq!(
+            error_chain(&Shown(Outer(io))),
+            "service: connect failed: refused"
+        );
     }
 
     #[derive(Default)]
@@ -401,8 +428,8 @@ mod tests {
         // once a minute (a rotated token is used from then on), which is longer than this test.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "secret").unwrap();
-        let mut access = Access::new(Source::Url(format!("http://{addr}")))
-            .with_timeout(Duration::from_secs(5));
+        let mut access =
+            Access::new(Source::Url(format!("http://{addr}"))).with_timeout(Duration::from_secs(5));
         access.token_file = Some(dir.path().join("token"));
         let (client, url) = client(&access).await.unwrap();
         assert_eq!(url, format!("http://{addr}/"));

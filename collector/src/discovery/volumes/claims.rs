@@ -449,7 +449,10 @@ mod tests {
     async fn a_lookup_without_an_answer_fails_at_the_lookup_timeout() {
         // Listening but never accepted: no byte of answer ever comes.
         let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let access = Access::new(Source::Url(format!("http://{}", hung.local_addr().unwrap())));
+        let access = Access::new(Source::Url(format!(
+            "http://{}",
+            hung.local_addr().unwrap()
+        )));
         let (c, _) = crate::problems::kubernetes::client(&access).await.unwrap();
         let l = ClaimLookup::with_cache(
             c,
