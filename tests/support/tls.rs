@@ -1,14 +1,18 @@
-//! TLS for the tests: one test CA (rcgen), a TLS front that puts a certificate signed by it before
-//! a plain-HTTP test server (the shipper's `https` + `ca_file` path against the strict `_bulk`
-//! server), and a client that accepts any certificate. `server/tests/serve.rs` includes this file
-//! too (`#[path]`), so there is one copy.
+//! TLS for the tests: one test CA (rcgen) and the serving and client certificates it signs, a TLS
+//! front that puts a certificate signed by it before a plain-HTTP test server (the shipper's
+//! `https` + `ca_file` path against the strict `_bulk` server), and a client that accepts any
+//! certificate. `server/tests/serve.rs` and vigil-server's auth tests include this file too
+//! (`#[path]`), so there is one copy; it needs only rcgen and tokio-rustls.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_rustls::rustls;
 
-/// A fresh CA: (certificate PEM, the signing certificate and key for leaves).
-pub fn new_ca(name: &str) -> (String, rcgen::Certificate, rcgen::KeyPair) {
+/// A test CA: its certificate's PEM, and the certificate and key that sign leaves.
+pub type Ca = (String, rcgen::Certificate, rcgen::KeyPair);
+
+/// A fresh CA named `name`.
+pub fn new_ca(name: &str) -> Ca {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -19,15 +23,35 @@ pub fn new_ca(name: &str) -> (String, rcgen::Certificate, rcgen::KeyPair) {
     (cert.pem(), cert, key)
 }
 
+/// A serving certificate signed by `ca` for `hosts` (DNS names or IP addresses): the
+/// certificate and the key, for rustls or as PEM files.
+pub fn server_cert(ca: &Ca, hosts: &[&str]) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    (params.signed_by(&key, &ca.1, &ca.2).unwrap(), key)
+}
+
+/// A client certificate signed by `ca` for user `cn` in groups `orgs` (Kubernetes reads CN as the
+/// user, O as the groups): certificate and key PEM, one after the other, as
+/// `reqwest::Identity::from_pem` takes them.
+pub fn client_cert(ca: &Ca, cn: &str, orgs: &[&str]) -> String {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    for o in orgs {
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, *o);
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.1, &ca.2).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}
+
 /// Listens on a free 127.0.0.1 port, speaks TLS with a leaf for 127.0.0.1 signed by a new CA, and pipes every
 /// connection to `target`. Returns the port and the CA's PEM.
 pub async fn tls_front(target: SocketAddr) -> (u16, String) {
-    let (ca_pem, ca, ca_key) = new_ca("vigil test Elasticsearch CA");
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
+    let ca = new_ca("vigil test CA");
+    let (leaf, leaf_key) = server_cert(&ca, &["127.0.0.1"]);
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -55,7 +79,7 @@ pub async fn tls_front(target: SocketAddr) -> (u16, String) {
             });
         }
     });
-    (port, ca_pem)
+    (port, ca.0)
 }
 
 /// A client configuration that accepts any server certificate, for tests about timing or
