@@ -9,6 +9,7 @@ pub mod aggregator;
 pub mod chromium;
 pub mod collector;
 pub mod es_bulk;
+pub mod kube_api;
 pub mod kubelet_logs;
 pub mod notify;
 pub mod problems;
@@ -20,7 +21,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How often `until` and `until_blocking` ask again.
@@ -86,6 +87,25 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `vigil <sub> <args>` expecting it to exit non-zero at start-up (within 30 s, or it is
+/// killed and the test fails); returns its stderr.
+pub fn start_fails(sub: &str, args: &[&str]) -> String {
+    let child = Command::new(vigil_bin())
+        .arg(sub)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vigil");
+    let mut p = Proc { child, name: format!("vigil {sub}") };
+    let what = format!("vigil {sub} {args:?} to exit at start-up");
+    let status = until_blocking(&what, Duration::from_secs(30), || p.child.try_wait().unwrap());
+    assert!(!status.success(), "vigil {sub} {args:?} exited 0");
+    let mut err = String::new();
+    std::io::Read::read_to_string(p.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    err
 }
 
 /// Requires a peer binary: a test that needs it fails (not skips) when it is missing.
