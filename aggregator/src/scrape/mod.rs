@@ -433,6 +433,12 @@ pub fn max_jitter(nodes: usize, resolution: Duration) -> Duration {
         .min(resolution / 4)
 }
 
+/// The root tests' test CA and TLS front, one copy (included as `server/tests/serve.rs` does).
+#[cfg(test)]
+#[path = "../../../tests/support/tls.rs"]
+#[allow(dead_code)]
+mod test_tls;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,46 +539,21 @@ mod tests {
     }
 
     /// A loopback HTTPS "kubelet" serving the testdata Summary only with
-    /// `Authorization: Bearer <token>` (401 otherwise). Returns its port and the CA's PEM.
+    /// `Authorization: Bearer <token>` (401 otherwise), over TLS from the test CA's front.
+    /// Returns its port and the CA's PEM.
     async fn https_kubelet(token: &'static str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        use tokio_rustls::rustls;
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "vigil test cluster CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let body = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/testdata/kubelet-summary.json"
         ))
         .unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
+        let plain = l.local_addr().unwrap();
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = l.accept().await {
-                let (acceptor, body) = (acceptor.clone(), body.clone());
+            while let Ok((mut s, _)) = l.accept().await {
+                let body = body.clone();
                 tokio::spawn(async move {
-                    let Ok(mut s) = acceptor.accept(tcp).await else {
-                        return;
-                    };
                     let mut req = Vec::new();
                     let mut buf = [0u8; 4096];
                     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -599,7 +580,7 @@ mod tests {
                 });
             }
         });
-        (port, ca.pem())
+        test_tls::tls_front(plain).await
     }
 
     /// #1: the Kubernetes source's HTTPS kubelets get the service-account bearer token and are
