@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::until;
 use crate::support::aggregator::*;
+use vigil_aggregator::sim::{Shape, Sim};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use crate::support::until;
 use crate::support::aggregator::*;
 use serde_json::Value;
+use vigil_aggregator::sim::{self, Shape, Sim};
 
 const WAIT: Duration = Duration::from_secs(40);
 

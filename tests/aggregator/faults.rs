@@ -1,11 +1,13 @@
 //! End to end, the bad cases: a node returning garbage, a node disappearing, a counter going
 //! backwards, a container restarting; snapshots surviving a restart; the nodes file changing.
 
+use crate::support::until;
 use crate::support::promtool;
 use std::time::Duration;
 
 use crate::support::aggregator::*;
 use serde_json::Value;
+use vigil_aggregator::sim::{self, Mode, Sim};
 
 const WAIT: Duration = Duration::from_secs(40);
 

@@ -3,6 +3,7 @@
 //! namespaces (metadata only) are listed once and then watched; a 410 relists; a hanging API
 //! server never stalls a round; the aggregator's /metrics passes promtool.
 
+use crate::support::{free_port, until};
 use crate::support::promtool;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::aggregator::*;
 use serde_json::{json, Value};
+use vigil_aggregator::sim::{self, Shape, Sim};
 
 const WAIT: Duration = Duration::from_secs(40);
 

@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::free_port;
 use crate::support::query::*;
 use serde_json::Value;
+use vigil_aggregator::sim::{self, Shape, Sim};
 
 fn shape() -> Shape {
     Shape {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::support::query::*;
 use serde_json::Value;
+use vigil_aggregator::sim::Shape;
 
 /// A query's answer normalised for comparison: series key (labels) → points (t in ms, value).
 type Answer = BTreeMap<String, Vec<(i64, f64)>>;

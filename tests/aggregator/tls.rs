@@ -1,8 +1,10 @@
 //! The aggregator over HTTPS, as the kube-apiserver reaches the metrics.k8s.io APIService:
 //! the self-signed pair made in --cert-dir, the same API as over HTTP, and bad TLS flags named.
 
+use crate::support::{free_port, until};
 use crate::support::aggregator::*;
 use std::time::Duration;
+use vigil_aggregator::sim::{Shape, Sim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_api_is_served_over_https_with_a_self_signed_pair() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::until;
 use crate::support::notify::*;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::until;
 use crate::support::notify::*;
 use chrono::Utc;
 use mail_parser::{MessageParser, MimeHeaders};

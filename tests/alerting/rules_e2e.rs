@@ -4,11 +4,13 @@
 //! the old rules; a restart during `pending` restores the `for` state; `--alertmanager-url`
 //! forwards to a real Alertmanager; `outlier:` rules over a simulated fleet.
 
+use crate::support::until;
 use crate::support::notify;
 use std::time::Duration;
 
 use crate::support::notify::WebhookServer;
-use crate::support::aggregator::{nodes_arg, try_json, until};
+use crate::support::aggregator::{nodes_arg, try_json, Aggregator};
+use vigil_aggregator::sim::{Shape, Sim};
 use crate::support::query::*;
 use serde_json::Value;
 

@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::aggregator::{free_port, nodes_arg, Shape, Sim, SimNode};
+use crate::support::aggregator::{nodes_arg, SimNode};
+use crate::support::free_port;
+use vigil_aggregator::sim::{Shape, Sim};
 
 /// A `vigil` child process, killed and reaped when dropped.
 struct Vigil {

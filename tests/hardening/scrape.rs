@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{free_port, until};
 use crate::support::aggregator::*;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use vigil_aggregator::sim::{self, Shape, Sim};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -3,12 +3,14 @@
 //! aggregator's /federate passes promtool, /metrics carries the sink's self-metrics; a bad
 //! `--sink` stops start-up with a message naming the option.
 
+use crate::support::until;
 use crate::support::promtool;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::aggregator::{get, nodes_arg, Aggregator, Shape, Sim, SimNode};
-use crate::support::sinks::{until, Influx};
+use crate::support::aggregator::{get, nodes_arg, Aggregator, SimNode};
+use vigil_aggregator::sim::{Shape, Sim};
+use crate::support::sinks::Influx;
 
 fn rfc3339_ns(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s)

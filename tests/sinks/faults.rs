@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
+use crate::support::until;
 use crate::support::sinks::*;
 
 /// What a test server saw: per request, its headers and body.

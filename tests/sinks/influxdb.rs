@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{free_port, until};
 use crate::support::sinks::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

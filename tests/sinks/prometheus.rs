@@ -1,6 +1,7 @@
 //! Prometheus 2.42: remote_write series arrive and its query API returns the pushed values; a
 //! Prometheus scraping `render_exposition` gets the aggregated series, and promtool accepts it.
 
+use crate::support::until;
 use crate::support::promtool;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{free_port, until};
 use crate::support::sinks::*;
 
 /// Polls an export until it holds `want` samples in total, then returns it as a SeriesMap.

@@ -5,10 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports)]
-pub use vigil_aggregator::sim::{self, Mode, Shape, Sim};
-#[allow(unused_imports)] // each test binary uses some
-pub use super::{free_port, until};
+use vigil_aggregator::sim::{Shape, Sim};
+
+use super::{free_port, until};
 
 /// The small cluster of the fault and Kubernetes tests: 3 nodes × 2 pods × 2 containers, one namespace.
 pub fn small_shape() -> Shape {

@@ -13,8 +13,7 @@ use axum::routing::post;
 use axum::Router;
 use tokio::sync::watch;
 use vigil_alerting::notify::{Notifier, NotifyConfig};
-#[allow(unused_imports)] // each test binary uses some
-pub use super::{free_port, until};
+use super::{free_port, until};
 
 fn kill(child: &mut Child) {
     let _ = child.kill();

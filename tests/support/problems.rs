@@ -11,8 +11,7 @@ use serde_json::Value;
 
 use super::aggregator;
 
-#[allow(unused_imports)] // each test binary uses some
-pub use super::aggregator::{Aggregator, Collector};
+use super::aggregator::{Aggregator, Collector};
 
 /// The shared NPD fixtures (`/work/shared/fixtures/npd`), as copied into the repository.
 pub fn fixture(rel: &str) -> PathBuf {

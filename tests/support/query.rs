@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-
-#[allow(unused_imports)] // each test binary uses some
-pub use super::{until, aggregator::{free_port, sim, Aggregator, Shape, Sim, SimNode}};
+use super::aggregator::{Aggregator, SimNode};
+use super::until;
+use vigil_aggregator::sim::{Shape, Sim};
 
 /// Simulated nodes and the aggregator pulling them every second.
 pub struct Cluster {

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use vigil_aggregator::batch::{Batch, LabeledMetric, MetricSet, MetricValue};
-#[allow(unused_imports)] // each test binary uses some
-pub use super::{free_port, until};
+use super::free_port;
 
 /// A running peer process, killed (by its pid) and reaped on Drop.
 pub struct Proc {

@@ -6,8 +6,10 @@
 use crate::support::aggregator;
 use std::time::Duration;
 
-use crate::support::aggregator::{Aggregator, Collector, Shape, Sim, SimNode};
+use crate::support::aggregator::{Aggregator, Collector, SimNode};
+use crate::support::until;
 use serde_json::Value;
+use vigil_aggregator::sim::{Shape, Sim};
 use crate::support::chromium::{screenshot_dir, Browser, Page};
 
 const READY: Duration = Duration::from_secs(30);
@@ -37,7 +39,7 @@ fn cluster() -> Cluster {
         agg.base,
         urlencode("min(count_over_time(memory_working_set{type=\"node\"}[1m])) >= 8 and count(memory_working_set{type=\"node\"}) >= 4")
     );
-    rt.block_on(aggregator::until("8 rounds of 4 nodes in the query API", Duration::from_secs(60), || async {
+    rt.block_on(until("8 rounds of 4 nodes in the query API", Duration::from_secs(60), || async {
         let v = aggregator::try_json(&url).await?;
         (!v["data"]["result"].as_array()?.is_empty()).then_some(())
     }));

@@ -6,14 +6,16 @@
 //! Prometheus scraping vigil's /metrics, the InfluxQL ones against the real InfluxDB that the
 //! aggregator's influxdb sink fills. Each must return data.
 
-use crate::support::{aggregator, sinks};
+use crate::support::sinks;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::aggregator::{until, Aggregator, Collector, Shape, Sim, SimNode};
+use crate::support::aggregator::{Aggregator, Collector, SimNode};
+use crate::support::{free_port, until};
 use serde_json::Value;
+use vigil_aggregator::sim::{Shape, Sim};
 
 /// Metrics only the Kubernetes API source gives (requests, limits, CPU capacity): their
 /// targets must run without error, but this cluster (no API server) has no samples for them.
@@ -358,7 +360,7 @@ struct Prometheus {
 impl Prometheus {
     fn start(targets: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
-        let port = aggregator::free_port();
+        let port = free_port();
         let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
         let conf = format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: [{list}]\n");
         std::fs::write(dir.path().join("prometheus.yml"), conf).unwrap();
@@ -397,7 +399,7 @@ impl LogShipper {
         let line = "2026-01-01T00:00:00.000000000Z stdout F hello from the dashboards test\n";
         std::fs::write(pod.join("0.log"), line.repeat(1000)).unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        let addr = format!("127.0.0.1:{}", aggregator::free_port());
+        let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["log-shipper", "--listen", &addr])
             .arg(format!("--root={}", dir.path().join("pods").display()))
