@@ -1,11 +1,16 @@
 //! TLS for the tests: one test CA (rcgen) and the serving and client certificates it signs, a TLS
 //! front that puts a certificate signed by it before a plain-HTTP test server (the shipper's
 //! `https` + `ca_file` path against the strict `_bulk` server), and a client that accepts any
-//! certificate. `server/tests/serve.rs` and vigil-server's auth tests include this file too
-//! (`#[path]`), so there is one copy; it needs only rcgen and tokio-rustls.
+//! certificate. `server/tests/serve.rs`, vigil-server's auth tests and the aggregator's scrape
+//! tests include this file too (`#[path]`), so there is one copy; it needs only rcgen and
+//! tokio-rustls.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::DigitallySignedStruct;
 use tokio_rustls::rustls;
 
 /// A test CA: its certificate's PEM, and the certificate and key that sign leaves.
@@ -95,32 +100,32 @@ pub fn any_cert_client() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::
 #[derive(Debug)]
 struct AnyCert;
 
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
+impl ServerCertVerifier for AnyCert {
     fn verify_server_cert(
         &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
         _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,
         _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
     }
     fn verify_tls13_signature(
         &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify_tls12_signature(message, cert, signature)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         rustls::crypto::ring::default_provider()

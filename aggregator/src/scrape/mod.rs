@@ -675,8 +675,9 @@ mod tests {
         );
     }
 
-    /// A loopback server that accepts connections and never answers (a hung node).
-    async fn hung_server() -> std::net::SocketAddr {
+    /// A loopback server that accepts connections and never answers (a hung node); the problem
+    /// pull's tests use it too.
+    pub(super) async fn hung_server() -> std::net::SocketAddr {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move {

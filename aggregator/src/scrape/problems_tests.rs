@@ -248,17 +248,7 @@ async fn bad_detectors_are_counted_and_do_not_stop_the_others() {
         get(|| async { "[".to_string() + &" ".repeat(MAX_ANSWER_BYTES) + "]" }),
     ))
     .await;
-    let hung = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        });
-        addr
-    };
+    let hung = crate::scrape::tests::hung_server().await;
     let targets: Vec<Target> = [good, no_detector, malformed, huge, hung]
         .iter()
         .map(|a| parse_entry(&a.to_string()).unwrap())
