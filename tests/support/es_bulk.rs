@@ -24,7 +24,12 @@
 //! - `?filter_path=` is honoured on the bulk answer as Elasticsearch documents it: comma-separated dotted paths,
 //!   `*` matches one key (`**` any number of keys), a path keeps its whole subtree, and objects or arrays left
 //!   empty are dropped — so `filter_path=items.*.error` alone returns only the failed items, which is why a
-//!   sender must also ask for `items.*.status` (unit tests in tests/log_shipper_es_server.rs).
+//!   sender must also ask for `items.*.status` (unit tests in tests/log_shipper/es_server.rs).
+//!
+//! By concept: this file (the server, its state and the strict path that stores documents),
+//! `es_bulk/filter_path.rs` (`?filter_path=`), `es_bulk/bench.rs` (benchmark mode, which checks the
+//! framing cheaply and stores nothing). Explicit `#[path]`s, so the file also works where it is
+//! included by `#[path]` (log-shipper/benches/e2e.rs).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -39,6 +44,14 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+#[path = "es_bulk/bench.rs"]
+mod bench;
+#[path = "es_bulk/filter_path.rs"]
+mod filter_path;
+
+pub use bench::compact_create;
+pub use filter_path::{FilterPath, Keep};
 
 /// Behaviour switches.
 #[derive(Debug, Clone)]
@@ -328,112 +341,6 @@ async fn bulk_index(
     bulk(s, Some(index), filter.as_ref(), headers, body)
 }
 
-/// Elasticsearch's `filter_path` response filtering: comma-separated dotted paths; `*` matches any one key and
-/// `**` any number of keys (including none); a matching path keeps its whole subtree; objects and arrays left
-/// empty by the filter are left out (an empty root stays `{}`). Array elements are matched by the array's path.
-#[derive(Debug, Clone)]
-pub struct FilterPath {
-    paths: Vec<Vec<String>>,
-}
-
-/// How a filter treats one JSON path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keep {
-    /// The path and everything below it.
-    All,
-    /// Only parts of what is below it.
-    Some,
-    /// Nothing here.
-    None,
-}
-
-impl FilterPath {
-    pub fn parse(s: &str) -> FilterPath {
-        FilterPath {
-            paths: s
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| p.split('.').map(String::from).collect())
-                .collect(),
-        }
-    }
-
-    /// Whether the value at `path` (object keys from the root) is kept.
-    pub fn keep(&self, path: &[&str]) -> Keep {
-        let mut best = Keep::None;
-        for p in &self.paths {
-            match Self::walk(p, path) {
-                Keep::All => return Keep::All,
-                Keep::Some => best = Keep::Some,
-                Keep::None => {}
-            }
-        }
-        best
-    }
-
-    fn walk(pattern: &[String], path: &[&str]) -> Keep {
-        match (pattern.first(), path.first()) {
-            (None, _) => Keep::All,
-            (Some(p), _) if p == "**" => {
-                // `**` matches no key here, or this key and possibly more.
-                let zero = Self::walk(&pattern[1..], path);
-                let more = if path.is_empty() {
-                    Keep::Some
-                } else {
-                    Self::walk(pattern, &path[1..])
-                };
-                zero.max_of(more)
-            }
-            (Some(_), None) => Keep::Some,
-            (Some(p), Some(k)) if p == "*" || p == k => Self::walk(&pattern[1..], &path[1..]),
-            _ => Keep::None,
-        }
-    }
-
-    /// Filters a JSON value (the root is kept, possibly as `{}`).
-    pub fn apply(&self, v: &Value) -> Value {
-        let mut path = Vec::new();
-        self.filter(v, &mut path).unwrap_or_else(|| json!({}))
-    }
-
-    fn filter<'a>(&self, v: &'a Value, path: &mut Vec<&'a str>) -> Option<Value> {
-        match self.keep(path) {
-            Keep::All => return Some(v.clone()),
-            Keep::None => return None,
-            Keep::Some => {}
-        }
-        match v {
-            Value::Object(m) => {
-                let mut out = Map::new();
-                for (k, child) in m {
-                    path.push(k.as_str());
-                    if let Some(c) = self.filter(child, path) {
-                        out.insert(k.clone(), c);
-                    }
-                    path.pop();
-                }
-                (!out.is_empty()).then_some(Value::Object(out))
-            }
-            Value::Array(a) => {
-                let out: Vec<Value> = a.iter().filter_map(|c| self.filter(c, path)).collect();
-                (!out.is_empty()).then_some(Value::Array(out))
-            }
-            _ => None,
-        }
-    }
-}
-
-impl Keep {
-    fn max_of(self, other: Keep) -> Keep {
-        match (self, other) {
-            (Keep::All, _) | (_, Keep::All) => Keep::All,
-            (Keep::Some, _) | (_, Keep::Some) => Keep::Some,
-            _ => Keep::None,
-        }
-    }
-}
-
 fn reject(s: &Shared, r: Response) -> Response {
     s.inner.lock().unwrap().stats.rejected_requests += 1;
     r
@@ -564,7 +471,7 @@ fn bulk(
         );
     }
     if !s.opts.store_documents {
-        return bulk_bench(&s, url_index.as_deref(), filter, &body);
+        return bench::bulk_bench(&s, url_index.as_deref(), filter, &body);
     }
     let lines: Vec<&[u8]> = body[..body.len() - 1].split(|&b| b == b'\n').collect();
     // First pass: validate every action line (a bad one fails the whole request).
@@ -854,277 +761,6 @@ fn bulk(
     (StatusCode::OK, axum::Json(answer)).into_response()
 }
 
-/// Action line of benchmark mode: exactly one of `create`/`index` with known metadata keys.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BenchAction<'a> {
-    #[serde(borrow)]
-    create: Option<BenchMeta<'a>>,
-    #[serde(borrow)]
-    index: Option<BenchMeta<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BenchMeta<'a> {
-    #[serde(borrow, rename = "_index")]
-    index: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, rename = "_id")]
-    id: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Benchmark mode (`store_documents: false`): the same transport checks as normal mode ran before (content type,
-/// gzip, size, final newline); here every action line must be a JSON object with exactly one `create` or `index`
-/// (known keys only, `_type` refused; parsed with a borrowing deserializer, no allocation for plain strings), an
-/// index must be named, every source line must be non-empty and framed as an object (`{...}`; its inside is not
-/// parsed), ids are remembered by a 64-bit hash (409 on a repeated `create`), injected 429/500 failures still
-/// apply, and the answer has the same per-item shape, written straight into one buffer and cut down by
-/// `filter_path` like the normal mode's. Nothing is stored.
-fn bulk_bench(
-    s: &Shared,
-    url_index: Option<&str>,
-    filter: Option<&FilterPath>,
-    body: &[u8],
-) -> Response {
-    let bad = |line_no: usize, what: &str| {
-        reject(
-            s,
-            error(
-                StatusCode::BAD_REQUEST,
-                "illegal_argument_exception",
-                format!("Malformed action/metadata line [{line_no}]: {what}"),
-            ),
-        )
-    };
-    // (create?, index, id, hash of index + id) per item, checked before anything is applied.
-    type Op<'a> = (bool, Cow<'a, str>, Option<Cow<'a, str>>, u64);
-    let mut ops: Vec<Op<'_>> = Vec::with_capacity(body.len() / 256);
-    let mut rest = &body[..body.len() - 1];
-    let mut line_no = 0;
-    while let Some(line) = next_line(&mut rest) {
-        line_no += 1;
-        // The compact form every shipper writes takes a byte-level fast path that accepts only what the strict
-        // parse below accepts the same way; anything else (other keys or order, escapes, spaces) goes through it.
-        let (create, index, id) = match compact_create(line) {
-            Some((index, id)) => (true, Cow::Borrowed(index), Some(Cow::Borrowed(id))),
-            None => {
-                let act: BenchAction = match serde_json::from_slice(line) {
-                    Ok(a) => a,
-                    Err(e) => return bad(line_no, &e.to_string()),
-                };
-                let (create, meta) = match (act.create, act.index) {
-                    (Some(m), None) => (true, m),
-                    (None, Some(m)) => (false, m),
-                    _ => return bad(line_no, "expected exactly one of create/index"),
-                };
-                let Some(index) = meta.index.or(url_index.map(Cow::Borrowed)) else {
-                    return bad(line_no, "index is missing");
-                };
-                (create, index, meta.id)
-            }
-        };
-        line_no += 1;
-        match next_line(&mut rest) {
-            Some(src) if src.len() >= 2 && src[0] == b'{' && src[src.len() - 1] == b'}' => {}
-            _ => return bad(line_no - 1, "source line missing or not a JSON object"),
-        }
-        let h = fnv1a(
-            fnv1a(0xcbf2_9ce4_8422_2325, index.as_bytes()) ^ 0xff,
-            id.as_deref().unwrap_or("").as_bytes(),
-        );
-        ops.push((create, index, id, h));
-    }
-    // Which item fields the filter keeps (`None`: no filter), per action.
-    let fields: [&str; 8] = [
-        "_index",
-        "_id",
-        "_version",
-        "result",
-        "_shards",
-        "_seq_no",
-        "_primary_term",
-        "status",
-    ];
-    let keep_for = |action: &str| -> ([Keep; 8], Keep) {
-        let mut k = [Keep::All; 8];
-        let mut err = Keep::All;
-        if let Some(f) = filter {
-            for (i, name) in fields.iter().enumerate() {
-                k[i] = f.keep(&["items", action, name]);
-            }
-            err = f.keep(&["items", action, "error"]);
-        }
-        (k, err)
-    };
-    let keeps = [keep_for("create"), keep_for("index")];
-    // A scalar is kept only when its own path matches; `items` also when a path below it does.
-    let top = |name: &str| filter.is_none_or(|f| f.keep(&[name]) == Keep::All);
-    let top_items = filter.is_none_or(|f| f.keep(&["items"]) != Keep::None);
-    // Under the lock only each item's status is decided; the answer is written after it is released, so requests
-    // handled on the server's other threads do not wait on it.
-    let mut statuses: Vec<u16> = Vec::with_capacity(ops.len());
-    {
-        let mut g = s.inner.lock().unwrap();
-        let (f429, f500) = (g.fail_429, g.fail_500);
-        g.bench_ids.reserve(ops.len());
-        for (create, _, id, h) in &ops {
-            g.stats.items += 1;
-            let r = if f429 + f500 > 0.0 {
-                next_f64(&mut g.rng)
-            } else {
-                1.0
-            };
-            statuses.push(if r < f429 {
-                g.stats.injected_429 += 1;
-                429
-            } else if r < f429 + f500 {
-                g.stats.injected_500 += 1;
-                500
-            } else if id.is_none() || g.bench_ids.insert(*h) || !*create {
-                g.stats.created += 1;
-                201
-            } else {
-                g.stats.conflicts += 1;
-                409
-            });
-        }
-    }
-    let mut items = Vec::with_capacity(ops.len() * 40 + 32);
-    let mut errors = false;
-    let mut shown = 0usize;
-    for ((create, index, id, _), &status) in ops.iter().zip(&statuses) {
-        // The error type and reason of a failed item.
-        let err: Option<(&str, &str)> = match status {
-            429 => Some(("es_rejected_execution_exception", "rejected execution")),
-            500 => Some(("internal_server_error", "injected failure")),
-            409 => Some((
-                "version_conflict_engine_exception",
-                "document already exists",
-            )),
-            _ => None,
-        };
-        errors |= err.is_some();
-        let (action, (keep, keep_err)) = if *create {
-            ("create", &keeps[0])
-        } else {
-            ("index", &keeps[1])
-        };
-        let mark = items.len();
-        if shown > 0 {
-            items.push(b',');
-        }
-        items.extend_from_slice(b"{\"");
-        items.extend_from_slice(action.as_bytes());
-        items.extend_from_slice(b"\":{");
-        let inner = items.len();
-        let field = |items: &mut Vec<u8>, i: usize, value: &dyn Fn(&mut Vec<u8>)| {
-            if keep[i] == Keep::All {
-                if items.len() > inner {
-                    items.push(b',');
-                }
-                items.push(b'"');
-                items.extend_from_slice(fields[i].as_bytes());
-                items.extend_from_slice(b"\":");
-                value(items);
-            }
-        };
-        field(&mut items, 0, &|o| json_str(o, index));
-        field(&mut items, 1, &|o| json_str(o, id.as_deref().unwrap_or("")));
-        if err.is_none() {
-            field(&mut items, 2, &|o| o.push(b'1'));
-            field(&mut items, 3, &|o| o.extend_from_slice(b"\"created\""));
-            field(&mut items, 4, &|o| {
-                o.extend_from_slice(b"{\"total\":1,\"successful\":1,\"failed\":0}")
-            });
-            field(&mut items, 5, &|o| o.push(b'0'));
-            field(&mut items, 6, &|o| o.push(b'1'));
-        }
-        field(&mut items, 7, &|o| {
-            let code = [
-                b'0' + (status / 100) as u8,
-                b'0' + (status / 10 % 10) as u8,
-                b'0' + (status % 10) as u8,
-            ];
-            o.extend_from_slice(&code)
-        });
-        if let Some((kind, reason)) = err {
-            if *keep_err == Keep::All {
-                if items.len() > inner {
-                    items.push(b',');
-                }
-                items.extend_from_slice(b"\"error\":{\"type\":\"");
-                items.extend_from_slice(kind.as_bytes());
-                items.extend_from_slice(b"\",\"reason\":\"");
-                items.extend_from_slice(reason.as_bytes());
-                items.extend_from_slice(b"\"}");
-            }
-        }
-        if items.len() == inner {
-            // Everything of this item was filtered out: Elasticsearch leaves the empty item out.
-            items.truncate(mark);
-        } else {
-            items.extend_from_slice(b"}}");
-            shown += 1;
-        }
-    }
-    let mut out = Vec::with_capacity(items.len() + 40);
-    out.push(b'{');
-    if top("took") {
-        out.extend_from_slice(b"\"took\":1");
-    }
-    if top("errors") {
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        out.extend_from_slice(if errors {
-            b"\"errors\":true"
-        } else {
-            b"\"errors\":false"
-        });
-    }
-    if shown > 0 && top_items {
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"items\":[");
-        out.extend_from_slice(&items);
-        out.push(b']');
-    }
-    out.push(b'}');
-    (StatusCode::OK, [("content-type", "application/json")], out).into_response()
-}
-
-/// `{"create":{"_index":"<index>","_id":"<id>"}}` exactly, with both strings free of escapes and control characters:
-/// the index and id, borrowed. `None` for any other line (the caller then parses it strictly with serde).
-pub fn compact_create(line: &[u8]) -> Option<(&str, &str)> {
-    fn plain(b: &[u8]) -> Option<&str> {
-        if b.iter().any(|&c| c == b'\\' || c < 0x20) {
-            return None;
-        }
-        std::str::from_utf8(b).ok()
-    }
-    let rest = line.strip_prefix(b"{\"create\":{\"_index\":\"")?;
-    let q = memchr::memchr(b'"', rest)?;
-    let index = plain(&rest[..q])?;
-    let rest = rest[q..].strip_prefix(b"\",\"_id\":\"")?;
-    let q = memchr::memchr(b'"', rest)?;
-    let id = plain(&rest[..q])?;
-    (&rest[q..] == b"\"}}").then_some((index, id))
-}
-
-/// The next `\n`-terminated line of `rest` (without the `\n`), advancing `rest` past it.
-fn next_line<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    if rest.is_empty() {
-        return None;
-    }
-    let (line, after) = match memchr::memchr(b'\n', rest) {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (*rest, &[][..]),
-    };
-    *rest = after;
-    Some(line)
-}
-
 /// FNV-1a over `bytes`, continuing from `h`.
 fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
@@ -1132,10 +768,6 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(out, s).expect("vec write");
 }
 
 fn next_f64(state: &mut u64) -> f64 {
