@@ -50,7 +50,6 @@ mod bench;
 #[path = "es_bulk/filter_path.rs"]
 mod filter_path;
 
-pub use bench::compact_create;
 pub use filter_path::{FilterPath, Keep};
 
 /// Behaviour switches.
@@ -104,7 +103,7 @@ struct Index {
 struct Inner {
     indices: BTreeMap<String, Index>,
     /// Benchmark mode: hashes of (index, id) seen, for 409 on a repeated `create` (the hash is the key already).
-    bench_ids: HashSet<u64, std::hash::BuildHasherDefault<IdHasher>>,
+    bench_ids: HashSet<u64, std::hash::BuildHasherDefault<bench::IdHasher>>,
     fail_429: f64,
     fail_500: f64,
     fail_400: f64,
@@ -116,22 +115,6 @@ struct Inner {
     /// For each `_id`, the rank of the first item carrying it over all requests (failed attempts included): the
     /// order in which the client first sent its records.
     first_sent: HashMap<String, u64>,
-}
-
-/// A hasher for keys that are already 64-bit hashes.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = fnv1a(self.0, bytes);
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
 }
 
 struct Shared {
@@ -761,13 +744,22 @@ fn bulk(
     (StatusCode::OK, axum::Json(answer)).into_response()
 }
 
-/// FNV-1a over `bytes`, continuing from `h`.
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// `{"create":{"_index":"<index>","_id":"<id>"}}` exactly, with both strings free of escapes and control characters:
+/// the index and id, borrowed. `None` for any other line (the caller then parses it strictly with serde).
+pub fn compact_create(line: &[u8]) -> Option<(&str, &str)> {
+    fn plain(b: &[u8]) -> Option<&str> {
+        if b.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        std::str::from_utf8(b).ok()
     }
-    h
+    let rest = line.strip_prefix(b"{\"create\":{\"_index\":\"")?;
+    let q = memchr::memchr(b'"', rest)?;
+    let index = plain(&rest[..q])?;
+    let rest = rest[q..].strip_prefix(b"\",\"_id\":\"")?;
+    let q = memchr::memchr(b'"', rest)?;
+    let id = plain(&rest[..q])?;
+    (&rest[q..] == b"\"}}").then_some((index, id))
 }
 
 fn next_f64(state: &mut u64) -> f64 {

@@ -243,24 +243,6 @@ pub(super) fn bulk_bench(
     (StatusCode::OK, [("content-type", "application/json")], out).into_response()
 }
 
-/// `{"create":{"_index":"<index>","_id":"<id>"}}` exactly, with both strings free of escapes and control characters:
-/// the index and id, borrowed. `None` for any other line (the caller then parses it strictly with serde).
-pub fn compact_create(line: &[u8]) -> Option<(&str, &str)> {
-    fn plain(b: &[u8]) -> Option<&str> {
-        if b.iter().any(|&c| c == b'\\' || c < 0x20) {
-            return None;
-        }
-        std::str::from_utf8(b).ok()
-    }
-    let rest = line.strip_prefix(b"{\"create\":{\"_index\":\"")?;
-    let q = memchr::memchr(b'"', rest)?;
-    let index = plain(&rest[..q])?;
-    let rest = rest[q..].strip_prefix(b"\",\"_id\":\"")?;
-    let q = memchr::memchr(b'"', rest)?;
-    let id = plain(&rest[..q])?;
-    (&rest[q..] == b"\"}}").then_some((index, id))
-}
-
 /// The next `\n`-terminated line of `rest` (without the `\n`), advancing `rest` past it.
 fn next_line<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     if rest.is_empty() {
@@ -278,3 +260,27 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(out, s).expect("vec write");
 }
 
+/// A hasher for keys that are already 64-bit hashes.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(self.0, bytes);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// FNV-1a over `bytes`, continuing from `h`.
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
