@@ -216,18 +216,14 @@ async fn shutdown_returns_and_closes_idle_connections() {
 /// `auth::PeerCertificates` (what certificate authentication reads); without one, nothing.
 #[tokio::test]
 async fn tls_client_certificate_chain_reaches_the_request() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["front-proxy".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &ca, &ca_key)
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let ca = tls::new_ca("vigil test CA");
+    let client_pem = tls::client_cert(&ca, "front-proxy", &[]);
+    let client: Vec<CertificateDer> = CertificateDer::pem_slice_iter(client_pem.as_bytes())
+        .collect::<Result<_, _>>()
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der().clone()).unwrap();
+    roots.add(ca.1.der().clone()).unwrap();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         Arc::new(rustls::crypto::ring::default_provider()),
@@ -267,10 +263,8 @@ async fn tls_client_certificate_chain_reaches_the_request() {
     for with_cert in [true, false] {
         let builder = tls::any_cert_client();
         let cfg = if with_cert {
-            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into());
-            builder
-                .with_client_auth_cert(vec![client.der().clone()], key)
-                .unwrap()
+            let key = PrivateKeyDer::from_pem_slice(client_pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(client.clone(), key).unwrap()
         } else {
             builder.with_no_client_auth()
         };

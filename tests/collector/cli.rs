@@ -2,6 +2,7 @@
 //! config errors that name the key, and a bad problem-detector config stopping start-up.
 
 use crate::support::collector::*;
+use crate::support::{free_port, until_blocking, Proc};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;

@@ -4,11 +4,11 @@
 //! start-up with the file and key named.
 
 use crate::support::problems::{append, filelog_config, fixture, kern_line};
-use crate::support::{free_port, until_blocking, Proc};
+use crate::support::{free_port, start_fails, until_blocking, Proc};
 use crate::support::promtool;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -218,32 +218,11 @@ fn collector_refuses_a_bad_monitor_config() {
         r#"{"plugin":"kmsg","conditions":[],"rules":[{"type":"temporary","reason":"R","pattern":"task (unclosed"}]}"#,
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "collector",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--problem-detector-config")
-        .arg(&bad)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("vigil kept running with a bad monitor config");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let stderr = start_fails(
+        "collector",
+        &["--listen", &listen, "--problem-detector-config", bad.to_str().unwrap()],
+    );
     assert!(
         stderr.contains("bad-monitor.json") && stderr.contains("rules[0].pattern"),
         "{stderr}"

@@ -3,6 +3,7 @@
 
 use crate::support::promtool;
 use crate::support::collector::*;
+use crate::support::until_blocking;
 use std::path::Path;
 use std::time::Duration;
 

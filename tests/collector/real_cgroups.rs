@@ -5,6 +5,7 @@
 //! read from its own network namespace.
 
 use crate::support::collector::*;
+use crate::support::{require, until_blocking, Proc};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,6 +5,7 @@
 
 use crate::support::promtool;
 use crate::support::collector::*;
+use crate::support::until_blocking;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;

@@ -5,12 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-// Re-exported because tests/collector/*.rs (`support::collector::*`) and tests/log_shipper/metrics.rs
-// import them from here; the other binaries do not, hence the allow. It goes once those files
-// import them from `support` as the other binaries do (not changed with the rest: their owners
-// were editing them).
-#[allow(unused_imports)]
-pub use super::{free_port, require, until_blocking, Proc};
+
+use super::{free_port, require, until_blocking, Proc};
 
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
