@@ -1,5 +1,6 @@
 //! Opening a discovered log file so that a path swapped after discovery (a symlink pointed elsewhere, a directory on
-//! the way replaced by a link) cannot redirect the read: the opened descriptor itself is checked.
+//! the way replaced by a link) cannot redirect the read: the opened descriptor itself is checked. The open does not
+//! follow a last component that became a link, and does not wait for a writer when a FIFO was put in the file's place.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -25,6 +26,8 @@ pub enum OpenError {
     },
     #[error("{path} is not a regular file: not read")]
     NotAFile { path: PathBuf },
+    #[error("{path} became a symbolic link after it was resolved (changed after discovery?): not read")]
+    Relinked { path: PathBuf },
 }
 
 impl OpenError {
@@ -59,7 +62,12 @@ pub fn open(
     } else {
         path.to_path_buf()
     };
-    let file = File::open(&resolved).map_err(io)?;
+    let file = open_no_follow(&resolved).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => OpenError::Relinked {
+            path: path.to_path_buf(),
+        },
+        _ => io(e),
+    })?;
     let md = file.metadata().map_err(io)?;
     if !md.is_file() {
         return Err(OpenError::NotAFile {
@@ -84,6 +92,17 @@ pub fn open(
         });
     }
     Ok(file)
+}
+
+/// Opens for reading without following a last component that is a link (`ELOOP` then), and without blocking on a
+/// FIFO that has no writer (`O_NONBLOCK`; it changes nothing for the regular files that pass the checks: Linux
+/// ignores it for them).
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -191,5 +210,35 @@ mod tests {
         assert!(matches!(e, OpenError::NotAFile { .. }), "{e}");
         let e = open(&c.join("4.log"), None, inside).unwrap_err();
         assert!(!e.refused() && e.to_string().contains("4.log"), "{e}");
+    }
+
+    /// A FIFO put where a log file was: refused at once, not an open that waits for a writer forever.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let d = dirs();
+        let fifo = d.root.join("ns_p_u/c/5.log");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = d.root.clone();
+        std::thread::spawn(move || {
+            let r = open(&fifo, None, |p: &Path| p.starts_with(&root)).map(|_| ());
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO without a writer must not block");
+        let e = r.unwrap_err();
+        assert!(matches!(e, OpenError::NotAFile { .. }) && e.refused(), "{e}");
+    }
+
+    /// The last component swapped for a link between resolving and opening: the open does not follow it.
+    #[test]
+    fn a_last_component_that_became_a_link_is_not_followed() {
+        let d = dirs();
+        let c = d.root.join("ns_p_u/c");
+        std::os::unix::fs::symlink(d.host.join("secret"), c.join("6.log")).unwrap();
+        let e = open_no_follow(&c.join("6.log")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(open_no_follow(&c.join("1.log")).is_ok());
     }
 }
