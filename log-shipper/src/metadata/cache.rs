@@ -86,7 +86,12 @@ impl PodCache {
     }
 
     /// Merges a fresh list: new or changed pods replace their entries, pods not listed for `ttl` are dropped.
-    pub(super) fn update(&self, pods: Vec<(String, PodMeta)>, ttl: Duration, now: Instant) -> usize {
+    pub(super) fn update(
+        &self,
+        pods: Vec<(String, PodMeta)>,
+        ttl: Duration,
+        now: Instant,
+    ) -> usize {
         let mut g = self.inner.write().expect("pod cache lock");
         let mut changed = false;
         for (uid, meta) in pods {

@@ -109,8 +109,8 @@ impl Fetcher {
             "{}{list}",
             config.cluster_url.to_string().trim_end_matches('/')
         );
-        let kube = kube::Client::try_from(config)
-            .map_err(|e| MetadataError::Client(error_chain(&e)))?;
+        let kube =
+            kube::Client::try_from(config).map_err(|e| MetadataError::Client(error_chain(&e)))?;
         Ok(Fetcher {
             client: Client::Apiserver { kube, list },
             url,
@@ -146,10 +146,11 @@ impl Fetcher {
                     .get(&self.url)
                     .header(http::header::ACCEPT, "application/json");
                 if let Some(path) = token_file {
-                    let token = std::fs::read_to_string(path).map_err(|e| MetadataError::Token {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    let token =
+                        std::fs::read_to_string(path).map_err(|e| MetadataError::Token {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
                     req = req.bearer_auth(token.trim());
                 }
                 let resp = req.send().await.map_err(|e| fetch(&e))?;
@@ -284,7 +285,10 @@ mod tests {
             f.url(),
             format!("{url}/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a")
         );
-        assert_eq!(&f.get().await.unwrap()[..], br#"{"kind":"PodList","items":[]}"#);
+        assert_eq!(
+            &f.get().await.unwrap()[..],
+            br#"{"kind":"PodList","items":[]}"#
+        );
         let seen = seen.lock().unwrap().clone();
         assert_eq!(
             seen,
@@ -307,7 +311,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with(&format!("GET {url}/api/v1/pods?")), "{e}");
-        assert!(e.contains("HTTP 403: {\"kind\":\"Status\",\"message\":\"pods is forbidden"), "{e}");
+        assert!(
+            e.contains("HTTP 403: {\"kind\":\"Status\",\"message\":\"pods is forbidden"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
@@ -362,7 +369,10 @@ mod tests {
         let e = Fetcher::new(&c).await.err().unwrap().to_string();
         assert_eq!(
             e,
-            format!("kubernetes_metadata.ca_file {}: holds no PEM certificate", ca.display())
+            format!(
+                "kubernetes_metadata.ca_file {}: holds no PEM certificate",
+                ca.display()
+            )
         );
         c.ca_file = Some(dir.path().join("missing.crt"));
         let e = Fetcher::new(&c).await.err().unwrap().to_string();
@@ -378,7 +388,10 @@ mod tests {
         c.token_file = Some(token.clone());
         let e = Fetcher::new(&c).await.err().unwrap().to_string();
         assert!(
-            e.starts_with(&format!("kubernetes_metadata.token_file {}: whitespace", token.display())),
+            e.starts_with(&format!(
+                "kubernetes_metadata.token_file {}: whitespace",
+                token.display()
+            )),
             "{e}"
         );
     }
@@ -391,6 +404,9 @@ mod tests {
         let mut c = MetadataConfig::new(Source::Apiserver, Some("http://127.0.0.1:1".into()));
         c.node_name = None;
         let e = Fetcher::new(&c).await.err().unwrap().to_string();
-        assert!(e.contains("node_name or the NODE_NAME environment variable"), "{e}");
+        assert!(
+            e.contains("node_name or the NODE_NAME environment variable"),
+            "{e}"
+        );
     }
 }
