@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error_chain;
+
 /// The service account's mount: `token`, `ca.crt`, `namespace`.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -80,19 +82,23 @@ impl Access {
         self
     }
 
-    /// The client configuration; the error names what is wrong (a missing variable or file, a
-    /// malformed URL, kubeconfig or CA bundle), for the caller to prefix with its setting.
-    pub async fn config(&self) -> Result<kube::Config, String> {
+    /// The client configuration; the error says which source, file or URL is wrong and why,
+    /// for the caller to put under its setting.
+    pub async fn config(&self) -> Result<kube::Config, AccessError> {
         let mut config = match &self.source {
-            Source::InCluster => kube::Config::incluster().map_err(|e| {
-                format!("in-cluster configuration (KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT and {SERVICE_ACCOUNT_DIR}): {e}")
-            })?,
+            Source::InCluster => {
+                api_server_url(|k| std::env::var(k).ok()).map_err(AccessError::NotInCluster)?;
+                kube::Config::incluster().map_err(|e| AccessError::InCluster(error_chain(&e)))?
+            }
             Source::Kubeconfig(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                let bad = |e: &dyn std::error::Error| AccessError::Kubeconfig {
+                    path: path.clone(),
+                    reason: error_chain(e),
+                };
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(&e))?;
                 kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+                    .map_err(|e| bad(&e))?
             }
             Source::Url(url) => kube::Config::new(parse_url(url)?),
         };
@@ -100,24 +106,30 @@ impl Access {
             config.cluster_url = parse_url(url)?;
         }
         if let Some(f) = &self.token_file {
-            let token = std::fs::read_to_string(f)
-                .map_err(|e| format!("token file {}: {e}", f.display()))?;
+            let bad = |reason: String| AccessError::TokenFile {
+                path: f.clone(),
+                reason,
+            };
+            let token = std::fs::read_to_string(f).map_err(|e| bad(e.to_string()))?;
             if token.trim().is_empty() {
-                return Err(format!("token file {} is empty", f.display()));
+                return Err(bad("empty".into()));
             }
             // kube sends the file as it is: a newline would make every request fail.
             if token.trim() != token {
-                return Err(format!("token file {}: white space (a newline?) around the token; write the token alone (e.g. `kubectl create token ... | tr -d '\\n'`)", f.display()));
+                return Err(bad("white space (a newline?) around the token; write the token alone (e.g. `kubectl create token ... | tr -d '\\n'`)".into()));
             }
             config.auth_info.token = None;
             config.auth_info.token_file = Some(f.display().to_string());
         }
         if let Some(f) = &self.ca_file {
-            let pem = std::fs::read(f).map_err(|e| format!("CA file {}: {e}", f.display()))?;
-            let ders = pem_certificates(&pem)
-                .map_err(|e| format!("CA file {} is not valid PEM: {e}", f.display()))?;
+            let bad = |reason: String| AccessError::CaFile {
+                path: f.clone(),
+                reason,
+            };
+            let pem = std::fs::read(f).map_err(|e| bad(e.to_string()))?;
+            let ders = pem_certificates(&pem).map_err(|e| bad(format!("not valid PEM: {e}")))?;
             if ders.is_empty() {
-                return Err(format!("CA file {} holds no PEM certificate", f.display()));
+                return Err(bad("holds no PEM certificate".into()));
             }
             config.root_cert = Some(ders);
             config.root_cert_file = Some(f.clone());
@@ -137,19 +149,47 @@ impl Access {
     }
 
     /// A client made from [`Self::config`].
-    pub async fn client(&self) -> Result<kube::Client, String> {
-        kube::Client::try_from(self.config().await?).map_err(|e| format!("client: {e}"))
+    pub async fn client(&self) -> Result<kube::Client, AccessError> {
+        client(self.config().await?)
     }
 }
 
+/// A client made from a configuration (the TLS setup can still refuse it).
+pub fn client(config: kube::Config) -> Result<kube::Client, AccessError> {
+    kube::Client::try_from(config).map_err(|e| AccessError::Client(error_chain(&e)))
+}
+
+/// Why no client could be made; the text names the variable, file or URL and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// In-cluster, but a variable the API server's address comes from is missing or empty.
+    #[error("this is not running in a cluster: {0} is not set")]
+    NotInCluster(&'static str),
+    /// In-cluster, but kube could not read the service account (under [`SERVICE_ACCOUNT_DIR`]).
+    #[error("in-cluster configuration (the service account under {SERVICE_ACCOUNT_DIR}): {0}")]
+    InCluster(String),
+    #[error("kubeconfig {}: {reason}", path.display())]
+    Kubeconfig { path: PathBuf, reason: String },
+    #[error("URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("token file {}: {reason}", path.display())]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("client: {0}")]
+    Client(String),
+}
+
 /// An `http(s)://` URL with a host.
-fn parse_url(url: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("URL {url:?}: {e}"))?;
+fn parse_url(url: &str) -> Result<http::Uri, AccessError> {
+    let bad = |reason: String| AccessError::Url {
+        url: url.to_string(),
+        reason,
+    };
+    let uri: http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(uri),
-        _ => Err(format!("URL {url:?} is not an http(s):// URL with a host")),
+        _ => Err(bad("not an http(s):// URL with a host".into())),
     }
 }
 
@@ -224,9 +264,9 @@ mod tests {
     #[tokio::test]
     async fn bad_sources_and_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = |a: Access| async move { a.config().await.unwrap_err() };
+        let err = |a: Access| async move { a.config().await.unwrap_err().to_string() };
         let e = err(Access::new(Source::Url("ftp://x".into()))).await;
-        assert!(e.contains("not an http(s):// URL"), "{e}");
+        assert!(e.contains("not an http(s):// URL with a host"), "{e}");
         let e = err(Access::new(Source::Url("not a url".into()))).await;
         assert!(e.contains("\"not a url\""), "{e}");
         let missing = dir.path().join("nope");
@@ -234,7 +274,7 @@ mod tests {
         assert!(e.contains(&missing.display().to_string()), "{e}");
         let mut a = Access::new(Source::Url("http://127.0.0.1:1".into()));
         a.token_file = Some(write(dir.path(), "empty", "  \n"));
-        assert!(err(a.clone()).await.contains("is empty"));
+        assert!(err(a.clone()).await.ends_with("empty"));
         a.token_file = Some(write(dir.path(), "nl", "abc\n"));
         assert!(err(a.clone()).await.contains("a newline?"));
         a.token_file = None;

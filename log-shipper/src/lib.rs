@@ -98,22 +98,6 @@ pub enum Error {
     Tls(#[from] vigil_server::tls::Error),
 }
 
-/// An error and its sources, joined with `: ` (reqwest hides the useful part, e.g. a certificate error, in the chain).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        // Some errors (kube's) already say their source: say it once.
-        let c_text = c.to_string();
-        if !s.contains(&c_text) {
-            s.push_str(": ");
-            s.push_str(&c_text);
-        }
-        src = c.source();
-    }
-    s
-}
-
 impl Args {
     /// The effective configuration and where it came from (the file, or `flags`): the file (if
     /// any), then the flags on top, validated.

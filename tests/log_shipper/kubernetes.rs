@@ -437,7 +437,7 @@ fn bad_metadata_settings_are_named() {
         &format!("kubernetes_metadata: {{source: apiserver, url: 'http://127.0.0.1:1', node_name: node-a, token_file: '{}'}}\n", token.display()),
         &[],
     );
-    assert!(err.contains(&format!("kubernetes_metadata.token_file {}: whitespace", token.display())), "{err}");
+    assert!(err.contains(&format!("kubernetes_metadata.token_file {}: white space (a newline?)", token.display())), "{err}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args([
             "log-shipper",

@@ -1,6 +1,7 @@
 //! The log shipper's self-metrics (OpenMetrics text) scraped by a real Prometheus.
 
-use crate::support::collector::{get, until_blocking, Prometheus};
+use crate::support::collector::{get, Prometheus};
+use crate::support::until_blocking;
 use crate::support::shipper::{append, container_dir, cri_line, Shipper};
 use std::time::Duration;
 

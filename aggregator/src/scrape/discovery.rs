@@ -239,9 +239,9 @@ impl KubeSource {
         access.token_file = self.token_file.clone();
         access.ca_file = self.ca_file.clone();
         access.insecure_skip_tls_verify = self.insecure;
-        access.config().await.map_err(|message| Error::Kubernetes {
+        access.config().await.map_err(|e| Error::Kubernetes {
             url: self.master.clone(),
-            message,
+            message: e.to_string(),
         })
     }
 }

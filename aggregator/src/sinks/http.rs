@@ -1,6 +1,7 @@
 //! What the HTTP sinks share: the client, and how a response becomes delivered, retry or reject.
 
 use std::time::Duration;
+use vigil_common::error_chain;
 
 /// Why a request did not deliver its payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,17 +33,6 @@ pub fn transport_error(e: reqwest::Error) -> SendError {
         "request"
     };
     SendError::Retry(format!("{kind} error: {}", error_chain(&e)))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Maps a response to delivered / retry / permanent, keeping the start of the server's reason.

@@ -202,21 +202,11 @@ impl Email {
                     } else {
                         "connection_error"
                     },
-                    msg: format!("SMTP {at}: {e}{}", source_chain(&e)),
+                    msg: format!("SMTP {at}: {}", vigil_common::error_chain(&e)),
                 })
             }
         }
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = String::new();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!(": {c}"));
-        cur = c.source();
-    }
-    s
 }
 
 /// The rule expression of an alert, from its Prometheus generator URL (`…/graph?g0.expr=…`).

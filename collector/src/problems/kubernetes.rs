@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
-use vigil_common::kubernetes::{Access, Source};
+use vigil_common::error_chain;
+use vigil_common::kubernetes::{Access, AccessError, Source};
 
 use super::store::{Condition, Event, Severity, Store};
 
@@ -25,29 +26,16 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// included); what is not done by then is retried on a later tick.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The variables that tell a pod where its API server is.
-const IN_CLUSTER_VARIABLES: [&str; 2] = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"];
-
 /// Errors of the Kubernetes reporter and of making the API server client.
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
-    /// Enabled outside a cluster: no API server address in the environment.
-    #[error("this is not running in a cluster: {0} is not set")]
-    NotInCluster(&'static str),
     /// The node name is needed to patch its status.
     #[error("Kubernetes reporting needs the node name")]
     NoNodeName,
-    /// The client could not be made: names the service account file, URL or setting that is
-    /// missing or malformed.
-    #[error("Kubernetes client: {0}")]
-    Client(String),
-}
-
-/// The first in-cluster variable that `env` lacks (or holds empty), if any.
-pub fn missing_in_cluster_variable(env: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
-    IN_CLUSTER_VARIABLES
-        .into_iter()
-        .find(|v| env(v).is_none_or(|x| x.is_empty()))
+    /// The client could not be made: names the variable, service account file, URL or setting
+    /// that is missing or malformed.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// The collector's API server client from the pod's service account
@@ -55,43 +43,14 @@ pub fn missing_in_cluster_variable(env: impl Fn(&str) -> Option<String>) -> Opti
 /// connect, read and write bounded by [`CLIENT_TIMEOUT`], and the API server URL; a clear error
 /// naming what is missing.
 pub async fn in_cluster_client() -> Result<(kube::Client, String), KubernetesError> {
-    in_cluster_client_from(|k| std::env::var(k).ok()).await
-}
-
-/// As [`in_cluster_client`], with the variables checked in `env` first (kube then reads the
-/// process environment itself).
-pub async fn in_cluster_client_from(
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<(kube::Client, String), KubernetesError> {
-    if let Some(missing) = missing_in_cluster_variable(env) {
-        return Err(KubernetesError::NotInCluster(missing));
-    }
     client(&Access::new(Source::InCluster).with_timeout(CLIENT_TIMEOUT)).await
 }
 
 /// A client made from `access`, and the URL of the API server it talks to (for the logs).
 pub async fn client(access: &Access) -> Result<(kube::Client, String), KubernetesError> {
-    let config = access.config().await.map_err(KubernetesError::Client)?;
+    let config = access.config().await?;
     let url = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config)
-        .map_err(|e| KubernetesError::Client(format!("client: {}", error_chain(&e))))?;
-    Ok((client, url))
-}
-
-/// An error and its sources, each once (kube's transport errors keep the cause, e.g. the
-/// refused connection, in a source).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        next = cause.source();
-    }
-    text
+    Ok((vigil_common::kubernetes::client(config)?, url))
 }
 
 /// What to report as.
@@ -274,41 +233,10 @@ mod tests {
     use axum::routing::{patch, post};
     use std::sync::Mutex;
 
+    /// (Missing in-cluster variables are named by `vigil_common::kubernetes`'s tests and, end to
+    /// end, by `tests/collector/cli.rs`.)
     #[tokio::test]
-    async fn enabling_outside_a_cluster_names_what_is_missing() {
-        let err = |env: fn(&str) -> Option<String>| async move {
-            in_cluster_client_from(env)
-                .await
-                .err()
-                .expect("not in a cluster")
-                .to_string()
-        };
-        assert_eq!(
-            err(|_| None).await,
-            "this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
-        );
-        assert_eq!(
-            err(|k| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.96.0.1".into())).await,
-            "this is not running in a cluster: KUBERNETES_SERVICE_PORT is not set"
-        );
-        // An empty variable is as good as none.
-        assert_eq!(
-            err(|k| Some(
-                if k == "KUBERNETES_SERVICE_HOST" {
-                    ""
-                } else {
-                    "443"
-                }
-                .into()
-            ))
-            .await,
-            "this is not running in a cluster: KUBERNETES_SERVICE_HOST is not set"
-        );
-        assert_eq!(
-            missing_in_cluster_variable(|_| Some("1".into())),
-            None,
-            "both set"
-        );
+    async fn a_missing_node_name_or_credential_is_named() {
         assert!(matches!(
             KubernetesConfig::new(""),
             Err(KubernetesError::NoNodeName)
@@ -323,7 +251,7 @@ mod tests {
             .expect("no token file")
             .to_string();
         assert!(
-            e.starts_with("Kubernetes client: token file ")
+            e.starts_with("token file ")
                 && e.contains(&d.path().join("token").display().to_string()),
             "{e}"
         );
@@ -336,21 +264,6 @@ mod tests {
             .expect("an invalid CA is refused")
             .to_string();
         assert!(e.contains("holds no PEM certificate"), "{e}");
-    }
-
-    #[test]
-    fn an_error_chain_keeps_each_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        #[derive(Debug, thiserror::Error)]
-        #[error("connect failed")]
-        struct Outer(#[source] std::io::Error);
-        #[derive(Debug, thiserror::Error)]
-        #[error("service: {0}")]
-        struct Shown(#[source] Outer);
-        assert_eq!(
-            error_chain(&Shown(Outer(io))),
-            "service: connect failed: refused"
-        );
     }
 
     #[derive(Default)]

@@ -4,12 +4,12 @@
 //! credentials (re-reading a rotated token file), the CA and the connect/read/write timeouts.
 
 use super::{MetadataConfig, MetadataError, Source};
-use crate::error_chain;
+use vigil_common::error_chain;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-use vigil_common::kubernetes::{self, Access};
+use vigil_common::kubernetes::{self, Access, AccessError};
 
 /// How much of an error response's body an error keeps.
 const BODY_IN_ERROR: usize = 300;
@@ -98,19 +98,12 @@ impl Fetcher {
             (!cfg.insecure_skip_tls_verify && ca.exists()).then_some(ca)
         });
         access.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
-        if let Some(path) = &access.token_file {
-            untrimmed_token(path)?;
-        }
-        let config = access
-            .config()
-            .await
-            .map_err(|e| access_error(cfg, &access, e))?;
+        let config = access.config().await.map_err(|e| access_error(cfg, e))?;
         let url = format!(
             "{}{list}",
             config.cluster_url.to_string().trim_end_matches('/')
         );
-        let kube =
-            kube::Client::try_from(config).map_err(|e| MetadataError::Client(error_chain(&e)))?;
+        let kube = kubernetes::client(config).map_err(|e| MetadataError::Client(e.to_string()))?;
         Ok(Fetcher {
             client: Client::Apiserver { kube, list },
             url,
@@ -186,56 +179,25 @@ fn token_file(cfg: &MetadataConfig) -> Option<PathBuf> {
         .or_else(|| sa_token.exists().then_some(sa_token))
 }
 
-/// Refuses a token file with whitespace around the token (`echo`, `kubectl create token > f`):
-/// kube's client sends the file as it is, and a newline makes every request fail. (The kubelet
-/// source trims it at every read.)
-fn untrimmed_token(path: &Path) -> Result<(), MetadataError> {
-    match std::fs::read_to_string(path) {
-        Ok(token) if !token.trim().is_empty() && token.trim() != token => Err(MetadataError::Token {
-            path: path.to_path_buf(),
-            reason: "whitespace (a newline?) around the token: kube's client would send it in the Authorization header; write the token alone".into(),
-        }),
-        // A missing, unreadable or empty file is named by `Access::config`.
-        _ => Ok(()),
-    }
-}
-
 /// An error of [`Access::config`] under the setting it concerns: `ca_file` or `token_file` when it
-/// names that file, else `url` or the in-cluster environment.
-fn access_error(cfg: &MetadataConfig, access: &Access, e: String) -> MetadataError {
-    // Access says "CA file <path>: ..." or "token file <path> is empty": keep what follows the path.
-    let about = |what: &str, path: &Path| {
-        let lead = format!("{what} {}", path.display());
-        e.strip_prefix(&lead)
-            .map(|rest| rest.trim_start_matches(':').trim_start().to_string())
-    };
-    if let Some(path) = &access.ca_file {
-        if let Some(reason) = about("CA file", path) {
-            return MetadataError::Ca {
-                path: path.clone(),
-                reason,
-            };
-        }
-    }
-    if let Some(path) = &access.token_file {
-        if let Some(reason) = about("token file", path) {
-            return MetadataError::Token {
-                path: path.clone(),
-                reason,
-            };
-        }
-    }
-    match &cfg.url {
-        Some(url) => MetadataError::Config(format!("url {url:?}: {e}")),
-        None => MetadataError::Config(format!(
-            "the apiserver source needs url, or to run in a pod (in-cluster): {e}"
-        )),
+/// is about that file, else `url` or the in-cluster environment.
+fn access_error(cfg: &MetadataConfig, e: AccessError) -> MetadataError {
+    match e {
+        AccessError::CaFile { path, reason } => MetadataError::Ca { path, reason },
+        AccessError::TokenFile { path, reason } => MetadataError::Token { path, reason },
+        e => match &cfg.url {
+            Some(url) => MetadataError::Config(format!("url {url:?}: {e}")),
+            None => MetadataError::Config(format!(
+                "the apiserver source needs url, or to run in a pod (in-cluster): {e}"
+            )),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use axum::extract::{RawQuery, State};
     use axum::http::{HeaderMap, StatusCode};
     use std::sync::{Arc, Mutex};
@@ -389,7 +351,7 @@ mod tests {
         let e = Fetcher::new(&c).await.err().unwrap().to_string();
         assert!(
             e.starts_with(&format!(
-                "kubernetes_metadata.token_file {}: whitespace",
+                "kubernetes_metadata.token_file {}: white space (a newline?)",
                 token.display()
             )),
             "{e}"

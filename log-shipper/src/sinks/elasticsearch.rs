@@ -2,7 +2,7 @@
 //! whole-request retries with exponential backoff and jitter, 413 splitting, gzip, basic/API-key auth and custom CAs.
 
 use super::Batch;
-use crate::error_chain;
+use vigil_common::error_chain;
 use crate::metrics::Metrics;
 use serde::Deserialize;
 use std::collections::VecDeque;

@@ -43,10 +43,10 @@ pub async fn client(flag: &'static str, source: &str) -> Result<kube::Client, Er
         .with_timeout(REVIEW_TIMEOUT)
         .client()
         .await
-        .map_err(|message| Error::Config {
+        .map_err(|e| Error::Config {
             flag,
             source_name: source.to_string(),
-            message,
+            message: e.to_string(),
         })
 }
 

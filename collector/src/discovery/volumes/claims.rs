@@ -5,7 +5,7 @@
 
 use super::Error;
 use crate::discovery::metadata::PodList;
-use crate::problems::kubernetes::error_chain;
+use vigil_common::error_chain;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use std::collections::{HashMap, HashSet};
