@@ -459,7 +459,7 @@ async fn huge_lines_truncated_or_dropped_and_multiline_joined() {
         std::fs::write(
             &cfg,
             format!(
-                "sink: {{elasticsearch: {{url: '{}'}}}}\nparse:\n  max_line_bytes: 4096\n  over_long: {policy}\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: 300}}\n",
+                "sink: {{elasticsearch: {{url: '{}'}}}}\nparse:\n  max_line_bytes: 4096\n  over_long: {policy}\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout: 300ms}}\n",
                 es.url()
             ),
         )
@@ -529,7 +529,7 @@ async fn basic_auth_and_wrong_credentials_are_retried_not_dropped() {
     );
     let write_cfg = |name: &str, pass: &str| {
         let p = tmp.path().join(name);
-        std::fs::write(&p, format!("sink: {{elasticsearch: {{url: '{}', username: elastic, password: {pass}, backoff_max_ms: 200}}}}\n", es.url())).unwrap();
+        std::fs::write(&p, format!("sink: {{elasticsearch: {{url: '{}', username: elastic, password: {pass}, backoff_max: 200ms}}}}\n", es.url())).unwrap();
         p
     };
     // Wrong password: 401 is retried (a configuration problem must not drop data) and nothing is dead-lettered.
@@ -569,7 +569,7 @@ async fn whole_request_404_405_415_are_retried_not_dead_lettered() {
     std::fs::write(
         &cfg,
         format!(
-            "sink: {{elasticsearch: {{url: '{}', backoff_initial_ms: 20, backoff_max_ms: 100}}}}\n",
+            "sink: {{elasticsearch: {{url: '{}', backoff_initial: 20ms, backoff_max: 100ms}}}}\n",
             es.url()
         ),
     )
@@ -674,7 +674,7 @@ fn java_multiline_config(
     std::fs::write(
         &cfg,
         format!(
-            "sink: {{elasticsearch: {{url: '{}', batch_timeout_ms: 100}}}}\ncheckpoint_interval_ms: {checkpoint_ms}\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout_ms: {flush_ms}}}\n",
+            "sink: {{elasticsearch: {{url: '{}', batch_timeout: 100ms}}}}\ncheckpoint_interval: {checkpoint_ms}ms\nparse:\n  multiline:\n    - {{namespace: java, start_pattern: '^\\d{{4}}-\\d\\d-\\d\\d ', flush_timeout: {flush_ms}ms}}\n",
             es.url()
         ),
     )

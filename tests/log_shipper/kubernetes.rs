@@ -123,7 +123,7 @@ fn start_shipper(
     std::fs::write(
         &cfg,
         format!(
-            "kubernetes_metadata:\n  source: {source}\n  url: '{url}'\n  token_file: '{}'\n  refresh_interval_ms: 200\n  exclude_annotations: ['secret.example.com/*']\n{extra}",
+            "kubernetes_metadata:\n  source: {source}\n  url: '{url}'\n  token_file: '{}'\n  refresh_interval: 200ms\n  exclude_annotations: ['secret.example.com/*']\n{extra}",
             token.display()
         ),
     )
@@ -253,7 +253,7 @@ async fn a_slow_or_broken_metadata_source_never_stalls_shipping() {
         &es,
         "kubelet",
         &url,
-        "  request_timeout_ms: 1500\n",
+        "  request_timeout: 1500ms\n",
     );
     wait_for(
         "the hanging metadata request",

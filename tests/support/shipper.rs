@@ -5,11 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-// Re-exported because tests/log_shipper/*.rs (`support::shipper::*`) import it from here; the
-// other binaries do not, hence the allow. It goes once those files import it from `support` as the
-// other binaries do (not changed with the rest: their owners were editing them).
-#[allow(unused_imports)]
-pub use super::free_port;
+
+use super::free_port;
 
 /// `until` for a check that needs no `.await` (reading files, the ES test server's state).
 pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
