@@ -61,6 +61,11 @@ pub struct Access {
     pub insecure_skip_tls_verify: bool,
     /// Bounds connecting, and each read and write of a request.
     pub timeout: Option<Duration>,
+    /// kube's own retry of a 429, 503 or 504 answer (up to 15 times, from 5 ms doubling).
+    /// Off by default: a daemon that retries on its own schedule would otherwise send a burst
+    /// of requests exactly when the API server sheds load, and see a timeout instead of the
+    /// answer. Watches and delegated auth, which have no schedule of their own, turn it on.
+    pub retry: bool,
 }
 
 impl Access {
@@ -73,6 +78,7 @@ impl Access {
             ca_file: None,
             insecure_skip_tls_verify: false,
             timeout: None,
+            retry: false,
         }
     }
 
@@ -139,6 +145,7 @@ impl Access {
             config.root_cert = None;
             config.root_cert_file = None;
         }
+        config.default_retry = self.retry;
         if let Some(t) = self.timeout {
             config.connect_timeout = Some(t);
             config.read_timeout = Some(t);
@@ -157,6 +164,29 @@ impl Access {
 /// A client made from a configuration (the TLS setup can still refuse it).
 pub fn client(config: kube::Config) -> Result<kube::Client, AccessError> {
     kube::Client::try_from(config).map_err(|e| AccessError::Client(error_chain(&e)))
+}
+
+/// Sends `request` (a path and query; the client puts its API server in front) and reads the
+/// whole answer: the HTTP status and the body as they came. For callers that decide by the
+/// status themselves: kube's typed calls report an error body that is JSON but not a Status
+/// (a proxy's) with code 0.
+pub async fn send(
+    client: &kube::Client,
+    request: http::Request<Vec<u8>>,
+) -> Result<(http::StatusCode, bytes::Bytes), String> {
+    use http_body_util::BodyExt;
+    let resp = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| error_chain(&e))?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// Why no client could be made; the text names the variable, file or URL and what is wrong.
@@ -243,6 +273,9 @@ mod tests {
         assert_eq!(c.read_timeout, Some(Duration::from_secs(3)));
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(3)));
         assert!(!c.accept_invalid_certs);
+        assert!(!c.default_retry, "kube's retry is off unless asked for");
+        a.retry = true;
+        assert!(a.config().await.unwrap().default_retry);
         a.insecure_skip_tls_verify = true;
         let c = a.config().await.unwrap();
         assert!(c.accept_invalid_certs && c.root_cert.is_none() && c.root_cert_file.is_none());

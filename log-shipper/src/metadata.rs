@@ -67,7 +67,8 @@ pub struct MetadataConfig {
     /// about once a minute). Default: the service account token when that file exists.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    /// PEM CA to trust for `https` URLs. Default for the API server: the service account's `ca.crt` when it exists.
+    /// PEM CA to trust for `https` URLs (the only CA then). Default: in-cluster (API server, no `url`), the service
+    /// account's `ca.crt`; with a `url`, the system's trusted roots (as client-go).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Do not verify the server's certificate (kubelets with self-signed serving certificates).

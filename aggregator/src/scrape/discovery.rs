@@ -239,6 +239,8 @@ impl KubeSource {
         access.token_file = self.token_file.clone();
         access.ca_file = self.ca_file.clone();
         access.insecure_skip_tls_verify = self.insecure;
+        // Lists and watches keep kube's retry of 429/503/504, as before.
+        access.retry = true;
         access.config().await.map_err(|e| Error::Kubernetes {
             url: self.master.clone(),
             message: e.to_string(),

@@ -53,6 +53,16 @@ pub async fn client(access: &Access) -> Result<(kube::Client, String), Kubernete
     Ok((vigil_common::kubernetes::client(config)?, url))
 }
 
+/// The start of an answer's body, for a log line or an error: a Status's `message` when it is
+/// one, else the text itself.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<kube::core::Status>(body) {
+        Ok(s) if !s.message.is_empty() => s.message,
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    text.trim().chars().take(200).collect()
+}
+
 /// What to report as.
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -134,14 +144,20 @@ impl Reporter {
                 return true;
             }
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request_text(req)).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(kube::Error::Api(s))) if (400..500).contains(&s.code) && s.code != 429 => {
-                tracing::warn!(status = s.code, message = %s.message, reason = %e.reason, "API server rejected the event; dropped");
+        // Decided by the HTTP status itself: a proxy's error body is not always a Status.
+        let sent = vigil_common::kubernetes::send(&self.client, req);
+        match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
+            Ok(Ok((status, _))) if status.is_success() => true,
+            Ok(Ok((status, body))) if status.is_client_error() && status.as_u16() != 429 => {
+                tracing::warn!(status = status.as_u16(), answer = %snippet(&body), reason = %e.reason, "API server rejected the event; dropped");
                 true
             }
+            Ok(Ok((status, body))) => {
+                tracing::warn!(status = status.as_u16(), answer = %snippet(&body), "creating event failed; will retry");
+                false
+            }
             Ok(Err(err)) => {
-                tracing::warn!(error = %error_chain(&err), "creating event failed; will retry");
+                tracing::warn!(error = %err, "creating event failed; will retry");
                 false
             }
             Err(_) => {
@@ -272,6 +288,7 @@ mod tests {
         patches: Vec<(String, serde_json::Value)>,
         fail_next_event: bool,
         auth_ok: bool,
+        rejected: usize,
     }
 
     async fn fake_event(
@@ -285,10 +302,15 @@ mod tests {
             .map(|v| v == "Bearer secret")
             .unwrap_or(false);
         if std::mem::take(&mut s.fail_next_event) {
-            // 500, not 503: kube itself retries 429, 503 and 504; this is the reporter's retry.
+            // kube's own retry is off (vigil_common::kubernetes::Access): this is the reporter's.
             let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500});
-            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(status));
+                "message": "the server is currently unable to handle the request", "reason": "ServiceUnavailable", "code": 503});
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(status));
+        }
+        if body.0["reason"] == "ProxyRejected" {
+            // A proxy in front of the API server: JSON, but not a Status.
+            s.rejected += 1;
+            return (StatusCode::FORBIDDEN, axum::Json(json!({"error": "denied by proxy"})));
         }
         let mut created = body.0.clone();
         created["metadata"]["name"] = json!(format!("node-1.{}", s.events.len()));
@@ -312,6 +334,41 @@ mod tests {
             "status": patch["status"]});
         seen.lock().unwrap().patches.push((ct, patch));
         (StatusCode::OK, axum::Json(node))
+    }
+
+    /// A 4xx whose body is not a Status (kube's typed calls read such a body as code 0) is
+    /// still a rejection: the event is dropped once, and the events after it are sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_refused_by_a_proxy_is_dropped_and_the_next_ones_sent() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let app = axum::Router::new()
+            .route("/api/v1/namespaces/default/events", post(fake_event))
+            .route("/api/v1/nodes/node-1/status", patch(fake_patch))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let now = chrono::Utc::now();
+        let store = Arc::new(Store::default());
+        store.push_event("kernel-monitor", Severity::Warn, now, "ProxyRejected", "m1");
+        store.push_event("kernel-monitor", Severity::Warn, now, "AfterIt", "m2");
+        let access = Access::new(Source::Url(format!("http://{addr}")));
+        let (client, _) = client(&access).await.unwrap();
+        let (tx, rx) = watch::channel(false);
+        let cfg = KubernetesConfig::new("node-1").unwrap();
+        let run = tokio::spawn(Reporter::new(cfg, client, store).run(Duration::from_millis(50), rx));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().events.is_empty() {
+            assert!(Instant::now() < deadline, "the event after the refused one was not sent");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(true).unwrap();
+        run.await.unwrap();
+        let s = seen.lock().unwrap();
+        assert_eq!(s.rejected, 1, "a refused event is not retried");
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0]["reason"], "AfterIt");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +419,7 @@ mod tests {
         {
             let s = seen.lock().unwrap();
             assert!(s.auth_ok, "the token file's bearer token arrives");
-            // The first attempt got 500: retried, in order, nothing lost or duplicated.
+            // The first attempt got 503: retried, in order, nothing lost or duplicated.
             assert_eq!(s.events[0]["reason"], "OOMKilling");
             assert_eq!(s.events[0]["type"], "Warning");
             assert_eq!(s.events[0]["involvedObject"]["kind"], "Node");

@@ -6,7 +6,6 @@
 use super::{MetadataConfig, MetadataError, Source};
 use vigil_common::error_chain;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use std::path::PathBuf;
 use std::time::Duration;
 use vigil_common::kubernetes::{self, Access, AccessError};
@@ -93,17 +92,19 @@ impl Fetcher {
         })
         .with_timeout(cfg.request_timeout);
         access.token_file = token_file(cfg);
-        access.ca_file = cfg.ca_file.clone().or_else(|| {
-            let ca = kubernetes::ca_file();
-            (!cfg.insecure_skip_tls_verify && ca.exists()).then_some(ca)
-        });
+        // In-cluster, kube trusts the service account's CA; with a `url`, `ca_file` or else the
+        // system's roots (as client-go does).
+        access.ca_file = cfg.ca_file.clone();
         access.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
         let config = access.config().await.map_err(|e| access_error(cfg, e))?;
         let url = format!(
             "{}{list}",
             config.cluster_url.to_string().trim_end_matches('/')
         );
-        let kube = kubernetes::client(config).map_err(|e| MetadataError::Client(e.to_string()))?;
+        let kube = kubernetes::client(config).map_err(|e| match e {
+            AccessError::Client(reason) => MetadataError::Client(reason),
+            e => MetadataError::Client(e.to_string()),
+        })?;
         Ok(Fetcher {
             client: Client::Apiserver { kube, list },
             url,
@@ -153,12 +154,12 @@ impl Fetcher {
             Client::Apiserver { kube, list } => {
                 let req = http::Request::get(list.clone())
                     .header(http::header::ACCEPT, "application/json")
-                    .body(kube::client::Body::from(Vec::new()))
+                    .body(Vec::new())
                     .expect("a GET of a parsed URI");
-                let resp = kube.send(req).await.map_err(|e| fetch(&e))?;
-                let status = resp.status().as_u16();
-                let body = resp.into_body().collect().await.map_err(|e| fetch(&e))?;
-                Ok((status, body.to_bytes()))
+                let (status, body) = kubernetes::send(kube, req)
+                    .await
+                    .map_err(|reason| self.fetch_error(reason))?;
+                Ok((status.as_u16(), body))
             }
         }
     }

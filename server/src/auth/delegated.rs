@@ -39,8 +39,10 @@ pub async fn client(flag: &'static str, source: &str) -> Result<kube::Client, Er
     } else {
         Source::Kubeconfig(source.into())
     };
-    Access::new(from)
-        .with_timeout(REVIEW_TIMEOUT)
+    let mut access = Access::new(from).with_timeout(REVIEW_TIMEOUT);
+    // A review has no schedule of its own to retry on: kube's retry of 429/503/504 stays.
+    access.retry = true;
+    access
         .client()
         .await
         .map_err(|e| Error::Config {

@@ -1,13 +1,13 @@
 //! The API server lookup behind volume identity: which PersistentVolume each claim is bound to
-//! (`GET /api/v1/namespaces/{ns}/persistentvolumeclaims/{name}` through kube's
-//! `Api<PersistentVolumeClaim>`), cached between the lookup task and the kubelet `/pods` fetcher
+//! (`GET /api/v1/namespaces/{ns}/persistentvolumeclaims/{name}` through kube's client,
+//! decided by the HTTP status), cached between the lookup task and the kubelet `/pods` fetcher
 //! so that a pass never waits on the network.
 
 use super::Error;
 use crate::discovery::metadata::PodList;
-use vigil_common::error_chain;
+use crate::problems::kubernetes::snippet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::Api;
+use kube::api::GetParams;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -236,35 +236,38 @@ impl ClaimLookup {
                 }),
             )
         };
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
-        let answer = match tokio::time::timeout(self.timeout, claims.get(claim)).await {
-            Ok(a) => a,
+        let req = match kube::core::Request::new(format!(
+            "/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+        ))
+        .get(claim, &GetParams::default())
+        {
+            Ok(r) => r,
+            Err(e) => return fail(format!("the request cannot be built: {e}")),
+        };
+        // Decided by the HTTP status itself: a proxy's error body is not always a Status.
+        let sent = vigil_common::kubernetes::send(&self.client, req);
+        let (status, body) = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return fail(e),
             Err(_) => return fail(format!("no answer within {:?}", self.timeout)),
         };
-        match answer {
+        if status.as_u16() == 404 {
+            return (Answer::NotFound, None);
+        }
+        if !status.is_success() {
+            let hint = if status.as_u16() == 403 {
+                " (the service account needs get on persistentvolumeclaims)"
+            } else {
+                ""
+            };
+            return fail(format!("answered {status}{hint}: {}", snippet(&body)));
+        }
+        match serde_json::from_slice::<PersistentVolumeClaim>(&body) {
             Ok(c) => match c.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty()) {
                 Some(pv) => (Answer::Bound(pv), None),
                 None => (Answer::Pending, None),
             },
-            // Any 404 (a Status without a known reason included) is "no such claim".
-            Err(kube::Error::Api(s)) if s.code == 404 || s.is_not_found() => {
-                (Answer::NotFound, None)
-            }
-            Err(kube::Error::Api(s)) => {
-                let hint = if s.code == 403 {
-                    " (the service account needs get on persistentvolumeclaims)"
-                } else {
-                    ""
-                };
-                fail(format!(
-                    "answered {} {}{hint}: {}",
-                    s.code,
-                    s.reason,
-                    s.message.chars().take(200).collect::<String>()
-                ))
-            }
-            Err(kube::Error::SerdeError(e)) => fail(format!("not a PersistentVolumeClaim: {e}")),
-            Err(e) => fail(error_chain(&e)),
+            Err(e) => fail(format!("not a PersistentVolumeClaim: {e}")),
         }
     }
 
@@ -356,6 +359,10 @@ mod tests {
             ("shop", "pending-0") => claim(None),
             ("shop", "not-a-claim") => axum::Json(serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1",
                 "metadata": {"name": name, "namespace": ns}, "data": {}})).into_response(),
+            // A proxy in front of the API server answers JSON that is not a Status.
+            ("shop", "proxy-gone") => (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": "no route"}))).into_response(),
+            ("shop", "proxy-denied") => (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "denied by proxy"}))).into_response(),
+            ("shop", "busy") => status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "try again later".into()),
             ("shop", "forbidden") => status(StatusCode::FORBIDDEN, "Forbidden", format!(
                 "persistentvolumeclaims \"{name}\" is forbidden: User \"system:serviceaccount:vigil:collector\" cannot get resource \"persistentvolumeclaims\" in API group \"\" in the namespace \"{ns}\"")),
             _ => status(StatusCode::NOT_FOUND, "NotFound", format!("persistentvolumeclaims \"{name}\" not found")),
@@ -410,6 +417,18 @@ mod tests {
                 && msg.contains("cannot get resource"),
             "{msg}"
         );
+        // Decided by the HTTP status, whatever the body: a proxy's 404 is "no such claim", its
+        // 403 a failure with the hint; a 503 is answered once (kube's own retry is off).
+        let (a, e) = l.get("shop", "proxy-gone").await;
+        assert_eq!((a, e.is_none()), (Answer::NotFound, true));
+        let (a, e) = l.get("shop", "proxy-denied").await;
+        let msg = e.unwrap().to_string();
+        assert_eq!(a, Answer::Failed);
+        assert!(msg.contains("answered 403 Forbidden") && msg.contains("denied by proxy"), "{msg}");
+        let (a, e) = l.get("shop", "busy").await;
+        let msg = e.unwrap().to_string();
+        assert_eq!(a, Answer::Failed);
+        assert!(msg.contains("answered 503 Service Unavailable: try again later"), "{msg}");
         // An answer that is not a claim is an error, not a pending claim.
         let (a, e) = l.get("shop", "not-a-claim").await;
         assert_eq!(a, Answer::Failed);
