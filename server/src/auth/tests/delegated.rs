@@ -96,6 +96,7 @@ async fn zero_ttls_ask_the_api_server_every_time() {
         assert_eq!(code, 200);
     }
     assert_eq!((api.token_reviews(), api.access_reviews()), (3, 3));
+    assert_eq!(api.violations(), Vec::<String>::new());
 }
 
 #[tokio::test]
