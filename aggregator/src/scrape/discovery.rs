@@ -224,6 +224,22 @@ pub fn parse_source(uri: &str) -> Result<KubeSource, Error> {
 }
 
 impl KubeSource {
+    /// The bearer token HTTPS kubelets get (none for the read-only HTTP port: never in clear
+    /// text): the token file's content now, as bound service account tokens rotate; the token
+    /// read at start when the file cannot be read.
+    pub fn kubelet_token(&self) -> Option<std::sync::Arc<str>> {
+        if !self.kubelet_https {
+            return None;
+        }
+        let fresh = self
+            .token_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        fresh.or_else(|| self.token.clone()).map(Into::into)
+    }
+
     /// The API client's configuration: `Config::incluster()` in a pod, else the kubeconfig of
     /// `auth=`, else the master URL; then the master, token file, CA and `insecure` overrides.
     pub async fn kube_config(&self) -> Result<kube::Config, Error> {
@@ -270,10 +286,7 @@ pub(crate) fn targets_of<'a>(
 ) -> Vec<Target> {
     let scheme = if k.kubelet_https { "https" } else { "http" };
     // The token goes to HTTPS kubelets only (never in clear text to the read-only port).
-    let token: Option<std::sync::Arc<str>> = match (&k.token, k.kubelet_https) {
-        (Some(t), true) => Some(t.as_str().into()),
-        _ => None,
-    };
+    let token = k.kubelet_token();
     let mut out = Vec::new();
     for n in nodes {
         let name = n.metadata.name.clone().unwrap_or_default();

@@ -62,7 +62,8 @@ struct Shared {
     /// The last watch error, reported once by the next round.
     error: Mutex<Option<Error>>,
     /// Targets as of the node generation they were built from.
-    targets: Mutex<(u64, Arc<Vec<Target>>)>,
+    /// The targets, built for this node store generation and kubelet token.
+    targets: Mutex<(u64, Option<Arc<str>>, Arc<Vec<Target>>)>,
     /// ClusterInfo as of the (pods, namespaces) generations it was built from.
     info: Mutex<Option<((u64, u64), Arc<ClusterInfo>)>>,
     /// Pods or namespaces changed: the enrichment view is rebuilt (by `rebuild_info`).
@@ -115,7 +116,7 @@ impl KubeWatch {
             nodes_settled: tokio::sync::watch::channel(false).0,
             stats: Default::default(),
             error: Mutex::new(None),
-            targets: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
+            targets: Mutex::new((u64::MAX, None, Arc::new(Vec::new()))),
             info: Mutex::new(None),
             info_changed: tokio::sync::Notify::new(),
         });
@@ -154,21 +155,21 @@ impl KubeWatch {
         let _ = tokio::time::timeout(limit, rx.wait_for(|s| *s)).await;
     }
 
-    /// The Ready nodes' targets (rebuilt only when the node store changed), and the last watch
-    /// error if one happened since the previous call.
+    /// The Ready nodes' targets (rebuilt only when the node store or the kubelet token
+    /// changed: the token file is read once a call), and the last watch error if one happened
+    /// since the previous call.
     pub fn targets(&self) -> (Arc<Vec<Target>>, Option<Error>) {
         let s = &self.shared;
         let generation = s.generation[NODES].load(Ordering::Acquire);
+        let token = s.source.kubelet_token();
         let targets = {
             let mut cached = s.targets.lock().expect("kubernetes targets lock");
-            if cached.0 != generation {
+            if cached.0 != generation || cached.1 != token {
                 let nodes = s.nodes.state();
-                *cached = (
-                    generation,
-                    Arc::new(targets_of(nodes.iter().map(|n| &**n), &s.source)),
-                );
+                let targets = Arc::new(targets_of(nodes.iter().map(|n| &**n), &s.source));
+                *cached = (generation, token, targets);
             }
-            cached.1.clone()
+            cached.2.clone()
         };
         (
             targets,
@@ -722,5 +723,21 @@ mod tests {
             (t[0].url.as_str(), t[0].cpu_cores),
             ("http://127.0.0.9:10255/stats/summary", Some(8.0))
         );
+        assert!(t[0].bearer_token.is_none(), "no token to the read-only port");
+        // HTTPS kubelets get the token file's current token: a rotated one from the next build.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "first\n").unwrap();
+        let k = super::super::discovery::parse_source(&format!(
+            "kubernetes.summary_api:http://127.0.0.1:1?inClusterConfig=false&kubeletHttps=true&kubeletPort=10250&tokenFile={}",
+            f.display()
+        ))
+        .unwrap();
+        assert_eq!(targets_of([&node], &k)[0].bearer_token.as_deref(), Some("first"));
+        std::fs::write(&f, "second").unwrap();
+        assert_eq!(targets_of([&node], &k)[0].bearer_token.as_deref(), Some("second"));
+        // A file that cannot be read keeps the token read at start.
+        std::fs::remove_file(&f).unwrap();
+        assert_eq!(targets_of([&node], &k)[0].bearer_token.as_deref(), Some("first"));
     }
 }
