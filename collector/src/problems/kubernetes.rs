@@ -336,18 +336,24 @@ mod tests {
         (StatusCode::OK, axum::Json(node))
     }
 
+    /// The fake API server of the events and node status routes, on a loopback port.
+    async fn fake_api_server(seen: Arc<Mutex<Seen>>) -> std::net::SocketAddr {
+        let app = axum::Router::new()
+            .route("/api/v1/namespaces/default/events", post(fake_event))
+            .route("/api/v1/nodes/node-1/status", patch(fake_patch))
+            .with_state(seen);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
     /// A 4xx whose body is not a Status (kube's typed calls read such a body as code 0) is
     /// still a rejection: the event is dropped once, and the events after it are sent.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_event_refused_by_a_proxy_is_dropped_and_the_next_ones_sent() {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let app = axum::Router::new()
-            .route("/api/v1/namespaces/default/events", post(fake_event))
-            .route("/api/v1/nodes/node-1/status", patch(fake_patch))
-            .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = fake_api_server(seen.clone()).await;
         let now = chrono::Utc::now();
         let store = Arc::new(Store::default());
         store.push_event("kernel-monitor", Severity::Warn, now, "ProxyRejected", "m1");
@@ -377,13 +383,7 @@ mod tests {
             fail_next_event: true,
             ..Default::default()
         }));
-        let app = axum::Router::new()
-            .route("/api/v1/namespaces/default/events", post(fake_event))
-            .route("/api/v1/nodes/node-1/status", patch(fake_patch))
-            .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = fake_api_server(seen.clone()).await;
 
         let now = chrono::Utc::now();
         let store = Store::kernel_monitor_sample(now);
