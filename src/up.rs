@@ -1,5 +1,6 @@
-//! `vigil up`: every part of vigil on this machine, with embedded defaults: the collector, an
-//! aggregator that pulls it, and a log shipper writing to a local file.
+//! `vigil up`: every part of vigil on this machine, with embedded defaults: the collector (with
+//! node-problem-detector's kernel monitor), an aggregator that pulls it, and a log shipper writing
+//! to a local file.
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -12,6 +13,12 @@ pub struct Args {
     /// Address of the collector (cAdvisor metrics, Summary API, node problems).
     #[arg(long, default_value = "127.0.0.1:4194")]
     collector_listen: SocketAddr,
+    /// node-problem-detector monitor config (JSON; repeatable) the collector's problem detector
+    /// runs [default: node-problem-detector's kernel monitor (kmsg plugin on /dev/kmsg), written
+    /// to <data-dir>/problems/kernel-monitor.json]. A log source that cannot be read is reported
+    /// as failing in /problems/sources and retried; a malformed config stops `vigil up`.
+    #[arg(long)]
+    problem_detector_config: Vec<PathBuf>,
     /// Address of the aggregator (Heapster API, metrics.k8s.io).
     #[arg(long, default_value = "127.0.0.1:8082")]
     aggregator_listen: SocketAddr,
@@ -44,6 +51,12 @@ pub struct Args {
     retention: std::time::Duration,
 }
 
+/// node-problem-detector's kernel monitor as it ships it (kubernetes/node-problem-detector
+/// `config/kernel-monitor.json`, unchanged; its default DaemonSet runs this file): kmsg plugin on
+/// /dev/kmsg, conditions KernelDeadlock, XfsShutdown and CperHardwareErrorFatal.
+const KERNEL_MONITOR: &str =
+    include_str!("../collector/testdata/problems/config/kernel-monitor.json");
+
 /// Wraps a crate's `clap::Args` so `vigil up` builds it from the same flags a user would type.
 #[derive(Parser)]
 struct Sub<T: clap::Args> {
@@ -74,10 +87,21 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
         std::fs::create_dir_all(data.join(dir))
             .with_context(|| format!("creating {}", data.join(dir).display()))?;
     }
-    let collector: vigil_collector::Args = sub(
-        "collector",
-        &[format!("--listen={}", args.collector_listen)],
-    )?;
+    let mut problem_configs = args.problem_detector_config.clone();
+    if problem_configs.is_empty() {
+        let default = data.join("problems/kernel-monitor.json");
+        std::fs::create_dir_all(data.join("problems"))
+            .and_then(|_| std::fs::write(&default, KERNEL_MONITOR))
+            .with_context(|| format!("writing {}", default.display()))?;
+        problem_configs.push(default);
+    }
+    let mut collector_flags = vec![format!("--listen={}", args.collector_listen)];
+    collector_flags.extend(
+        problem_configs
+            .iter()
+            .map(|f| format!("--problem-detector-config={}", f.display())),
+    );
+    let collector: vigil_collector::Args = sub("collector", &collector_flags)?;
     let mut rule_files = args.rule_file.clone();
     if rule_files.is_empty() {
         let default = data.join("rules/default.yml");
@@ -119,6 +143,15 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
     println!(
         "  collector   http://{}/metrics  /stats/summary  /healthz",
         args.collector_listen
+    );
+    println!(
+        "  problems    http://{}/conditions  /problems/events  /problems/sources  ({})",
+        args.collector_listen,
+        problem_configs
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  aggregator  http://{}/api/v1/model/metrics/  /apis/metrics.k8s.io/v1beta1/nodes",
