@@ -1,4 +1,4 @@
-//! Alerting inside the aggregator: the rule flags, `Query` over the in-process PromQL engine and
+//! Alerting inside the aggregator: the rule flags (also `--config` keys), `Query` over the in-process PromQL engine and
 //! the store (or a remote API), recorded and `ALERTS` series written into the store, the
 //! notifier, `/api/v1/rules`, `/api/v1/alerts`, `POST /-/reload` and SIGHUP.
 
@@ -21,14 +21,18 @@ use vigil_alerting::{Fanout, Notify, Query, RemoteQuery};
 use vigil_common::exposition::{Format, Writer};
 use vigil_promql::{Engine, EngineOptions};
 
+use crate::config::Config;
 use crate::query::QueryService;
 use crate::store::Store;
 
-/// Rule and notification flags of `vigil aggregator` (and `vigil up`).
+/// Rule and notification flags of `vigil aggregator` (and `vigil up`). Each is also a key of
+/// the same snake_case name in `--config` (see [`crate::config::Config`]); a flag wins over the
+/// key, and a list flag given at least once replaces the file's list.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AlertingArgs {
     /// Prometheus rule file (path or glob; repeatable): alerting and recording rules evaluated
-    /// over the store (or --rule-query-url). Reloaded on SIGHUP and `POST /-/reload`.
+    /// over the store (or --rule-query-url). Reloaded on SIGHUP and `POST /-/reload`. Replaces
+    /// the config file's `rule_file` list (whose relative paths are relative to the file).
     #[arg(long = "rule-file")]
     pub rule_files: Vec<String>,
     /// Alertmanager-format configuration (route, receivers, inhibit_rules): alerts go to its
@@ -50,12 +54,55 @@ pub struct AlertingArgs {
     #[arg(long)]
     pub external_url: Option<String>,
     /// Label added to alerts sent (`name=value`, repeatable), as Prometheus's external_labels.
+    /// Replaces the config file's `external_label` list.
     #[arg(long = "external-label")]
-    pub external_labels: Vec<String>,
+    pub external_labels: Vec<ExternalLabel>,
     /// Also send the rules' alerts to this Alertmanager (base URL, repeatable), as Prometheus's
     /// --alertmanager.url: POST /api/v2/alerts, re-sent while firing, resolved when they end.
+    /// Replaces the config file's `alertmanager_url` list.
     #[arg(long = "alertmanager-url")]
     pub alertmanager_urls: Vec<String>,
+}
+
+/// One external label, `name=value` (flag `--external-label`, key `external_label`); the name
+/// is a Prometheus label name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct ExternalLabel {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for ExternalLabel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not name=value"))?;
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "{s:?}: {name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            ));
+        }
+        Ok(ExternalLabel {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+impl TryFrom<String> for ExternalLabel {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 /// Why alerting could not start.
@@ -124,15 +171,16 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    /// Starts what the flags ask for: nothing without rule files or a notify config.
+    /// Starts what the settings (flags and `--config` keys) ask for: nothing without rule files,
+    /// a notify config or an Alertmanager URL.
     pub fn start(
-        args: &AlertingArgs,
+        cfg: &Config,
         store: Arc<Store>,
         query: &QueryService,
-        data_dir: Option<PathBuf>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Alerting, Error> {
-        let rule_query: Arc<dyn Query> = match &args.rule_query_url {
+        let data_dir = cfg.data_dir.clone();
+        let rule_query: Arc<dyn Query> = match &cfg.rule_query_url {
             Some(url) => Arc::new(RemoteQuery::new(url, Duration::from_secs(30)).map_err(|e| {
                 Error::Flag {
                     flag: "rule-query-url",
@@ -149,7 +197,7 @@ impl Alerting {
                 }),
             }),
         };
-        let notifier = match &args.notify_config {
+        let notifier = match &cfg.notify_config {
             None => None,
             Some(path) => {
                 let fail = |message: String| Error::Notify {
@@ -169,48 +217,41 @@ impl Alerting {
                 Some(n)
             }
         };
-        let forwarder = if args.alertmanager_urls.is_empty() {
+        let forwarder = if cfg.alertmanager_url.is_empty() {
             None
         } else {
-            let f = Forwarder::new(args.alertmanager_urls.clone())
+            let f = Forwarder::new(cfg.alertmanager_url.clone())
                 .map_err(|e| Error::Alertmanager(e.to_string()))?;
             let f = Arc::new(f);
             tokio::spawn(f.clone().run(shutdown.clone()));
             Some(f)
         };
-        if args.rule_files.is_empty() {
+        if cfg.rule_file.is_empty() {
             return Ok(Alerting {
                 manager: None,
                 notifier,
                 forwarder,
             });
         }
-        let mut external_labels = BTreeMap::new();
-        for l in &args.external_labels {
-            let (k, v) = l.split_once('=').ok_or_else(|| Error::Flag {
-                flag: "external-label",
-                message: format!("{l:?} is not name=value"),
-            })?;
-            external_labels.insert(k.to_string(), v.to_string());
-        }
+        let external_labels: BTreeMap<String, String> = cfg
+            .external_label
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
         let eval = EvalOptions {
-            default_interval: args
-                .rule_evaluation_interval
-                .unwrap_or(Duration::from_secs(60)),
-            for_grace_period: args
-                .rule_for_grace_period
-                .unwrap_or(Duration::from_secs(600)),
+            default_interval: cfg.rule_evaluation_interval,
+            for_grace_period: cfg.rule_for_grace_period,
             external_labels,
-            external_url: args.external_url.clone().unwrap_or_default(),
+            external_url: cfg.external_url.clone().unwrap_or_default(),
             ..EvalOptions::default()
         };
-        let writer: Arc<dyn SeriesWriter> = if args.rule_query_url.is_some() {
+        let writer: Arc<dyn SeriesWriter> = if cfg.rule_query_url.is_some() {
             Arc::new(vigil_alerting::rules::eval::NoWriter)
         } else {
             Arc::new(StoreWriter(store))
         };
         let config = ManagerConfig {
-            patterns: args.rule_files.clone(),
+            patterns: cfg.rule_file.clone(),
             eval,
             data_dir: data_dir.clone(),
         };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alerting::ExternalLabel;
 use crate::sinks::SinkConfig;
 
 /// Errors in the aggregator's settings; each names the option (a flag `--x-y` is the key
@@ -30,13 +31,32 @@ pub enum Error {
 }
 
 /// ` (flag --x-y)` for an error in a top-level key `x_y` that is also a flag.
+/// An element of a list key (`external_label[1]`) names the list's flag.
 fn flag_of(e: &vigil_common::config::LoadError) -> String {
     match e {
-        vigil_common::config::LoadError::Parse { key, .. }
-            if !key.is_empty()
-                && key != "sinks"
-                && key != "auth"
-                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+        vigil_common::config::LoadError::Parse { key, .. } => {
+            let key = match key.split_once('[') {
+                Some((list, index))
+                    if index.strip_suffix(']').is_some_and(|i| {
+                        !i.is_empty() && i.chars().all(|c| c.is_ascii_digit())
+                    }) =>
+                {
+                    list
+                }
+                _ => key,
+            };
+            flag_of_key(key)
+        }
+        _ => String::new(),
+    }
+}
+
+fn flag_of_key(key: &str) -> String {
+    match key {
+        key if !key.is_empty()
+            && key != "sinks"
+            && key != "auth"
+            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
         {
             format!(" (flag --{})", key.replace('_', "-"))
         }
@@ -134,6 +154,37 @@ pub struct Config {
         with = "vigil_common::duration::serde_std"
     )]
     pub query_lookback_delta: Duration,
+    /// Prometheus rule files (paths or globs); in the file, a relative path is relative to the
+    /// file's directory (as Prometheus's `rule_files`).
+    #[serde(default)]
+    pub rule_file: Vec<String>,
+    /// Alertmanager-format notification config; in the file, relative to the file's directory.
+    #[serde(default)]
+    pub notify_config: Option<PathBuf>,
+    /// Evaluate rules through this Prometheus-compatible API instead of the store.
+    #[serde(default)]
+    pub rule_query_url: Option<String>,
+    /// Interval of rule groups that set none (Prometheus's evaluation_interval).
+    #[serde(
+        default = "default_rule_evaluation_interval",
+        with = "vigil_common::duration::serde_std"
+    )]
+    pub rule_evaluation_interval: Duration,
+    /// Shortest `for` whose pending state is restored after a restart.
+    #[serde(
+        default = "default_rule_for_grace_period",
+        with = "vigil_common::duration::serde_std"
+    )]
+    pub rule_for_grace_period: Duration,
+    /// URL this server is reached at (alerts' generatorURL, templates' $externalURL).
+    #[serde(default)]
+    pub external_url: Option<String>,
+    /// Labels added to alerts sent, each `name=value`.
+    #[serde(default)]
+    pub external_label: Vec<ExternalLabel>,
+    /// Alertmanagers the rules' alerts are also sent to (base URLs).
+    #[serde(default)]
+    pub alertmanager_url: Vec<String>,
     /// Sinks in their YAML form (`type: influxdb`, ...), then those of `--sink`.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
@@ -178,6 +229,12 @@ fn default_query_max_concurrency() -> usize {
 }
 fn default_query_lookback_delta() -> Duration {
     crate::query::QueryLimits::default().lookback_delta
+}
+fn default_rule_evaluation_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_rule_for_grace_period() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 impl Default for Config {
@@ -274,7 +331,8 @@ pub struct Args {
     /// --query.lookback-delta) [default: 5m].
     #[arg(long, value_parser = vigil_common::duration::parse_std)]
     pub query_lookback_delta: Option<Duration>,
-    /// Rules and notifications (--rule-file, --notify-config, --rule-query-url, ...).
+    /// Rules and notifications (--rule-file, --notify-config, --rule-query-url, ...); also keys
+    /// of the config file.
     #[command(flatten)]
     pub alerting: crate::alerting::AlertingArgs,
     /// Who may call the API: tokens, client certificates, TokenReview/SubjectAccessReview.
@@ -283,11 +341,16 @@ pub struct Args {
 }
 
 impl Args {
-    /// The effective configuration: the file (if any), then the flags on top (a list flag
-    /// replaces the file's list; `--sink` URIs are added to its sinks), validated.
+    /// The effective configuration: the file (if any; its relative rule files and notify
+    /// config taken relative to its directory), then the flags on top (a list flag replaces
+    /// the file's list; `--sink` URIs are added to its sinks), validated.
     pub fn resolve(&self) -> Result<Config, Error> {
         let mut c = match &self.config {
-            Some(p) => vigil_common::config::load_yaml(p)?,
+            Some(p) => {
+                let mut c: Config = vigil_common::config::load_yaml(p)?;
+                c.paths_relative_to(p.parent().unwrap_or(Path::new("")));
+                c
+            }
             None => Config::default(),
         };
         macro_rules! set {
@@ -310,6 +373,31 @@ impl Args {
             query_max_concurrency,
             query_lookback_delta
         );
+        let a = &self.alerting;
+        if let Some(v) = a.rule_evaluation_interval {
+            c.rule_evaluation_interval = v;
+        }
+        if let Some(v) = a.rule_for_grace_period {
+            c.rule_for_grace_period = v;
+        }
+        if let Some(v) = &a.notify_config {
+            c.notify_config = Some(v.clone());
+        }
+        if let Some(v) = &a.rule_query_url {
+            c.rule_query_url = Some(v.clone());
+        }
+        if let Some(v) = &a.external_url {
+            c.external_url = Some(v.clone());
+        }
+        if !a.rule_files.is_empty() {
+            c.rule_file = a.rule_files.clone();
+        }
+        if !a.external_labels.is_empty() {
+            c.external_label = a.external_labels.clone();
+        }
+        if !a.alertmanager_urls.is_empty() {
+            c.alertmanager_url = a.alertmanager_urls.clone();
+        }
         set_opt!(
             nodes_file,
             source,
@@ -357,6 +445,21 @@ pub fn resolution_warning(resolution: Duration) -> Option<String> {
 }
 
 impl Config {
+    /// Makes the file's relative rule files and notify config relative to `dir`, the config
+    /// file's directory (as Prometheus reads `rule_files`); absolute ones stay.
+    fn paths_relative_to(&mut self, dir: &Path) {
+        for f in &mut self.rule_file {
+            if Path::new(f.as_str()).is_relative() {
+                *f = dir.join(&*f).display().to_string();
+            }
+        }
+        if let Some(n) = &mut self.notify_config {
+            if n.is_relative() {
+                *n = dir.join(&*n);
+            }
+        }
+    }
+
     /// Checks what serde cannot; pure. Errors name the option.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |option: &'static str, message: &str| {
@@ -381,6 +484,10 @@ impl Config {
             ("scrape-timeout", self.scrape_timeout.is_zero()),
             ("snapshot-interval", self.snapshot_interval.is_zero()),
             ("query-timeout", self.query_timeout.is_zero()),
+            (
+                "rule-evaluation-interval",
+                self.rule_evaluation_interval.is_zero(),
+            ),
             (
                 "query-lookback-delta",
                 self.query_lookback_delta.as_millis() == 0,

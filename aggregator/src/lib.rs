@@ -123,10 +123,9 @@ pub async fn run(args: Args, mut shutdown: watch::Receiver<bool>) -> Result<(), 
     let info_source = discoveries.iter().find_map(|d| d.info_source());
     let query_service = Arc::new(query::QueryService::new(store.clone(), cfg.query_limits()));
     let alerting = Arc::new(alerting::Alerting::start(
-        &args.alerting,
+        &cfg,
         store.clone(),
         &query_service,
-        cfg.data_dir.clone(),
         shutdown.clone(),
     )?);
     let state = Arc::new(api::AppState {
