@@ -787,4 +787,118 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn config_file_fills_unset_alerting_options_and_flags_win() {
+        let file = testdata("alerting.yaml");
+        let dir = Path::new(&file).parent().unwrap();
+        let c = args(&["--config", &file]).resolve().unwrap();
+        // The file's relative paths are relative to its directory; absolute ones stay.
+        assert_eq!(
+            c.rule_file,
+            vec![
+                dir.join("rules/*.yml").display().to_string(),
+                "/etc/vigil/extra.yml".to_string()
+            ]
+        );
+        assert_eq!(c.notify_config, Some(dir.join("notify.yml")));
+        assert_eq!(c.rule_query_url.as_deref(), Some("http://127.0.0.1:9090"));
+        assert_eq!(c.rule_evaluation_interval, Duration::from_secs(30));
+        assert_eq!(c.rule_for_grace_period, Duration::from_secs(300));
+        assert_eq!(c.external_url.as_deref(), Some("http://vigil.example"));
+        let labels: Vec<_> = c
+            .external_label
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(labels, [("cluster", "prod"), ("region", "eu")]);
+        assert_eq!(c.alertmanager_url.len(), 2);
+
+        // Flags win; a list flag replaces the file's list; flag paths are taken as given.
+        let c = args(&[
+            "--config",
+            &file,
+            "--rule-file",
+            "mine.yml",
+            "--notify-config",
+            "n.yml",
+            "--rule-query-url",
+            "http://q:9090",
+            "--rule-evaluation-interval",
+            "10s",
+            "--rule-for-grace-period",
+            "1h",
+            "--external-url",
+            "http://flag",
+            "--external-label",
+            "team=infra",
+            "--alertmanager-url",
+            "http://am:1",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.rule_file, vec!["mine.yml".to_string()]);
+        assert_eq!(c.notify_config, Some(PathBuf::from("n.yml")));
+        assert_eq!(c.rule_query_url.as_deref(), Some("http://q:9090"));
+        assert_eq!(c.rule_evaluation_interval, Duration::from_secs(10));
+        assert_eq!(c.rule_for_grace_period, Duration::from_secs(3600));
+        assert_eq!(c.external_url.as_deref(), Some("http://flag"));
+        assert_eq!(c.external_label.len(), 1);
+        assert_eq!(c.external_label[0].name, "team");
+        assert_eq!(c.alertmanager_url, vec!["http://am:1".to_string()]);
+
+        // Without a file or flags: Prometheus's defaults, nothing configured.
+        let c = args(&["--nodes", "a:1"]).resolve().unwrap();
+        assert!(c.rule_file.is_empty() && c.notify_config.is_none());
+        assert_eq!(c.rule_evaluation_interval, Duration::from_secs(60));
+        assert_eq!(c.rule_for_grace_period, Duration::from_secs(600));
+        assert!(c.external_label.is_empty() && c.alertmanager_url.is_empty());
+    }
+
+    #[test]
+    fn bad_alerting_keys_name_the_file_the_key_and_the_flag() {
+        let load = |name: &str| {
+            args(&["--config", &testdata(name)])
+                .resolve()
+                .unwrap_err()
+                .to_string()
+        };
+        let e = load("bad-external-label.yaml");
+        assert!(
+            e.contains("bad-external-label.yaml")
+                && e.contains("key `external_label[1]`")
+                && e.contains("1region")
+                && e.ends_with("(flag --external-label)"),
+            "{e}"
+        );
+        let e = load("bad-rule-interval.yaml");
+        assert!(
+            e.contains("bad-rule-interval.yaml")
+                && e.contains("key `rule_for_grace_period`")
+                && e.contains("later")
+                && e.ends_with("(flag --rule-for-grace-period)"),
+            "{e}"
+        );
+        // A zero interval parses but is refused, naming the option.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "nodes: [a:1]\nrule_evaluation_interval: 0s\n").unwrap();
+        let e = args(&["--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--rule-evaluation-interval: must be above zero"),
+            "{e}"
+        );
+        // The same label checks apply to the flag.
+        let e = try_args(&["--external-label", "no-equals"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--external-label") && e.contains("name=value"),
+            "{e}"
+        );
+    }
 }
