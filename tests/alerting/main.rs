@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod default_rules;
 mod notify;
 mod notify_email;
 mod notify_timing;
