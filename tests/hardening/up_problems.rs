@@ -5,10 +5,10 @@
 
 use crate::support::collector::get;
 use crate::support::problems::{append, filelog_config, fixture, kern_lines};
-use crate::support::{free_port, start_fails, until_blocking, Proc};
+use crate::support::{free_port, start_fails, Proc};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -44,22 +44,22 @@ fn up(dir: &Path, extra: &[String]) -> (Proc, String) {
     (Proc { child, name: "vigil up".into() }, format!("http://{collector}"))
 }
 
-/// GET `url` as JSON once it answers 200 (panics with `vigil up`'s stderr after TIMEOUT).
+/// GET `url` as JSON once it answers 200 and `ok` holds (panics with the last answer and
+/// `vigil up`'s stderr after TIMEOUT).
 fn json_when(dir: &Path, what: &str, url: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let wait = || {
-        until_blocking(what, TIMEOUT, || {
-            let (status, body) = get(url);
-            let v: Value = (status == 200).then(|| serde_json::from_str(&body).ok())??;
-            ok(&v).then_some(v)
-        })
-    };
-    match std::panic::catch_unwind(wait) {
-        Ok(v) => v,
-        Err(e) => {
-            let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
-            let (status, body) = get(url);
-            panic!("{:?}; last answer {status} {body}; vigil up's stderr:\n{stderr}", e.downcast_ref::<String>());
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (status, body) = get(url);
+        if status == 200 {
+            if let Some(v) = serde_json::from_str::<Value>(&body).ok().filter(|v| ok(v)) {
+                return v;
+            }
         }
+        if Instant::now() > deadline {
+            let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+            panic!("timed out after {TIMEOUT:?} waiting for {what}; last answer {status} {body}; vigil up's stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
