@@ -149,3 +149,27 @@ fn up_stops_on_a_malformed_problem_detector_config() {
     let err = start_fails("up", &args);
     assert!(err.contains("broken-monitor.json"), "{err}");
 }
+
+/// A kernel log that cannot be opened (as /dev/kmsg without permission) does not stop `vigil up`:
+/// the conditions are served at their initial status, the source is reported failing with its
+/// error, and the rest of vigil serves (node-problem-detector logs and keeps going).
+#[test]
+fn up_serves_when_the_kernel_log_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("config/kernel-monitor.json")).unwrap()).unwrap();
+    let missing = dir.path().join("no-such-kmsg");
+    v["logPath"] = missing.display().to_string().into();
+    let config = dir.path().join("kernel-monitor.json");
+    std::fs::write(&config, v.to_string()).unwrap();
+    let (_up, base) = up(dir.path(), &[format!("--problem-detector-config={}", config.display())]);
+    let v = json_when(dir.path(), "kernel-monitor failing", &format!("{base}/problems/sources"), |v| {
+        v[0]["failing"] == true
+    });
+    assert_eq!(v[0]["source"], "kernel-monitor", "{v}");
+    assert!(v[0]["lastError"].as_str().unwrap_or_default().contains("cannot open kmsg"), "{v}");
+    let conditions = json_when(dir.path(), "/conditions", &format!("{base}/conditions"), |_| true);
+    assert_eq!(condition(&conditions, "KernelDeadlock").unwrap()["status"], "False", "{conditions}");
+    let (status, _) = get(&format!("{base}/metrics"));
+    assert_eq!(status, 200, "the collector serves its metrics");
+}
