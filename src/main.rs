@@ -100,7 +100,20 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn main() -> Result<()> {
+/// Runs the command; an error is printed once as `Error: ` and its causes, each said once
+/// (vigil's messages already carry their cause's text; anyhow's report would repeat it under
+/// "Caused by:"), and the exit code is 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {}", vigil_common::error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     with_allocator_env();
     let cli = Cli::parse();
     init_logging(cli.log_format);

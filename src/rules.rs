@@ -55,7 +55,7 @@ enum Command {
         /// PromQL API), Prometheus, VictoriaMetrics, Thanos.
         #[arg(long, default_value = "http://127.0.0.1:8082")]
         rule_query_url: String,
-        /// Interval of rule groups that set none [default: 1m].
+        /// Interval of rule groups that set none.
         #[arg(long, default_value = "1m", value_parser = vigil_alerting::rules::parse_duration)]
         rule_evaluation_interval: std::time::Duration,
     },
