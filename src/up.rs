@@ -52,7 +52,7 @@ pub struct Args {
 }
 
 /// node-problem-detector's kernel monitor as it ships it (kubernetes/node-problem-detector
-/// `config/kernel-monitor.json`, unchanged; its default DaemonSet runs this file): kmsg plugin on
+/// `config/kernel-monitor.json`, unchanged): kmsg plugin on
 /// /dev/kmsg, conditions KernelDeadlock, XfsShutdown and CperHardwareErrorFatal.
 const KERNEL_MONITOR: &str =
     include_str!("../collector/testdata/problems/config/kernel-monitor.json");
