@@ -31,7 +31,9 @@ fn up_flags(dir: &Path) -> Vec<String> {
 /// Starts `vigil up <flags> <extra>`; returns it and the collector's base URL.
 fn up(dir: &Path, extra: &[String]) -> (Proc, String) {
     let flags = up_flags(dir);
-    let collector = flags[0].trim_start_matches("--collector-listen=").to_string();
+    let collector = flags[0]
+        .trim_start_matches("--collector-listen=")
+        .to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(dir)
         .arg("up")
@@ -41,7 +43,13 @@ fn up(dir: &Path, extra: &[String]) -> (Proc, String) {
         .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .expect("start vigil up");
-    (Proc { child, name: "vigil up".into() }, format!("http://{collector}"))
+    (
+        Proc {
+            child,
+            name: "vigil up".into(),
+        },
+        format!("http://{collector}"),
+    )
 }
 
 /// GET `url` as JSON once it answers 200 and `ok` holds (panics with the last answer and
@@ -68,7 +76,9 @@ fn condition<'a>(conditions: &'a Value, kind: &str) -> Option<&'a Value> {
 }
 
 fn sources(v: &Value) -> Vec<&str> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s["source"].as_str()).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().filter_map(|s| s["source"].as_str()).collect())
+        .unwrap_or_default()
 }
 
 /// With no flag: the shipped kernel monitor, written to the data dir, serves its conditions at
@@ -77,9 +87,12 @@ fn sources(v: &Value) -> Vec<&str> {
 fn up_runs_the_kernel_monitor_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let (_up, base) = up(dir.path(), &[]);
-    let conditions = json_when(dir.path(), "/conditions with KernelDeadlock", &format!("{base}/conditions"), |v| {
-        condition(v, "KernelDeadlock").is_some()
-    });
+    let conditions = json_when(
+        dir.path(),
+        "/conditions with KernelDeadlock",
+        &format!("{base}/conditions"),
+        |v| condition(v, "KernelDeadlock").is_some(),
+    );
     for (kind, reason) in [
         ("KernelDeadlock", "KernelHasNoDeadlock"),
         ("XfsShutdown", "XfsHasNotShutDown"),
@@ -89,7 +102,12 @@ fn up_runs_the_kernel_monitor_by_default() {
         assert_eq!(c["status"], "False", "{c}");
         assert_eq!(c["reason"], reason, "{c}");
     }
-    let v = json_when(dir.path(), "/problems/sources", &format!("{base}/problems/sources"), |v| !sources(v).is_empty());
+    let v = json_when(
+        dir.path(),
+        "/problems/sources",
+        &format!("{base}/problems/sources"),
+        |v| !sources(v).is_empty(),
+    );
     assert_eq!(sources(&v), ["kernel-monitor"], "{v}");
     let (status, _) = get(&format!("{base}/problems/events"));
     assert_eq!(status, 200);
@@ -102,7 +120,10 @@ fn up_runs_the_kernel_monitor_by_default() {
         written.display()
     );
     let stdout = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
-    assert!(stdout.contains("/conditions") && stdout.contains(&written.display().to_string()), "{stdout}");
+    assert!(
+        stdout.contains("/conditions") && stdout.contains(&written.display().to_string()),
+        "{stdout}"
+    );
 }
 
 /// `--problem-detector-config` (repeated) replaces the default: both monitors run on the given
@@ -122,19 +143,40 @@ fn up_problem_detector_config_overrides_the_default() {
             readonly.display().to_string(),
         ],
     );
-    let v = json_when(dir.path(), "both sources", &format!("{base}/problems/sources"), |v| sources(v).len() == 2);
+    let v = json_when(
+        dir.path(),
+        "both sources",
+        &format!("{base}/problems/sources"),
+        |v| sources(v).len() == 2,
+    );
     let mut names = sources(&v);
     names.sort();
     assert_eq!(names, ["kernel-monitor", "readonly-monitor"], "{v}");
-    assert!(v.as_array().unwrap().iter().all(|s| s["failing"] == false), "{v}");
+    assert!(
+        v.as_array().unwrap().iter().all(|s| s["failing"] == false),
+        "{v}"
+    );
 
     append(&log, kern_lines("docker_hung"));
-    let conditions = json_when(dir.path(), "KernelDeadlock True", &format!("{base}/conditions"), |v| {
-        condition(v, "KernelDeadlock").is_some_and(|c| c["status"] == "True")
-    });
-    assert_eq!(condition(&conditions, "KernelDeadlock").unwrap()["reason"], "DockerHung");
-    assert_eq!(condition(&conditions, "ReadonlyFilesystem").unwrap()["status"], "False", "{conditions}");
-    assert!(!dir.path().join("data/problems").exists(), "the default monitor is written only when no flag is given");
+    let conditions = json_when(
+        dir.path(),
+        "KernelDeadlock True",
+        &format!("{base}/conditions"),
+        |v| condition(v, "KernelDeadlock").is_some_and(|c| c["status"] == "True"),
+    );
+    assert_eq!(
+        condition(&conditions, "KernelDeadlock").unwrap()["reason"],
+        "DockerHung"
+    );
+    assert_eq!(
+        condition(&conditions, "ReadonlyFilesystem").unwrap()["status"],
+        "False",
+        "{conditions}"
+    );
+    assert!(
+        !dir.path().join("data/problems").exists(),
+        "the default monitor is written only when no flag is given"
+    );
 }
 
 /// A malformed monitor config stops `vigil up` at start-up, naming the file.
@@ -156,20 +198,43 @@ fn up_stops_on_a_malformed_problem_detector_config() {
 #[test]
 fn up_serves_when_the_kernel_log_cannot_be_opened() {
     let dir = tempfile::tempdir().unwrap();
-    let mut v: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config/kernel-monitor.json")).unwrap()).unwrap();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("config/kernel-monitor.json")).unwrap(),
+    )
+    .unwrap();
     let missing = dir.path().join("no-such-kmsg");
     v["logPath"] = missing.display().to_string().into();
     let config = dir.path().join("kernel-monitor.json");
     std::fs::write(&config, v.to_string()).unwrap();
-    let (_up, base) = up(dir.path(), &[format!("--problem-detector-config={}", config.display())]);
-    let v = json_when(dir.path(), "kernel-monitor failing", &format!("{base}/problems/sources"), |v| {
-        v[0]["failing"] == true
-    });
+    let (_up, base) = up(
+        dir.path(),
+        &[format!("--problem-detector-config={}", config.display())],
+    );
+    let v = json_when(
+        dir.path(),
+        "kernel-monitor failing",
+        &format!("{base}/problems/sources"),
+        |v| v[0]["failing"] == true,
+    );
     assert_eq!(v[0]["source"], "kernel-monitor", "{v}");
-    assert!(v[0]["lastError"].as_str().unwrap_or_default().contains("cannot open kmsg"), "{v}");
-    let conditions = json_when(dir.path(), "/conditions", &format!("{base}/conditions"), |_| true);
-    assert_eq!(condition(&conditions, "KernelDeadlock").unwrap()["status"], "False", "{conditions}");
+    assert!(
+        v[0]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot open kmsg"),
+        "{v}"
+    );
+    let conditions = json_when(
+        dir.path(),
+        "/conditions",
+        &format!("{base}/conditions"),
+        |_| true,
+    );
+    assert_eq!(
+        condition(&conditions, "KernelDeadlock").unwrap()["status"],
+        "False",
+        "{conditions}"
+    );
     let (status, _) = get(&format!("{base}/metrics"));
     assert_eq!(status, 200, "the collector serves its metrics");
 }
