@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod config_file;
 mod default_rules;
 mod notify;
 mod notify_email;
