@@ -51,12 +51,6 @@ pub struct Args {
     retention: std::time::Duration,
 }
 
-/// node-problem-detector's kernel monitor as it ships it (kubernetes/node-problem-detector
-/// `config/kernel-monitor.json`, unchanged): kmsg plugin on
-/// /dev/kmsg, conditions KernelDeadlock, XfsShutdown and CperHardwareErrorFatal.
-const KERNEL_MONITOR: &str =
-    include_str!("../collector/testdata/problems/config/kernel-monitor.json");
-
 /// Wraps a crate's `clap::Args` so `vigil up` builds it from the same flags a user would type.
 #[derive(Parser)]
 struct Sub<T: clap::Args> {
@@ -91,7 +85,7 @@ pub async fn run(args: Args, shutdown: watch::Receiver<bool>) -> Result<()> {
     if problem_configs.is_empty() {
         let default = data.join("problems/kernel-monitor.json");
         std::fs::create_dir_all(data.join("problems"))
-            .and_then(|_| std::fs::write(&default, KERNEL_MONITOR))
+            .and_then(|_| std::fs::write(&default, vigil_collector::problems::KERNEL_MONITOR))
             .with_context(|| format!("writing {}", default.display()))?;
         problem_configs.push(default);
     }

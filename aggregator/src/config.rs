@@ -34,6 +34,12 @@ pub enum Error {
 /// An element of a list key (`external_label[1]`) names the list's flag.
 fn flag_of(e: &vigil_common::config::LoadError) -> String {
     match e {
+        // A misspelt key is no flag: naming `--metric-resolutoin` would mislead.
+        vigil_common::config::LoadError::Parse { message, .. }
+            if message.starts_with("unknown field") =>
+        {
+            String::new()
+        }
         vigil_common::config::LoadError::Parse { key, .. } => {
             let key = match key.split_once('[') {
                 Some((list, index))
@@ -755,6 +761,7 @@ mod tests {
             e.contains("unknown-key.yaml") && e.contains("metric_resolutoin"),
             "{e}"
         );
+        assert!(!e.contains("(flag --"), "a misspelt key names no flag: {e}");
         let e = load("bad-type.yaml");
         assert!(
             e.contains("bad-type.yaml") && e.contains("scrape_concurrency"),

@@ -10,7 +10,7 @@ use vigil_collector::problems::config::{parse_str, MonitorConfig};
 use vigil_collector::problems::matcher::{LogLine, Matcher};
 use vigil_collector::problems::watch::filelog::Translator;
 
-const KERNEL_MONITOR: &str = include_str!("../testdata/problems/config/kernel-monitor.json");
+use vigil_collector::problems::KERNEL_MONITOR;
 
 /// Realistic kernel messages that none of the shipped rules match.
 fn input(lines: usize) -> String {

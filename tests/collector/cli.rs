@@ -259,7 +259,7 @@ fn problem_detector_is_wired_into_the_collector() {
 #[test]
 fn problem_detector_kubernetes_without_credentials_fails_start_up() {
     let monitor = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("collector/testdata/problems/kernel-monitor.json");
+        .join("collector/testdata/problems/config/kernel-monitor.json");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
             .arg("collector")

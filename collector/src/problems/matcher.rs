@@ -525,7 +525,7 @@ mod tests {
     fn fast_path_equals_exact_on_samples() {
         let kernel = crate::problems::config::parse_str(
             std::path::Path::new("kernel-monitor.json"),
-            include_str!("../../testdata/problems/kernel-monitor.json"),
+            crate::problems::KERNEL_MONITOR,
         )
         .unwrap();
         let crate::problems::config::MonitorConfig::SystemLog(cfg) = kernel else {

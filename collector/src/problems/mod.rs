@@ -10,6 +10,11 @@ pub mod matcher;
 pub mod store;
 pub mod watch;
 
+/// node-problem-detector's kernel monitor as it ships it (kubernetes/node-problem-detector
+/// `config/kernel-monitor.json`, unchanged: kmsg plugin on /dev/kmsg, conditions KernelDeadlock,
+/// XfsShutdown and CperHardwareErrorFatal): `vigil up`'s default and the tests' reference.
+pub const KERNEL_MONITOR: &str = include_str!("../../testdata/problems/config/kernel-monitor.json");
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
