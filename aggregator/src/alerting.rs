@@ -50,7 +50,9 @@ pub struct AlertingArgs {
     /// (Prometheus's --rules.alert.for-grace-period) [default: 10m].
     #[arg(long, value_parser = vigil_common::duration::parse_std)]
     pub rule_for_grace_period: Option<Duration>,
-    /// URL this server is reached at, for alerts' generatorURL and templates' $externalURL.
+    /// URL this server is reached at, for alerts' generatorURL, templates' $externalURL and
+    /// notifications' externalURL [default: http://<listen address>, or this machine's name and
+    /// the port when listening on every address, as Prometheus and Alertmanager default].
     #[arg(long)]
     pub external_url: Option<String>,
     /// Label added to alerts sent (`name=value`, repeatable), as Prometheus's external_labels.
@@ -116,6 +118,21 @@ pub enum Error {
     Notify { path: String, message: String },
     #[error("--alertmanager-url: {0}")]
     Alertmanager(String),
+}
+
+/// Prometheus's and Alertmanager's default external URL: `http://<listen address>`, or this
+/// machine's name and the port when the server listens on every address.
+pub fn default_external_url(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("http://{host}:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
 }
 
 /// `Query` over the in-process engine and the store.
@@ -197,6 +214,10 @@ impl Alerting {
                 }),
             }),
         };
+        let external_url = cfg
+            .external_url
+            .clone()
+            .unwrap_or_else(|| default_external_url(cfg.listen));
         let notifier = match &cfg.notify_config {
             None => None,
             Some(path) => {
@@ -204,8 +225,10 @@ impl Alerting {
                     path: path.display().to_string(),
                     message,
                 };
-                let config = vigil_alerting::notify::NotifyConfig::load(path)
+                let mut config = vigil_alerting::notify::NotifyConfig::load(path)
                     .map_err(|e| fail(e.to_string()))?;
+                // The notifier is served here too (`/api/v2/*`): links point at this server.
+                config.external_url = external_url.clone();
                 let n = Notifier::new(
                     config,
                     data_dir.as_ref().map(|d| d.join("notify")),
@@ -242,7 +265,7 @@ impl Alerting {
             default_interval: cfg.rule_evaluation_interval,
             for_grace_period: cfg.rule_for_grace_period,
             external_labels,
-            external_url: cfg.external_url.clone().unwrap_or_default(),
+            external_url,
             ..EvalOptions::default()
         };
         let writer: Arc<dyn SeriesWriter> = if cfg.rule_query_url.is_some() {
@@ -336,5 +359,24 @@ async fn reload(State(m): State<Arc<Manager>>) -> Response {
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_external_url_is_where_the_server_listens() {
+        use super::default_external_url;
+        assert_eq!(
+            default_external_url("127.0.0.1:8082".parse().unwrap()),
+            "http://127.0.0.1:8082"
+        );
+        assert_eq!(
+            default_external_url("[::1]:8082".parse().unwrap()),
+            "http://[::1]:8082"
+        );
+        let all = default_external_url("0.0.0.0:8082".parse().unwrap());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(all, format!("http://{}:8082", host.trim()));
     }
 }

@@ -104,6 +104,8 @@ async fn rule_fires_in_the_api_promql_and_a_webhook() {
     assert_eq!(body["status"], "firing");
     assert_eq!(body["alerts"][0]["labels"]["alertname"], "MemorySeen");
     assert!(body["alerts"][0]["generatorURL"].as_str().unwrap().starts_with("http://vigil.test/graph?g0.expr="));
+    // The in-process notifier is served here too: its links point at the same URL.
+    assert_eq!(body["externalURL"], "http://vigil.test");
     // ... and /api/v2/alerts is served.
     let v2 = json(&format!("{b}/api/v2/alerts")).await;
     assert_eq!(v2[0]["labels"]["alertname"], "MemorySeen", "{v2}");
