@@ -221,8 +221,8 @@ fn up_serves_when_the_kernel_log_cannot_be_opened() {
         v[0]["lastError"]
             .as_str()
             .unwrap_or_default()
-            .contains("cannot open kmsg"),
-        "{v}"
+            .contains(&format!("cannot open kmsg {}: ", missing.display())),
+        "the error names the path: {v}"
     );
     let conditions = json_when(
         dir.path(),

@@ -135,7 +135,7 @@ mod tests {
             v,
             serde_json::json!([{
                 "source": "kernel-monitor", "failing": true, "readErrors": 1, "linesTruncated": 0,
-                "lastError": "cannot read log file: Is a directory (os error 21)"
+                "lastError": "cannot read log file /var/log/kern.log: Is a directory (os error 21)"
             }])
         );
         retry.ok(path);

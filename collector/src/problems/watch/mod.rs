@@ -72,7 +72,7 @@ impl Retry {
             .stats
             .last_error
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(format!("{what}: {error}"));
+            .unwrap_or_else(|e| e.into_inner()) = Some(format!("{what} {}: {error}", path.display()));
         self.backoff.next_delay()
     }
 
