@@ -88,9 +88,10 @@ enum Command {
     Rules(rules::Args),
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr at `default` level unless RUST_LOG says otherwise.
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -116,7 +117,13 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     with_allocator_env();
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The rule tools report on stdout/stderr themselves, as promtool: only errors are logged
+    // (a failed evaluation is in `replay`'s report, not a second time as a warning).
+    let level = match cli.command {
+        Command::Rules(_) => "error",
+        _ => "info",
+    };
+    init_logging(cli.log_format, level);
     let command = match cli.command {
         // Rule tooling is synchronous (blocking HTTP for remote queries): no runtime.
         Command::Rules(args) => std::process::exit(rules::run(args)),

@@ -142,4 +142,6 @@ fn replay_from_to_over_prometheus_history() {
     assert!(out.is_empty());
     assert!(err.contains(&format!("{} group \"g\", rule \"High\": remote query {dead}/api/v1/query", at(0))), "{err}");
     assert!(err.contains("31 failed evaluations in all"), "{err}");
+    // Each failure is said once, in the report: not also as a log line.
+    assert!(!err.contains("rule evaluation failed"), "{err}");
 }
