@@ -2,22 +2,15 @@
 //! this machine's real cgroups and /proc, and one simulated node, all pulled by one
 //! `vigil aggregator`.
 
-use std::path::Path;
 use std::time::Duration;
 
+use crate::support::fixture_node_flags;
 use crate::support::until;
 use crate::support::aggregator::*;
 use vigil_aggregator::sim::{Shape, Sim};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("collector/testdata")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 fn mem_total_bytes() -> f64 {
     let info = std::fs::read_to_string("/proc/meminfo").unwrap();
@@ -35,18 +28,7 @@ fn mem_total_bytes() -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collectors_on_a_fixture_and_on_real_cgroups_feed_the_aggregator() {
-    let fixture_node = Collector::start(&[
-        "--housekeeping-interval",
-        "1s",
-        "--cgroup-root",
-        &fixture("cgroup-v2-systemd"),
-        "--pod-log-root",
-        &fixture("logs/pods"),
-        "--container-log-root",
-        &fixture("logs/containers"),
-        "--node-name",
-        "fixture-node",
-    ])
+    let fixture_node = Collector::start(&fixture_node_flags().iter().map(String::as_str).collect::<Vec<_>>())
     .await;
     let real_node =
         Collector::start(&["--housekeeping-interval", "1s", "--node-name", "real-node"]).await;

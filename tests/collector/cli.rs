@@ -1,6 +1,7 @@
 //! End to end on fixture trees and bad input: the real `vigil collector` binary's Summary API,
 //! config errors that name the key, and a bad problem-detector config stopping start-up.
 
+use crate::support::fixture_node_flags;
 use crate::support::collector::*;
 use crate::support::{free_port, until_blocking, Proc};
 use serde_json::Value;
@@ -8,27 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("collector/testdata")
-        .join(name)
-        .display()
-        .to_string()
+    crate::support::collector_testdata(name)
 }
 
 #[test]
 fn summary_of_a_v2_fixture_node() {
-    let c = Collector::start(&[
-        "--housekeeping-interval",
-        "1s",
-        "--cgroup-root",
-        &fixture("cgroup-v2-systemd"),
-        "--pod-log-root",
-        &fixture("logs/pods"),
-        "--container-log-root",
-        &fixture("logs/containers"),
-        "--node-name",
-        "fixture-node",
-    ]);
+    let c = Collector::start(&fixture_node_flags().iter().map(String::as_str).collect::<Vec<_>>());
     let (s, body) = get(&format!("{}/stats/summary", c.base));
     assert_eq!(s, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -107,40 +93,18 @@ fn v1_fixture_and_disabled_groups() {
         "/kubepods/burstable/pod11111111-2222-3333-4444-555555555555/{}",
         "b".repeat(64)
     );
+    let value = |name: &str| {
+        m.iter()
+            .find(|s| s.name == name && s.label("id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{name} of {id}"))
+            .value
+    };
     // cpuacct.usage 7000000000 ns = 7 s; memory.usage_in_bytes 209715200 − total_inactive_file 52428800.
-    assert_eq!(
-        m.iter()
-            .find(|s| s.name == "container_cpu_usage_seconds_total"
-                && s.label("id") == Some(id.as_str()))
-            .unwrap()
-            .value,
-        7.0
-    );
-    assert_eq!(
-        m.iter()
-            .find(|s| s.name == "container_memory_working_set_bytes"
-                && s.label("id") == Some(id.as_str()))
-            .unwrap()
-            .value,
-        157286400.0
-    );
+    assert_eq!(value("container_cpu_usage_seconds_total"), 7.0);
+    assert_eq!(value("container_memory_working_set_bytes"), 157286400.0);
     // throttled_time 123000000 ns = 0.123 s (a quota is set).
-    assert_eq!(
-        m.iter()
-            .find(|s| s.name == "container_cpu_cfs_throttled_seconds_total"
-                && s.label("id") == Some(id.as_str()))
-            .unwrap()
-            .value,
-        0.123
-    );
-    assert_eq!(
-        m.iter()
-            .find(|s| s.name == "container_spec_memory_limit_bytes"
-                && s.label("id") == Some(id.as_str()))
-            .unwrap()
-            .value,
-        536870912.0
-    );
+    assert_eq!(value("container_cpu_cfs_throttled_seconds_total"), 0.123);
+    assert_eq!(value("container_spec_memory_limit_bytes"), 536870912.0);
     // No /var/log/pods: no names, but still reported by its cgroup id and container id.
     let s = m
         .iter()

@@ -1,36 +1,18 @@
 //! End to end with real peers: Prometheus scrapes `vigil collector`, promtool lints its
 //! exposition, and node-level figures agree with prometheus-node-exporter's.
 
+use crate::support::fixture_node_flags;
 use crate::support::promtool;
 use crate::support::collector::*;
 use crate::support::until_blocking;
-use std::path::Path;
 use std::time::Duration;
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("collector/testdata")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 #[test]
 fn prometheus_scrapes_the_collector_and_promtool_accepts_it() {
     // The real machine, and a v2 fixture tree that has every metric family (PSI, io, pids, limits).
     let real = Collector::start(&["--housekeeping-interval", "1s"]);
-    let fix = Collector::start(&[
-        "--housekeeping-interval",
-        "1s",
-        "--cgroup-root",
-        &fixture("cgroup-v2-systemd"),
-        "--pod-log-root",
-        &fixture("logs/pods"),
-        "--container-log-root",
-        &fixture("logs/containers"),
-        "--node-name",
-        "fixture-node",
-    ]);
+    let fix = Collector::start(&fixture_node_flags().iter().map(String::as_str).collect::<Vec<_>>());
     // Only the findings kept on purpose for cAdvisor's names; any other fails.
     for c in [&real, &fix] {
         promtool::check_metrics(&c.metrics(), &CADVISOR_LINT_FINDINGS);

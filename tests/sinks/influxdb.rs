@@ -24,13 +24,7 @@ async fn influxdb_v1_heapster_schema_reads_back_exactly() {
         ],
         None,
     );
-    for b in &batches {
-        run.set.push(Arc::new(b.clone()));
-    }
-    run.wait_sent(0, total as u64, Duration::from_secs(30))
-        .await;
-    run.wait_sent(1, total as u64, Duration::from_secs(30))
-        .await;
+    run.push_all_and_wait(&batches, total as u64).await;
     let st = run.set.stats();
     assert!(
         st[1].payloads_sent >= (total as u64).div_ceil(7),

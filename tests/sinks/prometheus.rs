@@ -53,11 +53,7 @@ async fn remote_write_reaches_prometheus_and_its_query_api_returns_the_values() 
         )],
         None,
     );
-    for b in &batches {
-        run.set.push(Arc::new(b.clone()));
-    }
-    run.wait_sent(0, total as u64, Duration::from_secs(30))
-        .await;
+    run.push_all_and_wait(&batches, total as u64).await;
     let st = &run.set.stats()[0];
     assert_eq!((st.payloads_rejected, st.requests_failed), (0, 0), "{st:?}");
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;

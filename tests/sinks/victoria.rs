@@ -47,13 +47,7 @@ async fn influxdb_v2_and_remote_write_reach_victoria_metrics() {
         ],
         None,
     );
-    for b in &batches {
-        run.set.push(Arc::new(b.clone()));
-    }
-    run.wait_sent(0, total as u64, Duration::from_secs(30))
-        .await;
-    run.wait_sent(1, total as u64, Duration::from_secs(30))
-        .await;
+    run.push_all_and_wait(&batches, total as u64).await;
     assert!(run.set.stats()[1].payloads_sent >= (total as u64).div_ceil(5));
 
     // v2: VictoriaMetrics names a field's series `<measurement>_<field>`.

@@ -108,6 +108,31 @@ pub fn start_fails(sub: &str, args: &[&str]) -> String {
     err
 }
 
+/// A file or directory of `collector/testdata`.
+pub fn collector_testdata(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("collector/testdata")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `vigil collector` flags of the cgroup v2 fixture node (every metric family, its pod and
+/// container logs, named `fixture-node`, a pass a second): one node for every test that reads it.
+pub fn fixture_node_flags() -> Vec<String> {
+    let mut flags = vec!["--housekeeping-interval".to_string(), "1s".to_string()];
+    for (flag, dir) in [
+        ("--cgroup-root", "cgroup-v2-systemd"),
+        ("--pod-log-root", "logs/pods"),
+        ("--container-log-root", "logs/containers"),
+    ] {
+        flags.push(flag.into());
+        flags.push(collector_testdata(dir));
+    }
+    flags.extend(["--node-name".to_string(), "fixture-node".to_string()]);
+    flags
+}
+
 /// Requires a peer binary: a test that needs it fails (not skips) when it is missing.
 pub fn require(bin: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {

@@ -785,7 +785,17 @@ impl Running {
         }
     }
 
-    /// Waits until every sink has delivered `points` points (or panics with the stats).
+    /// Pushes `batches` and waits (30 s at most) until every sink has delivered all `points`.
+    pub async fn push_all_and_wait(&self, batches: &[Batch], points: u64) {
+        for b in batches {
+            self.set.push(std::sync::Arc::new(b.clone()));
+        }
+        for sink in 0..self.set.stats().len() {
+            self.wait_sent(sink, points, Duration::from_secs(30)).await;
+        }
+    }
+
+    /// Waits until sink number `sink` has delivered `points` points (or panics with the stats).
     pub async fn wait_sent(&self, sink: usize, points: u64, timeout: Duration) {
         let set = self.set.clone();
         let deadline = Instant::now() + timeout;
